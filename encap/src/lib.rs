@@ -1,0 +1,1 @@
+//! podnet-encap: work in progress.

@@ -1,0 +1,1 @@
+//! podnet-ipam: work in progress.

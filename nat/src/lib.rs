@@ -1,0 +1,1 @@
+//! podnet-nat: work in progress.
