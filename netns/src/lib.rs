@@ -74,7 +74,7 @@ impl NetNs {
             .read(true)
             .write(true)
             .create_new(true)
-            .mode(0)
+            .mode(0o000)
             .open(&path)
         {
             Ok(f) => drop(f),
