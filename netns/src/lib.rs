@@ -232,9 +232,13 @@ impl NetNs {
     /// The namespace's inode number: two handles refer to the same namespace exactly when their
     /// inodes are equal.
     pub fn inode(&self) -> Result<u64> {
-        let st = File::from(self.fd.try_clone().map_err(|e| NetNsError::from_io("dup", None, e))?)
-            .metadata()
-            .map_err(|e| NetNsError::from_io("fstat", None, e))?;
+        let st = File::from(
+            self.fd
+                .try_clone()
+                .map_err(|e| NetNsError::from_io("dup", None, e))?,
+        )
+        .metadata()
+        .map_err(|e| NetNsError::from_io("fstat", None, e))?;
         Ok(st.ino())
     }
 
@@ -293,12 +297,12 @@ impl NetNs {
     /// Reads a sysctl inside this namespace, without the trailing newline.
     pub fn sysctl_get(&self, key: &str) -> Result<String> {
         let path = sysctl_path(key)?;
-        let value = self
-            .run(|| fs::read_to_string(&path))?
-            .map_err(|source| NetNsError::Sysctl {
-                key: key.into(),
-                source,
-            })?;
+        let value =
+            self.run(|| fs::read_to_string(&path))?
+                .map_err(|source| NetNsError::Sysctl {
+                    key: key.into(),
+                    source,
+                })?;
         Ok(value.trim_end_matches('\n').to_owned())
     }
 }
@@ -349,7 +353,10 @@ fn sysctl_path(key: &str) -> Result<PathBuf> {
     } else {
         key.replace('.', "/")
     };
-    if rel.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+    if rel
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
         return Err(bad("malformed key"));
     }
     Ok(Path::new("/proc/sys").join(rel))
