@@ -1,1 +1,34 @@
-//! podnet-nat: work in progress.
+//! Rule models and their backends for container NAT.
+//!
+//! - [`iptables`]: tables, chains and rules as types; `iptables-restore` input out,
+//!   `iptables-save` output in.
+//! - [`kube`]: Services and EndpointSlices read from YAML or JSON, and the validated service
+//!   model every proxy mode compiles from.
+//! - [`proxy`]: node settings and the kube-proxy iptables-mode compiler, with full and partial
+//!   syncs applied inside a network namespace.
+//!
+//! ```
+//! use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
+//! use podnet_nat::proxy::{NodeSettings, iptables::compile};
+//!
+//! let yaml = r#"
+//! apiVersion: v1
+//! kind: Service
+//! metadata: {name: web, namespace: demo}
+//! spec:
+//!   clusterIP: 10.96.0.10
+//!   ports: [{name: http, port: 80, protocol: TCP}]
+//! "#;
+//! let (objects, warnings) = parse_objects(yaml, "inline");
+//! assert!(warnings.is_empty());
+//! let (state, _) = ClusterState::from_objects(&objects, IpFamily::V4);
+//! let rules = compile(&state, &NodeSettings::new("node-1", IpFamily::V4)).render();
+//! assert!(rules.contains("\"demo/web:http has no endpoints\""));
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod hash;
+pub mod iptables;
+pub mod kube;
+pub mod proxy;

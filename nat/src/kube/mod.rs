@@ -1,0 +1,16 @@
+//! Kubernetes input: the objects a service proxy reads, and the validated service model built
+//! from them, shared by every proxy mode.
+
+mod model;
+mod objects;
+
+pub use model::{
+    Categorized, ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName,
+    SessionAffinity, categorize_endpoints, parse_cidr_sloppy, parse_ip_sloppy,
+};
+pub use objects::{
+    ClientIpConfig, EndpointConditions, EndpointPortSpec, EndpointSlice, EndpointSpec,
+    KubeObject, LoadBalancerIngress, LoadBalancerStatus, ObjectMeta, SERVICE_NAME_LABEL,
+    Service, ServicePortSpec, ServiceSpec, ServiceStatus, SessionAffinityConfig, Warning,
+    parse_objects,
+};

@@ -1,0 +1,619 @@
+//! The kube-proxy iptables-mode compiler: services and node settings in, the `filter` and `nat`
+//! rules kube-proxy's iptables proxier writes out.
+//!
+//! The structure follows kube-proxy's `syncProxyRules`: top-level chains (KUBE-SERVICES,
+//! KUBE-NODEPORTS, KUBE-EXTERNAL-SERVICES, KUBE-FORWARD, KUBE-PROXY-FIREWALL, KUBE-FIREWALL,
+//! KUBE-POSTROUTING, KUBE-MARK-MASQ) are always written whole; each Service's own chains
+//! (KUBE-SVC-, KUBE-SVL-, KUBE-EXT-, KUBE-FW-, KUBE-SEP-) are kept per Service so a partial sync
+//! can write only the Services that changed.
+
+use super::settings::{LocalDetector, NodeSettings};
+use crate::hash::chain_hash;
+use crate::iptables::{
+    AddrType, CtState, Match, Protocol, Rule, Ruleset, Table, TableRules, Target,
+};
+use crate::kube::{ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, SessionAffinity, categorize_endpoints};
+use ipnet::IpNet;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// `KUBE-SERVICES`.
+pub const KUBE_SERVICES: &str = "KUBE-SERVICES";
+/// `KUBE-EXTERNAL-SERVICES` (filter).
+pub const KUBE_EXTERNAL_SERVICES: &str = "KUBE-EXTERNAL-SERVICES";
+/// `KUBE-NODEPORTS`.
+pub const KUBE_NODEPORTS: &str = "KUBE-NODEPORTS";
+/// `KUBE-POSTROUTING` (nat).
+pub const KUBE_POSTROUTING: &str = "KUBE-POSTROUTING";
+/// `KUBE-MARK-MASQ` (nat).
+pub const KUBE_MARK_MASQ: &str = "KUBE-MARK-MASQ";
+/// `KUBE-FORWARD` (filter).
+pub const KUBE_FORWARD: &str = "KUBE-FORWARD";
+/// `KUBE-PROXY-FIREWALL` (filter).
+pub const KUBE_PROXY_FIREWALL: &str = "KUBE-PROXY-FIREWALL";
+/// `KUBE-FIREWALL` (filter; kubelet's anti-martian chain).
+pub const KUBE_FIREWALL: &str = "KUBE-FIREWALL";
+
+/// The prefixes of per-Service chains, which a sync may delete when unused.
+pub const SERVICE_CHAIN_PREFIXES: [&str; 5] = ["KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-"];
+
+/// Above this many endpoints kube-proxy drops per-endpoint comments ("large cluster mode").
+pub const LARGE_CLUSTER_ENDPOINTS: usize = 1000;
+
+/// The nfacct counter for INVALID packets dropped in KUBE-FORWARD.
+pub const NFACCT_CT_INVALID: &str = "ct_state_invalid_dropped_pkts";
+/// The nfacct counter for node ports accepted on localhost.
+pub const NFACCT_LOCALHOST_NODEPORTS: &str = "localhost_nps_accepted_pkts";
+
+/// Whether `chain` is a per-Service chain (KUBE-SVC-, KUBE-SVL-, KUBE-EXT-, KUBE-FW-, KUBE-SEP-).
+pub fn is_service_chain(chain: &str) -> bool {
+    SERVICE_CHAIN_PREFIXES.iter().any(|p| chain.starts_with(p))
+}
+
+fn port_hash(spn: &str, proto: Protocol) -> String {
+    chain_hash(&[spn, proto.as_str()])
+}
+
+/// `KUBE-SVC-<hash>`: the Cluster-policy chain of a service port.
+pub fn service_chain(spn: &str, proto: Protocol) -> String {
+    format!("KUBE-SVC-{}", port_hash(spn, proto))
+}
+
+/// `KUBE-SEP-<hash>`: the chain of one endpoint of a service port (`endpoint` is `ip:port`).
+pub fn endpoint_chain(spn: &str, proto: Protocol, endpoint: &str) -> String {
+    format!("KUBE-SEP-{}", chain_hash(&[spn, proto.as_str(), endpoint]))
+}
+
+/// The jump rules kube-proxy keeps in the built-in chains: (table, built-in chain, extra
+/// matches, comment, target chain). They are installed with `iptables -C`/`-I`, not by
+/// `iptables-restore`, since restoring a built-in chain would flush other users' rules.
+pub fn jump_rules() -> Vec<(Table, &'static str, Rule)> {
+    let new = || Match::CtState {
+        states: vec![CtState::New],
+        negate: false,
+    };
+    let mk = |chain: &'static str, extra: Option<Match>, comment: &'static str, dst: &'static str| {
+        let mut r = Rule::new(chain);
+        if let Some(m) = extra {
+            r.matches.push(m);
+        }
+        if !comment.is_empty() {
+            r.matches.push(Match::comment(comment));
+        }
+        r.jump(dst)
+    };
+    vec![
+        (Table::Filter, "INPUT", mk("INPUT", Some(new()), "kubernetes externally-visible service portals", KUBE_EXTERNAL_SERVICES)),
+        (Table::Filter, "FORWARD", mk("FORWARD", Some(new()), "kubernetes externally-visible service portals", KUBE_EXTERNAL_SERVICES)),
+        (Table::Filter, "INPUT", mk("INPUT", None, "kubernetes health check service ports", KUBE_NODEPORTS)),
+        (Table::Filter, "FORWARD", mk("FORWARD", Some(new()), "kubernetes service portals", KUBE_SERVICES)),
+        (Table::Filter, "OUTPUT", mk("OUTPUT", Some(new()), "kubernetes service portals", KUBE_SERVICES)),
+        (Table::Filter, "FORWARD", mk("FORWARD", None, "kubernetes forwarding rules", KUBE_FORWARD)),
+        (Table::Filter, "INPUT", mk("INPUT", Some(new()), "kubernetes load balancer firewall", KUBE_PROXY_FIREWALL)),
+        (Table::Filter, "OUTPUT", mk("OUTPUT", Some(new()), "kubernetes load balancer firewall", KUBE_PROXY_FIREWALL)),
+        (Table::Filter, "FORWARD", mk("FORWARD", Some(new()), "kubernetes load balancer firewall", KUBE_PROXY_FIREWALL)),
+        (Table::Nat, "OUTPUT", mk("OUTPUT", None, "kubernetes service portals", KUBE_SERVICES)),
+        (Table::Nat, "PREROUTING", mk("PREROUTING", None, "kubernetes service portals", KUBE_SERVICES)),
+        (Table::Nat, "POSTROUTING", mk("POSTROUTING", None, "kubernetes postrouting rules", KUBE_POSTROUTING)),
+        (Table::Filter, "INPUT", mk("INPUT", None, "", KUBE_FIREWALL)),
+        (Table::Filter, "OUTPUT", mk("OUTPUT", None, "", KUBE_FIREWALL)),
+    ]
+}
+
+/// The nat chains and rules that belong to one Service (all its ports).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServiceChains {
+    /// Chain names, in declaration order.
+    pub chains: Vec<String>,
+    /// The chains' rules.
+    pub rules: Vec<Rule>,
+}
+
+/// The compiled rules of one sync.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compiled {
+    /// The whole filter table block.
+    pub filter: TableRules,
+    /// The nat table's top-level chains and their rules.
+    pub nat_top: TableRules,
+    /// Each Service's own nat chains.
+    pub services: BTreeMap<ServiceKey, ServiceChains>,
+    /// More than [`LARGE_CLUSTER_ENDPOINTS`] endpoints: comments were left out.
+    pub large_cluster: bool,
+}
+
+impl Compiled {
+    /// Every per-Service nat chain name.
+    pub fn service_chain_names(&self) -> BTreeSet<&str> {
+        self.services
+            .values()
+            .flat_map(|s| s.chains.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// The nat table with the chains of the Services `include` selects, and `-X` lines for
+    /// `delete` (which are declared, so flushed, first).
+    pub fn nat_table(&self, include: impl Fn(&ServiceKey) -> bool, delete: &[String]) -> TableRules {
+        let mut nat = TableRules::new(Table::Nat);
+        nat.chains.extend(self.nat_top.chains.iter().cloned());
+        let selected: Vec<&ServiceChains> = self
+            .services
+            .iter()
+            .filter(|(k, _)| include(k))
+            .map(|(_, v)| v)
+            .collect();
+        for s in &selected {
+            for c in &s.chains {
+                nat.declare(c.clone());
+            }
+        }
+        for c in delete {
+            nat.declare(c.clone());
+        }
+        nat.lines.reserve(
+            self.nat_top.lines.len() + selected.iter().map(|s| s.rules.len()).sum::<usize>() + delete.len(),
+        );
+        nat.lines.extend(self.nat_top.lines.iter().cloned());
+        for s in &selected {
+            for r in &s.rules {
+                nat.append(r.clone());
+            }
+        }
+        for c in delete {
+            nat.delete_chain(c.clone());
+        }
+        nat
+    }
+
+    /// The whole rule set: filter, then nat with every Service, deleting `delete`.
+    pub fn full(&self, delete: &[String]) -> Ruleset {
+        Ruleset {
+            tables: vec![self.filter.clone(), self.nat_table(|_| true, delete)],
+        }
+    }
+
+    /// Renders the full rule set without deletions (what `--dry-run` prints).
+    pub fn render(&self) -> String {
+        self.full(&[]).render()
+    }
+}
+
+fn local_match(settings: &NodeSettings, local: bool) -> Option<Match> {
+    match &settings.local_detector {
+        LocalDetector::None => None,
+        LocalDetector::ClusterCidr(net) => Some(Match::Source {
+            net: *net,
+            negate: !local,
+        }),
+        LocalDetector::BridgeInterface(name) => Some(Match::InInterface {
+            name: name.clone(),
+            negate: !local,
+        }),
+        LocalDetector::InterfaceNamePrefix(prefix) => Some(Match::InInterface {
+            name: format!("{prefix}+"),
+            negate: !local,
+        }),
+    }
+}
+
+fn proto_dst(proto: Protocol, dst: Option<std::net::IpAddr>, port: u16) -> [Option<Match>; 4] {
+    [
+        Some(Match::ProtocolModule(proto)),
+        Some(Match::Protocol(proto)),
+        dst.map(Match::destination_ip),
+        Some(Match::DestinationPort(port)),
+    ]
+}
+
+fn rule(chain: &str, comment: Option<String>, ms: impl IntoIterator<Item = Option<Match>>) -> Rule {
+    let mut r = Rule::new(chain);
+    if let Some(c) = comment {
+        r.matches.push(Match::Comment(c));
+    }
+    r.matches.extend(ms.into_iter().flatten());
+    r
+}
+
+/// Compiles `state` into kube-proxy's iptables rules for this node.
+pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
+    let mark = &settings.masquerade_mark;
+    let mut filter = TableRules::new(Table::Filter);
+    for c in [KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS, KUBE_PROXY_FIREWALL] {
+        filter.declare(c);
+    }
+    let mut nat = TableRules::new(Table::Nat);
+    for c in [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ] {
+        nat.declare(c);
+    }
+    nat.append(
+        Rule::new(KUBE_POSTROUTING)
+            .with(Match::Mark {
+                value: mark.text.clone(),
+                mask: Some(mark.text.clone()),
+                negate: true,
+            })
+            .target(Target::Return),
+    );
+    nat.append(Rule::new(KUBE_POSTROUTING).target(Target::MarkXorText(mark.text.clone())));
+    nat.append(
+        Rule::new(KUBE_POSTROUTING)
+            .with(Match::comment("kubernetes service traffic requiring SNAT"))
+            .target(Target::Masquerade {
+                random_fully: settings.masquerade_random_fully,
+            }),
+    );
+    nat.append(Rule::new(KUBE_MARK_MASQ).target(Target::MarkOrText(mark.text.clone())));
+
+    let ipv6 = settings.family == IpFamily::V6;
+    let localhost_nodeports = settings.localhost_nodeports_effective();
+    if !ipv6 && localhost_nodeports {
+        filter.declare(KUBE_FIREWALL);
+        filter.append(
+            Rule::new(KUBE_FIREWALL)
+                .with(Match::comment("block incoming localnet connections"))
+                .with(Match::destination("127.0.0.0/8".parse().expect("literal")))
+                .with(Match::not_source("127.0.0.0/8".parse().expect("literal")))
+                .with(Match::CtState {
+                    states: vec![CtState::Related, CtState::Established, CtState::Dnat],
+                    negate: true,
+                })
+                .target(Target::Drop),
+        );
+    }
+
+    let total_endpoints: usize = state
+        .services
+        .keys()
+        .map(|k| state.endpoints_of(k).len())
+        .sum();
+    let large = total_endpoints > LARGE_CLUSTER_ENDPOINTS;
+    let mut services: BTreeMap<ServiceKey, ServiceChains> = BTreeMap::new();
+    let loopback_net: IpNet = "127.0.0.0/8".parse().expect("literal");
+
+    for (spn, svc) in &state.services {
+        let proto = svc.protocol();
+        let name = spn.to_string();
+        let hash = port_hash(&name, proto);
+        let svc_chain = format!("KUBE-SVC-{hash}");
+        let svl_chain = format!("KUBE-SVL-{hash}");
+        let fw_chain = format!("KUBE-FW-{hash}");
+        let ext_chain = format!("KUBE-EXT-{hash}");
+        let endpoints = state.endpoints_of(spn);
+        let cat = categorize_endpoints(endpoints, svc, &settings.node_name);
+        let has_endpoints = cat.has_any;
+        let uses_cluster_chain = !cat.cluster.is_empty() && svc.uses_cluster_endpoints();
+        let uses_local_chain = !cat.local.is_empty() && svc.uses_local_endpoints();
+
+        let mut internal_chain = &svc_chain;
+        let mut has_internal = has_endpoints;
+        if svc.internal_policy_local {
+            internal_chain = &svl_chain;
+            if cat.local.is_empty() {
+                has_internal = false;
+            }
+        }
+        let mut external_policy_chain = &svc_chain;
+        let mut has_external = has_endpoints;
+        if svc.external_policy_local {
+            external_policy_chain = &svl_chain;
+            if cat.local.is_empty() {
+                has_external = false;
+            }
+        }
+        let uses_ext_chain = has_endpoints && svc.externally_accessible();
+        let uses_fw_chain = has_endpoints
+            && !svc.load_balancer_vips.is_empty()
+            && !svc.load_balancer_source_ranges.is_empty();
+        let lb_chain = if uses_fw_chain { &fw_chain } else { &ext_chain };
+
+        let (internal_filter_target, internal_filter_comment, external_filter_target, external_filter_comment) =
+            if !has_endpoints {
+                let c = format!("{name} has no endpoints");
+                (Target::Reject, c.clone(), Target::Reject, c)
+            } else {
+                let c = format!("{name} has no local endpoints");
+                (Target::Drop, c.clone(), Target::Drop, c)
+            };
+
+        // Cluster IP.
+        if has_internal {
+            nat.append(
+                rule(KUBE_SERVICES, Some(format!("{name} cluster IP")), proto_dst(proto, Some(svc.cluster_ip), svc.port))
+                    .jump(internal_chain.clone()),
+            );
+        } else {
+            filter.append(
+                rule(KUBE_SERVICES, Some(internal_filter_comment.clone()), proto_dst(proto, Some(svc.cluster_ip), svc.port))
+                    .target(internal_filter_target.clone()),
+            );
+        }
+        // External IPs.
+        for ip in &svc.external_ips {
+            if has_endpoints {
+                nat.append(
+                    rule(KUBE_SERVICES, Some(format!("{name} external IP")), proto_dst(proto, Some(*ip), svc.port))
+                        .jump(ext_chain.clone()),
+                );
+            }
+            if !has_external {
+                filter.append(
+                    rule(KUBE_EXTERNAL_SERVICES, Some(external_filter_comment.clone()), proto_dst(proto, Some(*ip), svc.port))
+                        .target(external_filter_target.clone()),
+                );
+            }
+        }
+        // Load-balancer IPs.
+        for ip in &svc.load_balancer_vips {
+            if has_endpoints {
+                nat.append(
+                    rule(KUBE_SERVICES, Some(format!("{name} loadbalancer IP")), proto_dst(proto, Some(*ip), svc.port))
+                        .jump(lb_chain.clone()),
+                );
+            }
+            if uses_fw_chain {
+                filter.append(
+                    rule(
+                        KUBE_PROXY_FIREWALL,
+                        Some(format!("{name} traffic not accepted by {fw_chain}")),
+                        proto_dst(proto, Some(*ip), svc.port),
+                    )
+                    .target(Target::Drop),
+                );
+            }
+        }
+        if !has_external {
+            for ip in &svc.load_balancer_vips {
+                filter.append(
+                    rule(KUBE_EXTERNAL_SERVICES, Some(external_filter_comment.clone()), proto_dst(proto, Some(*ip), svc.port))
+                        .target(external_filter_target.clone()),
+                );
+            }
+        }
+        // Node ports.
+        if let Some(np) = svc.node_port {
+            if has_endpoints {
+                if localhost_nodeports && !ipv6 && settings.nfacct_counters {
+                    nat.append(
+                        rule(
+                            KUBE_NODEPORTS,
+                            Some(name.clone()),
+                            [
+                                Some(Match::ProtocolModule(proto)),
+                                Some(Match::Protocol(proto)),
+                                Some(Match::destination(loopback_net)),
+                                Some(Match::DestinationPort(np)),
+                                Some(Match::Nfacct(NFACCT_LOCALHOST_NODEPORTS.into())),
+                            ],
+                        )
+                        .jump(ext_chain.clone()),
+                    );
+                }
+                nat.append(rule(KUBE_NODEPORTS, Some(name.clone()), proto_dst(proto, None, np)).jump(ext_chain.clone()));
+            }
+            if !has_external {
+                filter.append(
+                    rule(
+                        KUBE_EXTERNAL_SERVICES,
+                        Some(external_filter_comment.clone()),
+                        [
+                            Some(Match::DstType(AddrType::Local)),
+                            Some(Match::ProtocolModule(proto)),
+                            Some(Match::Protocol(proto)),
+                            Some(Match::DestinationPort(np)),
+                        ],
+                    )
+                    .target(external_filter_target.clone()),
+                );
+            }
+        }
+        // Health-check node port.
+        if let Some(hc) = svc.health_check_node_port {
+            filter.append(
+                rule(
+                    KUBE_NODEPORTS,
+                    Some(format!("{name} health check node port")),
+                    proto_dst(Protocol::Tcp, None, hc),
+                )
+                .target(Target::Accept),
+            );
+        }
+
+        // The Service's own chains.
+        let group = services.entry(spn.service.clone()).or_default();
+        if has_internal {
+            let args = proto_dst(proto, Some(svc.cluster_ip), svc.port);
+            let comment = Some(format!("{name} cluster IP"));
+            if settings.masquerade_all {
+                group.rules.push(rule(internal_chain, comment, args).jump(KUBE_MARK_MASQ));
+            } else if let Some(m) = local_match(settings, false) {
+                let mut r = rule(internal_chain, comment, args);
+                r.matches.push(m);
+                group.rules.push(r.jump(KUBE_MARK_MASQ));
+            }
+        }
+        if uses_ext_chain {
+            group.chains.push(ext_chain.clone());
+            if !svc.external_policy_local {
+                group.rules.push(
+                    rule(&ext_chain, Some(format!("masquerade traffic for {name} external destinations")), [])
+                        .jump(KUBE_MARK_MASQ),
+                );
+            } else {
+                if let Some(m) = local_match(settings, true) {
+                    group.rules.push(
+                        rule(&ext_chain, Some(format!("pod traffic for {name} external destinations")), [Some(m)])
+                            .jump(svc_chain.clone()),
+                    );
+                }
+                group.rules.push(
+                    rule(
+                        &ext_chain,
+                        Some(format!("masquerade LOCAL traffic for {name} external destinations")),
+                        [Some(Match::SrcType(AddrType::Local))],
+                    )
+                    .jump(KUBE_MARK_MASQ),
+                );
+                group.rules.push(
+                    rule(
+                        &ext_chain,
+                        Some(format!("route LOCAL traffic for {name} external destinations")),
+                        [Some(Match::SrcType(AddrType::Local))],
+                    )
+                    .jump(svc_chain.clone()),
+                );
+            }
+            if has_external {
+                group.rules.push(Rule::new(ext_chain.clone()).jump(external_policy_chain.clone()));
+            }
+        }
+        if uses_fw_chain {
+            group.chains.push(fw_chain.clone());
+            let comment = format!("{name} loadbalancer IP");
+            let mut allow_from_node = false;
+            for net in &svc.load_balancer_source_ranges {
+                group.rules.push(
+                    rule(&fw_chain, Some(comment.clone()), [Some(Match::source(*net))]).jump(ext_chain.clone()),
+                );
+                if settings.node_ips.first().is_some_and(|ip| net.contains(ip)) {
+                    allow_from_node = true;
+                }
+            }
+            if allow_from_node {
+                for ip in &svc.load_balancer_vips {
+                    group.rules.push(
+                        rule(&fw_chain, Some(comment.clone()), [Some(Match::source_ip(*ip))]).jump(ext_chain.clone()),
+                    );
+                }
+            }
+            group.rules.push(rule(
+                &fw_chain,
+                Some(format!("other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL")),
+                [],
+            ));
+        }
+        let ep_chains: BTreeMap<&std::net::SocketAddr, String> = cat
+            .all_reachable
+            .iter()
+            .map(|e| (&e.addr, endpoint_chain(&name, proto, &e.addr.to_string())))
+            .collect();
+        if uses_cluster_chain {
+            group.chains.push(svc_chain.clone());
+            write_service_to_endpoints(&mut group.rules, &name, svc, &svc_chain, &cat.cluster, &ep_chains, large);
+        }
+        if uses_local_chain {
+            group.chains.push(svl_chain.clone());
+            write_service_to_endpoints(&mut group.rules, &name, svc, &svl_chain, &cat.local, &ep_chains, large);
+        }
+        for ep in &cat.all_reachable {
+            let chain = &ep_chains[&ep.addr];
+            group.chains.push(chain.clone());
+            let comment = (!large).then(|| name.clone());
+            group.rules.push(
+                rule(chain, comment.clone(), [Some(Match::source_ip(ep.ip()))]).jump(KUBE_MARK_MASQ),
+            );
+            let mut r = rule(chain, comment, []);
+            if let SessionAffinity::ClientIp { .. } = svc.session_affinity {
+                r.matches.push(Match::RecentSet { name: chain.clone() });
+            }
+            r.matches.push(Match::ProtocolModule(proto));
+            r.matches.push(Match::Protocol(proto));
+            group.rules.push(r.target(Target::Dnat(ep.addr)));
+        }
+    }
+    services.retain(|_, g| !g.chains.is_empty());
+
+    // The node-port tail rule of KUBE-SERVICES.
+    let np_comment = "kubernetes service nodeports; NOTE: this must be the last rule in this chain";
+    if settings.nodeports_match_all() {
+        let mut r = Rule::new(KUBE_SERVICES)
+            .with(Match::comment(np_comment))
+            .with(Match::DstType(AddrType::Local));
+        if ipv6 {
+            r.matches.push(Match::not_destination("::1/128".parse().expect("literal")));
+        } else if !localhost_nodeports {
+            r.matches.push(Match::not_destination(loopback_net));
+        }
+        nat.append(r.jump(KUBE_NODEPORTS));
+    } else {
+        for ip in settings.nodeport_ips() {
+            nat.append(
+                Rule::new(KUBE_SERVICES)
+                    .with(Match::comment(np_comment))
+                    .with(Match::destination_ip(ip))
+                    .jump(KUBE_NODEPORTS),
+            );
+        }
+    }
+
+    if !settings.conntrack_tcp_liberal {
+        let mut r = Rule::new(KUBE_FORWARD).with(Match::CtState {
+            states: vec![CtState::Invalid],
+            negate: false,
+        });
+        if settings.nfacct_counters {
+            r.matches.push(Match::Nfacct(NFACCT_CT_INVALID.into()));
+        }
+        filter.append(r.target(Target::Drop));
+    }
+    filter.append(
+        Rule::new(KUBE_FORWARD)
+            .with(Match::comment("kubernetes forwarding rules"))
+            .with(Match::Mark {
+                value: mark.text.clone(),
+                mask: Some(mark.text.clone()),
+                negate: false,
+            })
+            .target(Target::Accept),
+    );
+    filter.append(
+        Rule::new(KUBE_FORWARD)
+            .with(Match::comment("kubernetes forwarding conntrack rule"))
+            .with(Match::CtState {
+                states: vec![CtState::Related, CtState::Established],
+                negate: false,
+            })
+            .target(Target::Accept),
+    );
+
+    Compiled {
+        filter,
+        nat_top: nat,
+        services,
+        large_cluster: large,
+    }
+}
+
+fn write_service_to_endpoints(
+    rules: &mut Vec<Rule>,
+    name: &str,
+    svc: &ServicePort,
+    chain: &str,
+    endpoints: &[&Endpoint],
+    ep_chains: &BTreeMap<&std::net::SocketAddr, String>,
+    large: bool,
+) {
+    if let SessionAffinity::ClientIp { timeout_seconds } = svc.session_affinity {
+        for ep in endpoints {
+            let target = &ep_chains[&ep.addr];
+            let comment = (!large).then(|| format!("{name} -> {}", ep.addr));
+            rules.push(
+                rule(
+                    chain,
+                    comment,
+                    [Some(Match::RecentCheck {
+                        name: target.clone(),
+                        seconds: timeout_seconds,
+                        reap: true,
+                    })],
+                )
+                .jump(target.clone()),
+            );
+        }
+    }
+    let n = endpoints.len();
+    for (i, ep) in endpoints.iter().enumerate() {
+        let target = &ep_chains[&ep.addr];
+        let comment = (!large).then(|| format!("{name} -> {}", ep.addr));
+        let prob = (i + 1 < n).then(|| Match::Probability(1.0 / (n - i) as f64));
+        rules.push(rule(chain, comment, [prob]).jump(target.clone()));
+    }
+}
