@@ -1,0 +1,246 @@
+//! Whole-frame encapsulation: an outer Ethernet/IP/UDP (and VXLAN) header around an inner
+//! frame, and the reverse.
+
+use crate::buf::PacketBuf;
+use crate::error::{Layer, Result, truncated, unsupported};
+use crate::ethernet::{self, EtherType, MacAddr, VlanTag};
+use crate::flow::{PortRange, flow_hash};
+use crate::ip::{IpPair, IpProtocol};
+use crate::{ipv4, ipv6, udp, vxlan};
+use std::ops::Range;
+
+/// The outer addressing of a tunnel: who sends, to whom, over which link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Underlay {
+    /// The sender's Ethernet address.
+    pub src_mac: MacAddr,
+    /// The next hop's Ethernet address.
+    pub dst_mac: MacAddr,
+    /// An 802.1Q tag for the outer frame, if the underlay is a VLAN.
+    pub vlan: Option<VlanTag>,
+    /// The tunnel endpoints' addresses (IPv4 or IPv6).
+    pub addrs: IpPair,
+    /// The outer TTL or hop limit.
+    pub ttl: u8,
+    /// Compute the outer UDP checksum over IPv4 (always computed over IPv6). Linux VXLAN
+    /// devices leave it at zero unless `udpcsum` is set.
+    pub udp_checksum: bool,
+}
+
+impl Underlay {
+    /// An underlay between `addrs` over an untagged link, TTL 64, no UDP checksum over IPv4.
+    pub fn new(src_mac: MacAddr, dst_mac: MacAddr, addrs: IpPair) -> Underlay {
+        Underlay {
+            src_mac,
+            dst_mac,
+            vlan: None,
+            addrs,
+            ttl: 64,
+            udp_checksum: false,
+        }
+    }
+
+    /// The largest outer header this underlay prepends before the tunnel's own header.
+    pub const MAX_HEADER_LEN: usize =
+        ethernet::TAGGED_HEADER_LEN + ipv6::HEADER_LEN + udp::HEADER_LEN;
+
+    /// Prepends UDP, IP and Ethernet headers to the UDP payload in `buf`.
+    pub fn prepend(&self, buf: &mut PacketBuf, src_port: u16, dst_port: u16) -> Result<()> {
+        udp::Repr {
+            src_port,
+            dst_port,
+            payload_len: 0,
+        }
+        .prepend(buf, &self.addrs, self.udp_checksum)?;
+        let ethertype = match self.addrs {
+            IpPair::V4 { src, dst } => {
+                ipv4::Repr::new(src, dst, IpProtocol::UDP, self.ttl, 0).prepend(buf)?;
+                EtherType::IPV4
+            }
+            IpPair::V6 { src, dst } => {
+                ipv6::Repr::new(src, dst, IpProtocol::UDP, self.ttl, 0).prepend(buf)?;
+                EtherType::IPV6
+            }
+        };
+        ethernet::Repr {
+            dst: self.dst_mac,
+            src: self.src_mac,
+            vlan: self.vlan,
+            ethertype,
+        }
+        .prepend(buf);
+        Ok(())
+    }
+}
+
+/// An IPv4 or IPv6 header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpRepr {
+    /// IPv4.
+    V4(ipv4::Repr),
+    /// IPv6 (the fixed header).
+    V6(ipv6::Repr),
+}
+
+impl IpRepr {
+    /// The address pair.
+    pub fn addrs(&self) -> IpPair {
+        match self {
+            IpRepr::V4(r) => r.addrs(),
+            IpRepr::V6(r) => r.addrs(),
+        }
+    }
+}
+
+/// The outer headers of a received tunnel frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Outer {
+    /// The outer Ethernet header.
+    pub eth: ethernet::Repr,
+    /// The outer IP header.
+    pub ip: IpRepr,
+    /// The outer UDP header.
+    pub udp: udp::Repr,
+}
+
+/// Parses and validates outer Ethernet, IP and UDP headers addressed to `port`; returns them
+/// and the UDP payload's byte range in `frame`.
+///
+/// Verifies the IPv4 header checksum and the UDP checksum (a zero one is accepted over IPv4),
+/// and refuses fragments.
+pub fn parse_outer(frame: &[u8], port: u16) -> Result<(Outer, Range<usize>)> {
+    let eth_frame = ethernet::Frame::new_checked(frame)?;
+    let eth = ethernet::Repr::parse(&eth_frame)?;
+    let l3_start = eth_frame.header_len();
+    let l3 = eth_frame.payload();
+    let (ip, addrs, l4) = match eth.ethertype {
+        EtherType::IPV4 => {
+            let p = ipv4::Packet::new_checked(l3)?;
+            let r = ipv4::Repr::parse(&p)?;
+            if p.is_fragment() {
+                return Err(unsupported(Layer::Ipv4, "fragment"));
+            }
+            if r.protocol != IpProtocol::UDP {
+                return Err(unsupported(Layer::Ipv4, "protocol (not UDP)"));
+            }
+            let range = p.payload_range();
+            (
+                IpRepr::V4(r),
+                r.addrs(),
+                l3_start + range.start..l3_start + range.end,
+            )
+        }
+        EtherType::IPV6 => {
+            let p = ipv6::Packet::new_checked(l3)?;
+            let r = ipv6::Repr::parse(&p)?;
+            let (proto, range) = p.upper_layer()?;
+            if proto != IpProtocol::UDP {
+                return Err(unsupported(Layer::Ipv6, "next header (not UDP)"));
+            }
+            (
+                IpRepr::V6(r),
+                r.addrs(),
+                l3_start + range.start..l3_start + range.end,
+            )
+        }
+        _ => return Err(unsupported(Layer::Ethernet, "ethertype (not IP)")),
+    };
+    let seg = frame
+        .get(l4.clone())
+        .ok_or_else(|| truncated(Layer::Udp, l4.end, frame.len()))?;
+    let u = udp::Packet::new_checked(seg)?;
+    let udp = udp::Repr::parse(&u, &addrs)?;
+    if udp.dst_port != port {
+        return Err(unsupported(Layer::Udp, "destination port"));
+    }
+    let pr = u.payload_range();
+    Ok((
+        Outer { eth, ip, udp },
+        l4.start + pr.start..l4.start + pr.end,
+    ))
+}
+
+/// VXLAN encapsulation parameters: the underlay, the VNI, and how ports are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VxlanEncap {
+    /// The outer addressing.
+    pub underlay: Underlay,
+    /// The network identifier.
+    pub vni: vxlan::Vni,
+    /// The GBP extension to send, if any.
+    pub gbp: Option<vxlan::Gbp>,
+    /// The destination UDP port ([`vxlan::IANA_PORT`] or [`vxlan::LINUX_PORT`]).
+    pub dst_port: u16,
+    /// The range the source port is picked from.
+    pub src_ports: PortRange,
+    /// The seed of the flow hash that picks the source port.
+    pub hash_seed: u32,
+}
+
+impl VxlanEncap {
+    /// Headroom that lets [`VxlanEncap::encapsulate`] prepend every header without copying:
+    /// tagged Ethernet, IPv6, UDP and VXLAN.
+    pub const HEADROOM: usize = Underlay::MAX_HEADER_LEN + vxlan::HEADER_LEN;
+
+    /// Encapsulation to the IANA port with the Linux default source port range.
+    pub fn new(underlay: Underlay, vni: vxlan::Vni) -> VxlanEncap {
+        VxlanEncap {
+            underlay,
+            vni,
+            gbp: None,
+            dst_port: vxlan::IANA_PORT,
+            src_ports: PortRange::LINUX_DEFAULT,
+            hash_seed: 0,
+        }
+    }
+
+    /// The outer UDP source port for an inner frame.
+    #[inline]
+    pub fn src_port(&self, inner: &[u8]) -> u16 {
+        self.src_ports.pick(flow_hash(inner, self.hash_seed))
+    }
+
+    /// Prepends VXLAN, UDP, IP and Ethernet headers to the inner Ethernet frame in `buf`.
+    ///
+    /// Fails when `buf` does not hold at least an Ethernet header, or the result would exceed
+    /// the IP length limit.
+    pub fn encapsulate(&self, buf: &mut PacketBuf) -> Result<()> {
+        ethernet::Frame::new_checked(buf.as_slice())?;
+        let src_port = self.src_port(buf.as_slice());
+        vxlan::Repr {
+            vni: self.vni,
+            gbp: self.gbp,
+        }
+        .prepend(buf);
+        self.underlay.prepend(buf, src_port, self.dst_port)
+    }
+}
+
+/// A decapsulated VXLAN frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanDecap<'a> {
+    /// The outer headers.
+    pub outer: Outer,
+    /// The VXLAN header.
+    pub vxlan: vxlan::Repr,
+    /// The inner Ethernet frame (at least an Ethernet header long).
+    pub inner: &'a [u8],
+    /// Where `inner` lies in the outer frame (to slice a `Bytes` without copying).
+    pub inner_range: Range<usize>,
+}
+
+/// Validates a whole VXLAN frame sent to UDP `port` and returns its headers and inner frame.
+pub fn decapsulate_vxlan(frame: &[u8], port: u16) -> Result<VxlanDecap<'_>> {
+    let (outer, range) = parse_outer(frame, port)?;
+    let payload = frame
+        .get(range.clone())
+        .ok_or_else(|| truncated(Layer::Vxlan, range.end, frame.len()))?;
+    let (vxlan, inner) = vxlan::parse_payload(payload)?;
+    let start = range.start + vxlan::HEADER_LEN;
+    Ok(VxlanDecap {
+        outer,
+        vxlan,
+        inner,
+        inner_range: start..range.end,
+    })
+}

@@ -1,0 +1,250 @@
+//! VXLAN headers (RFC 7348), with the Group Based Policy extension.
+//!
+//! ```text
+//!  0                   1                   2                   3
+//! |G|R|R|R|I|R|R|R|R|D|R|R|A|R|R|R|       Group Policy ID         |
+//! |                VXLAN Network Identifier (VNI) |   Reserved    |
+//! ```
+//! Without G, the second to fourth bytes are reserved. Reserved bits are ignored on receipt
+//! and sent as zero, as RFC 7348 asks.
+
+use crate::buf::PacketBuf;
+use crate::error::{Layer, Result, malformed, truncated};
+use crate::field::{get_u16, get_u32, set_u16, set_u32};
+use std::fmt;
+
+/// The length of a VXLAN header.
+pub const HEADER_LEN: usize = 8;
+/// The IANA VXLAN port.
+pub const IANA_PORT: u16 = 4789;
+/// The port Linux uses when none is given, and flannel's VXLAN backend uses by default.
+pub const LINUX_PORT: u16 = 8472;
+
+const FLAG_I: u8 = 0x08;
+const FLAG_G: u8 = 0x80;
+const GBP_DONT_LEARN: u8 = 0x40;
+const GBP_POLICY_APPLIED: u8 = 0x08;
+
+/// A 24-bit VXLAN network identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Vni(u32);
+
+impl Vni {
+    /// The largest VNI.
+    pub const MAX: u32 = 0x00ff_ffff;
+
+    /// A VNI; `None` when `v` needs more than 24 bits.
+    pub const fn new(v: u32) -> Option<Vni> {
+        if v <= Self::MAX { Some(Vni(v)) } else { None }
+    }
+
+    /// The VNI's value.
+    pub const fn get(&self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Vni {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The Group Based Policy extension fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Gbp {
+    /// The sender's group policy ID.
+    pub policy_id: u16,
+    /// The D bit: the receiver must not learn the inner source address.
+    pub dont_learn: bool,
+    /// The A bit: policy was already applied.
+    pub policy_applied: bool,
+}
+
+/// A read/write view of a VXLAN header and the inner frame after it.
+#[derive(Debug, Clone)]
+pub struct Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps a buffer without checking it; accessors may panic on a short buffer.
+    pub const fn new_unchecked(buffer: T) -> Packet<T> {
+        Packet { buffer }
+    }
+
+    /// Wraps a buffer after checking that it holds the 8-byte header.
+    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
+        let p = Packet { buffer };
+        p.check_len()?;
+        Ok(p)
+    }
+
+    /// The checks of [`Packet::new_checked`].
+    pub fn check_len(&self) -> Result<()> {
+        let n = self.buffer.as_ref().len();
+        if n < HEADER_LEN {
+            return Err(truncated(Layer::Vxlan, HEADER_LEN, n));
+        }
+        Ok(())
+    }
+
+    /// Returns the underlying buffer.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    /// The first flags byte.
+    #[inline]
+    pub fn flags(&self) -> u8 {
+        self.buffer.as_ref()[0]
+    }
+
+    /// The I flag: the VNI is valid.
+    #[inline]
+    pub fn vni_valid(&self) -> bool {
+        self.flags() & FLAG_I != 0
+    }
+
+    /// The G flag: the GBP extension is present.
+    #[inline]
+    pub fn has_gbp(&self) -> bool {
+        self.flags() & FLAG_G != 0
+    }
+
+    /// The GBP fields (meaningful when [`Packet::has_gbp`]).
+    #[inline]
+    pub fn gbp(&self) -> Gbp {
+        let b = self.buffer.as_ref();
+        Gbp {
+            policy_id: get_u16(b, 2),
+            dont_learn: b[1] & GBP_DONT_LEARN != 0,
+            policy_applied: b[1] & GBP_POLICY_APPLIED != 0,
+        }
+    }
+
+    /// The VNI field.
+    #[inline]
+    pub fn vni(&self) -> Vni {
+        Vni(get_u32(self.buffer.as_ref(), 4) >> 8)
+    }
+
+    /// The inner frame.
+    #[inline]
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[HEADER_LEN..]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Writes the flags (I, and G with the GBP fields when given), the VNI, and zeroes the
+    /// reserved bits.
+    #[inline]
+    pub fn set_header(&mut self, vni: Vni, gbp: Option<Gbp>) {
+        let b = self.buffer.as_mut();
+        match gbp {
+            Some(g) => {
+                b[0] = FLAG_I | FLAG_G;
+                b[1] = (if g.dont_learn { GBP_DONT_LEARN } else { 0 })
+                    | (if g.policy_applied {
+                        GBP_POLICY_APPLIED
+                    } else {
+                        0
+                    });
+                set_u16(b, 2, g.policy_id);
+            }
+            None => {
+                b[0] = FLAG_I;
+                b[1] = 0;
+                set_u16(b, 2, 0);
+            }
+        }
+        set_u32(b, 4, vni.0 << 8);
+    }
+
+    /// The inner frame, writable.
+    #[inline]
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        &mut self.buffer.as_mut()[HEADER_LEN..]
+    }
+}
+
+/// The fields of a VXLAN header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Repr {
+    /// The network identifier.
+    pub vni: Vni,
+    /// The GBP extension, when the G flag is set.
+    pub gbp: Option<Gbp>,
+}
+
+impl Repr {
+    /// Reads a checked header. The I flag must be set; reserved bits are ignored.
+    pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr> {
+        if !packet.vni_valid() {
+            return Err(malformed(Layer::Vxlan, "flags (I bit clear)"));
+        }
+        Ok(Repr {
+            vni: packet.vni(),
+            gbp: packet.has_gbp().then(|| packet.gbp()),
+        })
+    }
+
+    /// The header length (8).
+    #[inline]
+    pub fn buffer_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    /// Writes the header into the first 8 bytes.
+    #[inline]
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
+        packet.set_header(self.vni, self.gbp);
+    }
+
+    /// Prepends this header to the inner frame in `buf`.
+    #[inline]
+    pub fn prepend(&self, buf: &mut PacketBuf) {
+        self.emit(&mut Packet::new_unchecked(buf.prepend(HEADER_LEN)));
+    }
+}
+
+/// Parses a VXLAN UDP payload (what a UDP socket receives): the header, and the inner
+/// Ethernet frame, which must hold at least an Ethernet header.
+pub fn parse_payload(payload: &[u8]) -> Result<(Repr, &[u8])> {
+    let p = Packet::new_checked(payload)?;
+    let repr = Repr::parse(&p)?;
+    let inner = &payload[HEADER_LEN..];
+    crate::ethernet::Frame::new_checked(inner)?;
+    Ok((repr, inner))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_and_gbp_headers() {
+        let plain = [0x08, 0, 0, 0, 0x00, 0x00, 0x2a, 0x00];
+        let r = Repr::parse(&Packet::new_checked(&plain[..]).unwrap()).unwrap();
+        assert_eq!(r.vni.get(), 42);
+        assert_eq!(r.gbp, None);
+        let gbp = [0x88, 0x48, 0x12, 0x34, 0xab, 0xcd, 0xef, 0x00];
+        let r = Repr::parse(&Packet::new_checked(&gbp[..]).unwrap()).unwrap();
+        assert_eq!(r.vni.get(), 0xabcdef);
+        assert_eq!(
+            r.gbp,
+            Some(Gbp {
+                policy_id: 0x1234,
+                dont_learn: true,
+                policy_applied: true
+            })
+        );
+        let mut out = [0u8; 8];
+        r.emit(&mut Packet::new_unchecked(&mut out[..]));
+        assert_eq!(out, gbp);
+        assert!(Repr::parse(&Packet::new_checked(&[0u8; 8][..]).unwrap()).is_err());
+        assert!(Packet::new_checked(&plain[..7]).is_err());
+        assert_eq!(Vni::new(1 << 24), None);
+    }
+}
