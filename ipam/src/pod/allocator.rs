@@ -1,0 +1,508 @@
+//! Pod-address leases in host-local's on-disk layout.
+//!
+//! `<dataDir>/<network>/<ip>` holds `<container id>\r\n<ifname>` (no trailing newline: the
+//! bytes the reference plugin writes), `last_reserved_ip.<range set>` holds the last address
+//! handed out from each range set (round-robin resumes after it), and `lock` is the `flock`ed
+//! file both host-local and podnet take before changing anything. So host-local and podnet can
+//! take turns on the same directory.
+//!
+//! A lease file appears complete or not at all: its content is written to a temporary file
+//! that is then hard-linked to the address's name (which fails if the address is taken, like
+//! host-local's `O_EXCL`). A process killed at any point leaves no half-written lease; a
+//! leftover temporary file is removed by the next lock holder.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ipnet::IpNet;
+
+use super::config::{from_u128, set_string, to_u128, IpamConfig, Range};
+use crate::error::AllocError;
+use crate::sys::{self, FlockGuard};
+
+const LAST_RESERVED_PREFIX: &str = "last_reserved_ip.";
+const LOCK_FILE: &str = "lock";
+
+/// One address handed to a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocation {
+    /// The range set it came from (index into `ranges`).
+    pub range_set: usize,
+    /// The address with its subnet's prefix length.
+    pub address: IpNet,
+    /// The range's gateway.
+    pub gateway: IpAddr,
+}
+
+/// A lease file as found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodLease {
+    /// The leased address (the file's name).
+    pub ip: IpAddr,
+    /// The container id.
+    pub container_id: String,
+    /// The interface name; `None` for the old format that stored only the id.
+    pub ifname: Option<String>,
+}
+
+/// What [`PodAllocator::gc`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Leases removed because their container is gone.
+    pub removed: Vec<IpAddr>,
+    /// Lease files removed because they were empty (left by a writer that died).
+    pub removed_empty: Vec<IpAddr>,
+    /// Leases kept.
+    pub kept: usize,
+}
+
+/// Allocates pod addresses from a network's range sets, host-local style.
+///
+/// ```
+/// use podnet_ipam::{IpamConfig, PodAllocator};
+/// let dir = tempfile::tempdir()?;
+/// let conf = format!(r#"{{"name":"pods","ipam":{{"dataDir":{:?},"subnet":"10.244.1.0/24"}}}}"#, dir.path());
+/// let alloc = PodAllocator::open(IpamConfig::parse(&conf)?)?;
+/// let a = alloc.allocate("c1", "eth0")?;
+/// assert_eq!(a[0].address.to_string(), "10.244.1.2/24"); // .1 is the gateway
+/// assert_eq!(std::fs::read(dir.path().join("pods/10.244.1.2"))?, b"c1\r\neth0");
+/// alloc.release("c1", "eth0")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct PodAllocator {
+    config: IpamConfig,
+    dir: PathBuf,
+    lock_path: PathBuf,
+    lock: Mutex<File>,
+}
+
+enum Content {
+    Lease { id: String, ifname: Option<String> },
+    Empty,
+    Corrupt(String),
+}
+
+fn parse_content(data: &[u8]) -> Content {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return Content::Corrupt("not UTF-8".to_string());
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Content::Empty;
+    }
+    let (id, ifname) = match text.split_once("\r\n").or_else(|| text.split_once('\n')) {
+        Some((id, ifname)) => (id.trim(), Some(ifname.trim())),
+        None => (text, None),
+    };
+    if id.is_empty() || id.contains(['\r', '\n']) || ifname.is_some_and(|i| i.contains(['\r', '\n'])) {
+        return Content::Corrupt("not `<container id>\\r\\n<ifname>`".to_string());
+    }
+    Content::Lease {
+        id: id.to_string(),
+        ifname: ifname.map(str::to_string),
+    }
+}
+
+struct Scan {
+    leases: Vec<PodLease>,
+    empty: Vec<IpAddr>,
+    /// Every address that has a file, readable or not.
+    taken: HashSet<IpAddr>,
+}
+
+impl PodAllocator {
+    /// Opens the network's lease directory, creating it (0755) and its lock file.
+    pub fn open(config: IpamConfig) -> Result<Self, AllocError> {
+        let dir = config.lease_dir();
+        fs::create_dir_all(&dir).map_err(|e| AllocError::io(&dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = sys::open_lock_file(&lock_path).map_err(|e| AllocError::io(&lock_path, e))?;
+        Ok(PodAllocator {
+            config,
+            dir,
+            lock_path,
+            lock: Mutex::new(lock),
+        })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &IpamConfig {
+        &self.config
+    }
+
+    /// The lease directory, `<dataDir>/<name>`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn locked<R>(&self, f: impl FnOnce() -> Result<R, AllocError>) -> Result<R, AllocError> {
+        let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _fl = FlockGuard::lock(&guard).map_err(|e| AllocError::io(&self.lock_path, e))?;
+        f()
+    }
+
+    /// Reads every lease file. Unreadable ones are skipped with a warning naming the file.
+    /// With `clean`, stale temporary files are removed (only valid under the lock).
+    fn scan(&self, clean: bool) -> Result<Scan, AllocError> {
+        let mut scan = Scan {
+            leases: Vec::new(),
+            empty: Vec::new(),
+            taken: HashSet::new(),
+        };
+        let rd = fs::read_dir(&self.dir).map_err(|e| AllocError::io(&self.dir, e))?;
+        for entry in rd {
+            let entry = entry.map_err(|e| AllocError::io(&self.dir, e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(sys::TEMP_PREFIX) {
+                if clean {
+                    let _ = fs::remove_file(entry.path());
+                }
+                continue;
+            }
+            let Ok(ip) = name.parse::<IpAddr>() else { continue };
+            scan.taken.insert(ip);
+            let path = entry.path();
+            let data = match fs::read(&path) {
+                Ok(d) => d,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "skipping unreadable lease file");
+                    continue;
+                }
+            };
+            match parse_content(&data) {
+                Content::Lease { id, ifname } => scan.leases.push(PodLease {
+                    ip,
+                    container_id: id,
+                    ifname,
+                }),
+                Content::Empty => {
+                    tracing::warn!(path = %path.display(), "skipping empty lease file (a writer died?)");
+                    scan.empty.push(ip);
+                }
+                Content::Corrupt(reason) => {
+                    tracing::warn!(path = %path.display(), reason, "skipping corrupt lease file");
+                }
+            }
+        }
+        Ok(scan)
+    }
+
+    /// Every lease in the directory (corrupt files are skipped with a warning).
+    pub fn leases(&self) -> Result<Vec<PodLease>, AllocError> {
+        let mut l = self.scan(false)?.leases;
+        l.sort_by_key(|l| (to_u128(l.ip), l.ip.is_ipv6()));
+        Ok(l)
+    }
+
+    fn check_args(id: &str, ifname: &str) -> Result<(), AllocError> {
+        if id.trim().is_empty() {
+            return Err(AllocError::BadArgument {
+                field: "container_id",
+                reason: "empty",
+            });
+        }
+        if id.contains(['\r', '\n']) {
+            return Err(AllocError::BadArgument {
+                field: "container_id",
+                reason: "contains a line break",
+            });
+        }
+        if ifname.contains(['\r', '\n']) {
+            return Err(AllocError::BadArgument {
+                field: "ifname",
+                reason: "contains a line break",
+            });
+        }
+        Ok(())
+    }
+
+    fn last_reserved(&self, set: usize) -> Option<IpAddr> {
+        let path = self.dir.join(format!("{LAST_RESERVED_PREFIX}{set}"));
+        let text = fs::read_to_string(&path).ok()?;
+        match text.trim().parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                tracing::warn!(path = %path.display(), "ignoring unreadable last reserved address");
+                None
+            }
+        }
+    }
+
+    fn excluded(&self, ip: IpAddr) -> bool {
+        self.config.exclude.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Allocates one address from every range set to `(container_id, ifname)`.
+    ///
+    /// Idempotent: a container that already holds an address in a range set gets that address
+    /// again. If any range set is full, the addresses taken by this call are given back.
+    pub fn allocate(&self, container_id: &str, ifname: &str) -> Result<Vec<Allocation>, AllocError> {
+        self.allocate_with(container_id, ifname, &[])
+    }
+
+    /// Like [`allocate`](Self::allocate), taking the `requested` addresses in the range sets
+    /// that contain them.
+    pub fn allocate_with(
+        &self,
+        container_id: &str,
+        ifname: &str,
+        requested: &[IpAddr],
+    ) -> Result<Vec<Allocation>, AllocError> {
+        Self::check_args(container_id, ifname)?;
+        let id = container_id.trim();
+        for ip in requested {
+            if !self.config.ranges.iter().any(|s| s.iter().any(|r| r.contains(*ip))) {
+                return Err(AllocError::Unavailable {
+                    ip: *ip,
+                    reason: "not in any range set".to_string(),
+                });
+            }
+        }
+        self.locked(|| {
+            let mut scan = self.scan(true)?;
+            let content = format!("{id}\r\n{ifname}");
+            let mut tmp: Option<PathBuf> = None;
+            let mut made: Vec<PathBuf> = Vec::new();
+            let mut out = Vec::new();
+            let result = (|| {
+                for (idx, set) in self.config.ranges.iter().enumerate() {
+                    let existing = scan.leases.iter().find(|l| {
+                        l.container_id == id
+                            && l.ifname.as_deref().is_none_or(|i| i == ifname)
+                            && set.iter().any(|r| r.contains(l.ip))
+                    });
+                    if let Some(l) = existing {
+                        let r = set.iter().find(|r| r.contains(l.ip)).copied();
+                        if let Some(r) = r {
+                            out.push(alloc_of(idx, &r, l.ip));
+                            continue;
+                        }
+                    }
+                    let want = requested.iter().copied().find(|ip| set.iter().any(|r| r.contains(*ip)));
+                    let tmp_path = match &tmp {
+                        Some(p) => p.clone(),
+                        None => {
+                            let p = self.write_temp(&content)?;
+                            tmp = Some(p.clone());
+                            p
+                        }
+                    };
+                    let (ip, range) = match want {
+                        Some(ip) => self.take_requested(idx, set, ip, &tmp_path, &scan)?,
+                        None => self.take_next(idx, set, &tmp_path, &scan)?,
+                    };
+                    scan.taken.insert(ip);
+                    made.push(self.dir.join(ip.to_string()));
+                    out.push(alloc_of(idx, &range, ip));
+                }
+                Ok(())
+            })();
+            if let Some(t) = &tmp {
+                let _ = fs::remove_file(t);
+            }
+            match result {
+                Ok(()) => Ok(out),
+                Err(e) => {
+                    for p in made {
+                        let _ = fs::remove_file(p);
+                    }
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    fn write_temp(&self, content: &str) -> Result<PathBuf, AllocError> {
+        let path = sys::temp_path(&self.dir);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| AllocError::io(&path, e))?;
+        if let Err(e) = f.write_all(content.as_bytes()) {
+            let _ = fs::remove_file(&path);
+            return Err(AllocError::io(&path, e));
+        }
+        Ok(path)
+    }
+
+    /// Links the prepared lease file to `ip`'s name; `false` when the address is taken.
+    fn try_take(&self, set: usize, ip: IpAddr, tmp: &Path) -> Result<bool, AllocError> {
+        let path = self.dir.join(ip.to_string());
+        match fs::hard_link(tmp, &path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(AllocError::io(&path, e)),
+        }
+        let last = self.dir.join(format!("{LAST_RESERVED_PREFIX}{set}"));
+        if let Err(e) = sys::write_atomic(&last, ip.to_string().as_bytes(), 0o644, false) {
+            let _ = fs::remove_file(&path);
+            return Err(AllocError::io(&last, e));
+        }
+        Ok(true)
+    }
+
+    fn take_requested(
+        &self,
+        idx: usize,
+        set: &[Range],
+        ip: IpAddr,
+        tmp: &Path,
+        scan: &Scan,
+    ) -> Result<(IpAddr, Range), AllocError> {
+        let Some(range) = set.iter().find(|r| r.contains(ip)).copied() else {
+            return Err(AllocError::Unavailable { ip, reason: "not in the range set".into() });
+        };
+        if ip == range.gateway {
+            return Err(AllocError::Unavailable { ip, reason: "it is the subnet's gateway".into() });
+        }
+        if self.excluded(ip) {
+            return Err(AllocError::Unavailable { ip, reason: "excluded".into() });
+        }
+        if scan.taken.contains(&ip) || !self.try_take(idx, ip, tmp)? {
+            return Err(AllocError::Unavailable { ip, reason: "already leased".into() });
+        }
+        Ok((ip, range))
+    }
+
+    /// Round-robin: from the address after `last_reserved_ip.<idx>` through every range of the
+    /// set, wrapping, skipping gateways and exclusions (host-local's `RangeIter`).
+    fn take_next(
+        &self,
+        idx: usize,
+        set: &[Range],
+        tmp: &Path,
+        scan: &Scan,
+    ) -> Result<(IpAddr, Range), AllocError> {
+        let total: u128 = set.iter().map(Range::len).sum();
+        // Position of a flat index in the set.
+        let locate = |mut p: u128| -> Option<(IpAddr, &Range)> {
+            for r in set {
+                if p < r.len() {
+                    return Some((from_u128(to_u128(r.range_start) + p, r.range_start), r));
+                }
+                p -= r.len();
+            }
+            None
+        };
+        let start = self.last_reserved(idx).and_then(|last| {
+            let mut off = 0u128;
+            for r in set {
+                if r.contains(last) {
+                    return Some(off + (to_u128(last) - to_u128(r.range_start)) + 1);
+                }
+                off += r.len();
+            }
+            None
+        });
+        let start = start.unwrap_or(0) % total.max(1);
+        let mut k: u128 = 0;
+        while k < total {
+            let p = (start + k) % total;
+            k += 1;
+            let Some((ip, r)) = locate(p) else { break };
+            if ip == r.gateway || scan.taken.contains(&ip) || self.excluded(ip) {
+                continue;
+            }
+            if self.try_take(idx, ip, tmp)? {
+                return Ok((ip, *r));
+            }
+        }
+        Err(AllocError::Exhausted {
+            index: idx,
+            ranges: set_string(set),
+        })
+    }
+
+    /// Gives back every address of `(container_id, ifname)`; returns them. Files in the old
+    /// id-only format are matched by id when no exact match exists (host-local's rule).
+    pub fn release(&self, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>, AllocError> {
+        let id = container_id.trim();
+        self.locked(|| {
+            let scan = self.scan(true)?;
+            let exact: Vec<IpAddr> = scan
+                .leases
+                .iter()
+                .filter(|l| l.container_id == id && l.ifname.as_deref() == Some(ifname))
+                .map(|l| l.ip)
+                .collect();
+            let victims = if exact.is_empty() {
+                scan.leases
+                    .iter()
+                    .filter(|l| l.container_id == id && l.ifname.is_none())
+                    .map(|l| l.ip)
+                    .collect()
+            } else {
+                exact
+            };
+            for ip in &victims {
+                let path = self.dir.join(ip.to_string());
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(AllocError::io(&path, e)),
+                }
+            }
+            Ok(victims)
+        })
+    }
+
+    /// Removes the leases of containers that are not in `live` (pairs of container id and
+    /// interface name; an old-format lease survives if its id is live with any interface),
+    /// and empty lease files left by writers that died.
+    pub fn gc<I, A, B>(&self, live: I) -> Result<GcReport, AllocError>
+    where
+        I: IntoIterator<Item = (A, B)>,
+        A: AsRef<str>,
+        B: AsRef<str>,
+    {
+        let live: HashSet<(String, String)> = live
+            .into_iter()
+            .map(|(a, b)| (a.as_ref().trim().to_string(), b.as_ref().to_string()))
+            .collect();
+        let live_ids: HashSet<&str> = live.iter().map(|(a, _)| a.as_str()).collect();
+        self.locked(|| {
+            let scan = self.scan(true)?;
+            let mut report = GcReport::default();
+            for l in &scan.leases {
+                let alive = match &l.ifname {
+                    Some(i) => live.contains(&(l.container_id.clone(), i.clone())),
+                    None => live_ids.contains(l.container_id.as_str()),
+                };
+                if alive {
+                    report.kept += 1;
+                    continue;
+                }
+                let path = self.dir.join(l.ip.to_string());
+                match fs::remove_file(&path) {
+                    Ok(()) => report.removed.push(l.ip),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(AllocError::io(&path, e)),
+                }
+            }
+            for ip in &scan.empty {
+                // Under the lock nobody is writing, so an empty lease file is a dead writer's.
+                let path = self.dir.join(ip.to_string());
+                if fs::remove_file(&path).is_ok() {
+                    report.removed_empty.push(*ip);
+                }
+            }
+            Ok(report)
+        })
+    }
+}
+
+fn alloc_of(idx: usize, r: &Range, ip: IpAddr) -> Allocation {
+    Allocation {
+        range_set: idx,
+        address: IpNet::new(ip, r.subnet.prefix_len()).unwrap_or_else(|_| IpNet::from(ip)),
+        gateway: r.gateway,
+    }
+}

@@ -1,0 +1,8 @@
+//! Pod-address leases, compatible with the CNI host-local IPAM plugin: its config, its
+//! round-robin allocation and its on-disk layout.
+
+mod allocator;
+mod config;
+
+pub use allocator::{Allocation, GcReport, PodAllocator, PodLease};
+pub use config::{IpamConfig, Range, DEFAULT_DATA_DIR};
