@@ -532,3 +532,9 @@ impl Ruleset {
         s
     }
 }
+
+/// Splits one rule line into words the way `iptables-restore` does (double quotes group words).
+/// An unterminated quote yields the words before it.
+pub fn split_rule_words(line: &str) -> Vec<String> {
+    parse::split_words(line).unwrap_or_default()
+}

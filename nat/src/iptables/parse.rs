@@ -89,7 +89,7 @@ pub fn parse_save(text: &str) -> Result<Vec<TableRules>, ParseError> {
 }
 
 /// Splits a line into words, honouring double quotes and `\"` inside them.
-fn split_words(line: &str) -> Result<Vec<String>, &'static str> {
+pub(super) fn split_words(line: &str) -> Result<Vec<String>, &'static str> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;

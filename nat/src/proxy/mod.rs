@@ -3,5 +3,6 @@
 
 pub mod iptables;
 mod settings;
+pub mod sync;
 
 pub use settings::{LocalDetector, MasqueradeMark, NodeSettings};

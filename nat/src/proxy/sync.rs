@@ -1,0 +1,362 @@
+//! Full and partial syncs of kube-proxy's iptables rules, applied with
+//! `iptables-restore --noflush --counters` inside a network namespace.
+//!
+//! A partial sync (kube-proxy's KEP-3453) writes the top-level chains whole, plus only the
+//! chains of Services whose rules changed since the last successful sync, and deletes the chains
+//! of Services that went away. When a partial sync fails, the syncer falls back to a full one at
+//! once. Each table's rules are replaced by one `iptables-restore` commit, so there is never a
+//! moment without them.
+
+use super::iptables::{Compiled, ServiceChains, compile, is_service_chain, jump_rules};
+use super::settings::NodeSettings;
+use crate::iptables::{Table, parse_save};
+use crate::kube::{ClusterState, IpFamily, ServiceKey};
+use podnet_netns::NetNs;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Errors of a sync.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// A program could not be started.
+    #[error("running {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `iptables-restore` (or `iptables`) refused the input.
+    #[error("{program} failed ({status}): {stderr}")]
+    Failed {
+        /// The program and its arguments.
+        program: String,
+        /// Its exit status.
+        status: String,
+        /// What it printed on stderr (names the offending line).
+        stderr: String,
+    },
+    /// `iptables-save` printed something we cannot parse.
+    #[error(transparent)]
+    Parse(#[from] crate::iptables::ParseError),
+    /// Entering the namespace failed.
+    #[error(transparent)]
+    Netns(#[from] podnet_netns::NetNsError),
+}
+
+/// What one sync will write.
+#[derive(Debug, Clone)]
+pub struct SyncPlan {
+    /// A full sync (every Service's chains) rather than a partial one.
+    pub full: bool,
+    /// The `iptables-restore` input.
+    pub input: String,
+    /// Services whose chains are written.
+    pub written: BTreeSet<ServiceKey>,
+    /// Chains deleted (`-X`).
+    pub deleted: Vec<String>,
+    compiled: Compiled,
+}
+
+impl SyncPlan {
+    /// The per-Service chains this plan leaves in place: the `applied` state for the next
+    /// [`plan`].
+    pub fn into_applied(self) -> BTreeMap<ServiceKey, ServiceChains> {
+        self.compiled.services
+    }
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncReport {
+    /// The sync that succeeded was a full one.
+    pub full: bool,
+    /// A partial sync failed first and was replaced by a full one.
+    pub fell_back: bool,
+    /// Bytes of `iptables-restore` input.
+    pub input_bytes: usize,
+    /// Services whose chains were written.
+    pub services_written: usize,
+    /// Chains deleted.
+    pub chains_deleted: usize,
+    /// Time spent compiling and rendering.
+    pub render_time: Duration,
+    /// Time spent in `iptables-restore` (and, on full syncs, ensuring the jump rules).
+    pub apply_time: Duration,
+}
+
+/// Keeps kube-proxy's iptables rules in one network namespace in step with a [`ClusterState`].
+#[derive(Debug)]
+pub struct IptablesSyncer {
+    settings: NodeSettings,
+    netns: NetNs,
+    applied: Option<BTreeMap<ServiceKey, ServiceChains>>,
+    need_full: bool,
+}
+
+/// Runs `program args` in `ns` with `input` on stdin.
+pub fn run_with_input(ns: &NetNs, program: &str, args: &[&str], input: &[u8]) -> Result<String, SyncError> {
+    let mut child = ns
+        .command(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| SyncError::Spawn {
+            program: program.to_owned(),
+            source,
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A failed write shows up as the program's own error below.
+        let _ = stdin.write_all(input);
+    }
+    let out = child.wait_with_output().map_err(|source| SyncError::Spawn {
+        program: program.to_owned(),
+        source,
+    })?;
+    if !out.status.success() {
+        return Err(SyncError::Failed {
+            program: format!("{program} {}", args.join(" ")),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn run(cmd: &mut Command, program: &str) -> Result<bool, SyncError> {
+    let out = cmd.output().map_err(|source| SyncError::Spawn {
+        program: program.to_owned(),
+        source,
+    })?;
+    Ok(out.status.success())
+}
+
+impl IptablesSyncer {
+    /// A syncer for the namespace `netns`. Its first sync is a full one.
+    pub fn new(netns: NetNs, settings: NodeSettings) -> IptablesSyncer {
+        IptablesSyncer {
+            settings,
+            netns,
+            applied: None,
+            need_full: true,
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &NodeSettings {
+        &self.settings
+    }
+
+    /// The next sync will be a full one.
+    pub fn force_full_sync(&mut self) {
+        self.need_full = true;
+    }
+
+    fn restore_program(&self) -> &'static str {
+        match self.settings.family {
+            IpFamily::V4 => "iptables-restore",
+            IpFamily::V6 => "ip6tables-restore",
+        }
+    }
+
+    fn iptables_program(&self) -> &'static str {
+        match self.settings.family {
+            IpFamily::V4 => "iptables",
+            IpFamily::V6 => "ip6tables",
+        }
+    }
+
+    /// Plans a sync of `compiled` against the last successful one: partial unless a full sync
+    /// is due. `stale` names chains found in the kernel that should go if unused.
+    pub fn plan(&self, compiled: Compiled, stale: &BTreeSet<String>) -> SyncPlan {
+        plan(self.applied.as_ref(), self.need_full, compiled, stale)
+    }
+
+    /// Records a plan as applied.
+    pub fn commit(&mut self, plan: SyncPlan) {
+        self.applied = Some(plan.compiled.services);
+        self.need_full = false;
+    }
+
+    /// Compiles `state` and brings the namespace's rules in step with it.
+    pub fn sync(&mut self, state: &ClusterState) -> Result<SyncReport, SyncError> {
+        let t0 = Instant::now();
+        let compiled = compile(state, &self.settings);
+        if self.need_full {
+            return self.full_sync(compiled, t0, false);
+        }
+        let plan = self.plan(compiled.clone(), &BTreeSet::new());
+        let render_time = t0.elapsed();
+        let t1 = Instant::now();
+        match self.restore(&plan.input) {
+            Ok(()) => {
+                let report = SyncReport {
+                    full: false,
+                    fell_back: false,
+                    input_bytes: plan.input.len(),
+                    services_written: plan.written.len(),
+                    chains_deleted: plan.deleted.len(),
+                    render_time,
+                    apply_time: t1.elapsed(),
+                };
+                self.commit(plan);
+                Ok(report)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "partial iptables sync failed; doing a full sync");
+                self.need_full = true;
+                self.full_sync(compiled, Instant::now(), true)
+            }
+        }
+    }
+
+    fn full_sync(&mut self, compiled: Compiled, t0: Instant, fell_back: bool) -> Result<SyncReport, SyncError> {
+        self.need_full = true;
+        // When we do not know what the kernel holds (first sync, or after a failure), list
+        // its nat chains so stale service chains are deleted too.
+        let stale = if self.applied.is_none() || fell_back {
+            self.live_service_chains()?
+        } else {
+            BTreeSet::new()
+        };
+        let plan = self.plan(compiled, &stale);
+        let render_time = t0.elapsed();
+        let t1 = Instant::now();
+        self.restore(&plan.input)?;
+        self.ensure_jumps()?;
+        let report = SyncReport {
+            full: true,
+            fell_back,
+            input_bytes: plan.input.len(),
+            services_written: plan.written.len(),
+            chains_deleted: plan.deleted.len(),
+            render_time,
+            apply_time: t1.elapsed(),
+        };
+        self.commit(plan);
+        Ok(report)
+    }
+
+    fn restore(&self, input: &str) -> Result<(), SyncError> {
+        run_with_input(
+            &self.netns,
+            self.restore_program(),
+            &["-w", "5", "--noflush", "--counters"],
+            input.as_bytes(),
+        )
+        .map(|_| ())
+    }
+
+    /// The per-Service chains now in the namespace's nat table.
+    pub fn live_service_chains(&self) -> Result<BTreeSet<String>, SyncError> {
+        let save = match self.settings.family {
+            IpFamily::V4 => "iptables-save",
+            IpFamily::V6 => "ip6tables-save",
+        };
+        let out = run_with_input(&self.netns, save, &["-t", "nat"], b"")?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.strip_prefix(':'))
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|c| is_service_chain(c))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Makes sure the jumps from the built-in chains to kube-proxy's chains exist
+    /// (`iptables -C`, then `-I` when missing).
+    fn ensure_jumps(&self) -> Result<(), SyncError> {
+        let prog = self.iptables_program();
+        for (table, builtin, rule) in jump_rules() {
+            let line = rule.render();
+            let words = crate::iptables::split_rule_words(&line);
+            // words: "-A", CHAIN, args...
+            let args = &words[2..];
+            let t = table.as_str();
+            let mut check = self.netns.command(prog);
+            check.args(["-w", "5", "-t", t, "-C", builtin]).args(args);
+            check.stdout(Stdio::null()).stderr(Stdio::null());
+            if run(&mut check, prog)? {
+                continue;
+            }
+            let mut insert = self.netns.command(prog);
+            insert.args(["-w", "5", "-t", t, "-I", builtin]).args(args);
+            let out = insert.output().map_err(|source| SyncError::Spawn {
+                program: prog.to_owned(),
+                source,
+            })?;
+            if !out.status.success() {
+                return Err(SyncError::Failed {
+                    program: format!("{prog} -t {t} -I {builtin} {}", args.join(" ")),
+                    status: out.status.to_string(),
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the namespace's rules back (`iptables-save`) for the tables kube-proxy writes.
+    pub fn read_back(&self, table: Table) -> Result<Vec<crate::iptables::TableRules>, SyncError> {
+        let save = match self.settings.family {
+            IpFamily::V4 => "iptables-save",
+            IpFamily::V6 => "ip6tables-save",
+        };
+        let out = run_with_input(&self.netns, save, &["-t", table.as_str()], b"")?;
+        Ok(parse_save(&out)?)
+    }
+}
+
+/// The planning step of a sync, without I/O: which Services to write and which chains to delete.
+///
+/// `applied` is the state of the last successful sync (`None` before the first one).
+pub fn plan(
+    applied: Option<&BTreeMap<ServiceKey, ServiceChains>>,
+    need_full: bool,
+    compiled: Compiled,
+    stale: &BTreeSet<String>,
+) -> SyncPlan {
+    let full = need_full || applied.is_none();
+    let active: BTreeSet<&str> = compiled.service_chain_names();
+    let mut deleted: BTreeSet<String> = BTreeSet::new();
+    if let Some(prev) = applied {
+        for g in prev.values() {
+            for c in &g.chains {
+                if !active.contains(c.as_str()) {
+                    deleted.insert(c.clone());
+                }
+            }
+        }
+    }
+    for c in stale {
+        if !active.contains(c.as_str()) {
+            deleted.insert(c.clone());
+        }
+    }
+    let deleted: Vec<String> = deleted.into_iter().collect();
+    let written: BTreeSet<ServiceKey> = compiled
+        .services
+        .iter()
+        .filter(|(k, v)| full || applied.and_then(|a| a.get(*k)) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let nat = compiled.nat_table(|k| written.contains(k), &deleted);
+    let mut input = String::with_capacity(
+        nat.lines.len() * 110 + compiled.filter.lines.len() * 110 + 4096,
+    );
+    compiled.filter.render_into(&mut input);
+    nat.render_into(&mut input);
+    SyncPlan {
+        full,
+        input,
+        written,
+        deleted,
+        compiled,
+    }
+}
