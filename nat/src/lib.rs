@@ -4,6 +4,7 @@
 //!   `iptables-save` output in.
 //! - [`kube`]: Services and EndpointSlices read from YAML or JSON, and the validated service
 //!   model every proxy mode compiles from.
+//! - [`conntrack`]: list and delete conntrack flows over netlink (stale UDP flows).
 //! - [`proxy`]: node settings and the kube-proxy iptables-mode compiler, with full and partial
 //!   syncs applied inside a network namespace.
 //!
@@ -28,6 +29,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod conntrack;
 mod hash;
 pub mod iptables;
 pub mod kube;

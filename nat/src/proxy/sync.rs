@@ -9,7 +9,8 @@
 
 use super::iptables::{Compiled, ServiceChains, compile, is_service_chain, jump_rules};
 use super::settings::NodeSettings;
-use crate::iptables::{Table, parse_save};
+use crate::conntrack::{Conntrack, stale_udp};
+use crate::iptables::{Protocol, Table, parse_save};
 use crate::kube::{ClusterState, IpFamily, ServiceKey};
 use podnet_netns::NetNs;
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,6 +47,9 @@ pub enum SyncError {
     /// Entering the namespace failed.
     #[error(transparent)]
     Netns(#[from] podnet_netns::NetNsError),
+    /// Conntrack cleanup failed (the rules were applied).
+    #[error(transparent)]
+    Conntrack(#[from] crate::conntrack::ConntrackError),
 }
 
 /// What one sync will write.
@@ -87,6 +91,8 @@ pub struct SyncReport {
     pub render_time: Duration,
     /// Time spent in `iptables-restore` (and, on full syncs, ensuring the jump rules).
     pub apply_time: Duration,
+    /// Stale UDP conntrack flows deleted after the rules were applied.
+    pub conntrack_deleted: usize,
 }
 
 /// Keeps kube-proxy's iptables rules in one network namespace in step with a [`ClusterState`].
@@ -96,6 +102,7 @@ pub struct IptablesSyncer {
     netns: NetNs,
     applied: Option<BTreeMap<ServiceKey, ServiceChains>>,
     need_full: bool,
+    conntrack: Option<Conntrack>,
 }
 
 /// Runs `program args` in `ns` with `input` on stdin.
@@ -145,6 +152,7 @@ impl IptablesSyncer {
             netns,
             applied: None,
             need_full: true,
+            conntrack: None,
         }
     }
 
@@ -189,7 +197,8 @@ impl IptablesSyncer {
         let t0 = Instant::now();
         let compiled = compile(state, &self.settings);
         if self.need_full {
-            return self.full_sync(compiled, t0, false);
+            let report = self.full_sync(compiled, t0, false)?;
+            return self.after_sync(state, report);
         }
         let plan = self.plan(compiled.clone(), &BTreeSet::new());
         let render_time = t0.elapsed();
@@ -204,14 +213,16 @@ impl IptablesSyncer {
                     chains_deleted: plan.deleted.len(),
                     render_time,
                     apply_time: t1.elapsed(),
+                    conntrack_deleted: 0,
                 };
                 self.commit(plan);
-                Ok(report)
+                self.after_sync(state, report)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "partial iptables sync failed; doing a full sync");
                 self.need_full = true;
-                self.full_sync(compiled, Instant::now(), true)
+                let report = self.full_sync(compiled, Instant::now(), true)?;
+                self.after_sync(state, report)
             }
         }
     }
@@ -238,8 +249,25 @@ impl IptablesSyncer {
             chains_deleted: plan.deleted.len(),
             render_time,
             apply_time: t1.elapsed(),
+            conntrack_deleted: 0,
         };
         self.commit(plan);
+        Ok(report)
+    }
+
+    /// Deletes stale UDP conntrack flows once the rules are in place (only when the state has
+    /// UDP service ports).
+    fn after_sync(&mut self, state: &ClusterState, mut report: SyncReport) -> Result<SyncReport, SyncError> {
+        if !state.services.keys().any(|k| k.protocol == Protocol::Udp) {
+            return Ok(report);
+        }
+        if self.conntrack.is_none() {
+            self.conntrack = Some(Conntrack::open_in(&self.netns)?);
+        }
+        let filter = stale_udp(state, &self.settings.node_name);
+        if let Some(ct) = self.conntrack.as_mut() {
+            report.conntrack_deleted = ct.delete_matching(self.settings.family, filter)?;
+        }
         Ok(report)
     }
 
