@@ -127,7 +127,8 @@ impl Link {
                 LinkAttribute::Mtu(m) => link.mtu = *m,
                 LinkAttribute::Address(a) => link.mac = MacAddr::from_slice(a).ok(),
                 LinkAttribute::Controller(m) if *m != 0 => link.master = Some(*m),
-                LinkAttribute::Link(l) if *l != 0 && *l != msg.header.index => link.link = Some(*l),
+                // The kernel omits IFLA_LINK when it names the device itself.
+                LinkAttribute::Link(l) if *l != 0 => link.link = Some(*l),
                 LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(*id),
                 LinkAttribute::TxQueueLen(q) => link.txqlen = Some(*q),
                 LinkAttribute::OperState(s) => link.oper_state = oper_state_name(s).into(),
