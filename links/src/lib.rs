@@ -1,1 +1,53 @@
-//! WIP
+//! A typed, synchronous rtnetlink client bound to one network namespace.
+//!
+//! A [`Handle`] owns one netlink socket opened inside a namespace; its operations are grouped
+//! and named like iproute2's: `h.link().add(..)`, `h.addr().replace(..)`, `h.route().get(..)`.
+//! Every error says what was asked and keeps the kernel's errno and extended-ack message;
+//! names and arguments are checked before any system call. [`Handle::batch`] pipelines bulk
+//! changes, many requests per system call.
+//!
+//! ```no_run
+//! use podnet_links::{Bridge, Handle, Route, Veth};
+//! use podnet_netns::NetNs;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let node = NetNs::create("node1")?;
+//! let pod = NetNs::create("pod1")?;
+//! let h = Handle::in_ns(&node)?;
+//! h.link().add(&Bridge::new("cni0"))?;
+//! h.link().add(&Veth::new("veth-pod1").peer("eth0").peer_netns(&pod))?;
+//! h.link().set("veth-pod1").master("cni0").up().apply()?;
+//! h.link().set("cni0").up().apply()?;
+//! h.addr().add("cni0", "10.244.1.1/24".parse()?)?;
+//!
+//! let p = Handle::in_ns(&pod)?;
+//! p.addr().add("eth0", "10.244.1.2/24".parse()?)?;
+//! p.link().set("eth0").up().apply()?;
+//! p.route().add(&Route::new("0.0.0.0/0".parse()?).via("10.244.1.1".parse()?))?;
+//! println!("{}", p.route().get("10.244.1.1".parse()?)?);
+//! # Ok(())
+//! # }
+//! ```
+
+mod addr;
+mod batch;
+mod error;
+mod handle;
+mod link;
+pub mod netlink;
+mod route;
+mod scope;
+mod sys;
+mod types;
+
+pub use addr::{Address, Addresses};
+pub use batch::{Batch, BatchReport};
+pub use error::{Error, Result};
+pub use handle::Handle;
+pub use link::{Bridge, Link, LinkKind, LinkSet, LinkSpec, Links, Veth};
+pub use route::{Protocol, Route, RouteKind, Routes, TABLE_LOCAL, TABLE_MAIN};
+pub use scope::Scope;
+pub use types::{IFNAME_MAX, LinkRef, MacAddr, validate_ifname};
+
+pub use ipnet::IpNet;
+pub use podnet_netns::NetNs;

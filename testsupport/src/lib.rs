@@ -78,8 +78,8 @@ impl TestNs {
         SWEEP.call_once(sweep_stale);
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let name = format!("{PREFIX}{}-{n}-{tag}", std::process::id());
-        let ns = NetNs::create(&name)
-            .unwrap_or_else(|e| panic!("creating test namespace {name}: {e}"));
+        let ns =
+            NetNs::create(&name).unwrap_or_else(|e| panic!("creating test namespace {name}: {e}"));
         let t = TestNs { ns, name };
         t.exec("ip", &["link", "set", "lo", "up"]);
         t
@@ -161,7 +161,16 @@ pub fn linked_pair(tag: &str, a_addr: &str, b_addr: &str) -> LinkedPair {
     a.exec(
         "ip",
         &[
-            "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", b.name(),
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            b.name(),
         ],
     );
     for (ns, addr) in [(&a, a_addr), (&b, b_addr)] {

@@ -1,0 +1,91 @@
+//! [`Handle`]: one rtnetlink socket bound to one network namespace.
+
+use crate::addr::Addresses;
+use crate::batch::Batch;
+use crate::error::Result;
+use crate::link::Links;
+use crate::netlink::{Connection, KernelError, NetlinkError};
+use crate::route::Routes;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::protocols::NETLINK_ROUTE;
+use podnet_netns::NetNs;
+use std::sync::{Mutex, MutexGuard};
+
+/// An rtnetlink client bound to one network namespace.
+///
+/// The socket is opened inside the namespace (on a helper thread, for [`Handle::in_ns`]) and
+/// stays bound to it, so every request acts on that namespace whichever thread sends it. A
+/// handle is `Send + Sync`; requests from several threads are serialised.
+///
+/// Operations are grouped like iproute2's objects: [`link`](Self::link),
+/// [`addr`](Self::addr), [`route`](Self::route), and [`batch`](Self::batch) for pipelined bulk
+/// changes.
+#[derive(Debug)]
+pub struct Handle {
+    conn: Mutex<Connection>,
+    ns: Option<NetNs>,
+}
+
+impl Handle {
+    /// A handle on the calling thread's current namespace.
+    pub fn new() -> Result<Handle> {
+        Ok(Handle {
+            conn: Mutex::new(Connection::new(NETLINK_ROUTE)?),
+            ns: None,
+        })
+    }
+
+    /// A handle on `ns`; the caller's thread does not change namespace.
+    pub fn in_ns(ns: &NetNs) -> Result<Handle> {
+        Ok(Handle {
+            conn: Mutex::new(Connection::new_in(ns, NETLINK_ROUTE)?),
+            ns: Some(ns.clone()),
+        })
+    }
+
+    /// The namespace given to [`in_ns`](Self::in_ns), if any.
+    pub fn netns(&self) -> Option<&NetNs> {
+        self.ns.as_ref()
+    }
+
+    /// Link operations (`ip link`).
+    pub fn link(&self) -> Links<'_> {
+        Links { h: self }
+    }
+
+    /// Address operations (`ip address`).
+    pub fn addr(&self) -> Addresses<'_> {
+        Addresses { h: self }
+    }
+
+    /// Route operations (`ip route`).
+    pub fn route(&self) -> Routes<'_> {
+        Routes { h: self }
+    }
+
+    /// A batch of changes sent pipelined, many per system call (`ip -batch`, faster).
+    pub fn batch(&self) -> Batch<'_> {
+        Batch::new(self)
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave the connection inconsistent: every
+        // request starts with a fresh sequence number and skips stale replies.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn request(
+        &self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        self.conn().request(msg, flags)
+    }
+
+    pub(crate) fn pipeline(
+        &self,
+        msgs: impl IntoIterator<Item = (RouteNetlinkMessage, u16)>,
+    ) -> Result<Vec<Result<(), KernelError>>, NetlinkError> {
+        self.conn().pipeline(msgs)
+    }
+}

@@ -1,0 +1,631 @@
+//! Links (network devices): list, get, add (veth, bridge), delete, and `set` (up/down, MTU,
+//! MAC address, master, name, namespace), like `ip link`.
+
+use crate::error::{Error, Result};
+use crate::handle::Handle;
+use crate::types::{LinkRef, MacAddr, validate_ifname};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+};
+use podnet_netns::NetNs;
+use std::collections::HashMap;
+use std::fmt;
+use std::os::fd::AsRawFd;
+
+/// The kind of a link, from IFLA_INFO_KIND.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LinkKind {
+    /// A veth pair end.
+    Veth,
+    /// A Linux bridge.
+    Bridge,
+    /// A VXLAN tunnel device.
+    Vxlan,
+    /// A TUN or TAP device.
+    Tun,
+    /// A dummy device.
+    Dummy,
+    /// Any other kind, by its kernel name.
+    Other(String),
+}
+
+impl LinkKind {
+    fn from_info(kind: &InfoKind) -> LinkKind {
+        match kind {
+            InfoKind::Veth => LinkKind::Veth,
+            InfoKind::Bridge => LinkKind::Bridge,
+            InfoKind::Vxlan => LinkKind::Vxlan,
+            InfoKind::Tun => LinkKind::Tun,
+            InfoKind::Dummy => LinkKind::Dummy,
+            other => LinkKind::Other(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for LinkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LinkKind::Veth => "veth",
+            LinkKind::Bridge => "bridge",
+            LinkKind::Vxlan => "vxlan",
+            LinkKind::Tun => "tun",
+            LinkKind::Dummy => "dummy",
+            LinkKind::Other(s) => s,
+        })
+    }
+}
+
+/// A link as the kernel reports it (`ip link show`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Link {
+    /// Interface index.
+    pub index: u32,
+    /// Interface name.
+    pub name: String,
+    /// Kind, when the device has one (physical devices and loopback have none).
+    pub kind: Option<LinkKind>,
+    /// Raw IFF_* flags.
+    pub flags: u32,
+    /// MTU.
+    pub mtu: u32,
+    /// Hardware address, for devices that have one.
+    pub mac: Option<MacAddr>,
+    /// Index of the master (bridge) device.
+    pub master: Option<u32>,
+    /// Name of the master device, when it is in the same namespace.
+    pub master_name: Option<String>,
+    /// IFLA_LINK: for a veth, the peer's index (in the peer's namespace).
+    pub link: Option<u32>,
+    /// Name of the IFLA_LINK device, when it is in the same namespace.
+    pub link_name: Option<String>,
+    /// The namespace id of the peer's namespace, when it lives elsewhere.
+    pub link_netnsid: Option<i32>,
+    /// Operational state (`UP`, `DOWN`, `UNKNOWN`, `LOWERLAYERDOWN`, ...).
+    pub oper_state: String,
+    /// Transmit queue length.
+    pub txqlen: Option<u32>,
+}
+
+const IFF_UP: u32 = 0x1;
+const IFF_RUNNING: u32 = 0x40;
+const IFF_LOWER_UP: u32 = 0x1_0000;
+
+impl Link {
+    /// Administratively up (IFF_UP).
+    pub fn is_up(&self) -> bool {
+        self.flags & IFF_UP != 0
+    }
+
+    /// Carrier present (IFF_LOWER_UP).
+    pub fn is_lower_up(&self) -> bool {
+        self.flags & IFF_LOWER_UP != 0
+    }
+
+    pub(crate) fn from_message(msg: &LinkMessage) -> Link {
+        let mut link = Link {
+            index: msg.header.index,
+            name: String::new(),
+            kind: None,
+            flags: msg.header.flags.bits(),
+            mtu: 0,
+            mac: None,
+            master: None,
+            master_name: None,
+            link: None,
+            link_name: None,
+            link_netnsid: None,
+            oper_state: "UNKNOWN".into(),
+            txqlen: None,
+        };
+        for attr in &msg.attributes {
+            match attr {
+                LinkAttribute::IfName(n) => link.name = n.clone(),
+                LinkAttribute::Mtu(m) => link.mtu = *m,
+                LinkAttribute::Address(a) => link.mac = MacAddr::from_slice(a).ok(),
+                LinkAttribute::Controller(m) if *m != 0 => link.master = Some(*m),
+                // The kernel omits IFLA_LINK when it names the device itself.
+                LinkAttribute::Link(l) if *l != 0 => link.link = Some(*l),
+                LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(*id),
+                LinkAttribute::TxQueueLen(q) => link.txqlen = Some(*q),
+                LinkAttribute::OperState(s) => link.oper_state = oper_state_name(s).into(),
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        if let LinkInfo::Kind(k) = info {
+                            link.kind = Some(LinkKind::from_info(k));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        link
+    }
+
+    /// Fills `master_name` and `link_name` from a table of the namespace's links.
+    pub(crate) fn resolve_names(&mut self, names: &HashMap<u32, String>) {
+        self.master_name = self.master.and_then(|m| names.get(&m).cloned());
+        if self.link_netnsid.is_none() {
+            self.link_name = self.link.and_then(|l| names.get(&l).cloned());
+        }
+    }
+}
+
+fn oper_state_name(s: &State) -> &'static str {
+    match s {
+        State::Up => "UP",
+        State::Down => "DOWN",
+        State::LowerLayerDown => "LOWERLAYERDOWN",
+        State::Dormant => "DORMANT",
+        State::NotPresent => "NOTPRESENT",
+        State::Testing => "TESTING",
+        _ => "UNKNOWN",
+    }
+}
+
+/// Flag names in the order `ip link` prints them.
+const FLAG_NAMES: &[(u32, &str)] = &[
+    (0x8, "LOOPBACK"),
+    (0x2, "BROADCAST"),
+    (0x10, "POINTOPOINT"),
+    (0x1000, "MULTICAST"),
+    (0x80, "NOARP"),
+    (0x200, "ALLMULTI"),
+    (0x100, "PROMISC"),
+    (0x400, "MASTER"),
+    (0x800, "SLAVE"),
+    (0x1, "UP"),
+    (0x1_0000, "LOWER_UP"),
+    (0x2_0000, "DORMANT"),
+];
+
+impl fmt::Display for Link {
+    /// Formats like `ip -d link show`, two lines.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.index, self.name)?;
+        match (&self.link_name, self.link) {
+            (Some(n), _) => write!(f, "@{n}")?,
+            (None, Some(i)) => write!(f, "@if{i}")?,
+            _ => {}
+        }
+        f.write_str(": <")?;
+        let mut names: Vec<&str> = Vec::new();
+        if self.flags & IFF_UP != 0 && self.flags & IFF_RUNNING == 0 {
+            names.push("NO-CARRIER");
+        }
+        names.extend(
+            FLAG_NAMES
+                .iter()
+                .filter(|(bit, _)| self.flags & bit != 0)
+                .map(|(_, n)| *n),
+        );
+        write!(f, "{}> mtu {}", names.join(","), self.mtu)?;
+        match (&self.master_name, self.master) {
+            (Some(n), _) => write!(f, " master {n}")?,
+            (None, Some(i)) => write!(f, " master if{i}")?,
+            _ => {}
+        }
+        write!(f, " state {}", self.oper_state)?;
+        if let Some(q) = self.txqlen {
+            write!(f, " qlen {q}")?;
+        }
+        f.write_str("\n    ")?;
+        match self.mac {
+            Some(mac) if self.flags & 0x8 != 0 => write!(f, "link/loopback {mac} brd {mac}")?,
+            Some(mac) => write!(f, "link/ether {mac} brd {}", MacAddr::BROADCAST)?,
+            None => f.write_str("link/none")?,
+        }
+        if let Some(id) = self.link_netnsid {
+            write!(f, " link-netnsid {id}")?;
+        }
+        if let Some(kind) = &self.kind {
+            write!(f, " {kind}")?;
+        }
+        Ok(())
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A link that can be created with [`Links::add`]: [`Veth`], [`Bridge`].
+pub trait LinkSpec: sealed::Sealed {
+    /// The name of the link to create.
+    fn name(&self) -> &str;
+    #[doc(hidden)]
+    fn to_message(&self) -> Result<LinkMessage>;
+}
+
+fn common_attrs(msg: &mut LinkMessage, name: &str, mtu: Option<u32>, mac: Option<MacAddr>) {
+    msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+    if let Some(m) = mtu {
+        msg.attributes.push(LinkAttribute::Mtu(m));
+    }
+    if let Some(mac) = mac {
+        msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+    }
+}
+
+/// A veth pair: `ip link add NAME type veth peer name PEER [netns NS]`.
+#[derive(Debug, Clone)]
+pub struct Veth {
+    name: String,
+    peer: Option<String>,
+    peer_ns: Option<NetNs>,
+    mtu: Option<u32>,
+    mac: Option<MacAddr>,
+    peer_mac: Option<MacAddr>,
+}
+
+impl Veth {
+    /// A veth pair whose first end is `name`; the kernel names the peer unless
+    /// [`peer`](Self::peer) is given.
+    pub fn new(name: impl Into<String>) -> Veth {
+        Veth {
+            name: name.into(),
+            peer: None,
+            peer_ns: None,
+            mtu: None,
+            mac: None,
+            peer_mac: None,
+        }
+    }
+
+    /// The peer's name.
+    pub fn peer(mut self, name: impl Into<String>) -> Veth {
+        self.peer = Some(name.into());
+        self
+    }
+
+    /// Creates the peer directly inside another namespace (no move afterwards, so no name clash
+    /// in this one).
+    pub fn peer_netns(mut self, ns: &NetNs) -> Veth {
+        self.peer_ns = Some(ns.clone());
+        self
+    }
+
+    /// MTU of both ends.
+    pub fn mtu(mut self, mtu: u32) -> Veth {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    /// MAC address of the first end.
+    pub fn mac(mut self, mac: MacAddr) -> Veth {
+        self.mac = Some(mac);
+        self
+    }
+
+    /// MAC address of the peer.
+    pub fn peer_mac(mut self, mac: MacAddr) -> Veth {
+        self.peer_mac = Some(mac);
+        self
+    }
+}
+
+impl sealed::Sealed for Veth {}
+
+impl LinkSpec for Veth {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn to_message(&self) -> Result<LinkMessage> {
+        validate_ifname(&self.name)?;
+        let mut peer = LinkMessage::default();
+        if let Some(p) = &self.peer {
+            validate_ifname(p)?;
+            peer.attributes.push(LinkAttribute::IfName(p.clone()));
+        }
+        if let Some(m) = self.mtu {
+            peer.attributes.push(LinkAttribute::Mtu(m));
+        }
+        if let Some(mac) = self.peer_mac {
+            peer.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+        }
+        if let Some(ns) = &self.peer_ns {
+            peer.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+        }
+        let mut msg = LinkMessage::default();
+        common_attrs(&mut msg, &self.name, self.mtu, self.mac);
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+        ]));
+        Ok(msg)
+    }
+}
+
+/// A Linux bridge: `ip link add NAME type bridge`.
+#[derive(Debug, Clone)]
+pub struct Bridge {
+    name: String,
+    mtu: Option<u32>,
+    mac: Option<MacAddr>,
+}
+
+impl Bridge {
+    /// A bridge named `name`.
+    pub fn new(name: impl Into<String>) -> Bridge {
+        Bridge {
+            name: name.into(),
+            mtu: None,
+            mac: None,
+        }
+    }
+
+    /// MTU.
+    pub fn mtu(mut self, mtu: u32) -> Bridge {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    /// MAC address (otherwise the kernel picks one).
+    pub fn mac(mut self, mac: MacAddr) -> Bridge {
+        self.mac = Some(mac);
+        self
+    }
+}
+
+impl sealed::Sealed for Bridge {}
+
+impl LinkSpec for Bridge {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn to_message(&self) -> Result<LinkMessage> {
+        validate_ifname(&self.name)?;
+        let mut msg = LinkMessage::default();
+        common_attrs(&mut msg, &self.name, self.mtu, self.mac);
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        Ok(msg)
+    }
+}
+
+/// Link operations of one [`Handle`]: `h.link().add(...)`, like `ip link`.
+#[derive(Debug, Clone, Copy)]
+pub struct Links<'h> {
+    pub(crate) h: &'h Handle,
+}
+
+/// A message that names a link by index, or by name with index 0 (the kernel looks it up).
+pub(crate) fn link_message(link: &LinkRef) -> Result<LinkMessage> {
+    let mut msg = LinkMessage::default();
+    match link {
+        LinkRef::Index(i) => msg.header.index = *i,
+        LinkRef::Name(n) => {
+            validate_ifname(n)?;
+            msg.attributes.push(LinkAttribute::IfName(n.clone()));
+        }
+    }
+    Ok(msg)
+}
+
+impl<'h> Links<'h> {
+    /// Creates a link (`ip link add`). Fails with [`Error::Exists`] if the name is taken.
+    pub fn add(&self, spec: &impl LinkSpec) -> Result<()> {
+        let msg = spec.to_message()?;
+        self.h
+            .request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+            .map_err(|e| Error::from_netlink("link add", spec.name(), e))?;
+        Ok(())
+    }
+
+    /// Deletes a link (`ip link del`); deleting one end of a veth pair deletes both.
+    pub fn del(&self, link: impl Into<LinkRef>) -> Result<()> {
+        let link = link.into();
+        let msg = link_message(&link)?;
+        self.h
+            .request(RouteNetlinkMessage::DelLink(msg), 0)
+            .map_err(|e| Error::from_netlink("link del", link.to_string(), e))?;
+        Ok(())
+    }
+
+    /// Gets one link by name or index (`ip link show dev X`).
+    pub fn get(&self, link: impl Into<LinkRef>) -> Result<Link> {
+        let link = link.into();
+        let mut found = self.get_raw(&link)?;
+        if found.master.is_some() || (found.link.is_some() && found.link_netnsid.is_none()) {
+            let names = self.names()?;
+            found.resolve_names(&names);
+        }
+        Ok(found)
+    }
+
+    fn get_raw(&self, link: &LinkRef) -> Result<Link> {
+        let msg = link_message(link)?;
+        let replies = self
+            .h
+            .request(RouteNetlinkMessage::GetLink(msg), 0)
+            .map_err(|e| Error::from_netlink("link show", link.to_string(), e))?;
+        replies
+            .iter()
+            .find_map(|r| match r {
+                RouteNetlinkMessage::NewLink(m) => Some(Link::from_message(m)),
+                _ => None,
+            })
+            .ok_or_else(|| Error::link_missing(link.to_string()))
+    }
+
+    /// The index of a link.
+    pub fn index(&self, link: impl Into<LinkRef>) -> Result<u32> {
+        match link.into() {
+            LinkRef::Index(i) => Ok(i),
+            named => self.get_raw(&named).map(|l| l.index),
+        }
+    }
+
+    /// All links of the namespace (`ip link show`), in index order.
+    pub fn list(&self) -> Result<Vec<Link>> {
+        let mut links = self.list_raw()?;
+        let names: HashMap<u32, String> = links.iter().map(|l| (l.index, l.name.clone())).collect();
+        for l in &mut links {
+            l.resolve_names(&names);
+        }
+        Ok(links)
+    }
+
+    fn list_raw(&self) -> Result<Vec<Link>> {
+        let replies = self
+            .h
+            .request(
+                RouteNetlinkMessage::GetLink(LinkMessage::default()),
+                NLM_F_DUMP,
+            )
+            .map_err(|e| Error::from_netlink("link show", "all", e))?;
+        let mut links: Vec<Link> = replies
+            .iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewLink(m) => Some(Link::from_message(m)),
+                _ => None,
+            })
+            .collect();
+        links.sort_by_key(|l| l.index);
+        Ok(links)
+    }
+
+    /// Index -> name of every link in the namespace.
+    pub(crate) fn names(&self) -> Result<HashMap<u32, String>> {
+        Ok(self
+            .list_raw()?
+            .into_iter()
+            .map(|l| (l.index, l.name))
+            .collect())
+    }
+
+    /// Changes a link (`ip link set dev X ...`); nothing is sent until
+    /// [`apply`](LinkSet::apply).
+    pub fn set(&self, link: impl Into<LinkRef>) -> LinkSet<'h> {
+        LinkSet {
+            h: self.h,
+            link: link.into(),
+            up: None,
+            mtu: None,
+            mac: None,
+            master: None,
+            name: None,
+            netns: None,
+        }
+    }
+}
+
+/// A pending `ip link set`; build it with the methods, send it with [`apply`](Self::apply).
+#[derive(Debug)]
+#[must_use = "nothing changes until apply() is called"]
+pub struct LinkSet<'h> {
+    h: &'h Handle,
+    link: LinkRef,
+    up: Option<bool>,
+    mtu: Option<u32>,
+    mac: Option<MacAddr>,
+    master: Option<Option<LinkRef>>,
+    name: Option<String>,
+    netns: Option<NetNs>,
+}
+
+impl LinkSet<'_> {
+    /// `up`.
+    pub fn up(mut self) -> Self {
+        self.up = Some(true);
+        self
+    }
+
+    /// `down`.
+    pub fn down(mut self) -> Self {
+        self.up = Some(false);
+        self
+    }
+
+    /// `mtu N`.
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    /// `address MAC`.
+    pub fn mac(mut self, mac: MacAddr) -> Self {
+        self.mac = Some(mac);
+        self
+    }
+
+    /// `master DEV`: attach to a bridge.
+    pub fn master(mut self, master: impl Into<LinkRef>) -> Self {
+        self.master = Some(Some(master.into()));
+        self
+    }
+
+    /// `nomaster`: detach from its bridge.
+    pub fn nomaster(mut self) -> Self {
+        self.master = Some(None);
+        self
+    }
+
+    /// `name NEW`: rename (the link must be down).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// `netns NS`: move the link into another namespace.
+    pub fn netns(mut self, ns: &NetNs) -> Self {
+        self.netns = Some(ns.clone());
+        self
+    }
+
+    /// Sends the change as one request.
+    pub fn apply(self) -> Result<()> {
+        let what = self.link.to_string();
+        let msg = self.to_message()?;
+        self.h
+            .request(RouteNetlinkMessage::SetLink(msg), 0)
+            .map_err(|e| Error::from_netlink("link set", what, e))?;
+        Ok(())
+    }
+
+    pub(crate) fn to_message(&self) -> Result<LinkMessage> {
+        let links = Links { h: self.h };
+        let mut msg = if let Some(new) = &self.name {
+            validate_ifname(new)?;
+            // The new name takes IFLA_IFNAME, so the link must be named by index.
+            let index = links.index(self.link.clone())?;
+            let mut m = LinkMessage::default();
+            m.header.index = index;
+            m.attributes.push(LinkAttribute::IfName(new.clone()));
+            m
+        } else {
+            link_message(&self.link)?
+        };
+        if let Some(up) = self.up {
+            msg.header.change_mask |= LinkFlags::Up;
+            if up {
+                msg.header.flags |= LinkFlags::Up;
+            }
+        }
+        if let Some(m) = self.mtu {
+            msg.attributes.push(LinkAttribute::Mtu(m));
+        }
+        if let Some(mac) = self.mac {
+            msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+        }
+        match &self.master {
+            Some(Some(master)) => {
+                let idx = links.index(master.clone())?;
+                msg.attributes.push(LinkAttribute::Controller(idx));
+            }
+            Some(None) => msg.attributes.push(LinkAttribute::Controller(0)),
+            None => {}
+        }
+        if let Some(ns) = &self.netns {
+            msg.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+        }
+        Ok(msg)
+    }
+}

@@ -1,0 +1,574 @@
+//! Routes: add, replace, del, list and get (the kernel's own lookup), like `ip route`.
+
+use crate::error::{Error, Result};
+use crate::handle::Handle;
+use crate::scope::Scope;
+use crate::types::LinkRef;
+use ipnet::IpNet;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
+};
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+
+/// The main routing table (what `ip route` shows).
+pub const TABLE_MAIN: u32 = 254;
+/// The local table (addresses of this host).
+pub const TABLE_LOCAL: u32 = 255;
+
+/// The type of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum RouteKind {
+    /// A gateway or direct route.
+    #[default]
+    Unicast,
+    /// Local delivery.
+    Local,
+    /// Broadcast.
+    Broadcast,
+    /// Anycast.
+    Anycast,
+    /// Multicast.
+    Multicast,
+    /// Silently drop.
+    Blackhole,
+    /// Drop with ICMP host unreachable.
+    Unreachable,
+    /// Drop with ICMP administratively prohibited.
+    Prohibit,
+    /// Continue the lookup in the next table.
+    Throw,
+    /// Any other type number.
+    Other(u8),
+}
+
+impl RouteKind {
+    fn to_nl(self) -> RouteType {
+        match self {
+            RouteKind::Unicast => RouteType::Unicast,
+            RouteKind::Local => RouteType::Local,
+            RouteKind::Broadcast => RouteType::Broadcast,
+            RouteKind::Anycast => RouteType::Anycast,
+            RouteKind::Multicast => RouteType::Multicast,
+            RouteKind::Blackhole => RouteType::BlackHole,
+            RouteKind::Unreachable => RouteType::Unreachable,
+            RouteKind::Prohibit => RouteType::Prohibit,
+            RouteKind::Throw => RouteType::Throw,
+            RouteKind::Other(n) => RouteType::from(n),
+        }
+    }
+
+    fn from_nl(t: RouteType) -> RouteKind {
+        match t {
+            RouteType::Unicast | RouteType::Unspec => RouteKind::Unicast,
+            RouteType::Local => RouteKind::Local,
+            RouteType::Broadcast => RouteKind::Broadcast,
+            RouteType::Anycast => RouteKind::Anycast,
+            RouteType::Multicast => RouteKind::Multicast,
+            RouteType::BlackHole => RouteKind::Blackhole,
+            RouteType::Unreachable => RouteKind::Unreachable,
+            RouteType::Prohibit => RouteKind::Prohibit,
+            RouteType::Throw => RouteKind::Throw,
+            other => RouteKind::Other(u8::from(other)),
+        }
+    }
+}
+
+impl fmt::Display for RouteKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteKind::Unicast => f.write_str("unicast"),
+            RouteKind::Local => f.write_str("local"),
+            RouteKind::Broadcast => f.write_str("broadcast"),
+            RouteKind::Anycast => f.write_str("anycast"),
+            RouteKind::Multicast => f.write_str("multicast"),
+            RouteKind::Blackhole => f.write_str("blackhole"),
+            RouteKind::Unreachable => f.write_str("unreachable"),
+            RouteKind::Prohibit => f.write_str("prohibit"),
+            RouteKind::Throw => f.write_str("throw"),
+            RouteKind::Other(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Who installed a route (`proto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// Unknown.
+    Unspec,
+    /// An ICMP redirect.
+    Redirect,
+    /// The kernel (routes of connected prefixes).
+    Kernel,
+    /// An administrator (`ip route add`'s default).
+    #[default]
+    Boot,
+    /// A routing daemon or agent that wants its routes recognised.
+    Static,
+    /// DHCP.
+    Dhcp,
+    /// Any other number.
+    Other(u8),
+}
+
+impl Protocol {
+    fn to_nl(self) -> RouteProtocol {
+        match self {
+            Protocol::Unspec => RouteProtocol::Unspec,
+            Protocol::Redirect => RouteProtocol::IcmpRedirect,
+            Protocol::Kernel => RouteProtocol::Kernel,
+            Protocol::Boot => RouteProtocol::Boot,
+            Protocol::Static => RouteProtocol::Static,
+            Protocol::Dhcp => RouteProtocol::Dhcp,
+            Protocol::Other(n) => RouteProtocol::from(n),
+        }
+    }
+
+    fn from_nl(p: RouteProtocol) -> Protocol {
+        match p {
+            RouteProtocol::Unspec => Protocol::Unspec,
+            RouteProtocol::IcmpRedirect => Protocol::Redirect,
+            RouteProtocol::Kernel => Protocol::Kernel,
+            RouteProtocol::Boot => Protocol::Boot,
+            RouteProtocol::Static => Protocol::Static,
+            RouteProtocol::Dhcp => Protocol::Dhcp,
+            other => Protocol::Other(u8::from(other)),
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Protocol::Unspec => f.write_str("unspec"),
+            Protocol::Redirect => f.write_str("redirect"),
+            Protocol::Kernel => f.write_str("kernel"),
+            Protocol::Boot => f.write_str("boot"),
+            Protocol::Static => f.write_str("static"),
+            Protocol::Dhcp => f.write_str("dhcp"),
+            Protocol::Other(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A route: built with the methods below to add, replace or delete one, and returned by
+/// [`Routes::list`] and [`Routes::get`].
+///
+/// ```
+/// use podnet_links::Route;
+/// let r = Route::new("10.244.1.0/24".parse().unwrap())
+///     .via("10.244.1.0".parse().unwrap())
+///     .dev("flannel.1")
+///     .onlink();
+/// assert_eq!(r.to_string(), "10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Route {
+    /// Destination prefix (`default` is 0.0.0.0/0 or ::/0).
+    pub dst: IpNet,
+    /// Next hop (`via`).
+    pub gateway: Option<IpAddr>,
+    /// Output device (`dev`); on routes read from the kernel, its name when known.
+    pub dev: Option<LinkRef>,
+    /// Output device index, on routes read from the kernel.
+    pub oif: Option<u32>,
+    /// Preferred source address (`src`).
+    pub src: Option<IpAddr>,
+    /// Metric (`metric`).
+    pub metric: Option<u32>,
+    /// Table (`table`), [`TABLE_MAIN`] by default.
+    pub table: u32,
+    /// Scope; when unset for a change, chosen as `ip route` does (link for routes without a
+    /// gateway, global otherwise).
+    pub scope: Option<Scope>,
+    /// Protocol (`proto`), `boot` by default like `ip route add`.
+    pub protocol: Protocol,
+    /// Type (`unicast`, `blackhole`, ...).
+    pub kind: RouteKind,
+    /// `onlink`: the gateway is on the link even without a matching prefix.
+    pub onlink: bool,
+}
+
+impl Route {
+    /// A unicast route to `dst` in the main table.
+    pub fn new(dst: IpNet) -> Route {
+        Route {
+            dst: dst.trunc(),
+            gateway: None,
+            dev: None,
+            oif: None,
+            src: None,
+            metric: None,
+            table: TABLE_MAIN,
+            scope: None,
+            protocol: Protocol::Boot,
+            kind: RouteKind::Unicast,
+            onlink: false,
+        }
+    }
+
+    /// `blackhole DST`.
+    pub fn blackhole(dst: IpNet) -> Route {
+        Route::new(dst).kind(RouteKind::Blackhole)
+    }
+
+    /// `via GATEWAY`.
+    pub fn via(mut self, gateway: IpAddr) -> Route {
+        self.gateway = Some(gateway);
+        self
+    }
+
+    /// `dev LINK`.
+    pub fn dev(mut self, link: impl Into<LinkRef>) -> Route {
+        self.dev = Some(link.into());
+        self
+    }
+
+    /// `onlink`.
+    pub fn onlink(mut self) -> Route {
+        self.onlink = true;
+        self
+    }
+
+    /// `metric N`.
+    pub fn metric(mut self, metric: u32) -> Route {
+        self.metric = Some(metric);
+        self
+    }
+
+    /// `table N`.
+    pub fn table(mut self, table: u32) -> Route {
+        self.table = table;
+        self
+    }
+
+    /// `scope S`.
+    pub fn scope(mut self, scope: Scope) -> Route {
+        self.scope = Some(scope);
+        self
+    }
+
+    /// `proto P`.
+    pub fn protocol(mut self, protocol: Protocol) -> Route {
+        self.protocol = protocol;
+        self
+    }
+
+    /// `src ADDR` (preferred source).
+    pub fn src(mut self, src: IpAddr) -> Route {
+        self.src = Some(src);
+        self
+    }
+
+    /// The route type.
+    pub fn kind(mut self, kind: RouteKind) -> Route {
+        self.kind = kind;
+        self
+    }
+
+    fn check(&self) -> Result<()> {
+        let v4 = self.dst.addr().is_ipv4();
+        for (what, addr) in [("gateway", self.gateway), ("src", self.src)] {
+            if addr.is_some_and(|a| a.is_ipv4() != v4) {
+                return Err(Error::InvalidArgument {
+                    what: format!("route {}", self.dst),
+                    reason: format!("{what} is not of the destination's address family"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the netlink message; `oif` is the resolved output device.
+    pub(crate) fn to_message(&self, oif: Option<u32>, delete: bool) -> Result<RouteMessage> {
+        self.check()?;
+        let mut msg = RouteMessage::default();
+        let h = &mut msg.header;
+        h.address_family = if self.dst.addr().is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        h.destination_prefix_length = self.dst.prefix_len();
+        if let Ok(t) = u8::try_from(self.table) {
+            h.table = t;
+        } else {
+            h.table = RouteHeader::RT_TABLE_UNSPEC;
+        }
+        let explicit_kind = self.kind != RouteKind::Unicast;
+        if delete {
+            h.protocol = RouteProtocol::Unspec;
+            h.scope = self
+                .scope
+                .map_or(RouteScope::NoWhere, |s| RouteScope::from(s.to_u8()));
+            h.kind = if explicit_kind {
+                self.kind.to_nl()
+            } else {
+                RouteType::Unspec
+            };
+        } else {
+            h.protocol = self.protocol.to_nl();
+            h.kind = self.kind.to_nl();
+            let scope = self.scope.unwrap_or(match self.kind {
+                RouteKind::Local => Scope::Host,
+                RouteKind::Broadcast | RouteKind::Multicast | RouteKind::Anycast => Scope::Link,
+                RouteKind::Unicast if self.gateway.is_none() => Scope::Link,
+                _ => Scope::Universe,
+            });
+            h.scope = RouteScope::from(scope.to_u8());
+        }
+        if self.onlink {
+            h.flags |= RouteFlags::Onlink;
+        }
+        if self.dst.prefix_len() > 0 {
+            msg.attributes
+                .push(RouteAttribute::Destination(route_address(self.dst.addr())));
+        }
+        if let Some(gw) = self.gateway {
+            msg.attributes
+                .push(RouteAttribute::Gateway(route_address(gw)));
+        }
+        if let Some(i) = oif {
+            msg.attributes.push(RouteAttribute::Oif(i));
+        }
+        if let Some(src) = self.src {
+            msg.attributes
+                .push(RouteAttribute::PrefSource(route_address(src)));
+        }
+        if let Some(m) = self.metric {
+            msg.attributes.push(RouteAttribute::Priority(m));
+        }
+        if u8::try_from(self.table).is_err() {
+            msg.attributes.push(RouteAttribute::Table(self.table));
+        }
+        Ok(msg)
+    }
+
+    pub(crate) fn from_message(m: &RouteMessage, names: &HashMap<u32, String>) -> Option<Route> {
+        let h = &m.header;
+        let v4 = match h.address_family {
+            AddressFamily::Inet => true,
+            AddressFamily::Inet6 => false,
+            _ => return None,
+        };
+        let mut dst: IpAddr = if v4 {
+            IpAddr::from([0u8; 4])
+        } else {
+            IpAddr::from([0u16; 8])
+        };
+        let mut r = Route::new(IpNet::new(dst, 0).ok()?);
+        r.table = u32::from(h.table);
+        for a in &m.attributes {
+            match a {
+                RouteAttribute::Destination(d) => dst = ip_of(d)?,
+                RouteAttribute::Gateway(g) => r.gateway = ip_of(g),
+                RouteAttribute::Oif(i) => r.oif = Some(*i),
+                RouteAttribute::PrefSource(s) => r.src = ip_of(s),
+                RouteAttribute::Priority(p) => r.metric = Some(*p),
+                RouteAttribute::Table(t) => r.table = *t,
+                _ => {}
+            }
+        }
+        r.dst = IpNet::new(dst, h.destination_prefix_length).ok()?;
+        r.dev = r.oif.map(|i| match names.get(&i) {
+            Some(n) => LinkRef::Name(n.clone()),
+            None => LinkRef::Index(i),
+        });
+        r.scope = Some(Scope::from_u8(u8::from(h.scope)));
+        r.protocol = Protocol::from_nl(h.protocol);
+        r.kind = RouteKind::from_nl(h.kind);
+        r.onlink = h.flags.contains(RouteFlags::Onlink);
+        Some(r)
+    }
+}
+
+fn route_address(ip: IpAddr) -> RouteAddress {
+    match ip {
+        IpAddr::V4(a) => RouteAddress::Inet(a),
+        IpAddr::V6(a) => RouteAddress::Inet6(a),
+    }
+}
+
+fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
+        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+impl fmt::Display for Route {
+    /// Formats like one line of `ip route`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind != RouteKind::Unicast {
+            write!(f, "{} ", self.kind)?;
+        }
+        if self.dst.prefix_len() == 0 {
+            f.write_str("default")?;
+        } else if self.dst.prefix_len() == self.dst.max_prefix_len() {
+            write!(f, "{}", self.dst.addr())?;
+        } else {
+            write!(f, "{}", self.dst)?;
+        }
+        if let Some(gw) = self.gateway {
+            write!(f, " via {gw}")?;
+        }
+        if let Some(dev) = &self.dev {
+            write!(f, " dev {dev}")?;
+        }
+        if self.table != TABLE_MAIN {
+            match self.table {
+                TABLE_LOCAL => f.write_str(" table local")?,
+                t => write!(f, " table {t}")?,
+            }
+        }
+        if self.protocol != Protocol::Boot {
+            write!(f, " proto {}", self.protocol)?;
+        }
+        if let Some(s) = self.scope {
+            let default = if self.gateway.is_none() && self.kind == RouteKind::Unicast {
+                Scope::Link
+            } else {
+                Scope::Universe
+            };
+            if s != Scope::Universe && !(s == default && self.dev.is_none()) {
+                write!(f, " scope {s}")?;
+            }
+        }
+        if let Some(src) = self.src {
+            write!(f, " src {src}")?;
+        }
+        if let Some(m) = self.metric {
+            write!(f, " metric {m}")?;
+        }
+        if self.onlink {
+            f.write_str(" onlink")?;
+        }
+        Ok(())
+    }
+}
+
+/// Route operations of one [`Handle`]: `h.route().add(&route)`, like `ip route`.
+#[derive(Debug, Clone, Copy)]
+pub struct Routes<'h> {
+    pub(crate) h: &'h Handle,
+}
+
+impl Routes<'_> {
+    fn oif(&self, route: &Route) -> Result<Option<u32>> {
+        match &route.dev {
+            Some(d) => self.h.link().index(d.clone()).map(Some),
+            None => Ok(route.oif),
+        }
+    }
+
+    fn change(&self, op: &'static str, route: &Route, flags: u16, delete: bool) -> Result<()> {
+        let msg = route.to_message(self.oif(route)?, delete)?;
+        let msg = if delete {
+            RouteNetlinkMessage::DelRoute(msg)
+        } else {
+            RouteNetlinkMessage::NewRoute(msg)
+        };
+        self.h
+            .request(msg, flags)
+            .map_err(|e| Error::from_netlink(op, route.dst.to_string(), e))?;
+        Ok(())
+    }
+
+    /// `ip route add`; [`Error::Exists`] if an equal route is there.
+    pub fn add(&self, route: &Route) -> Result<()> {
+        self.change("route add", route, NLM_F_CREATE | NLM_F_EXCL, false)
+    }
+
+    /// `ip route replace`: add, or replace the route to the same prefix (idempotent).
+    pub fn replace(&self, route: &Route) -> Result<()> {
+        self.change("route replace", route, NLM_F_CREATE | NLM_F_REPLACE, false)
+    }
+
+    /// `ip route del`; fields that are set must match. [`Error::NotFound`] if nothing does.
+    pub fn del(&self, route: &Route) -> Result<()> {
+        self.change("route del", route, 0, true)
+    }
+
+    /// The routes of the main table, IPv4 and IPv6 (`ip route; ip -6 route`).
+    pub fn list(&self) -> Result<Vec<Route>> {
+        self.list_table(TABLE_MAIN)
+    }
+
+    /// The routes of one table; `0` for every table.
+    pub fn list_table(&self, table: u32) -> Result<Vec<Route>> {
+        let replies = self
+            .h
+            .request(
+                RouteNetlinkMessage::GetRoute(RouteMessage::default()),
+                NLM_F_DUMP,
+            )
+            .map_err(|e| Error::from_netlink("route show", "all", e))?;
+        let names = self.h.link().names()?;
+        Ok(replies
+            .iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewRoute(m)
+                    if !m.header.flags.contains(RouteFlags::Cloned) =>
+                {
+                    Route::from_message(m, &names)
+                }
+                _ => None,
+            })
+            .filter(|r| table == 0 || r.table == table)
+            .collect())
+    }
+
+    /// The route the kernel would choose for `dst` (`ip route get DST`), computed by the
+    /// kernel's own lookup. An unreachable destination is [`Error::Kernel`] with ENETUNREACH.
+    pub fn get(&self, dst: IpAddr) -> Result<Route> {
+        self.get_from(dst, None, None)
+    }
+
+    /// `ip route get DST [from SRC] [oif DEV]`.
+    pub fn get_from(
+        &self,
+        dst: IpAddr,
+        src: Option<IpAddr>,
+        oif: Option<LinkRef>,
+    ) -> Result<Route> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = crate::addr::family(&dst);
+        msg.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
+        msg.attributes
+            .push(RouteAttribute::Destination(route_address(dst)));
+        if let Some(s) = src {
+            msg.header.source_prefix_length = msg.header.destination_prefix_length;
+            msg.attributes
+                .push(RouteAttribute::Source(route_address(s)));
+        }
+        if let Some(o) = oif {
+            let i = self.h.link().index(o)?;
+            msg.attributes.push(RouteAttribute::Oif(i));
+        }
+        let replies = self
+            .h
+            .request(RouteNetlinkMessage::GetRoute(msg), 0)
+            .map_err(|e| Error::from_netlink("route get", dst.to_string(), e))?;
+        let names = self.h.link().names()?;
+        replies
+            .iter()
+            .find_map(|r| match r {
+                RouteNetlinkMessage::NewRoute(m) => Route::from_message(m, &names),
+                _ => None,
+            })
+            .ok_or_else(|| Error::NotFound {
+                name: dst.to_string(),
+                errno: libc::ENOENT,
+                message: Some("no route returned".into()),
+            })
+    }
+}

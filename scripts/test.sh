@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# podnet's test command: installs what the tests need on a fresh Debian machine that has only
+# Rust and apt, then runs formatting, lints and every test, and checks that the machine's root
+# network namespace is exactly as it was. Run as root (kernel tests create namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  iproute2 iputils-ping iperf3 procps          # namespaces, links, traffic
+  nftables iptables conntrack ipset            # podnet-nat
+  tshark                                       # podnet-encap interop with a dissector
+  etcd-server protobuf-compiler                # podnet-ipam on etcd
+  libnftnl-dev libmnl-dev pkg-config           # nftnl (flannel's nftables rules)
+  containernetworking-plugins                  # CNI reference plugins for interop
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+for c in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
+
+# The root namespace's state, to prove the tests left it alone.
+root_state() {
+  ip -br link | awk '{print $1, $3}'
+  ip -o addr | awk '{print $2, $3, $4}'
+  ip route; ip -6 route | grep -v '^fe80::/64' || true
+  ip rule
+  iptables-save 2>/dev/null | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]//g' || true
+  nft list ruleset 2>/dev/null || true
+}
+before=$(root_state)
+netns_before=$(ip netns list | awk '{print $1}' | sort)
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+echo "== cargo test"
+set +e
+cargo test --workspace --all-features 2>&1 | tee /tmp/podnet-test.log
+status=${PIPESTATUS[0]}
+set -e
+
+after=$(root_state)
+netns_after=$(ip netns list | awk '{print $1}' | sort)
+if [ "$before" != "$after" ]; then
+  echo "FAIL: the tests changed the machine's root network namespace:"
+  diff <(echo "$before") <(echo "$after") || true
+  status=1
+fi
+leftover=$(comm -13 <(echo "$netns_before") <(echo "$netns_after"))
+if [ -n "$leftover" ]; then
+  echo "FAIL: network namespaces left behind: $leftover"
+  status=1
+fi
+if [ "$status" -eq 0 ]; then
+  echo "== root namespace unchanged, no namespace left behind"
+fi
+exit "$status"
