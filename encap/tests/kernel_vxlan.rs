@@ -88,7 +88,7 @@ mod packet_socket {
                 if n < 0 {
                     return None;
                 }
-                if sll.sll_pkttype != libc::PACKET_OUTGOING as u8 {
+                if sll.sll_pkttype != libc::PACKET_OUTGOING {
                     return Some(n as usize);
                 }
             }
