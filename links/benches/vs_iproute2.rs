@@ -3,9 +3,9 @@
 //!
 //! Run: `cargo bench -p podnet-links --bench vs_iproute2` (or `bash bench/links.sh`).
 
+use ipnet::{IpNet, Ipv4Net};
 use podnet_links::{Handle, Route, Veth};
 use podnet_testsupport::TestNs;
-use ipnet::{IpNet, Ipv4Net};
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -20,7 +20,12 @@ fn route_dst(i: u32) -> String {
 
 /// The same prefix as [`route_dst`], built the way an agent holding typed addresses would.
 fn route_net(i: u32) -> IpNet {
-    let a = Ipv4Addr::new(10, (100 + i / 65536) as u8, ((i / 256) % 256) as u8, (i % 256) as u8);
+    let a = Ipv4Addr::new(
+        10,
+        (100 + i / 65536) as u8,
+        ((i / 256) % 256) as u8,
+        (i % 256) as u8,
+    );
     IpNet::V4(Ipv4Net::new(a, 32).unwrap())
 }
 
@@ -33,7 +38,10 @@ fn settle() {
 /// A namespace with a link `v0` at 198.18.0.1/16, up, to route through.
 fn route_ns(tag: &str) -> TestNs {
     let ns = TestNs::new(tag);
-    ns.exec("ip", &["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+    ns.exec(
+        "ip",
+        &["link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+    );
     ns.exec("ip", &["addr", "add", "198.18.0.1/16", "dev", "v0"]);
     ns.exec("ip", &["link", "set", "v0", "up"]);
     ns.exec("ip", &["link", "set", "v1", "up"]);
@@ -54,7 +62,11 @@ fn ip_batch(ns: &TestNs, lines: &str) -> Duration {
         .expect("run ip -batch");
     let took = start.elapsed();
     let _ = std::fs::remove_file(&path);
-    assert!(out.status.success(), "ip -batch: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ip -batch: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     took
 }
 
@@ -70,16 +82,24 @@ fn routes_podnet(pipelined: bool) -> Duration {
     if pipelined {
         let mut batch = h.batch();
         for i in 0..ROUTES {
-            batch.route_add(&Route::new(route_net(i)).via(gw).dev("v0")).unwrap();
+            batch
+                .route_add(&Route::new(route_net(i)).via(gw).dev("v0"))
+                .unwrap();
         }
         let built = start.elapsed();
         batch.execute().unwrap().into_result().unwrap();
         if std::env::var_os("PODNET_BENCH_PHASES").is_some() {
-            eprintln!("  build {:.1} ms, execute {:.1} ms", ms(built), ms(start.elapsed() - built));
+            eprintln!(
+                "  build {:.1} ms, execute {:.1} ms",
+                ms(built),
+                ms(start.elapsed() - built)
+            );
         }
     } else {
         for i in 0..ROUTES {
-            h.route().add(&Route::new(route_net(i)).via(gw).dev("v0")).unwrap();
+            h.route()
+                .add(&Route::new(route_net(i)).via(gw).dev("v0"))
+                .unwrap();
         }
     }
     let took = start.elapsed();

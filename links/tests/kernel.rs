@@ -23,20 +23,35 @@ fn veth_across_namespaces_with_addresses_pings() {
     assert!(ha.link().get("to-a").unwrap_err().is_not_found());
     let peer = hb.link().get("to-a").unwrap();
     assert_eq!(peer.kind, Some(LinkKind::Veth));
-    ha.addr().add("to-b", "198.18.1.1/24".parse().unwrap()).unwrap();
-    hb.addr().add("to-a", "198.18.1.2/24".parse().unwrap()).unwrap();
-    hb.addr().add("to-a", "fd10::2/64".parse().unwrap()).unwrap();
+    ha.addr()
+        .add("to-b", "198.18.1.1/24".parse().unwrap())
+        .unwrap();
+    hb.addr()
+        .add("to-a", "198.18.1.2/24".parse().unwrap())
+        .unwrap();
+    hb.addr()
+        .add("to-a", "fd10::2/64".parse().unwrap())
+        .unwrap();
     ha.link().set("to-b").up().apply().unwrap();
     hb.link().set("to-a").up().apply().unwrap();
     assert!(a.ping("198.18.1.2", 2), "ping across the veth pair");
 
     let link = ha.link().get("to-b").unwrap();
     assert!(link.is_up());
-    assert!(link.link_netnsid.is_some(), "peer lives in another namespace");
+    assert!(
+        link.link_netnsid.is_some(),
+        "peer lives in another namespace"
+    );
     let shown = a.exec("ip", &["-o", "link", "show", "to-b"]);
-    assert!(shown.contains(&format!("{}: to-b@if{}", link.index, peer.index)), "{shown}");
+    assert!(
+        shown.contains(&format!("{}: to-b@if{}", link.index, peer.index)),
+        "{shown}"
+    );
     let text = link.to_string();
-    assert!(text.starts_with(&format!("{}: to-b@if{}: <", link.index, peer.index)), "{text}");
+    assert!(
+        text.starts_with(&format!("{}: to-b@if{}: <", link.index, peer.index)),
+        "{text}"
+    );
 
     let addrs = hb.addr().list(Some("to-a".into())).unwrap();
     let mut nets: Vec<String> = addrs.iter().map(|a| a.addr.to_string()).collect();
@@ -45,9 +60,10 @@ fn veth_across_namespaces_with_addresses_pings() {
     assert!(nets.contains(&"fd10::2/64".to_string()));
     let v4 = addrs.iter().find(|a| a.addr.addr().is_ipv4()).unwrap();
     assert_eq!(v4.to_string(), "inet 198.18.1.2/24 scope global to-a");
-    assert!(b
-        .exec("ip", &["-o", "addr", "show", "dev", "to-a"])
-        .contains("inet 198.18.1.2/24 scope global to-a"));
+    assert!(
+        b.exec("ip", &["-o", "addr", "show", "dev", "to-a"])
+            .contains("inet 198.18.1.2/24 scope global to-a")
+    );
 
     // Duplicate address: Exists; replace is idempotent; del removes; del again NotFound.
     let net = "198.18.1.2/24".parse().unwrap();
@@ -70,7 +86,9 @@ fn bridge_with_two_veths() {
     let p2 = TestNs::new("br-p2");
     let h = Handle::in_ns(&node).unwrap();
     h.link().add(&Bridge::new("cni0")).unwrap();
-    h.addr().add("cni0", "10.244.7.1/24".parse().unwrap()).unwrap();
+    h.addr()
+        .add("cni0", "10.244.7.1/24".parse().unwrap())
+        .unwrap();
     h.link().set("cni0").up().apply().unwrap();
     for (i, pod) in [(2, &p1), (3, &p2)] {
         let host_end = format!("veth{i}");
@@ -96,7 +114,10 @@ fn bridge_with_two_veths() {
         assert!(l.to_string().contains(" master cni0 "), "{l}");
     }
     let shown = node.exec("ip", &["-o", "link", "show", "master", "cni0"]);
-    assert!(shown.contains("veth2") && shown.contains("veth3"), "{shown}");
+    assert!(
+        shown.contains("veth2") && shown.contains("veth3"),
+        "{shown}"
+    );
     assert!(p1.ping("10.244.7.3", 2), "pod to pod through the bridge");
     assert!(p2.ping("10.244.7.1", 2), "pod to the bridge address");
 
@@ -118,7 +139,10 @@ fn link_set_mtu_mac_rename_and_move() {
     h.link().set("v0").mtu(1450).mac(mac).apply().unwrap();
     let v0 = h.link().get("v0").unwrap();
     assert_eq!((v0.mtu, v0.mac), (1450, Some(mac)));
-    assert!(a.exec("ip", &["link", "show", "v0"]).contains("02:00:00:00:00:01"));
+    assert!(
+        a.exec("ip", &["link", "show", "v0"])
+            .contains("02:00:00:00:00:01")
+    );
     h.link().set("v0").name("renamed").apply().unwrap();
     assert_eq!(h.link().get("renamed").unwrap().index, v0.index);
     assert!(h.link().get("v0").unwrap_err().is_not_found());
@@ -126,7 +150,13 @@ fn link_set_mtu_mac_rename_and_move() {
     assert!(h.link().get("v1").unwrap_err().is_not_found());
     let hb = Handle::in_ns(&b).unwrap();
     assert_eq!(hb.link().get("v1").unwrap().kind, Some(LinkKind::Veth));
-    let names: Vec<String> = hb.link().list().unwrap().into_iter().map(|l| l.name).collect();
+    let names: Vec<String> = hb
+        .link()
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
     assert_eq!(names, ["lo", "v1"]);
 }
 
@@ -150,9 +180,16 @@ fn routes_onlink_gateway_blackhole_replace_and_get() {
         .onlink();
     let refused = h
         .route()
-        .add(&Route::new("10.244.2.0/24".parse().unwrap()).via(ip("10.244.2.0")).dev("eth0"))
+        .add(
+            &Route::new("10.244.2.0/24".parse().unwrap())
+                .via(ip("10.244.2.0"))
+                .dev("eth0"),
+        )
         .unwrap_err();
-    assert!(matches!(refused, Error::Kernel { errno, .. } if errno == libc_enetunreach()), "{refused}");
+    assert!(
+        matches!(refused, Error::Kernel { errno, .. } if errno == libc_enetunreach()),
+        "{refused}"
+    );
     h.route().add(&onlink).unwrap();
     // Blackhole with a metric.
     h.route()
@@ -165,12 +202,24 @@ fn routes_onlink_gateway_blackhole_replace_and_get() {
         "blackhole 10.244.3.0/24 metric 50",
         "198.18.2.0/24 dev eth0 proto kernel scope link src 198.18.2.1",
     ] {
-        assert!(shown.lines().any(|l| l.trim() == line), "{line:?} not in\n{shown}");
+        assert!(
+            shown.lines().any(|l| l.trim() == line),
+            "{line:?} not in\n{shown}"
+        );
     }
     // Our Display matches iproute2's lines.
-    let ours: Vec<String> = h.route().list().unwrap().iter().map(|r| r.to_string()).collect();
+    let ours: Vec<String> = h
+        .route()
+        .list()
+        .unwrap()
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
     for line in shown.lines() {
-        assert!(ours.iter().any(|o| o == line.trim()), "{line:?} not in {ours:?}");
+        assert!(
+            ours.iter().any(|o| o == line.trim()),
+            "{line:?} not in {ours:?}"
+        );
     }
 
     // Replace changes the gateway in place.
@@ -183,7 +232,13 @@ fn routes_onlink_gateway_blackhole_replace_and_get() {
         .find(|r| r.dst == "10.244.1.0/24".parse().unwrap())
         .unwrap();
     assert_eq!(r.gateway, Some(ip("198.18.2.3")));
-    assert_eq!(routes.iter().filter(|r| r.dst == r.dst.trunc() && r.dst.to_string() == "10.244.1.0/24").count(), 1);
+    assert_eq!(
+        routes
+            .iter()
+            .filter(|r| r.dst == r.dst.trunc() && r.dst.to_string() == "10.244.1.0/24")
+            .count(),
+        1
+    );
 
     // route get: the kernel's own lookup.
     let got = h.route().get(ip("10.244.2.9")).unwrap();
@@ -201,14 +256,28 @@ fn routes_onlink_gateway_blackhole_replace_and_get() {
     assert!(h.route().del(&onlink).unwrap_err().is_not_found());
 
     // IPv6 and a route in another table.
-    h.addr().add("eth0", "fd10:2::1/64".parse().unwrap()).unwrap();
-    h.route()
-        .add(&Route::new("fd10:99::/64".parse().unwrap()).dev("eth0").table(100).scope(Scope::Link))
+    h.addr()
+        .add("eth0", "fd10:2::1/64".parse().unwrap())
         .unwrap();
-    assert!(pair.a.exec("ip", &["-6", "route", "show", "table", "100"]).contains("fd10:99::/64 dev eth0"));
+    h.route()
+        .add(
+            &Route::new("fd10:99::/64".parse().unwrap())
+                .dev("eth0")
+                .table(100)
+                .scope(Scope::Link),
+        )
+        .unwrap();
+    assert!(
+        pair.a
+            .exec("ip", &["-6", "route", "show", "table", "100"])
+            .contains("fd10:99::/64 dev eth0")
+    );
     let t100 = h.route().list_table(100).unwrap();
     assert_eq!(t100.len(), 1);
-    assert_eq!(t100[0].to_string(), "fd10:99::/64 dev eth0 table 100 metric 1024");
+    assert_eq!(
+        t100[0].to_string(),
+        "fd10:99::/64 dev eth0 table 100 metric 1024"
+    );
 }
 
 /// ENETUNREACH on Linux.
@@ -234,7 +303,12 @@ fn errors_name_what_was_asked() {
         other => panic!("expected NotFound, got {other:?}"),
     }
     assert!(h.link().del("nope0").unwrap_err().is_not_found());
-    assert!(h.addr().add("nope0", "10.0.0.1/8".parse().unwrap()).unwrap_err().is_not_found());
+    assert!(
+        h.addr()
+            .add("nope0", "10.0.0.1/8".parse().unwrap())
+            .unwrap_err()
+            .is_not_found()
+    );
     match h.link().set("br0").master("nobridge").apply() {
         Err(Error::NotFound { name, .. }) => assert_eq!(name, "nobridge"),
         other => panic!("expected NotFound, got {other:?}"),
@@ -262,7 +336,10 @@ fn invalid_names_are_refused_before_any_syscall() {
         other => panic!("expected InvalidName, got {other:?}"),
     }
     let mixed = Route::new("10.0.0.0/8".parse().unwrap()).via(ip("fd00::1"));
-    assert!(matches!(h.route().add(&mixed), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(
+        h.route().add(&mixed),
+        Err(Error::InvalidArgument { .. })
+    ));
 }
 
 #[test]
@@ -289,18 +366,23 @@ fn batch_reports_each_failure_by_request() {
         .unwrap();
     assert_eq!(batch.len(), 3003);
     let report = batch.execute().unwrap();
-    let failures: Vec<(usize, String)> = report
-        .failures()
-        .map(|(i, e)| (i, e.to_string()))
-        .collect();
+    let failures: Vec<(usize, String)> =
+        report.failures().map(|(i, e)| (i, e.to_string())).collect();
     assert_eq!(failures.len(), 2, "{failures:?}");
     assert_eq!(failures[0].0, 3000);
-    assert!(failures[0].1.contains("10.100.0.5/32 already exists"), "{}", failures[0].1);
+    assert!(
+        failures[0].1.contains("10.100.0.5/32 already exists"),
+        "{}",
+        failures[0].1
+    );
     assert_eq!(failures[1].0, 3002);
     assert_eq!(report.succeeded(), 3001);
     let count = pair.a.exec("ip", &["route", "show"]).lines().count();
     assert_eq!(count, 3001 + 1);
-    assert!(h.batch().execute().unwrap().into_result().is_ok(), "empty batch");
+    assert!(
+        h.batch().execute().unwrap().into_result().is_ok(),
+        "empty batch"
+    );
 }
 
 #[test]

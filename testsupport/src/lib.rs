@@ -33,11 +33,14 @@ pub const PREFIX: &str = "ptest-";
 /// Without root and without `PODNET_SKIP_ROOT_TESTS=1`, the test fails with a message saying so.
 #[macro_export]
 macro_rules! require_root {
-    () => {
-        if $crate::skip_root_test(module_path!()) {
+    () => {{
+        fn __podnet_here() {}
+        let here = ::std::any::type_name_of_val(&__podnet_here);
+        let test = here.strip_suffix("::__podnet_here").unwrap_or(here);
+        if $crate::skip_root_test(test) {
             return;
         }
-    };
+    }};
 }
 
 /// `true` when a root test should be skipped (and says so); panics when root is missing and
