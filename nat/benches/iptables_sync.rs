@@ -1,0 +1,144 @@
+//! 10,000 services x 5 endpoints: render time against `iptables-restore` of the same text, a
+//! full sync, and a one-endpoint-change partial sync, in one run, inside test namespaces.
+//!
+//! `cargo bench -p podnet-nat --bench iptables_sync` (as root). `PODNET_BENCH_SERVICES` and
+//! `PODNET_BENCH_ENDPOINTS` change the size.
+
+use podnet_nat::iptables::Protocol;
+use podnet_nat::kube::{ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, SessionAffinity};
+use podnet_nat::proxy::iptables::compile;
+use podnet_nat::proxy::sync::{IptablesSyncer, run_with_input};
+use podnet_nat::proxy::{LocalDetector, NodeSettings};
+use podnet_testsupport::TestNs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn state(services: usize, endpoints: usize, bump: u32) -> ClusterState {
+    let mut s = ClusterState::default();
+    for i in 0..services as u32 {
+        let name = ServicePortName {
+            service: ServiceKey {
+                namespace: format!("ns{}", i % 100),
+                name: format!("svc{i}"),
+            },
+            port: "http".into(),
+            protocol: Protocol::Tcp,
+        };
+        let vip = Ipv4Addr::from(0x0a60_0000 + i + 10); // 10.96.0.0/12
+        s.services.insert(
+            name.clone(),
+            ServicePort {
+                name: name.clone(),
+                cluster_ip: IpAddr::V4(vip),
+                port: 80,
+                node_port: None,
+                external_ips: vec![],
+                load_balancer_vips: vec![],
+                load_balancer_source_ranges: vec![],
+                session_affinity: SessionAffinity::None,
+                health_check_node_port: None,
+                external_policy_local: false,
+                internal_policy_local: false,
+            },
+        );
+        let eps = (0..endpoints as u32)
+            .map(|e| {
+                let n = i * endpoints as u32 + e + if i == 0 && e == 0 { bump } else { 0 };
+                Endpoint {
+                    addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0af4_0000 + n)), 8080), // 10.244.0.0/16
+                    node_name: Some(format!("node-{}", n % 50)),
+                    zone: None,
+                    ready: true,
+                    serving: true,
+                    terminating: false,
+                }
+            })
+            .collect::<Vec<_>>();
+        let mut eps = eps;
+        eps.sort_by_key(|e| e.addr.to_string());
+        s.endpoints.insert(name, eps);
+    }
+    s
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    // SAFETY: geteuid has no preconditions.
+    #[allow(unsafe_code)]
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 || std::env::args().any(|a| a == "--list") {
+        eprintln!("iptables_sync: needs root (it uses network namespaces); skipped");
+        return;
+    }
+    let services = env("PODNET_BENCH_SERVICES", 10_000);
+    let endpoints = env("PODNET_BENCH_ENDPOINTS", 5);
+    let mut settings = NodeSettings::new("node-1", IpFamily::V4);
+    settings.node_ips = vec!["198.18.0.2".parse().unwrap()];
+    settings.local_detector = LocalDetector::ClusterCidr("10.244.0.0/16".parse().unwrap());
+    let st = state(services, endpoints, 0);
+
+    // Render: compile + render, median of 5.
+    let mut times = Vec::new();
+    let mut text = String::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        text = compile(&st, &settings).render();
+        times.push(t.elapsed());
+    }
+    let render = median(times);
+    let rules = text.lines().filter(|l| l.starts_with("-A ")).count();
+
+    // iptables-restore of the same text into a fresh namespace (nft backend, then legacy).
+    let restore_in = |prog: &str| -> Duration {
+        let ns = TestNs::new("bench-nat-restore");
+        let t = Instant::now();
+        run_with_input(&ns, prog, &["--noflush", "--counters"], text.as_bytes()).expect("restore");
+        t.elapsed()
+    };
+    let restore = restore_in("iptables-restore");
+    let restore_legacy = restore_in("iptables-legacy-restore");
+
+    // Full sync, then one-endpoint-change partial syncs, through the syncer.
+    let ns = TestNs::new("bench-nat-sync");
+    let mut syncer = IptablesSyncer::new(ns.ns().clone(), settings.clone());
+    let t = Instant::now();
+    let full = syncer.sync(&st).expect("full sync");
+    let full_time = t.elapsed();
+    assert!(full.full);
+    let mut partial_times = Vec::new();
+    let mut partial_render = Vec::new();
+    let mut partial_bytes = 0;
+    for round in 1..=5u32 {
+        let changed = state(services, endpoints, 1_000_000 + round);
+        let t = Instant::now();
+        let r = syncer.sync(&changed).expect("partial sync");
+        partial_times.push(t.elapsed());
+        assert!(!r.full && r.services_written == 1, "{r:?}");
+        partial_render.push(r.render_time);
+        partial_bytes = r.input_bytes;
+    }
+    let partial = median(partial_times);
+
+    println!("podnet-nat iptables-mode benchmark: {services} services x {endpoints} endpoints ({rules} rules, {} KiB of iptables-restore input)", text.len() / 1024);
+    println!("  render (compile + render)            {:>10.1} ms", ms(render));
+    println!("  iptables-restore (nft) same text     {:>10.1} ms   render/restore = {:.2}%", ms(restore), 100.0 * render.as_secs_f64() / restore.as_secs_f64());
+    println!("  iptables-legacy-restore same text    {:>10.1} ms   render/restore = {:.2}%", ms(restore_legacy), 100.0 * render.as_secs_f64() / restore_legacy.as_secs_f64());
+    println!("  full sync (syncer, nft)              {:>10.1} ms", ms(full_time));
+    println!("  partial sync, one endpoint changed   {:>10.1} ms   ({} KiB input, render {:.1} ms; partial/full = {:.2}%)",
+        ms(partial), partial_bytes / 1024, ms(median(partial_render)), 100.0 * partial.as_secs_f64() / full_time.as_secs_f64());
+    println!("  goals: render <= 5% of restore: {}; partial sync <= 50 ms: {}",
+        if render.as_secs_f64() <= 0.05 * restore.as_secs_f64() { "met" } else { "NOT met" },
+        if partial <= Duration::from_millis(50) { "met" } else { "NOT met" });
+}

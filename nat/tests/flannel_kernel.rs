@@ -1,0 +1,101 @@
+//! flannel's rules in a namespace: installed as flanneld installs them, and replaced atomically
+//! (a reader running concurrently never sees the chain without its rules).
+
+use podnet_nat::flannel::FlannelNetwork;
+use podnet_testsupport::{TestNs, require_root};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+fn net(pod: &str) -> FlannelNetwork {
+    FlannelNetwork {
+        cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+        pod_cidr: pod.parse().unwrap(),
+        random_fully: true,
+    }
+}
+
+#[test]
+fn iptables_rules_are_installed_and_replaced_atomically() {
+    require_root!();
+    let ns = TestNs::new("flannel-ipt");
+    net("10.244.1.0/24").apply(&ns).expect("apply");
+    let save = ns.exec("iptables", &["-t", "nat", "-S", "FLANNEL-POSTRTG"]);
+    let rules: Vec<&str> = save.lines().filter(|l| l.starts_with("-A")).collect();
+    assert_eq!(rules.len(), 6, "{save}");
+    assert!(save.contains("-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully"), "{save}");
+    let fwd = ns.exec("iptables", &["-t", "filter", "-S", "FLANNEL-FWD"]);
+    assert!(fwd.contains("-A FLANNEL-FWD -s 10.244.0.0/16 -m comment --comment \"flanneld forward\" -j ACCEPT"), "{fwd}");
+
+    // Concurrent reader while the lease changes back and forth.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let ns = ns.ns().clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let out = ns.command("iptables").args(["-t", "nat", "-S", "FLANNEL-POSTRTG"]).output().unwrap();
+                let n = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("-A")).count();
+                seen.push(n);
+            }
+            seen
+        })
+    };
+    for i in 0..30 {
+        net(if i % 2 == 0 { "10.244.2.0/24" } else { "10.244.1.0/24" }).apply(&ns).expect("update");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let seen = reader.join().unwrap();
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|n| *n == 6), "a reader saw a partial chain: {seen:?}");
+    // The jumps exist exactly once.
+    let post = ns.exec("iptables", &["-t", "nat", "-S", "POSTROUTING"]);
+    assert_eq!(post.matches("FLANNEL-POSTRTG").count(), 1, "{post}");
+    let fwd = ns.exec("iptables", &["-t", "filter", "-S", "FORWARD"]);
+    assert_eq!(fwd.matches("FLANNEL-FWD").count(), 1, "{fwd}");
+}
+
+#[cfg(feature = "nftnl")]
+#[test]
+fn nftables_tables_are_installed_and_replaced_atomically() {
+    require_root!();
+    let ns = TestNs::new("flannel-nft");
+    podnet_nat::flannel_nft::apply(&ns, &net("10.244.1.0/24")).expect("apply");
+    let out = ns.exec("nft", &["list", "table", "ip", "flannel-ipv4"]);
+    for want in [
+        "type nat hook postrouting priority srcnat",
+        "meta mark 0x00004000 return",
+        "ip saddr 10.244.1.0/24 ip daddr 10.244.0.0/16 return",
+        "ip saddr 10.244.0.0/16 ip daddr 10.244.1.0/24 return",
+        "ip saddr != 10.244.1.0/24 ip daddr 10.244.0.0/16 return",
+        "ip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random",
+        "ip saddr != 10.244.0.0/16 ip daddr 10.244.0.0/16 masquerade fully-random",
+        "type filter hook forward priority filter",
+        "ip saddr 10.244.0.0/16 accept",
+        "ip daddr 10.244.0.0/16 accept",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let ns = ns.ns().clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let out = ns.command("nft").args(["list", "chain", "ip", "flannel-ipv4", "postrtg"]).output().unwrap();
+                let text = String::from_utf8_lossy(&out.stdout);
+                seen.push(text.matches("return").count() + text.matches("masquerade").count());
+            }
+            seen
+        })
+    };
+    for i in 0..30 {
+        let pod = if i % 2 == 0 { "10.244.2.0/24" } else { "10.244.1.0/24" };
+        podnet_nat::flannel_nft::apply(&ns, &net(pod)).expect("update");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let seen = reader.join().unwrap();
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|n| *n == 6), "a reader saw a partial chain: {seen:?}");
+}
