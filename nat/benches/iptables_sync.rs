@@ -5,7 +5,9 @@
 //! `PODNET_BENCH_ENDPOINTS` change the size.
 
 use podnet_nat::iptables::Protocol;
-use podnet_nat::kube::{ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, SessionAffinity};
+use podnet_nat::kube::{
+    ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, SessionAffinity,
+};
 use podnet_nat::proxy::iptables::compile;
 use podnet_nat::proxy::sync::{IptablesSyncer, run_with_input};
 use podnet_nat::proxy::{LocalDetector, NodeSettings};
@@ -14,7 +16,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn state(services: usize, endpoints: usize, bump: u32) -> ClusterState {
@@ -131,14 +136,46 @@ fn main() {
     }
     let partial = median(partial_times);
 
-    println!("podnet-nat iptables-mode benchmark: {services} services x {endpoints} endpoints ({rules} rules, {} KiB of iptables-restore input)", text.len() / 1024);
-    println!("  render (compile + render)            {:>10.1} ms", ms(render));
-    println!("  iptables-restore (nft) same text     {:>10.1} ms   render/restore = {:.2}%", ms(restore), 100.0 * render.as_secs_f64() / restore.as_secs_f64());
-    println!("  iptables-legacy-restore same text    {:>10.1} ms   render/restore = {:.2}%", ms(restore_legacy), 100.0 * render.as_secs_f64() / restore_legacy.as_secs_f64());
-    println!("  full sync (syncer, nft)              {:>10.1} ms", ms(full_time));
-    println!("  partial sync, one endpoint changed   {:>10.1} ms   ({} KiB input, render {:.1} ms; partial/full = {:.2}%)",
-        ms(partial), partial_bytes / 1024, ms(median(partial_render)), 100.0 * partial.as_secs_f64() / full_time.as_secs_f64());
-    println!("  goals: render <= 5% of restore: {}; partial sync <= 50 ms: {}",
-        if render.as_secs_f64() <= 0.05 * restore.as_secs_f64() { "met" } else { "NOT met" },
-        if partial <= Duration::from_millis(50) { "met" } else { "NOT met" });
+    println!(
+        "podnet-nat iptables-mode benchmark: {services} services x {endpoints} endpoints ({rules} rules, {} KiB of iptables-restore input)",
+        text.len() / 1024
+    );
+    println!(
+        "  render (compile + render)            {:>10.1} ms",
+        ms(render)
+    );
+    println!(
+        "  iptables-restore (nft) same text     {:>10.1} ms   render/restore = {:.2}%",
+        ms(restore),
+        100.0 * render.as_secs_f64() / restore.as_secs_f64()
+    );
+    println!(
+        "  iptables-legacy-restore same text    {:>10.1} ms   render/restore = {:.2}%",
+        ms(restore_legacy),
+        100.0 * render.as_secs_f64() / restore_legacy.as_secs_f64()
+    );
+    println!(
+        "  full sync (syncer, nft)              {:>10.1} ms",
+        ms(full_time)
+    );
+    println!(
+        "  partial sync, one endpoint changed   {:>10.1} ms   ({} KiB input, render {:.1} ms; partial/full = {:.2}%)",
+        ms(partial),
+        partial_bytes / 1024,
+        ms(median(partial_render)),
+        100.0 * partial.as_secs_f64() / full_time.as_secs_f64()
+    );
+    println!(
+        "  goals: render <= 5% of restore: {}; partial sync <= 50 ms: {}",
+        if render.as_secs_f64() <= 0.05 * restore.as_secs_f64() {
+            "met"
+        } else {
+            "NOT met"
+        },
+        if partial <= Duration::from_millis(50) {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
 }

@@ -13,7 +13,9 @@ use netlink_packet_core::{
 use netlink_packet_netfilter::conntrack::{
     ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol as CtProtocol, Tuple,
 };
-use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
+use netlink_packet_netfilter::{
+    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
+};
 use netlink_sys::{Socket, SocketAddr as NlAddr, protocols::NETLINK_NETFILTER};
 use podnet_netns::NetNs;
 use std::collections::{BTreeMap, BTreeSet};
@@ -101,7 +103,11 @@ fn tuple_parts(tuples: &[Tuple]) -> Option<(Protocol, SocketAddr, SocketAddr)> {
             _ => {}
         }
     }
-    Some((proto?, SocketAddr::new(src?, sport?), SocketAddr::new(dst?, dport?)))
+    Some((
+        proto?,
+        SocketAddr::new(src?, sport?),
+        SocketAddr::new(dst?, dport?),
+    ))
 }
 
 fn ct_proto(p: Protocol) -> CtProtocol {
@@ -124,7 +130,12 @@ impl Conntrack {
         Ok(Conntrack { socket, seq: 1 })
     }
 
-    fn send(&mut self, msg: ConntrackMessage, family: IpFamily, flags: u16) -> Result<u32, ConntrackError> {
+    fn send(
+        &mut self,
+        msg: ConntrackMessage,
+        family: IpFamily,
+        flags: u16,
+    ) -> Result<u32, ConntrackError> {
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
         header.flags = flags;
@@ -188,7 +199,11 @@ impl Conntrack {
 
     /// Lists the flows of `family`.
     pub fn list(&mut self, family: IpFamily) -> Result<Vec<Flow>, ConntrackError> {
-        let seq = self.send(ConntrackMessage::Get(vec![]), family, NLM_F_REQUEST | NLM_F_DUMP)?;
+        let seq = self.send(
+            ConntrackMessage::Get(vec![]),
+            family,
+            NLM_F_REQUEST | NLM_F_DUMP,
+        )?;
         let mut flows = Vec::new();
         self.receive(seq, "dump", |attrs| {
             let mut orig = None;
@@ -231,7 +246,11 @@ impl Conntrack {
         let msg = ConntrackMessage::Delete(vec![ConntrackAttribute::CtaTupleOrig(tuple)]);
         let seq = self.send(msg, family, NLM_F_REQUEST | NLM_F_ACK)?;
         match self.receive(seq, "delete", |_| {}) {
-            Err(ConntrackError::Kernel { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            Err(ConntrackError::Kernel { source, .. })
+                if source.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
             other => other,
         }
     }
@@ -269,10 +288,16 @@ pub fn stale_udp(state: &ClusterState, node: &str) -> impl Fn(&Flow) -> bool + u
             .chain(svc.external_ips.iter().copied())
             .chain(svc.load_balancer_vips.iter().copied());
         for ip in ips {
-            by_addr.entry(SocketAddr::new(ip, svc.port)).or_default().extend(serving.iter().copied());
+            by_addr
+                .entry(SocketAddr::new(ip, svc.port))
+                .or_default()
+                .extend(serving.iter().copied());
         }
         if let Some(np) = svc.node_port {
-            by_nodeport.entry(np).or_default().extend(serving.iter().copied());
+            by_nodeport
+                .entry(np)
+                .or_default()
+                .extend(serving.iter().copied());
         }
     }
     move |f: &Flow| {

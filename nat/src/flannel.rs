@@ -61,7 +61,9 @@ impl FlannelNetwork {
 
     /// `-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG`.
     pub fn masq_jump() -> Rule {
-        Rule::new("POSTROUTING").with(comment("flanneld masq")).jump(POSTRTG_CHAIN)
+        Rule::new("POSTROUTING")
+            .with(comment("flanneld masq"))
+            .jump(POSTRTG_CHAIN)
     }
 
     /// The FLANNEL-POSTRTG rules, in flannel's order.
@@ -80,14 +82,26 @@ impl FlannelNetwork {
             })
             .with(c())
             .target(Target::Return),
-            r().with(Match::source(pod)).with(Match::destination(cluster)).with(c()).target(Target::Return),
-            r().with(Match::source(cluster)).with(Match::destination(pod)).with(c()).target(Target::Return),
-            r().with(Match::not_source(cluster)).with(Match::destination(pod)).with(c()).target(Target::Return),
+            r().with(Match::source(pod))
+                .with(Match::destination(cluster))
+                .with(c())
+                .target(Target::Return),
+            r().with(Match::source(cluster))
+                .with(Match::destination(pod))
+                .with(c())
+                .target(Target::Return),
+            r().with(Match::not_source(cluster))
+                .with(Match::destination(pod))
+                .with(c())
+                .target(Target::Return),
             r().with(Match::source(cluster))
                 .with(Match::not_destination(self.multicast()))
                 .with(c())
                 .target(masq.clone()),
-            r().with(Match::not_source(cluster)).with(Match::destination(cluster)).with(c()).target(masq),
+            r().with(Match::not_source(cluster))
+                .with(Match::destination(cluster))
+                .with(c())
+                .target(masq),
         ]
     }
 
@@ -103,7 +117,9 @@ impl FlannelNetwork {
 
     /// `-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD`.
     pub fn forward_jump() -> Rule {
-        Rule::new("FORWARD").with(comment("flanneld forward")).jump(FWD_CHAIN)
+        Rule::new("FORWARD")
+            .with(comment("flanneld forward"))
+            .jump(FWD_CHAIN)
     }
 
     /// The FLANNEL-FWD rules: accept traffic from and to the flannel network.
@@ -142,7 +158,10 @@ impl FlannelNetwork {
         let mut input = self.masq_table().render();
         self.forward_table().render_into(&mut input);
         run_with_input(ns, restore, &["-w", "5", "--noflush"], input.as_bytes())?;
-        for (table, jump) in [(Table::Nat, Self::masq_jump()), (Table::Filter, Self::forward_jump())] {
+        for (table, jump) in [
+            (Table::Nat, Self::masq_jump()),
+            (Table::Filter, Self::forward_jump()),
+        ] {
             let words = crate::iptables::split_rule_words(&jump.render());
             let (chain, args) = (&words[1], &words[2..]);
             let exists = ns
@@ -158,7 +177,11 @@ impl FlannelNetwork {
                 run_with_input(
                     ns,
                     iptables,
-                    &[&["-w", "5", "-t", table.as_str(), "-A", chain.as_str()][..], &args.iter().map(String::as_str).collect::<Vec<_>>()].concat(),
+                    &[
+                        &["-w", "5", "-t", table.as_str(), "-A", chain.as_str()][..],
+                        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+                    ]
+                    .concat(),
                     b"",
                 )?;
             }
@@ -207,6 +230,8 @@ mod tests {
             pod_cidr: "fd10:0:0:1::/64".parse().unwrap(),
             random_fully: true,
         };
-        assert!(v6.masq_table().render().contains("! -d ff00::/8 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully"));
+        assert!(v6.masq_table().render().contains(
+            "! -d ff00::/8 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully"
+        ));
     }
 }

@@ -23,8 +23,12 @@
 use crate::flannel::FlannelNetwork;
 use ipnet::IpNet;
 use netlink_sys::{Socket, SocketAddr as NlAddr, protocols::NETLINK_NETFILTER};
-use nftnl::expr::{Bitwise, Cmp, CmpOp, Expression, Ipv4HeaderField, Ipv6HeaderField, NetworkHeaderField, Payload};
-use nftnl::{Batch, Chain, ChainType, FinalizedBatch, Hook, MsgType, ProtoFamily, Rule, Table, nft_expr};
+use nftnl::expr::{
+    Bitwise, Cmp, CmpOp, Expression, Ipv4HeaderField, Ipv6HeaderField, NetworkHeaderField, Payload,
+};
+use nftnl::{
+    Batch, Chain, ChainType, FinalizedBatch, Hook, MsgType, ProtoFamily, Rule, Table, nft_expr,
+};
 use podnet_netns::NetNs;
 use std::ffi::CString;
 use std::io;
@@ -52,7 +56,11 @@ impl Expression for MasqueradeFullyRandom {
         unsafe {
             let expr = nftnl::nftnl_sys::nftnl_expr_alloc(c"masq".as_ptr());
             let expr = NonNull::new(expr).expect("libnftnl out of memory allocating an expression");
-            nftnl::nftnl_sys::nftnl_expr_set_u32(expr.as_ptr(), NFTNL_EXPR_MASQ_FLAGS, NF_NAT_RANGE_PROTO_RANDOM_FULLY);
+            nftnl::nftnl_sys::nftnl_expr_set_u32(
+                expr.as_ptr(),
+                NFTNL_EXPR_MASQ_FLAGS,
+                NF_NAT_RANGE_PROTO_RANDOM_FULLY,
+            );
             expr
         }
     }
@@ -62,7 +70,11 @@ fn match_net(rule: &mut Rule, net: IpNet, source: bool, negate: bool) {
     let op = if negate { CmpOp::Neq } else { CmpOp::Eq };
     match net {
         IpNet::V4(n) => {
-            let field = if source { Ipv4HeaderField::Saddr } else { Ipv4HeaderField::Daddr };
+            let field = if source {
+                Ipv4HeaderField::Saddr
+            } else {
+                Ipv4HeaderField::Daddr
+            };
             rule.add_expr(&Payload::Network(NetworkHeaderField::Ipv4(field)));
             if n.prefix_len() < 32 {
                 rule.add_expr(&Bitwise::new(n.netmask(), 0u32));
@@ -70,7 +82,11 @@ fn match_net(rule: &mut Rule, net: IpNet, source: bool, negate: bool) {
             rule.add_expr(&Cmp::new(op, n.network()));
         }
         IpNet::V6(n) => {
-            let field = if source { Ipv6HeaderField::Saddr } else { Ipv6HeaderField::Daddr };
+            let field = if source {
+                Ipv6HeaderField::Saddr
+            } else {
+                Ipv6HeaderField::Daddr
+            };
             rule.add_expr(&Payload::Network(NetworkHeaderField::Ipv6(field)));
             if n.prefix_len() < 128 {
                 rule.add_expr(&Bitwise::new(n.netmask(), std::net::Ipv6Addr::UNSPECIFIED));
@@ -83,8 +99,16 @@ fn match_net(rule: &mut Rule, net: IpNet, source: bool, negate: bool) {
 /// Builds the batch that installs (or replaces) flannel's nftables rules for `net`.
 pub fn batch(net: &FlannelNetwork) -> FinalizedBatch {
     let (family, name, multicast): (ProtoFamily, &str, IpNet) = match net.cluster_cidr {
-        IpNet::V4(_) => (ProtoFamily::Ipv4, IPV4_TABLE, "224.0.0.0/4".parse().expect("literal")),
-        IpNet::V6(_) => (ProtoFamily::Ipv6, IPV6_TABLE, "ff00::/8".parse().expect("literal")),
+        IpNet::V4(_) => (
+            ProtoFamily::Ipv4,
+            IPV4_TABLE,
+            "224.0.0.0/4".parse().expect("literal"),
+        ),
+        IpNet::V6(_) => (
+            ProtoFamily::Ipv6,
+            IPV6_TABLE,
+            "ff00::/8".parse().expect("literal"),
+        ),
     };
     let (cluster, pod) = (net.cluster_cidr, net.pod_cidr);
     let tname = CString::new(name).expect("no NUL");
@@ -110,7 +134,11 @@ pub fn batch(net: &FlannelNetwork) -> FinalizedBatch {
     r.add_expr(&nft_expr!(cmp == 0x4000u32));
     r.add_expr(&nft_expr!(verdict return));
     b.add(&r, MsgType::Add);
-    for (s, sneg, d, dneg) in [(pod, false, cluster, false), (cluster, false, pod, false), (pod, true, cluster, false)] {
+    for (s, sneg, d, dneg) in [
+        (pod, false, cluster, false),
+        (cluster, false, pod, false),
+        (pod, true, cluster, false),
+    ] {
         let mut r = Rule::new(&post);
         match_net(&mut r, s, true, sneg);
         match_net(&mut r, d, false, dneg);
@@ -167,7 +195,10 @@ pub fn send(ns: &NetNs, batch: &FinalizedBatch) -> io::Result<()> {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if Instant::now() > deadline {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "nftables batch not acknowledged"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "nftables batch not acknowledged",
+                    ));
                 }
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
@@ -188,7 +219,10 @@ pub fn send(ns: &NetNs, batch: &FinalizedBatch) -> io::Result<()> {
                     let e = io::Error::from_raw_os_error(-code);
                     return Err(io::Error::new(
                         e.kind(),
-                        format!("nftables batch message {} refused: {e}", seq.wrapping_sub(first)),
+                        format!(
+                            "nftables batch message {} refused: {e}",
+                            seq.wrapping_sub(first)
+                        ),
                     ));
                 }
                 pending.retain(|s| *s != seq);

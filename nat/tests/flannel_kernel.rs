@@ -24,7 +24,12 @@ fn iptables_rules_are_installed_and_replaced_atomically() {
     assert_eq!(rules.len(), 6, "{save}");
     assert!(save.contains("-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully"), "{save}");
     let fwd = ns.exec("iptables", &["-t", "filter", "-S", "FLANNEL-FWD"]);
-    assert!(fwd.contains("-A FLANNEL-FWD -s 10.244.0.0/16 -m comment --comment \"flanneld forward\" -j ACCEPT"), "{fwd}");
+    assert!(
+        fwd.contains(
+            "-A FLANNEL-FWD -s 10.244.0.0/16 -m comment --comment \"flanneld forward\" -j ACCEPT"
+        ),
+        "{fwd}"
+    );
 
     // Concurrent reader while the lease changes back and forth.
     let stop = Arc::new(AtomicBool::new(false));
@@ -34,20 +39,36 @@ fn iptables_rules_are_installed_and_replaced_atomically() {
         std::thread::spawn(move || {
             let mut seen = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let out = ns.command("iptables").args(["-t", "nat", "-S", "FLANNEL-POSTRTG"]).output().unwrap();
-                let n = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("-A")).count();
+                let out = ns
+                    .command("iptables")
+                    .args(["-t", "nat", "-S", "FLANNEL-POSTRTG"])
+                    .output()
+                    .unwrap();
+                let n = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| l.starts_with("-A"))
+                    .count();
                 seen.push(n);
             }
             seen
         })
     };
     for i in 0..30 {
-        net(if i % 2 == 0 { "10.244.2.0/24" } else { "10.244.1.0/24" }).apply(&ns).expect("update");
+        net(if i % 2 == 0 {
+            "10.244.2.0/24"
+        } else {
+            "10.244.1.0/24"
+        })
+        .apply(&ns)
+        .expect("update");
     }
     stop.store(true, Ordering::Relaxed);
     let seen = reader.join().unwrap();
     assert!(!seen.is_empty());
-    assert!(seen.iter().all(|n| *n == 6), "a reader saw a partial chain: {seen:?}");
+    assert!(
+        seen.iter().all(|n| *n == 6),
+        "a reader saw a partial chain: {seen:?}"
+    );
     // The jumps exist exactly once.
     let post = ns.exec("iptables", &["-t", "nat", "-S", "POSTROUTING"]);
     assert_eq!(post.matches("FLANNEL-POSTRTG").count(), 1, "{post}");
@@ -83,7 +104,11 @@ fn nftables_tables_are_installed_and_replaced_atomically() {
         std::thread::spawn(move || {
             let mut seen = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let out = ns.command("nft").args(["list", "chain", "ip", "flannel-ipv4", "postrtg"]).output().unwrap();
+                let out = ns
+                    .command("nft")
+                    .args(["list", "chain", "ip", "flannel-ipv4", "postrtg"])
+                    .output()
+                    .unwrap();
                 let text = String::from_utf8_lossy(&out.stdout);
                 seen.push(text.matches("return").count() + text.matches("masquerade").count());
             }
@@ -91,11 +116,18 @@ fn nftables_tables_are_installed_and_replaced_atomically() {
         })
     };
     for i in 0..30 {
-        let pod = if i % 2 == 0 { "10.244.2.0/24" } else { "10.244.1.0/24" };
+        let pod = if i % 2 == 0 {
+            "10.244.2.0/24"
+        } else {
+            "10.244.1.0/24"
+        };
         podnet_nat::flannel_nft::apply(&ns, &net(pod)).expect("update");
     }
     stop.store(true, Ordering::Relaxed);
     let seen = reader.join().unwrap();
     assert!(!seen.is_empty());
-    assert!(seen.iter().all(|n| *n == 6), "a reader saw a partial chain: {seen:?}");
+    assert!(
+        seen.iter().all(|n| *n == 6),
+        "a reader saw a partial chain: {seen:?}"
+    );
 }

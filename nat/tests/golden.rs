@@ -64,7 +64,12 @@ fn repeated_partial_syncs() {
     let nat_head = ":KUBE-NODEPORTS - [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n:KUBE-POSTROUTING - [0:0]\n";
 
     // Initial full sync.
-    let p = plan(None, true, compile(&state_from_yaml(&(svc1.clone() + &svc2)), &settings), &Default::default());
+    let p = plan(
+        None,
+        true,
+        compile(&state_from_yaml(&(svc1.clone() + &svc2)), &settings),
+        &Default::default(),
+    );
     let expected = format!(
         "{FILTER_NO_SERVICES}*nat\n{nat_head}\
 :KUBE-SEP-SNQ3ZNILQDEJNDQO - [0:0]
@@ -90,7 +95,12 @@ COMMIT
 
     // Add svc3 with an endpoint: only its chains are written.
     let svc3 = svc("ns3", "svc3", "172.30.0.43", "p80", 80, &["10.0.3.1"]);
-    let p = plan(Some(&applied), false, compile(&state_from_yaml(&(svc1.clone() + &svc2 + &svc3)), &settings), &Default::default());
+    let p = plan(
+        Some(&applied),
+        false,
+        compile(&state_from_yaml(&(svc1.clone() + &svc2 + &svc3)), &settings),
+        &Default::default(),
+    );
     let expected = format!(
         "{FILTER_NO_SERVICES}*nat\n{nat_head}\
 :KUBE-SEP-BSWRHOQ77KEXZLNL - [0:0]
@@ -110,7 +120,12 @@ COMMIT
     let applied = p.into_applied();
 
     // Delete svc2: its chains are flushed and deleted; nothing else is rewritten.
-    let p = plan(Some(&applied), false, compile(&state_from_yaml(&(svc1.clone() + &svc3)), &settings), &Default::default());
+    let p = plan(
+        Some(&applied),
+        false,
+        compile(&state_from_yaml(&(svc1.clone() + &svc3)), &settings),
+        &Default::default(),
+    );
     let expected = format!(
         "{FILTER_NO_SERVICES}*nat\n{nat_head}\
 :KUBE-SEP-UHEGFW77JX3KXTOV - [0:0]
@@ -128,9 +143,18 @@ COMMIT
 
     // Add svc4 without endpoints: only a REJECT rule.
     let svc4_bare = svc("ns4", "svc4", "172.30.0.44", "p80", 80, &[]);
-    let p = plan(Some(&applied), false, compile(&state_from_yaml(&(svc1.clone() + &svc3 + &svc4_bare)), &settings), &Default::default());
+    let p = plan(
+        Some(&applied),
+        false,
+        compile(
+            &state_from_yaml(&(svc1.clone() + &svc3 + &svc4_bare)),
+            &settings,
+        ),
+        &Default::default(),
+    );
     let reject = "-A KUBE-SERVICES -m comment --comment \"ns4/svc4:p80 has no endpoints\" -m tcp -p tcp -d 172.30.0.44 --dport 80 -j REJECT\n";
-    let filter_with_reject = FILTER_NO_SERVICES.replacen("-A KUBE-FIREWALL", &format!("{reject}-A KUBE-FIREWALL"), 1);
+    let filter_with_reject =
+        FILTER_NO_SERVICES.replacen("-A KUBE-FIREWALL", &format!("{reject}-A KUBE-FIREWALL"), 1);
     let expected = format!(
         "{filter_with_reject}*nat\n{nat_head}\
 -A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O
@@ -143,7 +167,12 @@ COMMIT
 
     // Its endpoints arrive.
     let svc4 = svc("ns4", "svc4", "172.30.0.44", "p80", 80, &["10.0.4.1"]);
-    let p = plan(Some(&applied), false, compile(&state_from_yaml(&(svc1.clone() + &svc3 + &svc4)), &settings), &Default::default());
+    let p = plan(
+        Some(&applied),
+        false,
+        compile(&state_from_yaml(&(svc1.clone() + &svc3 + &svc4)), &settings),
+        &Default::default(),
+    );
     let expected = format!(
         "{FILTER_NO_SERVICES}*nat\n{nat_head}\
 :KUBE-SEP-AYCN5HPXMIRJNJXU - [0:0]
@@ -164,7 +193,15 @@ COMMIT
 
     // svc3's endpoint changes: its SVC and SEP chains are rewritten, the old SEP deleted.
     let svc3b = svc("ns3", "svc3", "172.30.0.43", "p80", 80, &["10.0.3.2"]);
-    let p = plan(Some(&applied), false, compile(&state_from_yaml(&(svc1.clone() + &svc3b + &svc4)), &settings), &Default::default());
+    let p = plan(
+        Some(&applied),
+        false,
+        compile(
+            &state_from_yaml(&(svc1.clone() + &svc3b + &svc4)),
+            &settings,
+        ),
+        &Default::default(),
+    );
     let expected = format!(
         "{FILTER_NO_SERVICES}*nat\n{nat_head}\
 :KUBE-SEP-BSWRHOQ77KEXZLNL - [0:0]
@@ -186,9 +223,21 @@ COMMIT
     let applied = p.into_applied();
 
     // Another endpoint for svc3.
-    let svc3c = svc("ns3", "svc3", "172.30.0.43", "p80", 80, &["10.0.3.2", "10.0.3.3"]);
+    let svc3c = svc(
+        "ns3",
+        "svc3",
+        "172.30.0.43",
+        "p80",
+        80,
+        &["10.0.3.2", "10.0.3.3"],
+    );
     let all = svc1.clone() + &svc3c + &svc4;
-    let p = plan(Some(&applied), false, compile(&state_from_yaml(&all), &settings), &Default::default());
+    let p = plan(
+        Some(&applied),
+        false,
+        compile(&state_from_yaml(&all), &settings),
+        &Default::default(),
+    );
     let expected = format!(
         "{FILTER_NO_SERVICES}*nat\n{nat_head}\
 :KUBE-SEP-DKCFIS26GWF2WLWC - [0:0]
@@ -212,7 +261,12 @@ COMMIT
     let applied = p.into_applied();
 
     // No change: only the top-level chains.
-    let p = plan(Some(&applied), false, compile(&state_from_yaml(&all), &settings), &Default::default());
+    let p = plan(
+        Some(&applied),
+        false,
+        compile(&state_from_yaml(&all), &settings),
+        &Default::default(),
+    );
     let expected = format!(
         "{FILTER_NO_SERVICES}*nat\n{nat_head}\
 -A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O
@@ -225,7 +279,12 @@ COMMIT
 
     // svc4 deleted after a failed partial sync: the full sync rewrites everything and deletes
     // svc4's chains.
-    let p = plan(Some(&applied), true, compile(&state_from_yaml(&(svc1.clone() + &svc3c)), &settings), &Default::default());
+    let p = plan(
+        Some(&applied),
+        true,
+        compile(&state_from_yaml(&(svc1.clone() + &svc3c)), &settings),
+        &Default::default(),
+    );
     let expected = format!(
         "{FILTER_NO_SERVICES}*nat\n{nat_head}\
 :KUBE-SEP-AYCN5HPXMIRJNJXU - [0:0]

@@ -27,7 +27,10 @@ fn warnings_for(extra: &str) -> (String, Vec<String>) {
     let (state, w2) = ClusterState::from_objects(&objects, IpFamily::V4);
     warnings.extend(w2);
     let rules = compile(&state, &NodeSettings::new("n1", IpFamily::V4)).render();
-    assert!(rules.contains("app/good:http cluster IP"), "the good service must still compile");
+    assert!(
+        rules.contains("app/good:http cluster IP"),
+        "the good service must still compile"
+    );
     (rules, warnings.iter().map(|w| w.to_string()).collect())
 }
 
@@ -38,7 +41,10 @@ fn service_with_invalid_ip_is_skipped_with_warning() {
          spec:\n  clusterIP: 10.96.0.300\n  ports: [{name: http, port: 80}]\n",
     );
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].starts_with("Service app/bad:") && w[0].contains("10.96.0.300"), "{w:?}");
+    assert!(
+        w[0].starts_with("Service app/bad:") && w[0].contains("10.96.0.300"),
+        "{w:?}"
+    );
     assert!(!rules.contains("app/bad"));
 }
 
@@ -49,14 +55,20 @@ fn service_with_invalid_external_ip_or_range_is_skipped_whole() {
          spec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.21\n  externalIPs: [nope]\n\
          \x20 ports: [{name: a, port: 80, nodePort: 30001}]\n",
     );
-    assert!(w.len() == 1 && w[0].contains("Service app/bad") && w[0].contains("externalIP"), "{w:?}");
+    assert!(
+        w.len() == 1 && w[0].contains("Service app/bad") && w[0].contains("externalIP"),
+        "{w:?}"
+    );
     assert!(!rules.contains("app/bad"), "no half-compiled service");
     let (rules, w) = warnings_for(
         "apiVersion: v1\nkind: Service\nmetadata: {name: bad, namespace: app}\n\
          spec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.21\n  loadBalancerSourceRanges: [1.2.3.0/99]\n\
          \x20 ports: [{name: a, port: 80}]\n",
     );
-    assert!(w.len() == 1 && w[0].contains("loadBalancerSourceRange"), "{w:?}");
+    assert!(
+        w.len() == 1 && w[0].contains("loadBalancerSourceRange"),
+        "{w:?}"
+    );
     assert!(!rules.contains("app/bad"));
 }
 
@@ -67,8 +79,14 @@ fn service_with_invalid_port_is_skipped_with_warning() {
             "apiVersion: v1\nkind: Service\nmetadata: {{name: bad, namespace: app}}\n\
              spec:\n  clusterIP: 10.96.0.22\n  ports: [{{name: ok, port: 81}}, {{name: a, port: {port}}}]\n"
         ));
-        assert!(w.len() == 1 && w[0].starts_with("Service app/bad") && w[0].contains("port"), "{w:?}");
-        assert!(!rules.contains("app/bad"), "the valid port of a bad service is not applied either");
+        assert!(
+            w.len() == 1 && w[0].starts_with("Service app/bad") && w[0].contains("port"),
+            "{w:?}"
+        );
+        assert!(
+            !rules.contains("app/bad"),
+            "the valid port of a bad service is not applied either"
+        );
     }
     // A port of the wrong type.
     let (_, w) = warnings_for(
@@ -86,7 +104,10 @@ fn endpoint_slice_for_unknown_service_is_skipped_with_warning() {
          addressType: IPv4\nendpoints: [{addresses: [10.244.9.9]}]\nports: [{name: http, port: 80}]\n",
     );
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].starts_with("EndpointSlice app/ghost-1") && w[0].contains("unknown Service app/ghost"), "{w:?}");
+    assert!(
+        w[0].starts_with("EndpointSlice app/ghost-1") && w[0].contains("unknown Service app/ghost"),
+        "{w:?}"
+    );
     assert!(!rules.contains("10.244.9.9"));
 }
 
@@ -97,15 +118,22 @@ fn endpoint_slice_with_bad_address_is_skipped_with_warning() {
          metadata: {name: good-2, namespace: app, labels: {kubernetes.io/service-name: good}}\n\
          addressType: IPv4\nendpoints: [{addresses: [10.244.1.6]}, {addresses: [banana]}]\nports: [{name: http, port: 8080}]\n",
     );
-    assert!(w.len() == 1 && w[0].starts_with("EndpointSlice app/good-2"), "{w:?}");
+    assert!(
+        w.len() == 1 && w[0].starts_with("EndpointSlice app/good-2"),
+        "{w:?}"
+    );
     assert!(!rules.contains("10.244.1.6"), "the slice is skipped whole");
     assert!(rules.contains("10.244.1.5:8080"));
 }
 
 #[test]
 fn malformed_documents_and_unknown_kinds_are_reported() {
-    let (_, w) = warnings_for("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, namespace: app}\n");
-    assert!(w.len() == 1 && w[0].starts_with("ConfigMap app/cm"), "{w:?}");
+    let (_, w) =
+        warnings_for("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, namespace: app}\n");
+    assert!(
+        w.len() == 1 && w[0].starts_with("ConfigMap app/cm"),
+        "{w:?}"
+    );
     let (objects, w) = parse_objects("kind: Service\nmetadata: {name: [unclosed\n", "broken.yaml");
     assert!(objects.is_empty());
     assert!(w.len() == 1 && w[0].object == "broken.yaml", "{w:?}");
@@ -143,7 +171,10 @@ fn reads_kubectl_json_lists() {
     assert!(svc.external_policy_local);
     assert_eq!(svc.node_port, Some(31443));
     let rules = compile(&state, &NodeSettings::new("n1", IpFamily::V4)).render();
-    assert!(rules.contains("KUBE-SVL-"), "local endpoint chain expected:\n{rules}");
+    assert!(
+        rules.contains("KUBE-SVL-"),
+        "local endpoint chain expected:\n{rules}"
+    );
     assert!(rules.contains("--to-destination 10.244.3.3:8443"));
 }
 

@@ -29,10 +29,16 @@ impl Echo {
         let tcp_addr: SocketAddr = format!("{addr}:8080").parse().unwrap();
         let udp_addr: SocketAddr = format!("{addr}:5353").parse().unwrap();
         let (listener, udp) = ns
-            .run(move || (TcpListener::bind(tcp_addr).unwrap(), UdpSocket::bind(udp_addr).unwrap()))
+            .run(move || {
+                (
+                    TcpListener::bind(tcp_addr).unwrap(),
+                    UdpSocket::bind(udp_addr).unwrap(),
+                )
+            })
             .unwrap();
         listener.set_nonblocking(true).unwrap();
-        udp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        udp.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let s1 = stop.clone();
         let t1 = std::thread::spawn(move || {
@@ -76,13 +82,33 @@ fn endpoint_ns(node: &TestNs, tag: &str, n: u8) -> TestNs {
     let node_if = format!("vep{n}");
     node.exec(
         "ip",
-        &["link", "add", &node_if, "type", "veth", "peer", "name", "eth0", "netns", ep.name()],
+        &[
+            "link",
+            "add",
+            &node_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ep.name(),
+        ],
     );
-    node.exec("ip", &["addr", "add", &format!("10.244.{n}.1/24"), "dev", &node_if]);
+    node.exec(
+        "ip",
+        &["addr", "add", &format!("10.244.{n}.1/24"), "dev", &node_if],
+    );
     node.exec("ip", &["link", "set", &node_if, "up"]);
-    ep.exec("ip", &["addr", "add", &format!("10.244.{n}.2/24"), "dev", "eth0"]);
+    ep.exec(
+        "ip",
+        &["addr", "add", &format!("10.244.{n}.2/24"), "dev", "eth0"],
+    );
     ep.exec("ip", &["link", "set", "eth0", "up"]);
-    ep.exec("ip", &["route", "add", "default", "via", &format!("10.244.{n}.1")]);
+    ep.exec(
+        "ip",
+        &["route", "add", "default", "via", &format!("10.244.{n}.1")],
+    );
     ep
 }
 
@@ -148,7 +174,8 @@ fn spread(client: &TestNs, to: &str, n: usize) -> BTreeMap<String, usize> {
         .run(move || {
             let mut counts = BTreeMap::new();
             for _ in 0..n {
-                let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2)).expect("connect");
+                let mut s =
+                    TcpStream::connect_timeout(&to, Duration::from_secs(2)).expect("connect");
                 s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
                 let mut who = String::new();
                 s.read_to_string(&mut who).expect("read");
@@ -173,7 +200,10 @@ fn services_over_iptables_in_namespaces() {
     let pair = linked_pair("e2e", "198.18.0.1/24", "198.18.0.2/24");
     let (client, node) = (&pair.a, &pair.b);
     client.exec("ip", &["route", "add", "10.96.0.0/12", "via", "198.18.0.2"]);
-    client.exec("ip", &["route", "add", "10.244.0.0/16", "via", "198.18.0.2"]);
+    client.exec(
+        "ip",
+        &["route", "add", "10.244.0.0/16", "via", "198.18.0.2"],
+    );
     node.sysctl_set("net.ipv4.ip_forward", "1").unwrap();
     let ep1 = endpoint_ns(node, "e2e-ep1", 1);
     let ep2 = endpoint_ns(node, "e2e-ep2", 2);
@@ -184,7 +214,9 @@ fn services_over_iptables_in_namespaces() {
     settings.node_ips = vec!["198.18.0.2".parse().unwrap()];
     settings.local_detector = LocalDetector::ClusterCidr("10.244.0.0/16".parse().unwrap());
     let mut syncer = IptablesSyncer::new(node.ns().clone(), settings);
-    let report = syncer.sync(&state(&["10.244.1.2", "10.244.2.2"])).expect("first sync");
+    let report = syncer
+        .sync(&state(&["10.244.1.2", "10.244.2.2"]))
+        .expect("first sync");
     assert!(report.full);
     let nat = node.exec("iptables-save", &["-t", "nat"]);
     assert!(nat.contains("KUBE-SERVICES"), "{nat}");
@@ -221,7 +253,11 @@ fn services_over_iptables_in_namespaces() {
         assert_eq!(ask(&udp), first);
     }
     // Remove the endpoint that serves this flow; the sync is partial and deletes its flows.
-    let remaining = if first == "ep1" { "10.244.2.2" } else { "10.244.1.2" };
+    let remaining = if first == "ep1" {
+        "10.244.2.2"
+    } else {
+        "10.244.1.2"
+    };
     let report = syncer.sync(&state(&[remaining])).expect("second sync");
     assert!(!report.full, "{report:?}");
     assert!(report.conntrack_deleted >= 1, "{report:?}");

@@ -44,22 +44,28 @@ pub fn parse_save(text: &str) -> Result<Vec<TableRules>, ParseError> {
             continue;
         }
         if line == "COMMIT" {
-            let t = current.take().ok_or_else(|| err("COMMIT outside a table"))?;
+            let t = current
+                .take()
+                .ok_or_else(|| err("COMMIT outside a table"))?;
             tables.push(t);
             continue;
         }
-        let t = current.as_mut().ok_or_else(|| err("line outside a table"))?;
+        let t = current
+            .as_mut()
+            .ok_or_else(|| err("line outside a table"))?;
         if let Some(decl) = line.strip_prefix(':') {
             let mut parts = decl.split_whitespace();
             let name = parts.next().ok_or_else(|| err("empty chain declaration"))?;
-            let policy = parts.next().ok_or_else(|| err("chain declaration without policy"))?;
+            let policy = parts
+                .next()
+                .ok_or_else(|| err("chain declaration without policy"))?;
             t.chains.push(ChainDecl {
                 name: name.to_owned(),
                 policy: (policy != "-").then(|| policy.to_owned()),
             });
             continue;
         }
-        let words = split_words(line).map_err(|m| err(m))?;
+        let words = split_words(line).map_err(&err)?;
         let mut words: &[String] = &words;
         // iptables-save -c puts counters first.
         if words.first().is_some_and(|w| w.starts_with('[')) {
@@ -166,7 +172,8 @@ fn parse_rule(chain: &str, words: &[String]) -> Result<Rule, String> {
             }
             "-p" | "--protocol" => {
                 let p = next(&mut i)?;
-                let p = Protocol::from_name(p).ok_or_else(|| format!("unsupported protocol {p}"))?;
+                let p =
+                    Protocol::from_name(p).ok_or_else(|| format!("unsupported protocol {p}"))?;
                 if negate {
                     return Err("negated protocol".into());
                 }
@@ -202,8 +209,9 @@ fn parse_rule(chain: &str, words: &[String]) -> Result<Rule, String> {
                 let module = next(&mut i)?;
                 match module {
                     "tcp" | "udp" | "sctp" => {
-                        rule.matches
-                            .push(Match::ProtocolModule(Protocol::from_name(module).unwrap_or(Protocol::Tcp)));
+                        rule.matches.push(Match::ProtocolModule(
+                            Protocol::from_name(module).unwrap_or(Protocol::Tcp),
+                        ));
                     }
                     "comment" | "addrtype" | "mark" | "conntrack" | "statistic" | "recent"
                     | "nfacct" => {
@@ -229,7 +237,12 @@ fn parse_rule(chain: &str, words: &[String]) -> Result<Rule, String> {
 }
 
 /// Parses the options of `-m module` starting at `i`; returns the index after them.
-fn parse_module(module: &str, words: &[String], mut i: usize, rule: &mut Rule) -> Result<usize, String> {
+fn parse_module(
+    module: &str,
+    words: &[String],
+    mut i: usize,
+    rule: &mut Rule,
+) -> Result<usize, String> {
     let get = |i: usize| words.get(i).map(String::as_str);
     let mut negate = false;
     let mut recent_name: Option<String> = None;
@@ -238,11 +251,7 @@ fn parse_module(module: &str, words: &[String], mut i: usize, rule: &mut Rule) -
     let mut seconds = 0u32;
     let mut reap = false;
     let mut probability: Option<f64> = None;
-    loop {
-        let w = match get(i) {
-            Some(w) => w,
-            None => break,
-        };
+    while let Some(w) = get(i) {
         if w == "!" {
             // A "!" that belongs to this module's next option.
             if get(i + 1).is_some_and(|n| n.starts_with("--") && module_option(module, n)) {
@@ -256,7 +265,10 @@ fn parse_module(module: &str, words: &[String], mut i: usize, rule: &mut Rule) -
             break;
         }
         let arg = get(i + 1);
-        let need = || arg.map(str::to_owned).ok_or_else(|| format!("{w} needs an argument"));
+        let need = || {
+            arg.map(str::to_owned)
+                .ok_or_else(|| format!("{w} needs an argument"))
+        };
         match (module, w) {
             ("comment", "--comment") => {
                 rule.matches.push(Match::Comment(need()?));
@@ -362,12 +374,23 @@ fn parse_module(module: &str, words: &[String], mut i: usize, rule: &mut Rule) -
 fn module_option(module: &str, w: &str) -> bool {
     let opts: &[&str] = match module {
         "comment" => &["--comment"],
-        "addrtype" => &["--src-type", "--dst-type", "--limit-iface-in", "--limit-iface-out"],
+        "addrtype" => &[
+            "--src-type",
+            "--dst-type",
+            "--limit-iface-in",
+            "--limit-iface-out",
+        ],
         "mark" => &["--mark"],
         "conntrack" => &["--ctstate"],
         "statistic" => &["--mode", "--probability"],
         "recent" => &[
-            "--name", "--set", "--rcheck", "--seconds", "--reap", "--mask", "--rsource",
+            "--name",
+            "--set",
+            "--rcheck",
+            "--seconds",
+            "--reap",
+            "--mask",
+            "--rsource",
         ],
         "nfacct" => &["--nfacct-name"],
         _ => &[],
@@ -393,7 +416,10 @@ fn parse_target(t: &str, rest: &[String]) -> Result<Target, String> {
         },
         "DNAT" => {
             let to = opt("--to-destination").ok_or("DNAT without --to-destination")?;
-            Target::Dnat(to.parse().map_err(|_| format!("bad DNAT destination {to}"))?)
+            Target::Dnat(
+                to.parse()
+                    .map_err(|_| format!("bad DNAT destination {to}"))?,
+            )
         }
         "SNAT" => {
             let to = opt("--to-source").ok_or("SNAT without --to-source")?;

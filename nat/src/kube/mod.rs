@@ -9,8 +9,7 @@ pub use model::{
     SessionAffinity, categorize_endpoints, parse_cidr_sloppy, parse_ip_sloppy,
 };
 pub use objects::{
-    ClientIpConfig, EndpointConditions, EndpointPortSpec, EndpointSlice, EndpointSpec,
-    KubeObject, LoadBalancerIngress, LoadBalancerStatus, ObjectMeta, SERVICE_NAME_LABEL,
-    Service, ServicePortSpec, ServiceSpec, ServiceStatus, SessionAffinityConfig, Warning,
-    parse_objects,
+    ClientIpConfig, EndpointConditions, EndpointPortSpec, EndpointSlice, EndpointSpec, KubeObject,
+    LoadBalancerIngress, LoadBalancerStatus, ObjectMeta, SERVICE_NAME_LABEL, Service,
+    ServicePortSpec, ServiceSpec, ServiceStatus, SessionAffinityConfig, Warning, parse_objects,
 };

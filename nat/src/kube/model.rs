@@ -24,7 +24,11 @@ pub enum IpFamily {
 impl IpFamily {
     /// The family of an address.
     pub fn of(ip: &IpAddr) -> IpFamily {
-        if ip.is_ipv4() { IpFamily::V4 } else { IpFamily::V6 }
+        if ip.is_ipv4() {
+            IpFamily::V4
+        } else {
+            IpFamily::V6
+        }
     }
 }
 
@@ -113,7 +117,9 @@ impl ServicePort {
 
     /// Reachable other than by cluster IP (node port, external IP or load balancer).
     pub fn externally_accessible(&self) -> bool {
-        self.node_port.is_some() || !self.load_balancer_vips.is_empty() || !self.external_ips.is_empty()
+        self.node_port.is_some()
+            || !self.load_balancer_vips.is_empty()
+            || !self.external_ips.is_empty()
     }
 
     /// The port ever sends traffic to endpoints chosen by the Cluster policy.
@@ -330,7 +336,10 @@ impl ClusterState {
                     slice.metadata.name
                 );
                 let Some(svc_name) = slice.service_name() else {
-                    warnings.push(bad(object, "no kubernetes.io/service-name label; skipped".into()));
+                    warnings.push(bad(
+                        object,
+                        "no kubernetes.io/service-name label; skipped".into(),
+                    ));
                     continue;
                 };
                 let key = ServiceKey {
@@ -371,8 +380,13 @@ impl ClusterState {
     }
 
     /// The ports of one Service.
-    pub fn ports_of<'a>(&'a self, key: &'a ServiceKey) -> impl Iterator<Item = &'a ServicePort> + 'a {
-        self.services.values().filter(move |p| &p.name.service == key)
+    pub fn ports_of<'a>(
+        &'a self,
+        key: &'a ServiceKey,
+    ) -> impl Iterator<Item = &'a ServicePort> + 'a {
+        self.services
+            .values()
+            .filter(move |p| &p.name.service == key)
     }
 
     /// The endpoints of one port (empty if none).
@@ -381,7 +395,11 @@ impl ClusterState {
     }
 }
 
-fn service_ports(svc: &Service, key: &ServiceKey, family: IpFamily) -> Result<Vec<ServicePort>, Warning> {
+fn service_ports(
+    svc: &Service,
+    key: &ServiceKey,
+    family: IpFamily,
+) -> Result<Vec<ServicePort>, Warning> {
     let object = format!("Service {key}");
     let spec = &svc.spec;
     let ty = spec.type_.as_deref().unwrap_or("ClusterIP");
@@ -400,8 +418,8 @@ fn service_ports(svc: &Service, key: &ServiceKey, family: IpFamily) -> Result<Ve
     }
     let mut cluster_ip = None;
     for ip in &ips {
-        let parsed =
-            parse_ip_sloppy(ip).ok_or_else(|| bad(object.clone(), format!("invalid clusterIP {ip:?}; skipped")))?;
+        let parsed = parse_ip_sloppy(ip)
+            .ok_or_else(|| bad(object.clone(), format!("invalid clusterIP {ip:?}; skipped")))?;
         if IpFamily::of(&parsed) == family && cluster_ip.is_none() {
             cluster_ip = Some(parsed);
         }
@@ -409,15 +427,20 @@ fn service_ports(svc: &Service, key: &ServiceKey, family: IpFamily) -> Result<Ve
     let Some(cluster_ip) = cluster_ip else {
         return Ok(Vec::new());
     };
-    let externally_reachable_type =
-        ty == "LoadBalancer" || ty == "NodePort" || (ty == "ClusterIP" && spec.external_ips.as_ref().is_some_and(|v| !v.is_empty()));
+    let externally_reachable_type = ty == "LoadBalancer"
+        || ty == "NodePort"
+        || (ty == "ClusterIP" && spec.external_ips.as_ref().is_some_and(|v| !v.is_empty()));
     let external_policy_local =
         externally_reachable_type && spec.external_traffic_policy.as_deref() == Some("Local");
     let internal_policy_local = spec.internal_traffic_policy.as_deref() == Some("Local");
     let mut external_ips = Vec::new();
     for ip in spec.external_ips.iter().flatten() {
-        let parsed = parse_ip_sloppy(ip.trim())
-            .ok_or_else(|| bad(object.clone(), format!("invalid externalIP {ip:?}; skipped")))?;
+        let parsed = parse_ip_sloppy(ip.trim()).ok_or_else(|| {
+            bad(
+                object.clone(),
+                format!("invalid externalIP {ip:?}; skipped"),
+            )
+        })?;
         if IpFamily::of(&parsed) == family {
             external_ips.push(parsed);
         }
@@ -425,14 +448,22 @@ fn service_ports(svc: &Service, key: &ServiceKey, family: IpFamily) -> Result<Ve
     let mut source_ranges = Vec::new();
     for r in spec.load_balancer_source_ranges.iter().flatten() {
         let net = parse_cidr_sloppy(r.trim()).ok_or_else(|| {
-            bad(object.clone(), format!("invalid loadBalancerSourceRange {r:?}; skipped"))
+            bad(
+                object.clone(),
+                format!("invalid loadBalancerSourceRange {r:?}; skipped"),
+            )
         })?;
         if IpFamily::of(&net.addr()) == family {
             source_ranges.push(net);
         }
     }
     let mut vips = Vec::new();
-    if let Some(ingress) = svc.status.load_balancer.as_ref().and_then(|l| l.ingress.as_ref()) {
+    if let Some(ingress) = svc
+        .status
+        .load_balancer
+        .as_ref()
+        .and_then(|l| l.ingress.as_ref())
+    {
         for ing in ingress {
             let Some(ip) = ing.ip.as_deref().filter(|s| !s.is_empty()) else {
                 continue;
@@ -441,7 +472,10 @@ fn service_ports(svc: &Service, key: &ServiceKey, family: IpFamily) -> Result<Ve
                 continue;
             }
             let parsed = parse_ip_sloppy(ip).ok_or_else(|| {
-                bad(object.clone(), format!("invalid load-balancer ingress IP {ip:?}; skipped"))
+                bad(
+                    object.clone(),
+                    format!("invalid load-balancer ingress IP {ip:?}; skipped"),
+                )
             })?;
             if IpFamily::of(&parsed) == family {
                 vips.push(parsed);
@@ -459,7 +493,12 @@ fn service_ports(svc: &Service, key: &ServiceKey, family: IpFamily) -> Result<Ve
             let t = u32::try_from(t)
                 .ok()
                 .filter(|t| (1..=86400).contains(t))
-                .ok_or_else(|| bad(object.clone(), format!("invalid session affinity timeout {t}; skipped")))?;
+                .ok_or_else(|| {
+                    bad(
+                        object.clone(),
+                        format!("invalid session affinity timeout {t}; skipped"),
+                    )
+                })?;
             SessionAffinity::ClientIp { timeout_seconds: t }
         }
         _ => SessionAffinity::None,
@@ -468,7 +507,10 @@ fn service_ports(svc: &Service, key: &ServiceKey, family: IpFamily) -> Result<Ve
         match spec.health_check_node_port {
             None | Some(0) => None,
             Some(p) => Some(port_u16(p).ok_or_else(|| {
-                bad(object.clone(), format!("invalid healthCheckNodePort {p}; skipped"))
+                bad(
+                    object.clone(),
+                    format!("invalid healthCheckNodePort {p}; skipped"),
+                )
             })?),
         }
     } else {
@@ -477,14 +519,19 @@ fn service_ports(svc: &Service, key: &ServiceKey, family: IpFamily) -> Result<Ve
     let mut out = Vec::new();
     for p in spec.ports.iter().flatten() {
         let proto_text = p.protocol.as_deref().unwrap_or("TCP");
-        let protocol = Protocol::from_name(proto_text)
-            .ok_or_else(|| bad(object.clone(), format!("unsupported protocol {proto_text:?}; skipped")))?;
+        let protocol = Protocol::from_name(proto_text).ok_or_else(|| {
+            bad(
+                object.clone(),
+                format!("unsupported protocol {proto_text:?}; skipped"),
+            )
+        })?;
         let port = port_u16(p.port)
             .ok_or_else(|| bad(object.clone(), format!("invalid port {}; skipped", p.port)))?;
         let node_port = match p.node_port {
             None | Some(0) => None,
             Some(n) => Some(
-                port_u16(n).ok_or_else(|| bad(object.clone(), format!("invalid nodePort {n}; skipped")))?,
+                port_u16(n)
+                    .ok_or_else(|| bad(object.clone(), format!("invalid nodePort {n}; skipped")))?,
             ),
         };
         out.push(ServicePort {
@@ -519,7 +566,10 @@ fn slice_endpoints(
         IpFamily::V6 => "IPv6",
     };
     if slice.address_type != want {
-        if slice.address_type != "IPv4" && slice.address_type != "IPv6" && slice.address_type != "FQDN" {
+        if slice.address_type != "IPv4"
+            && slice.address_type != "IPv6"
+            && slice.address_type != "FQDN"
+        {
             return Err(bad(
                 object.to_owned(),
                 format!("unknown addressType {:?}; skipped", slice.address_type),
@@ -534,8 +584,12 @@ fn slice_endpoints(
         let port = port_u16(num)
             .ok_or_else(|| bad(object.to_owned(), format!("invalid port {num}; skipped")))?;
         let proto_text = p.protocol.as_deref().unwrap_or("TCP");
-        let protocol = Protocol::from_name(proto_text)
-            .ok_or_else(|| bad(object.to_owned(), format!("unsupported protocol {proto_text:?}; skipped")))?;
+        let protocol = Protocol::from_name(proto_text).ok_or_else(|| {
+            bad(
+                object.to_owned(),
+                format!("unsupported protocol {proto_text:?}; skipped"),
+            )
+        })?;
         ports.push((
             ServicePortName {
                 service: key.clone(),
@@ -547,9 +601,15 @@ fn slice_endpoints(
     }
     let mut endpoints = Vec::new();
     for e in slice.endpoints.iter().flatten() {
-        let Some(first) = e.addresses.first() else { continue };
-        let ip = parse_ip_sloppy(first)
-            .ok_or_else(|| bad(object.to_owned(), format!("invalid endpoint address {first:?}; skipped")))?;
+        let Some(first) = e.addresses.first() else {
+            continue;
+        };
+        let ip = parse_ip_sloppy(first).ok_or_else(|| {
+            bad(
+                object.to_owned(),
+                format!("invalid endpoint address {first:?}; skipped"),
+            )
+        })?;
         if IpFamily::of(&ip) != family {
             continue;
         }

@@ -12,7 +12,10 @@ use crate::hash::chain_hash;
 use crate::iptables::{
     AddrType, CtState, Match, Protocol, Rule, Ruleset, Table, TableRules, Target,
 };
-use crate::kube::{ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, SessionAffinity, categorize_endpoints};
+use crate::kube::{
+    ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, SessionAffinity,
+    categorize_endpoints,
+};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,7 +37,13 @@ pub const KUBE_PROXY_FIREWALL: &str = "KUBE-PROXY-FIREWALL";
 pub const KUBE_FIREWALL: &str = "KUBE-FIREWALL";
 
 /// The prefixes of per-Service chains, which a sync may delete when unused.
-pub const SERVICE_CHAIN_PREFIXES: [&str; 5] = ["KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-"];
+pub const SERVICE_CHAIN_PREFIXES: [&str; 5] = [
+    "KUBE-SVC-",
+    "KUBE-SVL-",
+    "KUBE-EXT-",
+    "KUBE-FW-",
+    "KUBE-SEP-",
+];
 
 /// Above this many endpoints kube-proxy drops per-endpoint comments ("large cluster mode").
 pub const LARGE_CLUSTER_ENDPOINTS: usize = 1000;
@@ -71,31 +80,134 @@ pub fn jump_rules() -> Vec<(Table, &'static str, Rule)> {
         states: vec![CtState::New],
         negate: false,
     };
-    let mk = |chain: &'static str, extra: Option<Match>, comment: &'static str, dst: &'static str| {
-        let mut r = Rule::new(chain);
-        if let Some(m) = extra {
-            r.matches.push(m);
-        }
-        if !comment.is_empty() {
-            r.matches.push(Match::comment(comment));
-        }
-        r.jump(dst)
-    };
+    let mk =
+        |chain: &'static str, extra: Option<Match>, comment: &'static str, dst: &'static str| {
+            let mut r = Rule::new(chain);
+            if let Some(m) = extra {
+                r.matches.push(m);
+            }
+            if !comment.is_empty() {
+                r.matches.push(Match::comment(comment));
+            }
+            r.jump(dst)
+        };
     vec![
-        (Table::Filter, "INPUT", mk("INPUT", Some(new()), "kubernetes externally-visible service portals", KUBE_EXTERNAL_SERVICES)),
-        (Table::Filter, "FORWARD", mk("FORWARD", Some(new()), "kubernetes externally-visible service portals", KUBE_EXTERNAL_SERVICES)),
-        (Table::Filter, "INPUT", mk("INPUT", None, "kubernetes health check service ports", KUBE_NODEPORTS)),
-        (Table::Filter, "FORWARD", mk("FORWARD", Some(new()), "kubernetes service portals", KUBE_SERVICES)),
-        (Table::Filter, "OUTPUT", mk("OUTPUT", Some(new()), "kubernetes service portals", KUBE_SERVICES)),
-        (Table::Filter, "FORWARD", mk("FORWARD", None, "kubernetes forwarding rules", KUBE_FORWARD)),
-        (Table::Filter, "INPUT", mk("INPUT", Some(new()), "kubernetes load balancer firewall", KUBE_PROXY_FIREWALL)),
-        (Table::Filter, "OUTPUT", mk("OUTPUT", Some(new()), "kubernetes load balancer firewall", KUBE_PROXY_FIREWALL)),
-        (Table::Filter, "FORWARD", mk("FORWARD", Some(new()), "kubernetes load balancer firewall", KUBE_PROXY_FIREWALL)),
-        (Table::Nat, "OUTPUT", mk("OUTPUT", None, "kubernetes service portals", KUBE_SERVICES)),
-        (Table::Nat, "PREROUTING", mk("PREROUTING", None, "kubernetes service portals", KUBE_SERVICES)),
-        (Table::Nat, "POSTROUTING", mk("POSTROUTING", None, "kubernetes postrouting rules", KUBE_POSTROUTING)),
+        (
+            Table::Filter,
+            "INPUT",
+            mk(
+                "INPUT",
+                Some(new()),
+                "kubernetes externally-visible service portals",
+                KUBE_EXTERNAL_SERVICES,
+            ),
+        ),
+        (
+            Table::Filter,
+            "FORWARD",
+            mk(
+                "FORWARD",
+                Some(new()),
+                "kubernetes externally-visible service portals",
+                KUBE_EXTERNAL_SERVICES,
+            ),
+        ),
+        (
+            Table::Filter,
+            "INPUT",
+            mk(
+                "INPUT",
+                None,
+                "kubernetes health check service ports",
+                KUBE_NODEPORTS,
+            ),
+        ),
+        (
+            Table::Filter,
+            "FORWARD",
+            mk(
+                "FORWARD",
+                Some(new()),
+                "kubernetes service portals",
+                KUBE_SERVICES,
+            ),
+        ),
+        (
+            Table::Filter,
+            "OUTPUT",
+            mk(
+                "OUTPUT",
+                Some(new()),
+                "kubernetes service portals",
+                KUBE_SERVICES,
+            ),
+        ),
+        (
+            Table::Filter,
+            "FORWARD",
+            mk("FORWARD", None, "kubernetes forwarding rules", KUBE_FORWARD),
+        ),
+        (
+            Table::Filter,
+            "INPUT",
+            mk(
+                "INPUT",
+                Some(new()),
+                "kubernetes load balancer firewall",
+                KUBE_PROXY_FIREWALL,
+            ),
+        ),
+        (
+            Table::Filter,
+            "OUTPUT",
+            mk(
+                "OUTPUT",
+                Some(new()),
+                "kubernetes load balancer firewall",
+                KUBE_PROXY_FIREWALL,
+            ),
+        ),
+        (
+            Table::Filter,
+            "FORWARD",
+            mk(
+                "FORWARD",
+                Some(new()),
+                "kubernetes load balancer firewall",
+                KUBE_PROXY_FIREWALL,
+            ),
+        ),
+        (
+            Table::Nat,
+            "OUTPUT",
+            mk("OUTPUT", None, "kubernetes service portals", KUBE_SERVICES),
+        ),
+        (
+            Table::Nat,
+            "PREROUTING",
+            mk(
+                "PREROUTING",
+                None,
+                "kubernetes service portals",
+                KUBE_SERVICES,
+            ),
+        ),
+        (
+            Table::Nat,
+            "POSTROUTING",
+            mk(
+                "POSTROUTING",
+                None,
+                "kubernetes postrouting rules",
+                KUBE_POSTROUTING,
+            ),
+        ),
         (Table::Filter, "INPUT", mk("INPUT", None, "", KUBE_FIREWALL)),
-        (Table::Filter, "OUTPUT", mk("OUTPUT", None, "", KUBE_FIREWALL)),
+        (
+            Table::Filter,
+            "OUTPUT",
+            mk("OUTPUT", None, "", KUBE_FIREWALL),
+        ),
     ]
 }
 
@@ -132,7 +244,11 @@ impl Compiled {
 
     /// The nat table with the chains of the Services `include` selects, and `-X` lines for
     /// `delete` (which are declared, so flushed, first).
-    pub fn nat_table(&self, include: impl Fn(&ServiceKey) -> bool, delete: &[String]) -> TableRules {
+    pub fn nat_table(
+        &self,
+        include: impl Fn(&ServiceKey) -> bool,
+        delete: &[String],
+    ) -> TableRules {
         let mut nat = TableRules::new(Table::Nat);
         nat.chains.extend(self.nat_top.chains.iter().cloned());
         let selected: Vec<&ServiceChains> = self
@@ -150,7 +266,9 @@ impl Compiled {
             nat.declare(c.clone());
         }
         nat.lines.reserve(
-            self.nat_top.lines.len() + selected.iter().map(|s| s.rules.len()).sum::<usize>() + delete.len(),
+            self.nat_top.lines.len()
+                + selected.iter().map(|s| s.rules.len()).sum::<usize>()
+                + delete.len(),
         );
         nat.lines.extend(self.nat_top.lines.iter().cloned());
         for s in &selected {
@@ -217,11 +335,22 @@ fn rule(chain: &str, comment: Option<String>, ms: impl IntoIterator<Item = Optio
 pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
     let mark = &settings.masquerade_mark;
     let mut filter = TableRules::new(Table::Filter);
-    for c in [KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS, KUBE_PROXY_FIREWALL] {
+    for c in [
+        KUBE_SERVICES,
+        KUBE_EXTERNAL_SERVICES,
+        KUBE_FORWARD,
+        KUBE_NODEPORTS,
+        KUBE_PROXY_FIREWALL,
+    ] {
         filter.declare(c);
     }
     let mut nat = TableRules::new(Table::Nat);
-    for c in [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ] {
+    for c in [
+        KUBE_SERVICES,
+        KUBE_NODEPORTS,
+        KUBE_POSTROUTING,
+        KUBE_MARK_MASQ,
+    ] {
         nat.declare(c);
     }
     nat.append(
@@ -305,39 +434,59 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
             && !svc.load_balancer_source_ranges.is_empty();
         let lb_chain = if uses_fw_chain { &fw_chain } else { &ext_chain };
 
-        let (internal_filter_target, internal_filter_comment, external_filter_target, external_filter_comment) =
-            if !has_endpoints {
-                let c = format!("{name} has no endpoints");
-                (Target::Reject, c.clone(), Target::Reject, c)
-            } else {
-                let c = format!("{name} has no local endpoints");
-                (Target::Drop, c.clone(), Target::Drop, c)
-            };
+        let (
+            internal_filter_target,
+            internal_filter_comment,
+            external_filter_target,
+            external_filter_comment,
+        ) = if !has_endpoints {
+            let c = format!("{name} has no endpoints");
+            (Target::Reject, c.clone(), Target::Reject, c)
+        } else {
+            let c = format!("{name} has no local endpoints");
+            (Target::Drop, c.clone(), Target::Drop, c)
+        };
 
         // Cluster IP.
         if has_internal {
             nat.append(
-                rule(KUBE_SERVICES, Some(format!("{name} cluster IP")), proto_dst(proto, Some(svc.cluster_ip), svc.port))
-                    .jump(internal_chain.clone()),
+                rule(
+                    KUBE_SERVICES,
+                    Some(format!("{name} cluster IP")),
+                    proto_dst(proto, Some(svc.cluster_ip), svc.port),
+                )
+                .jump(internal_chain.clone()),
             );
         } else {
             filter.append(
-                rule(KUBE_SERVICES, Some(internal_filter_comment.clone()), proto_dst(proto, Some(svc.cluster_ip), svc.port))
-                    .target(internal_filter_target.clone()),
+                rule(
+                    KUBE_SERVICES,
+                    Some(internal_filter_comment.clone()),
+                    proto_dst(proto, Some(svc.cluster_ip), svc.port),
+                )
+                .target(internal_filter_target.clone()),
             );
         }
         // External IPs.
         for ip in &svc.external_ips {
             if has_endpoints {
                 nat.append(
-                    rule(KUBE_SERVICES, Some(format!("{name} external IP")), proto_dst(proto, Some(*ip), svc.port))
-                        .jump(ext_chain.clone()),
+                    rule(
+                        KUBE_SERVICES,
+                        Some(format!("{name} external IP")),
+                        proto_dst(proto, Some(*ip), svc.port),
+                    )
+                    .jump(ext_chain.clone()),
                 );
             }
             if !has_external {
                 filter.append(
-                    rule(KUBE_EXTERNAL_SERVICES, Some(external_filter_comment.clone()), proto_dst(proto, Some(*ip), svc.port))
-                        .target(external_filter_target.clone()),
+                    rule(
+                        KUBE_EXTERNAL_SERVICES,
+                        Some(external_filter_comment.clone()),
+                        proto_dst(proto, Some(*ip), svc.port),
+                    )
+                    .target(external_filter_target.clone()),
                 );
             }
         }
@@ -345,8 +494,12 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
         for ip in &svc.load_balancer_vips {
             if has_endpoints {
                 nat.append(
-                    rule(KUBE_SERVICES, Some(format!("{name} loadbalancer IP")), proto_dst(proto, Some(*ip), svc.port))
-                        .jump(lb_chain.clone()),
+                    rule(
+                        KUBE_SERVICES,
+                        Some(format!("{name} loadbalancer IP")),
+                        proto_dst(proto, Some(*ip), svc.port),
+                    )
+                    .jump(lb_chain.clone()),
                 );
             }
             if uses_fw_chain {
@@ -363,8 +516,12 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
         if !has_external {
             for ip in &svc.load_balancer_vips {
                 filter.append(
-                    rule(KUBE_EXTERNAL_SERVICES, Some(external_filter_comment.clone()), proto_dst(proto, Some(*ip), svc.port))
-                        .target(external_filter_target.clone()),
+                    rule(
+                        KUBE_EXTERNAL_SERVICES,
+                        Some(external_filter_comment.clone()),
+                        proto_dst(proto, Some(*ip), svc.port),
+                    )
+                    .target(external_filter_target.clone()),
                 );
             }
         }
@@ -387,7 +544,14 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
                         .jump(ext_chain.clone()),
                     );
                 }
-                nat.append(rule(KUBE_NODEPORTS, Some(name.clone()), proto_dst(proto, None, np)).jump(ext_chain.clone()));
+                nat.append(
+                    rule(
+                        KUBE_NODEPORTS,
+                        Some(name.clone()),
+                        proto_dst(proto, None, np),
+                    )
+                    .jump(ext_chain.clone()),
+                );
             }
             if !has_external {
                 filter.append(
@@ -423,7 +587,9 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
             let args = proto_dst(proto, Some(svc.cluster_ip), svc.port);
             let comment = Some(format!("{name} cluster IP"));
             if settings.masquerade_all {
-                group.rules.push(rule(internal_chain, comment, args).jump(KUBE_MARK_MASQ));
+                group
+                    .rules
+                    .push(rule(internal_chain, comment, args).jump(KUBE_MARK_MASQ));
             } else if let Some(m) = local_match(settings, false) {
                 let mut r = rule(internal_chain, comment, args);
                 r.matches.push(m);
@@ -434,20 +600,32 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
             group.chains.push(ext_chain.clone());
             if !svc.external_policy_local {
                 group.rules.push(
-                    rule(&ext_chain, Some(format!("masquerade traffic for {name} external destinations")), [])
-                        .jump(KUBE_MARK_MASQ),
+                    rule(
+                        &ext_chain,
+                        Some(format!(
+                            "masquerade traffic for {name} external destinations"
+                        )),
+                        [],
+                    )
+                    .jump(KUBE_MARK_MASQ),
                 );
             } else {
                 if let Some(m) = local_match(settings, true) {
                     group.rules.push(
-                        rule(&ext_chain, Some(format!("pod traffic for {name} external destinations")), [Some(m)])
-                            .jump(svc_chain.clone()),
+                        rule(
+                            &ext_chain,
+                            Some(format!("pod traffic for {name} external destinations")),
+                            [Some(m)],
+                        )
+                        .jump(svc_chain.clone()),
                     );
                 }
                 group.rules.push(
                     rule(
                         &ext_chain,
-                        Some(format!("masquerade LOCAL traffic for {name} external destinations")),
+                        Some(format!(
+                            "masquerade LOCAL traffic for {name} external destinations"
+                        )),
                         [Some(Match::SrcType(AddrType::Local))],
                     )
                     .jump(KUBE_MARK_MASQ),
@@ -455,14 +633,18 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
                 group.rules.push(
                     rule(
                         &ext_chain,
-                        Some(format!("route LOCAL traffic for {name} external destinations")),
+                        Some(format!(
+                            "route LOCAL traffic for {name} external destinations"
+                        )),
                         [Some(Match::SrcType(AddrType::Local))],
                     )
                     .jump(svc_chain.clone()),
                 );
             }
             if has_external {
-                group.rules.push(Rule::new(ext_chain.clone()).jump(external_policy_chain.clone()));
+                group
+                    .rules
+                    .push(Rule::new(ext_chain.clone()).jump(external_policy_chain.clone()));
             }
         }
         if uses_fw_chain {
@@ -471,7 +653,12 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
             let mut allow_from_node = false;
             for net in &svc.load_balancer_source_ranges {
                 group.rules.push(
-                    rule(&fw_chain, Some(comment.clone()), [Some(Match::source(*net))]).jump(ext_chain.clone()),
+                    rule(
+                        &fw_chain,
+                        Some(comment.clone()),
+                        [Some(Match::source(*net))],
+                    )
+                    .jump(ext_chain.clone()),
                 );
                 if settings.node_ips.first().is_some_and(|ip| net.contains(ip)) {
                     allow_from_node = true;
@@ -480,13 +667,20 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
             if allow_from_node {
                 for ip in &svc.load_balancer_vips {
                     group.rules.push(
-                        rule(&fw_chain, Some(comment.clone()), [Some(Match::source_ip(*ip))]).jump(ext_chain.clone()),
+                        rule(
+                            &fw_chain,
+                            Some(comment.clone()),
+                            [Some(Match::source_ip(*ip))],
+                        )
+                        .jump(ext_chain.clone()),
                     );
                 }
             }
             group.rules.push(rule(
                 &fw_chain,
-                Some(format!("other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL")),
+                Some(format!(
+                    "other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL"
+                )),
                 [],
             ));
         }
@@ -497,22 +691,41 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
             .collect();
         if uses_cluster_chain {
             group.chains.push(svc_chain.clone());
-            write_service_to_endpoints(&mut group.rules, &name, svc, &svc_chain, &cat.cluster, &ep_chains, large);
+            write_service_to_endpoints(
+                &mut group.rules,
+                &name,
+                svc,
+                &svc_chain,
+                &cat.cluster,
+                &ep_chains,
+                large,
+            );
         }
         if uses_local_chain {
             group.chains.push(svl_chain.clone());
-            write_service_to_endpoints(&mut group.rules, &name, svc, &svl_chain, &cat.local, &ep_chains, large);
+            write_service_to_endpoints(
+                &mut group.rules,
+                &name,
+                svc,
+                &svl_chain,
+                &cat.local,
+                &ep_chains,
+                large,
+            );
         }
         for ep in &cat.all_reachable {
             let chain = &ep_chains[&ep.addr];
             group.chains.push(chain.clone());
             let comment = (!large).then(|| name.clone());
             group.rules.push(
-                rule(chain, comment.clone(), [Some(Match::source_ip(ep.ip()))]).jump(KUBE_MARK_MASQ),
+                rule(chain, comment.clone(), [Some(Match::source_ip(ep.ip()))])
+                    .jump(KUBE_MARK_MASQ),
             );
             let mut r = rule(chain, comment, []);
             if let SessionAffinity::ClientIp { .. } = svc.session_affinity {
-                r.matches.push(Match::RecentSet { name: chain.clone() });
+                r.matches.push(Match::RecentSet {
+                    name: chain.clone(),
+                });
             }
             r.matches.push(Match::ProtocolModule(proto));
             r.matches.push(Match::Protocol(proto));
@@ -528,7 +741,8 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
             .with(Match::comment(np_comment))
             .with(Match::DstType(AddrType::Local));
         if ipv6 {
-            r.matches.push(Match::not_destination("::1/128".parse().expect("literal")));
+            r.matches
+                .push(Match::not_destination("::1/128".parse().expect("literal")));
         } else if !localhost_nodeports {
             r.matches.push(Match::not_destination(loopback_net));
         }

@@ -133,7 +133,10 @@ impl NodeSettings {
         self.localhost_nodeports
             && self.family == IpFamily::V4
             && (self.nodeport_addresses.is_empty()
-                || self.nodeport_addresses.iter().any(|n| n.contains(&self.loopback())))
+                || self
+                    .nodeport_addresses
+                    .iter()
+                    .any(|n| n.contains(&self.loopback())))
     }
 
     /// The addresses that accept node ports when `nodeport_addresses` is not empty: node IPs

@@ -106,7 +106,12 @@ pub struct IptablesSyncer {
 }
 
 /// Runs `program args` in `ns` with `input` on stdin.
-pub fn run_with_input(ns: &NetNs, program: &str, args: &[&str], input: &[u8]) -> Result<String, SyncError> {
+pub fn run_with_input(
+    ns: &NetNs,
+    program: &str,
+    args: &[&str],
+    input: &[u8],
+) -> Result<String, SyncError> {
     let mut child = ns
         .command(program)
         .args(args)
@@ -122,10 +127,12 @@ pub fn run_with_input(ns: &NetNs, program: &str, args: &[&str], input: &[u8]) ->
         // A failed write shows up as the program's own error below.
         let _ = stdin.write_all(input);
     }
-    let out = child.wait_with_output().map_err(|source| SyncError::Spawn {
-        program: program.to_owned(),
-        source,
-    })?;
+    let out = child
+        .wait_with_output()
+        .map_err(|source| SyncError::Spawn {
+            program: program.to_owned(),
+            source,
+        })?;
     if !out.status.success() {
         return Err(SyncError::Failed {
             program: format!("{program} {}", args.join(" ")),
@@ -227,7 +234,12 @@ impl IptablesSyncer {
         }
     }
 
-    fn full_sync(&mut self, compiled: Compiled, t0: Instant, fell_back: bool) -> Result<SyncReport, SyncError> {
+    fn full_sync(
+        &mut self,
+        compiled: Compiled,
+        t0: Instant,
+        fell_back: bool,
+    ) -> Result<SyncReport, SyncError> {
         self.need_full = true;
         // When we do not know what the kernel holds (first sync, or after a failure), list
         // its nat chains so stale service chains are deleted too.
@@ -257,7 +269,11 @@ impl IptablesSyncer {
 
     /// Deletes stale UDP conntrack flows once the rules are in place (only when the state has
     /// UDP service ports).
-    fn after_sync(&mut self, state: &ClusterState, mut report: SyncReport) -> Result<SyncReport, SyncError> {
+    fn after_sync(
+        &mut self,
+        state: &ClusterState,
+        mut report: SyncReport,
+    ) -> Result<SyncReport, SyncError> {
         if !state.services.keys().any(|k| k.protocol == Protocol::Udp) {
             return Ok(report);
         }
@@ -375,9 +391,8 @@ pub fn plan(
         .map(|(k, _)| k.clone())
         .collect();
     let nat = compiled.nat_table(|k| written.contains(k), &deleted);
-    let mut input = String::with_capacity(
-        nat.lines.len() * 110 + compiled.filter.lines.len() * 110 + 4096,
-    );
+    let mut input =
+        String::with_capacity(nat.lines.len() * 110 + compiled.filter.lines.len() * 110 + 4096);
     compiled.filter.render_into(&mut input);
     nat.render_into(&mut input);
     SyncPlan {

@@ -47,7 +47,9 @@ fn chain_order(a: &str, b: &str) -> std::cmp::Ordering {
         c if c.starts_with("KUBE-") => 2,
         _ => 3,
     };
-    rank(a).cmp(&rank(b)).then_with(|| if rank(a) < 2 { Equal } else { a.cmp(b) })
+    rank(a)
+        .cmp(&rank(b))
+        .then_with(|| if rank(a) < 2 { Equal } else { a.cmp(b) })
 }
 
 /// kube-proxy's `sortIPTablesRules` (proxier_test.go): tables by name; chains KUBE-NODEPORTS,
@@ -56,7 +58,9 @@ fn chain_order(a: &str, b: &str) -> std::cmp::Ordering {
 /// stably sorted by the service named in their comment (the "must be the last rule" rule of
 /// nat KUBE-SERVICES last); `-X` lines at the end.
 pub(crate) fn sort_like_kube_proxy(text: &str) -> String {
-    let mut tables: Vec<(String, Vec<String>, Vec<String>, Vec<String>)> = Vec::new();
+    // (name, declared chains, rules, deleted chains)
+    type Block = (String, Vec<String>, Vec<String>, Vec<String>);
+    let mut tables: Vec<Block> = Vec::new();
     for line in text.lines() {
         let line = line.trim_end();
         if line.is_empty() {
@@ -66,7 +70,11 @@ pub(crate) fn sort_like_kube_proxy(text: &str) -> String {
             tables.push((name.to_owned(), vec![], vec![], vec![]));
         } else if line == "COMMIT" {
         } else if let Some(decl) = line.strip_prefix(':') {
-            tables.last_mut().unwrap().1.push(decl.split(' ').next().unwrap().to_owned());
+            tables
+                .last_mut()
+                .unwrap()
+                .1
+                .push(decl.split(' ').next().unwrap().to_owned());
         } else if let Some(c) = line.strip_prefix("-X ") {
             tables.last_mut().unwrap().3.push(c.to_owned());
         } else {
