@@ -9,7 +9,7 @@ use podnet_nat::kube::{
     ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, SessionAffinity,
 };
 use podnet_nat::proxy::iptables::compile;
-use podnet_nat::proxy::sync::{IptablesSyncer, run_with_input};
+use podnet_nat::proxy::sync::{Backend, IptablesSyncer, plan, run_with_input};
 use podnet_nat::proxy::{LocalDetector, NodeSettings};
 use podnet_testsupport::TestNs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -105,19 +105,29 @@ fn main() {
     let render = median(times);
     let rules = text.lines().filter(|l| l.starts_with("-A ")).count();
 
-    // iptables-restore of the same text into a fresh namespace (nft backend, then legacy).
-    let restore_in = |prog: &str| -> Duration {
+    // The one-endpoint-change partial sync input, planned against the full state.
+    let changed = state(services, endpoints, 1_000_000);
+    let full_plan = plan(None, true, compile(&st, &settings), &Default::default());
+    let partial_plan = plan(Some(&full_plan.clone().into_applied()), false, compile(&changed, &settings), &Default::default());
+    assert_eq!(partial_plan.written.len(), 1);
+
+    // iptables-restore of the same text into a fresh namespace, then the partial input on top.
+    let restore_in = |prog: &str| -> (Duration, Duration) {
         let ns = TestNs::new("bench-nat-restore");
         let t = Instant::now();
         run_with_input(&ns, prog, &["--noflush", "--counters"], text.as_bytes()).expect("restore");
-        t.elapsed()
+        let full = t.elapsed();
+        let t = Instant::now();
+        run_with_input(&ns, prog, &["--noflush", "--counters"], partial_plan.input.as_bytes()).expect("partial restore");
+        (full, t.elapsed())
     };
-    let restore = restore_in("iptables-restore");
-    let restore_legacy = restore_in("iptables-legacy-restore");
+    let (restore_legacy, partial_restore_legacy) = restore_in("iptables-legacy-restore");
+    let skip_nft = std::env::var("PODNET_BENCH_SKIP_NFT").is_ok();
+    let nft = (!skip_nft).then(|| restore_in("iptables-nft-restore"));
 
-    // Full sync, then one-endpoint-change partial syncs, through the syncer.
+    // Full sync, then one-endpoint-change partial syncs, through the syncer (legacy backend).
     let ns = TestNs::new("bench-nat-sync");
-    let mut syncer = IptablesSyncer::new(ns.ns().clone(), settings.clone());
+    let mut syncer = IptablesSyncer::new(ns.ns().clone(), settings.clone()).with_backend(Backend::Legacy);
     let t = Instant::now();
     let full = syncer.sync(&st).expect("full sync");
     let full_time = t.elapsed();
@@ -136,46 +146,47 @@ fn main() {
     }
     let partial = median(partial_times);
 
+    let pct = |a: Duration, b: Duration| 100.0 * a.as_secs_f64() / b.as_secs_f64();
     println!(
         "podnet-nat iptables-mode benchmark: {services} services x {endpoints} endpoints ({rules} rules, {} KiB of iptables-restore input)",
         text.len() / 1024
     );
+    println!("  render (compile + render, full)               {:>10.1} ms", ms(render));
     println!(
-        "  render (compile + render)            {:>10.1} ms",
-        ms(render)
-    );
-    println!(
-        "  iptables-restore (nft) same text     {:>10.1} ms   render/restore = {:.2}%",
-        ms(restore),
-        100.0 * render.as_secs_f64() / restore.as_secs_f64()
-    );
-    println!(
-        "  iptables-legacy-restore same text    {:>10.1} ms   render/restore = {:.2}%",
+        "  iptables-legacy-restore, same text            {:>10.1} ms   render/restore = {:.2}%",
         ms(restore_legacy),
-        100.0 * render.as_secs_f64() / restore_legacy.as_secs_f64()
+        pct(render, restore_legacy)
     );
+    if let Some((restore_nft, partial_nft)) = nft {
+        println!(
+            "  iptables-nft-restore, same text               {:>10.1} ms   render/restore = {:.2}%",
+            ms(restore_nft),
+            pct(render, restore_nft)
+        );
+        println!(
+            "  iptables-nft-restore, partial input           {:>10.1} ms   ({} KiB)",
+            ms(partial_nft),
+            partial_plan.input.len() / 1024
+        );
+    }
     println!(
-        "  full sync (syncer, nft)              {:>10.1} ms",
-        ms(full_time)
+        "  iptables-legacy-restore, partial input        {:>10.1} ms   ({} KiB)",
+        ms(partial_restore_legacy),
+        partial_plan.input.len() / 1024
     );
+    println!("  full sync (syncer, legacy)                    {:>10.1} ms", ms(full_time));
     println!(
-        "  partial sync, one endpoint changed   {:>10.1} ms   ({} KiB input, render {:.1} ms; partial/full = {:.2}%)",
+        "  partial sync, one endpoint changed (legacy)   {:>10.1} ms   ({} KiB input, compile+render {:.1} ms; partial/full = {:.2}%)",
         ms(partial),
         partial_bytes / 1024,
         ms(median(partial_render)),
-        100.0 * partial.as_secs_f64() / full_time.as_secs_f64()
+        pct(partial, full_time)
     );
+    let best_restore = nft.map(|n| n.0.min(restore_legacy)).unwrap_or(restore_legacy);
     println!(
-        "  goals: render <= 5% of restore: {}; partial sync <= 50 ms: {}",
-        if render.as_secs_f64() <= 0.05 * restore.as_secs_f64() {
-            "met"
-        } else {
-            "NOT met"
-        },
-        if partial <= Duration::from_millis(50) {
-            "met"
-        } else {
-            "NOT met"
-        }
+        "  goals: render <= 5% of restore: {} ({:.2}% of the faster restore); partial sync <= 50 ms: {}",
+        if pct(render, best_restore) <= 5.0 { "met" } else { "NOT met" },
+        pct(render, best_restore),
+        if partial <= Duration::from_millis(50) { "met" } else { "NOT met" }
     );
 }

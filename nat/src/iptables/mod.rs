@@ -16,7 +16,7 @@
 //!         .with(Match::comment("ns1/svc1:p80 cluster IP"))
 //!         .with(Match::ProtocolModule(Protocol::Tcp))
 //!         .with(Match::Protocol(Protocol::Tcp))
-//!         .with(Match::destination("172.30.0.41".parse().unwrap()))
+//!         .with(Match::destination_ip("172.30.0.41".parse().unwrap()))
 //!         .with(Match::DestinationPort(80))
 //!         .jump("KUBE-SVC-XPGD46QRK7WJZT7O"),
 //! );
@@ -400,6 +400,11 @@ impl Rule {
     /// Sets a `-j CHAIN` target.
     pub fn jump(self, chain: impl Into<String>) -> Rule {
         self.target(Target::Jump(chain.into()))
+    }
+
+    /// Appends the rule's `iptables-restore` line (without newline) to `out`.
+    pub fn render_into(&self, out: &mut String) {
+        render::write_rule(out, self);
     }
 
     /// The rule as one `iptables-restore` line, without the trailing newline.

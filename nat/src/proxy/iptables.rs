@@ -9,15 +9,14 @@
 
 use super::settings::{LocalDetector, NodeSettings};
 use crate::hash::chain_hash;
-use crate::iptables::{
-    AddrType, CtState, Match, Protocol, Rule, Ruleset, Table, TableRules, Target,
-};
+use crate::iptables::{AddrType, CtState, Line, Match, Protocol, Rule, Ruleset, Table, TableRules, Target};
 use crate::kube::{
     ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, SessionAffinity,
     categorize_endpoints,
 };
 use ipnet::IpNet;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 /// `KUBE-SERVICES`.
 pub const KUBE_SERVICES: &str = "KUBE-SERVICES";
@@ -220,6 +219,19 @@ pub struct ServiceChains {
     pub rules: Vec<Rule>,
 }
 
+/// Everything one Service contributes: rules in the top-level chains of both tables, and its
+/// own nat chains.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServiceOutput {
+    /// Rules in filter's top-level chains (REJECT/DROP for missing endpoints, firewall, health
+    /// checks).
+    pub filter: Vec<Rule>,
+    /// Rules in nat's KUBE-SERVICES and KUBE-NODEPORTS.
+    pub nat: Vec<Rule>,
+    /// The Service's own chains.
+    pub chains: Arc<ServiceChains>,
+}
+
 /// The compiled rules of one sync.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Compiled {
@@ -227,8 +239,8 @@ pub struct Compiled {
     pub filter: TableRules,
     /// The nat table's top-level chains and their rules.
     pub nat_top: TableRules,
-    /// Each Service's own nat chains.
-    pub services: BTreeMap<ServiceKey, ServiceChains>,
+    /// Each Service's own nat chains (only Services that have some).
+    pub services: BTreeMap<ServiceKey, Arc<ServiceChains>>,
     /// More than [`LARGE_CLUSTER_ENDPOINTS`] endpoints: comments were left out.
     pub large_cluster: bool,
 }
@@ -242,47 +254,69 @@ impl Compiled {
             .collect()
     }
 
-    /// The nat table with the chains of the Services `include` selects, and `-X` lines for
-    /// `delete` (which are declared, so flushed, first).
-    pub fn nat_table(
-        &self,
-        include: impl Fn(&ServiceKey) -> bool,
-        delete: &[String],
-    ) -> TableRules {
-        let mut nat = TableRules::new(Table::Nat);
-        nat.chains.extend(self.nat_top.chains.iter().cloned());
+    /// Renders the nat table with the chains of the Services `include` selects, and `-X`
+    /// lines for `delete` (which are declared, so flushed, first), appending to `out`.
+    pub fn render_nat_into(&self, out: &mut String, include: impl Fn(&ServiceKey) -> bool, delete: &[String]) {
+        out.push_str("*nat\n");
         let selected: Vec<&ServiceChains> = self
             .services
             .iter()
             .filter(|(k, _)| include(k))
-            .map(|(_, v)| v)
+            .map(|(_, v)| v.as_ref())
             .collect();
-        for s in &selected {
-            for c in &s.chains {
-                nat.declare(c.clone());
-            }
+        let decls = self
+            .nat_top
+            .chains
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(selected.iter().flat_map(|s| s.chains.iter().map(String::as_str)))
+            .chain(delete.iter().map(String::as_str));
+        for c in decls {
+            out.push(':');
+            out.push_str(c);
+            out.push_str(" - [0:0]\n");
+        }
+        let rules = self
+            .nat_top
+            .lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Append(r) => Some(r),
+                Line::DeleteChain(_) => None,
+            })
+            .chain(selected.iter().flat_map(|s| s.rules.iter()));
+        for r in rules {
+            r.render_into(out);
+            out.push('\n');
         }
         for c in delete {
-            nat.declare(c.clone());
+            out.push_str("-X ");
+            out.push_str(c);
+            out.push('\n');
         }
-        nat.lines.reserve(
-            self.nat_top.lines.len()
-                + selected.iter().map(|s| s.rules.len()).sum::<usize>()
-                + delete.len(),
-        );
-        nat.lines.extend(self.nat_top.lines.iter().cloned());
-        for s in &selected {
-            for r in &s.rules {
-                nat.append(r.clone());
-            }
-        }
-        for c in delete {
-            nat.delete_chain(c.clone());
-        }
-        nat
+        out.push_str("COMMIT\n");
     }
 
-    /// The whole rule set: filter, then nat with every Service, deleting `delete`.
+    /// The nat table as a model (see [`Compiled::render_nat_into`] for the fast path).
+    pub fn nat_table(&self, include: impl Fn(&ServiceKey) -> bool, delete: &[String]) -> TableRules {
+        let mut text = String::new();
+        self.render_nat_into(&mut text, include, delete);
+        crate::iptables::parse_save(&text)
+            .ok()
+            .and_then(|mut t| t.pop())
+            .unwrap_or_else(|| TableRules::new(Table::Nat))
+    }
+
+    /// Renders the whole rule set: filter, then nat with every Service, deleting `delete`.
+    pub fn render_full(&self, delete: &[String]) -> String {
+        let rules: usize = self.services.values().map(|s| s.rules.len()).sum();
+        let mut out = String::with_capacity((rules + self.nat_top.lines.len() + self.filter.lines.len()) * 110 + 4096);
+        self.filter.render_into(&mut out);
+        self.render_nat_into(&mut out, |_| true, delete);
+        out
+    }
+
+    /// The whole rule set as a model: filter, then nat with every Service.
     pub fn full(&self, delete: &[String]) -> Ruleset {
         Ruleset {
             tables: vec![self.filter.clone(), self.nat_table(|_| true, delete)],
@@ -291,7 +325,7 @@ impl Compiled {
 
     /// Renders the full rule set without deletions (what `--dry-run` prints).
     pub fn render(&self) -> String {
-        self.full(&[]).render()
+        self.render_full(&[])
     }
 }
 
@@ -331,74 +365,19 @@ fn rule(chain: &str, comment: Option<String>, ms: impl IntoIterator<Item = Optio
     r
 }
 
-/// Compiles `state` into kube-proxy's iptables rules for this node.
-pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
-    let mark = &settings.masquerade_mark;
-    let mut filter = TableRules::new(Table::Filter);
-    for c in [
-        KUBE_SERVICES,
-        KUBE_EXTERNAL_SERVICES,
-        KUBE_FORWARD,
-        KUBE_NODEPORTS,
-        KUBE_PROXY_FIREWALL,
-    ] {
-        filter.declare(c);
-    }
-    let mut nat = TableRules::new(Table::Nat);
-    for c in [
-        KUBE_SERVICES,
-        KUBE_NODEPORTS,
-        KUBE_POSTROUTING,
-        KUBE_MARK_MASQ,
-    ] {
-        nat.declare(c);
-    }
-    nat.append(
-        Rule::new(KUBE_POSTROUTING)
-            .with(Match::Mark {
-                value: mark.text.clone(),
-                mask: Some(mark.text.clone()),
-                negate: true,
-            })
-            .target(Target::Return),
-    );
-    nat.append(Rule::new(KUBE_POSTROUTING).target(Target::MarkXorText(mark.text.clone())));
-    nat.append(
-        Rule::new(KUBE_POSTROUTING)
-            .with(Match::comment("kubernetes service traffic requiring SNAT"))
-            .target(Target::Masquerade {
-                random_fully: settings.masquerade_random_fully,
-            }),
-    );
-    nat.append(Rule::new(KUBE_MARK_MASQ).target(Target::MarkOrText(mark.text.clone())));
-
+/// Compiles one service port into `out` (kube-proxy's per-service loop body).
+fn compile_port(
+    spn: &crate::kube::ServicePortName,
+    svc: &ServicePort,
+    endpoints: &[Endpoint],
+    settings: &NodeSettings,
+    large: bool,
+    out: &mut ServiceOutput,
+    group: &mut ServiceChains,
+) {
     let ipv6 = settings.family == IpFamily::V6;
     let localhost_nodeports = settings.localhost_nodeports_effective();
-    if !ipv6 && localhost_nodeports {
-        filter.declare(KUBE_FIREWALL);
-        filter.append(
-            Rule::new(KUBE_FIREWALL)
-                .with(Match::comment("block incoming localnet connections"))
-                .with(Match::destination("127.0.0.0/8".parse().expect("literal")))
-                .with(Match::not_source("127.0.0.0/8".parse().expect("literal")))
-                .with(Match::CtState {
-                    states: vec![CtState::Related, CtState::Established, CtState::Dnat],
-                    negate: true,
-                })
-                .target(Target::Drop),
-        );
-    }
-
-    let total_endpoints: usize = state
-        .services
-        .keys()
-        .map(|k| state.endpoints_of(k).len())
-        .sum();
-    let large = total_endpoints > LARGE_CLUSTER_ENDPOINTS;
-    let mut services: BTreeMap<ServiceKey, ServiceChains> = BTreeMap::new();
     let loopback_net: IpNet = "127.0.0.0/8".parse().expect("literal");
-
-    for (spn, svc) in &state.services {
         let proto = svc.protocol();
         let name = spn.to_string();
         let hash = port_hash(&name, proto);
@@ -406,7 +385,7 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
         let svl_chain = format!("KUBE-SVL-{hash}");
         let fw_chain = format!("KUBE-FW-{hash}");
         let ext_chain = format!("KUBE-EXT-{hash}");
-        let endpoints = state.endpoints_of(spn);
+        
         let cat = categorize_endpoints(endpoints, svc, &settings.node_name);
         let has_endpoints = cat.has_any;
         let uses_cluster_chain = !cat.cluster.is_empty() && svc.uses_cluster_endpoints();
@@ -449,7 +428,7 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
 
         // Cluster IP.
         if has_internal {
-            nat.append(
+            out.nat.push(
                 rule(
                     KUBE_SERVICES,
                     Some(format!("{name} cluster IP")),
@@ -458,7 +437,7 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
                 .jump(internal_chain.clone()),
             );
         } else {
-            filter.append(
+            out.filter.push(
                 rule(
                     KUBE_SERVICES,
                     Some(internal_filter_comment.clone()),
@@ -470,7 +449,7 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
         // External IPs.
         for ip in &svc.external_ips {
             if has_endpoints {
-                nat.append(
+                out.nat.push(
                     rule(
                         KUBE_SERVICES,
                         Some(format!("{name} external IP")),
@@ -480,7 +459,7 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
                 );
             }
             if !has_external {
-                filter.append(
+                out.filter.push(
                     rule(
                         KUBE_EXTERNAL_SERVICES,
                         Some(external_filter_comment.clone()),
@@ -493,7 +472,7 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
         // Load-balancer IPs.
         for ip in &svc.load_balancer_vips {
             if has_endpoints {
-                nat.append(
+                out.nat.push(
                     rule(
                         KUBE_SERVICES,
                         Some(format!("{name} loadbalancer IP")),
@@ -503,7 +482,7 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
                 );
             }
             if uses_fw_chain {
-                filter.append(
+                out.filter.push(
                     rule(
                         KUBE_PROXY_FIREWALL,
                         Some(format!("{name} traffic not accepted by {fw_chain}")),
@@ -515,7 +494,7 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
         }
         if !has_external {
             for ip in &svc.load_balancer_vips {
-                filter.append(
+                out.filter.push(
                     rule(
                         KUBE_EXTERNAL_SERVICES,
                         Some(external_filter_comment.clone()),
@@ -529,7 +508,7 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
         if let Some(np) = svc.node_port {
             if has_endpoints {
                 if localhost_nodeports && !ipv6 && settings.nfacct_counters {
-                    nat.append(
+                    out.nat.push(
                         rule(
                             KUBE_NODEPORTS,
                             Some(name.clone()),
@@ -544,7 +523,7 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
                         .jump(ext_chain.clone()),
                     );
                 }
-                nat.append(
+                out.nat.push(
                     rule(
                         KUBE_NODEPORTS,
                         Some(name.clone()),
@@ -554,7 +533,7 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
                 );
             }
             if !has_external {
-                filter.append(
+                out.filter.push(
                     rule(
                         KUBE_EXTERNAL_SERVICES,
                         Some(external_filter_comment.clone()),
@@ -571,7 +550,7 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
         }
         // Health-check node port.
         if let Some(hc) = svc.health_check_node_port {
-            filter.append(
+            out.filter.push(
                 rule(
                     KUBE_NODEPORTS,
                     Some(format!("{name} health check node port")),
@@ -582,7 +561,6 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
         }
 
         // The Service's own chains.
-        let group = services.entry(spn.service.clone()).or_default();
         if has_internal {
             let args = proto_dst(proto, Some(svc.cluster_ip), svc.port);
             let comment = Some(format!("{name} cluster IP"));
@@ -732,67 +710,210 @@ pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
             group.rules.push(r.target(Target::Dnat(ep.addr)));
         }
     }
-    services.retain(|_, g| !g.chains.is_empty());
 
-    // The node-port tail rule of KUBE-SERVICES.
-    let np_comment = "kubernetes service nodeports; NOTE: this must be the last rule in this chain";
-    if settings.nodeports_match_all() {
-        let mut r = Rule::new(KUBE_SERVICES)
-            .with(Match::comment(np_comment))
-            .with(Match::DstType(AddrType::Local));
-        if ipv6 {
-            r.matches
-                .push(Match::not_destination("::1/128".parse().expect("literal")));
-        } else if !localhost_nodeports {
-            r.matches.push(Match::not_destination(loopback_net));
+/// One Service's inputs, kept to tell whether it changed since the last compile.
+#[derive(Debug, Clone, PartialEq)]
+struct CachedService {
+    ports: Vec<(ServicePort, Vec<Endpoint>)>,
+    out: Arc<ServiceOutput>,
+}
+
+/// A compiler that remembers each Service's output and recompiles only Services whose ports or
+/// endpoints changed (and everything when the settings or large-cluster mode change).
+#[derive(Debug, Default)]
+pub struct Compiler {
+    cache: HashMap<ServiceKey, CachedService>,
+    key: Option<(NodeSettings, bool)>,
+}
+
+/// Compiles `state` into kube-proxy's iptables rules for this node.
+pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
+    Compiler::default().compile(state, settings)
+}
+
+impl Compiler {
+    /// A compiler with an empty cache.
+    pub fn new() -> Compiler {
+        Compiler::default()
+    }
+
+    /// Compiles `state`, reusing the output of unchanged Services.
+    pub fn compile(&mut self, state: &ClusterState, settings: &NodeSettings) -> Compiled {
+        let mark = &settings.masquerade_mark;
+        let mut filter = TableRules::new(Table::Filter);
+        for c in [
+            KUBE_SERVICES,
+            KUBE_EXTERNAL_SERVICES,
+            KUBE_FORWARD,
+            KUBE_NODEPORTS,
+            KUBE_PROXY_FIREWALL,
+        ] {
+            filter.declare(c);
         }
-        nat.append(r.jump(KUBE_NODEPORTS));
-    } else {
-        for ip in settings.nodeport_ips() {
-            nat.append(
-                Rule::new(KUBE_SERVICES)
-                    .with(Match::comment(np_comment))
-                    .with(Match::destination_ip(ip))
-                    .jump(KUBE_NODEPORTS),
+        let mut nat = TableRules::new(Table::Nat);
+        for c in [
+            KUBE_SERVICES,
+            KUBE_NODEPORTS,
+            KUBE_POSTROUTING,
+            KUBE_MARK_MASQ,
+        ] {
+            nat.declare(c);
+        }
+        nat.append(
+            Rule::new(KUBE_POSTROUTING)
+                .with(Match::Mark {
+                    value: mark.text.clone(),
+                    mask: Some(mark.text.clone()),
+                    negate: true,
+                })
+                .target(Target::Return),
+        );
+        nat.append(Rule::new(KUBE_POSTROUTING).target(Target::MarkXorText(mark.text.clone())));
+        nat.append(
+            Rule::new(KUBE_POSTROUTING)
+                .with(Match::comment("kubernetes service traffic requiring SNAT"))
+                .target(Target::Masquerade {
+                    random_fully: settings.masquerade_random_fully,
+                }),
+        );
+        nat.append(Rule::new(KUBE_MARK_MASQ).target(Target::MarkOrText(mark.text.clone())));
+
+        if settings.family == IpFamily::V4 && settings.localhost_nodeports_effective() {
+            filter.declare(KUBE_FIREWALL);
+            filter.append(
+                Rule::new(KUBE_FIREWALL)
+                    .with(Match::comment("block incoming localnet connections"))
+                    .with(Match::destination("127.0.0.0/8".parse().expect("literal")))
+                    .with(Match::not_source("127.0.0.0/8".parse().expect("literal")))
+                    .with(Match::CtState {
+                        states: vec![CtState::Related, CtState::Established, CtState::Dnat],
+                        negate: true,
+                    })
+                    .target(Target::Drop),
             );
         }
-    }
 
-    if !settings.conntrack_tcp_liberal {
-        let mut r = Rule::new(KUBE_FORWARD).with(Match::CtState {
-            states: vec![CtState::Invalid],
-            negate: false,
-        });
-        if settings.nfacct_counters {
-            r.matches.push(Match::Nfacct(NFACCT_CT_INVALID.into()));
+        let total_endpoints: usize = state
+            .services
+            .keys()
+            .map(|k| state.endpoints_of(k).len())
+            .sum();
+        let large = total_endpoints > LARGE_CLUSTER_ENDPOINTS;
+
+        if self.key.as_ref() != Some(&(settings.clone(), large)) {
+            self.cache.clear();
+            self.key = Some((settings.clone(), large));
         }
-        filter.append(r.target(Target::Drop));
-    }
-    filter.append(
-        Rule::new(KUBE_FORWARD)
-            .with(Match::comment("kubernetes forwarding rules"))
-            .with(Match::Mark {
-                value: mark.text.clone(),
-                mask: Some(mark.text.clone()),
-                negate: false,
-            })
-            .target(Target::Accept),
-    );
-    filter.append(
-        Rule::new(KUBE_FORWARD)
-            .with(Match::comment("kubernetes forwarding conntrack rule"))
-            .with(Match::CtState {
-                states: vec![CtState::Related, CtState::Established],
-                negate: false,
-            })
-            .target(Target::Accept),
-    );
+        let mut services: BTreeMap<ServiceKey, Arc<ServiceChains>> = BTreeMap::new();
+        let mut seen: HashSet<ServiceKey> = HashSet::with_capacity(self.cache.len());
+        let mut iter = state.services.iter().peekable();
+        while let Some((spn, svc)) = iter.next() {
+            let key = &spn.service;
+            let mut ports: Vec<(&crate::kube::ServicePortName, &ServicePort)> = vec![(spn, svc)];
+            while let Some((next, _)) = iter.peek() {
+                if &next.service != key {
+                    break;
+                }
+                let (n, s) = iter.next().expect("peeked");
+                ports.push((n, s));
+            }
+            let unchanged = self.cache.get(key).is_some_and(|c| {
+                c.ports.len() == ports.len()
+                    && c.ports
+                        .iter()
+                        .zip(&ports)
+                        .all(|((cs, ce), (n, s))| cs == *s && ce.as_slice() == state.endpoints_of(n))
+            });
+            if !unchanged {
+                let mut out = ServiceOutput::default();
+                let mut group = ServiceChains::default();
+                for (n, s) in &ports {
+                    compile_port(n, s, state.endpoints_of(n), settings, large, &mut out, &mut group);
+                }
+                out.chains = Arc::new(group);
+                let cached = CachedService {
+                    ports: ports.iter().map(|(n, s)| ((*s).clone(), state.endpoints_of(n).to_vec())).collect(),
+                    out: Arc::new(out),
+                };
+                self.cache.insert(key.clone(), cached);
+            }
+            seen.insert(key.clone());
+            let out = &self.cache[key].out;
+            for r in &out.filter {
+                filter.append(r.clone());
+            }
+            for r in &out.nat {
+                nat.append(r.clone());
+            }
+            if !out.chains.chains.is_empty() {
+                services.insert(key.clone(), out.chains.clone());
+            }
+        }
+        self.cache.retain(|k, _| seen.contains(k));
 
-    Compiled {
-        filter,
-        nat_top: nat,
-        services,
-        large_cluster: large,
+        // The node-port tail rule of KUBE-SERVICES.
+        let np_comment = "kubernetes service nodeports; NOTE: this must be the last rule in this chain";
+        let ipv6 = settings.family == IpFamily::V6;
+        let localhost_nodeports = settings.localhost_nodeports_effective();
+        let loopback_net: IpNet = "127.0.0.1/8".parse::<IpNet>().expect("literal").trunc();
+        if settings.nodeports_match_all() {
+            let mut r = Rule::new(KUBE_SERVICES)
+                .with(Match::comment(np_comment))
+                .with(Match::DstType(AddrType::Local));
+            if ipv6 {
+                r.matches
+                    .push(Match::not_destination("::1/128".parse().expect("literal")));
+            } else if !localhost_nodeports {
+                r.matches.push(Match::not_destination(loopback_net));
+            }
+            nat.append(r.jump(KUBE_NODEPORTS));
+        } else {
+            for ip in settings.nodeport_ips() {
+                nat.append(
+                    Rule::new(KUBE_SERVICES)
+                        .with(Match::comment(np_comment))
+                        .with(Match::destination_ip(ip))
+                        .jump(KUBE_NODEPORTS),
+                );
+            }
+        }
+
+        if !settings.conntrack_tcp_liberal {
+            let mut r = Rule::new(KUBE_FORWARD).with(Match::CtState {
+                states: vec![CtState::Invalid],
+                negate: false,
+            });
+            if settings.nfacct_counters {
+                r.matches.push(Match::Nfacct(NFACCT_CT_INVALID.into()));
+            }
+            filter.append(r.target(Target::Drop));
+        }
+        filter.append(
+            Rule::new(KUBE_FORWARD)
+                .with(Match::comment("kubernetes forwarding rules"))
+                .with(Match::Mark {
+                    value: mark.text.clone(),
+                    mask: Some(mark.text.clone()),
+                    negate: false,
+                })
+                .target(Target::Accept),
+        );
+        filter.append(
+            Rule::new(KUBE_FORWARD)
+                .with(Match::comment("kubernetes forwarding conntrack rule"))
+                .with(Match::CtState {
+                    states: vec![CtState::Related, CtState::Established],
+                    negate: false,
+                })
+                .target(Target::Accept),
+        );
+
+        Compiled {
+            filter,
+            nat_top: nat,
+            services,
+            large_cluster: large,
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 //! once. Each table's rules are replaced by one `iptables-restore` commit, so there is never a
 //! moment without them.
 
-use super::iptables::{Compiled, ServiceChains, compile, is_service_chain, jump_rules};
+use super::iptables::{Compiled, Compiler, ServiceChains, is_service_chain, jump_rules};
+use std::sync::Arc;
 use super::settings::NodeSettings;
 use crate::conntrack::{Conntrack, stale_udp};
 use crate::iptables::{Protocol, Table, parse_save};
@@ -69,7 +70,7 @@ pub struct SyncPlan {
 impl SyncPlan {
     /// The per-Service chains this plan leaves in place: the `applied` state for the next
     /// [`plan`].
-    pub fn into_applied(self) -> BTreeMap<ServiceKey, ServiceChains> {
+    pub fn into_applied(self) -> BTreeMap<ServiceKey, Arc<ServiceChains>> {
         self.compiled.services
     }
 }
@@ -95,14 +96,42 @@ pub struct SyncReport {
     pub conntrack_deleted: usize,
 }
 
+/// Which iptables implementation applies the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// Whatever `iptables-restore` is on this system (iptables-nft on Debian 12).
+    #[default]
+    System,
+    /// `iptables-legacy-restore` (the x_tables kernel interface).
+    Legacy,
+    /// `iptables-nft-restore` (nf_tables).
+    Nft,
+}
+
+impl Backend {
+    /// The (restore, iptables, save) programs for `family`.
+    pub fn programs(self, family: IpFamily) -> (&'static str, &'static str, &'static str) {
+        match (self, family) {
+            (Backend::System, IpFamily::V4) => ("iptables-restore", "iptables", "iptables-save"),
+            (Backend::System, IpFamily::V6) => ("ip6tables-restore", "ip6tables", "ip6tables-save"),
+            (Backend::Legacy, IpFamily::V4) => ("iptables-legacy-restore", "iptables-legacy", "iptables-legacy-save"),
+            (Backend::Legacy, IpFamily::V6) => ("ip6tables-legacy-restore", "ip6tables-legacy", "ip6tables-legacy-save"),
+            (Backend::Nft, IpFamily::V4) => ("iptables-nft-restore", "iptables-nft", "iptables-nft-save"),
+            (Backend::Nft, IpFamily::V6) => ("ip6tables-nft-restore", "ip6tables-nft", "ip6tables-nft-save"),
+        }
+    }
+}
+
 /// Keeps kube-proxy's iptables rules in one network namespace in step with a [`ClusterState`].
 #[derive(Debug)]
 pub struct IptablesSyncer {
     settings: NodeSettings,
     netns: NetNs,
-    applied: Option<BTreeMap<ServiceKey, ServiceChains>>,
+    applied: Option<BTreeMap<ServiceKey, Arc<ServiceChains>>>,
     need_full: bool,
     conntrack: Option<Conntrack>,
+    compiler: Compiler,
+    backend: Backend,
 }
 
 /// Runs `program args` in `ns` with `input` on stdin.
@@ -160,7 +189,15 @@ impl IptablesSyncer {
             applied: None,
             need_full: true,
             conntrack: None,
+            compiler: Compiler::new(),
+            backend: Backend::System,
         }
+    }
+
+    /// Uses `backend` to apply the rules.
+    pub fn with_backend(mut self, backend: Backend) -> IptablesSyncer {
+        self.backend = backend;
+        self
     }
 
     /// The settings.
@@ -174,17 +211,15 @@ impl IptablesSyncer {
     }
 
     fn restore_program(&self) -> &'static str {
-        match self.settings.family {
-            IpFamily::V4 => "iptables-restore",
-            IpFamily::V6 => "ip6tables-restore",
-        }
+        self.backend.programs(self.settings.family).0
     }
 
     fn iptables_program(&self) -> &'static str {
-        match self.settings.family {
-            IpFamily::V4 => "iptables",
-            IpFamily::V6 => "ip6tables",
-        }
+        self.backend.programs(self.settings.family).1
+    }
+
+    fn save_program(&self) -> &'static str {
+        self.backend.programs(self.settings.family).2
     }
 
     /// Plans a sync of `compiled` against the last successful one: partial unless a full sync
@@ -202,7 +237,7 @@ impl IptablesSyncer {
     /// Compiles `state` and brings the namespace's rules in step with it.
     pub fn sync(&mut self, state: &ClusterState) -> Result<SyncReport, SyncError> {
         let t0 = Instant::now();
-        let compiled = compile(state, &self.settings);
+        let compiled = self.compiler.compile(state, &self.settings);
         if self.need_full {
             let report = self.full_sync(compiled, t0, false)?;
             return self.after_sync(state, report);
@@ -299,11 +334,7 @@ impl IptablesSyncer {
 
     /// The per-Service chains now in the namespace's nat table.
     pub fn live_service_chains(&self) -> Result<BTreeSet<String>, SyncError> {
-        let save = match self.settings.family {
-            IpFamily::V4 => "iptables-save",
-            IpFamily::V6 => "ip6tables-save",
-        };
-        let out = run_with_input(&self.netns, save, &["-t", "nat"], b"")?;
+        let out = run_with_input(&self.netns, self.save_program(), &["-t", "nat"], b"")?;
         Ok(out
             .lines()
             .filter_map(|l| l.strip_prefix(':'))
@@ -348,11 +379,7 @@ impl IptablesSyncer {
 
     /// Reads the namespace's rules back (`iptables-save`) for the tables kube-proxy writes.
     pub fn read_back(&self, table: Table) -> Result<Vec<crate::iptables::TableRules>, SyncError> {
-        let save = match self.settings.family {
-            IpFamily::V4 => "iptables-save",
-            IpFamily::V6 => "ip6tables-save",
-        };
-        let out = run_with_input(&self.netns, save, &["-t", table.as_str()], b"")?;
+        let out = run_with_input(&self.netns, self.save_program(), &["-t", table.as_str()], b"")?;
         Ok(parse_save(&out)?)
     }
 }
@@ -361,7 +388,7 @@ impl IptablesSyncer {
 ///
 /// `applied` is the state of the last successful sync (`None` before the first one).
 pub fn plan(
-    applied: Option<&BTreeMap<ServiceKey, ServiceChains>>,
+    applied: Option<&BTreeMap<ServiceKey, Arc<ServiceChains>>>,
     need_full: bool,
     compiled: Compiled,
     stale: &BTreeSet<String>,
@@ -387,7 +414,11 @@ pub fn plan(
     let written: BTreeSet<ServiceKey> = compiled
         .services
         .iter()
-        .filter(|(k, v)| full || applied.and_then(|a| a.get(*k)) != Some(*v))
+        .filter(|(k, v)| {
+            full || !applied
+                .and_then(|a| a.get(*k))
+                .is_some_and(|old| Arc::ptr_eq(old, v) || old == *v)
+        })
         .map(|(k, _)| k.clone())
         .collect();
     let nat = compiled.nat_table(|k| written.contains(k), &deleted);
