@@ -163,6 +163,14 @@ impl FdbEntry {
                 NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
                     e.dst = Some(IpAddr::V4(*a))
                 }
+                // In AF_BRIDGE messages the address is not typed by the family: by length.
+                NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                    e.dst = match b.len() {
+                        4 => <[u8; 4]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+                        16 => <[u8; 16]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+                        _ => None,
+                    }
+                }
                 NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
                     e.dst = Some(IpAddr::V6(*a))
                 }

@@ -63,6 +63,7 @@ pub struct Vxlan {
     gbp: bool,
     l2miss: bool,
     l3miss: bool,
+    proxy: bool,
     ttl: Option<u8>,
     tos: Option<u8>,
     udp_csum: Option<bool>,
@@ -88,6 +89,7 @@ impl Vxlan {
             gbp: false,
             l2miss: false,
             l3miss: false,
+            proxy: false,
             ttl: None,
             tos: None,
             udp_csum: None,
@@ -145,6 +147,13 @@ impl Vxlan {
     /// `l3miss`: report neighbour misses to userspace.
     pub fn l3miss(mut self, on: bool) -> Vxlan {
         self.l3miss = on;
+        self
+    }
+
+    /// `proxy`: answer ARP/NDP from the neighbour table (and report `l3miss` when it has no
+    /// entry).
+    pub fn proxy(mut self, on: bool) -> Vxlan {
+        self.proxy = on;
         self
     }
 
@@ -260,6 +269,9 @@ impl LinkSpec for Vxlan {
         if self.l3miss {
             data.push(InfoVxlan::L3Miss(true));
         }
+        if self.proxy {
+            data.push(InfoVxlan::Proxy(true));
+        }
         if let Some(t) = self.ttl {
             data.push(InfoVxlan::Ttl(t));
         }
@@ -317,6 +329,8 @@ pub struct VxlanInfo {
     pub l2miss: bool,
     /// Neighbour misses reported.
     pub l3miss: bool,
+    /// ARP/NDP proxy.
+    pub proxy: bool,
     /// Outer TTL (0 = auto).
     pub ttl: u8,
     /// Outer TOS (1 = inherit).
@@ -349,6 +363,7 @@ impl VxlanInfo {
                 InfoVxlan::Gbp => v.gbp = true,
                 InfoVxlan::L2Miss(b) => v.l2miss = *b,
                 InfoVxlan::L3Miss(b) => v.l3miss = *b,
+                InfoVxlan::Proxy(b) => v.proxy = *b,
                 InfoVxlan::Ttl(t) => v.ttl = *t,
                 InfoVxlan::Tos(t) => v.tos = *t,
                 InfoVxlan::UDPCsum(b) => v.udp_csum = *b,
@@ -388,6 +403,9 @@ impl VxlanInfo {
         if !self.learning {
             f.write_str(" nolearning")?;
         }
+        if self.proxy {
+            f.write_str(" proxy")?;
+        }
         if self.l2miss {
             f.write_str(" l2miss")?;
         }
@@ -404,7 +422,7 @@ impl VxlanInfo {
         } else if self.tos != 0 {
             write!(f, " tos {:#x}", self.tos)?;
         }
-        if let Some(df) = self.df {
+        if let Some(df) = self.df.filter(|d| *d != Df::Unset) {
             write!(f, " df {df}")?;
         }
         write!(f, " ageing {}", self.ageing)?;
