@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  iproute2 iputils-ping iperf3 procps          # namespaces, links, traffic
+  iproute2 iputils-ping iperf3 procps ethtool  # namespaces, links, traffic
   nftables iptables conntrack ipset            # podnet-nat
   tshark                                       # podnet-encap interop with a dissector
   etcd-server protobuf-compiler                # podnet-ipam on etcd

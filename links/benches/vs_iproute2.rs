@@ -4,7 +4,7 @@
 //! Run: `cargo bench -p podnet-links --bench vs_iproute2` (or `bash bench/links.sh`).
 
 use ipnet::{IpNet, Ipv4Net};
-use podnet_links::{Handle, Route, Veth};
+use podnet_links::{FdbEntry, Handle, MacAddr, Neighbour, Route, Veth, Vxlan};
 use podnet_testsupport::TestNs;
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 const ROUTES: u32 = 10_000;
 const VETHS: u32 = 1_000;
 const ROUNDS: usize = 3;
+const PEERS: u32 = 1_000;
 
 fn route_dst(i: u32) -> String {
     format!("10.{}.{}.{}/32", 100 + i / 65536, (i / 256) % 256, i % 256)
@@ -48,14 +49,14 @@ fn route_ns(tag: &str) -> TestNs {
     ns
 }
 
-fn ip_batch(ns: &TestNs, lines: &str) -> Duration {
+fn ip_batch(ns: &TestNs, tool: &str, lines: &str) -> Duration {
     let path = std::env::temp_dir().join(format!("podnet-bench-{}.batch", std::process::id()));
     std::fs::File::create(&path)
         .and_then(|mut f| f.write_all(lines.as_bytes()))
         .expect("write batch file");
     let start = Instant::now();
     let out = ns
-        .command("ip")
+        .command(tool)
         .arg("-batch")
         .arg(&path)
         .output()
@@ -64,14 +65,14 @@ fn ip_batch(ns: &TestNs, lines: &str) -> Duration {
     let _ = std::fs::remove_file(&path);
     assert!(
         out.status.success(),
-        "ip -batch: {}",
+        "{tool} -batch: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     took
 }
 
-fn count_lines(ns: &TestNs, args: &[&str]) -> usize {
-    ns.exec("ip", args).lines().count()
+fn count_lines(ns: &TestNs, tool: &str, args: &[&str]) -> usize {
+    ns.exec(tool, args).lines().count()
 }
 
 fn routes_podnet(pipelined: bool) -> Duration {
@@ -103,7 +104,7 @@ fn routes_podnet(pipelined: bool) -> Duration {
         }
     }
     let took = start.elapsed();
-    assert_eq!(count_lines(&ns, &["route"]), ROUTES as usize + 1);
+    assert_eq!(count_lines(&ns, "ip", &["route"]), ROUTES as usize + 1);
     took
 }
 
@@ -112,8 +113,8 @@ fn routes_ip() -> Duration {
     let lines: String = (0..ROUTES)
         .map(|i| format!("route add {} via 198.18.0.2 dev v0\n", route_dst(i)))
         .collect();
-    let took = ip_batch(&ns, &lines);
-    assert_eq!(count_lines(&ns, &["route"]), ROUTES as usize + 1);
+    let took = ip_batch(&ns, "ip", &lines);
+    assert_eq!(count_lines(&ns, "ip", &["route"]), ROUTES as usize + 1);
     took
 }
 
@@ -129,7 +130,10 @@ fn veths_podnet() -> Duration {
     }
     batch.execute().unwrap().into_result().unwrap();
     let took = start.elapsed();
-    assert_eq!(count_lines(&ns, &["-o", "link"]), 2 * VETHS as usize + 1);
+    assert_eq!(
+        count_lines(&ns, "ip", &["-o", "link"]),
+        2 * VETHS as usize + 1
+    );
     took
 }
 
@@ -138,9 +142,84 @@ fn veths_ip() -> Duration {
     let lines: String = (0..VETHS)
         .map(|i| format!("link add vb{i} type veth peer name vp{i}\n"))
         .collect();
-    let took = ip_batch(&ns, &lines);
-    assert_eq!(count_lines(&ns, &["-o", "link"]), 2 * VETHS as usize + 1);
+    let took = ip_batch(&ns, "ip", &lines);
+    assert_eq!(
+        count_lines(&ns, "ip", &["-o", "link"]),
+        2 * VETHS as usize + 1
+    );
     took
+}
+
+/// A namespace with flannel's `flannel.1` over an underlay `v0`, as the vxlan backend makes it.
+fn vxlan_ns(tag: &str) -> TestNs {
+    let ns = route_ns(tag);
+    let h = Handle::in_ns(&ns).unwrap();
+    h.link()
+        .add(
+            &Vxlan::new("flannel.1", 1)
+                .local("198.18.0.1".parse().unwrap())
+                .dev("v0")
+                .learning(false),
+        )
+        .unwrap();
+    h.link().set("flannel.1").up().apply().unwrap();
+    ns
+}
+
+/// Peer `i`: its subnet's .0 address, its VTEP MAC and its node address.
+fn peer(i: u32) -> (Ipv4Addr, MacAddr, Ipv4Addr) {
+    let gw = Ipv4Addr::new(10, (200 + i / 256) as u8, (i % 256) as u8, 0);
+    let mac = MacAddr([2, 0, 0, 0, (i >> 8) as u8, (i & 0xff) as u8]);
+    let node = Ipv4Addr::new(198, 18, (1 + i / 250) as u8, (1 + i % 250) as u8);
+    (gw, mac, node)
+}
+
+fn peers_podnet() -> Duration {
+    let ns = vxlan_ns("bench-peers");
+    let h = Handle::in_ns(&ns).unwrap();
+    let start = Instant::now();
+    let mut b = h.batch();
+    for i in 0..PEERS {
+        let (gw, mac, node) = peer(i);
+        b.neigh_replace(&Neighbour::new(gw.into(), mac, "flannel.1"))
+            .unwrap();
+        b.fdb_replace(&FdbEntry::new(mac, "flannel.1").dst(node.into()))
+            .unwrap();
+        let net = IpNet::V4(Ipv4Net::new(gw, 24).unwrap());
+        b.route_replace(&Route::new(net).via(gw.into()).dev("flannel.1").onlink())
+            .unwrap();
+    }
+    b.execute().unwrap().into_result().unwrap();
+    let took = start.elapsed();
+    check_peers(&ns);
+    took
+}
+
+fn peers_iproute2() -> Duration {
+    let ns = vxlan_ns("bench-peers-ip");
+    let mut ip_lines = String::new();
+    let mut bridge_lines = String::new();
+    for i in 0..PEERS {
+        let (gw, mac, node) = peer(i);
+        ip_lines.push_str(&format!(
+            "neigh replace {gw} lladdr {mac} dev flannel.1 nud permanent\n\
+             route replace {gw}/24 via {gw} dev flannel.1 onlink\n"
+        ));
+        bridge_lines.push_str(&format!(
+            "fdb replace {mac} dev flannel.1 dst {node} self permanent\n"
+        ));
+    }
+    let took = ip_batch(&ns, "ip", &ip_lines) + ip_batch(&ns, "bridge", &bridge_lines);
+    check_peers(&ns);
+    took
+}
+
+fn check_peers(ns: &TestNs) {
+    let fdb = count_lines(ns, "bridge", &["fdb", "show", "dev", "flannel.1"]);
+    assert!(fdb >= PEERS as usize, "{fdb} fdb entries");
+    let neigh = count_lines(ns, "ip", &["neigh", "show", "dev", "flannel.1"]);
+    assert_eq!(neigh, PEERS as usize);
+    assert_eq!(count_lines(ns, "ip", &["route"]), PEERS as usize + 1);
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -174,6 +253,20 @@ fn main() {
         "{ROUTES} /32 routes: podnet pipelined {:.1} ms, podnet one-by-one {:.1} ms, ip -batch {:.1} ms; ratio podnet/ip = {:.2}x (goal <= 0.30x)",
         ms(p),
         ms(q),
+        ms(s),
+        p.as_secs_f64() / s.as_secs_f64()
+    );
+    let (mut p, mut s) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        s.push(peers_iproute2());
+        settle();
+        p.push(peers_podnet());
+        settle();
+    }
+    let (p, s) = (median(p), median(s));
+    println!(
+        "{PEERS} VXLAN peers (neighbour + FDB + onlink route each): podnet pipelined {:.1} ms, ip -batch + bridge -batch {:.1} ms; ratio podnet/iproute2 = {:.2}x (goal <= 0.30x)",
+        ms(p),
         ms(s),
         p.as_secs_f64() / s.as_secs_f64()
     );

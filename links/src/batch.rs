@@ -2,12 +2,14 @@
 
 use crate::addr::address_message;
 use crate::error::{Error, Result};
+use crate::fdb::FdbEntry;
 use crate::handle::Handle;
 use crate::link::{LinkSet, LinkSpec, link_message};
+use crate::neigh::Neighbour;
 use crate::route::Route;
 use crate::types::LinkRef;
 use ipnet::IpNet;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::RouteNetlinkMessage;
 use std::collections::HashMap;
 
@@ -112,7 +114,7 @@ impl<'h> Batch<'h> {
 
     /// Adds `ip link add`.
     pub fn link_add(&mut self, spec: &impl LinkSpec) -> Result<()> {
-        let msg = spec.to_message()?;
+        let msg = spec.to_message(&mut |l: &LinkRef| self.index(l))?;
         let name = spec.name().to_owned();
         self.push(
             RouteNetlinkMessage::NewLink(msg),
@@ -211,6 +213,65 @@ impl<'h> Batch<'h> {
     /// Adds `ip route del`.
     pub fn route_del(&mut self, route: &Route) -> Result<()> {
         self.route("route del", route, 0, true)
+    }
+
+    fn neigh(&mut self, op: &'static str, n: &Neighbour, flags: u16, delete: bool) -> Result<()> {
+        let index = self.index(&n.dev)?;
+        let msg = n.to_message(index);
+        let msg = if delete {
+            RouteNetlinkMessage::DelNeighbour(msg)
+        } else {
+            RouteNetlinkMessage::NewNeighbour(msg)
+        };
+        self.push(msg, flags, op, format!("{} dev {}", n.ip, n.dev));
+        Ok(())
+    }
+
+    /// Adds `ip neigh add`.
+    pub fn neigh_add(&mut self, n: &Neighbour) -> Result<()> {
+        self.neigh("neigh add", n, NLM_F_CREATE | NLM_F_EXCL, false)
+    }
+
+    /// Adds `ip neigh replace`.
+    pub fn neigh_replace(&mut self, n: &Neighbour) -> Result<()> {
+        self.neigh("neigh replace", n, NLM_F_CREATE | NLM_F_REPLACE, false)
+    }
+
+    /// Adds `ip neigh del`.
+    pub fn neigh_del(&mut self, n: &Neighbour) -> Result<()> {
+        self.neigh("neigh del", n, 0, true)
+    }
+
+    fn fdb(&mut self, op: &'static str, e: &FdbEntry, flags: u16, delete: bool) -> Result<()> {
+        let index = self.index(&e.dev)?;
+        let msg = e.to_message(index)?;
+        let msg = if delete {
+            RouteNetlinkMessage::DelNeighbour(msg)
+        } else {
+            RouteNetlinkMessage::NewNeighbour(msg)
+        };
+        self.push(msg, flags, op, format!("{} dev {}", e.mac, e.dev));
+        Ok(())
+    }
+
+    /// Adds `bridge fdb add`.
+    pub fn fdb_add(&mut self, e: &FdbEntry) -> Result<()> {
+        self.fdb("fdb add", e, NLM_F_CREATE | NLM_F_EXCL, false)
+    }
+
+    /// Adds `bridge fdb append`.
+    pub fn fdb_append(&mut self, e: &FdbEntry) -> Result<()> {
+        self.fdb("fdb append", e, NLM_F_CREATE | NLM_F_APPEND, false)
+    }
+
+    /// Adds `bridge fdb replace`.
+    pub fn fdb_replace(&mut self, e: &FdbEntry) -> Result<()> {
+        self.fdb("fdb replace", e, NLM_F_CREATE | NLM_F_REPLACE, false)
+    }
+
+    /// Adds `bridge fdb del`.
+    pub fn fdb_del(&mut self, e: &FdbEntry) -> Result<()> {
+        self.fdb("fdb del", e, 0, true)
     }
 
     /// Sends every request, pipelined, and returns one outcome per request. `Err` only when

@@ -58,6 +58,16 @@ impl Handle {
         Addresses { h: self }
     }
 
+    /// Neighbour operations (`ip neigh`).
+    pub fn neigh(&self) -> crate::neigh::Neighbours<'_> {
+        crate::neigh::Neighbours { h: self }
+    }
+
+    /// Bridge FDB operations (`bridge fdb`).
+    pub fn fdb(&self) -> crate::fdb::Fdb<'_> {
+        crate::fdb::Fdb { h: self }
+    }
+
     /// Route operations (`ip route`).
     pub fn route(&self) -> Routes<'_> {
         Routes { h: self }

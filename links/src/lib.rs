@@ -6,6 +6,10 @@
 //! names and arguments are checked before any system call. [`Handle::batch`] pipelines bulk
 //! changes, many requests per system call.
 //!
+//! Devices: veth, bridge, VXLAN, TUN/TAP (through /dev/net/tun), dummy. Tables: addresses,
+//! routes, neighbours (ARP/NDP), bridge FDB. [`Monitor`] turns the kernel's change
+//! notifications into typed [`Event`]s.
+//!
 //! ```no_run
 //! use podnet_links::{Bridge, Handle, Route, Veth};
 //! use podnet_netns::NetNs;
@@ -32,22 +36,32 @@
 mod addr;
 mod batch;
 mod error;
+mod fdb;
 mod handle;
 mod link;
+mod monitor;
+mod neigh;
 pub mod netlink;
 mod route;
 mod scope;
 mod sys;
+mod tun;
 mod types;
+mod vxlan;
 
 pub use addr::{Address, Addresses};
 pub use batch::{Batch, BatchReport};
 pub use error::{Error, Result};
+pub use fdb::{Fdb, FdbEntry};
 pub use handle::Handle;
-pub use link::{Bridge, Link, LinkKind, LinkSet, LinkSpec, Links, Veth};
+pub use link::{Bridge, Dummy, Link, LinkKind, LinkSet, LinkSpec, Links, Veth};
+pub use monitor::{Event, Group, Monitor};
+pub use neigh::{NeighState, Neighbour, Neighbours};
 pub use route::{Protocol, Route, RouteKind, Routes, TABLE_LOCAL, TABLE_MAIN};
 pub use scope::Scope;
+pub use tun::{Offload, Tun, TunDevice, TunInfo};
 pub use types::{IFNAME_MAX, LinkRef, MacAddr, validate_ifname};
+pub use vxlan::{Df, PORT_IANA, PORT_LINUX, VNI_MAX, Vxlan, VxlanInfo};
 
 pub use ipnet::IpNet;
 pub use podnet_netns::NetNs;

@@ -88,6 +88,12 @@ pub struct Link {
     pub oper_state: String,
     /// Transmit queue length.
     pub txqlen: Option<u32>,
+    /// VXLAN settings, for VXLAN devices.
+    pub vxlan: Option<crate::vxlan::VxlanInfo>,
+    /// Name of the VXLAN underlay device, when it is in the same namespace.
+    pub vxlan_dev_name: Option<String>,
+    /// TUN/TAP settings, for TUN/TAP devices.
+    pub tun: Option<crate::tun::TunInfo>,
 }
 
 const IFF_UP: u32 = 0x1;
@@ -120,6 +126,9 @@ impl Link {
             link_netnsid: None,
             oper_state: "UNKNOWN".into(),
             txqlen: None,
+            vxlan: None,
+            vxlan_dev_name: None,
+            tun: None,
         };
         for attr in &msg.attributes {
             match attr {
@@ -134,8 +143,24 @@ impl Link {
                 LinkAttribute::OperState(s) => link.oper_state = oper_state_name(s).into(),
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
-                        if let LinkInfo::Kind(k) = info {
-                            link.kind = Some(LinkKind::from_info(k));
+                        match info {
+                            LinkInfo::Kind(k) => link.kind = Some(LinkKind::from_info(k)),
+                            LinkInfo::Data(InfoData::Vxlan(v)) => {
+                                link.vxlan = Some(crate::vxlan::VxlanInfo::from_attrs(v))
+                            }
+                            LinkInfo::Data(InfoData::Tun(t)) => {
+                                let nlas: Vec<_> = t
+                                    .iter()
+                                    .filter_map(|t| match t {
+                                        netlink_packet_route::link::InfoTun::Other(n) => {
+                                            Some(n.clone())
+                                        }
+                                        _ => None,
+                                    })
+                                    .collect();
+                                link.tun = Some(crate::tun::TunInfo::from_nlas(&nlas))
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -151,6 +176,11 @@ impl Link {
         if self.link_netnsid.is_none() {
             self.link_name = self.link.and_then(|l| names.get(&l).cloned());
         }
+        self.vxlan_dev_name = self
+            .vxlan
+            .as_ref()
+            .and_then(|v| v.dev)
+            .and_then(|i| names.get(&i).cloned());
     }
 }
 
@@ -221,26 +251,41 @@ impl fmt::Display for Link {
         if let Some(id) = self.link_netnsid {
             write!(f, " link-netnsid {id}")?;
         }
-        if let Some(kind) = &self.kind {
-            write!(f, " {kind}")?;
+        if let Some(v) = &self.vxlan {
+            f.write_str("\n    ")?;
+            v.write(f, self.vxlan_dev_name.as_deref())?;
+        } else if let Some(t) = &self.tun {
+            write!(f, "\n    {t}")?;
+        } else if let Some(kind) = &self.kind {
+            write!(f, "\n    {kind}")?;
         }
         Ok(())
     }
 }
 
-mod sealed {
+pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
-/// A link that can be created with [`Links::add`]: [`Veth`], [`Bridge`].
+/// Resolves a link reference to an index (for specs that name another device).
+pub(crate) type Resolver<'a> = dyn FnMut(&LinkRef) -> Result<u32> + 'a;
+
+/// A link that can be created with [`Links::add`]: [`Veth`], [`Bridge`],
+/// [`Vxlan`](crate::Vxlan), [`Dummy`].
 pub trait LinkSpec: sealed::Sealed {
     /// The name of the link to create.
     fn name(&self) -> &str;
     #[doc(hidden)]
-    fn to_message(&self) -> Result<LinkMessage>;
+    #[allow(private_interfaces)]
+    fn to_message(&self, resolve: &mut Resolver<'_>) -> Result<LinkMessage>;
 }
 
-fn common_attrs(msg: &mut LinkMessage, name: &str, mtu: Option<u32>, mac: Option<MacAddr>) {
+pub(crate) fn common_attrs(
+    msg: &mut LinkMessage,
+    name: &str,
+    mtu: Option<u32>,
+    mac: Option<MacAddr>,
+) {
     msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
     if let Some(m) = mtu {
         msg.attributes.push(LinkAttribute::Mtu(m));
@@ -314,7 +359,8 @@ impl LinkSpec for Veth {
         &self.name
     }
 
-    fn to_message(&self) -> Result<LinkMessage> {
+    #[allow(private_interfaces)]
+    fn to_message(&self, _: &mut Resolver<'_>) -> Result<LinkMessage> {
         validate_ifname(&self.name)?;
         let mut peer = LinkMessage::default();
         if let Some(p) = &self.peer {
@@ -378,13 +424,66 @@ impl LinkSpec for Bridge {
         &self.name
     }
 
-    fn to_message(&self) -> Result<LinkMessage> {
+    #[allow(private_interfaces)]
+    fn to_message(&self, _: &mut Resolver<'_>) -> Result<LinkMessage> {
         validate_ifname(&self.name)?;
         let mut msg = LinkMessage::default();
         common_attrs(&mut msg, &self.name, self.mtu, self.mac);
         msg.attributes
             .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
                 InfoKind::Bridge,
+            )]));
+        Ok(msg)
+    }
+}
+
+/// A dummy device: `ip link add NAME type dummy`. (Kernels without CONFIG_DUMMY refuse it with
+/// EOPNOTSUPP, "Unknown device type".)
+#[derive(Debug, Clone)]
+pub struct Dummy {
+    name: String,
+    mtu: Option<u32>,
+    mac: Option<MacAddr>,
+}
+
+impl Dummy {
+    /// A dummy device named `name`.
+    pub fn new(name: impl Into<String>) -> Dummy {
+        Dummy {
+            name: name.into(),
+            mtu: None,
+            mac: None,
+        }
+    }
+
+    /// MTU.
+    pub fn mtu(mut self, mtu: u32) -> Dummy {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    /// MAC address.
+    pub fn mac(mut self, mac: MacAddr) -> Dummy {
+        self.mac = Some(mac);
+        self
+    }
+}
+
+impl sealed::Sealed for Dummy {}
+
+impl LinkSpec for Dummy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[allow(private_interfaces)]
+    fn to_message(&self, _: &mut Resolver<'_>) -> Result<LinkMessage> {
+        validate_ifname(&self.name)?;
+        let mut msg = LinkMessage::default();
+        common_attrs(&mut msg, &self.name, self.mtu, self.mac);
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Dummy,
             )]));
         Ok(msg)
     }
@@ -412,7 +511,7 @@ pub(crate) fn link_message(link: &LinkRef) -> Result<LinkMessage> {
 impl<'h> Links<'h> {
     /// Creates a link (`ip link add`). Fails with [`Error::Exists`] if the name is taken.
     pub fn add(&self, spec: &impl LinkSpec) -> Result<()> {
-        let msg = spec.to_message()?;
+        let msg = spec.to_message(&mut |l: &LinkRef| self.index(l.clone()))?;
         self.h
             .request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
             .map_err(|e| Error::from_netlink("link add", spec.name(), e))?;
@@ -433,7 +532,10 @@ impl<'h> Links<'h> {
     pub fn get(&self, link: impl Into<LinkRef>) -> Result<Link> {
         let link = link.into();
         let mut found = self.get_raw(&link)?;
-        if found.master.is_some() || (found.link.is_some() && found.link_netnsid.is_none()) {
+        if found.master.is_some()
+            || (found.link.is_some() && found.link_netnsid.is_none())
+            || found.vxlan.as_ref().is_some_and(|v| v.dev.is_some())
+        {
             let names = self.names()?;
             found.resolve_names(&names);
         }

@@ -329,7 +329,7 @@ impl Connection {
 }
 
 /// Splits the next netlink message off `buf` at `*off`.
-fn next_message<'a>(
+pub(crate) fn next_message<'a>(
     buf: &'a [u8],
     off: &mut usize,
 ) -> Result<Option<(NetlinkHeader, &'a [u8])>, NetlinkError> {
@@ -356,7 +356,10 @@ fn next_message<'a>(
     Ok(Some((hdr, &rest[NLMSG_HDRLEN..len])))
 }
 
-fn decode<I: NetlinkDeserializable>(hdr: &NetlinkHeader, body: &[u8]) -> Result<I, NetlinkError> {
+pub(crate) fn decode<I: NetlinkDeserializable>(
+    hdr: &NetlinkHeader,
+    body: &[u8],
+) -> Result<I, NetlinkError> {
     I::deserialize(hdr, body)
         .map_err(|e| NetlinkError::Decode(format!("message type {}: {e}", hdr.message_type)))
 }

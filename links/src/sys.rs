@@ -24,3 +24,94 @@ pub(crate) fn set_rcvbuf_force(sock: &impl AsRawFd, bytes: usize) -> io::Result<
         Ok(())
     }
 }
+
+/// `struct ifreq` as the TUN ioctls use it: a name and a flags word, padded to 40 bytes.
+#[repr(C)]
+struct IfReqFlags {
+    name: [u8; 16],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+
+fn check(ret: libc::c_int) -> io::Result<()> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// TUNSETIFF: attaches the /dev/net/tun file `fd` to (creating if needed) device `name` with
+/// IFF_* `flags`; returns the device's name (the kernel fills in patterns such as `tun%d`).
+pub(crate) fn tun_set_iff(
+    fd: &impl AsRawFd,
+    name: &str,
+    flags: libc::c_short,
+) -> io::Result<String> {
+    let mut req = IfReqFlags {
+        name: [0; 16],
+        flags,
+        _pad: [0; 22],
+    };
+    let bytes = name.as_bytes();
+    if bytes.len() > 15 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    req.name[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: TUNSETIFF reads and writes a struct ifreq; `req` is a properly sized, initialised
+    // ifreq (name + flags + padding to 40 bytes) that lives across the call.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req as *mut IfReqFlags) })?;
+    let end = req.name.iter().position(|b| *b == 0).unwrap_or(16);
+    Ok(String::from_utf8_lossy(&req.name[..end]).into_owned())
+}
+
+/// TUNSETPERSIST.
+pub(crate) fn tun_set_persist(fd: &impl AsRawFd, persist: bool) -> io::Result<()> {
+    // SAFETY: TUNSETPERSIST takes its argument by value; no memory is passed.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETPERSIST, libc::c_ulong::from(persist)) })
+}
+
+/// TUNSETOFFLOAD with TUN_F_* flags.
+pub(crate) fn tun_set_offload(fd: &impl AsRawFd, flags: u32) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value; no memory is passed.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, libc::c_ulong::from(flags)) })
+}
+
+/// TUNSETVNETHDRSZ.
+pub(crate) fn tun_set_vnet_hdr_size(fd: &impl AsRawFd, size: libc::c_int) -> io::Result<()> {
+    // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer, which points at a live local.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETVNETHDRSZ, &size as *const libc::c_int) })
+}
+
+/// poll(2) for readability with a timeout (`None` waits forever); `true` when readable.
+pub(crate) fn poll_readable(
+    fd: &impl AsRawFd,
+    timeout: Option<std::time::Duration>,
+) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = match timeout {
+        None => -1,
+        Some(t) => libc::c_int::try_from(t.as_millis()).unwrap_or(libc::c_int::MAX),
+    };
+    loop {
+        // SAFETY: one pollfd that lives across the call, count 1.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(n > 0);
+    }
+}
