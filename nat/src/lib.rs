@@ -40,3 +40,8 @@ mod hash;
 pub mod iptables;
 pub mod kube;
 pub mod proxy;
+
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

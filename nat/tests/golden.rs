@@ -399,3 +399,39 @@ fn masquerade_and_invalid_rules() {
     s.conntrack_tcp_liberal = true;
     assert!(!compile(&state, &s).render().contains("INVALID"));
 }
+
+/// The minimal partial mode writes only what changed: an endpoint change touches just that
+/// Service's chains, with no filter table and no top-level chain.
+#[test]
+fn minimal_partial_sync_writes_only_the_changed_service() {
+    use podnet_nat::proxy::sync::{PartialMode, plan, plan_with};
+    let settings = fake_proxier_settings();
+    let a = svc("ns1", "svc1", "172.30.0.41", "p80", 80, &["10.0.1.1"]);
+    let b = svc("ns3", "svc3", "172.30.0.43", "p80", 80, &["10.0.3.1"]);
+    let applied = plan(None, true, compile(&state_from_yaml(&(a.clone() + &b)), &settings), &Default::default()).into_applied();
+    let b2 = svc("ns3", "svc3", "172.30.0.43", "p80", 80, &["10.0.3.2"]);
+    let p = plan_with(
+        PartialMode::Minimal,
+        Some(&applied),
+        false,
+        compile(&state_from_yaml(&(a.clone() + &b2)), &settings),
+        &Default::default(),
+    );
+    assert_eq!(
+        p.input,
+        "*nat\n\
+:KUBE-SVC-X27LE4BHSL4DOUIK - [0:0]\n\
+:KUBE-SEP-DKCFIS26GWF2WLWC - [0:0]\n\
+:KUBE-SEP-BSWRHOQ77KEXZLNL - [0:0]\n\
+-A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment \"ns3/svc3:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.43 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ\n\
+-A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment \"ns3/svc3:p80 -> 10.0.3.2:80\" -j KUBE-SEP-DKCFIS26GWF2WLWC\n\
+-A KUBE-SEP-DKCFIS26GWF2WLWC -m comment --comment ns3/svc3:p80 -s 10.0.3.2 -j KUBE-MARK-MASQ\n\
+-A KUBE-SEP-DKCFIS26GWF2WLWC -m comment --comment ns3/svc3:p80 -m tcp -p tcp -j DNAT --to-destination 10.0.3.2:80\n\
+-X KUBE-SEP-BSWRHOQ77KEXZLNL\n\
+COMMIT\n"
+    );
+    // Removing a Service rewrites KUBE-SERVICES (its rule goes) and deletes its chains.
+    let p = plan_with(PartialMode::Minimal, Some(&applied), false, compile(&state_from_yaml(&a), &settings), &Default::default());
+    assert!(!p.input.contains("*filter"));
+    assert!(p.input.contains(":KUBE-SERVICES - [0:0]\n") && p.input.contains("-X KUBE-SVC-X27LE4BHSL4DOUIK\n"), "{}", p.input);
+}

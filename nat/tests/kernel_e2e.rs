@@ -6,6 +6,7 @@
 //!                                                  └── vep2 10.244.2.1 ── 10.244.2.2 ep2
 //! ```
 
+use podnet_nat::iptables::{Table, diff_tables};
 use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
 use podnet_nat::proxy::sync::IptablesSyncer;
 use podnet_nat::proxy::{LocalDetector, NodeSettings};
@@ -220,6 +221,13 @@ fn services_over_iptables_in_namespaces() {
     assert!(report.full);
     let nat = node.exec("iptables-save", &["-t", "nat"]);
     assert!(nat.contains("KUBE-SERVICES"), "{nat}");
+    // What iptables-save reads back equals what was compiled, chain by chain.
+    let wanted = podnet_nat::proxy::iptables::compile(&state(&["10.244.1.2", "10.244.2.2"]), syncer.settings()).full(&[]);
+    for table in [Table::Filter, Table::Nat] {
+        let live = syncer.read_back(table).expect("iptables-save parses");
+        let diffs = diff_tables(wanted.table(table).unwrap(), &live[0]);
+        assert!(diffs.is_empty(), "{table}: {diffs:#?}");
+    }
 
     // ClusterIP and NodePort spread over both endpoints.
     let n = 200;

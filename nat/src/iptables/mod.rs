@@ -27,9 +27,11 @@
 //! ));
 //! ```
 
+mod diff;
 mod parse;
 mod render;
 
+pub use diff::{ChainDiff, diff_tables};
 pub use parse::{ParseError, parse_save};
 
 use ipnet::IpNet;

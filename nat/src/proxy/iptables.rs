@@ -257,6 +257,17 @@ impl Compiled {
     /// Renders the nat table with the chains of the Services `include` selects, and `-X`
     /// lines for `delete` (which are declared, so flushed, first), appending to `out`.
     pub fn render_nat_into(&self, out: &mut String, include: impl Fn(&ServiceKey) -> bool, delete: &[String]) {
+        self.render_nat_selected(out, |_| true, include, delete);
+    }
+
+    /// Like [`Compiled::render_nat_into`], also choosing which top-level chains to write.
+    pub fn render_nat_selected(
+        &self,
+        out: &mut String,
+        top: impl Fn(&str) -> bool,
+        include: impl Fn(&ServiceKey) -> bool,
+        delete: &[String],
+    ) {
         out.push_str("*nat\n");
         let selected: Vec<&ServiceChains> = self
             .services
@@ -269,6 +280,7 @@ impl Compiled {
             .chains
             .iter()
             .map(|c| c.name.as_str())
+            .filter(|c| top(c))
             .chain(selected.iter().flat_map(|s| s.chains.iter().map(String::as_str)))
             .chain(delete.iter().map(String::as_str));
         for c in decls {
@@ -281,8 +293,8 @@ impl Compiled {
             .lines
             .iter()
             .filter_map(|l| match l {
-                Line::Append(r) => Some(r),
-                Line::DeleteChain(_) => None,
+                Line::Append(r) if top(&r.chain) => Some(r),
+                _ => None,
             })
             .chain(selected.iter().flat_map(|s| s.rules.iter()));
         for r in rules {

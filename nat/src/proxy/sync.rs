@@ -11,7 +11,7 @@ use super::iptables::{Compiled, Compiler, ServiceChains, is_service_chain, jump_
 use std::sync::Arc;
 use super::settings::NodeSettings;
 use crate::conntrack::{Conntrack, stale_udp};
-use crate::iptables::{Protocol, Table, parse_save};
+use crate::iptables::{Line, Protocol, Rule, Table, TableRules, parse_save};
 use crate::kube::{ClusterState, IpFamily, ServiceKey};
 use podnet_netns::NetNs;
 use std::collections::{BTreeMap, BTreeSet};
@@ -68,10 +68,12 @@ pub struct SyncPlan {
 }
 
 impl SyncPlan {
-    /// The per-Service chains this plan leaves in place: the `applied` state for the next
-    /// [`plan`].
-    pub fn into_applied(self) -> BTreeMap<ServiceKey, Arc<ServiceChains>> {
-        self.compiled.services
+    /// The rules this plan leaves in place: the `applied` state for the next [`plan`].
+    pub fn into_applied(self) -> Applied {
+        Applied {
+            top: top_chains(&self.compiled),
+            services: self.compiled.services,
+        }
     }
 }
 
@@ -94,6 +96,41 @@ pub struct SyncReport {
     pub apply_time: Duration,
     /// Stale UDP conntrack flows deleted after the rules were applied.
     pub conntrack_deleted: usize,
+}
+
+/// The rules a successful sync left in the kernel, for planning the next partial sync.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Applied {
+    /// Each Service's own chains.
+    pub services: BTreeMap<ServiceKey, Arc<ServiceChains>>,
+    /// The top-level chains' rules, by table and chain.
+    pub top: BTreeMap<(Table, String), Vec<Rule>>,
+}
+
+fn top_chains(c: &Compiled) -> BTreeMap<(Table, String), Vec<Rule>> {
+    let mut m: BTreeMap<(Table, String), Vec<Rule>> = BTreeMap::new();
+    for t in [&c.filter, &c.nat_top] {
+        for d in &t.chains {
+            m.entry((t.table, d.name.clone())).or_default();
+        }
+        for l in &t.lines {
+            if let Line::Append(r) = l {
+                m.entry((t.table, r.chain.clone())).or_default().push(r.clone());
+            }
+        }
+    }
+    m
+}
+
+/// What a partial sync writes besides the changed Services' chains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PartialMode {
+    /// Every top-level chain, always (kube-proxy's KEP-3453 partial sync).
+    #[default]
+    KubeProxy,
+    /// Only the top-level chains whose rules changed; when none did, the filter table is left
+    /// out entirely. An endpoint change then writes just that Service's chains.
+    Minimal,
 }
 
 /// Which iptables implementation applies the rules.
@@ -127,11 +164,12 @@ impl Backend {
 pub struct IptablesSyncer {
     settings: NodeSettings,
     netns: NetNs,
-    applied: Option<BTreeMap<ServiceKey, Arc<ServiceChains>>>,
+    applied: Option<Applied>,
     need_full: bool,
     conntrack: Option<Conntrack>,
     compiler: Compiler,
     backend: Backend,
+    mode: PartialMode,
 }
 
 /// Runs `program args` in `ns` with `input` on stdin.
@@ -191,7 +229,19 @@ impl IptablesSyncer {
             conntrack: None,
             compiler: Compiler::new(),
             backend: Backend::System,
+            mode: PartialMode::KubeProxy,
         }
+    }
+
+    /// Chooses what partial syncs write.
+    pub fn with_partial_mode(mut self, mode: PartialMode) -> IptablesSyncer {
+        self.mode = mode;
+        self
+    }
+
+    /// Changes what later partial syncs write.
+    pub fn set_partial_mode(&mut self, mode: PartialMode) {
+        self.mode = mode;
     }
 
     /// Uses `backend` to apply the rules.
@@ -225,12 +275,12 @@ impl IptablesSyncer {
     /// Plans a sync of `compiled` against the last successful one: partial unless a full sync
     /// is due. `stale` names chains found in the kernel that should go if unused.
     pub fn plan(&self, compiled: Compiled, stale: &BTreeSet<String>) -> SyncPlan {
-        plan(self.applied.as_ref(), self.need_full, compiled, stale)
+        plan_with(self.mode, self.applied.as_ref(), self.need_full, compiled, stale)
     }
 
     /// Records a plan as applied.
     pub fn commit(&mut self, plan: SyncPlan) {
-        self.applied = Some(plan.compiled.services);
+        self.applied = Some(plan.into_applied());
         self.need_full = false;
     }
 
@@ -387,8 +437,14 @@ impl IptablesSyncer {
 /// The planning step of a sync, without I/O: which Services to write and which chains to delete.
 ///
 /// `applied` is the state of the last successful sync (`None` before the first one).
-pub fn plan(
-    applied: Option<&BTreeMap<ServiceKey, Arc<ServiceChains>>>,
+pub fn plan(applied: Option<&Applied>, need_full: bool, compiled: Compiled, stale: &BTreeSet<String>) -> SyncPlan {
+    plan_with(PartialMode::KubeProxy, applied, need_full, compiled, stale)
+}
+
+/// [`plan`] with a choice of what partial syncs write.
+pub fn plan_with(
+    mode: PartialMode,
+    applied: Option<&Applied>,
     need_full: bool,
     compiled: Compiled,
     stale: &BTreeSet<String>,
@@ -397,7 +453,7 @@ pub fn plan(
     let active: BTreeSet<&str> = compiled.service_chain_names();
     let mut deleted: BTreeSet<String> = BTreeSet::new();
     if let Some(prev) = applied {
-        for g in prev.values() {
+        for g in prev.services.values() {
             for c in &g.chains {
                 if !active.contains(c.as_str()) {
                     deleted.insert(c.clone());
@@ -416,16 +472,53 @@ pub fn plan(
         .iter()
         .filter(|(k, v)| {
             full || !applied
-                .and_then(|a| a.get(*k))
+                .and_then(|a| a.services.get(*k))
                 .is_some_and(|old| Arc::ptr_eq(old, v) || old == *v)
         })
         .map(|(k, _)| k.clone())
         .collect();
-    let nat = compiled.nat_table(|k| written.contains(k), &deleted);
-    let mut input =
-        String::with_capacity(nat.lines.len() * 110 + compiled.filter.lines.len() * 110 + 4096);
-    compiled.filter.render_into(&mut input);
-    nat.render_into(&mut input);
+    let rules: usize = written
+        .iter()
+        .filter_map(|k| compiled.services.get(k))
+        .map(|s| s.rules.len())
+        .sum();
+    let mut input = String::with_capacity(
+        (rules + compiled.nat_top.lines.len() + compiled.filter.lines.len()) * 110 + 4096,
+    );
+    if full || mode == PartialMode::KubeProxy {
+        compiled.filter.render_into(&mut input);
+        compiled.render_nat_into(&mut input, |k| written.contains(k), &deleted);
+    } else {
+        let now = top_chains(&compiled);
+        let prev = applied.map(|a| &a.top);
+        let changed: BTreeSet<(Table, String)> = now
+            .iter()
+            .filter(|(k, v)| prev.and_then(|p| p.get(*k)) != Some(*v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if changed.iter().any(|(t, _)| *t == Table::Filter) {
+            let mut f = TableRules::new(Table::Filter);
+            for d in &compiled.filter.chains {
+                if changed.contains(&(Table::Filter, d.name.clone())) {
+                    f.chains.push(d.clone());
+                }
+            }
+            for l in &compiled.filter.lines {
+                if let Line::Append(r) = l {
+                    if changed.contains(&(Table::Filter, r.chain.clone())) {
+                        f.lines.push(l.clone());
+                    }
+                }
+            }
+            f.render_into(&mut input);
+        }
+        compiled.render_nat_selected(
+            &mut input,
+            |c| changed.contains(&(Table::Nat, c.to_owned())),
+            |k| written.contains(k),
+            &deleted,
+        );
+    }
     SyncPlan {
         full,
         input,
