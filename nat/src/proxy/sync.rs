@@ -398,6 +398,19 @@ impl IptablesSyncer {
     /// (`iptables -C`, then `-I` when missing).
     fn ensure_jumps(&self) -> Result<(), SyncError> {
         let prog = self.iptables_program();
+        // Chains the restore did not declare (KUBE-FIREWALL without localhost node ports) must
+        // exist before a rule can jump to them; "-N" fails harmlessly when they do.
+        let mut made = BTreeSet::new();
+        for (table, _, rule) in jump_rules() {
+            if let Some(crate::iptables::Target::Jump(dst)) = &rule.target {
+                if made.insert((table, dst.clone())) {
+                    let mut new = self.netns.command(prog);
+                    new.args(["-w", "5", "-t", table.as_str(), "-N", dst]);
+                    new.stdout(Stdio::null()).stderr(Stdio::null());
+                    let _ = run(&mut new, prog)?;
+                }
+            }
+        }
         for (table, builtin, rule) in jump_rules() {
             let line = rule.render();
             let words = crate::iptables::split_rule_words(&line);
