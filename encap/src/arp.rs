@@ -234,7 +234,7 @@ impl Repr {
     /// Prepends this packet to `buf` (usually empty).
     #[inline]
     pub fn prepend(&self, buf: &mut PacketBuf) {
-        self.emit(&mut Packet::new_unchecked(buf.prepend(PACKET_LEN)));
+        self.emit(&mut Packet::new_unchecked(buf.prepend_unzeroed(PACKET_LEN)));
     }
 
     /// The reply a host owning `target_ip` with address `mac` sends to this request.

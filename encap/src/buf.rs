@@ -70,6 +70,15 @@ impl PacketBuf {
     ///
     /// Uses the headroom when there is enough; otherwise reallocates with fresh headroom.
     pub fn prepend(&mut self, n: usize) -> &mut [u8] {
+        let out = self.prepend_unzeroed(n);
+        out.fill(0);
+        out
+    }
+
+    /// [`PacketBuf::prepend`] without zeroing: the bytes hold whatever the headroom held, for
+    /// emitters that write every byte.
+    #[inline]
+    pub(crate) fn prepend_unzeroed(&mut self, n: usize) -> &mut [u8] {
         if n > self.head {
             let extra = n - self.head + 64;
             let mut grown = BytesMut::with_capacity(self.buf.len() + extra);
@@ -80,9 +89,7 @@ impl PacketBuf {
         }
         self.head -= n;
         let h = self.head;
-        let out = &mut self.buf[h..h + n];
-        out.fill(0);
-        out
+        &mut self.buf[h..h + n]
     }
 
     /// Removes `n` bytes from the front of the packet (they become headroom again).

@@ -293,7 +293,7 @@ impl Repr {
     #[inline]
     pub fn prepend(&self, buf: &mut PacketBuf) {
         let n = self.buffer_len();
-        self.emit(&mut Frame::new_unchecked(buf.prepend(n)));
+        self.emit(&mut Frame::new_unchecked(buf.prepend_unzeroed(n)));
     }
 }
 

@@ -2,7 +2,7 @@
 //! frame, and the reverse.
 
 use crate::buf::PacketBuf;
-use crate::error::{Layer, Result, truncated, unsupported};
+use crate::error::{Error, Layer, Result, truncated, unsupported};
 use crate::ethernet::{self, EtherType, MacAddr, VlanTag};
 use crate::flow::{PortRange, flow_hash};
 use crate::ip::{IpPair, IpProtocol};
@@ -103,61 +103,110 @@ pub struct Outer {
     pub udp: udp::Repr,
 }
 
+/// Where the validated outer headers of a tunnel frame lie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Layout {
+    l3: usize,
+    l4: usize,
+    payload_start: usize,
+    payload_end: usize,
+    v6: bool,
+}
+
+/// Validates the outer headers without building their `Repr`s (the fast path of
+/// decapsulation); see [`parse_outer`].
+fn check_outer(frame: &[u8], port: u16) -> Result<Layout> {
+    let eth = ethernet::Frame::new_checked(frame)?;
+    let l3 = eth.header_len();
+    let ethertype = eth.ethertype();
+    let l3buf = eth.payload();
+    let (l4, l4_end, addrs, v6) = match ethertype {
+        EtherType::IPV4 => {
+            let p = ipv4::Packet::new_checked(l3buf)?;
+            p.validate()?;
+            if p.is_fragment() {
+                return Err(unsupported(Layer::Ipv4, "fragment"));
+            }
+            if p.protocol() != IpProtocol::UDP {
+                return Err(unsupported(Layer::Ipv4, "protocol (not UDP)"));
+            }
+            let r = p.payload_range();
+            (l3 + r.start, l3 + r.end, p.addrs(), false)
+        }
+        EtherType::IPV6 => {
+            let p = ipv6::Packet::new_checked(l3buf)?;
+            let (proto, r) = p.upper_layer()?;
+            if proto != IpProtocol::UDP {
+                return Err(unsupported(Layer::Ipv6, "next header (not UDP)"));
+            }
+            (l3 + r.start, l3 + r.end, p.addrs(), true)
+        }
+        EtherType::VLAN => return Err(unsupported(Layer::Ethernet, "stacked VLAN tags")),
+        _ => return Err(unsupported(Layer::Ethernet, "ethertype (not IP)")),
+    };
+    let seg = frame
+        .get(l4..l4_end)
+        .ok_or_else(|| truncated(Layer::Udp, l4_end, frame.len()))?;
+    let u = udp::Packet::new_checked(seg)?;
+    if !u.verify_checksum(&addrs) {
+        return Err(Error::BadChecksum { layer: Layer::Udp });
+    }
+    if u.dst_port() != port || port == 0 {
+        return Err(unsupported(Layer::Udp, "destination port"));
+    }
+    let pr = u.payload_range();
+    Ok(Layout {
+        l3,
+        l4,
+        payload_start: l4 + pr.start,
+        payload_end: l4 + pr.end,
+        v6,
+    })
+}
+
+/// Reads the outer headers of a frame that [`check_outer`] accepted.
+fn read_outer(frame: &[u8], l: &Layout) -> Outer {
+    let eth = ethernet::Frame::new_unchecked(frame);
+    let eth = ethernet::Repr {
+        dst: eth.dst(),
+        src: eth.src(),
+        vlan: eth.vlan(),
+        ethertype: eth.ethertype(),
+    };
+    let l3 = &frame[l.l3..];
+    let ip = if l.v6 {
+        let p = ipv6::Packet::new_unchecked(l3);
+        IpRepr::V6(ipv6::Repr {
+            src: p.src(),
+            dst: p.dst(),
+            next_header: p.next_header(),
+            hop_limit: p.hop_limit(),
+            traffic_class: p.traffic_class(),
+            flow_label: p.flow_label(),
+            payload_len: usize::from(p.payload_len()),
+        })
+    } else {
+        let p = ipv4::Packet::new_unchecked(l3);
+        let options = ipv4::Options::new(p.options()).unwrap_or_default();
+        IpRepr::V4(ipv4::Repr::read(&p, options))
+    };
+    let u = udp::Packet::new_unchecked(&frame[l.l4..]);
+    let udp = udp::Repr {
+        src_port: u.src_port(),
+        dst_port: u.dst_port(),
+        payload_len: l.payload_end - l.payload_start,
+    };
+    Outer { eth, ip, udp }
+}
+
 /// Parses and validates outer Ethernet, IP and UDP headers addressed to `port`; returns them
 /// and the UDP payload's byte range in `frame`.
 ///
 /// Verifies the IPv4 header checksum and the UDP checksum (a zero one is accepted over IPv4),
 /// and refuses fragments.
 pub fn parse_outer(frame: &[u8], port: u16) -> Result<(Outer, Range<usize>)> {
-    let eth_frame = ethernet::Frame::new_checked(frame)?;
-    let eth = ethernet::Repr::parse(&eth_frame)?;
-    let l3_start = eth_frame.header_len();
-    let l3 = eth_frame.payload();
-    let (ip, addrs, l4) = match eth.ethertype {
-        EtherType::IPV4 => {
-            let p = ipv4::Packet::new_checked(l3)?;
-            let r = ipv4::Repr::parse(&p)?;
-            if p.is_fragment() {
-                return Err(unsupported(Layer::Ipv4, "fragment"));
-            }
-            if r.protocol != IpProtocol::UDP {
-                return Err(unsupported(Layer::Ipv4, "protocol (not UDP)"));
-            }
-            let range = p.payload_range();
-            (
-                IpRepr::V4(r),
-                r.addrs(),
-                l3_start + range.start..l3_start + range.end,
-            )
-        }
-        EtherType::IPV6 => {
-            let p = ipv6::Packet::new_checked(l3)?;
-            let r = ipv6::Repr::parse(&p)?;
-            let (proto, range) = p.upper_layer()?;
-            if proto != IpProtocol::UDP {
-                return Err(unsupported(Layer::Ipv6, "next header (not UDP)"));
-            }
-            (
-                IpRepr::V6(r),
-                r.addrs(),
-                l3_start + range.start..l3_start + range.end,
-            )
-        }
-        _ => return Err(unsupported(Layer::Ethernet, "ethertype (not IP)")),
-    };
-    let seg = frame
-        .get(l4.clone())
-        .ok_or_else(|| truncated(Layer::Udp, l4.end, frame.len()))?;
-    let u = udp::Packet::new_checked(seg)?;
-    let udp = udp::Repr::parse(&u, &addrs)?;
-    if udp.dst_port != port {
-        return Err(unsupported(Layer::Udp, "destination port"));
-    }
-    let pr = u.payload_range();
-    Ok((
-        Outer { eth, ip, udp },
-        l4.start + pr.start..l4.start + pr.end,
-    ))
+    let l = check_outer(frame, port)?;
+    Ok((read_outer(frame, &l), l.payload_start..l.payload_end))
 }
 
 /// VXLAN encapsulation parameters: the underlay, the VNI, and how ports are chosen.
@@ -216,11 +265,11 @@ impl VxlanEncap {
     }
 }
 
-/// A decapsulated VXLAN frame.
+/// A decapsulated VXLAN frame: validated, and read lazily from the frame's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VxlanDecap<'a> {
-    /// The outer headers.
-    pub outer: Outer,
+    frame: &'a [u8],
+    layout: Layout,
     /// The VXLAN header.
     pub vxlan: vxlan::Repr,
     /// The inner Ethernet frame (at least an Ethernet header long).
@@ -229,18 +278,52 @@ pub struct VxlanDecap<'a> {
     pub inner_range: Range<usize>,
 }
 
-/// Validates a whole VXLAN frame sent to UDP `port` and returns its headers and inner frame.
+impl<'a> VxlanDecap<'a> {
+    /// The outer Ethernet, IP and UDP headers.
+    pub fn outer(&self) -> Outer {
+        read_outer(self.frame, &self.layout)
+    }
+
+    /// The outer IP addresses (the tunnel endpoints).
+    pub fn outer_addrs(&self) -> IpPair {
+        let l3 = &self.frame[self.layout.l3..];
+        if self.layout.v6 {
+            ipv6::Packet::new_unchecked(l3).addrs()
+        } else {
+            ipv4::Packet::new_unchecked(l3).addrs()
+        }
+    }
+
+    /// The outer UDP source and destination ports.
+    pub fn outer_ports(&self) -> (u16, u16) {
+        let u = udp::Packet::new_unchecked(&self.frame[self.layout.l4..]);
+        (u.src_port(), u.dst_port())
+    }
+
+    /// The whole frame.
+    pub fn frame(&self) -> &'a [u8] {
+        self.frame
+    }
+}
+
+/// Validates a whole VXLAN frame sent to UDP `port` and returns its VXLAN header and inner
+/// frame; the outer headers are read on demand with [`VxlanDecap::outer`].
+///
+/// Verifies the outer IPv4 header checksum and the outer UDP checksum (a zero one is accepted
+/// over IPv4), refuses fragments, other ports, a clear I flag, and inner frames shorter than
+/// an Ethernet header.
 pub fn decapsulate_vxlan(frame: &[u8], port: u16) -> Result<VxlanDecap<'_>> {
-    let (outer, range) = parse_outer(frame, port)?;
+    let layout = check_outer(frame, port)?;
     let payload = frame
-        .get(range.clone())
-        .ok_or_else(|| truncated(Layer::Vxlan, range.end, frame.len()))?;
+        .get(layout.payload_start..layout.payload_end)
+        .ok_or_else(|| truncated(Layer::Vxlan, layout.payload_end, frame.len()))?;
     let (vxlan, inner) = vxlan::parse_payload(payload)?;
-    let start = range.start + vxlan::HEADER_LEN;
+    let start = layout.payload_start + vxlan::HEADER_LEN;
     Ok(VxlanDecap {
-        outer,
+        frame,
+        layout,
         vxlan,
         inner,
-        inner_range: start..range.end,
+        inner_range: start..layout.payload_end,
     })
 }

@@ -186,6 +186,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
         &self.buffer.as_ref()[MIN_HEADER_LEN..self.header_len()]
     }
 
+    /// What [`Repr::parse`] checks beyond [`Packet::new_checked`], without building a
+    /// [`Repr`]: the header checksum and the options' structure.
+    #[inline]
+    pub fn validate(&self) -> Result<()> {
+        if !self.verify_checksum() {
+            return Err(Error::BadChecksum { layer: Layer::Ipv4 });
+        }
+        if self.header_len() > MIN_HEADER_LEN {
+            Options::new(self.options())?;
+        }
+        Ok(())
+    }
+
     /// `true` when the header checksum verifies.
     #[inline]
     pub fn verify_checksum(&self) -> bool {
@@ -338,7 +351,11 @@ impl Options {
 
     /// Options from their raw bytes: a multiple of 4 bytes, at most 40, and well-formed
     /// (end-of-list, no-operation, and options whose length byte stays inside the area).
+    #[inline]
     pub fn new(bytes: &[u8]) -> Result<Options> {
+        if bytes.is_empty() {
+            return Ok(Options::NONE);
+        }
         if bytes.len() > 40 || bytes.len() % 4 != 0 {
             return Err(malformed(Layer::Ipv4, "options length"));
         }
@@ -437,10 +454,14 @@ impl Repr {
 
     /// Reads the header of a checked packet, verifying the header checksum and the options.
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr> {
-        if !packet.verify_checksum() {
-            return Err(Error::BadChecksum { layer: Layer::Ipv4 });
-        }
-        Ok(Repr {
+        packet.validate()?;
+        Ok(Repr::read(packet, Options::new(packet.options())?))
+    }
+
+    /// The fields of a packet already validated by [`Packet::validate`].
+    #[inline]
+    pub(crate) fn read<T: AsRef<[u8]>>(packet: &Packet<T>, options: Options) -> Repr {
+        Repr {
             src: packet.src(),
             dst: packet.dst(),
             protocol: packet.protocol(),
@@ -451,9 +472,9 @@ impl Repr {
             dont_frag: packet.dont_frag(),
             more_frags: packet.more_frags(),
             frag_offset: packet.frag_offset(),
-            options: Options::new(packet.options())?,
+            options,
             payload_len: usize::from(packet.total_len()).saturating_sub(packet.header_len()),
-        })
+        }
     }
 
     /// The header length this representation emits.
@@ -506,7 +527,7 @@ impl Repr {
             return Err(malformed(Layer::Ipv4, "total length"));
         }
         let n = r.buffer_len();
-        r.emit(&mut Packet::new_unchecked(buf.prepend(n)))
+        r.emit(&mut Packet::new_unchecked(buf.prepend_unzeroed(n)))
     }
 }
 

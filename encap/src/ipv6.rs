@@ -325,7 +325,7 @@ impl Repr {
         if r.payload_len > usize::from(u16::MAX) {
             return Err(unsupported(Layer::Ipv6, "jumbogram"));
         }
-        r.emit(&mut Packet::new_unchecked(buf.prepend(HEADER_LEN)))
+        r.emit(&mut Packet::new_unchecked(buf.prepend_unzeroed(HEADER_LEN)))
     }
 }
 

@@ -241,7 +241,7 @@ impl Repr {
         if HEADER_LEN + r.payload_len > usize::from(u16::MAX) {
             return Err(malformed(Layer::Udp, "length"));
         }
-        buf.prepend(HEADER_LEN);
+        buf.prepend_unzeroed(HEADER_LEN);
         r.emit(
             &mut Packet::new_unchecked(buf.as_mut_slice()),
             addrs,

@@ -205,7 +205,7 @@ impl Repr {
     /// Prepends this header to the inner frame in `buf`.
     #[inline]
     pub fn prepend(&self, buf: &mut PacketBuf) {
-        self.emit(&mut Packet::new_unchecked(buf.prepend(HEADER_LEN)));
+        self.emit(&mut Packet::new_unchecked(buf.prepend_unzeroed(HEADER_LEN)));
     }
 }
 

@@ -253,11 +253,12 @@ fn kernel_vxlan_and_podnet_talk() {
                 while !stop.load(Ordering::SeqCst) {
                     while let Some(n) = raw.try_recv_incoming(&mut buf) {
                         if let Ok(d) = decapsulate_vxlan(&buf[..n], PORT) {
+                            let (sport, dport) = d.outer_ports();
                             seen.lock().unwrap().decapsulated.push((
                                 d.inner.to_vec(),
                                 d.vxlan,
-                                d.outer.udp.src_port,
-                                d.outer.udp.dst_port,
+                                sport,
+                                dport,
                             ));
                         }
                     }

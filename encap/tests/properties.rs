@@ -350,11 +350,13 @@ proptest! {
         let d = decapsulate_vxlan(buf.as_slice(), port).unwrap();
         prop_assert_eq!(d.inner, &inner[..]);
         prop_assert_eq!(d.vxlan, vx);
-        prop_assert_eq!(d.outer.eth.src, macs.0);
-        prop_assert_eq!(d.outer.eth.vlan, vlan);
-        prop_assert_eq!(d.outer.ip.addrs(), addrs);
-        prop_assert_eq!(d.outer.udp.src_port, enc.src_port(&inner));
-        prop_assert!((32768..61000).contains(&d.outer.udp.src_port));
+        prop_assert_eq!(d.outer().eth.src, macs.0);
+        prop_assert_eq!(d.outer().eth.vlan, vlan);
+        prop_assert_eq!(d.outer().ip.addrs(), addrs);
+        prop_assert_eq!(d.outer_ports().0, enc.src_port(&inner));
+        prop_assert_eq!(d.outer(), podnet_encap::frame::parse_outer(buf.as_slice(), port).unwrap().0);
+        prop_assert_eq!(d.outer_addrs(), addrs);
+        prop_assert!((32768..61000).contains(&d.outer_ports().0));
         prop_assert!(decapsulate_vxlan(buf.as_slice(), port ^ 1).is_err());
     }
 
