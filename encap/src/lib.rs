@@ -65,3 +65,8 @@ pub use ipv4::{Packet as Ipv4Packet, Repr as Ipv4Repr};
 pub use ipv6::{Packet as Ipv6Packet, Repr as Ipv6Repr};
 pub use udp::{Packet as UdpPacket, Repr as UdpRepr};
 pub use vxlan::{Gbp, Packet as VxlanPacket, Repr as VxlanRepr, Vni};
+
+/// The README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
