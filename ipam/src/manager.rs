@@ -357,6 +357,23 @@ impl<S: Store> SubnetManager<S> {
         w.relist(true)?;
         Ok(w)
     }
+
+    /// Resumes watching from a state the caller already knows: `known` as read at
+    /// `revision` (see [`leases`](Self::leases)), e.g. kept across a restart. No snapshot is
+    /// sent; changes since `revision` come as events. If the store compacted that history
+    /// meanwhile, the watch lists again and reports the difference.
+    pub fn watch_from(&self, known: Vec<Lease>, revision: u64) -> Result<LeaseWatch<'_, S>, LeaseError> {
+        let known = known
+            .into_iter()
+            .map(|l| (self.lease_key(&l.subnets), l))
+            .collect();
+        Ok(LeaseWatch {
+            manager: self,
+            watch: Some(self.store.watch(&self.subnets_prefix(), revision + 1)?),
+            known,
+            pending: VecDeque::new(),
+        })
+    }
 }
 
 /// Picks a random free subnet in each enabled family.

@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -300,6 +301,10 @@ impl PodAllocator {
                     };
                     scan.taken.insert(ip);
                     made.push(self.dir.join(ip.to_string()));
+                    // One file per lease: never share an inode between two addresses.
+                    if let Some(t) = tmp.take() {
+                        let _ = fs::remove_file(t);
+                    }
                     out.push(alloc_of(idx, &range, ip));
                 }
                 Ok(())
@@ -324,6 +329,7 @@ impl PodAllocator {
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o644)
             .open(&path)
             .map_err(|e| AllocError::io(&path, e))?;
         if let Err(e) = f.write_all(content.as_bytes()) {

@@ -1,0 +1,142 @@
+//! Helpers shared by the integration tests: a real etcd server on loopback, and a tracing
+//! capture to check that warnings name what they skip.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Finds the etcd binary: `$PODNET_ETCD_BIN`, else `etcd` on PATH, else `/usr/bin/etcd`.
+pub fn etcd_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("PODNET_ETCD_BIN") {
+        return PathBuf::from(p);
+    }
+    if let Ok(path) = std::env::var("PATH") {
+        for dir in path.split(':') {
+            let p = PathBuf::from(dir).join("etcd");
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    PathBuf::from("/usr/bin/etcd")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// A throwaway etcd server on 127.0.0.1 with a temporary data directory; killed on drop.
+pub struct EtcdServer {
+    child: Child,
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl EtcdServer {
+    pub fn start() -> EtcdServer {
+        let bin = etcd_binary();
+        assert!(
+            bin.is_file(),
+            "etcd not found at {}: install Debian's etcd-server or set PODNET_ETCD_BIN",
+            bin.display()
+        );
+        let mut last_err = String::new();
+        for _ in 0..3 {
+            match Self::try_start(&bin) {
+                Ok(s) => return s,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("could not start etcd: {last_err}");
+    }
+
+    fn try_start(bin: &PathBuf) -> Result<EtcdServer, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let (client, peer) = (free_port(), free_port());
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).map_err(|e| e.to_string())?;
+        let child = Command::new(bin)
+            .arg("--name=podnet-test")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={endpoint}"))
+            .arg(format!("--advertise-client-urls={endpoint}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=podnet-test={peer_url}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+        let mut server = EtcdServer {
+            child,
+            endpoint,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                let log = std::fs::read_to_string(server._dir.path().join("etcd.log")).unwrap_or_default();
+                return Err(format!("etcd exited with {status}: {log}"));
+            }
+            if std::net::TcpStream::connect(server.endpoint.trim_start_matches("http://")).is_ok() {
+                #[cfg(feature = "etcd")]
+                {
+                    use podnet_ipam::Store;
+                    if let Ok(store) = podnet_ipam::EtcdStore::connect(&[&server.endpoint]) {
+                        if store.get("/podnet-health").is_ok() {
+                            return Ok(server);
+                        }
+                    }
+                }
+                #[cfg(not(feature = "etcd"))]
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                return Err("etcd did not become healthy within 20 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Collects everything tracing prints while `f` runs (on this thread).
+pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, String) {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let out = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || out.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let r = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+    (r, text)
+}
