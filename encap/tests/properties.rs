@@ -222,7 +222,9 @@ fn poke_everything(data: &[u8]) {
     let _ = podnet_encap::flannel::parse_payload(data);
     let _ = podnet_encap::ipv6::skip_extension_headers(IpProtocol::HOP_BY_HOP, data);
     for port in [4789, 8472, 8285] {
-        let _ = decapsulate_vxlan(data, port);
+        if let Ok(d) = decapsulate_vxlan(data, port) {
+            let _ = (d.outer(), d.outer_addrs(), d.outer_ports());
+        }
         let _ = decapsulate_flannel(data, port);
     }
     let _ = flow_hash(data, 1);

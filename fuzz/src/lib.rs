@@ -274,6 +274,11 @@ pub fn decap(data: &[u8]) {
     for port in [4789, 8472] {
         if let Ok(d) = decapsulate_vxlan(&buf, port) {
             assert_eq!(&buf[d.inner_range.clone()], d.inner);
+            let (outer, range) = podnet_encap::frame::parse_outer(&buf, port).unwrap();
+            assert_eq!(d.outer(), outer);
+            assert_eq!(d.outer_addrs(), outer.ip.addrs());
+            assert_eq!(d.outer_ports(), (outer.udp.src_port, outer.udp.dst_port));
+            assert_eq!(range.start + 8, d.inner_range.start);
             assert!(d.inner.len() >= 14);
             black_box(flow_hash(d.inner, 7));
         }
