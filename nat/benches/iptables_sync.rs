@@ -9,7 +9,9 @@ use podnet_nat::kube::{
     ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, SessionAffinity,
 };
 use podnet_nat::proxy::iptables::compile;
-use podnet_nat::proxy::sync::{Backend, IptablesSyncer, PartialMode, plan, plan_with, run_with_input};
+use podnet_nat::proxy::sync::{
+    Backend, IptablesSyncer, PartialMode, plan, plan_with, run_with_input,
+};
 use podnet_nat::proxy::{LocalDetector, NodeSettings};
 use podnet_testsupport::TestNs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -116,9 +118,20 @@ fn main() {
     let changed = state(services, endpoints, 1_000_000);
     let full_plan = plan(None, true, compile(&st, &settings), &Default::default());
     let applied = full_plan.clone().into_applied();
-    let partial_plan = plan(Some(&applied), false, compile(&changed, &settings), &Default::default());
+    let partial_plan = plan(
+        Some(&applied),
+        false,
+        compile(&changed, &settings),
+        &Default::default(),
+    );
     assert_eq!(partial_plan.written.len(), 1);
-    let minimal_plan = plan_with(PartialMode::Minimal, Some(&applied), false, compile(&changed, &settings), &Default::default());
+    let minimal_plan = plan_with(
+        PartialMode::Minimal,
+        Some(&applied),
+        false,
+        compile(&changed, &settings),
+        &Default::default(),
+    );
 
     // iptables-restore of the same text into a fresh namespace, then the partial input on top.
     let restore_in = |prog: &str| -> (Duration, Duration, Duration) {
@@ -127,19 +140,33 @@ fn main() {
         run_with_input(&ns, prog, &["--noflush", "--counters"], text.as_bytes()).expect("restore");
         let full = t.elapsed();
         let t = Instant::now();
-        run_with_input(&ns, prog, &["--noflush", "--counters"], partial_plan.input.as_bytes()).expect("partial restore");
+        run_with_input(
+            &ns,
+            prog,
+            &["--noflush", "--counters"],
+            partial_plan.input.as_bytes(),
+        )
+        .expect("partial restore");
         let partial = t.elapsed();
         let t = Instant::now();
-        run_with_input(&ns, prog, &["--noflush", "--counters"], minimal_plan.input.as_bytes()).expect("minimal restore");
+        run_with_input(
+            &ns,
+            prog,
+            &["--noflush", "--counters"],
+            minimal_plan.input.as_bytes(),
+        )
+        .expect("minimal restore");
         (full, partial, t.elapsed())
     };
-    let (restore_legacy, partial_restore_legacy, minimal_restore_legacy) = restore_in("iptables-legacy-restore");
+    let (restore_legacy, partial_restore_legacy, minimal_restore_legacy) =
+        restore_in("iptables-legacy-restore");
     let skip_nft = std::env::var("PODNET_BENCH_SKIP_NFT").is_ok();
     let nft = (!skip_nft).then(|| restore_in("iptables-nft-restore"));
 
     // Full sync, then one-endpoint-change partial syncs, through the syncer (legacy backend).
     let ns = TestNs::new("bench-nat-sync");
-    let mut syncer = IptablesSyncer::new(ns.ns().clone(), settings.clone()).with_backend(Backend::Legacy);
+    let mut syncer =
+        IptablesSyncer::new(ns.ns().clone(), settings.clone()).with_backend(Backend::Legacy);
     let t = Instant::now();
     let full = syncer.sync(&st).expect("full sync");
     let full_time = t.elapsed();
@@ -210,7 +237,10 @@ fn main() {
         ms(minimal_restore_legacy),
         minimal_plan.input.len()
     );
-    println!("  full sync (syncer, legacy)                    {:>10.1} ms", ms(full_time));
+    println!(
+        "  full sync (syncer, legacy)                    {:>10.1} ms",
+        ms(full_time)
+    );
     println!(
         "  partial sync, one endpoint changed (legacy)   {:>10.1} ms   ({} KiB input, compile+render {:.1} ms; partial/full = {:.2}%)",
         ms(partial),
@@ -218,12 +248,25 @@ fn main() {
         ms(median(partial_render)),
         pct(partial, full_time)
     );
-    println!("  partial sync, minimal mode (legacy)           {:>10.1} ms", ms(minimal));
-    let best_restore = nft.map(|n| n.0.min(restore_legacy)).unwrap_or(restore_legacy);
+    println!(
+        "  partial sync, minimal mode (legacy)           {:>10.1} ms",
+        ms(minimal)
+    );
+    let best_restore = nft
+        .map(|n| n.0.min(restore_legacy))
+        .unwrap_or(restore_legacy);
     println!(
         "  goals: render <= 5% of restore: {} ({:.2}% of the faster restore); partial sync <= 50 ms: {}",
-        if pct(render, best_restore) <= 5.0 { "met" } else { "NOT met" },
+        if pct(render, best_restore) <= 5.0 {
+            "met"
+        } else {
+            "NOT met"
+        },
         pct(render, best_restore),
-        if partial.min(minimal) <= Duration::from_millis(50) { "met" } else { "NOT met" }
+        if partial.min(minimal) <= Duration::from_millis(50) {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
 }

@@ -120,6 +120,32 @@ pub(crate) fn chain_hash(parts: &[&str]) -> String {
     base32_prefix(&sha256(&bytes), 16)
 }
 
+/// `prefix` followed by kube-proxy's chain hash of up to three `parts`, built without
+/// intermediate allocations (the compiler makes one per endpoint).
+pub(crate) fn chain_name(prefix: &str, parts: &[&str]) -> std::sync::Arc<str> {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut slices: [&[u8]; 3] = [&[], &[], &[]];
+    for (slot, p) in slices.iter_mut().zip(parts) {
+        *slot = p.as_bytes();
+    }
+    let digest = sha256(&slices[..parts.len().min(3)]);
+    let mut buf = [0u8; 48];
+    let plen = prefix.len().min(32);
+    buf[..plen].copy_from_slice(&prefix.as_bytes()[..plen]);
+    // 16 base32 characters use the first 80 bits (10 bytes).
+    let mut acc: u128 = 0;
+    for &b in &digest[..10] {
+        acc = (acc << 8) | u128::from(b);
+    }
+    for i in 0..16 {
+        buf[plen + i] = ALPHABET[((acc >> (75 - 5 * i)) & 31) as usize];
+    }
+    // Only ASCII was written after a valid UTF-8 prefix cut at a char boundary or not at all.
+    std::str::from_utf8(&buf[..plen + 16])
+        .map(std::sync::Arc::from)
+        .unwrap_or_else(|_| std::sync::Arc::from(format!("{prefix}{}", chain_hash(parts))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +175,18 @@ mod tests {
     fn base32_matches_rfc4648() {
         assert_eq!(base32_prefix(b"foobar", 16), "MZXW6YTBOI");
         assert_eq!(base32_prefix(b"fooba", 8), "MZXW6YTB");
+    }
+
+    #[test]
+    fn chain_name_matches_chain_hash() {
+        assert_eq!(
+            &*chain_name("KUBE-SEP-", &["ns1/svc1:p80", "tcp", "10.180.0.1:80"]),
+            "KUBE-SEP-SXIVWICOYRO3J4NJ"
+        );
+        assert_eq!(
+            &*chain_name("KUBE-SVC-", &["ns1/svc1:p80", "tcp"]),
+            "KUBE-SVC-XPGD46QRK7WJZT7O"
+        );
     }
 
     #[test]

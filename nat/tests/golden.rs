@@ -408,7 +408,13 @@ fn minimal_partial_sync_writes_only_the_changed_service() {
     let settings = fake_proxier_settings();
     let a = svc("ns1", "svc1", "172.30.0.41", "p80", 80, &["10.0.1.1"]);
     let b = svc("ns3", "svc3", "172.30.0.43", "p80", 80, &["10.0.3.1"]);
-    let applied = plan(None, true, compile(&state_from_yaml(&(a.clone() + &b)), &settings), &Default::default()).into_applied();
+    let applied = plan(
+        None,
+        true,
+        compile(&state_from_yaml(&(a.clone() + &b)), &settings),
+        &Default::default(),
+    )
+    .into_applied();
     let b2 = svc("ns3", "svc3", "172.30.0.43", "p80", 80, &["10.0.3.2"]);
     let p = plan_with(
         PartialMode::Minimal,
@@ -431,7 +437,18 @@ fn minimal_partial_sync_writes_only_the_changed_service() {
 COMMIT\n"
     );
     // Removing a Service rewrites KUBE-SERVICES (its rule goes) and deletes its chains.
-    let p = plan_with(PartialMode::Minimal, Some(&applied), false, compile(&state_from_yaml(&a), &settings), &Default::default());
+    let p = plan_with(
+        PartialMode::Minimal,
+        Some(&applied),
+        false,
+        compile(&state_from_yaml(&a), &settings),
+        &Default::default(),
+    );
     assert!(!p.input.contains("*filter"));
-    assert!(p.input.contains(":KUBE-SERVICES - [0:0]\n") && p.input.contains("-X KUBE-SVC-X27LE4BHSL4DOUIK\n"), "{}", p.input);
+    assert!(
+        p.input.contains(":KUBE-SERVICES - [0:0]\n")
+            && p.input.contains("-X KUBE-SVC-X27LE4BHSL4DOUIK\n"),
+        "{}",
+        p.input
+    );
 }

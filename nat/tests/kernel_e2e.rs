@@ -222,7 +222,11 @@ fn services_over_iptables_in_namespaces() {
     let nat = node.exec("iptables-save", &["-t", "nat"]);
     assert!(nat.contains("KUBE-SERVICES"), "{nat}");
     // What iptables-save reads back equals what was compiled, chain by chain.
-    let wanted = podnet_nat::proxy::iptables::compile(&state(&["10.244.1.2", "10.244.2.2"]), syncer.settings()).full(&[]);
+    let wanted = podnet_nat::proxy::iptables::compile(
+        &state(&["10.244.1.2", "10.244.2.2"]),
+        syncer.settings(),
+    )
+    .full(&[]);
     for table in [Table::Filter, Table::Nat] {
         let live = syncer.read_back(table).expect("iptables-save parses");
         let diffs = diff_tables(wanted.table(table).unwrap(), &live[0]);
@@ -273,6 +277,22 @@ fn services_over_iptables_in_namespaces() {
     assert_ne!(after, first, "UDP flow still goes to the removed endpoint");
 
     // TCP still works after the partial sync.
+    let counts = spread(client, "10.96.0.10:80", 20);
+    assert_eq!(counts.values().sum::<usize>(), 20);
+
+    // A forced full sync keeps exactly one copy of each jump from the built-in chains.
+    syncer.force_full_sync();
+    let report = syncer.sync(&state(&[remaining])).expect("full resync");
+    assert!(report.full);
+    let input = node.exec("iptables", &["-S", "INPUT"]);
+    assert_eq!(
+        input.matches("-j KUBE-EXTERNAL-SERVICES").count(),
+        1,
+        "{input}"
+    );
+    assert_eq!(input.matches("-j KUBE-FIREWALL").count(), 1, "{input}");
+    let pre = node.exec("iptables", &["-t", "nat", "-S", "PREROUTING"]);
+    assert_eq!(pre.matches("-j KUBE-SERVICES").count(), 1, "{pre}");
     let counts = spread(client, "10.96.0.10:80", 20);
     assert_eq!(counts.values().sum::<usize>(), 20);
 }

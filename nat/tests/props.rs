@@ -1,6 +1,8 @@
 //! Property tests: parsers never panic, and rendered rules parse back to themselves.
 
-use podnet_nat::iptables::{AddrType, CtState, Match, Protocol, Rule, Table, TableRules, Target, parse_save};
+use podnet_nat::iptables::{
+    AddrType, CtState, Match, Protocol, Rule, Table, TableRules, Target, parse_save,
+};
 use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -10,13 +12,21 @@ fn ip() -> impl Strategy<Value = IpAddr> {
 }
 
 fn net() -> impl Strategy<Value = ipnet::IpNet> {
-    (any::<u32>(), 8u8..=32).prop_map(|(v, l)| ipnet::IpNet::new(IpAddr::V4(Ipv4Addr::from(v)), l).unwrap().trunc())
+    (any::<u32>(), 8u8..=32).prop_map(|(v, l)| {
+        ipnet::IpNet::new(IpAddr::V4(Ipv4Addr::from(v)), l)
+            .unwrap()
+            .trunc()
+    })
 }
 
 fn matches() -> impl Strategy<Value = Match> {
-    let proto = prop_oneof![Just(Protocol::Tcp), Just(Protocol::Udp), Just(Protocol::Sctp)];
+    let proto = prop_oneof![
+        Just(Protocol::Tcp),
+        Just(Protocol::Udp),
+        Just(Protocol::Sctp)
+    ];
     prop_oneof![
-        "[a-z0-9/:. >-]{1,30}".prop_map(Match::Comment),
+        "[a-z0-9/:. >-]{1,30}".prop_map(|c| Match::Comment(c.into())),
         proto.clone().prop_map(Match::Protocol),
         proto.prop_map(Match::ProtocolModule),
         any::<u16>().prop_map(Match::DestinationPort),
@@ -24,11 +34,22 @@ fn matches() -> impl Strategy<Value = Match> {
         (net(), any::<bool>()).prop_map(|(net, negate)| Match::Destination { net, negate }),
         Just(Match::DstType(AddrType::Local)),
         Just(Match::SrcType(AddrType::Local)),
-        (any::<bool>()).prop_map(|negate| Match::Mark { value: "0x4000".into(), mask: Some("0x4000".into()), negate }),
-        Just(Match::CtState { states: vec![CtState::Related, CtState::Established], negate: false }),
+        (any::<bool>()).prop_map(|negate| Match::Mark {
+            value: "0x4000".into(),
+            mask: Some("0x4000".into()),
+            negate
+        }),
+        Just(Match::CtState {
+            states: vec![CtState::Related, CtState::Established],
+            negate: false
+        }),
         (1u32..1000).prop_map(|n| Match::Probability(1.0 / n as f64)),
         "KUBE-SEP-[A-Z2-7]{16}".prop_map(|name| Match::RecentSet { name }),
-        ("KUBE-SEP-[A-Z2-7]{16}", 1u32..86400).prop_map(|(name, seconds)| Match::RecentCheck { name, seconds, reap: true }),
+        ("KUBE-SEP-[A-Z2-7]{16}", 1u32..86400).prop_map(|(name, seconds)| Match::RecentCheck {
+            name,
+            seconds,
+            reap: true
+        }),
     ]
 }
 
@@ -41,7 +62,7 @@ fn target() -> impl Strategy<Value = Option<Target>> {
         Just(Some(Target::Reject)),
         any::<bool>().prop_map(|random_fully| Some(Target::Masquerade { random_fully })),
         (ip(), any::<u16>()).prop_map(|(i, p)| Some(Target::Dnat(SocketAddr::new(i, p)))),
-        "KUBE-SVC-[A-Z2-7]{16}".prop_map(|c| Some(Target::Jump(c))),
+        "KUBE-SVC-[A-Z2-7]{16}".prop_map(|c| Some(Target::Jump(c.into()))),
         Just(Some(Target::MarkOrText("0x4000".into()))),
     ]
 }

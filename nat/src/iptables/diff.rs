@@ -16,7 +16,9 @@ fn parse_num(s: &str) -> Option<u32> {
 }
 
 fn norm_num(s: &str) -> String {
-    parse_num(s).map(|v| format!("{v:#x}")).unwrap_or_else(|| s.to_owned())
+    parse_num(s)
+        .map(|v| format!("{v:#x}"))
+        .unwrap_or_else(|| s.to_owned())
 }
 
 fn rank(m: &Match) -> u8 {
@@ -51,7 +53,11 @@ impl Rule {
             .matches
             .iter()
             .map(|m| match m {
-                Match::Mark { value, mask, negate } => Match::Mark {
+                Match::Mark {
+                    value,
+                    mask,
+                    negate,
+                } => Match::Mark {
                     value: norm_num(value),
                     mask: mask.as_deref().map(norm_num),
                     negate: *negate,
@@ -60,14 +66,20 @@ impl Rule {
                 Match::CtState { states, negate } => {
                     let mut states = states.clone();
                     states.sort_by_key(|s| *s as u8);
-                    Match::CtState { states, negate: *negate }
+                    Match::CtState {
+                        states,
+                        negate: *negate,
+                    }
                 }
                 other => other.clone(),
             })
             .collect();
         matches.sort_by_key(rank);
         let target = self.target.as_ref().map(|t| match t {
-            Target::MarkOr(v) => Target::MarkSetX { value: *v, mask: *v },
+            Target::MarkOr(v) => Target::MarkSetX {
+                value: *v,
+                mask: *v,
+            },
             Target::MarkOrText(v) => {
                 let v = parse_num(v).unwrap_or(0);
                 Target::MarkSetX { value: v, mask: v }
@@ -104,7 +116,9 @@ fn by_chain(t: &TableRules) -> BTreeMap<String, Vec<Rule>> {
     }
     for l in &t.lines {
         if let Line::Append(r) = l {
-            m.entry(r.chain.clone()).or_default().push(r.canonical());
+            m.entry(r.chain.to_string())
+                .or_default()
+                .push(r.canonical());
         }
     }
     m
@@ -118,7 +132,7 @@ pub fn diff_tables(wanted: &TableRules, live: &TableRules) -> Vec<ChainDiff> {
     w.into_iter()
         .filter_map(|(chain, rules)| {
             let live_rules = l.get(&chain).cloned().unwrap_or_default();
-            (live_rules != rules).then(|| ChainDiff {
+            (live_rules != rules).then_some(ChainDiff {
                 chain,
                 wanted: rules,
                 live: live_rules,

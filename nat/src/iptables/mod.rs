@@ -31,12 +31,15 @@ mod diff;
 mod parse;
 mod render;
 
+pub(crate) use render::push_socket;
+
 pub use diff::{ChainDiff, diff_tables};
 pub use parse::{ParseError, parse_save};
 
 use ipnet::IpNet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// An iptables table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -194,8 +197,9 @@ impl CtState {
 /// One match of a rule. Matches render in the order they were added.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Match {
-    /// `-m comment --comment TEXT` (quoted when it contains a space).
-    Comment(String),
+    /// `-m comment --comment TEXT` (quoted when it contains a space). Shared text: many
+    /// rules of one Service carry the same comment.
+    Comment(Arc<str>),
     /// `[!] -p PROTO`.
     Protocol(Protocol),
     /// `-m PROTO`: loads the protocol's match so that `--dport` can follow.
@@ -275,7 +279,7 @@ pub enum Match {
 
 impl Match {
     /// `-m comment --comment TEXT`.
-    pub fn comment(text: impl Into<String>) -> Match {
+    pub fn comment(text: impl Into<Arc<str>>) -> Match {
         Match::Comment(text.into())
     }
 
@@ -314,7 +318,7 @@ impl Match {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// `-j CHAIN`: a user chain.
-    Jump(String),
+    Jump(Arc<str>),
     /// `-j ACCEPT`.
     Accept,
     /// `-j DROP`.
@@ -355,7 +359,7 @@ pub enum Target {
 
 impl Target {
     /// `-j CHAIN`.
-    pub fn jump(chain: impl Into<String>) -> Target {
+    pub fn jump(chain: impl Into<Arc<str>>) -> Target {
         Target::Jump(chain.into())
     }
 }
@@ -363,8 +367,8 @@ impl Target {
 /// One `-A CHAIN ...` line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
-    /// The chain the rule is appended to.
-    pub chain: String,
+    /// The chain the rule is appended to (shared: a chain's rules all name it).
+    pub chain: Arc<str>,
     /// The matches, in order.
     pub matches: Vec<Match>,
     /// The target; `None` for a rule that only counts (kube-proxy's KUBE-FW tail rule).
@@ -373,7 +377,7 @@ pub struct Rule {
 
 impl Rule {
     /// An empty rule in `chain`.
-    pub fn new(chain: impl Into<String>) -> Rule {
+    pub fn new(chain: impl Into<Arc<str>>) -> Rule {
         Rule {
             chain: chain.into(),
             matches: Vec::new(),
@@ -400,7 +404,7 @@ impl Rule {
     }
 
     /// Sets a `-j CHAIN` target.
-    pub fn jump(self, chain: impl Into<String>) -> Rule {
+    pub fn jump(self, chain: impl Into<Arc<str>>) -> Rule {
         self.target(Target::Jump(chain.into()))
     }
 
@@ -486,7 +490,7 @@ impl TableRules {
     /// The rules of one chain, in order.
     pub fn chain_rules<'a>(&'a self, chain: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
         self.lines.iter().filter_map(move |l| match l {
-            Line::Append(r) if r.chain == chain => Some(r),
+            Line::Append(r) if &*r.chain == chain => Some(r),
             _ => None,
         })
     }

@@ -271,7 +271,7 @@ fn parse_module(
         };
         match (module, w) {
             ("comment", "--comment") => {
-                rule.matches.push(Match::Comment(need()?));
+                rule.matches.push(Match::Comment(need()?.into()));
                 i += 2;
             }
             ("addrtype", "--src-type") | ("addrtype", "--dst-type") => {
@@ -447,7 +447,7 @@ fn parse_target(t: &str, rest: &[String]) -> Result<Target, String> {
             if chain.starts_with('-') || chain.is_empty() {
                 return Err(format!("bad target {chain}"));
             }
-            Target::Jump(chain.to_owned())
+            Target::Jump(chain.into())
         }
     })
 }

@@ -3,6 +3,8 @@
 use super::{Line, Match, Rule, TableRules, Target};
 use ipnet::IpNet;
 use std::fmt::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
 
 pub(super) fn write_table(out: &mut String, t: &TableRules) {
     out.push('*');
@@ -31,11 +33,81 @@ pub(super) fn write_table(out: &mut String, t: &TableRules) {
     out.push_str("COMMIT\n");
 }
 
-fn write_net(out: &mut String, net: &IpNet) {
-    if net.prefix_len() == net.max_prefix_len() {
-        let _ = write!(out, "{}", net.addr());
+/// Appends a number in decimal, without the formatting machinery.
+pub(crate) fn push_u32(out: &mut String, mut v: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for &b in &buf[i..] {
+        out.push(b as char);
+    }
+}
+
+/// Appends an address as `Display` would (IPv4 without the formatting machinery).
+pub(crate) fn push_ip(out: &mut String, ip: &IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_u32(out, u32::from(*o));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// Appends `ip:port` (`[ip]:port` for IPv6), as `SocketAddr`'s `Display` does.
+pub(crate) fn push_socket(out: &mut String, addr: &SocketAddr) {
+    match addr {
+        SocketAddr::V4(_) => push_ip(out, &addr.ip()),
+        SocketAddr::V6(_) => {
+            out.push('[');
+            push_ip(out, &addr.ip());
+            out.push(']');
+        }
+    }
+    out.push(':');
+    push_u32(out, u32::from(addr.port()));
+}
+
+/// `%0.10f` of `p`, from a table for the common `1/n` values.
+fn push_probability(out: &mut String, p: f64) {
+    static TABLE: OnceLock<Vec<String>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        (0..=1024u32)
+            .map(|n| {
+                if n == 0 {
+                    String::new()
+                } else {
+                    format!("{:.10}", 1.0 / f64::from(n))
+                }
+            })
+            .collect()
+    });
+    let n = (1.0 / p).round();
+    if (1.0..=1024.0).contains(&n) && 1.0 / n == p {
+        out.push_str(&table[n as usize]);
     } else {
-        let _ = write!(out, "{net}");
+        let _ = write!(out, "{p:.10}");
+    }
+}
+
+fn write_net(out: &mut String, net: &IpNet) {
+    push_ip(out, &net.addr());
+    if net.prefix_len() != net.max_prefix_len() {
+        out.push('/');
+        push_u32(out, u32::from(net.prefix_len()));
     }
 }
 
@@ -74,10 +146,12 @@ pub(super) fn write_rule(out: &mut String, r: &Rule) {
                 out.push_str(p.as_str());
             }
             Match::DestinationPort(p) => {
-                let _ = write!(out, " --dport {p}");
+                out.push_str(" --dport ");
+                push_u32(out, u32::from(*p));
             }
             Match::SourcePort(p) => {
-                let _ = write!(out, " --sport {p}");
+                out.push_str(" --sport ");
+                push_u32(out, u32::from(*p));
             }
             Match::Source { net, negate } => {
                 neg(out, *negate);
@@ -133,7 +207,8 @@ pub(super) fn write_rule(out: &mut String, r: &Rule) {
                 }
             }
             Match::Probability(p) => {
-                let _ = write!(out, " -m statistic --mode random --probability {p:.10}");
+                out.push_str(" -m statistic --mode random --probability ");
+                push_probability(out, *p);
             }
             Match::RecentSet { name } => {
                 out.push_str(" -m recent --name ");
@@ -171,7 +246,8 @@ pub(super) fn write_rule(out: &mut String, r: &Rule) {
                 }
             }
             Target::Dnat(to) => {
-                let _ = write!(out, "DNAT --to-destination {to}");
+                out.push_str("DNAT --to-destination ");
+                push_socket(out, to);
             }
             Target::Snat { to, random_fully } => {
                 let _ = write!(out, "SNAT --to-source {to}");

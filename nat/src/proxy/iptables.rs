@@ -9,7 +9,9 @@
 
 use super::settings::{LocalDetector, NodeSettings};
 use crate::hash::chain_hash;
-use crate::iptables::{AddrType, CtState, Line, Match, Protocol, Rule, Ruleset, Table, TableRules, Target};
+use crate::iptables::{
+    AddrType, CtState, Line, Match, Protocol, Rule, Ruleset, Table, TableRules, Target,
+};
 use crate::kube::{
     ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, SessionAffinity,
     categorize_endpoints,
@@ -214,7 +216,7 @@ pub fn jump_rules() -> Vec<(Table, &'static str, Rule)> {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ServiceChains {
     /// Chain names, in declaration order.
-    pub chains: Vec<String>,
+    pub chains: Vec<Arc<str>>,
     /// The chains' rules.
     pub rules: Vec<Rule>,
 }
@@ -250,13 +252,18 @@ impl Compiled {
     pub fn service_chain_names(&self) -> BTreeSet<&str> {
         self.services
             .values()
-            .flat_map(|s| s.chains.iter().map(String::as_str))
+            .flat_map(|s| s.chains.iter().map(|c| &**c))
             .collect()
     }
 
     /// Renders the nat table with the chains of the Services `include` selects, and `-X`
     /// lines for `delete` (which are declared, so flushed, first), appending to `out`.
-    pub fn render_nat_into(&self, out: &mut String, include: impl Fn(&ServiceKey) -> bool, delete: &[String]) {
+    pub fn render_nat_into(
+        &self,
+        out: &mut String,
+        include: impl Fn(&ServiceKey) -> bool,
+        delete: &[String],
+    ) {
         self.render_nat_selected(out, |_| true, include, delete);
     }
 
@@ -281,7 +288,7 @@ impl Compiled {
             .iter()
             .map(|c| c.name.as_str())
             .filter(|c| top(c))
-            .chain(selected.iter().flat_map(|s| s.chains.iter().map(String::as_str)))
+            .chain(selected.iter().flat_map(|s| s.chains.iter().map(|c| &**c)))
             .chain(delete.iter().map(String::as_str));
         for c in decls {
             out.push(':');
@@ -310,7 +317,11 @@ impl Compiled {
     }
 
     /// The nat table as a model (see [`Compiled::render_nat_into`] for the fast path).
-    pub fn nat_table(&self, include: impl Fn(&ServiceKey) -> bool, delete: &[String]) -> TableRules {
+    pub fn nat_table(
+        &self,
+        include: impl Fn(&ServiceKey) -> bool,
+        delete: &[String],
+    ) -> TableRules {
         let mut text = String::new();
         self.render_nat_into(&mut text, include, delete);
         crate::iptables::parse_save(&text)
@@ -322,7 +333,9 @@ impl Compiled {
     /// Renders the whole rule set: filter, then nat with every Service, deleting `delete`.
     pub fn render_full(&self, delete: &[String]) -> String {
         let rules: usize = self.services.values().map(|s| s.rules.len()).sum();
-        let mut out = String::with_capacity((rules + self.nat_top.lines.len() + self.filter.lines.len()) * 110 + 4096);
+        let mut out = String::with_capacity(
+            (rules + self.nat_top.lines.len() + self.filter.lines.len()) * 110 + 4096,
+        );
         self.filter.render_into(&mut out);
         self.render_nat_into(&mut out, |_| true, delete);
         out
@@ -368,10 +381,32 @@ fn proto_dst(proto: Protocol, dst: Option<std::net::IpAddr>, port: u16) -> [Opti
     ]
 }
 
-fn rule(chain: &str, comment: Option<String>, ms: impl IntoIterator<Item = Option<Match>>) -> Rule {
-    let mut r = Rule::new(chain);
+/// A chain name that can become a shared `Arc<str>`: string constants allocate, shared names
+/// are only counted.
+trait ChainRef {
+    fn arc(self) -> Arc<str>;
+}
+
+impl ChainRef for &str {
+    fn arc(self) -> Arc<str> {
+        self.into()
+    }
+}
+
+impl ChainRef for &Arc<str> {
+    fn arc(self) -> Arc<str> {
+        self.clone()
+    }
+}
+
+fn rule<C: Into<Arc<str>>>(
+    chain: impl ChainRef,
+    comment: Option<C>,
+    ms: impl IntoIterator<Item = Option<Match>>,
+) -> Rule {
+    let mut r = Rule::new(chain.arc());
     if let Some(c) = comment {
-        r.matches.push(Match::Comment(c));
+        r.matches.push(Match::Comment(c.into()));
     }
     r.matches.extend(ms.into_iter().flatten());
     r
@@ -390,338 +425,345 @@ fn compile_port(
     let ipv6 = settings.family == IpFamily::V6;
     let localhost_nodeports = settings.localhost_nodeports_effective();
     let loopback_net: IpNet = "127.0.0.0/8".parse().expect("literal");
-        let proto = svc.protocol();
-        let name = spn.to_string();
-        let hash = port_hash(&name, proto);
-        let svc_chain = format!("KUBE-SVC-{hash}");
-        let svl_chain = format!("KUBE-SVL-{hash}");
-        let fw_chain = format!("KUBE-FW-{hash}");
-        let ext_chain = format!("KUBE-EXT-{hash}");
-        
-        let cat = categorize_endpoints(endpoints, svc, &settings.node_name);
-        let has_endpoints = cat.has_any;
-        let uses_cluster_chain = !cat.cluster.is_empty() && svc.uses_cluster_endpoints();
-        let uses_local_chain = !cat.local.is_empty() && svc.uses_local_endpoints();
+    let proto = svc.protocol();
+    let name: Arc<str> = spn.to_string().into();
+    let hash = port_hash(&name, proto);
+    let svc_chain: Arc<str> = format!("KUBE-SVC-{hash}").into();
+    let svl_chain: Arc<str> = format!("KUBE-SVL-{hash}").into();
+    let fw_chain: Arc<str> = format!("KUBE-FW-{hash}").into();
+    let ext_chain: Arc<str> = format!("KUBE-EXT-{hash}").into();
+    let mark_masq: Arc<str> = KUBE_MARK_MASQ.into();
 
-        let mut internal_chain = &svc_chain;
-        let mut has_internal = has_endpoints;
-        if svc.internal_policy_local {
-            internal_chain = &svl_chain;
-            if cat.local.is_empty() {
-                has_internal = false;
-            }
+    let cat = categorize_endpoints(endpoints, svc, &settings.node_name);
+    let has_endpoints = cat.has_any;
+    let uses_cluster_chain = !cat.cluster.is_empty() && svc.uses_cluster_endpoints();
+    let uses_local_chain = !cat.local.is_empty() && svc.uses_local_endpoints();
+
+    let mut internal_chain = &svc_chain;
+    let mut has_internal = has_endpoints;
+    if svc.internal_policy_local {
+        internal_chain = &svl_chain;
+        if cat.local.is_empty() {
+            has_internal = false;
         }
-        let mut external_policy_chain = &svc_chain;
-        let mut has_external = has_endpoints;
-        if svc.external_policy_local {
-            external_policy_chain = &svl_chain;
-            if cat.local.is_empty() {
-                has_external = false;
-            }
+    }
+    let mut external_policy_chain = &svc_chain;
+    let mut has_external = has_endpoints;
+    if svc.external_policy_local {
+        external_policy_chain = &svl_chain;
+        if cat.local.is_empty() {
+            has_external = false;
         }
-        let uses_ext_chain = has_endpoints && svc.externally_accessible();
-        let uses_fw_chain = has_endpoints
-            && !svc.load_balancer_vips.is_empty()
-            && !svc.load_balancer_source_ranges.is_empty();
-        let lb_chain = if uses_fw_chain { &fw_chain } else { &ext_chain };
+    }
+    let uses_ext_chain = has_endpoints && svc.externally_accessible();
+    let uses_fw_chain = has_endpoints
+        && !svc.load_balancer_vips.is_empty()
+        && !svc.load_balancer_source_ranges.is_empty();
+    let lb_chain = if uses_fw_chain { &fw_chain } else { &ext_chain };
 
-        let (
-            internal_filter_target,
-            internal_filter_comment,
-            external_filter_target,
-            external_filter_comment,
-        ) = if !has_endpoints {
-            let c = format!("{name} has no endpoints");
-            (Target::Reject, c.clone(), Target::Reject, c)
-        } else {
-            let c = format!("{name} has no local endpoints");
-            (Target::Drop, c.clone(), Target::Drop, c)
-        };
+    let (
+        internal_filter_target,
+        internal_filter_comment,
+        external_filter_target,
+        external_filter_comment,
+    ) = if !has_endpoints {
+        let c = format!("{name} has no endpoints");
+        (Target::Reject, c.clone(), Target::Reject, c)
+    } else {
+        let c = format!("{name} has no local endpoints");
+        (Target::Drop, c.clone(), Target::Drop, c)
+    };
 
-        // Cluster IP.
-        if has_internal {
+    // Cluster IP.
+    if has_internal {
+        out.nat.push(
+            rule(
+                KUBE_SERVICES,
+                Some(format!("{name} cluster IP")),
+                proto_dst(proto, Some(svc.cluster_ip), svc.port),
+            )
+            .jump(internal_chain.clone()),
+        );
+    } else {
+        out.filter.push(
+            rule(
+                KUBE_SERVICES,
+                Some(internal_filter_comment.clone()),
+                proto_dst(proto, Some(svc.cluster_ip), svc.port),
+            )
+            .target(internal_filter_target.clone()),
+        );
+    }
+    // External IPs.
+    for ip in &svc.external_ips {
+        if has_endpoints {
             out.nat.push(
                 rule(
                     KUBE_SERVICES,
-                    Some(format!("{name} cluster IP")),
-                    proto_dst(proto, Some(svc.cluster_ip), svc.port),
+                    Some(format!("{name} external IP")),
+                    proto_dst(proto, Some(*ip), svc.port),
                 )
-                .jump(internal_chain.clone()),
+                .jump(ext_chain.clone()),
             );
-        } else {
-            out.filter.push(
-                rule(
-                    KUBE_SERVICES,
-                    Some(internal_filter_comment.clone()),
-                    proto_dst(proto, Some(svc.cluster_ip), svc.port),
-                )
-                .target(internal_filter_target.clone()),
-            );
-        }
-        // External IPs.
-        for ip in &svc.external_ips {
-            if has_endpoints {
-                out.nat.push(
-                    rule(
-                        KUBE_SERVICES,
-                        Some(format!("{name} external IP")),
-                        proto_dst(proto, Some(*ip), svc.port),
-                    )
-                    .jump(ext_chain.clone()),
-                );
-            }
-            if !has_external {
-                out.filter.push(
-                    rule(
-                        KUBE_EXTERNAL_SERVICES,
-                        Some(external_filter_comment.clone()),
-                        proto_dst(proto, Some(*ip), svc.port),
-                    )
-                    .target(external_filter_target.clone()),
-                );
-            }
-        }
-        // Load-balancer IPs.
-        for ip in &svc.load_balancer_vips {
-            if has_endpoints {
-                out.nat.push(
-                    rule(
-                        KUBE_SERVICES,
-                        Some(format!("{name} loadbalancer IP")),
-                        proto_dst(proto, Some(*ip), svc.port),
-                    )
-                    .jump(lb_chain.clone()),
-                );
-            }
-            if uses_fw_chain {
-                out.filter.push(
-                    rule(
-                        KUBE_PROXY_FIREWALL,
-                        Some(format!("{name} traffic not accepted by {fw_chain}")),
-                        proto_dst(proto, Some(*ip), svc.port),
-                    )
-                    .target(Target::Drop),
-                );
-            }
         }
         if !has_external {
-            for ip in &svc.load_balancer_vips {
-                out.filter.push(
-                    rule(
-                        KUBE_EXTERNAL_SERVICES,
-                        Some(external_filter_comment.clone()),
-                        proto_dst(proto, Some(*ip), svc.port),
-                    )
-                    .target(external_filter_target.clone()),
-                );
-            }
+            out.filter.push(
+                rule(
+                    KUBE_EXTERNAL_SERVICES,
+                    Some(external_filter_comment.clone()),
+                    proto_dst(proto, Some(*ip), svc.port),
+                )
+                .target(external_filter_target.clone()),
+            );
         }
-        // Node ports.
-        if let Some(np) = svc.node_port {
-            if has_endpoints {
-                if localhost_nodeports && !ipv6 && settings.nfacct_counters {
-                    out.nat.push(
-                        rule(
-                            KUBE_NODEPORTS,
-                            Some(name.clone()),
-                            [
-                                Some(Match::ProtocolModule(proto)),
-                                Some(Match::Protocol(proto)),
-                                Some(Match::destination(loopback_net)),
-                                Some(Match::DestinationPort(np)),
-                                Some(Match::Nfacct(NFACCT_LOCALHOST_NODEPORTS.into())),
-                            ],
-                        )
-                        .jump(ext_chain.clone()),
-                    );
-                }
+    }
+    // Load-balancer IPs.
+    for ip in &svc.load_balancer_vips {
+        if has_endpoints {
+            out.nat.push(
+                rule(
+                    KUBE_SERVICES,
+                    Some(format!("{name} loadbalancer IP")),
+                    proto_dst(proto, Some(*ip), svc.port),
+                )
+                .jump(lb_chain.clone()),
+            );
+        }
+        if uses_fw_chain {
+            out.filter.push(
+                rule(
+                    KUBE_PROXY_FIREWALL,
+                    Some(format!("{name} traffic not accepted by {fw_chain}")),
+                    proto_dst(proto, Some(*ip), svc.port),
+                )
+                .target(Target::Drop),
+            );
+        }
+    }
+    if !has_external {
+        for ip in &svc.load_balancer_vips {
+            out.filter.push(
+                rule(
+                    KUBE_EXTERNAL_SERVICES,
+                    Some(external_filter_comment.clone()),
+                    proto_dst(proto, Some(*ip), svc.port),
+                )
+                .target(external_filter_target.clone()),
+            );
+        }
+    }
+    // Node ports.
+    if let Some(np) = svc.node_port {
+        if has_endpoints {
+            if localhost_nodeports && !ipv6 && settings.nfacct_counters {
                 out.nat.push(
                     rule(
                         KUBE_NODEPORTS,
                         Some(name.clone()),
-                        proto_dst(proto, None, np),
+                        [
+                            Some(Match::ProtocolModule(proto)),
+                            Some(Match::Protocol(proto)),
+                            Some(Match::destination(loopback_net)),
+                            Some(Match::DestinationPort(np)),
+                            Some(Match::Nfacct(NFACCT_LOCALHOST_NODEPORTS.into())),
+                        ],
                     )
                     .jump(ext_chain.clone()),
                 );
             }
-            if !has_external {
-                out.filter.push(
-                    rule(
-                        KUBE_EXTERNAL_SERVICES,
-                        Some(external_filter_comment.clone()),
-                        [
-                            Some(Match::DstType(AddrType::Local)),
-                            Some(Match::ProtocolModule(proto)),
-                            Some(Match::Protocol(proto)),
-                            Some(Match::DestinationPort(np)),
-                        ],
-                    )
-                    .target(external_filter_target.clone()),
-                );
-            }
-        }
-        // Health-check node port.
-        if let Some(hc) = svc.health_check_node_port {
-            out.filter.push(
+            out.nat.push(
                 rule(
                     KUBE_NODEPORTS,
-                    Some(format!("{name} health check node port")),
-                    proto_dst(Protocol::Tcp, None, hc),
+                    Some(name.clone()),
+                    proto_dst(proto, None, np),
                 )
-                .target(Target::Accept),
+                .jump(ext_chain.clone()),
             );
         }
-
-        // The Service's own chains.
-        if has_internal {
-            let args = proto_dst(proto, Some(svc.cluster_ip), svc.port);
-            let comment = Some(format!("{name} cluster IP"));
-            if settings.masquerade_all {
-                group
-                    .rules
-                    .push(rule(internal_chain, comment, args).jump(KUBE_MARK_MASQ));
-            } else if let Some(m) = local_match(settings, false) {
-                let mut r = rule(internal_chain, comment, args);
-                r.matches.push(m);
-                group.rules.push(r.jump(KUBE_MARK_MASQ));
-            }
+        if !has_external {
+            out.filter.push(
+                rule(
+                    KUBE_EXTERNAL_SERVICES,
+                    Some(external_filter_comment.clone()),
+                    [
+                        Some(Match::DstType(AddrType::Local)),
+                        Some(Match::ProtocolModule(proto)),
+                        Some(Match::Protocol(proto)),
+                        Some(Match::DestinationPort(np)),
+                    ],
+                )
+                .target(external_filter_target.clone()),
+            );
         }
-        if uses_ext_chain {
-            group.chains.push(ext_chain.clone());
-            if !svc.external_policy_local {
+    }
+    // Health-check node port.
+    if let Some(hc) = svc.health_check_node_port {
+        out.filter.push(
+            rule(
+                KUBE_NODEPORTS,
+                Some(format!("{name} health check node port")),
+                proto_dst(Protocol::Tcp, None, hc),
+            )
+            .target(Target::Accept),
+        );
+    }
+
+    // The Service's own chains.
+    if has_internal {
+        let args = proto_dst(proto, Some(svc.cluster_ip), svc.port);
+        let comment = Some(format!("{name} cluster IP"));
+        if settings.masquerade_all {
+            group
+                .rules
+                .push(rule(internal_chain, comment, args).jump(mark_masq.clone()));
+        } else if let Some(m) = local_match(settings, false) {
+            let mut r = rule(internal_chain, comment, args);
+            r.matches.push(m);
+            group.rules.push(r.jump(mark_masq.clone()));
+        }
+    }
+    if uses_ext_chain {
+        group.chains.push(ext_chain.clone());
+        if !svc.external_policy_local {
+            group.rules.push(
+                rule(
+                    &ext_chain,
+                    Some(format!(
+                        "masquerade traffic for {name} external destinations"
+                    )),
+                    [],
+                )
+                .jump(mark_masq.clone()),
+            );
+        } else {
+            if let Some(m) = local_match(settings, true) {
                 group.rules.push(
                     rule(
                         &ext_chain,
-                        Some(format!(
-                            "masquerade traffic for {name} external destinations"
-                        )),
-                        [],
-                    )
-                    .jump(KUBE_MARK_MASQ),
-                );
-            } else {
-                if let Some(m) = local_match(settings, true) {
-                    group.rules.push(
-                        rule(
-                            &ext_chain,
-                            Some(format!("pod traffic for {name} external destinations")),
-                            [Some(m)],
-                        )
-                        .jump(svc_chain.clone()),
-                    );
-                }
-                group.rules.push(
-                    rule(
-                        &ext_chain,
-                        Some(format!(
-                            "masquerade LOCAL traffic for {name} external destinations"
-                        )),
-                        [Some(Match::SrcType(AddrType::Local))],
-                    )
-                    .jump(KUBE_MARK_MASQ),
-                );
-                group.rules.push(
-                    rule(
-                        &ext_chain,
-                        Some(format!(
-                            "route LOCAL traffic for {name} external destinations"
-                        )),
-                        [Some(Match::SrcType(AddrType::Local))],
+                        Some(format!("pod traffic for {name} external destinations")),
+                        [Some(m)],
                     )
                     .jump(svc_chain.clone()),
                 );
             }
-            if has_external {
-                group
-                    .rules
-                    .push(Rule::new(ext_chain.clone()).jump(external_policy_chain.clone()));
+            group.rules.push(
+                rule(
+                    &ext_chain,
+                    Some(format!(
+                        "masquerade LOCAL traffic for {name} external destinations"
+                    )),
+                    [Some(Match::SrcType(AddrType::Local))],
+                )
+                .jump(mark_masq.clone()),
+            );
+            group.rules.push(
+                rule(
+                    &ext_chain,
+                    Some(format!(
+                        "route LOCAL traffic for {name} external destinations"
+                    )),
+                    [Some(Match::SrcType(AddrType::Local))],
+                )
+                .jump(svc_chain.clone()),
+            );
+        }
+        if has_external {
+            group
+                .rules
+                .push(Rule::new(ext_chain.clone()).jump(external_policy_chain.clone()));
+        }
+    }
+    if uses_fw_chain {
+        group.chains.push(fw_chain.clone());
+        let comment = format!("{name} loadbalancer IP");
+        let mut allow_from_node = false;
+        for net in &svc.load_balancer_source_ranges {
+            group.rules.push(
+                rule(
+                    &fw_chain,
+                    Some(comment.clone()),
+                    [Some(Match::source(*net))],
+                )
+                .jump(ext_chain.clone()),
+            );
+            if settings.node_ips.first().is_some_and(|ip| net.contains(ip)) {
+                allow_from_node = true;
             }
         }
-        if uses_fw_chain {
-            group.chains.push(fw_chain.clone());
-            let comment = format!("{name} loadbalancer IP");
-            let mut allow_from_node = false;
-            for net in &svc.load_balancer_source_ranges {
+        if allow_from_node {
+            for ip in &svc.load_balancer_vips {
                 group.rules.push(
                     rule(
                         &fw_chain,
                         Some(comment.clone()),
-                        [Some(Match::source(*net))],
+                        [Some(Match::source_ip(*ip))],
                     )
                     .jump(ext_chain.clone()),
                 );
-                if settings.node_ips.first().is_some_and(|ip| net.contains(ip)) {
-                    allow_from_node = true;
-                }
             }
-            if allow_from_node {
-                for ip in &svc.load_balancer_vips {
-                    group.rules.push(
-                        rule(
-                            &fw_chain,
-                            Some(comment.clone()),
-                            [Some(Match::source_ip(*ip))],
-                        )
-                        .jump(ext_chain.clone()),
-                    );
-                }
-            }
-            group.rules.push(rule(
-                &fw_chain,
-                Some(format!(
-                    "other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL"
-                )),
-                [],
-            ));
         }
-        let ep_chains: BTreeMap<&std::net::SocketAddr, String> = cat
-            .all_reachable
-            .iter()
-            .map(|e| (&e.addr, endpoint_chain(&name, proto, &e.addr.to_string())))
-            .collect();
-        if uses_cluster_chain {
-            group.chains.push(svc_chain.clone());
-            write_service_to_endpoints(
-                &mut group.rules,
-                &name,
-                svc,
-                &svc_chain,
-                &cat.cluster,
-                &ep_chains,
-                large,
-            );
-        }
-        if uses_local_chain {
-            group.chains.push(svl_chain.clone());
-            write_service_to_endpoints(
-                &mut group.rules,
-                &name,
-                svc,
-                &svl_chain,
-                &cat.local,
-                &ep_chains,
-                large,
-            );
-        }
-        for ep in &cat.all_reachable {
-            let chain = &ep_chains[&ep.addr];
-            group.chains.push(chain.clone());
-            let comment = (!large).then(|| name.clone());
-            group.rules.push(
-                rule(chain, comment.clone(), [Some(Match::source_ip(ep.ip()))])
-                    .jump(KUBE_MARK_MASQ),
-            );
-            let mut r = rule(chain, comment, []);
-            if let SessionAffinity::ClientIp { .. } = svc.session_affinity {
-                r.matches.push(Match::RecentSet {
-                    name: chain.clone(),
-                });
-            }
-            r.matches.push(Match::ProtocolModule(proto));
-            r.matches.push(Match::Protocol(proto));
-            group.rules.push(r.target(Target::Dnat(ep.addr)));
-        }
+        group.rules.push(rule(
+            &fw_chain,
+            Some(format!(
+                "other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL"
+            )),
+            [],
+        ));
     }
+    let ep_chains: BTreeMap<&std::net::SocketAddr, Arc<str>> = cat
+        .all_reachable
+        .iter()
+        .map(|e| {
+            let mut text = String::with_capacity(24);
+            crate::iptables::push_socket(&mut text, &e.addr);
+            (
+                &e.addr,
+                crate::hash::chain_name("KUBE-SEP-", &[&name, proto.as_str(), &text]),
+            )
+        })
+        .collect();
+    if uses_cluster_chain {
+        group.chains.push(svc_chain.clone());
+        write_service_to_endpoints(
+            &mut group.rules,
+            &name,
+            svc,
+            &svc_chain,
+            &cat.cluster,
+            &ep_chains,
+            large,
+        );
+    }
+    if uses_local_chain {
+        group.chains.push(svl_chain.clone());
+        write_service_to_endpoints(
+            &mut group.rules,
+            &name,
+            svc,
+            &svl_chain,
+            &cat.local,
+            &ep_chains,
+            large,
+        );
+    }
+    for ep in &cat.all_reachable {
+        let chain = &ep_chains[&ep.addr];
+        group.chains.push(chain.clone());
+        let comment = (!large).then(|| name.clone());
+        group.rules.push(
+            rule(chain, comment.clone(), [Some(Match::source_ip(ep.ip()))]).jump(mark_masq.clone()),
+        );
+        let mut r = rule(chain, comment, []);
+        if let SessionAffinity::ClientIp { .. } = svc.session_affinity {
+            r.matches.push(Match::RecentSet {
+                name: chain.to_string(),
+            });
+        }
+        r.matches.push(Match::ProtocolModule(proto));
+        r.matches.push(Match::Protocol(proto));
+        group.rules.push(r.target(Target::Dnat(ep.addr)));
+    }
+}
 
 /// One Service's inputs, kept to tell whether it changed since the last compile.
 #[derive(Debug, Clone, PartialEq)]
@@ -736,11 +778,16 @@ struct CachedService {
 pub struct Compiler {
     cache: HashMap<ServiceKey, CachedService>,
     key: Option<(NodeSettings, bool)>,
+    one_shot: bool,
 }
 
 /// Compiles `state` into kube-proxy's iptables rules for this node.
 pub fn compile(state: &ClusterState, settings: &NodeSettings) -> Compiled {
-    Compiler::default().compile(state, settings)
+    let mut c = Compiler {
+        one_shot: true,
+        ..Compiler::default()
+    };
+    c.compile(state, settings)
 }
 
 impl Compiler {
@@ -829,22 +876,57 @@ impl Compiler {
                 let (n, s) = iter.next().expect("peeked");
                 ports.push((n, s));
             }
-            let unchanged = self.cache.get(key).is_some_and(|c| {
-                c.ports.len() == ports.len()
-                    && c.ports
-                        .iter()
-                        .zip(&ports)
-                        .all(|((cs, ce), (n, s))| cs == *s && ce.as_slice() == state.endpoints_of(n))
-            });
+            let unchanged = !self.one_shot
+                && self.cache.get(key).is_some_and(|c| {
+                    c.ports.len() == ports.len()
+                        && c.ports.iter().zip(&ports).all(|((cs, ce), (n, s))| {
+                            cs == *s && ce.as_slice() == state.endpoints_of(n)
+                        })
+                });
+            if self.one_shot {
+                // No cache: compile straight into the tables.
+                let mut out = ServiceOutput::default();
+                let mut group = ServiceChains::default();
+                for (n, s) in &ports {
+                    compile_port(
+                        n,
+                        s,
+                        state.endpoints_of(n),
+                        settings,
+                        large,
+                        &mut out,
+                        &mut group,
+                    );
+                }
+                filter
+                    .lines
+                    .extend(out.filter.into_iter().map(Line::Append));
+                nat.lines.extend(out.nat.into_iter().map(Line::Append));
+                if !group.chains.is_empty() {
+                    services.insert(key.clone(), Arc::new(group));
+                }
+                continue;
+            }
             if !unchanged {
                 let mut out = ServiceOutput::default();
                 let mut group = ServiceChains::default();
                 for (n, s) in &ports {
-                    compile_port(n, s, state.endpoints_of(n), settings, large, &mut out, &mut group);
+                    compile_port(
+                        n,
+                        s,
+                        state.endpoints_of(n),
+                        settings,
+                        large,
+                        &mut out,
+                        &mut group,
+                    );
                 }
                 out.chains = Arc::new(group);
                 let cached = CachedService {
-                    ports: ports.iter().map(|(n, s)| ((*s).clone(), state.endpoints_of(n).to_vec())).collect(),
+                    ports: ports
+                        .iter()
+                        .map(|(n, s)| ((*s).clone(), state.endpoints_of(n).to_vec()))
+                        .collect(),
                     out: Arc::new(out),
                 };
                 self.cache.insert(key.clone(), cached);
@@ -864,7 +946,8 @@ impl Compiler {
         self.cache.retain(|k, _| seen.contains(k));
 
         // The node-port tail rule of KUBE-SERVICES.
-        let np_comment = "kubernetes service nodeports; NOTE: this must be the last rule in this chain";
+        let np_comment =
+            "kubernetes service nodeports; NOTE: this must be the last rule in this chain";
         let ipv6 = settings.family == IpFamily::V6;
         let localhost_nodeports = settings.localhost_nodeports_effective();
         let loopback_net: IpNet = "127.0.0.1/8".parse::<IpNet>().expect("literal").trunc();
@@ -933,9 +1016,9 @@ fn write_service_to_endpoints(
     rules: &mut Vec<Rule>,
     name: &str,
     svc: &ServicePort,
-    chain: &str,
+    chain: &Arc<str>,
     endpoints: &[&Endpoint],
-    ep_chains: &BTreeMap<&std::net::SocketAddr, String>,
+    ep_chains: &BTreeMap<&std::net::SocketAddr, Arc<str>>,
     large: bool,
 ) {
     if let SessionAffinity::ClientIp { timeout_seconds } = svc.session_affinity {
@@ -947,7 +1030,7 @@ fn write_service_to_endpoints(
                     chain,
                     comment,
                     [Some(Match::RecentCheck {
-                        name: target.clone(),
+                        name: target.to_string(),
                         seconds: timeout_seconds,
                         reap: true,
                     })],
@@ -959,7 +1042,13 @@ fn write_service_to_endpoints(
     let n = endpoints.len();
     for (i, ep) in endpoints.iter().enumerate() {
         let target = &ep_chains[&ep.addr];
-        let comment = (!large).then(|| format!("{name} -> {}", ep.addr));
+        let comment = (!large).then(|| {
+            let mut c = String::with_capacity(name.len() + 26);
+            c.push_str(name);
+            c.push_str(" -> ");
+            crate::iptables::push_socket(&mut c, &ep.addr);
+            c
+        });
         let prob = (i + 1 < n).then(|| Match::Probability(1.0 / (n - i) as f64));
         rules.push(rule(chain, comment, [prob]).jump(target.clone()));
     }

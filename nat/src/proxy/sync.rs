@@ -8,7 +8,6 @@
 //! moment without them.
 
 use super::iptables::{Compiled, Compiler, ServiceChains, is_service_chain, jump_rules};
-use std::sync::Arc;
 use super::settings::NodeSettings;
 use crate::conntrack::{Conntrack, stale_udp};
 use crate::iptables::{Line, Protocol, Rule, Table, TableRules, parse_save};
@@ -17,6 +16,7 @@ use podnet_netns::NetNs;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Errors of a sync.
@@ -115,7 +115,9 @@ fn top_chains(c: &Compiled) -> BTreeMap<(Table, String), Vec<Rule>> {
         }
         for l in &t.lines {
             if let Line::Append(r) = l {
-                m.entry((t.table, r.chain.clone())).or_default().push(r.clone());
+                m.entry((t.table, r.chain.to_string()))
+                    .or_default()
+                    .push(r.clone());
             }
         }
     }
@@ -151,10 +153,24 @@ impl Backend {
         match (self, family) {
             (Backend::System, IpFamily::V4) => ("iptables-restore", "iptables", "iptables-save"),
             (Backend::System, IpFamily::V6) => ("ip6tables-restore", "ip6tables", "ip6tables-save"),
-            (Backend::Legacy, IpFamily::V4) => ("iptables-legacy-restore", "iptables-legacy", "iptables-legacy-save"),
-            (Backend::Legacy, IpFamily::V6) => ("ip6tables-legacy-restore", "ip6tables-legacy", "ip6tables-legacy-save"),
-            (Backend::Nft, IpFamily::V4) => ("iptables-nft-restore", "iptables-nft", "iptables-nft-save"),
-            (Backend::Nft, IpFamily::V6) => ("ip6tables-nft-restore", "ip6tables-nft", "ip6tables-nft-save"),
+            (Backend::Legacy, IpFamily::V4) => (
+                "iptables-legacy-restore",
+                "iptables-legacy",
+                "iptables-legacy-save",
+            ),
+            (Backend::Legacy, IpFamily::V6) => (
+                "ip6tables-legacy-restore",
+                "ip6tables-legacy",
+                "ip6tables-legacy-save",
+            ),
+            (Backend::Nft, IpFamily::V4) => {
+                ("iptables-nft-restore", "iptables-nft", "iptables-nft-save")
+            }
+            (Backend::Nft, IpFamily::V6) => (
+                "ip6tables-nft-restore",
+                "ip6tables-nft",
+                "ip6tables-nft-save",
+            ),
         }
     }
 }
@@ -275,7 +291,13 @@ impl IptablesSyncer {
     /// Plans a sync of `compiled` against the last successful one: partial unless a full sync
     /// is due. `stale` names chains found in the kernel that should go if unused.
     pub fn plan(&self, compiled: Compiled, stale: &BTreeSet<String>) -> SyncPlan {
-        plan_with(self.mode, self.applied.as_ref(), self.need_full, compiled, stale)
+        plan_with(
+            self.mode,
+            self.applied.as_ref(),
+            self.need_full,
+            compiled,
+            stale,
+        )
     }
 
     /// Records a plan as applied.
@@ -336,8 +358,9 @@ impl IptablesSyncer {
         let plan = self.plan(compiled, &stale);
         let render_time = t0.elapsed();
         let t1 = Instant::now();
-        self.restore(&plan.input)?;
+        // The jumps first, like kube-proxy: cheap while the tables are still small.
         self.ensure_jumps()?;
+        self.restore(&plan.input)?;
         let report = SyncReport {
             full: true,
             fell_back,
@@ -398,43 +421,77 @@ impl IptablesSyncer {
     /// (`iptables -C`, then `-I` when missing).
     fn ensure_jumps(&self) -> Result<(), SyncError> {
         let prog = self.iptables_program();
-        // Chains the restore did not declare (KUBE-FIREWALL without localhost node ports) must
-        // exist before a rule can jump to them; "-N" fails harmlessly when they do.
-        let mut made = BTreeSet::new();
-        for (table, _, rule) in jump_rules() {
-            if let Some(crate::iptables::Target::Jump(dst)) = &rule.target {
-                if made.insert((table, dst.clone())) {
-                    let mut new = self.netns.command(prog);
-                    new.args(["-w", "5", "-t", table.as_str(), "-N", dst]);
-                    new.stdout(Stdio::null()).stderr(Stdio::null());
-                    let _ = run(&mut new, prog)?;
+        let jumps = jump_rules();
+        for table in [Table::Filter, Table::Nat] {
+            // One iptables-save per table tells which chains and jumps exist; only the
+            // built-in chains' rules are parsed.
+            let save = run_with_input(
+                &self.netns,
+                self.save_program(),
+                &["-t", table.as_str()],
+                b"",
+            )?;
+            let mut chains = BTreeSet::new();
+            let mut wanted_lines = String::from("*x\n");
+            for line in save.lines() {
+                if let Some(decl) = line.strip_prefix(':') {
+                    chains.extend(decl.split_whitespace().next().map(str::to_owned));
+                } else if [
+                    "-A INPUT ",
+                    "-A FORWARD ",
+                    "-A OUTPUT ",
+                    "-A PREROUTING ",
+                    "-A POSTROUTING ",
+                ]
+                .iter()
+                .any(|p| line.starts_with(p))
+                {
+                    wanted_lines.push_str(line);
+                    wanted_lines.push('\n');
                 }
             }
-        }
-        for (table, builtin, rule) in jump_rules() {
-            let line = rule.render();
-            let words = crate::iptables::split_rule_words(&line);
-            // words: "-A", CHAIN, args...
-            let args = &words[2..];
-            let t = table.as_str();
-            let mut check = self.netns.command(prog);
-            check.args(["-w", "5", "-t", t, "-C", builtin]).args(args);
-            check.stdout(Stdio::null()).stderr(Stdio::null());
-            if run(&mut check, prog)? {
-                continue;
-            }
-            let mut insert = self.netns.command(prog);
-            insert.args(["-w", "5", "-t", t, "-I", builtin]).args(args);
-            let out = insert.output().map_err(|source| SyncError::Spawn {
-                program: prog.to_owned(),
-                source,
-            })?;
-            if !out.status.success() {
-                return Err(SyncError::Failed {
-                    program: format!("{prog} -t {t} -I {builtin} {}", args.join(" ")),
-                    status: out.status.to_string(),
-                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-                });
+            wanted_lines.push_str("COMMIT\n");
+            let present: Vec<Rule> =
+                parse_save(&wanted_lines.replacen("*x", &format!("*{table}"), 1))
+                    .map(|t| {
+                        t.into_iter()
+                            .flat_map(|t| t.lines)
+                            .filter_map(|l| match l {
+                                Line::Append(r) => Some(r.canonical()),
+                                Line::DeleteChain(_) => None,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            for (t, builtin, rule) in jumps.iter().filter(|(t, _, _)| *t == table) {
+                if present.contains(&rule.canonical()) {
+                    continue;
+                }
+                let ts = t.as_str();
+                if let Some(crate::iptables::Target::Jump(dst)) = &rule.target {
+                    if !chains.contains(&**dst) {
+                        let mut new = self.netns.command(prog);
+                        new.args(["-w", "5", "-t", ts, "-N", dst]);
+                        new.stdout(Stdio::null()).stderr(Stdio::null());
+                        let _ = run(&mut new, prog)?;
+                        chains.insert(dst.to_string());
+                    }
+                }
+                let words = crate::iptables::split_rule_words(&rule.render());
+                let args = &words[2..]; // after "-A CHAIN"
+                let mut insert = self.netns.command(prog);
+                insert.args(["-w", "5", "-t", ts, "-I", builtin]).args(args);
+                let out = insert.output().map_err(|source| SyncError::Spawn {
+                    program: prog.to_owned(),
+                    source,
+                })?;
+                if !out.status.success() {
+                    return Err(SyncError::Failed {
+                        program: format!("{prog} -t {ts} -I {builtin} {}", args.join(" ")),
+                        status: out.status.to_string(),
+                        stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                    });
+                }
             }
         }
         Ok(())
@@ -442,7 +499,12 @@ impl IptablesSyncer {
 
     /// Reads the namespace's rules back (`iptables-save`) for the tables kube-proxy writes.
     pub fn read_back(&self, table: Table) -> Result<Vec<crate::iptables::TableRules>, SyncError> {
-        let out = run_with_input(&self.netns, self.save_program(), &["-t", table.as_str()], b"")?;
+        let out = run_with_input(
+            &self.netns,
+            self.save_program(),
+            &["-t", table.as_str()],
+            b"",
+        )?;
         Ok(parse_save(&out)?)
     }
 }
@@ -450,7 +512,12 @@ impl IptablesSyncer {
 /// The planning step of a sync, without I/O: which Services to write and which chains to delete.
 ///
 /// `applied` is the state of the last successful sync (`None` before the first one).
-pub fn plan(applied: Option<&Applied>, need_full: bool, compiled: Compiled, stale: &BTreeSet<String>) -> SyncPlan {
+pub fn plan(
+    applied: Option<&Applied>,
+    need_full: bool,
+    compiled: Compiled,
+    stale: &BTreeSet<String>,
+) -> SyncPlan {
     plan_with(PartialMode::KubeProxy, applied, need_full, compiled, stale)
 }
 
@@ -468,14 +535,14 @@ pub fn plan_with(
     if let Some(prev) = applied {
         for g in prev.services.values() {
             for c in &g.chains {
-                if !active.contains(c.as_str()) {
-                    deleted.insert(c.clone());
+                if !active.contains(&**c) {
+                    deleted.insert(c.to_string());
                 }
             }
         }
     }
     for c in stale {
-        if !active.contains(c.as_str()) {
+        if !active.contains(&**c) {
             deleted.insert(c.clone());
         }
     }
@@ -518,7 +585,7 @@ pub fn plan_with(
             }
             for l in &compiled.filter.lines {
                 if let Line::Append(r) = l {
-                    if changed.contains(&(Table::Filter, r.chain.clone())) {
+                    if changed.contains(&(Table::Filter, r.chain.to_string())) {
                         f.lines.push(l.clone());
                     }
                 }

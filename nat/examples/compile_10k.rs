@@ -1,0 +1,70 @@
+//! Compiles N services x 5 endpoints repeatedly (for profiling the compiler):
+//! `cargo run --release -p podnet-nat --example compile_10k -- 10000`.
+
+use podnet_nat::iptables::Protocol;
+use podnet_nat::kube::{
+    ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, SessionAffinity,
+};
+use podnet_nat::proxy::iptables::compile;
+use podnet_nat::proxy::{LocalDetector, NodeSettings};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+fn main() {
+    let n: u32 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
+    let mut s = ClusterState::default();
+    for i in 0..n {
+        let name = ServicePortName {
+            service: ServiceKey {
+                namespace: format!("ns{}", i % 100),
+                name: format!("svc{i}"),
+            },
+            port: "http".into(),
+            protocol: Protocol::Tcp,
+        };
+        s.services.insert(
+            name.clone(),
+            ServicePort {
+                name: name.clone(),
+                cluster_ip: IpAddr::V4(Ipv4Addr::from(0x0a60_0000 + i + 10)),
+                port: 80,
+                node_port: None,
+                external_ips: vec![],
+                load_balancer_vips: vec![],
+                load_balancer_source_ranges: vec![],
+                session_affinity: SessionAffinity::None,
+                health_check_node_port: None,
+                external_policy_local: false,
+                internal_policy_local: false,
+            },
+        );
+        let eps = (0..5)
+            .map(|e| Endpoint {
+                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0af4_0000 + i * 5 + e)), 8080),
+                node_name: Some(format!("node-{}", e)),
+                zone: None,
+                ready: true,
+                serving: true,
+                terminating: false,
+            })
+            .collect();
+        s.endpoints.insert(name, eps);
+    }
+    let mut settings = NodeSettings::new("node-1", IpFamily::V4);
+    settings.local_detector = LocalDetector::ClusterCidr("10.244.0.0/16".parse().unwrap());
+    for _ in 0..10 {
+        let t = Instant::now();
+        let c = compile(&s, &settings);
+        let t1 = t.elapsed();
+        let text = c.render();
+        println!(
+            "compile {:?} render {:?} ({} bytes)",
+            t1,
+            t.elapsed() - t1,
+            text.len()
+        );
+    }
+}
