@@ -149,3 +149,32 @@ fn bad_arguments_are_errors() {
     assert!(matches!(alloc.allocate("a\nb", "eth0"), Err(AllocError::BadArgument { field: "container_id", .. })));
     assert!(matches!(alloc.allocate("a", "e\r\n"), Err(AllocError::BadArgument { field: "ifname", .. })));
 }
+
+#[test]
+fn changes_by_another_process_are_never_hidden_by_memory() {
+    let d = tempfile::tempdir().unwrap();
+    let text = r#""ranges":[[{"subnet":"10.9.0.0/29"}]]"#;
+    let a = PodAllocator::open(conf(d.path(), text)).unwrap();
+    let b = PodAllocator::open(conf(d.path(), text)).unwrap();
+    let first = ips(&a.allocate("c1", "eth0").unwrap());
+    a.allocate("c2", "eth0").unwrap();
+    // Someone else releases c1 and hands its address to c9, many times over (so that the
+    // file system may reuse inode numbers).
+    let dir = d.path().join("net");
+    for round in 0..20 {
+        b.release("c1", "eth0").unwrap();
+        b.release("c9", "eth0").unwrap();
+        fs::write(dir.join("last_reserved_ip.0"), "10.9.0.6").unwrap();
+        let got = ips(&b.allocate_with("c9", "eth0", &["10.9.0.2".parse().unwrap()]).unwrap());
+        assert_eq!(got, first, "round {round}");
+        // a must see that c1 has no address any more: c1 gets a new one, not c9's.
+        let again = ips(&a.allocate("c1", "eth0").unwrap());
+        assert_ne!(again, first, "round {round}: a handed out c9's address from memory");
+        // And a's release of c9 removes exactly c9's file.
+        assert_eq!(a.release("c9", "eth0").unwrap().len(), 1);
+        b.allocate_with("c9", "eth0", &["10.9.0.2".parse().unwrap()]).unwrap();
+        assert_eq!(a.release("c1", "eth0").unwrap().len(), 1);
+        b.release("c9", "eth0").unwrap();
+        b.allocate_with("c1", "eth0", &["10.9.0.2".parse().unwrap()]).unwrap();
+    }
+}

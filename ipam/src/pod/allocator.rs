@@ -11,11 +11,12 @@
 //! host-local's `O_EXCL`). A process killed at any point leaves no half-written lease; a
 //! leftover temporary file is removed by the next lock holder.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Read;
+use std::os::unix::fs::{DirEntryExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -79,9 +80,22 @@ pub struct PodAllocator {
     config: IpamConfig,
     dir: PathBuf,
     lock_path: PathBuf,
-    lock: Mutex<File>,
+    // flock excludes other processes; the mutex excludes threads sharing this open file and
+    // guards what this process remembers of the directory.
+    lock: Mutex<Locked>,
 }
 
+#[derive(Debug)]
+struct Locked {
+    file: File,
+    /// The parsed content of each lease file by name, with the file's inode number. Reused
+    /// only while a fresh directory listing shows the same name with the same inode (lease
+    /// files are never changed in place, only created and removed), and a lease about to be
+    /// returned or removed is read again first.
+    cache: HashMap<String, (u64, Content)>,
+}
+
+#[derive(Debug, Clone)]
 enum Content {
     Lease { id: String, ifname: Option<String> },
     Empty,
@@ -127,7 +141,10 @@ impl PodAllocator {
             config,
             dir,
             lock_path,
-            lock: Mutex::new(lock),
+            lock: Mutex::new(Locked {
+                file: lock,
+                cache: HashMap::new(),
+            }),
         })
     }
 
@@ -141,20 +158,53 @@ impl PodAllocator {
         &self.dir
     }
 
-    fn locked<R>(&self, f: impl FnOnce() -> Result<R, AllocError>) -> Result<R, AllocError> {
-        let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let _fl = FlockGuard::lock(&guard).map_err(|e| AllocError::io(&self.lock_path, e))?;
-        f()
+    fn locked<R>(
+        &self,
+        f: impl FnOnce(&mut HashMap<String, (u64, Content)>) -> Result<R, AllocError>,
+    ) -> Result<R, AllocError> {
+        let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Locked { file, cache } = &mut *guard;
+        let _fl = FlockGuard::lock(file).map_err(|e| AllocError::io(&self.lock_path, e))?;
+        f(cache)
     }
 
-    /// Reads every lease file. Unreadable ones are skipped with a warning naming the file.
-    /// With `clean`, stale temporary files are removed (only valid under the lock).
-    fn scan(&self, clean: bool) -> Result<Scan, AllocError> {
+    /// Reads one lease file: open, one read, close.
+    fn read_lease(path: &Path) -> io::Result<Content> {
+        let mut f = File::open(path)?;
+        let mut buf = [0u8; 512];
+        let n = f.read(&mut buf)?;
+        if n < buf.len() {
+            return Ok(parse_content(&buf[..n]));
+        }
+        let mut data = buf.to_vec();
+        f.read_to_end(&mut data)?;
+        Ok(parse_content(&data))
+    }
+
+    /// Whether the file for `ip` still holds `id`'s lease (on `ifname`, or in the old format).
+    fn confirm(&self, ip: IpAddr, id: &str, ifname: Option<&str>) -> bool {
+        match Self::read_lease(&self.dir.join(ip.to_string())) {
+            Ok(Content::Lease { id: i, ifname: f }) => {
+                i == id && (f.is_none() || ifname.is_none() || f.as_deref() == ifname)
+            }
+            _ => false,
+        }
+    }
+
+    /// Lists the directory and parses every lease file (reusing `cache` where the name and
+    /// inode are unchanged). Unreadable files are skipped with a warning naming them. With
+    /// `clean`, stale temporary files are removed (only valid under the lock).
+    fn scan(
+        &self,
+        mut cache: Option<&mut HashMap<String, (u64, Content)>>,
+        clean: bool,
+    ) -> Result<Scan, AllocError> {
         let mut scan = Scan {
             leases: Vec::new(),
             empty: Vec::new(),
             taken: HashSet::new(),
         };
+        let mut seen: HashSet<String> = HashSet::new();
         let rd = fs::read_dir(&self.dir).map_err(|e| AllocError::io(&self.dir, e))?;
         for entry in rd {
             let entry = entry.map_err(|e| AllocError::io(&self.dir, e))?;
@@ -168,36 +218,61 @@ impl PodAllocator {
             }
             let Ok(ip) = name.parse::<IpAddr>() else { continue };
             scan.taken.insert(ip);
-            let path = entry.path();
-            let data = match fs::read(&path) {
-                Ok(d) => d,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "skipping unreadable lease file");
-                    continue;
+            let ino = entry.ino();
+            let cached = cache
+                .as_deref()
+                .and_then(|c| c.get(name.as_ref()))
+                .filter(|(i, _)| *i == ino)
+                .map(|(_, c)| c.clone());
+            let content = match cached {
+                Some(c) => c,
+                None => {
+                    let path = entry.path();
+                    let content = match Self::read_lease(&path) {
+                        Ok(c) => c,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => {
+                            tracing::warn!(path = %path.display(), error = %e, "skipping unreadable lease file");
+                            continue;
+                        }
+                    };
+                    match &content {
+                        Content::Empty => {
+                            tracing::warn!(path = %path.display(), "skipping empty lease file (a writer died?)")
+                        }
+                        Content::Corrupt(reason) => {
+                            tracing::warn!(path = %path.display(), reason, "skipping corrupt lease file")
+                        }
+                        Content::Lease { .. } => {}
+                    }
+                    if let Some(c) = cache.as_deref_mut() {
+                        c.insert(name.to_string(), (ino, content.clone()));
+                    }
+                    content
                 }
             };
-            match parse_content(&data) {
+            if cache.is_some() {
+                seen.insert(name.to_string());
+            }
+            match content {
                 Content::Lease { id, ifname } => scan.leases.push(PodLease {
                     ip,
                     container_id: id,
                     ifname,
                 }),
-                Content::Empty => {
-                    tracing::warn!(path = %path.display(), "skipping empty lease file (a writer died?)");
-                    scan.empty.push(ip);
-                }
-                Content::Corrupt(reason) => {
-                    tracing::warn!(path = %path.display(), reason, "skipping corrupt lease file");
-                }
+                Content::Empty => scan.empty.push(ip),
+                Content::Corrupt(_) => {}
             }
+        }
+        if let Some(c) = cache {
+            c.retain(|k, _| seen.contains(k));
         }
         Ok(scan)
     }
 
     /// Every lease in the directory (corrupt files are skipped with a warning).
     pub fn leases(&self) -> Result<Vec<PodLease>, AllocError> {
-        let mut l = self.scan(false)?.leases;
+        let mut l = self.scan(None, false)?.leases;
         l.sort_by_key(|l| (to_u128(l.ip), l.ip.is_ipv6()));
         Ok(l)
     }
@@ -266,8 +341,17 @@ impl PodAllocator {
                 });
             }
         }
-        self.locked(|| {
-            let mut scan = self.scan(true)?;
+        self.locked(|cache| {
+            let mut scan = self.scan(Some(&mut *cache), true)?;
+            let stale = scan.leases.iter().any(|l| {
+                l.container_id == id
+                    && l.ifname.as_deref().is_none_or(|i| i == ifname)
+                    && !self.confirm(l.ip, id, Some(ifname))
+            });
+            if stale {
+                cache.clear();
+                scan = self.scan(Some(&mut *cache), true)?;
+            }
             let content = format!("{id}\r\n{ifname}");
             let mut tmp: Option<PathBuf> = None;
             let mut made: Vec<PathBuf> = Vec::new();
@@ -299,6 +383,18 @@ impl PodAllocator {
                         Some(ip) => self.take_requested(idx, set, ip, &tmp_path, &scan)?,
                         None => self.take_next(idx, set, &tmp_path, &scan)?,
                     };
+                    if let Ok(meta) = fs::metadata(&tmp_path) {
+                        cache.insert(
+                            ip.to_string(),
+                            (
+                                meta.ino(),
+                                Content::Lease {
+                                    id: id.to_string(),
+                                    ifname: Some(ifname.to_string()),
+                                },
+                            ),
+                        );
+                    }
                     scan.taken.insert(ip);
                     made.push(self.dir.join(ip.to_string()));
                     // One file per lease: never share an inode between two addresses.
@@ -318,6 +414,7 @@ impl PodAllocator {
                     for p in made {
                         let _ = fs::remove_file(p);
                     }
+                    cache.clear();
                     Err(e)
                 }
             }
@@ -431,32 +528,43 @@ impl PodAllocator {
     /// id-only format are matched by id when no exact match exists (host-local's rule).
     pub fn release(&self, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>, AllocError> {
         let id = container_id.trim();
-        self.locked(|| {
-            let scan = self.scan(true)?;
-            let exact: Vec<IpAddr> = scan
-                .leases
-                .iter()
-                .filter(|l| l.container_id == id && l.ifname.as_deref() == Some(ifname))
-                .map(|l| l.ip)
-                .collect();
-            let victims = if exact.is_empty() {
+        self.locked(|cache| {
+            let victims_of = |scan: &Scan| -> Vec<(IpAddr, Option<String>)> {
+                let exact: Vec<(IpAddr, Option<String>)> = scan
+                    .leases
+                    .iter()
+                    .filter(|l| l.container_id == id && l.ifname.as_deref() == Some(ifname))
+                    .map(|l| (l.ip, l.ifname.clone()))
+                    .collect();
+                if !exact.is_empty() {
+                    return exact;
+                }
                 scan.leases
                     .iter()
                     .filter(|l| l.container_id == id && l.ifname.is_none())
-                    .map(|l| l.ip)
+                    .map(|l| (l.ip, None))
                     .collect()
-            } else {
-                exact
             };
-            for ip in &victims {
+            let mut victims = victims_of(&self.scan(Some(&mut *cache), true)?);
+            // Read again before removing: never trust memory to delete a lease.
+            if victims
+                .iter()
+                .any(|(ip, f)| !self.confirm(*ip, id, f.as_deref()))
+            {
+                cache.clear();
+                victims = victims_of(&self.scan(Some(&mut *cache), true)?);
+            }
+            let mut released = Vec::with_capacity(victims.len());
+            for (ip, _) in victims {
                 let path = self.dir.join(ip.to_string());
                 match fs::remove_file(&path) {
-                    Ok(()) => {}
+                    Ok(()) => released.push(ip),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(AllocError::io(&path, e)),
                 }
+                cache.remove(&ip.to_string());
             }
-            Ok(victims)
+            Ok(released)
         })
     }
 
@@ -474,8 +582,9 @@ impl PodAllocator {
             .map(|(a, b)| (a.as_ref().trim().to_string(), b.as_ref().to_string()))
             .collect();
         let live_ids: HashSet<&str> = live.iter().map(|(a, _)| a.as_str()).collect();
-        self.locked(|| {
-            let scan = self.scan(true)?;
+        self.locked(|cache| {
+            cache.clear();
+            let scan = self.scan(None, true)?;
             let mut report = GcReport::default();
             for l in &scan.leases {
                 let alive = match &l.ifname {
