@@ -1,0 +1,100 @@
+//! Syncs in a namespace: a failing partial sync falls back to a full one (kube-proxy's
+//! TestSyncProxyRulesRepeated failure scenario), and a failed restore leaves the previous rules
+//! in place.
+
+use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
+use podnet_nat::proxy::NodeSettings;
+use podnet_nat::proxy::sync::{IptablesSyncer, PartialMode};
+use podnet_testsupport::{TestNs, require_root};
+
+fn svc(ns: &str, name: &str, ip: &str, ep: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\n\
+         spec:\n  clusterIP: {ip}\n  ports: [{{name: p80, port: 80, protocol: TCP}}]\n\
+         ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+         metadata: {{name: {name}-1, namespace: {ns}, labels: {{kubernetes.io/service-name: {name}}}}}\n\
+         addressType: IPv4\nports: [{{name: p80, port: 80, protocol: TCP}}]\nendpoints: [{{addresses: [{ep}]}}]\n"
+    )
+}
+
+fn state(yaml: &str) -> ClusterState {
+    let (objs, w) = parse_objects(yaml, "t");
+    assert!(w.is_empty(), "{w:?}");
+    ClusterState::from_objects(&objs, IpFamily::V4).0
+}
+
+#[test]
+fn failed_partial_sync_falls_back_to_full() {
+    require_root!();
+    let node = TestNs::new("sync-fallback");
+    for mode in [PartialMode::KubeProxy, PartialMode::Minimal] {
+        let mut syncer =
+            IptablesSyncer::new(node.ns().clone(), NodeSettings::new("n1", IpFamily::V4))
+                .with_partial_mode(mode);
+        let s3 = svc("ns3", "svc3", "10.96.0.43", "10.244.0.3");
+        let s4 = svc("ns4", "svc4", "10.96.0.44", "10.244.0.4");
+        assert!(syncer.sync(&state(&(s3.clone() + &s4))).unwrap().full);
+        // A stray jump from svc3's chain to svc4's endpoint chain: deleting svc4 in a partial
+        // sync fails (its chain is still referenced); the full sync rewrites svc3's chain too.
+        let nat = node.exec("iptables-save", &["-t", "nat"]);
+        let sep4 = nat
+            .lines()
+            .find(|l| l.starts_with("-A KUBE-SEP-") && l.contains("10.244.0.4:80"))
+            .and_then(|l| l.split(' ').nth(1))
+            .unwrap()
+            .to_owned();
+        let svc3 = nat
+            .lines()
+            .find(|l| l.contains("ns3/svc3:p80 cluster IP") && l.starts_with("-A KUBE-SERVICES"))
+            .and_then(|l| l.split("-j ").nth(1))
+            .unwrap()
+            .to_owned();
+        node.exec("iptables", &["-t", "nat", "-A", &svc3, "-j", &sep4]);
+        let report = syncer
+            .sync(&state(&s3))
+            .expect("fallback full sync succeeds");
+        assert!(report.full && report.fell_back, "{mode:?}: {report:?}");
+        let nat = node.exec("iptables-save", &["-t", "nat"]);
+        assert!(
+            !nat.contains(&sep4),
+            "{mode:?}: svc4's chain should be gone:\n{nat}"
+        );
+        assert!(nat.contains("ns3/svc3:p80 cluster IP"));
+        // Clean up for the next mode.
+        syncer.sync(&ClusterState::default()).unwrap();
+    }
+}
+
+#[test]
+fn a_refused_restore_leaves_the_previous_rules() {
+    require_root!();
+    let node = TestNs::new("sync-refused");
+    let mut syncer = IptablesSyncer::new(node.ns().clone(), NodeSettings::new("n1", IpFamily::V4));
+    let s1 = svc("ns1", "svc1", "10.96.0.41", "10.244.0.1");
+    syncer.sync(&state(&s1)).unwrap();
+    let before = node.exec("iptables-save", &["-t", "nat"]);
+    // A chain we do not own jumps to the endpoint chain the next sync must delete, so the nat
+    // commit fails (partial, then full): nothing of it may be applied.
+    let sep = before
+        .lines()
+        .find(|l| l.starts_with("-A KUBE-SEP-"))
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap()
+        .to_owned();
+    node.exec("iptables", &["-t", "nat", "-N", "OTHER"]);
+    node.exec("iptables", &["-t", "nat", "-A", "OTHER", "-j", &sep]);
+    let err = syncer.sync(&ClusterState::default());
+    assert!(err.is_err(), "deleting a referenced chain must fail");
+    let after = node.exec("iptables-save", &["-t", "nat"]);
+    let rules = |t: &str| {
+        t.lines()
+            .filter(|l| l.starts_with("-A KUBE-"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        rules(&before),
+        rules(&after),
+        "rules changed by a refused sync"
+    );
+}
