@@ -18,7 +18,7 @@ pub struct PacketBuf {
 impl PacketBuf {
     /// An empty packet with `headroom` free bytes in front and room for `capacity` more bytes.
     pub fn with_headroom(headroom: usize, capacity: usize) -> PacketBuf {
-        let mut buf = BytesMut::with_capacity(headroom + capacity);
+        let mut buf = BytesMut::with_capacity(headroom.saturating_add(capacity));
         buf.resize(headroom, 0);
         PacketBuf {
             buf,
@@ -80,7 +80,7 @@ impl PacketBuf {
     #[inline]
     pub(crate) fn prepend_unzeroed(&mut self, n: usize) -> &mut [u8] {
         if n > self.head {
-            let extra = n - self.head + 64;
+            let extra = (n - self.head).saturating_add(64);
             let mut grown = BytesMut::with_capacity(self.buf.len() + extra);
             grown.resize(extra, 0);
             grown.extend_from_slice(&self.buf);
@@ -113,7 +113,7 @@ impl PacketBuf {
 
     /// Shortens the packet to `len` bytes (no effect when it is not longer).
     pub fn truncate(&mut self, len: usize) {
-        self.buf.truncate(self.head + len);
+        self.buf.truncate(self.head.saturating_add(len));
     }
 
     /// The packet as a [`BytesMut`], without the headroom and without copying.
