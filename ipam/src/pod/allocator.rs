@@ -445,11 +445,26 @@ impl PodAllocator {
             Err(e) => return Err(AllocError::io(&path, e)),
         }
         let last = self.dir.join(format!("{LAST_RESERVED_PREFIX}{set}"));
-        if let Err(e) = sys::write_atomic(&last, ip.to_string().as_bytes(), 0o644, false) {
+        if let Err(e) = Self::write_last_reserved(&last, ip) {
             let _ = fs::remove_file(&path);
             return Err(AllocError::io(&last, e));
         }
         Ok(true)
+    }
+
+    /// Rewrites `last_reserved_ip.<n>` in place, as host-local does (creating a file per
+    /// allocation costs more than the allocation). A process killed mid-way can only leave a
+    /// wrong or unreadable round-robin hint, which costs round-robin order, never a lease.
+    fn write_last_reserved(path: &Path, ip: IpAddr) -> io::Result<()> {
+        let text = ip.to_string();
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)?;
+        f.write_all(text.as_bytes())?;
+        f.set_len(text.len() as u64)
     }
 
     fn take_requested(
