@@ -327,3 +327,69 @@ pub fn decapsulate_vxlan(frame: &[u8], port: u16) -> Result<VxlanDecap<'_>> {
         inner_range: start..layout.payload_end,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::PacketBuf;
+    use std::net::Ipv4Addr;
+
+    fn frame(udp_checksum: bool) -> Vec<u8> {
+        let mut buf = PacketBuf::from_payload(VxlanEncap::HEADROOM, &[0x5a; 60]);
+        let mut u = Underlay::new(
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            MacAddr([2, 0, 0, 0, 0, 2]),
+            IpPair::V4 {
+                src: Ipv4Addr::new(198, 18, 0, 1),
+                dst: Ipv4Addr::new(198, 18, 0, 2),
+            },
+        );
+        u.udp_checksum = udp_checksum;
+        VxlanEncap::new(u, vxlan::Vni::new(9).unwrap())
+            .encapsulate(&mut buf)
+            .unwrap();
+        buf.as_slice().to_vec()
+    }
+
+    #[test]
+    fn decapsulation_refuses_what_it_must() {
+        let good = frame(true);
+        assert!(decapsulate_vxlan(&good, 4789).is_ok());
+        assert_eq!(
+            decapsulate_vxlan(&good, 8472).unwrap_err(),
+            unsupported(Layer::Udp, "destination port")
+        );
+        // A flipped payload bit breaks the UDP checksum ...
+        let mut b = good.clone();
+        *b.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            decapsulate_vxlan(&b, 4789).unwrap_err(),
+            Error::BadChecksum { layer: Layer::Udp }
+        );
+        // ... which a zero checksum over IPv4 does not have.
+        let mut b = frame(false);
+        *b.last_mut().unwrap() ^= 1;
+        assert!(decapsulate_vxlan(&b, 4789).is_ok());
+        // A fragment (MF set, header checksum repaired).
+        let mut b = good.clone();
+        b[14 + 6] |= 0x20;
+        ipv4::Packet::new_checked(&mut b[14..])
+            .unwrap()
+            .fill_checksum();
+        assert_eq!(
+            decapsulate_vxlan(&b, 4789).unwrap_err(),
+            unsupported(Layer::Ipv4, "fragment")
+        );
+        // A bad outer header checksum.
+        let mut b = good.clone();
+        b[14 + 8] ^= 1;
+        assert_eq!(
+            decapsulate_vxlan(&b, 4789).unwrap_err(),
+            Error::BadChecksum { layer: Layer::Ipv4 }
+        );
+        // Cut anywhere: an error, never a panic.
+        for n in 0..good.len() {
+            assert!(decapsulate_vxlan(&good[..n], 4789).is_err(), "cut at {n}");
+        }
+    }
+}
