@@ -113,19 +113,28 @@ fn resolve(
     max: Option<u128>,
     names: &FamilyNames,
 ) -> Result<Layout, ConfigError> {
-    let (max_len, default_len, min_net) = if bits == 32 { (30, 24, 28) } else { (126, 64, 124) };
+    let (max_len, default_len, min_net) = if bits == 32 {
+        (30, 24, 28)
+    } else {
+        (126, 64, 124)
+    };
     let subnet_len = match subnet_len {
         Some(len) if len > 0 => {
             if len > max_len {
                 return Err(ConfigError::invalid(
                     names.subnet_len,
-                    format!("{len} is too long: SubnetLen must be less than /{}", max_len + 1),
+                    format!(
+                        "{len} is too long: SubnetLen must be less than /{}",
+                        max_len + 1
+                    ),
                 ));
             }
             if len < u64::from(network_len) + 2 {
                 return Err(ConfigError::invalid(
                     names.subnet_len,
-                    format!("/{len} is too short: the network /{network_len} must hold at least four subnets"),
+                    format!(
+                        "/{len} is too short: the network /{network_len} must hold at least four subnets"
+                    ),
                 ));
             }
             len as u8
@@ -271,9 +280,9 @@ impl NetworkConfig {
                 .string("Network")
                 .map_err(field_err("Network"))?
                 .ok_or(ConfigError::Missing { field: "Network" })?;
-            let net: Ipv4Net = s
-                .parse()
-                .map_err(|_| ConfigError::invalid("Network", format!("{s:?} is not an IPv4 CIDR")))?;
+            let net: Ipv4Net = s.parse().map_err(|_| {
+                ConfigError::invalid("Network", format!("{s:?} is not an IPv4 CIDR"))
+            })?;
             let net = net.trunc();
             if net.prefix_len() == 0 && net.addr().is_unspecified() {
                 return Err(ConfigError::invalid("Network", "0.0.0.0/0 is empty"));
@@ -359,9 +368,8 @@ impl NetworkConfig {
     /// Whether an IPv4 subnet may be leased under this config (right length, within
     /// [SubnetMin, SubnetMax]); flannel's `isSubnetConfigCompat`.
     pub fn fits_v4(&self, subnet: Ipv4Net) -> bool {
-        self.v4_layout().is_some_and(|l| {
-            l.fits(u128::from(u32::from(subnet.addr())), subnet.prefix_len())
-        })
+        self.v4_layout()
+            .is_some_and(|l| l.fits(u128::from(u32::from(subnet.addr())), subnet.prefix_len()))
     }
 
     /// Whether an IPv6 subnet may be leased under this config.
@@ -429,9 +437,18 @@ mod tests {
         assert_eq!(err_field(r#"{}"#), "Network");
         assert_eq!(err_field(r#"{"Network":"10.5.0.0"}"#), "Network");
         assert_eq!(err_field(r#"{"Network":"10.5.0.0/29"}"#), "Network");
-        assert_eq!(err_field(r#"{"Network":"10.5.0.0/16","SubnetLen":31}"#), "SubnetLen");
-        assert_eq!(err_field(r#"{"Network":"10.5.0.0/16","SubnetLen":17}"#), "SubnetLen");
-        assert_eq!(err_field(r#"{"Network":"10.5.0.0/16","SubnetLen":"x"}"#), "SubnetLen");
+        assert_eq!(
+            err_field(r#"{"Network":"10.5.0.0/16","SubnetLen":31}"#),
+            "SubnetLen"
+        );
+        assert_eq!(
+            err_field(r#"{"Network":"10.5.0.0/16","SubnetLen":17}"#),
+            "SubnetLen"
+        );
+        assert_eq!(
+            err_field(r#"{"Network":"10.5.0.0/16","SubnetLen":"x"}"#),
+            "SubnetLen"
+        );
         assert_eq!(
             err_field(r#"{"Network":"10.5.0.0/16","SubnetMin":"10.6.0.0"}"#),
             "SubnetMin"
@@ -444,12 +461,20 @@ mod tests {
             err_field(r#"{"Network":"10.5.0.0/16","SubnetMax":"10.5.1.128"}"#),
             "SubnetMax"
         );
-        assert_eq!(err_field(r#"{"Network":"10.5.0.0/16","EnableIPv6":true}"#), "IPv6Network");
         assert_eq!(
-            err_field(r#"{"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","IPv6SubnetLen":127}"#),
+            err_field(r#"{"Network":"10.5.0.0/16","EnableIPv6":true}"#),
+            "IPv6Network"
+        );
+        assert_eq!(
+            err_field(
+                r#"{"Network":"10.5.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","IPv6SubnetLen":127}"#
+            ),
             "IPv6SubnetLen"
         );
-        assert_eq!(err_field(r#"{"Network":"10.5.0.0/16","Backend":{"Type":5}}"#), "Backend.Type");
+        assert_eq!(
+            err_field(r#"{"Network":"10.5.0.0/16","Backend":{"Type":5}}"#),
+            "Backend.Type"
+        );
         assert!(matches!(
             NetworkConfig::parse("[1,2]").unwrap_err(),
             ConfigError::NotJson { .. }

@@ -24,11 +24,7 @@ impl Fields {
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v),
         }?;
-        if raw.get() == "null" {
-            None
-        } else {
-            Some(raw)
-        }
+        if raw.get() == "null" { None } else { Some(raw) }
     }
 
     /// The field, kept raw even when it is `null` (Go's RawMessage keeps `null`).

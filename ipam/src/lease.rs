@@ -282,10 +282,20 @@ mod tests {
         };
         assert_eq!(s.key_name(), "10.5.52.0-24&fc00:0:0:34::-64");
         assert_eq!(
-            LeaseSubnets::parse_key_name("/coreos.com/network/subnets/10.5.52.0-24&fc00:0:0:34::-64"),
+            LeaseSubnets::parse_key_name(
+                "/coreos.com/network/subnets/10.5.52.0-24&fc00:0:0:34::-64"
+            ),
             Some(s)
         );
-        for bad in ["10.5.52.0", "10.5.52.0-33", "10.5.52-24", "x-24", "10.5.52.0-24&zz::-64", "0.0.0.0-0", "10.5.52.0-+4"] {
+        for bad in [
+            "10.5.52.0",
+            "10.5.52.0-33",
+            "10.5.52-24",
+            "x-24",
+            "10.5.52.0-24&zz::-64",
+            "0.0.0.0-0",
+            "10.5.52.0-+4",
+        ] {
             assert_eq!(LeaseSubnets::parse_key_name(bad), None, "{bad}");
         }
         let v6only = LeaseSubnets::parse_key_name("0.0.0.0-0&fc00::-64").unwrap();
@@ -300,8 +310,19 @@ mod tests {
         assert_eq!(a.public_ip, Ipv4Addr::new(192, 168, 64, 3));
         assert_eq!(a.to_json(), text);
         let b = LeaseAttrs::from_json(r#"{"publicip":"1.2.3.4","PublicIPv6":"fd00::1"}"#).unwrap();
-        assert_eq!(b.to_json(), r#"{"PublicIP":"1.2.3.4","PublicIPv6":"fd00::1"}"#);
-        assert_eq!(LeaseAttrs::from_json("{not json").unwrap_err().field, "value");
-        assert_eq!(LeaseAttrs::from_json(r#"{"PublicIP":"x"}"#).unwrap_err().field, "PublicIP");
+        assert_eq!(
+            b.to_json(),
+            r#"{"PublicIP":"1.2.3.4","PublicIPv6":"fd00::1"}"#
+        );
+        assert_eq!(
+            LeaseAttrs::from_json("{not json").unwrap_err().field,
+            "value"
+        );
+        assert_eq!(
+            LeaseAttrs::from_json(r#"{"PublicIP":"x"}"#)
+                .unwrap_err()
+                .field,
+            "PublicIP"
+        );
     }
 }

@@ -40,9 +40,9 @@ mod sys;
 
 pub use config::NetworkConfig;
 pub use error::{AllocError, ConfigError, LeaseError, StoreError, SubnetEnvError};
-pub use lease::{AttrsError, Lease, LeaseAttrs, LeaseSubnets, DEFAULT_PREFIX};
+pub use lease::{AttrsError, DEFAULT_PREFIX, Lease, LeaseAttrs, LeaseSubnets};
 pub use manager::{LeaseEvent, LeaseWatch, ManagerOptions, SubnetManager};
-pub use pod::{Allocation, GcReport, IpamConfig, PodAllocator, PodLease, Range, DEFAULT_DATA_DIR};
+pub use pod::{Allocation, DEFAULT_DATA_DIR, GcReport, IpamConfig, PodAllocator, PodLease, Range};
 #[cfg(feature = "etcd")]
 pub use store::EtcdStore;
 pub use store::{FileStore, FileStoreOptions, KeyValue, Listing, Store, StoreEvent, StoreWatch};

@@ -9,7 +9,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::config::{Layout, NetworkConfig};
 use crate::error::{LeaseError, StoreError};
-use crate::lease::{Lease, LeaseAttrs, LeaseSubnets, DEFAULT_PREFIX};
+use crate::lease::{DEFAULT_PREFIX, Lease, LeaseAttrs, LeaseSubnets};
 use crate::store::{KeyValue, Store, StoreEvent, StoreWatch};
 use crate::sys;
 
@@ -138,8 +138,10 @@ impl<S: Store> SubnetManager<S> {
     /// Checks a network config and stores it (what `etcdctl put <prefix>/config` does).
     pub fn put_network_config(&self, text: &str) -> Result<NetworkConfig, LeaseError> {
         let key = self.config_key();
-        let config =
-            NetworkConfig::parse(text).map_err(|source| LeaseError::Config { key: key.clone(), source })?;
+        let config = NetworkConfig::parse(text).map_err(|source| LeaseError::Config {
+            key: key.clone(),
+            source,
+        })?;
         self.store.put(&key, text.as_bytes(), None)?;
         Ok(config)
     }
@@ -203,7 +205,11 @@ impl<S: Store> SubnetManager<S> {
     }
 
     fn ttl_for(&self, reservation: bool) -> Option<Duration> {
-        if reservation { None } else { Some(self.options.ttl) }
+        if reservation {
+            None
+        } else {
+            Some(self.options.ttl)
+        }
     }
 
     /// Acquires this node's lease.
@@ -234,7 +240,10 @@ impl<S: Store> SubnetManager<S> {
                 let key = self.lease_key(&own.subnets);
                 if Self::fits(&config, &own.subnets) {
                     let ttl = self.ttl_for(own.is_reservation());
-                    match self.store.update(&key, value.as_bytes(), ttl, own.revision)? {
+                    match self
+                        .store
+                        .update(&key, value.as_bytes(), ttl, own.revision)?
+                    {
                         Some(revision) => {
                             tracing::info!(%key, "reusing this node's lease");
                             return Ok(Lease {
@@ -283,7 +292,10 @@ impl<S: Store> SubnetManager<S> {
         let key = self.lease_key(&lease.subnets);
         let value = lease.attrs.to_json();
         let ttl = self.ttl_for(lease.is_reservation());
-        let revision = match self.store.update(&key, value.as_bytes(), ttl, lease.revision)? {
+        let revision = match self
+            .store
+            .update(&key, value.as_bytes(), ttl, lease.revision)?
+        {
             Some(r) => r,
             None => match self.store.get(&key)? {
                 None => self
@@ -315,7 +327,10 @@ impl<S: Store> SubnetManager<S> {
     pub fn renew_delay(&self, lease: &Lease) -> Option<Duration> {
         let exp = lease.expiration?;
         let due = exp.checked_sub(self.options.renew_margin).unwrap_or(exp);
-        Some(due.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+        Some(
+            due.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        )
     }
 
     /// Renews the lease if its renewal is due; returns whether it did.
@@ -362,7 +377,11 @@ impl<S: Store> SubnetManager<S> {
     /// `revision` (see [`leases`](Self::leases)), e.g. kept across a restart. No snapshot is
     /// sent; changes since `revision` come as events. If the store compacted that history
     /// meanwhile, the watch lists again and reports the difference.
-    pub fn watch_from(&self, known: Vec<Lease>, revision: u64) -> Result<LeaseWatch<'_, S>, LeaseError> {
+    pub fn watch_from(
+        &self,
+        known: Vec<Lease>,
+        revision: u64,
+    ) -> Result<LeaseWatch<'_, S>, LeaseError> {
         let known = known
             .into_iter()
             .map(|l| (self.lease_key(&l.subnets), l))
@@ -381,15 +400,20 @@ fn pick_free(config: &NetworkConfig, taken: &[LeaseSubnets]) -> Result<LeaseSubn
     let ipv4 = match config.v4_layout() {
         None => None,
         Some(layout) => {
-            let taken = taken
-                .iter()
-                .filter_map(|l| l.ipv4)
-                .map(|n| (u128::from(u32::from(n.network())), u128::from(u32::from(n.broadcast()))));
+            let taken = taken.iter().filter_map(|l| l.ipv4).map(|n| {
+                (
+                    u128::from(u32::from(n.network())),
+                    u128::from(u32::from(n.broadcast())),
+                )
+            });
             let base = pick_in(&layout, taken).ok_or_else(|| LeaseError::NetworkFull {
                 network: config.network.map(|n| n.to_string()).unwrap_or_default(),
                 subnet_len: layout.subnet_len,
             })?;
-            Some(Ipv4Net::new(Ipv4Addr::from(base as u32), layout.subnet_len).map_err(|_| LeaseError::Empty)?)
+            Some(
+                Ipv4Net::new(Ipv4Addr::from(base as u32), layout.subnet_len)
+                    .map_err(|_| LeaseError::Empty)?,
+            )
         }
     };
     let ipv6 = match config.v6_layout() {
@@ -400,10 +424,16 @@ fn pick_free(config: &NetworkConfig, taken: &[LeaseSubnets]) -> Result<LeaseSubn
                 .filter_map(|l| l.ipv6)
                 .map(|n| (u128::from(n.network()), u128::from(n.broadcast())));
             let base = pick_in(&layout, taken).ok_or_else(|| LeaseError::NetworkFull {
-                network: config.ipv6_network.map(|n| n.to_string()).unwrap_or_default(),
+                network: config
+                    .ipv6_network
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
                 subnet_len: layout.subnet_len,
             })?;
-            Some(Ipv6Net::new(Ipv6Addr::from(base), layout.subnet_len).map_err(|_| LeaseError::Empty)?)
+            Some(
+                Ipv6Net::new(Ipv6Addr::from(base), layout.subnet_len)
+                    .map_err(|_| LeaseError::Empty)?,
+            )
         }
     };
     Ok(LeaseSubnets { ipv4, ipv6 })
@@ -529,8 +559,15 @@ impl<S: Store> LeaseWatch<'_, S> {
                         return Ok(Some(LeaseEvent::Removed(old)));
                     }
                 }
-                Err(StoreError::Compacted { requested, compacted }) => {
-                    tracing::warn!(requested, compacted, "lease watch fell behind compaction; listing again");
+                Err(StoreError::Compacted {
+                    requested,
+                    compacted,
+                }) => {
+                    tracing::warn!(
+                        requested,
+                        compacted,
+                        "lease watch fell behind compaction; listing again"
+                    );
                     self.watch = None;
                     self.relist(false)?;
                 }

@@ -62,9 +62,17 @@ impl SubnetEnv {
     pub fn from_lease(config: &NetworkConfig, lease: &Lease, mtu: u32, ipmasq: bool) -> Self {
         SubnetEnv {
             network: config.network.filter(|_| config.enable_ipv4),
-            subnet: lease.subnets.ipv4.filter(|_| config.enable_ipv4).map(first_v4),
+            subnet: lease
+                .subnets
+                .ipv4
+                .filter(|_| config.enable_ipv4)
+                .map(first_v4),
             ipv6_network: config.ipv6_network.filter(|_| config.enable_ipv6),
-            ipv6_subnet: lease.subnets.ipv6.filter(|_| config.enable_ipv6).map(first_v6),
+            ipv6_subnet: lease
+                .subnets
+                .ipv6
+                .filter(|_| config.enable_ipv6)
+                .map(first_v6),
             mtu,
             ipmasq,
         }
@@ -194,6 +202,9 @@ mod tests {
         assert_eq!(SubnetEnv::read(&path).unwrap(), Some(env));
         assert_eq!(SubnetEnv::read(dir.path().join("nope")).unwrap(), None);
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
     }
 }

@@ -11,8 +11,13 @@ const CHILD_ENV: &str = "PODNET_IPAM_CRASH_CHILD";
 /// In a child process (the test binary re-run with `CHILD_ENV` set): change the store forever.
 #[test]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
-    let slot: u8 = std::env::var("PODNET_IPAM_CRASH_SLOT").unwrap().parse().unwrap();
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let slot: u8 = std::env::var("PODNET_IPAM_CRASH_SLOT")
+        .unwrap()
+        .parse()
+        .unwrap();
     let sm = SubnetManager::new(FileStore::open(&dir).unwrap());
     let attrs = LeaseAttrs::new(std::net::Ipv4Addr::new(198, 18, 9, slot), "vxlan");
     let mut n: u64 = 0;
@@ -20,7 +25,11 @@ fn crash_child() {
         let mut l = sm.acquire(&attrs, None).unwrap();
         sm.renew(&mut l).unwrap();
         sm.store()
-            .put(&format!("/bulk/{slot}"), "x".repeat(1000 + (n % 4000) as usize).as_bytes(), None)
+            .put(
+                &format!("/bulk/{slot}"),
+                "x".repeat(1000 + (n % 4000) as usize).as_bytes(),
+                None,
+            )
             .unwrap();
         if n % 3 == 0 {
             sm.release(&l.subnets).unwrap();
@@ -47,7 +56,8 @@ fn sigkill_never_corrupts_the_file_store() {
     }
     let d = tempfile::tempdir().unwrap();
     let sm = SubnetManager::new(FileStore::open(d.path()).unwrap());
-    sm.put_network_config(r#"{"Network":"10.50.0.0/16"}"#).unwrap();
+    sm.put_network_config(r#"{"Network":"10.50.0.0/16"}"#)
+        .unwrap();
     let mut children: Vec<Child> = (1..=4).map(|s| spawn(d.path(), s)).collect();
     let start = Instant::now();
     let mut seed = 0x2545_f491_4f6c_dd1d_u64 ^ u64::from(std::process::id());
@@ -80,10 +90,23 @@ fn sigkill_never_corrupts_the_file_store() {
         .collect();
     assert!(stray.is_empty(), "temporary files left: {stray:?}");
     // And it still works.
-    let l = sm.acquire(&LeaseAttrs::new("198.18.9.99".parse().unwrap(), "vxlan"), None).unwrap();
+    let l = sm
+        .acquire(
+            &LeaseAttrs::new("198.18.9.99".parse().unwrap(), "vxlan"),
+            None,
+        )
+        .unwrap();
     assert!(store.get(&sm.lease_key(&l.subnets)).unwrap().is_some());
     let bulk = store.list("/bulk/").unwrap();
-    assert!(bulk.revision > 200, "the children made progress (revision {})", bulk.revision);
+    assert!(
+        bulk.revision > 200,
+        "the children made progress (revision {})",
+        bulk.revision
+    );
     eprintln!("store revision after the kills: {}", bulk.revision);
-    assert!(bulk.kvs.iter().all(|kv| kv.value.iter().all(|&b| b == b'x')));
+    assert!(
+        bulk.kvs
+            .iter()
+            .all(|kv| kv.value.iter().all(|&b| b == b'x'))
+    );
 }

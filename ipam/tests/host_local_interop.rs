@@ -34,9 +34,17 @@ fn run(plugin: &Path, cmd: &str, id: &str, ifname: &str, conf: &str) -> (bool, S
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn plugin");
-    child.stdin.take().unwrap().write_all(conf.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 fn conf_text(dir: &Path) -> String {
@@ -86,8 +94,14 @@ fn host_local_and_podnet_share_a_directory() {
     // ...writes the same bytes host-local writes...
     assert_eq!(fs::read(dir.join("10.30.0.14")).unwrap(), b"pn-1\r\neth0");
     assert_eq!(fs::read(dir.join("10.30.0.10")).unwrap(), b"hl-1\r\neth0");
-    assert_eq!(fs::read_to_string(dir.join("last_reserved_ip.0")).unwrap(), "10.30.0.14");
-    assert_eq!(fs::read_to_string(dir.join("last_reserved_ip.1")).unwrap(), "fd30::6");
+    assert_eq!(
+        fs::read_to_string(dir.join("last_reserved_ip.0")).unwrap(),
+        "10.30.0.14"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("last_reserved_ip.1")).unwrap(),
+        "fd30::6"
+    );
     // ...and releases host-local's leases.
     assert_eq!(alloc.release("hl-2", "eth0").unwrap().len(), 2);
     assert!(!dir.join("10.30.0.11").exists());
@@ -109,8 +123,16 @@ fn host_local_and_podnet_share_a_directory() {
     // GC keeps exactly the live ones, whoever wrote them.
     let report = alloc.gc([("hl-1", "eth0"), ("hl-5", "eth0")]).unwrap();
     assert_eq!(report.kept, 4);
-    let left: HashSet<String> = alloc.leases().unwrap().into_iter().map(|l| l.container_id).collect();
-    assert_eq!(left, HashSet::from(["hl-1".to_string(), "hl-5".to_string()]));
+    let left: HashSet<String> = alloc
+        .leases()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.container_id)
+        .collect();
+    assert_eq!(
+        left,
+        HashSet::from(["hl-1".to_string(), "hl-5".to_string()])
+    );
 }
 
 #[test]
@@ -123,7 +145,12 @@ fn podnet_binary_speaks_cni_like_host_local() {
     let (ok2, out2) = run(&ours, "ADD", "c1", "eth0", &conf_text(d2.path()));
     assert!(ok1 && ok2, "{out1} {out2}");
     assert_eq!(addresses(&out1), addresses(&out2));
-    for f in ["10.30.0.10", "fd30::2", "last_reserved_ip.0", "last_reserved_ip.1"] {
+    for f in [
+        "10.30.0.10",
+        "fd30::2",
+        "last_reserved_ip.0",
+        "last_reserved_ip.1",
+    ] {
         assert_eq!(
             fs::read(d1.path().join("interop").join(f)).unwrap(),
             fs::read(d2.path().join("interop").join(f)).unwrap(),
@@ -168,7 +195,11 @@ fn concurrent_host_local_and_podnet_never_share_an_address() {
     }
     let alloc = PodAllocator::open(IpamConfig::parse(&text).unwrap()).unwrap();
     let leases = alloc.leases().unwrap();
-    assert_eq!(leases.len(), 6 * per * 2, "one v4 and one v6 address per container");
+    assert_eq!(
+        leases.len(),
+        6 * per * 2,
+        "one v4 and one v6 address per container"
+    );
     let mut per_family: HashSet<(String, bool)> = HashSet::new();
     for l in &leases {
         assert!(

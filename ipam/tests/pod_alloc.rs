@@ -34,14 +34,23 @@ fn round_robin_skips_gateway_and_exclusions_and_wraps() {
         .map(|i| ips(&alloc.allocate(&format!("c{i}"), "eth0").unwrap())[0].clone())
         .collect();
     assert_eq!(got, ["10.1.0.2/29", "10.1.0.4/29", "10.1.0.6/29"]);
-    assert_eq!(fs::read_to_string(d.path().join("net/last_reserved_ip.0")).unwrap(), "10.1.0.6");
+    assert_eq!(
+        fs::read_to_string(d.path().join("net/last_reserved_ip.0")).unwrap(),
+        "10.1.0.6"
+    );
     match alloc.allocate("c9", "eth0") {
         Err(AllocError::Exhausted { index: 0, ranges }) => assert_eq!(ranges, "10.1.0.1-10.1.0.6"),
         other => panic!("{other:?}"),
     }
     // Free .2; round robin continues after .6 and wraps to .2.
-    assert_eq!(alloc.release("c0", "eth0").unwrap(), ["10.1.0.2".parse::<IpAddr>().unwrap()]);
-    assert_eq!(ips(&alloc.allocate("c10", "eth0").unwrap()), ["10.1.0.2/29"]);
+    assert_eq!(
+        alloc.release("c0", "eth0").unwrap(),
+        ["10.1.0.2".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        ips(&alloc.allocate("c10", "eth0").unwrap()),
+        ["10.1.0.2/29"]
+    );
 }
 
 #[test]
@@ -59,10 +68,16 @@ fn range_sets_each_give_one_address_and_roll_back_together() {
     // Idempotent for the same container and interface.
     assert_eq!(alloc.allocate("c1", "eth0").unwrap(), a);
     // Another interface of the same container is another lease.
-    assert_eq!(ips(&alloc.allocate("c1", "net1").unwrap()), ["10.2.0.11/24", "fd02::2/120"]);
+    assert_eq!(
+        ips(&alloc.allocate("c1", "net1").unwrap()),
+        ["10.2.0.11/24", "fd02::2/120"]
+    );
     // The IPv4 set is now full: nothing is left behind in the IPv6 set either.
     let before = alloc.leases().unwrap().len();
-    assert!(matches!(alloc.allocate("c2", "eth0"), Err(AllocError::Exhausted { index: 0, .. })));
+    assert!(matches!(
+        alloc.allocate("c2", "eth0"),
+        Err(AllocError::Exhausted { index: 0, .. })
+    ));
     assert_eq!(alloc.leases().unwrap().len(), before);
     // Release gives back both families.
     assert_eq!(alloc.release("c1", "eth0").unwrap().len(), 2);
@@ -88,12 +103,24 @@ fn requested_address() {
     let d = tempfile::tempdir().unwrap();
     let alloc = PodAllocator::open(conf(d.path(), r#""subnet":"10.4.0.0/24""#)).unwrap();
     let ip: IpAddr = "10.4.0.77".parse().unwrap();
-    assert_eq!(ips(&alloc.allocate_with("a", "eth0", &[ip]).unwrap()), ["10.4.0.77/24"]);
-    assert!(matches!(alloc.allocate_with("b", "eth0", &[ip]), Err(AllocError::Unavailable { .. })));
+    assert_eq!(
+        ips(&alloc.allocate_with("a", "eth0", &[ip]).unwrap()),
+        ["10.4.0.77/24"]
+    );
+    assert!(matches!(
+        alloc.allocate_with("b", "eth0", &[ip]),
+        Err(AllocError::Unavailable { .. })
+    ));
     let gw: IpAddr = "10.4.0.1".parse().unwrap();
-    assert!(matches!(alloc.allocate_with("b", "eth0", &[gw]), Err(AllocError::Unavailable { .. })));
+    assert!(matches!(
+        alloc.allocate_with("b", "eth0", &[gw]),
+        Err(AllocError::Unavailable { .. })
+    ));
     let out: IpAddr = "10.5.0.1".parse().unwrap();
-    assert!(matches!(alloc.allocate_with("b", "eth0", &[out]), Err(AllocError::Unavailable { .. })));
+    assert!(matches!(
+        alloc.allocate_with("b", "eth0", &[out]),
+        Err(AllocError::Unavailable { .. })
+    ));
 }
 
 #[test]
@@ -108,12 +135,26 @@ fn old_format_and_gc() {
     fs::write(dir.join("10.6.0.100"), "old").unwrap();
     fs::write(dir.join("10.6.0.101"), "").unwrap();
     let leases = alloc.leases().unwrap();
-    assert!(leases.iter().any(|l| l.container_id == "old" && l.ifname.is_none()));
-    let report = alloc.gc([("c1", "eth0"), ("c3", "eth0"), ("old", "eth7")]).unwrap();
+    assert!(
+        leases
+            .iter()
+            .any(|l| l.container_id == "old" && l.ifname.is_none())
+    );
+    let report = alloc
+        .gc([("c1", "eth0"), ("c3", "eth0"), ("old", "eth7")])
+        .unwrap();
     assert_eq!(report.kept, 3);
     assert_eq!(report.removed.len(), 2);
-    assert_eq!(report.removed_empty, ["10.6.0.101".parse::<IpAddr>().unwrap()]);
-    let left: Vec<String> = alloc.leases().unwrap().iter().map(|l| l.container_id.clone()).collect();
+    assert_eq!(
+        report.removed_empty,
+        ["10.6.0.101".parse::<IpAddr>().unwrap()]
+    );
+    let left: Vec<String> = alloc
+        .leases()
+        .unwrap()
+        .iter()
+        .map(|l| l.container_id.clone())
+        .collect();
     assert_eq!(left, ["c1", "c3", "old"]);
     // Release of an old-format lease by id.
     assert_eq!(alloc.release("old", "eth0").unwrap().len(), 1);
@@ -134,7 +175,10 @@ fn corrupt_lease_files_are_skipped_with_a_warning_naming_them() {
     fs::write(dir.join("not-an-ip"), "whatever").unwrap();
     let (leases, logs) = common::capture_logs(|| alloc.leases().unwrap());
     assert!(leases.is_empty());
-    assert!(logs.contains("10.7.0.2") && logs.contains("10.7.0.3"), "{logs}");
+    assert!(
+        logs.contains("10.7.0.2") && logs.contains("10.7.0.3"),
+        "{logs}"
+    );
     // Corrupt files still hold their address: the only free one is .4.
     let (got, logs) = common::capture_logs(|| alloc.allocate("c", "eth0").unwrap());
     assert_eq!(ips(&got), ["10.7.0.4/24"]);
@@ -145,9 +189,27 @@ fn corrupt_lease_files_are_skipped_with_a_warning_naming_them() {
 fn bad_arguments_are_errors() {
     let d = tempfile::tempdir().unwrap();
     let alloc = PodAllocator::open(conf(d.path(), r#""subnet":"10.8.0.0/24""#)).unwrap();
-    assert!(matches!(alloc.allocate("", "eth0"), Err(AllocError::BadArgument { field: "container_id", .. })));
-    assert!(matches!(alloc.allocate("a\nb", "eth0"), Err(AllocError::BadArgument { field: "container_id", .. })));
-    assert!(matches!(alloc.allocate("a", "e\r\n"), Err(AllocError::BadArgument { field: "ifname", .. })));
+    assert!(matches!(
+        alloc.allocate("", "eth0"),
+        Err(AllocError::BadArgument {
+            field: "container_id",
+            ..
+        })
+    ));
+    assert!(matches!(
+        alloc.allocate("a\nb", "eth0"),
+        Err(AllocError::BadArgument {
+            field: "container_id",
+            ..
+        })
+    ));
+    assert!(matches!(
+        alloc.allocate("a", "e\r\n"),
+        Err(AllocError::BadArgument {
+            field: "ifname",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -165,16 +227,23 @@ fn changes_by_another_process_are_never_hidden_by_memory() {
         b.release("c1", "eth0").unwrap();
         b.release("c9", "eth0").unwrap();
         fs::write(dir.join("last_reserved_ip.0"), "10.9.0.6").unwrap();
-        let got = ips(&b.allocate_with("c9", "eth0", &["10.9.0.2".parse().unwrap()]).unwrap());
+        let got = ips(&b
+            .allocate_with("c9", "eth0", &["10.9.0.2".parse().unwrap()])
+            .unwrap());
         assert_eq!(got, first, "round {round}");
         // a must see that c1 has no address any more: c1 gets a new one, not c9's.
         let again = ips(&a.allocate("c1", "eth0").unwrap());
-        assert_ne!(again, first, "round {round}: a handed out c9's address from memory");
+        assert_ne!(
+            again, first,
+            "round {round}: a handed out c9's address from memory"
+        );
         // And a's release of c9 removes exactly c9's file.
         assert_eq!(a.release("c9", "eth0").unwrap().len(), 1);
-        b.allocate_with("c9", "eth0", &["10.9.0.2".parse().unwrap()]).unwrap();
+        b.allocate_with("c9", "eth0", &["10.9.0.2".parse().unwrap()])
+            .unwrap();
         assert_eq!(a.release("c1", "eth0").unwrap().len(), 1);
         b.release("c9", "eth0").unwrap();
-        b.allocate_with("c1", "eth0", &["10.9.0.2".parse().unwrap()]).unwrap();
+        b.allocate_with("c1", "eth0", &["10.9.0.2".parse().unwrap()])
+            .unwrap();
     }
 }

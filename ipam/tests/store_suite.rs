@@ -47,16 +47,32 @@ fn case_crud(h: &Harness) {
     let s = h.store();
     let k = format!("{}/a", h.prefix);
     let r1 = s.create(&k, b"one", None).unwrap().expect("created");
-    assert_eq!(s.create(&k, b"two", None).unwrap(), None, "create must not overwrite");
+    assert_eq!(
+        s.create(&k, b"two", None).unwrap(),
+        None,
+        "create must not overwrite"
+    );
     let kv = s.get(&k).unwrap().unwrap();
-    assert_eq!((kv.value.as_slice(), kv.mod_revision, kv.expires), (&b"one"[..], r1, None));
-    assert_eq!(s.update(&k, b"x", None, r1 + 1000).unwrap(), None, "stale revision");
+    assert_eq!(
+        (kv.value.as_slice(), kv.mod_revision, kv.expires),
+        (&b"one"[..], r1, None)
+    );
+    assert_eq!(
+        s.update(&k, b"x", None, r1 + 1000).unwrap(),
+        None,
+        "stale revision"
+    );
     let r2 = s.update(&k, b"two", None, r1).unwrap().expect("cas");
     assert!(r2 > r1);
-    assert_eq!(s.update(&k, b"three", None, r1).unwrap(), None, "old revision");
+    assert_eq!(
+        s.update(&k, b"three", None, r1).unwrap(),
+        None,
+        "old revision"
+    );
     let r3 = s.put(&format!("{}/b", h.prefix), b"bee", None).unwrap();
     assert!(r3 > r2);
-    s.put(&format!("{}x/other", h.prefix), b"not mine", None).unwrap();
+    s.put(&format!("{}x/other", h.prefix), b"not mine", None)
+        .unwrap();
     let l = s.list(&format!("{}/", h.prefix)).unwrap();
     let keys: Vec<&str> = l.kvs.iter().map(|kv| kv.key.as_str()).collect();
     assert_eq!(keys, [format!("{}/a", h.prefix), format!("{}/b", h.prefix)]);
@@ -64,7 +80,11 @@ fn case_crud(h: &Harness) {
     assert!(s.delete(&k).unwrap());
     assert!(!s.delete(&k).unwrap());
     assert_eq!(s.get(&k).unwrap(), None);
-    assert_eq!(s.update(&k, b"x", None, r2).unwrap(), None, "update of a deleted key");
+    assert_eq!(
+        s.update(&k, b"x", None, r2).unwrap(),
+        None,
+        "update of a deleted key"
+    );
     // Binary values survive.
     s.put(&k, &[0, 159, 146, 150], None).unwrap();
     assert_eq!(s.get(&k).unwrap().unwrap().value, vec![0, 159, 146, 150]);
@@ -74,10 +94,15 @@ fn case_ttl(h: &Harness) {
     let s = h.store();
     let k = format!("{}/ttl", h.prefix);
     let before = std::time::SystemTime::now();
-    s.create(&k, b"v", Some(Duration::from_secs(2))).unwrap().unwrap();
+    s.create(&k, b"v", Some(Duration::from_secs(2)))
+        .unwrap()
+        .unwrap();
     let kv = s.get(&k).unwrap().unwrap();
     let exp = kv.expires.expect("has a TTL");
-    assert!(exp > before && exp <= before + Duration::from_secs(4), "{exp:?}");
+    assert!(
+        exp > before && exp <= before + Duration::from_secs(4),
+        "{exp:?}"
+    );
     let start = s.list(&format!("{}/", h.prefix)).unwrap().revision;
     let mut w = s.watch(&format!("{}/", h.prefix), start + 1).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -101,7 +126,8 @@ fn case_watch(h: &Harness) {
     let start = s.list(&p).unwrap().revision;
     let mut w = s.watch(&p, start + 1).unwrap();
     let r1 = s.create(&format!("{p}a"), b"1", None).unwrap().unwrap();
-    s.put(&format!("{}/elsewhere", h.prefix), b"x", None).unwrap();
+    s.put(&format!("{}/elsewhere", h.prefix), b"x", None)
+        .unwrap();
     let r2 = s.update(&format!("{p}a"), b"2", None, r1).unwrap().unwrap();
     assert!(s.delete(&format!("{p}old")).unwrap());
     let e1 = wait_event(&mut *w);
@@ -109,14 +135,21 @@ fn case_watch(h: &Harness) {
     let e3 = wait_event(&mut *w);
     match (&e1, &e2, &e3) {
         (StoreEvent::Put(a), StoreEvent::Put(b), StoreEvent::Delete { key, revision }) => {
-            assert_eq!((a.key.as_str(), a.value.as_slice(), a.mod_revision), (&*format!("{p}a"), &b"1"[..], r1));
+            assert_eq!(
+                (a.key.as_str(), a.value.as_slice(), a.mod_revision),
+                (&*format!("{p}a"), &b"1"[..], r1)
+            );
             assert_eq!((b.value.as_slice(), b.mod_revision), (&b"2"[..], r2));
             assert_eq!(key, &format!("{p}old"));
             assert!(*revision > r2);
         }
         _ => panic!("unexpected events {e1:?} {e2:?} {e3:?}"),
     }
-    assert_eq!(w.next(Duration::from_millis(300)).unwrap(), None, "nothing else");
+    assert_eq!(
+        w.next(Duration::from_millis(300)).unwrap(),
+        None,
+        "nothing else"
+    );
 }
 
 fn case_compaction(h: &Harness) {
@@ -139,8 +172,12 @@ fn case_compaction(h: &Harness) {
 
 fn case_acquire_and_schema(h: &Harness) {
     let sm = h.manager();
-    assert!(matches!(sm.acquire(&attrs("198.18.0.1"), None), Err(LeaseError::ConfigNotFound { .. })));
-    sm.put_network_config(r#"{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan"}}"#).unwrap();
+    assert!(matches!(
+        sm.acquire(&attrs("198.18.0.1"), None),
+        Err(LeaseError::ConfigNotFound { .. })
+    ));
+    sm.put_network_config(r#"{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan"}}"#)
+        .unwrap();
     let a = sm.acquire(&attrs("198.18.0.1"), None).unwrap();
     let net = a.subnets.ipv4.unwrap();
     assert_eq!(net.prefix_len(), 24);
@@ -148,14 +185,21 @@ fn case_acquire_and_schema(h: &Harness) {
     assert!(a.expiration.is_some());
     // flannel's exact key and value bytes.
     let key = format!("{}/subnets/{}-24", h.prefix, net.addr());
-    let kv = h.store().get(&key).unwrap().expect("lease at flannel's key");
+    let kv = h
+        .store()
+        .get(&key)
+        .unwrap()
+        .expect("lease at flannel's key");
     assert_eq!(
         String::from_utf8(kv.value).unwrap(),
         r#"{"PublicIP":"198.18.0.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}"#
     );
     let exp = kv.expires.expect("TTL");
     let left = exp.duration_since(std::time::SystemTime::now()).unwrap();
-    assert!(left > Duration::from_secs(23 * 3600) && left <= Duration::from_secs(24 * 3600 + 5), "{left:?}");
+    assert!(
+        left > Duration::from_secs(23 * 3600) && left <= Duration::from_secs(24 * 3600 + 5),
+        "{left:?}"
+    );
     // Same node again: same subnet. Another node: another subnet.
     let again = sm.acquire(&attrs("198.18.0.1"), None).unwrap();
     assert_eq!(again.subnets, a.subnets);
@@ -170,7 +214,8 @@ fn case_acquire_and_schema(h: &Harness) {
 
 fn case_previous_subnet(h: &Harness) {
     let sm = h.manager();
-    sm.put_network_config(r#"{"Network":"10.6.0.0/16"}"#).unwrap();
+    sm.put_network_config(r#"{"Network":"10.6.0.0/16"}"#)
+        .unwrap();
     let prev = LeaseSubnets::parse_key_name("10.6.77.0-24").unwrap();
     let a = sm.acquire(&attrs("198.18.1.1"), Some(prev)).unwrap();
     assert_eq!(a.subnets, prev, "previous subnet reused when free");
@@ -179,35 +224,57 @@ fn case_previous_subnet(h: &Harness) {
     // A previous subnet outside the config is ignored.
     let bad = LeaseSubnets::parse_key_name("10.7.1.0-24").unwrap();
     let c = sm.acquire(&attrs("198.18.1.3"), Some(bad)).unwrap();
-    assert!(sm.network_config().unwrap().fits_v4(c.subnets.ipv4.unwrap()));
+    assert!(
+        sm.network_config()
+            .unwrap()
+            .fits_v4(c.subnets.ipv4.unwrap())
+    );
     // A node whose lease no longer fits the config loses it and gets a fitting one.
-    sm.put_network_config(r#"{"Network":"10.6.0.0/16","SubnetLen":25}"#).unwrap();
+    sm.put_network_config(r#"{"Network":"10.6.0.0/16","SubnetLen":25}"#)
+        .unwrap();
     let a2 = sm.acquire(&attrs("198.18.1.1"), None).unwrap();
     assert_eq!(a2.subnets.ipv4.unwrap().prefix_len(), 25);
-    assert!(h.store().get(&sm.lease_key(&a.subnets)).unwrap().is_none(), "old lease deleted");
+    assert!(
+        h.store().get(&sm.lease_key(&a.subnets)).unwrap().is_none(),
+        "old lease deleted"
+    );
 }
 
 fn case_reservation(h: &Harness) {
     let sm = h.manager();
-    sm.put_network_config(r#"{"Network":"10.8.0.0/24","SubnetLen":26}"#).unwrap();
+    sm.put_network_config(r#"{"Network":"10.8.0.0/24","SubnetLen":26}"#)
+        .unwrap();
     // Subnets: .64, .128, .192. Reserve .128 for node X.
     let res = LeaseSubnets::parse_key_name("10.8.0.128-26").unwrap();
     let r = sm.reserve(res, &attrs("198.18.2.9")).unwrap();
     assert!(r.is_reservation());
-    assert_eq!(h.store().get(&sm.lease_key(&res)).unwrap().unwrap().expires, None);
+    assert_eq!(
+        h.store().get(&sm.lease_key(&res)).unwrap().unwrap().expires,
+        None
+    );
     let mut got = BTreeSet::new();
     for i in 1..=2 {
-        got.insert(sm.acquire(&attrs(&format!("198.18.2.{i}")), None).unwrap().subnets);
+        got.insert(
+            sm.acquire(&attrs(&format!("198.18.2.{i}")), None)
+                .unwrap()
+                .subnets,
+        );
     }
     assert!(!got.contains(&res), "nobody else gets a reserved subnet");
-    assert!(matches!(sm.acquire(&attrs("198.18.2.3"), None), Err(LeaseError::NetworkFull { .. })));
+    assert!(matches!(
+        sm.acquire(&attrs("198.18.2.3"), None),
+        Err(LeaseError::NetworkFull { .. })
+    ));
     // The owner gets its reservation, and it stays without TTL.
     let mut mine = sm.acquire(&attrs("198.18.2.9"), None).unwrap();
     assert_eq!(mine.subnets, res);
     assert!(mine.is_reservation());
     assert_eq!(sm.renew_delay(&mine), None);
     sm.renew(&mut mine).unwrap();
-    assert_eq!(h.store().get(&sm.lease_key(&res)).unwrap().unwrap().expires, None);
+    assert_eq!(
+        h.store().get(&sm.lease_key(&res)).unwrap().unwrap().expires,
+        None
+    );
 }
 
 fn case_renew(h: &Harness) {
@@ -216,10 +283,14 @@ fn case_renew(h: &Harness) {
             .with_ttl(Duration::from_secs(3600))
             .with_renew_margin(Duration::from_secs(600)),
     );
-    sm.put_network_config(r#"{"Network":"10.9.0.0/16"}"#).unwrap();
+    sm.put_network_config(r#"{"Network":"10.9.0.0/16"}"#)
+        .unwrap();
     let mut l = sm.acquire(&attrs("198.18.3.1"), None).unwrap();
     let d = sm.renew_delay(&l).unwrap();
-    assert!(d > Duration::from_secs(2900) && d <= Duration::from_secs(3000), "{d:?}");
+    assert!(
+        d > Duration::from_secs(2900) && d <= Duration::from_secs(3000),
+        "{d:?}"
+    );
     assert!(!sm.renew_if_due(&mut l).unwrap());
     let (old_rev, old_exp) = (l.revision, l.expiration.unwrap());
     std::thread::sleep(Duration::from_millis(1100));
@@ -229,7 +300,11 @@ fn case_renew(h: &Harness) {
     assert_eq!(stored.mod_revision, l.revision);
     // Someone else takes the subnet: renewal reports the loss.
     h.store()
-        .put(&sm.lease_key(&l.subnets), attrs("198.18.3.2").to_json().as_bytes(), None)
+        .put(
+            &sm.lease_key(&l.subnets),
+            attrs("198.18.3.2").to_json().as_bytes(),
+            None,
+        )
         .unwrap();
     assert!(matches!(sm.renew(&mut l), Err(LeaseError::Lost { .. })));
     // Deleted (expired) and free: renewal re-creates it.
@@ -302,11 +377,13 @@ fn case_race_last_subnet(h: &Harness) {
 
 fn case_malformed_values_skipped(h: &Harness) {
     let sm = h.manager();
-    sm.put_network_config(r#"{"Network":"10.11.0.0/24","SubnetLen":26}"#).unwrap();
+    sm.put_network_config(r#"{"Network":"10.11.0.0/24","SubnetLen":26}"#)
+        .unwrap();
     let s = h.store();
     let bad_key = format!("{}/subnets/10.11.0.64-26", h.prefix);
     s.put(&bad_key, b"{\"PublicIP\": not json", None).unwrap();
-    s.put(&format!("{}/subnets/garbage", h.prefix), b"{}", None).unwrap();
+    s.put(&format!("{}/subnets/garbage", h.prefix), b"{}", None)
+        .unwrap();
     let ((leases, _), logs) = common::capture_logs(|| sm.leases().unwrap());
     assert!(leases.is_empty());
     assert!(logs.contains(&bad_key), "warning names the key: {logs}");
@@ -315,7 +392,10 @@ fn case_malformed_values_skipped(h: &Harness) {
     let a = sm.acquire(&attrs("198.18.6.1"), None).unwrap();
     let b = sm.acquire(&attrs("198.18.6.2"), None).unwrap();
     assert!(a.subnets.key_name() != "10.11.0.64-26" && b.subnets.key_name() != "10.11.0.64-26");
-    assert!(matches!(sm.acquire(&attrs("198.18.6.3"), None), Err(LeaseError::NetworkFull { .. })));
+    assert!(matches!(
+        sm.acquire(&attrs("198.18.6.3"), None),
+        Err(LeaseError::NetworkFull { .. })
+    ));
     // A watch skips it too, and keeps going.
     let mut w = sm.watch().unwrap();
     match w.next(Duration::from_secs(5)).unwrap() {
@@ -329,9 +409,17 @@ fn case_malformed_values_skipped(h: &Harness) {
         e => panic!("{e:?}"),
     }
     // A bad config names the field.
-    s.put(&sm.config_key(), br#"{"Network":"10.11.0.0/16","SubnetLen":40}"#, None).unwrap();
+    s.put(
+        &sm.config_key(),
+        br#"{"Network":"10.11.0.0/16","SubnetLen":40}"#,
+        None,
+    )
+    .unwrap();
     match sm.acquire(&attrs("198.18.6.9"), None) {
-        Err(LeaseError::Config { source: podnet_ipam::ConfigError::Invalid { field, .. }, .. }) => {
+        Err(LeaseError::Config {
+            source: podnet_ipam::ConfigError::Invalid { field, .. },
+            ..
+        }) => {
             assert_eq!(field, "SubnetLen")
         }
         other => panic!("{other:?}"),
@@ -340,11 +428,14 @@ fn case_malformed_values_skipped(h: &Harness) {
 
 fn case_lease_watch(h: &Harness) {
     let sm = h.manager();
-    sm.put_network_config(r#"{"Network":"10.12.0.0/16"}"#).unwrap();
+    sm.put_network_config(r#"{"Network":"10.12.0.0/16"}"#)
+        .unwrap();
     let a = sm.acquire(&attrs("198.18.7.1"), None).unwrap();
     let mut w = sm.watch().unwrap();
     match w.next(Duration::from_secs(5)).unwrap() {
-        Some(LeaseEvent::Snapshot(l)) => assert_eq!(l.iter().map(|l| l.subnets).collect::<Vec<_>>(), [a.subnets]),
+        Some(LeaseEvent::Snapshot(l)) => {
+            assert_eq!(l.iter().map(|l| l.subnets).collect::<Vec<_>>(), [a.subnets])
+        }
         e => panic!("{e:?}"),
     }
     let other = h.manager();
@@ -380,8 +471,16 @@ fn case_lease_watch(h: &Harness) {
         events.push(e);
     }
     assert_eq!(events.len(), 2, "{events:?}");
-    assert!(events.iter().any(|e| matches!(e, LeaseEvent::Removed(l) if l.subnets == a.subnets)));
-    assert!(events.iter().any(|e| matches!(e, LeaseEvent::Added(l) if l.subnets == c.subnets)));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, LeaseEvent::Removed(l) if l.subnets == a.subnets))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, LeaseEvent::Added(l) if l.subnets == c.subnets))
+    );
     // And it keeps watching after the re-list.
     other.release(&c.subnets).unwrap();
     match w.next(Duration::from_secs(10)).unwrap() {
@@ -402,11 +501,21 @@ fn case_dual_stack(h: &Harness) {
     let (v4, v6) = (l.subnets.ipv4.unwrap(), l.subnets.ipv6.unwrap());
     assert_eq!((v4.prefix_len(), v6.prefix_len()), (24, 64));
     let key = format!("{}/subnets/{}-24&{}-64", h.prefix, v4.addr(), v6.addr());
-    let kv = h.store().get(&key).unwrap().expect("dual-stack key joined with &");
-    assert!(String::from_utf8(kv.value).unwrap().contains(r#""PublicIPv6":"fd18::1""#));
+    let kv = h
+        .store()
+        .get(&key)
+        .unwrap()
+        .expect("dual-stack key joined with &");
+    assert!(
+        String::from_utf8(kv.value)
+            .unwrap()
+            .contains(r#""PublicIPv6":"fd18::1""#)
+    );
 }
 
-const CASES: &[(&str, fn(&Harness))] = &[
+type Case = (&'static str, fn(&Harness));
+
+const CASES: &[Case] = &[
     ("crud", case_crud),
     ("ttl", case_ttl),
     ("watch", case_watch),
@@ -473,7 +582,10 @@ fn file_store_history_limit_compacts() {
         s.put("/k", format!("{i}").as_bytes(), None).unwrap();
     }
     let mut w = s.watch("/", r0).unwrap();
-    assert!(matches!(w.next(Duration::from_secs(1)), Err(StoreError::Compacted { .. })));
+    assert!(matches!(
+        w.next(Duration::from_secs(1)),
+        Err(StoreError::Compacted { .. })
+    ));
     let mut w = s.watch("/", r0 + 5).unwrap();
     assert!(w.next(Duration::from_secs(1)).unwrap().is_some());
 }

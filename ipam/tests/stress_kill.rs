@@ -39,9 +39,15 @@ fn spawn(slot: usize, conf: &std::path::Path, seen: &Seen) -> Child {
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {
             let Ok(line) = line else { break };
-            let Some((id, ips)) = line.split_once(' ') else { continue };
+            let Some((id, ips)) = line.split_once(' ') else {
+                continue;
+            };
             for ip in ips.split(',') {
-                seen.lock().unwrap().entry(ip.to_string()).or_default().insert(id.to_string());
+                seen.lock()
+                    .unwrap()
+                    .entry(ip.to_string())
+                    .or_default()
+                    .insert(id.to_string());
             }
         }
     });
@@ -59,7 +65,8 @@ fn sixteen_processes_with_random_sigkills() {
     std::fs::write(&conf, &text).unwrap();
     let seen: Seen = Arc::default();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ std::process::id() as u64);
-    let mut children: Vec<Option<Child>> = (0..PROCS).map(|s| Some(spawn(s, &conf, &seen))).collect();
+    let mut children: Vec<Option<Child>> =
+        (0..PROCS).map(|s| Some(spawn(s, &conf, &seen))).collect();
     let mut kills = 0;
     let start = Instant::now();
     loop {
@@ -79,7 +86,10 @@ fn sixteen_processes_with_random_sigkills() {
         if running.is_empty() {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(300), "stress test took too long");
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "stress test took too long"
+        );
         std::thread::sleep(Duration::from_millis(2 + rng.next() % 25));
         if kills < 60 {
             let slot = running[(rng.next() % running.len() as u64) as usize];
@@ -104,27 +114,49 @@ fn sixteen_processes_with_random_sigkills() {
     let leases = alloc.leases().unwrap();
     let mut by_id: HashMap<&str, Vec<String>> = HashMap::new();
     for l in &leases {
-        by_id.entry(&l.container_id).or_default().push(l.ip.to_string());
+        by_id
+            .entry(&l.container_id)
+            .or_default()
+            .push(l.ip.to_string());
     }
     assert_eq!(by_id.len(), PROCS * PER_PROC);
     for (id, ips) in &by_id {
         assert_eq!(ips.len(), 1, "{id} holds {ips:?}");
-        assert!(seen.get(&ips[0]).is_some_and(|s| s.contains(*id)), "{id} was not told {}", ips[0]);
+        assert!(
+            seen.get(&ips[0]).is_some_and(|s| s.contains(*id)),
+            "{id} was not told {}",
+            ips[0]
+        );
     }
 
     // GC with half the containers alive: only theirs remain, and nothing else is left over.
     let live: Vec<(String, &str)> = (0..PROCS)
-        .flat_map(|s| (0..PER_PROC).filter(|i| i % 2 == 0).map(move |i| (format!("s{s}-{i}"), "eth0")))
+        .flat_map(|s| {
+            (0..PER_PROC)
+                .filter(|i| i % 2 == 0)
+                .map(move |i| (format!("s{s}-{i}"), "eth0"))
+        })
         .collect();
-    let report = alloc.gc(live.iter().map(|(a, b)| (a.as_str(), *b))).unwrap();
+    let report = alloc
+        .gc(live.iter().map(|(a, b)| (a.as_str(), *b)))
+        .unwrap();
     assert_eq!(report.kept, live.len());
-    let left: HashSet<String> = alloc.leases().unwrap().into_iter().map(|l| l.container_id).collect();
+    let left: HashSet<String> = alloc
+        .leases()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.container_id)
+        .collect();
     let want: HashSet<String> = live.iter().map(|(a, _)| a.clone()).collect();
     assert_eq!(left, want);
     let stray: Vec<String> = std::fs::read_dir(alloc.dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.parse::<std::net::IpAddr>().is_err() && n != "lock" && !n.starts_with("last_reserved_ip."))
+        .filter(|n| {
+            n.parse::<std::net::IpAddr>().is_err()
+                && n != "lock"
+                && !n.starts_with("last_reserved_ip.")
+        })
         .collect();
     assert!(stray.is_empty(), "left over: {stray:?}");
     alloc.gc(std::iter::empty::<(&str, &str)>()).unwrap();

@@ -30,7 +30,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(other) => {
-            eprintln!("unknown mode {other:?}; run as a CNI plugin (CNI_COMMAND=...), or: alloc-loop <config> <id-prefix> <count> | bench <config> <count>");
+            eprintln!(
+                "unknown mode {other:?}; run as a CNI plugin (CNI_COMMAND=...), or: alloc-loop <config> <id-prefix> <count> | bench <config> <count>"
+            );
             ExitCode::from(2)
         }
         None => cni(),
@@ -131,7 +133,11 @@ fn cni() -> ExitCode {
     let _ = io::stdin().read_to_string(&mut stdin);
     let version = serde_json::from_str::<serde_json::Value>(&stdin)
         .ok()
-        .and_then(|v| v.get("cniVersion").and_then(|s| s.as_str()).map(str::to_string))
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(|s| s.as_str())
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "1.0.0".to_string());
     match cni_run(&stdin, &version) {
         Ok(Some(out)) => {
@@ -173,7 +179,8 @@ fn cni_run(stdin: &str, version: &str) -> Result<Option<String>, CniError> {
             let ips: Vec<serde_json::Value> = got
                 .iter()
                 .map(|a| {
-                    let mut v = json!({"address": a.address.to_string(), "gateway": a.gateway.to_string()});
+                    let mut v =
+                        json!({"address": a.address.to_string(), "gateway": a.gateway.to_string()});
                     if old {
                         v["version"] = json!(if a.address.addr().is_ipv4() { "4" } else { "6" });
                     }
@@ -184,23 +191,26 @@ fn cni_run(stdin: &str, version: &str) -> Result<Option<String>, CniError> {
             if !alloc.config().routes.is_empty() {
                 result["routes"] = json!(alloc.config().routes);
             }
-            Ok(Some(serde_json::to_string_pretty(&result).unwrap_or_default()))
+            Ok(Some(
+                serde_json::to_string_pretty(&result).unwrap_or_default(),
+            ))
         }
         "DEL" => {
             alloc.release(&id, &ifname)?;
             Ok(None)
         }
         "CHECK" => {
-            let found = alloc
-                .leases()?
-                .iter()
-                .any(|l| l.container_id == id.trim() && l.ifname.as_deref().is_none_or(|i| i == ifname));
+            let found = alloc.leases()?.iter().any(|l| {
+                l.container_id == id.trim() && l.ifname.as_deref().is_none_or(|i| i == ifname)
+            });
             if found {
                 Ok(None)
             } else {
                 Err(CniError {
                     code: 999,
-                    msg: format!("podnet-host-local: failed to find address added by container {id}"),
+                    msg: format!(
+                        "podnet-host-local: failed to find address added by container {id}"
+                    ),
                 })
             }
         }

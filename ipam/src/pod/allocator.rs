@@ -13,16 +13,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
+use std::io::Read;
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::io::Read;
 use std::os::unix::fs::{DirEntryExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use ipnet::IpNet;
 
-use super::config::{from_u128, set_string, to_u128, IpamConfig, Range};
+use super::config::{IpamConfig, Range, from_u128, set_string, to_u128};
 use crate::error::AllocError;
 use crate::sys::{self, FlockGuard};
 
@@ -114,7 +114,10 @@ fn parse_content(data: &[u8]) -> Content {
         Some((id, ifname)) => (id.trim(), Some(ifname.trim())),
         None => (text, None),
     };
-    if id.is_empty() || id.contains(['\r', '\n']) || ifname.is_some_and(|i| i.contains(['\r', '\n'])) {
+    if id.is_empty()
+        || id.contains(['\r', '\n'])
+        || ifname.is_some_and(|i| i.contains(['\r', '\n']))
+    {
         return Content::Corrupt("not `<container id>\\r\\n<ifname>`".to_string());
     }
     Content::Lease {
@@ -216,7 +219,9 @@ impl PodAllocator {
                 }
                 continue;
             }
-            let Ok(ip) = name.parse::<IpAddr>() else { continue };
+            let Ok(ip) = name.parse::<IpAddr>() else {
+                continue;
+            };
             scan.taken.insert(ip);
             let ino = entry.ino();
             let cached = cache
@@ -319,7 +324,11 @@ impl PodAllocator {
     ///
     /// Idempotent: a container that already holds an address in a range set gets that address
     /// again. If any range set is full, the addresses taken by this call are given back.
-    pub fn allocate(&self, container_id: &str, ifname: &str) -> Result<Vec<Allocation>, AllocError> {
+    pub fn allocate(
+        &self,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<Vec<Allocation>, AllocError> {
         self.allocate_with(container_id, ifname, &[])
     }
 
@@ -334,7 +343,12 @@ impl PodAllocator {
         Self::check_args(container_id, ifname)?;
         let id = container_id.trim();
         for ip in requested {
-            if !self.config.ranges.iter().any(|s| s.iter().any(|r| r.contains(*ip))) {
+            if !self
+                .config
+                .ranges
+                .iter()
+                .any(|s| s.iter().any(|r| r.contains(*ip)))
+            {
                 return Err(AllocError::Unavailable {
                     ip: *ip,
                     reason: "not in any range set".to_string(),
@@ -370,7 +384,10 @@ impl PodAllocator {
                             continue;
                         }
                     }
-                    let want = requested.iter().copied().find(|ip| set.iter().any(|r| r.contains(*ip)));
+                    let want = requested
+                        .iter()
+                        .copied()
+                        .find(|ip| set.iter().any(|r| r.contains(*ip)));
                     let tmp_path = match &tmp {
                         Some(p) => p.clone(),
                         None => {
@@ -476,16 +493,28 @@ impl PodAllocator {
         scan: &Scan,
     ) -> Result<(IpAddr, Range), AllocError> {
         let Some(range) = set.iter().find(|r| r.contains(ip)).copied() else {
-            return Err(AllocError::Unavailable { ip, reason: "not in the range set".into() });
+            return Err(AllocError::Unavailable {
+                ip,
+                reason: "not in the range set".into(),
+            });
         };
         if ip == range.gateway {
-            return Err(AllocError::Unavailable { ip, reason: "it is the subnet's gateway".into() });
+            return Err(AllocError::Unavailable {
+                ip,
+                reason: "it is the subnet's gateway".into(),
+            });
         }
         if self.excluded(ip) {
-            return Err(AllocError::Unavailable { ip, reason: "excluded".into() });
+            return Err(AllocError::Unavailable {
+                ip,
+                reason: "excluded".into(),
+            });
         }
         if scan.taken.contains(&ip) || !self.try_take(idx, ip, tmp)? {
-            return Err(AllocError::Unavailable { ip, reason: "already leased".into() });
+            return Err(AllocError::Unavailable {
+                ip,
+                reason: "already leased".into(),
+            });
         }
         Ok((ip, range))
     }

@@ -128,12 +128,14 @@ impl Range {
     }
 
     fn check(raw: &RawRange, where_: &str) -> Result<Range, ConfigError> {
-        let s = raw
-            .subnet
-            .as_deref()
-            .ok_or(ConfigError::Missing { field: "ipam.ranges.subnet" })?;
+        let s = raw.subnet.as_deref().ok_or(ConfigError::Missing {
+            field: "ipam.ranges.subnet",
+        })?;
         let subnet: IpNet = s.parse().map_err(|_| {
-            ConfigError::invalid("ipam.ranges.subnet", format!("{where_}: {s:?} is not a CIDR"))
+            ConfigError::invalid(
+                "ipam.ranges.subnet",
+                format!("{where_}: {s:?} is not a CIDR"),
+            )
         })?;
         let subnet = subnet.trunc();
         if subnet.prefix_len() + 2 > subnet.max_prefix_len() {
@@ -173,7 +175,11 @@ impl Range {
         };
         let range_end = match raw.range_end.as_deref() {
             None => {
-                let end = if subnet.addr().is_ipv4() { last - 1 } else { last };
+                let end = if subnet.addr().is_ipv4() {
+                    last - 1
+                } else {
+                    last
+                };
                 from_u128(end, subnet.addr())
             }
             Some(a) => {
@@ -210,7 +216,10 @@ impl std::fmt::Display for Range {
 
 /// A range set as host-local prints it in errors: `start-end,start-end`.
 pub(crate) fn set_string(set: &[Range]) -> String {
-    set.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",")
+    set.iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl IpamConfig {
@@ -222,7 +231,10 @@ impl IpamConfig {
             return Err(ConfigError::Missing { field: "name" });
         }
         if raw.name.contains('/') || raw.name == "." || raw.name == ".." {
-            return Err(ConfigError::invalid("name", "must be usable as a directory name"));
+            return Err(ConfigError::invalid(
+                "name",
+                "must be usable as a directory name",
+            ));
         }
         let ipam = raw.ipam.ok_or(ConfigError::Missing { field: "ipam" })?;
         let mut raw_sets: Vec<Vec<RawRange>> = Vec::new();
@@ -231,12 +243,17 @@ impl IpamConfig {
         }
         raw_sets.extend(ipam.ranges);
         if raw_sets.is_empty() {
-            return Err(ConfigError::Missing { field: "ipam.ranges" });
+            return Err(ConfigError::Missing {
+                field: "ipam.ranges",
+            });
         }
         let mut ranges: Vec<Vec<Range>> = Vec::new();
         for (i, set) in raw_sets.iter().enumerate() {
             if set.is_empty() {
-                return Err(ConfigError::invalid("ipam.ranges", format!("range set {i} is empty")));
+                return Err(ConfigError::invalid(
+                    "ipam.ranges",
+                    format!("range set {i} is empty"),
+                ));
             }
             let mut checked = Vec::with_capacity(set.len());
             for (j, r) in set.iter().enumerate() {
@@ -287,7 +304,10 @@ impl IpamConfig {
         Ok(IpamConfig {
             name: raw.name,
             cni_version: raw.cni_version,
-            data_dir: PathBuf::from(ipam.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.to_string())),
+            data_dir: PathBuf::from(
+                ipam.data_dir
+                    .unwrap_or_else(|| DEFAULT_DATA_DIR.to_string()),
+            ),
             ranges,
             exclude,
             routes: ipam.routes,
@@ -320,7 +340,10 @@ mod tests {
         assert_eq!(c.ranges.len(), 2);
         assert_eq!(c.ranges[0][0].range_start.to_string(), "10.1.0.10");
         assert_eq!(c.ranges[0][0].range_end.to_string(), "10.1.255.254");
-        assert_eq!(c.ranges[1][0].range_end.to_string(), "fd10::ffff:ffff:ffff:ffff");
+        assert_eq!(
+            c.ranges[1][0].range_end.to_string(),
+            "fd10::ffff:ffff:ffff:ffff"
+        );
         assert_eq!(c.ranges[1][0].gateway.to_string(), "fd10::1");
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
     }
@@ -330,11 +353,35 @@ mod tests {
         assert_eq!(field(r#"{"ipam":{}}"#), "name");
         assert_eq!(field(r#"{"name":"n"}"#), "ipam");
         assert_eq!(field(r#"{"name":"n","ipam":{}}"#), "ipam.ranges");
-        assert_eq!(field(r#"{"name":"n","ipam":{"subnet":"10.0.0.0/31"}}"#), "ipam.ranges.subnet");
-        assert_eq!(field(r#"{"name":"n","ipam":{"subnet":"10.0.0.0/24","gateway":"10.0.1.1"}}"#), "ipam.ranges.gateway");
-        assert_eq!(field(r#"{"name":"n","ipam":{"subnet":"10.0.0.0/24","rangeStart":"10.0.0.9","rangeEnd":"10.0.0.5"}}"#), "ipam.ranges.rangeEnd");
-        assert_eq!(field(r#"{"name":"n","ipam":{"ranges":[[{"subnet":"10.0.0.0/24"},{"subnet":"fd00::/64"}]]}}"#), "ipam.ranges");
-        assert_eq!(field(r#"{"name":"n","ipam":{"ranges":[[{"subnet":"10.0.0.0/24"}],[{"subnet":"10.0.0.0/25"}]]}}"#), "ipam.ranges");
-        assert_eq!(field(r#"{"name":"n","ipam":{"subnet":"10.0.0.0/24","exclude":["x"]}}"#), "ipam.exclude");
+        assert_eq!(
+            field(r#"{"name":"n","ipam":{"subnet":"10.0.0.0/31"}}"#),
+            "ipam.ranges.subnet"
+        );
+        assert_eq!(
+            field(r#"{"name":"n","ipam":{"subnet":"10.0.0.0/24","gateway":"10.0.1.1"}}"#),
+            "ipam.ranges.gateway"
+        );
+        assert_eq!(
+            field(
+                r#"{"name":"n","ipam":{"subnet":"10.0.0.0/24","rangeStart":"10.0.0.9","rangeEnd":"10.0.0.5"}}"#
+            ),
+            "ipam.ranges.rangeEnd"
+        );
+        assert_eq!(
+            field(
+                r#"{"name":"n","ipam":{"ranges":[[{"subnet":"10.0.0.0/24"},{"subnet":"fd00::/64"}]]}}"#
+            ),
+            "ipam.ranges"
+        );
+        assert_eq!(
+            field(
+                r#"{"name":"n","ipam":{"ranges":[[{"subnet":"10.0.0.0/24"}],[{"subnet":"10.0.0.0/25"}]]}}"#
+            ),
+            "ipam.ranges"
+        );
+        assert_eq!(
+            field(r#"{"name":"n","ipam":{"subnet":"10.0.0.0/24","exclude":["x"]}}"#),
+            "ipam.exclude"
+        );
     }
 }

@@ -5,4 +5,4 @@ mod allocator;
 mod config;
 
 pub use allocator::{Allocation, GcReport, PodAllocator, PodLease};
-pub use config::{IpamConfig, Range, DEFAULT_DATA_DIR};
+pub use config::{DEFAULT_DATA_DIR, IpamConfig, Range};

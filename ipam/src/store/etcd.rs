@@ -76,7 +76,12 @@ impl EtcdStore {
         })
     }
 
-    fn grant(&self, client: &mut Client, ttl: Option<Duration>, key: &str) -> Result<i64, StoreError> {
+    fn grant(
+        &self,
+        client: &mut Client,
+        ttl: Option<Duration>,
+        key: &str,
+    ) -> Result<i64, StoreError> {
         match ttl {
             None => Ok(0),
             Some(t) => {
@@ -104,11 +109,7 @@ impl EtcdStore {
     }
 
     /// Turns etcd key-values into ours, asking etcd for the remaining TTL of each lease once.
-    fn convert(
-        &self,
-        client: &mut Client,
-        kvs: &[etcd_client::KeyValue],
-    ) -> Vec<KeyValue> {
+    fn convert(&self, client: &mut Client, kvs: &[etcd_client::KeyValue]) -> Vec<KeyValue> {
         let mut ttls: HashMap<i64, Option<SystemTime>> = HashMap::new();
         let mut out = Vec::with_capacity(kvs.len());
         for kv in kvs {
@@ -123,7 +124,9 @@ impl EtcdStore {
                 *ttls.entry(lease).or_insert_with(|| {
                     let now = SystemTime::now();
                     match self.rt.block_on(client.lease_time_to_live(lease, None)) {
-                        Ok(r) => Some(now + Duration::from_secs(u64::try_from(r.ttl()).unwrap_or(0))),
+                        Ok(r) => {
+                            Some(now + Duration::from_secs(u64::try_from(r.ttl()).unwrap_or(0)))
+                        }
                         Err(e) => {
                             tracing::warn!(key, lease, error = %e, "could not read lease TTL");
                             Some(now)
@@ -150,9 +153,10 @@ impl EtcdStore {
     ) -> Result<Option<u64>, StoreError> {
         let mut client = self.client.clone();
         let lease = self.grant(&mut client, ttl, key)?;
-        let txn = Txn::new()
-            .when([compare])
-            .and_then([TxnOp::put(key, value, Self::put_options(lease))]);
+        let txn =
+            Txn::new()
+                .when([compare])
+                .and_then([TxnOp::put(key, value, Self::put_options(lease))]);
         let resp = match self.rt.block_on(client.txn(txn)) {
             Ok(r) => r,
             Err(e) => {
@@ -207,7 +211,12 @@ impl Store for EtcdStore {
         revision: u64,
     ) -> Result<Option<u64>, StoreError> {
         let r = i64::try_from(revision).unwrap_or(i64::MAX);
-        self.cas_put(key, value, ttl, Compare::mod_revision(key, CompareOp::Equal, r))
+        self.cas_put(
+            key,
+            value,
+            ttl,
+            Compare::mod_revision(key, CompareOp::Equal, r),
+        )
     }
 
     fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64, StoreError> {
@@ -237,9 +246,7 @@ impl Store for EtcdStore {
     fn watch(&self, prefix: &str, start_revision: u64) -> Result<Box<dyn StoreWatch>, StoreError> {
         let mut client = self.client.clone();
         let start = i64::try_from(start_revision.max(1)).unwrap_or(i64::MAX);
-        let opts = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(start);
+        let opts = WatchOptions::new().with_prefix().with_start_revision(start);
         let stream = self
             .rt
             .block_on(client.watch(prefix, Some(opts)))
@@ -279,9 +286,8 @@ impl StoreWatch for EtcdWatch {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let rt = self.store.rt.clone();
-            let msg = rt.block_on(async {
-                tokio::time::timeout_at(deadline, self.stream.message()).await
-            });
+            let msg = rt
+                .block_on(async { tokio::time::timeout_at(deadline, self.stream.message()).await });
             let resp = match msg {
                 Err(_) => return Ok(None),
                 Ok(Err(e)) => return Err(etcd_err("watch", &self.prefix)(e)),

@@ -97,7 +97,10 @@ impl Bytes {
                 }
                 (0..hex.len())
                     .step_by(2)
-                    .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                    .map(|i| {
+                        hex.get(i..i + 2)
+                            .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    })
                     .collect()
             }
         }
@@ -256,7 +259,11 @@ impl FileStore {
         // Only a lock holder writes temporary files, so any left now are from a dead process.
         let rd = fs::read_dir(&self.inner.dir).map_err(|e| StoreError::io(&self.inner.dir, e))?;
         for entry in rd.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(sys::TEMP_PREFIX) {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(sys::TEMP_PREFIX)
+            {
                 let _ = fs::remove_file(entry.path());
             }
         }
@@ -318,9 +325,7 @@ impl FileStore {
 impl Store for FileStore {
     fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         let state = self.read_state()?;
-        Ok(state
-            .live(key, now_ms())
-            .and_then(|e| State::kv(key, e)))
+        Ok(state.live(key, now_ms()).and_then(|e| State::kv(key, e)))
     }
 
     fn list(&self, prefix: &str) -> Result<Listing, StoreError> {

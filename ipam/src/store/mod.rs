@@ -150,7 +150,12 @@ macro_rules! forward_store {
             ) -> Result<Option<u64>, StoreError> {
                 (**self).update(key, value, ttl, revision)
             }
-            fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64, StoreError> {
+            fn put(
+                &self,
+                key: &str,
+                value: &[u8],
+                ttl: Option<Duration>,
+            ) -> Result<u64, StoreError> {
                 (**self).put(key, value, ttl)
             }
             fn delete(&self, key: &str) -> Result<bool, StoreError> {

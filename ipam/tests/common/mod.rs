@@ -85,7 +85,8 @@ impl EtcdServer {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = server.child.try_wait() {
-                let log = std::fs::read_to_string(server._dir.path().join("etcd.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(server._dir.path().join("etcd.log"))
+                    .unwrap_or_default();
                 return Err(format!("etcd exited with {status}: {log}"));
             }
             if std::net::TcpStream::connect(server.endpoint.trim_start_matches("http://")).is_ok() {
