@@ -1,0 +1,1 @@
+//! podnet-cluster: a simulated cluster in network namespaces.
