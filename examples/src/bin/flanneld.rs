@@ -1,0 +1,155 @@
+//! flanneld: a flannel-compatible node agent built from podnet's crates.
+//!
+//! Flags and `FLANNELD_*` variables follow flannel's where they apply. Leases live in etcd when
+//! `--etcd-endpoints` is given (flannel's schema, so podnet and flannel nodes can share one
+//! network), else in an embedded store directory (`--store-dir`). The network config comes from
+//! `--net-config-path` or from `<etcd-prefix>/config`.
+
+use clap::Parser;
+use podnet_examples::flannel::{AgentOptions, run};
+use podnet_ipam::{FileStore, ManagerOptions, Store, SubnetManager};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flanneld",
+    version,
+    about = "flannel-compatible overlay agent (podnet)"
+)]
+struct Args {
+    /// etcd endpoints, comma separated (e.g. http://127.0.0.1:2379). Without them leases live
+    /// in the embedded store.
+    #[arg(long, env = "FLANNELD_ETCD_ENDPOINTS", value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+    /// The etcd key prefix of the network.
+    #[arg(long, env = "FLANNELD_ETCD_PREFIX", default_value = podnet_ipam::DEFAULT_PREFIX)]
+    etcd_prefix: String,
+    /// The embedded store's directory (used when no etcd endpoint is given).
+    #[arg(
+        long,
+        env = "FLANNELD_STORE_DIR",
+        default_value = "/var/lib/podnet/flannel"
+    )]
+    store_dir: PathBuf,
+    /// The network config (net-conf.json); stored when the store has none.
+    #[arg(long, env = "FLANNELD_NET_CONFIG_PATH")]
+    net_config_path: Option<PathBuf>,
+    /// The underlay interface (default: the default route's).
+    #[arg(long, env = "FLANNELD_IFACE")]
+    iface: Option<String>,
+    /// The address other nodes send to (default: the interface's).
+    #[arg(long, env = "FLANNELD_PUBLIC_IP")]
+    public_ip: Option<Ipv4Addr>,
+    /// Where to write subnet.env.
+    #[arg(
+        long,
+        env = "FLANNELD_SUBNET_FILE",
+        default_value = "/run/flannel/subnet.env"
+    )]
+    subnet_file: PathBuf,
+    /// Renew the lease this many minutes before it expires.
+    #[arg(long, env = "FLANNELD_SUBNET_LEASE_RENEW_MARGIN", default_value_t = 60)]
+    subnet_lease_renew_margin: u64,
+    /// Install masquerade rules for traffic leaving the flannel network.
+    #[arg(long, env = "FLANNELD_IP_MASQ")]
+    ip_masq: bool,
+    /// The healthz listen address.
+    #[arg(long, env = "FLANNELD_HEALTHZ_IP", default_value = "0.0.0.0")]
+    healthz_ip: IpAddr,
+    /// The healthz port (0 disables it).
+    #[arg(long, env = "FLANNELD_HEALTHZ_PORT", default_value_t = 0)]
+    healthz_port: u16,
+    /// Seconds between full reconciliations (routes, neighbours, FDB, masquerade rules).
+    #[arg(long, env = "FLANNELD_IPTABLES_RESYNC", default_value_t = 5)]
+    iptables_resync: u64,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLANNELD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    let net_config = match &args.net_config_path {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => Some(t),
+            Err(e) => fail(format!("reading {}: {e}", p.display())),
+        },
+        None => None,
+    };
+    let opts = AgentOptions {
+        iface: args.iface.clone(),
+        public_ip: args.public_ip,
+        subnet_file: args.subnet_file.clone(),
+        ip_masq: args.ip_masq,
+        healthz: (args.healthz_port != 0)
+            .then(|| SocketAddr::new(args.healthz_ip, args.healthz_port)),
+        resync: Duration::from_secs(args.iptables_resync.max(1)),
+        net_config,
+    };
+    let manager_options = ManagerOptions::default()
+        .with_renew_margin(Duration::from_secs(args.subnet_lease_renew_margin * 60));
+    let result = if args.etcd_endpoints.is_empty() {
+        let store = FileStore::open(&args.store_dir)
+            .unwrap_or_else(|e| fail(format!("store {}: {e}", args.store_dir.display())));
+        start(store, &args, opts, manager_options, stop)
+    } else {
+        start_etcd(&args, opts, manager_options, stop)
+    };
+    if let Err(e) = result {
+        fail(e.to_string());
+    }
+}
+
+#[cfg(feature = "etcd")]
+fn start_etcd(
+    args: &Args,
+    opts: AgentOptions,
+    mo: ManagerOptions,
+    stop: Arc<AtomicBool>,
+) -> Result<(), podnet_examples::flannel::AgentError> {
+    let store = podnet_ipam::EtcdStore::connect(&args.etcd_endpoints).unwrap_or_else(|e| {
+        fail(format!(
+            "cannot reach etcd at {}: {e}",
+            args.etcd_endpoints.join(",")
+        ))
+    });
+    start(store, args, opts, mo, stop)
+}
+
+#[cfg(not(feature = "etcd"))]
+fn start_etcd(
+    _: &Args,
+    _: AgentOptions,
+    _: ManagerOptions,
+    _: Arc<AtomicBool>,
+) -> Result<(), podnet_examples::flannel::AgentError> {
+    fail("this flanneld was built without the etcd feature".into())
+}
+
+fn start<S: Store>(
+    store: S,
+    args: &Args,
+    opts: AgentOptions,
+    mo: ManagerOptions,
+    stop: Arc<AtomicBool>,
+) -> Result<(), podnet_examples::flannel::AgentError> {
+    let sm = SubnetManager::with_prefix(store, &args.etcd_prefix).options(mo);
+    run(sm, opts, stop)
+}
+
+fn fail(msg: String) -> ! {
+    eprintln!("flanneld: error: {msg}");
+    std::process::exit(1);
+}

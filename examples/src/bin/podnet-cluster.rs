@@ -1,0 +1,128 @@
+//! podnet-cluster: build a simulated cluster in network namespaces, run real traffic through
+//! it, show it, and tear it down.
+//!
+//! ```text
+//! podnet-cluster demo [--backend vxlan|host-gw|udp] [--nodes N] [--pods M] [--etcd]
+//! podnet-cluster up ... / down / bench
+//! ```
+
+use clap::{Parser, Subcommand};
+use podnet_examples::cluster::{self, Cluster, Options, picture, run_checks};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "podnet-cluster",
+    version,
+    about = "a simulated cluster in network namespaces"
+)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+    /// flannel backend.
+    #[arg(long, global = true, default_value = "vxlan")]
+    backend: String,
+    /// Number of nodes.
+    #[arg(long, global = true, default_value_t = 3)]
+    nodes: usize,
+    /// Pods per node.
+    #[arg(long, global = true, default_value_t = 2)]
+    pods: usize,
+    /// Keep leases in a real etcd server (Debian etcd-server) started in the fabric.
+    #[arg(long, global = true)]
+    etcd: bool,
+    /// Prefix of every namespace the cluster makes.
+    #[arg(long, global = true, default_value = "podnet")]
+    prefix: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Build the cluster and leave it running.
+    Up,
+    /// Build it, check traffic between every pair of pods on different nodes and to the
+    /// outside, print the picture and the results, and tear it down. Exit status 0 only when
+    /// every check passed.
+    Demo,
+    /// Remove everything a cluster with this prefix made (also after a killed demo).
+    Down,
+}
+
+fn main() {
+    let args = Args::parse();
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    let mut opts = Options::new(&args.prefix);
+    opts.backend = args.backend.clone();
+    opts.nodes = args.nodes;
+    opts.pods = args.pods;
+    opts.etcd = args.etcd;
+    let code = match args.cmd {
+        Cmd::Down => {
+            let n = cluster::down(&args.prefix);
+            println!("removed {n} namespaces of cluster {:?}", args.prefix);
+            0
+        }
+        Cmd::Up => match up(opts) {
+            Ok(c) => {
+                print!("{}", picture(&c));
+                println!(
+                    "cluster {:?} is up; `podnet-cluster down --prefix {}` removes it",
+                    args.prefix, args.prefix
+                );
+                0
+            }
+            Err(code) => code,
+        },
+        Cmd::Demo => demo(opts, &stop),
+    };
+    std::process::exit(code);
+}
+
+fn up(opts: Options) -> Result<Cluster, i32> {
+    let start = Instant::now();
+    let mut progress = |msg: &str| eprintln!("[{:5.1}s] {msg}", start.elapsed().as_secs_f64());
+    Cluster::up(opts, &mut progress).map_err(|e| {
+        eprintln!("podnet-cluster: error: {e}");
+        1
+    })
+}
+
+fn demo(opts: Options, stop: &AtomicBool) -> i32 {
+    let backend = opts.backend.clone();
+    let cluster = match up(opts) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if stop.load(Ordering::Relaxed) {
+        eprintln!("interrupted: tearing down");
+        cluster.down();
+        return 130;
+    }
+    eprintln!("running traffic checks");
+    let report = run_checks(&cluster, stop);
+    println!(
+        "\npodnet-cluster: {} nodes x {} pods, flannel {backend} backend\n",
+        cluster.nodes.len(),
+        cluster.opts.pods
+    );
+    print!("{}", picture(&cluster));
+    println!("\nresults:");
+    print!("{report}");
+    let interrupted = stop.load(Ordering::Relaxed);
+    let removed = cluster.down();
+    eprintln!("torn down: {removed} namespaces removed");
+    if interrupted {
+        130
+    } else if report.passed() {
+        println!("\nall checks passed");
+        0
+    } else {
+        println!("\nSOME CHECKS FAILED");
+        1
+    }
+}

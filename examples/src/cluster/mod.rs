@@ -1,0 +1,549 @@
+//! podnet-cluster: a simulated cluster in network namespaces.
+//!
+//! A fabric namespace holds the bridge `fabric0` that plays the physical L2 network
+//! (198.18.0.0/24, the fabric itself at .254) and an "outside" address (198.19.0.1) that pods
+//! reach only through masquerade. Each node is a namespace with an `eth0` into the fabric
+//! (198.18.0.N), runs `flanneld` as a process, and has a `cni0` bridge with pods attached by
+//! veth, addressed from the node's lease. Every namespace is named `<prefix>-...`, so `down`
+//! finds and removes everything, even after the demo was killed with SIGKILL.
+
+mod report;
+pub mod traffic;
+
+pub use report::{CheckResult, Report, picture};
+pub use traffic::{EchoServer, run_checks};
+
+use ipnet::{IpNet, Ipv4Net};
+use podnet_ipam::SubnetEnv;
+use podnet_links::{Bridge, Handle, Route, Veth};
+use podnet_netns::NetNs;
+use std::fs;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The fabric's address on the simulated L2 network.
+pub const FABRIC_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
+/// The "outside" address, reachable from pods only through masquerade.
+pub const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
+/// The cluster network given to flannel.
+pub const CLUSTER_NETWORK: &str = "10.244.0.0/16";
+
+/// Errors of the cluster tool.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A namespace operation failed.
+    #[error("{0}")]
+    Netns(#[from] podnet_netns::NetNsError),
+    /// A netlink operation failed.
+    #[error("{0}")]
+    Links(#[from] podnet_links::Error),
+    /// Anything else, said in words.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn other(msg: impl Into<String>) -> ClusterError {
+    ClusterError::Other(msg.into())
+}
+
+/// How to build the cluster.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Namespace name prefix.
+    pub prefix: String,
+    /// flannel backend: vxlan, host-gw or udp.
+    pub backend: String,
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Pods per node.
+    pub pods: usize,
+    /// Keep leases in a real etcd (started in the fabric) instead of the embedded store.
+    pub etcd: bool,
+    /// Where logs, the store and subnet files go.
+    pub state_dir: PathBuf,
+    /// The flanneld binary.
+    pub flanneld: PathBuf,
+}
+
+impl Options {
+    /// Defaults for `prefix`: 3 nodes, 2 pods, vxlan, state under /run/podnet-cluster.
+    pub fn new(prefix: &str) -> Options {
+        Options {
+            prefix: prefix.to_owned(),
+            backend: "vxlan".into(),
+            nodes: 3,
+            pods: 2,
+            etcd: false,
+            state_dir: state_dir(prefix),
+            flanneld: sibling_binary("flanneld"),
+        }
+    }
+}
+
+/// The state directory of the cluster with this prefix.
+pub fn state_dir(prefix: &str) -> PathBuf {
+    Path::new("/run/podnet-cluster").join(prefix)
+}
+
+/// A binary next to the running one (cargo puts all of a package's binaries together).
+pub fn sibling_binary(name: &str) -> PathBuf {
+    let me = std::env::current_exe().unwrap_or_default();
+    let dir = me.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Test binaries live in target/<profile>/deps; the binaries one level up.
+    let candidates = [dir.join(name), dir.join("..").join(name)];
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .unwrap_or_else(|| candidates[0].clone())
+}
+
+/// One pod.
+#[derive(Debug, Clone)]
+pub struct Pod {
+    /// Node number (1-based).
+    pub node: usize,
+    /// Pod number on its node (1-based).
+    pub index: usize,
+    /// Its namespace.
+    pub ns: NetNs,
+    /// Its address.
+    pub ip: Ipv4Addr,
+}
+
+impl Pod {
+    /// `node1-pod2`.
+    pub fn label(&self) -> String {
+        format!("node{}-pod{}", self.node, self.index)
+    }
+}
+
+/// One node.
+#[derive(Debug)]
+pub struct Node {
+    /// Node number (1-based).
+    pub index: usize,
+    /// Its namespace.
+    pub ns: NetNs,
+    /// Its underlay address.
+    pub ip: Ipv4Addr,
+    /// Its lease.
+    pub subnet: Option<Ipv4Net>,
+    /// Its pods' MTU (FLANNEL_MTU).
+    pub mtu: u32,
+    /// The running flanneld.
+    pub flanneld: Option<Child>,
+}
+
+impl Node {
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        self.ns.name().unwrap_or("?")
+    }
+}
+
+/// A running simulated cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    /// How it was built.
+    pub opts: Options,
+    /// The fabric namespace.
+    pub fabric: NetNs,
+    /// The nodes.
+    pub nodes: Vec<Node>,
+    /// The pods.
+    pub pods: Vec<Pod>,
+    /// The etcd server, when `--etcd`.
+    pub etcd: Option<Child>,
+}
+
+fn ns_name(prefix: &str, rest: &str) -> String {
+    format!("{prefix}-{rest}")
+}
+
+/// Names of existing namespaces that belong to the cluster `prefix`.
+pub fn existing(prefix: &str) -> Vec<String> {
+    let p = format!("{prefix}-");
+    NetNs::list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.starts_with(&p))
+        .collect()
+}
+
+/// Kills every process inside `ns`.
+fn kill_processes_in(ns: &NetNs) -> usize {
+    let Ok(inode) = ns.inode() else { return 0 };
+    let mut killed = 0;
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(meta) = fs::metadata(format!("/proc/{pid}/ns/net")) else {
+            continue;
+        };
+        if meta.ino() == inode && pid != std::process::id() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            killed += 1;
+        }
+    }
+    killed
+}
+
+/// Removes everything of the cluster `prefix`: processes inside its namespaces, the
+/// namespaces (their devices go with them) and the state directory. Returns how many
+/// namespaces it deleted. Works from any state, including after the demo was SIGKILLed.
+pub fn down(prefix: &str) -> usize {
+    let names = existing(prefix);
+    for name in &names {
+        if let Ok(ns) = NetNs::open(name) {
+            kill_processes_in(&ns);
+        }
+    }
+    for name in &names {
+        if let Err(e) = NetNs::delete(name) {
+            eprintln!("warning: deleting {name}: {e}");
+        }
+    }
+    let _ = fs::remove_dir_all(state_dir(prefix));
+    names.len()
+}
+
+fn create_ns(name: &str) -> Result<NetNs, ClusterError> {
+    let ns = NetNs::create(name)?;
+    Handle::in_ns(&ns)?.link().set("lo").up().apply()?;
+    Ok(ns)
+}
+
+fn net_conf(backend: &str) -> String {
+    format!(r#"{{"Network": "{CLUSTER_NETWORK}", "Backend": {{"Type": "{backend}"}}}}"#)
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or fails after `timeout` with `what`.
+pub fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> Result<T, ClusterError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            return Err(other(format!(
+                "timed out after {timeout:?} waiting for {what}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Cluster {
+    /// Builds the cluster: fabric, nodes, flanneld on every node (and etcd), then the pods.
+    /// On failure everything built so far is removed.
+    pub fn up(opts: Options, progress: &mut dyn FnMut(&str)) -> Result<Cluster, ClusterError> {
+        if !matches!(opts.backend.as_str(), "vxlan" | "host-gw" | "udp") {
+            return Err(other(format!(
+                "unknown backend {:?} (choose vxlan, host-gw or udp)",
+                opts.backend
+            )));
+        }
+        if opts.nodes == 0 || opts.nodes > 200 {
+            return Err(other("--nodes must be between 1 and 200"));
+        }
+        if !existing(&opts.prefix).is_empty() {
+            return Err(other(format!(
+                "a cluster with prefix {:?} exists already; run `podnet-cluster down` first",
+                opts.prefix
+            )));
+        }
+        if !opts.flanneld.exists() {
+            return Err(other(format!(
+                "flanneld not found at {} (build it: cargo build --release -p podnet-examples)",
+                opts.flanneld.display()
+            )));
+        }
+        match Self::build(opts.clone(), progress) {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                down(&opts.prefix);
+                Err(e)
+            }
+        }
+    }
+
+    fn build(opts: Options, progress: &mut dyn FnMut(&str)) -> Result<Cluster, ClusterError> {
+        let _ = fs::remove_dir_all(&opts.state_dir);
+        fs::create_dir_all(&opts.state_dir)
+            .map_err(|e| other(format!("{}: {e}", opts.state_dir.display())))?;
+        progress("fabric: bridge fabric0 (198.18.0.254/24) and the outside address 198.19.0.1");
+        let fabric = create_ns(&ns_name(&opts.prefix, "fabric"))?;
+        let hf = Handle::in_ns(&fabric)?;
+        hf.link().add(&Bridge::new("fabric0"))?;
+        hf.addr()
+            .add("fabric0", IpNet::new(FABRIC_IP.into(), 24).expect("prefix"))?;
+        hf.addr().add(
+            "fabric0",
+            IpNet::new(OUTSIDE_IP.into(), 24).expect("prefix"),
+        )?;
+        hf.link().set("fabric0").up().apply()?;
+
+        let mut cluster = Cluster {
+            opts: opts.clone(),
+            fabric,
+            nodes: Vec::new(),
+            pods: Vec::new(),
+            etcd: None,
+        };
+        if opts.etcd {
+            progress("etcd: starting a server in the fabric (198.18.0.254:2379)");
+            cluster.start_etcd()?;
+        }
+        let conf_path = opts.state_dir.join("net-conf.json");
+        fs::write(&conf_path, net_conf(&opts.backend)).map_err(|e| other(e.to_string()))?;
+        for i in 1..=opts.nodes {
+            let ip = Ipv4Addr::new(198, 18, 0, i as u8);
+            progress(&format!("node{i}: eth0 {ip}/24 into the fabric"));
+            let ns = create_ns(&ns_name(&opts.prefix, &format!("node{i}")))?;
+            hf.link()
+                .add(&Veth::new(format!("n{i}")).peer("eth0").peer_netns(&ns))?;
+            hf.link()
+                .set(format!("n{i}"))
+                .master("fabric0")
+                .up()
+                .apply()?;
+            let h = Handle::in_ns(&ns)?;
+            h.addr()
+                .add("eth0", IpNet::new(ip.into(), 24).expect("prefix"))?;
+            h.link().set("eth0").up().apply()?;
+            h.route()
+                .add(&Route::new("0.0.0.0/0".parse().expect("literal")).via(FABRIC_IP.into()))?;
+            ns.sysctl_set("net.ipv4.ip_forward", "1")?;
+            cluster.nodes.push(Node {
+                index: i,
+                ns,
+                ip,
+                subnet: None,
+                mtu: 1500,
+                flanneld: None,
+            });
+        }
+        for i in 0..cluster.nodes.len() {
+            progress(&format!(
+                "node{}: starting flanneld ({} backend)",
+                i + 1,
+                opts.backend
+            ));
+            cluster.start_flanneld(i)?;
+        }
+        for i in 0..cluster.nodes.len() {
+            let env = cluster.wait_subnet_env(i)?;
+            let subnet = env
+                .subnet
+                .ok_or_else(|| other("subnet.env without FLANNEL_SUBNET"))?;
+            cluster.nodes[i].subnet = Some(subnet.trunc());
+            cluster.nodes[i].mtu = env.mtu;
+            progress(&format!(
+                "node{}: lease {} (MTU {}), cni0 and {} pods",
+                i + 1,
+                subnet.trunc(),
+                env.mtu,
+                opts.pods
+            ));
+            cluster.add_pods(i)?;
+        }
+        progress("waiting until every node has a route to every other node's pods");
+        cluster.wait_ready(Duration::from_secs(30))?;
+        Ok(cluster)
+    }
+
+    fn start_etcd(&mut self) -> Result<(), ClusterError> {
+        let dir = self.opts.state_dir.join("etcd");
+        let log = fs::File::create(self.opts.state_dir.join("etcd.log"))
+            .map_err(|e| other(e.to_string()))?;
+        let client = format!("http://{FABRIC_IP}:2379");
+        let child = self
+            .fabric
+            .command("etcd")
+            .args(["--name", "podnet", "--data-dir"])
+            .arg(&dir)
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args(["--listen-peer-urls", "http://127.0.0.1:2380"])
+            .args(["--initial-advertise-peer-urls", "http://127.0.0.1:2380"])
+            .args(["--initial-cluster", "podnet=http://127.0.0.1:2380"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| other(e.to_string()))?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| other(format!("starting etcd (Debian package etcd-server): {e}")))?;
+        self.etcd = Some(child);
+        let fabric = self.fabric.clone();
+        wait_for(Duration::from_secs(15), "etcd to answer", || {
+            fabric.run(traffic::etcd_healthy).ok().filter(|ok| *ok)
+        })?;
+        Ok(())
+    }
+
+    /// Starts (or restarts) flanneld on node `i` (0-based).
+    pub fn start_flanneld(&mut self, i: usize) -> Result<(), ClusterError> {
+        let node = &self.nodes[i];
+        let dir = self.opts.state_dir.join(format!("node{}", node.index));
+        fs::create_dir_all(&dir).map_err(|e| other(e.to_string()))?;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("flanneld.log"))
+            .map_err(|e| other(e.to_string()))?;
+        let mut cmd = node.ns.command(&self.opts.flanneld);
+        cmd.args(["--iface", "eth0", "--ip-masq", "--iptables-resync", "2"])
+            .arg("--subnet-file")
+            .arg(dir.join("subnet.env"))
+            .arg("--net-config-path")
+            .arg(self.opts.state_dir.join("net-conf.json"));
+        if self.opts.etcd {
+            cmd.args(["--etcd-endpoints", &format!("http://{FABRIC_IP}:2379")]);
+        } else {
+            cmd.arg("--store-dir")
+                .arg(self.opts.state_dir.join("store"));
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| other(e.to_string()))?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| other(format!("starting {}: {e}", self.opts.flanneld.display())))?;
+        self.nodes[i].flanneld = Some(child);
+        Ok(())
+    }
+
+    /// The subnet file of node `i` (0-based).
+    pub fn subnet_file(&self, i: usize) -> PathBuf {
+        self.opts
+            .state_dir
+            .join(format!("node{}", self.nodes[i].index))
+            .join("subnet.env")
+    }
+
+    fn wait_subnet_env(&mut self, i: usize) -> Result<SubnetEnv, ClusterError> {
+        let path = self.subnet_file(i);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(env)) = SubnetEnv::read(&path) {
+                return Ok(env);
+            }
+            if let Some(child) = self.nodes[i].flanneld.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = self
+                        .opts
+                        .state_dir
+                        .join(format!("node{}", i + 1))
+                        .join("flanneld.log");
+                    let tail = fs::read_to_string(&log).unwrap_or_default();
+                    return Err(other(format!(
+                        "flanneld on node{} exited ({status}):\n{}",
+                        i + 1,
+                        tail.lines()
+                            .rev()
+                            .take(5)
+                            .collect::<Vec<_>>()
+                            .into_iter()
+                            .rev()
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    )));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(other(format!("node{}: no subnet.env after 20 s", i + 1)));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn add_pods(&mut self, i: usize) -> Result<(), ClusterError> {
+        let node = &self.nodes[i];
+        let subnet = node.subnet.ok_or_else(|| other("node without a lease"))?;
+        let base = u32::from(subnet.network());
+        let gw = Ipv4Addr::from(base + 1);
+        let h = Handle::in_ns(&node.ns)?;
+        h.link().add(&Bridge::new("cni0").mtu(node.mtu))?;
+        h.addr().add(
+            "cni0",
+            IpNet::new(gw.into(), subnet.prefix_len()).expect("prefix"),
+        )?;
+        h.link().set("cni0").up().apply()?;
+        for j in 1..=self.opts.pods {
+            let ip = Ipv4Addr::from(base + 1 + j as u32);
+            let ns = create_ns(&ns_name(
+                &self.opts.prefix,
+                &format!("node{}-pod{j}", node.index),
+            ))?;
+            let host = format!("veth{j}");
+            h.link()
+                .add(&Veth::new(&host).peer("eth0").peer_netns(&ns).mtu(node.mtu))?;
+            h.link().set(host.as_str()).master("cni0").up().apply()?;
+            let hp = Handle::in_ns(&ns)?;
+            hp.addr().add(
+                "eth0",
+                IpNet::new(ip.into(), subnet.prefix_len()).expect("prefix"),
+            )?;
+            hp.link().set("eth0").up().apply()?;
+            hp.route()
+                .add(&Route::new("0.0.0.0/0".parse().expect("literal")).via(gw.into()))?;
+            self.pods.push(Pod {
+                node: node.index,
+                index: j,
+                ns,
+                ip,
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits until every node routes to every other node's subnet.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<(), ClusterError> {
+        let subnets: Vec<Ipv4Net> = self.nodes.iter().filter_map(|n| n.subnet).collect();
+        let handles: Vec<Handle> = self
+            .nodes
+            .iter()
+            .map(|n| Handle::in_ns(&n.ns))
+            .collect::<Result<_, _>>()?;
+        wait_for(timeout, "routes to every node's pods", || {
+            let all = self.nodes.iter().zip(&handles).all(|(n, h)| {
+                let routes = h.route().list().unwrap_or_default();
+                subnets
+                    .iter()
+                    .filter(|s| Some(**s) != n.subnet)
+                    .all(|s| routes.iter().any(|r| r.dst == IpNet::V4(*s)))
+            });
+            all.then_some(())
+        })
+    }
+
+    /// Stops every process and removes every namespace of the cluster.
+    pub fn down(mut self) -> usize {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.flanneld.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if let Some(mut c) = self.etcd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        down(&self.opts.prefix)
+    }
+}

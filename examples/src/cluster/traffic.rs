@@ -1,0 +1,258 @@
+//! Real traffic between the cluster's namespaces: ping, a TCP echo service that reports the
+//! source address it saw (to prove masquerade), and a bulk TCP transfer for throughput.
+
+use super::report::{CheckResult, Report};
+use super::{Cluster, OUTSIDE_IP};
+use podnet_netns::NetNs;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The TCP port of the echo service in every pod and in the fabric.
+pub const ECHO_PORT: u16 = 7777;
+
+/// `true` when etcd answers /health on the fabric address (call inside the fabric namespace).
+pub(crate) fn etcd_healthy() -> bool {
+    let addr = SocketAddr::new(super::FABRIC_IP.into(), 2379);
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    if s.write_all(b"GET /health HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.contains("true")
+}
+
+/// A TCP service inside a namespace: `E` + payload is answered with `SEEN <source ip>\n` and
+/// the payload; `S` + bytes is answered with the number of bytes received.
+#[derive(Debug)]
+pub struct EchoServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EchoServer {
+    /// Listens on `0.0.0.0:port` inside `ns`.
+    pub fn start(ns: &NetNs, port: u16) -> std::io::Result<EchoServer> {
+        let listener = ns
+            .run(move || TcpListener::bind(("0.0.0.0", port)))
+            .map_err(std::io::Error::other)??;
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, peer)) => {
+                        std::thread::spawn(move || serve(s, peer));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Ok(EchoServer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(mut s: TcpStream, peer: SocketAddr) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut mode = [0u8; 1];
+    if s.read_exact(&mut mode).is_err() {
+        return;
+    }
+    match mode[0] {
+        b'E' => {
+            let mut data = Vec::new();
+            let _ = s.read_to_end(&mut data);
+            let _ = s.write_all(format!("SEEN {}\n", peer.ip()).as_bytes());
+            let _ = s.write_all(&data);
+        }
+        b'S' => {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut total: u64 = 0;
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+            }
+            let _ = s.write_all(total.to_string().as_bytes());
+        }
+        _ => {}
+    }
+}
+
+/// Sends a payload from `src` to the echo service at `dst` and returns the source address the
+/// service saw, after checking the payload came back intact.
+pub fn tcp_echo(src: &NetNs, dst: SocketAddr) -> Result<IpAddr, String> {
+    src.run(move || -> Result<IpAddr, String> {
+        let mut s = TcpStream::connect_timeout(&dst, Duration::from_secs(3))
+            .map_err(|e| format!("connect {dst}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        let payload: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+        s.write_all(b"E")
+            .and_then(|()| s.write_all(&payload))
+            .map_err(|e| e.to_string())?;
+        s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+        let mut back = Vec::new();
+        s.read_to_end(&mut back)
+            .map_err(|e| format!("reading reply: {e}"))?;
+        let nl = back
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or("no reply header")?;
+        let header = String::from_utf8_lossy(&back[..nl]).to_string();
+        if back[nl + 1..] != payload[..] {
+            return Err("payload came back corrupted".into());
+        }
+        header
+            .strip_prefix("SEEN ")
+            .and_then(|ip| ip.parse().ok())
+            .ok_or_else(|| format!("bad reply header {header:?}"))
+    })
+    .map_err(|e| e.to_string())?
+}
+
+/// Sends bytes from `src` to the service at `dst` for `secs` seconds; Gbit/s received.
+pub fn throughput(src: &NetNs, dst: SocketAddr, secs: f64) -> Result<f64, String> {
+    src.run(move || -> Result<f64, String> {
+        let mut s = TcpStream::connect_timeout(&dst, Duration::from_secs(3))
+            .map_err(|e| format!("connect {dst}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        let buf = vec![0x5au8; 128 * 1024];
+        s.write_all(b"S").map_err(|e| e.to_string())?;
+        let start = Instant::now();
+        while start.elapsed().as_secs_f64() < secs {
+            s.write_all(&buf).map_err(|e| e.to_string())?;
+        }
+        s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).map_err(|e| e.to_string())?;
+        let elapsed = start.elapsed().as_secs_f64();
+        let bytes: f64 = reply
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad reply {reply:?}"))?;
+        Ok(bytes * 8.0 / elapsed / 1e9)
+    })
+    .map_err(|e| e.to_string())?
+}
+
+/// One ping from `src`; the round-trip time in ms when answered.
+pub fn ping(src: &NetNs, dst: IpAddr) -> Option<f64> {
+    let out = src
+        .command("ping")
+        .args(["-c", "1", "-W", "2", &dst.to_string()])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let t = text.split("time=").nth(1)?;
+    t.split_whitespace().next()?.parse().ok()
+}
+
+/// Runs every check of the demo: ping and TCP between every pair of pods on different nodes,
+/// each pod to the outside address through masquerade, and a throughput sample.
+pub fn run_checks(cluster: &Cluster, stop: &AtomicBool) -> Report {
+    let mut report = Report::default();
+    let mut servers = Vec::new();
+    for p in &cluster.pods {
+        match EchoServer::start(&p.ns, ECHO_PORT) {
+            Ok(s) => servers.push(s),
+            Err(e) => report.results.push(CheckResult::fail(
+                format!("echo server in {}", p.label()),
+                e.to_string(),
+            )),
+        }
+    }
+    match EchoServer::start(&cluster.fabric, ECHO_PORT) {
+        Ok(s) => servers.push(s),
+        Err(e) => report.results.push(CheckResult::fail(
+            "echo server in the fabric",
+            e.to_string(),
+        )),
+    }
+    for a in &cluster.pods {
+        for b in &cluster.pods {
+            if a.node == b.node || stop.load(Ordering::Relaxed) {
+                continue;
+            }
+            let what = format!("{} -> {} ({})", a.label(), b.label(), b.ip);
+            match ping(&a.ns, b.ip.into()) {
+                Some(ms) => report.results.push(
+                    CheckResult::ok(format!("ping {what}"), format!("{ms:.3} ms")).with_latency(ms),
+                ),
+                None => report
+                    .results
+                    .push(CheckResult::fail(format!("ping {what}"), "no reply")),
+            }
+            match tcp_echo(&a.ns, SocketAddr::new(b.ip.into(), ECHO_PORT)) {
+                Ok(seen) if seen == IpAddr::V4(a.ip) => report.results.push(CheckResult::ok(
+                    format!("tcp  {what}"),
+                    "4 KiB echoed, source kept",
+                )),
+                Ok(seen) => report.results.push(CheckResult::fail(
+                    format!("tcp  {what}"),
+                    format!("source rewritten to {seen}: pod traffic must not be masqueraded"),
+                )),
+                Err(e) => report
+                    .results
+                    .push(CheckResult::fail(format!("tcp  {what}"), e)),
+            }
+        }
+    }
+    for a in &cluster.pods {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let node_ip = cluster
+            .nodes
+            .iter()
+            .find(|n| n.index == a.node)
+            .map(|n| n.ip);
+        let what = format!("{} -> outside {OUTSIDE_IP}", a.label());
+        match tcp_echo(&a.ns, SocketAddr::new(OUTSIDE_IP.into(), ECHO_PORT)) {
+            Ok(seen) if Some(seen) == node_ip.map(IpAddr::V4) => report.results.push(
+                CheckResult::ok(format!("masq {what}"), format!("seen as the node's {seen}")),
+            ),
+            Ok(seen) => report.results.push(CheckResult::fail(
+                format!("masq {what}"),
+                format!("seen as {seen}, expected the node's address"),
+            )),
+            Err(e) => report
+                .results
+                .push(CheckResult::fail(format!("masq {what}"), e)),
+        }
+    }
+    let remote = cluster.pods.iter().find(|p| p.node != cluster.pods[0].node);
+    if let (Some(a), Some(b)) = (cluster.pods.first(), remote) {
+        match throughput(&a.ns, SocketAddr::new(b.ip.into(), ECHO_PORT), 1.0) {
+            Ok(g) => report.throughput = Some((format!("{} -> {}", a.label(), b.label()), g)),
+            Err(e) => report.results.push(CheckResult::fail("throughput", e)),
+        }
+    }
+    report
+}

@@ -1,0 +1,120 @@
+//! What every backend does, and the choice of backend from the network config.
+
+use super::AgentError;
+use ipnet::Ipv4Net;
+use podnet_ipam::NetworkConfig;
+use podnet_links::Handle;
+use std::net::Ipv4Addr;
+
+/// The node's underlay interface.
+#[derive(Debug, Clone)]
+pub struct Underlay {
+    /// Interface name.
+    pub name: String,
+    /// Interface index.
+    pub index: u32,
+    /// Its MTU.
+    pub mtu: u32,
+    /// The address peers send to.
+    pub public_ip: Ipv4Addr,
+}
+
+/// Another node, from its lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peer {
+    /// Its subnet.
+    pub subnet: Ipv4Net,
+    /// Its public (underlay) address.
+    pub public_ip: Ipv4Addr,
+    /// The backend type its lease announces.
+    pub backend_type: String,
+    /// Its BackendData (for vxlan: VNI and VtepMAC).
+    pub backend_data: serde_json::Value,
+}
+
+/// One of flannel's backends.
+pub trait Backend {
+    /// Its type name as leases carry it (`vxlan`, `host-gw`, `udp`).
+    fn kind(&self) -> &'static str;
+
+    /// Sets up (or adopts) the backend's device before the lease is taken; returns the
+    /// BackendData to publish in the lease.
+    fn prepare(
+        &mut self,
+        h: &Handle,
+        under: &Underlay,
+    ) -> Result<Option<serde_json::Value>, AgentError>;
+
+    /// Configures the device for this node's subnet; returns the MTU pods should use.
+    fn configure(
+        &mut self,
+        h: &Handle,
+        under: &Underlay,
+        network: Ipv4Net,
+        subnet: Ipv4Net,
+    ) -> Result<u32, AgentError>;
+
+    /// Converges the kernel to exactly what `peers` need: adds or replaces what is missing,
+    /// deletes what no peer accounts for, and recreates a deleted device.
+    fn reconcile(
+        &mut self,
+        h: &Handle,
+        under: &Underlay,
+        network: Ipv4Net,
+        subnet: Ipv4Net,
+        peers: &[Peer],
+    ) -> Result<(), AgentError>;
+}
+
+/// The backend named by the config's `Backend.Type`.
+pub(crate) fn from_config(config: &NetworkConfig) -> Result<Box<dyn Backend>, AgentError> {
+    let raw: serde_json::Value = config
+        .backend
+        .as_ref()
+        .and_then(|b| serde_json::from_str(b.get()).ok())
+        .unwrap_or(serde_json::Value::Null);
+    match config.backend_type.as_str() {
+        "vxlan" => Ok(Box::new(super::vxlan::VxlanBackend::from_json(&raw)?)),
+        "host-gw" => Ok(Box::new(super::hostgw::HostGw)),
+        other => Err(AgentError::UnknownBackend(other.to_owned())),
+    }
+}
+
+/// Removes routes into the cluster network that no peer accounts for: those through `dev`
+/// (or, with `gateway_routes`, those via a gateway on the underlay).
+pub(crate) fn prune_routes(
+    h: &Handle,
+    network: Ipv4Net,
+    own: Ipv4Net,
+    devs: &[&str],
+    wanted: &[podnet_links::Route],
+) -> Result<(), AgentError> {
+    for r in h.route().list()? {
+        let ipnet::IpNet::V4(dst) = r.dst else {
+            continue;
+        };
+        if !network.contains(&dst) || dst == own || dst == network {
+            continue;
+        }
+        let dev = r.dev.as_ref().map(|d| d.to_string()).unwrap_or_default();
+        if !devs.contains(&dev.as_str()) || r.gateway.is_none() {
+            continue;
+        }
+        let keep = wanted
+            .iter()
+            .any(|w| w.dst == r.dst && w.gateway == r.gateway);
+        if !keep {
+            tracing::info!(route = %r, "removing stale route");
+            let _ = h.route().del(&r);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `ip` is on a directly connected network of `dev` (the kernel's own lookup).
+pub(crate) fn directly_reachable(h: &Handle, ip: Ipv4Addr, dev: &str) -> bool {
+    match h.route().get(ip.into()) {
+        Ok(r) => r.gateway.is_none() && r.dev.as_ref().is_some_and(|d| d.to_string() == dev),
+        Err(_) => false,
+    }
+}

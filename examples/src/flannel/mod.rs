@@ -1,0 +1,298 @@
+//! The flannel node agent: acquire a subnet lease, set up the backend's device, write
+//! subnet.env, install the masquerade rules, and keep routes, neighbours and FDB entries for
+//! every peer converged, from lease events and a periodic resync.
+//!
+//! Restart-safe: an existing device that matches the config is reused as it is, every entry is
+//! programmed with `replace`, and only entries that no lease accounts for are deleted, so a
+//! restarted agent never takes down what traffic is using.
+
+mod backend;
+mod hostgw;
+mod vxlan;
+
+pub use backend::{Backend, Peer, Underlay};
+
+use ipnet::{IpNet, Ipv4Net};
+use podnet_ipam::{Lease, LeaseAttrs, LeaseEvent, NetworkConfig, Store, SubnetEnv, SubnetManager};
+use podnet_links::Handle;
+use podnet_nat::flannel::FlannelNetwork;
+use podnet_netns::NetNs;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Why the agent stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The network config is missing or invalid.
+    #[error("network config: {0}")]
+    Config(String),
+    /// The config names a backend this agent does not have.
+    #[error("unknown backend type {0:?} (known: vxlan, host-gw, udp)")]
+    UnknownBackend(String),
+    /// subnet.env disagrees with the network config.
+    #[error("{0}")]
+    SubnetEnv(String),
+    /// The underlay interface could not be determined.
+    #[error("underlay interface: {0}")]
+    Underlay(String),
+    /// The lease store failed.
+    #[error("lease store: {0}")]
+    Lease(#[from] podnet_ipam::LeaseError),
+    /// Programming the kernel failed.
+    #[error("{0}")]
+    Links(#[from] podnet_links::Error),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The agent's settings (flanneld's flags).
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// `--iface`: the underlay interface; by default the default route's device.
+    pub iface: Option<String>,
+    /// `--public-ip`: the address peers send to; by default the interface's first IPv4 address.
+    pub public_ip: Option<Ipv4Addr>,
+    /// `--subnet-file`.
+    pub subnet_file: PathBuf,
+    /// `--ip-masq`.
+    pub ip_masq: bool,
+    /// `--healthz-ip`/`--healthz-port`.
+    pub healthz: Option<SocketAddr>,
+    /// How often everything is reconciled even without lease events.
+    pub resync: Duration,
+    /// `--net-config-path`: network config text; stored when the store has none.
+    pub net_config: Option<String>,
+}
+
+/// Everything checked before anything is built: a bad config, an unknown backend or a
+/// subnet.env that contradicts the config stop the agent here, with nothing half-built.
+fn preflight<S: Store>(
+    sm: &SubnetManager<S>,
+    opts: &AgentOptions,
+) -> Result<(NetworkConfig, Box<dyn Backend>, Option<SubnetEnv>), AgentError> {
+    let config = match &opts.net_config {
+        Some(text) => {
+            let parsed =
+                NetworkConfig::parse(text).map_err(|e| AgentError::Config(e.to_string()))?;
+            if sm.network_config().is_err() {
+                sm.put_network_config(text)?;
+            }
+            parsed
+        }
+        None => sm.network_config()?,
+    };
+    let backend = backend::from_config(&config)?;
+    let previous =
+        SubnetEnv::read(&opts.subnet_file).map_err(|e| AgentError::SubnetEnv(e.to_string()))?;
+    if let (Some(env), Some(network)) = (&previous, config.network) {
+        if let Some(subnet) = env.subnet {
+            if !network.contains(&subnet) {
+                return Err(AgentError::SubnetEnv(format!(
+                    "{} holds FLANNEL_SUBNET={subnet}, which is outside the Network {network} \
+                     of the config; delete the file if the network changed on purpose",
+                    opts.subnet_file.display()
+                )));
+            }
+        }
+    }
+    Ok((config, backend, previous))
+}
+
+/// Finds the underlay interface and public address.
+fn underlay(h: &Handle, opts: &AgentOptions) -> Result<Underlay, AgentError> {
+    let name = match &opts.iface {
+        Some(n) => n.clone(),
+        None => {
+            let routes = h.route().list()?;
+            routes
+                .iter()
+                .find(|r| r.dst.prefix_len() == 0 && r.dst.addr().is_ipv4())
+                .and_then(|r| r.dev.as_ref().map(|d| d.to_string()))
+                .ok_or_else(|| AgentError::Underlay("no --iface and no default route".into()))?
+        }
+    };
+    let link = h
+        .link()
+        .get(name.as_str())
+        .map_err(|e| AgentError::Underlay(e.to_string()))?;
+    let public_ip = match opts.public_ip {
+        Some(ip) => ip,
+        None => h
+            .addr()
+            .list(Some(name.as_str().into()))?
+            .iter()
+            .find_map(|a| match a.addr {
+                IpNet::V4(n) => Some(n.addr()),
+                IpNet::V6(_) => None,
+            })
+            .ok_or_else(|| AgentError::Underlay(format!("{name} has no IPv4 address")))?,
+    };
+    Ok(Underlay {
+        name,
+        index: link.index,
+        mtu: link.mtu,
+        public_ip,
+    })
+}
+
+fn peers_of(own: &Lease, leases: &BTreeMap<String, Lease>) -> Vec<Peer> {
+    leases
+        .values()
+        .filter(|l| l.subnets != own.subnets)
+        .filter_map(|l| {
+            Some(Peer {
+                subnet: l.subnets.ipv4?,
+                public_ip: l.attrs.public_ip,
+                backend_type: l.attrs.backend_type.clone(),
+                backend_data: l
+                    .attrs
+                    .backend_data
+                    .as_ref()
+                    .and_then(|d| serde_json::from_str(d.get()).ok())
+                    .unwrap_or(serde_json::Value::Null),
+            })
+        })
+        .collect()
+}
+
+fn serve_healthz(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    let _ = s.set_nonblocking(false);
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                    let mut buf = [0u8; 512];
+                    let _ = s.read(&mut buf);
+                    let _ = s.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    );
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Runs the agent until `stop` is set. The caller picks the store.
+pub fn run<S: Store>(
+    sm: SubnetManager<S>,
+    opts: AgentOptions,
+    stop: Arc<AtomicBool>,
+) -> Result<(), AgentError> {
+    let (config, mut backend, previous) = preflight(&sm, &opts)?;
+    let network = config
+        .network
+        .ok_or_else(|| AgentError::Config("IPv4 Network is required".into()))?;
+    let h = Handle::new()?;
+    let under = underlay(&h, &opts)?;
+    tracing::info!(
+        backend = backend.kind(),
+        iface = %under.name,
+        public_ip = %under.public_ip,
+        %network,
+        "starting"
+    );
+
+    let data = backend.prepare(&h, &under)?;
+    let mut attrs = LeaseAttrs::new(under.public_ip, backend.kind());
+    if let Some(d) = &data {
+        attrs = attrs
+            .with_backend_data(&d.to_string())
+            .map_err(|e| AgentError::Other(e.to_string()))?;
+    }
+    let mut lease = sm.acquire(&attrs, previous.and_then(|p| p.previous_subnets()))?;
+    let subnet: Ipv4Net = lease
+        .subnets
+        .ipv4
+        .ok_or_else(|| AgentError::Other("lease without an IPv4 subnet".into()))?;
+    tracing::info!(%subnet, "lease acquired");
+    let mtu = backend.configure(&h, &under, network, subnet)?;
+    SubnetEnv::from_lease(&config, &lease, mtu, opts.ip_masq)
+        .write(&opts.subnet_file)
+        .map_err(|e| AgentError::Other(e.to_string()))?;
+    let ns = NetNs::current().map_err(|e| AgentError::Other(e.to_string()))?;
+    let masq = FlannelNetwork {
+        cluster_cidr: IpNet::V4(network),
+        pod_cidr: IpNet::V4(subnet),
+        random_fully: true,
+    };
+    let apply_masq = |why: &str| {
+        if opts.ip_masq {
+            if let Err(e) = masq.apply(&ns) {
+                tracing::warn!("masquerade rules ({why}): {e}");
+            }
+        }
+    };
+    apply_masq("start");
+    if let Some(addr) = opts.healthz {
+        serve_healthz(addr, stop.clone())
+            .map_err(|e| AgentError::Other(format!("healthz {addr}: {e}")))?;
+    }
+
+    let mut leases: BTreeMap<String, Lease> = BTreeMap::new();
+    let mut watch = None;
+    let mut next_resync = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if watch.is_none() {
+            match sm.watch() {
+                Ok(w) => watch = Some(w),
+                Err(e) => {
+                    tracing::warn!("watching leases: {e}; retrying, the programmed state stays");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+        let mut changed = false;
+        if let Some(w) = watch.as_mut() {
+            match w.next(Duration::from_millis(500)) {
+                Ok(Some(event)) => {
+                    changed = true;
+                    match event {
+                        LeaseEvent::Snapshot(all) => {
+                            leases = all.into_iter().map(|l| (l.subnets.key_name(), l)).collect();
+                        }
+                        LeaseEvent::Added(l) | LeaseEvent::Changed(l) => {
+                            tracing::info!(subnet = %l.subnets.key_name(), public_ip = %l.attrs.public_ip, "lease added or changed");
+                            leases.insert(l.subnets.key_name(), l);
+                        }
+                        LeaseEvent::Removed(l) => {
+                            tracing::info!(subnet = %l.subnets.key_name(), "lease removed");
+                            leases.remove(&l.subnets.key_name());
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("lease watch: {e}; re-listing");
+                    watch = None;
+                }
+            }
+        }
+        if changed || Instant::now() >= next_resync {
+            let peers = peers_of(&lease, &leases);
+            if let Err(e) = backend.reconcile(&h, &under, network, subnet, &peers) {
+                tracing::warn!("reconcile: {e}");
+            }
+            if Instant::now() >= next_resync {
+                apply_masq("resync");
+                match sm.renew_if_due(&mut lease) {
+                    Ok(true) => tracing::info!("lease renewed"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!("renewing lease: {e}"),
+                }
+                next_resync = Instant::now() + opts.resync;
+            }
+        }
+    }
+    Ok(())
+}

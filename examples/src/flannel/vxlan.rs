@@ -1,0 +1,237 @@
+//! The vxlan backend: one `flannel.<VNI>` device; per peer a permanent neighbour entry
+//! (`<peer subnet>.0` -> peer VTEP MAC), an FDB entry (peer VTEP MAC -> peer public IP) and the
+//! route `<peer subnet> via <peer subnet>.0 dev flannel.<VNI> onlink`. With DirectRouting, a
+//! peer on the same L2 network gets a plain route via its public IP instead.
+
+use super::AgentError;
+use super::backend::{Backend, Peer, Underlay, directly_reachable, prune_routes};
+use ipnet::{IpNet, Ipv4Net};
+use podnet_links::{Error, FdbEntry, Handle, MacAddr, Neighbour, Route, Vxlan};
+use std::net::IpAddr;
+
+/// flannel's vxlan backend.
+#[derive(Debug)]
+pub(crate) struct VxlanBackend {
+    vni: u32,
+    port: u16,
+    gbp: bool,
+    direct_routing: bool,
+    mtu: Option<u32>,
+    mac: Option<MacAddr>,
+    subnet: Option<Ipv4Net>,
+}
+
+impl VxlanBackend {
+    /// From the config's Backend object: VNI (1), Port (8472), GBP, DirectRouting, MTU.
+    pub(crate) fn from_json(v: &serde_json::Value) -> Result<VxlanBackend, AgentError> {
+        let num = |k: &str, default: u64| -> Result<u64, AgentError> {
+            match v.get(k) {
+                None | Some(serde_json::Value::Null) => Ok(default),
+                Some(x) => x.as_u64().ok_or_else(|| {
+                    AgentError::Config(format!("Backend.{k} must be a number, not {x}"))
+                }),
+            }
+        };
+        let vni = num("VNI", 1)?;
+        if vni > u64::from(podnet_links::VNI_MAX) {
+            return Err(AgentError::Config(format!(
+                "Backend.VNI {vni} is above 2^24-1"
+            )));
+        }
+        let port = num("Port", 8472)?;
+        let port = u16::try_from(port)
+            .map_err(|_| AgentError::Config(format!("Backend.Port {port} is not a UDP port")))?;
+        let flag = |k: &str| v.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
+        let mtu = match num("MTU", 0)? {
+            0 => None,
+            m => Some(m as u32),
+        };
+        Ok(VxlanBackend {
+            vni: vni as u32,
+            port: if port == 0 { 8472 } else { port },
+            gbp: flag("GBP"),
+            direct_routing: flag("DirectRouting"),
+            mtu,
+            mac: None,
+            subnet: None,
+        })
+    }
+
+    fn dev(&self) -> String {
+        format!("flannel.{}", self.vni)
+    }
+
+    fn spec(&self, under: &Underlay) -> Vxlan {
+        let mut spec = Vxlan::new(self.dev(), self.vni)
+            .local(under.public_ip.into())
+            .dev(under.index)
+            .port(self.port)
+            .learning(false)
+            .gbp(self.gbp)
+            .mtu(self.mtu.unwrap_or(under.mtu - 50));
+        if let Some(mac) = self.mac {
+            spec = spec.mac(mac);
+        }
+        spec
+    }
+
+    /// Creates the device, or adopts an existing one that matches (keeping its MAC, so peers'
+    /// entries stay valid across a restart).
+    fn ensure_device(&mut self, h: &Handle, under: &Underlay) -> Result<bool, AgentError> {
+        let dev = self.dev();
+        match h.link().get(dev.as_str()) {
+            Ok(link) => {
+                let matches = link.vxlan.as_ref().is_some_and(|v| {
+                    v.vni == self.vni
+                        && v.port == self.port
+                        && v.local == Some(IpAddr::V4(under.public_ip))
+                        && v.dev == Some(under.index)
+                        && v.gbp == self.gbp
+                });
+                if matches {
+                    self.mac = self.mac.or(link.mac);
+                    return Ok(false);
+                }
+                tracing::warn!(%dev, "existing device does not match the config; recreating it");
+                h.link().del(dev.as_str())?;
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        h.link().add(&self.spec(under))?;
+        self.mac = h.link().get(dev.as_str())?.mac;
+        tracing::info!(%dev, mac = ?self.mac, "created VXLAN device");
+        Ok(true)
+    }
+
+    fn address(&self, h: &Handle, subnet: Ipv4Net) -> Result<(), AgentError> {
+        let dev = self.dev();
+        let want = IpNet::new(IpAddr::V4(subnet.network()), 32).expect("/32");
+        for a in h.addr().list(Some(dev.as_str().into()))? {
+            if a.addr.addr().is_ipv4() && a.addr != want {
+                h.addr().del(dev.as_str(), a.addr)?;
+            }
+        }
+        h.addr().replace(dev.as_str(), want)?;
+        h.link().set(dev.as_str()).up().apply()?;
+        Ok(())
+    }
+}
+
+impl Backend for VxlanBackend {
+    fn kind(&self) -> &'static str {
+        "vxlan"
+    }
+
+    fn prepare(
+        &mut self,
+        h: &Handle,
+        under: &Underlay,
+    ) -> Result<Option<serde_json::Value>, AgentError> {
+        self.ensure_device(h, under)?;
+        let mac = self
+            .mac
+            .ok_or_else(|| AgentError::Other(format!("{} has no MAC address", self.dev())))?;
+        Ok(Some(
+            serde_json::json!({"VNI": self.vni, "VtepMAC": mac.to_string()}),
+        ))
+    }
+
+    fn configure(
+        &mut self,
+        h: &Handle,
+        _: &Underlay,
+        _: Ipv4Net,
+        subnet: Ipv4Net,
+    ) -> Result<u32, AgentError> {
+        self.subnet = Some(subnet);
+        self.address(h, subnet)?;
+        Ok(h.link().get(self.dev().as_str())?.mtu)
+    }
+
+    fn reconcile(
+        &mut self,
+        h: &Handle,
+        under: &Underlay,
+        network: Ipv4Net,
+        subnet: Ipv4Net,
+        peers: &[Peer],
+    ) -> Result<(), AgentError> {
+        let dev = self.dev();
+        if self.ensure_device(h, under)? {
+            tracing::warn!(%dev, "device was missing: recreated it");
+            self.address(h, subnet)?;
+        }
+        let mut routes = Vec::new();
+        let mut neighs = Vec::new();
+        let mut fdbs = Vec::new();
+        for p in peers {
+            if p.backend_type != "vxlan" {
+                tracing::warn!(peer = %p.subnet, backend = %p.backend_type, "peer uses another backend; skipping");
+                continue;
+            }
+            let gw = IpAddr::V4(p.subnet.network());
+            if self.direct_routing && directly_reachable(h, p.public_ip, &under.name) {
+                routes.push(
+                    Route::new(IpNet::V4(p.subnet))
+                        .via(p.public_ip.into())
+                        .dev(under.name.as_str()),
+                );
+                continue;
+            }
+            let Some(mac) = p
+                .backend_data
+                .get("VtepMAC")
+                .and_then(|m| m.as_str())
+                .and_then(|m| m.parse::<MacAddr>().ok())
+            else {
+                tracing::warn!(peer = %p.subnet, "lease has no valid VtepMAC; skipping");
+                continue;
+            };
+            neighs.push(Neighbour::new(gw, mac, dev.as_str()));
+            fdbs.push(FdbEntry::new(mac, dev.as_str()).dst(p.public_ip.into()));
+            routes.push(
+                Route::new(IpNet::V4(p.subnet))
+                    .via(gw)
+                    .dev(dev.as_str())
+                    .onlink(),
+            );
+        }
+        let mut b = h.batch();
+        for n in &neighs {
+            b.neigh_replace(n)?;
+        }
+        for f in &fdbs {
+            b.fdb_replace(f)?;
+        }
+        for r in &routes {
+            b.route_replace(r)?;
+        }
+        for (i, e) in b.execute()?.failures() {
+            tracing::warn!(request = i, "programming a peer: {e}");
+        }
+        // What no peer accounts for goes (flannel #2554: stale entries after a restart).
+        for n in h.neigh().list(Some(dev.as_str().into()))? {
+            if n.ip.is_ipv4() && !neighs.iter().any(|w| w.ip == n.ip && w.mac == n.mac) {
+                tracing::info!(neighbour = %n, "removing stale neighbour");
+                let _ = h.neigh().del(&n);
+            }
+        }
+        for f in h.fdb().list(Some(dev.as_str().into()))? {
+            if f.own && f.dst.is_some() && !fdbs.iter().any(|w| w.mac == f.mac && w.dst == f.dst) {
+                tracing::info!(fdb = %f, "removing stale FDB entry");
+                match h.fdb().del(&f) {
+                    Ok(()) | Err(Error::NotFound { .. }) => {}
+                    Err(e) => tracing::warn!("removing FDB entry: {e}"),
+                }
+            }
+        }
+        prune_routes(
+            h,
+            network,
+            subnet,
+            &[dev.as_str(), under.name.as_str()],
+            &routes,
+        )
+    }
+}
