@@ -218,10 +218,8 @@ pub fn vxlan(data: &[u8]) {
 pub fn flannel(data: &[u8]) {
     let (fix, data) = mode(data);
     let mut buf = data.to_vec();
-    if fix {
-        if let Ok(mut p) = Ipv4Packet::new_checked(&mut buf[..]) {
-            p.fill_checksum();
-        }
+    if fix && let Ok(mut p) = Ipv4Packet::new_checked(&mut buf[..]) {
+        p.fill_checksum();
     }
     let Ok((r, inner)) = podnet_encap::flannel::parse_payload(&buf) else {
         return;
