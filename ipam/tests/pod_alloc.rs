@@ -247,3 +247,15 @@ fn changes_by_another_process_are_never_hidden_by_memory() {
             .unwrap();
     }
 }
+
+#[test]
+fn huge_ipv6_ranges_do_not_overflow() {
+    let d = tempfile::tempdir().unwrap();
+    let alloc = PodAllocator::open(conf(
+        d.path(),
+        r#""ranges":[[{"subnet":"::/1","rangeStart":"::"},{"subnet":"8000::/1"}]]"#,
+    ))
+    .unwrap();
+    assert_eq!(ips(&alloc.allocate("a", "eth0").unwrap()), ["::/1"]);
+    assert_eq!(ips(&alloc.allocate("b", "eth0").unwrap()), ["::2/1"]);
+}

@@ -528,7 +528,7 @@ impl PodAllocator {
         tmp: &Path,
         scan: &Scan,
     ) -> Result<(IpAddr, Range), AllocError> {
-        let total: u128 = set.iter().map(Range::len).sum();
+        let total: u128 = set.iter().map(Range::len).fold(0, u128::saturating_add);
         // Position of a flat index in the set.
         let locate = |mut p: u128| -> Option<(IpAddr, &Range)> {
             for r in set {
@@ -543,16 +543,24 @@ impl PodAllocator {
             let mut off = 0u128;
             for r in set {
                 if r.contains(last) {
-                    return Some(off + (to_u128(last) - to_u128(r.range_start)) + 1);
+                    return Some(
+                        off.saturating_add(to_u128(last) - to_u128(r.range_start))
+                            .saturating_add(1),
+                    );
                 }
-                off += r.len();
+                off = off.saturating_add(r.len());
             }
             None
         });
         let start = start.unwrap_or(0) % total.max(1);
         let mut k: u128 = 0;
         while k < total {
-            let p = (start + k) % total;
+            // (start + k) mod total, without overflowing.
+            let p = if k < total - start {
+                start + k
+            } else {
+                k - (total - start)
+            };
             k += 1;
             let Some((ip, r)) = locate(p) else { break };
             if ip == r.gateway || scan.taken.contains(&ip) || self.excluded(ip) {

@@ -116,7 +116,8 @@ impl Range {
 
     /// How many addresses [range_start, range_end] holds.
     pub(crate) fn len(&self) -> u128 {
-        to_u128(self.range_end) - to_u128(self.range_start) + 1
+        // Saturates for the one range that holds all 2^128 IPv6 addresses.
+        (to_u128(self.range_end) - to_u128(self.range_start)).saturating_add(1)
     }
 
     fn overlaps(&self, o: &Range) -> bool {
@@ -190,15 +191,20 @@ impl Range {
                         format!("{where_}: {a} not in network {subnet}"),
                     ));
                 }
-                if to_u128(a) < to_u128(range_start) {
-                    return Err(ConfigError::invalid(
-                        "ipam.ranges.rangeEnd",
-                        format!("{where_}: {a} is before rangeStart {range_start}"),
-                    ));
-                }
                 a
             }
         };
+        if to_u128(range_end) < to_u128(range_start) {
+            let field = if raw.range_end.is_some() {
+                "ipam.ranges.rangeEnd"
+            } else {
+                "ipam.ranges.rangeStart"
+            };
+            return Err(ConfigError::invalid(
+                field,
+                format!("{where_}: rangeEnd {range_end} is before rangeStart {range_start}"),
+            ));
+        }
         Ok(Range {
             subnet,
             range_start,

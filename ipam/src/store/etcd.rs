@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
-    WatchOptions, WatchStream,
+    TxnOpResponse, WatchOptions, WatchStream,
 };
 use tokio::runtime::Runtime;
 
@@ -100,11 +100,25 @@ impl EtcdStore {
         }
     }
 
+    /// Put options: the lease (if any), and the previous value back so that the lease the
+    /// key leaves can be revoked instead of lingering until its TTL runs out.
     fn put_options(lease: i64) -> Option<PutOptions> {
-        if lease == 0 {
-            None
+        let opts = PutOptions::new().with_prev_key();
+        Some(if lease == 0 {
+            opts
         } else {
-            Some(PutOptions::new().with_lease(lease))
+            opts.with_lease(lease)
+        })
+    }
+
+    fn revoke_replaced(
+        &self,
+        client: &mut Client,
+        prev: Option<&etcd_client::KeyValue>,
+        lease: i64,
+    ) {
+        if let Some(old) = prev.map(|kv| kv.lease()).filter(|&l| l != 0 && l != lease) {
+            self.revoke(client, old);
         }
     }
 
@@ -168,6 +182,11 @@ impl EtcdStore {
             self.revoke(&mut client, lease);
             return Ok(None);
         }
+        for op in resp.op_responses() {
+            if let TxnOpResponse::Put(p) = op {
+                self.revoke_replaced(&mut client, p.prev_key(), lease);
+            }
+        }
         Ok(Some(resp.header().map(|h| rev(h.revision())).unwrap_or(0)))
     }
 }
@@ -226,7 +245,10 @@ impl Store for EtcdStore {
             .rt
             .block_on(client.put(key, value, Self::put_options(lease)))
         {
-            Ok(r) => Ok(r.header().map(|h| rev(h.revision())).unwrap_or(0)),
+            Ok(r) => {
+                self.revoke_replaced(&mut client, r.prev_key(), lease);
+                Ok(r.header().map(|h| rev(h.revision())).unwrap_or(0))
+            }
             Err(e) => {
                 self.revoke(&mut client, lease);
                 Err(etcd_err("put", key)(e))
