@@ -273,6 +273,13 @@ fn kernel_vxlan_and_podnet_talk() {
                         seen.lock().unwrap().sent += 1;
                     }
                 }
+                // Whatever the packet socket saw last is in the UDP socket's queue too.
+                udp.set_nonblocking(true).unwrap();
+                while let Ok(n) = udp.recv(&mut buf) {
+                    if let Ok((_, inner)) = podnet_encap::vxlan::parse_payload(&buf[..n]) {
+                        seen.lock().unwrap().udp_inner.push(inner.to_vec());
+                    }
+                }
             })
             .expect("responder thread in b")
         });
