@@ -63,7 +63,9 @@ impl ManagerOptions {
 /// assert_eq!(again.subnets, lease.subnets);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug)]
+///
+/// A manager is `Clone` when its store is (both stores are), e.g. to watch on another thread.
+#[derive(Debug, Clone)]
 pub struct SubnetManager<S> {
     store: S,
     prefix: String,
