@@ -70,12 +70,15 @@ pub struct AgentOptions {
     pub net_config: Option<String>,
 }
 
+/// What [`preflight`] establishes: the config, the backend and the previous subnet.env.
+type Preflight = (NetworkConfig, Box<dyn Backend>, Option<SubnetEnv>);
+
 /// Everything checked before anything is built: a bad config, an unknown backend or a
 /// subnet.env that contradicts the config stop the agent here, with nothing half-built.
 fn preflight<S: Store>(
     sm: &SubnetManager<S>,
     opts: &AgentOptions,
-) -> Result<(NetworkConfig, Box<dyn Backend>, Option<SubnetEnv>), AgentError> {
+) -> Result<Preflight, AgentError> {
     let config = match &opts.net_config {
         Some(text) => {
             let parsed =

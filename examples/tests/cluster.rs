@@ -1,0 +1,543 @@
+//! End-to-end tests of flanneld on the simulated cluster: every backend, the embedded store and
+//! etcd, restarts, a foreign flannel node, an etcd outage and bad input.
+//!
+//! Cluster namespaces are named with the test harness's prefix and this process id, so a run
+//! that dies is swept by the next one; each test also tears its cluster down on drop.
+
+use podnet_examples::cluster::{self, Cluster, Options, run_checks};
+use podnet_links::{Handle, MacAddr};
+use podnet_testsupport::{TestNs, require_root};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Tears the cluster down when the test ends, passing or failing.
+struct Guard(Option<Cluster>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.down();
+        }
+    }
+}
+
+impl std::ops::Deref for Guard {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        self.0.as_ref().expect("cluster")
+    }
+}
+
+impl std::ops::DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        self.0.as_mut().expect("cluster")
+    }
+}
+
+fn options(tag: &str, backend: &str, nodes: usize, pods: usize, etcd: bool) -> Options {
+    let prefix = format!("{}{}-{tag}", podnet_testsupport::PREFIX, std::process::id());
+    let mut o = Options::new(&prefix);
+    o.backend = backend.into();
+    o.nodes = nodes;
+    o.pods = pods;
+    o.etcd = etcd;
+    o.flanneld = PathBuf::from(env!("CARGO_BIN_EXE_flanneld"));
+    o
+}
+
+fn up(opts: Options) -> Guard {
+    let c = Cluster::up(opts, &mut |m| eprintln!("{m}")).expect("cluster up");
+    Guard(Some(c))
+}
+
+fn check_all(c: &Cluster) {
+    let report = run_checks(c, &AtomicBool::new(false));
+    eprintln!("{report}");
+    assert!(report.passed(), "failed checks:\n{report}");
+    assert_eq!(
+        report.results.len(),
+        3 * 2 * 4 * 2 + 6,
+        "every pair and every pod checked"
+    );
+}
+
+#[test]
+fn vxlan_three_nodes_two_pods_embedded_store() {
+    require_root!();
+    let c = up(options("vx", "vxlan", 3, 2, false));
+    check_all(&c);
+}
+
+#[test]
+fn host_gw_three_nodes_two_pods_embedded_store() {
+    require_root!();
+    let c = up(options("hg", "host-gw", 3, 2, false));
+    check_all(&c);
+}
+
+#[test]
+fn vxlan_on_etcd_with_a_foreign_flannel_node_and_an_outage() {
+    require_root!();
+    let mut c = up(options("etcd", "vxlan", 3, 2, true));
+    check_all(&c);
+
+    // Our leases are flannel's JSON, readable by any flannel tool.
+    let leases = etcd_range(&c, "/coreos.com/network/subnets/");
+    assert_eq!(leases.len(), 3, "{leases:?}");
+    for (key, value) in &leases {
+        assert!(
+            key.starts_with("/coreos.com/network/subnets/10.244."),
+            "{key}"
+        );
+        let v: serde_json::Value = serde_json::from_str(value).unwrap();
+        assert!(
+            v["PublicIP"].as_str().unwrap().starts_with("198.18.0."),
+            "{value}"
+        );
+        assert_eq!(v["BackendType"], "vxlan");
+        assert_eq!(v["BackendData"]["VNI"], 1);
+        assert!(
+            v["BackendData"]["VtepMAC"]
+                .as_str()
+                .unwrap()
+                .parse::<MacAddr>()
+                .is_ok()
+        );
+    }
+
+    // A lease written in flannel's exact JSON by another tool becomes a peer.
+    let foreign = r#"{"PublicIP":"198.18.0.99","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}"#;
+    etcd_put(&c, "/coreos.com/network/subnets/10.244.250.0-24", foreign);
+    let h = Handle::in_ns(&c.nodes[0].ns).unwrap();
+    wait_programmed(
+        &h,
+        "10.244.250.0/24",
+        "198.18.0.99",
+        Duration::from_secs(10),
+    );
+
+    // etcd stops for 30 s: traffic keeps flowing; afterwards a new node is learned.
+    let etcd_pid = c.etcd.as_ref().unwrap().id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &etcd_pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    let (a, b) = (c.pods[0].clone(), c.pods[2].clone());
+    while start.elapsed() < Duration::from_secs(30) {
+        assert!(
+            cluster::traffic::ping(&a.ns, b.ip.into()).is_some(),
+            "pod traffic stopped during the etcd outage after {:?}",
+            start.elapsed()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-CONT", &etcd_pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let later = r#"{"PublicIP":"198.18.0.98","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:45"}}"#;
+    etcd_put(&c, "/coreos.com/network/subnets/10.244.251.0-24", later);
+    wait_programmed(
+        &h,
+        "10.244.251.0/24",
+        "198.18.0.98",
+        Duration::from_secs(30),
+    );
+    let _ = &mut c;
+}
+
+/// Waits until node `h` routes `subnet` over flannel.1 and has the peer's FDB entry.
+fn wait_programmed(h: &Handle, subnet: &str, peer_ip: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let routed = h
+            .route()
+            .list()
+            .unwrap()
+            .iter()
+            .any(|r| r.dst.to_string() == subnet && r.onlink);
+        let fdb = h
+            .fdb()
+            .list(Some("flannel.1".into()))
+            .unwrap()
+            .iter()
+            .any(|e| e.dst.map(|d| d.to_string()) == Some(peer_ip.to_string()));
+        if routed && fdb {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{subnet} via {peer_ip} not programmed in {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn b64(data: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk.len();
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= n {
+                out.push(T[((v >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn unb64(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|c| *c != b'=').collect();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(4) {
+        let mut v = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            v |= u32::from(val(*c)) << (18 - 6 * i);
+        }
+        for i in 0..chunk.len().saturating_sub(1) {
+            out.push((v >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+/// A POST to etcd's JSON gateway from inside the fabric: another tool than podnet's client.
+fn etcd_post(c: &Cluster, path: &str, body: String) -> serde_json::Value {
+    let path = path.to_owned();
+    let text = c
+        .fabric
+        .run(move || {
+            let addr = SocketAddr::new(cluster::FABRIC_IP.into(), 2379);
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+            write!(
+                s,
+                "POST {path} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            let mut reply = String::new();
+            s.read_to_string(&mut reply).unwrap();
+            reply
+        })
+        .unwrap();
+    let json = text.split("\r\n\r\n").nth(1).unwrap_or("{}");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn etcd_put(c: &Cluster, key: &str, value: &str) {
+    let body = format!(
+        r#"{{"key":"{}","value":"{}"}}"#,
+        b64(key.as_bytes()),
+        b64(value.as_bytes())
+    );
+    etcd_post(c, "/v3/kv/put", body);
+}
+
+fn etcd_range(c: &Cluster, prefix: &str) -> Vec<(String, String)> {
+    let mut end = prefix.as_bytes().to_vec();
+    *end.last_mut().unwrap() += 1;
+    let body = format!(
+        r#"{{"key":"{}","range_end":"{}"}}"#,
+        b64(prefix.as_bytes()),
+        b64(&end)
+    );
+    let v = etcd_post(c, "/v3/kv/range", body);
+    v["kvs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|kv| {
+            (
+                String::from_utf8(unb64(kv["key"].as_str().unwrap())).unwrap(),
+                String::from_utf8(unb64(kv["value"].as_str().unwrap())).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn restart_never_removes_routes_fdb_or_masquerade() {
+    require_root!();
+    let mut c = up(options("rs", "vxlan", 2, 1, false));
+    let node = c.nodes[0].ns.clone();
+    let peer_subnet = c.nodes[1].subnet.unwrap().to_string();
+    let (src, dst) = (c.pods[0].clone(), c.pods[1].clone());
+    let _server = cluster::EchoServer::start(&dst.ns, 7777).unwrap();
+
+    // Sample every 10 ms: the route, the FDB entry and the masquerade rule on node1.
+    let stop = Arc::new(AtomicBool::new(false));
+    let missing = Arc::new(AtomicUsize::new(0));
+    let samples = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (stop, missing, samples, node) =
+            (stop.clone(), missing.clone(), samples.clone(), node.clone());
+        let subnet = peer_subnet.clone();
+        std::thread::spawn(move || {
+            let h = Handle::in_ns(&node).unwrap();
+            let mut last_masq = Instant::now() - Duration::from_secs(1);
+            while !stop.load(Ordering::Relaxed) {
+                let route = h
+                    .route()
+                    .list()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r.dst.to_string() == subnet);
+                let fdb = !h.fdb().list(Some("flannel.1".into())).unwrap().is_empty();
+                let mut masq = true;
+                if last_masq.elapsed() >= Duration::from_millis(10) {
+                    last_masq = Instant::now();
+                    let out = node
+                        .command("iptables")
+                        .args(["-w", "-t", "nat", "-S", "FLANNEL-POSTRTG"])
+                        .output()
+                        .unwrap();
+                    masq = out.status.success()
+                        && String::from_utf8_lossy(&out.stdout).contains("MASQUERADE");
+                }
+                if !(route && fdb && masq) {
+                    missing.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("absent: route {route} fdb {fdb} masq {masq}");
+                }
+                samples.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+
+    // A long TCP transfer across the restart.
+    let transfer = std::thread::spawn(move || {
+        cluster::traffic::throughput(&src.ns, SocketAddr::new(dst.ip.into(), 7777), 4.0)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let child = c.nodes[0].flanneld.as_mut().unwrap();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    c.start_flanneld(0).unwrap();
+    let gbps = transfer
+        .join()
+        .unwrap()
+        .expect("the transfer completes across the restart");
+    std::thread::sleep(Duration::from_secs(2)); // the restarted agent reconciles
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    eprintln!(
+        "transfer {gbps:.2} Gbit/s; {} samples",
+        samples.load(Ordering::Relaxed)
+    );
+    assert!(samples.load(Ordering::Relaxed) > 100);
+    assert_eq!(
+        missing.load(Ordering::Relaxed),
+        0,
+        "something was absent during the restart"
+    );
+    // The restarted agent adopted the device: same lease, traffic still flows.
+    c.wait_ready(Duration::from_secs(10)).unwrap();
+    check_pair(&c);
+}
+
+fn check_pair(c: &Cluster) {
+    let (a, b) = (&c.pods[0], &c.pods[1]);
+    assert!(cluster::traffic::ping(&a.ns, b.ip.into()).is_some());
+}
+
+#[test]
+fn deleted_device_and_stale_entries_are_repaired() {
+    require_root!();
+    let c = up(options("heal", "vxlan", 2, 1, false));
+    let h = Handle::in_ns(&c.nodes[0].ns).unwrap();
+    // A stale route and neighbour left by a previous life (flannel #2554) are removed...
+    h.route()
+        .add(
+            &podnet_links::Route::new("10.244.123.0/24".parse().unwrap())
+                .via("10.244.123.0".parse().unwrap())
+                .dev("flannel.1")
+                .onlink(),
+        )
+        .unwrap();
+    // ...and a deleted device comes back with its MAC, address and peers.
+    let mac = h.link().get("flannel.1").unwrap().mac;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h
+        .route()
+        .list()
+        .unwrap()
+        .iter()
+        .any(|r| r.dst.to_string() == "10.244.123.0/24")
+    {
+        assert!(Instant::now() < deadline, "stale route not removed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    h.link().del("flannel.1").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(l) = h.link().get("flannel.1") {
+            if l.mac == mac && cluster::traffic::ping(&c.pods[0].ns, c.pods[1].ip.into()).is_some()
+            {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "flannel.1 not recreated");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn flanneld(ns: &TestNs, args: &[&str]) -> std::process::Output {
+    ns.command(env!("CARGO_BIN_EXE_flanneld"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bad_input_gives_a_clear_error_and_builds_nothing() {
+    require_root!();
+    let ns = TestNs::new("fl-bad");
+    ns.exec(
+        "ip",
+        &["link", "add", "eth0", "type", "veth", "peer", "name", "x0"],
+    );
+    ns.exec("ip", &["addr", "add", "198.18.7.1/24", "dev", "eth0"]);
+    ns.exec("ip", &["link", "set", "eth0", "up"]);
+    let dir = std::env::temp_dir().join(format!("podnet-flbad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("net-conf.json");
+    let store = dir.join("store");
+    let env = dir.join("subnet.env");
+    let base = |conf: &PathBuf| {
+        vec![
+            "--iface".to_string(),
+            "eth0".into(),
+            "--net-config-path".into(),
+            conf.display().to_string(),
+            "--subnet-file".into(),
+            env.display().to_string(),
+            "--store-dir".into(),
+            store.display().to_string(),
+        ]
+    };
+    let run = |args: Vec<String>| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        flanneld(&ns, &a)
+    };
+    let built = || ns.exec("ip", &["-o", "link"]).contains("flannel");
+
+    // An unknown backend type.
+    std::fs::write(
+        &conf,
+        r#"{"Network":"10.244.0.0/16","Backend":{"Type":"gre"}}"#,
+    )
+    .unwrap();
+    let out = run(base(&conf));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("unknown backend type \"gre\""), "{err}");
+    assert!(!built());
+
+    // A subnet.env whose subnet is outside the Network.
+    std::fs::write(
+        &conf,
+        r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#,
+    )
+    .unwrap();
+    std::fs::write(&env, "FLANNEL_NETWORK=10.99.0.0/16\nFLANNEL_SUBNET=10.99.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n").unwrap();
+    let out = run(base(&conf));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("outside the Network 10.244.0.0/16"), "{err}");
+    assert!(!built());
+    std::fs::remove_file(&env).unwrap();
+
+    // etcd unreachable at start.
+    let mut args = base(&conf);
+    args.truncate(6);
+    args.extend(["--etcd-endpoints".to_string(), "http://127.0.0.1:9".into()]);
+    let out = run(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("etcd"), "{err}");
+    assert!(!built());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn demo_binary_exits_zero_and_down_cleans_up_after_sigkill() {
+    require_root!();
+    let bin = env!("CARGO_BIN_EXE_podnet-cluster");
+    let prefix = format!("{}{}-cli", podnet_testsupport::PREFIX, std::process::id());
+    let out = std::process::Command::new(bin)
+        .args(["demo", "--nodes", "2", "--pods", "1", "--prefix", &prefix])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    assert!(
+        cluster::existing(&prefix).is_empty(),
+        "demo left namespaces behind"
+    );
+
+    // Killed while building: `down` still removes everything, flanneld included.
+    let mut child = std::process::Command::new(bin)
+        .args(["up", "--nodes", "2", "--pods", "1", "--prefix", &prefix])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster::existing(&prefix).len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!cluster::existing(&prefix).is_empty());
+    let out = std::process::Command::new(bin)
+        .args(["down", "--prefix", &prefix])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(cluster::existing(&prefix).is_empty());
+    let procs = std::process::Command::new("pgrep")
+        .args(["-f", &prefix])
+        .output()
+        .unwrap();
+    assert!(
+        procs.stdout.is_empty(),
+        "processes left: {}",
+        String::from_utf8_lossy(&procs.stdout)
+    );
+}
