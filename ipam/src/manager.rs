@@ -534,6 +534,9 @@ impl<S: Store> LeaseWatch<'_, S> {
     }
 
     /// The next event, waiting at most `timeout`; `Ok(None)` when nothing happened.
+    ///
+    /// After an error (say the store was unreachable), calling `next` again lists the leases
+    /// again, reports the difference as events, and resumes watching.
     pub fn next(&mut self, timeout: Duration) -> Result<Option<LeaseEvent>, LeaseError> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
@@ -573,7 +576,12 @@ impl<S: Store> LeaseWatch<'_, S> {
                     self.watch = None;
                     self.relist(false)?;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    // The next call lists again and starts a new watch (e.g. after etcd
+                    // restarted), reporting what changed meanwhile.
+                    self.watch = None;
+                    return Err(e.into());
+                }
             }
             if std::time::Instant::now() >= deadline && self.pending.is_empty() {
                 return Ok(None);

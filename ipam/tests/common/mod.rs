@@ -5,7 +5,7 @@
 
 use std::io;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,7 +37,9 @@ fn free_port() -> u16 {
 pub struct EtcdServer {
     child: Child,
     pub endpoint: String,
-    _dir: tempfile::TempDir,
+    peer_url: String,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl EtcdServer {
@@ -50,23 +52,42 @@ impl EtcdServer {
         );
         let mut last_err = String::new();
         for _ in 0..3 {
-            match Self::try_start(&bin) {
-                Ok(s) => return s,
+            let dir = tempfile::tempdir().expect("temp dir");
+            let (client, peer) = (free_port(), free_port());
+            match Self::spawn(
+                &bin,
+                dir.path(),
+                &format!("http://127.0.0.1:{client}"),
+                &format!("http://127.0.0.1:{peer}"),
+            ) {
+                Ok(child) => {
+                    let mut s = EtcdServer {
+                        child,
+                        endpoint: format!("http://127.0.0.1:{client}"),
+                        peer_url: format!("http://127.0.0.1:{peer}"),
+                        bin: bin.clone(),
+                        dir,
+                    };
+                    match s.wait_healthy() {
+                        Ok(()) => return s,
+                        Err(e) => last_err = e,
+                    }
+                }
                 Err(e) => last_err = e,
             }
         }
         panic!("could not start etcd: {last_err}");
     }
 
-    fn try_start(bin: &PathBuf) -> Result<EtcdServer, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let (client, peer) = (free_port(), free_port());
-        let endpoint = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(dir.path().join("etcd.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(bin)
+    fn spawn(bin: &Path, dir: &Path, endpoint: &str, peer_url: &str) -> Result<Child, String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("etcd.log"))
+            .map_err(|e| e.to_string())?;
+        Command::new(bin)
             .arg("--name=podnet-test")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--data-dir={}", dir.join("data").display()))
             .arg(format!("--listen-client-urls={endpoint}"))
             .arg(format!("--advertise-client-urls={endpoint}"))
             .arg(format!("--listen-peer-urls={peer_url}"))
@@ -76,37 +97,49 @@ impl EtcdServer {
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
-        let mut server = EtcdServer {
-            child,
-            endpoint,
-            _dir: dir,
-        };
+            .map_err(|e| format!("spawn {}: {e}", bin.display()))
+    }
+
+    fn wait_healthy(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                let log = std::fs::read_to_string(server._dir.path().join("etcd.log"))
-                    .unwrap_or_default();
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
                 return Err(format!("etcd exited with {status}: {log}"));
             }
-            if std::net::TcpStream::connect(server.endpoint.trim_start_matches("http://")).is_ok() {
+            if std::net::TcpStream::connect(self.endpoint.trim_start_matches("http://")).is_ok() {
                 #[cfg(feature = "etcd")]
                 {
                     use podnet_ipam::Store;
-                    if let Ok(store) = podnet_ipam::EtcdStore::connect(&[&server.endpoint]) {
+                    if let Ok(store) = podnet_ipam::EtcdStore::connect(&[&self.endpoint]) {
                         if store.get("/podnet-health").is_ok() {
-                            return Ok(server);
+                            return Ok(());
                         }
                     }
                 }
                 #[cfg(not(feature = "etcd"))]
-                return Ok(server);
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err("etcd did not become healthy within 20 s".into());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Stops the server (SIGKILL).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same ports and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Self::spawn(&self.bin, self.dir.path(), &self.endpoint, &self.peer_url)
+            .expect("respawn etcd");
+        self.wait_healthy().expect("etcd healthy after restart");
     }
 }
 
