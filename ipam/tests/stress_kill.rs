@@ -102,7 +102,7 @@ fn sixteen_processes_with_random_sigkills() {
     }
     std::thread::sleep(Duration::from_millis(100)); // let the readers drain
     eprintln!("{kills} SIGKILLs in {:?}", start.elapsed());
-    assert!(kills >= 30, "only {kills} kills happened");
+    assert!(kills >= 20, "only {kills} kills happened");
 
     // No address was ever reported to two containers.
     let seen = seen.lock().unwrap();
