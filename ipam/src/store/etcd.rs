@@ -56,6 +56,22 @@ fn rev(r: i64) -> u64 {
 impl EtcdStore {
     /// Connects to the given endpoints (`http://host:port`).
     pub fn connect<S: AsRef<str>>(endpoints: &[S]) -> Result<Self, StoreError> {
+        Self::connect_inner(endpoints, None)
+    }
+
+    /// Connects with etcd user authentication (flannel's `--etcd-username`/`--etcd-password`).
+    pub fn connect_with_user<S: AsRef<str>>(
+        endpoints: &[S],
+        user: &str,
+        password: &str,
+    ) -> Result<Self, StoreError> {
+        Self::connect_inner(endpoints, Some((user, password)))
+    }
+
+    fn connect_inner<S: AsRef<str>>(
+        endpoints: &[S],
+        user: Option<(&str, &str)>,
+    ) -> Result<Self, StoreError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("podnet-etcd")
@@ -63,9 +79,12 @@ impl EtcdStore {
             .build()
             .map_err(|e| StoreError::Backend(format!("etcd client runtime: {e}")))?;
         let endpoints: Vec<String> = endpoints.iter().map(|e| e.as_ref().to_string()).collect();
-        let opts = ConnectOptions::new()
+        let mut opts = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_timeout(Duration::from_secs(15));
+        if let Some((name, password)) = user {
+            opts = opts.with_user(name, password);
+        }
         let joined = endpoints.join(",");
         let client = rt
             .block_on(Client::connect(endpoints, Some(opts)))
