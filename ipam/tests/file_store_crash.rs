@@ -38,6 +38,18 @@ fn crash_child() {
     }
 }
 
+/// Kills the children when dropped, also when the test panics: they would run forever.
+struct Kids(Vec<Child>);
+
+impl Drop for Kids {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn spawn(dir: &std::path::Path, slot: u8) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
@@ -58,7 +70,8 @@ fn sigkill_never_corrupts_the_file_store() {
     let sm = SubnetManager::new(FileStore::open(d.path()).unwrap());
     sm.put_network_config(r#"{"Network":"10.50.0.0/16"}"#)
         .unwrap();
-    let mut children: Vec<Child> = (1..=4).map(|s| spawn(d.path(), s)).collect();
+    let mut kids = Kids((1..=4).map(|s| spawn(d.path(), s)).collect());
+    let children = &mut kids.0;
     let start = Instant::now();
     let mut seed = 0x2545_f491_4f6c_dd1d_u64 ^ u64::from(std::process::id());
     let mut kills = 0;
@@ -75,10 +88,7 @@ fn sigkill_never_corrupts_the_file_store() {
         // The store is readable at every moment.
         sm.leases().expect("store readable while being hammered");
     }
-    for c in &mut children {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+    drop(kids);
     eprintln!("{kills} SIGKILLs");
     let store = FileStore::open(d.path()).expect("store opens after the kills");
     let (leases, _) = sm.leases().unwrap();

@@ -54,6 +54,18 @@ fn spawn(slot: usize, conf: &std::path::Path, seen: &Seen) -> Child {
     child
 }
 
+/// Kills the children when dropped, also when the test panics.
+struct Kids(Vec<Option<Child>>);
+
+impl Drop for Kids {
+    fn drop(&mut self) {
+        for c in self.0.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 #[test]
 fn sixteen_processes_with_random_sigkills() {
     let d = tempfile::tempdir().unwrap();
@@ -65,8 +77,8 @@ fn sixteen_processes_with_random_sigkills() {
     std::fs::write(&conf, &text).unwrap();
     let seen: Seen = Arc::default();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ std::process::id() as u64);
-    let mut children: Vec<Option<Child>> =
-        (0..PROCS).map(|s| Some(spawn(s, &conf, &seen))).collect();
+    let mut kids = Kids((0..PROCS).map(|s| Some(spawn(s, &conf, &seen))).collect());
+    let children = &mut kids.0;
     let mut kills = 0;
     let start = Instant::now();
     loop {
