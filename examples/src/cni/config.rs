@@ -1,0 +1,429 @@
+//! The network configuration on stdin: the reference bridge plugin's fields, the ipam section
+//! in host-local's format, and the protocol's own keys (`prevResult`, `runtimeConfig`,
+//! `cni.dev/valid-attachments`).
+
+use super::error::{
+    CniError, DECODING_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, UNSUPPORTED_FIELD,
+};
+use super::result::{Dns, RouteCfg};
+use podnet_links::MacAddr;
+use serde_json::{Map, Value};
+
+/// The spec versions podnet-cni speaks, oldest first.
+pub const SUPPORTED_VERSIONS: &[&str] = &[
+    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+];
+
+/// The newest spec version, used when the input names none that can be trusted.
+pub const LATEST_VERSION: &str = "1.1.0";
+
+/// The bridge the reference plugin uses when `bridge` is not set.
+pub(crate) const DEFAULT_BRIDGE: &str = "cni0";
+
+/// IPAM types handled in-process (host-local's format and leases).
+const IPAM_TYPES: &[&str] = &["host-local", "podnet-host-local"];
+
+/// A checked network configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetConf {
+    /// `cniVersion` (`0.1.0` when absent, as the reference library reads it).
+    pub cni_version: String,
+    /// `name`.
+    pub name: String,
+    /// `bridge` (default `cni0`).
+    pub bridge: String,
+    /// `isGateway` (also true when `isDefaultGateway` is).
+    pub is_gateway: bool,
+    /// `isDefaultGateway`.
+    pub is_default_gateway: bool,
+    /// `forceAddress`: replace a conflicting IPv4 address on the bridge instead of failing.
+    pub force_address: bool,
+    /// `ipMasq`.
+    pub ip_masq: bool,
+    /// `mtu` (`None`: the kernel's default).
+    pub mtu: Option<u32>,
+    /// `hairpinMode`.
+    pub hairpin_mode: bool,
+    /// `promiscMode`.
+    pub promisc_mode: bool,
+    /// `enabledad`: keep duplicate address detection on the container interface.
+    pub enable_dad: bool,
+    /// Whether there is an ipam section with a type (otherwise: layer 2 only).
+    pub has_ipam: bool,
+    /// `ipam.routes`, checked.
+    pub ipam_routes: Vec<RouteCfg>,
+    /// `dns`.
+    pub dns: Dns,
+    /// The container interface's MAC, from `runtimeConfig.mac`, `args.cni.mac` or `MAC=` in
+    /// CNI_ARGS (in that order of preference).
+    pub mac: Option<MacAddr>,
+    /// `prevResult`, as given.
+    pub prev_result: Option<Value>,
+    /// `cni.dev/valid-attachments` (GC): container id and interface name.
+    pub valid_attachments: Vec<(String, String)>,
+}
+
+fn version_error(v: &str) -> CniError {
+    CniError::new(
+        INCOMPATIBLE_VERSION,
+        format!(
+            "incompatible CNI version: the config's cniVersion is {v:?}; set it to one of {}",
+            SUPPORTED_VERSIONS.join(", ")
+        ),
+    )
+    .details(format!(
+        "config is {v:?}, plugin supports {SUPPORTED_VERSIONS:?}"
+    ))
+}
+
+/// Reads just `cniVersion` from raw input, for VERSION and for the version of error results.
+pub(crate) fn peek_version(stdin: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(stdin).ok()?;
+    v.get("cniVersion")?.as_str().map(str::to_owned)
+}
+
+/// Orders two dotted version strings numerically; unparsable parts count as 0.
+pub(crate) fn version_at_least(v: &str, min: &str) -> bool {
+    let parts = |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    parts(v) >= parts(min)
+}
+
+fn invalid(field: &str, what: impl std::fmt::Display) -> CniError {
+    CniError::new(
+        INVALID_CONFIG,
+        format!("invalid network config: {field}: {what}"),
+    )
+}
+
+fn get_bool(o: &Map<String, Value>, key: &str) -> Result<bool, CniError> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(invalid(key, format!("{other} is not true or false"))),
+    }
+}
+
+fn get_str<'a>(o: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, CniError> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(invalid(key, format!("{other} is not a string"))),
+    }
+}
+
+fn get_strings(o: &Map<String, Value>, key: &str, field: &str) -> Result<Vec<String>, CniError> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| invalid(field, format!("{v} is not a string")))
+            })
+            .collect(),
+        Some(other) => Err(invalid(field, format!("{other} is not a list of strings"))),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), CniError> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else if name.is_empty() {
+        Err(invalid("name", "missing: every network needs a name"))
+    } else {
+        Err(invalid(
+            "name",
+            format!(
+                "{name:?}: must start with a letter or digit, followed by letters, digits, '_', '.' or '-'"
+            ),
+        ))
+    }
+}
+
+fn parse_mac(field: &str, s: &str) -> Result<MacAddr, CniError> {
+    s.parse().map_err(|_| {
+        invalid(
+            field,
+            format!("{s:?} is not a MAC address like 0a:58:0a:f4:00:05"),
+        )
+    })
+}
+
+impl NetConf {
+    /// Parses and checks the configuration. `cni_args` is CNI_ARGS (for `MAC=`).
+    ///
+    /// Not JSON is code 6; a `cniVersion` podnet-cni does not speak is code 1; fields of the
+    /// reference plugin that podnet-cni does not implement (`vlan`, `macspoofchk`, another
+    /// IPAM type) are code 2 naming key and value; anything else wrong is code 7 naming the
+    /// field.
+    pub fn parse(stdin: &[u8], cni_args: &str) -> Result<NetConf, CniError> {
+        let v: Value = serde_json::from_slice(stdin).map_err(|e| {
+            CniError::new(
+                DECODING_FAILURE,
+                format!("the network config on stdin is not valid JSON: {e}"),
+            )
+        })?;
+        let Value::Object(o) = v else {
+            return Err(CniError::new(
+                DECODING_FAILURE,
+                "the network config on stdin must be a JSON object",
+            ));
+        };
+        let cni_version = match o.get("cniVersion") {
+            None | Some(Value::Null) => "0.1.0".to_owned(),
+            Some(Value::String(s)) if s.is_empty() => "0.1.0".to_owned(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => return Err(version_error(&other.to_string())),
+        };
+        if !SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
+            return Err(version_error(&cni_version));
+        }
+        let name = get_str(&o, "name")?.unwrap_or_default().to_owned();
+        check_name(&name)?;
+
+        for (key, unsupported) in [
+            ("vlan", o.get("vlan").is_some_and(|v| v.as_u64() != Some(0))),
+            ("macspoofchk", get_bool(&o, "macspoofchk").unwrap_or(true)),
+            (
+                "vlanTrunk",
+                o.get("vlanTrunk").is_some_and(|v| !v.is_null()),
+            ),
+        ] {
+            if unsupported {
+                return Err(CniError::new(
+                    UNSUPPORTED_FIELD,
+                    format!(
+                        "unsupported field {key}={}: podnet-cni does not implement it; remove it \
+                         or use the reference bridge plugin",
+                        o.get(key).map(Value::to_string).unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+
+        let bridge = get_str(&o, "bridge")?
+            .filter(|s| !s.is_empty())
+            .unwrap_or(DEFAULT_BRIDGE)
+            .to_owned();
+        podnet_links::validate_ifname(&bridge)
+            .map_err(|e| invalid("bridge", format!("{e}: use a Linux interface name")))?;
+        let is_default_gateway = get_bool(&o, "isDefaultGateway")?;
+        let is_gateway = get_bool(&o, "isGateway")? || is_default_gateway;
+        let hairpin_mode = get_bool(&o, "hairpinMode")?;
+        let promisc_mode = get_bool(&o, "promiscMode")?;
+        if hairpin_mode && promisc_mode {
+            return Err(invalid(
+                "hairpinMode, promiscMode",
+                "cannot set hairpin mode and promiscuous mode at the same time; set one of them to false",
+            ));
+        }
+        let mtu = match o.get("mtu") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_u64() {
+                Some(0) => None,
+                Some(m @ 68..=65535) => Some(m as u32),
+                _ => {
+                    return Err(invalid(
+                        "mtu",
+                        format!("{v}: use a number from 68 to 65535, or leave it out"),
+                    ));
+                }
+            },
+        };
+
+        let (has_ipam, ipam_routes) = match o.get("ipam") {
+            None | Some(Value::Null) => (false, Vec::new()),
+            Some(Value::Object(ipam)) => {
+                let ty = get_str(ipam, "type").map_err(|_| invalid("ipam.type", "not a string"))?;
+                match ty {
+                    None | Some("") => (false, Vec::new()),
+                    Some(t) if IPAM_TYPES.contains(&t) => {
+                        let routes = match ipam.get("routes") {
+                            None | Some(Value::Null) => Vec::new(),
+                            Some(Value::Array(a)) => a
+                                .iter()
+                                .enumerate()
+                                .map(|(i, r)| RouteCfg::from_json(r, &format!("ipam.routes[{i}]")))
+                                .collect::<Result<_, _>>()?,
+                            Some(_) => return Err(invalid("ipam.routes", "not a list")),
+                        };
+                        (true, routes)
+                    }
+                    Some(t) => {
+                        return Err(CniError::new(
+                            UNSUPPORTED_FIELD,
+                            format!(
+                                "unsupported field ipam.type={t:?}: podnet-cni does its IPAM in \
+                                 process and understands host-local's format only; set \
+                                 ipam.type to \"host-local\""
+                            ),
+                        ));
+                    }
+                }
+            }
+            Some(_) => return Err(invalid("ipam", "not an object")),
+        };
+
+        let dns = match o.get("dns") {
+            None | Some(Value::Null) => Dns::default(),
+            Some(Value::Object(d)) => Dns {
+                nameservers: get_strings(d, "nameservers", "dns.nameservers")?,
+                domain: get_str(d, "domain")
+                    .map_err(|_| invalid("dns.domain", "not a string"))?
+                    .map(str::to_owned),
+                search: get_strings(d, "search", "dns.search")?,
+                options: get_strings(d, "options", "dns.options")?,
+            },
+            Some(_) => return Err(invalid("dns", "not an object")),
+        };
+
+        let mut mac = None;
+        if let Some(m) = cni_args
+            .split(';')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == "MAC")
+            .map(|(_, v)| v)
+        {
+            mac = Some(parse_mac("CNI_ARGS MAC", m)?);
+        }
+        if let Some(m) = o
+            .get("args")
+            .and_then(|a| a.get("cni"))
+            .and_then(|c| c.get("mac"))
+            .and_then(Value::as_str)
+        {
+            mac = Some(parse_mac("args.cni.mac", m)?);
+        }
+        if let Some(m) = o
+            .get("runtimeConfig")
+            .and_then(|a| a.get("mac"))
+            .and_then(Value::as_str)
+        {
+            mac = Some(parse_mac("runtimeConfig.mac", m)?);
+        }
+
+        let valid_attachments = match o.get("cni.dev/valid-attachments") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|att| {
+                    let id = att.get("containerID").and_then(Value::as_str);
+                    let ifname = att.get("ifname").and_then(Value::as_str);
+                    match (id, ifname) {
+                        (Some(i), Some(n)) => Ok((i.to_owned(), n.to_owned())),
+                        _ => Err(invalid(
+                            "cni.dev/valid-attachments",
+                            format!("{att} needs string fields containerID and ifname"),
+                        )),
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(invalid("cni.dev/valid-attachments", "not a list")),
+        };
+
+        Ok(NetConf {
+            cni_version,
+            name,
+            bridge,
+            is_gateway,
+            is_default_gateway,
+            force_address: get_bool(&o, "forceAddress")?,
+            ip_masq: get_bool(&o, "ipMasq")?,
+            mtu,
+            hairpin_mode,
+            promisc_mode,
+            enable_dad: get_bool(&o, "enabledad")?,
+            has_ipam,
+            ipam_routes,
+            dns,
+            mac,
+            prev_result: o.get("prevResult").filter(|v| !v.is_null()).cloned(),
+            valid_attachments,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> CniError {
+        NetConf::parse(text.as_bytes(), "").unwrap_err()
+    }
+
+    #[test]
+    fn reference_fields() {
+        let c = NetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"pods","type":"podnet-cni","bridge":"br1",
+                "isDefaultGateway":true,"ipMasq":true,"mtu":1400,"hairpinMode":true,
+                "ipam":{"type":"host-local","subnet":"10.244.1.0/24","routes":[{"dst":"10.96.0.0/12"}]},
+                "dns":{"nameservers":["10.96.0.10"],"search":["svc"]},
+                "runtimeConfig":{"mac":"0a:58:0a:f4:01:05"}}"#,
+            "",
+        )
+        .unwrap();
+        assert!(c.is_gateway && c.is_default_gateway && c.ip_masq && c.hairpin_mode);
+        assert_eq!(c.bridge, "br1");
+        assert_eq!(c.mtu, Some(1400));
+        assert!(c.has_ipam);
+        assert_eq!(c.ipam_routes.len(), 1);
+        assert_eq!(c.dns.nameservers, ["10.96.0.10"]);
+        assert_eq!(c.mac.unwrap().to_string(), "0a:58:0a:f4:01:05");
+        let c = NetConf::parse(
+            br#"{"cniVersion":"1.1.0","name":"l2"}"#,
+            "MAC=02:00:00:00:00:01",
+        )
+        .unwrap();
+        assert_eq!(c.bridge, DEFAULT_BRIDGE);
+        assert!(!c.has_ipam && !c.is_gateway);
+        assert_eq!(c.mac.unwrap().to_string(), "02:00:00:00:00:01");
+    }
+
+    #[test]
+    fn error_codes() {
+        assert_eq!(err("{bad").code, DECODING_FAILURE);
+        assert_eq!(err("[1]").code, DECODING_FAILURE);
+        let e = err(r#"{"cniVersion":"9.9.9","name":"n"}"#);
+        assert_eq!(e.code, INCOMPATIBLE_VERSION);
+        assert!(e.msg.contains("9.9.9") && e.msg.contains("1.1.0"));
+        assert_eq!(err(r#"{"cniVersion":"1.0.0"}"#).code, INVALID_CONFIG);
+        assert_eq!(
+            err(r#"{"cniVersion":"1.0.0","name":"a/b"}"#).code,
+            INVALID_CONFIG
+        );
+        let e = err(r#"{"cniVersion":"1.0.0","name":"n","vlan":5}"#);
+        assert_eq!(e.code, UNSUPPORTED_FIELD);
+        assert!(e.msg.contains("vlan=5"), "{}", e.msg);
+        assert_eq!(
+            err(r#"{"cniVersion":"1.0.0","name":"n","ipam":{"type":"dhcp"}}"#).code,
+            UNSUPPORTED_FIELD
+        );
+        let e = err(r#"{"cniVersion":"1.0.0","name":"n","mtu":"big"}"#);
+        assert!(e.code == INVALID_CONFIG && e.msg.contains("mtu"), "{e}");
+        let e = err(r#"{"cniVersion":"1.0.0","name":"n","hairpinMode":true,"promiscMode":true}"#);
+        assert_eq!(e.code, INVALID_CONFIG);
+        let e = err(r#"{"cniVersion":"1.0.0","name":"n","isGateway":"yes"}"#);
+        assert!(e.msg.contains("isGateway"), "{e}");
+        let e = err(
+            r#"{"cniVersion":"1.0.0","name":"n","ipam":{"type":"host-local","routes":[{"dst":"x"}]}}"#,
+        );
+        assert!(e.msg.contains("ipam.routes[0].dst"), "{e}");
+    }
+
+    #[test]
+    fn versions() {
+        assert!(version_at_least("1.1.0", "0.4.0"));
+        assert!(version_at_least("0.4.0", "0.4.0"));
+        assert!(!version_at_least("0.3.1", "0.4.0"));
+        assert!(!version_at_least("1.0.0", "1.1.0"));
+        assert_eq!(
+            peek_version(br#"{"cniVersion":"0.4.0"}"#).as_deref(),
+            Some("0.4.0")
+        );
+        assert_eq!(peek_version(b"nope"), None);
+    }
+}

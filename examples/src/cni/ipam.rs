@@ -1,0 +1,117 @@
+//! In-process IPAM: host-local's config and on-disk leases through podnet-ipam's
+//! [`PodAllocator`], so podnet-cni, host-local and podnet-host-local can share a data directory.
+
+use super::error::{CniError, INVALID_CONFIG, NOT_AVAILABLE};
+use podnet_ipam::{IpamConfig, PodAllocator, Range};
+use std::net::IpAddr;
+
+/// Reads the ipam section (host-local's format) of the network config.
+pub(crate) fn config(stdin: &[u8]) -> Result<IpamConfig, CniError> {
+    let text = std::str::from_utf8(stdin)
+        .map_err(|_| CniError::new(INVALID_CONFIG, "invalid network config: not UTF-8 text"))?;
+    IpamConfig::parse(text)
+        .map_err(|e| CniError::new(INVALID_CONFIG, format!("invalid network config: {e}")))
+}
+
+/// Opens the network's lease directory.
+pub(crate) fn open(stdin: &[u8]) -> Result<PodAllocator, CniError> {
+    Ok(PodAllocator::open(config(stdin)?)?)
+}
+
+/// Addresses asked for with `IP=` in CNI_ARGS (comma separated), as host-local reads them.
+pub(crate) fn requested(cni_args: &str) -> Result<Vec<IpAddr>, CniError> {
+    let Some(list) = cni_args
+        .split(';')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "IP")
+        .map(|(_, v)| v)
+    else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(|s| {
+            s.trim().parse().map_err(|_| {
+                CniError::new(
+                    super::error::INVALID_ENVIRONMENT,
+                    format!("CNI_ARGS: IP={s:?} is not an IP address"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn to_u128(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn capacity(r: &Range) -> u128 {
+    let n = to_u128(r.range_end) - to_u128(r.range_start) + 1;
+    if r.contains(r.gateway) { n - 1 } else { n }
+}
+
+/// STATUS: code 50 when a range set has no free address left. Changes nothing on disk.
+pub(crate) fn status(stdin: &[u8]) -> Result<(), CniError> {
+    let config = config(stdin)?;
+    if !config.lease_dir().exists() {
+        return Ok(());
+    }
+    let alloc = PodAllocator::open(config)?;
+    let leases = alloc.leases()?;
+    for (i, set) in alloc.config().ranges.iter().enumerate() {
+        let used = leases
+            .iter()
+            .filter(|l| set.iter().any(|r| r.contains(l.ip)))
+            .count() as u128;
+        let total: u128 = set.iter().map(capacity).sum();
+        if used >= total {
+            return Err(CniError::new(
+                NOT_AVAILABLE,
+                format!(
+                    "no free address in range set {i} of network {:?} ({used} leased): widen \
+                     ipam.ranges or remove stale leases with GC",
+                    alloc.config().name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requested_ips() {
+        assert!(requested("K8S_POD_NAME=a").unwrap().is_empty());
+        assert_eq!(
+            requested("IP=10.244.0.5,fd10::5;X=1").unwrap(),
+            vec![
+                "10.244.0.5".parse::<IpAddr>().unwrap(),
+                "fd10::5".parse().unwrap()
+            ]
+        );
+        assert!(requested("IP=nope").is_err());
+    }
+
+    #[test]
+    fn status_of_a_full_range() {
+        let dir = std::env::temp_dir().join(format!("podnet-cni-status-{}", std::process::id()));
+        let conf = format!(
+            r#"{{"cniVersion":"1.1.0","name":"st","ipam":{{"type":"host-local","dataDir":{:?},
+               "subnet":"10.244.9.0/30"}}}}"#,
+            dir
+        );
+        assert!(status(conf.as_bytes()).is_ok());
+        let alloc = open(conf.as_bytes()).unwrap();
+        assert!(status(conf.as_bytes()).is_ok());
+        // /30: .1 is the gateway, .2 the only address.
+        alloc.allocate("c1", "eth0").unwrap();
+        alloc.allocate("c2", "eth0").unwrap_err();
+        assert_eq!(status(conf.as_bytes()).unwrap_err().code, NOT_AVAILABLE);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
