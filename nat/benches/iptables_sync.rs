@@ -6,7 +6,8 @@
 
 use podnet_nat::iptables::Protocol;
 use podnet_nat::kube::{
-    ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, SessionAffinity,
+    ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, ServiceType,
+    SessionAffinity, TargetPort,
 };
 use podnet_nat::proxy::iptables::compile;
 use podnet_nat::proxy::sync::{
@@ -50,6 +51,8 @@ fn state(services: usize, endpoints: usize, bump: u32) -> ClusterState {
                 health_check_node_port: None,
                 external_policy_local: false,
                 internal_policy_local: false,
+                service_type: ServiceType::ClusterIp,
+                target_port: TargetPort::Number(8080),
             },
         );
         let eps = (0..endpoints as u32)

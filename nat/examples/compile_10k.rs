@@ -3,7 +3,8 @@
 
 use podnet_nat::iptables::Protocol;
 use podnet_nat::kube::{
-    ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, SessionAffinity,
+    ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, ServiceType,
+    SessionAffinity, TargetPort,
 };
 use podnet_nat::proxy::iptables::compile;
 use podnet_nat::proxy::{LocalDetector, NodeSettings};
@@ -39,6 +40,8 @@ fn main() {
                 health_check_node_port: None,
                 external_policy_local: false,
                 internal_policy_local: false,
+                service_type: ServiceType::ClusterIp,
+                target_port: TargetPort::Number(8080),
             },
         );
         let eps = (0..5)

@@ -6,7 +6,8 @@ mod objects;
 
 pub use model::{
     Categorized, ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName,
-    SessionAffinity, categorize_endpoints, parse_cidr_sloppy, parse_ip_sloppy,
+    ServiceType, SessionAffinity, TargetPort, categorize_endpoints, parse_cidr_sloppy,
+    parse_ip_sloppy,
 };
 pub use objects::{
     ClientIpConfig, EndpointConditions, EndpointPortSpec, EndpointSlice, EndpointSpec, KubeObject,

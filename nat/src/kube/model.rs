@@ -107,6 +107,35 @@ pub struct ServicePort {
     pub external_policy_local: bool,
     /// `internalTrafficPolicy: Local`.
     pub internal_policy_local: bool,
+    /// The Service's type.
+    pub service_type: ServiceType,
+    /// `targetPort` as written (endpoints carry the resolved port; this is for display and
+    /// for proxies that need it).
+    pub target_port: TargetPort,
+}
+
+/// A Service's `spec.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ServiceType {
+    /// `ClusterIP` (the default).
+    #[default]
+    ClusterIp,
+    /// `NodePort`.
+    NodePort,
+    /// `LoadBalancer`.
+    LoadBalancer,
+}
+
+/// A service port's `targetPort`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum TargetPort {
+    /// Not given (the service port is used).
+    #[default]
+    Unset,
+    /// A port number.
+    Number(u16),
+    /// A named container port.
+    Name(String),
 }
 
 impl ServicePort {
@@ -403,9 +432,18 @@ fn service_ports(
     let object = format!("Service {key}");
     let spec = &svc.spec;
     let ty = spec.type_.as_deref().unwrap_or("ClusterIP");
-    if ty == "ExternalName" {
-        return Ok(Vec::new());
-    }
+    let service_type = match ty {
+        "ExternalName" => return Ok(Vec::new()),
+        "ClusterIP" | "" => ServiceType::ClusterIp,
+        "NodePort" => ServiceType::NodePort,
+        "LoadBalancer" => ServiceType::LoadBalancer,
+        other => {
+            return Err(bad(
+                object.clone(),
+                format!("unknown type {other:?}; skipped"),
+            ));
+        }
+    };
     let mut ips: Vec<&str> = Vec::new();
     if let Some(list) = &spec.cluster_ips {
         ips.extend(list.iter().map(String::as_str));
@@ -527,6 +565,26 @@ fn service_ports(
         })?;
         let port = port_u16(p.port)
             .ok_or_else(|| bad(object.clone(), format!("invalid port {}; skipped", p.port)))?;
+        let target_port = match &p.target_port {
+            None | Some(serde_json::Value::Null) => TargetPort::Unset,
+            Some(serde_json::Value::Number(n)) => {
+                TargetPort::Number(n.as_i64().and_then(port_u16).ok_or_else(|| {
+                    bad(object.clone(), format!("invalid targetPort {n}; skipped"))
+                })?)
+            }
+            Some(serde_json::Value::String(name)) => match name.parse::<i64>() {
+                Ok(n) => TargetPort::Number(port_u16(n).ok_or_else(|| {
+                    bad(object.clone(), format!("invalid targetPort {n}; skipped"))
+                })?),
+                Err(_) => TargetPort::Name(name.clone()),
+            },
+            Some(other) => {
+                return Err(bad(
+                    object.clone(),
+                    format!("invalid targetPort {other}; skipped"),
+                ));
+            }
+        };
         let node_port = match p.node_port {
             None | Some(0) => None,
             Some(n) => Some(
@@ -550,6 +608,8 @@ fn service_ports(
             health_check_node_port,
             external_policy_local,
             internal_policy_local,
+            service_type,
+            target_port,
         });
     }
     Ok(out)
