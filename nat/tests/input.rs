@@ -171,7 +171,10 @@ fn reads_kubectl_json_lists() {
     assert!(svc.external_policy_local);
     assert_eq!(svc.node_port, Some(31443));
     assert_eq!(svc.service_type, podnet_nat::kube::ServiceType::NodePort);
-    assert_eq!(svc.target_port, podnet_nat::kube::TargetPort::Name("https".into()));
+    assert_eq!(
+        svc.target_port,
+        podnet_nat::kube::TargetPort::Name("https".into())
+    );
     let rules = compile(&state, &NodeSettings::new("n1", IpFamily::V4)).render();
     assert!(
         rules.contains("KUBE-SVL-"),

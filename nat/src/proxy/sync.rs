@@ -71,8 +71,9 @@ impl SyncPlan {
     /// The rules this plan leaves in place: the `applied` state for the next [`plan`].
     pub fn into_applied(self) -> Applied {
         Applied {
-            top: top_chains(&self.compiled),
             services: self.compiled.services,
+            filter: self.compiled.filter,
+            nat_top: self.compiled.nat_top,
         }
     }
 }
@@ -99,29 +100,39 @@ pub struct SyncReport {
 }
 
 /// The rules a successful sync left in the kernel, for planning the next partial sync.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Applied {
     /// Each Service's own chains.
     pub services: BTreeMap<ServiceKey, Arc<ServiceChains>>,
-    /// The top-level chains' rules, by table and chain.
-    pub top: BTreeMap<(Table, String), Vec<Rule>>,
+    /// The filter table as applied.
+    pub filter: TableRules,
+    /// The nat table's top-level chains as applied.
+    pub nat_top: TableRules,
 }
 
-fn top_chains(c: &Compiled) -> BTreeMap<(Table, String), Vec<Rule>> {
-    let mut m: BTreeMap<(Table, String), Vec<Rule>> = BTreeMap::new();
-    for t in [&c.filter, &c.nat_top] {
-        for d in &t.chains {
-            m.entry((t.table, d.name.clone())).or_default();
-        }
-        for l in &t.lines {
-            if let Line::Append(r) = l {
-                m.entry((t.table, r.chain.to_string()))
-                    .or_default()
-                    .push(r.clone());
-            }
+/// A table's rules grouped by chain, borrowed.
+fn by_chain(t: &TableRules) -> BTreeMap<&str, Vec<&Rule>> {
+    let mut m: BTreeMap<&str, Vec<&Rule>> = BTreeMap::new();
+    for d in &t.chains {
+        m.entry(d.name.as_str()).or_default();
+    }
+    for l in &t.lines {
+        if let Line::Append(r) = l {
+            m.entry(&r.chain).or_default().push(r);
         }
     }
     m
+}
+
+/// The chains of `now` whose rules differ from `prev`.
+fn changed_chains(now: &TableRules, prev: Option<&TableRules>) -> BTreeSet<String> {
+    let now_map = by_chain(now);
+    let prev_map = prev.map(by_chain).unwrap_or_default();
+    now_map
+        .iter()
+        .filter(|(c, rules)| prev_map.get(*c) != Some(*rules))
+        .map(|(c, _)| (*c).to_owned())
+        .collect()
 }
 
 /// What a partial sync writes besides the changed Services' chains.
@@ -314,7 +325,7 @@ impl IptablesSyncer {
             let report = self.full_sync(compiled, t0, false)?;
             return self.after_sync(state, report);
         }
-        let plan = self.plan(compiled.clone(), &BTreeSet::new());
+        let plan = self.plan(compiled, &BTreeSet::new());
         let render_time = t0.elapsed();
         let t1 = Instant::now();
         match self.restore(&plan.input) {
@@ -335,7 +346,7 @@ impl IptablesSyncer {
             Err(e) => {
                 tracing::warn!(error = %e, "partial iptables sync failed; doing a full sync");
                 self.need_full = true;
-                let report = self.full_sync(compiled, Instant::now(), true)?;
+                let report = self.full_sync(plan.compiled, Instant::now(), true)?;
                 self.after_sync(state, report)
             }
         }
@@ -530,33 +541,48 @@ pub fn plan_with(
     stale: &BTreeSet<String>,
 ) -> SyncPlan {
     let full = need_full || applied.is_none();
-    let active: BTreeSet<&str> = compiled.service_chain_names();
-    let mut deleted: BTreeSet<String> = BTreeSet::new();
-    if let Some(prev) = applied {
-        for g in prev.services.values() {
-            for c in &g.chains {
-                if !active.contains(&**c) {
-                    deleted.insert(c.to_string());
-                }
-            }
-        }
-    }
-    for c in stale {
-        if !active.contains(&**c) {
-            deleted.insert(c.clone());
-        }
-    }
-    let deleted: Vec<String> = deleted.into_iter().collect();
+    // Services whose chains are (re)written: all of them in a full sync, otherwise those whose
+    // chains changed. Chains are named after their Service, so a deleted chain belongs to a
+    // Service that changed or went away: only those are searched.
+    let same = |k: &ServiceKey, v: &Arc<ServiceChains>| {
+        applied
+            .and_then(|a| a.services.get(k))
+            .is_some_and(|old| Arc::ptr_eq(old, v) || old == v)
+    };
     let written: BTreeSet<ServiceKey> = compiled
         .services
         .iter()
-        .filter(|(k, v)| {
-            full || !applied
-                .and_then(|a| a.services.get(*k))
-                .is_some_and(|old| Arc::ptr_eq(old, v) || old == *v)
-        })
+        .filter(|(k, v)| full || !same(k, v))
         .map(|(k, _)| k.clone())
         .collect();
+    let mut deleted: BTreeSet<String> = BTreeSet::new();
+    if let Some(prev) = applied {
+        for (k, old) in &prev.services {
+            let new = compiled.services.get(k);
+            if new.is_some_and(|n| Arc::ptr_eq(n, old)) {
+                continue;
+            }
+            let keep: BTreeSet<&str> = new
+                .map(|n| n.chains.iter().map(|c| &**c).collect())
+                .unwrap_or_default();
+            deleted.extend(
+                old.chains
+                    .iter()
+                    .filter(|c| !keep.contains(&***c))
+                    .map(|c| c.to_string()),
+            );
+        }
+    }
+    if !stale.is_empty() {
+        let active: BTreeSet<&str> = compiled.service_chain_names();
+        deleted.extend(
+            stale
+                .iter()
+                .filter(|c| !active.contains(c.as_str()))
+                .cloned(),
+        );
+    }
+    let deleted: Vec<String> = deleted.into_iter().collect();
     let rules: usize = written
         .iter()
         .filter_map(|k| compiled.services.get(k))
@@ -569,32 +595,31 @@ pub fn plan_with(
         compiled.filter.render_into(&mut input);
         compiled.render_nat_into(&mut input, |k| written.contains(k), &deleted);
     } else {
-        let now = top_chains(&compiled);
-        let prev = applied.map(|a| &a.top);
-        let changed: BTreeSet<(Table, String)> = now
-            .iter()
-            .filter(|(k, v)| prev.and_then(|p| p.get(*k)) != Some(*v))
-            .map(|(k, _)| k.clone())
-            .collect();
-        if changed.iter().any(|(t, _)| *t == Table::Filter) {
+        let filter_changed = changed_chains(&compiled.filter, applied.map(|a| &a.filter));
+        let nat_changed = changed_chains(&compiled.nat_top, applied.map(|a| &a.nat_top));
+        if !filter_changed.is_empty() {
             let mut f = TableRules::new(Table::Filter);
-            for d in &compiled.filter.chains {
-                if changed.contains(&(Table::Filter, d.name.clone())) {
-                    f.chains.push(d.clone());
-                }
-            }
-            for l in &compiled.filter.lines {
-                if let Line::Append(r) = l {
-                    if changed.contains(&(Table::Filter, r.chain.to_string())) {
-                        f.lines.push(l.clone());
-                    }
-                }
-            }
+            f.chains.extend(
+                compiled
+                    .filter
+                    .chains
+                    .iter()
+                    .filter(|d| filter_changed.contains(&d.name))
+                    .cloned(),
+            );
+            f.lines.extend(
+                compiled
+                    .filter
+                    .lines
+                    .iter()
+                    .filter(|l| matches!(l, Line::Append(r) if filter_changed.contains(&*r.chain)))
+                    .cloned(),
+            );
             f.render_into(&mut input);
         }
         compiled.render_nat_selected(
             &mut input,
-            |c| changed.contains(&(Table::Nat, c.to_owned())),
+            |c| nat_changed.contains(c),
             |k| written.contains(k),
             &deleted,
         );
