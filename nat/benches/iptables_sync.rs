@@ -29,10 +29,7 @@ fn state(services: usize, endpoints: usize, bump: u32) -> ClusterState {
     let mut s = ClusterState::default();
     for i in 0..services as u32 {
         let name = ServicePortName {
-            service: ServiceKey {
-                namespace: format!("ns{}", i % 100),
-                name: format!("svc{i}"),
-            },
+            service: ServiceKey::new(format!("ns{}", i % 100), format!("svc{i}")),
             port: "http".into(),
             protocol: Protocol::Tcp,
         };
@@ -137,7 +134,7 @@ fn main() {
     );
 
     // iptables-restore of the same text into a fresh namespace, then the partial input on top.
-    let restore_in = |prog: &str| -> (Duration, Duration, Duration) {
+    let restore_in = |prog: &str| -> (Duration, Duration, Duration, TestNs) {
         let ns = TestNs::new("bench-nat-restore");
         let t = Instant::now();
         run_with_input(&ns, prog, &["--noflush", "--counters"], text.as_bytes()).expect("restore");
@@ -159,12 +156,35 @@ fn main() {
             minimal_plan.input.as_bytes(),
         )
         .expect("minimal restore");
-        (full, partial, t.elapsed())
+        (full, partial, t.elapsed(), ns)
     };
-    let (restore_legacy, partial_restore_legacy, minimal_restore_legacy) =
+    let (restore_legacy, partial_restore_legacy, minimal_restore_legacy, _ns) =
         restore_in("iptables-legacy-restore");
+    drop(_ns);
     let skip_nft = std::env::var("PODNET_BENCH_SKIP_NFT").is_ok();
-    let nft = (!skip_nft).then(|| restore_in("iptables-nft-restore"));
+    let mut nft_syncer_partial = None;
+    let nft = (!skip_nft).then(|| {
+        let (full, partial, minimal, ns) = restore_in("iptables-nft-restore");
+        // The syncer, nft backend, minimal partial mode, resuming from the rules just restored
+        // (the kernel now holds `changed`): one warm-up sync fills the compile cache, then
+        // one-endpoint changes are timed end to end.
+        let mut syncer = IptablesSyncer::new(ns.ns().clone(), settings.clone())
+            .with_backend(Backend::Nft)
+            .with_partial_mode(PartialMode::Minimal);
+        let p = syncer.plan(compile(&changed, &settings), &Default::default());
+        syncer.commit(p);
+        syncer.sync(&changed).expect("warm-up sync");
+        let mut times = Vec::new();
+        for round in 1..=5u32 {
+            let next = state(services, endpoints, 2_000_000 + round);
+            let t = Instant::now();
+            let r = syncer.sync(&next).expect("nft partial sync");
+            times.push(t.elapsed());
+            assert!(!r.full && r.services_written == 1, "{r:?}");
+        }
+        nft_syncer_partial = Some(median(times));
+        (full, partial, minimal)
+    });
 
     // Full sync, then one-endpoint-change partial syncs, through the syncer (legacy backend).
     let ns = TestNs::new("bench-nat-sync");
@@ -228,6 +248,12 @@ fn main() {
             "  iptables-nft-restore, minimal partial input   {:>10.1} ms   ({} bytes)",
             ms(minimal_nft),
             minimal_plan.input.len()
+        );
+    }
+    if let Some(p) = nft_syncer_partial {
+        println!(
+            "  partial sync, minimal mode (syncer, nft)      {:>10.1} ms   (compile + plan + restore, one endpoint changed)",
+            ms(p)
         );
     }
     println!(

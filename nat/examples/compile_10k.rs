@@ -6,7 +6,8 @@ use podnet_nat::kube::{
     ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, ServiceType,
     SessionAffinity, TargetPort,
 };
-use podnet_nat::proxy::iptables::compile;
+use podnet_nat::proxy::iptables::{Compiler, compile};
+use podnet_nat::proxy::sync::{PartialMode, plan, plan_with};
 use podnet_nat::proxy::{LocalDetector, NodeSettings};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
@@ -19,10 +20,7 @@ fn main() {
     let mut s = ClusterState::default();
     for i in 0..n {
         let name = ServicePortName {
-            service: ServiceKey {
-                namespace: format!("ns{}", i % 100),
-                name: format!("svc{i}"),
-            },
+            service: ServiceKey::new(format!("ns{}", i % 100), format!("svc{i}")),
             port: "http".into(),
             protocol: Protocol::Tcp,
         };
@@ -58,6 +56,41 @@ fn main() {
     }
     let mut settings = NodeSettings::new("node-1", IpFamily::V4);
     settings.local_detector = LocalDetector::ClusterCidr("10.244.0.0/16".parse().unwrap());
+    // A partial sync's CPU side: cached compile of the whole state with one endpoint changed,
+    // then planning (both partial modes).
+    let mut compiler = Compiler::new();
+    let applied = plan(
+        None,
+        true,
+        compiler.compile(&s, &settings),
+        &Default::default(),
+    )
+    .into_applied();
+    for round in 0..5u32 {
+        let mut changed = s.clone();
+        let first = changed.endpoints.values_mut().next().unwrap();
+        first[0].addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 250, 0, round as u8)), 8080);
+        let t = Instant::now();
+        let c = compiler.compile(&changed, &settings);
+        let t1 = t.elapsed();
+        let p = plan_with(
+            PartialMode::Minimal,
+            Some(&applied),
+            false,
+            c.clone(),
+            &Default::default(),
+        );
+        let t2 = t.elapsed();
+        let k = plan(Some(&applied), false, c, &Default::default());
+        println!(
+            "partial: cached compile {:?}, minimal plan {:?} ({} bytes), kube-proxy plan {:?} ({} bytes)",
+            t1,
+            t2 - t1,
+            p.input.len(),
+            t.elapsed() - t2,
+            k.input.len()
+        );
+    }
     for _ in 0..10 {
         let t = Instant::now();
         let c = compile(&s, &settings);

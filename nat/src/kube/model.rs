@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 /// An IP family: each proxier instance handles one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -36,9 +37,19 @@ impl IpFamily {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
     /// Namespace.
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// Name.
-    pub name: String,
+    pub name: Arc<str>,
+}
+
+impl ServiceKey {
+    /// The key of `namespace/name`.
+    pub fn new(namespace: impl Into<Arc<str>>, name: impl Into<Arc<str>>) -> ServiceKey {
+        ServiceKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
 }
 
 impl fmt::Display for ServiceKey {
@@ -338,10 +349,7 @@ impl ClusterState {
         let mut proxied: BTreeSet<ServiceKey> = BTreeSet::new();
         for obj in objects {
             if let KubeObject::Service(svc) = obj {
-                let key = ServiceKey {
-                    namespace: svc.metadata.namespace().to_owned(),
-                    name: svc.metadata.name.clone(),
-                };
+                let key = ServiceKey::new(svc.metadata.namespace(), svc.metadata.name.as_str());
                 known.insert(key.clone());
                 match service_ports(svc, &key, family) {
                     Ok(ports) => {
@@ -371,10 +379,7 @@ impl ClusterState {
                     ));
                     continue;
                 };
-                let key = ServiceKey {
-                    namespace: slice.metadata.namespace().to_owned(),
-                    name: svc_name.to_owned(),
-                };
+                let key = ServiceKey::new(slice.metadata.namespace(), svc_name);
                 if !known.contains(&key) {
                     warnings.push(bad(object, format!("for unknown Service {key}; skipped")));
                     continue;

@@ -17,7 +17,7 @@ use crate::kube::{
     categorize_endpoints,
 };
 use ipnet::IpNet;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// `KUBE-SERVICES`.
@@ -770,6 +770,7 @@ fn compile_port(
 struct CachedService {
     ports: Vec<(ServicePort, Vec<Endpoint>)>,
     out: Arc<ServiceOutput>,
+    generation: u64,
 }
 
 /// A compiler that remembers each Service's output and recompiles only Services whose ports or
@@ -779,6 +780,7 @@ pub struct Compiler {
     cache: HashMap<ServiceKey, CachedService>,
     key: Option<(NodeSettings, bool)>,
     one_shot: bool,
+    generation: u64,
 }
 
 /// Compiles `state` into kube-proxy's iptables rules for this node.
@@ -864,7 +866,8 @@ impl Compiler {
             self.key = Some((settings.clone(), large));
         }
         let mut services: BTreeMap<ServiceKey, Arc<ServiceChains>> = BTreeMap::new();
-        let mut seen: HashSet<ServiceKey> = HashSet::with_capacity(self.cache.len());
+        self.generation += 1;
+        let generation = self.generation;
         let mut iter = state.services.iter().peekable();
         while let Some((spn, svc)) = iter.next() {
             let key = &spn.service;
@@ -928,11 +931,13 @@ impl Compiler {
                         .map(|(n, s)| ((*s).clone(), state.endpoints_of(n).to_vec()))
                         .collect(),
                     out: Arc::new(out),
+                    generation,
                 };
                 self.cache.insert(key.clone(), cached);
             }
-            seen.insert(key.clone());
-            let out = &self.cache[key].out;
+            let entry = self.cache.get_mut(key).expect("inserted above");
+            entry.generation = generation;
+            let out = &entry.out;
             for r in &out.filter {
                 filter.append(r.clone());
             }
@@ -943,7 +948,7 @@ impl Compiler {
                 services.insert(key.clone(), out.chains.clone());
             }
         }
-        self.cache.retain(|k, _| seen.contains(k));
+        self.cache.retain(|_, c| c.generation == generation);
 
         // The node-port tail rule of KUBE-SERVICES.
         let np_comment =
