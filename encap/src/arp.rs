@@ -1,4 +1,5 @@
 //! ARP packets (RFC 826) for IPv4 over Ethernet.
+#![forbid(unsafe_code)]
 
 use crate::buf::PacketBuf;
 use crate::error::{Layer, Result, malformed, truncated, unsupported};

@@ -1,4 +1,5 @@
 //! A packet buffer with headroom, so that headers are prepended without moving the payload.
+#![forbid(unsafe_code)]
 
 use bytes::BytesMut;
 

@@ -2,6 +2,7 @@
 //!
 //! Sums are ones' complement sums folded to 16 bits, not yet complemented: combine partial sums
 //! with [`combine`] and complement the result to get the value that goes on the wire.
+#![forbid(unsafe_code)]
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -1,4 +1,5 @@
 //! The one error type of the codecs.
+#![forbid(unsafe_code)]
 
 use std::fmt;
 

@@ -1,4 +1,5 @@
 //! Ethernet II frames, with an optional 802.1Q VLAN tag.
+#![forbid(unsafe_code)]
 
 use crate::buf::PacketBuf;
 use crate::error::{Layer, Result, malformed, truncated, unsupported};

@@ -1,6 +1,7 @@
 //! Byte-range helpers shared by the packet views.
 //!
 //! Views call these only on ranges their `new_checked` has proven in bounds.
+#![forbid(unsafe_code)]
 
 pub(crate) type Field = core::ops::Range<usize>;
 

@@ -1,5 +1,6 @@
 //! flannel's UDP backend: a raw IPv4 packet as the whole UDP payload, no header of its own,
 //! on port 8285.
+#![forbid(unsafe_code)]
 
 use crate::buf::PacketBuf;
 use crate::error::{Layer, Result, malformed, truncated};

@@ -7,6 +7,7 @@
 //! packets in order) and different flows spread over the range. The kernel seeds its hash with
 //! a boot-time secret, so the exact numbers differ from the kernel's; the seed here is
 //! [`VxlanEncap::hash_seed`](crate::VxlanEncap::hash_seed).
+#![forbid(unsafe_code)]
 
 use crate::ethernet::{EtherType, Frame};
 use crate::ip::IpProtocol;

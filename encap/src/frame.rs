@@ -1,5 +1,6 @@
 //! Whole-frame encapsulation: an outer Ethernet/IP/UDP (and VXLAN) header around an inner
 //! frame, and the reverse.
+#![forbid(unsafe_code)]
 
 use crate::buf::PacketBuf;
 use crate::error::{Error, Layer, Result, truncated, unsupported};

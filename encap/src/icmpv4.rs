@@ -1,4 +1,5 @@
 //! ICMPv4 echo request/reply and destination unreachable messages.
+#![forbid(unsafe_code)]
 
 use crate::buf::PacketBuf;
 use crate::checksum;

@@ -1,4 +1,5 @@
 //! Types shared by IPv4 and IPv6: protocol numbers and address pairs.
+#![forbid(unsafe_code)]
 
 use crate::checksum;
 use std::fmt;

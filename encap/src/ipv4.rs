@@ -1,4 +1,5 @@
 //! IPv4 packets: header with options, header checksum, and the TTL decrement of a router.
+#![forbid(unsafe_code)]
 
 use crate::buf::PacketBuf;
 use crate::checksum;

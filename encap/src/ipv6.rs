@@ -1,4 +1,5 @@
 //! IPv6 packets: the fixed header, and skipping extension headers to the upper layer.
+#![forbid(unsafe_code)]
 
 use crate::buf::PacketBuf;
 use crate::error::{Layer, Result, malformed, truncated, unsupported};

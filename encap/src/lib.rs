@@ -34,7 +34,7 @@
 //! # Ok(())
 //! # }
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod arp;
 mod buf;
@@ -49,6 +49,8 @@ pub mod icmpv4;
 pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
+#[cfg(all(feature = "tunnel", target_os = "linux"))]
+pub mod tunnel;
 pub mod udp;
 pub mod vxlan;
 

@@ -1,4 +1,5 @@
 //! UDP datagrams, with the pseudo-header checksum for IPv4 and IPv6.
+#![forbid(unsafe_code)]
 
 use crate::buf::PacketBuf;
 use crate::checksum;

@@ -7,6 +7,7 @@
 //! ```
 //! Without G, the second to fourth bytes are reserved. Reserved bits are ignored on receipt
 //! and sent as zero, as RFC 7348 asks.
+#![forbid(unsafe_code)]
 
 use crate::buf::PacketBuf;
 use crate::error::{Layer, Result, malformed, truncated};
