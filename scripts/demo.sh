@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for p in iproute2 iputils-ping iptables procps; do
+for p in iproute2 iputils-ping iptables procps iperf3; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 for a in "$@"; do

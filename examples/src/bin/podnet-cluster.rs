@@ -48,6 +48,15 @@ enum Cmd {
     Demo,
     /// Remove everything a cluster with this prefix made (also after a killed demo).
     Down,
+    /// iperf3 pod to pod across two nodes for each backend, and over a plain veth pair.
+    Bench {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+        /// Backends to measure (default: vxlan, host-gw, udp).
+        #[arg(long, value_delimiter = ',')]
+        backends: Vec<String>,
+    },
 }
 
 fn main() {
@@ -79,6 +88,7 @@ fn main() {
             Err(code) => code,
         },
         Cmd::Demo => demo(opts, &stop),
+        Cmd::Bench { seconds, backends } => bench(opts, seconds, backends),
     };
     std::process::exit(code);
 }
@@ -124,5 +134,32 @@ fn demo(opts: Options, stop: &AtomicBool) -> i32 {
     } else {
         println!("\nSOME CHECKS FAILED");
         1
+    }
+}
+
+fn bench(opts: Options, secs: u32, backends: Vec<String>) -> i32 {
+    let backends: Vec<String> = if backends.is_empty() {
+        vec!["vxlan".into(), "host-gw".into(), "udp".into()]
+    } else {
+        backends
+    };
+    let names: Vec<&str> = backends.iter().map(String::as_str).collect();
+    let start = Instant::now();
+    let mut progress = |msg: &str| eprintln!("[{:5.1}s] {msg}", start.elapsed().as_secs_f64());
+    match cluster::bench::run(&opts, &names, secs, &mut progress) {
+        Ok(results) => {
+            let limit = results[0].gbps;
+            println!("\niperf3 TCP, one stream, {secs} s, pod to pod across two nodes:");
+            println!("  {:<22} {:>10} {:>10}", "path", "Gbit/s", "vs veth");
+            for r in &results {
+                println!("  {:<22} {:>10.2} {:>9.2}x", r.path, r.gbps, r.gbps / limit);
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("podnet-cluster: bench failed: {e}");
+            cluster::down(&opts.prefix);
+            1
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! veth, addressed from the node's lease. Every namespace is named `<prefix>-...`, so `down`
 //! finds and removes everything, even after the demo was killed with SIGKILL.
 
+pub mod bench;
 mod report;
 pub mod traffic;
 
