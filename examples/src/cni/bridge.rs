@@ -127,9 +127,49 @@ fn ensure_bridge(h: &Handle, raw: &mut Connection, conf: &NetConf) -> Result<Lin
     Ok(br)
 }
 
-/// Gives the bridge the gateway address `gw`, refusing (or, with forceAddress, removing) an
-/// address that conflicts with it: any other IPv4 address, an overlapping IPv6 one. `true`
-/// when it added the address.
+/// Whether the bridge has `gw` already (`Ok(true)`), or an address that conflicts with it:
+/// any other IPv4 address, an overlapping IPv6 one. A conflict is an error unless
+/// forceAddress is set; then the conflicting addresses are returned for removal.
+fn gateway_conflict(
+    h: &Handle,
+    br: &Link,
+    gw: IpNet,
+    conf: &NetConf,
+) -> Result<Result<bool, Vec<IpNet>>, CniError> {
+    let addrs = h
+        .addr()
+        .list(Some(br.index.into()))
+        .map_err(|e| CniError::kernel(format!("listing the addresses of {}", br.name), e))?;
+    let v4 = gw.addr().is_ipv4();
+    let mut conflicts = Vec::new();
+    for a in addrs.iter().filter(|a| a.addr.addr().is_ipv4() == v4) {
+        if a.addr == gw {
+            return Ok(Ok(true));
+        }
+        if v4 || a.addr.contains(&gw.addr()) || gw.contains(&a.addr.addr()) {
+            if !conf.force_address {
+                return Err(CniError::new(
+                    ADDRESS_CONFLICT,
+                    format!(
+                        "bridge {:?} already has address {}, which conflicts with gateway {gw} \
+                         of network {:?}: remove it (ip addr del {} dev {}), use another \
+                         \"bridge\", or set \"forceAddress\": true",
+                        br.name, a.addr, conf.name, a.addr, br.name
+                    ),
+                ));
+            }
+            conflicts.push(a.addr);
+        }
+    }
+    if conflicts.is_empty() {
+        Ok(Ok(false))
+    } else {
+        Ok(Err(conflicts))
+    }
+}
+
+/// Gives the bridge the gateway address `gw` (see [`gateway_conflict`]). `true` when it added
+/// the address.
 fn ensure_gateway_addr(
     h: &Handle,
     raw: &mut Connection,
@@ -137,33 +177,15 @@ fn ensure_gateway_addr(
     gw: IpNet,
     conf: &NetConf,
 ) -> Result<bool, CniError> {
-    let addrs = h
-        .addr()
-        .list(Some(br.index.into()))
-        .map_err(|e| CniError::kernel(format!("listing the addresses of {}", br.name), e))?;
-    let v4 = gw.addr().is_ipv4();
-    for a in addrs.iter().filter(|a| a.addr.addr().is_ipv4() == v4) {
-        if a.addr == gw {
-            return Ok(false);
-        }
-        let conflicts = v4 || a.addr.contains(&gw.addr()) || gw.contains(&a.addr.addr());
-        if !conflicts {
-            continue;
-        }
-        if conf.force_address {
-            h.addr().del(br.index, a.addr).map_err(|e| {
-                CniError::kernel(format!("removing {} from {}", a.addr, br.name), e)
-            })?;
-        } else {
-            return Err(CniError::new(
-                ADDRESS_CONFLICT,
-                format!(
-                    "bridge {:?} already has address {}, which conflicts with gateway {gw} of \
-                     network {:?}: remove it (ip addr del {} dev {}), use another \"bridge\", \
-                     or set \"forceAddress\": true",
-                    br.name, a.addr, conf.name, a.addr, br.name
-                ),
-            ));
+    match gateway_conflict(h, br, gw, conf)? {
+        Ok(true) => return Ok(false),
+        Ok(false) => {}
+        Err(conflicts) => {
+            for a in conflicts {
+                h.addr()
+                    .del(br.index, a)
+                    .map_err(|e| CniError::kernel(format!("removing {a} from {}", br.name), e))?;
+            }
         }
     }
     nl::add_address(raw, br.index, &gw).map_err(|e| {
@@ -287,20 +309,65 @@ fn add_steps<'a>(
         ..CniResult::default()
     };
 
-    // Addresses first: a full range or a conflicting bridge address fails before any device
-    // is made.
-    if let Some(alloc) = alloc {
-        undo.lease = Some(alloc);
-        let got = alloc.allocate_with(&args.container_id, &args.ifname, requested)?;
-        result.ips = got
-            .iter()
-            .map(|a| IpCfg {
-                interface: Some(2),
-                address: a.address,
-                gateway: Some(a.gateway),
-            })
-            .collect();
+    // A conflicting address on the bridge fails before anything is changed, when the range
+    // sets tell the gateway in advance (one range per set, the usual case).
+    if conf.is_gateway && !conf.force_address {
+        if let Some(alloc) = alloc {
+            for set in alloc.config().ranges.iter().filter(|s| s.len() == 1) {
+                let r = &set[0];
+                if let Ok(gw) = IpNet::new(r.gateway, r.subnet.prefix_len()) {
+                    // Without forceAddress, a conflict is the error; the rest can wait.
+                    let _ = gateway_conflict(host, &br, gw, conf)?;
+                }
+            }
+        }
     }
+
+    // The lease is taken on a second thread while this one makes the veth pair: the two do
+    // not depend on each other, and either's failure undoes both.
+    if let Some(a) = alloc {
+        undo.lease = Some(a);
+    }
+    let v6 = alloc.is_some_and(|a| {
+        a.config()
+            .ranges
+            .iter()
+            .any(|s| s.iter().any(|r| r.subnet.addr().is_ipv6()))
+    });
+    let (veth, got) = std::thread::scope(|s| {
+        let lease = alloc
+            .map(|a| s.spawn(move || a.allocate_with(&args.container_id, &args.ifname, requested)));
+        let veth = make_veth(
+            args,
+            conf,
+            cns,
+            (ch, &mut *craw),
+            (host, &mut *hraw),
+            &br,
+            v6,
+            undo,
+        );
+        let got = match lease {
+            None => Ok(Vec::new()),
+            Some(j) => j.join().unwrap_or_else(|_| {
+                Err(podnet_ipam::AllocError::BadArgument {
+                    field: "ipam",
+                    reason: "the allocating thread panicked",
+                })
+            }),
+        };
+        (veth, got)
+    });
+    let (hv, cl) = veth?;
+    result.ips = got?
+        .iter()
+        .map(|a| IpCfg {
+            interface: Some(2),
+            address: a.address,
+            gateway: Some(a.gateway),
+        })
+        .collect();
+
     let mut gateways: Vec<IpNet> = Vec::new();
     let mut default_found = [false, false];
     for ip in &result.ips {
@@ -332,95 +399,11 @@ fn add_steps<'a>(
     for gw in &gateways {
         added_gateway |= ensure_gateway_addr(host, hraw, &br, *gw, conf)?;
     }
-
-    // The veth pair: the host end gets a random name, the container end is made inside the
-    // container directly.
-    let mut host_veth = None;
-    for _ in 0..10 {
-        let name = random_veth_name();
-        let mut spec = Veth::new(&name).peer(&args.ifname).peer_netns(cns);
-        if let Some(m) = conf.mtu {
-            spec = spec.mtu(m);
-        }
-        if let Some(mac) = conf.mac {
-            spec = spec.peer_mac(mac);
-        }
-        match host.link().add(&spec) {
-            Ok(()) => {
-                host_veth = Some(name);
-                break;
-            }
-            Err(e) if e.is_exists() => continue, // a host name taken: draw another
-            Err(e) => {
-                return Err(CniError::kernel(
-                    format!("creating veth {name} <-> {} in the container", args.ifname),
-                    e,
-                ));
-            }
-        }
-    }
-    let Some(host_veth) = host_veth else {
-        return Err(CniError::new(
-            KERNEL,
-            "could not find a free name for the host end of the veth pair after 10 tries",
-        ));
-    };
-    undo.veth = Some(host_veth.clone());
-    let hv = host
-        .link()
-        .get(host_veth.as_str())
-        .map_err(|e| CniError::kernel(format!("reading {host_veth}"), e))?;
-    sysctl(&format!("net/ipv6/conf/{host_veth}/accept_ra"), "0");
-    host.link()
-        .set(hv.index)
-        .master(br.index)
-        .up()
-        .apply()
-        .map_err(|e| CniError::kernel(format!("attaching {host_veth} to {}", br.name), e))?;
-    if conf.hairpin_mode {
-        nl::set_hairpin(hraw, hv.index, true).map_err(|e| {
-            CniError::new(KERNEL, format!("setting hairpin mode on {host_veth}: {e}"))
-        })?;
-    }
     if added_gateway {
         pin_bridge_mac(host, &br)?;
     }
-    // Like the reference plugin's veths: no transmit queue length (they use no queue anyway).
-    nl::set_txqlen(hraw, hv.index, 0)
-        .map_err(|e| CniError::new(KERNEL, format!("setting txqlen of {host_veth}: {e}")))?;
 
-    // The container side: sysctls, addresses, up, routes.
-    let ifname = args.ifname.clone();
-    let any_v6 = result.ips.iter().any(|i| i.address.addr().is_ipv6());
-    let enable_dad = conf.enable_dad;
-    let has_ips = !result.ips.is_empty();
-    cns.run(move || {
-        if has_ips {
-            if enable_dad {
-                sysctl(&format!("net/ipv6/conf/{ifname}/enhanced_dad"), "1");
-                sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "1");
-            } else {
-                sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0");
-            }
-            sysctl(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1");
-        }
-        if any_v6 {
-            for dev in ["lo", ifname.as_str()] {
-                sysctl(&format!("net/ipv6/conf/{dev}/disable_ipv6"), "0");
-            }
-        }
-    })
-    .map_err(|e| CniError::new(KERNEL, format!("entering the container namespace: {e}")))?;
-    let cl = ch
-        .link()
-        .get(args.ifname.as_str())
-        .map_err(|e| CniError::kernel(format!("reading {} in the container", args.ifname), e))?;
-    nl::set_txqlen(craw, cl.index, 0).map_err(|e| {
-        CniError::new(
-            KERNEL,
-            format!("setting txqlen of {} in the container: {e}", args.ifname),
-        )
-    })?;
+    // The container side: addresses, up, routes.
     for ip in &result.ips {
         nl::add_address(craw, cl.index, &ip.address).map_err(|e| {
             CniError::new(
@@ -496,7 +479,7 @@ fn add_steps<'a>(
             sandbox: None,
         },
         Interface {
-            name: host_veth,
+            name: hv.name.clone(),
             mac: mac(&hv),
             mtu: Some(hv.mtu),
             sandbox: None,
@@ -509,6 +492,103 @@ fn add_steps<'a>(
         },
     ];
     Ok(result)
+}
+
+/// Makes the veth pair (the host end with a random name, the container end inside the
+/// container directly), attaches the host end to the bridge, and sets the container end's
+/// sysctls. Returns both ends.
+#[allow(clippy::too_many_arguments)]
+fn make_veth(
+    args: &Args,
+    conf: &NetConf,
+    cns: &NetNs,
+    (ch, craw): (&Handle, &mut Connection),
+    (host, hraw): (&Handle, &mut Connection),
+    br: &Link,
+    v6: bool,
+    undo: &mut Undo<'_>,
+) -> Result<(Link, Link), CniError> {
+    let mut host_veth = None;
+    for _ in 0..10 {
+        let name = random_veth_name();
+        let mut spec = Veth::new(&name).peer(&args.ifname).peer_netns(cns);
+        if let Some(m) = conf.mtu {
+            spec = spec.mtu(m);
+        }
+        if let Some(mac) = conf.mac {
+            spec = spec.peer_mac(mac);
+        }
+        match host.link().add(&spec) {
+            Ok(()) => {
+                host_veth = Some(name);
+                break;
+            }
+            Err(e) if e.is_exists() => continue, // a host name taken: draw another
+            Err(e) => {
+                return Err(CniError::kernel(
+                    format!("creating veth {name} <-> {} in the container", args.ifname),
+                    e,
+                ));
+            }
+        }
+    }
+    let Some(host_veth) = host_veth else {
+        return Err(CniError::new(
+            KERNEL,
+            "could not find a free name for the host end of the veth pair after 10 tries",
+        ));
+    };
+    undo.veth = Some(host_veth.clone());
+    let hv = host
+        .link()
+        .get(host_veth.as_str())
+        .map_err(|e| CniError::kernel(format!("reading {host_veth}"), e))?;
+    sysctl(&format!("net/ipv6/conf/{host_veth}/accept_ra"), "0");
+    host.link()
+        .set(hv.index)
+        .master(br.index)
+        .up()
+        .apply()
+        .map_err(|e| CniError::kernel(format!("attaching {host_veth} to {}", br.name), e))?;
+    if conf.hairpin_mode {
+        nl::set_hairpin(hraw, hv.index, true).map_err(|e| {
+            CniError::new(KERNEL, format!("setting hairpin mode on {host_veth}: {e}"))
+        })?;
+    }
+    // Like the reference plugin's veths: no transmit queue length (they use no queue anyway).
+    nl::set_txqlen(hraw, hv.index, 0)
+        .map_err(|e| CniError::new(KERNEL, format!("setting txqlen of {host_veth}: {e}")))?;
+
+    let ifname = args.ifname.clone();
+    let (has_ipam, enable_dad) = (conf.has_ipam, conf.enable_dad);
+    cns.run(move || {
+        if has_ipam {
+            if enable_dad {
+                sysctl(&format!("net/ipv6/conf/{ifname}/enhanced_dad"), "1");
+                sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "1");
+            } else {
+                sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0");
+            }
+            sysctl(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1");
+        }
+        if v6 {
+            for dev in ["lo", ifname.as_str()] {
+                sysctl(&format!("net/ipv6/conf/{dev}/disable_ipv6"), "0");
+            }
+        }
+    })
+    .map_err(|e| CniError::new(KERNEL, format!("entering the container namespace: {e}")))?;
+    let cl = ch
+        .link()
+        .get(args.ifname.as_str())
+        .map_err(|e| CniError::kernel(format!("reading {} in the container", args.ifname), e))?;
+    nl::set_txqlen(craw, cl.index, 0).map_err(|e| {
+        CniError::new(
+            KERNEL,
+            format!("setting txqlen of {} in the container: {e}", args.ifname),
+        )
+    })?;
+    Ok((hv, cl))
 }
 
 fn enable_forwarding(key: &str) {
@@ -524,32 +604,55 @@ fn enable_forwarding(key: &str) {
 /// DEL: removes the container's interface (if the namespace and interface still exist), the
 /// lease and the masquerade rules. Whatever is already gone is not an error.
 pub(crate) fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
-    let mut addrs: Vec<IpAddr> = Vec::new();
-    let mut failure = None;
-    if !args.netns.is_empty() {
-        match NetNs::open_path(&args.netns) {
-            Ok(cns) => {
-                if let Err(e) = del_interface(&cns, &args.ifname, &mut addrs) {
-                    failure = Some(e);
+    let alloc = if conf.has_ipam {
+        Some(ipam::open(stdin)?)
+    } else {
+        None
+    };
+    // The kernel takes a while to delete a link (an RCU grace period): release the lease
+    // meanwhile.
+    let (iface, released) = std::thread::scope(|s| {
+        let iface = s.spawn(|| -> Result<Vec<IpAddr>, CniError> {
+            let mut addrs = Vec::new();
+            if args.netns.is_empty() {
+                return Ok(addrs);
+            }
+            match NetNs::open_path(&args.netns) {
+                Ok(cns) => del_interface(&cns, &args.ifname, &mut addrs)?,
+                Err(NetNsError::NotFound { .. }) => {}
+                Err(e) => {
+                    return Err(CniError::new(
+                        KERNEL,
+                        format!("opening CNI_NETNS={:?}: {e}", args.netns),
+                    ));
                 }
             }
-            Err(NetNsError::NotFound { .. }) => {}
-            Err(e) => {
-                failure = Some(CniError::new(
-                    KERNEL,
-                    format!("opening CNI_NETNS={:?}: {e}", args.netns),
-                ));
+            Ok(addrs)
+        });
+        let released = match &alloc {
+            Some(a) => a.release(&args.container_id, &args.ifname),
+            None => Ok(Vec::new()),
+        };
+        let iface = iface.join().unwrap_or_else(|_| {
+            Err(CniError::new(
+                KERNEL,
+                "the interface-deleting thread panicked",
+            ))
+        });
+        (iface, released)
+    });
+    let mut addrs = released?;
+    let failure = match iface {
+        Ok(found) => {
+            for ip in found {
+                if !addrs.contains(&ip) {
+                    addrs.push(ip);
+                }
             }
+            None
         }
-    }
-    if conf.has_ipam {
-        let released = ipam::open(stdin)?.release(&args.container_id, &args.ifname)?;
-        for ip in released {
-            if !addrs.contains(&ip) {
-                addrs.push(ip);
-            }
-        }
-    }
+        Err(e) => Some(e),
+    };
     if conf.ip_masq && conf.has_ipam {
         masq::teardown(&conf.name, &args.container_id, &addrs)?;
     }
