@@ -349,12 +349,12 @@ fn add_steps<'a>(
         );
         let got = match lease {
             None => Ok(Vec::new()),
-            Some(j) => j.join().unwrap_or_else(|_| {
-                Err(podnet_ipam::AllocError::BadArgument {
+            Some(j) => j
+                .join()
+                .unwrap_or(Err(podnet_ipam::AllocError::BadArgument {
                     field: "ipam",
                     reason: "the allocating thread panicked",
-                })
-            }),
+                })),
         };
         (veth, got)
     });
