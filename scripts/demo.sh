@@ -24,4 +24,4 @@ dpkg-query -W -f='${Status}' protobuf-compiler 2>/dev/null | grep -q "install ok
   export DEBIAN_FRONTEND=noninteractive; apt-get update -qq
   apt-get install -y -qq --no-install-recommends protobuf-compiler >/dev/null; }
 cargo build --release -q -p podnet-examples --bin flanneld --bin podnet-cluster
-exec target/release/podnet-cluster demo "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/podnet-cluster" demo "$@"
