@@ -1,0 +1,201 @@
+//! The UDP tunnel's benchmark (run it with `bench/udp-tunnel.sh`, as root): iperf3 TCP, one
+//! stream, pod to pod across two nodes, in one run over
+//!
+//! - (a) a plain routed veth path, no encapsulation (the limit),
+//! - (b) kernel VXLAN programmed by podnet-links (flannel's vxlan backend),
+//! - (c) podnet's `UdpTunnel`, every optimisation on,
+//! - (d) `UdpTunnel` one packet per system call without offloads (flannel's C proxy's way),
+//!
+//! and prints Gbit/s for each and the ratios c/b and c/d. Every path is built in fresh
+//! namespaces (see `tests/common/twonodes.rs`); nothing touches the root namespace.
+//!
+//! Options: `--seconds N` (default 10), `--queues N` for (c) (default 1: one TCP stream uses
+//! one queue), `--only abcd`, `--repeat N` (runs the set N times, interleaved).
+
+#[path = "../tests/common/twonodes.rs"]
+mod twonodes;
+
+use podnet_encap::tunnel::{Counters, Mode, UdpTunnel};
+use std::time::Duration;
+use twonodes::{POD_IP, TwoNodes, UNDERLAY_MTU};
+
+struct Opts {
+    seconds: u32,
+    queues: u32,
+    only: String,
+    repeat: u32,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        seconds: 10,
+        queues: 1,
+        only: "abcd".into(),
+        repeat: 1,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let v = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--seconds" => o.seconds = v.parse().expect("--seconds N"),
+            "--queues" => o.queues = v.parse().expect("--queues N"),
+            "--only" => o.only = v,
+            "--repeat" => o.repeat = v.parse().expect("--repeat N"),
+            other => panic!("unknown option {other}; see the file's documentation"),
+        }
+        i += 2;
+    }
+    o
+}
+
+/// Runs iperf3 from pod 1 to pod 2 and returns the receiver's Gbit/s.
+fn iperf(n: &TwoNodes, seconds: u32) -> f64 {
+    let server_ip = POD_IP[1].to_string();
+    let mut server = n.pods[1]
+        .command("iperf3")
+        .args(["-s", "-1", "-B", &server_ip])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start iperf3 server");
+    // Wait for the server to listen.
+    std::thread::sleep(Duration::from_millis(300));
+    let out = n.pods[0]
+        .command("iperf3")
+        .args([
+            "-c",
+            &server_ip,
+            "-t",
+            &seconds.to_string(),
+            "-f",
+            "g",
+            "--connect-timeout",
+            "3000",
+        ])
+        .output()
+        .expect("run iperf3 client");
+    let _ = server.kill();
+    let _ = server.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter(|l| l.contains("receiver"))
+        .find_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == "Gbits/sec")?;
+            words.get(at.checked_sub(1)?)?.parse::<f64>().ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no iperf3 result: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+fn tunnel_report(t: &[UdpTunnel; 2]) -> String {
+    let c: [Counters; 2] = [t[0].counters(), t[1].counters()];
+    format!(
+        "sender {} packets in {} sends ({:.1}/call), {} TUN reads; receiver {} packets in {} \
+         receives, {} TUN writes; drops {} / {}",
+        c[0].tx_packets,
+        c[0].tx_syscalls,
+        c[0].tx_packets as f64 / c[0].tx_syscalls.max(1) as f64,
+        c[0].tun_reads,
+        c[1].rx_packets,
+        c[1].rx_syscalls,
+        c[1].tun_writes,
+        c[0].total_dropped(),
+        c[1].total_dropped()
+    )
+}
+
+fn run(which: char, o: &Opts) -> f64 {
+    match which {
+        'a' => {
+            let n = TwoNodes::new("bench-veth", UNDERLAY_MTU);
+            n.plain_routes();
+            iperf(&n, o.seconds)
+        }
+        'b' => {
+            let n = TwoNodes::new("bench-vxlan", UNDERLAY_MTU - 50);
+            n.vxlan();
+            iperf(&n, o.seconds)
+        }
+        'c' | 'd' => {
+            let (mode, queues, tag) = if which == 'c' {
+                (Mode::Fast, o.queues, "bench-tun")
+            } else {
+                (Mode::OnePacketPerSyscall, 1, "bench-tun1")
+            };
+            let n = TwoNodes::new(tag, UNDERLAY_MTU - 28);
+            let t = n.udp_tunnels(mode, queues);
+            let g = iperf(&n, o.seconds);
+            eprintln!("   ({which}) {}", tunnel_report(&t));
+            let [x, y] = t;
+            x.stop().expect("stop tunnel");
+            y.stop().expect("stop tunnel");
+            g
+        }
+        other => panic!("unknown path {other}"),
+    }
+}
+
+fn main() {
+    let o = opts();
+    let names = [
+        ('a', "plain veth (the limit)"),
+        ('b', "kernel VXLAN (podnet-links)"),
+        ('c', "UdpTunnel, all optimisations"),
+        ('d', "UdpTunnel, 1 packet/syscall, no offloads"),
+    ];
+    let mut results: Vec<(char, Vec<f64>)> = names
+        .iter()
+        .filter(|(c, _)| o.only.contains(*c))
+        .map(|(c, _)| (*c, Vec::new()))
+        .collect();
+    for round in 0..o.repeat {
+        for (which, list) in results.iter_mut() {
+            eprintln!(
+                "== round {} ({which}) iperf3 -t {} ...",
+                round + 1,
+                o.seconds
+            );
+            let g = run(*which, &o);
+            eprintln!("   ({which}) {g:.2} Gbit/s");
+            list.push(g);
+        }
+    }
+    println!(
+        "iperf3 TCP, 1 stream, {} s, pod to pod across two nodes (median of {} run{}):",
+        o.seconds,
+        o.repeat,
+        if o.repeat == 1 { "" } else { "s" }
+    );
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let mut m = std::collections::BTreeMap::new();
+    for (c, list) in &results {
+        let g = median(list);
+        m.insert(*c, g);
+        let name = names
+            .iter()
+            .find(|(x, _)| x == c)
+            .map(|x| x.1)
+            .unwrap_or("");
+        println!("  ({c}) {name:<42} {g:>7.2} Gbit/s");
+    }
+    if let (Some(c), Some(b)) = (m.get(&'c'), m.get(&'b')) {
+        let r = c / b;
+        println!(
+            "  c/b = {r:.2}  (goal >= 0.50: {})",
+            if r >= 0.5 { "met" } else { "NOT met" }
+        );
+    }
+    if let (Some(c), Some(d)) = (m.get(&'c'), m.get(&'d')) {
+        println!("  c/d = {:.2}", c / d);
+    }
+}
