@@ -42,7 +42,8 @@ conf bridge cni-ref 10.244.10.0/24 "$WORK/ref" > "$WORK/ref.json"
 conf podnet-cni cni-pn 10.244.11.0/24 "$WORK/pn" > "$WORK/pn.json"
 
 # One shell inside the host namespace runs every invocation (no `ip netns exec` per call), and
-# times each with bash's $EPOCHREALTIME.
+# times each with bash's $EPOCHREALTIME. Per iteration it writes the microseconds of: reference
+# ADD, reference DEL, podnet-cni ADD, podnet-cni DEL.
 ip netns exec "$HOST" env N="$N" REF="$REF_DIR/bridge" PN="$PODNET" WORK="$WORK" \
   REF_NS="/run/netns/$REF_C" PN_NS="/run/netns/$PN_C" CNI_PATH="$REF_DIR" bash -c '
 set -euo pipefail
@@ -51,27 +52,35 @@ run() { # $1 = plugin, $2 = command, $3 = netns, $4 = config, $5 = container id
   CNI_COMMAND=$2 CNI_NETNS=$3 CNI_CONTAINERID=$5 "$1" < "$4" > "$WORK/out" ||
     { echo "$1 $2 failed: $(cat "$WORK/out")" >&2; exit 1; }
 }
-ref_us=0; pn_us=0
 for ((i = 0; i < N; i++)); do
   t0=${EPOCHREALTIME/./}
   run "$REF" ADD "$REF_NS" "$WORK/ref.json" "bench-$i"
-  run "$REF" DEL "$REF_NS" "$WORK/ref.json" "bench-$i"
   t1=${EPOCHREALTIME/./}
-  run "$PN" ADD "$PN_NS" "$WORK/pn.json" "bench-$i"
-  run "$PN" DEL "$PN_NS" "$WORK/pn.json" "bench-$i"
+  run "$REF" DEL "$REF_NS" "$WORK/ref.json" "bench-$i"
   t2=${EPOCHREALTIME/./}
-  ref_us=$((ref_us + t1 - t0)); pn_us=$((pn_us + t2 - t1))
+  run "$PN" ADD "$PN_NS" "$WORK/pn.json" "bench-$i"
+  t3=${EPOCHREALTIME/./}
+  run "$PN" DEL "$PN_NS" "$WORK/pn.json" "bench-$i"
+  t4=${EPOCHREALTIME/./}
+  echo "$((t1 - t0)) $((t2 - t1)) $((t3 - t2)) $((t4 - t3))" >> "$WORK/times"
 done
-echo "$ref_us $pn_us" > "$WORK/times"
 '
-read -r ref_us pn_us < "$WORK/times"
 # Both must have cleaned up after themselves.
 [ -z "$(ls "$WORK/ref/bench" | grep '^10\.' || true)" ] || { echo "reference left leases" >&2; exit 1; }
 [ -z "$(ls "$WORK/pn/bench" | grep '^10\.' || true)" ] || { echo "podnet-cni left leases" >&2; exit 1; }
 [ "$(ip -n "$HOST" -o link show type veth | wc -l)" -eq 0 ] || { echo "veths left behind" >&2; exit 1; }
-awk -v n="$N" -v r="$ref_us" -v p="$pn_us" -v m="$MASQ" 'BEGIN {
+
+sum() { awk -v c="$1" '{ s += $c } END { print s }' "$WORK/times"; }
+median() {
+  awk -v c="$1" '{ print $c }' "$WORK/times" | sort -n |
+    awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+awk -v n="$N" -v m="$MASQ" \
+  -v ra="$(sum 1)" -v rd="$(sum 2)" -v pa="$(sum 3)" -v pd="$(sum 4)" \
+  -v mra="$(median 1)" -v mrd="$(median 2)" -v mpa="$(median 3)" -v mpd="$(median 4)" 'BEGIN {
   printf "config: bridge, isDefaultGateway, hairpinMode, mtu 1450, host-local /24, ipMasq=%s\n", (m == 1 ? "true" : "false")
-  printf "reference bridge+host-local: %d x (ADD+DEL) in %.3f s = %.2f ms per ADD+DEL\n", n, r / 1e6, r / 1e3 / n
-  printf "podnet-cni:                  %d x (ADD+DEL) in %.3f s = %.2f ms per ADD+DEL\n", n, p / 1e6, p / 1e3 / n
-  printf "ratio podnet-cni / reference: %.3fx (goal <= 0.5x)\n", p / r
+  printf "%d sequential ADD+DEL each, interleaved   total s   per ADD+DEL ms   median ADD ms   median DEL ms\n", n
+  printf "reference bridge + host-local            %7.3f   %14.2f   %13.2f   %13.2f\n", (ra + rd) / 1e6, (ra + rd) / 1e3 / n, mra / 1e3, mrd / 1e3
+  printf "podnet-cni                               %7.3f   %14.2f   %13.2f   %13.2f\n", (pa + pd) / 1e6, (pa + pd) / 1e3 / n, mpa / 1e3, mpd / 1e3
+  printf "ratio podnet-cni / reference: ADD+DEL %.3fx (goal <= 0.5x); ADD alone %.3fx; DEL alone %.3fx\n", (pa + pd) / (ra + rd), pa / ra, pd / rd
 }'
