@@ -10,7 +10,8 @@
 //! namespaces (see `tests/common/twonodes.rs`); nothing touches the root namespace.
 //!
 //! Options: `--seconds N` (default 10), `--queues N` for (c) (default 1: one TCP stream uses
-//! one queue), `--only abcd`, `--repeat N` (runs the set N times, interleaved).
+//! one queue), `--only abcd`, `--repeat N` (runs the set N times, interleaved), `--verbose`
+//! (the TUN devices' and UDP sockets' kernel counters after each tunnel run).
 
 #[path = "../tests/common/twonodes.rs"]
 mod twonodes;
@@ -24,6 +25,7 @@ struct Opts {
     queues: u32,
     only: String,
     repeat: u32,
+    verbose: bool,
 }
 
 fn opts() -> Opts {
@@ -32,6 +34,7 @@ fn opts() -> Opts {
         queues: 1,
         only: "abcd".into(),
         repeat: 1,
+        verbose: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -42,6 +45,11 @@ fn opts() -> Opts {
             "--queues" => o.queues = v.parse().expect("--queues N"),
             "--only" => o.only = v,
             "--repeat" => o.repeat = v.parse().expect("--repeat N"),
+            "--verbose" => {
+                o.verbose = true;
+                i += 1;
+                continue;
+            }
             other => panic!("unknown option {other}; see the file's documentation"),
         }
         i += 2;
@@ -132,6 +140,22 @@ fn run(which: char, o: &Opts) -> f64 {
             let t = n.udp_tunnels(mode, queues);
             let g = iperf(&n, o.seconds);
             eprintln!("   ({which}) {}", tunnel_report(&t));
+            if o.verbose {
+                for (i, node) in n.nodes.iter().enumerate() {
+                    let link = node.exec("ip", &["-s", "link", "show", "flannel0"]);
+                    let snmp = node.exec("cat", &["/proc/net/snmp"]);
+                    let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
+                    eprintln!(
+                        "   node{}: {}\n   {}",
+                        i + 1,
+                        link.trim(),
+                        udp.join("\n   ")
+                    );
+                }
+                let tcp = n.pods[0].exec("cat", &["/proc/net/snmp"]);
+                let t: Vec<&str> = tcp.lines().filter(|l| l.starts_with("Tcp:")).collect();
+                eprintln!("   pod1 {}", t.join("\n   pod1 "));
+            }
             let [x, y] = t;
             x.stop().expect("stop tunnel");
             y.stop().expect("stop tunnel");
