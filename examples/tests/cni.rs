@@ -836,3 +836,68 @@ fn version_status_gc_and_layer2() {
     let out = cni(&h, PODNET, "DEL", "ctr-l2", Some(&c2), &l2.to_string());
     assert!(out.ok);
 }
+
+/// Runs podnet-host-local directly: an IPAM plugin touches no network device.
+fn host_local(env: &[(&str, &str)], stdin: &str) -> Out {
+    let mut cmd = std::process::Command::new(podnet_host_local());
+    cmd.env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Out {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn podnet_host_local_speaks_cni_1_1_gc_and_status() {
+    let d = TempDir::new("hl-gc");
+    let conf = json!({"cniVersion": "1.1.0", "name": "podnet-test",
+        "ipam": {"type": "podnet-host-local", "dataDir": d.path(), "subnet": "10.244.12.0/24"}});
+    let v = host_local(&[("CNI_COMMAND", "VERSION")], &conf.to_string()).json();
+    assert!(
+        v["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("1.1.0")),
+        "{v}"
+    );
+    for id in ["c1", "c2"] {
+        let env = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", id),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", "/run/netns/unused"),
+        ];
+        let out = host_local(&env, &conf.to_string());
+        assert!(out.ok, "ADD {id}: {} {}", out.stdout, out.stderr);
+    }
+    assert_eq!(leases(d.path()), ["10.244.12.2", "10.244.12.3"]);
+    assert!(host_local(&[("CNI_COMMAND", "STATUS")], &conf.to_string()).ok);
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "c1", "ifname": "eth0"}]);
+    let out = host_local(&[("CNI_COMMAND", "GC")], &gc.to_string());
+    assert!(out.ok, "GC: {} {}", out.stdout, out.stderr);
+    assert_eq!(leases(d.path()), ["10.244.12.2"]);
+    let e = host_local(
+        &[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c3"),
+            ("CNI_IFNAME", "eth0"),
+        ],
+        "{bad",
+    )
+    .json();
+    assert_eq!(e["code"], 6, "{e}");
+}

@@ -1,7 +1,8 @@
 //! `podnet-host-local`: a drop-in for the CNI host-local IPAM plugin, backed by podnet-ipam.
 //!
 //! As a CNI plugin it reads the network config on stdin and `CNI_COMMAND`, `CNI_CONTAINERID`,
-//! `CNI_IFNAME` (and `IP=` in `CNI_ARGS`) from the environment, like host-local.
+//! `CNI_IFNAME` (and `IP=` in `CNI_ARGS`) from the environment, like host-local: ADD, DEL,
+//! CHECK, VERSION, and CNI 1.1's STATUS and GC (`cni.dev/valid-attachments`).
 //!
 //! Two more modes serve the crate's tests and benchmark:
 //! - `podnet-host-local alloc-loop <config.json> <id-prefix> <count>`: allocates to containers
@@ -18,7 +19,9 @@ use std::time::Instant;
 use podnet_ipam::{AllocError, IpamConfig, PodAllocator};
 use serde_json::json;
 
-const SUPPORTED: &[&str] = &["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"];
+const SUPPORTED: &[&str] = &[
+    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -111,6 +114,7 @@ struct CniError {
 impl From<AllocError> for CniError {
     fn from(e: AllocError) -> Self {
         let code = match e {
+            AllocError::Config(podnet_ipam::ConfigError::NotJson { .. }) => 6,
             AllocError::Config(_) => 7,
             _ => 999,
         };
@@ -163,6 +167,27 @@ fn cni_run(stdin: &str, version: &str) -> Result<Option<String>, CniError> {
         ));
     }
     let config = IpamConfig::parse(stdin).map_err(AllocError::from)?;
+    match command.as_str() {
+        // CNI 1.1: no container; GC keeps the leases of the attachments still valid.
+        "STATUS" => return Ok(None),
+        "GC" => {
+            let live: Vec<(String, String)> = serde_json::from_str::<serde_json::Value>(stdin)
+                .ok()
+                .and_then(|v| v.get("cni.dev/valid-attachments").cloned())
+                .and_then(|a| a.as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|a| {
+                    let id = a.get("containerID")?.as_str()?;
+                    let ifname = a.get("ifname")?.as_str()?;
+                    Some((id.to_string(), ifname.to_string()))
+                })
+                .collect();
+            PodAllocator::open(config)?.gc(live)?;
+            return Ok(None);
+        }
+        _ => {}
+    }
     let id = env("CNI_CONTAINERID")?;
     let ifname = env("CNI_IFNAME")?;
     let alloc = PodAllocator::open(config)?;
