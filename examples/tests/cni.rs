@@ -901,3 +901,34 @@ fn podnet_host_local_speaks_cni_1_1_gc_and_status() {
     .json();
     assert_eq!(e["code"], 6, "{e}");
 }
+
+#[test]
+fn gc_removes_the_masquerade_rules_of_gone_containers() {
+    require_root!();
+    let h = TestNs::new("cni-gcm-h");
+    let (c1, c2) = (TestNs::new("cni-gcm-1"), TestNs::new("cni-gcm-2"));
+    let d = TempDir::new("gc-masq");
+    let conf = bridge_conf(d.path(), json!({"cniVersion": "1.1.0"}));
+    add_ok(&h, PODNET, "ctr-keep", &c1, &conf);
+    add_ok(&h, PODNET, "ctr-gone", &c2, &conf);
+    let chains = |h: &TestNs| -> Vec<String> {
+        h.exec("iptables-save", &["-t", "nat"])
+            .lines()
+            .filter(|l| l.starts_with(":CNI-"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(chains(&h).len(), 2);
+    let mut gc: Value = serde_json::from_str(&conf).unwrap();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "ctr-keep", "ifname": "eth0"}]);
+    let out = invoke(&h, PODNET, &[("CNI_COMMAND", "GC")], &gc.to_string());
+    assert!(out.ok, "GC: {} {}", out.stdout, out.stderr);
+    assert_eq!(leases(d.path()), ["10.244.7.2"]);
+    let left = chains(&h);
+    assert_eq!(left.len(), 1, "{left:?}");
+    let save = h.exec("iptables-save", &["-t", "nat"]);
+    assert!(
+        save.contains("ctr-keep") && !save.contains("ctr-gone"),
+        "{save}"
+    );
+}

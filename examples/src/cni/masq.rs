@@ -142,15 +142,68 @@ pub(crate) fn teardown(
     Ok(())
 }
 
+/// The container ids and source addresses of the POSTROUTING jumps this network's
+/// masquerade rules made, read from `iptables-save -t nat` output.
+fn jumps(network: &str, save: &str) -> Vec<(String, IpAddr)> {
+    // iptables-save prints the comment quoted, with its inner quotes escaped.
+    let marker = format!("--comment \"name: \\\"{network}\\\" id: \\\"");
+    save.lines()
+        .filter(|l| l.starts_with("-A POSTROUTING "))
+        .filter_map(|l| {
+            let rest = &l[l.find(&marker)? + marker.len()..];
+            let id = &rest[..rest.find("\\\"")?];
+            let src = l.split_whitespace().skip_while(|w| *w != "-s").nth(1)?;
+            let ip = src.split('/').next()?.parse().ok()?;
+            Some((id.to_owned(), ip))
+        })
+        .collect()
+}
+
+/// GC: removes the masquerade rules of this network's containers whose ids are not in
+/// `live`. Returns the ids whose rules were removed.
+pub(crate) fn gc(network: &str, live: &[&str]) -> Result<Vec<String>, CniError> {
+    let mut removed = Vec::new();
+    for prog in ["iptables-save", "ip6tables-save"] {
+        let Ok(out) = Command::new(prog).args(["-t", "nat"]).output() else {
+            continue;
+        };
+        let save = String::from_utf8_lossy(&out.stdout);
+        for (id, ip) in jumps(network, &save) {
+            if live.contains(&id.as_str()) {
+                continue;
+            }
+            teardown(network, &id, &[ip])?;
+            removed.push(id);
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn reference_names() {
-        // Values computed with the reference plugins' Go code (utils.FormatChainName).
+        // The reference plugins' names for these (the kernel tests compare whole rule sets).
         assert_eq!(chain_name("xnet", "abc123"), "CNI-5bff413c06dae74685539e16");
         assert_eq!(comment("xnet", "abc123"), r#"name: "xnet" id: "abc123""#);
         assert_eq!(quoted(r#"a "b""#), r#""a \"b\"""#);
+    }
+
+    #[test]
+    fn jumps_from_iptables_save() {
+        let save = concat!(
+            "*nat\n",
+            ":POSTROUTING ACCEPT [0:0]\n",
+            "-A POSTROUTING -s 10.244.7.2/32 -m comment --comment \"name: \\\"xnet\\\" id: \\\"abc123\\\"\" -j CNI-5bff413c06dae74685539e16\n",
+            "-A POSTROUTING -s 10.244.7.3/32 -m comment --comment \"name: \\\"other\\\" id: \\\"zz\\\"\" -j CNI-x\n",
+            "-A CNI-5bff413c06dae74685539e16 -d 10.244.7.0/24 -m comment --comment \"name: \\\"xnet\\\" id: \\\"abc123\\\"\" -j ACCEPT\n",
+            "COMMIT\n",
+        );
+        assert_eq!(
+            jumps("xnet", save),
+            vec![("abc123".to_owned(), "10.244.7.2".parse().unwrap())]
+        );
     }
 }

@@ -118,6 +118,16 @@ fn dispatch(
                     eprintln!("podnet-cni: GC released {ip}");
                 }
             }
+            if conf.ip_masq {
+                let live: Vec<&str> = conf
+                    .valid_attachments
+                    .iter()
+                    .map(|(id, _)| id.as_str())
+                    .collect();
+                for id in masq::gc(&conf.name, &live)? {
+                    eprintln!("podnet-cni: GC removed the masquerade rules of {id}");
+                }
+            }
             Ok(String::new())
         }
         Command::Version => Ok(String::new()),
