@@ -250,7 +250,21 @@ pub(crate) fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult
     };
     let requested = ipam::requested(&args.cni_args)?;
     let cns = open_container(&args.netns)?;
-    let (ch, mut craw) = sockets_in(&cns)?;
+    // The host's sockets and bridge on a second thread while this one enters the container.
+    let (container, host) = std::thread::scope(|s| {
+        let host = s.spawn(|| -> Result<_, CniError> {
+            let (host, mut hraw) = host_sockets()?;
+            let br = ensure_bridge(&host, &mut hraw, conf)?;
+            Ok((host, hraw, br))
+        });
+        let container = sockets_in(&cns);
+        let host = host
+            .join()
+            .unwrap_or(Err(CniError::new(KERNEL, "the bridge thread panicked")));
+        (container, host)
+    });
+    let (ch, mut craw) = container?;
+    let (host, mut hraw, br) = host?;
     match ch.link().get(args.ifname.as_str()) {
         Ok(_) => {
             return Err(CniError::new(
@@ -265,8 +279,6 @@ pub(crate) fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(CniError::kernel("reading the container's interfaces", e)),
     }
-    let (host, mut hraw) = host_sockets()?;
-    let br = ensure_bridge(&host, &mut hraw, conf)?;
 
     let mut undo = Undo {
         host: &host,
@@ -494,6 +506,36 @@ fn add_steps<'a>(
     Ok(result)
 }
 
+/// Attaches the host end of the veth pair to the bridge: master, up, hairpin, no txqlen.
+fn attach_host_end(
+    conf: &NetConf,
+    host: &Handle,
+    hraw: &mut Connection,
+    br: &Link,
+    host_veth: &str,
+) -> Result<Link, CniError> {
+    let hv = host
+        .link()
+        .get(host_veth)
+        .map_err(|e| CniError::kernel(format!("reading {host_veth}"), e))?;
+    sysctl(&format!("net/ipv6/conf/{host_veth}/accept_ra"), "0");
+    host.link()
+        .set(hv.index)
+        .master(br.index)
+        .up()
+        .apply()
+        .map_err(|e| CniError::kernel(format!("attaching {host_veth} to {}", br.name), e))?;
+    if conf.hairpin_mode {
+        nl::set_hairpin(hraw, hv.index, true).map_err(|e| {
+            CniError::new(KERNEL, format!("setting hairpin mode on {host_veth}: {e}"))
+        })?;
+    }
+    // Like the reference plugin's veths: no transmit queue length (they use no queue anyway).
+    nl::set_txqlen(hraw, hv.index, 0)
+        .map_err(|e| CniError::new(KERNEL, format!("setting txqlen of {host_veth}: {e}")))?;
+    Ok(hv)
+}
+
 /// Makes the veth pair (the host end with a random name, the container end inside the
 /// container directly), attaches the host end to the bridge, and sets the container end's
 /// sysctls. Returns both ends.
@@ -539,45 +581,34 @@ fn make_veth(
         ));
     };
     undo.veth = Some(host_veth.clone());
-    let hv = host
-        .link()
-        .get(host_veth.as_str())
-        .map_err(|e| CniError::kernel(format!("reading {host_veth}"), e))?;
-    sysctl(&format!("net/ipv6/conf/{host_veth}/accept_ra"), "0");
-    host.link()
-        .set(hv.index)
-        .master(br.index)
-        .up()
-        .apply()
-        .map_err(|e| CniError::kernel(format!("attaching {host_veth} to {}", br.name), e))?;
-    if conf.hairpin_mode {
-        nl::set_hairpin(hraw, hv.index, true).map_err(|e| {
-            CniError::new(KERNEL, format!("setting hairpin mode on {host_veth}: {e}"))
-        })?;
-    }
-    // Like the reference plugin's veths: no transmit queue length (they use no queue anyway).
-    nl::set_txqlen(hraw, hv.index, 0)
-        .map_err(|e| CniError::new(KERNEL, format!("setting txqlen of {host_veth}: {e}")))?;
-
-    let ifname = args.ifname.clone();
-    let (has_ipam, enable_dad) = (conf.has_ipam, conf.enable_dad);
-    cns.run(move || {
-        if has_ipam {
-            if enable_dad {
-                sysctl(&format!("net/ipv6/conf/{ifname}/enhanced_dad"), "1");
-                sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "1");
-            } else {
-                sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0");
+    // The host end on a second thread while this one sets the container end's sysctls.
+    let (hv, sysctls) = std::thread::scope(|s| {
+        let hv = s.spawn(|| attach_host_end(conf, host, hraw, br, &host_veth));
+        let ifname = args.ifname.clone();
+        let (has_ipam, enable_dad) = (conf.has_ipam, conf.enable_dad);
+        let sysctls = cns.run(move || {
+            if has_ipam {
+                if enable_dad {
+                    sysctl(&format!("net/ipv6/conf/{ifname}/enhanced_dad"), "1");
+                    sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "1");
+                } else {
+                    sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0");
+                }
+                sysctl(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1");
             }
-            sysctl(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1");
-        }
-        if v6 {
-            for dev in ["lo", ifname.as_str()] {
-                sysctl(&format!("net/ipv6/conf/{dev}/disable_ipv6"), "0");
+            if v6 {
+                for dev in ["lo", ifname.as_str()] {
+                    sysctl(&format!("net/ipv6/conf/{dev}/disable_ipv6"), "0");
+                }
             }
-        }
-    })
-    .map_err(|e| CniError::new(KERNEL, format!("entering the container namespace: {e}")))?;
+        });
+        let hv = hv
+            .join()
+            .unwrap_or(Err(CniError::new(KERNEL, "the veth thread panicked")));
+        (hv, sysctls)
+    });
+    let hv = hv?;
+    sysctls.map_err(|e| CniError::new(KERNEL, format!("entering the container namespace: {e}")))?;
     let cl = ch
         .link()
         .get(args.ifname.as_str())
@@ -609,36 +640,31 @@ pub(crate) fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), CniEr
     } else {
         None
     };
-    // The kernel takes a while to delete a link (an RCU grace period): release the lease
-    // meanwhile.
+    // The kernel takes a while to delete a link (an RCU grace period): release the lease on
+    // a second thread meanwhile.
     let (iface, released) = std::thread::scope(|s| {
-        let iface = s.spawn(|| -> Result<Vec<IpAddr>, CniError> {
-            let mut addrs = Vec::new();
-            if args.netns.is_empty() {
-                return Ok(addrs);
-            }
-            match NetNs::open_path(&args.netns) {
-                Ok(cns) => del_interface(&cns, &args.ifname, &mut addrs)?,
-                Err(NetNsError::NotFound { .. }) => {}
-                Err(e) => {
-                    return Err(CniError::new(
-                        KERNEL,
-                        format!("opening CNI_NETNS={:?}: {e}", args.netns),
-                    ));
-                }
-            }
-            Ok(addrs)
-        });
-        let released = match &alloc {
+        let released = s.spawn(|| match &alloc {
             Some(a) => a.release(&args.container_id, &args.ifname),
             None => Ok(Vec::new()),
-        };
-        let iface = iface.join().unwrap_or_else(|_| {
-            Err(CniError::new(
-                KERNEL,
-                "the interface-deleting thread panicked",
-            ))
         });
+        let iface = if args.netns.is_empty() {
+            Ok(Vec::new())
+        } else {
+            match NetNs::open_path(&args.netns) {
+                Ok(cns) => del_interface(&cns, &args.ifname),
+                Err(NetNsError::NotFound { .. }) => Ok(Vec::new()),
+                Err(e) => Err(CniError::new(
+                    KERNEL,
+                    format!("opening CNI_NETNS={:?}: {e}", args.netns),
+                )),
+            }
+        };
+        let released = released
+            .join()
+            .unwrap_or(Err(podnet_ipam::AllocError::BadArgument {
+                field: "ipam",
+                reason: "the releasing thread panicked",
+            }));
         (iface, released)
     });
     let mut addrs = released?;
@@ -659,26 +685,31 @@ pub(crate) fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), CniEr
     failure.map_or(Ok(()), Err)
 }
 
-fn del_interface(cns: &NetNs, ifname: &str, addrs: &mut Vec<IpAddr>) -> Result<(), CniError> {
-    let h = Handle::in_ns(cns)
-        .map_err(|e| CniError::kernel("netlink in the container namespace", e))?;
-    match h.addr().list(Some(ifname.into())) {
-        Ok(list) => addrs.extend(
-            list.iter()
+/// Deletes the container's interface, from a thread inside its namespace; returns its global
+/// addresses. A missing interface is not an error.
+fn del_interface(cns: &NetNs, ifname: &str) -> Result<Vec<IpAddr>, CniError> {
+    let deleted = cns.run(|| -> Result<Vec<IpAddr>, CniError> {
+        let h =
+            Handle::new().map_err(|e| CniError::kernel("netlink in the container namespace", e))?;
+        let addrs = match h.addr().list(Some(ifname.into())) {
+            Ok(list) => list
+                .iter()
                 .filter(|a| a.scope == Scope::Universe)
-                .map(|a| a.addr.addr()),
-        ),
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(CniError::kernel(format!("reading {ifname}"), e)),
-    }
-    match h.link().del(ifname) {
-        Ok(()) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(CniError::kernel(
-            format!("deleting {ifname} in the container"),
-            e,
-        )),
-    }
+                .map(|a| a.addr.addr())
+                .collect(),
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            Err(e) => return Err(CniError::kernel(format!("reading {ifname}"), e)),
+        };
+        match h.link().del(ifname) {
+            Ok(()) => Ok(addrs),
+            Err(e) if e.is_not_found() => Ok(addrs),
+            Err(e) => Err(CniError::kernel(
+                format!("deleting {ifname} in the container"),
+                e,
+            )),
+        }
+    });
+    deleted.map_err(|e| CniError::new(KERNEL, format!("entering the container namespace: {e}")))?
 }
 
 fn check_failed(msg: impl Into<String>) -> CniError {
