@@ -131,22 +131,20 @@ fn ensure_bridge(h: &Handle, raw: &mut Connection, conf: &NetConf) -> Result<Lin
 /// any other IPv4 address, an overlapping IPv6 one. A conflict is an error unless
 /// forceAddress is set; then the conflicting addresses are returned for removal.
 fn gateway_conflict(
-    h: &Handle,
+    raw: &mut Connection,
     br: &Link,
     gw: IpNet,
     conf: &NetConf,
 ) -> Result<Result<bool, Vec<IpNet>>, CniError> {
-    let addrs = h
-        .addr()
-        .list(Some(br.index.into()))
-        .map_err(|e| CniError::kernel(format!("listing the addresses of {}", br.name), e))?;
+    let addrs = nl::addresses(raw, br.index)
+        .map_err(|e| CniError::new(KERNEL, format!("listing the addresses of {}: {e}", br.name)))?;
     let v4 = gw.addr().is_ipv4();
     let mut conflicts = Vec::new();
-    for a in addrs.iter().filter(|a| a.addr.addr().is_ipv4() == v4) {
-        if a.addr == gw {
+    for a in addrs.iter().filter(|a| a.addr().is_ipv4() == v4) {
+        if *a == gw {
             return Ok(Ok(true));
         }
-        if v4 || a.addr.contains(&gw.addr()) || gw.contains(&a.addr.addr()) {
+        if v4 || a.contains(&gw.addr()) || gw.contains(&a.addr()) {
             if !conf.force_address {
                 return Err(CniError::new(
                     ADDRESS_CONFLICT,
@@ -154,11 +152,11 @@ fn gateway_conflict(
                         "bridge {:?} already has address {}, which conflicts with gateway {gw} \
                          of network {:?}: remove it (ip addr del {} dev {}), use another \
                          \"bridge\", or set \"forceAddress\": true",
-                        br.name, a.addr, conf.name, a.addr, br.name
+                        br.name, a, conf.name, a, br.name
                     ),
                 ));
             }
-            conflicts.push(a.addr);
+            conflicts.push(*a);
         }
     }
     if conflicts.is_empty() {
@@ -177,7 +175,7 @@ fn ensure_gateway_addr(
     gw: IpNet,
     conf: &NetConf,
 ) -> Result<bool, CniError> {
-    match gateway_conflict(h, br, gw, conf)? {
+    match gateway_conflict(raw, br, gw, conf)? {
         Ok(true) => return Ok(false),
         Ok(false) => {}
         Err(conflicts) => {
@@ -329,7 +327,7 @@ fn add_steps<'a>(
                 let r = &set[0];
                 if let Ok(gw) = IpNet::new(r.gateway, r.subnet.prefix_len()) {
                     // Without forceAddress, a conflict is the error; the rest can wait.
-                    let _ = gateway_conflict(host, &br, gw, conf)?;
+                    let _ = gateway_conflict(hraw, &br, gw, conf)?;
                 }
             }
         }

@@ -92,3 +92,36 @@ pub(crate) fn set_txqlen(conn: &mut Connection, index: u32, qlen: u32) -> Result
     conn.request(RouteNetlinkMessage::SetLink(msg), 0)
         .map(|_| ())
 }
+
+/// The addresses of one link (`ip address show dev INDEX`), without resolving link names.
+pub(crate) fn addresses(conn: &mut Connection, index: u32) -> Result<Vec<IpNet>, NetlinkError> {
+    const NLM_F_DUMP: u16 = 0x300;
+    let mut msg = AddressMessage::default();
+    msg.header.index = index;
+    let replies = conn.request(RouteNetlinkMessage::GetAddress(msg), NLM_F_DUMP)?;
+    let mut out = Vec::new();
+    for r in replies {
+        let RouteNetlinkMessage::NewAddress(m) = r else {
+            continue;
+        };
+        if m.header.index != index {
+            continue;
+        }
+        let mut local = None;
+        let mut address = None;
+        for a in &m.attributes {
+            match a {
+                AddressAttribute::Local(ip) => local = Some(*ip),
+                AddressAttribute::Address(ip) => address = Some(*ip),
+                _ => {}
+            }
+        }
+        if let Some(net) = local
+            .or(address)
+            .and_then(|ip| IpNet::new(ip, m.header.prefix_len).ok())
+        {
+            out.push(net);
+        }
+    }
+    Ok(out)
+}
