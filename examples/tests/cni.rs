@@ -319,11 +319,41 @@ fn keys_in_order(text: &str) -> Vec<String> {
 #[test]
 fn side_by_side_with_the_reference_bridge_and_host_local() {
     require_root!();
-    let (ref_h, ref_c) = (TestNs::new("cni-ref-h"), TestNs::new("cni-ref-c"));
-    let (pn_h, pn_c) = (TestNs::new("cni-pn-h"), TestNs::new("cni-pn-c"));
-    let (ref_d, pn_d) = (TempDir::new("ref"), TempDir::new("pn"));
-    let ref_conf = bridge_conf(ref_d.path(), json!({}));
-    let pn_conf = bridge_conf(pn_d.path(), json!({"type": "podnet-cni"}));
+    side_by_side("sbs", |_| {});
+}
+
+#[test]
+fn side_by_side_dual_stack() {
+    require_root!();
+    side_by_side("sbs6", |c| {
+        c["ipam"]["ranges"] = json!([[{"subnet": "10.244.7.0/24"}], [{"subnet": "fd44:7::/64"}]]);
+        c["ipam"]["routes"] = json!([{"dst": "10.96.0.0/12"}, {"dst": "fd44:96::/108"}]);
+    });
+}
+
+/// The reference bridge + host-local and podnet-cni, same config (changed by `edit`), into
+/// fresh namespaces: the same result and the same kernel state, through ADD, CHECK and DEL.
+fn side_by_side(tag: &str, edit: impl Fn(&mut Value)) {
+    let (ref_h, ref_c) = (
+        TestNs::new(&format!("{tag}-ref-h")),
+        TestNs::new(&format!("{tag}-ref-c")),
+    );
+    let (pn_h, pn_c) = (
+        TestNs::new(&format!("{tag}-pn-h")),
+        TestNs::new(&format!("{tag}-pn-c")),
+    );
+    let (ref_d, pn_d) = (
+        TempDir::new(&format!("{tag}-ref")),
+        TempDir::new(&format!("{tag}-pn")),
+    );
+    let conf = |d: &Path, extra: Value| {
+        let mut c: Value = serde_json::from_str(&bridge_conf(d, extra)).unwrap();
+        edit(&mut c);
+        c["ipam"]["dataDir"] = json!(d);
+        c.to_string()
+    };
+    let ref_conf = conf(ref_d.path(), json!({}));
+    let pn_conf = conf(pn_d.path(), json!({"type": "podnet-cni"}));
 
     let ref_out = cni(
         &ref_h,
