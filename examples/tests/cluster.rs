@@ -541,3 +541,10 @@ fn demo_binary_exits_zero_and_down_cleans_up_after_sigkill() {
         String::from_utf8_lossy(&procs.stdout)
     );
 }
+
+#[test]
+fn udp_three_nodes_two_pods_embedded_store() {
+    require_root!();
+    let c = up(options("udp", "udp", 3, 2, false));
+    check_all(&c);
+}

@@ -76,6 +76,7 @@ pub(crate) fn from_config(config: &NetworkConfig) -> Result<Box<dyn Backend>, Ag
     match config.backend_type.as_str() {
         "vxlan" => Ok(Box::new(super::vxlan::VxlanBackend::from_json(&raw)?)),
         "host-gw" => Ok(Box::new(super::hostgw::HostGw)),
+        "udp" => Ok(Box::new(super::udp::UdpBackend::from_json(&raw)?)),
         other => Err(AgentError::UnknownBackend(other.to_owned())),
     }
 }

@@ -8,6 +8,7 @@
 
 mod backend;
 mod hostgw;
+mod udp;
 mod vxlan;
 
 pub use backend::{Backend, Peer, Underlay};
