@@ -331,6 +331,16 @@ fn side_by_side_dual_stack() {
     });
 }
 
+#[test]
+fn side_by_side_older_result_versions() {
+    require_root!();
+    for v in ["0.4.0", "0.3.1", "0.2.0"] {
+        side_by_side(&format!("sbs{}", v.replace('.', "")), |c| {
+            c["cniVersion"] = json!(v)
+        });
+    }
+}
+
 /// The reference bridge + host-local and podnet-cni, same config (changed by `edit`), into
 /// fresh namespaces: the same result and the same kernel state, through ADD, CHECK and DEL.
 fn side_by_side(tag: &str, edit: impl Fn(&mut Value)) {
@@ -386,7 +396,12 @@ fn side_by_side(tag: &str, edit: impl Fn(&mut Value)) {
         keys_in_order(&pn_out.stdout),
         keys_in_order(&ref_out.stdout)
     );
-    assert_eq!(p["ips"][0]["address"], "10.244.7.2/24");
+    let first = if p.get("ip4").is_some() {
+        &p["ip4"]["ip"]
+    } else {
+        &p["ips"][0]["address"]
+    };
+    assert_eq!(first, "10.244.7.2/24", "{p}");
 
     // The same container and host state.
     assert_eq!(container_state(&pn_c), container_state(&ref_c));
@@ -401,8 +416,12 @@ fn side_by_side(tag: &str, edit: impl Fn(&mut Value)) {
         "container cannot reach its gateway"
     );
 
-    // CHECK with the ADD's result passes. (The reference 1.1.1 fails its own CHECK here: it
-    // looks for the ipam route without a gateway, but installed it via the gateway.)
+    // CHECK with the ADD's result passes (CHECK exists from 0.4.0 on). (The reference 1.1.1
+    // fails its own CHECK here: it looks for the ipam route without a gateway, but installed
+    // it via the gateway.)
+    let version = p["cniVersion"].as_str().unwrap_or_default();
+    let check =
+        !(version.starts_with("0.1") || version.starts_with("0.2") || version.starts_with("0.3"));
     let mut with_prev: Value = serde_json::from_str(&pn_conf).unwrap();
     with_prev["prevResult"] = p.clone();
     let out = cni(
@@ -413,7 +432,11 @@ fn side_by_side(tag: &str, edit: impl Fn(&mut Value)) {
         Some(&pn_c),
         &with_prev.to_string(),
     );
-    assert!(out.ok, "CHECK: {} {}", out.stdout, out.stderr);
+    if check {
+        assert!(out.ok, "CHECK: {} {}", out.stdout, out.stderr);
+    } else {
+        assert_eq!(out.json()["code"], 1, "CHECK before 0.4.0: {}", out.stdout);
+    }
 
     // DEL leaves both in the same state, and a second DEL is fine.
     for (h, c, plugin, conf) in [

@@ -430,6 +430,7 @@ fn add_steps<'a>(
         .up()
         .apply()
         .map_err(|e| CniError::kernel(format!("setting {} up in the container", args.ifname), e))?;
+    wait_oper_up(ch, &cl, host, &hv)?;
     let family_gw = |v4: bool| {
         result
             .ips
@@ -618,6 +619,37 @@ fn make_veth(
         )
     })?;
     Ok((hv, cl))
+}
+
+/// Waits until the kernel reports both veth ends operationally up (it does so asynchronously,
+/// a moment after the link is set up): before that the container's interface shows
+/// NO-CARRIER. The reference plugin waits for the same, up to 2.55 s.
+fn wait_oper_up(ch: &Handle, cl: &Link, host: &Handle, hv: &Link) -> Result<(), CniError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2550);
+    loop {
+        let c = ch
+            .link()
+            .get(cl.index)
+            .map_err(|e| CniError::kernel(format!("reading {} in the container", cl.name), e))?;
+        let h = host
+            .link()
+            .get(hv.index)
+            .map_err(|e| CniError::kernel(format!("reading {}", hv.name), e))?;
+        if c.oper_state == "UP" && h.oper_state == "UP" {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(CniError::new(
+                KERNEL,
+                format!(
+                    "the veth pair did not come up: {} is {} in the container, {} is {} on the \
+                     bridge",
+                    cl.name, c.oper_state, h.name, h.oper_state
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 fn enable_forwarding(key: &str) {
