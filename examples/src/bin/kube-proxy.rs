@@ -41,6 +41,9 @@ struct Args {
     /// Networks whose addresses accept NodePort traffic (default: all local addresses).
     #[arg(long, value_delimiter = ',')]
     nodeport_addresses: Vec<IpNet>,
+    /// This node's addresses (default: the IPv4 addresses of its eth* interfaces).
+    #[arg(long, value_delimiter = ',')]
+    node_ip: Vec<std::net::IpAddr>,
     /// IPVS scheduler (ipvs mode).
     #[arg(long, default_value = "rr")]
     ipvs_scheduler: String,
@@ -102,7 +105,11 @@ fn main() {
             .unwrap_or_else(|_| "localhost".into())
     });
     let mut settings = NodeSettings::new(node, IpFamily::V4);
-    settings.node_ips = node_ips();
+    settings.node_ips = if args.node_ip.is_empty() {
+        node_ips()
+    } else {
+        args.node_ip.clone()
+    };
     settings.masquerade_mark = MasqueradeMark::from_bit(args.masquerade_bit);
     settings.masquerade_all = args.masquerade_all;
     settings.nodeport_addresses = args.nodeport_addresses.clone();

@@ -385,6 +385,11 @@ impl Cluster {
                 file.display()
             ));
             cluster.services = services::write_config(&cluster, &file)?;
+            // Service traffic between pods on one bridge must cross iptables (as kubeadm
+            // requires): bridged packets go through the nat table.
+            for n in &cluster.nodes {
+                n.ns.sysctl_set("net.bridge.bridge-nf-call-iptables", "1")?;
+            }
             for i in 0..cluster.nodes.len() {
                 cluster.start_kube_proxy(i)?;
             }
