@@ -4,8 +4,10 @@
 //!   backends, on the embedded store or on etcd.
 //! - [`cluster`]: `podnet-cluster`, which builds a simulated cluster of nodes and pods in
 //!   network namespaces, runs flanneld on every node, checks real traffic and tears it down.
+//! - [`proxy`]: `kube-proxy`, a service proxy fed by Service and EndpointSlice files.
 //! - [`cni`]: `podnet-cni`, a CNI 1.1 bridge plugin with host-local-compatible IPAM.
 
 pub mod cluster;
 pub mod cni;
 pub mod flannel;
+pub mod proxy;

@@ -80,6 +80,14 @@ fn host_gw_three_nodes_two_pods_embedded_store() {
 }
 
 #[test]
+fn host_gw_three_nodes_two_pods_on_etcd() {
+    require_root!();
+    let c = up(options("hgetcd", "host-gw", 3, 2, true));
+    check_all(&c);
+    assert_eq!(etcd_range(&c, "/coreos.com/network/subnets/").len(), 3);
+}
+
+#[test]
 fn vxlan_on_etcd_with_a_foreign_flannel_node_and_an_outage() {
     require_root!();
     let mut c = up(options("etcd", "vxlan", 3, 2, true));

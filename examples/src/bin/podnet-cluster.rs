@@ -33,6 +33,13 @@ struct Args {
     /// Keep leases in a real etcd server (Debian etcd-server) started in the fabric.
     #[arg(long, global = true)]
     etcd: bool,
+    /// Run kube-proxy on every node for the Services in this file (YAML or JSON), with echo
+    /// servers in every pod as their endpoints.
+    #[arg(long, global = true)]
+    services: Option<std::path::PathBuf>,
+    /// kube-proxy's mode, with --services.
+    #[arg(long, global = true, default_value = "iptables")]
+    proxy_mode: String,
     /// Prefix of every namespace the cluster makes.
     #[arg(long, global = true, default_value = "podnet")]
     prefix: String,
@@ -70,6 +77,8 @@ fn main() {
     opts.nodes = args.nodes;
     opts.pods = args.pods;
     opts.etcd = args.etcd;
+    opts.services = args.services.clone();
+    opts.proxy_mode = args.proxy_mode.clone();
     let code = match args.cmd {
         Cmd::Down => {
             let n = cluster::down(&args.prefix);

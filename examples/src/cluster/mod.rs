@@ -9,6 +9,7 @@
 
 pub mod bench;
 mod report;
+pub mod services;
 pub mod traffic;
 
 pub use report::{CheckResult, Report, picture};
@@ -67,6 +68,12 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// The flanneld binary.
     pub flanneld: PathBuf,
+    /// Services to run kube-proxy for (a file of Service objects), if any.
+    pub services: Option<PathBuf>,
+    /// kube-proxy's `--proxy-mode`.
+    pub proxy_mode: String,
+    /// The kube-proxy binary.
+    pub kube_proxy: PathBuf,
 }
 
 impl Options {
@@ -80,6 +87,9 @@ impl Options {
             etcd: false,
             state_dir: state_dir(prefix),
             flanneld: sibling_binary("flanneld"),
+            services: None,
+            proxy_mode: "iptables".into(),
+            kube_proxy: sibling_binary("kube-proxy"),
         }
     }
 }
@@ -137,6 +147,8 @@ pub struct Node {
     pub mtu: u32,
     /// The running flanneld.
     pub flanneld: Option<Child>,
+    /// The running kube-proxy, with `--services`.
+    pub kube_proxy: Option<Child>,
 }
 
 impl Node {
@@ -159,6 +171,8 @@ pub struct Cluster {
     pub pods: Vec<Pod>,
     /// The etcd server, when `--etcd`.
     pub etcd: Option<Child>,
+    /// The Services kube-proxy serves, with `--services`.
+    pub services: Vec<services::ServiceUnderTest>,
 }
 
 fn ns_name(prefix: &str, rest: &str) -> String {
@@ -302,6 +316,7 @@ impl Cluster {
             nodes: Vec::new(),
             pods: Vec::new(),
             etcd: None,
+            services: Vec::new(),
         };
         if opts.etcd {
             progress("etcd: starting a server in the fabric (198.18.0.254:2379)");
@@ -334,6 +349,7 @@ impl Cluster {
                 subnet: None,
                 mtu: 1500,
                 flanneld: None,
+                kube_proxy: None,
             });
         }
         for i in 0..cluster.nodes.len() {
@@ -362,7 +378,69 @@ impl Cluster {
         }
         progress("waiting until every node has a route to every other node's pods");
         cluster.wait_ready(Duration::from_secs(30))?;
+        if let Some(file) = opts.services.clone() {
+            progress(&format!(
+                "kube-proxy ({} mode) on every node for the Services in {}",
+                opts.proxy_mode,
+                file.display()
+            ));
+            cluster.services = services::write_config(&cluster, &file)?;
+            // Service traffic between pods on one bridge must cross iptables (as kubeadm
+            // requires): bridged packets go through the nat table.
+            for n in &cluster.nodes {
+                n.ns.sysctl_set("net.bridge.bridge-nf-call-iptables", "1")?;
+            }
+            for i in 0..cluster.nodes.len() {
+                cluster.start_kube_proxy(i)?;
+            }
+            for n in &cluster.nodes {
+                let ns = n.ns.clone();
+                wait_for(Duration::from_secs(20), "kube-proxy's first sync", || {
+                    let out = ns
+                        .command("iptables")
+                        .args(["-w", "-t", "nat", "-S", "KUBE-SERVICES"])
+                        .output()
+                        .ok()?;
+                    (out.status.success() && out.stdout.len() > 40).then_some(())
+                })?;
+            }
+        }
         Ok(cluster)
+    }
+
+    /// kube-proxy's config directory on node `index` (1-based).
+    pub fn kube_proxy_dir(&self, index: usize) -> PathBuf {
+        self.opts
+            .state_dir
+            .join(format!("node{index}"))
+            .join("kube-proxy")
+    }
+
+    /// Starts (or restarts) kube-proxy on node `i` (0-based).
+    pub fn start_kube_proxy(&mut self, i: usize) -> Result<(), ClusterError> {
+        let node = &self.nodes[i];
+        let dir = self.kube_proxy_dir(node.index);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("kube-proxy.log"))
+            .map_err(|e| other(e.to_string()))?;
+        let child = node
+            .ns
+            .command(&self.opts.kube_proxy)
+            .arg("--config-dir")
+            .arg(&dir)
+            .args(["--proxy-mode", &self.opts.proxy_mode])
+            .args(["--hostname-override", &format!("node{}", node.index)])
+            .args(["--cluster-cidr", CLUSTER_NETWORK])
+            .args(["--iptables-min-sync-period", "0.5"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| other(e.to_string()))?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| other(format!("starting {}: {e}", self.opts.kube_proxy.display())))?;
+        self.nodes[i].kube_proxy = Some(child);
+        Ok(())
     }
 
     fn start_etcd(&mut self) -> Result<(), ClusterError> {
@@ -536,7 +614,10 @@ impl Cluster {
     /// Stops every process and removes every namespace of the cluster.
     pub fn down(mut self) -> usize {
         for n in &mut self.nodes {
-            if let Some(mut c) = n.flanneld.take() {
+            for mut c in [n.flanneld.take(), n.kube_proxy.take()]
+                .into_iter()
+                .flatten()
+            {
                 let _ = c.kill();
                 let _ = c.wait();
             }

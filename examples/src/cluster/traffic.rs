@@ -29,8 +29,9 @@ pub(crate) fn etcd_healthy() -> bool {
     body.contains("true")
 }
 
-/// A TCP service inside a namespace: `E` + payload is answered with `SEEN <source ip>\n` and
-/// the payload; `S` + bytes is answered with the number of bytes received.
+/// A TCP service inside a namespace: `E` + payload is answered with
+/// `SEEN <source ip> AT <server label>\n` and the payload; `S` + bytes is answered with the
+/// number of bytes received.
 #[derive(Debug)]
 pub struct EchoServer {
     stop: Arc<AtomicBool>,
@@ -40,6 +41,12 @@ pub struct EchoServer {
 impl EchoServer {
     /// Listens on `0.0.0.0:port` inside `ns`.
     pub fn start(ns: &NetNs, port: u16) -> std::io::Result<EchoServer> {
+        Self::start_named(ns, port, "-")
+    }
+
+    /// Like [`start`](Self::start), answering with `label` so clients see which server answered.
+    pub fn start_named(ns: &NetNs, port: u16, label: &str) -> std::io::Result<EchoServer> {
+        let label: std::sync::Arc<str> = label.into();
         let listener = ns
             .run(move || TcpListener::bind(("0.0.0.0", port)))
             .map_err(std::io::Error::other)??;
@@ -50,7 +57,8 @@ impl EchoServer {
             while !flag.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, peer)) => {
-                        std::thread::spawn(move || serve(s, peer));
+                        let label = label.clone();
+                        std::thread::spawn(move || serve(s, peer, &label));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -72,7 +80,7 @@ impl Drop for EchoServer {
     }
 }
 
-fn serve(mut s: TcpStream, peer: SocketAddr) {
+fn serve(mut s: TcpStream, peer: SocketAddr, label: &str) {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
     let mut mode = [0u8; 1];
@@ -83,7 +91,7 @@ fn serve(mut s: TcpStream, peer: SocketAddr) {
         b'E' => {
             let mut data = Vec::new();
             let _ = s.read_to_end(&mut data);
-            let _ = s.write_all(format!("SEEN {}\n", peer.ip()).as_bytes());
+            let _ = s.write_all(format!("SEEN {} AT {label}\n", peer.ip()).as_bytes());
             let _ = s.write_all(&data);
         }
         b'S' => {
@@ -104,7 +112,12 @@ fn serve(mut s: TcpStream, peer: SocketAddr) {
 /// Sends a payload from `src` to the echo service at `dst` and returns the source address the
 /// service saw, after checking the payload came back intact.
 pub fn tcp_echo(src: &NetNs, dst: SocketAddr) -> Result<IpAddr, String> {
-    src.run(move || -> Result<IpAddr, String> {
+    tcp_echo_from(src, dst).map(|(ip, _)| ip)
+}
+
+/// Like [`tcp_echo`], also returning the label of the server that answered.
+pub fn tcp_echo_from(src: &NetNs, dst: SocketAddr) -> Result<(IpAddr, String), String> {
+    src.run(move || -> Result<(IpAddr, String), String> {
         let mut s = TcpStream::connect_timeout(&dst, Duration::from_secs(3))
             .map_err(|e| format!("connect {dst}: {e}"))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))
@@ -125,10 +138,16 @@ pub fn tcp_echo(src: &NetNs, dst: SocketAddr) -> Result<IpAddr, String> {
         if back[nl + 1..] != payload[..] {
             return Err("payload came back corrupted".into());
         }
-        header
-            .strip_prefix("SEEN ")
-            .and_then(|ip| ip.parse().ok())
-            .ok_or_else(|| format!("bad reply header {header:?}"))
+        let mut words = header.split_whitespace();
+        let ip = (words.next() == Some("SEEN"))
+            .then(|| words.next().and_then(|ip| ip.parse().ok()))
+            .flatten()
+            .ok_or_else(|| format!("bad reply header {header:?}"))?;
+        let label = match (words.next(), words.next()) {
+            (Some("AT"), Some(l)) => l.to_owned(),
+            _ => String::new(),
+        };
+        Ok((ip, label))
     })
     .map_err(|e| e.to_string())?
 }
@@ -180,7 +199,7 @@ pub fn run_checks(cluster: &Cluster, stop: &AtomicBool) -> Report {
     let mut report = Report::default();
     let mut servers = Vec::new();
     for p in &cluster.pods {
-        match EchoServer::start(&p.ns, ECHO_PORT) {
+        match EchoServer::start_named(&p.ns, ECHO_PORT, &p.label()) {
             Ok(s) => servers.push(s),
             Err(e) => report.results.push(CheckResult::fail(
                 format!("echo server in {}", p.label()),
@@ -246,6 +265,11 @@ pub fn run_checks(cluster: &Cluster, stop: &AtomicBool) -> Report {
                 .results
                 .push(CheckResult::fail(format!("masq {what}"), e)),
         }
+    }
+    if !cluster.services.is_empty() && !stop.load(Ordering::Relaxed) {
+        report
+            .results
+            .extend(super::services::check(cluster, &cluster.services));
     }
     let remote = cluster.pods.iter().find(|p| p.node != cluster.pods[0].node);
     if let (Some(a), Some(b)) = (cluster.pods.first(), remote) {

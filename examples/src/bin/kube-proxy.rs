@@ -1,0 +1,161 @@
+//! kube-proxy: a service proxy built from podnet's crates, fed by Service and EndpointSlice
+//! objects in a directory (`--config-dir`, watched), with kube-proxy's flags where they apply.
+
+use clap::Parser;
+use ipnet::IpNet;
+use podnet_examples::proxy::{IptablesMode, Mode, ProxyOptions, load_state, run};
+use podnet_nat::kube::IpFamily;
+use podnet_nat::proxy::{LocalDetector, MasqueradeMark, NodeSettings};
+use podnet_netns::NetNs;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kube-proxy",
+    version,
+    about = "kube-proxy-style service proxy (podnet)"
+)]
+struct Args {
+    /// iptables, nftables or ipvs.
+    #[arg(long, default_value = "iptables")]
+    proxy_mode: String,
+    /// Directory of Service and EndpointSlice objects (YAML or JSON), watched for changes.
+    #[arg(long)]
+    config_dir: Option<PathBuf>,
+    /// The pod network; traffic from outside it to services is masqueraded.
+    #[arg(long)]
+    cluster_cidr: Option<IpNet>,
+    /// This node's name (endpoints with this nodeName are local).
+    #[arg(long)]
+    hostname_override: Option<String>,
+    /// The mark bit for packets to masquerade.
+    #[arg(long, default_value_t = 14)]
+    masquerade_bit: u8,
+    /// Masquerade all traffic to service IPs.
+    #[arg(long)]
+    masquerade_all: bool,
+    /// Networks whose addresses accept NodePort traffic (default: all local addresses).
+    #[arg(long, value_delimiter = ',')]
+    nodeport_addresses: Vec<IpNet>,
+    /// This node's addresses (default: the IPv4 addresses of its eth* interfaces).
+    #[arg(long, value_delimiter = ',')]
+    node_ip: Vec<std::net::IpAddr>,
+    /// IPVS scheduler (ipvs mode).
+    #[arg(long, default_value = "rr")]
+    ipvs_scheduler: String,
+    /// Full resync period, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    iptables_sync_period: f64,
+    /// Minimum time between syncs, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    iptables_min_sync_period: f64,
+    /// Remove every rule this proxy installs and exit.
+    #[arg(long)]
+    cleanup: bool,
+    /// Print what would be applied and exit, changing nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Where /metrics is served.
+    #[arg(long, default_value = "127.0.0.1:10249")]
+    metrics_bind_address: SocketAddr,
+    /// Where /healthz is served.
+    #[arg(long, default_value = "0.0.0.0:10256")]
+    healthz_bind_address: SocketAddr,
+}
+
+fn fail(msg: String) -> ! {
+    eprintln!("kube-proxy: error: {msg}");
+    std::process::exit(1);
+}
+
+fn node_ips() -> Vec<std::net::IpAddr> {
+    let Ok(h) = podnet_links::Handle::new() else {
+        return Vec::new();
+    };
+    let mut ips: Vec<_> = h
+        .addr()
+        .list(None)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| a.addr.addr().is_ipv4() && !a.addr.addr().is_loopback())
+        .filter(|a| a.dev.as_deref().is_some_and(|d| d.starts_with("eth")))
+        .map(|a| a.addr.addr())
+        .collect();
+    ips.sort();
+    ips
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KUBE_PROXY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let ns = NetNs::current().unwrap_or_else(|e| fail(e.to_string()));
+    let node = args.hostname_override.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into())
+    });
+    let mut settings = NodeSettings::new(node, IpFamily::V4);
+    settings.node_ips = if args.node_ip.is_empty() {
+        node_ips()
+    } else {
+        args.node_ip.clone()
+    };
+    settings.masquerade_mark = MasqueradeMark::from_bit(args.masquerade_bit);
+    settings.masquerade_all = args.masquerade_all;
+    settings.nodeport_addresses = args.nodeport_addresses.clone();
+    if let Some(c) = args.cluster_cidr {
+        settings.local_detector = LocalDetector::ClusterCidr(c);
+    }
+    let mut mode: Box<dyn Mode> = match args.proxy_mode.as_str() {
+        "iptables" => Box::new(IptablesMode::new(ns, settings)),
+        "nftables" | "ipvs" => fail(format!(
+            "--proxy-mode {} is not available in this build yet (iptables is)",
+            args.proxy_mode
+        )),
+        other => fail(format!(
+            "unknown --proxy-mode {other:?} (iptables, nftables, ipvs)"
+        )),
+    };
+    if args.cleanup {
+        if let Err(e) = mode.cleanup() {
+            fail(format!("cleanup: {e}"));
+        }
+        return;
+    }
+    let dir = args
+        .config_dir
+        .clone()
+        .unwrap_or_else(|| fail("--config-dir is required".into()));
+    if args.dry_run {
+        let state = load_state(&dir, IpFamily::V4);
+        print!("{}", mode.dry_run(&state));
+        return;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    let mut http = vec![args.metrics_bind_address];
+    if args.healthz_bind_address != args.metrics_bind_address {
+        http.push(args.healthz_bind_address);
+    }
+    let opts = ProxyOptions {
+        config_dir: dir,
+        sync_period: Duration::from_secs_f64(args.iptables_sync_period.max(1.0)),
+        min_sync_period: Duration::from_secs_f64(args.iptables_min_sync_period.max(0.0)),
+        http,
+    };
+    if let Err(e) = run(mode, opts, IpFamily::V4, stop) {
+        fail(e);
+    }
+}

@@ -1,0 +1,294 @@
+//! A kube-proxy-style service proxy: reads Service and EndpointSlice objects from a directory
+//! (YAML or JSON, as `kubectl get -o yaml` writes them), compiles them with podnet-nat and keeps
+//! the kernel in step: debounced by the minimum sync period, partial syncs, a periodic full
+//! resync, conntrack cleanup, `/metrics` and `/healthz`.
+
+mod http;
+mod metrics;
+
+pub use metrics::Metrics;
+
+use podnet_nat::kube::{ClusterState, IpFamily, KubeObject, Warning, parse_objects};
+use podnet_nat::proxy::NodeSettings;
+use podnet_nat::proxy::sync::IptablesSyncer;
+use podnet_netns::NetNs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// What one sync did, for logs and metrics.
+#[derive(Debug, Clone)]
+pub struct SyncOutcome {
+    /// A full (not partial) sync.
+    pub full: bool,
+    /// How long it took.
+    pub duration: Duration,
+    /// Rules (or objects) in the kernel after it.
+    pub rules: usize,
+    /// Stale conntrack flows removed.
+    pub conntrack_deleted: usize,
+}
+
+/// One proxy mode: how Services become kernel state.
+pub trait Mode {
+    /// `iptables`, `nftables` or `ipvs`.
+    fn name(&self) -> &'static str;
+    /// Brings the kernel in step with `state`; `full` forces a complete rewrite.
+    fn sync(&mut self, state: &ClusterState, full: bool) -> Result<SyncOutcome, String>;
+    /// What a sync would apply, as text (iptables-restore input, an nft script, ...).
+    fn dry_run(&self, state: &ClusterState) -> String;
+    /// Removes everything this mode ever installed.
+    fn cleanup(&mut self) -> Result<(), String>;
+}
+
+/// kube-proxy's iptables mode on podnet-nat's syncer.
+pub struct IptablesMode {
+    syncer: IptablesSyncer,
+    settings: NodeSettings,
+    ns: NetNs,
+}
+
+impl IptablesMode {
+    /// The iptables mode for `settings`, applying inside `ns`.
+    pub fn new(ns: NetNs, settings: NodeSettings) -> IptablesMode {
+        IptablesMode {
+            syncer: IptablesSyncer::new(ns.clone(), settings.clone()),
+            settings,
+            ns,
+        }
+    }
+}
+
+impl Mode for IptablesMode {
+    fn name(&self) -> &'static str {
+        "iptables"
+    }
+
+    fn sync(&mut self, state: &ClusterState, full: bool) -> Result<SyncOutcome, String> {
+        if full {
+            self.syncer.force_full_sync();
+        }
+        let start = Instant::now();
+        let r = self.syncer.sync(state).map_err(|e| e.to_string())?;
+        let rules = self
+            .syncer
+            .read_back(podnet_nat::iptables::Table::Nat)
+            .map(|t| t.iter().map(|x| x.lines.len()).sum())
+            .unwrap_or(0);
+        Ok(SyncOutcome {
+            full: r.full,
+            duration: start.elapsed(),
+            rules,
+            conntrack_deleted: r.conntrack_deleted,
+        })
+    }
+
+    fn dry_run(&self, state: &ClusterState) -> String {
+        podnet_nat::proxy::iptables::compile(state, &self.settings).render()
+    }
+
+    fn cleanup(&mut self) -> Result<(), String> {
+        cleanup_iptables(&self.ns)
+    }
+}
+
+/// Removes every KUBE-* chain and the jumps to them from the nat and filter tables, in one
+/// `iptables-restore --noflush` commit per table.
+pub fn cleanup_iptables(ns: &NetNs) -> Result<(), String> {
+    for table in ["nat", "filter"] {
+        let out = ns
+            .command("iptables-save")
+            .args(["-t", table])
+            .output()
+            .map_err(|e| format!("iptables-save: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut chains = Vec::new();
+        let mut deletes = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix(':') {
+                let name = rest.split_whitespace().next().unwrap_or("");
+                if name.starts_with("KUBE-") {
+                    chains.push(name.to_owned());
+                }
+            } else if let Some(rule) = line.strip_prefix("-A ") {
+                let chain = rule.split_whitespace().next().unwrap_or("");
+                if !chain.starts_with("KUBE-") && rule.contains("-j KUBE-") {
+                    deletes.push(format!("-D {rule}"));
+                }
+            }
+        }
+        if chains.is_empty() && deletes.is_empty() {
+            continue;
+        }
+        let mut input = format!("*{table}\n");
+        for c in &chains {
+            input.push_str(&format!(":{c} - [0:0]\n"));
+        }
+        for d in &deletes {
+            input.push_str(d);
+            input.push('\n');
+        }
+        for c in &chains {
+            input.push_str(&format!("-X {c}\n"));
+        }
+        input.push_str("COMMIT\n");
+        podnet_nat::proxy::sync::run_with_input(
+            ns,
+            "iptables-restore",
+            &["-w", "5", "--noflush"],
+            input.as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The objects in `dir`: every `*.yaml`, `*.yml` and `*.json` file, in name order. Problems
+/// (unreadable files, malformed documents, unknown kinds) come back as warnings that name the
+/// file; the rest is still used.
+pub fn load_dir(dir: &Path) -> (Vec<KubeObject>, Vec<Warning>) {
+    let mut objects = Vec::new();
+    let mut warnings = Vec::new();
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+        Err(e) => {
+            warnings.push(Warning {
+                object: dir.display().to_string(),
+                message: e.to_string(),
+            });
+            return (objects, warnings);
+        }
+    };
+    files.sort();
+    for f in files {
+        let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if !matches!(ext, "yaml" | "yml" | "json") {
+            continue;
+        }
+        let name = f.display().to_string();
+        match std::fs::read_to_string(&f) {
+            Ok(text) => {
+                let (o, w) = parse_objects(&text, &name);
+                objects.extend(o);
+                warnings.extend(w.into_iter().map(|mut w| {
+                    if !w.object.contains(&name) {
+                        w.object = format!("{name}: {}", w.object);
+                    }
+                    w
+                }));
+            }
+            Err(e) => warnings.push(Warning {
+                object: name,
+                message: e.to_string(),
+            }),
+        }
+    }
+    (objects, warnings)
+}
+
+/// A fingerprint of the directory's files (names, sizes, modification times).
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((e.path(), m.len(), m.modified().ok()?))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The proxy's settings (kube-proxy's flags).
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// `--config-dir`.
+    pub config_dir: PathBuf,
+    /// `--iptables-sync-period`: a full resync this often.
+    pub sync_period: Duration,
+    /// `--iptables-min-sync-period`: changes are applied at most this often.
+    pub min_sync_period: Duration,
+    /// `--metrics-bind-address` and `--healthz-bind-address` (one server may serve both).
+    pub http: Vec<SocketAddr>,
+}
+
+/// The current state compiled from the config directory, with warnings logged.
+pub fn load_state(dir: &Path, family: IpFamily) -> ClusterState {
+    let (objects, warnings) = load_dir(dir);
+    for w in &warnings {
+        tracing::warn!("skipped {w}");
+    }
+    let (state, warnings) = ClusterState::from_objects(&objects, family);
+    for w in &warnings {
+        tracing::warn!("skipped {w}");
+    }
+    state
+}
+
+/// Runs the sync loop until `stop` is set.
+pub fn run(
+    mut mode: Box<dyn Mode>,
+    opts: ProxyOptions,
+    family: IpFamily,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let metrics = Arc::new(Mutex::new(Metrics::new(mode.name())));
+    for addr in &opts.http {
+        http::serve(*addr, metrics.clone(), stop.clone())
+            .map_err(|e| format!("listening on {addr}: {e}"))?;
+    }
+    let mut seen = fingerprint(&opts.config_dir);
+    let mut state = load_state(&opts.config_dir, family);
+    let mut pending = true;
+    let mut full = true;
+    let mut last_sync: Option<Instant> = None;
+    let mut next_full = Instant::now() + opts.sync_period;
+    while !stop.load(Ordering::Relaxed) {
+        let now = fingerprint(&opts.config_dir);
+        if now != seen {
+            seen = now;
+            state = load_state(&opts.config_dir, family);
+            pending = true;
+        }
+        if Instant::now() >= next_full {
+            pending = true;
+            full = true;
+        }
+        let allowed = last_sync.is_none_or(|t| t.elapsed() >= opts.min_sync_period);
+        if pending && allowed {
+            match mode.sync(&state, full) {
+                Ok(o) => {
+                    tracing::info!(
+                        full = o.full,
+                        ms = o.duration.as_secs_f64() * 1e3,
+                        rules = o.rules,
+                        services = state.services.len(),
+                        conntrack_deleted = o.conntrack_deleted,
+                        "synced"
+                    );
+                    metrics
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .record(&o, state.services.len());
+                    pending = false;
+                    if full {
+                        next_full = Instant::now() + opts.sync_period;
+                    }
+                    full = false;
+                }
+                Err(e) => {
+                    tracing::error!("sync failed: {e}; a full sync follows");
+                    metrics.lock().unwrap_or_else(|p| p.into_inner()).failures += 1;
+                    full = true;
+                }
+            }
+            last_sync = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
