@@ -626,8 +626,8 @@ fn send_unsegmented(sock: &UdpSocket, iov: &[IoSlice<'_>], m: &SendMsg, c: &mut 
     let mut lens = [0u64; MAX_GSO_SEGMENTS];
     let (mut n, mut start, mut acc) = (0usize, m.iov_start, 0usize);
     let end = m.iov_start + m.iov_len;
-    for j in m.iov_start..end {
-        acc += iov[j].len();
+    for (j, slice) in iov.iter().enumerate().take(end).skip(m.iov_start) {
+        acc += slice.len();
         if (acc >= usize::from(m.segment) || j + 1 == end) && n < one.len() {
             one[n] = SendMsg {
                 dst: m.dst,
