@@ -23,5 +23,5 @@ fi
 dpkg-query -W -f='${Status}' protobuf-compiler 2>/dev/null | grep -q "install ok installed" || {
   export DEBIAN_FRONTEND=noninteractive; apt-get update -qq
   apt-get install -y -qq --no-install-recommends protobuf-compiler >/dev/null; }
-cargo build --release -q -p podnet-examples --bin flanneld --bin podnet-cluster
+cargo build --release -q -p podnet-examples --bin flanneld --bin podnet-cluster --bin podnet-cni --bin kube-proxy
 exec "${CARGO_TARGET_DIR:-target}/release/podnet-cluster" demo "$@"

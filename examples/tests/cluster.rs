@@ -46,6 +46,7 @@ fn options(tag: &str, backend: &str, nodes: usize, pods: usize, etcd: bool) -> O
     o.pods = pods;
     o.etcd = etcd;
     o.flanneld = PathBuf::from(env!("CARGO_BIN_EXE_flanneld"));
+    o.cni = PathBuf::from(env!("CARGO_BIN_EXE_podnet-cni"));
     o
 }
 
@@ -125,7 +126,8 @@ fn vxlan_on_etcd_with_a_foreign_flannel_node_and_an_outage() {
         &h,
         "10.244.250.0/24",
         "198.18.0.99",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
+        &c.opts.state_dir.join("node1/flanneld.log"),
     );
 
     // etcd stops for 30 s: traffic keeps flowing; afterwards a new node is learned.
@@ -161,12 +163,19 @@ fn vxlan_on_etcd_with_a_foreign_flannel_node_and_an_outage() {
         "10.244.251.0/24",
         "198.18.0.98",
         Duration::from_secs(30),
+        &c.opts.state_dir.join("node1/flanneld.log"),
     );
     let _ = &mut c;
 }
 
 /// Waits until node `h` routes `subnet` over flannel.1 and has the peer's FDB entry.
-fn wait_programmed(h: &Handle, subnet: &str, peer_ip: &str, timeout: Duration) {
+fn wait_programmed(
+    h: &Handle,
+    subnet: &str,
+    peer_ip: &str,
+    timeout: Duration,
+    log: &std::path::Path,
+) {
     let deadline = Instant::now() + timeout;
     loop {
         let routed = h
@@ -184,10 +193,21 @@ fn wait_programmed(h: &Handle, subnet: &str, peer_ip: &str, timeout: Duration) {
         if routed && fdb {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{subnet} via {peer_ip} not programmed in {timeout:?}"
-        );
+        if Instant::now() >= deadline {
+            let routes: Vec<String> = h
+                .route()
+                .list()
+                .unwrap()
+                .iter()
+                .map(|r| r.to_string())
+                .collect();
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "{subnet} via {peer_ip} not programmed in {timeout:?}; routes: {routes:?}\nflanneld log (newest first):\n{}",
+                tail.join("\n")
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -265,7 +285,11 @@ fn etcd_put(c: &Cluster, key: &str, value: &str) {
         b64(key.as_bytes()),
         b64(value.as_bytes())
     );
-    etcd_post(c, "/v3/kv/put", body);
+    let reply = etcd_post(c, "/v3/kv/put", body);
+    assert!(
+        reply["header"]["revision"].is_string(),
+        "etcd put of {key} failed: {reply}"
+    );
 }
 
 fn etcd_range(c: &Cluster, prefix: &str) -> Vec<(String, String)> {
@@ -555,4 +579,12 @@ fn udp_three_nodes_two_pods_embedded_store() {
     require_root!();
     let c = up(options("udp", "udp", 3, 2, false));
     check_all(&c);
+}
+
+#[test]
+fn udp_three_nodes_two_pods_on_etcd() {
+    require_root!();
+    let c = up(options("udpetcd", "udp", 3, 2, true));
+    check_all(&c);
+    assert_eq!(etcd_range(&c, "/coreos.com/network/subnets/").len(), 3);
 }

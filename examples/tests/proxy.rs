@@ -68,6 +68,7 @@ fn up(tag: &str) -> Guard {
     o.nodes = 2;
     o.pods = 2;
     o.flanneld = PathBuf::from(env!("CARGO_BIN_EXE_flanneld"));
+    o.cni = PathBuf::from(env!("CARGO_BIN_EXE_podnet-cni"));
     o.kube_proxy = PathBuf::from(env!("CARGO_BIN_EXE_kube-proxy"));
     let file = std::env::temp_dir().join(format!("{prefix}-services.yaml"));
     std::fs::write(&file, SERVICES).unwrap();

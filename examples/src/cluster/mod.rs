@@ -74,6 +74,8 @@ pub struct Options {
     pub proxy_mode: String,
     /// The kube-proxy binary.
     pub kube_proxy: PathBuf,
+    /// The CNI plugin that attaches pods.
+    pub cni: PathBuf,
 }
 
 impl Options {
@@ -90,6 +92,7 @@ impl Options {
             services: None,
             proxy_mode: "iptables".into(),
             kube_proxy: sibling_binary("kube-proxy"),
+            cni: sibling_binary("podnet-cni"),
         }
     }
 }
@@ -368,7 +371,7 @@ impl Cluster {
             cluster.nodes[i].subnet = Some(subnet.trunc());
             cluster.nodes[i].mtu = env.mtu;
             progress(&format!(
-                "node{}: lease {} (MTU {}), cni0 and {} pods",
+                "node{}: lease {} (MTU {}), {} pods attached with podnet-cni",
                 i + 1,
                 subnet.trunc(),
                 env.mtu,
@@ -551,36 +554,69 @@ impl Cluster {
         }
     }
 
+    /// Attaches node `i`'s pods with podnet-cni, exactly as a container runtime would: the
+    /// plugin runs inside the node's namespace with the node's lease as its host-local range.
     fn add_pods(&mut self, i: usize) -> Result<(), ClusterError> {
         let node = &self.nodes[i];
         let subnet = node.subnet.ok_or_else(|| other("node without a lease"))?;
-        let base = u32::from(subnet.network());
-        let gw = Ipv4Addr::from(base + 1);
-        let h = Handle::in_ns(&node.ns)?;
-        h.link().add(&Bridge::new("cni0").mtu(node.mtu))?;
-        h.addr().add(
-            "cni0",
-            IpNet::new(gw.into(), subnet.prefix_len()).expect("prefix"),
-        )?;
-        h.link().set("cni0").up().apply()?;
+        let data_dir = self
+            .opts
+            .state_dir
+            .join(format!("node{}", node.index))
+            .join("ipam");
+        let conf = serde_json::json!({
+            "cniVersion": "1.1.0",
+            "name": "podnet",
+            "type": "podnet-cni",
+            "bridge": "cni0",
+            "isGateway": true,
+            "isDefaultGateway": true,
+            // A pod reaching itself through a Service IP needs its port to send back out the
+            // way the packet came (kubelet's hairpin-veth mode).
+            "hairpinMode": true,
+            "mtu": node.mtu,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": subnet.to_string()}]],
+                "dataDir": data_dir.display().to_string(),
+            },
+        })
+        .to_string();
         for j in 1..=self.opts.pods {
-            let ip = Ipv4Addr::from(base + 1 + j as u32);
-            let ns = create_ns(&ns_name(
-                &self.opts.prefix,
-                &format!("node{}-pod{j}", node.index),
-            ))?;
-            let host = format!("veth{j}");
-            h.link()
-                .add(&Veth::new(&host).peer("eth0").peer_netns(&ns).mtu(node.mtu))?;
-            h.link().set(host.as_str()).master("cni0").up().apply()?;
-            let hp = Handle::in_ns(&ns)?;
-            hp.addr().add(
-                "eth0",
-                IpNet::new(ip.into(), subnet.prefix_len()).expect("prefix"),
-            )?;
-            hp.link().set("eth0").up().apply()?;
-            hp.route()
-                .add(&Route::new("0.0.0.0/0".parse().expect("literal")).via(gw.into()))?;
+            let name = ns_name(&self.opts.prefix, &format!("node{}-pod{j}", node.index));
+            let ns = create_ns(&name)?;
+            let mut child = node
+                .ns
+                .command(&self.opts.cni)
+                .env("CNI_COMMAND", "ADD")
+                .env("CNI_CONTAINERID", &name)
+                .env(
+                    "CNI_NETNS",
+                    format!("{}/{name}", podnet_netns::NETNS_RUN_DIR),
+                )
+                .env("CNI_IFNAME", "eth0")
+                .env("CNI_PATH", "/usr/lib/cni")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| other(format!("starting {}: {e}", self.opts.cni.display())))?;
+            if let Some(mut stdin) = child.stdin.take() {
+                use std::io::Write;
+                stdin
+                    .write_all(conf.as_bytes())
+                    .map_err(|e| other(e.to_string()))?;
+            }
+            let out = child.wait_with_output().map_err(|e| other(e.to_string()))?;
+            let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if !out.status.success() {
+                return Err(other(format!("podnet-cni ADD for {name} failed: {result}")));
+            }
+            let ip = result["ips"][0]["address"]
+                .as_str()
+                .and_then(|a| a.split('/').next())
+                .and_then(|a| a.parse::<Ipv4Addr>().ok())
+                .ok_or_else(|| other(format!("podnet-cni gave no IPv4 address: {result}")))?;
             self.pods.push(Pod {
                 node: node.index,
                 index: j,

@@ -282,7 +282,26 @@ pub fn run<S: Store>(
                 }
             }
         }
-        if changed || Instant::now() >= next_resync {
+        let resync_due = Instant::now() >= next_resync;
+        if resync_due {
+            // The watch is the fast path; a periodic listing makes the agent converge even if a
+            // watch stalls or misses an event.
+            match sm.leases() {
+                Ok((all, _)) => {
+                    let fresh: BTreeMap<String, Lease> =
+                        all.into_iter().map(|l| (l.subnets.key_name(), l)).collect();
+                    if fresh.keys().ne(leases.keys()) {
+                        tracing::info!(
+                            leases = fresh.len(),
+                            "lease listing differs from the watch; using the listing"
+                        );
+                    }
+                    leases = fresh;
+                }
+                Err(e) => tracing::warn!("listing leases: {e}; keeping what is programmed"),
+            }
+        }
+        if changed || resync_due {
             let peers = peers_of(&lease, &leases);
             if let Err(e) = backend.reconcile(&h, &under, network, subnet, &peers) {
                 tracing::warn!("reconcile: {e}");
