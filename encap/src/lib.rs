@@ -68,7 +68,8 @@ pub use ipv6::{Packet as Ipv6Packet, Repr as Ipv6Repr};
 pub use udp::{Packet as UdpPacket, Repr as UdpRepr};
 pub use vxlan::{Gbp, Packet as VxlanPacket, Repr as VxlanRepr, Vni};
 
-/// The README's example, compiled and run as a doc test.
-#[cfg(doctest)]
+/// The README's examples, compiled (and the codec example run) as doc tests. The tunnel's
+/// example needs the `tunnel` feature.
+#[cfg(all(doctest, feature = "tunnel"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -289,3 +289,27 @@ fn deleted_device_stops_the_workers_with_an_error() {
     let [a, _b] = t;
     assert!(a.stop().is_err(), "the worker reports why it stopped");
 }
+
+#[test]
+fn underlay_mtu_below_the_tunnel_mtu_still_delivers() {
+    require_root!();
+    // flannel0 keeps MTU 1472 while the underlay shrinks to 1400: the kernel refuses GSO sends
+    // whose segments exceed the path, so the tunnel sends those packets one by one (the
+    // kernel fragments them), and the transfer still arrives whole.
+    let n = TwoNodes::new("tunmtu", 1472);
+    for node in &n.nodes {
+        node.exec("ip", &["link", "set", "eth0", "mtu", "1400"]);
+    }
+    let t = n.udp_tunnels(Mode::Fast, 1);
+    ping_works_loosely(&n);
+    let (sent, received) = tcp_transfer(&n, 20 << 20, || {});
+    assert_eq!(sent, received);
+    let c = show("mtu", &t);
+    assert_eq!(c[0].dropped(DropReason::SendFailed), 0);
+}
+
+fn ping_works_loosely(n: &TwoNodes) {
+    wait_for("ping pod1 -> pod2", Duration::from_secs(10), || {
+        n.pods[0].ping(&POD_IP[1].to_string(), 1)
+    });
+}

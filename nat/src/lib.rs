@@ -9,6 +9,9 @@
 //! - [`conntrack`]: list and delete conntrack flows over netlink (stale UDP flows).
 //! - [`proxy`]: node settings and the kube-proxy iptables-mode compiler, with full and partial
 //!   syncs applied inside a network namespace.
+//! - [`ipvs`]: IPVS over generic netlink: virtual services and their destinations.
+//! - [`nftables`]: nftables over netlink (batches, dumps) and kube-proxy's nftables mode, with
+//!   full and incremental syncs.
 //!
 //! ```
 //! use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
@@ -38,7 +41,9 @@ pub mod flannel;
 pub mod flannel_nft;
 mod hash;
 pub mod iptables;
+pub mod ipvs;
 pub mod kube;
+pub mod nftables;
 pub mod proxy;
 
 /// The README's examples, compiled and run as doc tests.

@@ -344,10 +344,22 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn publish(&self, peers: &[Peer]) {
+        self.modify(|list| {
+            list.clear();
+            list.extend_from_slice(peers);
+        });
+    }
+
+    /// Changes the peer list under the lock (so concurrent changes do not lose each other)
+    /// and publishes the new table.
+    fn modify<R>(&self, f: impl FnOnce(&mut Vec<Peer>) -> R) -> R {
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let mut peers = t.peers().to_vec();
+        let r = f(&mut peers);
         let v = t.version + 1;
-        *t = Arc::new(PeerTable::new(peers, v));
+        *t = Arc::new(PeerTable::new(&peers, v));
         self.version.store(v, Ordering::Release);
+        r
     }
 
     fn request_stop(&self) {
@@ -391,8 +403,8 @@ impl fmt::Debug for UdpTunnel {
     }
 }
 
-/// Sets up a [`UdpTunnel`].
-#[derive(Debug, Default)]
+/// Sets up a [`UdpTunnel`] (from [`UdpTunnel::builder`]).
+#[derive(Debug)]
 pub struct Builder {
     queues: Vec<File>,
     sockets: Vec<UdpSocket>,
@@ -402,6 +414,12 @@ pub struct Builder {
     verify: bool,
     socket_buffer: usize,
     peers: Vec<Peer>,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        UdpTunnel::builder()
+    }
 }
 
 impl Builder {
@@ -540,9 +558,14 @@ impl UdpTunnel {
     /// A builder: give it the TUN queues and the UDP sockets, then `start()`.
     pub fn builder() -> Builder {
         Builder {
+            queues: Vec::new(),
+            sockets: Vec::new(),
+            mode: Mode::Fast,
+            icmp_source: None,
+            local_subnet: None,
             verify: true,
             socket_buffer: 8 << 20,
-            ..Builder::default()
+            peers: Vec::new(),
         }
     }
 
@@ -554,22 +577,19 @@ impl UdpTunnel {
 
     /// Adds a peer, or moves an existing subnet to a new address.
     pub fn add_peer(&self, peer: Peer) {
-        let mut peers = self.peers();
-        peers.retain(|p| p.subnet.trunc() != peer.subnet.trunc());
-        peers.push(peer);
-        self.shared.publish(&peers);
+        self.shared.modify(|peers| {
+            peers.retain(|p| p.subnet != peer.subnet.trunc());
+            peers.push(peer);
+        });
     }
 
     /// Removes the peer of `subnet`; `false` when there was none.
     pub fn remove_peer(&self, subnet: Ipv4Net) -> bool {
-        let mut peers = self.peers();
-        let before = peers.len();
-        peers.retain(|p| p.subnet != subnet.trunc());
-        let removed = peers.len() != before;
-        if removed {
-            self.shared.publish(&peers);
-        }
-        removed
+        self.shared.modify(|peers| {
+            let before = peers.len();
+            peers.retain(|p| p.subnet != subnet.trunc());
+            peers.len() != before
+        })
     }
 
     /// The current peers, one per subnet.

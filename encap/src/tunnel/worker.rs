@@ -333,7 +333,7 @@ impl Worker {
                 &self.tx_arena,
                 &self.tx_hdrs,
                 &self.tx_segs,
-                self.cfg.gso,
+                &mut self.cfg.gso,
                 &mut self.c,
             );
         } else {
@@ -512,7 +512,7 @@ fn send_batched(
     arena: &[u8],
     hdrs: &[u8],
     segs: &[Seg],
-    gso: bool,
+    gso: &mut bool,
     c: &mut Counters,
 ) {
     let mut iov = [IoSlice::new(&[]); IOV_CAP];
@@ -522,7 +522,7 @@ fn send_batched(
     let (mut size, mut bytes, mut closed) = (0usize, 0usize, false);
     for s in segs {
         let len = s.len();
-        let append = gso
+        let append = *gso
             && n_msg > 0
             && msgs[n_msg - 1].dst == s.dst
             && !closed
@@ -532,7 +532,14 @@ fn send_batched(
             && n_iov + 2 <= IOV_CAP;
         if !append {
             if n_msg == MAX_MSGS || n_iov + 2 > IOV_CAP {
-                send_msgs(sock, &iov[..n_iov], &msgs[..n_msg], &counts[..n_msg], c);
+                send_msgs(
+                    sock,
+                    &iov[..n_iov],
+                    &msgs[..n_msg],
+                    &counts[..n_msg],
+                    gso,
+                    c,
+                );
                 n_msg = 0;
                 n_iov = 0;
             }
@@ -565,15 +572,25 @@ fn send_batched(
             m.segment = size as u16;
         }
     }
-    send_msgs(sock, &iov[..n_iov], &msgs[..n_msg], &counts[..n_msg], c);
+    send_msgs(
+        sock,
+        &iov[..n_iov],
+        &msgs[..n_msg],
+        &counts[..n_msg],
+        gso,
+        c,
+    );
 }
 
-/// Sends prepared messages, skipping (and counting) any the kernel refuses.
+/// Sends prepared messages. A GSO message the kernel refuses (segments larger than the path
+/// allows, or a device that cannot segment: EIO, after which GSO stays off) goes again as
+/// separate datagrams; any other refused message is counted and skipped.
 fn send_msgs(
     sock: &UdpSocket,
     iov: &[IoSlice<'_>],
     msgs: &[SendMsg],
     counts: &[(u64, u64)],
+    gso: &mut bool,
     c: &mut Counters,
 ) {
     let mut i = 0;
@@ -587,8 +604,56 @@ fn send_msgs(
                 }
                 i += k;
             }
+            r => {
+                if msgs[i].segment > 0 {
+                    if matches!(&r, Err(e) if e.raw_os_error() == Some(libc::EIO)) {
+                        *gso = false;
+                    }
+                    send_unsegmented(sock, iov, &msgs[i], c);
+                } else {
+                    c.add_drop(DropReason::SendFailed, counts[i].0);
+                }
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Sends the packets of a GSO message as separate datagrams (each is whole slices: a header
+/// and a payload, or a whole packet).
+fn send_unsegmented(sock: &UdpSocket, iov: &[IoSlice<'_>], m: &SendMsg, c: &mut Counters) {
+    let mut one = [SendMsg::default(); MAX_GSO_SEGMENTS];
+    let mut lens = [0u64; MAX_GSO_SEGMENTS];
+    let (mut n, mut start, mut acc) = (0usize, m.iov_start, 0usize);
+    let end = m.iov_start + m.iov_len;
+    for (j, slice) in iov.iter().enumerate().take(end).skip(m.iov_start) {
+        acc += slice.len();
+        if (acc >= usize::from(m.segment) || j + 1 == end) && n < one.len() {
+            one[n] = SendMsg {
+                dst: m.dst,
+                iov_start: start,
+                iov_len: j + 1 - start,
+                segment: 0,
+            };
+            lens[n] = acc as u64;
+            n += 1;
+            start = j + 1;
+            acc = 0;
+        }
+    }
+    let mut i = 0;
+    while i < n {
+        c.tx_syscalls += 1;
+        match sys::send_batch(sock, iov, &one[i..n]) {
+            Ok(k) if k > 0 => {
+                for &b in &lens[i..i + k] {
+                    c.tx_packets += 1;
+                    c.tx_bytes += b;
+                }
+                i += k;
+            }
             _ => {
-                c.add_drop(DropReason::SendFailed, counts[i].0);
+                c.add_drop(DropReason::SendFailed, 1);
                 i += 1;
             }
         }

@@ -153,6 +153,11 @@ impl TwoNodes {
     /// `<subnet>.0/32`, MTU underlay - 28, a route for the whole network, and the other node
     /// as the one peer. `queues` TUN queues (one worker each).
     pub fn udp_tunnels(&self, mode: Mode, queues: u32) -> [UdpTunnel; 2] {
+        self.udp_tunnels_with(mode, queues, true)
+    }
+
+    /// [`TwoNodes::udp_tunnels`], choosing whether coalesced segments' checksums are checked.
+    pub fn udp_tunnels_with(&self, mode: Mode, queues: u32, verify: bool) -> [UdpTunnel; 2] {
         let make = |i: usize| {
             let node = &self.nodes[i];
             let h = Handle::in_ns(node).expect("netlink handle");
@@ -184,6 +189,7 @@ impl TwoNodes {
                 .mode(mode)
                 .icmp_source(icmp_source())
                 .local_subnet(subnet(i))
+                .verify_checksums(verify)
                 .peers(&[Peer::new(subnet(1 - i), NODE_IP[1 - i])])
                 .start()
                 .expect("start tunnel")

@@ -206,27 +206,26 @@ pub fn run_with_input(
     args: &[&str],
     input: &[u8],
 ) -> Result<String, SyncError> {
-    let mut child = ns
-        .command(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| SyncError::Spawn {
-            program: program.to_owned(),
-            source,
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A failed write shows up as the program's own error below.
-        let _ = stdin.write_all(input);
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|source| SyncError::Spawn {
-            program: program.to_owned(),
-            source,
-        })?;
+    // Spawned from a thread inside the namespace rather than with a pre-exec setns: without a
+    // pre-exec hook the standard library can use posix_spawn (vfork) instead of fork, which
+    // matters when this process holds a large rule set (fork copies its page tables).
+    let spawned = ns.run(|| -> std::io::Result<std::process::Output> {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A failed write shows up as the program's own error below.
+            let _ = stdin.write_all(input);
+        }
+        child.wait_with_output()
+    })?;
+    let out = spawned.map_err(|source| SyncError::Spawn {
+        program: program.to_owned(),
+        source,
+    })?;
     if !out.status.success() {
         return Err(SyncError::Failed {
             program: format!("{program} {}", args.join(" ")),

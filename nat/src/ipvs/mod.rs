@@ -1,0 +1,28 @@
+//! IPVS over generic netlink, and kube-proxy's ipvs mode.
+//!
+//! - [`Ipvs`]: a client of the kernel's "IPVS" generic netlink family, bound to one network
+//!   namespace: virtual services and their destinations added, edited, deleted and listed;
+//!   schedulers `rr`, `wrr`, `lc`, `wlc`, `sh`, `dh`, `sed`, `nq`, `mh` (and any other by
+//!   name); persistence timeout and netmask; service flags; connection timeouts. Errors are
+//!   [`IpvsError`]s that keep the errno and say what was asked.
+//! - [`wire`]: the messages themselves, encoded and decoded without panics.
+//! - [`kube_proxy`]: kube-proxy's ipvs mode compiled from the service model: virtual services
+//!   and destinations, the `kube-ipvs0` addresses, the ipsets ([`ipset`], as `ipset restore`
+//!   input) and the iptables rules ipvs mode keeps.
+//!
+//! The kernel must have `ip_vs` (and `ip_vs_<scheduler>` for each scheduler used); without
+//! it [`Ipvs::new`] fails with [`IpvsError::NotAvailable`].
+
+mod attr;
+mod client;
+pub mod ipset;
+pub mod kube_proxy;
+mod types;
+pub mod wire;
+
+pub use client::{Ipvs, IpvsError};
+pub use types::{
+    Destination, DestinationEntry, Family, ForwardMethod, Info, Scheduler, ServiceEntry,
+    ServiceFlags, ServiceId, Timeouts, VirtualService,
+};
+pub use wire::Stats;

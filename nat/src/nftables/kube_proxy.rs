@@ -1,0 +1,932 @@
+//! kube-proxy's nftables mode: the objects its `syncProxyRules` writes, compiled from the
+//! service model.
+//!
+//! Table `kube-proxy` (family `ip` or `ip6`) holds the base chains, the dispatch maps
+//! `service-ips`, `service-nodeports`, `firewall-ips`, `no-endpoint-services`,
+//! `no-endpoint-nodeports`, the sets `cluster-ips` and `nodeport-ips`, and per Service port the
+//! chains `service-`, `local-`, `external-`, `firewall-` and `endpoint-` named as kube-proxy
+//! names them: the first 8 characters of base32(sha256(name)), a dash, and the name
+//! (`service-ULMVA6XW-ns1/svc1/tcp/p80`). Load balancing is `numgen random mod N vmap`.
+//!
+//! Each Service compiles on its own into a [`ServiceObjects`], so a change to one Service
+//! recompiles and rewrites only that Service.
+
+use super::model::{
+    BaseChain, Chain, ChainType, Element, Family, Hook, KeyPart, KeyType, Op, Rule, Set,
+    Transaction, Verdict,
+};
+use super::rule::{AddrField, AddrItem, Expr, VmapKey};
+use crate::hash::{base32_prefix, sha256};
+use crate::kube::{
+    ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, SessionAffinity,
+    categorize_endpoints,
+};
+use crate::proxy::{LocalDetector, NodeSettings};
+use ipnet::IpNet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// kube-proxy's table.
+pub const TABLE: &str = "kube-proxy";
+/// The dispatch chain of service traffic.
+pub const SERVICES_CHAIN: &str = "services";
+/// ClusterIP, external IP and load-balancer IP dispatch.
+pub const SERVICE_IPS_MAP: &str = "service-ips";
+/// Node port dispatch.
+pub const SERVICE_NODEPORTS_MAP: &str = "service-nodeports";
+/// Addresses that accept node ports (when `--nodeport-addresses` is given).
+pub const NODEPORT_IPS_SET: &str = "nodeport-ips";
+/// Active cluster IPs.
+pub const CLUSTER_IPS_SET: &str = "cluster-ips";
+/// Drop or reject for Services without endpoints.
+pub const NO_ENDPOINT_SERVICES_MAP: &str = "no-endpoint-services";
+/// Drop or reject for node ports without endpoints.
+pub const NO_ENDPOINT_NODEPORTS_MAP: &str = "no-endpoint-nodeports";
+/// Destinations subject to `loadBalancerSourceRanges`.
+pub const FIREWALL_IPS_MAP: &str = "firewall-ips";
+/// The reject helper chain.
+pub const REJECT_CHAIN: &str = "reject-chain";
+/// The masquerade-marking chain.
+pub const MARK_MASQ_CHAIN: &str = "mark-for-masquerade";
+/// The masquerading chain.
+pub const MASQUERADING_CHAIN: &str = "masquerading";
+
+const SERVICE_ENDPOINTS_CHECK: &str = "service-endpoints-check";
+const NODEPORT_ENDPOINTS_CHECK: &str = "nodeport-endpoints-check";
+const CLUSTER_IPS_CHECK: &str = "cluster-ips-check";
+const FIREWALL_CHECK: &str = "firewall-check";
+
+/// Settings of the nftables-mode compiler: the node settings every proxy mode shares, and the
+/// Service CIDRs (kube-proxy learns them from ServiceCIDR objects) whose unallocated addresses
+/// are dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftProxySettings {
+    /// Node name, addresses, local-traffic detection, masquerade mark, node port addresses.
+    pub node: NodeSettings,
+    /// Service CIDRs of this family.
+    pub service_cidrs: Vec<IpNet>,
+}
+
+impl NftProxySettings {
+    /// Settings without Service CIDRs.
+    pub fn new(node: NodeSettings) -> NftProxySettings {
+        NftProxySettings {
+            node,
+            service_cidrs: Vec::new(),
+        }
+    }
+
+    /// The nftables family.
+    pub fn family(&self) -> Family {
+        Family::of(self.node.family)
+    }
+}
+
+/// kube-proxy's chain name base: 8 characters of base32(sha256(name)), a dash, the name,
+/// truncated to 240 bytes.
+pub fn hash_and_truncate(name: &str) -> String {
+    let mut s = base32_prefix(&sha256(&[name.as_bytes()]), 8);
+    s.push('-');
+    s.push_str(name);
+    if s.len() > 240 {
+        let mut cut = 237;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+/// `ns/svc/proto/port`, hashed: the base of a Service port's chain names.
+pub fn service_chain_base(spn: &ServicePortName) -> String {
+    hash_and_truncate(&format!(
+        "{}/{}/{}/{}",
+        spn.service.namespace,
+        spn.service.name,
+        spn.protocol.as_str(),
+        spn.port
+    ))
+}
+
+/// `ns/svc/proto/port__ip/port`, hashed: the base of an endpoint's chain and affinity set.
+pub fn endpoint_chain_base(spn: &ServicePortName, ep: &Endpoint) -> String {
+    let ip = ep.ip().to_string().replace(':', ".");
+    hash_and_truncate(&format!(
+        "{}/{}/{}/{}__{}/{}",
+        spn.service.namespace,
+        spn.service.name,
+        spn.protocol.as_str(),
+        spn.port,
+        ip,
+        ep.addr.port()
+    ))
+}
+
+/// kube-proxy's per-Service chains contain a `/`; its fixed chains do not.
+pub fn is_service_chain(name: &str) -> bool {
+    name.contains('/')
+}
+
+/// Everything one Service (all its ports) adds to the table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceObjects {
+    /// Its chains with their rules, in the order kube-proxy creates them.
+    pub chains: Vec<(String, Vec<Rule>)>,
+    /// Its affinity sets.
+    pub sets: Vec<Set>,
+    /// Its elements of the shared sets and maps (no duplicates).
+    pub elements: Vec<Element>,
+}
+
+impl ServiceObjects {
+    /// Appends what writing this Service costs: each chain added and flushed, its sets, its
+    /// rules; elements are not included (they are diffed separately).
+    pub fn write_chains(&self, tx: &mut Transaction) {
+        for (c, _) in &self.chains {
+            tx.push(Op::AddChain(Chain::regular(c.clone())));
+            tx.push(Op::FlushChain(c.clone()));
+        }
+        for s in &self.sets {
+            tx.push(Op::AddSet(s.clone()));
+        }
+        for (_, rules) in &self.chains {
+            for r in rules {
+                tx.push(Op::AddRule(r.clone()));
+            }
+        }
+    }
+}
+
+/// The whole rule set: the fixed objects and every Service's objects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compiled {
+    /// The family.
+    pub family: Family,
+    /// The fixed part (kube-proxy's `setupNFTables`), including the flushes of the shared sets
+    /// and maps.
+    pub base: Vec<Op>,
+    /// Each Service's objects.
+    pub services: BTreeMap<ServiceKey, Arc<ServiceObjects>>,
+}
+
+impl Compiled {
+    /// A transaction that writes everything: the fixed part, then every Service.
+    pub fn full_transaction(&self) -> Transaction {
+        let mut tx = Transaction::new(self.family, TABLE);
+        tx.ops.extend(self.base.iter().cloned());
+        let mut seen = BTreeSet::new();
+        for s in self.services.values() {
+            s.write_chains(&mut tx);
+        }
+        for s in self.services.values() {
+            for e in &s.elements {
+                if seen.insert((e.set.as_str(), &e.key)) {
+                    tx.push(Op::AddElement(e.clone()));
+                }
+            }
+        }
+        tx
+    }
+}
+
+fn masq_mark(settings: &NodeSettings) -> (u32, String) {
+    (
+        settings.masquerade_mark.value,
+        settings.masquerade_mark.text.clone(),
+    )
+}
+
+/// `ip saddr != CIDR` (not local) or `ip saddr CIDR` (local), as kube-proxy's local traffic
+/// detector writes them; `None` when detection is off.
+fn local_match(settings: &NodeSettings, local: bool) -> Option<Expr> {
+    match &settings.local_detector {
+        LocalDetector::None => None,
+        LocalDetector::ClusterCidr(net) => (IpFamily::of(&net.addr()) == settings.family)
+            .then_some(Expr::Addr {
+                field: AddrField::Src,
+                neg: !local,
+                item: AddrItem::Net(*net),
+            }),
+        LocalDetector::BridgeInterface(name) => Some(Expr::IifName {
+            neg: !local,
+            name: name.clone(),
+        }),
+        LocalDetector::InterfaceNamePrefix(p) => Some(Expr::IifName {
+            neg: !local,
+            name: format!("{p}*"),
+        }),
+    }
+}
+
+fn loopback_net(family: Family) -> AddrItem {
+    match family {
+        Family::Ip => AddrItem::Net("127.0.0.0/8".parse().expect("valid")),
+        Family::Ip6 => AddrItem::Ip("::1".parse().expect("valid")),
+    }
+}
+
+fn jump(chain: &str) -> Expr {
+    Expr::Verdict(Verdict::Jump(chain.to_owned()))
+}
+
+fn goto(chain: &str) -> Expr {
+    Expr::Verdict(Verdict::Goto(chain.to_owned()))
+}
+
+fn addr(field: AddrField, neg: bool, ip: IpAddr) -> Expr {
+    Expr::Addr {
+        field,
+        neg,
+        item: AddrItem::Ip(ip),
+    }
+}
+
+/// The fixed objects (kube-proxy's `setupNFTables`). `recreate_base_chains` adds and deletes
+/// each base chain first, as kube-proxy does on its first sync, so base chains with other
+/// properties are replaced.
+pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<Op> {
+    let node = &settings.node;
+    let family = settings.family();
+    let mut ops = vec![Op::AddTable {
+        comment: Some("rules for kube-proxy".into()),
+    }];
+    let base = |name: &str, kind: ChainType, hook: Hook, priority: i32| Chain {
+        name: name.into(),
+        base: Some(BaseChain {
+            kind,
+            hook,
+            priority,
+        }),
+        comment: None,
+    };
+    let base_chains = [
+        base(
+            "filter-prerouting-pre-dnat",
+            ChainType::Filter,
+            Hook::Prerouting,
+            -110,
+        ),
+        base(
+            "filter-output-pre-dnat",
+            ChainType::Filter,
+            Hook::Output,
+            -110,
+        ),
+        base("filter-forward", ChainType::Filter, Hook::Forward, 0),
+        base("filter-input", ChainType::Filter, Hook::Input, 0),
+        base("filter-output", ChainType::Filter, Hook::Output, 0),
+        base("nat-prerouting", ChainType::Nat, Hook::Prerouting, -100),
+        base("nat-output", ChainType::Nat, Hook::Output, -100),
+        base("nat-postrouting", ChainType::Nat, Hook::Postrouting, 100),
+    ];
+    if recreate_base_chains {
+        for c in &base_chains {
+            ops.push(Op::AddChain(Chain::regular(c.name.clone())));
+            ops.push(Op::DeleteChain(c.name.clone()));
+        }
+    }
+    for c in &base_chains {
+        ops.push(Op::AddChain(c.clone()));
+        ops.push(Op::FlushChain(c.name.clone()));
+    }
+    let mut created: BTreeSet<&str> = BTreeSet::new();
+    let mut ensure = |ops: &mut Vec<Op>, c: &'static str| {
+        if created.insert(c) {
+            ops.push(Op::AddChain(Chain::regular(c)));
+            ops.push(Op::FlushChain(c.into()));
+        }
+    };
+    let jumps: [(&'static str, &str, bool); 11] = [
+        (NODEPORT_ENDPOINTS_CHECK, "filter-input", true),
+        (SERVICE_ENDPOINTS_CHECK, "filter-input", true),
+        (SERVICE_ENDPOINTS_CHECK, "filter-forward", true),
+        (SERVICE_ENDPOINTS_CHECK, "filter-output", true),
+        (FIREWALL_CHECK, "filter-prerouting-pre-dnat", true),
+        (FIREWALL_CHECK, "filter-output-pre-dnat", true),
+        (SERVICES_CHAIN, "nat-output", false),
+        (SERVICES_CHAIN, "nat-prerouting", false),
+        (MASQUERADING_CHAIN, "nat-postrouting", false),
+        (CLUSTER_IPS_CHECK, "filter-forward", true),
+        (CLUSTER_IPS_CHECK, "filter-output", true),
+    ];
+    for (dst, src, ct_new) in jumps {
+        ensure(&mut ops, dst);
+        let mut exprs = Vec::new();
+        if ct_new {
+            exprs.push(Expr::CtStateNew);
+        }
+        exprs.push(jump(dst));
+        ops.push(Op::AddRule(Rule::new(src, exprs)));
+    }
+    for c in [
+        SERVICES_CHAIN,
+        CLUSTER_IPS_CHECK,
+        MASQUERADING_CHAIN,
+        MARK_MASQ_CHAIN,
+    ] {
+        ensure(&mut ops, c);
+    }
+    let (mark, text) = masq_mark(node);
+    ops.push(Op::AddRule(Rule::new(
+        MARK_MASQ_CHAIN,
+        vec![Expr::MarkSetOr {
+            mark,
+            text: text.clone(),
+        }],
+    )));
+    ops.push(Op::AddRule(Rule::new(
+        MASQUERADING_CHAIN,
+        vec![
+            Expr::MarkAndZero {
+                mark,
+                text: text.clone(),
+            },
+            Expr::Verdict(Verdict::Return),
+        ],
+    )));
+    ops.push(Op::AddRule(Rule::new(
+        MASQUERADING_CHAIN,
+        vec![Expr::MarkSetXor { mark, text }],
+    )));
+    ops.push(Op::AddRule(Rule::new(
+        MASQUERADING_CHAIN,
+        vec![Expr::Masquerade { fully_random: true }],
+    )));
+    let addr_set = |name: &str, comment: &str| Set {
+        name: name.into(),
+        key: vec![family.addr_type()],
+        verdict_map: false,
+        dynamic: false,
+        timeout: None,
+        comment: Some(comment.into()),
+    };
+    let vmap = |name: &str, with_addr: bool, comment: &str| Set {
+        name: name.into(),
+        key: if with_addr {
+            vec![family.addr_type(), KeyType::InetProto, KeyType::InetService]
+        } else {
+            vec![KeyType::InetProto, KeyType::InetService]
+        },
+        verdict_map: true,
+        dynamic: false,
+        timeout: None,
+        comment: Some(comment.into()),
+    };
+    ops.push(Op::AddSet(addr_set(CLUSTER_IPS_SET, "Active ClusterIPs")));
+    ops.push(Op::AddRule(
+        Rule::new(
+            CLUSTER_IPS_CHECK,
+            vec![
+                Expr::AddrInSet {
+                    field: AddrField::Dst,
+                    set: CLUSTER_IPS_SET.into(),
+                },
+                Expr::Reject,
+            ],
+        )
+        .with_comment("Reject traffic to invalid ports of ClusterIPs"),
+    ));
+    let cidrs: Vec<AddrItem> = settings
+        .service_cidrs
+        .iter()
+        .filter(|n| IpFamily::of(&n.addr()) == node.family)
+        .map(|n| AddrItem::Net(*n))
+        .collect();
+    if !cidrs.is_empty() {
+        ops.push(Op::AddRule(
+            Rule::new(
+                CLUSTER_IPS_CHECK,
+                vec![
+                    Expr::AddrSet {
+                        field: AddrField::Dst,
+                        neg: false,
+                        items: cidrs,
+                        spaced: false,
+                    },
+                    Expr::Verdict(Verdict::Drop),
+                ],
+            )
+            .with_comment("Drop traffic to unallocated ClusterIPs"),
+        ));
+    }
+    ops.push(Op::AddSet(addr_set(
+        NODEPORT_IPS_SET,
+        "IPs that accept NodePort traffic",
+    )));
+    let match_all = node.nodeports_match_all();
+    if match_all {
+        ops.push(Op::DeleteSet(NODEPORT_IPS_SET.into(), false));
+    } else {
+        ops.push(Op::FlushSet(NODEPORT_IPS_SET.into(), false));
+        for ip in node.nodeport_ips() {
+            if ip.is_loopback() {
+                continue; // kube-proxy's nftables mode has no localhost node ports
+            }
+            ops.push(Op::AddElement(Element {
+                set: NODEPORT_IPS_SET.into(),
+                key: vec![KeyPart::Addr(ip)],
+                value: None,
+                comment: None,
+            }));
+        }
+    }
+    ops.push(Op::AddSet(vmap(
+        NO_ENDPOINT_SERVICES_MAP,
+        true,
+        "vmap to drop or reject packets to services with no endpoints",
+    )));
+    ops.push(Op::AddSet(vmap(
+        NO_ENDPOINT_NODEPORTS_MAP,
+        false,
+        "vmap to drop or reject packets to service nodeports with no endpoints",
+    )));
+    ops.push(Op::AddChain(Chain {
+        name: REJECT_CHAIN.into(),
+        base: None,
+        comment: Some("helper for @no-endpoint-services / @no-endpoint-nodeports".into()),
+    }));
+    ops.push(Op::FlushChain(REJECT_CHAIN.into()));
+    ops.push(Op::AddRule(Rule::new(REJECT_CHAIN, vec![Expr::Reject])));
+    ops.push(Op::AddRule(Rule::new(
+        SERVICE_ENDPOINTS_CHECK,
+        vec![Expr::Vmap {
+            key: VmapKey::DaddrProtoPort,
+            map: NO_ENDPOINT_SERVICES_MAP.into(),
+        }],
+    )));
+    let nodeport_dst = |exprs: &mut Vec<Expr>| {
+        if match_all {
+            exprs.push(Expr::Addr {
+                field: AddrField::Dst,
+                neg: true,
+                item: loopback_net(family),
+            });
+        } else {
+            exprs.push(Expr::AddrInSet {
+                field: AddrField::Dst,
+                set: NODEPORT_IPS_SET.into(),
+            });
+        }
+    };
+    let mut exprs = Vec::new();
+    nodeport_dst(&mut exprs);
+    exprs.push(Expr::Vmap {
+        key: VmapKey::ProtoPort,
+        map: NO_ENDPOINT_NODEPORTS_MAP.into(),
+    });
+    ops.push(Op::AddRule(Rule::new(NODEPORT_ENDPOINTS_CHECK, exprs)));
+    ops.push(Op::AddSet(vmap(
+        FIREWALL_IPS_MAP,
+        true,
+        "destinations that are subject to LoadBalancerSourceRanges",
+    )));
+    ops.push(Op::AddRule(Rule::new(
+        FIREWALL_CHECK,
+        vec![Expr::Vmap {
+            key: VmapKey::DaddrProtoPort,
+            map: FIREWALL_IPS_MAP.into(),
+        }],
+    )));
+    ops.push(Op::AddSet(vmap(
+        SERVICE_IPS_MAP,
+        true,
+        "ClusterIP, ExternalIP and LoadBalancer IP traffic",
+    )));
+    ops.push(Op::AddSet(vmap(
+        SERVICE_NODEPORTS_MAP,
+        false,
+        "NodePort traffic",
+    )));
+    ops.push(Op::AddRule(Rule::new(
+        SERVICES_CHAIN,
+        vec![Expr::Vmap {
+            key: VmapKey::DaddrProtoPort,
+            map: SERVICE_IPS_MAP.into(),
+        }],
+    )));
+    let mut exprs = Vec::new();
+    if match_all {
+        exprs.push(Expr::FibLocal(AddrField::Dst));
+    }
+    nodeport_dst(&mut exprs);
+    exprs.push(Expr::Vmap {
+        key: VmapKey::ProtoPort,
+        map: SERVICE_NODEPORTS_MAP.into(),
+    });
+    ops.push(Op::AddRule(Rule::new(SERVICES_CHAIN, exprs)));
+    for (name, map) in [
+        (CLUSTER_IPS_SET, false),
+        (SERVICE_IPS_MAP, true),
+        (FIREWALL_IPS_MAP, true),
+        (NO_ENDPOINT_SERVICES_MAP, true),
+        (NO_ENDPOINT_NODEPORTS_MAP, true),
+        (SERVICE_NODEPORTS_MAP, true),
+    ] {
+        ops.push(Op::FlushSet(name.into(), map));
+    }
+    ops
+}
+
+/// Accumulates a Service's objects: chains in creation order with their rules.
+#[derive(Default)]
+struct Builder {
+    objs: ServiceObjects,
+    index: BTreeMap<String, usize>,
+    seen_elements: BTreeSet<(String, Vec<KeyPart>)>,
+}
+
+impl Builder {
+    fn ensure(&mut self, chain: &str) {
+        if !self.index.contains_key(chain) {
+            self.index.insert(chain.to_owned(), self.objs.chains.len());
+            self.objs.chains.push((chain.to_owned(), Vec::new()));
+        }
+    }
+
+    fn rule(&mut self, chain: &str, exprs: Vec<Expr>, comment: Option<&str>) {
+        self.ensure(chain);
+        let i = self.index[chain];
+        let mut r = Rule::new(chain, exprs);
+        r.comment = comment.map(str::to_owned);
+        self.objs.chains[i].1.push(r);
+    }
+
+    fn element(
+        &mut self,
+        set: &str,
+        key: Vec<KeyPart>,
+        value: Option<Verdict>,
+        comment: Option<&str>,
+    ) {
+        if self.seen_elements.insert((set.to_owned(), key.clone())) {
+            self.objs.elements.push(Element {
+                set: set.to_owned(),
+                key,
+                value,
+                comment: comment.map(str::to_owned),
+            });
+        }
+    }
+}
+
+/// Compiles one Service: all its `ports` with their endpoints.
+pub fn compile_service<'a>(
+    ports: impl IntoIterator<Item = (&'a ServicePort, &'a [Endpoint])>,
+    settings: &NftProxySettings,
+) -> ServiceObjects {
+    let mut b = Builder::default();
+    let node = &settings.node;
+    let family = settings.family();
+    for (svc, endpoints) in ports {
+        let spn = &svc.name;
+        let proto = svc.protocol();
+        let port_name = spn.to_string();
+        let cat = categorize_endpoints(endpoints, svc, &node.node_name);
+        let base = service_chain_base(spn);
+        let cluster_chain = format!("service-{base}");
+        let local_chain = format!("local-{base}");
+        let external_chain = format!("external-{base}");
+        let fw_chain = format!("firewall-{base}");
+        let affinity = match svc.session_affinity {
+            SessionAffinity::ClientIp { timeout_seconds } => Some(timeout_seconds),
+            SessionAffinity::None => None,
+        };
+        let ep_names = |ep: &Endpoint| {
+            let b = endpoint_chain_base(spn, ep);
+            (format!("endpoint-{b}"), format!("affinity-{b}"))
+        };
+        for ep in &cat.all_reachable {
+            b.ensure(&ep_names(ep).0);
+        }
+        let uses_cluster = !cat.cluster.is_empty() && svc.uses_cluster_endpoints();
+        if uses_cluster {
+            b.ensure(&cluster_chain);
+        }
+        let uses_local = !cat.local.is_empty() && svc.uses_local_endpoints();
+        if uses_local {
+            b.ensure(&local_chain);
+        }
+        let has_any = cat.has_any;
+        let (internal_chain, has_internal) = if svc.internal_policy_local {
+            (&local_chain, has_any && !cat.local.is_empty())
+        } else {
+            (&cluster_chain, has_any)
+        };
+        let (external_policy_chain, has_external) = if svc.external_policy_local {
+            (&local_chain, has_any && !cat.local.is_empty())
+        } else {
+            (&cluster_chain, has_any)
+        };
+        let uses_external = has_any && svc.externally_accessible();
+        if uses_external {
+            b.ensure(&external_chain);
+        }
+        let (internal_verdict, external_verdict) = if !has_any {
+            (
+                Verdict::Goto(REJECT_CHAIN.into()),
+                Verdict::Goto(REJECT_CHAIN.into()),
+            )
+        } else {
+            (Verdict::Drop, Verdict::Drop)
+        };
+        let key3 = |ip: IpAddr| {
+            vec![
+                KeyPart::Addr(ip),
+                KeyPart::Proto(proto),
+                KeyPart::Port(svc.port),
+            ]
+        };
+
+        b.element(
+            CLUSTER_IPS_SET,
+            vec![KeyPart::Addr(svc.cluster_ip)],
+            None,
+            None,
+        );
+        if has_internal {
+            b.element(
+                SERVICE_IPS_MAP,
+                key3(svc.cluster_ip),
+                Some(Verdict::Goto(internal_chain.clone())),
+                None,
+            );
+        } else {
+            b.element(
+                NO_ENDPOINT_SERVICES_MAP,
+                key3(svc.cluster_ip),
+                Some(internal_verdict.clone()),
+                Some(&port_name),
+            );
+        }
+        for ip in &svc.external_ips {
+            if has_any {
+                b.element(
+                    SERVICE_IPS_MAP,
+                    key3(*ip),
+                    Some(Verdict::Goto(external_chain.clone())),
+                    None,
+                );
+            }
+            if !has_external {
+                b.element(
+                    NO_ENDPOINT_SERVICES_MAP,
+                    key3(*ip),
+                    Some(external_verdict.clone()),
+                    Some(&port_name),
+                );
+            }
+        }
+        let uses_fw =
+            !svc.load_balancer_vips.is_empty() && !svc.load_balancer_source_ranges.is_empty();
+        if uses_fw {
+            b.ensure(&fw_chain);
+        }
+        for ip in &svc.load_balancer_vips {
+            if has_any {
+                b.element(
+                    SERVICE_IPS_MAP,
+                    key3(*ip),
+                    Some(Verdict::Goto(external_chain.clone())),
+                    None,
+                );
+            }
+            if uses_fw {
+                b.element(
+                    FIREWALL_IPS_MAP,
+                    key3(*ip),
+                    Some(Verdict::Goto(fw_chain.clone())),
+                    None,
+                );
+            }
+        }
+        if !has_external {
+            for ip in &svc.load_balancer_vips {
+                b.element(
+                    NO_ENDPOINT_SERVICES_MAP,
+                    key3(*ip),
+                    Some(external_verdict.clone()),
+                    Some(&port_name),
+                );
+            }
+        }
+        if let Some(np) = svc.node_port {
+            let key = vec![KeyPart::Proto(proto), KeyPart::Port(np)];
+            if has_any {
+                b.element(
+                    SERVICE_NODEPORTS_MAP,
+                    key.clone(),
+                    Some(Verdict::Goto(external_chain.clone())),
+                    None,
+                );
+            }
+            if !has_external {
+                b.element(
+                    NO_ENDPOINT_NODEPORTS_MAP,
+                    key,
+                    Some(external_verdict.clone()),
+                    Some(&port_name),
+                );
+            }
+        }
+
+        // Internal traffic: masquerade off-cluster sources (or everything).
+        if has_internal {
+            let dst = addr(AddrField::Dst, false, svc.cluster_ip);
+            if node.masquerade_all {
+                b.rule(internal_chain, vec![dst, jump(MARK_MASQ_CHAIN)], None);
+            } else if let Some(not_local) = local_match(node, false) {
+                b.rule(
+                    internal_chain,
+                    vec![dst, not_local, jump(MARK_MASQ_CHAIN)],
+                    None,
+                );
+            }
+        }
+        // External traffic.
+        if uses_external {
+            if !svc.external_policy_local {
+                b.rule(&external_chain, vec![jump(MARK_MASQ_CHAIN)], None);
+            } else {
+                if let Some(local) = local_match(node, true) {
+                    b.rule(
+                        &external_chain,
+                        vec![local, goto(&cluster_chain)],
+                        Some("short-circuit pod traffic"),
+                    );
+                }
+                b.rule(
+                    &external_chain,
+                    vec![Expr::FibLocal(AddrField::Src), jump(MARK_MASQ_CHAIN)],
+                    Some("masquerade local traffic"),
+                );
+                b.rule(
+                    &external_chain,
+                    vec![Expr::FibLocal(AddrField::Src), goto(&cluster_chain)],
+                    Some("short-circuit local traffic"),
+                );
+            }
+            if has_external {
+                b.rule(&external_chain, vec![goto(external_policy_chain)], None);
+            }
+        }
+        if uses_fw {
+            let node_ip = node
+                .node_ips
+                .iter()
+                .copied()
+                .find(|ip| IpFamily::of(ip) == node.family);
+            let mut items: Vec<AddrItem> = Vec::new();
+            let mut allow_from_node = false;
+            for r in &svc.load_balancer_source_ranges {
+                items.push(AddrItem::Net(*r));
+                if node_ip.is_some_and(|ip| r.contains(&ip)) {
+                    allow_from_node = true;
+                }
+            }
+            if allow_from_node {
+                items.extend(svc.load_balancer_vips.iter().map(|ip| AddrItem::Ip(*ip)));
+            }
+            b.rule(
+                &fw_chain,
+                vec![
+                    Expr::AddrSet {
+                        field: AddrField::Src,
+                        neg: true,
+                        items,
+                        spaced: true,
+                    },
+                    Expr::Verdict(Verdict::Drop),
+                ],
+                None,
+            );
+        }
+        if let Some(timeout) = affinity {
+            for ep in &cat.all_reachable {
+                b.objs.sets.push(Set {
+                    name: ep_names(ep).1,
+                    key: vec![family.addr_type()],
+                    verdict_map: false,
+                    dynamic: true,
+                    timeout: Some(timeout),
+                    comment: None,
+                });
+            }
+        }
+        let to_endpoints = |b: &mut Builder, chain: &str, eps: &[&Endpoint]| {
+            if affinity.is_some() {
+                for ep in eps {
+                    let (ep_chain, aff) = ep_names(ep);
+                    b.rule(
+                        chain,
+                        vec![
+                            Expr::AddrInSet {
+                                field: AddrField::Src,
+                                set: aff,
+                            },
+                            goto(&ep_chain),
+                        ],
+                        None,
+                    );
+                }
+            }
+            b.rule(
+                chain,
+                vec![Expr::Numgen {
+                    targets: eps.iter().map(|ep| ep_names(ep).0).collect(),
+                }],
+                None,
+            );
+        };
+        if uses_cluster {
+            to_endpoints(&mut b, &cluster_chain, &cat.cluster);
+        }
+        if uses_local {
+            to_endpoints(&mut b, &local_chain, &cat.local);
+        }
+        for ep in &cat.all_reachable {
+            let (ep_chain, aff) = ep_names(ep);
+            b.rule(
+                &ep_chain,
+                vec![addr(AddrField::Src, false, ep.ip()), jump(MARK_MASQ_CHAIN)],
+                None,
+            );
+            if affinity.is_some() {
+                b.rule(
+                    &ep_chain,
+                    vec![Expr::Update {
+                        set: aff,
+                        field: AddrField::Src,
+                    }],
+                    None,
+                );
+            }
+            b.rule(
+                &ep_chain,
+                vec![Expr::L4Proto(proto), Expr::Dnat(ep.addr)],
+                None,
+            );
+        }
+    }
+    b.objs
+}
+
+/// The ports of Service `key` in `state`, with their endpoints.
+pub fn ports_of<'a>(
+    state: &'a ClusterState,
+    key: &ServiceKey,
+) -> Vec<(&'a ServicePort, &'a [Endpoint])> {
+    let start = ServicePortName {
+        service: key.clone(),
+        port: String::new(),
+        protocol: crate::iptables::Protocol::Tcp,
+    };
+    state
+        .services
+        .range(start..)
+        .take_while(|(spn, _)| &spn.service == key)
+        .map(|(spn, svc)| (svc, state.endpoints_of(spn)))
+        .collect()
+}
+
+/// Compiles a whole state (every Service) with the fixed objects.
+pub fn compile(state: &ClusterState, settings: &NftProxySettings) -> Compiled {
+    let keys: BTreeSet<&ServiceKey> = state.services.keys().map(|k| &k.service).collect();
+    let services = keys
+        .into_iter()
+        .map(|k| {
+            (
+                k.clone(),
+                Arc::new(compile_service(ports_of(state, k), settings)),
+            )
+        })
+        .collect();
+    Compiled {
+        family: settings.family(),
+        base: base_ops(settings, false),
+        services,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_names_match_kube_proxy() {
+        assert_eq!(
+            hash_and_truncate("ns1/svc1/tcp/p80"),
+            "ULMVA6XW-ns1/svc1/tcp/p80"
+        );
+        assert_eq!(
+            hash_and_truncate("ns1/svc1/tcp/p80__10.180.0.1/80"),
+            "5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80"
+        );
+        let long = "x".repeat(300);
+        let h = hash_and_truncate(&long);
+        assert_eq!(h.len(), 240);
+        assert!(h.ends_with("..."));
+    }
+}

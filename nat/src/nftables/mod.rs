@@ -1,0 +1,53 @@
+//! nftables over netlink, and kube-proxy's nftables mode.
+//!
+//! - [`model`]: tables, chains, sets and verdict maps, elements, rules, and [`Transaction`]s
+//!   of add / flush / delete operations; a transaction renders as an `nft -f` script.
+//! - [`rule`]: the matches and statements of kube-proxy's rules (`ip daddr . meta l4proto .
+//!   th dport vmap @service-ips`, `numgen random mod N vmap { … }`, `dnat to`, `masquerade
+//!   fully-random`, `fib saddr type local`, `ct state new`, …), as text and as the
+//!   register-machine expressions nft would send.
+//! - [`expr`]: those expressions as netlink attributes, including the ones
+//!   netlink-packet-netfilter does not type (nat, ct, numgen, fib, masq, reject, dynset,
+//!   counter), and back.
+//! - [`netlink`]: a [`Transaction`] sent as one nftables batch (all or nothing), and tables
+//!   read back through dumps ([`NftSocket`]).
+//! - [`fake`]: the same transactions applied to an in-memory table (dry runs, tests).
+//! - [`kube_proxy`]: the compiler from the service model to kube-proxy's table `kube-proxy`.
+//! - [`sync`]: full and incremental syncs ([`Planner`], [`NftablesSyncer`]).
+//!
+//! ```
+//! use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
+//! use podnet_nat::nftables::{FakeTable, NftProxySettings, Planner};
+//! use podnet_nat::proxy::NodeSettings;
+//!
+//! let yaml = "kind: Service\nmetadata: {name: web, namespace: demo}\n\
+//!             spec: {clusterIP: 10.96.0.10, ports: [{name: http, port: 80}]}\n";
+//! let (objects, _) = parse_objects(yaml, "inline");
+//! let (state, _) = ClusterState::from_objects(&objects, IpFamily::V4);
+//! let mut planner = Planner::new(NftProxySettings::new(NodeSettings::new("node-1", IpFamily::V4)));
+//! let plan = planner.plan_full(&state, &[], &[]);
+//! assert!(plan.tx.render().contains(
+//!     "add element ip kube-proxy no-endpoint-services { 10.96.0.10 . tcp . 80 comment \"demo/web:http\" : goto reject-chain }"
+//! ));
+//! let mut table = FakeTable::new(plan.tx.family, "kube-proxy");
+//! table.apply(&plan.tx).unwrap(); // what the kernel would hold
+//! ```
+
+pub mod expr;
+pub mod fake;
+pub mod kube_proxy;
+pub mod model;
+pub mod netlink;
+pub mod rule;
+pub mod sync;
+mod sys;
+
+pub use fake::{FakeError, FakeTable};
+pub use kube_proxy::{Compiled, NftProxySettings, ServiceObjects, compile};
+pub use model::{
+    BaseChain, Chain, ChainType, Element, Family, Hook, KeyPart, KeyType, Op, Rule, Set,
+    Transaction, Verdict,
+};
+pub use netlink::{ChainInfo, ElementInfo, NftError, NftSocket, RuleInfo, SetInfo};
+pub use rule::{AddrField, AddrItem, Expr, VmapKey};
+pub use sync::{NftSyncError, NftSyncReport, NftablesSyncer, Plan, Planner};

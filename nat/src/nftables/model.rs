@@ -1,0 +1,576 @@
+//! The nftables objects podnet writes: tables, chains, sets and maps, elements, rules, and the
+//! transactions that add, flush and delete them.
+//!
+//! The same [`Transaction`] is sent to the kernel as one netlink batch
+//! ([`super::netlink`]), written as an `nft -f` script ([`Transaction::render`]) or applied to
+//! an in-memory table ([`super::fake::FakeTable`]).
+
+use super::rule::Expr;
+use crate::iptables::Protocol;
+use crate::kube::IpFamily;
+use std::fmt::{self, Write as _};
+use std::net::IpAddr;
+
+/// An nftables address family. kube-proxy uses one `ip` and one `ip6` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Family {
+    /// `ip` (IPv4).
+    #[default]
+    Ip,
+    /// `ip6` (IPv6).
+    Ip6,
+}
+
+impl Family {
+    /// The family for an IP family.
+    pub fn of(f: IpFamily) -> Family {
+        match f {
+            IpFamily::V4 => Family::Ip,
+            IpFamily::V6 => Family::Ip6,
+        }
+    }
+
+    /// The name nft uses (`ip`, `ip6`), also the address keyword in rules.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ip => "ip",
+            Family::Ip6 => "ip6",
+        }
+    }
+
+    /// The address key type of this family.
+    pub fn addr_type(self) -> KeyType {
+        match self {
+            Family::Ip => KeyType::Ipv4Addr,
+            Family::Ip6 => KeyType::Ipv6Addr,
+        }
+    }
+
+    /// NFPROTO_IPV4 or NFPROTO_IPV6.
+    pub(crate) fn nfproto(self) -> u8 {
+        match self {
+            Family::Ip => 2,
+            Family::Ip6 => 10,
+        }
+    }
+
+    /// Bytes of an address.
+    pub(crate) fn addr_len(self) -> u32 {
+        match self {
+            Family::Ip => 4,
+            Family::Ip6 => 16,
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A netfilter hook a base chain is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hook {
+    /// `prerouting`.
+    Prerouting,
+    /// `input`.
+    Input,
+    /// `forward`.
+    Forward,
+    /// `output`.
+    Output,
+    /// `postrouting`.
+    Postrouting,
+}
+
+impl Hook {
+    /// The nft keyword.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
+            Hook::Forward => "forward",
+            Hook::Output => "output",
+            Hook::Postrouting => "postrouting",
+        }
+    }
+
+    /// NF_INET_* number.
+    pub(crate) fn number(self) -> u32 {
+        match self {
+            Hook::Prerouting => 0,
+            Hook::Input => 1,
+            Hook::Forward => 2,
+            Hook::Output => 3,
+            Hook::Postrouting => 4,
+        }
+    }
+
+    pub(crate) fn from_number(n: u32) -> Option<Hook> {
+        Some(match n {
+            0 => Hook::Prerouting,
+            1 => Hook::Input,
+            2 => Hook::Forward,
+            3 => Hook::Output,
+            4 => Hook::Postrouting,
+            _ => return None,
+        })
+    }
+}
+
+/// The type of a base chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChainType {
+    /// `filter`.
+    Filter,
+    /// `nat`.
+    Nat,
+}
+
+impl ChainType {
+    /// The nft keyword.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChainType::Filter => "filter",
+            ChainType::Nat => "nat",
+        }
+    }
+}
+
+/// What makes a chain a base chain: its type, hook and priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BaseChain {
+    /// `filter` or `nat`.
+    pub kind: ChainType,
+    /// The hook.
+    pub hook: Hook,
+    /// The priority (e.g. -100 for `dstnat`).
+    pub priority: i32,
+}
+
+/// A chain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Chain {
+    /// Its name.
+    pub name: String,
+    /// Set for base chains.
+    pub base: Option<BaseChain>,
+    /// A comment.
+    pub comment: Option<String>,
+}
+
+impl Chain {
+    /// A regular chain.
+    pub fn regular(name: impl Into<String>) -> Chain {
+        Chain {
+            name: name.into(),
+            base: None,
+            comment: None,
+        }
+    }
+}
+
+/// The data type of one part of a set key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyType {
+    /// `ipv4_addr`.
+    Ipv4Addr,
+    /// `ipv6_addr`.
+    Ipv6Addr,
+    /// `inet_proto`.
+    InetProto,
+    /// `inet_service`.
+    InetService,
+    /// A 32-bit host-order integer (the key of `numgen` maps).
+    Integer,
+}
+
+impl KeyType {
+    /// The nft type name.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyType::Ipv4Addr => "ipv4_addr",
+            KeyType::Ipv6Addr => "ipv6_addr",
+            KeyType::InetProto => "inet_proto",
+            KeyType::InetService => "inet_service",
+            KeyType::Integer => "integer",
+        }
+    }
+
+    /// nft's datatype number (`TYPE_*`), 6 bits per part of a concatenation.
+    pub(crate) fn type_id(self) -> u32 {
+        match self {
+            KeyType::Integer => 4,
+            KeyType::Ipv4Addr => 7,
+            KeyType::Ipv6Addr => 8,
+            KeyType::InetProto => 12,
+            KeyType::InetService => 13,
+        }
+    }
+
+    /// Bytes of a value of this type.
+    pub(crate) fn len(self) -> u32 {
+        match self {
+            KeyType::Ipv4Addr | KeyType::Integer => 4,
+            KeyType::Ipv6Addr => 16,
+            KeyType::InetProto => 1,
+            KeyType::InetService => 2,
+        }
+    }
+}
+
+/// A named set, or a verdict map when `verdict_map` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Set {
+    /// Its name.
+    pub name: String,
+    /// The key: one type, or a concatenation.
+    pub key: Vec<KeyType>,
+    /// A map from the key to a verdict (`type K : verdict`).
+    pub verdict_map: bool,
+    /// Updated from the packet path (`flags dynamic`).
+    pub dynamic: bool,
+    /// Default element timeout in seconds (`flags timeout`, `timeout Ns`).
+    pub timeout: Option<u32>,
+    /// A comment.
+    pub comment: Option<String>,
+}
+
+impl Set {
+    /// The `type` clause: `ipv4_addr . inet_proto . inet_service : verdict`.
+    pub fn type_text(&self) -> String {
+        let mut s = self
+            .key
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(" . ");
+        if self.verdict_map {
+            s.push_str(" : verdict");
+        }
+        s
+    }
+
+    /// `set` or `map`.
+    pub fn keyword(&self) -> &'static str {
+        if self.verdict_map { "map" } else { "set" }
+    }
+}
+
+/// One value of a set key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyPart {
+    /// An address.
+    Addr(IpAddr),
+    /// A transport protocol.
+    Proto(Protocol),
+    /// A port.
+    Port(u16),
+    /// An integer.
+    Int(u32),
+}
+
+impl fmt::Display for KeyPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyPart::Addr(a) => write!(f, "{a}"),
+            KeyPart::Proto(p) => f.write_str(p.as_str()),
+            KeyPart::Port(p) => write!(f, "{p}"),
+            KeyPart::Int(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+/// A verdict: the value of a verdict map element or the end of a rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    /// `accept`.
+    Accept,
+    /// `drop`.
+    Drop,
+    /// `return`.
+    Return,
+    /// `jump CHAIN`.
+    Jump(String),
+    /// `goto CHAIN`.
+    Goto(String),
+}
+
+impl Verdict {
+    /// The chain a jump or goto leads to.
+    pub fn chain(&self) -> Option<&str> {
+        match self {
+            Verdict::Jump(c) | Verdict::Goto(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Accept => f.write_str("accept"),
+            Verdict::Drop => f.write_str("drop"),
+            Verdict::Return => f.write_str("return"),
+            Verdict::Jump(c) => write!(f, "jump {c}"),
+            Verdict::Goto(c) => write!(f, "goto {c}"),
+        }
+    }
+}
+
+/// An element of a named set or map.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Element {
+    /// The set or map.
+    pub set: String,
+    /// The key (one part per key type of the set).
+    pub key: Vec<KeyPart>,
+    /// The verdict, for maps.
+    pub value: Option<Verdict>,
+    /// A comment.
+    pub comment: Option<String>,
+}
+
+impl Element {
+    /// The key as nft writes it: `172.30.0.41 . tcp . 80`.
+    pub fn key_text(&self) -> String {
+        let mut s = String::new();
+        for (i, k) in self.key.iter().enumerate() {
+            if i > 0 {
+                s.push_str(" . ");
+            }
+            let _ = write!(s, "{k}");
+        }
+        s
+    }
+}
+
+/// A rule: expressions appended to a chain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rule {
+    /// The chain.
+    pub chain: String,
+    /// The expressions, matches first and a statement or verdict last.
+    pub exprs: Vec<Expr>,
+    /// A comment.
+    pub comment: Option<String>,
+}
+
+impl Rule {
+    /// A rule without comment.
+    pub fn new(chain: impl Into<String>, exprs: Vec<Expr>) -> Rule {
+        Rule {
+            chain: chain.into(),
+            exprs,
+            comment: None,
+        }
+    }
+
+    /// The same rule with a comment.
+    pub fn with_comment(mut self, comment: impl Into<String>) -> Rule {
+        self.comment = Some(comment.into());
+        self
+    }
+
+    /// The rule's body as nft writes it (without chain and comment).
+    pub fn body(&self, family: Family) -> String {
+        let mut s = String::new();
+        for (i, e) in self.exprs.iter().enumerate() {
+            if i > 0 {
+                s.push(' ');
+            }
+            e.render(family, &mut s);
+        }
+        s
+    }
+}
+
+/// One operation of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `add table` (with a comment).
+    AddTable {
+        /// The table's comment.
+        comment: Option<String>,
+    },
+    /// `add chain`: creates it if missing, keeps its rules otherwise.
+    AddChain(Chain),
+    /// `flush chain`: deletes its rules.
+    FlushChain(String),
+    /// `delete chain`.
+    DeleteChain(String),
+    /// `add rule`: appends a rule.
+    AddRule(Rule),
+    /// `add set` / `add map`.
+    AddSet(Set),
+    /// `flush set` / `flush map` (name, is a map).
+    FlushSet(String, bool),
+    /// `delete set` / `delete map` (name, is a map).
+    DeleteSet(String, bool),
+    /// `add element`.
+    AddElement(Element),
+    /// `delete element` (only the key matters).
+    DeleteElement(Element),
+}
+
+/// Operations on one table, applied all or nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Transaction {
+    /// The table's family.
+    pub family: Family,
+    /// The table's name.
+    pub table: String,
+    /// The operations, in order.
+    pub ops: Vec<Op>,
+}
+
+fn quote(s: &str) -> String {
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
+impl Transaction {
+    /// An empty transaction on `family table`.
+    pub fn new(family: Family, table: impl Into<String>) -> Transaction {
+        Transaction {
+            family,
+            table: table.into(),
+            ops: Vec::new(),
+        }
+    }
+
+    /// Appends an operation.
+    pub fn push(&mut self, op: Op) {
+        self.ops.push(op);
+    }
+
+    /// Number of operations (what knftables calls `NumOperations`).
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// No operations.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Writes one operation as an nft command line (no newline).
+    pub fn render_op(&self, op: &Op, out: &mut String) {
+        let (fam, table) = (self.family, &self.table);
+        match op {
+            Op::AddTable { comment } => {
+                let _ = write!(out, "add table {fam} {table}");
+                if let Some(c) = comment {
+                    let _ = write!(out, " {{ comment {} ; }}", quote(c));
+                }
+            }
+            Op::AddChain(c) => {
+                let _ = write!(out, "add chain {fam} {table} {}", c.name);
+                if c.base.is_some() || c.comment.is_some() {
+                    out.push_str(" {");
+                    if let Some(b) = &c.base {
+                        let _ = write!(
+                            out,
+                            " type {} hook {} priority {} ;",
+                            b.kind.name(),
+                            b.hook.name(),
+                            b.priority
+                        );
+                    }
+                    if let Some(cm) = &c.comment {
+                        let _ = write!(out, " comment {} ;", quote(cm));
+                    }
+                    out.push_str(" }");
+                }
+            }
+            Op::FlushChain(n) => {
+                let _ = write!(out, "flush chain {fam} {table} {n}");
+            }
+            Op::DeleteChain(n) => {
+                let _ = write!(out, "delete chain {fam} {table} {n}");
+            }
+            Op::AddRule(r) => {
+                let _ = write!(out, "add rule {fam} {table} {} {}", r.chain, r.body(fam));
+                if let Some(c) = &r.comment {
+                    let _ = write!(out, " comment {}", quote(c));
+                }
+            }
+            Op::AddSet(s) => {
+                let _ = write!(
+                    out,
+                    "add {} {fam} {table} {} {{ type {} ;",
+                    s.keyword(),
+                    s.name,
+                    s.type_text()
+                );
+                let mut flags = Vec::new();
+                if s.dynamic {
+                    flags.push("dynamic");
+                }
+                if s.timeout.is_some() {
+                    flags.push("timeout");
+                }
+                if !flags.is_empty() {
+                    let _ = write!(out, " flags {} ;", flags.join(","));
+                }
+                if let Some(t) = s.timeout {
+                    let _ = write!(out, " timeout {t}s ;");
+                }
+                if let Some(c) = &s.comment {
+                    let _ = write!(out, " comment {} ;", quote(c));
+                }
+                out.push_str(" }");
+            }
+            Op::FlushSet(n, map) => {
+                let kw = if *map { "map" } else { "set" };
+                let _ = write!(out, "flush {kw} {fam} {table} {n}");
+            }
+            Op::DeleteSet(n, map) => {
+                let kw = if *map { "map" } else { "set" };
+                let _ = write!(out, "delete {kw} {fam} {table} {n}");
+            }
+            Op::AddElement(e) => {
+                let _ = write!(
+                    out,
+                    "add element {fam} {table} {} {{ {}",
+                    e.set,
+                    e.key_text()
+                );
+                if let Some(c) = &e.comment {
+                    let _ = write!(out, " comment {}", quote(c));
+                }
+                if let Some(v) = &e.value {
+                    let _ = write!(out, " : {v}");
+                }
+                out.push_str(" }");
+            }
+            Op::DeleteElement(e) => {
+                let _ = write!(
+                    out,
+                    "delete element {fam} {table} {} {{ {} }}",
+                    e.set,
+                    e.key_text()
+                );
+            }
+        }
+    }
+
+    /// The transaction as an `nft -f` script, one command per line.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for op in &self.ops {
+            self.render_op(op, &mut out);
+            out.push('\n');
+        }
+        out
+    }
+}

@@ -1,0 +1,474 @@
+//! IPVS on a kernel that has it: run as root, each test inside fresh namespaces.
+//!
+//! This machine's kernel has no IPVS, so here these tests say they were skipped. `ipvs_vm`
+//! builds this file as a static binary and runs it inside a virtual machine with Debian's kernel, where
+//! `PODNET_REQUIRE_IPVS=1` turns a missing IPVS into a failure (and `PODNET_REQUIRE_IPVSADM=1`
+//! a missing `ipvsadm`). On a host whose kernel has IPVS they run as they are.
+
+use podnet_links::{Dummy, Handle, Route, Veth};
+use podnet_nat::ipvs::{
+    Destination, Family, ForwardMethod, Ipvs, IpvsError, Scheduler, ServiceFlags, ServiceId,
+    Timeouts, VirtualService,
+};
+use podnet_testsupport::{TestNs, require_root};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// An IPVS client in `ns`, or `None` (with a message) when the kernel has no IPVS.
+fn ipvs_in(ns: &TestNs, test: &str) -> Option<Ipvs> {
+    match Ipvs::in_ns(ns) {
+        Ok(ipvs) => Some(ipvs),
+        Err(IpvsError::NotAvailable) => {
+            if std::env::var("PODNET_REQUIRE_IPVS").as_deref() == Ok("1") {
+                panic!("{test}: IPVS is required (PODNET_REQUIRE_IPVS=1) but not available");
+            }
+            eprintln!("skipped {test}: this kernel has no IPVS (the ipvs_vm test runs it in a VM)");
+            None
+        }
+        Err(e) => panic!("{test}: opening IPVS: {e}"),
+    }
+}
+
+/// `ipvsadm -Ln` in `ns`, or `None` when ipvsadm is not installed (an error when required).
+fn ipvsadm(ns: &TestNs) -> Option<String> {
+    let required = std::env::var("PODNET_REQUIRE_IPVSADM").as_deref() == Ok("1");
+    match ns.command("ipvsadm").arg("-Ln").output() {
+        Ok(out) if out.status.success() => Some(String::from_utf8_lossy(&out.stdout).into()),
+        Ok(out) => panic!(
+            "ipvsadm -Ln failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("note: ipvsadm not installed; its view is not checked");
+            None
+        }
+        Err(e) => panic!("running ipvsadm: {e}"),
+    }
+}
+
+/// One service of `ipvsadm -Ln` output: its line's words and its destinations' words.
+#[derive(Debug)]
+struct Listed {
+    words: Vec<String>,
+    dests: Vec<Vec<String>>,
+}
+
+fn parse_ipvsadm(text: &str) -> Vec<Listed> {
+    let mut out: Vec<Listed> = Vec::new();
+    for line in text.lines() {
+        let words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        match words.first().map(String::as_str) {
+            Some("TCP" | "UDP" | "SCTP" | "FWM") => out.push(Listed {
+                words,
+                dests: Vec::new(),
+            }),
+            Some("->") if words.get(1).is_some_and(|w| w != "RemoteAddress:Port") => {
+                if let Some(last) = out.last_mut() {
+                    last.dests.push(words[1..].to_vec());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn listed<'a>(list: &'a [Listed], proto: &str, addr: &str) -> &'a Listed {
+    list.iter()
+        .find(|l| l.words[0] == proto && l.words[1] == addr)
+        .unwrap_or_else(|| panic!("ipvsadm does not list {proto} {addr}: {list:#?}"))
+}
+
+#[test]
+fn services_and_destinations_add_edit_delete_list() {
+    require_root!();
+    let ns = TestNs::new("ipvs-crud");
+    let Some(mut ipvs) = ipvs_in(&ns, "services_and_destinations_add_edit_delete_list") else {
+        return;
+    };
+    let info = ipvs.info().unwrap();
+    assert_eq!(info.version, (1, 2, 1));
+    assert!(info.conn_table_size > 0);
+    assert!(
+        ipvs.services().unwrap().is_empty(),
+        "a new namespace has none"
+    );
+
+    // One TCP service per scheduler.
+    let mut expected = Vec::new();
+    for (i, sched) in Scheduler::KNOWN.iter().enumerate() {
+        let id = ServiceId::tcp(sa(&format!("10.96.0.{}:80", i + 1)));
+        let mut svc = VirtualService::new(id).scheduler(sched.clone());
+        if *sched == Scheduler::MaglevHashing {
+            svc = svc.flags(ServiceFlags::SCHED2); // kube-proxy's mh flag: mh-port
+        }
+        ipvs.add_service(&svc).unwrap();
+        expected.push(svc);
+    }
+    // Persistence (ClientIP affinity), with a /24 granularity.
+    let mut sticky = VirtualService::new(ServiceId::udp(sa("10.96.1.1:53"))).persistent(10800);
+    sticky.netmask = 24;
+    ipvs.add_service(&sticky).unwrap();
+    expected.push(sticky.clone());
+    let fwm = VirtualService::new(ServiceId::FwMark {
+        family: Family::V4,
+        mark: 0x4000,
+    })
+    .scheduler(Scheduler::WeightedLeastConnection);
+    ipvs.add_service(&fwm).unwrap();
+    expected.push(fwm.clone());
+    let v6 = VirtualService::new(ServiceId::tcp(sa("[fd10:96::a]:443")))
+        .scheduler(Scheduler::SourceHashing)
+        .persistent(60);
+    ipvs.add_service(&v6).unwrap();
+    expected.push(v6.clone());
+
+    let mut listed_services: Vec<VirtualService> = ipvs
+        .services()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.service)
+        .collect();
+    listed_services.sort_by_key(|s| s.id);
+    expected.sort_by_key(|s| s.id);
+    assert_eq!(listed_services, expected);
+
+    // Adding again: Exists, naming the service.
+    let err = ipvs.add_service(&expected[0]).unwrap_err();
+    assert!(err.is_exists(), "{err}");
+    assert!(
+        err.to_string().contains(&expected[0].id.to_string()),
+        "{err}"
+    );
+    // An unknown scheduler is named.
+    let err = ipvs
+        .add_service(
+            &VirtualService::new(ServiceId::tcp(sa("10.96.9.9:80")))
+                .scheduler(Scheduler::Other("nosuch".into())),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, IpvsError::UnknownScheduler { ref scheduler, .. } if scheduler == "nosuch"),
+        "{err}"
+    );
+
+    // Edit: scheduler and persistence change in place.
+    let web = ServiceId::tcp(sa("10.96.0.1:80"));
+    let edited = VirtualService::new(web)
+        .scheduler(Scheduler::LeastConnection)
+        .persistent(300);
+    ipvs.edit_service(&edited).unwrap();
+    assert_eq!(ipvs.service(&web).unwrap().unwrap().service, edited);
+    let missing = ServiceId::tcp(sa("10.96.9.9:80"));
+    assert!(matches!(
+        ipvs.edit_service(&VirtualService::new(missing)),
+        Err(IpvsError::NoSuchService { .. })
+    ));
+    assert_eq!(ipvs.service(&missing).unwrap(), None);
+
+    // Destinations.
+    let d1 = Destination::new(sa("10.244.1.2:8080"));
+    let d2 = Destination::new(sa("10.244.2.2:8080")).weight(3);
+    ipvs.add_destination(&web, &d1).unwrap();
+    ipvs.add_destination(&web, &d2).unwrap();
+    assert!(ipvs.add_destination(&web, &d1).unwrap_err().is_exists());
+    let mut dests: Vec<Destination> = ipvs
+        .destinations(&web)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.destination)
+        .collect();
+    dests.sort_by_key(|d| d.addr);
+    assert_eq!(dests, vec![d1, d2]);
+    let d2b = d2.weight(0);
+    ipvs.edit_destination(&web, &d2b).unwrap();
+    let got = ipvs.destinations(&web).unwrap();
+    assert!(got.iter().any(|d| d.destination == d2b), "{got:?}");
+    let gone = Destination::new(sa("10.244.9.9:1"));
+    assert!(matches!(
+        ipvs.edit_destination(&web, &gone),
+        Err(IpvsError::NoSuchDestination { .. })
+    ));
+    assert!(matches!(
+        ipvs.del_destination(&web, gone.addr),
+        Err(IpvsError::NoSuchDestination { .. })
+    ));
+    assert!(matches!(
+        ipvs.add_destination(&missing, &d1),
+        Err(IpvsError::NoSuchService { .. })
+    ));
+    assert!(matches!(
+        ipvs.destinations(&missing),
+        Err(IpvsError::NoSuchService { .. })
+    ));
+    // A fwmark service takes destinations too, and an IPv6 one IPv6 destinations.
+    ipvs.add_destination(
+        &fwm.id,
+        &Destination::new(sa("10.244.1.2:0")).forward(ForwardMethod::DirectRoute),
+    )
+    .unwrap();
+    ipvs.add_destination(&v6.id, &Destination::new(sa("[fd00:244::2]:8443")))
+        .unwrap();
+    ipvs.add_destination(&sticky.id, &Destination::new(sa("10.244.1.2:5353")))
+        .unwrap();
+
+    // What ipvsadm, an independent client, sees.
+    if let Some(text) = ipvsadm(&ns) {
+        eprintln!("{text}");
+        let list = parse_ipvsadm(&text);
+        assert_eq!(list.len(), expected.len(), "{text}");
+        let w = listed(&list, "TCP", "10.96.0.1:80");
+        assert_eq!(w.words[2..], ["lc", "persistent", "300"], "{text}");
+        let mut d: Vec<_> = w.dests.iter().map(|d| d[..3].to_vec()).collect();
+        d.sort();
+        assert_eq!(
+            d,
+            vec![
+                vec!["10.244.1.2:8080", "Masq", "1"],
+                vec!["10.244.2.2:8080", "Masq", "0"]
+            ],
+            "{text}"
+        );
+        for (i, sched) in Scheduler::KNOWN.iter().enumerate().skip(1) {
+            let l = listed(&list, "TCP", &format!("10.96.0.{}:80", i + 1));
+            assert_eq!(l.words[2], sched.name(), "{text}");
+        }
+        let mh = listed(&list, "TCP", "10.96.0.9:80");
+        assert_eq!(mh.words[2..], ["mh", "(mh-port)"], "{text}");
+        let s = listed(&list, "UDP", "10.96.1.1:53");
+        assert_eq!(
+            s.words[2..],
+            ["rr", "persistent", "10800", "mask", "255.255.255.0"],
+            "{text}"
+        );
+        assert_eq!(s.dests[0][..3], ["10.244.1.2:5353", "Masq", "1"], "{text}");
+        let f = listed(&list, "FWM", "16384");
+        assert_eq!(f.words[2], "wlc", "{text}");
+        assert_eq!(f.dests[0][..2], ["10.244.1.2:0", "Route"], "{text}");
+        let six = listed(&list, "TCP", "[fd10:96::a]:443");
+        assert_eq!(six.words[2..], ["sh", "persistent", "60"], "{text}");
+        assert_eq!(
+            six.dests[0][..3],
+            ["[fd00:244::2]:8443", "Masq", "1"],
+            "{text}"
+        );
+    }
+
+    // Timeouts.
+    let t = Timeouts {
+        tcp: 900,
+        tcp_fin: 120,
+        udp: 300,
+    };
+    ipvs.set_timeouts(t).unwrap();
+    assert_eq!(ipvs.timeouts().unwrap(), t);
+
+    // Delete one destination, one service, then everything.
+    ipvs.del_destination(&web, d1.addr).unwrap();
+    assert_eq!(ipvs.destinations(&web).unwrap().len(), 1);
+    ipvs.del_service(&web).unwrap();
+    assert!(matches!(
+        ipvs.del_service(&web),
+        Err(IpvsError::NoSuchService { .. })
+    ));
+    assert_eq!(ipvs.services().unwrap().len(), expected.len() - 1);
+    ipvs.flush().unwrap();
+    assert!(ipvs.services().unwrap().is_empty());
+}
+
+#[test]
+fn namespaces_have_their_own_tables() {
+    require_root!();
+    let a = TestNs::new("ipvs-a");
+    let b = TestNs::new("ipvs-b");
+    let Some(mut ia) = ipvs_in(&a, "namespaces_have_their_own_tables") else {
+        return;
+    };
+    let mut ib = Ipvs::in_ns(&b).unwrap();
+    ia.add_service(&VirtualService::new(ServiceId::tcp(sa("10.96.0.1:443"))))
+        .unwrap();
+    assert_eq!(ia.services().unwrap().len(), 1);
+    assert!(ib.services().unwrap().is_empty());
+}
+
+/// A TCP server in `ns` on `addr` that answers every connection with `name` until dropped.
+struct NameServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NameServer {
+    fn start(ns: &TestNs, addr: SocketAddr, name: &'static str) -> NameServer {
+        let listener = ns
+            .run(move || TcpListener::bind(addr))
+            .unwrap()
+            .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.write_all(name.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        NameServer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for NameServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Connects from `ns` to `addr` and returns what the server said.
+fn ask(ns: &TestNs, addr: SocketAddr) -> String {
+    ns.run(move || -> std::io::Result<String> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        Ok(text)
+    })
+    .unwrap()
+    .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"))
+}
+
+/// Joins `node` and `other` with a veth (`node_if` on the node side, `eth0` inside), with
+/// `node_addr` and `other_addr` (CIDR) and a default route from `other` via the node.
+fn attach(node: &TestNs, node_if: &str, node_addr: &str, other: &TestNs, other_addr: &str) {
+    let h = Handle::in_ns(node).unwrap();
+    h.link()
+        .add(&Veth::new(node_if).peer("eth0").peer_netns(other))
+        .unwrap();
+    h.addr().add(node_if, node_addr.parse().unwrap()).unwrap();
+    h.link().set(node_if).up().apply().unwrap();
+    let o = Handle::in_ns(other).unwrap();
+    o.addr().add("eth0", other_addr.parse().unwrap()).unwrap();
+    o.link().set("eth0").up().apply().unwrap();
+    let gw = node_addr.split('/').next().unwrap().parse().unwrap();
+    o.route()
+        .add(&Route::new("0.0.0.0/0".parse().unwrap()).via(gw))
+        .unwrap();
+}
+
+#[test]
+fn tcp_to_the_virtual_ip_reaches_the_endpoints() {
+    require_root!();
+    let node = TestNs::new("ipvs-node");
+    let Some(mut ipvs) = ipvs_in(&node, "tcp_to_the_virtual_ip_reaches_the_endpoints") else {
+        return;
+    };
+    let client = TestNs::new("ipvs-client");
+    let ep1 = TestNs::new("ipvs-ep1");
+    let ep2 = TestNs::new("ipvs-ep2");
+    attach(&node, "vclient", "10.244.0.1/24", &client, "10.244.0.2/24");
+    attach(&node, "vep1", "10.244.1.1/24", &ep1, "10.244.1.2/24");
+    attach(&node, "vep2", "10.244.2.1/24", &ep2, "10.244.2.2/24");
+    node.sysctl_set("net.ipv4.ip_forward", "1").unwrap();
+    // The service IP lives on kube-ipvs0, as kube-proxy's ipvs mode puts it.
+    let h = Handle::in_ns(&node).unwrap();
+    h.link().add(&Dummy::new("kube-ipvs0")).unwrap();
+    h.addr()
+        .add("kube-ipvs0", "10.96.0.10/32".parse().unwrap())
+        .unwrap();
+
+    let _s1 = NameServer::start(&ep1, sa("10.244.1.2:8080"), "ep1");
+    let _s2 = NameServer::start(&ep2, sa("10.244.2.2:8080"), "ep2");
+    let vip = sa("10.96.0.10:80");
+    let id = ServiceId::tcp(vip);
+    ipvs.add_service(&VirtualService::new(id)).unwrap();
+    ipvs.add_destination(&id, &Destination::new(sa("10.244.1.2:8080")))
+        .unwrap();
+    ipvs.add_destination(&id, &Destination::new(sa("10.244.2.2:8080")))
+        .unwrap();
+
+    // Round robin from a client namespace routed through the node.
+    let mut counts = std::collections::BTreeMap::new();
+    for _ in 0..20 {
+        *counts.entry(ask(&client, vip)).or_insert(0) += 1;
+    }
+    assert_eq!(
+        counts,
+        [("ep1".to_string(), 10), ("ep2".to_string(), 10)].into(),
+        "round robin over both endpoints"
+    );
+    // From the node itself (the VIP is a local address there).
+    let from_node = ask(&node, vip);
+    assert!(from_node == "ep1" || from_node == "ep2", "{from_node}");
+
+    // The kernel counted them (connection counts at once; the counters when its estimator
+    // next runs, every 2 s), and ipvsadm lists the service and both destinations.
+    let dests = ipvs.destinations(&id).unwrap();
+    let conns: u32 = dests
+        .iter()
+        .map(|d| d.active_conns + d.inactive_conns)
+        .sum();
+    assert_eq!(conns, 21, "{dests:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let dests = ipvs.destinations(&id).unwrap();
+        let total: u64 = dests.iter().map(|d| d.stats.conns).sum();
+        let service = ipvs.service(&id).unwrap().unwrap();
+        if total == 21 && service.stats.conns == 21 {
+            assert!(
+                dests
+                    .iter()
+                    .all(|d| d.stats.in_packets > 0 && d.stats.out_bytes > 0)
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "counters never reached 21: {dests:?} {service:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    if let Some(text) = ipvsadm(&node) {
+        eprintln!("{text}");
+        let list = parse_ipvsadm(&text);
+        let l = listed(&list, "TCP", "10.96.0.10:80");
+        assert_eq!(l.words[2], "rr");
+        let mut d: Vec<_> = l.dests.iter().map(|d| d[..3].to_vec()).collect();
+        d.sort();
+        assert_eq!(
+            d,
+            vec![
+                vec!["10.244.1.2:8080", "Masq", "1"],
+                vec!["10.244.2.2:8080", "Masq", "1"]
+            ]
+        );
+    }
+
+    // Weight 0 stops new connections to ep2; deleting ep1 leaves nothing to connect to.
+    ipvs.edit_destination(&id, &Destination::new(sa("10.244.2.2:8080")).weight(0))
+        .unwrap();
+    for _ in 0..4 {
+        assert_eq!(ask(&client, vip), "ep1");
+    }
+    ipvs.edit_destination(&id, &Destination::new(sa("10.244.2.2:8080")))
+        .unwrap();
+    ipvs.del_destination(&id, sa("10.244.1.2:8080")).unwrap();
+    for _ in 0..4 {
+        assert_eq!(ask(&client, vip), "ep2");
+    }
+}

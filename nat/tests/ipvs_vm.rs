@@ -1,0 +1,73 @@
+//! IPVS on a real kernel: the `ipvs_kernel` tests, built as a static binary, run inside a
+//! virtual machine with Debian's kernel (this machine's kernel has no IPVS and no dummy links).
+//!
+//! Skips, saying why, only when the VM cannot be had: no qemu (and no way to install it), no
+//! Debian package archive to fetch the kernel from, or no Rust target to build the guest program
+//! for. A failure inside the
+//! guest fails this test and prints the guest's console.
+
+mod support;
+
+use support::vm::{Vm, build_guest_test};
+
+/// The IPVS schedulers and what the tests use besides.
+const MODULES: &[&str] = &[
+    "ip_vs",
+    "ip_vs_rr",
+    "ip_vs_wrr",
+    "ip_vs_lc",
+    "ip_vs_wlc",
+    "ip_vs_sh",
+    "ip_vs_dh",
+    "ip_vs_sed",
+    "ip_vs_nq",
+    "ip_vs_mh",
+    "dummy",
+    "veth",
+];
+
+#[test]
+fn ipvs_kernel_tests_pass_in_a_vm() {
+    let mut vm = match Vm::prepare() {
+        Ok(vm) => vm,
+        Err(why) => {
+            eprintln!("skipped ipvs_kernel_tests_pass_in_a_vm: no VM ({why})");
+            return;
+        }
+    };
+    vm.modules(MODULES).expect("kernel modules");
+    vm.debian_program(
+        "ipvsadm",
+        "sbin/ipvsadm",
+        &["libnl-3-200", "libnl-genl-3-200", "libpopt0"],
+    )
+    .expect("ipvsadm for the guest");
+    let bin = match build_guest_test("podnet-nat", "ipvs_kernel") {
+        Ok(bin) => bin,
+        Err(why) if why.starts_with("skip:") => {
+            eprintln!("skipped ipvs_kernel_tests_pass_in_a_vm: {why}");
+            return;
+        }
+        Err(why) => panic!("{why}"),
+    };
+    vm.file(&bin, "/test/ipvs_kernel");
+    vm.env("PODNET_REQUIRE_IPVS", "1")
+        .env("PODNET_REQUIRE_IPVSADM", "1")
+        .env("RUST_BACKTRACE", "1");
+    let run = vm
+        .run(&["/test/ipvs_kernel", "--test-threads=1", "--nocapture"])
+        .expect("qemu runs");
+    eprintln!(
+        "--- guest console ({:.1} s) ---\n{}\n--- end of guest console ---",
+        run.elapsed.as_secs_f64(),
+        run.log
+    );
+    assert!(!run.timed_out, "the VM timed out");
+    assert_eq!(run.status, Some(0), "ipvs_kernel failed inside the VM");
+    // Every kernel test ran (none skipped for want of IPVS), and none was filtered out.
+    assert!(
+        run.log.contains("test result: ok. 3 passed; 0 failed"),
+        "expected 3 passing tests"
+    );
+    assert!(!run.log.contains("skipped"), "a test skipped inside the VM");
+}

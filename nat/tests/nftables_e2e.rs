@@ -1,0 +1,318 @@
+//! Kernel end-to-end test of kube-proxy's nftables mode: the same traffic test as the
+//! iptables mode (`kernel_e2e.rs`), with the node's rules written over netlink by
+//! [`NftablesSyncer`]. A client namespace, a node namespace, and two endpoint namespaces with
+//! TCP and UDP echo servers.
+//!
+//! ```text
+//!  client 198.18.0.1 ── eth0/eth0 ── 198.18.0.2 node ── vep1 10.244.1.1 ── 10.244.1.2 ep1
+//!                                                  └── vep2 10.244.2.1 ── 10.244.2.2 ep2
+//! ```
+
+use podnet_nat::kube::{ClusterState, IpFamily, ServiceKey, parse_objects};
+use podnet_nat::nftables::{NftProxySettings, NftablesSyncer};
+use podnet_nat::proxy::{LocalDetector, NodeSettings};
+use podnet_testsupport::{TestNs, linked_pair, require_root};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// TCP and UDP echo servers that answer with their name; stopped and joined on drop.
+struct Echo {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Echo {
+    fn start(ns: &TestNs, name: &'static str, addr: &str) -> Echo {
+        let tcp_addr: SocketAddr = format!("{addr}:8080").parse().unwrap();
+        let udp_addr: SocketAddr = format!("{addr}:5353").parse().unwrap();
+        let (listener, udp) = ns
+            .run(move || {
+                (
+                    TcpListener::bind(tcp_addr).unwrap(),
+                    UdpSocket::bind(udp_addr).unwrap(),
+                )
+            })
+            .unwrap();
+        listener.set_nonblocking(true).unwrap();
+        udp.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s1 = stop.clone();
+        let t1 = std::thread::spawn(move || {
+            while !s1.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut c, _)) => {
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.write_all(format!("{name}\n").as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        let s2 = stop.clone();
+        let t2 = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while !s2.load(Ordering::Relaxed) {
+                if let Ok((_, from)) = udp.recv_from(&mut buf) {
+                    let _ = udp.send_to(name.as_bytes(), from);
+                }
+            }
+        });
+        Echo {
+            stop,
+            threads: vec![t1, t2],
+        }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn endpoint_ns(node: &TestNs, tag: &str, n: u8) -> TestNs {
+    let ep = TestNs::new(tag);
+    let node_if = format!("vep{n}");
+    node.exec(
+        "ip",
+        &[
+            "link",
+            "add",
+            &node_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ep.name(),
+        ],
+    );
+    node.exec(
+        "ip",
+        &["addr", "add", &format!("10.244.{n}.1/24"), "dev", &node_if],
+    );
+    node.exec("ip", &["link", "set", &node_if, "up"]);
+    ep.exec(
+        "ip",
+        &["addr", "add", &format!("10.244.{n}.2/24"), "dev", "eth0"],
+    );
+    ep.exec("ip", &["link", "set", "eth0", "up"]);
+    ep.exec(
+        "ip",
+        &["route", "add", "default", "via", &format!("10.244.{n}.1")],
+    );
+    ep
+}
+
+fn objects(udp_endpoints: &[&str]) -> String {
+    let mut y = String::from(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: demo}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.10
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sticky, namespace: demo}
+spec:
+  clusterIP: 10.96.0.11
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {clientIP: {timeoutSeconds: 600}}
+  ports: [{name: http, port: 81, targetPort: 8080, protocol: TCP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: dns, namespace: demo}
+spec:
+  clusterIP: 10.96.0.12
+  ports: [{name: dns, port: 53, targetPort: 5353, protocol: UDP}]
+"#,
+    );
+    for svc in ["web", "sticky"] {
+        y.push_str(&format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+             metadata: {{name: {svc}-1, namespace: demo, labels: {{kubernetes.io/service-name: {svc}}}}}\n\
+             addressType: IPv4\nports: [{{name: http, port: 8080, protocol: TCP}}]\n\
+             endpoints:\n- addresses: [10.244.1.2]\n  nodeName: node-1\n- addresses: [10.244.2.2]\n  nodeName: node-1\n"
+        ));
+    }
+    y.push_str(
+        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+         metadata: {name: dns-1, namespace: demo, labels: {kubernetes.io/service-name: dns}}\n\
+         addressType: IPv4\nports: [{name: dns, port: 5353, protocol: UDP}]\nendpoints:\n",
+    );
+    for e in udp_endpoints {
+        y.push_str(&format!("- addresses: [{e}]\n"));
+    }
+    y
+}
+
+fn state(udp_endpoints: &[&str]) -> ClusterState {
+    let (objs, w) = parse_objects(&objects(udp_endpoints), "e2e");
+    assert!(w.is_empty(), "{w:?}");
+    let (s, w) = ClusterState::from_objects(&objs, IpFamily::V4);
+    assert!(w.is_empty(), "{w:?}");
+    s
+}
+
+/// Opens `n` TCP connections from the client namespace and counts which endpoint answered.
+fn spread(client: &TestNs, to: &str, n: usize) -> BTreeMap<String, usize> {
+    let to: SocketAddr = to.parse().unwrap();
+    client
+        .run(move || {
+            let mut counts = BTreeMap::new();
+            for _ in 0..n {
+                let mut s =
+                    TcpStream::connect_timeout(&to, Duration::from_secs(2)).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut who = String::new();
+                s.read_to_string(&mut who).expect("read");
+                *counts.entry(who.trim().to_owned()).or_insert(0) += 1;
+            }
+            counts
+        })
+        .unwrap()
+}
+
+fn assert_spread(counts: &BTreeMap<String, usize>, n: usize) {
+    assert_eq!(counts.values().sum::<usize>(), n, "{counts:?}");
+    for ep in ["ep1", "ep2"] {
+        let c = counts.get(ep).copied().unwrap_or(0);
+        assert!(c * 5 >= n, "{ep} got {c} of {n}: {counts:?}");
+    }
+}
+
+#[test]
+fn services_over_nftables_in_namespaces() {
+    require_root!();
+    let pair = linked_pair("nfte2e", "198.18.0.1/24", "198.18.0.2/24");
+    let (client, node) = (&pair.a, &pair.b);
+    client.exec("ip", &["route", "add", "10.96.0.0/12", "via", "198.18.0.2"]);
+    client.exec(
+        "ip",
+        &["route", "add", "10.244.0.0/16", "via", "198.18.0.2"],
+    );
+    node.sysctl_set("net.ipv4.ip_forward", "1").unwrap();
+    // The node routes the service range (as a node with a default route would), so packets
+    // for addresses no rule rewrote reach the forward hook.
+    node.exec("ip", &["route", "add", "10.96.0.0/12", "dev", "eth0"]);
+    // Such packets leave by the interface they came in on; an ICMP redirect would use up the
+    // ICMP rate-limit token the reject's port-unreachable needs.
+    node.sysctl_set("net.ipv4.conf.all.send_redirects", "0")
+        .unwrap();
+    node.sysctl_set("net.ipv4.conf.eth0.send_redirects", "0")
+        .unwrap();
+    let ep1 = endpoint_ns(node, "nfte2e-ep1", 1);
+    let ep2 = endpoint_ns(node, "nfte2e-ep2", 2);
+    let _e1 = Echo::start(&ep1, "ep1", "10.244.1.2");
+    let _e2 = Echo::start(&ep2, "ep2", "10.244.2.2");
+
+    let mut node_settings = NodeSettings::new("node-1", IpFamily::V4);
+    node_settings.node_ips = vec!["198.18.0.2".parse().unwrap()];
+    node_settings.local_detector = LocalDetector::ClusterCidr("10.244.0.0/16".parse().unwrap());
+    let settings = NftProxySettings {
+        node: node_settings,
+        service_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
+    };
+    let mut syncer = NftablesSyncer::new(node.ns().clone(), settings);
+    let report = syncer
+        .sync(&state(&["10.244.1.2", "10.244.2.2"]))
+        .expect("first sync");
+    assert!(report.full, "{report:?}");
+    let listed = node.exec("nft", &["list", "table", "ip", "kube-proxy"]);
+    assert!(listed.contains("numgen random mod 2 vmap"), "{listed}");
+    // No iptables rules are involved.
+    let nat = node.exec("iptables-save", &["-t", "nat"]);
+    assert!(!nat.contains("KUBE-SERVICES"), "{nat}");
+
+    // ClusterIP and NodePort spread over both endpoints.
+    let n = 200;
+    let counts = spread(client, "10.96.0.10:80", n);
+    assert_spread(&counts, n);
+    let counts = spread(client, "198.18.0.2:30080", n);
+    assert_spread(&counts, n);
+
+    // Session affinity: every connection to the same endpoint.
+    let counts = spread(client, "10.96.0.11:81", n);
+    assert_eq!(counts.len(), 1, "affinity broken: {counts:?}");
+    assert_eq!(counts.values().sum::<usize>(), n);
+
+    // A port the ClusterIP does not serve is rejected, an unallocated ClusterIP dropped.
+    let refused = client
+        .run(|| {
+            TcpStream::connect_timeout(&"10.96.0.10:81".parse().unwrap(), Duration::from_secs(2))
+        })
+        .unwrap();
+    let err = refused.expect_err("port 81 of the web ClusterIP is not a service port");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    let dropped = client
+        .run(|| {
+            TcpStream::connect_timeout(
+                &"10.96.0.99:80".parse().unwrap(),
+                Duration::from_millis(300),
+            )
+        })
+        .unwrap();
+    let err = dropped.expect_err("10.96.0.99 is not allocated");
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+
+    // UDP: one socket is one flow, pinned to one endpoint by conntrack.
+    let udp = client
+        .run(|| {
+            let s = UdpSocket::bind("198.18.0.1:0").unwrap();
+            s.connect("10.96.0.12:53").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s
+        })
+        .unwrap();
+    let ask = |s: &UdpSocket| -> String {
+        s.send(b"who").unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.recv(&mut buf).expect("udp reply");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = ask(&udp);
+    for _ in 0..5 {
+        assert_eq!(ask(&udp), first);
+    }
+    // Remove the endpoint that serves this flow: an incremental sync of that Service only,
+    // then conntrack cleanup moves the flow.
+    let remaining = if first == "ep1" {
+        "10.244.2.2"
+    } else {
+        "10.244.1.2"
+    };
+    let report = syncer
+        .sync_services(&state(&[remaining]), &[ServiceKey::new("demo", "dns")])
+        .expect("incremental sync");
+    assert!(!report.full, "{report:?}");
+    assert_eq!(report.services_written, 1, "{report:?}");
+    assert!(report.conntrack_deleted >= 1, "{report:?}");
+    let after = ask(&udp);
+    assert_ne!(after, first, "UDP flow still goes to the removed endpoint");
+
+    // TCP still works after the partial sync.
+    let counts = spread(client, "10.96.0.10:80", 20);
+    assert_eq!(counts.values().sum::<usize>(), 20);
+
+    // A forced full sync rewrites everything in one batch and traffic keeps flowing.
+    syncer.planner_mut().force_full();
+    let report = syncer.sync(&state(&[remaining])).expect("full resync");
+    assert!(report.full);
+    let counts = spread(client, "198.18.0.2:30080", 20);
+    assert_eq!(counts.values().sum::<usize>(), 20);
+}

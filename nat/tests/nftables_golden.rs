@@ -1,0 +1,747 @@
+//! Golden tests of kube-proxy's nftables mode: the compiled objects equal kube-proxy's expected
+//! output from its own unit tests (pkg/proxy/nftables/proxier_test.go: TestOverallNFTablesRules
+//! and every step of TestSyncProxyRulesRepeated, operation counts included), compared after
+//! kube-proxy's own sort (`sortNFTablesTransaction`). As root, the same objects sent over
+//! netlink are accepted by the kernel, and the table reads back exactly like the one `nft -f`
+//! makes from kube-proxy's text.
+
+mod common;
+
+use common::{fake_proxier_settings, state_from_yaml};
+use podnet_nat::kube::ClusterState;
+use podnet_nat::nftables::expr::Insn;
+use podnet_nat::nftables::kube_proxy::TABLE;
+use podnet_nat::nftables::{
+    FakeTable, Family, NftProxySettings, NftSocket, NftablesSyncer, Planner,
+};
+use podnet_nat::proxy::sync::run_with_input;
+use podnet_testsupport::{TestNs, require_root};
+use std::time::{Duration, Instant};
+
+/// kube-proxy's fake proxier (`NewFakeProxier`) for nftables: the iptables fake's settings,
+/// `--nodeport-addresses 192.168.0.2/32` and the Service CIDR 172.30.0.0/16.
+fn nft_fake_settings() -> NftProxySettings {
+    let mut node = fake_proxier_settings();
+    node.nodeport_addresses = vec!["192.168.0.2/32".parse().unwrap()];
+    NftProxySettings {
+        node,
+        service_cidrs: vec!["172.30.0.0/16".parse().unwrap()],
+    }
+}
+
+/// `baseRules` of proxier_test.go.
+const BASE_RULES: &str = r#"
+add table ip kube-proxy { comment "rules for kube-proxy" ; }
+
+add set ip kube-proxy cluster-ips { type ipv4_addr ; comment "Active ClusterIPs" ; }
+add set ip kube-proxy nodeport-ips { type ipv4_addr ; comment "IPs that accept NodePort traffic" ; }
+
+add map ip kube-proxy firewall-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "destinations that are subject to LoadBalancerSourceRanges" ; }
+add map ip kube-proxy no-endpoint-nodeports { type inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to service nodeports with no endpoints" ; }
+add map ip kube-proxy no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to services with no endpoints" ; }
+add map ip kube-proxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic" ; }
+add map ip kube-proxy service-nodeports { type inet_proto . inet_service : verdict ; comment "NodePort traffic" ; }
+
+add chain ip kube-proxy cluster-ips-check
+add chain ip kube-proxy filter-prerouting-pre-dnat { type filter hook prerouting priority -110 ; }
+add chain ip kube-proxy filter-output-pre-dnat { type filter hook output priority -110 ; }
+add chain ip kube-proxy filter-forward { type filter hook forward priority 0 ; }
+add chain ip kube-proxy filter-input { type filter hook input priority 0 ; }
+add chain ip kube-proxy filter-output { type filter hook output priority 0 ; }
+add chain ip kube-proxy firewall-check
+add chain ip kube-proxy mark-for-masquerade
+add chain ip kube-proxy masquerading
+add chain ip kube-proxy nat-output { type nat hook output priority -100 ; }
+add chain ip kube-proxy nat-postrouting { type nat hook postrouting priority 100 ; }
+add chain ip kube-proxy nat-prerouting { type nat hook prerouting priority -100 ; }
+add chain ip kube-proxy nodeport-endpoints-check
+add chain ip kube-proxy reject-chain { comment "helper for @no-endpoint-services / @no-endpoint-nodeports" ; }
+add chain ip kube-proxy services
+add chain ip kube-proxy service-endpoints-check
+
+add rule ip kube-proxy cluster-ips-check ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"
+add rule ip kube-proxy cluster-ips-check ip daddr { 172.30.0.0/16 } drop comment "Drop traffic to unallocated ClusterIPs"
+add rule ip kube-proxy filter-prerouting-pre-dnat ct state new jump firewall-check
+add rule ip kube-proxy filter-forward ct state new jump service-endpoints-check
+add rule ip kube-proxy filter-forward ct state new jump cluster-ips-check
+add rule ip kube-proxy filter-input ct state new jump nodeport-endpoints-check
+add rule ip kube-proxy filter-input ct state new jump service-endpoints-check
+add rule ip kube-proxy filter-output ct state new jump service-endpoints-check
+add rule ip kube-proxy filter-output-pre-dnat ct state new jump firewall-check
+add rule ip kube-proxy filter-output ct state new jump cluster-ips-check
+add rule ip kube-proxy firewall-check ip daddr . meta l4proto . th dport vmap @firewall-ips
+add rule ip kube-proxy mark-for-masquerade mark set mark or 0x4000
+add rule ip kube-proxy masquerading mark and 0x4000 == 0 return
+add rule ip kube-proxy masquerading mark set mark xor 0x4000
+add rule ip kube-proxy masquerading masquerade fully-random
+add rule ip kube-proxy nat-output jump services
+add rule ip kube-proxy nat-postrouting jump masquerading
+add rule ip kube-proxy nat-prerouting jump services
+add rule ip kube-proxy nodeport-endpoints-check ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports
+add rule ip kube-proxy reject-chain reject
+add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips
+add rule ip kube-proxy services ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports
+
+add element ip kube-proxy nodeport-ips { 192.168.0.2 }
+add rule ip kube-proxy service-endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services
+"#;
+
+/// TestOverallNFTablesRules' expectation after `baseRules`.
+const OVERALL: &str = r#"
+# svc1
+add chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80
+add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip daddr 172.30.0.41 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
+add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 }
+
+add chain ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80
+add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 ip saddr 10.180.0.1 jump mark-for-masquerade
+add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 meta l4proto tcp dnat to 10.180.0.1:80
+
+add element ip kube-proxy cluster-ips { 172.30.0.41 }
+add element ip kube-proxy service-ips { 172.30.0.41 . tcp . 80 : goto service-ULMVA6XW-ns1/svc1/tcp/p80 }
+
+# svc2
+add chain ip kube-proxy service-42NFTM6N-ns2/svc2/tcp/p80
+add rule ip kube-proxy service-42NFTM6N-ns2/svc2/tcp/p80 ip daddr 172.30.0.42 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
+add rule ip kube-proxy service-42NFTM6N-ns2/svc2/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-SGOXE6O3-ns2/svc2/tcp/p80__10.180.0.2/80 }
+add chain ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80
+add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 ip saddr 10.0.0.0/8 goto service-42NFTM6N-ns2/svc2/tcp/p80 comment "short-circuit pod traffic"
+add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 fib saddr type local jump mark-for-masquerade comment "masquerade local traffic"
+add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 fib saddr type local goto service-42NFTM6N-ns2/svc2/tcp/p80 comment "short-circuit local traffic"
+add chain ip kube-proxy endpoint-SGOXE6O3-ns2/svc2/tcp/p80__10.180.0.2/80
+add rule ip kube-proxy endpoint-SGOXE6O3-ns2/svc2/tcp/p80__10.180.0.2/80 ip saddr 10.180.0.2 jump mark-for-masquerade
+add rule ip kube-proxy endpoint-SGOXE6O3-ns2/svc2/tcp/p80__10.180.0.2/80 meta l4proto tcp dnat to 10.180.0.2:80
+
+add element ip kube-proxy cluster-ips { 172.30.0.42 }
+add element ip kube-proxy service-ips { 172.30.0.42 . tcp . 80 : goto service-42NFTM6N-ns2/svc2/tcp/p80 }
+add element ip kube-proxy service-ips { 192.168.99.22 . tcp . 80 : goto external-42NFTM6N-ns2/svc2/tcp/p80 }
+add element ip kube-proxy service-ips { 1.2.3.4 . tcp . 80 : goto external-42NFTM6N-ns2/svc2/tcp/p80 }
+add element ip kube-proxy service-nodeports { tcp . 3001 : goto external-42NFTM6N-ns2/svc2/tcp/p80 }
+
+add element ip kube-proxy no-endpoint-nodeports { tcp . 3001 comment "ns2/svc2:p80" : drop }
+add element ip kube-proxy no-endpoint-services { 1.2.3.4 . tcp . 80 comment "ns2/svc2:p80" : drop }
+add element ip kube-proxy no-endpoint-services { 192.168.99.22 . tcp . 80 comment "ns2/svc2:p80" : drop }
+
+# svc3
+add chain ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80
+add rule ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80 ip daddr 172.30.0.43 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
+add rule ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-UEIP74TE-ns3/svc3/tcp/p80__10.180.0.3/80 }
+add chain ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80
+add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 jump mark-for-masquerade
+add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 goto service-4AT6LBPK-ns3/svc3/tcp/p80
+add chain ip kube-proxy endpoint-UEIP74TE-ns3/svc3/tcp/p80__10.180.0.3/80
+add rule ip kube-proxy endpoint-UEIP74TE-ns3/svc3/tcp/p80__10.180.0.3/80 ip saddr 10.180.0.3 jump mark-for-masquerade
+add rule ip kube-proxy endpoint-UEIP74TE-ns3/svc3/tcp/p80__10.180.0.3/80 meta l4proto tcp dnat to 10.180.0.3:80
+
+add element ip kube-proxy cluster-ips { 172.30.0.43 }
+add element ip kube-proxy service-ips { 172.30.0.43 . tcp . 80 : goto service-4AT6LBPK-ns3/svc3/tcp/p80 }
+add element ip kube-proxy service-nodeports { tcp . 3003 : goto external-4AT6LBPK-ns3/svc3/tcp/p80 }
+
+# svc4
+add chain ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80
+add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 ip daddr 172.30.0.44 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
+add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 numgen random mod 2 vmap { 0 : goto endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 , 1 : goto endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80 }
+add chain ip kube-proxy external-LAUZTJTB-ns4/svc4/tcp/p80
+add rule ip kube-proxy external-LAUZTJTB-ns4/svc4/tcp/p80 jump mark-for-masquerade
+add rule ip kube-proxy external-LAUZTJTB-ns4/svc4/tcp/p80 goto service-LAUZTJTB-ns4/svc4/tcp/p80
+add chain ip kube-proxy endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80
+add rule ip kube-proxy endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80 ip saddr 10.180.0.5 jump mark-for-masquerade
+add rule ip kube-proxy endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80 meta l4proto tcp dnat to 10.180.0.5:80
+add chain ip kube-proxy endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80
+add rule ip kube-proxy endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 ip saddr 10.180.0.4 jump mark-for-masquerade
+add rule ip kube-proxy endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 meta l4proto tcp dnat to 10.180.0.4:80
+
+add element ip kube-proxy cluster-ips { 172.30.0.44 }
+add element ip kube-proxy service-ips { 172.30.0.44 . tcp . 80 : goto service-LAUZTJTB-ns4/svc4/tcp/p80 }
+add element ip kube-proxy service-ips { 192.168.99.33 . tcp . 80 : goto external-LAUZTJTB-ns4/svc4/tcp/p80 }
+
+# svc5
+add set ip kube-proxy affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 { type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }
+add chain ip kube-proxy service-HVFWP5L3-ns5/svc5/tcp/p80
+add rule ip kube-proxy service-HVFWP5L3-ns5/svc5/tcp/p80 ip daddr 172.30.0.45 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
+add rule ip kube-proxy service-HVFWP5L3-ns5/svc5/tcp/p80 ip saddr @affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 goto endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80
+add rule ip kube-proxy service-HVFWP5L3-ns5/svc5/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 }
+add chain ip kube-proxy external-HVFWP5L3-ns5/svc5/tcp/p80
+add rule ip kube-proxy external-HVFWP5L3-ns5/svc5/tcp/p80 jump mark-for-masquerade
+add rule ip kube-proxy external-HVFWP5L3-ns5/svc5/tcp/p80 goto service-HVFWP5L3-ns5/svc5/tcp/p80
+
+add chain ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80
+add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 ip saddr 10.180.0.3 jump mark-for-masquerade
+add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 update @affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 { ip saddr }
+add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 meta l4proto tcp dnat to 10.180.0.3:80
+
+add chain ip kube-proxy firewall-HVFWP5L3-ns5/svc5/tcp/p80
+add rule ip kube-proxy firewall-HVFWP5L3-ns5/svc5/tcp/p80 ip saddr != { 203.0.113.0/25 } drop
+
+add element ip kube-proxy cluster-ips { 172.30.0.45 }
+add element ip kube-proxy service-ips { 172.30.0.45 . tcp . 80 : goto service-HVFWP5L3-ns5/svc5/tcp/p80 }
+add element ip kube-proxy service-ips { 5.6.7.8 . tcp . 80 : goto external-HVFWP5L3-ns5/svc5/tcp/p80 }
+add element ip kube-proxy service-nodeports { tcp . 3002 : goto external-HVFWP5L3-ns5/svc5/tcp/p80 }
+add element ip kube-proxy firewall-ips { 5.6.7.8 . tcp . 80 : goto firewall-HVFWP5L3-ns5/svc5/tcp/p80 }
+
+# svc6
+add element ip kube-proxy cluster-ips { 172.30.0.46 }
+add element ip kube-proxy no-endpoint-services { 172.30.0.46 . tcp . 80 comment "ns6/svc6:p80" : goto reject-chain }
+"#;
+
+/// kube-proxy's `sortNFTablesTransaction`: blank lines and comments dropped; lines sorted by
+/// object type (table, chain, rule, set, map, element), then object name; rules keep their
+/// order, other lines sort whole.
+fn sort_like_kube_proxy(tx: &str) -> Vec<String> {
+    let rank = |w: &str| match w {
+        "table" => 10,
+        "chain" => 9,
+        "rule" => 8,
+        "set" => 7,
+        "map" => 6,
+        "element" => 5,
+        _ => 0,
+    };
+    let mut lines: Vec<String> = tx
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    lines.sort_by(|a, b| {
+        let wa: Vec<&str> = a.split(' ').collect();
+        let wb: Vec<&str> = b.split(' ').collect();
+        if wa.len() < 5 || wb.len() < 5 {
+            return std::cmp::Ordering::Equal;
+        }
+        rank(wb[1])
+            .cmp(&rank(wa[1]))
+            .then_with(|| wa[4].cmp(wb[4]))
+            .then_with(|| {
+                if wa[1] == "rule" {
+                    std::cmp::Ordering::Equal
+                } else {
+                    a.cmp(b)
+                }
+            })
+    });
+    lines
+}
+
+fn assert_dump_eq(expected: &str, actual: &str, what: &str) {
+    let e = sort_like_kube_proxy(expected);
+    let a = sort_like_kube_proxy(actual);
+    if e != a {
+        let mut diff = String::new();
+        for l in &e {
+            if !a.contains(l) {
+                diff.push_str(&format!("- {l}\n"));
+            }
+        }
+        for l in &a {
+            if !e.contains(l) {
+                diff.push_str(&format!("+ {l}\n"));
+            }
+        }
+        panic!(
+            "{what}: tables differ (- kube-proxy, + podnet):\n{diff}\n--- podnet ---\n{}",
+            a.join("\n")
+        );
+    }
+}
+
+fn overall_state() -> ClusterState {
+    state_from_yaml(include_str!("fixtures/overall.yaml"))
+}
+
+#[test]
+fn overall_nftables_rules() {
+    let mut planner = Planner::new(nft_fake_settings());
+    let plan = planner.plan_full(&overall_state(), &[], &[]);
+    let mut table = FakeTable::new(Family::Ip, TABLE);
+    table.apply(&plan.tx).expect("the transaction applies");
+    assert_dump_eq(
+        &format!("{BASE_RULES}{OVERALL}"),
+        &table.dump(),
+        "TestOverallNFTablesRules",
+    );
+}
+
+/// A ClusterIP Service with one TCP port and, optionally, its endpoints.
+fn svc(ns: &str, name: &str, ip: &str, port_name: &str, port: u16, eps: &[&str]) -> String {
+    let mut y = format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\n\
+         spec:\n  clusterIP: {ip}\n  ports:\n  - {{name: {port_name}, port: {port}, protocol: TCP}}\n"
+    );
+    y.push_str(&format!(
+        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+         metadata: {{name: {name}-1, namespace: {ns}, labels: {{kubernetes.io/service-name: {name}}}}}\n\
+         addressType: IPv4\nports:\n- {{name: {port_name}, port: {port}, protocol: TCP}}\n"
+    ));
+    y.push_str(if eps.is_empty() {
+        "endpoints: []\n"
+    } else {
+        "endpoints:\n"
+    });
+    for e in eps {
+        y.push_str(&format!("- addresses: [{e}]\n"));
+    }
+    y
+}
+
+/// The dump lines of one ClusterIP Service with endpoints, as TestSyncProxyRulesRepeated
+/// writes them.
+fn svc_lines(svc_chain: &str, ip: &str, eps: &[(&str, &str)]) -> String {
+    let mut s = format!(
+        "add chain ip kube-proxy {svc_chain}\n\
+         add rule ip kube-proxy {svc_chain} ip daddr {ip} ip saddr != 10.0.0.0/8 jump mark-for-masquerade\n"
+    );
+    let targets: Vec<String> = eps
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _))| format!("{i} : goto {c}"))
+        .collect();
+    s.push_str(&format!(
+        "add rule ip kube-proxy {svc_chain} numgen random mod {} vmap {{ {} }}\n",
+        eps.len(),
+        targets.join(" , ")
+    ));
+    for (c, ep) in eps {
+        let ep_ip = ep.split(':').next().unwrap();
+        s.push_str(&format!(
+            "add chain ip kube-proxy {c}\n\
+             add rule ip kube-proxy {c} ip saddr {ep_ip} jump mark-for-masquerade\n\
+             add rule ip kube-proxy {c} meta l4proto tcp dnat to {ep}\n"
+        ));
+    }
+    s
+}
+
+/// kube-proxy's TestSyncProxyRulesRepeated: after each sync the table equals kube-proxy's, and
+/// each partial transaction has exactly kube-proxy's number of operations.
+#[test]
+fn repeated_syncs() {
+    let svc1_chain = "service-ULMVA6XW-ns1/svc1/tcp/p80";
+    let ep1 = (
+        "endpoint-5TPGNJF2-ns1/svc1/tcp/p80__10.0.1.1/80",
+        "10.0.1.1:80",
+    );
+    let svc2_chain = "service-MHHHYRWA-ns2/svc2/tcp/p8080";
+    let ep2 = (
+        "endpoint-7RVP4LUQ-ns2/svc2/tcp/p8080__10.0.2.1/8080",
+        "10.0.2.1:8080",
+    );
+    let svc3_chain = "service-4AT6LBPK-ns3/svc3/tcp/p80";
+    let ep31 = (
+        "endpoint-2OCDJSZQ-ns3/svc3/tcp/p80__10.0.3.1/80",
+        "10.0.3.1:80",
+    );
+    let ep32 = (
+        "endpoint-SWWHDC7X-ns3/svc3/tcp/p80__10.0.3.2/80",
+        "10.0.3.2:80",
+    );
+    let ep33 = (
+        "endpoint-TQ2QKHCZ-ns3/svc3/tcp/p80__10.0.3.3/80",
+        "10.0.3.3:80",
+    );
+    let svc4_chain = "service-LAUZTJTB-ns4/svc4/tcp/p80";
+    let ep4 = (
+        "endpoint-WAHRBT2B-ns4/svc4/tcp/p80__10.0.4.1/80",
+        "10.0.4.1:80",
+    );
+
+    let y1 = svc("ns1", "svc1", "172.30.0.41", "p80", 80, &["10.0.1.1"]);
+    let y2 = svc("ns2", "svc2", "172.30.0.42", "p8080", 8080, &["10.0.2.1"]);
+    let y3 = |eps: &[&str]| svc("ns3", "svc3", "172.30.0.43", "p80", 80, eps);
+    let y4 = |eps: &[&str]| svc("ns4", "svc4", "172.30.0.44", "p80", 80, eps);
+
+    let mut clock = Instant::now();
+    let mut planner = Planner::new(nft_fake_settings());
+    let mut table = FakeTable::new(Family::Ip, TABLE);
+    // One kube-proxy `syncProxyRules`: stale chains that are due go in a transaction of their
+    // own, then the sync's transaction is applied and checked.
+    let mut step = |yaml: &str, clock: Instant, expected: &str, ops: Option<usize>, what: &str| {
+        let dels = planner.stale_deletions(clock);
+        table.apply(&dels).expect("stale chains delete");
+        let state = state_from_yaml(yaml);
+        let plan = if planner.needs_full() {
+            let chains: Vec<String> = table.chain_names().map(str::to_owned).collect();
+            let sets: Vec<String> = table.set_names().map(str::to_owned).collect();
+            planner.plan_full(&state, &chains, &sets)
+        } else {
+            planner.plan_partial(&state, None)
+        };
+        table
+            .apply(&plan.tx)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        if let Some(n) = ops {
+            assert_eq!(plan.tx.len(), n, "{what}: operations\n{}", plan.tx.render());
+        }
+        planner.commit(plan, clock);
+        assert_dump_eq(&format!("{BASE_RULES}{expected}"), &table.dump(), what);
+        planner
+            .stale_chains()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let svc1_all = format!(
+        "add element ip kube-proxy cluster-ips {{ 172.30.0.41 }}\n\
+         add element ip kube-proxy service-ips {{ 172.30.0.41 . tcp . 80 : goto {svc1_chain} }}\n{}",
+        svc_lines(svc1_chain, "172.30.0.41", &[ep1])
+    );
+    let svc3_elems = format!(
+        "add element ip kube-proxy cluster-ips {{ 172.30.0.43 }}\n\
+         add element ip kube-proxy service-ips {{ 172.30.0.43 . tcp . 80 : goto {svc3_chain} }}\n"
+    );
+    let svc4_elems = format!(
+        "add element ip kube-proxy cluster-ips {{ 172.30.0.44 }}\n\
+         add element ip kube-proxy service-ips {{ 172.30.0.44 . tcp . 80 : goto {svc4_chain} }}\n"
+    );
+
+    // Create initial state.
+    step(
+        &(y1.clone() + &y2),
+        clock,
+        &format!(
+            "{svc1_all}\
+             add element ip kube-proxy cluster-ips {{ 172.30.0.42 }}\n\
+             add element ip kube-proxy service-ips {{ 172.30.0.42 . tcp . 8080 : goto {svc2_chain} }}\n{}",
+            svc_lines(svc2_chain, "172.30.0.42", &[ep2])
+        ),
+        None,
+        "initial state",
+    );
+
+    // Add a new service and its endpoints: 2 elements, 2 chains added, flushed and refilled.
+    step(
+        &(y1.clone() + &y2 + &y3(&["10.0.3.1"])),
+        clock,
+        &format!(
+            "{svc1_all}\
+             add element ip kube-proxy cluster-ips {{ 172.30.0.42 }}\n\
+             add element ip kube-proxy service-ips {{ 172.30.0.42 . tcp . 8080 : goto {svc2_chain} }}\n{}{svc3_elems}{}",
+            svc_lines(svc2_chain, "172.30.0.42", &[ep2]),
+            svc_lines(svc3_chain, "172.30.0.43", &[ep31])
+        ),
+        Some(10),
+        "add svc3",
+    );
+
+    // Delete a service: its chains are flushed, not yet deleted.
+    let stale = step(
+        &(y1.clone() + &y3(&["10.0.3.1"])),
+        clock,
+        &format!(
+            "{svc1_all}add chain ip kube-proxy {svc2_chain}\nadd chain ip kube-proxy {}\n{svc3_elems}{}",
+            ep2.0,
+            svc_lines(svc3_chain, "172.30.0.43", &[ep31])
+        ),
+        Some(4),
+        "delete svc2",
+    );
+    assert_eq!(stale.len(), 2, "{stale:?}");
+
+    // Time passes: the stale chains go, in a transaction of their own.
+    clock += Duration::from_secs(2);
+    step(
+        &(y1.clone() + &y3(&["10.0.3.1"])),
+        clock,
+        &format!(
+            "{svc1_all}{svc3_elems}{}",
+            svc_lines(svc3_chain, "172.30.0.43", &[ep31])
+        ),
+        Some(0),
+        "stale chains deleted",
+    );
+
+    // Add a service without endpoints: two elements.
+    step(
+        &(y1.clone() + &y3(&["10.0.3.1"]) + &y4(&[])),
+        clock,
+        &format!(
+            "{svc1_all}{svc3_elems}{}\
+             add element ip kube-proxy cluster-ips {{ 172.30.0.44 }}\n\
+             add element ip kube-proxy no-endpoint-services {{ 172.30.0.44 . tcp . 80 comment \"ns4/svc4:p80\" : goto reject-chain }}\n",
+            svc_lines(svc3_chain, "172.30.0.43", &[ep31])
+        ),
+        Some(2),
+        "add svc4 without endpoints",
+    );
+
+    // Its endpoints arrive.
+    step(
+        &(y1.clone() + &y3(&["10.0.3.1"]) + &y4(&["10.0.4.1"])),
+        clock,
+        &format!(
+            "{svc1_all}{svc3_elems}{}{svc4_elems}{}",
+            svc_lines(svc3_chain, "172.30.0.43", &[ep31]),
+            svc_lines(svc4_chain, "172.30.0.44", &[ep4])
+        ),
+        Some(10),
+        "svc4 endpoints",
+    );
+
+    // An endpoint of svc3 changes: the old endpoint chain stays, flushed.
+    step(
+        &(y1.clone() + &y3(&["10.0.3.2"]) + &y4(&["10.0.4.1"])),
+        clock,
+        &format!(
+            "{svc1_all}{svc3_elems}{}add chain ip kube-proxy {}\n{svc4_elems}{}",
+            svc_lines(svc3_chain, "172.30.0.43", &[ep32]),
+            ep31.0,
+            svc_lines(svc4_chain, "172.30.0.44", &[ep4])
+        ),
+        Some(9),
+        "svc3 endpoint changed",
+    );
+
+    // Time passes; an endpoint is added to svc3.
+    clock += Duration::from_secs(2);
+    let svc3_two = format!(
+        "{svc1_all}{svc3_elems}{}{svc4_elems}{}",
+        svc_lines(svc3_chain, "172.30.0.43", &[ep32, ep33]),
+        svc_lines(svc4_chain, "172.30.0.44", &[ep4])
+    );
+    step(
+        &(y1.clone() + &y3(&["10.0.3.2", "10.0.3.3"]) + &y4(&["10.0.4.1"])),
+        clock,
+        &svc3_two,
+        Some(12),
+        "svc3 endpoint added",
+    );
+
+    // svc3 loses all endpoints: its chains are flushed, its element replaced.
+    let stale = step(
+        &(y1.clone() + &y3(&[]) + &y4(&["10.0.4.1"])),
+        clock,
+        &format!(
+            "{svc1_all}\
+             add element ip kube-proxy cluster-ips {{ 172.30.0.43 }}\n\
+             add element ip kube-proxy no-endpoint-services {{ 172.30.0.43 . tcp . 80 comment \"ns3/svc3:p80\" : goto reject-chain }}\n\
+             add chain ip kube-proxy {svc3_chain}\nadd chain ip kube-proxy {}\nadd chain ip kube-proxy {}\n{svc4_elems}{}",
+            ep32.0,
+            ep33.0,
+            svc_lines(svc4_chain, "172.30.0.44", &[ep4])
+        ),
+        Some(5),
+        "svc3 endpoints emptied",
+    );
+    let mut want = vec![svc3_chain.to_owned(), ep32.0.to_owned(), ep33.0.to_owned()];
+    want.sort();
+    assert_eq!(stale, want);
+
+    // They come back at once: the chains are rewritten and no longer stale.
+    let stale = step(
+        &(y1.clone() + &y3(&["10.0.3.2", "10.0.3.3"]) + &y4(&["10.0.4.1"])),
+        clock,
+        &svc3_two,
+        Some(14),
+        "svc3 endpoints restored",
+    );
+    assert!(stale.is_empty(), "{stale:?}");
+
+    // Emptied, aged, restored: deleted, then recreated.
+    step(
+        &(y1.clone() + &y3(&[]) + &y4(&["10.0.4.1"])),
+        clock,
+        &format!(
+            "{svc1_all}\
+             add element ip kube-proxy cluster-ips {{ 172.30.0.43 }}\n\
+             add element ip kube-proxy no-endpoint-services {{ 172.30.0.43 . tcp . 80 comment \"ns3/svc3:p80\" : goto reject-chain }}\n\
+             add chain ip kube-proxy {svc3_chain}\nadd chain ip kube-proxy {}\nadd chain ip kube-proxy {}\n{svc4_elems}{}",
+            ep32.0,
+            ep33.0,
+            svc_lines(svc4_chain, "172.30.0.44", &[ep4])
+        ),
+        Some(5),
+        "svc3 emptied again",
+    );
+    clock += Duration::from_secs(2);
+    step(
+        &(y1.clone() + &y3(&["10.0.3.2", "10.0.3.3"]) + &y4(&["10.0.4.1"])),
+        clock,
+        &svc3_two,
+        Some(14),
+        "svc3 restored after aging",
+    );
+
+    // No changes: nothing written.
+    step(
+        &(y1.clone() + &y3(&["10.0.3.2", "10.0.3.3"]) + &y4(&["10.0.4.1"])),
+        clock,
+        &svc3_two,
+        Some(0),
+        "no changes",
+    );
+}
+
+/// kube-proxy's expected text reordered so that nft can load it: objects before the rules and
+/// elements that refer to them (the order knftables' fake dumps them in).
+fn creation_order(text: &str) -> String {
+    let rank = |l: &str| match l.split(' ').nth(1) {
+        Some("table") => 0,
+        Some("chain") => 1,
+        Some("set") => 2,
+        Some("map") => 3,
+        Some("rule") => 4,
+        _ => 5,
+    };
+    let mut lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    lines.sort_by_key(|l| rank(l));
+    lines.join("\n") + "\n"
+}
+
+/// `nft list table` output with the parts that depend on creation order or hashing made
+/// canonical: blocks sorted by their header, set elements sorted.
+fn normalize_listing(text: &str) -> Vec<String> {
+    let mut blocks: Vec<String> = Vec::new();
+    let mut cur: Vec<String> = Vec::new();
+    let mut elements: Option<String> = None;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(acc) = elements.as_mut() {
+            acc.push(' ');
+            acc.push_str(t);
+            if t.ends_with('}') {
+                let inner = acc
+                    .trim_start_matches("elements = {")
+                    .trim_end_matches('}')
+                    .to_owned();
+                let mut items: Vec<String> =
+                    inner.split(',').map(|i| i.trim().to_owned()).collect();
+                items.sort();
+                cur.push(format!("elements = {{ {} }}", items.join(", ")));
+                elements = None;
+            }
+            continue;
+        }
+        if t.starts_with("elements = {") {
+            elements = Some(String::new());
+            let acc = elements.as_mut().unwrap();
+            acc.push_str(t);
+            if t.ends_with('}') {
+                let inner = t
+                    .trim_start_matches("elements = {")
+                    .trim_end_matches('}')
+                    .to_owned();
+                let mut items: Vec<String> =
+                    inner.split(',').map(|i| i.trim().to_owned()).collect();
+                items.sort();
+                cur.push(format!("elements = {{ {} }}", items.join(", ")));
+                elements = None;
+            }
+            continue;
+        }
+        if line.starts_with("\t") && !line.starts_with("\t\t") {
+            if t == "}" {
+                blocks.push(cur.join("\n"));
+                cur.clear();
+                continue;
+            }
+            if t.ends_with('{') {
+                cur.clear();
+            }
+        }
+        if !t.is_empty() {
+            cur.push(t.to_owned());
+        }
+    }
+    blocks.push(cur.join("\n"));
+    blocks.sort();
+    blocks
+}
+
+/// Everything the kernel holds in table `ip kube-proxy`, with handles dropped and anonymous
+/// sets replaced by their contents.
+fn kernel_view(ns: &TestNs) -> Vec<String> {
+    let mut sock = NftSocket::open_in(ns).expect("netlink socket");
+    let f = Family::Ip;
+    let mut out = Vec::new();
+    let mut chains = sock.list_chains(f, TABLE).unwrap();
+    chains.sort_by(|a, b| a.name.cmp(&b.name));
+    for c in &chains {
+        out.push(format!("chain {} {:?} {:?}", c.name, c.base, c.comment));
+    }
+    let mut sets = sock.list_sets(f, TABLE).unwrap();
+    sets.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut anon = std::collections::BTreeMap::new();
+    for s in &sets {
+        let mut els = sock.list_elements(f, TABLE, &s.name).unwrap();
+        els.sort();
+        if s.name.starts_with("__") {
+            anon.insert(
+                s.name.clone(),
+                format!("{:x} {} {} {els:?}", s.flags, s.key_type, s.key_len),
+            );
+        } else {
+            out.push(format!(
+                "set {} flags {:x} key {} {} map {} timeout {:?} comment {:?}",
+                s.name, s.flags, s.key_type, s.key_len, s.verdict_map, s.timeout_ms, s.comment
+            ));
+            for e in els {
+                out.push(format!("element {} {e:?}", s.name));
+            }
+        }
+    }
+    for c in &chains {
+        for r in sock.list_rules(f, TABLE, Some(&c.name)).unwrap() {
+            assert_eq!(r.undecoded, 0, "{r:?}");
+            let insns: Vec<Insn> = r
+                .insns
+                .into_iter()
+                .map(|i| match i {
+                    Insn::Lookup {
+                        set,
+                        sreg,
+                        dreg,
+                        invert,
+                        ..
+                    } => Insn::Lookup {
+                        set: anon.get(&set).cloned().unwrap_or(set),
+                        set_id: None,
+                        sreg,
+                        dreg,
+                        invert,
+                    },
+                    other => other,
+                })
+                .collect();
+            out.push(format!("rule {} {insns:?} {:?}", r.chain, r.comment));
+        }
+    }
+    out
+}
+
+/// As root: the kernel accepts podnet's netlink batch, and the table it holds is the one `nft`
+/// makes from kube-proxy's expected text: the same `nft list table` output, and the same
+/// objects read back over netlink, expression by expression.
+#[test]
+fn kernel_holds_what_nft_makes_of_kube_proxys_text() {
+    require_root!();
+    let kp = TestNs::new("nft-kp");
+    let script = creation_order(&format!("{BASE_RULES}{OVERALL}"));
+    run_with_input(&kp, "nft", &["-f", "-"], script.as_bytes())
+        .expect("nft loads kube-proxy's expected rules");
+    let pn = TestNs::new("nft-pn");
+    let mut syncer = NftablesSyncer::new(pn.ns().clone(), nft_fake_settings());
+    let report = syncer
+        .sync(&overall_state())
+        .expect("the kernel accepts podnet's batch");
+    assert!(report.full, "{report:?}");
+    let listed = pn.exec("nft", &["list", "table", "ip", "kube-proxy"]);
+    assert_eq!(
+        normalize_listing(&listed),
+        normalize_listing(&kp.exec("nft", &["list", "table", "ip", "kube-proxy"])),
+        "nft list table differs; podnet's:\n{listed}"
+    );
+    assert!(listed.contains("numgen random mod 2 vmap { 0 : goto endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80, 1 : goto endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80 }"), "{listed}");
+    let (a, b) = (kernel_view(&pn), kernel_view(&kp));
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x, y, "netlink read-back differs (podnet, nft)");
+    }
+    assert_eq!(a.len(), b.len());
+
+    // A second sync with nothing changed writes nothing.
+    let report = syncer.sync(&overall_state()).unwrap();
+    assert!(!report.full);
+    assert_eq!(report.operations, 0, "{report:?}");
+}

@@ -1,0 +1,3 @@
+//! Helpers for tests that run in a virtual machine.
+
+pub(crate) mod vm;

@@ -1,0 +1,803 @@
+//! A virtual machine for tests that need kernel features this machine's kernel lacks (IPVS,
+//! dummy links): Debian's kernel booted under qemu (TCG) with a small initramfs.
+//!
+//! Everything is fetched with Debian's own tools and cached under the cargo target directory
+//! (`<target>/podnet-vm/`), never installed: the kernel package (`apt-get download`, the one
+//! `linux-image-amd64` depends on) unpacked with `dpkg-deb -x`, `busybox-static` for the
+//! guest's shell and tools, and any Debian program a test wants in the guest (with its shared
+//! libraries). The initramfs is written here (newc cpio, uncompressed), so `cpio` is not needed.
+//! Only `qemu-system-x86_64` must be installed (package `qemu-system-x86`); when it is missing
+//! and we are root, `apt-get install` is tried once.
+//!
+//! The guest runs `/init` (busybox sh): mounts proc, sys, devtmpfs, tmpfs on /run and /tmp,
+//! brings `lo` up, loads the asked-for kernel modules with `insmod` in dependency order
+//! (read from each module's `depends=` and `softdep=` in `.modinfo`), runs the command with
+//! the asked-for environment, prints `PODNET-VM-EXIT <status>` and powers off. qemu exits 0
+//! whatever happens inside, so [`Vm::run`] reads that marker from the serial console.
+//!
+//! A test program for the guest is built as a static binary ([`build_guest_test`]:
+//! `cargo test --no-run` for the host target with `+crt-static`, in its own target
+//! directory; `PODNET_VM_TARGET=x86_64-unknown-linux-musl` builds for musl instead).
+//!
+//! This file uses only the standard library, so other crates' tests can include it with
+//! `#[path = "../../nat/tests/support/vm.rs"] mod vm;`.
+//!
+//! ```ignore
+//! let mut vm = match Vm::prepare() {
+//!     Ok(vm) => vm,
+//!     Err(why) => return eprintln!("skipped: {why}"),
+//! };
+//! vm.modules(&["ip_vs", "ip_vs_rr", "dummy", "veth"])?;
+//! vm.debian_program("ipvsadm", "sbin/ipvsadm", &["libnl-3-200", "libnl-genl-3-200", "libpopt0"])?;
+//! let bin = build_guest_test("podnet-nat", "ipvs_kernel")?;
+//! vm.file(&bin, "/test/ipvs_kernel");
+//! let run = vm.run(&["/test/ipvs_kernel", "--test-threads=1"])?;
+//! assert_eq!(run.status, Some(0), "{}", run.log);
+//! ```
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The marker the guest's init prints with the command's exit status.
+pub const EXIT_MARKER: &str = "PODNET-VM-EXIT";
+/// The musl target guest programs are built for.
+pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// A prepared virtual machine: a kernel, its modules, busybox, and what a test adds.
+#[derive(Debug, Clone)]
+pub struct Vm {
+    work: PathBuf,
+    qemu: PathBuf,
+    kernel: PathBuf,
+    /// `<unpacked kernel package>/lib/modules/<version>`.
+    module_root: PathBuf,
+    busybox: PathBuf,
+    /// Guest path -> host file.
+    files: BTreeMap<String, PathBuf>,
+    /// Module files in load order.
+    modules: Vec<PathBuf>,
+    env: Vec<(String, String)>,
+    /// Guest memory in MiB.
+    pub memory_mb: u32,
+    /// How long a run may take before qemu is killed.
+    pub timeout: Duration,
+}
+
+/// What a run printed on the serial console, and the command's exit status.
+#[derive(Debug, Clone)]
+pub struct VmRun {
+    /// The command's exit status, from the marker; `None` when the guest never printed it
+    /// (a kernel panic, an init failure, a timeout).
+    pub status: Option<i32>,
+    /// Everything the guest printed.
+    pub log: String,
+    /// How long qemu ran.
+    pub elapsed: Duration,
+    /// qemu was killed at the timeout.
+    pub timed_out: bool,
+}
+
+impl VmRun {
+    /// `true` when the command exited with status 0.
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+}
+
+/// The cargo target directory of the running test (where the VM cache lives).
+pub fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        let dir = PathBuf::from(dir);
+        if dir.is_absolute() {
+            return dir;
+        }
+        return workspace_root().join(dir);
+    }
+    // <target>/<profile>/deps/<test binary>
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// The workspace root (the directory above this crate).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+fn run_cmd(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("running {:?}: {e}", cmd.get_program()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{:?} {:?} failed ({}): {}",
+            cmd.get_program(),
+            cmd.get_args().collect::<Vec<_>>(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn is_root() -> bool {
+    // The owner of /proc/self is the effective user.
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// Installs Debian packages with apt (as root only), updating the package lists if the first
+/// attempt fails.
+fn apt_install(packages: &[&str]) -> Result<(), String> {
+    if !is_root() || which("apt-get").is_none() {
+        return Err(format!(
+            "not root or no apt-get: install {} by hand",
+            packages.join(" ")
+        ));
+    }
+    let install = || {
+        run_cmd(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(packages)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    };
+    if install().is_ok() {
+        return Ok(());
+    }
+    run_cmd(Command::new("apt-get").args(["update", "-qq"]))?;
+    install().map(drop)
+}
+
+/// Downloads and unpacks a Debian package into `<work>/pkgs/<name>/` (once), returns that
+/// directory.
+fn debian_package(work: &Path, name: &str) -> Result<PathBuf, String> {
+    let dest = work.join("pkgs").join(name);
+    if dest.join(".complete").exists() {
+        return Ok(dest);
+    }
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let tmp = work.join(format!(
+        "tmp-{}-{}-{name}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp).map_err(|e| format!("mkdir {}: {e}", tmp.display()))?;
+    let result = (|| {
+        let download = || {
+            run_cmd(
+                Command::new("apt-get")
+                    .args(["download", name])
+                    .current_dir(&tmp),
+            )
+        };
+        if download().is_err() {
+            // Fresh machines may have no package lists yet.
+            if is_root() {
+                let _ = run_cmd(Command::new("apt-get").args(["update", "-qq"]));
+            }
+            download()?;
+        }
+        let deb = fs::read_dir(&tmp)
+            .map_err(|e| e.to_string())?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+            .ok_or_else(|| format!("apt-get download {name} left no .deb"))?;
+        let root = tmp.join("root");
+        run_cmd(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
+        let _ = fs::remove_file(&deb);
+        fs::write(root.join(".complete"), name).map_err(|e| e.to_string())?;
+        fs::create_dir_all(dest.parent().unwrap_or(work)).map_err(|e| e.to_string())?;
+        // Atomic: a concurrent run that got there first wins, and ours is dropped.
+        if fs::rename(&root, &dest).is_err() && !dest.join(".complete").exists() {
+            return Err(format!("could not move {} into place", root.display()));
+        }
+        Ok(())
+    })();
+    let _ = fs::remove_dir_all(&tmp);
+    result.map(|()| dest)
+}
+
+/// The versioned kernel package `linux-image-amd64` depends on now.
+fn kernel_package_name() -> Result<String, String> {
+    let parse = |text: &str| {
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("Depends:"))
+            .map(str::trim)
+            .find(|p| p.starts_with("linux-image-") && p.ends_with("-amd64"))
+            .map(str::to_owned)
+    };
+    let first = run_cmd(Command::new("apt-cache").args(["depends", "linux-image-amd64"]));
+    if let Some(name) = first.as_deref().ok().and_then(parse) {
+        return Ok(name);
+    }
+    if is_root() {
+        let _ = run_cmd(Command::new("apt-get").args(["update", "-qq"]));
+    }
+    let text = run_cmd(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))?;
+    parse(&text).ok_or_else(|| "apt-cache depends linux-image-amd64 names no kernel".into())
+}
+
+impl Vm {
+    /// Finds qemu and fetches the kernel and busybox (cached). An `Err` says what is missing:
+    /// tests skip with it.
+    pub fn prepare() -> Result<Vm, String> {
+        if std::env::consts::ARCH != "x86_64" {
+            return Err("the VM harness runs x86_64 guests on x86_64 hosts only".into());
+        }
+        let qemu = match which("qemu-system-x86_64") {
+            Some(q) => q,
+            None => {
+                apt_install(&["qemu-system-x86"])
+                    .map_err(|e| format!("qemu-system-x86_64 not found ({e})"))?;
+                which("qemu-system-x86_64")
+                    .ok_or("qemu-system-x86_64 not found after installing qemu-system-x86")?
+            }
+        };
+        if which("apt-get").is_none() || which("dpkg-deb").is_none() {
+            return Err("apt-get and dpkg-deb are needed to fetch Debian's kernel".into());
+        }
+        let work = target_dir().join("podnet-vm");
+        fs::create_dir_all(&work).map_err(|e| format!("mkdir {}: {e}", work.display()))?;
+        let kpkg = kernel_package_name()?;
+        let kroot = debian_package(&work, &kpkg)
+            .map_err(|e| format!("fetching kernel package {kpkg}: {e}"))?;
+        let kernel = fs::read_dir(kroot.join("boot"))
+            .map_err(|e| format!("{kpkg} has no /boot: {e}"))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("vmlinuz-"))
+            })
+            .ok_or_else(|| format!("{kpkg} has no vmlinuz"))?;
+        let module_root = fs::read_dir(kroot.join("lib/modules"))
+            .map_err(|e| format!("{kpkg} has no modules: {e}"))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.is_dir())
+            .ok_or_else(|| format!("{kpkg} has no module directory"))?;
+        let bb = debian_package(&work, "busybox-static")
+            .map_err(|e| format!("fetching busybox-static: {e}"))?;
+        let busybox = bb.join("bin/busybox");
+        if !busybox.is_file() {
+            return Err("busybox-static has no bin/busybox".into());
+        }
+        Ok(Vm {
+            work,
+            qemu,
+            kernel,
+            module_root,
+            busybox,
+            files: BTreeMap::new(),
+            modules: Vec::new(),
+            env: Vec::new(),
+            memory_mb: 256,
+            timeout: Duration::from_secs(600),
+        })
+    }
+
+    /// The kernel image booted.
+    pub fn kernel(&self) -> &Path {
+        &self.kernel
+    }
+
+    /// Adds kernel modules (by name, e.g. `ip_vs_rr`) and everything they depend on, to be
+    /// loaded in dependency order. Names use `_`; files with `-` are found too.
+    pub fn modules(&mut self, names: &[&str]) -> Result<&mut Vm, String> {
+        let index = self.module_index()?;
+        let mut seen: BTreeSet<String> =
+            self.modules.iter().filter_map(|p| module_name(p)).collect();
+        for name in names {
+            let name = name.replace('-', "_");
+            self.add_module(&index, &name, &mut seen, 0)?;
+        }
+        Ok(self)
+    }
+
+    fn module_index(&self) -> Result<BTreeMap<String, PathBuf>, String> {
+        let mut index = BTreeMap::new();
+        let mut stack = vec![self.module_root.join("kernel")];
+        while let Some(dir) = stack.pop() {
+            let entries = fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for e in entries.filter_map(Result::ok) {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if let Some(n) = module_name(&p) {
+                    index.insert(n, p);
+                }
+            }
+        }
+        Ok(index)
+    }
+
+    fn add_module(
+        &mut self,
+        index: &BTreeMap<String, PathBuf>,
+        name: &str,
+        seen: &mut BTreeSet<String>,
+        depth: usize,
+    ) -> Result<(), String> {
+        if seen.contains(name) {
+            return Ok(());
+        }
+        if depth > 32 {
+            return Err(format!("module dependencies too deep at {name}"));
+        }
+        let path = index.get(name).ok_or_else(|| {
+            format!(
+                "no module {name} in {} (built into the kernel?)",
+                self.module_root.display()
+            )
+        })?;
+        let (depends, soft_pre) = modinfo_deps(path)?;
+        seen.insert(name.to_owned());
+        // Soft dependencies first (libcrc32c wants a crc32c implementation), when present.
+        for s in soft_pre {
+            for candidate in [s.clone(), format!("{s}_generic")] {
+                if index.contains_key(&candidate) {
+                    self.add_module(index, &candidate, seen, depth + 1)?;
+                    break;
+                }
+            }
+        }
+        for d in depends {
+            self.add_module(index, &d, seen, depth + 1)?;
+        }
+        self.modules.push(path.clone());
+        Ok(())
+    }
+
+    /// Puts a host file into the guest at `guest_path` (absolute), executable.
+    pub fn file(&mut self, host: &Path, guest_path: &str) -> &mut Vm {
+        self.files.insert(guest_path.to_owned(), host.to_path_buf());
+        self
+    }
+
+    /// Sets an environment variable for the guest command.
+    pub fn env(&mut self, key: &str, value: &str) -> &mut Vm {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Puts a program from a Debian package into the guest at `/<path>` (e.g. `sbin/ipvsadm`
+    /// of package `ipvsadm`), with the shared libraries it needs: those of `lib_packages`
+    /// (downloaded too) and, for the C library and loader, the host's (Debian's, the same
+    /// release).
+    pub fn debian_program(
+        &mut self,
+        package: &str,
+        path: &str,
+        lib_packages: &[&str],
+    ) -> Result<&mut Vm, String> {
+        let root = debian_package(&self.work, package)?;
+        let bin = root.join(path);
+        if !bin.is_file() {
+            return Err(format!("package {package} has no {path}"));
+        }
+        let mut lib_dirs: Vec<(PathBuf, PathBuf)> = Vec::new(); // (pkg root, lib dir)
+        for lp in lib_packages {
+            let r = debian_package(&self.work, lp)?;
+            for sub in [
+                "lib/x86_64-linux-gnu",
+                "usr/lib/x86_64-linux-gnu",
+                "lib",
+                "usr/lib",
+            ] {
+                if r.join(sub).is_dir() {
+                    lib_dirs.push((r.clone(), r.join(sub)));
+                }
+            }
+        }
+        let ld_path = lib_dirs
+            .iter()
+            .map(|(_, d)| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        let ldd = run_cmd(
+            Command::new("ldd")
+                .arg(&bin)
+                .env("LD_LIBRARY_PATH", &ld_path),
+        )?;
+        for line in ldd.lines() {
+            let line = line.trim();
+            if line.contains("not found") {
+                return Err(format!("{path} needs a library not found: {line}"));
+            }
+            // "libx.so => /path/libx.so (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+            let host = match line.split_once("=>") {
+                Some((_, rhs)) => rhs.split_whitespace().next(),
+                None => line
+                    .split_whitespace()
+                    .next()
+                    .filter(|p| p.starts_with('/')),
+            };
+            let Some(host) = host.filter(|h| h.starts_with('/')) else {
+                continue; // linux-vdso
+            };
+            let host = PathBuf::from(host);
+            let guest = match lib_dirs.iter().find(|(_, d)| host.starts_with(d)) {
+                Some((r, _)) => format!("/{}", host.strip_prefix(r).unwrap_or(&host).display()),
+                None => host.display().to_string(),
+            };
+            self.files.insert(guest, host);
+        }
+        self.files.insert(format!("/{path}"), bin);
+        Ok(self)
+    }
+
+    fn init_script(&self, command: &[&str]) -> String {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut s = String::from(
+            "#!/bin/busybox sh\n\
+             /bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin\n\
+             /bin/busybox --install -s /bin\n\
+             export PATH=/sbin:/usr/sbin:/bin:/usr/bin\n\
+             export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu\n\
+             mount -t proc proc /proc\n\
+             mount -t sysfs sys /sys\n\
+             mount -t devtmpfs dev /dev\n\
+             mount -t tmpfs run /run\n\
+             mount -t tmpfs tmp /tmp\n\
+             ip link set lo up\n",
+        );
+        for m in &self.modules {
+            let name = m.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+            s.push_str(&format!(
+                "insmod /modules/{name} || echo 'PODNET-VM: insmod {name} failed'\n"
+            ));
+        }
+        for (k, v) in &self.env {
+            s.push_str(&format!("export {k}={}\n", quote(v)));
+        }
+        s.push_str("echo PODNET-VM-START\ncd /tmp\n");
+        let cmd: Vec<String> = command.iter().map(|a| quote(a)).collect();
+        s.push_str(&cmd.join(" "));
+        s.push_str(&format!(
+            "\nrc=$?\necho \"{EXIT_MARKER} $rc\"\nsync\npoweroff -f\n"
+        ));
+        s
+    }
+
+    /// Builds the initramfs (written under the cache directory, removed afterwards).
+    fn initramfs(&self, command: &[&str], out: &Path) -> Result<(), String> {
+        let mut c = Cpio::default();
+        for d in [
+            "bin", "sbin", "usr", "usr/bin", "usr/sbin", "lib", "lib64", "etc", "dev", "proc",
+            "sys", "run", "tmp", "modules", "root",
+        ] {
+            c.dir(d);
+        }
+        c.char_device("dev/console", 5, 1);
+        c.file("bin/busybox", &read(&self.busybox)?, 0o755);
+        c.file("init", self.init_script(command).as_bytes(), 0o755);
+        c.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644);
+        for m in &self.modules {
+            let name = m.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+            c.file(&format!("modules/{name}"), &read(m)?, 0o644);
+        }
+        for (guest, host) in &self.files {
+            let rel = guest.trim_start_matches('/');
+            let mut parent = Path::new(rel).parent();
+            let mut parents = Vec::new();
+            while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+                parents.push(p.display().to_string());
+                parent = p.parent();
+            }
+            for p in parents.iter().rev() {
+                c.dir(p);
+            }
+            c.file(rel, &read(host)?, 0o755);
+        }
+        fs::write(out, c.finish()).map_err(|e| format!("writing {}: {e}", out.display()))
+    }
+
+    /// Boots the VM, runs `command` (absolute path first) and returns its status and the
+    /// console log. `Err` only when qemu could not be started or the image not built.
+    pub fn run(&self, command: &[&str]) -> Result<VmRun, String> {
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        let image = self.work.join(format!(
+            "initramfs-{}-{}.cpio",
+            std::process::id(),
+            RUNS.fetch_add(1, Ordering::Relaxed)
+        ));
+        self.initramfs(command, &image)?;
+        let start = Instant::now();
+        let child = Command::new(&self.qemu)
+            .args(["-accel", "tcg", "-cpu", "max", "-m"])
+            .arg(self.memory_mb.to_string())
+            .args([
+                "-nodefaults",
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-no-reboot",
+                "-kernel",
+            ])
+            .arg(&self.kernel)
+            .arg("-initrd")
+            .arg(&image)
+            .args(["-append", "console=ttyS0 quiet panic=-1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = fs::remove_file(&image);
+                return Err(format!("starting {}: {e}", self.qemu.display()));
+            }
+        };
+        let log = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let mut readers = Vec::new();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = log.clone();
+            readers.push(std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buf = [0u8; 8192];
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => log
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .extend_from_slice(&buf[..n]),
+                    }
+                }
+            }));
+        }
+        let mut timed_out = false;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if start.elapsed() > self.timeout => {
+                    timed_out = true;
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = fs::remove_file(&image);
+                    return Err(format!("waiting for qemu: {e}"));
+                }
+            }
+        }
+        for r in readers {
+            let _ = r.join();
+        }
+        let _ = fs::remove_file(&image);
+        let bytes = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let log = String::from_utf8_lossy(&bytes).replace("\r\n", "\n");
+        let status = log.lines().rev().find_map(|l| {
+            l.trim()
+                .strip_prefix(EXIT_MARKER)
+                .and_then(|rest| rest.trim().parse::<i32>().ok())
+        });
+        Ok(VmRun {
+            status,
+            log,
+            elapsed: start.elapsed(),
+            timed_out,
+        })
+    }
+}
+
+fn read(p: &Path) -> Result<Vec<u8>, String> {
+    fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))
+}
+
+/// `foo.ko` -> `foo`, `crc32c-intel.ko` -> `crc32c_intel`.
+fn module_name(p: &Path) -> Option<String> {
+    let n = p.file_name()?.to_str()?.strip_suffix(".ko")?;
+    Some(n.replace('-', "_"))
+}
+
+/// A module's `depends=` and its `softdep=pre:` names, from its `.modinfo` strings.
+fn modinfo_deps(p: &Path) -> Result<(Vec<String>, Vec<String>), String> {
+    let bytes = read(p)?;
+    let mut depends = Vec::new();
+    let mut soft = Vec::new();
+    for chunk in bytes.split(|b| *b == 0) {
+        if let Some(rest) = chunk.strip_prefix(b"depends=") {
+            let text = String::from_utf8_lossy(rest);
+            depends.extend(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.replace('-', "_")),
+            );
+        } else if let Some(rest) = chunk.strip_prefix(b"softdep=") {
+            let text = String::from_utf8_lossy(rest);
+            // "pre: a b post: c"
+            let mut in_pre = false;
+            for word in text.split_whitespace() {
+                match word {
+                    "pre:" => in_pre = true,
+                    "post:" => in_pre = false,
+                    w if in_pre => soft.push(w.replace('-', "_")),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok((depends, soft))
+}
+
+/// A newc ("070701") cpio archive, as the kernel unpacks an initramfs.
+#[derive(Default)]
+struct Cpio {
+    out: Vec<u8>,
+    ino: u32,
+    dirs: BTreeSet<String>,
+}
+
+impl Cpio {
+    fn entry(&mut self, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) {
+        self.ino += 1;
+        let fields = [
+            self.ino,
+            mode,
+            0,                                               // uid
+            0,                                               // gid
+            if mode & 0o170000 == 0o040000 { 2 } else { 1 }, // nlink
+            0,                                               // mtime
+            data.len() as u32,
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            name.len() as u32 + 1,
+            0, // check
+        ];
+        self.out.extend_from_slice(b"070701");
+        for f in fields {
+            self.out.extend_from_slice(format!("{f:08X}").as_bytes());
+        }
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        self.pad();
+        self.out.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        while self.out.len() % 4 != 0 {
+            self.out.push(0);
+        }
+    }
+
+    fn dir(&mut self, name: &str) {
+        if self.dirs.insert(name.to_owned()) {
+            self.entry(name, 0o040755, &[], (0, 0));
+        }
+    }
+
+    fn file(&mut self, name: &str, data: &[u8], perm: u32) {
+        self.entry(name, 0o100000 | perm, data, (0, 0));
+    }
+
+    fn char_device(&mut self, name: &str, major: u32, minor: u32) {
+        self.entry(name, 0o020600, &[], (major, minor));
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, &[], (0, 0));
+        self.out
+    }
+}
+
+/// The target guest programs are built for: `PODNET_VM_TARGET`, or the host's own target
+/// (x86_64-unknown-linux-gnu) linked statically (`+crt-static`), which needs no extra rustup
+/// target. [`MUSL_TARGET`] works too once every crate in the program builds for musl.
+pub fn guest_target() -> String {
+    std::env::var("PODNET_VM_TARGET").unwrap_or_else(|_| GNU_TARGET.to_owned())
+}
+
+/// The host target, linked statically for the guest.
+pub const GNU_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Builds integration test `test` of `package` as a static binary for [`guest_target`] and
+/// returns the executable. Uses its own target directory under the VM cache, so the host
+/// build's artifacts and locks are left alone. An `Err` starting with "skip:" means the target
+/// could not be installed.
+pub fn build_guest_test(package: &str, test: &str) -> Result<PathBuf, String> {
+    let target = guest_target();
+    ensure_target(&target)?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target_dir = target_dir().join("podnet-vm").join("cargo-target");
+    let flags_var = format!(
+        "CARGO_TARGET_{}_RUSTFLAGS",
+        target.to_uppercase().replace('-', "_")
+    );
+    let out = Command::new(&cargo)
+        .current_dir(workspace_root())
+        .args(["test", "-p", package, "--test", test, "--no-run"])
+        .args([
+            "--target",
+            &target,
+            "--message-format=json-render-diagnostics",
+        ])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        // Static, so the guest needs no shared libraries; only for the target, so build
+        // scripts and proc macros are built as usual.
+        .env(&flags_var, "-C target-feature=+crt-static")
+        // Small binaries: the guest holds the initramfs in its memory.
+        .env("CARGO_PROFILE_DEV_DEBUG", "0")
+        .env("CARGO_PROFILE_TEST_DEBUG", "0")
+        .env("CARGO_PROFILE_DEV_STRIP", "debuginfo")
+        .env("CARGO_PROFILE_TEST_STRIP", "debuginfo")
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("running cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo test --no-run --target {target} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let needle = format!("\"name\":\"{test}\"");
+    stdout
+        .lines()
+        .filter(|l| l.contains("compiler-artifact") && l.contains(&needle))
+        .find_map(|l| {
+            let start = l.find("\"executable\":\"")? + "\"executable\":\"".len();
+            let end = start + l[start..].find('"')?;
+            Some(PathBuf::from(&l[start..end]))
+        })
+        .ok_or_else(|| format!("cargo built no executable for test {test}"))
+}
+
+fn ensure_target(target: &str) -> Result<(), String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = run_cmd(Command::new(&rustc).args(["--print", "sysroot"]))
+        .map_err(|e| format!("skip: {e}"))?;
+    let lib = Path::new(sysroot.trim()).join("lib/rustlib").join(target);
+    if lib.is_dir() {
+        return Ok(());
+    }
+    run_cmd(Command::new("rustup").args(["target", "add", target])).map_err(|e| {
+        format!("skip: the {target} target is not installed and rustup could not add it: {e}")
+    })?;
+    Ok(())
+}
