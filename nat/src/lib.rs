@@ -9,7 +9,8 @@
 //! - [`conntrack`]: list and delete conntrack flows over netlink (stale UDP flows).
 //! - [`proxy`]: node settings and the kube-proxy iptables-mode compiler, with full and partial
 //!   syncs applied inside a network namespace.
-//! - [`ipvs`]: IPVS over generic netlink: virtual services and their destinations.
+//! - [`ipvs`]: IPVS over generic netlink (virtual services and their destinations), and
+//!   kube-proxy's ipvs mode: compiler and syncer (`kube-ipvs0`, ipsets, iptables rules).
 //! - [`nftables`]: nftables over netlink (batches, dumps) and kube-proxy's nftables mode, with
 //!   full and incremental syncs.
 //!

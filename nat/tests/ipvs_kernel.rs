@@ -472,3 +472,187 @@ fn tcp_to_the_virtual_ip_reaches_the_endpoints() {
         assert_eq!(ask(&client, vip), "ep2");
     }
 }
+
+/// `true` when `program` runs in `ns` (`--version`); without it the test skips, unless the VM
+/// runs it (`PODNET_REQUIRE_IPVS=1`), where it fails.
+fn have_program(ns: &TestNs, program: &str, test: &str) -> bool {
+    if ns.command(program).arg("--version").output().is_ok() {
+        return true;
+    }
+    if std::env::var("PODNET_REQUIRE_IPVS").as_deref() == Ok("1") {
+        panic!("{test}: {program} is required but not installed");
+    }
+    eprintln!("skipped {test}: {program} is not installed");
+    false
+}
+
+const WEB: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: demo}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.10
+  ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP, nodePort: 30080}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: demo, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+endpoints:
+- {addresses: [10.244.1.2], nodeName: node-1}
+- {addresses: [10.244.2.2], nodeName: node-2}
+ports: [{name: http, port: 8080, protocol: TCP}]
+"#;
+
+fn state(yaml: &str) -> podnet_nat::kube::ClusterState {
+    let (objects, warnings) = podnet_nat::kube::parse_objects(yaml, "test");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let (state, warnings) =
+        podnet_nat::kube::ClusterState::from_objects(&objects, podnet_nat::kube::IpFamily::V4);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    state
+}
+
+/// kube-proxy's ipvs mode, compiled and applied by `IpvsSyncer` in a node namespace: ClusterIP
+/// and NodePort traffic from a client namespace reaches both endpoints; scaling down drains the
+/// removed endpoint; deleting the Service removes its virtual services, addresses and entries.
+#[test]
+fn kube_proxy_ipvs_mode_syncs_and_serves() {
+    use podnet_nat::ipvs::ipset;
+    use podnet_nat::ipvs::kube_proxy::IpvsModeSettings;
+    use podnet_nat::ipvs::sync::IpvsSyncer;
+    use podnet_nat::proxy::sync::Backend;
+    use podnet_nat::proxy::{LocalDetector, NodeSettings};
+    require_root!();
+    let test = "kube_proxy_ipvs_mode_syncs_and_serves";
+    let node = TestNs::new("ipvs-kp-node");
+    if ipvs_in(&node, test).is_none()
+        || !have_program(&node, "ipset", test)
+        || !have_program(&node, "iptables-legacy-restore", test)
+    {
+        return;
+    }
+    let client = TestNs::new("ipvs-kp-client");
+    let ep1 = TestNs::new("ipvs-kp-ep1");
+    let ep2 = TestNs::new("ipvs-kp-ep2");
+    attach(&node, "eth0", "198.18.0.1/24", &client, "198.18.0.2/24");
+    attach(&node, "vep1", "10.244.1.1/24", &ep1, "10.244.1.2/24");
+    attach(&node, "vep2", "10.244.2.1/24", &ep2, "10.244.2.2/24");
+    let _s1 = NameServer::start(&ep1, sa("10.244.1.2:8080"), "ep1");
+    let _s2 = NameServer::start(&ep2, sa("10.244.2.2:8080"), "ep2");
+
+    let mut settings = NodeSettings::new("node-1", podnet_nat::kube::IpFamily::V4);
+    settings.node_ips = vec!["198.18.0.1".parse().unwrap()];
+    settings.local_detector = LocalDetector::ClusterCidr("10.244.0.0/16".parse().unwrap());
+    let mut syncer = IpvsSyncer::new(node.ns().clone(), settings, IpvsModeSettings::default())
+        .unwrap()
+        .with_backend(Backend::Legacy);
+    let report = syncer.sync(&state(WEB)).unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert_eq!(
+        (
+            report.services_added,
+            report.destinations_added,
+            report.addresses_added
+        ),
+        (2, 4, 1),
+        "{report:?}"
+    );
+    assert_eq!(report.jumps_inserted, 9, "{report:?}");
+    assert_eq!(
+        node.sysctl_get("net.ipv4.vs.conntrack").unwrap(),
+        "1",
+        "kube-proxy's sysctls"
+    );
+    // A second sync with nothing changed changes nothing.
+    let again = syncer.sync(&state(WEB)).unwrap();
+    assert_eq!(
+        (
+            again.services_added + again.services_edited + again.services_deleted,
+            again.destinations_added + again.destinations_edited + again.destinations_deleted,
+            again.addresses_added + again.addresses_removed,
+            again.jumps_inserted
+        ),
+        (0, 0, 0, 0),
+        "{again:?}"
+    );
+
+    // What ipvsadm, ipset and iptables see.
+    if let Some(text) = ipvsadm(&node) {
+        eprintln!("{text}");
+        let list = parse_ipvsadm(&text);
+        for (proto, addr) in [("TCP", "10.96.0.10:80"), ("TCP", "198.18.0.1:30080")] {
+            let l = listed(&list, proto, addr);
+            let mut d: Vec<_> = l.dests.iter().map(|d| d[..3].to_vec()).collect();
+            d.sort();
+            assert_eq!(
+                d,
+                vec![
+                    vec!["10.244.1.2:8080", "Masq", "1"],
+                    vec!["10.244.2.2:8080", "Masq", "1"]
+                ],
+                "{text}"
+            );
+        }
+    }
+    let set = node.exec("ipset", &["list", ipset::CLUSTER_IP]);
+    assert!(set.contains("10.96.0.10,tcp:80"), "{set}");
+    let np = node.exec("ipset", &["list", ipset::NODE_PORT_TCP]);
+    assert!(np.contains("30080"), "{np}");
+    let saved = node.exec("iptables-legacy-save", &[]);
+    assert!(
+        saved.contains(
+            "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"
+        ),
+        "{saved}"
+    );
+    // (iptables-save writes `! -s` first.)
+    assert!(
+        saved.contains(
+            "-A KUBE-SERVICES ! -s 10.244.0.0/16 -m comment --comment \"Kubernetes service \
+             cluster ip + port for masquerade purpose\" -m set --match-set KUBE-CLUSTER-IP \
+             dst,dst -j KUBE-MARK-MASQ"
+        ),
+        "{saved}"
+    );
+
+    // Traffic: the cluster IP and the node port, from a client outside the cluster network.
+    for target in [sa("10.96.0.10:80"), sa("198.18.0.1:30080")] {
+        let mut seen = std::collections::BTreeMap::new();
+        for _ in 0..10 {
+            *seen.entry(ask(&client, target)).or_insert(0) += 1;
+        }
+        assert_eq!(
+            seen,
+            [("ep1".to_string(), 5), ("ep2".to_string(), 5)].into(),
+            "{target}"
+        );
+    }
+
+    // Scale down to ep1: ep2 has (closed, TIME_WAIT) connections, so it drains at weight 0.
+    let one = WEB.replace("- {addresses: [10.244.2.2], nodeName: node-2}\n", "");
+    let report = syncer.sync(&state(&one)).unwrap();
+    assert_eq!(report.destinations_draining, 2, "{report:?}");
+    for _ in 0..4 {
+        assert_eq!(ask(&client, sa("10.96.0.10:80")), "ep1");
+        assert_eq!(ask(&client, sa("198.18.0.1:30080")), "ep1");
+    }
+
+    // The Service goes away: its virtual services, address and set entries with it.
+    let report = syncer.sync(&state("")).unwrap();
+    assert_eq!(
+        (report.services_deleted, report.addresses_removed),
+        (2, 1),
+        "{report:?}"
+    );
+    assert!(syncer.ipvs().services().unwrap().is_empty());
+    let set = node.exec("ipset", &["list", ipset::CLUSTER_IP]);
+    assert!(!set.contains("10.96.0.10"), "{set}");
+
+    // --cleanup removes what ipvs mode made.
+    syncer.cleanup(podnet_nat::kube::IpFamily::V4).unwrap();
+    let saved = node.exec("iptables-legacy-save", &[]);
+    assert!(!saved.contains("KUBE-"), "{saved}");
+    assert!(node.exec("ipset", &["list", "-n"]).trim().is_empty());
+}

@@ -10,7 +10,8 @@ mod support;
 
 use support::vm::{Vm, build_guest_test};
 
-/// The IPVS schedulers and what the tests use besides.
+/// The IPVS schedulers, and what the tests use besides: links, and the ipsets and iptables
+/// matches and targets of kube-proxy's ipvs mode (legacy iptables).
 const MODULES: &[&str] = &[
     "ip_vs",
     "ip_vs_rr",
@@ -24,6 +25,23 @@ const MODULES: &[&str] = &[
     "ip_vs_mh",
     "dummy",
     "veth",
+    "ip_tables",
+    "iptable_nat",
+    "iptable_filter",
+    "xt_set",
+    "ip_set_hash_ip",
+    "ip_set_hash_ipport",
+    "ip_set_hash_ipportip",
+    "ip_set_hash_ipportnet",
+    "ip_set_bitmap_port",
+    "xt_comment",
+    "xt_mark",
+    "xt_MASQUERADE",
+    "xt_addrtype",
+    "xt_conntrack",
+    "xt_physdev",
+    "xt_ipvs",
+    "ipt_REJECT",
 ];
 
 #[test]
@@ -42,6 +60,18 @@ fn ipvs_kernel_tests_pass_in_a_vm() {
         &["libnl-3-200", "libnl-genl-3-200", "libpopt0"],
     )
     .expect("ipvsadm for the guest");
+    for tool in [
+        "usr/sbin/iptables-legacy",
+        "usr/sbin/iptables-legacy-restore",
+        "usr/sbin/iptables-legacy-save",
+    ] {
+        vm.debian_program("iptables", tool, &[])
+            .expect("iptables for the guest");
+    }
+    vm.debian_dir("iptables", "usr/lib/x86_64-linux-gnu/xtables")
+        .expect("iptables extensions");
+    vm.debian_program("ipset", "usr/sbin/ipset", &["libipset13"])
+        .expect("ipset for the guest");
     let bin = match build_guest_test("podnet-nat", "ipvs_kernel") {
         Ok(bin) => bin,
         Err(why) if why.starts_with("skip:") => {
@@ -66,8 +96,8 @@ fn ipvs_kernel_tests_pass_in_a_vm() {
     assert_eq!(run.status, Some(0), "ipvs_kernel failed inside the VM");
     // Every kernel test ran (none skipped for want of IPVS), and none was filtered out.
     assert!(
-        run.log.contains("test result: ok. 3 passed; 0 failed"),
-        "expected 3 passing tests"
+        run.log.contains("test result: ok. 4 passed; 0 failed"),
+        "expected 4 passing tests"
     );
     assert!(!run.log.contains("skipped"), "a test skipped inside the VM");
 }

@@ -335,6 +335,15 @@ impl Vm {
         Ok(index)
     }
 
+    /// Modules built into the kernel (`modules.builtin`): nothing to load.
+    fn builtin(&self) -> BTreeSet<String> {
+        fs::read_to_string(self.module_root.join("modules.builtin"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| module_name(Path::new(l)))
+            .collect()
+    }
+
     fn add_module(
         &mut self,
         index: &BTreeMap<String, PathBuf>,
@@ -343,6 +352,10 @@ impl Vm {
         depth: usize,
     ) -> Result<(), String> {
         if seen.contains(name) {
+            return Ok(());
+        }
+        if !index.contains_key(name) && self.builtin().contains(name) {
+            seen.insert(name.to_owned());
             return Ok(());
         }
         if depth > 32 {
@@ -484,6 +497,23 @@ impl Vm {
     }
 
     /// Builds the initramfs (written under the cache directory, removed afterwards).
+    /// Puts every file under `dir` of a Debian package into the guest at the same path (e.g.
+    /// iptables' extensions, `usr/lib/x86_64-linux-gnu/xtables`).
+    pub fn debian_dir(&mut self, package: &str, dir: &str) -> Result<&mut Vm, String> {
+        let root = debian_package(&self.work, package)?;
+        let base = root.join(dir);
+        let entries =
+            fs::read_dir(&base).map_err(|e| format!("package {package} has no {dir}: {e}"))?;
+        for e in entries.filter_map(Result::ok) {
+            let p = e.path();
+            if p.is_file() {
+                let rel = p.strip_prefix(&root).unwrap_or(&p);
+                self.files.insert(format!("/{}", rel.display()), p.clone());
+            }
+        }
+        Ok(self)
+    }
+
     fn initramfs(&self, command: &[&str], out: &Path) -> Result<(), String> {
         let mut c = Cpio::default();
         for d in [
@@ -496,6 +526,12 @@ impl Vm {
         c.file("bin/busybox", &read(&self.busybox)?, 0o755);
         c.file("init", self.init_script(command).as_bytes(), 0o755);
         c.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644);
+        // Protocol names, for tools that look them up (ipset's `tcp:80`).
+        c.file(
+            "etc/protocols",
+            b"ip 0 IP\nicmp 1 ICMP\ntcp 6 TCP\nudp 17 UDP\nipv6-icmp 58 IPv6-ICMP\nsctp 132 SCTP\n",
+            0o644,
+        );
         for m in &self.modules {
             let name = m.file_name().and_then(|n| n.to_str()).unwrap_or("?");
             c.file(&format!("modules/{name}"), &read(m)?, 0o644);

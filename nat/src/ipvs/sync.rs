@@ -1,0 +1,378 @@
+//! Applies kube-proxy's ipvs mode inside a network namespace and keeps it in step.
+//!
+//! One [`IpvsSyncer::sync`] does what kube-proxy's ipvs `syncProxyRules` does, in its order:
+//! makes sure `kube-ipvs0` exists; replaces every ipset's entries (one `ipset -exist restore`,
+//! each set swapped in whole); restores the nat and filter chains (`iptables-restore --noflush
+//! --counters`) and inserts the jumps from the built-in chains when missing; binds the service
+//! addresses to `kube-ipvs0`; adds or edits virtual services and destinations; then removes
+//! addresses and virtual services that are no longer wanted. Only differences touch the kernel:
+//! a sync with nothing changed reads IPVS and writes nothing to it.
+//!
+//! A destination that is no longer wanted is deleted at once unless it is TCP with
+//! connections: then its weight goes to 0 (no new connections) and a later sync deletes it
+//! once its connections are gone, as kube-proxy's graceful termination does.
+
+use super::client::{Ipvs, IpvsError};
+use super::kube_proxy::{DUMMY_DEVICE, IpvsModeSettings, IpvsRules, JUMP_RULES, compile};
+use super::types::{Destination, Family, ServiceId, VirtualService};
+use crate::iptables::Protocol;
+use crate::kube::{ClusterState, IpFamily};
+use crate::proxy::NodeSettings;
+use crate::proxy::sync::{Backend, SyncError, run_with_input};
+use ipnet::IpNet;
+use podnet_links::{Dummy, Handle};
+use podnet_netns::NetNs;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// What can stop a sync. Failures of single virtual services do not: they are listed in
+/// [`IpvsSyncReport::failures`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IpvsSyncError {
+    /// Opening IPVS, or listing its services, failed.
+    #[error(transparent)]
+    Ipvs(#[from] IpvsError),
+    /// The dummy device or its addresses could not be set up.
+    #[error("{DUMMY_DEVICE}: {0}")]
+    Link(#[from] podnet_links::Error),
+    /// `ipset` or `iptables-restore` refused the input, or could not run.
+    #[error(transparent)]
+    Tool(#[from] SyncError),
+    /// A sysctl ipvs mode needs could not be set.
+    #[error("setting {key}: {error}")]
+    Sysctl {
+        /// The sysctl.
+        key: &'static str,
+        /// Why not.
+        error: String,
+    },
+}
+
+/// The sysctls kube-proxy's ipvs mode sets to 1.
+const SYSCTLS: [&str; 4] = [
+    "net.ipv4.vs.conntrack",
+    "net.ipv4.vs.expire_nodest_conn",
+    "net.ipv4.vs.expire_quiescent_template",
+    "net.ipv4.ip_forward",
+];
+
+/// What one sync changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpvsSyncReport {
+    /// Virtual services added.
+    pub services_added: usize,
+    /// Virtual services edited (scheduler, flags, persistence).
+    pub services_edited: usize,
+    /// Virtual services deleted.
+    pub services_deleted: usize,
+    /// Destinations added.
+    pub destinations_added: usize,
+    /// Destinations edited (weight, forwarding method).
+    pub destinations_edited: usize,
+    /// Destinations deleted.
+    pub destinations_deleted: usize,
+    /// Destinations left with weight 0 until their connections end.
+    pub destinations_draining: usize,
+    /// Addresses bound to `kube-ipvs0`.
+    pub addresses_added: usize,
+    /// Addresses removed from `kube-ipvs0`.
+    pub addresses_removed: usize,
+    /// Jumps from built-in chains that were missing and inserted.
+    pub jumps_inserted: usize,
+    /// Per-service failures (the rest of the sync went on), as kube-proxy logs and goes on.
+    pub failures: Vec<String>,
+    /// How long the sync took.
+    pub duration: Duration,
+}
+
+/// Keeps kube-proxy's ipvs mode in one network namespace in step with a [`ClusterState`].
+#[derive(Debug)]
+pub struct IpvsSyncer {
+    netns: NetNs,
+    node: NodeSettings,
+    settings: IpvsModeSettings,
+    backend: Backend,
+    ipvs: Ipvs,
+    links: Handle,
+}
+
+impl IpvsSyncer {
+    /// A syncer for `netns`; fails with [`IpvsError::NotAvailable`] when its kernel has no
+    /// IPVS. Sets the sysctls kube-proxy's ipvs mode sets in the namespace: `net.ipv4.vs.conntrack`
+    /// (so that iptables can masquerade what IPVS forwards), `expire_nodest_conn`,
+    /// `expire_quiescent_template` and `net.ipv4.ip_forward`, all to 1.
+    pub fn new(
+        netns: NetNs,
+        node: NodeSettings,
+        settings: IpvsModeSettings,
+    ) -> Result<IpvsSyncer, IpvsSyncError> {
+        let ipvs = Ipvs::in_ns(&netns)?;
+        for key in SYSCTLS {
+            netns
+                .sysctl_set(key, "1")
+                .map_err(|e| IpvsSyncError::Sysctl {
+                    key,
+                    error: e.to_string(),
+                })?;
+        }
+        let links = Handle::in_ns(&netns)?;
+        Ok(IpvsSyncer {
+            netns,
+            node,
+            settings,
+            backend: Backend::System,
+            ipvs,
+            links,
+        })
+    }
+
+    /// Uses `backend`'s iptables programs.
+    pub fn with_backend(mut self, backend: Backend) -> IpvsSyncer {
+        self.backend = backend;
+        self
+    }
+
+    /// The IPVS client (to look at what a sync did).
+    pub fn ipvs(&mut self) -> &mut Ipvs {
+        &mut self.ipvs
+    }
+
+    /// Compiles `state` and applies it.
+    pub fn sync(&mut self, state: &ClusterState) -> Result<IpvsSyncReport, IpvsSyncError> {
+        let rules = compile(state, &self.node, &self.settings);
+        self.apply(&rules)
+    }
+
+    /// Applies compiled rules.
+    pub fn apply(&mut self, rules: &IpvsRules) -> Result<IpvsSyncReport, IpvsSyncError> {
+        let start = Instant::now();
+        let mut report = IpvsSyncReport::default();
+        self.ensure_dummy()?;
+        run_with_input(
+            &self.netns,
+            "ipset",
+            &["-exist", "restore"],
+            rules.render_ipsets().as_bytes(),
+        )?;
+        let (restore, iptables, _) = self.backend.programs(rules.family);
+        run_with_input(
+            &self.netns,
+            restore,
+            &["--noflush", "--counters"],
+            rules.iptables.render().as_bytes(),
+        )?;
+        report.jumps_inserted = self.ensure_jumps(iptables)?;
+        let bound = self.bound_addresses(rules.family)?;
+        for ip in rules.bind_addrs.difference(&bound) {
+            self.links.addr().replace(DUMMY_DEVICE, IpNet::from(*ip))?;
+            report.addresses_added += 1;
+        }
+        self.sync_ipvs(rules, &mut report)?;
+        for ip in bound.difference(&rules.bind_addrs) {
+            self.links.addr().del(DUMMY_DEVICE, IpNet::from(*ip))?;
+            report.addresses_removed += 1;
+        }
+        report.duration = start.elapsed();
+        Ok(report)
+    }
+
+    fn ensure_dummy(&self) -> Result<(), IpvsSyncError> {
+        match self.links.link().get(DUMMY_DEVICE) {
+            Ok(_) => Ok(()),
+            Err(podnet_links::Error::NotFound { .. }) => {
+                match self.links.link().add(&Dummy::new(DUMMY_DEVICE)) {
+                    Ok(()) | Err(podnet_links::Error::Exists { .. }) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// kube-proxy's `EnsureRule(Prepend, ...)` for each jump: `-C`, and `-I` when missing.
+    fn ensure_jumps(&self, iptables: &str) -> Result<usize, IpvsSyncError> {
+        let mut inserted = 0;
+        for j in JUMP_RULES {
+            let mut check = vec!["-w", "-t", j.table.as_str(), "-C", j.from];
+            check.extend(j.args());
+            if run_with_input(&self.netns, iptables, &check, b"").is_ok() {
+                continue;
+            }
+            let mut insert = vec!["-w", "-t", j.table.as_str(), "-I", j.from];
+            insert.extend(j.args());
+            run_with_input(&self.netns, iptables, &insert, b"")?;
+            inserted += 1;
+        }
+        Ok(inserted)
+    }
+
+    fn bound_addresses(&self, family: IpFamily) -> Result<BTreeSet<IpAddr>, IpvsSyncError> {
+        Ok(self
+            .links
+            .addr()
+            .list(Some(DUMMY_DEVICE.into()))?
+            .into_iter()
+            .map(|a| a.addr.addr())
+            .filter(|ip| IpFamily::of(ip) == family)
+            .collect())
+    }
+
+    fn sync_ipvs(
+        &mut self,
+        rules: &IpvsRules,
+        report: &mut IpvsSyncReport,
+    ) -> Result<(), IpvsSyncError> {
+        let family = Family::from(rules.family);
+        let current: BTreeMap<ServiceId, VirtualService> = self
+            .ipvs
+            .services()?
+            .into_iter()
+            .map(|e| (e.service.id, e.service))
+            .filter(|(id, _)| id.family() == family)
+            .collect();
+        for (id, wanted) in &rules.services {
+            let fresh = !current.contains_key(id);
+            let result = match current.get(id) {
+                None => self.ipvs.add_service(&wanted.service).map(|()| {
+                    report.services_added += 1;
+                }),
+                Some(have) if *have != wanted.service => {
+                    self.ipvs.edit_service(&wanted.service).map(|()| {
+                        report.services_edited += 1;
+                    })
+                }
+                Some(_) => Ok(()),
+            };
+            let result = result
+                .and_then(|()| self.sync_destinations(id, &wanted.destinations, fresh, report));
+            if let Err(e) = result {
+                report
+                    .failures
+                    .push(format!("{} ({}): {e}", id, wanted.port));
+            }
+        }
+        for id in current.keys() {
+            if rules.services.contains_key(id) || self.excluded(id) {
+                continue;
+            }
+            match self.ipvs.del_service(id) {
+                Ok(()) => report.services_deleted += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => report.failures.push(e.to_string()),
+            }
+        }
+        Ok(())
+    }
+
+    fn excluded(&self, id: &ServiceId) -> bool {
+        match id {
+            ServiceId::Addr { addr, .. } => self
+                .settings
+                .exclude_cidrs
+                .iter()
+                .any(|n| n.contains(&addr.ip())),
+            // kube-proxy never makes fwmark services; leave them to whoever did.
+            ServiceId::FwMark { .. } => true,
+        }
+    }
+
+    fn sync_destinations(
+        &mut self,
+        id: &ServiceId,
+        wanted: &[Destination],
+        fresh: bool,
+        report: &mut IpvsSyncReport,
+    ) -> Result<(), IpvsError> {
+        // A service this sync just added has no destinations yet.
+        let current = if fresh {
+            Vec::new()
+        } else {
+            self.ipvs.destinations(id)?
+        };
+        let have: BTreeMap<SocketAddr, _> =
+            current.iter().map(|d| (d.destination.addr, d)).collect();
+        for d in wanted {
+            match have.get(&d.addr) {
+                None => {
+                    self.ipvs.add_destination(id, d)?;
+                    report.destinations_added += 1;
+                }
+                Some(h) if h.destination != *d => {
+                    self.ipvs.edit_destination(id, d)?;
+                    report.destinations_edited += 1;
+                }
+                Some(_) => {}
+            }
+        }
+        let wanted_addrs: BTreeSet<SocketAddr> = wanted.iter().map(|d| d.addr).collect();
+        for h in current
+            .iter()
+            .filter(|h| !wanted_addrs.contains(&h.destination.addr))
+        {
+            let tcp = matches!(
+                id,
+                ServiceId::Addr {
+                    protocol: Protocol::Tcp,
+                    ..
+                }
+            );
+            if tcp && h.active_conns + h.inactive_conns > 0 {
+                if h.destination.weight != 0 {
+                    self.ipvs.edit_destination(id, &h.destination.weight(0))?;
+                }
+                report.destinations_draining += 1;
+                continue;
+            }
+            match self.ipvs.del_destination(id, h.destination.addr) {
+                Ok(()) => report.destinations_deleted += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes everything ipvs mode made (kube-proxy's `--cleanup`): IPVS services of this
+    /// family outside the excluded networks, `kube-ipvs0`, the jumps and chains, the ipsets.
+    pub fn cleanup(&mut self, family: IpFamily) -> Result<(), IpvsSyncError> {
+        let fam = Family::from(family);
+        for e in self.ipvs.services()? {
+            if e.service.id.family() == fam && !self.excluded(&e.service.id) {
+                match self.ipvs.del_service(&e.service.id) {
+                    Ok(()) => {}
+                    Err(err) if err.is_not_found() => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        }
+        match self.links.link().del(DUMMY_DEVICE) {
+            Ok(()) | Err(podnet_links::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let (_, iptables, _) = self.backend.programs(family);
+        for j in JUMP_RULES {
+            let mut del = vec!["-w", "-t", j.table.as_str(), "-D", j.from];
+            del.extend(j.args());
+            while run_with_input(&self.netns, iptables, &del, b"").is_ok() {}
+        }
+        let chains = compile(&ClusterState::default(), &self.node, &self.settings).iptables;
+        for (table, list) in [
+            ("nat", &chains.nat_chains),
+            ("filter", &chains.filter_chains),
+        ] {
+            for c in list.iter() {
+                let _ = run_with_input(&self.netns, iptables, &["-w", "-t", table, "-F", c], b"");
+            }
+            for c in list.iter() {
+                let _ = run_with_input(&self.netns, iptables, &["-w", "-t", table, "-X", c], b"");
+            }
+        }
+        for (base, _, _) in super::ipset::SETS {
+            let name = super::ipset::set_name(base, family);
+            let _ = run_with_input(&self.netns, "ipset", &["destroy", &name], b"");
+        }
+        Ok(())
+    }
+}
