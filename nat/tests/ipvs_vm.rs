@@ -65,12 +65,16 @@ fn ipvs_kernel_tests_pass_in_a_vm() {
         "usr/sbin/iptables-legacy-restore",
         "usr/sbin/iptables-legacy-save",
     ] {
-        vm.debian_program("iptables", tool, &[])
-            .expect("iptables for the guest");
+        vm.debian_program(
+            "iptables",
+            tool,
+            &["libxtables12", "libip4tc2", "libip6tc2"],
+        )
+        .expect("iptables for the guest");
     }
     vm.debian_dir("iptables", "usr/lib/x86_64-linux-gnu/xtables")
         .expect("iptables extensions");
-    vm.debian_program("ipset", "usr/sbin/ipset", &["libipset13"])
+    vm.debian_program("ipset", "usr/sbin/ipset", &["libipset13", "libmnl0"])
         .expect("ipset for the guest");
     let bin = match build_guest_test("podnet-nat", "ipvs_kernel") {
         Ok(bin) => bin,

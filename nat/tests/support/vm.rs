@@ -15,9 +15,15 @@
 //! the asked-for environment, prints `PODNET-VM-EXIT <status>` and powers off. qemu exits 0
 //! whatever happens inside, so [`Vm::run`] reads that marker from the serial console.
 //!
-//! A test program for the guest is built as a static binary ([`build_guest_test`]:
-//! `cargo test --no-run` for the host target with `+crt-static`, in its own target
-//! directory; `PODNET_VM_TARGET=x86_64-unknown-linux-musl` builds for musl instead).
+//! A test program for the guest is built as a static binary ([`build_guest_test`] for an
+//! integration test, [`build_guest_bin`] for a program such as an example binary): cargo for
+//! the host target with `+crt-static`, in its own target directory.
+//! `PODNET_VM_TARGET=x86_64-unknown-linux-musl` builds for musl instead (podnet-links does not
+//! build for musl yet: its ioctl request constants are `c_ulong`, musl's `ioctl` takes `c_int`).
+//!
+//! Debian programs run in the guest with the host's C library and loader (the same Debian
+//! release) and what [`Vm::debian_program`] downloads; [`Vm::debian_dir`] adds plugin
+//! directories (iptables' extensions). The guest has a minimal `/etc/protocols`.
 //!
 //! This file uses only the standard library, so other crates' tests can include it with
 //! `#[path = "../../nat/tests/support/vm.rs"] mod vm;`.
@@ -777,6 +783,16 @@ pub const GNU_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// build's artifacts and locks are left alone. An `Err` starting with "skip:" means the target
 /// could not be installed.
 pub fn build_guest_test(package: &str, test: &str) -> Result<PathBuf, String> {
+    cargo_guest(&["test", "-p", package, "--test", test, "--no-run"], test)
+}
+
+/// Builds binary `bin` of `package` (e.g. an example program the guest runs) as a static
+/// binary for [`guest_target`], like [`build_guest_test`].
+pub fn build_guest_bin(package: &str, bin: &str) -> Result<PathBuf, String> {
+    cargo_guest(&["build", "-p", package, "--bin", bin], bin)
+}
+
+fn cargo_guest(args: &[&str], artifact: &str) -> Result<PathBuf, String> {
     let target = guest_target();
     ensure_target(&target)?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -787,7 +803,7 @@ pub fn build_guest_test(package: &str, test: &str) -> Result<PathBuf, String> {
     );
     let out = Command::new(&cargo)
         .current_dir(workspace_root())
-        .args(["test", "-p", package, "--test", test, "--no-run"])
+        .args(args)
         .args([
             "--target",
             &target,
@@ -807,12 +823,13 @@ pub fn build_guest_test(package: &str, test: &str) -> Result<PathBuf, String> {
         .map_err(|e| format!("running cargo: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "cargo test --no-run --target {target} failed: {}",
+            "cargo {} --target {target} failed: {}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr)
         ));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let needle = format!("\"name\":\"{test}\"");
+    let needle = format!("\"name\":\"{artifact}\"");
     stdout
         .lines()
         .filter(|l| l.contains("compiler-artifact") && l.contains(&needle))
@@ -821,7 +838,7 @@ pub fn build_guest_test(package: &str, test: &str) -> Result<PathBuf, String> {
             let end = start + l[start..].find('"')?;
             Some(PathBuf::from(&l[start..end]))
         })
-        .ok_or_else(|| format!("cargo built no executable for test {test}"))
+        .ok_or_else(|| format!("cargo built no executable named {artifact}"))
 }
 
 fn ensure_target(target: &str) -> Result<(), String> {
