@@ -545,9 +545,25 @@ fn kube_proxy_ipvs_mode_syncs_and_serves() {
     let mut settings = NodeSettings::new("node-1", podnet_nat::kube::IpFamily::V4);
     settings.node_ips = vec!["198.18.0.1".parse().unwrap()];
     settings.local_detector = LocalDetector::ClusterCidr("10.244.0.0/16".parse().unwrap());
-    let mut syncer = IpvsSyncer::new(node.ns().clone(), settings, IpvsModeSettings::default())
+    let timeouts = Timeouts {
+        tcp: 900,
+        tcp_fin: 120,
+        udp: 300,
+    };
+    let mode = IpvsModeSettings {
+        strict_arp: true,
+        timeouts,
+        ..IpvsModeSettings::default()
+    };
+    let mut syncer = IpvsSyncer::new(node.ns().clone(), settings, mode)
         .unwrap()
         .with_backend(Backend::Legacy);
+    assert_eq!(syncer.ipvs().timeouts().unwrap(), timeouts);
+    assert_eq!(
+        node.sysctl_get("net.ipv4.conf.all.arp_ignore").unwrap(),
+        "1",
+        "--ipvs-strict-arp"
+    );
     let report = syncer.sync(&state(WEB)).unwrap();
     assert!(report.failures.is_empty(), "{report:?}");
     assert_eq!(

@@ -21,6 +21,12 @@
 //!   `iptables-restore` input, line for line as kube-proxy writes them, and the jumps from the
 //!   built-in chains it ensures.
 //!
+//! [`NodeSettings::node_ips`] must list every address of the node (kube-proxy reads them from
+//! the interfaces): node ports listen on those of this family that are not loopback (or those
+//! in `--nodeport-addresses`), and external and load-balancer IPs among them are not bound to
+//! `kube-ipvs0`. Not covered: topology hints, and kube-proxy's once-a-minute retry of draining
+//! destinations (a later sync deletes them instead; see [`super::sync`]).
+//!
 //! ```
 //! use podnet_nat::ipvs::kube_proxy::{IpvsModeSettings, compile};
 //! use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
@@ -37,7 +43,7 @@
 //! ```
 
 use super::ipset::{self, IpSet};
-use super::types::{Destination, Scheduler, ServiceFlags, ServiceId, VirtualService};
+use super::types::{Destination, Scheduler, ServiceFlags, ServiceId, Timeouts, VirtualService};
 use crate::iptables::{Protocol, Table};
 use crate::kube::categorize_endpoints;
 use crate::kube::{
@@ -60,6 +66,12 @@ pub struct IpvsModeSettings {
     /// `--ipvs-exclude-cidrs`: virtual services in these networks are never deleted by a
     /// sync (they belong to someone else).
     pub exclude_cidrs: Vec<IpNet>,
+    /// `--ipvs-strict-arp`: `arp_ignore=1` and `arp_announce=2` on all interfaces, so the
+    /// node does not answer ARP for the service addresses on `kube-ipvs0`.
+    pub strict_arp: bool,
+    /// `--ipvs-tcp-timeout`, `--ipvs-tcpfin-timeout`, `--ipvs-udp-timeout` (0 keeps the
+    /// kernel's value).
+    pub timeouts: Timeouts,
 }
 
 /// A virtual service with its destinations, and the service port it serves.

@@ -50,6 +50,12 @@ pub enum IpvsSyncError {
     },
 }
 
+/// `--ipvs-strict-arp`.
+const STRICT_ARP: [(&str, &str); 2] = [
+    ("net.ipv4.conf.all.arp_ignore", "1"),
+    ("net.ipv4.conf.all.arp_announce", "2"),
+];
+
 /// The sysctls kube-proxy's ipvs mode sets to 1.
 const SYSCTLS: [&str; 4] = [
     "net.ipv4.vs.conntrack",
@@ -102,20 +108,34 @@ impl IpvsSyncer {
     /// A syncer for `netns`; fails with [`IpvsError::NotAvailable`] when its kernel has no
     /// IPVS. Sets the sysctls kube-proxy's ipvs mode sets in the namespace: `net.ipv4.vs.conntrack`
     /// (so that iptables can masquerade what IPVS forwards), `expire_nodest_conn`,
-    /// `expire_quiescent_template` and `net.ipv4.ip_forward`, all to 1.
+    /// `expire_quiescent_template` and `net.ipv4.ip_forward`, all to 1 (and the ARP ones of
+    /// [`IpvsModeSettings::strict_arp`]), and the IPVS timeouts asked for.
     pub fn new(
         netns: NetNs,
         node: NodeSettings,
         settings: IpvsModeSettings,
     ) -> Result<IpvsSyncer, IpvsSyncError> {
-        let ipvs = Ipvs::in_ns(&netns)?;
-        for key in SYSCTLS {
+        let mut ipvs = Ipvs::in_ns(&netns)?;
+        let strict_arp: &[(&'static str, &str)] = if settings.strict_arp {
+            &STRICT_ARP
+        } else {
+            &[]
+        };
+        for (key, value) in SYSCTLS
+            .iter()
+            .map(|k| (*k, "1"))
+            .chain(strict_arp.iter().copied())
+        {
             netns
-                .sysctl_set(key, "1")
+                .sysctl_set(key, value)
                 .map_err(|e| IpvsSyncError::Sysctl {
                     key,
                     error: e.to_string(),
                 })?;
+        }
+        let t = settings.timeouts;
+        if t.tcp > 0 || t.tcp_fin > 0 || t.udp > 0 {
+            ipvs.set_timeouts(t)?;
         }
         let links = Handle::in_ns(&netns)?;
         Ok(IpvsSyncer {

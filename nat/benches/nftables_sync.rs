@@ -1,0 +1,245 @@
+//! One endpoint change at 1,000, 10,000 and 30,000 Services (5 endpoints each): podnet's
+//! incremental netlink transaction against `nft -f` of the same kube-proxy-style transaction
+//! (the text kube-proxy's nftables mode would hand to nft), in one run, each on an identical
+//! table in its own test namespace.
+//!
+//! `cargo bench -p podnet-nat --bench nftables_sync` (as root). `PODNET_BENCH_SIZES` (e.g.
+//! `1000,10000`) and `PODNET_BENCH_ROUNDS` change what is measured.
+
+use podnet_nat::iptables::Protocol;
+use podnet_nat::kube::{
+    ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, ServiceType,
+    SessionAffinity, TargetPort,
+};
+use podnet_nat::nftables::kube_proxy::TABLE;
+use podnet_nat::nftables::{NftProxySettings, NftSocket, NftablesSyncer, Planner};
+use podnet_nat::proxy::sync::run_with_input;
+use podnet_nat::proxy::{LocalDetector, NodeSettings};
+use podnet_testsupport::TestNs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+const ENDPOINTS: u32 = 5;
+/// Services added per transaction while the tables are built.
+const CHUNK: u32 = 1_000;
+
+fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+fn spn(i: u32) -> ServicePortName {
+    ServicePortName {
+        service: ServiceKey::new(format!("ns{}", i % 100), format!("svc{i}")),
+        port: "http".into(),
+        protocol: Protocol::Tcp,
+    }
+}
+
+fn endpoints(i: u32, variant: u32) -> Vec<Endpoint> {
+    let mut eps: Vec<Endpoint> = (0..ENDPOINTS)
+        .map(|e| {
+            // Variant 1 moves the first endpoint elsewhere: a one-endpoint change.
+            let n = if e == 0 && variant == 1 {
+                0x00ff_0000 + i
+            } else {
+                i * ENDPOINTS + e
+            };
+            Endpoint {
+                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0af4_0000 + n)), 8080),
+                node_name: Some(format!("node-{}", n % 50)),
+                zone: None,
+                ready: true,
+                serving: true,
+                terminating: false,
+            }
+        })
+        .collect();
+    eps.sort_by_key(|e| e.addr.to_string());
+    eps
+}
+
+/// Adds Services `range` (with their endpoints) to `s`.
+fn add_services(s: &mut ClusterState, range: std::ops::Range<u32>) {
+    for i in range {
+        let name = spn(i);
+        s.services.insert(
+            name.clone(),
+            ServicePort {
+                name: name.clone(),
+                cluster_ip: IpAddr::V4(Ipv4Addr::from(0x0a60_0000 + i + 10)),
+                port: 80,
+                node_port: None,
+                external_ips: vec![],
+                load_balancer_vips: vec![],
+                load_balancer_source_ranges: vec![],
+                session_affinity: SessionAffinity::None,
+                health_check_node_port: None,
+                external_policy_local: false,
+                internal_policy_local: false,
+                service_type: ServiceType::ClusterIp,
+                target_port: TargetPort::Number(8080),
+            },
+        );
+        s.endpoints.insert(name, endpoints(i, 0));
+    }
+}
+
+fn settings() -> NftProxySettings {
+    let mut node = NodeSettings::new("node-1", IpFamily::V4);
+    node.node_ips = vec!["198.18.0.2".parse().unwrap()];
+    node.local_detector = LocalDetector::ClusterCidr("10.244.0.0/16".parse().unwrap());
+    NftProxySettings {
+        node,
+        service_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    // SAFETY: geteuid has no preconditions.
+    #[allow(unsafe_code)]
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 || std::env::args().any(|a| a == "--list") {
+        eprintln!("nftables_sync: needs root (it uses network namespaces); skipped");
+        return;
+    }
+    let sizes = env_list("PODNET_BENCH_SIZES", &[1_000, 10_000, 30_000]);
+    let rounds = env_list("PODNET_BENCH_ROUNDS", &[20])[0].max(2);
+    let nft_rounds = (rounds / 2).max(3);
+    println!(
+        "one endpoint change, {ENDPOINTS} endpoints per Service; podnet: median of {rounds}, nft -f: median of {nft_rounds}"
+    );
+    println!(
+        "{:>8} | {:>10} {:>10} | {:>10} {:>10} {:>10} {:>6} | {:>12} | {:>8}",
+        "services",
+        "load pn s",
+        "load nft s",
+        "podnet ms",
+        "plan ms",
+        "kernel ms",
+        "ops",
+        "nft -f ms",
+        "ratio"
+    );
+    for &n in &sizes {
+        let n = n as u32;
+        // Both tables are built the same way: a full sync of the first chunk, then chunks
+        // of Services added by incremental transactions. (One transaction of 30,000 Services
+        // costs the kernel minutes: each anonymous map bound walks the whole transaction.)
+        let chunk = CHUNK.min(n);
+        let mut st = ClusterState::default();
+        add_services(&mut st, 0..chunk);
+        let pn = TestNs::new("bench-nft-pn");
+        let mut syncer = NftablesSyncer::new(pn.ns().clone(), settings());
+        // Stale chains are left alone during the measurement (kube-proxy waits before it
+        // deletes them, in a transaction of its own).
+        syncer
+            .planner_mut()
+            .set_stale_chain_delay(Duration::from_secs(3600));
+        let kp = TestNs::new("bench-nft-kp");
+        let mut peer = Planner::new(settings());
+        peer.set_stale_chain_delay(Duration::from_secs(3600));
+        let mut load_pn = Duration::ZERO;
+        let mut load_nft = Duration::ZERO;
+        let t = Instant::now();
+        syncer.sync(&st).expect("full sync");
+        load_pn += t.elapsed();
+        let full = peer.plan_full(&st, &[], &[]);
+        let t = Instant::now();
+        run_with_input(&kp, "nft", &["-f", "-"], full.tx.render().as_bytes())
+            .expect("nft loads the table");
+        load_nft += t.elapsed();
+        peer.commit(full, Instant::now());
+        let mut next = chunk;
+        while next < n {
+            let end = (next + chunk).min(n);
+            add_services(&mut st, next..end);
+            let keys: Vec<ServiceKey> = (next..end).map(|i| spn(i).service).collect();
+            let t = Instant::now();
+            syncer.sync_services(&st, &keys).expect("services added");
+            load_pn += t.elapsed();
+            let plan = peer.plan_partial(&st, Some(&keys));
+            let t = Instant::now();
+            run_with_input(&kp, "nft", &["-f", "-"], plan.tx.render().as_bytes())
+                .expect("nft adds the services");
+            load_nft += t.elapsed();
+            peer.commit(plan, Instant::now());
+            next = end;
+        }
+
+        // Same table on both sides.
+        let count = |ns: &TestNs| {
+            let mut s = NftSocket::open_in(ns).unwrap();
+            let chains = s
+                .list_chains(podnet_nat::nftables::Family::Ip, TABLE)
+                .unwrap();
+            chains.len()
+        };
+        assert_eq!(count(&pn), count(&kp));
+
+        let target = n / 2;
+        let key = spn(target).service;
+        let mut pn_times = Vec::new();
+        let mut plan_times = Vec::new();
+        let mut kernel_times = Vec::new();
+        let mut ops = 0;
+        for r in 0..rounds {
+            let variant = (r as u32 + 1) % 2;
+            st.endpoints.insert(spn(target), endpoints(target, variant));
+            let t = Instant::now();
+            let report = syncer
+                .sync_services(&st, std::slice::from_ref(&key))
+                .expect("incremental sync");
+            pn_times.push(t.elapsed());
+            plan_times.push(report.plan_time);
+            kernel_times.push(report.apply_time);
+            assert!(!report.full);
+            assert_eq!(report.services_written, 1);
+            ops = report.operations;
+        }
+        // Leave the podnet side in variant 0, as the peer starts.
+        if rounds % 2 == 1 {
+            st.endpoints.insert(spn(target), endpoints(target, 0));
+            syncer
+                .sync_services(&st, std::slice::from_ref(&key))
+                .expect("sync back");
+        }
+
+        let mut nft_times = Vec::new();
+        for r in 0..nft_rounds {
+            let variant = (r as u32 + 1) % 2;
+            st.endpoints.insert(spn(target), endpoints(target, variant));
+            let plan = peer.plan_partial(&st, Some(std::slice::from_ref(&key)));
+            let text = plan.tx.render();
+            let t = Instant::now();
+            run_with_input(&kp, "nft", &["-f", "-"], text.as_bytes()).expect("nft -f");
+            nft_times.push(t.elapsed());
+            peer.commit(plan, Instant::now());
+        }
+        let (p, nf) = (median(pn_times), median(nft_times));
+        println!(
+            "{:>8} | {:>10.1} {:>10.1} | {:>10.3} {:>10.3} {:>10.3} {:>6} | {:>12.1} | {:>7.0}x",
+            n,
+            load_pn.as_secs_f64(),
+            load_nft.as_secs_f64(),
+            ms(p),
+            ms(median(plan_times)),
+            ms(median(kernel_times)),
+            ops,
+            ms(nf),
+            nf.as_secs_f64() / p.as_secs_f64()
+        );
+    }
+}
