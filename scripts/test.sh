@@ -12,6 +12,7 @@ APT_PACKAGES=(
   etcd-server protobuf-compiler                # podnet-ipam on etcd
   libnftnl-dev libmnl-dev pkg-config           # nftnl (flannel's nftables rules)
   containernetworking-plugins                  # CNI reference plugins for interop
+  qemu-system-x86                              # the IPVS tests boot Debian's kernel under qemu
 )
 
 missing=()
