@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use ipnet::IpNet;
-use podnet_examples::proxy::{IptablesMode, Mode, ProxyOptions, load_state, run};
+use podnet_examples::proxy::{IptablesMode, IpvsMode, Mode, ProxyOptions, load_state, run};
 use podnet_nat::kube::IpFamily;
 use podnet_nat::proxy::{LocalDetector, MasqueradeMark, NodeSettings};
 use podnet_netns::NetNs;
@@ -118,7 +118,14 @@ fn main() {
     }
     let mut mode: Box<dyn Mode> = match args.proxy_mode.as_str() {
         "iptables" => Box::new(IptablesMode::new(ns, settings)),
-        "nftables" | "ipvs" => fail(format!(
+        "ipvs" => {
+            let ipvs = podnet_nat::ipvs::kube_proxy::IpvsModeSettings {
+                scheduler: podnet_nat::ipvs::Scheduler::from_name(&args.ipvs_scheduler),
+                ..Default::default()
+            };
+            Box::new(IpvsMode::new(ns, settings, ipvs))
+        }
+        "nftables" => fail(format!(
             "--proxy-mode {} is not available in this build yet (iptables is)",
             args.proxy_mode
         )),

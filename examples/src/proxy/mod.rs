@@ -4,8 +4,10 @@
 //! resync, conntrack cleanup, `/metrics` and `/healthz`.
 
 mod http;
+mod ipvs;
 mod metrics;
 
+pub use ipvs::IpvsMode;
 pub use metrics::Metrics;
 
 use podnet_nat::kube::{ClusterState, IpFamily, KubeObject, Warning, parse_objects};
