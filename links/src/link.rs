@@ -386,108 +386,74 @@ impl LinkSpec for Veth {
     }
 }
 
-/// A Linux bridge: `ip link add NAME type bridge`.
-#[derive(Debug, Clone)]
-pub struct Bridge {
-    name: String,
-    mtu: Option<u32>,
-    mac: Option<MacAddr>,
-}
-
-impl Bridge {
-    /// A bridge named `name`.
-    pub fn new(name: impl Into<String>) -> Bridge {
-        Bridge {
-            name: name.into(),
-            mtu: None,
-            mac: None,
+/// Defines a link kind whose creation takes only a name, an MTU and a MAC address.
+macro_rules! simple_kind {
+    ($(#[$doc:meta])* $ty:ident, $kind:expr, $new_doc:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $ty {
+            name: String,
+            mtu: Option<u32>,
+            mac: Option<MacAddr>,
         }
-    }
 
-    /// MTU.
-    pub fn mtu(mut self, mtu: u32) -> Bridge {
-        self.mtu = Some(mtu);
-        self
-    }
+        impl $ty {
+            #[doc = $new_doc]
+            pub fn new(name: impl Into<String>) -> $ty {
+                $ty {
+                    name: name.into(),
+                    mtu: None,
+                    mac: None,
+                }
+            }
 
-    /// MAC address (otherwise the kernel picks one).
-    pub fn mac(mut self, mac: MacAddr) -> Bridge {
-        self.mac = Some(mac);
-        self
-    }
-}
+            /// MTU.
+            pub fn mtu(mut self, mtu: u32) -> $ty {
+                self.mtu = Some(mtu);
+                self
+            }
 
-impl sealed::Sealed for Bridge {}
-
-impl LinkSpec for Bridge {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    #[allow(private_interfaces)]
-    fn to_message(&self, _: &mut Resolver<'_>) -> Result<LinkMessage> {
-        validate_ifname(&self.name)?;
-        let mut msg = LinkMessage::default();
-        common_attrs(&mut msg, &self.name, self.mtu, self.mac);
-        msg.attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
-                InfoKind::Bridge,
-            )]));
-        Ok(msg)
-    }
-}
-
-/// A dummy device: `ip link add NAME type dummy`. (Kernels without CONFIG_DUMMY refuse it with
-/// EOPNOTSUPP, "Unknown device type".)
-#[derive(Debug, Clone)]
-pub struct Dummy {
-    name: String,
-    mtu: Option<u32>,
-    mac: Option<MacAddr>,
-}
-
-impl Dummy {
-    /// A dummy device named `name`.
-    pub fn new(name: impl Into<String>) -> Dummy {
-        Dummy {
-            name: name.into(),
-            mtu: None,
-            mac: None,
+            /// MAC address (otherwise the kernel picks one).
+            pub fn mac(mut self, mac: MacAddr) -> $ty {
+                self.mac = Some(mac);
+                self
+            }
         }
-    }
 
-    /// MTU.
-    pub fn mtu(mut self, mtu: u32) -> Dummy {
-        self.mtu = Some(mtu);
-        self
-    }
+        impl sealed::Sealed for $ty {}
 
-    /// MAC address.
-    pub fn mac(mut self, mac: MacAddr) -> Dummy {
-        self.mac = Some(mac);
-        self
-    }
+        impl LinkSpec for $ty {
+            fn name(&self) -> &str {
+                &self.name
+            }
+
+            #[allow(private_interfaces)]
+            fn to_message(&self, _: &mut Resolver<'_>) -> Result<LinkMessage> {
+                validate_ifname(&self.name)?;
+                let mut msg = LinkMessage::default();
+                common_attrs(&mut msg, &self.name, self.mtu, self.mac);
+                msg.attributes
+                    .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind($kind)]));
+                Ok(msg)
+            }
+        }
+    };
 }
 
-impl sealed::Sealed for Dummy {}
+simple_kind!(
+    /// A Linux bridge: `ip link add NAME type bridge`.
+    Bridge,
+    InfoKind::Bridge,
+    "A bridge named `name`."
+);
 
-impl LinkSpec for Dummy {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    #[allow(private_interfaces)]
-    fn to_message(&self, _: &mut Resolver<'_>) -> Result<LinkMessage> {
-        validate_ifname(&self.name)?;
-        let mut msg = LinkMessage::default();
-        common_attrs(&mut msg, &self.name, self.mtu, self.mac);
-        msg.attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
-                InfoKind::Dummy,
-            )]));
-        Ok(msg)
-    }
-}
+simple_kind!(
+    /// A dummy device: `ip link add NAME type dummy`. (Kernels without CONFIG_DUMMY refuse it
+    /// with EOPNOTSUPP, "Unknown device type".)
+    Dummy,
+    InfoKind::Dummy,
+    "A dummy device named `name`."
+);
 
 /// Link operations of one [`Handle`]: `h.link().add(...)`, like `ip link`.
 #[derive(Debug, Clone, Copy)]
