@@ -652,9 +652,8 @@ fn normalize_listing(text: &str) -> Vec<String> {
 
 /// Everything the kernel holds in table `ip kube-proxy`, with handles dropped and anonymous
 /// sets replaced by their contents.
-fn kernel_view(ns: &TestNs) -> Vec<String> {
+fn kernel_view(ns: &TestNs, f: Family) -> Vec<String> {
     let mut sock = NftSocket::open_in(ns).expect("netlink socket");
-    let f = Family::Ip;
     let mut out = Vec::new();
     let mut chains = sock.list_chains(f, TABLE).unwrap();
     chains.sort_by(|a, b| a.name.cmp(&b.name));
@@ -734,7 +733,7 @@ fn kernel_holds_what_nft_makes_of_kube_proxys_text() {
         "nft list table differs; podnet's:\n{listed}"
     );
     assert!(listed.contains("numgen random mod 2 vmap { 0 : goto endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80, 1 : goto endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80 }"), "{listed}");
-    let (a, b) = (kernel_view(&pn), kernel_view(&kp));
+    let (a, b) = (kernel_view(&pn, Family::Ip), kernel_view(&kp, Family::Ip));
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x, y, "netlink read-back differs (podnet, nft)");
     }
@@ -744,4 +743,182 @@ fn kernel_holds_what_nft_makes_of_kube_proxys_text() {
     let report = syncer.sync(&overall_state()).unwrap();
     assert!(!report.full);
     assert_eq!(report.operations, 0, "{report:?}");
+}
+
+/// Services exercising what the overall fixture does not: several source ranges (an anonymous
+/// interval set), Local policies with local endpoints (`local-` chains), internal traffic
+/// policy, UDP and SCTP, affinity over several endpoints.
+fn rich_objects(v6: bool) -> String {
+    let (cip, lb1, lb2, ranges, ep) = if v6 {
+        (
+            "fd00:172:30::",
+            "2001:db8:ff::4",
+            "2001:db8:ff::8",
+            "[\"2001:db8::/64\", \"2001:db8:77::/48\"]",
+            "fd00:10:180::",
+        )
+    } else {
+        (
+            "172.30.0.",
+            "1.2.3.4",
+            "5.6.7.8",
+            "[\"192.168.0.0/24\", \"203.0.113.0/25\"]",
+            "10.180.0.",
+        )
+    };
+    let fam = if v6 { "IPv6" } else { "IPv4" };
+    format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: lb, namespace: ns1}}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  clusterIP: "{cip}41"
+  healthCheckNodePort: 30000
+  loadBalancerSourceRanges: {ranges}
+  ports: [{{name: p80, port: 80, protocol: TCP, nodePort: 3001}}]
+status: {{loadBalancer: {{ingress: [{{ip: "{lb1}"}}, {{ip: "{lb2}"}}]}}}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: lb-1, namespace: ns1, labels: {{kubernetes.io/service-name: lb}}}}
+addressType: {fam}
+ports: [{{name: p80, port: 80, protocol: TCP}}]
+endpoints:
+- {{addresses: ["{ep}1"], nodeName: test-node}}
+- {{addresses: ["{ep}2"], nodeName: other-node}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: dns, namespace: ns2}}
+spec:
+  clusterIP: "{cip}42"
+  sessionAffinity: ClientIP
+  sessionAffinityConfig: {{clientIP: {{timeoutSeconds: 300}}}}
+  ports:
+  - {{name: dns, port: 53, protocol: UDP}}
+  - {{name: sctp, port: 9999, protocol: SCTP}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: dns-1, namespace: ns2, labels: {{kubernetes.io/service-name: dns}}}}
+addressType: {fam}
+ports: [{{name: dns, port: 5353, protocol: UDP}}, {{name: sctp, port: 9999, protocol: SCTP}}]
+endpoints:
+- {{addresses: ["{ep}3"]}}
+- {{addresses: ["{ep}4"]}}
+- {{addresses: ["{ep}5"]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: itp, namespace: ns3}}
+spec:
+  type: NodePort
+  internalTrafficPolicy: Local
+  clusterIP: "{cip}43"
+  ports: [{{name: http, port: 8080, protocol: TCP, nodePort: 3003}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: itp-1, namespace: ns3, labels: {{kubernetes.io/service-name: itp}}}}
+addressType: {fam}
+ports: [{{name: http, port: 8080, protocol: TCP}}]
+endpoints:
+- {{addresses: ["{ep}6"], nodeName: test-node}}
+- {{addresses: ["{ep}7"], nodeName: other-node}}
+"#
+    )
+}
+
+/// As root, for several Service shapes, node settings and both families: the table podnet
+/// sends over netlink is the one `nft -f` builds from podnet's own script of it.
+#[test]
+fn kernel_netlink_equals_nft_of_the_script() {
+    require_root!();
+    use podnet_nat::kube::{IpFamily, parse_objects};
+    use podnet_nat::proxy::{LocalDetector, MasqueradeMark, NodeSettings};
+    let cases: Vec<(&str, bool, LocalDetector, bool)> = vec![
+        (
+            "v4-cidr",
+            false,
+            LocalDetector::ClusterCidr("10.0.0.0/8".parse().unwrap()),
+            false,
+        ),
+        (
+            "v4-bridge-masqall",
+            false,
+            LocalDetector::BridgeInterface("cni0".into()),
+            true,
+        ),
+        (
+            "v6-prefix",
+            true,
+            LocalDetector::InterfaceNamePrefix("veth".into()),
+            false,
+        ),
+        (
+            "v6-cidr",
+            true,
+            LocalDetector::ClusterCidr("fd00:10::/64".parse().unwrap()),
+            false,
+        ),
+    ];
+    for (tag, v6, detector, masq_all) in cases {
+        let family = if v6 { IpFamily::V6 } else { IpFamily::V4 };
+        let (objects, w) = parse_objects(&rich_objects(v6), tag);
+        assert!(w.is_empty(), "{w:?}");
+        let (state, w) = ClusterState::from_objects(&objects, family);
+        assert!(w.is_empty(), "{w:?}");
+        let mut node = NodeSettings::new("test-node", family);
+        node.node_ips = vec![
+            if v6 { "2001:db8::1" } else { "192.168.0.2" }
+                .parse()
+                .unwrap(),
+        ];
+        node.local_detector = detector;
+        node.masquerade_all = masq_all;
+        node.masquerade_mark = MasqueradeMark::from_bit(14);
+        let cidrs: &[&str] = if v6 {
+            &["fd00:172:30::/112", "fd00:172:31::/112"]
+        } else {
+            &["172.30.0.0/16", "172.31.0.0/16"]
+        };
+        let settings = NftProxySettings {
+            node,
+            service_cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
+        };
+        let fam = if v6 { Family::Ip6 } else { Family::Ip };
+        let script = Planner::new(settings.clone())
+            .plan_full(&state, &[], &[])
+            .tx
+            .render();
+        let kp = TestNs::new("nft-script");
+        run_with_input(&kp, "nft", &["-f", "-"], script.as_bytes())
+            .unwrap_or_else(|e| panic!("{tag}: nft refuses podnet's script: {e}\n{script}"));
+        let pn = TestNs::new("nft-netlink");
+        let mut syncer = NftablesSyncer::new(pn.ns().clone(), settings);
+        syncer
+            .sync(&state)
+            .unwrap_or_else(|e| panic!("{tag}: the kernel refuses podnet's batch: {e}"));
+        let list = |ns: &TestNs| ns.exec("nft", &["list", "table", fam.name(), "kube-proxy"]);
+        let listed = list(&pn);
+        assert_eq!(
+            normalize_listing(&listed),
+            normalize_listing(&list(&kp)),
+            "{tag}: nft list differs; podnet's:\n{listed}"
+        );
+        let (a, b) = (kernel_view(&pn, fam), kernel_view(&kp, fam));
+        assert_eq!(a.len(), b.len(), "{tag}");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x, y, "{tag}: netlink read-back differs (netlink, nft -f)");
+        }
+        // The shapes that matter are really there.
+        assert!(listed.contains("local-"), "{tag}: {listed}");
+        assert!(
+            listed.contains(" != { "),
+            "{tag}: no interval set: {listed}"
+        );
+    }
 }
