@@ -443,6 +443,24 @@ fn element_attrs(e: &Element, with_value: bool) -> ElementAttrs {
     ElementAttrs(ListAttribute::Element(a), size)
 }
 
+/// The register-machine expressions of every rule of `tx`, as they will be sent (dry runs,
+/// tests).
+pub fn lowered(tx: &Transaction) -> Vec<Insn> {
+    let mut low = Lowering {
+        next_set_id: 1,
+        anon: Vec::new(),
+    };
+    let mut out = Vec::new();
+    for op in &tx.ops {
+        if let Op::AddRule(r) = op {
+            for e in &r.exprs {
+                e.lower(tx.family, &mut low, &mut out);
+            }
+        }
+    }
+    out
+}
+
 /// A batch ready to send: the bytes, and which operation each message belongs to.
 #[derive(Debug)]
 pub struct Batch {

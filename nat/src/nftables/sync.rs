@@ -663,3 +663,103 @@ impl NftablesSyncer {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::{IpFamily, parse_objects};
+    use crate::nftables::FakeTable;
+    use crate::proxy::NodeSettings;
+
+    fn state(yaml: &str) -> ClusterState {
+        let (objs, w) = parse_objects(yaml, "test");
+        assert!(w.is_empty(), "{w:?}");
+        ClusterState::from_objects(&objs, IpFamily::V4).0
+    }
+
+    const TWO_PORTS: &str = "kind: Service\nmetadata: {name: web, namespace: demo}\n\
+        spec: {clusterIP: 10.96.0.10, ports: [{name: a, port: 80}, {name: b, port: 81}]}\n";
+    const ONE_PORT: &str = "kind: Service\nmetadata: {name: web, namespace: demo}\n\
+        spec: {clusterIP: 10.96.0.10, ports: [{name: a, port: 80}]}\n";
+
+    fn planner() -> (Planner, FakeTable) {
+        let p = Planner::new(NftProxySettings::new(NodeSettings::new("n", IpFamily::V4)));
+        (p, FakeTable::new(super::super::Family::Ip, TABLE))
+    }
+
+    fn run(p: &mut Planner, t: &mut FakeTable, st: &ClusterState) -> Transaction {
+        let plan = if p.needs_full() {
+            p.plan_full(st, &[], &[])
+        } else {
+            p.plan_partial(st, None)
+        };
+        t.apply(&plan.tx).expect("applies");
+        let tx = plan.tx.clone();
+        p.commit(plan, Instant::now());
+        tx
+    }
+
+    #[test]
+    fn a_cluster_ip_shared_by_ports_stays_while_one_port_remains() {
+        let (mut p, mut t) = planner();
+        run(&mut p, &mut t, &state(TWO_PORTS));
+        let tx = run(&mut p, &mut t, &state(ONE_PORT));
+        let text = tx.render();
+        assert!(
+            text.contains(
+                "delete element ip kube-proxy no-endpoint-services { 10.96.0.10 . tcp . 81 }"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("cluster-ips"), "{text}");
+        assert_eq!(t.elements("cluster-ips").unwrap().count(), 1);
+        // The Service goes: its cluster IP goes too.
+        let tx = run(&mut p, &mut t, &ClusterState::default());
+        assert!(
+            tx.render()
+                .contains("delete element ip kube-proxy cluster-ips { 10.96.0.10 }")
+        );
+        assert_eq!(t.elements("cluster-ips").unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_changed_value_is_deleted_and_added() {
+        let (mut p, mut t) = planner();
+        run(&mut p, &mut t, &state(ONE_PORT));
+        let with_ep = format!(
+            "{ONE_PORT}---\nkind: EndpointSlice\napiVersion: discovery.k8s.io/v1\n\
+             metadata: {{name: web-1, namespace: demo, labels: {{kubernetes.io/service-name: web}}}}\n\
+             addressType: IPv4\nports: [{{name: a, port: 8080}}]\nendpoints: [{{addresses: [10.244.1.2]}}]\n"
+        );
+        let tx = run(&mut p, &mut t, &state(&with_ep));
+        let text = tx.render();
+        assert!(
+            text.contains("delete element ip kube-proxy no-endpoint-services"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "add element ip kube-proxy service-ips { 10.96.0.10 . tcp . 80 : goto service-"
+            ),
+            "{text}"
+        );
+        // Same state again: nothing to do.
+        assert!(run(&mut p, &mut t, &state(&with_ep)).is_empty());
+    }
+
+    #[test]
+    fn the_fake_table_refuses_what_the_kernel_refuses() {
+        let (mut p, mut t) = planner();
+        run(&mut p, &mut t, &state(ONE_PORT));
+        let mut tx = Transaction::new(super::super::Family::Ip, TABLE);
+        tx.push(Op::DeleteChain("services".into()));
+        let err = t.apply(&tx).unwrap_err();
+        assert!(err.reason.contains("in use"), "{err}");
+        let mut tx = Transaction::new(super::super::Family::Ip, TABLE);
+        tx.push(Op::AddRule(super::super::Rule::new(
+            "services",
+            vec![super::super::Expr::Verdict(Verdict::Jump("nowhere".into()))],
+        )));
+        assert!(t.apply(&tx).is_err());
+    }
+}
