@@ -922,3 +922,38 @@ fn kernel_netlink_equals_nft_of_the_script() {
         );
     }
 }
+
+/// As root: a new syncer (a restarted proxy) takes over a table another one wrote: its first
+/// sync is a full one, flushes the chains of Services that went away while it was down and
+/// deletes them later, and leaves the table equal to a fresh one.
+#[test]
+fn a_restarted_syncer_takes_over_the_table() {
+    require_root!();
+    let ns = TestNs::new("nft-restart");
+    let all = overall_state();
+    let mut first = NftablesSyncer::new(ns.ns().clone(), nft_fake_settings());
+    first.sync(&all).expect("first syncer");
+    drop(first);
+    // While no proxy ran, svc4 went away.
+    let mut fewer = all.clone();
+    fewer.services.retain(|k, _| &*k.service.name != "svc4");
+    fewer.endpoints.retain(|k, _| &*k.service.name != "svc4");
+    let mut second = NftablesSyncer::new(ns.ns().clone(), nft_fake_settings());
+    second.planner_mut().set_stale_chain_delay(Duration::ZERO);
+    let report = second.sync(&fewer).expect("second syncer");
+    assert!(report.full);
+    let stale: Vec<&str> = second.planner().stale_chains().collect();
+    assert_eq!(stale.len(), 4, "{stale:?}"); // service, external and two endpoint chains
+    assert!(stale.iter().all(|c| c.contains("ns4/svc4")), "{stale:?}");
+    // The next sync deletes them; then the table is what a fresh full sync makes.
+    let report = second.sync(&fewer).expect("third sync");
+    assert_eq!(report.chains_deleted, 4, "{report:?}");
+    assert_eq!(report.operations, 0, "{report:?}");
+    let fresh = TestNs::new("nft-fresh");
+    NftablesSyncer::new(fresh.ns().clone(), nft_fake_settings())
+        .sync(&fewer)
+        .expect("fresh");
+    let list =
+        |n: &TestNs| normalize_listing(&n.exec("nft", &["list", "table", "ip", "kube-proxy"]));
+    assert_eq!(list(&ns), list(&fresh));
+}
