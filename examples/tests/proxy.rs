@@ -63,6 +63,10 @@ items:
 "#;
 
 fn up(tag: &str) -> Guard {
+    up_mode(tag, "iptables")
+}
+
+fn up_mode(tag: &str, mode: &str) -> Guard {
     let prefix = format!("{}{}-{tag}", podnet_testsupport::PREFIX, std::process::id());
     let mut o = Options::new(&prefix);
     o.nodes = 2;
@@ -73,6 +77,7 @@ fn up(tag: &str) -> Guard {
     let file = std::env::temp_dir().join(format!("{prefix}-services.yaml"));
     std::fs::write(&file, SERVICES).unwrap();
     o.services = Some(file);
+    o.proxy_mode = mode.into();
     Guard(Some(
         Cluster::up(o, &mut |m| eprintln!("{m}")).expect("cluster up"),
     ))
@@ -100,7 +105,16 @@ fn nodes(labels: &BTreeSet<String>) -> BTreeSet<String> {
 #[test]
 fn iptables_mode_on_the_cluster() {
     require_root!();
-    let g = up("kp");
+    services_behave(up("kp"), "iptables");
+}
+
+#[test]
+fn nftables_mode_on_the_cluster() {
+    require_root!();
+    services_behave(up_mode("kpnft", "nftables"), "nftables");
+}
+
+fn services_behave(g: Guard, mode: &str) {
     let c = g.0.as_ref().unwrap();
     let _servers: Vec<EchoServer> = c
         .pods
@@ -176,7 +190,9 @@ fn iptables_mode_on_the_cluster() {
         })
         .unwrap();
     assert!(
-        body.contains("kubeproxy_sync_proxy_rules_duration_seconds_count{mode=\"iptables\"}"),
+        body.contains(&format!(
+            "kubeproxy_sync_proxy_rules_duration_seconds_count{{mode=\"{mode}\"}}"
+        )),
         "{body}"
     );
 }

@@ -3,7 +3,9 @@
 
 use clap::Parser;
 use ipnet::IpNet;
-use podnet_examples::proxy::{IptablesMode, IpvsMode, Mode, ProxyOptions, load_state, run};
+use podnet_examples::proxy::{
+    IptablesMode, IpvsMode, Mode, NftablesMode, ProxyOptions, load_state, run,
+};
 use podnet_nat::kube::IpFamily;
 use podnet_nat::proxy::{LocalDetector, MasqueradeMark, NodeSettings};
 use podnet_netns::NetNs;
@@ -44,6 +46,9 @@ struct Args {
     /// This node's addresses (default: the IPv4 addresses of its eth* interfaces).
     #[arg(long, value_delimiter = ',')]
     node_ip: Vec<std::net::IpAddr>,
+    /// The Service CIDRs (nftables mode drops traffic to unallocated cluster IPs in them).
+    #[arg(long, value_delimiter = ',')]
+    service_cluster_ip_range: Vec<IpNet>,
     /// IPVS scheduler (ipvs mode).
     #[arg(long, default_value = "rr")]
     ipvs_scheduler: String,
@@ -125,10 +130,11 @@ fn main() {
             };
             Box::new(IpvsMode::new(ns, settings, ipvs))
         }
-        "nftables" => fail(format!(
-            "--proxy-mode {} is not available in this build yet (iptables is)",
-            args.proxy_mode
-        )),
+        "nftables" => {
+            let mut nft = podnet_nat::nftables::kube_proxy::NftProxySettings::new(settings);
+            nft.service_cidrs = args.service_cluster_ip_range.clone();
+            Box::new(NftablesMode::new(ns, nft))
+        }
         other => fail(format!(
             "unknown --proxy-mode {other:?} (iptables, nftables, ipvs)"
         )),

@@ -399,11 +399,11 @@ impl Cluster {
             for n in &cluster.nodes {
                 let ns = n.ns.clone();
                 wait_for(Duration::from_secs(20), "kube-proxy's first sync", || {
-                    let out = ns
-                        .command("iptables")
-                        .args(["-w", "-t", "nat", "-S", "KUBE-SERVICES"])
-                        .output()
-                        .ok()?;
+                    let probe: &[&str] = match opts.proxy_mode.as_str() {
+                        "nftables" => &["nft", "list", "table", "ip", "kube-proxy"],
+                        _ => &["iptables", "-w", "-t", "nat", "-S", "KUBE-SERVICES"],
+                    };
+                    let out = ns.command(probe[0]).args(&probe[1..]).output().ok()?;
                     (out.status.success() && out.stdout.len() > 40).then_some(())
                 })?;
             }

@@ -6,9 +6,11 @@
 mod http;
 mod ipvs;
 mod metrics;
+mod nftables;
 
 pub use ipvs::IpvsMode;
 pub use metrics::Metrics;
+pub use nftables::NftablesMode;
 
 use podnet_nat::kube::{ClusterState, IpFamily, KubeObject, Warning, parse_objects};
 use podnet_nat::proxy::NodeSettings;
