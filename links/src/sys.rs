@@ -65,7 +65,7 @@ pub(crate) fn tun_set_iff(
     req.name[..bytes.len()].copy_from_slice(bytes);
     // SAFETY: TUNSETIFF reads and writes a struct ifreq; `req` is a properly sized, initialised
     // ifreq (name + flags + padding to 40 bytes) that lives across the call.
-    check(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req as *mut IfReqFlags) })?;
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReqFlags) })?;
     let end = req.name.iter().position(|b| *b == 0).unwrap_or(16);
     Ok(String::from_utf8_lossy(&req.name[..end]).into_owned())
 }
@@ -73,19 +73,37 @@ pub(crate) fn tun_set_iff(
 /// TUNSETPERSIST.
 pub(crate) fn tun_set_persist(fd: &impl AsRawFd, persist: bool) -> io::Result<()> {
     // SAFETY: TUNSETPERSIST takes its argument by value; no memory is passed.
-    check(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETPERSIST, libc::c_ulong::from(persist)) })
+    check(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            TUNSETPERSIST as _,
+            libc::c_ulong::from(persist),
+        )
+    })
 }
 
 /// TUNSETOFFLOAD with TUN_F_* flags.
 pub(crate) fn tun_set_offload(fd: &impl AsRawFd, flags: u32) -> io::Result<()> {
     // SAFETY: TUNSETOFFLOAD takes its argument by value; no memory is passed.
-    check(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, libc::c_ulong::from(flags)) })
+    check(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            TUNSETOFFLOAD as _,
+            libc::c_ulong::from(flags),
+        )
+    })
 }
 
 /// TUNSETVNETHDRSZ.
 pub(crate) fn tun_set_vnet_hdr_size(fd: &impl AsRawFd, size: libc::c_int) -> io::Result<()> {
     // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer, which points at a live local.
-    check(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETVNETHDRSZ, &size as *const libc::c_int) })
+    check(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            TUNSETVNETHDRSZ as _,
+            &size as *const libc::c_int,
+        )
+    })
 }
 
 /// poll(2) for readability with a timeout (`None` waits forever); `true` when readable.
