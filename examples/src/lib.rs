@@ -6,8 +6,11 @@
 //!   network namespaces, runs flanneld on every node, checks real traffic and tears it down.
 //! - [`proxy`]: `kube-proxy`, a service proxy fed by Service and EndpointSlice files.
 //! - [`cni`]: `podnet-cni`, a CNI 1.1 bridge plugin with host-local-compatible IPAM.
+//! - [`explain`]: `podnet-cluster explain`, the path a packet takes, predicted from live kernel
+//!   state and confirmed by a traced probe.
 
 pub mod cluster;
 pub mod cni;
+pub mod explain;
 pub mod flannel;
 pub mod proxy;

@@ -67,6 +67,10 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Explain the path a packet takes from a pod to a destination (`IP`, a pod, `outside`,
+    /// with an optional `:PORT`), hop by hop, from the live kernel state of a cluster made by
+    /// `up`; `--probe` confirms it with a traced packet.
+    Explain(podnet_examples::explain::ExplainArgs),
 }
 
 fn main() {
@@ -105,6 +109,7 @@ fn main() {
             backends,
             rounds,
         } => bench(opts, seconds, backends, rounds),
+        Cmd::Explain(a) => podnet_examples::explain::run_cli(&args.prefix, &a),
     };
     std::process::exit(code);
 }

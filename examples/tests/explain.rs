@@ -1,0 +1,294 @@
+//! End-to-end tests of `explain` on the simulated cluster: the predicted hop list (namespaces,
+//! devices, NAT decisions) for each kind of path, checked against what is known to be true of
+//! the topology; the traced probe agreeing with it; and broken clusters explained at the
+//! broken hop.
+//!
+//! Cluster namespaces are named `ptest-<pid>-<tag>-...` and torn down on drop.
+
+use podnet_examples::cluster::{Cluster, EchoServer, Options};
+use podnet_examples::explain::{Choice, Outcome, Packet, Proto, Step, Topology, Walk, explain};
+use podnet_testsupport::require_root;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+/// Tears the cluster down when the test ends, passing or failing.
+struct Guard(Option<Cluster>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.down();
+        }
+    }
+}
+
+impl std::ops::Deref for Guard {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        self.0.as_ref().expect("cluster")
+    }
+}
+
+impl std::ops::DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        self.0.as_mut().expect("cluster")
+    }
+}
+
+const SERVICES: &str = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {name: echo, namespace: demo}
+  spec:
+    clusterIP: 10.96.0.10
+    ports: [{name: tcp, port: 80, targetPort: 7777, protocol: TCP}]
+- apiVersion: v1
+  kind: Service
+  metadata:
+    name: empty
+    namespace: demo
+    labels: {podnet.io/node: node9}
+  spec:
+    clusterIP: 10.96.0.13
+    ports: [{name: tcp, port: 80, targetPort: 7777, protocol: TCP}]
+"#;
+
+fn up(tag: &str, backend: &str, services: bool) -> Guard {
+    let prefix = format!("{}{}-{tag}", podnet_testsupport::PREFIX, std::process::id());
+    let mut o = Options::new(&prefix);
+    o.backend = backend.into();
+    o.nodes = 2;
+    o.pods = 2;
+    o.flanneld = PathBuf::from(env!("CARGO_BIN_EXE_flanneld"));
+    o.cni = PathBuf::from(env!("CARGO_BIN_EXE_podnet-cni"));
+    o.kube_proxy = PathBuf::from(env!("CARGO_BIN_EXE_kube-proxy"));
+    if services {
+        let file = std::env::temp_dir().join(format!("{prefix}-services.yaml"));
+        std::fs::write(&file, SERVICES).unwrap();
+        o.services = Some(file);
+    }
+    Guard(Some(
+        Cluster::up(o, &mut |m| eprintln!("{m}")).expect("cluster up"),
+    ))
+}
+
+fn topology(c: &Cluster) -> Topology {
+    Topology::cluster(&c.opts.prefix).expect("topology")
+}
+
+fn walk(topo: &Topology, src: &str, packet: Packet) -> Walk {
+    let w = explain(topo, src, &packet, &Choice::First).expect("explain");
+    eprintln!("{w}");
+    w
+}
+
+fn ping(dst: Ipv4Addr) -> Packet {
+    Packet::new(Proto::Icmp, dst)
+}
+
+fn tcp(dst: Ipv4Addr, port: u16) -> Packet {
+    Packet::new(Proto::Tcp, dst).port(port)
+}
+
+/// The namespace of the pod with this address.
+fn pod_label(c: &Cluster, ip: Ipv4Addr) -> String {
+    c.pods
+        .iter()
+        .find(|p| p.ip == ip)
+        .map(|p| p.label())
+        .unwrap_or_default()
+}
+
+/// The devices a walk crosses by veth, as `ns:dev>ns:dev`.
+fn crossings(w: &Walk) -> Vec<String> {
+    w.crossings()
+        .iter()
+        .map(|(a, b, c, d)| format!("{a}:{b}>{c}:{d}"))
+        .collect()
+}
+
+/// A pod-to-pod walk: through `nodes` (the fabric aside), delivered to `to`, leaving `from` by
+/// its eth0 and entering `to` by its eth0.
+fn assert_pod_to_pod(w: &Walk, from: &str, to: &str, nodes: &[&str]) {
+    let mut expected = vec![from];
+    expected.extend_from_slice(nodes);
+    expected.push(to);
+    let visited: Vec<&str> = w
+        .namespaces()
+        .into_iter()
+        .filter(|n| *n != "fabric")
+        .collect();
+    let mut dedup = visited.clone();
+    dedup.dedup();
+    assert_eq!(dedup, expected, "{w}");
+    assert!(w.delivered(), "{w}");
+    match &w.outcome {
+        Outcome::Delivered { ns, .. } => assert_eq!(ns, to),
+        o => panic!("{o:?}"),
+    }
+    // The pod leaves by its eth0 into its node, and the destination pod is entered by eth0.
+    let x = crossings(w);
+    assert!(
+        x.first().unwrap().starts_with(&format!("{from}:eth0>")),
+        "{x:?}"
+    );
+    assert!(x.last().unwrap().ends_with(&format!("{to}:eth0")), "{x:?}");
+}
+
+#[test]
+fn vxlan_cluster_paths() {
+    require_root!();
+    let c = up("xv", "vxlan", true);
+    let _servers: Vec<EchoServer> = c
+        .pods
+        .iter()
+        .map(|p| EchoServer::start_named(&p.ns, 7777, &p.label()).unwrap())
+        .collect();
+    let topo = topology(&c);
+    let (p11, p12, p21) = (&c.pods[0], &c.pods[1], &c.pods[2]);
+    assert_eq!((p11.node, p12.node, p21.node), (1, 1, 2));
+
+    // Pod to pod on one node: over the bridge only, never routed by the node.
+    let w = walk(&topo, "node1-pod1", ping(p12.ip));
+    assert_eq!(w.namespaces(), ["node1-pod1", "node1", "node1-pod2"], "{w}");
+    assert_pod_to_pod(&w, "node1-pod1", "node1-pod2", &["node1"]);
+    assert!(w.hops_of(Step::Route).all(|h| h.ns != "node1"), "{w}");
+    let bridge: Vec<_> = w.hops_of(Step::Bridge).collect();
+    assert_eq!(bridge.len(), 1, "{w}");
+    assert_eq!(bridge[0].dev.as_deref(), Some("cni0"));
+    assert!(w.hops_of(Step::Vxlan).next().is_none());
+
+    // Pod to pod across nodes: cni0 -> flannel.1 -> VXLAN over eth0 and the fabric -> node2.
+    let w = walk(&topo, "node1-pod1", ping(p21.ip));
+    assert_pod_to_pod(&w, "node1-pod1", "node2-pod1", &["node1", "node2"]);
+    assert_eq!(
+        w.namespaces(),
+        ["node1-pod1", "node1", "fabric", "node2", "node2-pod1"],
+        "{w}"
+    );
+    let route_node1 = w
+        .hops_of(Step::Route)
+        .find(|h| h.ns == "node1" && h.inner)
+        .unwrap();
+    assert_eq!(route_node1.dev.as_deref(), Some("cni0"));
+    let node2_subnet = c.nodes[1].subnet.unwrap();
+    assert!(
+        route_node1.text.contains(&format!(
+            "{node2_subnet} via {} dev flannel.1 onlink",
+            node2_subnet.network()
+        )),
+        "{}",
+        route_node1.text
+    );
+    let vx: Vec<_> = w.hops_of(Step::Vxlan).collect();
+    assert_eq!(vx.len(), 1);
+    assert_eq!(vx[0].ns, "node1");
+    assert!(
+        vx[0]
+            .text
+            .contains("udp 198.18.0.1 -> 198.18.0.2:8472, VNI 1"),
+        "{}",
+        vx[0].text
+    );
+    let decap: Vec<_> = w.hops_of(Step::Decap).collect();
+    assert_eq!(decap.len(), 1);
+    assert_eq!(
+        (decap[0].ns.as_str(), decap[0].dev.as_deref()),
+        ("node2", Some("flannel.1"))
+    );
+    let x = crossings(&w);
+    assert!(x.contains(&"node1:eth0>fabric:n1".to_string()), "{x:?}");
+    assert!(x.contains(&"fabric:n2>node2:eth0".to_string()), "{x:?}");
+    // No NAT between pods.
+    assert!(w.rules().all(|(_, r)| r.dnat.is_none() && r.snat.is_none()));
+
+    // A ClusterIP: DNAT in node1's PREROUTING to one of the four endpoints, each 25%.
+    let w = walk(&topo, "node1-pod1", tcp([10, 96, 0, 10].into(), 80));
+    let (ns, r) = w.rules().next().expect("a rules hop");
+    assert_eq!((ns, r.hook.as_str()), ("node1", "PREROUTING"));
+    let chains: Vec<&str> = r.jumps.iter().map(|j| j.to.as_str()).collect();
+    assert_eq!(chains[0], "KUBE-SERVICES");
+    assert!(chains[1].starts_with("KUBE-SVC-"), "{chains:?}");
+    assert!(chains[2].starts_with("KUBE-SEP-"), "{chains:?}");
+    let spread = &r.spreads[0];
+    assert_eq!(spread.alternatives.len(), 4);
+    for a in &spread.alternatives {
+        assert!((a.probability - 0.25).abs() < 1e-6, "{a:?}");
+        assert_eq!(a.dnat.unwrap().port(), 7777);
+    }
+    let (from, to) = r.dnat.clone().unwrap();
+    assert_eq!(from, "10.96.0.10:80");
+    let target: std::net::SocketAddr = to.parse().unwrap();
+    assert_eq!(Some(target), spread.alternatives[0].dnat);
+    let Outcome::Delivered {
+        ns, addr, listener, ..
+    } = &w.outcome
+    else {
+        panic!("{w}")
+    };
+    assert_eq!(std::net::IpAddr::V4(*addr), target.ip());
+    assert_eq!(ns, &pod_label(&c, *addr));
+    assert_eq!(*listener, Some(true), "the echo server listens on 7777");
+    // Every endpoint can be followed on request.
+    for a in &spread.alternatives {
+        let d = a.dnat.unwrap();
+        let w = explain(
+            &topo,
+            "node1-pod1",
+            &tcp([10, 96, 0, 10].into(), 80),
+            &Choice::Prefer(vec![d.to_string()]),
+        )
+        .unwrap();
+        match &w.outcome {
+            Outcome::Delivered { addr, port, .. } => {
+                assert_eq!((std::net::IpAddr::V4(*addr), *port), (d.ip(), Some(7777)))
+            }
+            o => panic!("{o:?}"),
+        }
+    }
+
+    // The outside address: masqueraded to node1's address in POSTROUTING, delivered in the
+    // fabric.
+    let w = walk(
+        &topo,
+        "node1-pod1",
+        ping(podnet_examples::cluster::OUTSIDE_IP),
+    );
+    assert_eq!(w.namespaces(), ["node1-pod1", "node1", "fabric"], "{w}");
+    let (ns, r) = w.rules().find(|(_, r)| r.snat.is_some()).expect("SNAT");
+    assert_eq!((ns, r.hook.as_str()), ("node1", "POSTROUTING"));
+    assert_eq!(
+        r.snat,
+        Some((p11.ip.to_string(), c.nodes[0].ip.to_string()))
+    );
+    assert!(
+        r.jumps.iter().any(|j| j.to == "FLANNEL-POSTRTG"),
+        "{:?}",
+        r.jumps
+    );
+    assert!(r.rules.iter().any(|l| l.contains("MASQUERADE")), "{r:?}");
+    assert!(matches!(&w.outcome, Outcome::Delivered { ns, .. } if ns == "fabric"));
+
+    // An unreachable destination: out of node1 (masqueraded), dropped by the fabric, which has
+    // no route for it.
+    let w = walk(&topo, "node1-pod1", ping([198, 19, 99, 99].into()));
+    match &w.outcome {
+        Outcome::Dropped {
+            ns,
+            reason,
+            missing,
+        } => {
+            assert_eq!(ns, "fabric");
+            assert!(reason.contains("No route to host"), "{reason}");
+            assert_eq!(
+                missing.as_deref(),
+                Some("a route to 198.19.99.99 in fabric")
+            );
+        }
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(w.hops.last().unwrap().step, Step::Drop);
+}
