@@ -6,7 +6,9 @@
 //! Cluster namespaces are named `ptest-<pid>-<tag>-...` and torn down on drop.
 
 use podnet_examples::cluster::{Cluster, EchoServer, Options};
-use podnet_examples::explain::{Choice, Outcome, Packet, Proto, Step, Topology, Walk, explain};
+use podnet_examples::explain::{
+    Choice, Outcome, Packet, ProbeReport, Proto, Step, Topology, Walk, explain, probe,
+};
 use podnet_testsupport::require_root;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -83,6 +85,19 @@ fn walk(topo: &Topology, src: &str, packet: Packet) -> Walk {
     let w = explain(topo, src, &packet, &Choice::First).expect("explain");
     eprintln!("{w}");
     w
+}
+
+/// Sends the traced probe and checks the trace agrees with the prediction; returns the walk
+/// (along the endpoint the kernel picked) and the report.
+fn probed(topo: &Topology, src: &str, packet: Packet) -> (Walk, ProbeReport) {
+    let (w, r) = probe(topo, src, &packet, &Choice::First).expect("probe");
+    eprintln!("{w}{r}");
+    assert!(r.agrees(), "the trace disagrees:\n{w}{r}");
+    // Every namespace of the walk was seen by the trace.
+    for ns in w.namespaces() {
+        assert!(r.traced.iter().any(|t| t.ns == ns), "{ns} not traced:\n{r}");
+    }
+    (w, r)
 }
 
 fn ping(dst: Ipv4Addr) -> Packet {
@@ -291,4 +306,275 @@ fn vxlan_cluster_paths() {
         o => panic!("{o:?}"),
     }
     assert_eq!(w.hops.last().unwrap().step, Step::Drop);
+
+    // The kernel's trace agrees with every prediction above.
+    probed(&topo, "node1-pod1", ping(p12.ip));
+    let (w, r) = probed(&topo, "node1-pod1", ping(p21.ip));
+    assert!(w.delivered());
+    // The trace saw both the probe and its VXLAN outer packet in node1.
+    let node1 = r.traced.iter().find(|t| t.ns == "node1").unwrap();
+    assert!(
+        node1
+            .checkpoints
+            .iter()
+            .any(|c| c.inner && c.dev == "cni0>flannel.1")
+    );
+    assert!(
+        node1
+            .checkpoints
+            .iter()
+            .any(|c| !c.inner && c.dev == "eth0")
+    );
+    let (w, r) = probed(&topo, "node1-pod1", tcp([10, 96, 0, 10].into(), 80));
+    assert!(r.sent.ends_with("connected"), "{}", r.sent);
+    let sep = w
+        .rules()
+        .flat_map(|(_, r)| r.jumps.iter())
+        .find(|j| j.to.starts_with("KUBE-SEP-"))
+        .unwrap()
+        .to
+        .clone();
+    assert!(
+        r.traced
+            .iter()
+            .any(|t| t.ns == "node1" && t.jumps.iter().any(|j| j.to == sep)),
+        "the kernel's choice {sep} is the one walked"
+    );
+    assert!(matches!(
+        w.outcome,
+        Outcome::Delivered {
+            listener: Some(true),
+            ..
+        }
+    ));
+    let (w, _) = probed(
+        &topo,
+        "node1-pod1",
+        ping(podnet_examples::cluster::OUTSIDE_IP),
+    );
+    assert!(w.delivered());
+    let (w, r) = probed(&topo, "node1-pod1", ping([198, 19, 99, 99].into()));
+    assert!(!w.delivered());
+    let fabric = r.traced.iter().find(|t| t.ns == "fabric").unwrap();
+    assert!(
+        !fabric
+            .checkpoints
+            .iter()
+            .any(|c| c.hook == "in" && c.family == "inet"),
+        "never delivered in the fabric: {r}"
+    );
+}
+
+#[test]
+fn host_gw_across_nodes() {
+    require_root!();
+    let c = up("xh", "host-gw", false);
+    let topo = topology(&c);
+    let p21 = &c.pods[2];
+    assert_eq!(p21.node, 2);
+    let w = walk(&topo, "node1-pod1", ping(p21.ip));
+    assert_pod_to_pod(&w, "node1-pod1", "node2-pod1", &["node1", "node2"]);
+    assert_eq!(
+        w.namespaces(),
+        ["node1-pod1", "node1", "fabric", "node2", "node2-pod1"],
+        "{w}"
+    );
+    // Routed straight to node2's underlay address: no tunnel, no encapsulation.
+    let r = w.hops_of(Step::Route).find(|h| h.ns == "node1").unwrap();
+    let subnet = c.nodes[1].subnet.unwrap();
+    assert!(
+        r.text
+            .ends_with(&format!("{subnet} via {} dev eth0", c.nodes[1].ip)),
+        "{}",
+        r.text
+    );
+    assert!(w.hops.iter().all(|h| h.inner), "{w}");
+    assert!(
+        w.hops_of(Step::Vxlan)
+            .chain(w.hops_of(Step::Tunnel))
+            .chain(w.hops_of(Step::Decap))
+            .next()
+            .is_none()
+    );
+    let x = crossings(&w);
+    assert_eq!(
+        x[1..3],
+        [
+            "node1:eth0>fabric:n1".to_string(),
+            "fabric:n2>node2:eth0".to_string()
+        ]
+    );
+    probed(&topo, "node1-pod1", ping(p21.ip));
+}
+
+#[test]
+fn udp_across_nodes() {
+    require_root!();
+    let c = up("xu", "udp", false);
+    let topo = topology(&c);
+    let p21 = &c.pods[2];
+    let w = walk(&topo, "node1-pod1", ping(p21.ip));
+    assert_pod_to_pod(&w, "node1-pod1", "node2-pod1", &["node1", "node2"]);
+    let r = w
+        .hops_of(Step::Route)
+        .find(|h| h.ns == "node1" && h.inner)
+        .unwrap();
+    let subnet = c.nodes[1].subnet.unwrap();
+    assert!(
+        r.text.ends_with(&format!("{subnet} dev flannel0")),
+        "{}",
+        r.text
+    );
+    let t: Vec<_> = w.hops_of(Step::Tunnel).collect();
+    assert_eq!(t.len(), 1);
+    assert_eq!(
+        (t[0].ns.as_str(), t[0].dev.as_deref()),
+        ("node1", Some("flannel0"))
+    );
+    assert!(t[0].text.contains("198.18.0.2:8285"), "{}", t[0].text);
+    let d: Vec<_> = w.hops_of(Step::Decap).collect();
+    assert_eq!(
+        (d[0].ns.as_str(), d[0].dev.as_deref()),
+        ("node2", Some("flannel0"))
+    );
+    // The outer packet crosses the fabric; the pod's packet never does.
+    assert!(w.hops.iter().filter(|h| h.ns == "fabric").all(|h| !h.inner));
+    let (_, r) = probed(&topo, "node1-pod1", ping(p21.ip));
+    let node2 = r.traced.iter().find(|t| t.ns == "node2").unwrap();
+    assert!(
+        node2
+            .checkpoints
+            .iter()
+            .any(|c| c.inner && c.hook == "pre" && c.dev == "flannel0")
+    );
+}
+
+#[test]
+fn broken_cluster_is_explained_at_the_broken_hop() {
+    require_root!();
+    let mut c = up("xb", "vxlan", true);
+    let topo = topology(&c);
+    let p21 = c.pods[2].clone();
+
+    // A Service without endpoints: kube-proxy's REJECT in node1's filter table.
+    let w = walk(&topo, "node1-pod1", tcp([10, 96, 0, 13].into(), 80));
+    match &w.outcome {
+        Outcome::Dropped {
+            ns,
+            reason,
+            missing,
+        } => {
+            assert_eq!(ns, "node1");
+            assert!(
+                reason.starts_with("REJECT by iptables (filter KUBE-SERVICES)"),
+                "{reason}"
+            );
+            assert!(
+                missing
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with("endpoints for Service demo/empty:tcp"),
+                "{missing:?}"
+            );
+        }
+        o => panic!("{o:?}"),
+    }
+    let (_, r) = w.rules().last().unwrap();
+    assert_eq!((r.hook.as_str(), r.verdict.as_str()), ("FORWARD", "reject"));
+    let (_, r) = probed(&topo, "node1-pod1", tcp([10, 96, 0, 13].into(), 80));
+    assert!(
+        r.sent.contains("refused") || r.sent.contains("unreachable"),
+        "{}",
+        r.sent
+    );
+    assert!(
+        r.traced.iter().all(|t| t.ns.starts_with("node1")),
+        "the probe never leaves node1: {r}"
+    );
+
+    // Stop node1's flanneld, so that nothing repairs what we break.
+    let mut agent = c.nodes[0].flanneld.take().unwrap();
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let h1 = podnet_links::Handle::in_ns(&c.nodes[0].ns).unwrap();
+    let h2 = podnet_links::Handle::in_ns(&c.nodes[1].ns).unwrap();
+    let vtep2 = h2.link().get("flannel.1").unwrap().mac.unwrap();
+
+    // A deleted FDB entry: node1's flannel.1 does not know where node2's VTEP is.
+    let entry = h1
+        .fdb()
+        .list(Some("flannel.1".into()))
+        .unwrap()
+        .into_iter()
+        .find(|e| e.mac == vtep2)
+        .expect("node2's VTEP in node1's FDB");
+    h1.fdb().del(&entry).unwrap();
+    let topo = topology(&c);
+    let w = walk(&topo, "node1-pod1", ping(p21.ip));
+    match &w.outcome {
+        Outcome::Dropped {
+            ns,
+            reason,
+            missing,
+        } => {
+            assert_eq!(ns, "node1");
+            assert!(
+                reason.contains(&format!("flannel.1 has no FDB entry for {vtep2}")),
+                "{reason}"
+            );
+            assert_eq!(
+                missing.as_deref(),
+                Some(
+                    format!(
+                        "the FDB entry `{vtep2} dev flannel.1 dst 198.18.0.2` (node2's VTEP) in node1"
+                    )
+                    .as_str()
+                )
+            );
+        }
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(w.namespaces(), ["node1-pod1", "node1"]);
+    let last = w.hops.last().unwrap();
+    assert_eq!(
+        (last.step, last.dev.as_deref()),
+        (Step::Drop, Some("flannel.1"))
+    );
+    let (_, r) = probed(&topo, "node1-pod1", ping(p21.ip));
+    assert!(r.sent.ends_with("no answer"), "{}", r.sent);
+
+    // A missing route: node1 sends node2's pods to its default route, the fabric drops them.
+    let subnet = c.nodes[1].subnet.unwrap();
+    let route = h1
+        .route()
+        .list()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.dst == ipnet::IpNet::V4(subnet))
+        .expect("node1's route to node2's pods");
+    h1.route().del(&route).unwrap();
+    let topo = topology(&c);
+    let w = walk(&topo, "node1-pod1", ping(p21.ip));
+    match &w.outcome {
+        Outcome::Dropped { ns, missing, .. } => {
+            assert_eq!(ns, "fabric");
+            let m = missing.as_deref().unwrap_or("");
+            assert!(
+                m.starts_with(&format!(
+                    "a route in node1 for {} (an address of node2-pod1): it has none, so its default route via 198.18.0.254 dev eth0 took the packet",
+                    p21.ip
+                )),
+                "{m}"
+            );
+        }
+        o => panic!("{o:?}"),
+    }
+    let r = w.hops_of(Step::Route).find(|h| h.ns == "node1").unwrap();
+    assert!(
+        r.text.ends_with("default via 198.18.0.254 dev eth0"),
+        "{}",
+        r.text
+    );
+    probed(&topo, "node1-pod1", ping(p21.ip));
+    let _ = &mut c;
 }

@@ -282,6 +282,10 @@ impl NsView {
             Ok(r) => r,
             Err(NetlinkError::Kernel(k)) => {
                 let text = std::io::Error::from_raw_os_error(k.errno).to_string();
+                let text = match text.find(" (os error") {
+                    Some(i) => text[..i].to_owned(),
+                    None => text,
+                };
                 return Err((k.errno, k.message.unwrap_or(text)));
             }
             Err(e) => return Err((libc::EIO, e.to_string())),

@@ -403,8 +403,8 @@ impl<'t> Walker<'t> {
             Verdict::Drop { .. } => "drop",
             Verdict::Reject { .. } => "reject",
         };
-        if let Verdict::Drop { rule, .. } | Verdict::Reject { rule, .. } = &verdict {
-            text += &format!("; {} by `{rule}`", verdict_word.to_uppercase());
+        if verdict != Verdict::Accept {
+            text += &format!("; {}", verdict_word.to_uppercase());
         }
         let hop = RulesHop {
             hook: hook.chain_name().to_owned(),
@@ -566,7 +566,7 @@ impl<'t> Walker<'t> {
                 let forwarding = v.sysctl("net.ipv4.ip_forward").is_some_and(|f| f == "1");
                 let why = match errno {
                     libc::EHOSTUNREACH | libc::ENETUNREACH if !forwarding => format!(
-                        "{} is not an address of {} and it does not forward (net.ipv4.ip_forward=0) or has no route",
+                        "{} is not an address of {}, which does not forward (net.ipv4.ip_forward=0)",
                         self.flow.dst, v.label
                     ),
                     libc::EHOSTUNREACH | libc::ENETUNREACH => {
