@@ -265,6 +265,29 @@ fn vxlan_cluster_paths() {
         }
     }
 
+    // An endpoint on the client's own bridge: br_netfilter bridges the DNATed frame back out of
+    // cni0 (no routing), to node1-pod2.
+    let w = explain(
+        &topo,
+        "node1-pod1",
+        &tcp([10, 96, 0, 10].into(), 80),
+        &Choice::Prefer(vec![p12.ip.to_string()]),
+    )
+    .unwrap();
+    eprintln!("{w}");
+    assert_eq!(w.namespaces(), ["node1-pod1", "node1", "node1-pod2"], "{w}");
+    assert!(
+        w.hops_of(Step::Bridge)
+            .any(|h| h.text.contains("br_netfilter bridges the DNATed frame")),
+        "{w}"
+    );
+    assert!(
+        w.checkpoints
+            .iter()
+            .any(|c| c.ns == "node1" && c.family == "bridge" && c.hook == "fwd"),
+        "{w}"
+    );
+
     // The outside address: masqueraded to node1's address in POSTROUTING, delivered in the
     // fabric.
     let w = walk(
@@ -347,6 +370,12 @@ fn vxlan_cluster_paths() {
             ..
         }
     ));
+    // Whichever endpoint the kernel picks (on node2, the other pod of node1 or the client
+    // itself), the trace agrees with the walk along it.
+    for _ in 0..6 {
+        let (w, _) = probed(&topo, "node1-pod1", tcp([10, 96, 0, 10].into(), 80));
+        assert!(w.delivered());
+    }
     let (w, _) = probed(
         &topo,
         "node1-pod1",

@@ -88,10 +88,12 @@ enum Next {
         dev: u32,
         mac: MacAddr,
     },
-    /// An IP packet arrives on `iif` (after any bridging).
+    /// An IP packet arrives on `iif` (after any bridging; `port`: the bridge port the frame
+    /// came in by, when `iif` is a bridge).
     Packet {
         ns: usize,
         iif: u32,
+        port: Option<u32>,
     },
     Done(Outcome),
 }
@@ -174,7 +176,7 @@ impl<'t> Walker<'t> {
             next = match next {
                 Next::Send { ns, oif } => self.send(ns, oif),
                 Next::Frame { ns, dev, mac } => self.frame(ns, dev, mac),
-                Next::Packet { ns, iif } => self.packet(ns, iif),
+                Next::Packet { ns, iif, port } => self.packet(ns, iif, port),
                 Next::Done(o) => return o,
             };
         }
@@ -552,11 +554,20 @@ impl<'t> Walker<'t> {
     }
 
     /// An IP packet arrives on `iif` of `ns`.
-    fn packet(&mut self, ns: usize, iif: u32) -> Next {
+    fn packet(&mut self, ns: usize, iif: u32, port: Option<u32>) -> Next {
         let iname = self.view(ns).dev_name(iif);
         self.checkpoint(ns, "inet", "pre", iname.clone());
+        let dst_before = self.flow.dst;
         if let Err(n) = self.rules(ns, Hook::Prerouting, Some(&iname), None, None) {
             return n;
+        }
+        let dnat_here = self.flow.dst != dst_before;
+        // The bridge passes the frame up (its input hook) before the IP route lookup, unless
+        // br_netfilter DNATed it, in which case br_netfilter looks the route up first.
+        let br_nf_dnat = dnat_here && port.is_some() && self.view(ns).bridge_calls_iptables();
+        if let (Some(p), false) = (port, br_nf_dnat) {
+            let pname = self.view(ns).dev_name(p);
+            self.checkpoint(ns, "bridge", "in", pname);
         }
         let q = self.query(Some(iif), None);
         let (a, text) = match self.route(ns, &q) {
@@ -587,6 +598,15 @@ impl<'t> Walker<'t> {
             }
         };
         self.hop(ns, Step::Route, Some(&iname), text);
+        if let (Some(p), true) = (port, br_nf_dnat) {
+            // A frame DNATed to an address on the bridge it came from is bridged there
+            // (br_nf_pre_routing_finish's "bridged DNAT"), not routed.
+            if a.kind == RouteType::Unicast && a.oif == Some(iif) {
+                return self.bridged_dnat(ns, iif, p);
+            }
+            let pname = self.view(ns).dev_name(p);
+            self.checkpoint(ns, "bridge", "in", pname);
+        }
         match a.kind {
             RouteType::Local => {
                 self.checkpoint(ns, "inet", "in", iname.clone());
@@ -626,6 +646,44 @@ impl<'t> Walker<'t> {
                 None,
             ),
         }
+    }
+
+    /// br_netfilter's bridged DNAT: the frame goes back out of bridge `br` (from `port`) to the
+    /// DNAT target's MAC, through the FORWARD and POSTROUTING hooks but without routing.
+    fn bridged_dnat(&mut self, ns: usize, br: u32, port: u32) -> Next {
+        let Some(brl) = self.view(ns).link(br).cloned() else {
+            return self.drop(ns, None, format!("bridge if{br} vanished"), None);
+        };
+        let dst = self.flow.dst;
+        self.hop(
+            ns,
+            Step::Bridge,
+            Some(&brl.name),
+            format!(
+                "{}: {dst} is on {} itself, so br_netfilter bridges the DNATed frame instead of routing it",
+                brl.name, brl.name
+            ),
+        );
+        let mac = match self.neighbour(ns, &brl, dst) {
+            Ok(m) => m,
+            Err(n) => return n,
+        };
+        let out = match self.bridge_port(ns, &brl, mac, Some(port)) {
+            Ok(p) => p,
+            Err(n) => return n,
+        };
+        let b = brl.name.clone();
+        self.checkpoint(ns, "inet", "fwd", format!("{b}>{b}"));
+        if let Err(n) = self.rules(ns, Hook::Forward, Some(&b), Some(&b), Some(dst)) {
+            return n;
+        }
+        self.checkpoint(ns, "inet", "post", b.clone());
+        if let Err(n) = self.rules(ns, Hook::Postrouting, Some(&b), Some(&b), Some(dst)) {
+            return n;
+        }
+        let pname = self.view(ns).dev_name(port);
+        self.checkpoint(ns, "bridge", "fwd", format!("{pname}>{}", out.name));
+        self.cross(ns, &out, mac)
     }
 
     /// The packet leaves `ns` by `oif` towards `nexthop`.
@@ -958,7 +1016,11 @@ impl<'t> Walker<'t> {
         };
         let Some(br) = link.master.and_then(|m| v.link(m)).cloned() else {
             if link.mac == Some(mac) || !is_ether(&link) {
-                return Next::Packet { ns, iif: dev };
+                return Next::Packet {
+                    ns,
+                    iif: dev,
+                    port: None,
+                };
             }
             return self.drop(
                 ns,
@@ -974,7 +1036,6 @@ impl<'t> Walker<'t> {
         self.checkpoint(ns, "bridge", "pre", link.name.clone());
         let own = br.mac == Some(mac) || v.ports_of(br.index).iter().any(|p| p.mac == Some(mac));
         if own {
-            self.checkpoint(ns, "bridge", "in", link.name.clone());
             let label = v.label.clone();
             self.hop(
                 ns,
@@ -985,7 +1046,11 @@ impl<'t> Walker<'t> {
                     br.name
                 ),
             );
-            return Next::Packet { ns, iif: br.index };
+            return Next::Packet {
+                ns,
+                iif: br.index,
+                port: Some(dev),
+            };
         }
         let port = match self.bridge_port(ns, &br, mac, Some(dev)) {
             Ok(p) => p,
@@ -1259,7 +1324,11 @@ impl<'t> Walker<'t> {
                         None,
                     );
                 }
-                Next::Packet { ns, iif: dev.index }
+                Next::Packet {
+                    ns,
+                    iif: dev.index,
+                    port: None,
+                }
             }
             EncapKind::Udp { port } => {
                 let tun = v.tun_device().cloned();
@@ -1274,7 +1343,11 @@ impl<'t> Walker<'t> {
                             Some(&tun.name),
                             format!("udp port {port}: the tunnel's socket takes it and writes {} into {}", self.flow, tun.name),
                         );
-                        Next::Packet { ns, iif: tun.index }
+                        Next::Packet {
+                            ns,
+                            iif: tun.index,
+                            port: None,
+                        }
                     }
                     _ => self.drop(
                         ns,
