@@ -54,7 +54,7 @@ mod walk;
 
 pub use cli::{ExplainArgs, run as run_cli};
 pub use rules::{Alternative, Jump, Spread};
-pub use trace::{Agreement, ProbeReport, probe};
+pub use trace::{Agreement, ProbeReport, TracedNs, probe};
 pub use walk::explain;
 
 use podnet_netns::NetNs;

@@ -49,8 +49,12 @@ pub fn explain(
         defaulted: None,
     };
     let outcome = w.run(src);
-    let mut caveats = w.caveats;
-    caveats.dedup();
+    let mut caveats = Vec::new();
+    for c in w.caveats {
+        if !caveats.contains(&c) {
+            caveats.push(c);
+        }
+    }
     Ok(Walk {
         source: topo.views()[src].label.clone(),
         packet: packet.clone(),
@@ -295,6 +299,12 @@ impl<'t> Walker<'t> {
         nexthop: Option<Ipv4Addr>,
     ) -> Result<(), Next> {
         let v = self.view(ns);
+        for t in v.native_nft_tables() {
+            self.caveats.push(format!(
+                "{}: nftables table `{t}` is not evaluated (the walk reads iptables rules only); --probe shows what it does",
+                v.label
+            ));
+        }
         let r = v.rules();
         if let Some(e) = &r.error {
             let c = format!("{}: iptables rules not read ({e})", v.label);
