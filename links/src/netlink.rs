@@ -32,6 +32,8 @@ const RECV_BUF: usize = 64 * 1024;
 const RCVBUF_WANTED: usize = 8 * 1024 * 1024;
 /// Bytes of requests sent in one system call by [`Connection::pipeline`].
 const SEND_CHUNK: usize = 60 * 1024;
+/// Acknowledgements drained per recvmmsg(2) call.
+const ACK_BATCH: usize = 64;
 /// Times a dump interrupted by a concurrent change is restarted before giving up.
 const DUMP_RETRIES: usize = 10;
 
@@ -82,6 +84,8 @@ pub struct Connection {
     seq: u32,
     buf: Vec<u8>,
     max_in_flight: usize,
+    /// Receive slots for draining acknowledgements, allocated by the first pipeline.
+    ack_slots: Vec<[u8; crate::sys::SLOT]>,
 }
 
 impl Connection {
@@ -105,6 +109,7 @@ impl Connection {
             seq: 0,
             buf: Vec::with_capacity(RECV_BUF),
             max_in_flight,
+            ack_slots: Vec::new(),
         })
     }
 
@@ -281,28 +286,43 @@ impl Connection {
         outcomes: &mut [Option<Result<(), KernelError>>],
     ) -> Result<(), NetlinkError> {
         self.sock.send(chunk, 0)?;
+        // The kernel processed the whole chunk inside send(); every ack is queued already, so
+        // they are drained many per system call.
+        if self.ack_slots.is_empty() {
+            self.ack_slots = vec![[0u8; crate::sys::SLOT]; ACK_BATCH];
+        }
+        let slots = &mut self.ack_slots;
+        let mut lens = [0usize; ACK_BATCH];
         let mut seen = 0;
         while seen < count {
-            // The kernel processed the whole chunk inside send(); every ack is queued already.
-            match self.recv(libc::MSG_DONTWAIT) {
-                Ok(()) => {}
-                Err(NetlinkError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-            let mut off = 0;
-            while let Some((hdr, body)) = next_message(&self.buf, &mut off)? {
-                if hdr.message_type != NLMSG_ERROR {
-                    continue;
+            let got = match crate::sys::recv_many(&self.sock, slots, &mut lens) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for (slot, len) in slots.iter().zip(&lens).take(got) {
+                if *len > slot.len() {
+                    return Err(NetlinkError::Decode(format!(
+                        "acknowledgement of {len} bytes truncated"
+                    )));
                 }
-                let rel = hdr.sequence_number.wrapping_sub(first_seq) as usize;
-                if rel >= count {
-                    continue;
-                }
-                if let Some(slot) = outcomes.get_mut(first_index + rel) {
-                    if slot.is_none() {
-                        seen += 1;
+                let mut off = 0;
+                while let Some((hdr, body)) = next_message(&slot[..*len], &mut off)? {
+                    if hdr.message_type != NLMSG_ERROR {
+                        continue;
                     }
-                    *slot = Some(parse_error(&hdr, body)?);
+                    let rel = hdr.sequence_number.wrapping_sub(first_seq) as usize;
+                    if rel >= count {
+                        continue;
+                    }
+                    if let Some(out) = outcomes.get_mut(first_index + rel) {
+                        if out.is_none() {
+                            seen += 1;
+                        }
+                        *out = Some(parse_error(&hdr, body)?);
+                    }
                 }
             }
         }

@@ -133,3 +133,49 @@ pub(crate) fn poll_readable(
         return Ok(n > 0);
     }
 }
+
+/// Size of each receive slot of [`recv_many`]: acknowledgements are far smaller.
+pub(crate) const SLOT: usize = 8192;
+
+/// recvmmsg(2): receives up to `bufs.len()` datagrams in one call, without waiting for more
+/// than are queued (`MSG_DONTWAIT`). Returns how many arrived, with each length in `lens` (a
+/// length above [`SLOT`] means the datagram was truncated).
+pub(crate) fn recv_many(
+    sock: &impl AsRawFd,
+    bufs: &mut [[u8; SLOT]],
+    lens: &mut [usize],
+) -> io::Result<usize> {
+    let n = bufs.len().min(lens.len());
+    let mut iovs: Vec<libc::iovec> = bufs[..n]
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: SLOT,
+        })
+        .collect();
+    // SAFETY: mmsghdr is plain old data; all-zero is a valid value (null name, no control).
+    let mut msgs: Vec<libc::mmsghdr> = (0..n).map(|_| unsafe { std::mem::zeroed() }).collect();
+    for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: `msgs` holds `n` initialised headers whose single iovec each points at a live
+    // SLOT-byte buffer in `bufs`; all of them outlive the call.
+    let got = unsafe {
+        libc::recvmmsg(
+            sock.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as _,
+            (libc::MSG_DONTWAIT | libc::MSG_TRUNC) as _,
+            std::ptr::null_mut(),
+        )
+    };
+    if got < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let got = got as usize;
+    for (len, m) in lens.iter_mut().zip(&msgs).take(got) {
+        *len = m.msg_len as usize;
+    }
+    Ok(got)
+}
