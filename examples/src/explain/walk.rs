@@ -374,9 +374,9 @@ impl<'t> Walker<'t> {
             return Ok(());
         }
         let mut text = format!("{}:", hook.chain_name());
-        let path: Vec<&str> = out.jumps.iter().map(|j| j.to.as_str()).collect();
+        let path = jump_path(&out.jumps, hook.chain_name());
         if !path.is_empty() {
-            text += &format!(" {}", path.join(" > "));
+            text += &format!(" {path}");
         }
         for s in &out.spreads {
             let n = s.alternatives.len();
@@ -1373,6 +1373,43 @@ impl<'t> Walker<'t> {
     }
 }
 
+/// The chains entered, per table: `nat KUBE-SERVICES > KUBE-SVC-X > KUBE-MARK-MASQ,
+/// KUBE-SVC-X > KUBE-SEP-Y; filter KUBE-FORWARD` (a jump from the chain last entered continues
+/// the line; one from elsewhere starts a new one).
+pub(crate) fn jump_path(jumps: &[rules::Jump], hook_chain: &str) -> String {
+    let mut tables: Vec<(String, String)> = Vec::new();
+    let mut last_to: Option<(String, String)> = None;
+    for j in jumps {
+        if !tables.iter().any(|(t, _)| *t == j.table) {
+            tables.push((j.table.clone(), String::new()));
+        }
+        let Some((_, text)) = tables.iter_mut().find(|(t, _)| *t == j.table) else {
+            continue;
+        };
+        let continues = last_to
+            .as_ref()
+            .is_some_and(|(t, to)| *t == j.table && *to == j.from);
+        if continues {
+            text.push_str(&format!(" > {}", j.to));
+        } else {
+            if !text.is_empty() {
+                text.push_str(", ");
+            }
+            if j.from == hook_chain {
+                text.push_str(&j.to);
+            } else {
+                text.push_str(&format!("{} > {}", j.from, j.to));
+            }
+        }
+        last_to = Some((j.table.clone(), j.to.clone()));
+    }
+    tables
+        .iter()
+        .map(|(t, text)| format!("{t} {text}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn gw4(a: &RouteAnswer) -> Option<Ipv4Addr> {
     match a.gateway {
         Some(IpAddr::V4(g)) => Some(g),
@@ -1394,4 +1431,34 @@ fn underlay_addr(v: &NsView) -> Option<Ipv4Addr> {
                 )
         })
         .find_map(|l| v.v4_addrs_of(l.index).first().map(|(a, _)| *a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn j(table: &str, from: &str, to: &str) -> rules::Jump {
+        rules::Jump {
+            table: table.into(),
+            from: from.into(),
+            to: to.into(),
+        }
+    }
+
+    #[test]
+    fn jump_paths_read_per_table() {
+        let jumps = [
+            j("nat", "OUTPUT", "KUBE-SERVICES"),
+            j("nat", "KUBE-SERVICES", "KUBE-SVC-A"),
+            j("nat", "KUBE-SVC-A", "KUBE-MARK-MASQ"),
+            j("nat", "KUBE-SVC-A", "KUBE-SEP-1"),
+            j("filter", "OUTPUT", "KUBE-FIREWALL"),
+            j("filter", "OUTPUT", "KUBE-SERVICES"),
+        ];
+        assert_eq!(
+            jump_path(&jumps, "OUTPUT"),
+            "nat KUBE-SERVICES > KUBE-SVC-A > KUBE-MARK-MASQ, KUBE-SVC-A > KUBE-SEP-1; \
+             filter KUBE-FIREWALL, KUBE-SERVICES"
+        );
+    }
 }
