@@ -531,11 +531,36 @@ impl fmt::Display for Walk {
     }
 }
 
-/// The namespaces a walk may visit.
-#[derive(Debug)]
+/// The namespaces a walk may visit. Each walk reads their live state afresh.
+#[derive(Debug, Clone)]
 pub struct Topology {
-    views: Vec<NsView>,
+    entries: Vec<(String, String, NetNs)>,
     prefix: Option<String>,
+}
+
+/// The namespaces of a topology opened for one walk: their state is read once, on first use,
+/// so one walk sees one consistent picture and the next one sees the changes.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    views: Vec<NsView>,
+}
+
+impl Snapshot {
+    pub(crate) fn views(&self) -> &[NsView] {
+        &self.views
+    }
+
+    /// The index of the namespace with this label or name.
+    pub(crate) fn find(&self, label: &str) -> Option<usize> {
+        self.views
+            .iter()
+            .position(|v| v.label == label || v.name == label)
+    }
+
+    /// The labels, in order.
+    pub(crate) fn labels(&self) -> Vec<&str> {
+        self.views.iter().map(|v| v.label.as_str()).collect()
+    }
 }
 
 impl Topology {
@@ -575,35 +600,30 @@ impl Topology {
     pub fn from_namespaces(
         entries: impl IntoIterator<Item = (String, String, NetNs)>,
     ) -> Result<Topology, ExplainError> {
-        let views = entries
-            .into_iter()
-            .map(|(label, name, ns)| NsView::open(label, name, ns))
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(Topology {
-            views,
+            entries: entries.into_iter().collect(),
             prefix: None,
         })
     }
 
+    /// Opens every namespace for one walk.
+    pub(crate) fn open(&self) -> Result<Snapshot, ExplainError> {
+        let views = self
+            .entries
+            .iter()
+            .map(|(label, name, ns)| NsView::open(label.clone(), name.clone(), ns.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Snapshot { views })
+    }
+
     /// The labels of the namespaces, in order.
     pub fn labels(&self) -> Vec<&str> {
-        self.views.iter().map(|v| v.label.as_str()).collect()
+        self.entries.iter().map(|(l, _, _)| l.as_str()).collect()
     }
 
     /// The cluster prefix, for a topology made by [`Topology::cluster`].
     pub fn prefix(&self) -> Option<&str> {
         self.prefix.as_deref()
-    }
-
-    pub(crate) fn views(&self) -> &[NsView] {
-        &self.views
-    }
-
-    /// The index of the namespace with this label or name.
-    pub(crate) fn find(&self, label: &str) -> Option<usize> {
-        self.views
-            .iter()
-            .position(|v| v.label == label || v.name == label)
     }
 
     /// Resolves a destination given as an address, or as the label of a namespace (its first
@@ -615,13 +635,17 @@ impl Topology {
         if what == "outside" {
             return Ok(crate::cluster::OUTSIDE_IP);
         }
-        let i = self.find(what).ok_or_else(|| {
-            ExplainError::BadDestination(
-                what.to_owned(),
-                "neither an IPv4 address nor a namespace of the topology".into(),
-            )
-        })?;
-        let v = &self.views[i];
+        let (label, name, ns) = self
+            .entries
+            .iter()
+            .find(|(l, n, _)| l == what || n == what)
+            .ok_or_else(|| {
+                ExplainError::BadDestination(
+                    what.to_owned(),
+                    "neither an IPv4 address nor a namespace of the topology".into(),
+                )
+            })?;
+        let v = NsView::open(label.clone(), name.clone(), ns.clone())?;
         v.addrs()
             .iter()
             .filter(|a| a.scope == podnet_links::Scope::Universe)

@@ -22,7 +22,7 @@
 
 use super::rules::Jump;
 use super::walk::FLANNEL_UDP_PORT;
-use super::{Checkpoint, Choice, ExplainError, Packet, Proto, Topology, Walk, explain};
+use super::{Checkpoint, Choice, ExplainError, Packet, Proto, Snapshot, Topology, Walk, explain};
 use podnet_links::netlink::Connection;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -143,13 +143,14 @@ pub fn probe(
     choice: &Choice,
 ) -> Result<(Walk, ProbeReport), ExplainError> {
     let first = explain(topo, source, packet, choice)?;
-    let src = topo
+    let snap = &topo.open()?;
+    let src = snap
         .find(source)
-        .ok_or_else(|| ExplainError::UnknownSource(source.to_owned(), topo.labels().join(", ")))?;
+        .ok_or_else(|| ExplainError::UnknownSource(source.to_owned(), snap.labels().join(", ")))?;
     let table = format!("podnet_explain_{}", std::process::id());
-    let vx_ports = vxlan_ports(topo);
-    let tables = Tables::install(topo, src, &table, packet, &vx_ports)?;
-    let listeners = topo
+    let vx_ports = vxlan_ports(snap);
+    let tables = Tables::install(snap, src, &table, packet, &vx_ports)?;
+    let listeners = snap
         .views()
         .iter()
         .map(|v| {
@@ -164,12 +165,12 @@ pub fn probe(
             Ok(conn)
         })
         .collect::<Result<Vec<_>, ExplainError>>()?;
-    let sent = send(topo, src, packet)?;
+    let sent = send(snap, src, packet)?;
     let events = collect(&listeners);
     drop(listeners);
     drop(tables);
 
-    let traced = summarize(topo, &table, &events);
+    let traced = summarize(snap, &table, &events);
     // Follow the endpoints the kernel picked where the prediction had a choice.
     let mut walk = first;
     let mut repredicted = None;
@@ -218,7 +219,7 @@ fn chosen(w: &Walk) -> String {
 }
 
 /// The UDP ports of the topology's VXLAN devices (8472 when there are none).
-fn vxlan_ports(topo: &Topology) -> Vec<u16> {
+fn vxlan_ports(topo: &Snapshot) -> Vec<u16> {
     let mut ports: BTreeSet<u16> = topo
         .views()
         .iter()
@@ -349,7 +350,7 @@ fn nft(ns: &podnet_netns::NetNs, input: &str) -> Result<(), String> {
 
 impl Tables {
     fn install(
-        topo: &Topology,
+        topo: &Snapshot,
         src: usize,
         table: &str,
         packet: &Packet,
@@ -391,7 +392,7 @@ impl Drop for Tables {
 }
 
 /// Sends the probe from the source namespace; what the sender saw, in words.
-fn send(topo: &Topology, src: usize, packet: &Packet) -> Result<String, ExplainError> {
+fn send(topo: &Snapshot, src: usize, packet: &Packet) -> Result<String, ExplainError> {
     let v = &topo.views()[src];
     let dst = packet.dst;
     let what = format!("{packet} from {}", v.label);
@@ -585,7 +586,7 @@ fn parse_trace(body: &[u8], ns: usize) -> Option<Event> {
 }
 
 /// What the trace saw, per namespace.
-fn summarize(topo: &Topology, table: &str, events: &[Event]) -> Vec<TracedNs> {
+fn summarize(topo: &Snapshot, table: &str, events: &[Event]) -> Vec<TracedNs> {
     let mut per: BTreeMap<usize, (BTreeSet<Checkpoint>, Vec<Jump>)> = BTreeMap::new();
     for e in events {
         let v = &topo.views()[e.ns];

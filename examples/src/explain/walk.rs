@@ -4,8 +4,8 @@
 use super::rules::{self, Ctx, Verdict};
 use super::state::{NsView, RouteAnswer, RouteQuery, RouteType};
 use super::{
-    Checkpoint, Choice, ExplainError, Flow, Hook, Hop, Outcome, Packet, Proto, RulesHop, Step,
-    Topology, Walk,
+    Checkpoint, Choice, ExplainError, Flow, Hook, Hop, Outcome, Packet, Proto, RulesHop, Snapshot,
+    Step, Topology, Walk,
 };
 use podnet_links::{Link, LinkKind, MacAddr, NeighState};
 use std::net::{IpAddr, Ipv4Addr};
@@ -22,6 +22,7 @@ pub fn explain(
     packet: &Packet,
     choice: &Choice,
 ) -> Result<Walk, ExplainError> {
+    let topo = &topo.open()?;
     let src = topo
         .find(source)
         .ok_or_else(|| ExplainError::UnknownSource(source.to_owned(), topo.labels().join(", ")))?;
@@ -47,6 +48,7 @@ pub fn explain(
         jumps: Vec::new(),
         caveats: Vec::new(),
         defaulted: None,
+        arp_macs: Vec::new(),
     };
     let outcome = w.run(src);
     let mut caveats = Vec::new();
@@ -103,7 +105,7 @@ enum Next {
 }
 
 struct Walker<'t> {
-    topo: &'t Topology,
+    topo: &'t Snapshot,
     choice: &'t Choice,
     /// The packet on the wire (the outer one while encapsulated).
     flow: Flow,
@@ -116,6 +118,8 @@ struct Walker<'t> {
     /// A forwarding namespace that sent a destination owned by a known namespace down its
     /// default route: the likely missing route when the packet is dropped further on.
     defaulted: Option<String>,
+    /// MACs this walk had the kernel resolve by ARP: the replies teach the bridges on the way.
+    arp_macs: Vec<MacAddr>,
 }
 
 fn is_ether(l: &Link) -> bool {
@@ -124,7 +128,7 @@ fn is_ether(l: &Link) -> bool {
 
 impl<'t> Walker<'t> {
     fn view(&self, ns: usize) -> &'t NsView {
-        let topo: &'t Topology = self.topo;
+        let topo: &'t Snapshot = self.topo;
         &topo.views()[ns]
     }
 
@@ -678,7 +682,7 @@ impl<'t> Walker<'t> {
             Ok(m) => m,
             Err(n) => return n,
         };
-        let out = match self.bridge_port(ns, &brl, mac, Some(port)) {
+        let (out, flooded) = match self.bridge_port(ns, &brl, mac, Some(port)) {
             Ok(p) => p,
             Err(n) => return n,
         };
@@ -692,7 +696,9 @@ impl<'t> Walker<'t> {
             return n;
         }
         let pname = self.view(ns).dev_name(port);
-        self.checkpoint(ns, "bridge", "fwd", format!("{pname}>{}", out.name));
+        for q in std::iter::once(&out).chain(&flooded) {
+            self.checkpoint(ns, "bridge", "fwd", format!("{pname}>{}", q.name));
+        }
         self.cross(ns, &out, mac)
     }
 
@@ -726,11 +732,13 @@ impl<'t> Walker<'t> {
                     Ok(m) => m,
                     Err(n) => return n,
                 };
-                let port = match self.bridge_port(ns, &link, mac, None) {
+                let (port, flooded) = match self.bridge_port(ns, &link, mac, None) {
                     Ok(p) => p,
                     Err(n) => return n,
                 };
-                self.checkpoint(ns, "bridge", "out", port.name.clone());
+                for q in std::iter::once(&port).chain(&flooded) {
+                    self.checkpoint(ns, "bridge", "out", q.name.clone());
+                }
                 self.cross(ns, &port, mac)
             }
             Some(LinkKind::Vxlan) => {
@@ -798,6 +806,7 @@ impl<'t> Walker<'t> {
         }
         match self.l2_owner(ns, link, nexthop, 0) {
             Some((owner_ns, owner_dev, mac)) => {
+                self.arp_macs.push(mac);
                 let owner = self.label(owner_ns);
                 self.hop(
                     ns,
@@ -883,7 +892,7 @@ impl<'t> Walker<'t> {
         br: &Link,
         mac: MacAddr,
         from: Option<u32>,
-    ) -> Result<Link, Next> {
+    ) -> Result<(Link, Vec<Link>), Next> {
         let v = self.view(ns);
         if let Some(e) = v.bridge_fdb(br.index, mac) {
             let dev = e.dev.to_string();
@@ -907,10 +916,11 @@ impl<'t> Walker<'t> {
                         br.name, port.name
                     ),
                 );
-                return Ok(port);
+                return Ok((port, Vec::new()));
             }
         }
         // Unknown unicast: flooded to every port; the one whose far end owns the MAC takes it.
+        // Unless this walk just had the kernel ask by ARP for it: the reply taught the bridge.
         let ports: Vec<Link> = v.ports_of(br.index).into_iter().cloned().collect();
         let n = ports.len();
         let owner = ports
@@ -923,6 +933,18 @@ impl<'t> Walker<'t> {
             })
             .cloned();
         match owner {
+            Some(p) if self.arp_macs.contains(&mac) => {
+                self.hop(
+                    ns,
+                    Step::Bridge,
+                    Some(&br.name),
+                    format!(
+                        "{}: no fdb entry for {mac} yet; the ARP reply teaches it: port {}",
+                        br.name, p.name
+                    ),
+                );
+                Ok((p, Vec::new()))
+            }
             Some(p) => {
                 self.hop(
                     ns,
@@ -933,7 +955,11 @@ impl<'t> Walker<'t> {
                         br.name, p.name
                     ),
                 );
-                Ok(p)
+                let others = ports
+                    .into_iter()
+                    .filter(|q| Some(q.index) != from && q.index != p.index)
+                    .collect();
+                Ok((p, others))
             }
             None => {
                 let label = self.label(ns);
@@ -1062,7 +1088,7 @@ impl<'t> Walker<'t> {
                 port: Some(dev),
             };
         }
-        let port = match self.bridge_port(ns, &br, mac, Some(dev)) {
+        let (port, flooded) = match self.bridge_port(ns, &br, mac, Some(dev)) {
             Ok(p) => p,
             Err(n) => return n,
         };
@@ -1082,7 +1108,9 @@ impl<'t> Walker<'t> {
                 return n;
             }
         }
-        self.checkpoint(ns, "bridge", "fwd", format!("{}>{}", link.name, port.name));
+        for q in std::iter::once(&port).chain(&flooded) {
+            self.checkpoint(ns, "bridge", "fwd", format!("{}>{}", link.name, q.name));
+        }
         self.cross(ns, &port, mac)
     }
 
