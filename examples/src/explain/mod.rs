@@ -28,6 +28,20 @@
 //! underneath, so their chains show up in the trace too) and reports where the kernel's trace
 //! agrees with the prediction and where it does not.
 //!
+//! What the walk assumes, and where it stops knowing:
+//! - IPv4, and the first packet of a new connection (conntrack state NEW, so the nat table is
+//!   consulted); `-m recent --rcheck` (session affinity) is taken as "no earlier connection".
+//! - iptables rule sets only (legacy or nft-backed, read with `iptables-save`); a rule the
+//!   podnet-nat model cannot represent is left out and named in the walk's caveats. Native
+//!   nftables tables (kube-proxy's nftables mode, say) are not evaluated: the walk says so, and
+//!   the traced probe shows their chains.
+//! - Userspace datapaths are inferred: for flannel's udp backend (a TUN device), the peer is
+//!   the node of the topology whose connected routes hold the destination, on UDP 8285.
+//! - Neighbour resolution that has not happened yet is predicted from who holds the address
+//!   on the link; a bridge without an FDB entry floods, unless that very ARP exchange taught it.
+//! - Routing, policy routing included, is always the kernel's answer at the time of the walk;
+//!   the state can change between the walk and the probe (the probe then says so).
+//!
 //! Why here, in podnet-examples, and not in podnet-links or podnet-nat: the walk needs all of
 //! them at once (links for the kernel's tables, nat for the rule model, netns to move between
 //! namespaces), and the arrows of the design point from the examples to those crates, never
