@@ -59,6 +59,10 @@ items:
 "#;
 
 fn up(tag: &str, backend: &str, services: bool) -> Guard {
+    up_with(tag, backend, services, "iptables")
+}
+
+fn up_with(tag: &str, backend: &str, services: bool, proxy_mode: &str) -> Guard {
     let prefix = format!("{}{}-{tag}", podnet_testsupport::PREFIX, std::process::id());
     let mut o = Options::new(&prefix);
     o.backend = backend.into();
@@ -67,6 +71,7 @@ fn up(tag: &str, backend: &str, services: bool) -> Guard {
     o.flanneld = PathBuf::from(env!("CARGO_BIN_EXE_flanneld"));
     o.cni = PathBuf::from(env!("CARGO_BIN_EXE_podnet-cni"));
     o.kube_proxy = PathBuf::from(env!("CARGO_BIN_EXE_kube-proxy"));
+    o.proxy_mode = proxy_mode.into();
     if services {
         let file = std::env::temp_dir().join(format!("{prefix}-services.yaml"));
         std::fs::write(&file, SERVICES).unwrap();
@@ -651,4 +656,75 @@ fn broken_cluster_is_explained_at_the_broken_hop() {
     );
     probed(&topo, "node1-pod1", ping(p21.ip));
     let _ = &mut c;
+}
+
+#[test]
+fn nftables_mode_services() {
+    require_root!();
+    let c = up_with("xn", "vxlan", true, "nftables");
+    let _servers: Vec<EchoServer> = c
+        .pods
+        .iter()
+        .map(|p| EchoServer::start_named(&p.ns, 7777, &p.label()).unwrap())
+        .collect();
+    let topo = topology(&c);
+
+    // kube-proxy's table `ip kube-proxy`: a verdict map to the Service's chain, then
+    // `numgen random mod 4` over the endpoint chains, each with its `dnat to`.
+    let w = walk(&topo, "node1-pod1", tcp([10, 96, 0, 10].into(), 80));
+    assert!(w.caveats.is_empty(), "{w}");
+    let (ns, r) = w.rules().find(|(_, r)| r.dnat.is_some()).expect("DNAT");
+    assert_eq!((ns, r.hook.as_str()), ("node1", "PREROUTING"));
+    let kp: Vec<&str> = r
+        .jumps
+        .iter()
+        .filter(|j| j.table == "kube-proxy")
+        .map(|j| j.to.as_str())
+        .collect();
+    assert!(kp.contains(&"services"), "{kp:?}");
+    assert!(kp.iter().any(|c| c.starts_with("service-")), "{kp:?}");
+    assert!(kp.iter().any(|c| c.starts_with("endpoint-")), "{kp:?}");
+    let spread = &r.spreads[0];
+    assert_eq!(spread.alternatives.len(), 4);
+    for a in &spread.alternatives {
+        assert!((a.probability - 0.25).abs() < 1e-9, "{a:?}");
+        assert_eq!(a.dnat.unwrap().port(), 7777);
+    }
+    assert!(matches!(
+        w.outcome,
+        Outcome::Delivered {
+            listener: Some(true),
+            ..
+        }
+    ));
+    for _ in 0..6 {
+        let (w, r) = probed(&topo, "node1-pod1", tcp([10, 96, 0, 10].into(), 80));
+        assert!(w.delivered());
+        assert!(r.sent.ends_with("connected"), "{}", r.sent);
+    }
+
+    // A Service without endpoints: rejected by kube-proxy's filter-forward, which names it.
+    let w = walk(&topo, "node1-pod1", tcp([10, 96, 0, 13].into(), 80));
+    match &w.outcome {
+        Outcome::Dropped {
+            ns,
+            reason,
+            missing,
+        } => {
+            assert_eq!(ns, "node1");
+            assert!(
+                reason.starts_with("REJECT by nftables (kube-proxy reject-chain)"),
+                "{reason}"
+            );
+            assert!(
+                missing
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with("endpoints for Service demo/empty:tcp"),
+                "{missing:?}"
+            );
+        }
+        o => panic!("{o:?}"),
+    }
+    probed(&topo, "node1-pod1", tcp([10, 96, 0, 13].into(), 80));
 }

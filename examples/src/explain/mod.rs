@@ -13,9 +13,9 @@
 //! - the VXLAN FDB entry and the outer header the frame gets (local and remote VTEP, UDP port,
 //!   VNI), and its decapsulation on the other side; flannel's udp backend (a TUN device read by
 //!   flanneld) likewise;
-//! - the iptables rules that match at each hook (read with `iptables-save` and parsed by
-//!   podnet-nat's parser): which chain, which rule, which DNAT target and with what probability,
-//!   MASQUERADE, marks, DROP and REJECT;
+//! - the rules that match at each hook, in iptables mode (read with `iptables-save` and parsed
+//!   by podnet-nat's parser) and in nftables mode (`nft -j list ruleset`): which chain, which
+//!   rule, which DNAT target and with what probability, MASQUERADE, marks, DROP and REJECT;
 //! - the veth crossing into the next namespace (the peer found by interface index and
 //!   `link-netnsid`, resolved against the topology's namespaces with RTM_GETNSID);
 //!
@@ -31,10 +31,10 @@
 //! What the walk assumes, and where it stops knowing:
 //! - IPv4, and the first packet of a new connection (conntrack state NEW, so the nat table is
 //!   consulted); `-m recent --rcheck` (session affinity) is taken as "no earlier connection".
-//! - iptables rule sets only (legacy or nft-backed, read with `iptables-save`); a rule the
-//!   podnet-nat model cannot represent is left out and named in the walk's caveats. Native
-//!   nftables tables (kube-proxy's nftables mode, say) are not evaluated: the walk says so, and
-//!   the traced probe shows their chains.
+//! - iptables rule sets (legacy or nft-backed, read with `iptables-save`, parsed by podnet-nat)
+//!   and native nftables tables (kube-proxy's nftables mode, read with `nft -j list ruleset`),
+//!   their chains interleaved by hook priority. A rule beyond what the evaluators know is left
+//!   out and named in the walk's caveats.
 //! - Userspace datapaths are inferred: for flannel's udp backend (a TUN device), the peer is
 //!   the node of the topology whose connected routes hold the destination, on UDP 8285.
 //! - Neighbour resolution that has not happened yet is predicted from who holds the address
@@ -61,6 +61,7 @@
 //! ```
 
 mod cli;
+mod nft;
 mod rules;
 mod state;
 mod trace;

@@ -119,8 +119,87 @@ fn tables_at(hook: Hook) -> &'static [Table] {
     }
 }
 
-/// Evaluates every table at `hook` for `flow`, changing it as the rules do (DNAT, SNAT,
-/// MASQUERADE, MARK).
+/// The alternative `choice` follows (its chain): the first one, or the first preferred.
+pub(crate) fn pick(choice: &Choice, alternatives: &[Alternative]) -> String {
+    match choice {
+        Choice::First => None,
+        Choice::Prefer(list) => alternatives
+            .iter()
+            .find(|a| {
+                list.iter().any(|c| {
+                    *c == a.chain
+                        || a.dnat.is_some_and(|d| {
+                            c.parse::<SocketAddr>().is_ok_and(|s| s == d)
+                                || c.parse::<IpAddr>().is_ok_and(|ip| ip == d.ip())
+                        })
+                })
+            })
+            .map(|a| a.chain.clone()),
+    }
+    .or_else(|| alternatives.first().map(|a| a.chain.clone()))
+    .unwrap_or_default()
+}
+
+/// The priority of an iptables table's chain at `hook` (the kernel's NF_IP_PRI_*), when the
+/// table has one there.
+pub(crate) fn iptables_priority(table: Table, hook: Hook) -> Option<i32> {
+    if !tables_at(hook).contains(&table) {
+        return None;
+    }
+    Some(match table {
+        Table::Raw => -300,
+        Table::Mangle => -150,
+        Table::Nat => match hook {
+            Hook::Prerouting | Hook::Output => -100,
+            _ => 100,
+        },
+        Table::Filter => 0,
+    })
+}
+
+/// Evaluates one table's built-in chain of `ctx.hook` for `flow`, changing it as the rules do
+/// (DNAT, SNAT, MASQUERADE, MARK) and recording what happened in `out`.
+pub(crate) fn eval_table(
+    table: &TableRules,
+    flow: &mut Flow,
+    ctx: &Ctx<'_>,
+    out: &mut HookOutcome,
+) -> Verdict {
+    // The nat table sees only the first packet of a connection: ours is new.
+    let chain = ctx.hook.chain_name();
+    if !table.chains.iter().any(|c| c.name == chain) {
+        return Verdict::Accept;
+    }
+    let mut ev = Evaluator {
+        table,
+        flow,
+        ctx,
+        out,
+    };
+    match ev.chain(chain, 0) {
+        End::Terminal(v) => v,
+        End::Return => {
+            let policy = table
+                .chains
+                .iter()
+                .find(|c| c.name == chain)
+                .and_then(|c| c.policy.clone())
+                .unwrap_or_else(|| "ACCEPT".into());
+            if policy == "DROP" {
+                Verdict::Drop {
+                    table: table.table.to_string(),
+                    chain: chain.to_owned(),
+                    rule: "policy DROP".into(),
+                }
+            } else {
+                Verdict::Accept
+            }
+        }
+    }
+}
+
+/// Evaluates every table at `hook` for `flow`, in priority order, until one drops it.
+#[cfg(test)]
 pub(crate) fn eval_hook(tables: &[TableRules], flow: &mut Flow, ctx: &Ctx<'_>) -> HookOutcome {
     let mut out = HookOutcome::default();
     let mark_before = flow.mark;
@@ -128,38 +207,7 @@ pub(crate) fn eval_hook(tables: &[TableRules], flow: &mut Flow, ctx: &Ctx<'_>) -
         let Some(table) = tables.iter().find(|x| x.table == *t) else {
             continue;
         };
-        // The nat table sees only the first packet of a connection: ours is new.
-        let chain = ctx.hook.chain_name();
-        if !table.chains.iter().any(|c| c.name == chain) {
-            continue;
-        }
-        let mut ev = Evaluator {
-            table,
-            flow,
-            ctx,
-            out: &mut out,
-        };
-        let end = ev.chain(chain, 0);
-        let verdict = match end {
-            End::Terminal(v) => v,
-            End::Return => {
-                let policy = table
-                    .chains
-                    .iter()
-                    .find(|c| c.name == chain)
-                    .and_then(|c| c.policy.clone())
-                    .unwrap_or_else(|| "ACCEPT".into());
-                if policy == "DROP" {
-                    Verdict::Drop {
-                        table: table.table.to_string(),
-                        chain: chain.to_owned(),
-                        rule: "policy DROP".into(),
-                    }
-                } else {
-                    Verdict::Accept
-                }
-            }
-        };
+        let verdict = eval_table(table, flow, ctx, &mut out);
         if verdict != Verdict::Accept {
             out.verdict = Some(verdict);
             break;
@@ -293,23 +341,7 @@ impl Evaluator<'_, '_> {
                 None => break,
             }
         }
-        let chosen = match self.ctx.choice {
-            Choice::First => None,
-            Choice::Prefer(list) => alternatives
-                .iter()
-                .find(|a| {
-                    list.iter().any(|c| {
-                        *c == a.chain
-                            || a.dnat.is_some_and(|d| {
-                                c.parse::<SocketAddr>().is_ok_and(|s| s == d)
-                                    || c.parse::<IpAddr>().is_ok_and(|ip| ip == d.ip())
-                            })
-                    })
-                })
-                .map(|a| a.chain.clone()),
-        }
-        .or_else(|| alternatives.first().map(|a| a.chain.clone()))
-        .unwrap_or_default();
+        let chosen = pick(self.ctx.choice, &alternatives);
         self.out.spreads.push(Spread {
             chain: chain.to_owned(),
             alternatives,

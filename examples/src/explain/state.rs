@@ -100,7 +100,7 @@ pub(crate) struct NsView {
     neigh: OnceCell<Vec<Neighbour>>,
     fdb: OnceCell<Vec<FdbEntry>>,
     rules: OnceCell<Rules>,
-    nft_tables: OnceCell<Vec<String>>,
+    nft: OnceCell<super::nft::NftRuleset>,
     nsids: Mutex<HashMap<String, Option<i32>>>,
 }
 
@@ -129,7 +129,7 @@ impl NsView {
             neigh: OnceCell::new(),
             fdb: OnceCell::new(),
             rules: OnceCell::new(),
-            nft_tables: OnceCell::new(),
+            nft: OnceCell::new(),
             nsids: Mutex::new(HashMap::new()),
         })
     }
@@ -232,25 +232,24 @@ impl NsView {
         self.rules.get_or_init(|| read_rules(&self.ns))
     }
 
-    /// nftables tables that are not iptables-nft's own (`ip kube-proxy`, ...): the walk does
-    /// not evaluate them. Our own trace tables are left out.
-    pub(crate) fn native_nft_tables(&self) -> &[String] {
-        self.nft_tables.get_or_init(|| {
-            let Ok(out) = self.ns.command("nft").args(["list", "tables"]).output() else {
-                return Vec::new();
-            };
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| l.strip_prefix("table "))
-                .filter(|t| {
-                    let mut w = t.split_whitespace();
-                    let (fam, name) = (w.next().unwrap_or(""), w.next().unwrap_or(""));
-                    let xt = matches!(fam, "ip" | "ip6")
-                        && matches!(name, "filter" | "nat" | "mangle" | "raw" | "security");
-                    !xt && !name.starts_with("podnet_explain_")
-                })
-                .map(str::to_owned)
-                .collect()
+    /// The native nftables tables (read once with `nft -j list ruleset`).
+    pub(crate) fn nft_rules(&self) -> &super::nft::NftRuleset {
+        self.nft.get_or_init(|| {
+            match self
+                .ns
+                .command("nft")
+                .args(["-j", "list", "ruleset"])
+                .output()
+            {
+                Ok(o) if o.status.success() => {
+                    super::nft::parse(&String::from_utf8_lossy(&o.stdout))
+                }
+                Ok(o) => super::nft::NftRuleset::failed(format!(
+                    "nft -j list ruleset failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )),
+                Err(e) => super::nft::NftRuleset::failed(format!("nft: {e}")),
+            }
         })
     }
 

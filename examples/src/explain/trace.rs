@@ -40,6 +40,7 @@ const TOS: u8 = DSCP << 2;
 const NFNLGRP_NFTRACE: u32 = 9;
 /// NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_TRACE.
 const NFT_TRACE_MSG: u16 = (10 << 8) | 17;
+const NFPROTO_INET: u8 = 1;
 const NFPROTO_IPV4: u8 = 2;
 const NFPROTO_BRIDGE: u8 = 7;
 const NFT_TRACETYPE_POLICY: u32 = 1;
@@ -612,7 +613,7 @@ fn summarize(topo: &Snapshot, table: &str, events: &[Event]) -> Vec<TracedNs> {
             });
             continue;
         }
-        if e.family != NFPROTO_IPV4 || !e.inner() {
+        if !matches!(e.family, NFPROTO_INET | NFPROTO_IPV4) || !e.inner() {
             continue;
         }
         let jump = match (e.kind, e.verdict, &e.target) {

@@ -303,19 +303,38 @@ impl<'t> Walker<'t> {
         nexthop: Option<Ipv4Addr>,
     ) -> Result<(), Next> {
         let v = self.view(ns);
-        for t in v.native_nft_tables() {
-            self.caveats.push(format!(
-                "{}: nftables table `{t}` is not evaluated (the walk reads iptables rules only); --probe shows what it does",
-                v.label
-            ));
-        }
         let r = v.rules();
+        let nft = v.nft_rules();
         if let Some(e) = &r.error {
             let c = format!("{}: iptables rules not read ({e})", v.label);
             self.caveats.push(c);
-            return Ok(());
         }
-        if r.tables.is_empty() {
+        if let Some(e) = &nft.error {
+            let c = format!("{}: nftables rules not read ({e})", v.label);
+            self.caveats.push(c);
+        }
+        // The chains at this hook, from both rule sets, in the kernel's priority order; on a
+        // tie, the kernel runs the hook registered last first: the newer table (nftables gives
+        // tables increasing handles).
+        enum Source<'a> {
+            Iptables(&'a podnet_nat::iptables::TableRules),
+            Nft(&'a super::nft::NftTable, String),
+        }
+        let mut sources: Vec<(i32, u64, bool, Source<'_>)> = Vec::new();
+        for t in &r.tables {
+            if let Some(prio) = rules::iptables_priority(t.table, hook) {
+                let nat = t.table == podnet_nat::iptables::Table::Nat;
+                let handle = nft.handle_of("ip", t.table.as_str()).unwrap_or(0);
+                sources.push((prio, handle, nat, Source::Iptables(t)));
+            }
+        }
+        for t in nft.tables.iter().filter(|t| t.ipv4()) {
+            for (chain, base) in t.base_chains(hook) {
+                sources.push((base.prio, t.handle, base.nat, Source::Nft(t, chain)));
+            }
+        }
+        sources.sort_by_key(|(prio, handle, _, _)| (*prio, std::cmp::Reverse(*handle)));
+        if sources.is_empty() {
             return Ok(());
         }
         for s in &r.skipped {
@@ -345,9 +364,31 @@ impl<'t> Walker<'t> {
             masq_addr,
             choice: self.choice,
         };
-        let tables = r.tables.clone();
         let label = v.label.clone();
-        let out = rules::eval_hook(&tables, &mut self.flow, &ctx);
+        let mut out = rules::HookOutcome::default();
+        let mark_before = self.flow.mark;
+        for (_, _, nat, source) in &sources {
+            // Of several nat chains at one hook, the first that sets up a translation wins.
+            if *nat && (out.dnat.is_some() || out.snat.is_some()) {
+                continue;
+            }
+            let verdict = match source {
+                Source::Iptables(t) => rules::eval_table(t, &mut self.flow, &ctx, &mut out),
+                Source::Nft(t, chain) => {
+                    super::nft::eval_base(t, chain, &mut self.flow, &ctx, &mut out)
+                }
+            };
+            if verdict != Verdict::Accept {
+                out.verdict = Some(verdict);
+                break;
+            }
+        }
+        if self.flow.mark != mark_before {
+            out.mark = Some((mark_before, self.flow.mark));
+        }
+        if out.verdict.is_none() {
+            out.verdict = Some(Verdict::Accept);
+        }
         if self.inner() {
             for j in &out.jumps {
                 self.jumps.push((label.clone(), j.clone()));
@@ -461,8 +502,13 @@ impl<'t> Walker<'t> {
                 } else {
                     None
                 };
+                let by = if matches!(table.as_str(), "filter" | "nat" | "mangle" | "raw") {
+                    "iptables"
+                } else {
+                    "nftables"
+                };
                 let reason = format!(
-                    "{} by iptables ({table} {chain}): {rule}",
+                    "{} by {by} ({table} {chain}): {rule}",
                     verdict_word.to_uppercase()
                 );
                 self.hops.push(Hop {
