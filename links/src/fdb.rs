@@ -183,7 +183,10 @@ impl FdbEntry {
         }
         e.mac = mac?;
         e.own = m.header.flags.contains(NeighbourFlags::Own);
-        e.master = m.header.flags.contains(NeighbourFlags::Controller);
+        // Entries of a bridge's own table come back with NDA_MASTER but not always NTF_MASTER;
+        // mark them so that passing a listed entry to `del` targets the right table.
+        e.master = m.header.flags.contains(NeighbourFlags::Controller)
+            || (e.master_index.is_some() && !e.own);
         e.state = NeighState::from_nl(m.header.state);
         Some(e)
     }

@@ -285,6 +285,35 @@ fn fdb_head_end_replication_and_neighbour_states() {
             .unwrap_err()
             .is_exists()
     );
+
+    // A static entry in the bridge's own table: listed with `master`, and deletable as listed.
+    h.link().add(&Veth::new("bp0").peer("bp1")).unwrap();
+    h.link().set("bp0").master("br0").up().apply().unwrap();
+    let static_mac: MacAddr = "02:00:00:00:00:42".parse().unwrap();
+    h.fdb()
+        .add(
+            &FdbEntry::new(static_mac, "bp0")
+                .in_master()
+                .state(podnet_links::NeighState::Noarp),
+        )
+        .unwrap();
+    let listed = h
+        .fdb()
+        .list(Some("bp0".into()))
+        .unwrap()
+        .into_iter()
+        .find(|e| e.mac == static_mac)
+        .expect("the static entry is listed");
+    assert!(listed.master && !listed.own, "{listed:?}");
+    assert!(
+        ns.exec("bridge", &["fdb", "show", "dev", "bp0"])
+            .contains("02:00:00:00:00:42 master br0 static")
+    );
+    h.fdb().del(&listed).unwrap();
+    assert!(
+        !ns.exec("bridge", &["fdb", "show", "dev", "bp0"])
+            .contains("02:00:00:00:00:42")
+    );
 }
 
 /// Turns an ICMP echo request (IPv4, no options) into its reply in place.
