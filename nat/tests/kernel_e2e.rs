@@ -11,8 +11,6 @@ use podnet_nat::kube::IpFamily;
 use podnet_nat::proxy::sync::IptablesSyncer;
 use podnet_nat::proxy::{LocalDetector, NodeSettings};
 use podnet_testsupport::{linked_pair, require_root};
-use std::net::UdpSocket;
-use std::time::Duration;
 
 mod e2e;
 
@@ -69,30 +67,9 @@ fn services_over_iptables_in_namespaces() {
     assert_eq!(counts.values().sum::<usize>(), n);
 
     // UDP: one socket is one flow, pinned to one endpoint by conntrack.
-    let udp = client
-        .run(|| {
-            let s = UdpSocket::bind("198.18.0.1:0").unwrap();
-            s.connect("10.96.0.12:53").unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            s
-        })
-        .unwrap();
-    let ask = |s: &UdpSocket| -> String {
-        s.send(b"who").unwrap();
-        let mut buf = [0u8; 64];
-        let n = s.recv(&mut buf).expect("udp reply");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    };
-    let first = ask(&udp);
-    for _ in 0..5 {
-        assert_eq!(ask(&udp), first);
-    }
+    let (udp, first) = udp_flow(client);
     // Remove the endpoint that serves this flow; the sync is partial and deletes its flows.
-    let remaining = if first == "ep1" {
-        "10.244.2.2"
-    } else {
-        "10.244.1.2"
-    };
+    let remaining = other_endpoint(&first);
     let report = syncer.sync(&state(&[remaining])).expect("second sync");
     assert!(!report.full, "{report:?}");
     assert!(report.conntrack_deleted >= 1, "{report:?}");

@@ -188,3 +188,38 @@ pub(crate) fn assert_spread(counts: &BTreeMap<String, usize>, n: usize) {
         assert!(c * 5 >= n, "{ep} got {c} of {n}: {counts:?}");
     }
 }
+
+/// Opens one UDP flow from `client` to the DNS Service and checks that conntrack pins it to
+/// one endpoint; returns the socket and that endpoint's name.
+pub(crate) fn udp_flow(client: &TestNs) -> (UdpSocket, String) {
+    let udp = client
+        .run(|| {
+            let s = UdpSocket::bind("198.18.0.1:0").unwrap();
+            s.connect("10.96.0.12:53").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s
+        })
+        .unwrap();
+    let first = ask(&udp);
+    for _ in 0..5 {
+        assert_eq!(ask(&udp), first);
+    }
+    (udp, first)
+}
+
+/// Asks the UDP echo service behind `s` who answers.
+pub(crate) fn ask(s: &UdpSocket) -> String {
+    s.send(b"who").unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.recv(&mut buf).expect("udp reply");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// The address of the endpoint that is not `name`.
+pub(crate) fn other_endpoint(name: &str) -> &'static str {
+    if name == "ep1" {
+        "10.244.2.2"
+    } else {
+        "10.244.1.2"
+    }
+}
