@@ -5,7 +5,10 @@
 //! - The services of the iptables golden test (`fixtures/overall.yaml`) in ipvs mode: the
 //!   complete `iptables-restore` input, `ipvsadm-save` form and ipset entries, derived line by
 //!   line from kube-proxy's `syncProxyRules`/`writeIptablesRules` (kube-proxy's ipvs tests
-//!   check rules one chain at a time, not as one text).
+//!   check rules one chain at a time, not as one text), plus podnet's one addition: svc2 has
+//!   externalTrafficPolicy Local and no local endpoint, so `KUBE-PROXY-FIREWALL` drops new
+//!   connections from outside the node to its node port, external IP and load-balancer IP
+//!   (see `podnet_nat::ipvs::kube_proxy`).
 //! - As root: the ipsets and rules load into a namespace (`ipset restore`, `iptables-restore`).
 
 mod common;
@@ -278,6 +281,9 @@ COMMIT
 -A KUBE-PROXY-FIREWALL -m comment --comment "Kubernetes service load balancer ip + port for load balancer with sourceRange" -m set --match-set KUBE-LOAD-BALANCER-FW dst,dst -j KUBE-SOURCE-RANGES-FIREWALL
 -A KUBE-SOURCE-RANGES-FIREWALL -m comment --comment "Kubernetes service load balancer ip + port + source cidr for packet filter purpose" -m set --match-set KUBE-LOAD-BALANCER-SOURCE-CIDR dst,dst,src -j RETURN
 -A KUBE-SOURCE-RANGES-FIREWALL -j DROP
+-A KUBE-PROXY-FIREWALL -m comment --comment "ns2/svc2:p80 has no local endpoints" -m conntrack --ctstate NEW ! -s 10.0.0.0/8 -m addrtype ! --src-type LOCAL -d 192.168.99.22/32 -p tcp -m tcp --dport 80 -j DROP
+-A KUBE-PROXY-FIREWALL -m comment --comment "ns2/svc2:p80 has no local endpoints" -m conntrack --ctstate NEW ! -s 10.0.0.0/8 -m addrtype ! --src-type LOCAL -d 1.2.3.4/32 -p tcp -m tcp --dport 80 -j DROP
+-A KUBE-PROXY-FIREWALL -m comment --comment "ns2/svc2:p80 has no local endpoints" -m conntrack --ctstate NEW ! -s 10.0.0.0/8 -m addrtype ! --src-type LOCAL -d 192.168.0.2/32 -p tcp -m tcp --dport 3001 -j DROP
 -A KUBE-IPVS-OUT-FILTER -s 5.6.7.8 -m ipvs --vaddr 5.6.7.8 --vproto tcp --vport 80 -j DROP
 -A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT
 -A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT

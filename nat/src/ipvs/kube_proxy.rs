@@ -12,6 +12,12 @@
 //! - destinations are the endpoints the traffic policy selects (weight 1, NAT): cluster
 //!   endpoints, or with a Local policy the local ones, falling back to the cluster ones when
 //!   there are none, as kube-proxy does;
+//! - one deviation, on purpose: for that fallback on an external address (node port, external
+//!   IP, load-balancer IP), `KUBE-PROXY-FIREWALL` gets a rule dropping new connections from
+//!   outside the node and its pods (`"<service port> has no local endpoints"`), so
+//!   externalTrafficPolicy Local drops as documented and as the iptables and nftables modes
+//!   do, also when the CNI masquerades the forwarded traffic (kube-proxy relies on the reply
+//!   being discarded);
 //! - the ipsets `KUBE-CLUSTER-IP`, `KUBE-LOOP-BACK`, `KUBE-NODE-PORT-*`, `KUBE-LOAD-BALANCER*`,
 //!   `KUBE-EXTERNAL-IP*`, `KUBE-HEALTH-CHECK-NODE-PORT`, `KUBE-IPVS-IPS` with kube-proxy's
 //!   entries;
@@ -438,6 +444,10 @@ struct Builder<'a> {
     /// Load-balancer (ip, proto, port) the node itself must not reach (no source range
     /// covers the node IP): `KUBE-IPVS-OUT-FILTER` drops.
     lb_no_node_access: Vec<(IpAddr, Protocol, u16)>,
+    /// External addresses (node ports, external IPs, load-balancer IPs) of services with an
+    /// external Local policy and no local endpoint: `KUBE-PROXY-FIREWALL` drops what arrives
+    /// there from outside the node (see [`compile`]).
+    no_local_endpoints: Vec<(String, SocketAddr, Protocol)>,
 }
 
 impl Builder<'_> {
@@ -474,6 +484,10 @@ impl Builder<'_> {
         let chosen = if only_local && !c.local.is_empty() {
             &c.local
         } else {
+            if only_local && !c.cluster.is_empty() && addr.ip() != svc.cluster_ip {
+                self.no_local_endpoints
+                    .push((svc.name.to_string(), addr, svc.protocol()));
+            }
             // kube-proxy falls back to the cluster endpoints when there is no local one
             // (pull 97081), so local pods can still reach the service.
             &c.cluster
@@ -523,6 +537,7 @@ pub fn compile(
         services: BTreeMap::new(),
         bind: BTreeSet::new(),
         lb_no_node_access: Vec::new(),
+        no_local_endpoints: Vec::new(),
     };
     let node_addrs = node_addresses(node, family);
     let nodeport_ips: Vec<IpAddr> = if node.nodeports_match_all() {
@@ -779,6 +794,30 @@ fn iptables_rules(b: &Builder<'_>) -> IptablesRules {
         .push(format!("-A {LOAD_BALANCER} -j {MARK_MASQ}"));
     r.filter_rules
         .push(format!("-A {SOURCE_RANGES_FIREWALL} -j DROP"));
+    // externalTrafficPolicy Local without a local endpoint: kube-proxy's IPVS service keeps
+    // the cluster endpoints (so pods on this node still reach it) and counts on the reply,
+    // from the pod's address, being discarded by the client; with a masquerading CNI such as
+    // flannel the reply comes back through this node and the connection works, against the
+    // policy. podnet drops new connections from outside the node and its pods here, in the
+    // filter table before IPVS (LOCAL_IN) sees them, as the iptables and nftables modes do.
+    let exempt = match &node.local_detector {
+        LocalDetector::None => String::new(),
+        LocalDetector::ClusterCidr(net) => format!(" ! -s {net}"),
+        LocalDetector::BridgeInterface(br) => format!(" ! -i {br}"),
+        LocalDetector::InterfaceNamePrefix(p) => format!(" ! -i {p}+"),
+    };
+    for (name, addr, proto) in &b.no_local_endpoints {
+        let host = match addr.ip() {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        let p = proto.as_str();
+        r.filter_rules.push(format!(
+            "-A {PROXY_FIREWALL} -m comment --comment \"{name} has no local endpoints\" -m conntrack --ctstate NEW{exempt} -m addrtype ! --src-type LOCAL -d {}/{host} -p {p} -m {p} --dport {} -j DROP",
+            addr.ip(),
+            addr.port()
+        ));
+    }
     for (ip, proto, port) in &b.lb_no_node_access {
         r.filter_rules.push(format!(
             "-A {IPVS_OUT_FILTER} -s {ip} -m ipvs --vaddr {ip} --vproto {} --vport {port} -j DROP",
