@@ -167,8 +167,7 @@ pub fn load_dir(dir: &Path) -> (Vec<KubeObject>, Vec<Warning>) {
     };
     files.sort();
     for f in files {
-        let ext = f.extension().and_then(|e| e.to_str()).unwrap_or("");
-        if !matches!(ext, "yaml" | "yml" | "json") {
+        if !is_object_file(&f) {
             continue;
         }
         let name = f.display().to_string();
@@ -194,10 +193,13 @@ pub fn load_dir(dir: &Path) -> (Vec<KubeObject>, Vec<Warning>) {
 
 /// A fingerprint of the directory's files (names, sizes, modification times).
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
+    // Only the files load_dir reads: anything else in the directory (a log, an editor's swap
+    // file) changing must not set off a sync.
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
+        .filter(|e| is_object_file(&e.path()))
         .filter_map(|e| {
             let m = e.metadata().ok()?;
             Some((e.path(), m.len(), m.modified().ok()?))
@@ -205,6 +207,13 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
         .collect();
     v.sort();
     v
+}
+
+/// `true` for the files the config directory's objects are read from (`.yaml`, `.yml`,
+/// `.json`).
+fn is_object_file(path: &Path) -> bool {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    matches!(ext, "yaml" | "yml" | "json")
 }
 
 /// The proxy's settings (kube-proxy's flags).
