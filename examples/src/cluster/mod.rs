@@ -396,15 +396,12 @@ impl Cluster {
             for i in 0..cluster.nodes.len() {
                 cluster.start_kube_proxy(i)?;
             }
+            // Ready when /healthz says a sync succeeded: the whole rule set is in (IPVS
+            // services come after the iptables chains in ipvs mode).
             for n in &cluster.nodes {
                 let ns = n.ns.clone();
-                wait_for(Duration::from_secs(20), "kube-proxy's first sync", || {
-                    let probe: &[&str] = match opts.proxy_mode.as_str() {
-                        "nftables" => &["nft", "list", "table", "ip", "kube-proxy"],
-                        _ => &["iptables", "-w", "-t", "nat", "-S", "KUBE-SERVICES"],
-                    };
-                    let out = ns.command(probe[0]).args(&probe[1..]).output().ok()?;
-                    (out.status.success() && out.stdout.len() > 40).then_some(())
+                wait_for(Duration::from_secs(60), "kube-proxy's first sync", || {
+                    ns.run(kube_proxy_healthy).ok().filter(|ok| *ok)
                 })?;
             }
         }
@@ -510,6 +507,18 @@ impl Cluster {
         Ok(())
     }
 
+    /// The last lines of flanneld's log on node `i` (0-based).
+    fn flanneld_log_tail(&self, i: usize) -> String {
+        let log = self
+            .opts
+            .state_dir
+            .join(format!("node{}", i + 1))
+            .join("flanneld.log");
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(8)..].join("\n")
+    }
+
     /// The subnet file of node `i` (0-based).
     pub fn subnet_file(&self, i: usize) -> PathBuf {
         self.opts
@@ -527,28 +536,19 @@ impl Cluster {
             }
             if let Some(child) = self.nodes[i].flanneld.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    let log = self
-                        .opts
-                        .state_dir
-                        .join(format!("node{}", i + 1))
-                        .join("flanneld.log");
-                    let tail = fs::read_to_string(&log).unwrap_or_default();
                     return Err(other(format!(
                         "flanneld on node{} exited ({status}):\n{}",
                         i + 1,
-                        tail.lines()
-                            .rev()
-                            .take(5)
-                            .collect::<Vec<_>>()
-                            .into_iter()
-                            .rev()
-                            .collect::<Vec<_>>()
-                            .join("\n")
+                        self.flanneld_log_tail(i)
                     )));
                 }
             }
             if Instant::now() >= deadline {
-                return Err(other(format!("node{}: no subnet.env after 20 s", i + 1)));
+                return Err(other(format!(
+                    "node{}: no subnet.env after 20 s; flanneld's log ends:\n{}",
+                    i + 1,
+                    self.flanneld_log_tail(i)
+                )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -664,4 +664,19 @@ impl Cluster {
         }
         down(&self.opts.prefix)
     }
+}
+
+/// `true` when kube-proxy in the current namespace answers `/healthz` with 200 (it does once a
+/// sync succeeded).
+fn kube_proxy_healthy() -> bool {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 10256));
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut head = [0u8; 16];
+    s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").is_ok()
+        && s.read(&mut head)
+            .is_ok_and(|n| head[..n].starts_with(b"HTTP/1.1 200"))
 }
