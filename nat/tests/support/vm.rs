@@ -469,6 +469,17 @@ impl Vm {
         Ok(self)
     }
 
+    /// The host path of file `path` of Debian package `package` (downloaded and unpacked
+    /// once), e.g. to put a multi-call program into the guest under another name as well.
+    pub fn program_path(&self, package: &str, path: &str) -> Result<PathBuf, String> {
+        let file = debian_package(&self.work, package)?.join(path);
+        if file.is_file() {
+            Ok(file)
+        } else {
+            Err(format!("package {package} has no {path}"))
+        }
+    }
+
     fn init_script(&self, command: &[&str]) -> String {
         let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
         let mut s = String::from(

@@ -1,0 +1,150 @@
+//! kube-proxy's ipvs mode end to end on the simulated cluster, inside a virtual machine: this
+//! machine's kernel has no IPVS, so Debian's kernel is booted under qemu (the harness of
+//! `nat/tests/support/vm.rs`) and the `proxy` test program, built static for the guest, runs
+//! its `ipvs_mode_on_the_cluster` test there: two nodes with flanneld (vxlan), pods attached
+//! with podnet-cni, kube-proxy in ipvs mode on every node, and the same checks as the iptables
+//! and nftables modes get on this machine (ClusterIP from a pod on another node, NodePort from
+//! the fabric, session affinity, externalTrafficPolicy Local, a Service without endpoints, an
+//! EndpointSlice edit applied within the minimum sync period, /metrics).
+//!
+//! Skips, saying why, only when the VM cannot be had (no qemu and no way to install it, no
+//! Debian archive for the kernel, no Rust target for the guest). A failure inside the guest
+//! fails this test and prints the guest's console.
+
+#[path = "../../nat/tests/support/vm.rs"]
+mod vm;
+
+use std::path::Path;
+use vm::{Vm, build_guest_test};
+
+/// IPVS, the links the cluster builds, and the netfilter pieces of flanneld's masquerade rules,
+/// podnet-cni's and kube-proxy's ipvs mode (legacy iptables, ipsets).
+const MODULES: &[&str] = &[
+    "ip_vs",
+    "ip_vs_rr",
+    "veth",
+    "bridge",
+    "br_netfilter",
+    "vxlan",
+    "dummy",
+    "nf_conntrack_netlink",
+    "ip_tables",
+    "iptable_nat",
+    "iptable_filter",
+    "iptable_mangle",
+    "xt_tcpudp",
+    "xt_nat",
+    "xt_set",
+    "ip_set_hash_ip",
+    "ip_set_hash_ipport",
+    "ip_set_hash_ipportip",
+    "ip_set_hash_ipportnet",
+    "ip_set_hash_net",
+    "ip_set_bitmap_port",
+    "xt_comment",
+    "xt_mark",
+    "xt_MASQUERADE",
+    "xt_addrtype",
+    "xt_conntrack",
+    "xt_physdev",
+    "xt_ipvs",
+    "xt_multiport",
+    "ipt_REJECT",
+];
+
+#[test]
+fn ipvs_mode_runs_on_the_cluster_in_a_vm() {
+    let mut vm = match Vm::prepare() {
+        Ok(vm) => vm,
+        Err(why) => {
+            eprintln!("skipped ipvs_mode_runs_on_the_cluster_in_a_vm: no VM ({why})");
+            return;
+        }
+    };
+    // Four static programs, the pods' namespaces and kube-proxy's ipsets live in guest memory.
+    vm.memory_mb = 1024;
+    vm.modules(MODULES).expect("kernel modules");
+    // iptables-legacy is xtables-legacy-multi, which does what its name says: put in under the
+    // plain names the cluster's programs run.
+    for (tool, names) in [
+        ("usr/sbin/iptables-legacy", &["iptables"][..]),
+        (
+            "usr/sbin/iptables-legacy-restore",
+            &["iptables-restore"][..],
+        ),
+        ("usr/sbin/iptables-legacy-save", &["iptables-save"][..]),
+    ] {
+        vm.debian_program(
+            "iptables",
+            tool,
+            &["libxtables12", "libip4tc2", "libip6tc2"],
+        )
+        .expect("iptables for the guest");
+        let host = vm
+            .program_path("iptables", tool)
+            .expect("iptables unpacked");
+        for name in names {
+            vm.file(&host, &format!("/usr/sbin/{name}"));
+        }
+    }
+    vm.debian_dir("iptables", "usr/lib/x86_64-linux-gnu/xtables")
+        .expect("iptables extensions");
+    vm.debian_program("ipset", "usr/sbin/ipset", &["libipset13", "libmnl0"])
+        .expect("ipset for the guest");
+    // For the failure dump: the IPVS table as the kernel has it.
+    vm.debian_program(
+        "ipvsadm",
+        "sbin/ipvsadm",
+        &["libnl-3-200", "libnl-genl-3-200", "libpopt0"],
+    )
+    .expect("ipvsadm for the guest");
+    let test = match build_guest_test("podnet-examples", "proxy") {
+        Ok(bin) => bin,
+        Err(why) if why.starts_with("skip:") => {
+            eprintln!("skipped ipvs_mode_runs_on_the_cluster_in_a_vm: {why}");
+            return;
+        }
+        Err(why) => panic!("{why}"),
+    };
+    // The test program finds the package's binaries where cargo built them (its
+    // CARGO_BIN_EXE_* paths): the guest gets them at the same paths.
+    let bin_dir = test
+        .parent()
+        .and_then(Path::parent)
+        .expect("<target>/<profile>/deps/<test>");
+    for name in ["flanneld", "podnet-cni", "kube-proxy"] {
+        let bin = bin_dir.join(name);
+        assert!(bin.is_file(), "{} was not built", bin.display());
+        vm.file(&bin, &bin.display().to_string());
+    }
+    vm.file(&test, "/test/proxy");
+    vm.env("PODNET_REQUIRE_IPVS", "1")
+        .env("RUST_BACKTRACE", "1");
+    let run = vm
+        .run(&[
+            "/test/proxy",
+            "ipvs_mode_on_the_cluster",
+            "--exact",
+            "--nocapture",
+        ])
+        .expect("qemu runs");
+    eprintln!(
+        "--- guest console ({:.1} s) ---\n{}\n--- end of guest console ---",
+        run.elapsed.as_secs_f64(),
+        run.log
+    );
+    assert!(!run.timed_out, "the VM timed out");
+    assert_eq!(
+        run.status,
+        Some(0),
+        "the ipvs-mode test failed inside the VM"
+    );
+    assert!(
+        run.log.contains("test result: ok. 1 passed; 0 failed"),
+        "expected the one test to pass"
+    );
+    assert!(
+        !run.log.contains("skipped"),
+        "the test skipped inside the VM"
+    );
+}
