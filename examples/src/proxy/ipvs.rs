@@ -68,6 +68,29 @@ impl Mode for IpvsMode {
         out.push_str(&rules.render_ipsets());
         out.push_str("# iptables rules (iptables-restore input)\n");
         out.push_str(&rules.iptables.render());
+        // What a sync applies besides: the jumps from the built-in chains (each checked with
+        // -C and inserted when missing, in this order) and the addresses on kube-ipvs0.
+        let iptables = match rules.family {
+            podnet_nat::kube::IpFamily::V4 => "iptables",
+            podnet_nat::kube::IpFamily::V6 => "ip6tables",
+        };
+        out.push_str("# jumps from the built-in chains (inserted when missing)\n");
+        for j in podnet_nat::ipvs::kube_proxy::JUMP_RULES {
+            out.push_str(&format!(
+                "{iptables} -t {} -I {} -m comment --comment \"{}\" -j {}\n",
+                j.table.as_str(),
+                j.from,
+                j.comment,
+                j.to
+            ));
+        }
+        out.push_str(&format!(
+            "# addresses bound to {}\n",
+            podnet_nat::ipvs::kube_proxy::DUMMY_DEVICE
+        ));
+        for ip in &rules.bind_addrs {
+            out.push_str(&format!("{}\n", ipnet::IpNet::from(*ip)));
+        }
         out
     }
 
