@@ -159,10 +159,16 @@ fn nftables_dry_run_equals_kube_proxys_overall_rules() {
             "172.30.0.0/16",
         ],
     );
-    let expected: Vec<String> = include_str!("fixtures/overall-nftables.expected")
-        .lines()
-        .map(|l| l.replace("0x4000", "0x00004000"))
-        .collect();
+    // kube-proxy's `baseRules` followed by TestOverallNFTablesRules' own expectation, as
+    // podnet-nat's compiler-level golden test holds them.
+    let expected: Vec<String> = [
+        include_str!("../../nat/tests/fixtures/nftables-base.expected"),
+        include_str!("../../nat/tests/fixtures/overall-nftables.expected"),
+    ]
+    .concat()
+    .lines()
+    .map(|l| l.replace("0x4000", "0x00004000"))
+    .collect();
     let expected = sort_like_kube_proxy(&expected);
     let ours = sort_like_kube_proxy(&replay(&out));
     let missing: Vec<&String> = expected.iter().filter(|l| !ours.contains(l)).collect();
