@@ -1,21 +1,25 @@
 //! kube-proxy's ipvs mode end to end on the simulated cluster, inside a virtual machine: this
 //! machine's kernel has no IPVS, so Debian's kernel is booted under qemu (the harness of
-//! `nat/tests/support/vm.rs`) and the `proxy` test program, built static for the guest, runs
-//! its `ipvs_mode_on_the_cluster` test there: two nodes with flanneld (vxlan), pods attached
-//! with podnet-cni, kube-proxy in ipvs mode on every node, and the same checks as the iptables
-//! and nftables modes get on this machine (ClusterIP from a pod on another node, NodePort from
-//! the fabric, session affinity, externalTrafficPolicy Local, a Service without endpoints, an
-//! EndpointSlice edit applied within the minimum sync period, /metrics).
+//! `nat/tests/support/vm.rs`) and this very test program runs its `ipvs_mode_on_the_cluster`
+//! test there (with the package's binaries and the host's C library; no second build): two
+//! nodes with flanneld (vxlan), pods attached with podnet-cni, kube-proxy in ipvs mode on every
+//! node, and the checks the iptables and nftables modes get in `proxy.rs` (ClusterIP from a
+//! pod on another node, NodePort from the fabric, session affinity, externalTrafficPolicy
+//! Local, a Service without endpoints, an EndpointSlice edit applied within the minimum sync
+//! period plus a sync, /metrics).
 //!
 //! Skips, saying why, only when the VM cannot be had (no qemu and no way to install it, no
-//! Debian archive for the kernel, no Rust target for the guest). A failure inside the guest
-//! fails this test and prints the guest's console.
+//! Debian archive for the kernel). A failure inside the guest fails this test and prints the
+//! guest's console.
 
+mod kube_proxy_cluster;
 #[path = "../../nat/tests/support/vm.rs"]
 mod vm;
 
+use kube_proxy_cluster::{services_behave, up_mode};
+use podnet_testsupport::require_root;
 use std::path::Path;
-use vm::{Vm, build_guest_test};
+use vm::Vm;
 
 /// IPVS, the links the cluster builds, and the netfilter pieces of flanneld's masquerade rules,
 /// podnet-cni's and kube-proxy's ipvs mode (legacy iptables, ipsets).
@@ -61,7 +65,7 @@ fn ipvs_mode_runs_on_the_cluster_in_a_vm() {
             return;
         }
     };
-    // Four static programs, the pods' namespaces and kube-proxy's ipsets live in guest memory.
+    // Four programs, the pods' namespaces and kube-proxy's ipsets live in guest memory.
     vm.memory_mb = 1024;
     vm.modules(MODULES).expect("kernel modules");
     // iptables-legacy is xtables-legacy-multi, which does what its name says: put in under the
@@ -98,31 +102,23 @@ fn ipvs_mode_runs_on_the_cluster_in_a_vm() {
         &["libnl-3-200", "libnl-genl-3-200", "libpopt0"],
     )
     .expect("ipvsadm for the guest");
-    let test = match build_guest_test("podnet-examples", "proxy") {
-        Ok(bin) => bin,
-        Err(why) if why.starts_with("skip:") => {
-            eprintln!("skipped ipvs_mode_runs_on_the_cluster_in_a_vm: {why}");
-            return;
-        }
-        Err(why) => panic!("{why}"),
-    };
-    // The test program finds the package's binaries where cargo built them (its
-    // CARGO_BIN_EXE_* paths): the guest gets them at the same paths.
-    let bin_dir = test
-        .parent()
-        .and_then(Path::parent)
-        .expect("<target>/<profile>/deps/<test>");
-    for name in ["flanneld", "podnet-cni", "kube-proxy"] {
-        let bin = bin_dir.join(name);
-        assert!(bin.is_file(), "{} was not built", bin.display());
-        vm.file(&bin, &bin.display().to_string());
+    // This program, and the binaries it runs the cluster with, where it expects them.
+    let me = std::env::current_exe().expect("the test's own path");
+    vm.host_program(&me, "/test/proxy_vm")
+        .expect("the test program");
+    for bin in [
+        env!("CARGO_BIN_EXE_flanneld"),
+        env!("CARGO_BIN_EXE_podnet-cni"),
+        env!("CARGO_BIN_EXE_kube-proxy"),
+    ] {
+        vm.host_program(Path::new(bin), bin)
+            .expect("a cluster binary");
     }
-    vm.file(&test, "/test/proxy");
     vm.env("PODNET_REQUIRE_IPVS", "1")
         .env("RUST_BACKTRACE", "1");
     let run = vm
         .run(&[
-            "/test/proxy",
+            "/test/proxy_vm",
             "ipvs_mode_on_the_cluster",
             "--exact",
             "--nocapture",
@@ -147,4 +143,22 @@ fn ipvs_mode_runs_on_the_cluster_in_a_vm() {
         !run.log.contains("skipped"),
         "the test skipped inside the VM"
     );
+}
+
+/// The guest's side: runs where the kernel has IPVS (inside the VM above; skips elsewhere).
+#[test]
+fn ipvs_mode_on_the_cluster() {
+    require_root!();
+    // ip_vs makes /proc/net/ip_vs in every namespace once it is loaded (or built in).
+    if !std::path::Path::new("/proc/net/ip_vs").exists() {
+        assert!(
+            std::env::var_os("PODNET_REQUIRE_IPVS").is_none(),
+            "PODNET_REQUIRE_IPVS is set, but this kernel has no IPVS"
+        );
+        eprintln!(
+            "skipped ipvs_mode_on_the_cluster: this kernel has no IPVS (the test above runs it in a VM)"
+        );
+        return;
+    }
+    services_behave(up_mode("kpipvs", "ipvs"), "ipvs");
 }

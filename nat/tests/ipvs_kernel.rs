@@ -1,7 +1,7 @@
 //! IPVS on a kernel that has it: run as root, each test inside fresh namespaces.
 //!
 //! This machine's kernel has no IPVS, so here these tests say they were skipped. `ipvs_vm`
-//! builds this file as a static binary and runs it inside a virtual machine with Debian's kernel, where
+//! compiles this file in as a module and runs it inside a virtual machine with Debian's kernel, where
 //! `PODNET_REQUIRE_IPVS=1` turns a missing IPVS into a failure (and `PODNET_REQUIRE_IPVSADM=1`
 //! a missing `ipvsadm`). On a host whose kernel has IPVS they run as they are.
 

@@ -1,14 +1,17 @@
-//! IPVS on a real kernel: the `ipvs_kernel` tests, built as a static binary, run inside a
-//! virtual machine with Debian's kernel (this machine's kernel has no IPVS and no dummy links).
+//! IPVS on a real kernel: the `ipvs_kernel` tests run inside a virtual machine with Debian's
+//! kernel (this machine's kernel has no IPVS and no dummy links). They are compiled into this
+//! program too (module `ipvs_kernel`, where they skip on this kernel), so the guest runs this
+//! very program, with the host's C library: no second build.
 //!
-//! Skips, saying why, only when the VM cannot be had: no qemu (and no way to install it), no
-//! Debian package archive to fetch the kernel from, or no Rust target to build the guest program
-//! for. A failure inside the
-//! guest fails this test and prints the guest's console.
+//! Skips, saying why, only when the VM cannot be had: no qemu (and no way to install it), or
+//! no Debian package archive to fetch the kernel from. A failure inside the guest fails this
+//! test and prints the guest's console.
 
+#[path = "ipvs_kernel.rs"]
+mod ipvs_kernel;
 mod support;
 
-use support::vm::{Vm, build_guest_test};
+use support::vm::Vm;
 
 /// The IPVS schedulers, and what the tests use besides: links, and the ipsets and iptables
 /// matches and targets of kube-proxy's ipvs mode (legacy iptables).
@@ -76,20 +79,19 @@ fn ipvs_kernel_tests_pass_in_a_vm() {
         .expect("iptables extensions");
     vm.debian_program("ipset", "usr/sbin/ipset", &["libipset13", "libmnl0"])
         .expect("ipset for the guest");
-    let bin = match build_guest_test("podnet-nat", "ipvs_kernel") {
-        Ok(bin) => bin,
-        Err(why) if why.starts_with("skip:") => {
-            eprintln!("skipped ipvs_kernel_tests_pass_in_a_vm: {why}");
-            return;
-        }
-        Err(why) => panic!("{why}"),
-    };
-    vm.file(&bin, "/test/ipvs_kernel");
+    let me = std::env::current_exe().expect("the test's own path");
+    vm.host_program(&me, "/test/ipvs_vm")
+        .expect("the test program");
     vm.env("PODNET_REQUIRE_IPVS", "1")
         .env("PODNET_REQUIRE_IPVSADM", "1")
         .env("RUST_BACKTRACE", "1");
     let run = vm
-        .run(&["/test/ipvs_kernel", "--test-threads=1", "--nocapture"])
+        .run(&[
+            "/test/ipvs_vm",
+            "ipvs_kernel::",
+            "--test-threads=1",
+            "--nocapture",
+        ])
         .expect("qemu runs");
     eprintln!(
         "--- guest console ({:.1} s) ---\n{}\n--- end of guest console ---",

@@ -15,7 +15,10 @@
 //! the asked-for environment, prints `PODNET-VM-EXIT <status>` and powers off. qemu exits 0
 //! whatever happens inside, so [`Vm::run`] reads that marker from the serial console.
 //!
-//! A test program for the guest is built as a static binary ([`build_guest_test`] for an
+//! A program for the guest is either one cargo already built for this machine, put in with
+//! [`Vm::host_program`] (a copy without debug information, plus the host's shared libraries
+//! it loads; the tests run their own executable this way, with the kernel tests compiled in as
+//! a module, so nothing is built twice), or a static build ([`build_guest_test`] for an
 //! integration test, [`build_guest_bin`] for a program such as an example binary): cargo for
 //! the host target with `+crt-static`, in its own target directory.
 //! `PODNET_VM_TARGET=x86_64-unknown-linux-musl` builds for musl instead (podnet-links does not
@@ -35,9 +38,8 @@
 //! };
 //! vm.modules(&["ip_vs", "ip_vs_rr", "dummy", "veth"])?;
 //! vm.debian_program("ipvsadm", "sbin/ipvsadm", &["libnl-3-200", "libnl-genl-3-200", "libpopt0"])?;
-//! let bin = build_guest_test("podnet-nat", "ipvs_kernel")?;
-//! vm.file(&bin, "/test/ipvs_kernel");
-//! let run = vm.run(&["/test/ipvs_kernel", "--test-threads=1"])?;
+//! vm.host_program(&std::env::current_exe()?, "/test/me")?;
+//! let run = vm.run(&["/test/me", "ipvs_kernel::", "--test-threads=1"])?;
 //! assert_eq!(run.status, Some(0), "{}", run.log);
 //! ```
 #![allow(dead_code, unreachable_pub)]
@@ -437,28 +439,7 @@ impl Vm {
             .map(|(_, d)| d.display().to_string())
             .collect::<Vec<_>>()
             .join(":");
-        let ldd = run_cmd(
-            Command::new("ldd")
-                .arg(&bin)
-                .env("LD_LIBRARY_PATH", &ld_path),
-        )?;
-        for line in ldd.lines() {
-            let line = line.trim();
-            if line.contains("not found") {
-                return Err(format!("{path} needs a library not found: {line}"));
-            }
-            // "libx.so => /path/libx.so (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
-            let host = match line.split_once("=>") {
-                Some((_, rhs)) => rhs.split_whitespace().next(),
-                None => line
-                    .split_whitespace()
-                    .next()
-                    .filter(|p| p.starts_with('/')),
-            };
-            let Some(host) = host.filter(|h| h.starts_with('/')) else {
-                continue; // linux-vdso
-            };
-            let host = PathBuf::from(host);
+        for host in ldd_libraries(&bin, &ld_path)? {
             let guest = match lib_dirs.iter().find(|(_, d)| host.starts_with(d)) {
                 Some((r, _)) => format!("/{}", host.strip_prefix(r).unwrap_or(&host).display()),
                 None => host.display().to_string(),
@@ -466,6 +447,56 @@ impl Vm {
             self.files.insert(guest, host);
         }
         self.files.insert(format!("/{path}"), bin);
+        Ok(self)
+    }
+
+    /// Puts a program built on this machine (a cargo test or binary, dynamically linked) into
+    /// the guest at `guest_path`, with the host's shared libraries it needs at their host paths
+    /// (the C library and loader included, so no static build is needed). The guest gets a copy
+    /// without debug information when `strip` is there (debug builds are mostly debuginfo, and
+    /// the guest holds its initramfs in memory).
+    pub fn host_program(&mut self, host: &Path, guest_path: &str) -> Result<&mut Vm, String> {
+        if !host.is_file() {
+            return Err(format!("{} does not exist", host.display()));
+        }
+        for lib in ldd_libraries(host, "")? {
+            let guest = lib.display().to_string();
+            self.files.insert(guest, lib);
+        }
+        // Copies live in host-programs/<pid>/ (one directory per test process; those of
+        // processes that are gone are removed here).
+        let root = self.work.join("host-programs");
+        for e in fs::read_dir(&root).into_iter().flatten().flatten() {
+            let gone = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+            if gone {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+        let dir = root.join(std::process::id().to_string());
+        fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let stripped = dir.join(format!(
+            "{}-{}",
+            SEQ.fetch_add(1, Ordering::Relaxed),
+            host.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("program")
+        ));
+        let strip = Command::new("strip")
+            .arg("--strip-debug")
+            .arg("-o")
+            .arg(&stripped)
+            .arg(host)
+            .output();
+        let file = match strip {
+            Ok(out) if out.status.success() => stripped,
+            _ => host.to_path_buf(),
+        };
+        self.files.insert(guest_path.to_owned(), file);
         Ok(self)
     }
 
@@ -673,6 +704,34 @@ impl Vm {
             timed_out,
         })
     }
+}
+
+/// The shared libraries `bin` loads (with `ld_path` as LD_LIBRARY_PATH), loader included, as
+/// `ldd` resolves them.
+fn ldd_libraries(bin: &Path, ld_path: &str) -> Result<Vec<PathBuf>, String> {
+    let ldd = run_cmd(Command::new("ldd").arg(bin).env("LD_LIBRARY_PATH", ld_path))?;
+    let mut libs = Vec::new();
+    for line in ldd.lines() {
+        let line = line.trim();
+        if line.contains("not found") {
+            return Err(format!(
+                "{} needs a library not found: {line}",
+                bin.display()
+            ));
+        }
+        // "libx.so => /path/libx.so (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+        let host = match line.split_once("=>") {
+            Some((_, rhs)) => rhs.split_whitespace().next(),
+            None => line
+                .split_whitespace()
+                .next()
+                .filter(|p| p.starts_with('/')),
+        };
+        if let Some(host) = host.filter(|h| h.starts_with('/')) {
+            libs.push(PathBuf::from(host)); // not linux-vdso
+        }
+    }
+    Ok(libs)
 }
 
 fn read(p: &Path) -> Result<Vec<u8>, String> {

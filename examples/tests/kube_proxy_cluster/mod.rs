@@ -1,0 +1,251 @@
+//! The kube-proxy end-to-end check on the simulated cluster, shared by `proxy.rs` (iptables
+//! and nftables modes, on this machine) and `proxy_vm.rs` (ipvs mode, inside a VM): two nodes
+//! with two pods each, echo servers in every pod, kube-proxy on every node for [`SERVICES`].
+#![allow(dead_code, unreachable_pub)]
+
+use podnet_examples::cluster::traffic::tcp_echo_from;
+use podnet_examples::cluster::{Cluster, EchoServer, Options};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A cluster taken down when dropped (its logs and rules printed first if a test failed).
+pub struct Guard(pub Option<Cluster>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            if std::thread::panicking() {
+                dump(&c);
+            }
+            c.down();
+        }
+    }
+}
+
+/// What a failed test needs to be understood: every node's kube-proxy log and the rules it
+/// installed (the tools that exist on this machine or in the VM).
+fn dump(c: &Cluster) {
+    for n in &c.nodes {
+        let log = c.kube_proxy_dir(n.index).join("kube-proxy.log");
+        eprintln!(
+            "=== node{} kube-proxy.log\n{}",
+            n.index,
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        for cmd in [
+            &["iptables-save"][..],
+            &["nft", "list", "ruleset"],
+            &["ipvsadm", "-Ln"],
+            &["ipset", "list"],
+            &["ip", "addr"],
+            &["ip", "route"],
+        ] {
+            if let Ok(out) = n.ns.command(cmd[0]).args(&cmd[1..]).output() {
+                eprintln!(
+                    "=== node{} {}\n{}{}",
+                    n.index,
+                    cmd.join(" "),
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}
+
+/// The Services: NodePort, ClientIP affinity, externalTrafficPolicy Local (endpoints on node2
+/// only), and one without endpoints.
+pub const SERVICES: &str = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {name: echo, namespace: demo}
+  spec:
+    type: NodePort
+    clusterIP: 10.96.0.10
+    ports: [{name: tcp, port: 80, targetPort: 7777, nodePort: 30080, protocol: TCP}]
+- apiVersion: v1
+  kind: Service
+  metadata: {name: sticky, namespace: demo}
+  spec:
+    clusterIP: 10.96.0.11
+    sessionAffinity: ClientIP
+    sessionAffinityConfig: {clientIP: {timeoutSeconds: 600}}
+    ports: [{name: tcp, port: 80, targetPort: 7777, protocol: TCP}]
+- apiVersion: v1
+  kind: Service
+  metadata:
+    name: local
+    namespace: demo
+    labels: {podnet.io/node: node2}
+  spec:
+    type: NodePort
+    externalTrafficPolicy: Local
+    clusterIP: 10.96.0.12
+    ports: [{name: tcp, port: 80, targetPort: 7777, nodePort: 30082, protocol: TCP}]
+- apiVersion: v1
+  kind: Service
+  metadata:
+    name: empty
+    namespace: demo
+    labels: {podnet.io/node: node9}
+  spec:
+    clusterIP: 10.96.0.13
+    ports: [{name: tcp, port: 80, targetPort: 7777, protocol: TCP}]
+"#;
+
+/// A cluster with kube-proxy in iptables mode.
+pub fn up(tag: &str) -> Guard {
+    up_mode(tag, "iptables")
+}
+
+/// A cluster with kube-proxy in `mode`, namespaces named after this process and `tag`.
+pub fn up_mode(tag: &str, mode: &str) -> Guard {
+    let prefix = format!("{}{}-{tag}", podnet_testsupport::PREFIX, std::process::id());
+    let mut o = Options::new(&prefix);
+    o.nodes = 2;
+    o.pods = 2;
+    o.flanneld = PathBuf::from(env!("CARGO_BIN_EXE_flanneld"));
+    o.cni = PathBuf::from(env!("CARGO_BIN_EXE_podnet-cni"));
+    o.kube_proxy = PathBuf::from(env!("CARGO_BIN_EXE_kube-proxy"));
+    let file = std::env::temp_dir().join(format!("{prefix}-services.yaml"));
+    std::fs::write(&file, SERVICES).unwrap();
+    o.services = Some(file);
+    o.proxy_mode = mode.into();
+    Guard(Some(
+        Cluster::up(o, &mut |m| eprintln!("{m}")).expect("cluster up"),
+    ))
+}
+
+/// The labels of the pods that answered `n` connections from `src` to `dst`.
+pub fn labels(
+    src: &podnet_netns::NetNs,
+    dst: SocketAddr,
+    n: usize,
+) -> Result<BTreeSet<String>, String> {
+    let mut s = BTreeSet::new();
+    for _ in 0..n {
+        s.insert(tcp_echo_from(src, dst)?.1);
+    }
+    Ok(s)
+}
+
+/// The nodes those pods are on.
+pub fn nodes(labels: &BTreeSet<String>) -> BTreeSet<String> {
+    labels
+        .iter()
+        .map(|l| l.split('-').next().unwrap().to_owned())
+        .collect()
+}
+
+/// Every check, in `mode`.
+pub fn services_behave(g: Guard, mode: &str) {
+    let c = g.0.as_ref().unwrap();
+    let _servers: Vec<EchoServer> = c
+        .pods
+        .iter()
+        .map(|p| EchoServer::start_named(&p.ns, 7777, &p.label()).unwrap())
+        .collect();
+    let client = &c.pods[0]; // on node1
+    let vip = |last: u8, port: u16| SocketAddr::new([10, 96, 0, last].into(), port);
+
+    // ClusterIP from a pod, balanced over pods on both nodes.
+    let l = labels(&client.ns, vip(10, 80), 40).unwrap();
+    assert_eq!(nodes(&l).len(), 2, "{l:?}");
+    // NodePort from the fabric.
+    let np = SocketAddr::new(c.nodes[0].ip.into(), 30080);
+    let l = labels(&c.fabric, np, 40).unwrap();
+    assert_eq!(nodes(&l).len(), 2, "{l:?}");
+    // Session affinity: one pod answers every time.
+    let l = labels(&client.ns, vip(11, 80), 20).unwrap();
+    assert_eq!(l.len(), 1, "{l:?}");
+    // externalTrafficPolicy Local: node2 (with local endpoints) answers from node2's pods only;
+    // node1 (none) drops.
+    let l = labels(&c.fabric, SocketAddr::new(c.nodes[1].ip.into(), 30082), 10).unwrap();
+    assert_eq!(nodes(&l), BTreeSet::from(["node2".to_string()]));
+    let err = tcp_echo_from(&c.fabric, SocketAddr::new(c.nodes[0].ip.into(), 30082)).unwrap_err();
+    assert!(
+        err.contains("timed out") || err.contains("refused"),
+        "{err}"
+    );
+    // A Service without endpoints is rejected at once (REJECT, not a timeout).
+    let start = Instant::now();
+    let err = tcp_echo_from(&client.ns, vip(13, 80)).unwrap_err();
+    assert!(
+        err.contains("refused") || err.contains("unreachable"),
+        "{err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(2));
+
+    // Editing the files (scaling endpoints down to node2) changes the rules within the minimum
+    // sync period (0.5 s here), plus the time a sync takes (kube-proxy's own figure: slow
+    // under emulation in the VM) and a poll.
+    let sync_time = mean_sync_seconds(&c.nodes[0].ns, mode);
+    let deadline = Duration::from_secs_f64(0.5 + 2.0 * sync_time + 2.0);
+    let dir = c.kube_proxy_dir(1);
+    let slices = dir.join("endpointslices.json");
+    let text = std::fs::read_to_string(&slices).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for item in v["items"].as_array_mut().unwrap() {
+        let eps = item["endpoints"].as_array_mut().unwrap();
+        eps.retain(|e| e["nodeName"] == "node2");
+    }
+    std::fs::write(&slices, serde_json::to_string(&v).unwrap()).unwrap();
+    let start = Instant::now();
+    loop {
+        // A connection may fail while the change lands (IPVS drops the first SYN that
+        // reuses a connection entry of a removed destination); the deadline still holds.
+        match labels(&client.ns, vip(10, 80), 10) {
+            Ok(l) if nodes(&l) == BTreeSet::from(["node2".to_string()]) => break,
+            Ok(l) => assert!(start.elapsed() < deadline, "rules not updated: {l:?}"),
+            Err(e) => {
+                eprintln!("during the endpoint change: {e}");
+                assert!(start.elapsed() < deadline, "rules not updated: {e}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "endpoint change applied after {:?} (a sync takes {sync_time:.3} s)",
+        start.elapsed()
+    );
+
+    // /metrics and /healthz answer inside the node.
+    let body = metrics(&c.nodes[0].ns);
+    assert!(
+        body.contains(&format!(
+            "kubeproxy_sync_proxy_rules_duration_seconds_count{{mode=\"{mode}\"}}"
+        )),
+        "{body}"
+    );
+}
+
+/// The mean sync duration kube-proxy reports in `/metrics` on this node.
+pub fn mean_sync_seconds(ns: &podnet_netns::NetNs, mode: &str) -> f64 {
+    let body = metrics(ns);
+    let value = |name: &str| -> f64 {
+        let key = format!("kubeproxy_sync_proxy_rules_duration_seconds_{name}{{mode=\"{mode}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {body}"))
+    };
+    value("sum") / value("count").max(1.0)
+}
+
+/// kube-proxy's `/metrics` text in `ns`.
+pub fn metrics(ns: &podnet_netns::NetNs) -> String {
+    ns.run(|| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect("127.0.0.1:10249").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut b = String::new();
+        s.read_to_string(&mut b).unwrap();
+        b
+    })
+    .unwrap()
+}
