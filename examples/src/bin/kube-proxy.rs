@@ -1,12 +1,13 @@
 //! kube-proxy: a service proxy built from podnet's crates, fed by Service and EndpointSlice
 //! objects in a directory (`--config-dir`, watched), with kube-proxy's flags where they apply.
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use ipnet::IpNet;
 use podnet_examples::proxy::{
     IptablesMode, IpvsMode, Mode, NftablesMode, ProxyOptions, load_state, run,
 };
 use podnet_nat::kube::IpFamily;
+use podnet_nat::proxy::sync::Backend;
 use podnet_nat::proxy::{LocalDetector, MasqueradeMark, NodeSettings};
 use podnet_netns::NetNs;
 use std::net::SocketAddr;
@@ -52,6 +53,12 @@ struct Args {
     /// IPVS scheduler (ipvs mode).
     #[arg(long, default_value = "rr")]
     ipvs_scheduler: String,
+    /// Which iptables implementation iptables mode uses: `system` (the `iptables-restore` on
+    /// PATH), `legacy` (`iptables-legacy-restore`, the x_tables interface) or `nft`
+    /// (`iptables-nft-restore`, nf_tables). podnet's own flag: upstream kube-proxy picks one by
+    /// probing which has rules already.
+    #[arg(long, value_enum, default_value = "system")]
+    iptables_backend: IptablesBackend,
     /// Full resync period, seconds.
     #[arg(long, default_value_t = 30.0)]
     iptables_sync_period: f64,
@@ -70,6 +77,24 @@ struct Args {
     /// Where /healthz is served.
     #[arg(long, default_value = "0.0.0.0:10256")]
     healthz_bind_address: SocketAddr,
+}
+
+/// `--iptables-backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum IptablesBackend {
+    System,
+    Legacy,
+    Nft,
+}
+
+impl From<IptablesBackend> for Backend {
+    fn from(b: IptablesBackend) -> Backend {
+        match b {
+            IptablesBackend::System => Backend::System,
+            IptablesBackend::Legacy => Backend::Legacy,
+            IptablesBackend::Nft => Backend::Nft,
+        }
+    }
 }
 
 fn fail(msg: String) -> ! {
@@ -122,7 +147,13 @@ fn main() {
         settings.local_detector = LocalDetector::ClusterCidr(c);
     }
     let mut mode: Box<dyn Mode> = match args.proxy_mode.as_str() {
-        "iptables" => Box::new(IptablesMode::new(ns, settings)),
+        "iptables" => {
+            Box::new(IptablesMode::new(ns, settings).with_backend(args.iptables_backend.into()))
+        }
+        "ipvs" if args.iptables_backend != IptablesBackend::System => fail(
+            "--iptables-backend is not supported in ipvs mode yet: it uses the system's iptables"
+                .into(),
+        ),
         "ipvs" => {
             let ipvs = podnet_nat::ipvs::kube_proxy::IpvsModeSettings {
                 scheduler: podnet_nat::ipvs::Scheduler::from_name(&args.ipvs_scheduler),

@@ -14,7 +14,7 @@ pub use nftables::NftablesMode;
 
 use podnet_nat::kube::{ClusterState, IpFamily, KubeObject, Warning, parse_objects};
 use podnet_nat::proxy::NodeSettings;
-use podnet_nat::proxy::sync::IptablesSyncer;
+use podnet_nat::proxy::sync::{Backend, IptablesSyncer};
 use podnet_netns::NetNs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -52,16 +52,26 @@ pub struct IptablesMode {
     syncer: IptablesSyncer,
     settings: NodeSettings,
     ns: NetNs,
+    backend: Backend,
 }
 
 impl IptablesMode {
-    /// The iptables mode for `settings`, applying inside `ns`.
+    /// The iptables mode for `settings`, applying inside `ns` with the system's
+    /// `iptables-restore`.
     pub fn new(ns: NetNs, settings: NodeSettings) -> IptablesMode {
         IptablesMode {
             syncer: IptablesSyncer::new(ns.clone(), settings.clone()),
             settings,
             ns,
+            backend: Backend::System,
         }
+    }
+
+    /// Applies (and cleans up) with `backend`'s programs instead (`--iptables-backend`).
+    pub fn with_backend(mut self, backend: Backend) -> IptablesMode {
+        self.syncer = self.syncer.with_backend(backend);
+        self.backend = backend;
+        self
     }
 }
 
@@ -94,19 +104,20 @@ impl Mode for IptablesMode {
     }
 
     fn cleanup(&mut self) -> Result<(), String> {
-        cleanup_iptables(&self.ns)
+        cleanup_iptables(&self.ns, self.backend)
     }
 }
 
 /// Removes every KUBE-* chain and the jumps to them from the nat and filter tables, in one
-/// `iptables-restore --noflush` commit per table.
-pub fn cleanup_iptables(ns: &NetNs) -> Result<(), String> {
+/// `iptables-restore --noflush` commit per table, with `backend`'s programs.
+pub fn cleanup_iptables(ns: &NetNs, backend: Backend) -> Result<(), String> {
+    let (restore, _, save) = backend.programs(podnet_nat::kube::IpFamily::V4);
     for table in ["nat", "filter"] {
         let out = ns
-            .command("iptables-save")
+            .command(save)
             .args(["-t", table])
             .output()
-            .map_err(|e| format!("iptables-save: {e}"))?;
+            .map_err(|e| format!("{save}: {e}"))?;
         let text = String::from_utf8_lossy(&out.stdout);
         let mut chains = Vec::new();
         let mut deletes = Vec::new();
@@ -140,7 +151,7 @@ pub fn cleanup_iptables(ns: &NetNs) -> Result<(), String> {
         input.push_str("COMMIT\n");
         podnet_nat::proxy::sync::run_with_input(
             ns,
-            "iptables-restore",
+            restore,
             &["-w", "5", "--noflush"],
             input.as_bytes(),
         )

@@ -1,0 +1,290 @@
+//! kube-proxy's ipvs-mode sync duration against the system tools, inside a VM: this machine's
+//! kernel has no IPVS, so Debian's kernel boots under qemu (TCG emulation, so every absolute
+//! time is slow; the ratio compares both sides on the same emulated machine).
+//!
+//! Per size: the objects of `bench/kube-proxy-objects.awk` (ClusterIP Services with one TCP
+//! port and one EndpointSlice of 5 ready endpoints each), kube-proxy built for the guest, and
+//! `bench/kube-proxy-ipvs-guest.sh` driving each round in fresh namespaces of the guest:
+//! kube-proxy's first (full) sync and a one-endpoint change, as it reports them in /metrics,
+//! and the peer: `ipset restore` + `iptables-legacy-restore` + `ipvsadm -R` of kube-proxy's
+//! `--dry-run` sections. Prints one row per size (medians); `bench/kube-proxy-sync.sh` runs it.
+//!
+//! `cargo bench -p podnet-examples --bench kube_proxy_ipvs_vm` (as root, for qemu's kernel
+//! fetch). `KP_BENCH_SIZES` (default "1000 10000"), `KP_BENCH_REPEAT` (default 3),
+//! `KP_BENCH_VM_MB` (guest memory, default 2048).
+
+#[path = "../../nat/tests/support/vm.rs"]
+mod vm;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use vm::{Vm, build_guest_bin, workspace_root};
+
+/// The guest build of kube-proxy is optimized (the VM harness builds guest programs with the
+/// dev profile): set through the environment that cargo inherits.
+const OPT_LEVEL: &str = "CARGO_PROFILE_DEV_OPT_LEVEL";
+
+/// Modules for ipvs mode: IPVS with the rr scheduler, the kube-ipvs0 dummy device, ipsets and
+/// the legacy iptables matches and targets kube-proxy's ipvs mode uses.
+const MODULES: &[&str] = &[
+    "ip_vs",
+    "ip_vs_rr",
+    "dummy",
+    "ip_tables",
+    "iptable_nat",
+    "iptable_filter",
+    "xt_set",
+    "ip_set_hash_ip",
+    "ip_set_hash_ipport",
+    "ip_set_hash_ipportip",
+    "ip_set_hash_ipportnet",
+    "ip_set_bitmap_port",
+    "xt_comment",
+    "xt_mark",
+    "xt_MASQUERADE",
+    "xt_addrtype",
+    "xt_conntrack",
+    "xt_physdev",
+    "xt_ipvs",
+    "ipt_REJECT",
+];
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn run(cmd: &mut Command) -> Result<Vec<u8>, String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(out.stdout)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The objects for `n` Services under `dir/cfg`, svc0's changed slice as `dir/slice-0.bump`,
+/// and kube-proxy's `--dry-run` split into `dir/{ipvs,ipsets,iptables}.txt`.
+fn inputs(dir: &Path, n: usize, kube_proxy: &Path) -> Result<(), String> {
+    let awk = workspace_root().join("bench/kube-proxy-objects.awk");
+    let cfg = dir.join("cfg");
+    let bump = dir.join("bump");
+    for d in [&cfg, &bump] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    let objects = |d: &Path, bump: u8| {
+        run(Command::new("awk")
+            .arg("-v")
+            .arg(format!("dir={}", d.display()))
+            .arg("-v")
+            .arg(format!("n={n}"))
+            .arg("-v")
+            .arg(format!("bump={bump}"))
+            .arg("-f")
+            .arg(&awk))
+    };
+    objects(&cfg, 0)?;
+    objects(&bump, 1)?;
+    std::fs::rename(bump.join("slice-0.json"), dir.join("slice-0.bump"))
+        .map_err(|e| e.to_string())?;
+    let dry = run(Command::new(kube_proxy)
+        .args(["--proxy-mode", "ipvs", "--dry-run", "--hostname-override"])
+        .args(["bench-node", "--node-ip", "198.18.0.1", "--config-dir"])
+        .arg(&cfg))?;
+    let dry = String::from_utf8_lossy(&dry);
+    let mut sections: Vec<(&str, String)> = Vec::new();
+    for line in dry.lines() {
+        if line.starts_with("# IPVS") {
+            sections.push(("ipvs", String::new()));
+        } else if line.starts_with("# ipsets") {
+            sections.push(("ipsets", String::new()));
+        } else if line.starts_with("# iptables") {
+            sections.push(("iptables", String::new()));
+        } else if let Some((_, text)) = sections.last_mut() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    if sections.len() != 3 {
+        return Err(format!(
+            "kube-proxy --dry-run in ipvs mode: expected 3 sections, got {}",
+            sections.len()
+        ));
+    }
+    for (name, text) in sections {
+        let f = dir.join(format!("{name}.txt"));
+        std::fs::write(&f, text).map_err(|e| format!("{}: {e}", f.display()))?;
+    }
+    Ok(())
+}
+
+struct Row {
+    full_ms: f64,
+    change_ms: f64,
+    peer_ms: f64,
+    /// The peer's parts: ipset restore, iptables-legacy-restore, ipvsadm -R.
+    parts_ms: [f64; 3],
+    seconds: f64,
+}
+
+fn measure(base: &Vm, kube_proxy: &Path, n: usize, repeat: usize) -> Result<Row, String> {
+    let dir = std::env::temp_dir().join(format!("ptest-bench-ipvs-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let result = (|| {
+        inputs(&dir, n, kube_proxy)?;
+        let mut vm = base.clone();
+        vm.file(kube_proxy, "/bench/kube-proxy");
+        vm.file(
+            &workspace_root().join("bench/kube-proxy-ipvs-guest.sh"),
+            "/bench/run.sh",
+        );
+        for f in ["services.json", "slices.json", "slice-0.json"] {
+            vm.file(&dir.join("cfg").join(f), &format!("/bench/cfg/{f}"));
+        }
+        for f in ["slice-0.bump", "ipvs.txt", "ipsets.txt", "iptables.txt"] {
+            vm.file(&dir.join(f), &format!("/bench/{f}"));
+        }
+        let run = vm.run(&["/bench/run.sh", "main", &repeat.to_string()])?;
+        if !run.success() {
+            return Err(format!(
+                "the guest failed (status {:?}, timed out: {}); its console:\n{}",
+                run.status, run.timed_out, run.log
+            ));
+        }
+        let (mut full, mut change, mut peer) = (Vec::new(), Vec::new(), Vec::new());
+        let mut parts: [Vec<f64>; 3] = Default::default();
+        for line in run.log.lines() {
+            let Some(rest) = line.trim().strip_prefix("ROUND ") else {
+                continue;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let num = |i: usize| -> Result<f64, String> {
+                f.get(i)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| format!("bad ROUND line: {line}"))
+            };
+            if f.get(3) != f.get(4) {
+                return Err(format!(
+                    "kube-proxy and the peer loaded different IPVS tables ({line})"
+                ));
+            }
+            full.push(num(0)? * 1e3);
+            change.push(num(1)? * 1e3);
+            peer.push(num(2)? / 1e6);
+            for (i, p) in parts.iter_mut().enumerate() {
+                p.push(num(5 + i)? / 1e6);
+            }
+        }
+        if full.len() != repeat {
+            return Err(format!(
+                "expected {repeat} rounds, got {}; console:\n{}",
+                full.len(),
+                run.log
+            ));
+        }
+        Ok(Row {
+            full_ms: median(full),
+            change_ms: median(change),
+            peer_ms: median(peer),
+            parts_ms: parts.map(median),
+            seconds: run.elapsed.as_secs_f64(),
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn main() {
+    // Re-run with the guest build optimized (cargo reads the profile from the environment).
+    if std::env::var_os(OPT_LEVEL).is_none() {
+        let exe = std::env::current_exe().expect("own path");
+        let status = Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env(OPT_LEVEL, "3")
+            .env("CARGO_PROFILE_DEV_DEBUG_ASSERTIONS", "false")
+            .env("CARGO_PROFILE_DEV_OVERFLOW_CHECKS", "false")
+            .status()
+            .expect("re-running the benchmark");
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    let sizes: Vec<usize> = env_or("KP_BENCH_SIZES", "1000 10000")
+        .split_whitespace()
+        .map(|s| s.parse().expect("KP_BENCH_SIZES: numbers"))
+        .collect();
+    let repeat: usize = env_or("KP_BENCH_REPEAT", "3")
+        .parse()
+        .expect("KP_BENCH_REPEAT: a number");
+    let mut vm = match Vm::prepare() {
+        Ok(vm) => vm,
+        Err(why) => {
+            println!("ipvs: skipped, no VM ({why})");
+            return;
+        }
+    };
+    vm.memory_mb = env_or("KP_BENCH_VM_MB", "2048")
+        .parse()
+        .expect("KP_BENCH_VM_MB: a number");
+    vm.timeout = std::time::Duration::from_secs(3 * 3600);
+    let setup = (|| -> Result<PathBuf, String> {
+        vm.modules(MODULES)?;
+        vm.debian_program(
+            "ipvsadm",
+            "sbin/ipvsadm",
+            &["libnl-3-200", "libnl-genl-3-200", "libpopt0"],
+        )?;
+        for tool in [
+            "usr/sbin/iptables-legacy",
+            "usr/sbin/iptables-legacy-restore",
+            "usr/sbin/iptables-legacy-save",
+        ] {
+            vm.debian_program(
+                "iptables",
+                tool,
+                &["libxtables12", "libip4tc2", "libip6tc2"],
+            )?;
+        }
+        vm.debian_dir("iptables", "usr/lib/x86_64-linux-gnu/xtables")?;
+        vm.debian_program("ipset", "usr/sbin/ipset", &["libipset13", "libmnl0"])?;
+        build_guest_bin("podnet-examples", "kube-proxy")
+    })();
+    let kube_proxy = match setup {
+        Ok(bin) => bin,
+        Err(why) if why.starts_with("skip:") => {
+            println!("ipvs: skipped ({why})");
+            return;
+        }
+        Err(why) => panic!("{why}"),
+    };
+    for n in sizes {
+        match measure(&vm, &kube_proxy, n, repeat) {
+            Ok(r) => println!(
+                "{:<16} {:>8} {:>12.1} {:>12.1} {:>12.1} {:>7.2}x {:>14}  (peer: ipset {:.0} + \
+                 iptables {:.0} + ipvsadm {:.0} ms; VM ran {:.0} s)",
+                "ipvs (VM)",
+                n,
+                r.full_ms,
+                r.change_ms,
+                r.peer_ms,
+                r.full_ms / r.peer_ms,
+                "-",
+                r.parts_ms[0],
+                r.parts_ms[1],
+                r.parts_ms[2],
+                r.seconds
+            ),
+            Err(e) => panic!("ipvs at {n} services: {e}"),
+        }
+    }
+}
