@@ -5,9 +5,10 @@
 #   ours  kube-proxy --proxy-mode ipvs on /bench/cfg: its first sync and, after one endpoint
 #         of one EndpointSlice is replaced (/bench/slice-0.bump), its second, from /metrics
 #   peer  the same rules (kube-proxy --dry-run's sections, split on the host) loaded by the
-#         system tools: ipset restore, iptables-legacy-restore, ipvsadm -R
+#         system tools: ipset restore, iptables-legacy-restore, the jumps (iptables -I),
+#         ipvsadm -R (it binds no addresses to kube-ipvs0; kube-proxy's sync does)
 # Prints one line per round: "ROUND <first sync s> <second sync s> <peer ns> <ours'
-# ipvsadm -Sn lines> <peer's ipvsadm -Sn lines> <peer's ipset, iptables, ipvsadm ns>".
+# ipvsadm -Sn lines> <peer's ipvsadm -Sn lines> <peer's ipset, iptables, jumps, ipvsadm ns>".
 #
 #   /bench/run.sh main REPEAT
 set -eu
@@ -67,9 +68,11 @@ case ${1:-} in
     t1=$(now)
     iptables-legacy-restore --noflush --counters < /bench/iptables.txt
     t2=$(now)
-    ipvsadm -R < /bench/ipvs.txt
+    sh -e /bench/jumps.txt
     t3=$(now)
-    echo "PEER $((t3 - t0)) $(ipvsadm -S -n | wc -l) $((t1 - t0)) $((t2 - t1)) $((t3 - t2))" > /tmp/peer
+    ipvsadm -R < /bench/ipvs.txt
+    t4=$(now)
+    echo "PEER $((t4 - t0)) $(ipvsadm -S -n | wc -l) $((t1 - t0)) $((t2 - t1)) $((t3 - t2)) $((t4 - t3))" > /tmp/peer
     ;;
   main)
     r=0
@@ -78,8 +81,8 @@ case ${1:-} in
       unshare -n "$0" ours
       unshare -n "$0" peer
       read -r _ s1 s2 ours_rules < /tmp/ours
-      read -r _ peer_ns peer_rules ipset_ns iptables_ns ipvsadm_ns < /tmp/peer
-      echo "ROUND $s1 $(awk -v a="$s1" -v b="$s2" 'BEGIN { printf "%.6f", b - a }') $peer_ns $ours_rules $peer_rules $ipset_ns $iptables_ns $ipvsadm_ns"
+      read -r _ peer_ns peer_rules parts < /tmp/peer
+      echo "ROUND $s1 $(awk -v a="$s1" -v b="$s2" 'BEGIN { printf "%.6f", b - a }') $peer_ns $ours_rules $peer_rules $parts"
     done
     ;;
   *)

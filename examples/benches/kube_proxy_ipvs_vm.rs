@@ -3,11 +3,13 @@
 //! time is slow; the ratio compares both sides on the same emulated machine).
 //!
 //! Per size: the objects of `bench/kube-proxy-objects.awk` (ClusterIP Services with one TCP
-//! port and one EndpointSlice of 5 ready endpoints each), kube-proxy built for the guest, and
-//! `bench/kube-proxy-ipvs-guest.sh` driving each round in fresh namespaces of the guest:
-//! kube-proxy's first (full) sync and a one-endpoint change, as it reports them in /metrics,
-//! and the peer: `ipset restore` + `iptables-legacy-restore` + `ipvsadm -R` of kube-proxy's
-//! `--dry-run` sections. Prints one row per size (medians); `bench/kube-proxy-sync.sh` runs it.
+//! port and one EndpointSlice of 5 ready endpoints each), this build's kube-proxy (with the
+//! host's shared libraries), and `bench/kube-proxy-ipvs-guest.sh` driving each round in fresh
+//! namespaces of the guest: kube-proxy's first (full) sync and a one-endpoint change, as it
+//! reports them in /metrics, and the peer: `ipset restore` + `iptables-legacy-restore` + the
+//! jumps (`iptables -I`) + `ipvsadm -R` of kube-proxy's `--dry-run` sections (the peer does
+//! not bind the Service addresses to kube-ipvs0, which kube-proxy's sync does). Prints one row
+//! per size (medians); `bench/kube-proxy-sync.sh` runs it.
 //!
 //! `cargo bench -p podnet-examples --bench kube_proxy_ipvs_vm` (as root, for qemu's kernel
 //! fetch). `KP_BENCH_SIZES` (default "1000 10000"), `KP_BENCH_REPEAT` (default 3),
@@ -18,11 +20,7 @@ mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use vm::{Vm, build_guest_bin, workspace_root};
-
-/// The guest build of kube-proxy is optimized (the VM harness builds guest programs with the
-/// dev profile): set through the environment that cargo inherits.
-const OPT_LEVEL: &str = "CARGO_PROFILE_DEV_OPT_LEVEL";
+use vm::{Vm, workspace_root};
 
 /// Modules for ipvs mode: IPVS with the rr scheduler, the kube-ipvs0 dummy device, ipsets and
 /// the legacy iptables matches and targets kube-proxy's ipvs mode uses.
@@ -76,7 +74,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// The objects for `n` Services under `dir/cfg`, svc0's changed slice as `dir/slice-0.bump`,
-/// and kube-proxy's `--dry-run` split into `dir/{ipvs,ipsets,iptables}.txt`.
+/// and kube-proxy's `--dry-run` split into `dir/{ipvs,ipsets,iptables,jumps}.txt`.
 fn inputs(dir: &Path, n: usize, kube_proxy: &Path) -> Result<(), String> {
     let awk = workspace_root().join("bench/kube-proxy-objects.awk");
     let cfg = dir.join("cfg");
@@ -104,26 +102,26 @@ fn inputs(dir: &Path, n: usize, kube_proxy: &Path) -> Result<(), String> {
         .args(["bench-node", "--node-ip", "198.18.0.1", "--config-dir"])
         .arg(&cfg))?;
     let dry = String::from_utf8_lossy(&dry);
-    let mut sections: Vec<(&str, String)> = Vec::new();
+    // Sections start with "# IPVS ...", "# ipsets ...", "# iptables ...", "# jumps ...",
+    // "# addresses ..." (the addresses are not used: the peer binds none).
+    let mut sections: Vec<(String, String)> = Vec::new();
     for line in dry.lines() {
-        if line.starts_with("# IPVS") {
-            sections.push(("ipvs", String::new()));
-        } else if line.starts_with("# ipsets") {
-            sections.push(("ipsets", String::new()));
-        } else if line.starts_with("# iptables") {
-            sections.push(("iptables", String::new()));
+        if let Some(title) = line.strip_prefix("# ") {
+            let name = title.split_whitespace().next().unwrap_or("").to_lowercase();
+            sections.push((name, String::new()));
         } else if let Some((_, text)) = sections.last_mut() {
             text.push_str(line);
             text.push('\n');
         }
     }
-    if sections.len() != 3 {
-        return Err(format!(
-            "kube-proxy --dry-run in ipvs mode: expected 3 sections, got {}",
-            sections.len()
-        ));
-    }
-    for (name, text) in sections {
+    for name in ["ipvs", "ipsets", "iptables", "jumps"] {
+        let text = sections
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
+            .ok_or_else(|| {
+                format!("kube-proxy --dry-run in ipvs mode printed no {name} section")
+            })?;
         let f = dir.join(format!("{name}.txt"));
         std::fs::write(&f, text).map_err(|e| format!("{}: {e}", f.display()))?;
     }
@@ -134,8 +132,8 @@ struct Row {
     full_ms: f64,
     change_ms: f64,
     peer_ms: f64,
-    /// The peer's parts: ipset restore, iptables-legacy-restore, ipvsadm -R.
-    parts_ms: [f64; 3],
+    /// The peer's parts: ipset restore, iptables-legacy-restore, the jumps, ipvsadm -R.
+    parts_ms: [f64; 4],
     seconds: f64,
 }
 
@@ -145,7 +143,7 @@ fn measure(base: &Vm, kube_proxy: &Path, n: usize, repeat: usize) -> Result<Row,
     let result = (|| {
         inputs(&dir, n, kube_proxy)?;
         let mut vm = base.clone();
-        vm.file(kube_proxy, "/bench/kube-proxy");
+        vm.host_program(kube_proxy, "/bench/kube-proxy")?;
         vm.file(
             &workspace_root().join("bench/kube-proxy-ipvs-guest.sh"),
             "/bench/run.sh",
@@ -153,7 +151,13 @@ fn measure(base: &Vm, kube_proxy: &Path, n: usize, repeat: usize) -> Result<Row,
         for f in ["services.json", "slices.json", "slice-0.json"] {
             vm.file(&dir.join("cfg").join(f), &format!("/bench/cfg/{f}"));
         }
-        for f in ["slice-0.bump", "ipvs.txt", "ipsets.txt", "iptables.txt"] {
+        for f in [
+            "slice-0.bump",
+            "ipvs.txt",
+            "ipsets.txt",
+            "iptables.txt",
+            "jumps.txt",
+        ] {
             vm.file(&dir.join(f), &format!("/bench/{f}"));
         }
         let run = vm.run(&["/bench/run.sh", "main", &repeat.to_string()])?;
@@ -164,7 +168,7 @@ fn measure(base: &Vm, kube_proxy: &Path, n: usize, repeat: usize) -> Result<Row,
             ));
         }
         let (mut full, mut change, mut peer) = (Vec::new(), Vec::new(), Vec::new());
-        let mut parts: [Vec<f64>; 3] = Default::default();
+        let mut parts: [Vec<f64>; 4] = Default::default();
         for line in run.log.lines() {
             let Some(rest) = line.trim().strip_prefix("ROUND ") else {
                 continue;
@@ -207,18 +211,6 @@ fn measure(base: &Vm, kube_proxy: &Path, n: usize, repeat: usize) -> Result<Row,
 }
 
 fn main() {
-    // Re-run with the guest build optimized (cargo reads the profile from the environment).
-    if std::env::var_os(OPT_LEVEL).is_none() {
-        let exe = std::env::current_exe().expect("own path");
-        let status = Command::new(exe)
-            .args(std::env::args_os().skip(1))
-            .env(OPT_LEVEL, "3")
-            .env("CARGO_PROFILE_DEV_DEBUG_ASSERTIONS", "false")
-            .env("CARGO_PROFILE_DEV_OVERFLOW_CHECKS", "false")
-            .status()
-            .expect("re-running the benchmark");
-        std::process::exit(status.code().unwrap_or(1));
-    }
     let sizes: Vec<usize> = env_or("KP_BENCH_SIZES", "1000 10000")
         .split_whitespace()
         .map(|s| s.parse().expect("KP_BENCH_SIZES: numbers"))
@@ -237,7 +229,8 @@ fn main() {
         .parse()
         .expect("KP_BENCH_VM_MB: a number");
     vm.timeout = std::time::Duration::from_secs(3 * 3600);
-    let setup = (|| -> Result<PathBuf, String> {
+    let kube_proxy = PathBuf::from(env!("CARGO_BIN_EXE_kube-proxy"));
+    let setup = (|| -> Result<(), String> {
         vm.modules(MODULES)?;
         vm.debian_program(
             "ipvsadm",
@@ -257,21 +250,16 @@ fn main() {
         }
         vm.debian_dir("iptables", "usr/lib/x86_64-linux-gnu/xtables")?;
         vm.debian_program("ipset", "usr/sbin/ipset", &["libipset13", "libmnl0"])?;
-        build_guest_bin("podnet-examples", "kube-proxy")
+        Ok(())
     })();
-    let kube_proxy = match setup {
-        Ok(bin) => bin,
-        Err(why) if why.starts_with("skip:") => {
-            println!("ipvs: skipped ({why})");
-            return;
-        }
-        Err(why) => panic!("{why}"),
-    };
+    if let Err(why) = setup {
+        panic!("preparing the VM: {why}");
+    }
     for n in sizes {
         match measure(&vm, &kube_proxy, n, repeat) {
             Ok(r) => println!(
                 "{:<16} {:>8} {:>12.1} {:>12.1} {:>12.1} {:>7.2}x {:>14}  (peer: ipset {:.0} + \
-                 iptables {:.0} + ipvsadm {:.0} ms; VM ran {:.0} s)",
+                 iptables {:.0} + jumps {:.0} + ipvsadm {:.0} ms; VM ran {:.0} s)",
                 "ipvs (VM)",
                 n,
                 r.full_ms,
@@ -282,6 +270,7 @@ fn main() {
                 r.parts_ms[0],
                 r.parts_ms[1],
                 r.parts_ms[2],
+                r.parts_ms[3],
                 r.seconds
             ),
             Err(e) => panic!("ipvs at {n} services: {e}"),
