@@ -50,7 +50,13 @@ WORK=$(mktemp -d)
 NAMESPACES=()
 KP_PID=
 cleanup() {
-  if [ -n "$KP_PID" ]; then kill "$KP_PID" 2>/dev/null || true; wait "$KP_PID" 2>/dev/null || true; fi
+  if [ -n "$KP_PID" ]; then
+    # kube-proxy stops between syncs; one may take a minute, so it gets 2 s, then SIGKILL.
+    kill "$KP_PID" 2>/dev/null || true
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$KP_PID" 2>/dev/null && sleep 0.2; done
+    kill -KILL "$KP_PID" 2>/dev/null || true
+    wait "$KP_PID" 2>/dev/null || true
+  fi
   for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
