@@ -23,8 +23,9 @@
 # `cargo bench -p podnet-examples --bench kube_proxy_ipvs_vm` (peer: ipset restore +
 # iptables-legacy-restore + ipvsadm -R of the --dry-run sections), sizes KP_BENCH_IPVS_SIZES.
 #
-# Everything runs inside namespaces named ptest-bench-<pid>-*, deleted on exit; the machine's
-# root namespace is not touched.
+# Everything runs inside namespaces named ptest-<pid>-bench-* (the test sweep's convention: a
+# namespace whose process still runs is not a leftover), deleted on exit; the machine's root
+# namespace is not touched.
 #
 # Usage (root): bench/kube-proxy-sync.sh [SIZE...]        default sizes: 1000 10000
 #   REPEAT=3                      rounds per mode and size
@@ -41,11 +42,11 @@ NFT_MAX=${KP_BENCH_NFT_MAX:-3000}
 IPVS_SIZES=${KP_BENCH_IPVS_SIZES:-${SIZES[*]}}
 TIMEOUT=${KP_BENCH_TIMEOUT:-1800} # seconds one sync may take
 [ "$(id -u)" = 0 ] || { echo "run as root (it makes network namespaces)" >&2; exit 1; }
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/targets/nat}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --quiet --release -p podnet-examples --bin kube-proxy
-KP=$(realpath "$CARGO_TARGET_DIR/release/kube-proxy")
+KP=$(realpath "$TARGET_DIR/release/kube-proxy")
 
-TAG="ptest-bench-$$"
+TAG="ptest-$$-bench"
 WORK=$(mktemp -d)
 NAMESPACES=()
 KP_PID=
