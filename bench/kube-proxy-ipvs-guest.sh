@@ -13,11 +13,8 @@
 #   /bench/run.sh main REPEAT
 set -eu
 
-# kube-proxy's ipvs mode runs the system's iptables, iptables-restore and iptables-save:
-# here that is iptables-legacy (xtables-legacy-multi picks its program by argv[0]).
-for t in iptables iptables-restore iptables-save; do
-  [ -e /usr/sbin/$t ] || ln -s iptables-legacy /usr/sbin/$t
-done
+# kube-proxy's ipvs mode runs the system's iptables, iptables-restore and iptables-save: the
+# VM has iptables-legacy under those names too (Vm::ipvs_mode_tools).
 
 # Monotonic nanoseconds (busybox date has no %N).
 now() { awk '/^now at/ { print $3; exit }' /proc/timer_list; }

@@ -22,31 +22,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use vm::{Vm, workspace_root};
 
-/// Modules for ipvs mode: IPVS with the rr scheduler, the kube-ipvs0 dummy device, ipsets and
-/// the legacy iptables matches and targets kube-proxy's ipvs mode uses.
-const MODULES: &[&str] = &[
-    "ip_vs",
-    "ip_vs_rr",
-    "dummy",
-    "ip_tables",
-    "iptable_nat",
-    "iptable_filter",
-    "xt_set",
-    "ip_set_hash_ip",
-    "ip_set_hash_ipport",
-    "ip_set_hash_ipportip",
-    "ip_set_hash_ipportnet",
-    "ip_set_bitmap_port",
-    "xt_comment",
-    "xt_mark",
-    "xt_MASQUERADE",
-    "xt_addrtype",
-    "xt_conntrack",
-    "xt_physdev",
-    "xt_ipvs",
-    "ipt_REJECT",
-];
-
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
@@ -230,29 +205,7 @@ fn main() {
         .expect("KP_BENCH_VM_MB: a number");
     vm.timeout = std::time::Duration::from_secs(3 * 3600);
     let kube_proxy = PathBuf::from(env!("CARGO_BIN_EXE_kube-proxy"));
-    let setup = (|| -> Result<(), String> {
-        vm.modules(MODULES)?;
-        vm.debian_program(
-            "ipvsadm",
-            "sbin/ipvsadm",
-            &["libnl-3-200", "libnl-genl-3-200", "libpopt0"],
-        )?;
-        for tool in [
-            "usr/sbin/iptables-legacy",
-            "usr/sbin/iptables-legacy-restore",
-            "usr/sbin/iptables-legacy-save",
-        ] {
-            vm.debian_program(
-                "iptables",
-                tool,
-                &["libxtables12", "libip4tc2", "libip6tc2"],
-            )?;
-        }
-        vm.debian_dir("iptables", "usr/lib/x86_64-linux-gnu/xtables")?;
-        vm.debian_program("ipset", "usr/sbin/ipset", &["libipset13", "libmnl0"])?;
-        Ok(())
-    })();
-    if let Err(why) = setup {
+    if let Err(why) = vm.ipvs_mode_tools() {
         panic!("preparing the VM: {why}");
     }
     for n in sizes {

@@ -21,39 +21,16 @@ use podnet_testsupport::require_root;
 use std::path::Path;
 use vm::Vm;
 
-/// IPVS, the links the cluster builds, and the netfilter pieces of flanneld's masquerade rules,
-/// podnet-cni's and kube-proxy's ipvs mode (legacy iptables, ipsets).
+/// The links the cluster builds and the netfilter pieces of flanneld's and podnet-cni's
+/// rules, besides what [`Vm::ipvs_mode_tools`] adds for kube-proxy's ipvs mode.
 const MODULES: &[&str] = &[
-    "ip_vs",
-    "ip_vs_rr",
     "veth",
     "bridge",
     "br_netfilter",
     "vxlan",
-    "dummy",
-    "nf_conntrack_netlink",
-    "ip_tables",
-    "iptable_nat",
-    "iptable_filter",
     "iptable_mangle",
-    "xt_tcpudp",
     "xt_nat",
-    "xt_set",
-    "ip_set_hash_ip",
-    "ip_set_hash_ipport",
-    "ip_set_hash_ipportip",
-    "ip_set_hash_ipportnet",
-    "ip_set_hash_net",
-    "ip_set_bitmap_port",
-    "xt_comment",
-    "xt_mark",
-    "xt_MASQUERADE",
-    "xt_addrtype",
-    "xt_conntrack",
-    "xt_physdev",
-    "xt_ipvs",
     "xt_multiport",
-    "ipt_REJECT",
 ];
 
 #[test]
@@ -68,40 +45,9 @@ fn ipvs_mode_runs_on_the_cluster_in_a_vm() {
     // Four programs, the pods' namespaces and kube-proxy's ipsets live in guest memory.
     vm.memory_mb = 1024;
     vm.modules(MODULES).expect("kernel modules");
-    // iptables-legacy is xtables-legacy-multi, which does what its name says: put in under the
-    // plain names the cluster's programs run.
-    for (tool, names) in [
-        ("usr/sbin/iptables-legacy", &["iptables"][..]),
-        (
-            "usr/sbin/iptables-legacy-restore",
-            &["iptables-restore"][..],
-        ),
-        ("usr/sbin/iptables-legacy-save", &["iptables-save"][..]),
-    ] {
-        vm.debian_program(
-            "iptables",
-            tool,
-            &["libxtables12", "libip4tc2", "libip6tc2"],
-        )
-        .expect("iptables for the guest");
-        let host = vm
-            .program_path("iptables", tool)
-            .expect("iptables unpacked");
-        for name in names {
-            vm.file(&host, &format!("/usr/sbin/{name}"));
-        }
-    }
-    vm.debian_dir("iptables", "usr/lib/x86_64-linux-gnu/xtables")
-        .expect("iptables extensions");
-    vm.debian_program("ipset", "usr/sbin/ipset", &["libipset13", "libmnl0"])
-        .expect("ipset for the guest");
-    // For the failure dump: the IPVS table as the kernel has it.
-    vm.debian_program(
-        "ipvsadm",
-        "sbin/ipvsadm",
-        &["libnl-3-200", "libnl-genl-3-200", "libpopt0"],
-    )
-    .expect("ipvsadm for the guest");
+    // ipvsadm too, for the failure dump: the IPVS table as the kernel has it.
+    vm.ipvs_mode_tools()
+        .expect("ipvsadm, ipset and iptables for the guest");
     // This program, and the binaries it runs the cluster with, where it expects them.
     let me = std::env::current_exe().expect("the test's own path");
     vm.host_program(&me, "/test/proxy_vm")

@@ -13,11 +13,9 @@ mod support;
 
 use support::vm::Vm;
 
-/// The IPVS schedulers, and what the tests use besides: links, and the ipsets and iptables
-/// matches and targets of kube-proxy's ipvs mode (legacy iptables).
+/// The other IPVS schedulers (the tests use them all) and veth, besides what
+/// [`Vm::ipvs_mode_tools`] adds.
 const MODULES: &[&str] = &[
-    "ip_vs",
-    "ip_vs_rr",
     "ip_vs_wrr",
     "ip_vs_lc",
     "ip_vs_wlc",
@@ -26,25 +24,7 @@ const MODULES: &[&str] = &[
     "ip_vs_sed",
     "ip_vs_nq",
     "ip_vs_mh",
-    "dummy",
     "veth",
-    "ip_tables",
-    "iptable_nat",
-    "iptable_filter",
-    "xt_set",
-    "ip_set_hash_ip",
-    "ip_set_hash_ipport",
-    "ip_set_hash_ipportip",
-    "ip_set_hash_ipportnet",
-    "ip_set_bitmap_port",
-    "xt_comment",
-    "xt_mark",
-    "xt_MASQUERADE",
-    "xt_addrtype",
-    "xt_conntrack",
-    "xt_physdev",
-    "xt_ipvs",
-    "ipt_REJECT",
 ];
 
 #[test]
@@ -57,28 +37,8 @@ fn ipvs_kernel_tests_pass_in_a_vm() {
         }
     };
     vm.modules(MODULES).expect("kernel modules");
-    vm.debian_program(
-        "ipvsadm",
-        "sbin/ipvsadm",
-        &["libnl-3-200", "libnl-genl-3-200", "libpopt0"],
-    )
-    .expect("ipvsadm for the guest");
-    for tool in [
-        "usr/sbin/iptables-legacy",
-        "usr/sbin/iptables-legacy-restore",
-        "usr/sbin/iptables-legacy-save",
-    ] {
-        vm.debian_program(
-            "iptables",
-            tool,
-            &["libxtables12", "libip4tc2", "libip6tc2"],
-        )
-        .expect("iptables for the guest");
-    }
-    vm.debian_dir("iptables", "usr/lib/x86_64-linux-gnu/xtables")
-        .expect("iptables extensions");
-    vm.debian_program("ipset", "usr/sbin/ipset", &["libipset13", "libmnl0"])
-        .expect("ipset for the guest");
+    vm.ipvs_mode_tools()
+        .expect("ipvsadm, ipset and iptables for the guest");
     let me = std::env::current_exe().expect("the test's own path");
     vm.host_program(&me, "/test/ipvs_vm")
         .expect("the test program");

@@ -58,6 +58,34 @@ pub const EXIT_MARKER: &str = "PODNET-VM-EXIT";
 /// The musl target guest programs are built for.
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 
+/// The kernel modules of kube-proxy's ipvs mode: IPVS with the rr scheduler, the `kube-ipvs0`
+/// dummy device, ipsets, and the legacy iptables tables, matches and targets its rules use.
+pub const IPVS_MODE_MODULES: &[&str] = &[
+    "ip_vs",
+    "ip_vs_rr",
+    "dummy",
+    "nf_conntrack_netlink",
+    "ip_tables",
+    "iptable_nat",
+    "iptable_filter",
+    "xt_tcpudp",
+    "xt_set",
+    "ip_set_hash_ip",
+    "ip_set_hash_ipport",
+    "ip_set_hash_ipportip",
+    "ip_set_hash_ipportnet",
+    "ip_set_hash_net",
+    "ip_set_bitmap_port",
+    "xt_comment",
+    "xt_mark",
+    "xt_MASQUERADE",
+    "xt_addrtype",
+    "xt_conntrack",
+    "xt_physdev",
+    "xt_ipvs",
+    "ipt_REJECT",
+];
+
 /// A prepared virtual machine: a kernel, its modules, busybox, and what a test adds.
 #[derive(Debug, Clone)]
 pub struct Vm {
@@ -497,6 +525,35 @@ impl Vm {
             _ => host.to_path_buf(),
         };
         self.files.insert(guest_path.to_owned(), file);
+        Ok(self)
+    }
+
+    /// What kube-proxy's ipvs mode needs besides IPVS in the guest: the modules of
+    /// [`IPVS_MODE_MODULES`], `ipvsadm`, `ipset`, and legacy iptables with its extensions, also
+    /// under the plain names `iptables`, `iptables-restore` and `iptables-save` (it is
+    /// xtables-legacy-multi, which picks its program by the name it is run as).
+    pub fn ipvs_mode_tools(&mut self) -> Result<&mut Vm, String> {
+        self.modules(IPVS_MODE_MODULES)?;
+        self.debian_program(
+            "ipvsadm",
+            "sbin/ipvsadm",
+            &["libnl-3-200", "libnl-genl-3-200", "libpopt0"],
+        )?;
+        for (tool, plain) in [
+            ("usr/sbin/iptables-legacy", "iptables"),
+            ("usr/sbin/iptables-legacy-restore", "iptables-restore"),
+            ("usr/sbin/iptables-legacy-save", "iptables-save"),
+        ] {
+            self.debian_program(
+                "iptables",
+                tool,
+                &["libxtables12", "libip4tc2", "libip6tc2"],
+            )?;
+            let host = self.program_path("iptables", tool)?;
+            self.file(&host, &format!("/usr/sbin/{plain}"));
+        }
+        self.debian_dir("iptables", "usr/lib/x86_64-linux-gnu/xtables")?;
+        self.debian_program("ipset", "usr/sbin/ipset", &["libipset13", "libmnl0"])?;
         Ok(self)
     }
 
