@@ -472,22 +472,21 @@ impl Builder<'_> {
         vs
     }
 
+    /// Adds the virtual service on `addr` with the endpoints the policy selects; `true` when
+    /// `only_local` found no local endpoint and fell back to the cluster ones.
     fn service(
         &mut self,
         svc: &ServicePort,
         endpoints: &[Endpoint],
         addr: SocketAddr,
         only_local: bool,
-    ) {
+    ) -> bool {
         let vs = self.virtual_service(svc, addr);
         let c = categorize_endpoints(endpoints, svc, &self.node.node_name);
+        let fell_back = only_local && c.local.is_empty() && !c.cluster.is_empty();
         let chosen = if only_local && !c.local.is_empty() {
             &c.local
         } else {
-            if only_local && !c.cluster.is_empty() && addr.ip() != svc.cluster_ip {
-                self.no_local_endpoints
-                    .push((svc.name.to_string(), addr, svc.protocol()));
-            }
             // kube-proxy falls back to the cluster endpoints when there is no local one
             // (pull 97081), so local pods can still reach the service.
             &c.cluster
@@ -502,6 +501,16 @@ impl Builder<'_> {
                 port: svc.name.clone(),
             },
         );
+        fell_back
+    }
+
+    /// The virtual service on an external address (node port, external IP, load-balancer
+    /// IP): with a Local policy and no local endpoint, also the drop rule of [`compile`].
+    fn external_service(&mut self, svc: &ServicePort, endpoints: &[Endpoint], addr: SocketAddr) {
+        if self.service(svc, endpoints, addr, svc.external_policy_local) {
+            self.no_local_endpoints
+                .push((svc.name.to_string(), addr, svc.protocol()));
+        }
     }
 }
 
@@ -585,12 +594,7 @@ pub fn compile(
             } else {
                 b.add(ipset::EXTERNAL_IP, entry);
             }
-            b.service(
-                svc,
-                endpoints,
-                SocketAddr::new(*ip, svc.port),
-                svc.external_policy_local,
-            );
+            b.external_service(svc, endpoints, SocketAddr::new(*ip, svc.port));
             if !node_addrs.contains(ip) {
                 b.bind.insert(*ip);
             }
@@ -624,12 +628,7 @@ pub fn compile(
                     b.lb_no_node_access.push((*ip, proto, svc.port));
                 }
             }
-            b.service(
-                svc,
-                endpoints,
-                SocketAddr::new(*ip, svc.port),
-                svc.external_policy_local,
-            );
+            b.external_service(svc, endpoints, SocketAddr::new(*ip, svc.port));
             if !node_addrs.contains(ip) {
                 b.bind.insert(*ip);
             }
@@ -664,12 +663,7 @@ pub fn compile(
                 }
             }
             for ip in &nodeport_ips {
-                b.service(
-                    svc,
-                    endpoints,
-                    SocketAddr::new(*ip, np),
-                    svc.external_policy_local,
-                );
+                b.external_service(svc, endpoints, SocketAddr::new(*ip, np));
             }
         }
 
