@@ -48,14 +48,15 @@ impl Mode for IpvsMode {
 
     fn sync(&mut self, state: &ClusterState, _full: bool) -> Result<SyncOutcome, String> {
         let start = Instant::now();
-        let r = self.syncer()?.sync(state).map_err(|e| e.to_string())?;
+        let rules = compile(state, &self.node, &self.settings);
+        let r = self.syncer()?.apply(&rules).map_err(|e| e.to_string())?;
         if !r.failures.is_empty() {
             return Err(r.failures.join("; "));
         }
         Ok(SyncOutcome {
             full: true,
             duration: start.elapsed(),
-            rules: compile(state, &self.node, &self.settings).services.len(),
+            rules: rules.services.len(),
             conntrack_deleted: 0,
         })
     }
