@@ -316,3 +316,24 @@ pub fn run(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_object_files_change_the_fingerprint() {
+        let dir = std::env::temp_dir().join(format!("podnet-kp-fp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("services.yaml"), "kind: List\nitems: []\n").unwrap();
+        let before = fingerprint(&dir);
+        // kube-proxy's own log in the directory (podnet-cluster puts it there) is no change.
+        std::fs::write(dir.join("kube-proxy.log"), "synced\n").unwrap();
+        std::fs::write(dir.join(".services.yaml.swp"), "x").unwrap();
+        assert_eq!(fingerprint(&dir), before);
+        std::fs::write(dir.join("slices.json"), "{}").unwrap();
+        assert_ne!(fingerprint(&dir), before);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
