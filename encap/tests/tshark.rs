@@ -268,8 +268,11 @@ fn tshark(pcap: &Path, extra: &[&str]) -> String {
 #[test]
 fn tshark_dissects_what_podnet_builds() {
     if Command::new("tshark").arg("-v").output().is_err() {
-        eprintln!("skipped tshark_dissects_what_podnet_builds: tshark is not installed");
-        return;
+        return podnet_testsupport::skip(
+            "tshark_dissects_what_podnet_builds",
+            podnet_testsupport::SkipCause::Avoidable,
+            "tshark is not installed (Debian tshark; scripts/test.sh installs it)",
+        );
     }
     let cases = cases();
     let dir = std::env::temp_dir().join(format!("podnet-encap-tshark-{}", std::process::id()));

@@ -6,7 +6,12 @@
 //! touches the machine's root namespace.
 //!
 //! Tests that need root start with [`require_root!`]: without root they fail with a clear message,
-//! unless `PODNET_SKIP_ROOT_TESTS=1` is set, in which case they print that they were skipped.
+//! unless `PODNET_SKIP_ROOT_TESTS=1` is set, in which case they skip.
+//!
+//! A test that cannot run here calls [`skip`] (never a bare `return`): the reason goes to the
+//! real stderr (past the test harness's capture, so `cargo test` shows it), to the file named by
+//! `PODNET_SKIP_LOG` (one line per skip, which `scripts/test.sh` lists and judges at the end),
+//! and with `PODNET_NO_SKIPS=1` (`.ci/run`) the skip fails the test instead.
 //!
 //! ```no_run
 //! use podnet_testsupport::{require_root, TestNs};
@@ -54,13 +59,77 @@ pub fn skip_root_test(test: &str) -> bool {
         return false;
     }
     if std::env::var("PODNET_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
-        eprintln!("skipped {test}: needs root (PODNET_SKIP_ROOT_TESTS=1)");
+        skip(
+            test,
+            SkipCause::Avoidable,
+            "needs root (PODNET_SKIP_ROOT_TESTS=1)",
+        );
         return true;
     }
     panic!(
         "{test} needs root (it creates network namespaces); run the tests as root, \
          or set PODNET_SKIP_ROOT_TESTS=1 to skip tests that need root"
     );
+}
+
+/// Why a test could not run: whether the test command could have removed the cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipCause {
+    /// The test command could have removed it: a tool or package it can install, a Debian
+    /// kernel it can download, root it runs as. `scripts/test.sh` fails on such a skip.
+    Avoidable,
+    /// Nothing the test command can do: the machine lacks what the test needs (another
+    /// architecture, no package archive reachable). `scripts/test.sh` lists it; `.ci/run`
+    /// (`PODNET_NO_SKIPS=1`) fails on it all the same.
+    Machine,
+}
+
+impl SkipCause {
+    fn word(self) -> &'static str {
+        match self {
+            SkipCause::Avoidable => "avoidable",
+            SkipCause::Machine => "machine",
+        }
+    }
+}
+
+/// Records that `test` did not run, and why; the caller then returns.
+///
+/// Writes `SKIP <test>: <reason>` to the process's real stderr (a plain `eprintln!` is
+/// swallowed by the test harness when the test passes) and appends
+/// `<cause>\t<test>\t<reason>` to the file `PODNET_SKIP_LOG` names, if set. With
+/// `PODNET_NO_SKIPS=1` it panics instead, so the skip fails the test.
+///
+/// ```no_run
+/// use podnet_testsupport::{skip, SkipCause};
+/// if std::process::Command::new("tshark").arg("-v").output().is_err() {
+///     return skip("tshark_dissects", SkipCause::Avoidable, "tshark is not installed");
+/// }
+/// ```
+pub fn skip(test: &str, cause: SkipCause, reason: &str) {
+    use std::io::Write;
+    let reason = reason.replace(['\n', '\t'], " ");
+    if std::env::var("PODNET_NO_SKIPS").as_deref() == Ok("1") {
+        panic!("{test} would skip ({reason}), and PODNET_NO_SKIPS=1 allows no skips");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {reason}");
+    if let Some(path) = std::env::var_os("PODNET_SKIP_LOG") {
+        let line = format!("{}\t{test}\t{reason}\n", cause.word());
+        // One write of one short line to a file opened for appending: lines from parallel
+        // tests do not interleave.
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            let _ = writeln!(
+                std::io::stderr(),
+                "could not record the skip in {}: {e}",
+                std::path::Path::new(&path).display()
+            );
+        }
+    }
 }
 
 /// A uniquely named network namespace that is deleted when dropped.
