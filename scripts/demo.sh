@@ -18,10 +18,7 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" protobuf-compiler >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-dpkg-query -W -f='${Status}' protobuf-compiler 2>/dev/null | grep -q "install ok installed" || {
-  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq
-  apt-get install -y -qq --no-install-recommends protobuf-compiler >/dev/null; }
 cargo build --release -q -p podnet-examples --bin flanneld --bin podnet-cluster --bin podnet-cni --bin kube-proxy
 exec "${CARGO_TARGET_DIR:-target}/release/podnet-cluster" demo "$@"

@@ -9,7 +9,7 @@ APT_PACKAGES=(
   iproute2 iputils-ping iperf3 procps ethtool  # namespaces, links, traffic
   nftables iptables conntrack ipset            # podnet-nat
   tshark                                       # podnet-encap interop with a dissector
-  etcd-server protobuf-compiler                # podnet-ipam on etcd
+  etcd-server etcd-client                      # podnet-ipam on etcd (etcdctl for the auth test)
   libnftnl-dev libmnl-dev pkg-config           # nftnl (flannel's nftables rules)
   containernetworking-plugins                  # CNI reference plugins for interop
   qemu-system-x86                              # the IPVS tests boot Debian's kernel under qemu

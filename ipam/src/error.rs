@@ -76,9 +76,9 @@ pub enum StoreError {
         op: &'static str,
         /// The key or prefix it was about.
         key: String,
-        /// The client's error.
+        /// What etcd or the connection said.
         #[source]
-        source: etcd_client::Error,
+        source: crate::store::EtcdError,
     },
     /// The etcd client's runtime or connection could not be set up, or the watch ended.
     #[error("{0}")]

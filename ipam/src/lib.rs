@@ -16,6 +16,6 @@ pub use lease::{AttrsError, DEFAULT_PREFIX, Lease, LeaseAttrs, LeaseSubnets};
 pub use manager::{LeaseEvent, LeaseWatch, ManagerOptions, SubnetManager};
 pub use pod::{Allocation, DEFAULT_DATA_DIR, GcReport, IpamConfig, PodAllocator, PodLease, Range};
 #[cfg(feature = "etcd")]
-pub use store::EtcdStore;
+pub use store::{EtcdError, EtcdStore};
 pub use store::{FileStore, FileStoreOptions, KeyValue, Listing, Store, StoreEvent, StoreWatch};
 pub use subnet_env::SubnetEnv;

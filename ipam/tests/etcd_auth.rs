@@ -9,21 +9,33 @@ use podnet_ipam::{EtcdStore, LeaseAttrs, Store, SubnetManager};
 #[test]
 fn user_and_password() {
     let server = common::EtcdServer::start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut c = etcd_client::Client::connect([&server.endpoint], None)
-            .await
-            .unwrap();
-        c.user_add("root", "s3cret", None).await.unwrap();
-        c.user_grant_role("root", "root").await.unwrap();
-        c.auth_enable().await.unwrap();
-    });
+    // The admin steps with etcd's own tool (Debian etcd-client), as an operator would.
+    for args in [
+        &["user", "add", "root:s3cret"][..],
+        &["user", "grant-role", "root", "root"],
+        &["auth", "enable"],
+    ] {
+        let out = std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", server.endpoint))
+            .args(args)
+            .output()
+            .expect("etcdctl (Debian etcd-client) runs");
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     // Without credentials: refused, as an error (not a panic).
     let anon = EtcdStore::connect(&[&server.endpoint]).unwrap();
-    assert!(anon.get("/x").is_err());
+    let err = anon.get("/x").unwrap_err().to_string();
+    assert!(err.contains("user name is empty"), "{err}");
+    // A wrong password: refused at connect, saying so.
+    let err = EtcdStore::connect_with_user(&[&server.endpoint], "root", "wrong")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("invalid user ID or password"), "{err}");
     let sm = SubnetManager::new(
         EtcdStore::connect_with_user(&[&server.endpoint], "root", "s3cret").unwrap(),
     );

@@ -11,7 +11,7 @@ pub use file::{FileStore, FileStoreOptions};
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
-pub use etcd::EtcdStore;
+pub use etcd::{EtcdError, EtcdStore};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
