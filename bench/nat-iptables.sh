@@ -6,5 +6,4 @@
 #   PODNET_BENCH_SKIP_NFT=1      skip iptables-nft-restore (it takes minutes at 10,000 services)
 set -eu
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/targets/nat}"
 exec cargo bench -p podnet-nat --bench iptables_sync
