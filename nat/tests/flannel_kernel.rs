@@ -131,3 +131,73 @@ fn nftables_tables_are_installed_and_replaced_atomically() {
         "a reader saw a partial chain: {seen:?}"
     );
 }
+
+/// `nft list ruleset` after flannel's nftables tables were applied to a fresh namespace, as
+/// recorded from the libnftnl-based implementation (before podnet built the batch itself):
+/// IPv4 and IPv6 with byte-aligned prefixes and `fully-random`.
+#[cfg(feature = "nftnl")]
+const GOLDEN_DUAL: &str = include_str!("fixtures/flannel-nft-dual.ruleset");
+/// The same with prefixes off byte boundaries (/12, /25, /57, /62) and IPv6 without
+/// `fully-random`.
+#[cfg(feature = "nftnl")]
+const GOLDEN_ODD: &str = include_str!("fixtures/flannel-nft-odd.ruleset");
+
+#[cfg(feature = "nftnl")]
+fn network(cluster: &str, pod: &str, random_fully: bool) -> FlannelNetwork {
+    FlannelNetwork {
+        cluster_cidr: cluster.parse().unwrap(),
+        pod_cidr: pod.parse().unwrap(),
+        random_fully,
+    }
+}
+
+/// The whole ruleset `nft` lists equals the recorded golden text, after the first apply, after
+/// an idempotent re-apply, and after a change of lease and back.
+#[cfg(feature = "nftnl")]
+#[test]
+fn nftables_ruleset_equals_golden() {
+    require_root!();
+    let cases = [
+        (
+            "dual",
+            GOLDEN_DUAL,
+            [
+                network("10.244.0.0/16", "10.244.1.0/24", true),
+                network("fd10:244::/56", "fd10:244:0:1::/64", true),
+            ],
+        ),
+        (
+            "odd",
+            GOLDEN_ODD,
+            [
+                network("10.240.0.0/12", "10.240.3.128/25", true),
+                network("fd10:244::/57", "fd10:244:0:4::/62", false),
+            ],
+        ),
+    ];
+    for (tag, golden, nets) in cases {
+        let ns = TestNs::new("flannel-golden");
+        let list = || ns.exec("nft", &["list", "ruleset"]);
+        for net in &nets {
+            podnet_nat::flannel_nft::apply(&ns, net).expect("apply");
+        }
+        assert_eq!(list(), golden, "{tag}: first apply");
+        for net in &nets {
+            podnet_nat::flannel_nft::apply(&ns, net).expect("re-apply");
+        }
+        assert_eq!(list(), golden, "{tag}: re-apply");
+        for net in &nets {
+            let mut other = net.clone();
+            other.pod_cidr = match net.pod_cidr {
+                ipnet::IpNet::V4(_) => "10.255.0.0/24".parse().unwrap(),
+                ipnet::IpNet::V6(_) => "fd10:255::/64".parse().unwrap(),
+            };
+            podnet_nat::flannel_nft::apply(&ns, &other).expect("other lease");
+        }
+        assert_ne!(list(), golden, "{tag}: other lease");
+        for net in &nets {
+            podnet_nat::flannel_nft::apply(&ns, net).expect("lease back");
+        }
+        assert_eq!(list(), golden, "{tag}: lease back");
+    }
+}
