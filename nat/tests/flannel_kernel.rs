@@ -2,6 +2,8 @@
 //! (a reader running concurrently never sees the chain without its rules).
 
 use podnet_nat::flannel::FlannelNetwork;
+use podnet_nat::nftables::NftSocket;
+use podnet_nat::proxy::sync::run_with_input;
 use podnet_testsupport::{TestNs, require_root};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,7 +78,6 @@ fn iptables_rules_are_installed_and_replaced_atomically() {
     assert_eq!(fwd.matches("FLANNEL-FWD").count(), 1, "{fwd}");
 }
 
-#[cfg(feature = "nftnl")]
 #[test]
 fn nftables_tables_are_installed_and_replaced_atomically() {
     require_root!();
@@ -133,16 +134,14 @@ fn nftables_tables_are_installed_and_replaced_atomically() {
 }
 
 /// `nft list ruleset` after flannel's nftables tables were applied to a fresh namespace, as
-/// recorded from the libnftnl-based implementation (before podnet built the batch itself):
+/// recorded from the earlier libnftnl-based implementation (the `nftnl` crate), which the
+/// netlink batch built by podnet itself must reproduce:
 /// IPv4 and IPv6 with byte-aligned prefixes and `fully-random`.
-#[cfg(feature = "nftnl")]
 const GOLDEN_DUAL: &str = include_str!("fixtures/flannel-nft-dual.ruleset");
 /// The same with prefixes off byte boundaries (/12, /25, /57, /62) and IPv6 without
 /// `fully-random`.
-#[cfg(feature = "nftnl")]
 const GOLDEN_ODD: &str = include_str!("fixtures/flannel-nft-odd.ruleset");
 
-#[cfg(feature = "nftnl")]
 fn network(cluster: &str, pod: &str, random_fully: bool) -> FlannelNetwork {
     FlannelNetwork {
         cluster_cidr: cluster.parse().unwrap(),
@@ -153,7 +152,6 @@ fn network(cluster: &str, pod: &str, random_fully: bool) -> FlannelNetwork {
 
 /// The whole ruleset `nft` lists equals the recorded golden text, after the first apply, after
 /// an idempotent re-apply, and after a change of lease and back.
-#[cfg(feature = "nftnl")]
 #[test]
 fn nftables_ruleset_equals_golden() {
     require_root!();
@@ -199,5 +197,44 @@ fn nftables_ruleset_equals_golden() {
             podnet_nat::flannel_nft::apply(&ns, net).expect("lease back");
         }
         assert_eq!(list(), golden, "{tag}: lease back");
+    }
+}
+
+/// The batch podnet sends over netlink builds the same tables as `nft -f` of the same
+/// transaction written as a script (`Transaction::render`): the same `nft list` text and the
+/// same expressions read back over netlink, rule by rule.
+#[test]
+fn nftables_netlink_equals_nft_of_the_script() {
+    require_root!();
+    for net in [
+        network("10.244.0.0/16", "10.244.1.0/24", true),
+        network("10.240.0.0/12", "10.240.3.128/25", false),
+        network("fd10:244::/56", "fd10:244:0:1::/64", true),
+        network("fd10:244::/57", "fd10:244:0:4::/62", false),
+    ] {
+        let tx = podnet_nat::flannel_nft::batch(&net);
+        let script = tx.render();
+        let by_nft = TestNs::new("flannel-nft-f");
+        run_with_input(&by_nft, "nft", &["-f", "-"], script.as_bytes())
+            .unwrap_or_else(|e| panic!("nft refuses the script: {e}\n{script}"));
+        let by_podnet = TestNs::new("flannel-nft-nl");
+        podnet_nat::flannel_nft::send(&by_podnet, &tx).expect("send");
+        let list = |ns: &TestNs| ns.exec("nft", &["list", "ruleset"]);
+        assert_eq!(list(&by_podnet), list(&by_nft), "{script}");
+        let rules = |ns: &TestNs| {
+            let mut sock = NftSocket::open_in(ns).unwrap();
+            sock.list_rules(tx.family, &tx.table, None)
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.chain, r.insns, r.undecoded))
+                .collect::<Vec<_>>()
+        };
+        let (ours, nfts) = (rules(&by_podnet), rules(&by_nft));
+        assert_eq!(ours.len(), 8);
+        assert!(
+            ours.iter().all(|r| r.2 == 0),
+            "undecoded expressions: {ours:?}"
+        );
+        assert_eq!(ours, nfts, "{script}");
     }
 }
