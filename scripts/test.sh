@@ -16,7 +16,6 @@ APT_PACKAGES=(
   nftables iptables conntrack ipset            # podnet-nat
   tshark                                       # podnet-encap interop with a dissector
   etcd-server etcd-client                      # podnet-ipam on etcd (etcdctl for the auth test)
-  libnftnl-dev libmnl-dev pkg-config           # nftnl (flannel's nftables rules)
   containernetworking-plugins                  # CNI reference plugins for interop
   qemu-system-x86                              # the IPVS tests boot Debian's kernel under qemu
 )

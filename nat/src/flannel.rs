@@ -6,8 +6,7 @@
 //! so the kernel swaps the old rules for the new ones in one step; only the jump from the
 //! built-in chain is added with `iptables -C`/`-A`, and only when missing.
 //!
-//! The nftables form (tables `flannel-ipv4` and `flannel-ipv6`) is in the `flannel_nft` module,
-//! behind the `nftnl` feature.
+//! The nftables form (tables `flannel-ipv4` and `flannel-ipv6`) is in [`crate::flannel_nft`].
 //!
 //! ```
 //! use podnet_nat::flannel::FlannelNetwork;
@@ -52,7 +51,8 @@ fn comment(c: &str) -> Match {
 }
 
 impl FlannelNetwork {
-    fn multicast(&self) -> IpNet {
+    /// The multicast range of the cluster's family, which flannel does not masquerade.
+    pub(crate) fn multicast(&self) -> IpNet {
         match self.cluster_cidr {
             IpNet::V4(_) => "224.0.0.0/4".parse().expect("literal"),
             IpNet::V6(_) => "ff00::/8".parse().expect("literal"),

@@ -1,10 +1,11 @@
 //! flannel's nftables rules (tables `flannel-ipv4` / `flannel-ipv6`, chains `postrtg` and
-//! `forward`) built with libnftnl through the `nftnl` crate, and sent as one netlink batch
-//! inside a network namespace.
+//! `forward`) as a [`Transaction`] of podnet's own nftables model, sent as one netlink batch
+//! inside a network namespace by [`crate::nftables::NftSocket`]: no C library, no unsafe code.
 //!
-//! The batch adds the table and chains (a no-op when they exist), flushes the chains and adds
-//! the rules: the kernel applies it as one transaction, so an update never leaves a moment
-//! without rules. The rules are those of flannel's `pkg/trafficmngr/nftables`:
+//! The transaction adds the table and chains (a no-op when they exist), flushes the chains and
+//! adds the rules: the kernel applies it as one batch, so an update never leaves a moment
+//! without rules, and applying it again leaves the same table. The rules are those of
+//! flannel's `pkg/trafficmngr/nftables`:
 //!
 //! ```text
 //! table ip flannel-ipv4 {
@@ -19,226 +20,300 @@
 //!     ip saddr CLUSTER accept
 //!     ip daddr CLUSTER accept } }
 //! ```
+//!
+//! ```
+//! use podnet_nat::flannel::FlannelNetwork;
+//! use podnet_nat::flannel_nft;
+//!
+//! let net = FlannelNetwork {
+//!     cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+//!     pod_cidr: "10.244.1.0/24".parse().unwrap(),
+//!     random_fully: true,
+//! };
+//! let tx = flannel_nft::batch(&net);
+//! assert_eq!(tx.table, flannel_nft::IPV4_TABLE);
+//! // The same transaction as an `nft -f` script:
+//! assert!(tx.render().contains(
+//!     "add rule ip flannel-ipv4 postrtg ip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 \
+//!      masquerade fully-random"
+//! ));
+//! // flannel_nft::apply(&netns, &net)? sends it as one batch inside a namespace.
+//! ```
 
 use crate::flannel::FlannelNetwork;
+use crate::nftables::{
+    AddrField, AddrItem, BaseChain, Chain, ChainType, Expr, Family, Hook, NftError, NftSocket, Op,
+    Rule, Transaction, Verdict,
+};
 use ipnet::IpNet;
-use netlink_sys::{Socket, SocketAddr as NlAddr, protocols::NETLINK_NETFILTER};
-use nftnl::expr::{
-    Bitwise, Cmp, CmpOp, Expression, Ipv4HeaderField, Ipv6HeaderField, NetworkHeaderField, Payload,
-};
-use nftnl::{
-    Batch, Chain, ChainType, FinalizedBatch, Hook, MsgType, ProtoFamily, Rule, Table, nft_expr,
-};
 use podnet_netns::NetNs;
-use std::ffi::CString;
-use std::io;
 use std::net::IpAddr;
-use std::ptr::NonNull;
-use std::time::{Duration, Instant};
 
 /// The IPv4 table name.
 pub const IPV4_TABLE: &str = "flannel-ipv4";
 /// The IPv6 table name.
 pub const IPV6_TABLE: &str = "flannel-ipv6";
+/// The nat chain (hook postrouting, priority srcnat).
+pub const POSTRTG_CHAIN: &str = "postrtg";
+/// The filter chain (hook forward, priority filter).
+pub const FORWARD_CHAIN: &str = "forward";
+/// kube-proxy's masquerade mark, whose packets flannel leaves alone.
+const KUBE_PROXY_MARK: u32 = 0x4000;
 
-/// `masquerade fully-random`, which the `nftnl` crate's `Masquerade` cannot express.
-struct MasqueradeFullyRandom;
-
-/// `NF_NAT_RANGE_PROTO_RANDOM_FULLY` from linux/netfilter/nf_nat.h.
-const NF_NAT_RANGE_PROTO_RANDOM_FULLY: u32 = 1 << 4;
-/// `NFTNL_EXPR_MASQ_FLAGS` from libnftnl/expr.h.
-const NFTNL_EXPR_MASQ_FLAGS: u16 = nftnl::nftnl_sys::NFTNL_EXPR_MASQ_FLAGS as u16;
-
-impl Expression for MasqueradeFullyRandom {
-    fn to_expr(&self, _rule: &Rule) -> NonNull<nftnl::nftnl_sys::nftnl_expr> {
-        // SAFETY: nftnl_expr_alloc takes a NUL-terminated name and returns an owned expression
-        // or NULL (checked); nftnl_expr_set_u32 copies the value into that expression.
-        unsafe {
-            let expr = nftnl::nftnl_sys::nftnl_expr_alloc(c"masq".as_ptr());
-            let expr = NonNull::new(expr).expect("libnftnl out of memory allocating an expression");
-            nftnl::nftnl_sys::nftnl_expr_set_u32(
-                expr.as_ptr(),
-                NFTNL_EXPR_MASQ_FLAGS,
-                NF_NAT_RANGE_PROTO_RANDOM_FULLY,
-            );
-            expr
-        }
+/// `ip saddr|daddr [!=] NET`.
+fn addr(field: AddrField, neg: bool, net: IpNet) -> Expr {
+    Expr::Addr {
+        field,
+        neg,
+        item: AddrItem::Net(net.trunc()),
     }
 }
 
-fn match_net(rule: &mut Rule, net: IpNet, source: bool, negate: bool) {
-    let op = if negate { CmpOp::Neq } else { CmpOp::Eq };
-    match net {
-        IpNet::V4(n) => {
-            let field = if source {
-                Ipv4HeaderField::Saddr
-            } else {
-                Ipv4HeaderField::Daddr
-            };
-            rule.add_expr(&Payload::Network(NetworkHeaderField::Ipv4(field)));
-            if n.prefix_len() < 32 {
-                rule.add_expr(&Bitwise::new(n.netmask(), 0u32));
-            }
-            rule.add_expr(&Cmp::new(op, n.network()));
-        }
-        IpNet::V6(n) => {
-            let field = if source {
-                Ipv6HeaderField::Saddr
-            } else {
-                Ipv6HeaderField::Daddr
-            };
-            rule.add_expr(&Payload::Network(NetworkHeaderField::Ipv6(field)));
-            if n.prefix_len() < 128 {
-                rule.add_expr(&Bitwise::new(n.netmask(), std::net::Ipv6Addr::UNSPECIFIED));
-            }
-            rule.add_expr(&Cmp::new(op, n.network()));
-        }
-    }
+fn base_chain(name: &str, kind: ChainType, hook: Hook, priority: i32) -> Op {
+    Op::AddChain(Chain {
+        base: Some(BaseChain {
+            kind,
+            hook,
+            priority,
+        }),
+        ..Chain::regular(name)
+    })
 }
 
-/// Builds the batch that installs (or replaces) flannel's nftables rules for `net`.
-pub fn batch(net: &FlannelNetwork) -> FinalizedBatch {
-    let (family, name, multicast): (ProtoFamily, &str, IpNet) = match net.cluster_cidr {
-        IpNet::V4(_) => (
-            ProtoFamily::Ipv4,
-            IPV4_TABLE,
-            "224.0.0.0/4".parse().expect("literal"),
-        ),
-        IpNet::V6(_) => (
-            ProtoFamily::Ipv6,
-            IPV6_TABLE,
-            "ff00::/8".parse().expect("literal"),
-        ),
+/// The transaction that installs (or replaces) flannel's nftables rules for `net`, in the
+/// table of the cluster CIDR's family (`pod_cidr` is expected to be of the same family).
+pub fn batch(net: &FlannelNetwork) -> Transaction {
+    use AddrField::{Dst, Src};
+    let (family, table) = match net.cluster_cidr {
+        IpNet::V4(_) => (Family::Ip, IPV4_TABLE),
+        IpNet::V6(_) => (Family::Ip6, IPV6_TABLE),
     };
     let (cluster, pod) = (net.cluster_cidr, net.pod_cidr);
-    let tname = CString::new(name).expect("no NUL");
-    let mut b = Batch::new();
-    let table = Table::new(&tname, family);
-    b.add(&table, MsgType::Add);
-
-    let mut post = Chain::new(c"postrtg", &table);
-    post.set_type(ChainType::Nat);
-    post.set_hook(Hook::PostRouting, 100);
-    b.add(&post, MsgType::Add);
-    b.add(&Rule::new(&post), MsgType::Del); // flush the chain, in the same transaction
-    let masq = |r: &mut Rule| {
-        if net.random_fully {
-            r.add_expr(&MasqueradeFullyRandom);
-        } else {
-            r.add_expr(&nft_expr!(masquerade));
-        }
+    let masq = Expr::Masquerade {
+        fully_random: net.random_fully,
     };
-    // meta mark 0x4000 return
-    let mut r = Rule::new(&post);
-    r.add_expr(&nft_expr!(meta mark));
-    r.add_expr(&nft_expr!(cmp == 0x4000u32));
-    r.add_expr(&nft_expr!(verdict return));
-    b.add(&r, MsgType::Add);
-    for (s, sneg, d, dneg) in [
-        (pod, false, cluster, false),
-        (cluster, false, pod, false),
-        (pod, true, cluster, false),
-    ] {
-        let mut r = Rule::new(&post);
-        match_net(&mut r, s, true, sneg);
-        match_net(&mut r, d, false, dneg);
-        r.add_expr(&nft_expr!(verdict return));
-        b.add(&r, MsgType::Add);
-    }
-    let mut r = Rule::new(&post);
-    match_net(&mut r, cluster, true, false);
-    match_net(&mut r, multicast, false, true);
-    masq(&mut r);
-    b.add(&r, MsgType::Add);
-    let mut r = Rule::new(&post);
-    match_net(&mut r, cluster, true, true);
-    match_net(&mut r, cluster, false, false);
-    masq(&mut r);
-    b.add(&r, MsgType::Add);
+    let ret = Expr::Verdict(Verdict::Return);
+    let mut tx = Transaction::new(family, table);
+    tx.push(Op::AddTable { comment: None });
 
-    let mut fwd = Chain::new(c"forward", &table);
-    fwd.set_type(ChainType::Filter);
-    fwd.set_hook(Hook::Forward, 0);
-    b.add(&fwd, MsgType::Add);
-    b.add(&Rule::new(&fwd), MsgType::Del);
-    for source in [true, false] {
-        let mut r = Rule::new(&fwd);
-        match_net(&mut r, cluster, source, false);
-        r.add_expr(&nft_expr!(verdict accept));
-        b.add(&r, MsgType::Add);
+    tx.push(base_chain(
+        POSTRTG_CHAIN,
+        ChainType::Nat,
+        Hook::Postrouting,
+        100, // srcnat
+    ));
+    tx.push(Op::FlushChain(POSTRTG_CHAIN.into()));
+    let post = [
+        vec![
+            Expr::MarkEq {
+                mark: KUBE_PROXY_MARK,
+                text: format!("{KUBE_PROXY_MARK:#x}"),
+            },
+            ret.clone(),
+        ],
+        vec![
+            addr(Src, false, pod),
+            addr(Dst, false, cluster),
+            ret.clone(),
+        ],
+        vec![
+            addr(Src, false, cluster),
+            addr(Dst, false, pod),
+            ret.clone(),
+        ],
+        vec![addr(Src, true, pod), addr(Dst, false, cluster), ret],
+        vec![
+            addr(Src, false, cluster),
+            addr(Dst, true, net.multicast()),
+            masq.clone(),
+        ],
+        vec![addr(Src, true, cluster), addr(Dst, false, cluster), masq],
+    ];
+    for exprs in post {
+        tx.push(Op::AddRule(Rule::new(POSTRTG_CHAIN, exprs)));
     }
-    b.finalize()
+
+    tx.push(base_chain(
+        FORWARD_CHAIN,
+        ChainType::Filter,
+        Hook::Forward,
+        0,
+    )); // filter
+    tx.push(Op::FlushChain(FORWARD_CHAIN.into()));
+    for field in [Src, Dst] {
+        tx.push(Op::AddRule(Rule::new(
+            FORWARD_CHAIN,
+            vec![addr(field, false, cluster), Expr::Verdict(Verdict::Accept)],
+        )));
+    }
+    tx
 }
 
-/// Sends `batch` to netfilter from inside `ns` and waits for every acknowledgement.
-pub fn send(ns: &NetNs, batch: &FinalizedBatch) -> io::Result<()> {
-    let socket = ns
-        .run(|| -> io::Result<Socket> {
-            let mut s = Socket::new(NETLINK_NETFILTER)?;
-            s.bind_auto()?;
-            s.connect(&NlAddr::new(0, 0))?;
-            Ok(s)
-        })
-        .map_err(io::Error::other)??;
-    let mut bytes = Vec::new();
-    for part in batch.iter() {
-        bytes.extend_from_slice(part);
-    }
-    socket.send(&bytes, 0)?;
-    socket.set_non_blocking(true)?;
-    let mut pending: Vec<u32> = batch.sequence_numbers().collect();
-    let first = pending.first().copied().unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut buf = vec![0u8; 1 << 16];
-    while !pending.is_empty() {
-        let n = match socket.recv(&mut &mut buf[..], 0) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if Instant::now() > deadline {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "nftables batch not acknowledged",
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let mut off = 0;
-        while off + 16 <= n {
-            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
-            let ty = u16::from_ne_bytes(buf[off + 4..off + 6].try_into().expect("2 bytes"));
-            let seq = u32::from_ne_bytes(buf[off + 8..off + 12].try_into().expect("4 bytes"));
-            if len < 16 || off + len > n {
-                break;
-            }
-            if ty == 2 && len >= 20 {
-                let code = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().expect("4 bytes"));
-                if code != 0 {
-                    let e = io::Error::from_raw_os_error(-code);
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!(
-                            "nftables batch message {} refused: {e}",
-                            seq.wrapping_sub(first)
-                        ),
-                    ));
-                }
-                pending.retain(|s| *s != seq);
-            }
-            off += (len + 3) & !3;
-        }
-    }
-    Ok(())
+/// Sends `tx` to netfilter from inside `ns` as one batch (all of it or, on error, none of it)
+/// and waits for the kernel's answer.
+pub fn send(ns: &NetNs, tx: &Transaction) -> Result<(), NftError> {
+    NftSocket::open_in(ns)?.apply(tx).map(drop)
 }
 
 /// Installs or replaces flannel's nftables rules for `net` in `ns`, atomically.
-pub fn apply(ns: &NetNs, net: &FlannelNetwork) -> io::Result<()> {
+pub fn apply(ns: &NetNs, net: &FlannelNetwork) -> Result<(), NftError> {
     send(ns, &batch(net))
 }
 
 /// The address family of `ip` as flannel's table name.
 pub fn table_for(ip: &IpAddr) -> &'static str {
     if ip.is_ipv4() { IPV4_TABLE } else { IPV6_TABLE }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nftables::FakeTable;
+    use crate::nftables::expr::{Insn, MetaKind, PayloadBase};
+    use crate::nftables::netlink::{Batch, lowered};
+
+    fn net(cluster: &str, pod: &str, random_fully: bool) -> FlannelNetwork {
+        FlannelNetwork {
+            cluster_cidr: cluster.parse().unwrap(),
+            pod_cidr: pod.parse().unwrap(),
+            random_fully,
+        }
+    }
+
+    #[test]
+    fn ipv4_script() {
+        let tx = batch(&net("10.244.0.0/16", "10.244.1.0/24", true));
+        assert_eq!(
+            tx.render(),
+            "add table ip flannel-ipv4
+add chain ip flannel-ipv4 postrtg { type nat hook postrouting priority 100 ; }
+flush chain ip flannel-ipv4 postrtg
+add rule ip flannel-ipv4 postrtg meta mark 0x4000 return
+add rule ip flannel-ipv4 postrtg ip saddr 10.244.1.0/24 ip daddr 10.244.0.0/16 return
+add rule ip flannel-ipv4 postrtg ip saddr 10.244.0.0/16 ip daddr 10.244.1.0/24 return
+add rule ip flannel-ipv4 postrtg ip saddr != 10.244.1.0/24 ip daddr 10.244.0.0/16 return
+add rule ip flannel-ipv4 postrtg ip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random
+add rule ip flannel-ipv4 postrtg ip saddr != 10.244.0.0/16 ip daddr 10.244.0.0/16 masquerade fully-random
+add chain ip flannel-ipv4 forward { type filter hook forward priority 0 ; }
+flush chain ip flannel-ipv4 forward
+add rule ip flannel-ipv4 forward ip saddr 10.244.0.0/16 accept
+add rule ip flannel-ipv4 forward ip daddr 10.244.0.0/16 accept
+"
+        );
+    }
+
+    #[test]
+    fn ipv6_script_without_fully_random() {
+        // Host bits of the leases are dropped, as the kernel compares only the prefix.
+        let tx = batch(&net("fd10:244::1/56", "fd10:244:0:1::1/64", false));
+        assert_eq!(tx.family, Family::Ip6);
+        assert_eq!(
+            tx.render(),
+            "add table ip6 flannel-ipv6
+add chain ip6 flannel-ipv6 postrtg { type nat hook postrouting priority 100 ; }
+flush chain ip6 flannel-ipv6 postrtg
+add rule ip6 flannel-ipv6 postrtg meta mark 0x4000 return
+add rule ip6 flannel-ipv6 postrtg ip6 saddr fd10:244:0:1::/64 ip6 daddr fd10:244::/56 return
+add rule ip6 flannel-ipv6 postrtg ip6 saddr fd10:244::/56 ip6 daddr fd10:244:0:1::/64 return
+add rule ip6 flannel-ipv6 postrtg ip6 saddr != fd10:244:0:1::/64 ip6 daddr fd10:244::/56 return
+add rule ip6 flannel-ipv6 postrtg ip6 saddr fd10:244::/56 ip6 daddr != ff00::/8 masquerade
+add rule ip6 flannel-ipv6 postrtg ip6 saddr != fd10:244::/56 ip6 daddr fd10:244::/56 masquerade
+add chain ip6 flannel-ipv6 forward { type filter hook forward priority 0 ; }
+flush chain ip6 flannel-ipv6 forward
+add rule ip6 flannel-ipv6 forward ip6 saddr fd10:244::/56 accept
+add rule ip6 flannel-ipv6 forward ip6 daddr fd10:244::/56 accept
+"
+        );
+    }
+
+    #[test]
+    fn lowers_to_nfts_register_code() {
+        let tx = batch(&net("10.240.0.0/12", "10.240.3.128/25", true));
+        let insns = lowered(&tx);
+        let load = |offset, len| Insn::Payload {
+            base: PayloadBase::Network,
+            offset,
+            len,
+            dreg: 1,
+        };
+        let cmp = |neq, data: &[u8]| Insn::Cmp {
+            sreg: 1,
+            neq,
+            data: data.to_vec(),
+        };
+        let mask = |m: &[u8]| Insn::Bitwise {
+            sreg: 1,
+            dreg: 1,
+            mask: m.to_vec(),
+            xor: vec![0; 4],
+        };
+        // meta mark 0x4000 return
+        assert_eq!(
+            insns[..3],
+            [
+                Insn::MetaLoad {
+                    key: MetaKind::Mark,
+                    dreg: 1
+                },
+                cmp(false, &0x4000u32.to_ne_bytes()),
+                Insn::Verdict(Verdict::Return),
+            ]
+        );
+        // ip saddr 10.240.0.0/12 ip daddr != 224.0.0.0/4 masquerade fully-random
+        let masq_rule = [
+            load(12, 4),
+            mask(&[255, 240, 0, 0]),
+            cmp(false, &[10, 240, 0, 0]),
+            load(16, 4),
+            mask(&[240, 0, 0, 0]),
+            cmp(true, &[224, 0, 0, 0]),
+            Insn::Masq { flags: 0x10 },
+        ];
+        assert!(
+            insns.windows(7).any(|w| w == masq_rule),
+            "no masquerade rule in {insns:?}"
+        );
+        // A /16 (byte boundary) loads and compares two bytes, as nft does.
+        let tx = batch(&net("10.244.0.0/16", "10.244.1.0/24", false));
+        let fwd = &lowered(&tx)[..];
+        assert_eq!(
+            fwd[fwd.len() - 3..],
+            [
+                load(16, 2),
+                cmp(false, &[10, 244]),
+                Insn::Verdict(Verdict::Accept)
+            ]
+        );
+        assert!(fwd.contains(&Insn::Masq { flags: 0 }));
+    }
+
+    #[test]
+    fn one_batch_of_thirteen_messages() {
+        let tx = batch(&net("10.244.0.0/16", "10.244.1.0/24", true));
+        // table, 2 chains, 2 flushes, 8 rules; no anonymous sets.
+        assert_eq!(Batch::encode(&tx, 1).messages(), 13);
+    }
+
+    #[test]
+    fn reapplying_leaves_the_same_table() {
+        let a = batch(&net("10.244.0.0/16", "10.244.1.0/24", true));
+        let b = batch(&net("10.244.0.0/16", "10.244.2.0/24", true));
+        let mut t = FakeTable::new(Family::Ip, IPV4_TABLE);
+        t.apply(&a).unwrap();
+        let first = t.dump();
+        assert_eq!(t.rules(POSTRTG_CHAIN).map(<[_]>::len), Some(6));
+        assert_eq!(t.rules(FORWARD_CHAIN).map(<[_]>::len), Some(2));
+        t.apply(&a).unwrap();
+        assert_eq!(t.dump(), first);
+        t.apply(&b).unwrap();
+        assert_ne!(t.dump(), first);
+        t.apply(&a).unwrap();
+        assert_eq!(t.dump(), first);
+    }
+
+    #[test]
+    fn table_names() {
+        assert_eq!(table_for(&"10.0.0.1".parse().unwrap()), IPV4_TABLE);
+        assert_eq!(table_for(&"fd00::1".parse().unwrap()), IPV6_TABLE);
+    }
 }

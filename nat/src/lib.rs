@@ -4,8 +4,8 @@
 //!   `iptables-save` output in.
 //! - [`kube`]: Services and EndpointSlices read from YAML or JSON, and the validated service
 //!   model every proxy mode compiles from.
-//! - [`flannel`]: flannel's FLANNEL-POSTRTG and FLANNEL-FWD rules, replaced atomically (and,
-//!   with the `nftnl` feature, their nftables form in `flannel_nft`).
+//! - [`flannel`]: flannel's FLANNEL-POSTRTG and FLANNEL-FWD rules, replaced atomically; their
+//!   nftables form (tables `flannel-ipv4` / `flannel-ipv6`) is [`flannel_nft`].
 //! - [`conntrack`]: list and delete conntrack flows over netlink (stale UDP flows).
 //! - [`proxy`]: node settings and the kube-proxy iptables-mode compiler, with full and partial
 //!   syncs applied inside a network namespace.
@@ -37,8 +37,6 @@
 
 pub mod conntrack;
 pub mod flannel;
-#[cfg(feature = "nftnl")]
-#[allow(unsafe_code)]
 pub mod flannel_nft;
 mod hash;
 pub mod iptables;

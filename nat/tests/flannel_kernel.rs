@@ -2,6 +2,8 @@
 //! (a reader running concurrently never sees the chain without its rules).
 
 use podnet_nat::flannel::FlannelNetwork;
+use podnet_nat::nftables::NftSocket;
+use podnet_nat::proxy::sync::run_with_input;
 use podnet_testsupport::{TestNs, require_root};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,7 +78,6 @@ fn iptables_rules_are_installed_and_replaced_atomically() {
     assert_eq!(fwd.matches("FLANNEL-FWD").count(), 1, "{fwd}");
 }
 
-#[cfg(feature = "nftnl")]
 #[test]
 fn nftables_tables_are_installed_and_replaced_atomically() {
     require_root!();
@@ -130,4 +131,110 @@ fn nftables_tables_are_installed_and_replaced_atomically() {
         seen.iter().all(|n| *n == 6),
         "a reader saw a partial chain: {seen:?}"
     );
+}
+
+/// `nft list ruleset` after flannel's nftables tables were applied to a fresh namespace, as
+/// recorded from the earlier libnftnl-based implementation (the `nftnl` crate), which the
+/// netlink batch built by podnet itself must reproduce:
+/// IPv4 and IPv6 with byte-aligned prefixes and `fully-random`.
+const GOLDEN_DUAL: &str = include_str!("fixtures/flannel-nft-dual.ruleset");
+/// The same with prefixes off byte boundaries (/12, /25, /57, /62) and IPv6 without
+/// `fully-random`.
+const GOLDEN_ODD: &str = include_str!("fixtures/flannel-nft-odd.ruleset");
+
+fn network(cluster: &str, pod: &str, random_fully: bool) -> FlannelNetwork {
+    FlannelNetwork {
+        cluster_cidr: cluster.parse().unwrap(),
+        pod_cidr: pod.parse().unwrap(),
+        random_fully,
+    }
+}
+
+/// The whole ruleset `nft` lists equals the recorded golden text, after the first apply, after
+/// an idempotent re-apply, and after a change of lease and back.
+#[test]
+fn nftables_ruleset_equals_golden() {
+    require_root!();
+    let cases = [
+        (
+            "dual",
+            GOLDEN_DUAL,
+            [
+                network("10.244.0.0/16", "10.244.1.0/24", true),
+                network("fd10:244::/56", "fd10:244:0:1::/64", true),
+            ],
+        ),
+        (
+            "odd",
+            GOLDEN_ODD,
+            [
+                network("10.240.0.0/12", "10.240.3.128/25", true),
+                network("fd10:244::/57", "fd10:244:0:4::/62", false),
+            ],
+        ),
+    ];
+    for (tag, golden, nets) in cases {
+        let ns = TestNs::new("flannel-golden");
+        let list = || ns.exec("nft", &["list", "ruleset"]);
+        for net in &nets {
+            podnet_nat::flannel_nft::apply(&ns, net).expect("apply");
+        }
+        assert_eq!(list(), golden, "{tag}: first apply");
+        for net in &nets {
+            podnet_nat::flannel_nft::apply(&ns, net).expect("re-apply");
+        }
+        assert_eq!(list(), golden, "{tag}: re-apply");
+        for net in &nets {
+            let mut other = net.clone();
+            other.pod_cidr = match net.pod_cidr {
+                ipnet::IpNet::V4(_) => "10.255.0.0/24".parse().unwrap(),
+                ipnet::IpNet::V6(_) => "fd10:255::/64".parse().unwrap(),
+            };
+            podnet_nat::flannel_nft::apply(&ns, &other).expect("other lease");
+        }
+        assert_ne!(list(), golden, "{tag}: other lease");
+        for net in &nets {
+            podnet_nat::flannel_nft::apply(&ns, net).expect("lease back");
+        }
+        assert_eq!(list(), golden, "{tag}: lease back");
+    }
+}
+
+/// The batch podnet sends over netlink builds the same tables as `nft -f` of the same
+/// transaction written as a script (`Transaction::render`): the same `nft list` text and the
+/// same expressions read back over netlink, rule by rule.
+#[test]
+fn nftables_netlink_equals_nft_of_the_script() {
+    require_root!();
+    for net in [
+        network("10.244.0.0/16", "10.244.1.0/24", true),
+        network("10.240.0.0/12", "10.240.3.128/25", false),
+        network("fd10:244::/56", "fd10:244:0:1::/64", true),
+        network("fd10:244::/57", "fd10:244:0:4::/62", false),
+    ] {
+        let tx = podnet_nat::flannel_nft::batch(&net);
+        let script = tx.render();
+        let by_nft = TestNs::new("flannel-nft-f");
+        run_with_input(&by_nft, "nft", &["-f", "-"], script.as_bytes())
+            .unwrap_or_else(|e| panic!("nft refuses the script: {e}\n{script}"));
+        let by_podnet = TestNs::new("flannel-nft-nl");
+        podnet_nat::flannel_nft::send(&by_podnet, &tx).expect("send");
+        let list = |ns: &TestNs| ns.exec("nft", &["list", "ruleset"]);
+        assert_eq!(list(&by_podnet), list(&by_nft), "{script}");
+        let rules = |ns: &TestNs| {
+            let mut sock = NftSocket::open_in(ns).unwrap();
+            sock.list_rules(tx.family, &tx.table, None)
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.chain, r.insns, r.undecoded))
+                .collect::<Vec<_>>()
+        };
+        let (ours, nfts) = (rules(&by_podnet), rules(&by_nft));
+        assert_eq!(ours.len(), 8);
+        assert!(
+            ours.iter().all(|r| r.2 == 0),
+            "undecoded expressions: {ours:?}"
+        );
+        assert_eq!(ours, nfts, "{script}");
+    }
 }

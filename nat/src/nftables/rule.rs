@@ -1,5 +1,6 @@
-//! The rule language: the matches and statements kube-proxy's nftables rules are made of, each
-//! written as nft text and lowered to the register-machine expressions nft itself would send.
+//! The rule language: the matches and statements kube-proxy's nftables rules (and flannel's,
+//! [`crate::flannel_nft`]) are made of, each written as nft text and lowered to the
+//! register-machine expressions nft itself would send.
 //!
 //! Lowering follows nft 1.0.6 byte for byte where it matters for reading the rules back: a
 //! prefix on a byte boundary loads only its bytes, a one-element anonymous set becomes a plain
@@ -125,6 +126,13 @@ pub enum Expr {
         neg: bool,
         /// The name.
         name: String,
+    },
+    /// `meta mark MARK`: the packet mark equals MARK.
+    MarkEq {
+        /// The mark.
+        mark: u32,
+        /// The mark as written (`0x4000`).
+        text: String,
     },
     /// `mark and MARK == 0`.
     MarkAndZero {
@@ -289,6 +297,9 @@ impl Expr {
             Expr::IifName { neg, name } => {
                 let _ = write!(out, "iifname {}\"{name}\"", if *neg { "!= " } else { "" });
             }
+            Expr::MarkEq { text, .. } => {
+                let _ = write!(out, "meta mark {text}");
+            }
             Expr::MarkAndZero { text, .. } => {
                 let _ = write!(out, "mark and {text} == 0");
             }
@@ -436,6 +447,17 @@ impl Expr {
                     sreg: 1,
                     neq: *neg,
                     data,
+                });
+            }
+            Expr::MarkEq { mark, .. } => {
+                insns.push(Insn::MetaLoad {
+                    key: MetaKind::Mark,
+                    dreg: 1,
+                });
+                insns.push(Insn::Cmp {
+                    sreg: 1,
+                    neq: false,
+                    data: mark.to_ne_bytes().to_vec(),
                 });
             }
             Expr::MarkAndZero { mark, .. } => {
