@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for p in iproute2 iputils-ping iptables procps iperf3; do
+# gcc and libc6-dev: cargo's linker; ca-certificates: cargo reaches crates.io over HTTPS.
+for p in gcc libc6-dev ca-certificates iproute2 iputils-ping iptables procps iperf3; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 for a in "$@"; do

@@ -121,10 +121,15 @@ echo "== debootstrap Debian 12 (bookworm, minbase) into $dir from $mirror"
 debootstrap --variant=minbase bookworm "$dir" "$mirror" >"$dir.debootstrap.log" 2>&1 || {
   tail -n 30 "$dir.debootstrap.log"; rm -f "$dir.debootstrap.log"; exit 1; }
 rm -f "$dir.debootstrap.log"
-# The same apt settings as this machine's (e.g. no Valid-Until check on a snapshot mirror).
-cp /etc/apt/apt.conf.d/99* "$dir/etc/apt/apt.conf.d/" 2>/dev/null || true
 echo "   $(( $(date +%s) - t0 )) s"
 fi
+# What every machine of this workplace has of its network, and a new one would too: the same
+# apt settings (e.g. no Valid-Until check on a snapshot mirror) and the certificate
+# authorities added locally (Debian's ca-certificates package, once a script installs it,
+# puts them into the bundle that cargo trusts). resolv.conf is copied at each run.
+cp /etc/apt/apt.conf.d/99* "$dir/etc/apt/apt.conf.d/" 2>/dev/null || true
+mkdir -p "$dir/usr/local/share/ca-certificates"
+cp /usr/local/share/ca-certificates/*.crt "$dir/usr/local/share/ca-certificates/" 2>/dev/null || true
 
 echo "== fresh clone of $(git -C "$top" rev-parse --short HEAD) into '$in_root'"
 mkdir -p "$dir$(dirname "$in_root")"
