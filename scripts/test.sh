@@ -74,7 +74,7 @@ else
 fi
 echo "== cargo test"
 set +e
-cargo test --workspace --all-features 2>&1 | tee "$test_log"
+cargo test --workspace --all-features --no-fail-fast 2>&1 | tee "$test_log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 set -e
 echo "(the whole cargo test output: $test_log)"
