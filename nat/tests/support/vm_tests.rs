@@ -115,12 +115,15 @@ static SELECTED: OnceLock<Vec<&'static str>> = OnceLock::new();
 
 fn run_trial(spec: &'static KernelTests, test: &KernelTest) -> Result<Completion, Failed> {
     let plan = PLAN.get_or_init(|| {
-        let force_vm = std::env::var("PODNET_VM").as_deref() == Ok("1");
-        if !force_vm && (spec.native)() {
-            Plan::Native
+        let why_vm = if std::env::var("PODNET_VM").as_deref() == Ok("1") {
+            "PODNET_VM=1 asks for the VM".to_owned()
+        } else if (spec.native)() {
+            return Plan::Native;
         } else {
-            Plan::Vm(in_vm(spec, SELECTED.get().map_or(&[][..], Vec::as_slice)))
-        }
+            format!("this kernel has no {}", spec.feature)
+        };
+        let selected = SELECTED.get().map_or(&[][..], Vec::as_slice);
+        Plan::Vm(in_vm(spec, &why_vm, selected))
     });
     match plan {
         Plan::Native => {
@@ -144,15 +147,12 @@ fn run_trial(spec: &'static KernelTests, test: &KernelTest) -> Result<Completion
     }
 }
 
-/// Boots the VM once and runs the `selected` tests in it.
-fn in_vm(spec: &KernelTests, selected: &[&str]) -> Result<GuestRun, NoRun> {
+/// Boots the VM once and runs the `selected` tests in it (`why_vm`: why not natively).
+fn in_vm(spec: &KernelTests, why_vm: &str, selected: &[&str]) -> Result<GuestRun, NoRun> {
     let mut vm = Vm::prepare().map_err(|e| match e {
         VmError::Unavailable { cause, reason } => NoRun::Skip(
             cause,
-            format!(
-                "this kernel has no {}, and there is no VM to run the test in: {reason}",
-                spec.feature
-            ),
+            format!("{why_vm}, and there is no VM to run the test in: {reason}"),
         ),
         VmError::Failed(why) => NoRun::Fail(format!("the VM could not be prepared: {why}")),
     })?;
@@ -198,10 +198,9 @@ fn in_vm(spec: &KernelTests, selected: &[&str]) -> Result<GuestRun, NoRun> {
     if all_passed && run.status == Some(0) {
         let _ = writeln!(
             err,
-            "{}: this kernel has no {}: {} test(s) ran in a VM ({}, qemu TCG) in {:.1} s; \
-             console in {where_log}",
+            "{}: {why_vm}: {} test(s) ran in a VM ({}, qemu TCG) in {:.1} s; console in \
+             {where_log}",
             spec.program,
-            spec.feature,
             selected.len(),
             vm.kernel()
                 .file_name()
