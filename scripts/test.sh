@@ -18,6 +18,7 @@ APT_PACKAGES=(
   etcd-server etcd-client                      # podnet-ipam on etcd (etcdctl for the auth test)
   containernetworking-plugins                  # CNI reference plugins for interop
   qemu-system-x86                              # the IPVS tests boot Debian's kernel under qemu
+  ipvsadm                                      # IPVS tests (natively, where the kernel has IPVS)
 )
 
 missing=()
