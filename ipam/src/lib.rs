@@ -19,3 +19,6 @@ pub use pod::{Allocation, DEFAULT_DATA_DIR, GcReport, IpamConfig, PodAllocator, 
 pub use store::{EtcdError, EtcdStore};
 pub use store::{FileStore, FileStoreOptions, KeyValue, Listing, Store, StoreEvent, StoreWatch};
 pub use subnet_env::SubnetEnv;
+
+#[doc(hidden)]
+pub use pod::parse_lease_file;
