@@ -13,6 +13,7 @@ use super::expr::{Insn, decode_verdict, tlvs, verdict_attrs};
 use super::model::{
     BaseChain, ChainType, Element, Family, Hook, KeyPart, Op, Set, Transaction, Verdict,
 };
+use super::precheck::Checked;
 use super::rule::{AnonSet, Lowering};
 use super::sys::set_sndbuf_force;
 use netlink_packet_core::{
@@ -676,7 +677,7 @@ impl NftSocket {
     }
 
     fn dump(&mut self, msg: NetfilterMessage) -> Result<Vec<NfTablesMessage>, NftError> {
-        match self.conn.request(msg, NLM_F_DUMP) {
+        match self.conn.request(Checked(msg), NLM_F_DUMP) {
             Ok(msgs) => Ok(nftables_messages(msgs)),
             // A missing table dumps as "no such file": nothing to list.
             Err(NetlinkError::Kernel(k)) if k.errno == libc::ENOENT => Ok(Vec::new()),
@@ -778,9 +779,9 @@ impl NftSocket {
 }
 
 /// The nftables messages among a dump's replies.
-fn nftables_messages(msgs: Vec<NetfilterMessage>) -> Vec<NfTablesMessage> {
+fn nftables_messages(msgs: Vec<Checked>) -> Vec<NfTablesMessage> {
     msgs.into_iter()
-        .filter_map(|m| match m.inner {
+        .filter_map(|Checked(m)| match m.inner {
             NetfilterMessageInner::NfTables(t) => Some(t),
             _ => None,
         })
@@ -810,7 +811,7 @@ pub struct DumpDatagram {
 /// panic.
 #[doc(hidden)]
 pub fn parse_dump_datagram(buf: &[u8], seq: u32, table: &str) -> Result<DumpDatagram, NftError> {
-    let reply = podnet_links::netlink::parse_reply::<NetfilterMessage>(buf, seq)?;
+    let reply = podnet_links::netlink::parse_reply::<Checked>(buf, seq)?;
     let msgs = nftables_messages(reply.replies);
     Ok(DumpDatagram {
         finished: reply.finished,
@@ -1173,6 +1174,65 @@ mod tests {
         // Only the last message of the batch asks for an acknowledgement.
         assert_eq!(kinds.iter().filter(|k| k.1).count(), 1);
         assert_eq!(kinds[5], ((10 << 8) | 6, true, 105));
+    }
+
+    /// One netlink attribute (native byte order, padded).
+    fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut v = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+        v.extend_from_slice(&kind.to_ne_bytes());
+        v.extend_from_slice(value);
+        v.resize((v.len() + 3) & !3, 0);
+        v
+    }
+
+    /// One nftables message of `msg` type in a dump reply with sequence number 7.
+    fn dump_message(msg: u16, attrs: &[u8]) -> Vec<u8> {
+        let mut body = vec![2, 0, 0, 0]; // nfgenmsg: NFPROTO_IPV4
+        body.extend_from_slice(attrs);
+        let mut out = ((16 + body.len()) as u32).to_ne_bytes().to_vec();
+        out.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | msg).to_ne_bytes());
+        out.extend_from_slice(&2u16.to_ne_bytes()); // NLM_F_MULTI
+        out.extend_from_slice(&7u32.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// A rule whose `cmp` expression carries data that is not one attribute (2 bytes): found
+    /// by the `nftables` fuzz target, netlink-packet-netfilter 0.4 panicked on it (it reads
+    /// the value as an attribute without checking its length). Set elements' keys have the
+    /// same problem.
+    #[test]
+    fn malformed_nested_data_is_a_decode_error_not_a_panic() {
+        let cmp = [
+            nla(1, b"cmp\0"),
+            nla(0x8002, &nla(3, &[0x2d, 0x08])), // NFTA_CMP_DATA: 2 bytes
+        ]
+        .concat();
+        let rule = [
+            nla(1, b"kube-proxy\0"),
+            nla(2, b"c\0"),
+            nla(0x8004, &nla(0x8001, &cmp)),
+        ]
+        .concat();
+        let buf = dump_message(6, &rule);
+        assert!(matches!(
+            parse_dump_datagram(&buf, 7, "kube-proxy"),
+            Err(NftError::Netlink(NetlinkError::Decode(_)))
+        ));
+        let element = nla(0x8001, &nla(0x8001, &[0xff, 0xff, 1, 0]));
+        let elements = [nla(2, b"s\0"), nla(0x8003, &element)].concat();
+        let buf = dump_message(12, &elements);
+        assert!(parse_dump_datagram(&buf, 7, "kube-proxy").is_err());
+        // The same rule with well-formed data decodes.
+        let cmp = [
+            nla(1, b"cmp\0"),
+            nla(0x8002, &nla(0x8003, &nla(1, &[10, 0, 0, 1]))),
+        ]
+        .concat();
+        let rule = [nla(1, b"kube-proxy\0"), nla(0x8004, &nla(0x8001, &cmp))].concat();
+        let d = parse_dump_datagram(&dump_message(6, &rule), 7, "kube-proxy").unwrap();
+        assert_eq!(d.rules.len(), 1);
     }
 
     #[test]
