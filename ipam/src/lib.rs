@@ -9,6 +9,7 @@ mod pod;
 mod store;
 mod subnet_env;
 mod sys;
+mod time;
 
 pub use config::NetworkConfig;
 pub use error::{AllocError, ConfigError, LeaseError, StoreError, SubnetEnvError};
