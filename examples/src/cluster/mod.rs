@@ -396,12 +396,12 @@ impl Cluster {
             for i in 0..cluster.nodes.len() {
                 cluster.start_kube_proxy(i)?;
             }
-            // Ready when /healthz says a sync succeeded: the whole rule set is in (IPVS
+            // Ready when /metrics reports a successful sync: the whole rule set is in (IPVS
             // services come after the iptables chains in ipvs mode).
             for n in &cluster.nodes {
                 let ns = n.ns.clone();
                 wait_for(Duration::from_secs(60), "kube-proxy's first sync", || {
-                    ns.run(kube_proxy_healthy).ok().filter(|ok| *ok)
+                    ns.run(kube_proxy_synced).ok().filter(|ok| *ok)
                 })?;
             }
         }
@@ -666,17 +666,16 @@ impl Cluster {
     }
 }
 
-/// `true` when kube-proxy in the current namespace answers `/healthz` with 200 (it does once a
-/// sync succeeded).
-fn kube_proxy_healthy() -> bool {
-    use std::io::{Read, Write};
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 10256));
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+/// `true` once kube-proxy in the current namespace reports a successful sync in `/metrics`
+/// (`kubeproxy_sync_proxy_rules_last_timestamp_seconds` above zero). `/healthz` cannot say it:
+/// like upstream's, it is healthy while kube-proxy starts.
+fn kube_proxy_synced() -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 10249));
+    let Ok((200, body)) = crate::http::get(addr, "/metrics") else {
         return false;
     };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut head = [0u8; 16];
-    s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").is_ok()
-        && s.read(&mut head)
-            .is_ok_and(|n| head[..n].starts_with(b"HTTP/1.1 200"))
+    body.lines()
+        .filter(|l| l.starts_with("kubeproxy_sync_proxy_rules_last_timestamp_seconds{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .any(|t| t > 0.0)
 }

@@ -1,13 +1,16 @@
 //! A kube-proxy-style service proxy: reads Service and EndpointSlice objects from a directory
 //! (YAML or JSON, as `kubectl get -o yaml` writes them), compiles them with podnet-nat and keeps
 //! the kernel in step: debounced by the minimum sync period, partial syncs, a periodic full
-//! resync, conntrack cleanup, `/metrics` and `/healthz`.
+//! resync, conntrack cleanup, `/metrics`, and `/healthz` and `/livez` that turn 503 when syncs
+//! fall behind (upstream's proxier health).
 
+mod health;
 mod http;
 mod ipvs;
 mod metrics;
 mod nftables;
 
+pub use health::ProxierHealth;
 pub use ipvs::IpvsMode;
 pub use metrics::Metrics;
 pub use nftables::NftablesMode;
@@ -236,8 +239,17 @@ pub struct ProxyOptions {
     pub sync_period: Duration,
     /// `--iptables-min-sync-period`: changes are applied at most this often.
     pub min_sync_period: Duration,
-    /// `--metrics-bind-address` and `--healthz-bind-address` (one server may serve both).
-    pub http: Vec<SocketAddr>,
+    /// `--metrics-bind-address` and `--healthz-bind-address`.
+    pub http: HttpAddresses,
+}
+
+/// Where kube-proxy's HTTP servers listen (`None`: not served).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpAddresses {
+    /// `--metrics-bind-address`: `/metrics`, `/healthz` (`ok`), `/proxyMode`.
+    pub metrics: Option<SocketAddr>,
+    /// `--healthz-bind-address`: `/healthz` and `/livez`, 503 when syncs are overdue.
+    pub healthz: Option<SocketAddr>,
 }
 
 /// The current state compiled from the config directory, with warnings logged.
@@ -261,10 +273,14 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let metrics = Arc::new(Mutex::new(Metrics::new(mode.name())));
-    for addr in &opts.http {
-        http::serve(*addr, metrics.clone(), stop.clone())
-            .map_err(|e| format!("listening on {addr}: {e}"))?;
-    }
+    let health = Arc::new(ProxierHealth::new(opts.sync_period));
+    http::start(
+        &opts.http,
+        mode.name(),
+        metrics.clone(),
+        health.clone(),
+        stop.clone(),
+    )?;
     let mut seen = fingerprint(&opts.config_dir);
     let mut state = load_state(&opts.config_dir, family);
     let mut pending = true;
@@ -282,6 +298,9 @@ pub fn run(
             pending = true;
             full = true;
         }
+        if pending {
+            health.queued();
+        }
         let allowed = last_sync.is_none_or(|t| t.elapsed() >= opts.min_sync_period);
         if pending && allowed {
             match mode.sync(&state, full) {
@@ -298,6 +317,7 @@ pub fn run(
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .record(&o, state.services.len());
+                    health.updated();
                     pending = false;
                     if full {
                         next_full = Instant::now() + opts.sync_period;
