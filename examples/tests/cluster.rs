@@ -794,7 +794,7 @@ fn a_deleted_lease_is_taken_again_and_traffic_recovers() {
     let running = c.nodes[0].flanneld.as_mut().unwrap().try_wait().unwrap();
     assert!(running.is_none(), "flanneld exited: {running:?}");
     assert_eq!(
-        podnet_ipam::SubnetEnv::read(&c.subnet_file(0))
+        podnet_ipam::SubnetEnv::read(c.subnet_file(0))
             .unwrap()
             .unwrap()
             .subnet

@@ -292,8 +292,7 @@ fn source_seen_outside(tag: &str, mark: u32, install: impl Fn(&TestNs)) -> std::
             let sock = std::net::UdpSocket::bind("198.19.0.1:9999").unwrap();
             sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
                 .unwrap();
-            let sender = pod
-                .ns()
+            pod.ns()
                 .run(|| {
                     let s = std::net::UdpSocket::bind("10.244.1.2:0").unwrap();
                     for _ in 0..3 {
@@ -302,7 +301,6 @@ fn source_seen_outside(tag: &str, mark: u32, install: impl Fn(&TestNs)) -> std::
                     }
                 })
                 .unwrap();
-            let _ = sender;
             let mut buf = [0u8; 16];
             let (_, from) = sock.recv_from(&mut buf).expect("datagram from the pod");
             from.ip()
