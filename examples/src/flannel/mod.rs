@@ -300,6 +300,8 @@ pub fn run<S: Store>(
     // `None`: a resync period longer than the clock can count, i.e. never.
     let mut next_resync = Some(Instant::now());
     let mut next_renew_try = Instant::now();
+    // When to try again to take back a lease that is gone (the store was unreachable).
+    let mut retake_at: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         if watch.is_none() {
             match sm.watch() {
@@ -357,7 +359,9 @@ pub fn run<S: Store>(
                 Err(e) => tracing::warn!("listing leases: {e}; keeping what is programmed"),
             }
         }
-        if have_view && (changed || resync_due) {
+        let retake_due = retake_at.is_some_and(|t| Instant::now() >= t);
+        if have_view && (changed || resync_due || retake_due) {
+            retake_at = None;
             match ownership(&lease, &leases) {
                 Ownership::Ours => {}
                 Ownership::Gone => {
@@ -372,7 +376,10 @@ pub fn run<S: Store>(
                         Err(podnet_ipam::LeaseError::Lost { .. }) => {
                             return Err(lost(&opts, subnet, "another node took it".into()));
                         }
-                        Err(e) => tracing::warn!("taking the lease again: {e}; retrying"),
+                        Err(e) => {
+                            tracing::warn!("taking the lease again: {e}; retrying in a second");
+                            retake_at = Some(Instant::now() + Duration::from_secs(1));
+                        }
                     }
                 }
                 Ownership::TakenBy(other) => {
