@@ -243,18 +243,20 @@ fn net_conf(backend: &str) -> String {
     format!(r#"{{"Network": "{CLUSTER_NETWORK}", "Backend": {{"Type": "{backend}"}}}}"#)
 }
 
-/// Polls `f` every 50 ms until it returns `Some`, or fails after `timeout` with `what`.
+/// Polls `f` every 50 ms until it returns `Some`, or fails after `timeout` with `what`
+/// (`Duration::MAX`: waits as long as it takes).
 pub fn wait_for<T>(
     timeout: Duration,
     what: &str,
     mut f: impl FnMut() -> Option<T>,
 ) -> Result<T, ClusterError> {
-    let deadline = Instant::now() + timeout;
+    // No deadline when `timeout` is longer than the clock can count.
+    let deadline = Instant::now().checked_add(timeout);
     loop {
         if let Some(v) = f() {
             return Ok(v);
         }
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(other(format!(
                 "timed out after {timeout:?} waiting for {what}"
             )));
@@ -678,4 +680,20 @@ fn kube_proxy_synced() -> bool {
         .filter(|l| l.starts_with("kubeproxy_sync_proxy_rules_last_timestamp_seconds{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .any(|t| t > 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_as_long_as_it_takes_works() {
+        assert_eq!(wait_for(Duration::MAX, "a value", || Some(7)).unwrap(), 7);
+        let mut n = 0;
+        let err = wait_for(Duration::from_millis(60), "never", || {
+            n += 1;
+            None::<()>
+        });
+        assert!(err.is_err() && n >= 1);
+    }
 }
