@@ -88,9 +88,8 @@ impl Mode for IptablesMode {
         let r = self.syncer.sync(state).map_err(|e| e.to_string())?;
         let rules = self
             .syncer
-            .read_back(podnet_nat::iptables::Table::Nat)
-            .map(|t| t.iter().map(|x| x.lines.len()).sum())
-            .unwrap_or(0);
+            .live_rule_count(podnet_nat::iptables::Table::Nat)
+            .map_err(|e| format!("counting the nat rules after the sync: {e}"))?;
         Ok(SyncOutcome {
             full: r.full,
             duration: start.elapsed(),

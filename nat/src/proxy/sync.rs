@@ -10,7 +10,9 @@
 use super::iptables::{Compiled, Compiler, ServiceChains, is_service_chain, jump_rules};
 use super::settings::NodeSettings;
 use crate::conntrack::{Conntrack, stale_udp};
-use crate::iptables::{Line, Protocol, Rule, Table, TableRules, parse_save};
+use crate::iptables::{
+    Line, Protocol, Rule, SavedRule, Table, TableRules, parse_save, parse_save_tolerant,
+};
 use crate::kube::{ClusterState, IpFamily, ServiceKey};
 use podnet_netns::NetNs;
 use std::collections::{BTreeMap, BTreeSet};
@@ -244,6 +246,67 @@ fn run(cmd: &mut Command, program: &str) -> Result<bool, SyncError> {
     Ok(out.status.success())
 }
 
+/// A jump from a built-in chain to one of kube-proxy's chains that is not there yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MissingJump {
+    /// The built-in chain (`INPUT`, `PREROUTING`, ...).
+    pub builtin: &'static str,
+    /// The rule to insert at its top.
+    pub rule: Rule,
+    /// kube-proxy's chain it jumps to.
+    pub chain: String,
+    /// That chain does not exist yet either.
+    pub create_chain: bool,
+}
+
+/// Which of kube-proxy's jumps from the built-in chains of `table` are missing in `save`, that
+/// table's `iptables-save` output, in the order they are to be inserted.
+///
+/// The rules other programs keep in the built-in chains (Docker's, firewalld's, a
+/// distribution's: `-m state`, `-m multiport`, `-p icmp`, port ranges, ...) are read as text
+/// and only compared with ours; output that does not parse as `iptables-save`'s is an error,
+/// never taken for "no jumps".
+pub fn missing_jumps(table: Table, save: &str) -> Result<Vec<MissingJump>, SyncError> {
+    let tables = parse_save_tolerant(save)?;
+    // `iptables-save -t TABLE` prints the table with its built-in chains even when empty.
+    let live =
+        tables
+            .iter()
+            .find(|t| t.table == table)
+            .ok_or_else(|| crate::iptables::ParseError {
+                line: save.lines().count(),
+                message: format!("no *{table} table in iptables-save -t {table} output"),
+                text: String::new(),
+            })?;
+    let mut chains: BTreeSet<String> = live.chains.iter().map(|c| c.name.clone()).collect();
+    let present: Vec<Rule> = live
+        .rules
+        .iter()
+        .filter_map(|r| match r {
+            SavedRule::Known(r) => Some(r.canonical()),
+            SavedRule::Opaque(_) => None,
+        })
+        .collect();
+    let mut missing = Vec::new();
+    for (t, builtin, rule) in jump_rules() {
+        if t != table || present.contains(&rule.canonical()) {
+            continue;
+        }
+        let chain = match &rule.target {
+            Some(crate::iptables::Target::Jump(dst)) => dst.to_string(),
+            _ => continue,
+        };
+        let create_chain = chains.insert(chain.clone());
+        missing.push(MissingJump {
+            builtin,
+            rule,
+            chain,
+            create_chain,
+        });
+    }
+    Ok(missing)
+}
+
 impl IptablesSyncer {
     /// A syncer for the namespace `netns`. Its first sync is a full one.
     pub fn new(netns: NetNs, settings: NodeSettings) -> IptablesSyncer {
@@ -427,77 +490,41 @@ impl IptablesSyncer {
             .collect())
     }
 
-    /// Makes sure the jumps from the built-in chains to kube-proxy's chains exist
-    /// (`iptables -C`, then `-I` when missing).
+    /// Makes sure the jumps from the built-in chains to kube-proxy's chains exist: one
+    /// `iptables-save` per table tells which exist, then `-I` for each missing one.
     fn ensure_jumps(&self) -> Result<(), SyncError> {
         let prog = self.iptables_program();
-        let jumps = jump_rules();
         for table in [Table::Filter, Table::Nat] {
-            // One iptables-save per table tells which chains and jumps exist; only the
-            // built-in chains' rules are parsed.
             let save = run_with_input(
                 &self.netns,
                 self.save_program(),
                 &["-t", table.as_str()],
                 b"",
             )?;
-            let mut chains = BTreeSet::new();
-            let mut wanted_lines = String::from("*x\n");
-            for line in save.lines() {
-                if let Some(decl) = line.strip_prefix(':') {
-                    chains.extend(decl.split_whitespace().next().map(str::to_owned));
-                } else if [
-                    "-A INPUT ",
-                    "-A FORWARD ",
-                    "-A OUTPUT ",
-                    "-A PREROUTING ",
-                    "-A POSTROUTING ",
-                ]
-                .iter()
-                .any(|p| line.starts_with(p))
-                {
-                    wanted_lines.push_str(line);
-                    wanted_lines.push('\n');
+            let missing = missing_jumps(table, &save)?;
+            let ts = table.as_str();
+            for m in missing {
+                if m.create_chain {
+                    let mut new = self.netns.command(prog);
+                    new.args(["-w", "5", "-t", ts, "-N", &m.chain]);
+                    new.stdout(Stdio::null()).stderr(Stdio::null());
+                    // Another program may have made it meanwhile; the insert below says if
+                    // it is really missing.
+                    let _ = run(&mut new, prog)?;
                 }
-            }
-            wanted_lines.push_str("COMMIT\n");
-            let present: Vec<Rule> =
-                parse_save(&wanted_lines.replacen("*x", &format!("*{table}"), 1))
-                    .map(|t| {
-                        t.into_iter()
-                            .flat_map(|t| t.lines)
-                            .filter_map(|l| match l {
-                                Line::Append(r) => Some(r.canonical()),
-                                Line::DeleteChain(_) => None,
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-            for (t, builtin, rule) in jumps.iter().filter(|(t, _, _)| *t == table) {
-                if present.contains(&rule.canonical()) {
-                    continue;
-                }
-                let ts = t.as_str();
-                if let Some(crate::iptables::Target::Jump(dst)) = &rule.target {
-                    if !chains.contains(&**dst) {
-                        let mut new = self.netns.command(prog);
-                        new.args(["-w", "5", "-t", ts, "-N", dst]);
-                        new.stdout(Stdio::null()).stderr(Stdio::null());
-                        let _ = run(&mut new, prog)?;
-                        chains.insert(dst.to_string());
-                    }
-                }
-                let words = crate::iptables::split_rule_words(&rule.render());
+                let words = crate::iptables::split_rule_words(&m.rule.render());
                 let args = &words[2..]; // after "-A CHAIN"
                 let mut insert = self.netns.command(prog);
-                insert.args(["-w", "5", "-t", ts, "-I", builtin]).args(args);
+                insert
+                    .args(["-w", "5", "-t", ts, "-I", m.builtin])
+                    .args(args);
                 let out = insert.output().map_err(|source| SyncError::Spawn {
                     program: prog.to_owned(),
                     source,
                 })?;
                 if !out.status.success() {
                     return Err(SyncError::Failed {
-                        program: format!("{prog} -t {ts} -I {builtin} {}", args.join(" ")),
+                        program: format!("{prog} -t {ts} -I {} {}", m.builtin, args.join(" ")),
                         status: out.status.to_string(),
                         stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
                     });
@@ -505,6 +532,21 @@ impl IptablesSyncer {
             }
         }
         Ok(())
+    }
+
+    /// How many rules `table` holds now, every program's (read with
+    /// [`parse_save_tolerant`], so rules the model does not represent count too).
+    pub fn live_rule_count(&self, table: Table) -> Result<usize, SyncError> {
+        let out = run_with_input(
+            &self.netns,
+            self.save_program(),
+            &["-t", table.as_str()],
+            b"",
+        )?;
+        Ok(parse_save_tolerant(&out)?
+            .iter()
+            .map(|t| t.rules.len())
+            .sum())
     }
 
     /// Reads the namespace's rules back (`iptables-save`) for the tables kube-proxy writes.
@@ -629,5 +671,102 @@ pub fn plan_with(
         written,
         deleted,
         compiled,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Docker's and a distribution's rules in the built-in chains, in iptables-save's spelling.
+    const FOREIGN_FILTER: &str = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER-USER - [0:0]
+-A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p icmp -m icmp --icmp-type 8 -j ACCEPT
+-A INPUT -p tcp -m multiport --dports 22,80,443 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 30000:32767 -j ACCEPT
+-A FORWARD -j DOCKER-USER
+-A DOCKER-USER -j RETURN
+COMMIT
+";
+
+    /// `save` with every jump of `table` inserted at the top of its built-in chain, the way
+    /// `iptables -I` leaves them (the last inserted first) and iptables-save prints them.
+    fn with_our_jumps(save: &str, table: Table) -> String {
+        let mut out = String::new();
+        let mut jumps: Vec<String> = jump_rules()
+            .into_iter()
+            .filter(|(t, _, _)| *t == table)
+            .map(|(_, _, r)| r.render())
+            .collect();
+        jumps.reverse();
+        for line in save.lines() {
+            if line == "COMMIT" {
+                for j in &jumps {
+                    out.push_str(j);
+                    out.push('\n');
+                }
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+
+    #[test]
+    fn foreign_rules_do_not_hide_our_jumps() {
+        let all = missing_jumps(Table::Filter, FOREIGN_FILTER).unwrap();
+        assert_eq!(
+            all.len(),
+            jump_rules()
+                .iter()
+                .filter(|(t, _, _)| *t == Table::Filter)
+                .count()
+        );
+        // Each of our chains is made once, by its first jump.
+        let made: Vec<&str> = all
+            .iter()
+            .filter(|m| m.create_chain)
+            .map(|m| m.chain.as_str())
+            .collect();
+        let unique: BTreeSet<&str> = made.iter().copied().collect();
+        assert_eq!(made.len(), unique.len());
+        let with = with_our_jumps(FOREIGN_FILTER, Table::Filter);
+        assert_eq!(missing_jumps(Table::Filter, &with).unwrap(), Vec::new());
+        // One of ours deleted by hand: that one is missing, its chain still exists.
+        let first = jump_rules()
+            .into_iter()
+            .find(|(t, _, _)| *t == Table::Filter)
+            .map(|(_, _, r)| r.render())
+            .unwrap();
+        let without: String = with
+            .lines()
+            .filter(|l| *l != first)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .replace(
+                "COMMIT",
+                ":KUBE-EXTERNAL-SERVICES - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-FORWARD - [0:0]\n:KUBE-PROXY-FIREWALL - [0:0]\nCOMMIT",
+            );
+        let m = missing_jumps(Table::Filter, &without).unwrap();
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert_eq!(m[0].rule.render(), first);
+        assert!(!m[0].create_chain);
+    }
+
+    #[test]
+    fn unreadable_save_output_is_an_error_not_an_empty_table() {
+        for bad in [
+            "",
+            "garbage\n",
+            "*filter\n:INPUT ACCEPT [0:0]\n",
+            "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n",
+            "*filter\n-A INPUT -m comment --comment \"open\nCOMMIT\n",
+        ] {
+            assert!(missing_jumps(Table::Filter, bad).is_err(), "{bad:?}");
+        }
     }
 }
