@@ -8,7 +8,8 @@
 mod kube_proxy_cluster;
 
 use kube_proxy_cluster::{SERVICES, services_behave, up, up_mode};
-use podnet_testsupport::require_root;
+use podnet_testsupport::foreign::{self, HostState};
+use podnet_testsupport::{TestNs, require_root};
 
 #[test]
 fn iptables_mode_on_the_cluster() {
@@ -129,4 +130,53 @@ fn dry_run_equals_kube_proxys_expected_rules() {
     );
     assert_eq!(ours.len(), expected.len());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `kube-proxy --cleanup` (iptables mode) removes kube-proxy's chains and every copy of its
+/// jumps, and nothing else: kubelet's `KUBE-*` chains (`KUBE-FIREWALL` and its jumps,
+/// `KUBE-KUBELET-CANARY`, `KUBE-IPTABLES-HINT`, `KUBE-MARK-DROP`), Docker's and the rest of the
+/// foreign host stay as they were, byte for byte.
+#[test]
+fn cleanup_removes_only_what_kube_proxy_made() {
+    use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
+    use podnet_nat::proxy::NodeSettings;
+    use podnet_nat::proxy::sync::IptablesSyncer;
+    require_root!();
+    let node = TestNs::new("kp-cleanup");
+    foreign::load(&node, &foreign::ALL);
+    let before = HostState::read(&node);
+    let (objects, _) = parse_objects(SERVICES, "services");
+    let (state, _) = ClusterState::from_objects(&objects, IpFamily::V4);
+    let mut syncer =
+        IptablesSyncer::new(node.ns().clone(), NodeSettings::new("node1", IpFamily::V4));
+    syncer.sync(&state).unwrap();
+    // One jump twice, as the duplicate-jump bug of earlier versions left them.
+    node.exec(
+        "iptables",
+        &[
+            "-I",
+            "INPUT",
+            "-m",
+            "comment",
+            "--comment",
+            "kubernetes health check service ports",
+            "-j",
+            "KUBE-NODEPORTS",
+        ],
+    );
+    let out = node
+        .ns()
+        .command(env!("CARGO_BIN_EXE_kube-proxy"))
+        .args(["--cleanup", "--proxy-mode", "iptables"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = HostState::read(&node);
+    if let Err(diff) = before.same_as(&after) {
+        panic!("--cleanup changed the host:\n{diff}");
+    }
 }

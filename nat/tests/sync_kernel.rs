@@ -197,3 +197,28 @@ fn foreign_rules_in_builtin_chains_do_not_duplicate_our_jumps() {
     // The foreign rules are untouched, in their order.
     assert_eq!(foreign_lines(&before), foreign_lines(&after));
 }
+
+/// kubelet's `KUBE-FIREWALL` (with its `-m mark` rule), Docker's chains, a distribution's INPUT
+/// rules and firewalld's table stay byte for byte as they were through full and partial syncs
+/// (kube-proxy adds its rule to kubelet's chain only when missing, and never flushes it).
+#[test]
+fn foreign_chains_stay_intact_through_syncs() {
+    use podnet_testsupport::foreign::{self, HostState};
+    require_root!();
+    let node = TestNs::new("sync-foreign-host");
+    foreign::load(&node, &foreign::ALL);
+    let before = HostState::read(&node);
+    let mut syncer = IptablesSyncer::new(node.ns().clone(), NodeSettings::new("n1", IpFamily::V4));
+    let s1 = svc("ns1", "svc1", "10.96.0.41", "10.244.0.1");
+    let s2 = svc("ns2", "svc2", "10.96.0.42", "10.244.0.2");
+    assert!(syncer.sync(&state(&s1)).unwrap().full);
+    assert!(!syncer.sync(&state(&(s1.clone() + &s2))).unwrap().full);
+    syncer.force_full_sync();
+    assert!(syncer.sync(&state(&s2)).unwrap().full);
+    let after = HostState::read(&node);
+    if let Err(why) = before.foreign_intact(&after) {
+        panic!("{why}\n{}", after.iptables_save());
+    }
+    // Our own rules are there.
+    assert!(after.iptables_save().contains("ns2/svc2:p80 cluster IP"));
+}

@@ -65,7 +65,9 @@ struct Args {
     /// Minimum time between syncs, seconds.
     #[arg(long, default_value_t = 1.0)]
     iptables_min_sync_period: f64,
-    /// Remove every rule this proxy installs and exit.
+    /// Remove what this mode installs (its own chains and jumps; in ipvs mode also its IPVS
+    /// services, ipsets and kube-ipvs0; in nftables mode its tables) and nothing another
+    /// program owns, then exit.
     #[arg(long)]
     cleanup: bool,
     /// Print what would be applied and exit, changing nothing.
@@ -171,8 +173,13 @@ fn main() {
         )),
     };
     if args.cleanup {
-        if let Err(e) = mode.cleanup() {
-            fail(format!("cleanup: {e}"));
+        match mode.cleanup() {
+            Ok(kept) => {
+                for k in kept {
+                    tracing::warn!("cleanup left {k}: something else still uses it");
+                }
+            }
+            Err(e) => fail(format!("cleanup: {e}")),
         }
         return;
     }

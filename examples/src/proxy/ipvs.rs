@@ -95,8 +95,11 @@ impl Mode for IpvsMode {
         out
     }
 
-    fn cleanup(&mut self) -> Result<(), String> {
+    fn cleanup(&mut self) -> Result<Vec<String>, String> {
         let family = self.node.family;
-        self.syncer()?.cleanup(family).map_err(|e| e.to_string())
+        self.syncer()?
+            .cleanup(family)
+            .map(|r| r.kept)
+            .map_err(|e| e.to_string())
     }
 }

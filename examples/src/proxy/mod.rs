@@ -43,8 +43,9 @@ pub trait Mode {
     fn sync(&mut self, state: &ClusterState, full: bool) -> Result<SyncOutcome, String>;
     /// What a sync would apply, as text (iptables-restore input, an nft script, ...).
     fn dry_run(&self, state: &ClusterState) -> String;
-    /// Removes everything this mode ever installed.
-    fn cleanup(&mut self) -> Result<(), String>;
+    /// Removes what this mode installed, and nothing another program owns. Returns what it
+    /// left because something else still uses it (to be logged).
+    fn cleanup(&mut self) -> Result<Vec<String>, String>;
 }
 
 /// kube-proxy's iptables mode on podnet-nat's syncer.
@@ -102,61 +103,15 @@ impl Mode for IptablesMode {
         podnet_nat::proxy::iptables::compile(state, &self.settings).render()
     }
 
-    fn cleanup(&mut self) -> Result<(), String> {
-        cleanup_iptables(&self.ns, self.backend)
-    }
-}
-
-/// Removes every KUBE-* chain and the jumps to them from the nat and filter tables, in one
-/// `iptables-restore --noflush` commit per table, with `backend`'s programs.
-pub fn cleanup_iptables(ns: &NetNs, backend: Backend) -> Result<(), String> {
-    let (restore, _, save) = backend.programs(podnet_nat::kube::IpFamily::V4);
-    for table in ["nat", "filter"] {
-        let out = ns
-            .command(save)
-            .args(["-t", table])
-            .output()
-            .map_err(|e| format!("{save}: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut chains = Vec::new();
-        let mut deletes = Vec::new();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix(':') {
-                let name = rest.split_whitespace().next().unwrap_or("");
-                if name.starts_with("KUBE-") {
-                    chains.push(name.to_owned());
-                }
-            } else if let Some(rule) = line.strip_prefix("-A ") {
-                let chain = rule.split_whitespace().next().unwrap_or("");
-                if !chain.starts_with("KUBE-") && rule.contains("-j KUBE-") {
-                    deletes.push(format!("-D {rule}"));
-                }
-            }
-        }
-        if chains.is_empty() && deletes.is_empty() {
-            continue;
-        }
-        let mut input = format!("*{table}\n");
-        for c in &chains {
-            input.push_str(&format!(":{c} - [0:0]\n"));
-        }
-        for d in &deletes {
-            input.push_str(d);
-            input.push('\n');
-        }
-        for c in &chains {
-            input.push_str(&format!("-X {c}\n"));
-        }
-        input.push_str("COMMIT\n");
-        podnet_nat::proxy::sync::run_with_input(
-            ns,
-            restore,
-            &["-w", "5", "--noflush"],
-            input.as_bytes(),
+    fn cleanup(&mut self) -> Result<Vec<String>, String> {
+        podnet_nat::proxy::cleanup::cleanup_iptables_mode(
+            &self.ns,
+            self.backend,
+            self.settings.family,
         )
-        .map_err(|e| e.to_string())?;
+        .map(|r| r.kept())
+        .map_err(|e| e.to_string())
     }
-    Ok(())
 }
 
 /// The objects in `dir`: every `*.yaml`, `*.yml` and `*.json` file, in name order. Problems

@@ -199,6 +199,8 @@ pub struct IptablesSyncer {
     compiler: Compiler,
     backend: Backend,
     mode: PartialMode,
+    /// kube-proxy's rules in kubelet's chains, from the last compile.
+    kubelet_rules: Vec<(Table, Rule)>,
 }
 
 /// Runs `program args` in `ns` with `input` on stdin.
@@ -246,27 +248,55 @@ fn run(cmd: &mut Command, program: &str) -> Result<bool, SyncError> {
     Ok(out.status.success())
 }
 
-/// A jump from a built-in chain to one of kube-proxy's chains that is not there yet.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MissingJump {
-    /// The built-in chain (`INPUT`, `PREROUTING`, ...).
-    pub builtin: &'static str,
-    /// The rule to insert at its top.
-    pub rule: Rule,
-    /// kube-proxy's chain it jumps to.
-    pub chain: String,
-    /// That chain does not exist yet either.
-    pub create_chain: bool,
+/// Chains kube-proxy writes a rule into but does not own: kubelet makes `KUBE-FIREWALL` (older
+/// kubelets with a `-m mark` rule of their own besides the localnet rule kube-proxy also
+/// writes). kube-proxy's `iptables-restore` would flush it; the syncer instead adds its rules
+/// to it when missing, like the jumps, and `--cleanup` leaves it (as upstream's does).
+pub const KUBELET_CHAINS: [(Table, &str); 1] = [(Table::Filter, super::iptables::KUBE_FIREWALL)];
+
+/// Moves the rules of [`KUBELET_CHAINS`] out of `compiled` (so the restore leaves those chains
+/// alone) and returns them, to be ensured one by one.
+pub fn split_kubelet_chains(compiled: &mut Compiled) -> Vec<(Table, Rule)> {
+    let shared = |t: Table, c: &str| KUBELET_CHAINS.iter().any(|(st, sc)| *st == t && *sc == c);
+    let mut taken = Vec::new();
+    let filter = &mut compiled.filter;
+    filter.chains.retain(|d| !shared(Table::Filter, &d.name));
+    filter.lines.retain(|l| match l {
+        Line::Append(r) if shared(Table::Filter, &r.chain) => {
+            taken.push((Table::Filter, r.clone()));
+            false
+        }
+        _ => true,
+    });
+    taken
 }
 
-/// Which of kube-proxy's jumps from the built-in chains of `table` are missing in `save`, that
-/// table's `iptables-save` output, in the order they are to be inserted.
+/// A rule kube-proxy keeps outside its own chains that is not there yet: a jump from a built-in
+/// chain, or its rule in one of [`KUBELET_CHAINS`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MissingRule {
+    /// The rule (its chain is where it goes).
+    pub rule: Rule,
+    /// Insert it at the top (`-I`, the jumps) rather than append it (`-A`).
+    pub insert: bool,
+    /// A chain that does not exist yet and is made first (a jump's target, or the kubelet
+    /// chain itself).
+    pub create_chain: Option<String>,
+}
+
+/// Which of kube-proxy's jumps from the built-in chains of `table`, and of its rules in
+/// kubelet's chains (`shared`, from [`split_kubelet_chains`]), are missing in `save`, that
+/// table's `iptables-save` output, in the order they are to be added.
 ///
-/// The rules other programs keep in the built-in chains (Docker's, firewalld's, a
-/// distribution's: `-m state`, `-m multiport`, `-p icmp`, port ranges, ...) are read as text
-/// and only compared with ours; output that does not parse as `iptables-save`'s is an error,
-/// never taken for "no jumps".
-pub fn missing_jumps(table: Table, save: &str) -> Result<Vec<MissingJump>, SyncError> {
+/// The rules other programs keep in those chains (Docker's, firewalld's, a distribution's:
+/// `-m state`, `-m multiport`, `-p icmp`, port ranges, ...) are read as text and only compared
+/// with ours; output that does not parse as `iptables-save`'s is an error, never taken for
+/// "nothing there".
+pub fn missing_rules(
+    table: Table,
+    save: &str,
+    shared: &[(Table, Rule)],
+) -> Result<Vec<MissingRule>, SyncError> {
     let tables = parse_save_tolerant(save)?;
     // `iptables-save -t TABLE` prints the table with its built-in chains even when empty.
     let live =
@@ -288,19 +318,31 @@ pub fn missing_jumps(table: Table, save: &str) -> Result<Vec<MissingJump>, SyncE
         })
         .collect();
     let mut missing = Vec::new();
-    for (t, builtin, rule) in jump_rules() {
+    for (_, rule) in shared.iter().filter(|(t, _)| *t == table) {
+        if present.contains(&rule.canonical()) {
+            continue;
+        }
+        let chain = rule.chain.to_string();
+        let create_chain = chains.insert(chain.clone()).then_some(chain);
+        missing.push(MissingRule {
+            rule: rule.clone(),
+            insert: false,
+            create_chain,
+        });
+    }
+    for (t, _, rule) in jump_rules() {
         if t != table || present.contains(&rule.canonical()) {
             continue;
         }
-        let chain = match &rule.target {
-            Some(crate::iptables::Target::Jump(dst)) => dst.to_string(),
-            _ => continue,
+        let create_chain = match &rule.target {
+            Some(crate::iptables::Target::Jump(dst)) => {
+                chains.insert(dst.to_string()).then(|| dst.to_string())
+            }
+            _ => None,
         };
-        let create_chain = chains.insert(chain.clone());
-        missing.push(MissingJump {
-            builtin,
+        missing.push(MissingRule {
             rule,
-            chain,
+            insert: true,
             create_chain,
         });
     }
@@ -319,6 +361,7 @@ impl IptablesSyncer {
             compiler: Compiler::new(),
             backend: Backend::System,
             mode: PartialMode::KubeProxy,
+            kubelet_rules: Vec::new(),
         }
     }
 
@@ -382,7 +425,8 @@ impl IptablesSyncer {
     /// Compiles `state` and brings the namespace's rules in step with it.
     pub fn sync(&mut self, state: &ClusterState) -> Result<SyncReport, SyncError> {
         let t0 = Instant::now();
-        let compiled = self.compiler.compile(state, &self.settings);
+        let mut compiled = self.compiler.compile(state, &self.settings);
+        self.kubelet_rules = split_kubelet_chains(&mut compiled);
         if self.need_full {
             let report = self.full_sync(compiled, t0, false)?;
             return self.after_sync(state, report);
@@ -432,7 +476,7 @@ impl IptablesSyncer {
         let render_time = t0.elapsed();
         let t1 = Instant::now();
         // The jumps first, like kube-proxy: cheap while the tables are still small.
-        self.ensure_jumps()?;
+        self.ensure_rules()?;
         self.restore(&plan.input)?;
         let report = SyncReport {
             full: true,
@@ -490,9 +534,10 @@ impl IptablesSyncer {
             .collect())
     }
 
-    /// Makes sure the jumps from the built-in chains to kube-proxy's chains exist: one
-    /// `iptables-save` per table tells which exist, then `-I` for each missing one.
-    fn ensure_jumps(&self) -> Result<(), SyncError> {
+    /// Makes sure the jumps from the built-in chains to kube-proxy's chains, and its rules in
+    /// kubelet's chains, exist: one `iptables-save` per table tells which do, then `-I` (or
+    /// `-A`) for each missing one.
+    fn ensure_rules(&self) -> Result<(), SyncError> {
         let prog = self.iptables_program();
         for table in [Table::Filter, Table::Nat] {
             let save = run_with_input(
@@ -501,30 +546,30 @@ impl IptablesSyncer {
                 &["-t", table.as_str()],
                 b"",
             )?;
-            let missing = missing_jumps(table, &save)?;
+            let missing = missing_rules(table, &save, &self.kubelet_rules)?;
             let ts = table.as_str();
             for m in missing {
-                if m.create_chain {
+                if let Some(chain) = &m.create_chain {
                     let mut new = self.netns.command(prog);
-                    new.args(["-w", "5", "-t", ts, "-N", &m.chain]);
+                    new.args(["-w", "5", "-t", ts, "-N", chain]);
                     new.stdout(Stdio::null()).stderr(Stdio::null());
-                    // Another program may have made it meanwhile; the insert below says if
-                    // it is really missing.
+                    // Another program may have made it meanwhile; the rule's own command
+                    // below says if it is really missing.
                     let _ = run(&mut new, prog)?;
                 }
                 let words = crate::iptables::split_rule_words(&m.rule.render());
                 let args = &words[2..]; // after "-A CHAIN"
-                let mut insert = self.netns.command(prog);
-                insert
-                    .args(["-w", "5", "-t", ts, "-I", m.builtin])
-                    .args(args);
-                let out = insert.output().map_err(|source| SyncError::Spawn {
+                let verb = if m.insert { "-I" } else { "-A" };
+                let chain: &str = &m.rule.chain;
+                let mut cmd = self.netns.command(prog);
+                cmd.args(["-w", "5", "-t", ts, verb, chain]).args(args);
+                let out = cmd.output().map_err(|source| SyncError::Spawn {
                     program: prog.to_owned(),
                     source,
                 })?;
                 if !out.status.success() {
                     return Err(SyncError::Failed {
-                        program: format!("{prog} -t {ts} -I {} {}", m.builtin, args.join(" ")),
+                        program: format!("{prog} -t {ts} {verb} {chain} {}", args.join(" ")),
                         status: out.status.to_string(),
                         stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
                     });
@@ -677,6 +722,7 @@ pub fn plan_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kube::IpFamily;
 
     /// Docker's and a distribution's rules in the built-in chains, in iptables-save's spelling.
     const FOREIGN_FILTER: &str = "*filter
@@ -716,9 +762,16 @@ COMMIT
         out
     }
 
+    fn target(m: &MissingRule) -> String {
+        match &m.rule.target {
+            Some(crate::iptables::Target::Jump(c)) => c.to_string(),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn foreign_rules_do_not_hide_our_jumps() {
-        let all = missing_jumps(Table::Filter, FOREIGN_FILTER).unwrap();
+        let all = missing_rules(Table::Filter, FOREIGN_FILTER, &[]).unwrap();
         assert_eq!(
             all.len(),
             jump_rules()
@@ -726,16 +779,20 @@ COMMIT
                 .filter(|(t, _, _)| *t == Table::Filter)
                 .count()
         );
+        assert!(all.iter().all(|m| m.insert));
         // Each of our chains is made once, by its first jump.
-        let made: Vec<&str> = all
-            .iter()
-            .filter(|m| m.create_chain)
-            .map(|m| m.chain.as_str())
-            .collect();
-        let unique: BTreeSet<&str> = made.iter().copied().collect();
+        let made: Vec<&String> = all.iter().filter_map(|m| m.create_chain.as_ref()).collect();
+        let unique: BTreeSet<&String> = made.iter().copied().collect();
         assert_eq!(made.len(), unique.len());
+        assert!(
+            all.iter().all(|m| m.create_chain.is_none()
+                || m.create_chain.as_deref() == Some(target(m).as_str()))
+        );
         let with = with_our_jumps(FOREIGN_FILTER, Table::Filter);
-        assert_eq!(missing_jumps(Table::Filter, &with).unwrap(), Vec::new());
+        assert_eq!(
+            missing_rules(Table::Filter, &with, &[]).unwrap(),
+            Vec::new()
+        );
         // One of ours deleted by hand: that one is missing, its chain still exists.
         let first = jump_rules()
             .into_iter()
@@ -749,12 +806,46 @@ COMMIT
             .collect::<String>()
             .replace(
                 "COMMIT",
-                ":KUBE-EXTERNAL-SERVICES - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-FORWARD - [0:0]\n:KUBE-PROXY-FIREWALL - [0:0]\nCOMMIT",
+                ":KUBE-EXTERNAL-SERVICES - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-FORWARD - [0:0]\n:KUBE-PROXY-FIREWALL - [0:0]\n:KUBE-FIREWALL - [0:0]\nCOMMIT",
             );
-        let m = missing_jumps(Table::Filter, &without).unwrap();
+        let m = missing_rules(Table::Filter, &without, &[]).unwrap();
         assert_eq!(m.len(), 1, "{m:?}");
         assert_eq!(m[0].rule.render(), first);
-        assert!(!m[0].create_chain);
+        assert_eq!(m[0].create_chain, None);
+    }
+
+    #[test]
+    fn our_rule_in_kubelets_chain_is_added_only_when_missing() {
+        let mut compiled = Compiler::new().compile(
+            &ClusterState::default(),
+            &NodeSettings::new("n1", IpFamily::V4),
+        );
+        let shared = split_kubelet_chains(&mut compiled);
+        assert_eq!(shared.len(), 1, "{shared:?}");
+        // The restore no longer declares (and so flushes) kubelet's chain.
+        assert!(!compiled.filter.render().contains("KUBE-FIREWALL"));
+        // A kubelet chain with the same rule in kubelet's spelling, and a rule of its own.
+        let kubelet = "*filter\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:KUBE-FIREWALL - [0:0]\n\
+            -A INPUT -j KUBE-FIREWALL\n-A OUTPUT -j KUBE-FIREWALL\n\
+            -A KUBE-FIREWALL -m comment --comment \"kubernetes firewall for dropping marked packets\" -m mark --mark 0x8000/0x8000 -j DROP\n\
+            -A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment \"block incoming localnet connections\" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP\n\
+            COMMIT\n";
+        let m = missing_rules(Table::Filter, kubelet, &shared).unwrap();
+        assert!(
+            m.iter()
+                .all(|m| m.insert && !m.rule.chain.starts_with("KUBE-FIREWALL")),
+            "{m:#?}"
+        );
+        // Without kubelet: the chain is made and our rule appended, before the jumps to it.
+        let m = missing_rules(Table::Filter, FOREIGN_FILTER, &shared).unwrap();
+        assert_eq!(&*m[0].rule.chain, "KUBE-FIREWALL");
+        assert!(!m[0].insert);
+        assert_eq!(m[0].create_chain.as_deref(), Some("KUBE-FIREWALL"));
+        assert!(
+            m[1..]
+                .iter()
+                .all(|j| j.create_chain.as_deref() != Some("KUBE-FIREWALL"))
+        );
     }
 
     #[test]
@@ -766,7 +857,7 @@ COMMIT
             "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n",
             "*filter\n-A INPUT -m comment --comment \"open\nCOMMIT\n",
         ] {
-            assert!(missing_jumps(Table::Filter, bad).is_err(), "{bad:?}");
+            assert!(missing_rules(Table::Filter, bad, &[]).is_err(), "{bad:?}");
         }
     }
 }
