@@ -180,3 +180,124 @@ fn cleanup_removes_only_what_kube_proxy_made() {
         panic!("--cleanup changed the host:\n{diff}");
     }
 }
+
+/// kube-proxy running in a test namespace on a config directory, killed when dropped.
+struct KubeProxy {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl KubeProxy {
+    fn start(node: &TestNs, dir: &std::path::Path, args: &[&str]) -> KubeProxy {
+        let log = dir.with_extension("log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = node
+            .ns()
+            .command(env!("CARGO_BIN_EXE_kube-proxy"))
+            .arg("--config-dir")
+            .arg(dir)
+            .args(["--hostname-override", "node1"])
+            .args(["--iptables-min-sync-period", "0.1"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        KubeProxy { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for KubeProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- kube-proxy log\n{}", self.log());
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Polls `f` every 100 ms for up to `secs` seconds.
+fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    f()
+}
+
+/// A config file caught half-written (as `kubectl get -o yaml > f` leaves it for a moment:
+/// empty, then cut anywhere) keeps its last good version, with a warning naming it; a good
+/// version replaces it; a deleted file is gone.
+#[test]
+fn a_half_written_file_keeps_its_last_good_version() {
+    require_root!();
+    let node = TestNs::new("kp-halfwritten");
+    let dir = std::env::temp_dir().join(format!("podnet-kp-half-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let services = dir.join("services.yaml");
+    std::fs::write(&services, SERVICES).unwrap();
+    let other = "apiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: demo}\n\
+                 spec: {clusterIP: 10.96.0.20, ports: [{name: dns, port: 53, protocol: UDP}]}\n";
+    std::fs::write(dir.join("other.yaml"), other).unwrap();
+    let kp = KubeProxy::start(&node, &dir, &["--proxy-mode", "iptables"]);
+    // Without endpoints, each Service port is one REJECT rule in filter's KUBE-SERVICES.
+    let has = |what: &str| node.exec("iptables-save", &[]).contains(what);
+    assert!(eventually(20, || has("demo/echo:tcp has no endpoints")
+        && has("demo/other:dns has no endpoints")));
+
+    // Cut in the middle of a line, the way a reader catches a file being written; then empty.
+    let cut = &SERVICES[..SERVICES.len() / 2];
+    for (what, text) in [("cut", cut), ("empty", "")] {
+        let seen = kp.log().matches("services.yaml").count();
+        std::fs::write(&services, text).unwrap();
+        if what == "cut" {
+            assert!(
+                eventually(5, || kp.log().matches("services.yaml").count() > seen),
+                "{what}: no warning naming the file:\n{}",
+                kp.log()
+            );
+        }
+        // A later edit of another file syncs; the held file's Services stay.
+        std::fs::write(
+            dir.join("other.yaml"),
+            other.replace("port: 53", "port: 5353"),
+        )
+        .unwrap();
+        assert!(eventually(5, || has("--dport 5353")));
+        assert!(
+            has("demo/echo:tcp"),
+            "{what}: the held file's Services are gone"
+        );
+        std::fs::write(dir.join("other.yaml"), other).unwrap();
+        assert!(eventually(5, || !has("--dport 5353")));
+        assert!(
+            has("demo/echo:tcp"),
+            "{what}: the held file's Services are gone"
+        );
+        assert!(
+            kp.log().contains("keeping its last good version"),
+            "{what}: the warning does not say the last good version is kept:\n{}",
+            kp.log()
+        );
+    }
+    // A good version replaces the held one.
+    std::fs::write(&services, SERVICES.replace("name: sticky", "name: sticky2")).unwrap();
+    assert!(eventually(5, || has("demo/sticky2:tcp")));
+    assert!(!has("demo/sticky:tcp"));
+    // A deleted file is gone.
+    std::fs::remove_file(&services).unwrap();
+    assert!(eventually(5, || !has("demo/echo:tcp")));
+    assert!(has("demo/other:dns"));
+    drop(kp);
+    let _ = std::fs::remove_dir_all(&dir);
+}

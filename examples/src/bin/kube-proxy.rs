@@ -26,7 +26,9 @@ struct Args {
     /// iptables, nftables or ipvs.
     #[arg(long, default_value = "iptables")]
     proxy_mode: String,
-    /// Directory of Service and EndpointSlice objects (YAML or JSON), watched for changes.
+    /// Directory of Service and EndpointSlice objects (YAML or JSON), watched for changes. A
+    /// file that is malformed or empty (caught half-written) keeps its last good version, with
+    /// a warning; a deleted file's objects are gone.
     #[arg(long)]
     config_dir: Option<PathBuf>,
     /// The pod network; traffic from outside it to services is masqueraded.

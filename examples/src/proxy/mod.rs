@@ -12,10 +12,11 @@ pub use ipvs::IpvsMode;
 pub use metrics::Metrics;
 pub use nftables::NftablesMode;
 
-use podnet_nat::kube::{ClusterState, IpFamily, KubeObject, Warning, parse_objects};
+use podnet_nat::kube::{ClusterState, IpFamily, KubeObject, Warning, parse_document};
 use podnet_nat::proxy::NodeSettings;
 use podnet_nat::proxy::sync::{Backend, IptablesSyncer};
 use podnet_netns::NetNs;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,46 +115,134 @@ impl Mode for IptablesMode {
     }
 }
 
-/// The objects in `dir`: every `*.yaml`, `*.yml` and `*.json` file, in name order. Problems
-/// (unreadable files, malformed documents, unknown kinds) come back as warnings that name the
-/// file; the rest is still used.
-pub fn load_dir(dir: &Path) -> (Vec<KubeObject>, Vec<Warning>) {
-    let mut objects = Vec::new();
-    let mut warnings = Vec::new();
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
-        Err(e) => {
-            warnings.push(Warning {
-                object: dir.display().to_string(),
-                message: e.to_string(),
-            });
-            return (objects, warnings);
+/// The config directory's objects, read file by file (every `*.yaml`, `*.yml` and `*.json`,
+/// in name order).
+///
+/// A file that is malformed or empty (caught half-written, as `kubectl get -o yaml > f` leaves
+/// it for a moment) keeps its last good version until a good one replaces it, with a warning
+/// naming it and what is wrong; a file that is deleted is gone. To remove a file's objects,
+/// delete it or write an empty `List`. Without a last good version (a file that was never
+/// good), what parses of it is used, as before, and the rest is reported.
+#[derive(Debug, Clone)]
+pub struct ConfigDir {
+    dir: PathBuf,
+    good: BTreeMap<PathBuf, Vec<KubeObject>>,
+}
+
+/// One read of a [`ConfigDir`].
+#[derive(Debug, Clone, Default)]
+pub struct DirRead {
+    /// Every object, from the files as they are or as they last were good.
+    pub objects: Vec<KubeObject>,
+    /// What to log: unreadable files and skipped objects, each naming its file.
+    pub warnings: Vec<Warning>,
+    /// The files whose last good version stands in for what they hold now.
+    pub held: Vec<PathBuf>,
+}
+
+impl ConfigDir {
+    /// The directory `dir`, nothing read yet.
+    pub fn new(dir: impl Into<PathBuf>) -> ConfigDir {
+        ConfigDir {
+            dir: dir.into(),
+            good: BTreeMap::new(),
         }
-    };
-    files.sort();
-    for f in files {
-        if !is_object_file(&f) {
-            continue;
-        }
-        let name = f.display().to_string();
-        match std::fs::read_to_string(&f) {
-            Ok(text) => {
-                let (o, w) = parse_objects(&text, &name);
-                objects.extend(o);
-                warnings.extend(w.into_iter().map(|mut w| {
-                    if !w.object.contains(&name) {
-                        w.object = format!("{name}: {}", w.object);
-                    }
-                    w
-                }));
+    }
+
+    /// Reads the directory again.
+    pub fn read(&mut self) -> DirRead {
+        let mut out = DirRead::default();
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| is_object_file(p))
+                .collect(),
+            Err(e) => {
+                // The directory itself is unreadable: every file keeps its last good version.
+                out.warnings.push(Warning {
+                    object: self.dir.display().to_string(),
+                    message: format!("{e}; keeping the last good version of its files"),
+                });
+                out.held.extend(self.good.keys().cloned());
+                out.objects.extend(self.good.values().flatten().cloned());
+                return out;
             }
-            Err(e) => warnings.push(Warning {
-                object: name,
-                message: e.to_string(),
+        };
+        files.sort();
+        // Deleted files are gone.
+        self.good.retain(|f, _| files.contains(f));
+        for f in files {
+            let name = f.display().to_string();
+            let text = match std::fs::read_to_string(&f) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.good.remove(&f);
+                    continue;
+                }
+                Err(e) => {
+                    self.hold(&f, &name, &e.to_string(), &mut out);
+                    continue;
+                }
+            };
+            let parsed = parse_document(&text, &name);
+            let named = parsed.warnings.into_iter().map(|mut w| {
+                if !w.object.contains(&name) {
+                    w.object = format!("{name}: {}", w.object);
+                }
+                w
+            });
+            if parsed.malformed || parsed.empty {
+                if self.good.contains_key(&f) {
+                    let why = named
+                        .map(|w| w.message)
+                        .next()
+                        .unwrap_or_else(|| "the file is empty".to_owned());
+                    self.hold(&f, &name, &why, &mut out);
+                    continue;
+                }
+                // Never good: what parses is used, the rest reported.
+                out.warnings.extend(named);
+                out.objects.extend(parsed.objects);
+                continue;
+            }
+            out.warnings.extend(named);
+            out.objects.extend(parsed.objects.iter().cloned());
+            self.good.insert(f, parsed.objects);
+        }
+        out
+    }
+
+    /// Uses the last good version of `f` (if there is one) in place of what it holds now.
+    fn hold(&self, f: &Path, name: &str, why: &str, out: &mut DirRead) {
+        match self.good.get(f) {
+            Some(objects) => {
+                out.warnings.push(Warning {
+                    object: name.to_owned(),
+                    message: format!("{why}; keeping its last good version"),
+                });
+                out.objects.extend(objects.iter().cloned());
+                out.held.push(f.to_owned());
+            }
+            None => out.warnings.push(Warning {
+                object: name.to_owned(),
+                message: why.to_owned(),
             }),
         }
     }
-    (objects, warnings)
+
+    /// Reads the directory and compiles the state, logging every warning.
+    pub fn state(&mut self, family: IpFamily) -> ClusterState {
+        let read = self.read();
+        for w in &read.warnings {
+            tracing::warn!("{w}");
+        }
+        let (state, warnings) = ClusterState::from_objects(&read.objects, family);
+        for w in &warnings {
+            tracing::warn!("skipped {w}");
+        }
+        state
+    }
 }
 
 /// A fingerprint of the directory's files (names, sizes, modification times).
@@ -194,17 +283,10 @@ pub struct ProxyOptions {
     pub http: Vec<SocketAddr>,
 }
 
-/// The current state compiled from the config directory, with warnings logged.
+/// The state compiled from the config directory as it is now, with warnings logged (one read,
+/// as `--dry-run` does; the sync loop keeps a [`ConfigDir`]).
 pub fn load_state(dir: &Path, family: IpFamily) -> ClusterState {
-    let (objects, warnings) = load_dir(dir);
-    for w in &warnings {
-        tracing::warn!("skipped {w}");
-    }
-    let (state, warnings) = ClusterState::from_objects(&objects, family);
-    for w in &warnings {
-        tracing::warn!("skipped {w}");
-    }
-    state
+    ConfigDir::new(dir).state(family)
 }
 
 /// Runs the sync loop until `stop` is set.
@@ -220,7 +302,8 @@ pub fn run(
             .map_err(|e| format!("listening on {addr}: {e}"))?;
     }
     let mut seen = fingerprint(&opts.config_dir);
-    let mut state = load_state(&opts.config_dir, family);
+    let mut config = ConfigDir::new(&opts.config_dir);
+    let mut state = config.state(family);
     let mut pending = true;
     let mut full = true;
     let mut last_sync: Option<Instant> = None;
@@ -229,7 +312,7 @@ pub fn run(
         let now = fingerprint(&opts.config_dir);
         if now != seen {
             seen = now;
-            state = load_state(&opts.config_dir, family);
+            state = config.state(family);
             pending = true;
         }
         if Instant::now() >= next_full {
@@ -288,6 +371,66 @@ mod tests {
         assert_eq!(fingerprint(&dir), before);
         std::fs::write(dir.join("slices.json"), "{}").unwrap();
         assert_ne!(fingerprint(&dir), before);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_keeps_its_last_good_version_until_a_good_one_or_its_deletion() {
+        let dir = std::env::temp_dir().join(format!("podnet-kp-held-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let svc = |name: &str| {
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: d}}\n\
+                 spec: {{clusterIP: 10.96.0.10, ports: [{{name: p, port: 80}}]}}\n"
+            )
+        };
+        let names = |r: &DirRead| -> Vec<String> {
+            r.objects
+                .iter()
+                .map(|o| match o {
+                    KubeObject::Service(s) => s.metadata.name.clone(),
+                    KubeObject::EndpointSlice(e) => e.metadata.name.clone(),
+                })
+                .collect()
+        };
+        let f = dir.join("a.yaml");
+        let mut config = ConfigDir::new(&dir);
+        std::fs::write(&f, svc("one")).unwrap();
+        let r = config.read();
+        assert_eq!(names(&r), ["one"]);
+        assert!(r.held.is_empty() && r.warnings.is_empty());
+        let one = svc("one");
+        for bad in [
+            &one[..one.len() / 2],
+            "",
+            "   \n# comment\n",
+            "kind: Service\nspec: 7\n",
+        ] {
+            std::fs::write(&f, bad).unwrap();
+            let r = config.read();
+            assert_eq!(names(&r), ["one"], "{bad:?}");
+            assert_eq!(r.held, std::slice::from_ref(&f));
+            assert!(r.warnings[0].object.contains("a.yaml"), "{:?}", r.warnings);
+            assert!(
+                r.warnings[0]
+                    .message
+                    .ends_with("keeping its last good version")
+            );
+        }
+        // Not UTF-8: unreadable as text, held too.
+        std::fs::write(&f, [0xff, 0xfe, 0x00]).unwrap();
+        assert_eq!(names(&config.read()), ["one"]);
+        std::fs::write(&f, svc("two")).unwrap();
+        assert_eq!(names(&config.read()), ["two"]);
+        std::fs::remove_file(&f).unwrap();
+        let r = config.read();
+        assert!(r.objects.is_empty() && r.held.is_empty());
+        // A file that was never good: what parses of it is used, the rest reported.
+        std::fs::write(&f, format!("{}---\nkind: Service\nspec: 7\n", svc("three"))).unwrap();
+        let r = config.read();
+        assert_eq!(names(&r), ["three"]);
+        assert!(r.held.is_empty() && r.warnings.len() == 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
