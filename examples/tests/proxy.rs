@@ -191,13 +191,14 @@ impl KubeProxy {
     fn start(node: &TestNs, dir: &std::path::Path, args: &[&str]) -> KubeProxy {
         let log = dir.with_extension("log");
         let file = std::fs::File::create(&log).unwrap();
-        let child = node
-            .ns()
-            .command(env!("CARGO_BIN_EXE_kube-proxy"))
-            .arg("--config-dir")
+        let mut cmd = node.ns().command(env!("CARGO_BIN_EXE_kube-proxy"));
+        cmd.arg("--config-dir")
             .arg(dir)
-            .args(["--hostname-override", "node1"])
-            .args(["--iptables-min-sync-period", "0.1"])
+            .args(["--hostname-override", "node1"]);
+        if !args.contains(&"--iptables-min-sync-period") {
+            cmd.args(["--iptables-min-sync-period", "0.1"]);
+        }
+        let child = cmd
             .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(file)
@@ -298,6 +299,123 @@ fn a_half_written_file_keeps_its_last_good_version() {
     std::fs::remove_file(&services).unwrap();
     assert!(eventually(5, || !has("demo/echo:tcp")));
     assert!(has("demo/other:dns"));
+    drop(kp);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every value a user can type into kube-proxy's numeric flags is either a clear error that
+/// names the flag (never a panic) or works: periods that are not finite, negative, zero where
+/// upstream refuses it, or beyond what a duration holds; a minimum sync period above the sync
+/// period (upstream's validation); a masquerade bit above 31; an unknown IPVS scheduler.
+#[test]
+fn extreme_flag_values_are_errors_naming_the_flag() {
+    let dir = std::env::temp_dir().join(format!("podnet-kp-flags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad: &[&[&str]] = &[
+        &["--iptables-sync-period", "inf"],
+        &["--iptables-sync-period", "1e20"],
+        &["--iptables-sync-period", "NaN"],
+        &["--iptables-sync-period", "-1"],
+        &["--iptables-sync-period", "0"],
+        &["--iptables-sync-period", "-inf"],
+        &["--iptables-sync-period", "30x"],
+        &["--iptables-min-sync-period", "inf"],
+        &["--iptables-min-sync-period", "1e300"],
+        &["--iptables-min-sync-period", "-0.5"],
+        &["--iptables-min-sync-period", "60"],
+        &["--masquerade-bit", "32"],
+        &["--masquerade-bit", "255"],
+        &["--masquerade-bit", "-1"],
+        &["--proxy-mode", "ipvs", "--ipvs-scheduler", "bogus"],
+    ];
+    for args in bad {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kube-proxy"))
+            .args(["--dry-run", "--config-dir"])
+            .arg(&dir)
+            .args(*args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let flag = args
+            .iter()
+            .rev()
+            .find(|a| a.starts_with("--") && **a != "--proxy-mode")
+            .unwrap();
+        assert!(
+            !out.status.success() && out.status.code() != Some(101),
+            "{args:?}: {}\n{stderr}",
+            out.status
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(flag),
+            "{args:?}: the error does not name {flag}: {stderr}"
+        );
+    }
+    // Go duration syntax (kube-proxy's own) and plain seconds both work.
+    for args in [
+        &[
+            "--iptables-sync-period",
+            "1m30s",
+            "--iptables-min-sync-period",
+            "500ms",
+        ][..],
+        &[
+            "--iptables-sync-period",
+            "0.5",
+            "--iptables-min-sync-period",
+            "0",
+        ],
+        &["--iptables-sync-period", "1e19"],
+        &["--masquerade-bit", "31"],
+        &["--proxy-mode", "ipvs", "--ipvs-scheduler", "wlc"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kube-proxy"))
+            .args(["--dry-run", "--config-dir"])
+            .arg(&dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A sync period too long for the clock to add (`Instant + period` would overflow) runs:
+/// the periodic resync simply never comes.
+#[test]
+fn a_huge_sync_period_runs() {
+    require_root!();
+    let node = TestNs::new("kp-hugeperiod");
+    let dir = std::env::temp_dir().join(format!("podnet-kp-huge-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("services.yaml"), SERVICES).unwrap();
+    let mut kp = KubeProxy::start(
+        &node,
+        &dir,
+        &[
+            "--iptables-sync-period",
+            "1e19",
+            "--iptables-min-sync-period",
+            "1e19",
+        ],
+    );
+    assert!(
+        eventually(20, || kp.log().contains("synced")),
+        "{}",
+        kp.log()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        kp.child.try_wait().unwrap().is_none(),
+        "kube-proxy exited:\n{}",
+        kp.log()
+    );
     drop(kp);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,6 +3,7 @@
 
 use clap::{Parser, ValueEnum};
 use ipnet::IpNet;
+use podnet_examples::proxy::flags::{check_sync_periods, ipvs_scheduler, parse_duration};
 use podnet_examples::proxy::{
     IptablesMode, IpvsMode, Mode, NftablesMode, ProxyOptions, load_state, run,
 };
@@ -37,8 +38,13 @@ struct Args {
     /// This node's name (endpoints with this nodeName are local).
     #[arg(long)]
     hostname_override: Option<String>,
-    /// The mark bit for packets to masquerade.
-    #[arg(long, default_value_t = 14)]
+    /// The mark bit for packets to masquerade (0 to 31).
+    #[arg(
+        long,
+        default_value_t = 14,
+        value_parser = clap::value_parser!(u8).range(0..=31),
+        allow_hyphen_values = true
+    )]
     masquerade_bit: u8,
     /// Masquerade all traffic to service IPs.
     #[arg(long)]
@@ -61,12 +67,13 @@ struct Args {
     /// probing which has rules already.
     #[arg(long, value_enum, default_value = "system")]
     iptables_backend: IptablesBackend,
-    /// Full resync period, seconds.
-    #[arg(long, default_value_t = 30.0)]
-    iptables_sync_period: f64,
-    /// Minimum time between syncs, seconds.
-    #[arg(long, default_value_t = 1.0)]
-    iptables_min_sync_period: f64,
+    /// Full resync period: a duration as kube-proxy takes it (`30s`, `1m`) or seconds (`30`);
+    /// above zero.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
+    iptables_sync_period: Duration,
+    /// Minimum time between syncs (`1s`, `500ms`, `0.5`); at most the sync period.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, allow_hyphen_values = true)]
+    iptables_min_sync_period: Duration,
     /// Remove what this mode installs (its own chains and jumps; in ipvs mode also its IPVS
     /// services, ipsets and kube-ipvs0; in nftables mode its tables) and nothing another
     /// program owns, then exit.
@@ -132,6 +139,12 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    // Checked before anything is done, --dry-run and --cleanup included (upstream validates
+    // its whole configuration first).
+    if let Err(e) = check_sync_periods(args.iptables_sync_period, args.iptables_min_sync_period) {
+        fail(e);
+    }
+    let scheduler = ipvs_scheduler(&args.ipvs_scheduler).unwrap_or_else(|e| fail(e));
     let ns = NetNs::current().unwrap_or_else(|e| fail(e.to_string()));
     let node = args.hostname_override.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -160,7 +173,7 @@ fn main() {
         ),
         "ipvs" => {
             let ipvs = podnet_nat::ipvs::kube_proxy::IpvsModeSettings {
-                scheduler: podnet_nat::ipvs::Scheduler::from_name(&args.ipvs_scheduler),
+                scheduler: podnet_nat::ipvs::Scheduler::from_name(scheduler),
                 ..Default::default()
             };
             Box::new(IpvsMode::new(ns, settings, ipvs))
@@ -204,8 +217,8 @@ fn main() {
     }
     let opts = ProxyOptions {
         config_dir: dir,
-        sync_period: Duration::from_secs_f64(args.iptables_sync_period.max(1.0)),
-        min_sync_period: Duration::from_secs_f64(args.iptables_min_sync_period.max(0.0)),
+        sync_period: args.iptables_sync_period,
+        min_sync_period: args.iptables_min_sync_period,
         http,
     };
     if let Err(e) = run(mode, opts, IpFamily::V4, stop) {

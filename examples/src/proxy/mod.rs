@@ -3,6 +3,7 @@
 //! the kernel in step: debounced by the minimum sync period, partial syncs, a periodic full
 //! resync, conntrack cleanup, `/metrics` and `/healthz`.
 
+pub mod flags;
 mod http;
 mod ipvs;
 mod metrics;
@@ -307,7 +308,8 @@ pub fn run(
     let mut pending = true;
     let mut full = true;
     let mut last_sync: Option<Instant> = None;
-    let mut next_full = Instant::now() + opts.sync_period;
+    // A period too long for the clock to add is no periodic resync at all.
+    let mut next_full = Instant::now().checked_add(opts.sync_period);
     while !stop.load(Ordering::Relaxed) {
         let now = fingerprint(&opts.config_dir);
         if now != seen {
@@ -315,7 +317,7 @@ pub fn run(
             state = config.state(family);
             pending = true;
         }
-        if Instant::now() >= next_full {
+        if next_full.is_some_and(|t| Instant::now() >= t) {
             pending = true;
             full = true;
         }
@@ -337,7 +339,7 @@ pub fn run(
                         .record(&o, state.services.len());
                     pending = false;
                     if full {
-                        next_full = Instant::now() + opts.sync_period;
+                        next_full = Instant::now().checked_add(opts.sync_period);
                     }
                     full = false;
                 }
