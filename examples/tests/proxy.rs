@@ -419,3 +419,128 @@ fn a_huge_sync_period_runs() {
     drop(kp);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The addresses that accept node ports in `mode`, as the kernel has them: the `-d` of nat
+/// KUBE-SERVICES' jumps to KUBE-NODEPORTS (iptables), the `nodeport-ips` set (nftables).
+fn nodeport_addresses(node: &TestNs, mode: &str) -> String {
+    match mode {
+        "iptables" => node
+            .exec("iptables-save", &["-t", "nat"])
+            .lines()
+            .filter(|l| l.starts_with("-A KUBE-SERVICES -d ") && l.ends_with("-j KUBE-NODEPORTS"))
+            .map(|l| format!("{l}\n"))
+            .collect(),
+        _ => node
+            .output("nft", &["list", "set", "ip", "kube-proxy", "nodeport-ips"])
+            .stdout
+            .iter()
+            .map(|b| *b as char)
+            .collect(),
+    }
+}
+
+/// On a host whose interfaces are not called eth* (`ens3`, `bond0`), `--nodeport-addresses`
+/// selects among all of the node's addresses, and kube-proxy follows them: an address added
+/// later accepts node ports, one removed stops (iptables and nftables modes).
+#[test]
+fn node_ports_follow_the_addresses_of_any_interface() {
+    require_root!();
+    for mode in ["iptables", "nftables"] {
+        let node = TestNs::new("kp-ens3");
+        for (dev, addr) in [("ens3", "198.18.5.1/24"), ("bond0", "198.18.6.1/24")] {
+            node.exec(
+                "ip",
+                &[
+                    "link",
+                    "add",
+                    dev,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &format!("{dev}p"),
+                ],
+            );
+            node.exec("ip", &["addr", "add", addr, "dev", dev]);
+            node.exec("ip", &["link", "set", dev, "up"]);
+            node.exec("ip", &["link", "set", &format!("{dev}p"), "up"]);
+        }
+        node.exec(
+            "ip",
+            &[
+                "route",
+                "add",
+                "default",
+                "via",
+                "198.18.5.254",
+                "dev",
+                "ens3",
+            ],
+        );
+        let dir =
+            std::env::temp_dir().join(format!("podnet-kp-ens3-{}-{mode}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("services.yaml"), SERVICES).unwrap();
+        let kp = KubeProxy::start(
+            &node,
+            &dir,
+            &[
+                "--proxy-mode",
+                mode,
+                "--nodeport-addresses",
+                "198.18.5.0/24,198.18.6.0/24",
+            ],
+        );
+        let has = |ip: &str| nodeport_addresses(&node, mode).contains(ip);
+        assert!(
+            eventually(20, || has("198.18.5.1") && has("198.18.6.1")),
+            "{mode}: {}",
+            nodeport_addresses(&node, mode)
+        );
+        node.exec("ip", &["addr", "add", "198.18.5.7/24", "dev", "ens3"]);
+        assert!(
+            eventually(10, || has("198.18.5.7")),
+            "{mode}: an added address"
+        );
+        node.exec("ip", &["addr", "del", "198.18.6.1/24", "dev", "bond0"]);
+        assert!(
+            eventually(10, || !has("198.18.6.1")),
+            "{mode}: a removed address"
+        );
+        assert!(has("198.18.5.1") && has("198.18.5.7"));
+        drop(kp);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// The node's primary IP is the source of the route to the default gateway (or
+/// `--bind-address`), whatever the interfaces are called; the rest follow in address order.
+#[test]
+fn the_primary_node_ip_is_the_default_routes_source() {
+    use podnet_examples::proxy::node_addrs::read_node_ips;
+    use podnet_nat::kube::IpFamily;
+    require_root!();
+    let node = TestNs::new("kp-primary");
+    for (dev, addr) in [("ens3", "198.18.5.1/24"), ("bond0", "198.18.6.1/24")] {
+        node.exec("ip", &["link", "add", dev, "type", "veth", "peer", "name", &format!("{dev}p")]);
+        node.exec("ip", &["addr", "add", addr, "dev", dev]);
+        node.exec("ip", &["link", "set", dev, "up"]);
+        node.exec("ip", &["link", "set", &format!("{dev}p"), "up"]);
+    }
+    let ip = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
+    // No default route: no primary, every address in order.
+    assert_eq!(
+        read_node_ips(node.ns(), IpFamily::V4, None).unwrap(),
+        [ip("198.18.5.1"), ip("198.18.6.1")]
+    );
+    node.exec("ip", &["route", "add", "default", "via", "198.18.6.254", "dev", "bond0"]);
+    assert_eq!(
+        read_node_ips(node.ns(), IpFamily::V4, None).unwrap(),
+        [ip("198.18.6.1"), ip("198.18.5.1")]
+    );
+    assert_eq!(
+        read_node_ips(node.ns(), IpFamily::V4, Some(ip("198.18.5.1"))).unwrap(),
+        [ip("198.18.5.1"), ip("198.18.6.1")]
+    );
+}

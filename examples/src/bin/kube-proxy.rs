@@ -4,6 +4,7 @@
 use clap::{Parser, ValueEnum};
 use ipnet::IpNet;
 use podnet_examples::proxy::flags::{check_sync_periods, ipvs_scheduler, parse_duration};
+use podnet_examples::proxy::node_addrs::NodeIpSource;
 use podnet_examples::proxy::{
     IptablesMode, IpvsMode, Mode, NftablesMode, ProxyOptions, load_state, run,
 };
@@ -52,9 +53,15 @@ struct Args {
     /// Networks whose addresses accept NodePort traffic (default: all local addresses).
     #[arg(long, value_delimiter = ',')]
     nodeport_addresses: Vec<IpNet>,
-    /// This node's addresses (default: the IPv4 addresses of its eth* interfaces).
+    /// This node's addresses, primary first, used as given. Default: every address of the
+    /// node's interfaces (any name) but loopback and kube-ipvs0, followed as they change; the
+    /// primary is --bind-address when set, else the source of the route to the default gateway.
     #[arg(long, value_delimiter = ',')]
     node_ip: Vec<std::net::IpAddr>,
+    /// The node's primary IP when set to a specific address (as kube-proxy's flag; 0.0.0.0:
+    /// none given).
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: std::net::IpAddr,
     /// The Service CIDRs (nftables mode drops traffic to unallocated cluster IPs in them).
     #[arg(long, value_delimiter = ',')]
     service_cluster_ip_range: Vec<IpNet>,
@@ -113,23 +120,6 @@ fn fail(msg: String) -> ! {
     std::process::exit(1);
 }
 
-fn node_ips() -> Vec<std::net::IpAddr> {
-    let Ok(h) = podnet_links::Handle::new() else {
-        return Vec::new();
-    };
-    let mut ips: Vec<_> = h
-        .addr()
-        .list(None)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|a| a.addr.addr().is_ipv4() && !a.addr.addr().is_loopback())
-        .filter(|a| a.dev.as_deref().is_some_and(|d| d.starts_with("eth")))
-        .map(|a| a.addr.addr())
-        .collect();
-    ips.sort();
-    ips
-}
-
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -152,11 +142,15 @@ fn main() {
             .unwrap_or_else(|_| "localhost".into())
     });
     let mut settings = NodeSettings::new(node, IpFamily::V4);
-    settings.node_ips = if args.node_ip.is_empty() {
-        node_ips()
+    let node_ips = if args.node_ip.is_empty() {
+        NodeIpSource::Kernel {
+            ns: ns.clone(),
+            bind_address: Some(args.bind_address).filter(|ip| !ip.is_unspecified()),
+        }
     } else {
-        args.node_ip.clone()
+        NodeIpSource::Fixed(args.node_ip.clone())
     };
+    settings.node_ips = node_ips.read(IpFamily::V4).unwrap_or_else(|e| fail(e));
     settings.masquerade_mark = MasqueradeMark::from_bit(args.masquerade_bit);
     settings.masquerade_all = args.masquerade_all;
     settings.nodeport_addresses = args.nodeport_addresses.clone();
@@ -220,6 +214,7 @@ fn main() {
         sync_period: args.iptables_sync_period,
         min_sync_period: args.iptables_min_sync_period,
         http,
+        node_ips,
     };
     if let Err(e) = run(mode, opts, IpFamily::V4, stop) {
         fail(e);

@@ -95,6 +95,13 @@ impl Mode for IpvsMode {
         out
     }
 
+    fn set_node_ips(&mut self, ips: Vec<std::net::IpAddr>) {
+        self.node.node_ips = ips;
+        if let Some(s) = self.syncer.as_mut() {
+            s.set_node(self.node.clone());
+        }
+    }
+
     fn cleanup(&mut self) -> Result<Vec<String>, String> {
         let family = self.node.family;
         self.syncer()?

@@ -8,17 +8,19 @@ mod http;
 mod ipvs;
 mod metrics;
 mod nftables;
+pub mod node_addrs;
 
 pub use ipvs::IpvsMode;
 pub use metrics::Metrics;
 pub use nftables::NftablesMode;
 
+use node_addrs::{AddressWatch, NodeIpSource};
 use podnet_nat::kube::{ClusterState, IpFamily, KubeObject, Warning, parse_document};
 use podnet_nat::proxy::NodeSettings;
 use podnet_nat::proxy::sync::{Backend, IptablesSyncer};
 use podnet_netns::NetNs;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,6 +50,8 @@ pub trait Mode {
     /// Removes what this mode installed, and nothing another program owns. Returns what it
     /// left because something else still uses it (to be logged).
     fn cleanup(&mut self) -> Result<Vec<String>, String>;
+    /// The node's addresses changed: later syncs use `ips` (the caller forces a full one).
+    fn set_node_ips(&mut self, ips: Vec<IpAddr>);
 }
 
 /// kube-proxy's iptables mode on podnet-nat's syncer.
@@ -103,6 +107,11 @@ impl Mode for IptablesMode {
 
     fn dry_run(&self, state: &ClusterState) -> String {
         podnet_nat::proxy::iptables::compile(state, &self.settings).render()
+    }
+
+    fn set_node_ips(&mut self, ips: Vec<IpAddr>) {
+        self.settings.node_ips = ips;
+        self.syncer.set_settings(self.settings.clone());
     }
 
     fn cleanup(&mut self) -> Result<Vec<String>, String> {
@@ -282,6 +291,9 @@ pub struct ProxyOptions {
     pub min_sync_period: Duration,
     /// `--metrics-bind-address` and `--healthz-bind-address` (one server may serve both).
     pub http: Vec<SocketAddr>,
+    /// Where the node's addresses come from; when from the kernel, they are followed and a
+    /// change resyncs in full.
+    pub node_ips: NodeIpSource,
 }
 
 /// The state compiled from the config directory as it is now, with warnings logged (one read,
@@ -302,6 +314,15 @@ pub fn run(
         http::serve(*addr, metrics.clone(), stop.clone())
             .map_err(|e| format!("listening on {addr}: {e}"))?;
     }
+    let watch = match &opts.node_ips {
+        NodeIpSource::Fixed(_) => None,
+        NodeIpSource::Kernel { ns, .. } => Some(
+            AddressWatch::start(ns, stop.clone())
+                .map_err(|e| format!("watching the node's addresses: {e}"))?,
+        ),
+    };
+    let mut node_ips = opts.node_ips.read(family)?;
+    mode.set_node_ips(node_ips.clone());
     let mut seen = fingerprint(&opts.config_dir);
     let mut config = ConfigDir::new(&opts.config_dir);
     let mut state = config.state(family);
@@ -316,6 +337,20 @@ pub fn run(
             seen = now;
             state = config.state(family);
             pending = true;
+        }
+        if watch.as_ref().is_some_and(AddressWatch::changed) {
+            match opts.node_ips.read(family) {
+                Ok(ips) if ips != node_ips => {
+                    tracing::info!(?ips, "the node's addresses changed; a full sync follows");
+                    node_ips = ips;
+                    mode.set_node_ips(node_ips.clone());
+                    pending = true;
+                    full = true;
+                }
+                Ok(_) => {}
+                // The watch fires again on the next change; the addresses we have stay.
+                Err(e) => tracing::warn!("{e}"),
+            }
         }
         if next_full.is_some_and(|t| Instant::now() >= t) {
             pending = true;

@@ -49,6 +49,13 @@ impl Mode for NftablesMode {
         compile(state, &self.settings).full_transaction().render()
     }
 
+    fn set_node_ips(&mut self, ips: Vec<std::net::IpAddr>) {
+        self.settings.node.node_ips = ips;
+        self.syncer
+            .planner_mut()
+            .set_settings(self.settings.clone());
+    }
+
     /// Deletes the `kube-proxy` tables of both families (upstream's nftables
     /// `CleanupLeftovers`), and no other table.
     fn cleanup(&mut self) -> Result<Vec<String>, String> {

@@ -154,6 +154,12 @@ impl IpvsSyncer {
         self
     }
 
+    /// Changes the node settings [`IpvsSyncer::sync`] compiles with (the node's addresses
+    /// changed, say).
+    pub fn set_node(&mut self, node: NodeSettings) {
+        self.node = node;
+    }
+
     /// The IPVS client (to look at what a sync did).
     pub fn ipvs(&mut self) -> &mut Ipvs {
         &mut self.ipvs

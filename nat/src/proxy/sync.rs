@@ -387,6 +387,12 @@ impl IptablesSyncer {
         &self.settings
     }
 
+    /// Changes the settings (the node's addresses changed, say); the next sync is a full one.
+    pub fn set_settings(&mut self, settings: NodeSettings) {
+        self.settings = settings;
+        self.need_full = true;
+    }
+
     /// The next sync will be a full one.
     pub fn force_full_sync(&mut self) {
         self.need_full = true;
