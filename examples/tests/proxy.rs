@@ -256,8 +256,9 @@ fn a_half_written_file_keeps_its_last_good_version() {
     assert!(eventually(20, || has("demo/echo:tcp has no endpoints")
         && has("demo/other:dns has no endpoints")));
 
-    // Cut in the middle of a line, the way a reader catches a file being written; then empty.
-    let cut = &SERVICES[..SERVICES.len() / 2];
+    // Cut in the middle of a line, the way a reader catches a file being written (here what
+    // came before still parses: this List has its kind first); then empty.
+    let cut = &SERVICES[..SERVICES.find("name: sticky").unwrap() + 8];
     for (what, text) in [("cut", cut), ("empty", "")] {
         let seen = kp.log().matches("services.yaml").count();
         std::fs::write(&services, text).unwrap();
@@ -523,7 +524,19 @@ fn the_primary_node_ip_is_the_default_routes_source() {
     require_root!();
     let node = TestNs::new("kp-primary");
     for (dev, addr) in [("ens3", "198.18.5.1/24"), ("bond0", "198.18.6.1/24")] {
-        node.exec("ip", &["link", "add", dev, "type", "veth", "peer", "name", &format!("{dev}p")]);
+        node.exec(
+            "ip",
+            &[
+                "link",
+                "add",
+                dev,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("{dev}p"),
+            ],
+        );
         node.exec("ip", &["addr", "add", addr, "dev", dev]);
         node.exec("ip", &["link", "set", dev, "up"]);
         node.exec("ip", &["link", "set", &format!("{dev}p"), "up"]);
@@ -534,7 +547,18 @@ fn the_primary_node_ip_is_the_default_routes_source() {
         read_node_ips(node.ns(), IpFamily::V4, None).unwrap(),
         [ip("198.18.5.1"), ip("198.18.6.1")]
     );
-    node.exec("ip", &["route", "add", "default", "via", "198.18.6.254", "dev", "bond0"]);
+    node.exec(
+        "ip",
+        &[
+            "route",
+            "add",
+            "default",
+            "via",
+            "198.18.6.254",
+            "dev",
+            "bond0",
+        ],
+    );
     assert_eq!(
         read_node_ips(node.ns(), IpFamily::V4, None).unwrap(),
         [ip("198.18.6.1"), ip("198.18.5.1")]

@@ -128,11 +128,16 @@ impl Mode for IptablesMode {
 /// The config directory's objects, read file by file (every `*.yaml`, `*.yml` and `*.json`,
 /// in name order).
 ///
-/// A file that is malformed or empty (caught half-written, as `kubectl get -o yaml > f` leaves
-/// it for a moment) keeps its last good version until a good one replaces it, with a warning
-/// naming it and what is wrong; a file that is deleted is gone. To remove a file's objects,
-/// delete it or write an empty `List`. Without a last good version (a file that was never
-/// good), what parses of it is used, as before, and the rest is reported.
+/// A file that is malformed or empty, or YAML whose last line has no newline (caught
+/// half-written, as `kubectl get -o yaml > f` leaves it for a moment) keeps its last good
+/// version until a good one replaces it, with a warning naming it and what is wrong; a file
+/// that is deleted is gone. To remove a file's objects, delete it or write an empty `List`.
+/// Without a last good version (a file that was never good), what parses of it is used, as
+/// before, and the rest is reported.
+///
+/// What cannot be told from a complete file: hand-written YAML with `kind: List` first, cut
+/// exactly at the end of a line between two items, reads as a shorter List (kubectl writes
+/// `kind` last, so its output cut anywhere is caught).
 #[derive(Debug, Clone)]
 pub struct ConfigDir {
     dir: PathBuf,
@@ -202,12 +207,21 @@ impl ConfigDir {
                 }
                 w
             });
-            if parsed.malformed || parsed.empty {
+            // YAML is written line by line (kubectl, serde_yaml, PyYAML end it with a
+            // newline): a last line without one was caught being written, even when what came
+            // before parses (a List whose `kind` comes first, cut between two items). JSON cut
+            // short does not parse at all.
+            let json = matches!(text.trim_start().chars().next(), Some('{' | '['));
+            let cut_line = !json && !text.is_empty() && !text.ends_with('\n');
+            if parsed.malformed || parsed.empty || cut_line {
                 if self.good.contains_key(&f) {
-                    let why = named
-                        .map(|w| w.message)
-                        .next()
-                        .unwrap_or_else(|| "the file is empty".to_owned());
+                    let why = named.map(|w| w.message).next().unwrap_or_else(|| {
+                        if parsed.empty {
+                            "the file is empty".to_owned()
+                        } else {
+                            "its last line has no newline (caught half-written?)".to_owned()
+                        }
+                    });
                     self.hold(&f, &name, &why, &mut out);
                     continue;
                 }
@@ -455,6 +469,26 @@ mod tests {
                     .ends_with("keeping its last good version")
             );
         }
+        // A kind-first List cut anywhere but at the end of a line is held too.
+        let item = |name: &str| format!("- {}\n", svc(name).trim_end().replace('\n', "\n  "));
+        let list = format!("kind: List\nitems:\n{}{}", item("one"), item("two"));
+        std::fs::write(&f, &list).unwrap();
+        assert_eq!(names(&config.read()), ["one", "two"]);
+        for cut in 1..list.len() {
+            if list.as_bytes()[cut - 1] == b'\n' {
+                continue;
+            }
+            std::fs::write(&f, &list[..cut]).unwrap();
+            let r = config.read();
+            assert_eq!(
+                names(&r),
+                ["one", "two"],
+                "cut at {cut}: {:?}",
+                &list[..cut]
+            );
+        }
+        std::fs::write(&f, svc("one")).unwrap();
+        assert_eq!(names(&config.read()), ["one"]);
         // Not UTF-8: unreadable as text, held too.
         std::fs::write(&f, [0xff, 0xfe, 0x00]).unwrap();
         assert_eq!(names(&config.read()), ["one"]);
