@@ -5,8 +5,9 @@
 //! each set swapped in whole); restores the nat and filter chains (`iptables-restore --noflush
 //! --counters`) and inserts the jumps from the built-in chains when missing; binds the service
 //! addresses to `kube-ipvs0`; adds or edits virtual services and destinations; then removes
-//! addresses and virtual services that are no longer wanted. Only differences touch the kernel:
-//! a sync with nothing changed reads IPVS and writes nothing to it.
+//! addresses and virtual services that are no longer wanted; and deletes the conntrack flows of
+//! UDP clients whose real server went away, as the iptables and nftables modes do. Only
+//! differences touch IPVS: a sync with nothing changed reads IPVS and writes nothing to it.
 //!
 //! A destination that is no longer wanted is deleted at once unless it is TCP with
 //! connections: then its weight goes to 0 (no new connections) and a later sync deletes it
@@ -15,6 +16,7 @@
 use super::client::{Ipvs, IpvsError};
 use super::kube_proxy::{DUMMY_DEVICE, IpvsModeSettings, IpvsRules, JUMP_RULES, compile};
 use super::types::{Destination, Family, ServiceId, VirtualService};
+use crate::conntrack::{Conntrack, Flow, stale_udp};
 use crate::iptables::Protocol;
 use crate::kube::{ClusterState, IpFamily};
 use crate::proxy::NodeSettings;
@@ -40,6 +42,9 @@ pub enum IpvsSyncError {
     /// `ipset` or `iptables-restore` refused the input, or could not run.
     #[error(transparent)]
     Tool(#[from] SyncError),
+    /// Deleting stale UDP conntrack flows failed (the rest of the sync was applied).
+    #[error(transparent)]
+    Conntrack(#[from] crate::conntrack::ConntrackError),
     /// A sysctl ipvs mode needs could not be set.
     #[error("setting {key}: {error}")]
     Sysctl {
@@ -89,6 +94,8 @@ pub struct IpvsSyncReport {
     pub jumps_inserted: usize,
     /// Per-service failures (the rest of the sync went on), as kube-proxy logs and goes on.
     pub failures: Vec<String>,
+    /// Stale UDP conntrack flows deleted after the sync ([`IpvsSyncer::sync`] only).
+    pub conntrack_deleted: usize,
     /// How long the sync took.
     pub duration: Duration,
 }
@@ -102,6 +109,7 @@ pub struct IpvsSyncer {
     backend: Backend,
     ipvs: Ipvs,
     links: Handle,
+    conntrack: Option<Conntrack>,
 }
 
 impl IpvsSyncer {
@@ -145,6 +153,7 @@ impl IpvsSyncer {
             backend: Backend::System,
             ipvs,
             links,
+            conntrack: None,
         })
     }
 
@@ -165,10 +174,34 @@ impl IpvsSyncer {
         &mut self.ipvs
     }
 
-    /// Compiles `state` and applies it.
+    /// Compiles `state`, applies it, then deletes the stale UDP conntrack flows
+    /// ([`IpvsSyncer::delete_stale_udp`]), as kube-proxy's ipvs `syncProxyRules` does.
     pub fn sync(&mut self, state: &ClusterState) -> Result<IpvsSyncReport, IpvsSyncError> {
         let rules = compile(state, &self.node, &self.settings);
-        self.apply(&rules)
+        let mut report = self.apply(&rules)?;
+        report.conntrack_deleted = self.delete_stale_udp(state)?;
+        Ok(report)
+    }
+
+    /// Deletes the UDP conntrack flows that [`stale_udp_in_ipvs_mode`] selects for `state`,
+    /// once the virtual services are in step with it; returns how many. Without UDP Service
+    /// ports it does nothing (no dump).
+    ///
+    /// With `net.ipv4.vs.conntrack=1` (set by [`IpvsSyncer::new`]) IPVS keeps a conntrack entry
+    /// per connection whose reply tuple names the real server: a UDP client whose real server
+    /// went away keeps being sent to it (or, once IPVS expires its own entry, loses a
+    /// datagram) until the entry goes.
+    pub fn delete_stale_udp(&mut self, state: &ClusterState) -> Result<usize, IpvsSyncError> {
+        let Some(filter) = stale_udp_in_ipvs_mode(state, &self.node.node_name) else {
+            return Ok(0);
+        };
+        if self.conntrack.is_none() {
+            self.conntrack = Some(Conntrack::open_in(&self.netns)?);
+        }
+        match self.conntrack.as_mut() {
+            Some(ct) => Ok(ct.delete_matching(state.family, filter)?),
+            None => Ok(0),
+        }
     }
 
     /// Applies compiled rules.
@@ -428,6 +461,22 @@ pub struct IpvsCleanupReport {
     pub kept: Vec<String>,
 }
 
+/// Which conntrack flows ipvs mode deletes after a sync of `state` on `node`, or `None` when
+/// `state` has no UDP Service port (then nothing is dumped): kube-proxy's stale-UDP filter
+/// ([`crate::conntrack::stale_udp`]) as in the iptables and nftables modes. IPVS leaves the
+/// same conntrack tuples as their DNAT does (original destination the cluster IP, external
+/// or load-balancer IP, or a node address and node port; reply source the real server).
+pub fn stale_udp_in_ipvs_mode(
+    state: &ClusterState,
+    node: &str,
+) -> Option<impl Fn(&Flow) -> bool + use<>> {
+    state
+        .services
+        .keys()
+        .any(|k| k.protocol == Protocol::Udp)
+        .then(|| stale_udp(state, node))
+}
+
 /// The entries of each ipset in `ipset save` output (`add NAME ENTRY` lines).
 pub fn parse_ipset_save(text: &str) -> BTreeMap<String, BTreeSet<String>> {
     let mut sets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -580,6 +629,66 @@ add OTHER 10.0.0.1
             mark: 1,
         };
         assert!(!is_ours(&fwmark, &bound, &sets, v4));
+    }
+
+    /// The flows IPVS leaves in conntrack (original destination the service address, reply
+    /// source the real server) that go after an endpoint of a UDP Service went away.
+    #[test]
+    fn stale_udp_flows_are_those_to_real_servers_that_went_away() {
+        use crate::kube::parse_objects;
+        let yaml = "kind: Service\nmetadata: {name: dns, namespace: d}\n\
+            spec: {type: NodePort, clusterIP: 10.96.0.14, ports: [{name: dns, port: 53, targetPort: 5353, nodePort: 30053, protocol: UDP}]}\n\
+            ---\nkind: Service\nmetadata: {name: web, namespace: d}\n\
+            spec: {clusterIP: 10.96.0.15, ports: [{name: http, port: 80, protocol: TCP}]}\n\
+            ---\nkind: EndpointSlice\nmetadata: {name: dns-1, namespace: d, labels: {kubernetes.io/service-name: dns}}\n\
+            addressType: IPv4\nports: [{name: dns, port: 5353, protocol: UDP}]\n\
+            endpoints: [{addresses: [10.244.2.2]}]\n";
+        let (objects, w) = parse_objects(yaml, "t");
+        assert!(w.is_empty(), "{w:?}");
+        let state = ClusterState::from_objects(&objects, IpFamily::V4).0;
+        let stale = stale_udp_in_ipvs_mode(&state, "node1").expect("a UDP Service port");
+        let flow = |p: Protocol, dst: &str, rs: &str| Flow {
+            protocol: p,
+            orig_src: "10.244.1.2:40000".parse().unwrap(),
+            orig_dst: dst.parse().unwrap(),
+            reply_src: rs.parse().unwrap(),
+            reply_dst: "10.244.1.2:40000".parse().unwrap(),
+        };
+        // To the cluster IP and to a node port, answered by a real server that is gone.
+        assert!(stale(&flow(
+            Protocol::Udp,
+            "10.96.0.14:53",
+            "10.244.1.3:5353"
+        )));
+        assert!(stale(&flow(
+            Protocol::Udp,
+            "198.18.0.1:30053",
+            "10.244.1.3:5353"
+        )));
+        // Still served, TCP, or to something that is no Service: left alone.
+        assert!(!stale(&flow(
+            Protocol::Udp,
+            "10.96.0.14:53",
+            "10.244.2.2:5353"
+        )));
+        assert!(!stale(&flow(
+            Protocol::Udp,
+            "198.18.0.1:30053",
+            "10.244.2.2:5353"
+        )));
+        assert!(!stale(&flow(
+            Protocol::Tcp,
+            "10.96.0.15:80",
+            "10.244.1.3:80"
+        )));
+        assert!(!stale(&flow(
+            Protocol::Udp,
+            "192.0.2.53:53",
+            "192.0.2.53:53"
+        )));
+        // Without UDP Service ports, no conntrack dump at all.
+        let tcp_only = ClusterState::from_objects(&objects[1..2], IpFamily::V4).0;
+        assert!(stale_udp_in_ipvs_mode(&tcp_only, "node1").is_none());
     }
 
     #[test]
