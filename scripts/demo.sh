@@ -10,10 +10,18 @@ need=()
 for p in gcc libc6-dev ca-certificates iproute2 iputils-ping iptables procps iperf3; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
+# What the options add: etcd for --etcd; nft for kube-proxy's nftables mode (its --cleanup).
+prev=""
 for a in "$@"; do
-  if [ "$a" = "--etcd" ]; then
-    dpkg-query -W -f='${Status}' etcd-server 2>/dev/null | grep -q "install ok installed" || need+=(etcd-server)
+  extra=""
+  case "$prev $a" in
+    *" --etcd") extra=etcd-server ;;
+    "--proxy-mode nftables"|*" --proxy-mode=nftables") extra=nftables ;;
+  esac
+  if [ -n "$extra" ]; then
+    dpkg-query -W -f='${Status}' "$extra" 2>/dev/null | grep -q "install ok installed" || need+=("$extra")
   fi
+  prev="$a"
 done
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"

@@ -18,6 +18,7 @@ APT_PACKAGES=(
   etcd-server etcd-client                      # podnet-ipam on etcd (etcdctl for the auth test)
   containernetworking-plugins                  # CNI reference plugins for interop
   qemu-system-x86                              # the IPVS tests boot Debian's kernel under qemu
+  ipvsadm                                      # IPVS tests (natively, where the kernel has IPVS)
 )
 
 missing=()
@@ -74,7 +75,7 @@ else
 fi
 echo "== cargo test"
 set +e
-cargo test --workspace --all-features 2>&1 | tee "$test_log"
+cargo test --workspace --all-features --no-fail-fast 2>&1 | tee "$test_log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 set -e
 echo "(the whole cargo test output: $test_log)"

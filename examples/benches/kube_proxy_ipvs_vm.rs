@@ -11,16 +11,18 @@
 //! not bind the Service addresses to kube-ipvs0, which kube-proxy's sync does). Prints one row
 //! per size (medians); `bench/kube-proxy-sync.sh` runs it.
 //!
-//! `cargo bench -p podnet-examples --bench kube_proxy_ipvs_vm` (as root, for qemu's kernel
-//! fetch). `KP_BENCH_SIZES` (default "1000 10000"), `KP_BENCH_REPEAT` (default 3),
-//! `KP_BENCH_VM_MB` (guest memory, default 2048).
+//! `cargo bench -p podnet-examples --bench kube_proxy_ipvs_vm` (as root: qemu is installed
+//! when missing; when no VM can be had, it says why through `podnet_testsupport::skip`).
+//! `KP_BENCH_SIZES` (default "1000 10000"), `KP_BENCH_REPEAT` (default 3), `KP_BENCH_VM_MB`
+//! (guest memory, default 2048). The inputs go into the guest at fixed paths under `/bench`,
+//! so the checkout and target directory can be anywhere.
 
 #[path = "../../nat/tests/support/vm.rs"]
 mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use vm::{Vm, workspace_root};
+use vm::{Vm, VmError, workspace_root};
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -195,10 +197,11 @@ fn main() {
         .expect("KP_BENCH_REPEAT: a number");
     let mut vm = match Vm::prepare() {
         Ok(vm) => vm,
-        Err(why) => {
-            println!("ipvs: skipped, no VM ({why})");
-            return;
+        Err(VmError::Unavailable { cause, reason }) => {
+            println!("ipvs: skipped, no VM ({reason})");
+            return podnet_testsupport::skip("kube_proxy_ipvs_vm", cause, &reason);
         }
+        Err(VmError::Failed(why)) => panic!("preparing the VM: {why}"),
     };
     vm.memory_mb = env_or("KP_BENCH_VM_MB", "2048")
         .parse()

@@ -1,17 +1,21 @@
-//! IPVS on a real kernel: the `ipvs_kernel` tests run inside a virtual machine with Debian's
-//! kernel (this machine's kernel has no IPVS and no dummy links). They are compiled into this
-//! program too (module `ipvs_kernel`, where they skip on this kernel), so the guest runs this
-//! very program, with the host's C library: no second build.
+//! IPVS on a real kernel: the `ipvs_kernel` tests, each reported under its own name
+//! (`ipvs_kernel::...`). This machine's kernel has no IPVS and no dummy links, so they run
+//! inside a virtual machine with Debian's kernel (`support/vm.rs`), all in one boot, this very
+//! program running there with the host's C library: no second build. On a host whose kernel
+//! has IPVS they run natively (`PODNET_VM=1` asks for the VM anyway). See
+//! `support/vm_tests.rs` for how the guest's results are reported here.
 //!
-//! Skips, saying why, only when the VM cannot be had: no qemu (and no way to install it), or
-//! no Debian package archive to fetch the kernel from. A failure inside the guest fails this
-//! test and prints the guest's console.
+//! A `harness = false` test target (`Cargo.toml`), so it takes libtest's arguments
+//! (`cargo test -p podnet-nat --test ipvs_vm -- namespaces`). When the VM cannot be had (no
+//! qemu and no way to install it, no Debian archive for the kernel) each test skips through
+//! `podnet_testsupport::skip`, saying why; a failure inside the guest fails that test and
+//! prints the guest's console.
 
-#[path = "ipvs_kernel.rs"]
 mod ipvs_kernel;
 mod support;
 
 use support::vm::Vm;
+use support::vm_tests::{KernelTests, kernel_has_ipvs};
 
 /// The other IPVS schedulers (the tests use them all) and veth, besides what
 /// [`Vm::ipvs_mode_tools`] adds.
@@ -27,43 +31,21 @@ const MODULES: &[&str] = &[
     "veth",
 ];
 
-#[test]
-fn ipvs_kernel_tests_pass_in_a_vm() {
-    let mut vm = match Vm::prepare() {
-        Ok(vm) => vm,
-        Err(why) => {
-            eprintln!("skipped ipvs_kernel_tests_pass_in_a_vm: no VM ({why})");
-            return;
-        }
-    };
-    vm.modules(MODULES).expect("kernel modules");
-    vm.ipvs_mode_tools()
-        .expect("ipvsadm, ipset and iptables for the guest");
-    let me = std::env::current_exe().expect("the test's own path");
-    vm.host_program(&me, "/test/ipvs_vm")
-        .expect("the test program");
-    vm.env("PODNET_REQUIRE_IPVS", "1")
-        .env("PODNET_REQUIRE_IPVSADM", "1")
-        .env("RUST_BACKTRACE", "1");
-    let run = vm
-        .run(&[
-            "/test/ipvs_vm",
-            "ipvs_kernel::",
-            "--test-threads=1",
-            "--nocapture",
-        ])
-        .expect("qemu runs");
-    eprintln!(
-        "--- guest console ({:.1} s) ---\n{}\n--- end of guest console ---",
-        run.elapsed.as_secs_f64(),
-        run.log
-    );
-    assert!(!run.timed_out, "the VM timed out");
-    assert_eq!(run.status, Some(0), "ipvs_kernel failed inside the VM");
-    // Every kernel test ran (none skipped for want of IPVS), and none was filtered out.
-    assert!(
-        run.log.contains("test result: ok. 4 passed; 0 failed"),
-        "expected 4 passing tests"
-    );
-    assert!(!run.log.contains("skipped"), "a test skipped inside the VM");
+static TESTS: KernelTests = KernelTests {
+    program: "ipvs_vm",
+    feature: "IPVS",
+    tests: ipvs_kernel::TESTS,
+    native: kernel_has_ipvs,
+    setup,
+};
+
+/// The modules and ipvs mode's tools (ipvsadm, ipset, legacy iptables) in the guest.
+fn setup(vm: &mut Vm) -> Result<(), String> {
+    vm.modules(MODULES)?;
+    vm.ipvs_mode_tools()?;
+    Ok(())
+}
+
+fn main() {
+    support::vm_tests::main(&TESTS)
 }

@@ -104,6 +104,19 @@ items:
     ports: [{name: tcp, port: 80, targetPort: 7777, protocol: TCP}]
 "#;
 
+/// The environment variable naming a directory that holds the package's programs (`flanneld`,
+/// `podnet-cni`, `kube-proxy`) where cargo's paths do not apply: inside the VM, which has
+/// them at fixed paths (`proxy_vm.rs`).
+pub const PROGRAM_DIR_VAR: &str = "PODNET_TEST_PROGRAM_DIR";
+
+/// Program `name`: in [`PROGRAM_DIR_VAR`] when it is set, else where cargo built it.
+pub fn program(name: &str, built: &str) -> PathBuf {
+    match std::env::var_os(PROGRAM_DIR_VAR) {
+        Some(dir) => PathBuf::from(dir).join(name),
+        None => PathBuf::from(built),
+    }
+}
+
 /// A cluster with kube-proxy in iptables mode.
 pub fn up(tag: &str) -> Guard {
     up_mode(tag, "iptables")
@@ -115,9 +128,9 @@ pub fn up_mode(tag: &str, mode: &str) -> Guard {
     let mut o = Options::new(&prefix);
     o.nodes = 2;
     o.pods = 2;
-    o.flanneld = PathBuf::from(env!("CARGO_BIN_EXE_flanneld"));
-    o.cni = PathBuf::from(env!("CARGO_BIN_EXE_podnet-cni"));
-    o.kube_proxy = PathBuf::from(env!("CARGO_BIN_EXE_kube-proxy"));
+    o.flanneld = program("flanneld", env!("CARGO_BIN_EXE_flanneld"));
+    o.cni = program("podnet-cni", env!("CARGO_BIN_EXE_podnet-cni"));
+    o.kube_proxy = program("kube-proxy", env!("CARGO_BIN_EXE_kube-proxy"));
     let file = std::env::temp_dir().join(format!("{prefix}-services.yaml"));
     std::fs::write(&file, SERVICES).unwrap();
     o.services = Some(file);

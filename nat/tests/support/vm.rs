@@ -7,44 +7,49 @@
 //! guest's shell and tools, and any Debian program a test wants in the guest (with its shared
 //! libraries). The initramfs is written here (newc cpio, uncompressed), so `cpio` is not needed.
 //! Only `qemu-system-x86_64` must be installed (package `qemu-system-x86`); when it is missing
-//! and we are root, `apt-get install` is tried once.
+//! and we are root, [`Vm::prepare`] installs it with `apt-get`.
 //!
-//! The guest runs `/init` (busybox sh): mounts proc, sys, devtmpfs, tmpfs on /run and /tmp,
+//! The guest runs `/init` (busybox sh): mounts proc, sys, devtmpfs, and tmpfs on /run and /tmp,
 //! brings `lo` up, loads the asked-for kernel modules with `insmod` in dependency order
 //! (read from each module's `depends=` and `softdep=` in `.modinfo`), runs the command with
 //! the asked-for environment, prints `PODNET-VM-EXIT <status>` and powers off. qemu exits 0
 //! whatever happens inside, so [`Vm::run`] reads that marker from the serial console.
 //!
-//! A program for the guest is either one cargo already built for this machine, put in with
-//! [`Vm::host_program`] (a copy without debug information, plus the host's shared libraries
-//! it loads; the tests run their own executable this way, with the kernel tests compiled in as
-//! a module, so nothing is built twice), or a static build ([`build_guest_test`] for an
-//! integration test, [`build_guest_bin`] for a program such as an example binary): cargo for
-//! the host target with `+crt-static`, in its own target directory.
-//! `PODNET_VM_TARGET=x86_64-unknown-linux-musl` builds for musl instead (podnet-links does not
-//! build for musl yet: its ioctl request constants are `c_ulong`, musl's `ioctl` takes `c_int`).
+//! Files go into the guest at guest paths chosen by the caller, never at the host path of a
+//! checkout or target directory: those can be anywhere (under /tmp, which the guest's tmpfs
+//! would hide, or with spaces in their names). Guest paths under the directories the init
+//! mounts over (/proc, /sys, /dev, /run, /tmp) are refused. Only the host's shared libraries
+//! (the C library and loader, at `/lib`, `/usr/lib`, `/lib64`) keep their host paths.
 //!
+//! A program for the guest is one cargo already built for this machine, put in with
+//! [`Vm::host_program`] (a copy without debug information, plus the host's shared libraries
+//! it loads; the tests run their own executable this way, so nothing is built twice).
 //! Debian programs run in the guest with the host's C library and loader (the same Debian
 //! release) and what [`Vm::debian_program`] downloads; [`Vm::debian_dir`] adds plugin
 //! directories (iptables' extensions). The guest has a minimal `/etc/protocols`.
 //!
-//! This file uses only the standard library, so other crates' tests can include it with
-//! `#[path = "../../nat/tests/support/vm.rs"] mod vm;`.
+//! This file uses only the standard library and `podnet-testsupport` (a dev-dependency of every
+//! crate that includes it), so other crates' tests can include it with
+//! `#[path = "../../nat/tests/support/vm.rs"] mod vm;`. Test programs normally do not use it
+//! directly but through `vm_tests.rs`, which runs kernel tests natively or in one VM.
 //!
 //! ```ignore
 //! let mut vm = match Vm::prepare() {
 //!     Ok(vm) => vm,
-//!     Err(why) => return eprintln!("skipped: {why}"),
+//!     Err(VmError::Unavailable { cause, reason }) => return podnet_testsupport::skip(test, cause, &reason),
+//!     Err(VmError::Failed(why)) => panic!("{why}"),
 //! };
 //! vm.modules(&["ip_vs", "ip_vs_rr", "dummy", "veth"])?;
 //! vm.debian_program("ipvsadm", "sbin/ipvsadm", &["libnl-3-200", "libnl-genl-3-200", "libpopt0"])?;
 //! vm.host_program(&std::env::current_exe()?, "/test/me")?;
-//! let run = vm.run(&["/test/me", "ipvs_kernel::", "--test-threads=1"])?;
+//! let run = vm.run(&["/test/me", "--some-flag"])?;
 //! assert_eq!(run.status, Some(0), "{}", run.log);
 //! ```
 #![allow(dead_code, unreachable_pub)]
 
+use podnet_testsupport::SkipCause;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -55,8 +60,60 @@ use std::time::{Duration, Instant};
 
 /// The marker the guest's init prints with the command's exit status.
 pub const EXIT_MARKER: &str = "PODNET-VM-EXIT";
-/// The musl target guest programs are built for.
-pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// The guest directories the init mounts a file system over: files put there by the
+/// initramfs would be hidden, so [`Vm::run`] refuses them.
+pub const MOUNTED_IN_GUEST: &[&str] = &["/proc", "/sys", "/dev", "/run", "/tmp"];
+
+/// Why there is no VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmError {
+    /// The VM cannot be had on this machine as it is (no qemu and no way to install it, no
+    /// Debian package archive): the tests that need it skip with this cause and reason.
+    Unavailable {
+        /// Whether the test command could have removed the cause (e.g. by running as root,
+        /// which installs qemu) or the machine lacks it.
+        cause: SkipCause,
+        /// What is missing, and what would provide it.
+        reason: String,
+    },
+    /// Something that should have worked did not (a broken kernel package, an unwritable
+    /// cache): the tests that need the VM fail with it.
+    Failed(String),
+}
+
+impl fmt::Display for VmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VmError::Unavailable { reason, .. } => write!(f, "no VM: {reason}"),
+            VmError::Failed(why) => write!(f, "the VM could not be prepared: {why}"),
+        }
+    }
+}
+
+impl From<String> for VmError {
+    fn from(why: String) -> VmError {
+        VmError::Failed(why)
+    }
+}
+
+fn unavailable(cause: SkipCause, reason: impl Into<String>) -> VmError {
+    VmError::Unavailable {
+        cause,
+        reason: reason.into(),
+    }
+}
+
+/// The cause of a failed download from Debian's archive: as root, apt-get could update its
+/// package lists, so the archive is out of reach (the machine); otherwise running as root
+/// might have fixed it.
+fn fetch_cause() -> SkipCause {
+    if is_root() {
+        SkipCause::Machine
+    } else {
+        SkipCause::Avoidable
+    }
+}
 
 /// The kernel modules of kube-proxy's ipvs mode: IPVS with the rr scheduler, the `kube-ipvs0`
 /// dummy device, ipsets, and the legacy iptables tables, matches and targets its rules use.
@@ -127,20 +184,24 @@ impl VmRun {
     }
 }
 
-/// The cargo target directory of the running test (where the VM cache lives).
+/// The cargo target directory of the running test or benchmark (where the VM cache lives):
+/// the one its executable is in (`<target>/<profile>/deps/<name>`), else `CARGO_TARGET_DIR`
+/// when absolute, else `<workspace>/target`.
 pub fn target_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        let dir = PathBuf::from(dir);
-        if dir.is_absolute() {
-            return dir;
+    let from_exe = std::env::current_exe().ok().and_then(|exe| {
+        let deps = exe.parent()?;
+        if deps.file_name()? != "deps" {
+            return None;
         }
-        return workspace_root().join(dir);
+        Some(deps.parent()?.parent()?.to_path_buf())
+    });
+    if let Some(dir) = from_exe {
+        return dir;
     }
-    // <target>/<profile>/deps/<test binary>
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
-        .unwrap_or_else(|| workspace_root().join("target"))
+    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => dir,
+        _ => workspace_root().join("target"),
+    }
 }
 
 /// The workspace root (the directory above this crate).
@@ -173,7 +234,8 @@ fn run_cmd(cmd: &mut Command) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn is_root() -> bool {
+/// `true` when this process runs as root.
+pub fn is_root() -> bool {
     // The owner of /proc/self is the effective user.
     use std::os::unix::fs::MetadataExt;
     fs::metadata("/proc/self")
@@ -182,7 +244,7 @@ fn is_root() -> bool {
 }
 
 /// Installs Debian packages with apt (as root only), updating the package lists if the first
-/// attempt fails.
+/// attempt fails. Waits up to two minutes for another apt or dpkg to finish.
 fn apt_install(packages: &[&str]) -> Result<(), String> {
     if !is_root() || which("apt-get").is_none() {
         return Err(format!(
@@ -194,6 +256,7 @@ fn apt_install(packages: &[&str]) -> Result<(), String> {
         run_cmd(
             Command::new("apt-get")
                 .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(["-o", "DPkg::Lock::Timeout=120"])
                 .args(packages)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )
@@ -201,8 +264,45 @@ fn apt_install(packages: &[&str]) -> Result<(), String> {
     if install().is_ok() {
         return Ok(());
     }
-    run_cmd(Command::new("apt-get").args(["update", "-qq"]))?;
+    run_cmd(Command::new("apt-get").args(["update", "-qq", "-o", "DPkg::Lock::Timeout=120"]))?;
     install().map(drop)
+}
+
+/// Finds `qemu-system-x86_64`, installing Debian's `qemu-system-x86` when we are root.
+fn find_qemu() -> Result<PathBuf, VmError> {
+    const PROGRAM: &str = "qemu-system-x86_64";
+    if let Some(q) = which(PROGRAM) {
+        return Ok(q);
+    }
+    if which("apt-get").is_none() {
+        return Err(unavailable(
+            SkipCause::Machine,
+            format!("{PROGRAM} is not installed, and there is no apt-get to install it"),
+        ));
+    }
+    if !is_root() {
+        return Err(unavailable(
+            SkipCause::Avoidable,
+            format!(
+                "{PROGRAM} is not installed; run the tests as root (they install it) or \
+                 `apt-get install qemu-system-x86`"
+            ),
+        ));
+    }
+    apt_install(&["qemu-system-x86"]).map_err(|e| {
+        unavailable(
+            SkipCause::Machine,
+            format!(
+                "{PROGRAM} is not installed, and `apt-get install qemu-system-x86` failed \
+                 (no Debian archive reachable?): {e}"
+            ),
+        )
+    })?;
+    which(PROGRAM).ok_or_else(|| {
+        VmError::Failed(format!(
+            "{PROGRAM} not found after installing qemu-system-x86"
+        ))
+    })
 }
 
 /// Downloads and unpacks a Debian package into `<work>/pkgs/<name>/` (once), returns that
@@ -277,29 +377,40 @@ fn kernel_package_name() -> Result<String, String> {
 }
 
 impl Vm {
-    /// Finds qemu and fetches the kernel and busybox (cached). An `Err` says what is missing:
-    /// tests skip with it.
-    pub fn prepare() -> Result<Vm, String> {
+    /// Finds qemu (installing it when root) and fetches the kernel and busybox (cached).
+    /// [`VmError::Unavailable`] says what is missing and whether the test command could have
+    /// provided it: tests skip with it. [`VmError::Failed`] is an error: tests fail with it.
+    pub fn prepare() -> Result<Vm, VmError> {
         if std::env::consts::ARCH != "x86_64" {
-            return Err("the VM harness runs x86_64 guests on x86_64 hosts only".into());
+            return Err(unavailable(
+                SkipCause::Machine,
+                format!(
+                    "the VM harness runs x86_64 guests on x86_64 hosts only, not on {}",
+                    std::env::consts::ARCH
+                ),
+            ));
         }
-        let qemu = match which("qemu-system-x86_64") {
-            Some(q) => q,
-            None => {
-                apt_install(&["qemu-system-x86"])
-                    .map_err(|e| format!("qemu-system-x86_64 not found ({e})"))?;
-                which("qemu-system-x86_64")
-                    .ok_or("qemu-system-x86_64 not found after installing qemu-system-x86")?
-            }
-        };
+        let qemu = find_qemu()?;
         if which("apt-get").is_none() || which("dpkg-deb").is_none() {
-            return Err("apt-get and dpkg-deb are needed to fetch Debian's kernel".into());
+            return Err(unavailable(
+                SkipCause::Machine,
+                "apt-get and dpkg-deb are needed to fetch Debian's kernel",
+            ));
         }
         let work = target_dir().join("podnet-vm");
         fs::create_dir_all(&work).map_err(|e| format!("mkdir {}: {e}", work.display()))?;
-        let kpkg = kernel_package_name()?;
-        let kroot = debian_package(&work, &kpkg)
-            .map_err(|e| format!("fetching kernel package {kpkg}: {e}"))?;
+        let kpkg = kernel_package_name().map_err(|e| {
+            unavailable(
+                fetch_cause(),
+                format!("no Debian kernel package to boot (no Debian archive reachable?): {e}"),
+            )
+        })?;
+        let kroot = debian_package(&work, &kpkg).map_err(|e| {
+            unavailable(
+                fetch_cause(),
+                format!("fetching kernel package {kpkg} (no Debian archive reachable?): {e}"),
+            )
+        })?;
         let kernel = fs::read_dir(kroot.join("boot"))
             .map_err(|e| format!("{kpkg} has no /boot: {e}"))?
             .filter_map(Result::ok)
@@ -317,10 +428,10 @@ impl Vm {
             .find(|p| p.is_dir())
             .ok_or_else(|| format!("{kpkg} has no module directory"))?;
         let bb = debian_package(&work, "busybox-static")
-            .map_err(|e| format!("fetching busybox-static: {e}"))?;
+            .map_err(|e| unavailable(fetch_cause(), format!("fetching busybox-static: {e}")))?;
         let busybox = bb.join("bin/busybox");
         if !busybox.is_file() {
-            return Err("busybox-static has no bin/busybox".into());
+            return Err(VmError::Failed("busybox-static has no bin/busybox".into()));
         }
         Ok(Vm {
             work,
@@ -339,6 +450,12 @@ impl Vm {
     /// The kernel image booted.
     pub fn kernel(&self) -> &Path {
         &self.kernel
+    }
+
+    /// The cache directory (`<target>/podnet-vm`): downloaded packages, initramfs images,
+    /// copies of host programs, logs.
+    pub fn cache_dir(&self) -> &Path {
+        &self.work
     }
 
     /// Adds kernel modules (by name, e.g. `ip_vs_rr`) and everything they depend on, to be
@@ -462,11 +579,17 @@ impl Vm {
                 }
             }
         }
-        let ld_path = lib_dirs
+        let dirs: Vec<String> = lib_dirs
             .iter()
             .map(|(_, d)| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(":");
+            .collect();
+        if let Some(d) = dirs.iter().find(|d| d.contains(':')) {
+            return Err(format!(
+                "{d} contains ':', which LD_LIBRARY_PATH cannot hold: use a target directory \
+                 without ':' in its path"
+            ));
+        }
+        let ld_path = dirs.join(":");
         for host in ldd_libraries(&bin, &ld_path)? {
             let guest = match lib_dirs.iter().find(|(_, d)| host.starts_with(d)) {
                 Some((r, _)) => format!("/{}", host.strip_prefix(r).unwrap_or(&host).display()),
@@ -568,8 +691,9 @@ impl Vm {
         }
     }
 
-    fn init_script(&self, command: &[&str]) -> String {
-        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    /// The guest's `/init`. Every word that comes from outside is single-quoted for the shell;
+    /// environment names must be names.
+    fn init_script(&self, command: &[&str]) -> Result<String, String> {
         let mut s = String::from(
             "#!/bin/busybox sh\n\
              /bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin\n\
@@ -584,24 +708,35 @@ impl Vm {
              ip link set lo up\n",
         );
         for m in &self.modules {
-            let name = m.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+            let file = format!("/modules/{}", module_file_name(m)?);
             s.push_str(&format!(
-                "insmod /modules/{name} || echo 'PODNET-VM: insmod {name} failed'\n"
+                "insmod {} || echo {}\n",
+                shell_quote(&file),
+                shell_quote(&format!("PODNET-VM: insmod {file} failed"))
             ));
         }
         for (k, v) in &self.env {
-            s.push_str(&format!("export {k}={}\n", quote(v)));
+            let is_name = k
+                .chars()
+                .next()
+                .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+                && k.chars().all(|c| c == '_' || c.is_ascii_alphanumeric());
+            if !is_name {
+                return Err(format!(
+                    "guest environment variable {k:?} is not a shell name"
+                ));
+            }
+            s.push_str(&format!("export {k}={}\n", shell_quote(v)));
         }
         s.push_str("echo PODNET-VM-START\ncd /tmp\n");
-        let cmd: Vec<String> = command.iter().map(|a| quote(a)).collect();
+        let cmd: Vec<String> = command.iter().map(|a| shell_quote(a)).collect();
         s.push_str(&cmd.join(" "));
         s.push_str(&format!(
             "\nrc=$?\necho \"{EXIT_MARKER} $rc\"\nsync\npoweroff -f\n"
         ));
-        s
+        Ok(s)
     }
 
-    /// Builds the initramfs (written under the cache directory, removed afterwards).
     /// Puts every file under `dir` of a Debian package into the guest at the same path (e.g.
     /// iptables' extensions, `usr/lib/x86_64-linux-gnu/xtables`).
     pub fn debian_dir(&mut self, package: &str, dir: &str) -> Result<&mut Vm, String> {
@@ -619,6 +754,7 @@ impl Vm {
         Ok(self)
     }
 
+    /// Builds the initramfs (written under the cache directory, removed afterwards).
     fn initramfs(&self, command: &[&str], out: &Path) -> Result<(), String> {
         let mut c = Cpio::default();
         for d in [
@@ -629,7 +765,7 @@ impl Vm {
         }
         c.char_device("dev/console", 5, 1);
         c.file("bin/busybox", &read(&self.busybox)?, 0o755);
-        c.file("init", self.init_script(command).as_bytes(), 0o755);
+        c.file("init", self.init_script(command)?.as_bytes(), 0o755);
         c.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644);
         // Protocol names, for tools that look them up (ipset's `tcp:80`).
         c.file(
@@ -638,10 +774,14 @@ impl Vm {
             0o644,
         );
         for m in &self.modules {
-            let name = m.file_name().and_then(|n| n.to_str()).unwrap_or("?");
-            c.file(&format!("modules/{name}"), &read(m)?, 0o644);
+            c.file(
+                &format!("modules/{}", module_file_name(m)?),
+                &read(m)?,
+                0o644,
+            );
         }
         for (guest, host) in &self.files {
+            check_guest_path(guest)?;
             let rel = guest.trim_start_matches('/');
             let mut parent = Path::new(rel).parent();
             let mut parents = Vec::new();
@@ -764,31 +904,67 @@ impl Vm {
 }
 
 /// The shared libraries `bin` loads (with `ld_path` as LD_LIBRARY_PATH), loader included, as
-/// `ldd` resolves them.
+/// `ldd` resolves them. Paths may contain spaces (a target directory under "/tmp/my dir").
 fn ldd_libraries(bin: &Path, ld_path: &str) -> Result<Vec<PathBuf>, String> {
     let ldd = run_cmd(Command::new("ldd").arg(bin).env("LD_LIBRARY_PATH", ld_path))?;
+    parse_ldd(&ldd).map_err(|line| format!("{} needs a library not found: {line}", bin.display()))
+}
+
+/// The absolute library paths of `ldd` output; `Err(line)` for a library not found.
+fn parse_ldd(text: &str) -> Result<Vec<PathBuf>, String> {
     let mut libs = Vec::new();
-    for line in ldd.lines() {
+    for line in text.lines() {
         let line = line.trim();
-        if line.contains("not found") {
-            return Err(format!(
-                "{} needs a library not found: {line}",
-                bin.display()
-            ));
-        }
-        // "libx.so => /path/libx.so (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
-        let host = match line.split_once("=>") {
-            Some((_, rhs)) => rhs.split_whitespace().next(),
-            None => line
-                .split_whitespace()
-                .next()
-                .filter(|p| p.starts_with('/')),
+        // "libx.so => /path/libx.so (0x...)", "libx.so => not found",
+        // "/lib64/ld-linux-x86-64.so.2 (0x...)", "linux-vdso.so.1 (0x...)"
+        let path = match line.split_once(" => ") {
+            Some((_, rhs)) => rhs,
+            None => line,
         };
-        if let Some(host) = host.filter(|h| h.starts_with('/')) {
-            libs.push(PathBuf::from(host)); // not linux-vdso
+        if path == "not found" {
+            return Err(line.to_owned());
+        }
+        // Drop the load address, the only part after the path.
+        let path = match path.rfind(" (0x") {
+            Some(i) if path.ends_with(')') => &path[..i],
+            _ => path,
+        };
+        if path.starts_with('/') {
+            libs.push(PathBuf::from(path));
         }
     }
     Ok(libs)
+}
+
+/// `s` as one word for a POSIX shell: single-quoted, with `'` written as `'\''`.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A module's file name, which becomes a guest path: plain names only.
+fn module_file_name(m: &Path) -> Result<&str, String> {
+    m.file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| !n.contains('/'))
+        .ok_or_else(|| format!("module file {} has no usable name", m.display()))
+}
+
+/// Refuses a guest path the guest would not see: relative, `..`, or under a directory the
+/// init mounts over ([`MOUNTED_IN_GUEST`]).
+fn check_guest_path(guest: &str) -> Result<(), String> {
+    let p = Path::new(guest);
+    if !p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err(format!(
+            "guest path {guest:?} must be absolute, without `..`"
+        ));
+    }
+    if let Some(m) = MOUNTED_IN_GUEST.iter().find(|m| p.starts_with(m)) {
+        return Err(format!(
+            "guest path {guest:?} is under {m}, which the guest's init mounts over: choose a \
+             fixed guest path elsewhere (e.g. /test/...) and tell the guest program where"
+        ));
+    }
+    Ok(())
 }
 
 fn read(p: &Path) -> Result<Vec<u8>, String> {
@@ -893,91 +1069,4 @@ impl Cpio {
         self.entry("TRAILER!!!", 0, &[], (0, 0));
         self.out
     }
-}
-
-/// The target guest programs are built for: `PODNET_VM_TARGET`, or the host's own target
-/// (x86_64-unknown-linux-gnu) linked statically (`+crt-static`), which needs no extra rustup
-/// target. [`MUSL_TARGET`] works too once every crate in the program builds for musl.
-pub fn guest_target() -> String {
-    std::env::var("PODNET_VM_TARGET").unwrap_or_else(|_| GNU_TARGET.to_owned())
-}
-
-/// The host target, linked statically for the guest.
-pub const GNU_TARGET: &str = "x86_64-unknown-linux-gnu";
-
-/// Builds integration test `test` of `package` as a static binary for [`guest_target`] and
-/// returns the executable. Uses its own target directory under the VM cache, so the host
-/// build's artifacts and locks are left alone. An `Err` starting with "skip:" means the target
-/// could not be installed.
-pub fn build_guest_test(package: &str, test: &str) -> Result<PathBuf, String> {
-    cargo_guest(&["test", "-p", package, "--test", test, "--no-run"], test)
-}
-
-/// Builds binary `bin` of `package` (e.g. an example program the guest runs) as a static
-/// binary for [`guest_target`], like [`build_guest_test`].
-pub fn build_guest_bin(package: &str, bin: &str) -> Result<PathBuf, String> {
-    cargo_guest(&["build", "-p", package, "--bin", bin], bin)
-}
-
-fn cargo_guest(args: &[&str], artifact: &str) -> Result<PathBuf, String> {
-    let target = guest_target();
-    ensure_target(&target)?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let target_dir = target_dir().join("podnet-vm").join("cargo-target");
-    let flags_var = format!(
-        "CARGO_TARGET_{}_RUSTFLAGS",
-        target.to_uppercase().replace('-', "_")
-    );
-    let out = Command::new(&cargo)
-        .current_dir(workspace_root())
-        .args(args)
-        .args([
-            "--target",
-            &target,
-            "--message-format=json-render-diagnostics",
-        ])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        // Static, so the guest needs no shared libraries; only for the target, so build
-        // scripts and proc macros are built as usual.
-        .env(&flags_var, "-C target-feature=+crt-static")
-        // Small binaries: the guest holds the initramfs in its memory.
-        .env("CARGO_PROFILE_DEV_DEBUG", "0")
-        .env("CARGO_PROFILE_TEST_DEBUG", "0")
-        .env("CARGO_PROFILE_DEV_STRIP", "debuginfo")
-        .env("CARGO_PROFILE_TEST_STRIP", "debuginfo")
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("running cargo: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cargo {} --target {target} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let needle = format!("\"name\":\"{artifact}\"");
-    stdout
-        .lines()
-        .filter(|l| l.contains("compiler-artifact") && l.contains(&needle))
-        .find_map(|l| {
-            let start = l.find("\"executable\":\"")? + "\"executable\":\"".len();
-            let end = start + l[start..].find('"')?;
-            Some(PathBuf::from(&l[start..end]))
-        })
-        .ok_or_else(|| format!("cargo built no executable named {artifact}"))
-}
-
-fn ensure_target(target: &str) -> Result<(), String> {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let sysroot = run_cmd(Command::new(&rustc).args(["--print", "sysroot"]))
-        .map_err(|e| format!("skip: {e}"))?;
-    let lib = Path::new(sysroot.trim()).join("lib/rustlib").join(target);
-    if lib.is_dir() {
-        return Ok(());
-    }
-    run_cmd(Command::new("rustup").args(["target", "add", target])).map_err(|e| {
-        format!("skip: the {target} target is not installed and rustup could not add it: {e}")
-    })?;
-    Ok(())
 }

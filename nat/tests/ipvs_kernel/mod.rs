@@ -1,56 +1,80 @@
 //! IPVS on a kernel that has it: run as root, each test inside fresh namespaces.
 //!
-//! This machine's kernel has no IPVS, so here these tests say they were skipped. `ipvs_vm`
-//! compiles this file in as a module and runs it inside a virtual machine with Debian's kernel, where
-//! `PODNET_REQUIRE_IPVS=1` turns a missing IPVS into a failure (and `PODNET_REQUIRE_IPVSADM=1`
-//! a missing `ipvsadm`). On a host whose kernel has IPVS they run as they are.
+//! Not a test target of its own: `ipvs_vm.rs` (with `tests/support/vm_tests.rs`) runs these
+//! natively when this machine's kernel has IPVS, and otherwise inside a virtual machine with
+//! Debian's kernel, reporting each under its name in [`TESTS`]. So IPVS is always there when
+//! they run, and a missing IPVS is a failure. The tools they compare with (`ipvsadm`, `ipset`,
+//! `iptables-legacy-restore`) are in the VM; natively, a missing one is a skip that says so.
 
+use crate::support::vm_tests::KernelTest;
 use podnet_links::{Dummy, Handle, Route, Veth};
 use podnet_nat::ipvs::{
     Destination, Family, ForwardMethod, Ipvs, IpvsError, Scheduler, ServiceFlags, ServiceId,
     Timeouts, VirtualService,
 };
-use podnet_testsupport::{TestNs, require_root};
+use podnet_testsupport::{SkipCause, TestNs, require_root, skip};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// The tests, as `ipvs_vm` reports them.
+pub(crate) const TESTS: &[KernelTest] = &[
+    KernelTest {
+        name: "ipvs_kernel::services_and_destinations_add_edit_delete_list",
+        run: services_and_destinations_add_edit_delete_list,
+    },
+    KernelTest {
+        name: "ipvs_kernel::namespaces_have_their_own_tables",
+        run: namespaces_have_their_own_tables,
+    },
+    KernelTest {
+        name: "ipvs_kernel::tcp_to_the_virtual_ip_reaches_the_endpoints",
+        run: tcp_to_the_virtual_ip_reaches_the_endpoints,
+    },
+    KernelTest {
+        name: "ipvs_kernel::kube_proxy_ipvs_mode_syncs_and_serves",
+        run: kube_proxy_ipvs_mode_syncs_and_serves,
+    },
+];
+
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-/// An IPVS client in `ns`, or `None` (with a message) when the kernel has no IPVS.
-fn ipvs_in(ns: &TestNs, test: &str) -> Option<Ipvs> {
-    match Ipvs::in_ns(ns) {
-        Ok(ipvs) => Some(ipvs),
-        Err(IpvsError::NotAvailable) => {
-            if std::env::var("PODNET_REQUIRE_IPVS").as_deref() == Ok("1") {
-                panic!("{test}: IPVS is required (PODNET_REQUIRE_IPVS=1) but not available");
-            }
-            eprintln!("skipped {test}: this kernel has no IPVS (the ipvs_vm test runs it in a VM)");
-            None
-        }
-        Err(e) => panic!("{test}: opening IPVS: {e}"),
-    }
+/// An IPVS client in `ns`. The runner runs these tests only where the kernel has IPVS, so
+/// any error is a failure.
+fn ipvs_in(ns: &TestNs) -> Ipvs {
+    Ipvs::in_ns(ns).unwrap_or_else(|e| panic!("opening IPVS in {}: {e}", ns.name()))
 }
 
-/// `ipvsadm -Ln` in `ns`, or `None` when ipvsadm is not installed (an error when required).
-fn ipvsadm(ns: &TestNs) -> Option<String> {
-    let required = std::env::var("PODNET_REQUIRE_IPVSADM").as_deref() == Ok("1");
-    match ns.command("ipvsadm").arg("-Ln").output() {
-        Ok(out) if out.status.success() => Some(String::from_utf8_lossy(&out.stdout).into()),
-        Ok(out) => panic!(
-            "ipvsadm -Ln failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("note: ipvsadm not installed; its view is not checked");
-            None
-        }
-        Err(e) => panic!("running ipvsadm: {e}"),
+/// `true` when every one of `programs` runs in `ns` (`--version`); otherwise records a skip of
+/// `test` naming the missing ones (in the VM, where they are all put, `PODNET_NO_SKIPS=1`
+/// makes that a failure).
+fn have_programs(ns: &TestNs, programs: &[&str], test: &str) -> bool {
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| ns.command(p).arg("--version").output().is_err())
+        .collect();
+    if missing.is_empty() {
+        return true;
     }
+    skip(
+        test,
+        SkipCause::Avoidable,
+        &format!(
+            "{} not installed (Debian packages ipvsadm, ipset, iptables)",
+            missing.join(", ")
+        ),
+    );
+    false
+}
+
+/// `ipvsadm -Ln` in `ns`.
+fn ipvsadm(ns: &TestNs) -> String {
+    ns.exec("ipvsadm", &["-Ln"])
 }
 
 /// One service of `ipvsadm -Ln` output: its line's words and its destinations' words.
@@ -86,13 +110,17 @@ fn listed<'a>(list: &'a [Listed], proto: &str, addr: &str) -> &'a Listed {
         .unwrap_or_else(|| panic!("ipvsadm does not list {proto} {addr}: {list:#?}"))
 }
 
-#[test]
 fn services_and_destinations_add_edit_delete_list() {
     require_root!();
     let ns = TestNs::new("ipvs-crud");
-    let Some(mut ipvs) = ipvs_in(&ns, "services_and_destinations_add_edit_delete_list") else {
+    if !have_programs(
+        &ns,
+        &["ipvsadm"],
+        "ipvs_kernel::services_and_destinations_add_edit_delete_list",
+    ) {
         return;
-    };
+    }
+    let mut ipvs = ipvs_in(&ns);
     let info = ipvs.info().unwrap();
     assert_eq!(info.version, (1, 2, 1));
     assert!(info.conn_table_size > 0);
@@ -220,46 +248,45 @@ fn services_and_destinations_add_edit_delete_list() {
         .unwrap();
 
     // What ipvsadm, an independent client, sees.
-    if let Some(text) = ipvsadm(&ns) {
-        eprintln!("{text}");
-        let list = parse_ipvsadm(&text);
-        assert_eq!(list.len(), expected.len(), "{text}");
-        let w = listed(&list, "TCP", "10.96.0.1:80");
-        assert_eq!(w.words[2..], ["lc", "persistent", "300"], "{text}");
-        let mut d: Vec<_> = w.dests.iter().map(|d| d[..3].to_vec()).collect();
-        d.sort();
-        assert_eq!(
-            d,
-            vec![
-                vec!["10.244.1.2:8080", "Masq", "1"],
-                vec!["10.244.2.2:8080", "Masq", "0"]
-            ],
-            "{text}"
-        );
-        for (i, sched) in Scheduler::KNOWN.iter().enumerate().skip(1) {
-            let l = listed(&list, "TCP", &format!("10.96.0.{}:80", i + 1));
-            assert_eq!(l.words[2], sched.name(), "{text}");
-        }
-        let mh = listed(&list, "TCP", "10.96.0.9:80");
-        assert_eq!(mh.words[2..], ["mh", "(mh-port)"], "{text}");
-        let s = listed(&list, "UDP", "10.96.1.1:53");
-        assert_eq!(
-            s.words[2..],
-            ["rr", "persistent", "10800", "mask", "255.255.255.0"],
-            "{text}"
-        );
-        assert_eq!(s.dests[0][..3], ["10.244.1.2:5353", "Masq", "1"], "{text}");
-        let f = listed(&list, "FWM", "16384");
-        assert_eq!(f.words[2], "wlc", "{text}");
-        assert_eq!(f.dests[0][..2], ["10.244.1.2:0", "Route"], "{text}");
-        let six = listed(&list, "TCP", "[fd10:96::a]:443");
-        assert_eq!(six.words[2..], ["sh", "persistent", "60"], "{text}");
-        assert_eq!(
-            six.dests[0][..3],
-            ["[fd00:244::2]:8443", "Masq", "1"],
-            "{text}"
-        );
+    let text = ipvsadm(&ns);
+    eprintln!("{text}");
+    let list = parse_ipvsadm(&text);
+    assert_eq!(list.len(), expected.len(), "{text}");
+    let w = listed(&list, "TCP", "10.96.0.1:80");
+    assert_eq!(w.words[2..], ["lc", "persistent", "300"], "{text}");
+    let mut d: Vec<_> = w.dests.iter().map(|d| d[..3].to_vec()).collect();
+    d.sort();
+    assert_eq!(
+        d,
+        vec![
+            vec!["10.244.1.2:8080", "Masq", "1"],
+            vec!["10.244.2.2:8080", "Masq", "0"]
+        ],
+        "{text}"
+    );
+    for (i, sched) in Scheduler::KNOWN.iter().enumerate().skip(1) {
+        let l = listed(&list, "TCP", &format!("10.96.0.{}:80", i + 1));
+        assert_eq!(l.words[2], sched.name(), "{text}");
     }
+    let mh = listed(&list, "TCP", "10.96.0.9:80");
+    assert_eq!(mh.words[2..], ["mh", "(mh-port)"], "{text}");
+    let s = listed(&list, "UDP", "10.96.1.1:53");
+    assert_eq!(
+        s.words[2..],
+        ["rr", "persistent", "10800", "mask", "255.255.255.0"],
+        "{text}"
+    );
+    assert_eq!(s.dests[0][..3], ["10.244.1.2:5353", "Masq", "1"], "{text}");
+    let f = listed(&list, "FWM", "16384");
+    assert_eq!(f.words[2], "wlc", "{text}");
+    assert_eq!(f.dests[0][..2], ["10.244.1.2:0", "Route"], "{text}");
+    let six = listed(&list, "TCP", "[fd10:96::a]:443");
+    assert_eq!(six.words[2..], ["sh", "persistent", "60"], "{text}");
+    assert_eq!(
+        six.dests[0][..3],
+        ["[fd00:244::2]:8443", "Masq", "1"],
+        "{text}"
+    );
 
     // Timeouts.
     let t = Timeouts {
@@ -283,15 +310,12 @@ fn services_and_destinations_add_edit_delete_list() {
     assert!(ipvs.services().unwrap().is_empty());
 }
 
-#[test]
 fn namespaces_have_their_own_tables() {
     require_root!();
     let a = TestNs::new("ipvs-a");
     let b = TestNs::new("ipvs-b");
-    let Some(mut ia) = ipvs_in(&a, "namespaces_have_their_own_tables") else {
-        return;
-    };
-    let mut ib = Ipvs::in_ns(&b).unwrap();
+    let mut ia = ipvs_in(&a);
+    let mut ib = ipvs_in(&b);
     ia.add_service(&VirtualService::new(ServiceId::tcp(sa("10.96.0.1:443"))))
         .unwrap();
     assert_eq!(ia.services().unwrap().len(), 1);
@@ -371,13 +395,17 @@ fn attach(node: &TestNs, node_if: &str, node_addr: &str, other: &TestNs, other_a
         .unwrap();
 }
 
-#[test]
 fn tcp_to_the_virtual_ip_reaches_the_endpoints() {
     require_root!();
     let node = TestNs::new("ipvs-node");
-    let Some(mut ipvs) = ipvs_in(&node, "tcp_to_the_virtual_ip_reaches_the_endpoints") else {
+    if !have_programs(
+        &node,
+        &["ipvsadm"],
+        "ipvs_kernel::tcp_to_the_virtual_ip_reaches_the_endpoints",
+    ) {
         return;
-    };
+    }
+    let mut ipvs = ipvs_in(&node);
     let client = TestNs::new("ipvs-client");
     let ep1 = TestNs::new("ipvs-ep1");
     let ep2 = TestNs::new("ipvs-ep2");
@@ -443,21 +471,20 @@ fn tcp_to_the_virtual_ip_reaches_the_endpoints() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    if let Some(text) = ipvsadm(&node) {
-        eprintln!("{text}");
-        let list = parse_ipvsadm(&text);
-        let l = listed(&list, "TCP", "10.96.0.10:80");
-        assert_eq!(l.words[2], "rr");
-        let mut d: Vec<_> = l.dests.iter().map(|d| d[..3].to_vec()).collect();
-        d.sort();
-        assert_eq!(
-            d,
-            vec![
-                vec!["10.244.1.2:8080", "Masq", "1"],
-                vec!["10.244.2.2:8080", "Masq", "1"]
-            ]
-        );
-    }
+    let text = ipvsadm(&node);
+    eprintln!("{text}");
+    let list = parse_ipvsadm(&text);
+    let l = listed(&list, "TCP", "10.96.0.10:80");
+    assert_eq!(l.words[2], "rr");
+    let mut d: Vec<_> = l.dests.iter().map(|d| d[..3].to_vec()).collect();
+    d.sort();
+    assert_eq!(
+        d,
+        vec![
+            vec!["10.244.1.2:8080", "Masq", "1"],
+            vec!["10.244.2.2:8080", "Masq", "1"]
+        ]
+    );
 
     // Weight 0 stops new connections to ep2; deleting ep1 leaves nothing to connect to.
     ipvs.edit_destination(&id, &Destination::new(sa("10.244.2.2:8080")).weight(0))
@@ -471,19 +498,6 @@ fn tcp_to_the_virtual_ip_reaches_the_endpoints() {
     for _ in 0..4 {
         assert_eq!(ask(&client, vip), "ep2");
     }
-}
-
-/// `true` when `program` runs in `ns` (`--version`); without it the test skips, unless the VM
-/// runs it (`PODNET_REQUIRE_IPVS=1`), where it fails.
-fn have_program(ns: &TestNs, program: &str, test: &str) -> bool {
-    if ns.command(program).arg("--version").output().is_ok() {
-        return true;
-    }
-    if std::env::var("PODNET_REQUIRE_IPVS").as_deref() == Ok("1") {
-        panic!("{test}: {program} is required but not installed");
-    }
-    eprintln!("skipped {test}: {program} is not installed");
-    false
 }
 
 const WEB: &str = r#"
@@ -517,7 +531,6 @@ fn state(yaml: &str) -> podnet_nat::kube::ClusterState {
 /// kube-proxy's ipvs mode, compiled and applied by `IpvsSyncer` in a node namespace: ClusterIP
 /// and NodePort traffic from a client namespace reaches both endpoints; scaling down drains the
 /// removed endpoint; deleting the Service removes its virtual services, addresses and entries.
-#[test]
 fn kube_proxy_ipvs_mode_syncs_and_serves() {
     use podnet_nat::ipvs::ipset;
     use podnet_nat::ipvs::kube_proxy::IpvsModeSettings;
@@ -525,12 +538,13 @@ fn kube_proxy_ipvs_mode_syncs_and_serves() {
     use podnet_nat::proxy::sync::Backend;
     use podnet_nat::proxy::{LocalDetector, NodeSettings};
     require_root!();
-    let test = "kube_proxy_ipvs_mode_syncs_and_serves";
     let node = TestNs::new("ipvs-kp-node");
-    if ipvs_in(&node, test).is_none()
-        || !have_program(&node, "ipset", test)
-        || !have_program(&node, "iptables-legacy-restore", test)
-    {
+    let tools = ["ipvsadm", "ipset", "iptables-legacy-restore"];
+    if !have_programs(
+        &node,
+        &tools,
+        "ipvs_kernel::kube_proxy_ipvs_mode_syncs_and_serves",
+    ) {
         return;
     }
     let client = TestNs::new("ipvs-kp-client");
@@ -595,22 +609,21 @@ fn kube_proxy_ipvs_mode_syncs_and_serves() {
     );
 
     // What ipvsadm, ipset and iptables see.
-    if let Some(text) = ipvsadm(&node) {
-        eprintln!("{text}");
-        let list = parse_ipvsadm(&text);
-        for (proto, addr) in [("TCP", "10.96.0.10:80"), ("TCP", "198.18.0.1:30080")] {
-            let l = listed(&list, proto, addr);
-            let mut d: Vec<_> = l.dests.iter().map(|d| d[..3].to_vec()).collect();
-            d.sort();
-            assert_eq!(
-                d,
-                vec![
-                    vec!["10.244.1.2:8080", "Masq", "1"],
-                    vec!["10.244.2.2:8080", "Masq", "1"]
-                ],
-                "{text}"
-            );
-        }
+    let text = ipvsadm(&node);
+    eprintln!("{text}");
+    let list = parse_ipvsadm(&text);
+    for (proto, addr) in [("TCP", "10.96.0.10:80"), ("TCP", "198.18.0.1:30080")] {
+        let l = listed(&list, proto, addr);
+        let mut d: Vec<_> = l.dests.iter().map(|d| d[..3].to_vec()).collect();
+        d.sort();
+        assert_eq!(
+            d,
+            vec![
+                vec!["10.244.1.2:8080", "Masq", "1"],
+                vec!["10.244.2.2:8080", "Masq", "1"]
+            ],
+            "{text}"
+        );
     }
     let set = node.exec("ipset", &["list", ipset::CLUSTER_IP]);
     assert!(set.contains("10.96.0.10,tcp:80"), "{set}");
