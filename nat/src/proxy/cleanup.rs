@@ -261,7 +261,15 @@ pub fn cleanup(
 ) -> Result<CleanupReport, SyncError> {
     let mut report = CleanupReport::default();
     for table in owned.tables() {
-        let text = run_with_input(ns, save, &["-t", table.as_str()], b"")?;
+        let text = match run_with_input(ns, save, &["-t", table.as_str()], b"") {
+            Ok(t) => t,
+            // A table the kernel does not have (iptables-legacy without iptable_mangle)
+            // holds nothing of ours.
+            Err(SyncError::Failed { stderr, .. }) if stderr.contains("does not exist") => {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let plan = plan_cleanup(owned, table, &text)?;
         if !plan.input.is_empty() {
             run_with_input(
