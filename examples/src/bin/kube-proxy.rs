@@ -205,10 +205,10 @@ fn main() {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
-    let mut http = vec![args.metrics_bind_address];
-    if args.healthz_bind_address != args.metrics_bind_address {
-        http.push(args.healthz_bind_address);
-    }
+    let http = podnet_examples::proxy::HttpAddresses {
+        metrics: Some(args.metrics_bind_address),
+        healthz: Some(args.healthz_bind_address),
+    };
     let opts = ProxyOptions {
         config_dir: dir,
         sync_period: args.iptables_sync_period,

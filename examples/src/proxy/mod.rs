@@ -1,15 +1,18 @@
 //! A kube-proxy-style service proxy: reads Service and EndpointSlice objects from a directory
 //! (YAML or JSON, as `kubectl get -o yaml` writes them), compiles them with podnet-nat and keeps
 //! the kernel in step: debounced by the minimum sync period, partial syncs, a periodic full
-//! resync, conntrack cleanup, `/metrics` and `/healthz`.
+//! resync, conntrack cleanup, `/metrics`, and `/healthz` and `/livez` that turn 503 when syncs
+//! fall behind (upstream's proxier health).
 
 pub mod flags;
+mod health;
 mod http;
 mod ipvs;
 mod metrics;
 mod nftables;
 pub mod node_addrs;
 
+pub use health::ProxierHealth;
 pub use ipvs::IpvsMode;
 pub use metrics::Metrics;
 pub use nftables::NftablesMode;
@@ -303,11 +306,20 @@ pub struct ProxyOptions {
     pub sync_period: Duration,
     /// `--iptables-min-sync-period`: changes are applied at most this often.
     pub min_sync_period: Duration,
-    /// `--metrics-bind-address` and `--healthz-bind-address` (one server may serve both).
-    pub http: Vec<SocketAddr>,
+    /// `--metrics-bind-address` and `--healthz-bind-address`.
+    pub http: HttpAddresses,
     /// Where the node's addresses come from; when from the kernel, they are followed and a
     /// change resyncs in full.
     pub node_ips: NodeIpSource,
+}
+
+/// Where kube-proxy's HTTP servers listen (`None`: not served).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpAddresses {
+    /// `--metrics-bind-address`: `/metrics`, `/healthz` (`ok`), `/proxyMode`.
+    pub metrics: Option<SocketAddr>,
+    /// `--healthz-bind-address`: `/healthz` and `/livez`, 503 when syncs are overdue.
+    pub healthz: Option<SocketAddr>,
 }
 
 /// The state compiled from the config directory as it is now, with warnings logged (one read,
@@ -324,10 +336,14 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let metrics = Arc::new(Mutex::new(Metrics::new(mode.name())));
-    for addr in &opts.http {
-        http::serve(*addr, metrics.clone(), stop.clone())
-            .map_err(|e| format!("listening on {addr}: {e}"))?;
-    }
+    let health = Arc::new(ProxierHealth::new(opts.sync_period));
+    http::start(
+        &opts.http,
+        mode.name(),
+        metrics.clone(),
+        health.clone(),
+        stop.clone(),
+    )?;
     let watch = match &opts.node_ips {
         NodeIpSource::Fixed(_) => None,
         NodeIpSource::Kernel { ns, .. } => Some(
@@ -370,6 +386,9 @@ pub fn run(
             pending = true;
             full = true;
         }
+        if pending {
+            health.queued();
+        }
         let allowed = last_sync.is_none_or(|t| t.elapsed() >= opts.min_sync_period);
         if pending && allowed {
             match mode.sync(&state, full) {
@@ -386,6 +405,7 @@ pub fn run(
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .record(&o, state.services.len());
+                    health.updated();
                     pending = false;
                     if full {
                         next_full = Instant::now().checked_add(opts.sync_period);

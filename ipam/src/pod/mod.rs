@@ -5,4 +5,4 @@ mod allocator;
 mod config;
 
 pub use allocator::{Allocation, GcReport, PodAllocator, PodLease};
-pub use config::{DEFAULT_DATA_DIR, IpamConfig, Range};
+pub use config::{DEFAULT_DATA_DIR, IpamConfig, Range, valid_attachments};

@@ -16,7 +16,7 @@
 use super::client::{Ipvs, IpvsError};
 use super::kube_proxy::{DUMMY_DEVICE, IpvsModeSettings, IpvsRules, JUMP_RULES, compile};
 use super::types::{Destination, Family, ServiceId, VirtualService};
-use crate::conntrack::{Conntrack, Flow, stale_udp};
+use crate::conntrack::{Conntrack, StaleUdp, stale_udp};
 use crate::iptables::Protocol;
 use crate::kube::{ClusterState, IpFamily};
 use crate::proxy::NodeSettings;
@@ -466,10 +466,7 @@ pub struct IpvsCleanupReport {
 /// ([`crate::conntrack::stale_udp`]) as in the iptables and nftables modes. IPVS leaves the
 /// same conntrack tuples as their DNAT does (original destination the cluster IP, external
 /// or load-balancer IP, or a node address and node port; reply source the real server).
-pub fn stale_udp_in_ipvs_mode(
-    state: &ClusterState,
-    node: &str,
-) -> Option<impl Fn(&Flow) -> bool + use<>> {
+pub fn stale_udp_in_ipvs_mode(state: &ClusterState, node: &str) -> Option<StaleUdp> {
     state
         .services
         .keys()
@@ -646,7 +643,9 @@ add OTHER 10.0.0.1
         let (objects, w) = parse_objects(yaml, "t");
         assert!(w.is_empty(), "{w:?}");
         let state = ClusterState::from_objects(&objects, IpFamily::V4).0;
-        let stale = stale_udp_in_ipvs_mode(&state, "node1").expect("a UDP Service port");
+        use crate::conntrack::{Flow, FlowSelector};
+        let sel = stale_udp_in_ipvs_mode(&state, "node1").expect("a UDP Service port");
+        let stale = |f: &Flow| sel.selects(f);
         let flow = |p: Protocol, dst: &str, rs: &str| Flow {
             protocol: p,
             orig_src: "10.244.1.2:40000".parse().unwrap(),

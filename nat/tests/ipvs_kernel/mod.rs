@@ -683,7 +683,10 @@ fn kube_proxy_ipvs_mode_syncs_and_serves() {
     // on the node's address (keepalived's, say) and kubelet's chain stay.
     syncer.sync(&state(&one)).unwrap();
     node.exec("ipvsadm", &["-A", "-t", "198.18.0.1:8443", "-s", "rr"]);
-    node.exec("iptables-legacy", &["-t", "filter", "-N", "KUBE-KUBELET-CANARY"]);
+    node.exec(
+        "iptables-legacy",
+        &["-t", "filter", "-N", "KUBE-KUBELET-CANARY"],
+    );
     let report = syncer.cleanup(podnet_nat::kube::IpFamily::V4).unwrap();
     assert_eq!(report.services_deleted, 2, "{report:?}");
     assert!(report.kept.is_empty(), "{report:?}");
