@@ -181,6 +181,31 @@ fn cleanup_removes_only_what_kube_proxy_made() {
     }
 }
 
+/// A temporary config directory, removed when dropped (also when a test fails).
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("podnet-kp-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// kube-proxy running in a test namespace on a config directory, killed when dropped.
 struct KubeProxy {
     child: std::process::Child,
@@ -242,9 +267,7 @@ fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
 fn a_half_written_file_keeps_its_last_good_version() {
     require_root!();
     let node = TestNs::new("kp-halfwritten");
-    let dir = std::env::temp_dir().join(format!("podnet-kp-half-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("half");
     let services = dir.join("services.yaml");
     std::fs::write(&services, SERVICES).unwrap();
     let other = "apiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: demo}\n\
@@ -301,7 +324,6 @@ fn a_half_written_file_keeps_its_last_good_version() {
     assert!(eventually(5, || !has("demo/echo:tcp")));
     assert!(has("demo/other:dns"));
     drop(kp);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Every value a user can type into kube-proxy's numeric flags is either a clear error that
@@ -310,8 +332,7 @@ fn a_half_written_file_keeps_its_last_good_version() {
 /// period (upstream's validation); a masquerade bit above 31; an unknown IPVS scheduler.
 #[test]
 fn extreme_flag_values_are_errors_naming_the_flag() {
-    let dir = std::env::temp_dir().join(format!("podnet-kp-flags-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("flags");
     let bad: &[&[&str]] = &[
         &["--iptables-sync-period", "inf"],
         &["--iptables-sync-period", "1e20"],
@@ -332,7 +353,7 @@ fn extreme_flag_values_are_errors_naming_the_flag() {
     for args in bad {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_kube-proxy"))
             .args(["--dry-run", "--config-dir"])
-            .arg(&dir)
+            .arg(&*dir)
             .args(*args)
             .output()
             .unwrap();
@@ -373,7 +394,7 @@ fn extreme_flag_values_are_errors_naming_the_flag() {
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_kube-proxy"))
             .args(["--dry-run", "--config-dir"])
-            .arg(&dir)
+            .arg(&*dir)
             .args(args)
             .output()
             .unwrap();
@@ -383,7 +404,6 @@ fn extreme_flag_values_are_errors_naming_the_flag() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A sync period too long for the clock to add (`Instant + period` would overflow) runs:
@@ -392,9 +412,7 @@ fn extreme_flag_values_are_errors_naming_the_flag() {
 fn a_huge_sync_period_runs() {
     require_root!();
     let node = TestNs::new("kp-hugeperiod");
-    let dir = std::env::temp_dir().join(format!("podnet-kp-huge-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("huge");
     std::fs::write(dir.join("services.yaml"), SERVICES).unwrap();
     let mut kp = KubeProxy::start(
         &node,
@@ -418,7 +436,6 @@ fn a_huge_sync_period_runs() {
         kp.log()
     );
     drop(kp);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The addresses that accept node ports in `mode`, as the kernel has them: the `-d` of nat
@@ -478,10 +495,7 @@ fn node_ports_follow_the_addresses_of_any_interface() {
                 "ens3",
             ],
         );
-        let dir =
-            std::env::temp_dir().join(format!("podnet-kp-ens3-{}-{mode}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new(&format!("ens3-{mode}"));
         std::fs::write(dir.join("services.yaml"), SERVICES).unwrap();
         let kp = KubeProxy::start(
             &node,
@@ -511,7 +525,6 @@ fn node_ports_follow_the_addresses_of_any_interface() {
         );
         assert!(has("198.18.5.1") && has("198.18.5.7"));
         drop(kp);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
