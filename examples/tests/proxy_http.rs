@@ -37,9 +37,10 @@ impl Mode for Flaky {
     fn dry_run(&self, _: &ClusterState) -> String {
         String::new()
     }
-    fn cleanup(&mut self) -> Result<(), String> {
-        Ok(())
+    fn cleanup(&mut self) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
     }
+    fn set_node_ips(&mut self, _: Vec<std::net::IpAddr>) {}
 }
 
 const HEALTHZ: &str = "127.0.0.1:10256";
@@ -93,6 +94,7 @@ fn start(ns: &TestNs, mode: Flaky, sync_period: Duration) -> Arc<AtomicBool> {
             metrics: Some(METRICS.parse().unwrap()),
             healthz: Some(HEALTHZ.parse().unwrap()),
         },
+        node_ips: podnet_examples::proxy::node_addrs::NodeIpSource::Fixed(Vec::new()),
     };
     let (ns2, stop2) = (ns.ns().clone(), stop.clone());
     std::thread::spawn(move || {
