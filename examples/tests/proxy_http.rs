@@ -75,8 +75,22 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
     h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-/// Runs the proxy loop inside `ns` with `mode` until the returned flag is set.
-fn start(ns: &TestNs, mode: Flaky, sync_period: Duration) -> Arc<AtomicBool> {
+/// A proxy loop started by [`start`]: stops it and removes its config directory when dropped,
+/// also when the test fails.
+struct Running {
+    stop: Arc<AtomicBool>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs the proxy loop inside `ns` with `mode` until the returned guard's flag is set.
+fn start(ns: &TestNs, mode: Flaky, sync_period: Duration) -> Running {
     let dir = std::env::temp_dir().join(format!(
         "podnet-kphttp-{}-{}",
         std::process::id(),
@@ -86,6 +100,10 @@ fn start(ns: &TestNs, mode: Flaky, sync_period: Duration) -> Arc<AtomicBool> {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("services.yaml"), "kind: List\nitems: []\n").unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let running = Running {
+        stop: stop.clone(),
+        dir: dir.clone(),
+    };
     let opts = ProxyOptions {
         config_dir: dir,
         sync_period,
@@ -111,7 +129,7 @@ fn start(ns: &TestNs, mode: Flaky, sync_period: Duration) -> Arc<AtomicBool> {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    stop
+    running
 }
 
 #[test]
@@ -143,7 +161,7 @@ fn idle_connections_do_not_stall_healthz() {
             t.elapsed()
         })
         .unwrap();
-    stop.store(true, Ordering::Relaxed);
+    drop(stop);
     assert!(
         took < Duration::from_millis(500),
         "/healthz and /metrics took {took:?} behind 20 idle connections"
@@ -248,5 +266,5 @@ fn healthz_turns_503_when_syncs_fail_and_metrics_stay_on_their_port() {
         );
     })
     .unwrap();
-    stop.store(true, Ordering::Relaxed);
+    drop(stop);
 }
