@@ -30,6 +30,9 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 if [ "${PODNET_FRESH_INNER:-}" = 1 ]; then
   root="$PODNET_FRESH_ROOT"
   mount --make-rprivate /
+  # The root is a mount point of its own, as / is on a real machine (`ip netns exec` makes /
+  # a slave mount, which fails on a directory that is not one).
+  mount --bind "$root" "$root"
   mount -t proc proc "$root/proc"
   mount --rbind /sys "$root/sys"
   mount --rbind /dev "$root/dev"

@@ -8,9 +8,11 @@
 //! - [`cni`]: `podnet-cni`, a CNI 1.1 bridge plugin with host-local-compatible IPAM.
 //! - [`explain`]: `podnet-cluster explain`, the path a packet takes, predicted from live kernel
 //!   state and confirmed by a traced probe.
+//! - [`http`]: the daemons' small HTTP server (health checks, metrics).
 
 pub mod cluster;
 pub mod cni;
 pub mod explain;
 pub mod flannel;
+pub mod http;
 pub mod proxy;

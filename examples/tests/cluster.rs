@@ -588,3 +588,360 @@ fn udp_three_nodes_two_pods_on_etcd() {
     check_all(&c);
     assert_eq!(etcd_range(&c, "/coreos.com/network/subnets/").len(), 3);
 }
+
+/// Extreme values a user can type: each is a clear error naming what to change (exit 1, nothing
+/// built), or works. No panic (exit 101).
+#[test]
+fn extreme_values_give_clear_errors_or_work() {
+    require_root!();
+    let ns = TestNs::new("fl-extreme");
+    ns.exec(
+        "ip",
+        &["link", "add", "eth0", "type", "veth", "peer", "name", "x0"],
+    );
+    ns.exec("ip", &["addr", "add", "198.18.8.1/24", "dev", "eth0"]);
+    ns.exec("ip", &["link", "set", "eth0", "up"]);
+    let dir = std::env::temp_dir().join(format!("podnet-flext-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("net-conf.json");
+    let env = dir.join("subnet.env");
+    let base = |store: &str| {
+        vec![
+            "--iface".to_string(),
+            "eth0".into(),
+            "--net-config-path".into(),
+            conf.display().to_string(),
+            "--subnet-file".into(),
+            env.display().to_string(),
+            "--store-dir".into(),
+            dir.join(store).display().to_string(),
+        ]
+    };
+    // flanneld with `args`, killed if it has not exited within 20 s (it should have).
+    let run = |args: Vec<String>| {
+        let mut child = ns
+            .command(env!("CARGO_BIN_EXE_flanneld"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        child.wait_with_output().unwrap()
+    };
+    let built = || ns.exec("ip", &["-o", "link"]).contains("flannel");
+    let fails_with = |out: std::process::Output, want: &str| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "want {want:?} in: {err}");
+        assert!(!built(), "something was built: {err}");
+    };
+    let vxlan = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#;
+
+    // The renewal margin, in minutes: flannel's range is 1 to 1439 (less than the 24 h lease).
+    std::fs::write(&conf, vxlan).unwrap();
+    for margin in ["18446744073709551615", "0", "1440"] {
+        let mut a = base("s1");
+        a.extend(["--subnet-lease-renew-margin".into(), margin.to_string()]);
+        fails_with(run(a), "--subnet-lease-renew-margin");
+    }
+
+    // A Backend.MTU that is no MTU.
+    std::fs::write(
+        &conf,
+        r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","MTU":4294967297}}"#,
+    )
+    .unwrap();
+    fails_with(run(base("s2")), "Backend.MTU");
+
+    // An underlay too small to carry the encapsulation.
+    ns.exec("ip", &["link", "set", "eth0", "mtu", "90"]);
+    for (backend, store) in [("vxlan", "s3"), ("udp", "s4")] {
+        std::fs::write(
+            &conf,
+            format!(r#"{{"Network":"10.244.0.0/16","Backend":{{"Type":"{backend}"}}}}"#),
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(&env);
+        fails_with(run(base(store)), "MTU 90");
+    }
+    ns.exec("ip", &["link", "set", "eth0", "mtu", "1500"]);
+
+    // The longest resync period works (it means "practically never"; renewal still happens on
+    // its own schedule).
+    std::fs::write(&conf, vxlan).unwrap();
+    let _ = std::fs::remove_file(&env);
+    let a = base("s5");
+    let mut child = ns
+        .command(env!("CARGO_BIN_EXE_flanneld"))
+        .args(&a)
+        .env("FLANNELD_IPTABLES_RESYNC", "18446744073709551615")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !env.exists() && Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("flanneld exited ({status}) with the longest resync period: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let alive = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(env.exists() && alive, "flanneld died ({status}): {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The embedded store of a cluster, as another tool (an operator) would open it.
+fn cluster_leases(c: &Cluster) -> podnet_ipam::SubnetManager<podnet_ipam::FileStore> {
+    podnet_ipam::SubnetManager::new(
+        podnet_ipam::FileStore::open(c.opts.state_dir.join("store")).unwrap(),
+    )
+}
+
+/// Polls `f` every 100 ms for up to `timeout`; panics with `what` and node1's log tail.
+fn eventually(c: &Cluster, timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        if Instant::now() >= deadline {
+            let log = std::fs::read_to_string(c.opts.state_dir.join("node1/flanneld.log"))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            panic!(
+                "{what} not seen in {timeout:?}; node1's flanneld log (newest first):\n{}",
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn routes_to(h: &Handle, subnet: &str) -> bool {
+    h.route()
+        .list()
+        .unwrap()
+        .iter()
+        .any(|r| r.dst.to_string() == subnet)
+}
+
+/// node1's lease is deleted from the store while its subnet stays free: flanneld takes the same
+/// subnet again at once, so node1's pods keep their addresses, node2 routes to them again and
+/// traffic recovers; flanneld keeps running.
+#[test]
+fn a_deleted_lease_is_taken_again_and_traffic_recovers() {
+    require_root!();
+    let mut c = up(options("lsdel", "vxlan", 2, 1, false));
+    check_pair(&c);
+    let subnet = c.nodes[0].subnet.unwrap();
+    let sm = cluster_leases(&c);
+    let subnets = podnet_ipam::LeaseSubnets {
+        ipv4: Some(subnet),
+        ipv6: None,
+    };
+    assert!(
+        sm.release(&subnets).unwrap(),
+        "node1's lease was in the store"
+    );
+    let deleted = Instant::now();
+    let h2 = Handle::in_ns(&c.nodes[1].ns).unwrap();
+    eventually(
+        &c,
+        Duration::from_secs(10),
+        "node1's lease back in the store",
+        || {
+            sm.leases()
+                .unwrap()
+                .0
+                .iter()
+                .any(|l| l.subnets == subnets && l.attrs.public_ip.to_string() == "198.18.0.1")
+        },
+    );
+    eventually(
+        &c,
+        Duration::from_secs(10),
+        "node2's route to node1's pods",
+        || routes_to(&h2, &subnet.to_string()),
+    );
+    eventually(
+        &c,
+        Duration::from_secs(10),
+        "traffic from node2's pod to node1's pod",
+        || cluster::traffic::ping(&c.pods[1].ns, c.pods[0].ip.into()).is_some(),
+    );
+    eprintln!("recovered {:?} after the deletion", deleted.elapsed());
+    let running = c.nodes[0].flanneld.as_mut().unwrap().try_wait().unwrap();
+    assert!(running.is_none(), "flanneld exited: {running:?}");
+    assert_eq!(
+        podnet_ipam::SubnetEnv::read(c.subnet_file(0))
+            .unwrap()
+            .unwrap()
+            .subnet
+            .map(|s| s.trunc()),
+        Some(subnet),
+        "subnet.env keeps the subnet"
+    );
+}
+
+/// Another node's lease now holds node1's subnet (written over node1's, as a foreign flannel
+/// might): node1's flanneld stops using the subnet (subnet.env removed), exits 1 with a message
+/// that says why, node2 routes the subnet to its new holder, and a restarted flanneld takes a
+/// fresh subnet that node2 routes to node1 again.
+#[test]
+fn a_lease_taken_by_another_node_stops_flanneld_and_a_restart_takes_a_fresh_one() {
+    require_root!();
+    let mut c = up(options("lstaken", "vxlan", 2, 1, false));
+    check_pair(&c);
+    let old = c.nodes[0].subnet.unwrap();
+    let sm = cluster_leases(&c);
+    let key = sm.lease_key(&podnet_ipam::LeaseSubnets {
+        ipv4: Some(old),
+        ipv6: None,
+    });
+    let foreign = r#"{"PublicIP":"198.18.0.99","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:46"}}"#;
+    podnet_ipam::Store::put(sm.store(), &key, foreign.as_bytes(), None).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = c.nodes[0].flanneld.as_mut().unwrap().try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "flanneld still runs on a subnet another node holds"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(1), "{status}");
+    let log = std::fs::read_to_string(c.opts.state_dir.join("node1/flanneld.log")).unwrap();
+    assert!(
+        log.contains(&format!("lease {old} lost")) && log.contains("198.18.0.99"),
+        "{log}"
+    );
+    assert!(
+        !c.subnet_file(0).exists(),
+        "subnet.env still offers addresses from the lost subnet"
+    );
+    // node2 follows the store: the subnet goes to its new holder.
+    let h2 = Handle::in_ns(&c.nodes[1].ns).unwrap();
+    wait_programmed(
+        &h2,
+        &old.to_string(),
+        "198.18.0.99",
+        Duration::from_secs(15),
+        &c.opts.state_dir.join("node2/flanneld.log"),
+    );
+
+    // Restarted (as a supervisor would), flanneld takes a fresh subnet and repairs the rest.
+    c.start_flanneld(0).unwrap();
+    let file = c.subnet_file(0);
+    eventually(&c, Duration::from_secs(20), "a new subnet.env", || {
+        matches!(podnet_ipam::SubnetEnv::read(&file), Ok(Some(_)))
+    });
+    let fresh = podnet_ipam::SubnetEnv::read(&file)
+        .unwrap()
+        .unwrap()
+        .subnet
+        .unwrap()
+        .trunc();
+    assert_ne!(fresh, old, "the restart took the lost subnet again");
+    eventually(
+        &c,
+        Duration::from_secs(15),
+        "node2's route to node1's new subnet",
+        || routes_to(&h2, &fresh.to_string()),
+    );
+    // node1 itself reaches node2's pod again (from its new flannel.1 address).
+    eventually(&c, Duration::from_secs(10), "node1 to node2's pod", || {
+        cluster::traffic::ping(&c.nodes[0].ns, c.pods[1].ip.into()).is_some()
+    });
+    let running = c.nodes[0].flanneld.as_mut().unwrap().try_wait().unwrap();
+    assert!(
+        running.is_none(),
+        "the restarted flanneld exited: {running:?}"
+    );
+}
+
+/// flanneld's `--healthz-port` answers as flannel's does: `/healthz` is 200 `flanneld is
+/// running`, any other path 404, and clients that connect and say nothing do not hold up the
+/// answer.
+#[test]
+fn flanneld_healthz_answers_like_flannel() {
+    require_root!();
+    let ns = TestNs::new("fl-healthz");
+    ns.exec(
+        "ip",
+        &["link", "add", "eth0", "type", "veth", "peer", "name", "x0"],
+    );
+    ns.exec("ip", &["addr", "add", "198.18.9.1/24", "dev", "eth0"]);
+    ns.exec("ip", &["link", "set", "eth0", "up"]);
+    ns.exec("ip", &["link", "set", "lo", "up"]);
+    let dir = std::env::temp_dir().join(format!("podnet-flhz-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("net-conf.json");
+    std::fs::write(
+        &conf,
+        r#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#,
+    )
+    .unwrap();
+    let mut child = ns
+        .command(env!("CARGO_BIN_EXE_flanneld"))
+        .arg("--iface=eth0")
+        .arg(format!("--net-config-path={}", conf.display()))
+        .arg(format!(
+            "--subnet-file={}",
+            dir.join("subnet.env").display()
+        ))
+        .arg(format!("--store-dir={}", dir.join("store").display()))
+        .args(["--healthz-ip", "127.0.0.1", "--healthz-port", "8471"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = "127.0.0.1:8471".parse().unwrap();
+    let result = ns.run(|| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "healthz never listened");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let idle: Vec<TcpStream> = (0..10).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let t = Instant::now();
+        let healthz = podnet_examples::http::get(addr, "/healthz").unwrap();
+        let took = t.elapsed();
+        let metrics = podnet_examples::http::get(addr, "/metrics").unwrap();
+        let root = podnet_examples::http::get(addr, "/").unwrap();
+        drop(idle);
+        (healthz, took, metrics, root)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (healthz, took, metrics, root) = result.unwrap();
+    assert_eq!(healthz, (200, "flanneld is running".to_string()));
+    assert!(took < Duration::from_millis(500), "/healthz took {took:?}");
+    assert_eq!(metrics.0, 404, "{metrics:?}");
+    assert_eq!(root.0, 404, "{root:?}");
+}

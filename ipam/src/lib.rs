@@ -9,12 +9,16 @@ mod pod;
 mod store;
 mod subnet_env;
 mod sys;
+mod time;
 
 pub use config::NetworkConfig;
 pub use error::{AllocError, ConfigError, LeaseError, StoreError, SubnetEnvError};
 pub use lease::{AttrsError, DEFAULT_PREFIX, Lease, LeaseAttrs, LeaseSubnets};
 pub use manager::{LeaseEvent, LeaseWatch, ManagerOptions, SubnetManager};
-pub use pod::{Allocation, DEFAULT_DATA_DIR, GcReport, IpamConfig, PodAllocator, PodLease, Range};
+pub use pod::{
+    Allocation, DEFAULT_DATA_DIR, GcReport, IpamConfig, PodAllocator, PodLease, Range,
+    valid_attachments,
+};
 #[cfg(feature = "etcd")]
 pub use store::{EtcdError, EtcdStore};
 pub use store::{FileStore, FileStoreOptions, KeyValue, Listing, Store, StoreEvent, StoreWatch};

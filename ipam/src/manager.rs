@@ -12,6 +12,7 @@ use crate::error::{LeaseError, StoreError};
 use crate::lease::{DEFAULT_PREFIX, Lease, LeaseAttrs, LeaseSubnets};
 use crate::store::{KeyValue, Store, StoreEvent, StoreWatch};
 use crate::sys;
+use crate::time;
 
 /// How leases are taken and kept.
 #[derive(Debug, Clone)]
@@ -251,7 +252,7 @@ impl<S: Store> SubnetManager<S> {
                             return Ok(Lease {
                                 subnets: own.subnets,
                                 attrs: attrs.clone(),
-                                expiration: ttl.map(|t| SystemTime::now() + t),
+                                expiration: ttl.map(|t| time::expiry(SystemTime::now(), t)),
                                 revision,
                             });
                         }
@@ -278,7 +279,7 @@ impl<S: Store> SubnetManager<S> {
                 return Ok(Lease {
                     subnets,
                     attrs: attrs.clone(),
-                    expiration: ttl.map(|t| SystemTime::now() + t),
+                    expiration: ttl.map(|t| time::expiry(SystemTime::now(), t)),
                     revision,
                 });
             }
@@ -320,15 +321,18 @@ impl<S: Store> SubnetManager<S> {
             },
         };
         lease.revision = revision;
-        lease.expiration = ttl.map(|t| SystemTime::now() + t);
+        lease.expiration = ttl.map(|t| time::expiry(SystemTime::now(), t));
         Ok(())
     }
 
-    /// How long to wait before renewing: expiry minus the renewal margin (zero when due).
-    /// `None` for a reservation, which never needs renewing.
+    /// How long to wait before renewing: expiry minus the renewal margin (zero when due, also
+    /// when the margin is longer than the lease). `None` for a reservation, which never needs
+    /// renewing.
     pub fn renew_delay(&self, lease: &Lease) -> Option<Duration> {
         let exp = lease.expiration?;
-        let due = exp.checked_sub(self.options.renew_margin).unwrap_or(exp);
+        let due = exp
+            .checked_sub(self.options.renew_margin)
+            .unwrap_or(std::time::UNIX_EPOCH);
         Some(
             due.duration_since(SystemTime::now())
                 .unwrap_or(Duration::ZERO),
@@ -538,12 +542,12 @@ impl<S: Store> LeaseWatch<'_, S> {
     /// After an error (say the store was unreachable), calling `next` again lists the leases
     /// again, reports the difference as events, and resumes watching.
     pub fn next(&mut self, timeout: Duration) -> Result<Option<LeaseEvent>, LeaseError> {
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = time::deadline(timeout);
         loop {
             if let Some(ev) = self.pending.pop_front() {
                 return Ok(Some(ev));
             }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = time::left(deadline);
             let Some(watch) = self.watch.as_mut() else {
                 self.relist(false)?;
                 continue;
@@ -583,7 +587,7 @@ impl<S: Store> LeaseWatch<'_, S> {
                     return Err(e.into());
                 }
             }
-            if std::time::Instant::now() >= deadline && self.pending.is_empty() {
+            if time::passed(deadline) && self.pending.is_empty() {
                 return Ok(None);
             }
         }

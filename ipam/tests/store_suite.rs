@@ -314,6 +314,50 @@ fn case_renew(h: &Harness) {
     assert!(h.store().get(&sm.lease_key(&l2.subnets)).unwrap().is_some());
 }
 
+/// The longest durations a caller can pass work: a TTL of `Duration::MAX` (a lease that
+/// practically never expires), a watch waiting `Duration::MAX`, a renewal margin longer than
+/// any lease. None of them panics on `Instant`/`SystemTime` arithmetic.
+fn case_extreme_durations(h: &Harness) {
+    let s = h.store();
+    let k = format!("{}/forever", h.prefix);
+    let rev = s
+        .create(&k, b"v", Some(Duration::MAX))
+        .unwrap()
+        .expect("created");
+    let kv = s.get(&k).unwrap().unwrap();
+    assert!(
+        kv.expires.is_some_and(
+            |e| e > std::time::SystemTime::now() + Duration::from_secs(100 * 365 * 86400)
+        ),
+        "{:?}",
+        kv.expires
+    );
+    let mut w = s.watch(&format!("{}/", h.prefix), rev).unwrap();
+    // An event is there already: a wait of Duration::MAX returns it at once.
+    match w.next(Duration::MAX).unwrap() {
+        Some(StoreEvent::Put(kv)) => assert_eq!(kv.key, k),
+        other => panic!("{other:?}"),
+    }
+
+    let sm = h.manager().options(
+        ManagerOptions::default()
+            .with_ttl(Duration::MAX)
+            .with_renew_margin(Duration::MAX),
+    );
+    sm.put_network_config(r#"{"Network":"10.10.0.0/16"}"#)
+        .unwrap();
+    let mut l = sm.acquire(&attrs("198.18.4.1"), None).unwrap();
+    assert!(l.expiration.is_some(), "a TTL lease, not a reservation");
+    // A margin longer than the lease: renewal is due now, and renewing works.
+    assert_eq!(sm.renew_delay(&l), Some(Duration::ZERO));
+    assert!(sm.renew_if_due(&mut l).unwrap());
+    let mut lw = sm.watch().unwrap();
+    match lw.next(Duration::MAX).unwrap() {
+        Some(LeaseEvent::Snapshot(all)) => assert_eq!(all.len(), 1),
+        other => panic!("{other:?}"),
+    }
+}
+
 fn case_race_last_subnet(h: &Harness) {
     // Network with three subnets: .64, .128, .192 (/26 in a /24).
     let cfg = r#"{"Network":"10.10.0.0/24","SubnetLen":26}"#;
@@ -528,6 +572,7 @@ const CASES: &[Case] = &[
     ("malformed_values_skipped", case_malformed_values_skipped),
     ("lease_watch", case_lease_watch),
     ("dual_stack", case_dual_stack),
+    ("extreme_durations", case_extreme_durations),
 ];
 
 fn run_suite(name: &str, open_for_case: impl Fn(usize) -> (Arc<Open>, String)) {

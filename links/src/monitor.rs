@@ -128,9 +128,10 @@ impl Monitor {
         ns.run(|| Monitor::new(groups))?
     }
 
-    /// The next event, waiting at most `timeout` (`None`: forever). `Ok(None)` on timeout.
+    /// The next event, waiting at most `timeout` (`None`, or a wait longer than the clock can
+    /// count such as `Duration::MAX`: forever). `Ok(None)` on timeout.
     pub fn next_timeout(&mut self, timeout: Option<Duration>) -> Result<Option<Event>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             if let Some(e) = self.pending.pop_front() {
                 return Ok(Some(e));

@@ -33,11 +33,6 @@ struct IfReqFlags {
     _pad: [u8; 22],
 }
 
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
-const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
-const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
-
 fn check(ret: libc::c_int) -> io::Result<()> {
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -65,7 +60,7 @@ pub(crate) fn tun_set_iff(
     req.name[..bytes.len()].copy_from_slice(bytes);
     // SAFETY: TUNSETIFF reads and writes a struct ifreq; `req` is a properly sized, initialised
     // ifreq (name + flags + padding to 40 bytes) that lives across the call.
-    check(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReqFlags) })?;
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReqFlags) })?;
     let end = req.name.iter().position(|b| *b == 0).unwrap_or(16);
     Ok(String::from_utf8_lossy(&req.name[..end]).into_owned())
 }
@@ -76,7 +71,7 @@ pub(crate) fn tun_set_persist(fd: &impl AsRawFd, persist: bool) -> io::Result<()
     check(unsafe {
         libc::ioctl(
             fd.as_raw_fd(),
-            TUNSETPERSIST as _,
+            libc::TUNSETPERSIST,
             libc::c_ulong::from(persist),
         )
     })
@@ -88,7 +83,7 @@ pub(crate) fn tun_set_offload(fd: &impl AsRawFd, flags: u32) -> io::Result<()> {
     check(unsafe {
         libc::ioctl(
             fd.as_raw_fd(),
-            TUNSETOFFLOAD as _,
+            libc::TUNSETOFFLOAD,
             libc::c_ulong::from(flags),
         )
     })
@@ -100,7 +95,7 @@ pub(crate) fn tun_set_vnet_hdr_size(fd: &impl AsRawFd, size: libc::c_int) -> io:
     check(unsafe {
         libc::ioctl(
             fd.as_raw_fd(),
-            TUNSETVNETHDRSZ as _,
+            libc::TUNSETVNETHDRSZ,
             &size as *const libc::c_int,
         )
     })

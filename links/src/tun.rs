@@ -10,11 +10,18 @@ use std::fs::File;
 use std::ops::BitOr;
 use std::os::fd::AsRawFd;
 
-const IFF_TUN: libc::c_short = 0x0001;
-const IFF_TAP: libc::c_short = 0x0002;
-const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
-const IFF_NO_PI: libc::c_short = 0x1000;
-const IFF_VNET_HDR: libc::c_short = 0x4000;
+// TUNSETIFF's flags travel in the c_short `ifr_flags`; libc declares them as c_int. Every one
+// fits: the conversion is checked at compile time.
+const IFF_TUN: libc::c_short = short(libc::IFF_TUN);
+const IFF_TAP: libc::c_short = short(libc::IFF_TAP);
+const IFF_MULTI_QUEUE: libc::c_short = short(libc::IFF_MULTI_QUEUE);
+const IFF_NO_PI: libc::c_short = short(libc::IFF_NO_PI);
+const IFF_VNET_HDR: libc::c_short = short(libc::IFF_VNET_HDR);
+
+const fn short(flag: libc::c_int) -> libc::c_short {
+    assert!(flag >= 0 && flag <= libc::c_short::MAX as libc::c_int);
+    flag as libc::c_short
+}
 
 /// Offloads a TUN/TAP device accepts from userspace (TUNSETOFFLOAD). They need
 /// [`Tun::vnet_hdr`].
@@ -25,17 +32,17 @@ impl Offload {
     /// No offloads.
     pub const NONE: Offload = Offload(0);
     /// Checksum offload (TUN_F_CSUM).
-    pub const CSUM: Offload = Offload(0x01);
+    pub const CSUM: Offload = Offload(libc::TUN_F_CSUM);
     /// TCP segmentation over IPv4 (TUN_F_TSO4).
-    pub const TSO4: Offload = Offload(0x02);
+    pub const TSO4: Offload = Offload(libc::TUN_F_TSO4);
     /// TCP segmentation over IPv6 (TUN_F_TSO6).
-    pub const TSO6: Offload = Offload(0x04);
+    pub const TSO6: Offload = Offload(libc::TUN_F_TSO6);
     /// TSO with ECN (TUN_F_TSO_ECN).
-    pub const TSO_ECN: Offload = Offload(0x08);
+    pub const TSO_ECN: Offload = Offload(libc::TUN_F_TSO_ECN);
     /// UDP segmentation over IPv4 (TUN_F_USO4).
-    pub const USO4: Offload = Offload(0x20);
+    pub const USO4: Offload = Offload(libc::TUN_F_USO4);
     /// UDP segmentation over IPv6 (TUN_F_USO6).
-    pub const USO6: Offload = Offload(0x40);
+    pub const USO6: Offload = Offload(libc::TUN_F_USO6);
 
     /// `true` when every flag of `other` is set.
     pub fn contains(self, other: Offload) -> bool {

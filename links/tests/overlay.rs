@@ -569,3 +569,19 @@ fn bad_arguments_are_refused_before_the_kernel() {
         Err(Error::InvalidName { .. })
     ));
 }
+
+/// A wait of `Duration::MAX` means "until an event comes" and does not overflow the clock.
+#[test]
+fn the_longest_wait_for_an_event_works() {
+    require_root!();
+    let ns = TestNs::new("events-max");
+    let mut mon = Monitor::in_ns(&ns, &[Group::Link]).unwrap();
+    let h = Handle::in_ns(&ns).unwrap();
+    let maker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        h.link().add(&Veth::new("mx0").peer("mx1")).unwrap();
+    });
+    let ev = mon.next_timeout(Some(Duration::MAX)).unwrap();
+    assert!(ev.is_some(), "no event");
+    maker.join().unwrap();
+}

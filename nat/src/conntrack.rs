@@ -4,23 +4,45 @@
 //! (UDP has no connection to close). kube-proxy deletes them after every sync; [`stale_udp`]
 //! is the same filter: a UDP flow to a service address whose DNAT target is no longer a serving
 //! endpoint of that service port.
+//!
+//! Dumps go through podnet-links' [`Connection`], which restarts a dump the kernel marks
+//! `NLM_F_DUMP_INTR`. A [`FlowSelector`] says what the kernel can filter by
+//! ([`DumpFilter`]: the address family and the transport protocol, kernel 5.8 and later), so a
+//! sync that looks for stale UDP flows never copies the TCP flows of a busy node to userspace;
+//! the selector's own test is applied again to what arrives (an older kernel ignores the filter).
 
 use crate::iptables::Protocol;
 use crate::kube::{ClusterState, IpFamily, categorize_endpoints};
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
+use netlink_packet_core::{DefaultNla, NLM_F_DUMP};
 use netlink_packet_netfilter::conntrack::{
     ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol as CtProtocol, Tuple,
 };
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
 };
-use netlink_sys::{Socket, SocketAddr as NlAddr, protocols::NETLINK_NETFILTER};
+use netlink_sys::protocols::NETLINK_NETFILTER;
+use podnet_links::netlink::{Connection, NetlinkError};
 use podnet_netns::NetNs;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+
+/// `IPCTNL_MSG_CT_GET`.
+const IPCTNL_MSG_CT_GET: u8 = 1;
+/// `CTA_TUPLE_ORIG` (nested).
+const CTA_TUPLE_ORIG: u16 = 1;
+/// `CTA_TUPLE_PROTO` (nested, inside a tuple).
+const CTA_TUPLE_PROTO: u16 = 2;
+/// `CTA_PROTO_NUM` (u8, inside `CTA_TUPLE_PROTO`).
+const CTA_PROTO_NUM: u16 = 1;
+/// `CTA_FILTER` (nested): which fields of the tuples in the same request filter a dump.
+const CTA_FILTER: u16 = 25;
+/// `CTA_FILTER_ORIG_FLAGS` (u32): the original-tuple fields that must match.
+const CTA_FILTER_ORIG_FLAGS: u16 = 1;
+/// `CTA_FILTER_F_CTA_PROTO_NUM`: the transport protocol number.
+const CTA_FILTER_F_PROTO_NUM: u32 = 1 << 3;
+/// `NLA_F_NESTED`: the kernel parses `CTA_FILTER` strictly and wants the flag.
+const NLA_F_NESTED: u16 = 0x8000;
 
 /// Errors of conntrack operations.
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +63,33 @@ pub enum ConntrackError {
     /// A message from the kernel did not decode.
     #[error("conntrack message did not decode: {0}")]
     Decode(String),
+    /// A dump was interrupted by concurrent changes more often than it was retried.
+    #[error("conntrack {op}: {source}")]
+    Netlink {
+        /// What was asked.
+        op: &'static str,
+        /// What went wrong.
+        #[source]
+        source: NetlinkError,
+    },
     /// Entering the namespace failed.
     #[error(transparent)]
     Netns(#[from] podnet_netns::NetNsError),
+}
+
+impl ConntrackError {
+    fn from_netlink(op: &'static str, e: NetlinkError) -> ConntrackError {
+        match e {
+            NetlinkError::Kernel(k) => ConntrackError::Kernel {
+                op,
+                source: io::Error::from_raw_os_error(k.errno),
+            },
+            NetlinkError::Io(e) => ConntrackError::Io(e),
+            NetlinkError::Decode(m) => ConntrackError::Decode(m),
+            NetlinkError::Netns(e) => ConntrackError::Netns(e),
+            other => ConntrackError::Netlink { op, source: other },
+        }
+    }
 }
 
 /// One conntrack entry: the original and the reply tuple.
@@ -61,11 +107,81 @@ pub struct Flow {
     pub reply_dst: SocketAddr,
 }
 
+/// What the kernel filters a dump by, so that only matching flows cross the socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DumpFilter {
+    /// Only flows of this transport protocol (original direction).
+    pub protocol: Option<Protocol>,
+}
+
+impl DumpFilter {
+    /// Every flow of the family.
+    pub const ALL: DumpFilter = DumpFilter { protocol: None };
+
+    /// Only flows of `protocol`.
+    pub fn protocol(protocol: Protocol) -> DumpFilter {
+        DumpFilter {
+            protocol: Some(protocol),
+        }
+    }
+
+    /// The dump request: a conntrack GET whose attributes ask the kernel for this filter.
+    ///
+    /// Built from raw attributes because netlink-packet-netfilter 0.4 sets `NLA_F_NESTED` only
+    /// on the attributes it knows, and the kernel parses `CTA_FILTER` strictly.
+    fn request(&self) -> ConntrackMessage {
+        let Some(p) = self.protocol else {
+            return ConntrackMessage::Get(Vec::new());
+        };
+        let proto_num = nla(CTA_PROTO_NUM, &[ct_proto(p).into()]);
+        let tuple_proto = nla(CTA_TUPLE_PROTO | NLA_F_NESTED, &proto_num);
+        let filter_flags = nla(CTA_FILTER_ORIG_FLAGS, &CTA_FILTER_F_PROTO_NUM.to_ne_bytes());
+        ConntrackMessage::Other {
+            message_type: IPCTNL_MSG_CT_GET,
+            attributes: vec![
+                DefaultNla::new(CTA_TUPLE_ORIG | NLA_F_NESTED, tuple_proto),
+                DefaultNla::new(CTA_FILTER | NLA_F_NESTED, filter_flags),
+            ],
+        }
+    }
+}
+
+/// One netlink attribute: length, type, value, padding to 4 bytes (native byte order).
+fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
+    let len = 4 + value.len();
+    let mut out = Vec::with_capacity((len + 3) & !3);
+    out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(value);
+    out.resize((len + 3) & !3, 0);
+    out
+}
+
+/// Chooses flows: what the kernel can filter by, and the exact test.
+///
+/// Any `Fn(&Flow) -> bool` is a selector that the kernel cannot help (it reads every flow of
+/// the family); [`stale_udp`] returns one that has the kernel send UDP flows only.
+pub trait FlowSelector {
+    /// What the kernel can filter by before the flows reach [`selects`](Self::selects).
+    fn dump_filter(&self) -> DumpFilter {
+        DumpFilter::ALL
+    }
+    /// `true` for a flow this selector chooses.
+    fn selects(&self, flow: &Flow) -> bool;
+}
+
+impl<F: Fn(&Flow) -> bool> FlowSelector for F {
+    fn selects(&self, flow: &Flow) -> bool {
+        self(flow)
+    }
+}
+
 /// A netlink conntrack socket bound to one network namespace.
 #[derive(Debug)]
 pub struct Conntrack {
-    socket: Socket,
-    seq: u32,
+    conn: Connection,
+    received: u64,
 }
 
 fn family_of(f: IpFamily) -> NetfilterProtoFamily {
@@ -118,113 +234,77 @@ fn ct_proto(p: Protocol) -> CtProtocol {
     }
 }
 
+/// The flow a conntrack message describes, if it is a TCP, UDP or SCTP flow.
+fn flow_of(attrs: &[ConntrackAttribute]) -> Option<Flow> {
+    let mut orig = None;
+    let mut reply = None;
+    for a in attrs {
+        match a {
+            ConntrackAttribute::CtaTupleOrig(t) => orig = tuple_parts(t),
+            ConntrackAttribute::CtaTupleReply(t) => reply = tuple_parts(t),
+            _ => {}
+        }
+    }
+    let ((protocol, orig_src, orig_dst), (_, reply_src, reply_dst)) = (orig?, reply?);
+    Some(Flow {
+        protocol,
+        orig_src,
+        orig_dst,
+        reply_src,
+        reply_dst,
+    })
+}
+
 impl Conntrack {
     /// Opens a conntrack socket inside `ns` (it stays bound to that namespace).
     pub fn open_in(ns: &NetNs) -> Result<Conntrack, ConntrackError> {
-        let socket = ns.run(|| -> io::Result<Socket> {
-            let mut s = Socket::new(NETLINK_NETFILTER)?;
-            s.bind_auto()?;
-            s.connect(&NlAddr::new(0, 0))?;
-            Ok(s)
-        })??;
-        Ok(Conntrack { socket, seq: 1 })
+        let conn = Connection::new_in(ns, NETLINK_NETFILTER)
+            .map_err(|e| ConntrackError::from_netlink("open", e))?;
+        Ok(Conntrack { conn, received: 0 })
     }
 
-    fn send(
+    fn request(
         &mut self,
         msg: ConntrackMessage,
         family: IpFamily,
         flags: u16,
-    ) -> Result<u32, ConntrackError> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = self.seq;
+        op: &'static str,
+    ) -> Result<Vec<NetfilterMessage>, ConntrackError> {
         let nf = NetfilterMessage::new(NetfilterHeader::new(family_of(family), 0, 0), msg);
-        let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(nf));
-        nl.finalize();
-        let mut buf = vec![0u8; nl.buffer_len()];
-        nl.serialize(&mut buf);
-        self.socket.send(&buf, 0)?;
-        Ok(self.seq)
+        self.conn
+            .request(nf, flags)
+            .map_err(|e| ConntrackError::from_netlink(op, e))
     }
 
-    /// Receives until the end of a dump (or the ACK of a request), handing each conntrack
-    /// message to `each`.
-    fn receive(
-        &mut self,
-        seq: u32,
-        op: &'static str,
-        mut each: impl FnMut(&[ConntrackAttribute]),
-    ) -> Result<(), ConntrackError> {
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = self.socket.recv(&mut &mut buf[..], 0)?;
-            let mut off = 0;
-            while off < n {
-                let msg = NetlinkMessage::<NetfilterMessage>::deserialize(&buf[off..n])
-                    .map_err(|e| ConntrackError::Decode(e.to_string()))?;
-                let len = msg.header.length as usize;
-                if len == 0 {
-                    return Err(ConntrackError::Decode("zero-length netlink message".into()));
-                }
-                off += (len + 3) & !3;
-                if msg.header.sequence_number != seq {
-                    continue;
-                }
-                match msg.payload {
-                    NetlinkPayload::Done(_) => return Ok(()),
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            None => Ok(()),
-                            Some(_) => Err(ConntrackError::Kernel {
-                                op,
-                                source: e.to_io(),
-                            }),
-                        };
-                    }
-                    NetlinkPayload::InnerMessage(m) => {
-                        if let NetfilterMessageInner::Conntrack(
-                            ConntrackMessage::New(attrs) | ConntrackMessage::Get(attrs),
-                        ) = &m.inner
-                        {
-                            each(attrs);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
+    /// How many conntrack entries the kernel has sent this socket in dumps so far (what the
+    /// kernel's filtering saves shows here).
+    pub fn entries_received(&self) -> u64 {
+        self.received
     }
 
     /// Lists the flows of `family`.
     pub fn list(&mut self, family: IpFamily) -> Result<Vec<Flow>, ConntrackError> {
-        let seq = self.send(
-            ConntrackMessage::Get(vec![]),
-            family,
-            NLM_F_REQUEST | NLM_F_DUMP,
-        )?;
-        let mut flows = Vec::new();
-        self.receive(seq, "dump", |attrs| {
-            let mut orig = None;
-            let mut reply = None;
-            for a in attrs {
-                match a {
-                    ConntrackAttribute::CtaTupleOrig(t) => orig = tuple_parts(t),
-                    ConntrackAttribute::CtaTupleReply(t) => reply = tuple_parts(t),
-                    _ => {}
-                }
+        self.list_filtered(family, &DumpFilter::ALL)
+    }
+
+    /// Lists the flows of `family` that the kernel's `filter` lets through. A kernel older than
+    /// 5.8 ignores the protocol filter: check [`Flow::protocol`] when it matters.
+    pub fn list_filtered(
+        &mut self,
+        family: IpFamily,
+        filter: &DumpFilter,
+    ) -> Result<Vec<Flow>, ConntrackError> {
+        let replies = self.request(filter.request(), family, NLM_F_DUMP, "dump")?;
+        let mut flows = Vec::with_capacity(replies.len());
+        for m in replies {
+            if let NetfilterMessageInner::Conntrack(
+                ConntrackMessage::New(attrs) | ConntrackMessage::Get(attrs),
+            ) = &m.inner
+            {
+                self.received += 1;
+                flows.extend(flow_of(attrs));
             }
-            if let (Some((p, os, od)), Some((_, rs, rd))) = (orig, reply) {
-                flows.push(Flow {
-                    protocol: p,
-                    orig_src: os,
-                    orig_dst: od,
-                    reply_src: rs,
-                    reply_dst: rd,
-                });
-            }
-        })?;
+        }
         Ok(flows)
     }
 
@@ -244,26 +324,26 @@ impl Conntrack {
             ]),
         ];
         let msg = ConntrackMessage::Delete(vec![ConntrackAttribute::CtaTupleOrig(tuple)]);
-        let seq = self.send(msg, family, NLM_F_REQUEST | NLM_F_ACK)?;
-        match self.receive(seq, "delete", |_| {}) {
+        match self.request(msg, family, 0, "delete") {
             Err(ConntrackError::Kernel { source, .. })
                 if source.raw_os_error() == Some(libc::ENOENT) =>
             {
                 Ok(())
             }
-            other => other,
+            other => other.map(drop),
         }
     }
 
-    /// Deletes every flow of `family` that `stale` selects; returns how many.
+    /// Deletes every flow of `family` that `selector` selects; returns how many. Only the
+    /// flows its [`FlowSelector::dump_filter`] lets through are read from the kernel.
     pub fn delete_matching(
         &mut self,
         family: IpFamily,
-        stale: impl Fn(&Flow) -> bool,
+        selector: impl FlowSelector,
     ) -> Result<usize, ConntrackError> {
-        let flows = self.list(family)?;
+        let flows = self.list_filtered(family, &selector.dump_filter())?;
         let mut n = 0;
-        for f in flows.iter().filter(|f| stale(f)) {
+        for f in flows.iter().filter(|f| selector.selects(f)) {
             self.delete(f)?;
             n += 1;
         }
@@ -273,8 +353,9 @@ impl Conntrack {
 
 /// kube-proxy's stale-UDP filter for `state` on `node`: a UDP flow whose original destination
 /// is a UDP service address (cluster IP, external IP, load-balancer IP, or a node port on any
-/// address) and whose reply source is not one of that port's usable endpoints.
-pub fn stale_udp(state: &ClusterState, node: &str) -> impl Fn(&Flow) -> bool + use<> {
+/// address) and whose reply source is not one of that port's usable endpoints. The kernel
+/// sends only UDP flows to it.
+pub fn stale_udp(state: &ClusterState, node: &str) -> StaleUdp {
     let mut by_addr: BTreeMap<SocketAddr, BTreeSet<IpAddr>> = BTreeMap::new();
     let mut by_nodeport: BTreeMap<u16, BTreeSet<IpAddr>> = BTreeMap::new();
     for (spn, svc) in &state.services {
@@ -300,16 +381,71 @@ pub fn stale_udp(state: &ClusterState, node: &str) -> impl Fn(&Flow) -> bool + u
                 .extend(serving.iter().copied());
         }
     }
-    move |f: &Flow| {
+    StaleUdp {
+        by_addr,
+        by_nodeport,
+    }
+}
+
+/// The selector [`stale_udp`] returns.
+#[derive(Debug, Clone)]
+pub struct StaleUdp {
+    by_addr: BTreeMap<SocketAddr, BTreeSet<IpAddr>>,
+    by_nodeport: BTreeMap<u16, BTreeSet<IpAddr>>,
+}
+
+impl FlowSelector for StaleUdp {
+    fn dump_filter(&self) -> DumpFilter {
+        DumpFilter::protocol(Protocol::Udp)
+    }
+
+    fn selects(&self, f: &Flow) -> bool {
         if f.protocol != Protocol::Udp {
             return false;
         }
-        if let Some(eps) = by_addr.get(&f.orig_dst) {
+        if let Some(eps) = self.by_addr.get(&f.orig_dst) {
             return !eps.contains(&f.reply_src.ip());
         }
-        if let Some(eps) = by_nodeport.get(&f.orig_dst.port()) {
+        if let Some(eps) = self.by_nodeport.get(&f.orig_dst.port()) {
             return !eps.contains(&f.reply_src.ip());
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::Emitable;
+
+    #[test]
+    fn a_protocol_filter_asks_the_kernel_with_nested_attributes() {
+        let msg = DumpFilter::protocol(Protocol::Udp).request();
+        let mut buf = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut buf);
+        let ne = |v: u16| v.to_ne_bytes();
+        let mut want = Vec::new();
+        // CTA_TUPLE_ORIG | NLA_F_NESTED { CTA_TUPLE_PROTO | NLA_F_NESTED { CTA_PROTO_NUM 17 } }
+        want.extend([ne(16), ne(0x8001), ne(12), ne(0x8002), ne(5), ne(1)].concat());
+        want.extend([17, 0, 0, 0]);
+        // CTA_FILTER | NLA_F_NESTED { CTA_FILTER_ORIG_FLAGS = CTA_FILTER_F_CTA_PROTO_NUM }
+        want.extend([ne(12), ne(0x8019), ne(8), ne(1)].concat());
+        want.extend(8u32.to_ne_bytes());
+        assert_eq!(buf, want);
+        assert_eq!(
+            msg.message_type(),
+            ConntrackMessage::Get(vec![]).message_type()
+        );
+        // No filter: a plain dump request.
+        assert_eq!(DumpFilter::ALL.request(), ConntrackMessage::Get(vec![]));
+    }
+
+    #[test]
+    fn stale_udp_has_the_kernel_send_udp_only() {
+        let state = ClusterState::default();
+        let sel = stale_udp(&state, "node1");
+        assert_eq!(sel.dump_filter(), DumpFilter::protocol(Protocol::Udp));
+        let closure = |_: &Flow| true;
+        assert_eq!(closure.dump_filter(), DumpFilter::ALL);
     }
 }

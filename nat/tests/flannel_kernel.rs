@@ -86,7 +86,7 @@ fn nftables_tables_are_installed_and_replaced_atomically() {
     let out = ns.exec("nft", &["list", "table", "ip", "flannel-ipv4"]);
     for want in [
         "type nat hook postrouting priority srcnat",
-        "meta mark 0x00004000 return",
+        "meta mark & 0x00004000 == 0x00004000 return",
         "ip saddr 10.244.1.0/24 ip daddr 10.244.0.0/16 return",
         "ip saddr 10.244.0.0/16 ip daddr 10.244.1.0/24 return",
         "ip saddr != 10.244.1.0/24 ip daddr 10.244.0.0/16 return",
@@ -135,7 +135,9 @@ fn nftables_tables_are_installed_and_replaced_atomically() {
 
 /// `nft list ruleset` after flannel's nftables tables were applied to a fresh namespace, as
 /// recorded from the earlier libnftnl-based implementation (the `nftnl` crate), which the
-/// netlink batch built by podnet itself must reproduce:
+/// netlink batch built by podnet itself must reproduce (the mark rule since edited by hand to
+/// test kube-proxy's bit, `meta mark & 0x00004000 == 0x00004000`, as flannel's iptables rule
+/// does):
 /// IPv4 and IPv6 with byte-aligned prefixes and `fully-random`.
 const GOLDEN_DUAL: &str = include_str!("fixtures/flannel-nft-dual.ruleset");
 /// The same with prefixes off byte boundaries (/12, /25, /57, /62) and IPv6 without
@@ -236,5 +238,104 @@ fn nftables_netlink_equals_nft_of_the_script() {
             "undecoded expressions: {ours:?}"
         );
         assert_eq!(ours, nfts, "{script}");
+    }
+}
+
+/// The source address `outside` sees for a UDP datagram that a pod (10.244.1.2) sends through
+/// `router`, where flannel's rules are installed by `install` and every forwarded packet carries
+/// the mark `mark` (set in prerouting, as kube-proxy's KUBE-MARK-MASQ or another agent would).
+fn source_seen_outside(tag: &str, mark: u32, install: impl Fn(&TestNs)) -> std::net::IpAddr {
+    let pod = TestNs::new(&format!("{tag}-pod"));
+    let router = TestNs::new(&format!("{tag}-rt"));
+    let outside = TestNs::new(&format!("{tag}-out"));
+    for (ns, peer, name) in [(&pod, &router, "pod0"), (&outside, &router, "out0")] {
+        ns.exec(
+            "ip",
+            &[
+                "link",
+                "add",
+                "eth0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                name,
+                "netns",
+                peer.name(),
+            ],
+        );
+        ns.exec("ip", &["link", "set", "eth0", "up"]);
+        router.exec("ip", &["link", "set", name, "up"]);
+    }
+    pod.exec("ip", &["addr", "add", "10.244.1.2/24", "dev", "eth0"]);
+    pod.exec("ip", &["route", "add", "default", "via", "10.244.1.1"]);
+    router.exec("ip", &["addr", "add", "10.244.1.1/24", "dev", "pod0"]);
+    router.exec("ip", &["addr", "add", "198.19.0.254/24", "dev", "out0"]);
+    router.ns().sysctl_set("net.ipv4.ip_forward", "1").unwrap();
+    outside.exec("ip", &["addr", "add", "198.19.0.1/24", "dev", "eth0"]);
+    run_with_input(
+        &router,
+        "nft",
+        &["-f", "-"],
+        format!(
+            "add table ip mark-test\n\
+             add chain ip mark-test pre {{ type filter hook prerouting priority mangle ; }}\n\
+             add rule ip mark-test pre meta mark set {mark:#x}\n"
+        )
+        .as_bytes(),
+    )
+    .expect("mark rule");
+    install(&router);
+    outside
+        .ns()
+        .run(|| -> std::net::IpAddr {
+            let sock = std::net::UdpSocket::bind("198.19.0.1:9999").unwrap();
+            sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            pod.ns()
+                .run(|| {
+                    let s = std::net::UdpSocket::bind("10.244.1.2:0").unwrap();
+                    for _ in 0..3 {
+                        s.send_to(b"x", "198.19.0.1:9999").unwrap();
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                })
+                .unwrap();
+            let mut buf = [0u8; 16];
+            let (_, from) = sock.recv_from(&mut buf).expect("datagram from the pod");
+            from.ip()
+        })
+        .unwrap()
+}
+
+/// A packet carrying kube-proxy's masquerade bit 0x4000 is left alone by flannel's rules even
+/// when another bit of the mark is set too (0x4001): both backends match the bit, as flannel's
+/// iptables rule `-m mark --mark 0x4000/0x4000` does, so they agree on every packet.
+#[test]
+fn both_backends_leave_packets_with_the_kube_proxy_bit_alone() {
+    require_root!();
+    let net = net("10.244.1.0/24");
+    let iptables = |ns: &TestNs| net.apply(ns).expect("iptables rules");
+    let nftables = |ns: &TestNs| podnet_nat::flannel_nft::apply(ns, &net).expect("nft rules");
+    let pod: std::net::IpAddr = "10.244.1.2".parse().unwrap();
+    let masqueraded: std::net::IpAddr = "198.19.0.254".parse().unwrap();
+    // Without the bit both masquerade; with exactly the bit, or the bit among others, neither
+    // does.
+    for (mark, want) in [
+        (0, masqueraded),
+        (0x4000, pod),
+        (0x4001, pod),
+        (0xc000, pod),
+    ] {
+        assert_eq!(
+            source_seen_outside("fmark-ipt", mark, iptables),
+            want,
+            "iptables, mark {mark:#x}"
+        );
+        assert_eq!(
+            source_seen_outside("fmark-nft", mark, nftables),
+            want,
+            "nftables, mark {mark:#x}"
+        );
     }
 }

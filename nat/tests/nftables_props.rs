@@ -109,6 +109,10 @@ fn expr(v6: bool) -> impl Strategy<Value = Expr> {
             mark: m,
             text: format!("{m:#x}")
         }),
+        any::<u32>().prop_map(|m| Expr::MarkBitsSet {
+            mark: m,
+            text: format!("{m:#x}")
+        }),
         any::<u32>().prop_map(|m| Expr::MarkAndZero {
             mark: m,
             text: format!("{m:#x}")

@@ -1,7 +1,8 @@
 //! Property tests: parsers never panic, and rendered rules parse back to themselves.
 
 use podnet_nat::iptables::{
-    AddrType, CtState, Match, Protocol, Rule, Table, TableRules, Target, parse_save,
+    AddrType, CtState, Match, Protocol, Rule, SavedRule, Table, TableRules, Target, parse_save,
+    parse_save_tolerant,
 };
 use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
 use proptest::prelude::*;
@@ -79,6 +80,39 @@ proptest! {
             Just("-j".to_string()), Just("recent".to_string()), Just("--name".to_string()), Just("\"".to_string()),
             Just("-s".to_string()), Just("mark".to_string()), Just("--mark".to_string()), "[A-Za-z0-9./:-]{0,8}"], 0..20)) {
         let _ = parse_save(&format!("*nat\n{}\nCOMMIT\n", words.join(" ")));
+    }
+
+    #[test]
+    fn tolerant_parse_never_panics_and_agrees_with_the_strict_one(words in prop::collection::vec(
+        prop_oneof![Just("-A".to_string()), Just("-m".to_string()), Just("!".to_string()), Just("--comment".to_string()),
+            Just("-j".to_string()), Just("state".to_string()), Just("--state".to_string()), Just("multiport".to_string()),
+            Just("-p".to_string()), Just("icmp".to_string()), Just("\"".to_string()), Just("\n".to_string()),
+            Just("COMMIT".to_string()), "[A-Za-z0-9./:,-]{0,8}"], 0..24)) {
+        let text = format!("*filter\n:INPUT ACCEPT [0:0]\n{}\nCOMMIT\n", words.join(" "));
+        let tolerant = parse_save_tolerant(&text);
+        match parse_save(&text) {
+            // Whatever the strict parse reads, the tolerant one reads the same, all modelled.
+            Ok(strict) => {
+                let tolerant = tolerant.expect("the tolerant parse reads what the strict one does");
+                prop_assert_eq!(strict.len(), tolerant.len());
+                for (s, t) in strict.iter().zip(&tolerant) {
+                    let known: Vec<&Rule> = t.rules.iter().filter_map(|r| match r {
+                        SavedRule::Known(r) => Some(r),
+                        SavedRule::Opaque(_) => None,
+                    }).collect();
+                    prop_assert_eq!(known.len(), t.rules.len());
+                    prop_assert_eq!(s.rule_count(), known.len());
+                }
+            }
+            // Where it refuses a rule, the tolerant one keeps it as text or refuses too.
+            Err(_) => {
+                if let Ok(t) = tolerant {
+                    let rules: usize = t.iter().map(|t| t.rules.len()).sum();
+                    let lines = text.lines().filter(|l| l.trim_start().starts_with("-A")).count();
+                    prop_assert_eq!(rules, lines);
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Syncs in a namespace: a failing partial sync falls back to a full one (kube-proxy's
-//! TestSyncProxyRulesRepeated failure scenario), and a failed restore leaves the previous rules
-//! in place.
+//! TestSyncProxyRulesRepeated failure scenario), a failed restore leaves the previous rules
+//! in place, and rules other programs wrote into the built-in chains (matches the rule model
+//! does not know) neither hide our jumps nor get touched.
 
 use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
 use podnet_nat::proxy::NodeSettings;
@@ -97,4 +98,127 @@ fn a_refused_restore_leaves_the_previous_rules() {
         rules(&after),
         "rules changed by a refused sync"
     );
+}
+
+/// What Docker, a distribution's firewall and a transparent proxy write into the built-in
+/// chains, in `iptables-save`'s own spelling: matches and targets the rule model does not
+/// represent (`-m state`, `-m multiport`, `-p icmp --icmp-type`, port ranges, `REDIRECT
+/// --to-ports`), next to ones it does.
+const FOREIGN: &str = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-USER - [0:0]
+-A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p icmp -m icmp --icmp-type 8 -j ACCEPT
+-A INPUT -p tcp -m multiport --dports 22,80,443 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 30000:32767 -j ACCEPT
+-A INPUT -m conntrack --ctstate INVALID -j DROP
+-A FORWARD -j DOCKER-USER
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A OUTPUT -p udp -m udp --dport 53 -m owner --uid-owner 0 -j ACCEPT
+-A DOCKER-USER -j RETURN
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A PREROUTING -i eth1 -p tcp -m multiport --dports 80,443 -j REDIRECT --to-ports 3128
+-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A POSTROUTING -s 192.168.122.0/24 ! -d 192.168.122.0/24 -p tcp -j MASQUERADE --to-ports 1024-65535
+-A DOCKER -i docker0 -j RETURN
+COMMIT
+";
+
+/// The `-A` lines of `text` that are not ours (no `KUBE-` in them).
+fn foreign_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with("-A ") && !l.contains("KUBE-"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn foreign_rules_in_builtin_chains_do_not_duplicate_our_jumps() {
+    require_root!();
+    let node = TestNs::new("sync-foreign");
+    let load = node
+        .ns()
+        .command("iptables-restore")
+        .arg("--noflush")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(FOREIGN.as_bytes())?;
+            c.wait()
+        })
+        .unwrap();
+    assert!(load.success(), "loading the foreign rules");
+    let before = node.exec("iptables-save", &[]);
+    let mut syncer = IptablesSyncer::new(node.ns().clone(), NodeSettings::new("n1", IpFamily::V4));
+    let s1 = svc("ns1", "svc1", "10.96.0.41", "10.244.0.1");
+    for _ in 0..3 {
+        syncer.force_full_sync();
+        assert!(syncer.sync(&state(&s1)).unwrap().full);
+    }
+    let after = node.exec("iptables-save", &[]);
+    // Each jump from a built-in chain to one of ours, once.
+    for (table, builtin, rule) in podnet_nat::proxy::iptables::jump_rules() {
+        let text = node.exec("iptables-save", &["-t", table.as_str()]);
+        let dst = match &rule.target {
+            Some(podnet_nat::iptables::Target::Jump(d)) => d.to_string(),
+            other => panic!("{other:?}"),
+        };
+        let comment = rule
+            .matches
+            .iter()
+            .find_map(|m| match m {
+                podnet_nat::iptables::Match::Comment(c) => Some(c.to_string()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let n = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("-A {builtin} ")))
+            .filter(|l| l.contains(&comment) && l.ends_with(&format!("-j {dst}")))
+            .count();
+        assert_eq!(
+            n, 1,
+            "{table} {builtin} -> {dst} appears {n} times:\n{text}"
+        );
+    }
+    // The foreign rules are untouched, in their order.
+    assert_eq!(foreign_lines(&before), foreign_lines(&after));
+}
+
+/// kubelet's `KUBE-FIREWALL` (with its `-m mark` rule), Docker's chains, a distribution's INPUT
+/// rules and firewalld's table stay byte for byte as they were through full and partial syncs
+/// (kube-proxy adds its rule to kubelet's chain only when missing, and never flushes it).
+#[test]
+fn foreign_chains_stay_intact_through_syncs() {
+    use podnet_testsupport::foreign::{self, HostState};
+    require_root!();
+    let node = TestNs::new("sync-foreign-host");
+    foreign::load(&node, &foreign::ALL);
+    let before = HostState::read(&node);
+    let mut syncer = IptablesSyncer::new(node.ns().clone(), NodeSettings::new("n1", IpFamily::V4));
+    let s1 = svc("ns1", "svc1", "10.96.0.41", "10.244.0.1");
+    let s2 = svc("ns2", "svc2", "10.96.0.42", "10.244.0.2");
+    assert!(syncer.sync(&state(&s1)).unwrap().full);
+    assert!(!syncer.sync(&state(&(s1.clone() + &s2))).unwrap().full);
+    syncer.force_full_sync();
+    assert!(syncer.sync(&state(&s2)).unwrap().full);
+    let after = HostState::read(&node);
+    if let Err(why) = before.foreign_intact(&after) {
+        panic!("{why}\n{}", after.iptables_save());
+    }
+    // Our own rules are there.
+    assert!(after.iptables_save().contains("ns2/svc2:p80 cluster IP"));
 }

@@ -24,6 +24,8 @@
 //! }
 //! ```
 
+pub mod foreign;
+
 use podnet_netns::NetNs;
 use std::ops::Deref;
 use std::process::Output;
@@ -183,6 +185,39 @@ impl TestNs {
         if !out.status.success() {
             panic!(
                 "`{program} {}` in {} failed ({}): {}",
+                args.join(" "),
+                self.name,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a program inside the namespace with `input` on its stdin; panics with its stderr
+    /// unless it succeeds, and returns its stdout.
+    pub fn exec_input(&self, program: &str, args: &[&str], input: &str) -> String {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = self
+            .ns
+            .command(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {program} in {}: {e}", self.name));
+        if let Some(mut stdin) = child.stdin.take() {
+            // A failed write shows up as the program's own error below.
+            let _ = stdin.write_all(input.as_bytes());
+        }
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("waiting for {program} in {}: {e}", self.name));
+        if !out.status.success() {
+            panic!(
+                "`{program} {}` in {} failed ({}): {}\ninput:\n{input}",
                 args.join(" "),
                 self.name,
                 out.status,

@@ -51,7 +51,7 @@ struct Args {
         default_value = "/run/flannel/subnet.env"
     )]
     subnet_file: PathBuf,
-    /// Renew the lease this many minutes before it expires.
+    /// Renew the lease this many minutes before it expires (1 to 1439).
     #[arg(long, env = "FLANNELD_SUBNET_LEASE_RENEW_MARGIN", default_value_t = 60)]
     subnet_lease_renew_margin: u64,
     /// Install masquerade rules for traffic leaving the flannel network.
@@ -98,8 +98,16 @@ fn main() {
         resync: Duration::from_secs(args.iptables_resync.max(1)),
         net_config,
     };
-    let manager_options = ManagerOptions::default()
-        .with_renew_margin(Duration::from_secs(args.subnet_lease_renew_margin * 60));
+    // flannel's range: at least a minute, and less than the 24 h lease.
+    let margin = args.subnet_lease_renew_margin;
+    if !(1..24 * 60).contains(&margin) {
+        fail(format!(
+            "--subnet-lease-renew-margin {margin}: must be between 1 and 1439 minutes (less \
+             than the 24 h lease)"
+        ));
+    }
+    let manager_options =
+        ManagerOptions::default().with_renew_margin(Duration::from_secs(margin * 60));
     let result = if args.etcd_endpoints.is_empty() {
         let store = FileStore::open(&args.store_dir)
             .unwrap_or_else(|e| fail(format!("store {}: {e}", args.store_dir.display())));

@@ -3,6 +3,8 @@
 
 use clap::{Parser, ValueEnum};
 use ipnet::IpNet;
+use podnet_examples::proxy::flags::{check_sync_periods, ipvs_scheduler, parse_duration};
+use podnet_examples::proxy::node_addrs::NodeIpSource;
 use podnet_examples::proxy::{
     IptablesMode, IpvsMode, Mode, NftablesMode, ProxyOptions, load_state, run,
 };
@@ -26,7 +28,9 @@ struct Args {
     /// iptables, nftables or ipvs.
     #[arg(long, default_value = "iptables")]
     proxy_mode: String,
-    /// Directory of Service and EndpointSlice objects (YAML or JSON), watched for changes.
+    /// Directory of Service and EndpointSlice objects (YAML or JSON), watched for changes. A
+    /// file that is malformed or empty (caught half-written) keeps its last good version, with
+    /// a warning; a deleted file's objects are gone.
     #[arg(long)]
     config_dir: Option<PathBuf>,
     /// The pod network; traffic from outside it to services is masqueraded.
@@ -35,8 +39,13 @@ struct Args {
     /// This node's name (endpoints with this nodeName are local).
     #[arg(long)]
     hostname_override: Option<String>,
-    /// The mark bit for packets to masquerade.
-    #[arg(long, default_value_t = 14)]
+    /// The mark bit for packets to masquerade (0 to 31).
+    #[arg(
+        long,
+        default_value_t = 14,
+        value_parser = clap::value_parser!(u8).range(0..=31),
+        allow_hyphen_values = true
+    )]
     masquerade_bit: u8,
     /// Masquerade all traffic to service IPs.
     #[arg(long)]
@@ -44,9 +53,15 @@ struct Args {
     /// Networks whose addresses accept NodePort traffic (default: all local addresses).
     #[arg(long, value_delimiter = ',')]
     nodeport_addresses: Vec<IpNet>,
-    /// This node's addresses (default: the IPv4 addresses of its eth* interfaces).
+    /// This node's addresses, primary first, used as given. Default: every address of the
+    /// node's interfaces (any name) but loopback and kube-ipvs0, followed as they change; the
+    /// primary is --bind-address when set, else the source of the route to the default gateway.
     #[arg(long, value_delimiter = ',')]
     node_ip: Vec<std::net::IpAddr>,
+    /// The node's primary IP when set to a specific address (as kube-proxy's flag; 0.0.0.0:
+    /// none given).
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: std::net::IpAddr,
     /// The Service CIDRs (nftables mode drops traffic to unallocated cluster IPs in them).
     #[arg(long, value_delimiter = ',')]
     service_cluster_ip_range: Vec<IpNet>,
@@ -59,13 +74,16 @@ struct Args {
     /// probing which has rules already.
     #[arg(long, value_enum, default_value = "system")]
     iptables_backend: IptablesBackend,
-    /// Full resync period, seconds.
-    #[arg(long, default_value_t = 30.0)]
-    iptables_sync_period: f64,
-    /// Minimum time between syncs, seconds.
-    #[arg(long, default_value_t = 1.0)]
-    iptables_min_sync_period: f64,
-    /// Remove every rule this proxy installs and exit.
+    /// Full resync period: a duration as kube-proxy takes it (`30s`, `1m`) or seconds (`30`);
+    /// above zero.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
+    iptables_sync_period: Duration,
+    /// Minimum time between syncs (`1s`, `500ms`, `0.5`); at most the sync period.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, allow_hyphen_values = true)]
+    iptables_min_sync_period: Duration,
+    /// Remove what this mode installs (its own chains and jumps; in ipvs mode also its IPVS
+    /// services, ipsets and kube-ipvs0; in nftables mode its tables) and nothing another
+    /// program owns, then exit.
     #[arg(long)]
     cleanup: bool,
     /// Print what would be applied and exit, changing nothing.
@@ -102,23 +120,6 @@ fn fail(msg: String) -> ! {
     std::process::exit(1);
 }
 
-fn node_ips() -> Vec<std::net::IpAddr> {
-    let Ok(h) = podnet_links::Handle::new() else {
-        return Vec::new();
-    };
-    let mut ips: Vec<_> = h
-        .addr()
-        .list(None)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|a| a.addr.addr().is_ipv4() && !a.addr.addr().is_loopback())
-        .filter(|a| a.dev.as_deref().is_some_and(|d| d.starts_with("eth")))
-        .map(|a| a.addr.addr())
-        .collect();
-    ips.sort();
-    ips
-}
-
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -128,6 +129,12 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    // Checked before anything is done, --dry-run and --cleanup included (upstream validates
+    // its whole configuration first).
+    if let Err(e) = check_sync_periods(args.iptables_sync_period, args.iptables_min_sync_period) {
+        fail(e);
+    }
+    let scheduler = ipvs_scheduler(&args.ipvs_scheduler).unwrap_or_else(|e| fail(e));
     let ns = NetNs::current().unwrap_or_else(|e| fail(e.to_string()));
     let node = args.hostname_override.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -135,11 +142,15 @@ fn main() {
             .unwrap_or_else(|_| "localhost".into())
     });
     let mut settings = NodeSettings::new(node, IpFamily::V4);
-    settings.node_ips = if args.node_ip.is_empty() {
-        node_ips()
+    let node_ips = if args.node_ip.is_empty() {
+        NodeIpSource::Kernel {
+            ns: ns.clone(),
+            bind_address: Some(args.bind_address).filter(|ip| !ip.is_unspecified()),
+        }
     } else {
-        args.node_ip.clone()
+        NodeIpSource::Fixed(args.node_ip.clone())
     };
+    settings.node_ips = node_ips.read(IpFamily::V4).unwrap_or_else(|e| fail(e));
     settings.masquerade_mark = MasqueradeMark::from_bit(args.masquerade_bit);
     settings.masquerade_all = args.masquerade_all;
     settings.nodeport_addresses = args.nodeport_addresses.clone();
@@ -156,7 +167,7 @@ fn main() {
         ),
         "ipvs" => {
             let ipvs = podnet_nat::ipvs::kube_proxy::IpvsModeSettings {
-                scheduler: podnet_nat::ipvs::Scheduler::from_name(&args.ipvs_scheduler),
+                scheduler: podnet_nat::ipvs::Scheduler::from_name(scheduler),
                 ..Default::default()
             };
             Box::new(IpvsMode::new(ns, settings, ipvs))
@@ -171,8 +182,13 @@ fn main() {
         )),
     };
     if args.cleanup {
-        if let Err(e) = mode.cleanup() {
-            fail(format!("cleanup: {e}"));
+        match mode.cleanup() {
+            Ok(kept) => {
+                for k in kept {
+                    tracing::warn!("cleanup left {k}: something else still uses it");
+                }
+            }
+            Err(e) => fail(format!("cleanup: {e}")),
         }
         return;
     }
@@ -189,15 +205,16 @@ fn main() {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
-    let mut http = vec![args.metrics_bind_address];
-    if args.healthz_bind_address != args.metrics_bind_address {
-        http.push(args.healthz_bind_address);
-    }
+    let http = podnet_examples::proxy::HttpAddresses {
+        metrics: Some(args.metrics_bind_address),
+        healthz: Some(args.healthz_bind_address),
+    };
     let opts = ProxyOptions {
         config_dir: dir,
-        sync_period: Duration::from_secs_f64(args.iptables_sync_period.max(1.0)),
-        min_sync_period: Duration::from_secs_f64(args.iptables_min_sync_period.max(0.0)),
+        sync_period: args.iptables_sync_period,
+        min_sync_period: args.iptables_min_sync_period,
         http,
+        node_ips,
     };
     if let Err(e) = run(mode, opts, IpFamily::V4, stop) {
         fail(e);

@@ -243,18 +243,20 @@ fn net_conf(backend: &str) -> String {
     format!(r#"{{"Network": "{CLUSTER_NETWORK}", "Backend": {{"Type": "{backend}"}}}}"#)
 }
 
-/// Polls `f` every 50 ms until it returns `Some`, or fails after `timeout` with `what`.
+/// Polls `f` every 50 ms until it returns `Some`, or fails after `timeout` with `what`
+/// (`Duration::MAX`: waits as long as it takes).
 pub fn wait_for<T>(
     timeout: Duration,
     what: &str,
     mut f: impl FnMut() -> Option<T>,
 ) -> Result<T, ClusterError> {
-    let deadline = Instant::now() + timeout;
+    // No deadline when `timeout` is longer than the clock can count.
+    let deadline = Instant::now().checked_add(timeout);
     loop {
         if let Some(v) = f() {
             return Ok(v);
         }
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(other(format!(
                 "timed out after {timeout:?} waiting for {what}"
             )));
@@ -396,12 +398,12 @@ impl Cluster {
             for i in 0..cluster.nodes.len() {
                 cluster.start_kube_proxy(i)?;
             }
-            // Ready when /healthz says a sync succeeded: the whole rule set is in (IPVS
+            // Ready when /metrics reports a successful sync: the whole rule set is in (IPVS
             // services come after the iptables chains in ipvs mode).
             for n in &cluster.nodes {
                 let ns = n.ns.clone();
                 wait_for(Duration::from_secs(60), "kube-proxy's first sync", || {
-                    ns.run(kube_proxy_healthy).ok().filter(|ok| *ok)
+                    ns.run(kube_proxy_synced).ok().filter(|ok| *ok)
                 })?;
             }
         }
@@ -666,17 +668,32 @@ impl Cluster {
     }
 }
 
-/// `true` when kube-proxy in the current namespace answers `/healthz` with 200 (it does once a
-/// sync succeeded).
-fn kube_proxy_healthy() -> bool {
-    use std::io::{Read, Write};
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 10256));
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+/// `true` once kube-proxy in the current namespace reports a successful sync in `/metrics`
+/// (`kubeproxy_sync_proxy_rules_last_timestamp_seconds` above zero). `/healthz` cannot say it:
+/// like upstream's, it is healthy while kube-proxy starts.
+fn kube_proxy_synced() -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 10249));
+    let Ok((200, body)) = crate::http::get(addr, "/metrics") else {
         return false;
     };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut head = [0u8; 16];
-    s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").is_ok()
-        && s.read(&mut head)
-            .is_ok_and(|n| head[..n].starts_with(b"HTTP/1.1 200"))
+    body.lines()
+        .filter(|l| l.starts_with("kubeproxy_sync_proxy_rules_last_timestamp_seconds{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .any(|t| t > 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_as_long_as_it_takes_works() {
+        assert_eq!(wait_for(Duration::MAX, "a value", || Some(7)).unwrap(), 7);
+        let mut n = 0;
+        let err = wait_for(Duration::from_millis(60), "never", || {
+            n += 1;
+            None::<()>
+        });
+        assert!(err.is_err() && n >= 1);
+    }
 }

@@ -2,7 +2,7 @@
 //! [`PodAllocator`], so podnet-cni, host-local and podnet-host-local can share a data directory.
 
 use super::error::{CniError, INVALID_CONFIG, NOT_AVAILABLE};
-use podnet_ipam::{IpamConfig, PodAllocator, Range};
+use podnet_ipam::{IpamConfig, PodAllocator};
 use std::net::IpAddr;
 
 /// Reads the ipam section (host-local's format) of the network config.
@@ -42,44 +42,22 @@ pub fn requested(cni_args: &str) -> Result<Vec<IpAddr>, CniError> {
         .collect()
 }
 
-fn to_u128(a: IpAddr) -> u128 {
-    match a {
-        IpAddr::V4(a) => u128::from(u32::from(a)),
-        IpAddr::V6(a) => u128::from(a),
-    }
-}
-
-fn capacity(r: &Range) -> u128 {
-    let n = to_u128(r.range_end) - to_u128(r.range_start) + 1;
-    if r.contains(r.gateway) { n - 1 } else { n }
-}
-
-/// STATUS: code 50 when a range set has no free address left. Changes nothing on disk.
+/// STATUS: code 50 when a range set has no free address left (its gateway, exclusions and
+/// leases counted). Changes nothing on disk.
 pub(crate) fn status(stdin: &[u8]) -> Result<(), CniError> {
     let config = config(stdin)?;
     if !config.lease_dir().exists() {
         return Ok(());
     }
+    let name = config.name.clone();
     let alloc = PodAllocator::open(config)?;
-    let leases = alloc.leases()?;
-    for (i, set) in alloc.config().ranges.iter().enumerate() {
-        let used = leases
-            .iter()
-            .filter(|l| set.iter().any(|r| r.contains(l.ip)))
-            .count() as u128;
-        let total: u128 = set.iter().map(capacity).sum();
-        if used >= total {
-            return Err(CniError::new(
-                NOT_AVAILABLE,
-                format!(
-                    "no free address in range set {i} of network {:?} ({used} leased): widen \
-                     ipam.ranges or remove stale leases with GC",
-                    alloc.config().name
-                ),
-            ));
-        }
+    match alloc.check_free() {
+        Err(e @ podnet_ipam::AllocError::Exhausted { .. }) => Err(CniError::new(
+            NOT_AVAILABLE,
+            format!("network {name:?}: {e}: widen ipam.ranges or remove stale leases with GC"),
+        )),
+        other => Ok(other?),
     }
-    Ok(())
 }
 
 #[cfg(test)]

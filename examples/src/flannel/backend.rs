@@ -19,6 +19,29 @@ pub struct Underlay {
     pub public_ip: Ipv4Addr,
 }
 
+/// The smallest MTU an IPv4 link may have (RFC 791); the kernel refuses less.
+pub(crate) const MIN_MTU: u32 = 68;
+
+/// The MTU of a device that carries `backend`'s encapsulation (`overhead` bytes of headers)
+/// over `under`: an error naming the interface when that leaves pods less than [`MIN_MTU`].
+pub(crate) fn overlay_mtu(
+    under: &Underlay,
+    overhead: u32,
+    backend: &str,
+) -> Result<u32, AgentError> {
+    under
+        .mtu
+        .checked_sub(overhead)
+        .filter(|m| *m >= MIN_MTU)
+        .ok_or_else(|| {
+            AgentError::Underlay(format!(
+                "{} has MTU {}, too small for the {backend} backend: its {overhead} bytes of \
+                 headers must leave pods at least {MIN_MTU} (raise the MTU, or choose --iface)",
+                under.name, under.mtu
+            ))
+        })
+}
+
 /// Another node, from its lease.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Peer {

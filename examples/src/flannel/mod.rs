@@ -5,6 +5,15 @@
 //! Restart-safe: an existing device that matches the config is reused as it is, every entry is
 //! programmed with `replace`, and only entries that no lease accounts for are deleted, so a
 //! restarted agent never takes down what traffic is using.
+//!
+//! The lease is watched like any other: when it disappears from the store (deleted by hand, or
+//! expired while the store was unreachable) and the subnet is still free, the agent takes it
+//! again at once, so pods keep their addresses and other nodes route to them again. When
+//! another node holds the subnet now (the lease was overwritten, or a renewal answers
+//! [`LeaseError::Lost`](podnet_ipam::LeaseError::Lost)), this node must stop using it: the agent
+//! removes subnet.env (so no new pod gets an address from it) and stops with
+//! [`AgentError::LeaseLost`], as flannel exits, for a supervisor to restart it with a fresh
+//! lease.
 
 mod backend;
 mod hostgw;
@@ -19,8 +28,7 @@ use podnet_links::Handle;
 use podnet_nat::flannel::FlannelNetwork;
 use podnet_netns::NetNs;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +55,17 @@ pub enum AgentError {
     /// Programming the kernel failed.
     #[error("{0}")]
     Links(#[from] podnet_links::Error),
+    /// Another node holds this node's subnet now; subnet.env was removed.
+    #[error(
+        "lease {subnet} lost: {holder}; flanneld stopped using it and exits so that a restart \
+         takes a fresh lease (pods with addresses in {subnet} need new ones)"
+    )]
+    LeaseLost {
+        /// The subnet this node held.
+        subnet: String,
+        /// Who holds it now, as far as the store says.
+        holder: String,
+    },
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -165,26 +184,57 @@ fn peers_of(own: &Lease, leases: &BTreeMap<String, Lease>) -> Vec<Peer> {
         .collect()
 }
 
-fn serve_healthz(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    std::thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((mut s, _)) => {
-                    let _ = s.set_nonblocking(false);
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-                    let mut buf = [0u8; 512];
-                    let _ = s.read(&mut buf);
-                    let _ = s.write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                    );
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
+/// flannel's healthz server: `/healthz` answers 200 `flanneld is running` once the agent runs;
+/// every other path is 404.
+fn serve_healthz(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::io::Result<SocketAddr> {
+    use crate::http::{Request, Response};
+    crate::http::serve(
+        addr,
+        Arc::new(|req: &Request| match req.path.as_str() {
+            "/healthz" => Response::text(200, "flanneld is running"),
+            _ => Response::not_found(),
+        }),
+        stop,
+    )
+}
+
+/// What the store says of this node's subnet.
+enum Ownership {
+    /// Our lease is there.
+    Ours,
+    /// No lease holds the subnet.
+    Gone,
+    /// Another node's lease holds it.
+    TakenBy(Lease),
+}
+
+fn ownership(own: &Lease, leases: &BTreeMap<String, Lease>) -> Ownership {
+    match leases.get(&own.subnets.key_name()) {
+        None => Ownership::Gone,
+        Some(l)
+            if l.attrs.public_ip == own.attrs.public_ip
+                && l.attrs.public_ipv6 == own.attrs.public_ipv6 =>
+        {
+            Ownership::Ours
         }
-    });
-    Ok(())
+        Some(l) => Ownership::TakenBy(l.clone()),
+    }
+}
+
+/// This node lost its subnet to another: stop handing out addresses from it (remove
+/// subnet.env) and say so.
+fn lost(opts: &AgentOptions, subnet: Ipv4Net, holder: String) -> AgentError {
+    match std::fs::remove_file(&opts.subnet_file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(file = %opts.subnet_file.display(), "removing: {e}"),
+    }
+    let e = AgentError::LeaseLost {
+        subnet: subnet.to_string(),
+        holder,
+    };
+    tracing::error!("{e}");
+    e
 }
 
 /// Runs the agent until `stop` is set. The caller picks the store.
@@ -240,12 +290,18 @@ pub fn run<S: Store>(
     apply_masq("start");
     if let Some(addr) = opts.healthz {
         serve_healthz(addr, stop.clone())
-            .map_err(|e| AgentError::Other(format!("healthz {addr}: {e}")))?;
+            .map_err(|e| AgentError::Other(format!("--healthz-port {addr}: {e}")))?;
     }
 
     let mut leases: BTreeMap<String, Lease> = BTreeMap::new();
+    // Whether `leases` comes from a snapshot or a listing (so a missing lease means something).
+    let mut have_view = false;
     let mut watch = None;
-    let mut next_resync = Instant::now();
+    // `None`: a resync period longer than the clock can count, i.e. never.
+    let mut next_resync = Some(Instant::now());
+    let mut next_renew_try = Instant::now();
+    // When to try again to take back a lease that is gone (the store was unreachable).
+    let mut retake_at: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         if watch.is_none() {
             match sm.watch() {
@@ -264,6 +320,7 @@ pub fn run<S: Store>(
                     match event {
                         LeaseEvent::Snapshot(all) => {
                             leases = all.into_iter().map(|l| (l.subnets.key_name(), l)).collect();
+                            have_view = true;
                         }
                         LeaseEvent::Added(l) | LeaseEvent::Changed(l) => {
                             tracing::info!(subnet = %l.subnets.key_name(), public_ip = %l.attrs.public_ip, "lease added or changed");
@@ -282,7 +339,7 @@ pub fn run<S: Store>(
                 }
             }
         }
-        let resync_due = Instant::now() >= next_resync;
+        let resync_due = next_resync.is_some_and(|t| Instant::now() >= t);
         if resync_due {
             // The watch is the fast path; a periodic listing makes the agent converge even if a
             // watch stalls or misses an event.
@@ -297,8 +354,38 @@ pub fn run<S: Store>(
                         );
                     }
                     leases = fresh;
+                    have_view = true;
                 }
                 Err(e) => tracing::warn!("listing leases: {e}; keeping what is programmed"),
+            }
+        }
+        let retake_due = retake_at.is_some_and(|t| Instant::now() >= t);
+        if have_view && (changed || resync_due || retake_due) {
+            retake_at = None;
+            match ownership(&lease, &leases) {
+                Ownership::Ours => {}
+                Ownership::Gone => {
+                    // Take the subnet again while it is free: pods keep their addresses, and
+                    // the other nodes route to them again as soon as they see the lease.
+                    tracing::warn!(%subnet, "this node's lease is gone from the store; taking it again");
+                    match sm.renew(&mut lease) {
+                        Ok(()) => {
+                            tracing::info!(%subnet, "lease taken again");
+                            leases.insert(lease.subnets.key_name(), lease.clone());
+                        }
+                        Err(podnet_ipam::LeaseError::Lost { .. }) => {
+                            return Err(lost(&opts, subnet, "another node took it".into()));
+                        }
+                        Err(e) => {
+                            tracing::warn!("taking the lease again: {e}; retrying in a second");
+                            retake_at = Some(Instant::now() + Duration::from_secs(1));
+                        }
+                    }
+                }
+                Ownership::TakenBy(other) => {
+                    let holder = format!("the store gives it to {}", other.attrs.public_ip);
+                    return Err(lost(&opts, subnet, holder));
+                }
             }
         }
         if changed || resync_due {
@@ -306,14 +393,28 @@ pub fn run<S: Store>(
             if let Err(e) = backend.reconcile(&h, &under, network, subnet, &peers) {
                 tracing::warn!("reconcile: {e}");
             }
-            if Instant::now() >= next_resync {
+            if resync_due {
                 apply_masq("resync");
-                match sm.renew_if_due(&mut lease) {
-                    Ok(true) => tracing::info!("lease renewed"),
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!("renewing lease: {e}"),
+                next_resync = Instant::now().checked_add(opts.resync);
+            }
+        }
+        // Renewal keeps its own schedule (the lease's TTL), whatever the resync period.
+        if Instant::now() >= next_renew_try {
+            match sm.renew_if_due(&mut lease) {
+                Ok(true) => tracing::info!("lease renewed"),
+                Ok(false) => {}
+                Err(podnet_ipam::LeaseError::Lost { key }) => {
+                    return Err(lost(
+                        &opts,
+                        subnet,
+                        format!("renewing {key}: another node holds it"),
+                    ));
                 }
-                next_resync = Instant::now() + opts.resync;
+                Err(e) => {
+                    // flannel tries again in a minute.
+                    tracing::warn!("renewing lease: {e}; trying again in a minute");
+                    next_renew_try = Instant::now() + Duration::from_secs(60);
+                }
             }
         }
     }

@@ -10,7 +10,7 @@
 //! place and attaches to it again; the tunnel runs inside the agent and stops with it.
 
 use super::AgentError;
-use super::backend::{Backend, Peer, Underlay, prune_routes};
+use super::backend::{Backend, Peer, Underlay, overlay_mtu, prune_routes};
 use ipnet::{IpNet, Ipv4Net};
 use podnet_encap::tunnel::{self, Mode, UdpTunnel};
 use podnet_links::{Handle, Route};
@@ -81,7 +81,7 @@ impl UdpBackend {
                 h.link().add_tun(&spec)?
             }
         };
-        let mtu = under.mtu - OVERHEAD;
+        let mtu = overlay_mtu(under, OVERHEAD, "udp")?;
         let local = IpNet::new(IpAddr::V4(subnet.network()), 32).expect("/32");
         for a in h.addr().list(Some(DEV.into()))? {
             if a.addr.addr().is_ipv4() && a.addr != local {
@@ -119,8 +119,10 @@ impl Backend for UdpBackend {
     fn prepare(
         &mut self,
         _: &Handle,
-        _: &Underlay,
+        under: &Underlay,
     ) -> Result<Option<serde_json::Value>, AgentError> {
+        // Refuse an underlay too small for the tunnel before anything is built or leased.
+        overlay_mtu(under, OVERHEAD, "udp")?;
         // flannel's udp leases carry no BackendData; the device needs the subnet first.
         Ok(None)
     }

@@ -4,7 +4,9 @@
 //! peer on the same L2 network gets a plain route via its public IP instead.
 
 use super::AgentError;
-use super::backend::{Backend, Peer, Underlay, directly_reachable, prune_routes};
+use super::backend::{
+    Backend, MIN_MTU, Peer, Underlay, directly_reachable, overlay_mtu, prune_routes,
+};
 use ipnet::{IpNet, Ipv4Net};
 use podnet_links::{Error, FdbEntry, Handle, MacAddr, Neighbour, Route, Vxlan};
 use std::net::IpAddr;
@@ -44,7 +46,17 @@ impl VxlanBackend {
         let flag = |k: &str| v.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
         let mtu = match num("MTU", 0)? {
             0 => None,
-            m => Some(m as u32),
+            m => Some(
+                u32::try_from(m)
+                    .ok()
+                    .filter(|m| (MIN_MTU..=65535).contains(m))
+                    .ok_or_else(|| {
+                        AgentError::Config(format!(
+                            "Backend.MTU {m} is not an MTU ({MIN_MTU} to 65535; 0 or absent: \
+                             the underlay's less 50)"
+                        ))
+                    })?,
+            ),
         };
         Ok(VxlanBackend {
             vni: vni as u32,
@@ -61,14 +73,23 @@ impl VxlanBackend {
         format!("flannel.{}", self.vni)
     }
 
-    fn spec(&self, under: &Underlay) -> Vxlan {
+    /// The device's MTU: `Backend.MTU`, else the underlay's less the 50 bytes of VXLAN over
+    /// IPv4 (an error when the underlay is too small for that).
+    fn mtu(&self, under: &Underlay) -> Result<u32, AgentError> {
+        match self.mtu {
+            Some(m) => Ok(m),
+            None => overlay_mtu(under, 50, "vxlan"),
+        }
+    }
+
+    fn spec(&self, under: &Underlay, mtu: u32) -> Vxlan {
         let mut spec = Vxlan::new(self.dev(), self.vni)
             .local(under.public_ip.into())
             .dev(under.index)
             .port(self.port)
             .learning(false)
             .gbp(self.gbp)
-            .mtu(self.mtu.unwrap_or(under.mtu - 50));
+            .mtu(mtu);
         if let Some(mac) = self.mac {
             spec = spec.mac(mac);
         }
@@ -79,6 +100,7 @@ impl VxlanBackend {
     /// entries stay valid across a restart).
     fn ensure_device(&mut self, h: &Handle, under: &Underlay) -> Result<bool, AgentError> {
         let dev = self.dev();
+        let mtu = self.mtu(under)?;
         match h.link().get(dev.as_str()) {
             Ok(link) => {
                 let matches = link.vxlan.as_ref().is_some_and(|v| {
@@ -98,7 +120,7 @@ impl VxlanBackend {
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
         }
-        h.link().add(&self.spec(under))?;
+        h.link().add(&self.spec(under, mtu))?;
         self.mac = h.link().get(dev.as_str())?.mac;
         tracing::info!(%dev, mac = ?self.mac, "created VXLAN device");
         Ok(true)

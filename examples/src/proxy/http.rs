@@ -1,47 +1,67 @@
-//! A tiny HTTP server for `/metrics` and `/healthz`.
+//! kube-proxy's HTTP endpoints, answered as upstream answers them: the healthz address
+//! (`--healthz-bind-address`, default `0.0.0.0:10256`) serves `/healthz` and `/livez` only;
+//! the metrics address (`--metrics-bind-address`, default `127.0.0.1:10249`) serves
+//! `/metrics`, `/healthz` (a plain `ok`) and `/proxyMode`. Anything else is 404. When both
+//! addresses are the same, one server answers all of it (the proxier's `/healthz`).
 
-use super::Metrics;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
+use super::health::ProxierHealth;
+use super::{HttpAddresses, Metrics};
+use crate::http::{Handler, Request, Response, serve};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-pub(super) fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Mutex<Metrics>>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    std::thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            let Ok((mut s, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            };
-            let _ = s.set_nonblocking(false);
-            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-            let mut buf = [0u8; 1024];
-            let n = s.read(&mut buf).unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let path = req.split_whitespace().nth(1).unwrap_or("/");
-            let m = metrics.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let (status, body) = match path {
-                "/metrics" => ("200 OK", m.render()),
-                "/healthz" if m.healthy() => ("200 OK", "ok\n".to_owned()),
-                "/healthz" => (
-                    "503 Service Unavailable",
-                    "no successful sync yet\n".to_owned(),
-                ),
-                _ => ("404 Not Found", "not found\n".to_owned()),
-            };
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
+fn metrics_routes(
+    req: &Request,
+    mode: &'static str,
+    metrics: &Mutex<Metrics>,
+    health: &ProxierHealth,
+) -> Option<Response> {
+    match req.path.as_str() {
+        "/metrics" => {
+            let mut body = metrics.lock().unwrap_or_else(|p| p.into_inner()).render();
+            body.push_str(&health.render_metrics());
+            let mut r = Response::text(200, body);
+            r.headers[0].1 = "text/plain; version=0.0.4; charset=utf-8".into();
+            Some(r)
         }
-    });
+        "/healthz" => Some(Response::text(200, "ok")),
+        "/proxyMode" => Some(Response::text(200, mode)),
+        _ => None,
+    }
+}
+
+fn healthz_routes(req: &Request, health: &ProxierHealth) -> Option<Response> {
+    match req.path.as_str() {
+        "/healthz" => Some(health.healthz()),
+        "/livez" => Some(health.livez()),
+        _ => None,
+    }
+}
+
+/// Starts the servers `addrs` asks for; an address that cannot be bound is an error naming it.
+pub(super) fn start(
+    addrs: &HttpAddresses,
+    mode: &'static str,
+    metrics: Arc<Mutex<Metrics>>,
+    health: Arc<ProxierHealth>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let same = addrs.metrics.is_some() && addrs.metrics == addrs.healthz;
+    if let Some(addr) = addrs.healthz {
+        let (m, h) = (metrics.clone(), health.clone());
+        let handler: Handler = Arc::new(move |req: &Request| {
+            healthz_routes(req, &h)
+                .or_else(|| same.then(|| metrics_routes(req, mode, &m, &h)).flatten())
+                .unwrap_or_else(Response::not_found)
+        });
+        serve(addr, handler, stop.clone())
+            .map_err(|e| format!("--healthz-bind-address {addr}: {e}"))?;
+    }
+    if let Some(addr) = addrs.metrics.filter(|_| !same) {
+        let handler: Handler = Arc::new(move |req: &Request| {
+            metrics_routes(req, mode, &metrics, &health).unwrap_or_else(Response::not_found)
+        });
+        serve(addr, handler, stop).map_err(|e| format!("--metrics-bind-address {addr}: {e}"))?;
+    }
     Ok(())
 }

@@ -49,15 +49,19 @@ impl Mode for IpvsMode {
     fn sync(&mut self, state: &ClusterState, _full: bool) -> Result<SyncOutcome, String> {
         let start = Instant::now();
         let rules = compile(state, &self.node, &self.settings);
-        let r = self.syncer()?.apply(&rules).map_err(|e| e.to_string())?;
+        let syncer = self.syncer()?;
+        let r = syncer.apply(&rules).map_err(|e| e.to_string())?;
         if !r.failures.is_empty() {
             return Err(r.failures.join("; "));
         }
+        // As in the other modes: once the kernel is in step, UDP clients of real servers that
+        // went away get a fresh connection.
+        let conntrack_deleted = syncer.delete_stale_udp(state).map_err(|e| e.to_string())?;
         Ok(SyncOutcome {
             full: true,
             duration: start.elapsed(),
             rules: rules.services.len(),
-            conntrack_deleted: 0,
+            conntrack_deleted,
         })
     }
 
@@ -95,8 +99,18 @@ impl Mode for IpvsMode {
         out
     }
 
-    fn cleanup(&mut self) -> Result<(), String> {
+    fn set_node_ips(&mut self, ips: Vec<std::net::IpAddr>) {
+        self.node.node_ips = ips;
+        if let Some(s) = self.syncer.as_mut() {
+            s.set_node(self.node.clone());
+        }
+    }
+
+    fn cleanup(&mut self) -> Result<Vec<String>, String> {
         let family = self.node.family;
-        self.syncer()?.cleanup(family).map_err(|e| e.to_string())
+        self.syncer()?
+            .cleanup(family)
+            .map(|r| r.kept)
+            .map_err(|e| e.to_string())
     }
 }

@@ -128,6 +128,22 @@ impl Metrics {
             "kubeproxy_sync_proxy_rules_rules_total{{mode=\"{m}\"}} {}",
             self.rules
         );
+        let _ = writeln!(
+            s,
+            "# HELP kubeproxy_sync_proxy_rules_last_timestamp_seconds The last time proxy rules were successfully synced"
+        );
+        let _ = writeln!(
+            s,
+            "# TYPE kubeproxy_sync_proxy_rules_last_timestamp_seconds gauge"
+        );
+        let last = self
+            .last_sync
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        let _ = writeln!(
+            s,
+            "kubeproxy_sync_proxy_rules_last_timestamp_seconds{{mode=\"{m}\"}} {last}"
+        );
         let _ = writeln!(s, "# HELP kubeproxy_services Service ports proxied");
         let _ = writeln!(s, "# TYPE kubeproxy_services gauge");
         let _ = writeln!(s, "kubeproxy_services{{mode=\"{m}\"}} {}", self.services);

@@ -1,22 +1,29 @@
 //! A kube-proxy-style service proxy: reads Service and EndpointSlice objects from a directory
 //! (YAML or JSON, as `kubectl get -o yaml` writes them), compiles them with podnet-nat and keeps
 //! the kernel in step: debounced by the minimum sync period, partial syncs, a periodic full
-//! resync, conntrack cleanup, `/metrics` and `/healthz`.
+//! resync, conntrack cleanup, `/metrics`, and `/healthz` and `/livez` that turn 503 when syncs
+//! fall behind (upstream's proxier health).
 
+pub mod flags;
+mod health;
 mod http;
 mod ipvs;
 mod metrics;
 mod nftables;
+pub mod node_addrs;
 
+pub use health::ProxierHealth;
 pub use ipvs::IpvsMode;
 pub use metrics::Metrics;
 pub use nftables::NftablesMode;
 
-use podnet_nat::kube::{ClusterState, IpFamily, KubeObject, Warning, parse_objects};
+use node_addrs::{AddressWatch, NodeIpSource};
+use podnet_nat::kube::{ClusterState, IpFamily, KubeObject, Warning, parse_document};
 use podnet_nat::proxy::NodeSettings;
 use podnet_nat::proxy::sync::{Backend, IptablesSyncer};
 use podnet_netns::NetNs;
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,8 +50,11 @@ pub trait Mode {
     fn sync(&mut self, state: &ClusterState, full: bool) -> Result<SyncOutcome, String>;
     /// What a sync would apply, as text (iptables-restore input, an nft script, ...).
     fn dry_run(&self, state: &ClusterState) -> String;
-    /// Removes everything this mode ever installed.
-    fn cleanup(&mut self) -> Result<(), String>;
+    /// Removes what this mode installed, and nothing another program owns. Returns what it
+    /// left because something else still uses it (to be logged).
+    fn cleanup(&mut self) -> Result<Vec<String>, String>;
+    /// The node's addresses changed: later syncs use `ips` (the caller forces a full one).
+    fn set_node_ips(&mut self, ips: Vec<IpAddr>);
 }
 
 /// kube-proxy's iptables mode on podnet-nat's syncer.
@@ -88,9 +98,8 @@ impl Mode for IptablesMode {
         let r = self.syncer.sync(state).map_err(|e| e.to_string())?;
         let rules = self
             .syncer
-            .read_back(podnet_nat::iptables::Table::Nat)
-            .map(|t| t.iter().map(|x| x.lines.len()).sum())
-            .unwrap_or(0);
+            .live_rule_count(podnet_nat::iptables::Table::Nat)
+            .map_err(|e| format!("counting the nat rules after the sync: {e}"))?;
         Ok(SyncOutcome {
             full: r.full,
             duration: start.elapsed(),
@@ -103,103 +112,164 @@ impl Mode for IptablesMode {
         podnet_nat::proxy::iptables::compile(state, &self.settings).render()
     }
 
-    fn cleanup(&mut self) -> Result<(), String> {
-        cleanup_iptables(&self.ns, self.backend)
+    fn set_node_ips(&mut self, ips: Vec<IpAddr>) {
+        self.settings.node_ips = ips;
+        self.syncer.set_settings(self.settings.clone());
     }
-}
 
-/// Removes every KUBE-* chain and the jumps to them from the nat and filter tables, in one
-/// `iptables-restore --noflush` commit per table, with `backend`'s programs.
-pub fn cleanup_iptables(ns: &NetNs, backend: Backend) -> Result<(), String> {
-    let (restore, _, save) = backend.programs(podnet_nat::kube::IpFamily::V4);
-    for table in ["nat", "filter"] {
-        let out = ns
-            .command(save)
-            .args(["-t", table])
-            .output()
-            .map_err(|e| format!("{save}: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut chains = Vec::new();
-        let mut deletes = Vec::new();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix(':') {
-                let name = rest.split_whitespace().next().unwrap_or("");
-                if name.starts_with("KUBE-") {
-                    chains.push(name.to_owned());
-                }
-            } else if let Some(rule) = line.strip_prefix("-A ") {
-                let chain = rule.split_whitespace().next().unwrap_or("");
-                if !chain.starts_with("KUBE-") && rule.contains("-j KUBE-") {
-                    deletes.push(format!("-D {rule}"));
-                }
-            }
-        }
-        if chains.is_empty() && deletes.is_empty() {
-            continue;
-        }
-        let mut input = format!("*{table}\n");
-        for c in &chains {
-            input.push_str(&format!(":{c} - [0:0]\n"));
-        }
-        for d in &deletes {
-            input.push_str(d);
-            input.push('\n');
-        }
-        for c in &chains {
-            input.push_str(&format!("-X {c}\n"));
-        }
-        input.push_str("COMMIT\n");
-        podnet_nat::proxy::sync::run_with_input(
-            ns,
-            restore,
-            &["-w", "5", "--noflush"],
-            input.as_bytes(),
+    fn cleanup(&mut self) -> Result<Vec<String>, String> {
+        podnet_nat::proxy::cleanup::cleanup_iptables_mode(
+            &self.ns,
+            self.backend,
+            self.settings.family,
         )
-        .map_err(|e| e.to_string())?;
+        .map(|r| r.kept())
+        .map_err(|e| e.to_string())
     }
-    Ok(())
 }
 
-/// The objects in `dir`: every `*.yaml`, `*.yml` and `*.json` file, in name order. Problems
-/// (unreadable files, malformed documents, unknown kinds) come back as warnings that name the
-/// file; the rest is still used.
-pub fn load_dir(dir: &Path) -> (Vec<KubeObject>, Vec<Warning>) {
-    let mut objects = Vec::new();
-    let mut warnings = Vec::new();
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
-        Err(e) => {
-            warnings.push(Warning {
-                object: dir.display().to_string(),
-                message: e.to_string(),
-            });
-            return (objects, warnings);
+/// The config directory's objects, read file by file (every `*.yaml`, `*.yml` and `*.json`,
+/// in name order).
+///
+/// A file that is malformed or empty, or YAML whose last line has no newline (caught
+/// half-written, as `kubectl get -o yaml > f` leaves it for a moment) keeps its last good
+/// version until a good one replaces it, with a warning naming it and what is wrong; a file
+/// that is deleted is gone. To remove a file's objects, delete it or write an empty `List`.
+/// Without a last good version (a file that was never good), what parses of it is used, as
+/// before, and the rest is reported.
+///
+/// What cannot be told from a complete file: hand-written YAML with `kind: List` first, cut
+/// exactly at the end of a line between two items, reads as a shorter List (kubectl writes
+/// `kind` last, so its output cut anywhere is caught).
+#[derive(Debug, Clone)]
+pub struct ConfigDir {
+    dir: PathBuf,
+    good: BTreeMap<PathBuf, Vec<KubeObject>>,
+}
+
+/// One read of a [`ConfigDir`].
+#[derive(Debug, Clone, Default)]
+pub struct DirRead {
+    /// Every object, from the files as they are or as they last were good.
+    pub objects: Vec<KubeObject>,
+    /// What to log: unreadable files and skipped objects, each naming its file.
+    pub warnings: Vec<Warning>,
+    /// The files whose last good version stands in for what they hold now.
+    pub held: Vec<PathBuf>,
+}
+
+impl ConfigDir {
+    /// The directory `dir`, nothing read yet.
+    pub fn new(dir: impl Into<PathBuf>) -> ConfigDir {
+        ConfigDir {
+            dir: dir.into(),
+            good: BTreeMap::new(),
         }
-    };
-    files.sort();
-    for f in files {
-        if !is_object_file(&f) {
-            continue;
-        }
-        let name = f.display().to_string();
-        match std::fs::read_to_string(&f) {
-            Ok(text) => {
-                let (o, w) = parse_objects(&text, &name);
-                objects.extend(o);
-                warnings.extend(w.into_iter().map(|mut w| {
-                    if !w.object.contains(&name) {
-                        w.object = format!("{name}: {}", w.object);
-                    }
-                    w
-                }));
+    }
+
+    /// Reads the directory again.
+    pub fn read(&mut self) -> DirRead {
+        let mut out = DirRead::default();
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| is_object_file(p))
+                .collect(),
+            Err(e) => {
+                // The directory itself is unreadable: every file keeps its last good version.
+                out.warnings.push(Warning {
+                    object: self.dir.display().to_string(),
+                    message: format!("{e}; keeping the last good version of its files"),
+                });
+                out.held.extend(self.good.keys().cloned());
+                out.objects.extend(self.good.values().flatten().cloned());
+                return out;
             }
-            Err(e) => warnings.push(Warning {
-                object: name,
-                message: e.to_string(),
+        };
+        files.sort();
+        // Deleted files are gone.
+        self.good.retain(|f, _| files.contains(f));
+        for f in files {
+            let name = f.display().to_string();
+            let text = match std::fs::read_to_string(&f) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.good.remove(&f);
+                    continue;
+                }
+                Err(e) => {
+                    self.hold(&f, &name, &e.to_string(), &mut out);
+                    continue;
+                }
+            };
+            let parsed = parse_document(&text, &name);
+            let named = parsed.warnings.into_iter().map(|mut w| {
+                if !w.object.contains(&name) {
+                    w.object = format!("{name}: {}", w.object);
+                }
+                w
+            });
+            // YAML is written line by line (kubectl, serde_yaml, PyYAML end it with a
+            // newline): a last line without one was caught being written, even when what came
+            // before parses (a List whose `kind` comes first, cut between two items). JSON cut
+            // short does not parse at all.
+            let json = matches!(text.trim_start().chars().next(), Some('{' | '['));
+            let cut_line = !json && !text.is_empty() && !text.ends_with('\n');
+            if parsed.malformed || parsed.empty || cut_line {
+                if self.good.contains_key(&f) {
+                    let why = named.map(|w| w.message).next().unwrap_or_else(|| {
+                        if parsed.empty {
+                            "the file is empty".to_owned()
+                        } else {
+                            "its last line has no newline (caught half-written?)".to_owned()
+                        }
+                    });
+                    self.hold(&f, &name, &why, &mut out);
+                    continue;
+                }
+                // Never good: what parses is used, the rest reported.
+                out.warnings.extend(named);
+                out.objects.extend(parsed.objects);
+                continue;
+            }
+            out.warnings.extend(named);
+            out.objects.extend(parsed.objects.iter().cloned());
+            self.good.insert(f, parsed.objects);
+        }
+        out
+    }
+
+    /// Uses the last good version of `f` (if there is one) in place of what it holds now.
+    fn hold(&self, f: &Path, name: &str, why: &str, out: &mut DirRead) {
+        match self.good.get(f) {
+            Some(objects) => {
+                out.warnings.push(Warning {
+                    object: name.to_owned(),
+                    message: format!("{why}; keeping its last good version"),
+                });
+                out.objects.extend(objects.iter().cloned());
+                out.held.push(f.to_owned());
+            }
+            None => out.warnings.push(Warning {
+                object: name.to_owned(),
+                message: why.to_owned(),
             }),
         }
     }
-    (objects, warnings)
+
+    /// Reads the directory and compiles the state, logging every warning.
+    pub fn state(&mut self, family: IpFamily) -> ClusterState {
+        let read = self.read();
+        for w in &read.warnings {
+            tracing::warn!("{w}");
+        }
+        let (state, warnings) = ClusterState::from_objects(&read.objects, family);
+        for w in &warnings {
+            tracing::warn!("skipped {w}");
+        }
+        state
+    }
 }
 
 /// A fingerprint of the directory's files (names, sizes, modification times).
@@ -236,21 +306,26 @@ pub struct ProxyOptions {
     pub sync_period: Duration,
     /// `--iptables-min-sync-period`: changes are applied at most this often.
     pub min_sync_period: Duration,
-    /// `--metrics-bind-address` and `--healthz-bind-address` (one server may serve both).
-    pub http: Vec<SocketAddr>,
+    /// `--metrics-bind-address` and `--healthz-bind-address`.
+    pub http: HttpAddresses,
+    /// Where the node's addresses come from; when from the kernel, they are followed and a
+    /// change resyncs in full.
+    pub node_ips: NodeIpSource,
 }
 
-/// The current state compiled from the config directory, with warnings logged.
+/// Where kube-proxy's HTTP servers listen (`None`: not served).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpAddresses {
+    /// `--metrics-bind-address`: `/metrics`, `/healthz` (`ok`), `/proxyMode`.
+    pub metrics: Option<SocketAddr>,
+    /// `--healthz-bind-address`: `/healthz` and `/livez`, 503 when syncs are overdue.
+    pub healthz: Option<SocketAddr>,
+}
+
+/// The state compiled from the config directory as it is now, with warnings logged (one read,
+/// as `--dry-run` does; the sync loop keeps a [`ConfigDir`]).
 pub fn load_state(dir: &Path, family: IpFamily) -> ClusterState {
-    let (objects, warnings) = load_dir(dir);
-    for w in &warnings {
-        tracing::warn!("skipped {w}");
-    }
-    let (state, warnings) = ClusterState::from_objects(&objects, family);
-    for w in &warnings {
-        tracing::warn!("skipped {w}");
-    }
-    state
+    ConfigDir::new(dir).state(family)
 }
 
 /// Runs the sync loop until `stop` is set.
@@ -261,26 +336,58 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let metrics = Arc::new(Mutex::new(Metrics::new(mode.name())));
-    for addr in &opts.http {
-        http::serve(*addr, metrics.clone(), stop.clone())
-            .map_err(|e| format!("listening on {addr}: {e}"))?;
-    }
+    let health = Arc::new(ProxierHealth::new(opts.sync_period));
+    http::start(
+        &opts.http,
+        mode.name(),
+        metrics.clone(),
+        health.clone(),
+        stop.clone(),
+    )?;
+    let watch = match &opts.node_ips {
+        NodeIpSource::Fixed(_) => None,
+        NodeIpSource::Kernel { ns, .. } => Some(
+            AddressWatch::start(ns, stop.clone())
+                .map_err(|e| format!("watching the node's addresses: {e}"))?,
+        ),
+    };
+    let mut node_ips = opts.node_ips.read(family)?;
+    mode.set_node_ips(node_ips.clone());
     let mut seen = fingerprint(&opts.config_dir);
-    let mut state = load_state(&opts.config_dir, family);
+    let mut config = ConfigDir::new(&opts.config_dir);
+    let mut state = config.state(family);
     let mut pending = true;
     let mut full = true;
     let mut last_sync: Option<Instant> = None;
-    let mut next_full = Instant::now() + opts.sync_period;
+    // A period too long for the clock to add is no periodic resync at all.
+    let mut next_full = Instant::now().checked_add(opts.sync_period);
     while !stop.load(Ordering::Relaxed) {
         let now = fingerprint(&opts.config_dir);
         if now != seen {
             seen = now;
-            state = load_state(&opts.config_dir, family);
+            state = config.state(family);
             pending = true;
         }
-        if Instant::now() >= next_full {
+        if watch.as_ref().is_some_and(AddressWatch::changed) {
+            match opts.node_ips.read(family) {
+                Ok(ips) if ips != node_ips => {
+                    tracing::info!(?ips, "the node's addresses changed; a full sync follows");
+                    node_ips = ips;
+                    mode.set_node_ips(node_ips.clone());
+                    pending = true;
+                    full = true;
+                }
+                Ok(_) => {}
+                // The watch fires again on the next change; the addresses we have stay.
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        if next_full.is_some_and(|t| Instant::now() >= t) {
             pending = true;
             full = true;
+        }
+        if pending {
+            health.queued();
         }
         let allowed = last_sync.is_none_or(|t| t.elapsed() >= opts.min_sync_period);
         if pending && allowed {
@@ -298,9 +405,10 @@ pub fn run(
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .record(&o, state.services.len());
+                    health.updated();
                     pending = false;
                     if full {
-                        next_full = Instant::now() + opts.sync_period;
+                        next_full = Instant::now().checked_add(opts.sync_period);
                     }
                     full = false;
                 }
@@ -334,6 +442,86 @@ mod tests {
         assert_eq!(fingerprint(&dir), before);
         std::fs::write(dir.join("slices.json"), "{}").unwrap();
         assert_ne!(fingerprint(&dir), before);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_keeps_its_last_good_version_until_a_good_one_or_its_deletion() {
+        let dir = std::env::temp_dir().join(format!("podnet-kp-held-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let svc = |name: &str| {
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: d}}\n\
+                 spec: {{clusterIP: 10.96.0.10, ports: [{{name: p, port: 80}}]}}\n"
+            )
+        };
+        let names = |r: &DirRead| -> Vec<String> {
+            r.objects
+                .iter()
+                .map(|o| match o {
+                    KubeObject::Service(s) => s.metadata.name.clone(),
+                    KubeObject::EndpointSlice(e) => e.metadata.name.clone(),
+                })
+                .collect()
+        };
+        let f = dir.join("a.yaml");
+        let mut config = ConfigDir::new(&dir);
+        std::fs::write(&f, svc("one")).unwrap();
+        let r = config.read();
+        assert_eq!(names(&r), ["one"]);
+        assert!(r.held.is_empty() && r.warnings.is_empty());
+        let one = svc("one");
+        for bad in [
+            &one[..one.len() / 2],
+            "",
+            "   \n# comment\n",
+            "kind: Service\nspec: 7\n",
+        ] {
+            std::fs::write(&f, bad).unwrap();
+            let r = config.read();
+            assert_eq!(names(&r), ["one"], "{bad:?}");
+            assert_eq!(r.held, std::slice::from_ref(&f));
+            assert!(r.warnings[0].object.contains("a.yaml"), "{:?}", r.warnings);
+            assert!(
+                r.warnings[0]
+                    .message
+                    .ends_with("keeping its last good version")
+            );
+        }
+        // A kind-first List cut anywhere but at the end of a line is held too.
+        let item = |name: &str| format!("- {}\n", svc(name).trim_end().replace('\n', "\n  "));
+        let list = format!("kind: List\nitems:\n{}{}", item("one"), item("two"));
+        std::fs::write(&f, &list).unwrap();
+        assert_eq!(names(&config.read()), ["one", "two"]);
+        for cut in 1..list.len() {
+            if list.as_bytes()[cut - 1] == b'\n' {
+                continue;
+            }
+            std::fs::write(&f, &list[..cut]).unwrap();
+            let r = config.read();
+            assert_eq!(
+                names(&r),
+                ["one", "two"],
+                "cut at {cut}: {:?}",
+                &list[..cut]
+            );
+        }
+        std::fs::write(&f, svc("one")).unwrap();
+        assert_eq!(names(&config.read()), ["one"]);
+        // Not UTF-8: unreadable as text, held too.
+        std::fs::write(&f, [0xff, 0xfe, 0x00]).unwrap();
+        assert_eq!(names(&config.read()), ["one"]);
+        std::fs::write(&f, svc("two")).unwrap();
+        assert_eq!(names(&config.read()), ["two"]);
+        std::fs::remove_file(&f).unwrap();
+        let r = config.read();
+        assert!(r.objects.is_empty() && r.held.is_empty());
+        // A file that was never good: what parses of it is used, the rest reported.
+        std::fs::write(&f, format!("{}---\nkind: Service\nspec: 7\n", svc("three"))).unwrap();
+        let r = config.read();
+        assert_eq!(names(&r), ["three"]);
+        assert!(r.held.is_empty() && r.warnings.len() == 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

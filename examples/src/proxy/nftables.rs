@@ -49,25 +49,36 @@ impl Mode for NftablesMode {
         compile(state, &self.settings).full_transaction().render()
     }
 
-    fn cleanup(&mut self) -> Result<(), String> {
-        let family = match self.settings.node.family {
-            podnet_nat::kube::IpFamily::V4 => "ip",
-            podnet_nat::kube::IpFamily::V6 => "ip6",
-        };
-        let out = self
-            .ns
-            .command("nft")
-            .args(["delete", "table", family, "kube-proxy"])
-            .output()
-            .map_err(|e| format!("nft: {e}"))?;
-        let err = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() || err.contains("No such file") {
-            Ok(())
-        } else {
-            Err(format!(
-                "nft delete table {family} kube-proxy: {}",
-                err.trim()
-            ))
+    fn set_node_ips(&mut self, ips: Vec<std::net::IpAddr>) {
+        self.settings.node.node_ips = ips;
+        self.syncer
+            .planner_mut()
+            .set_settings(self.settings.clone());
+    }
+
+    /// Deletes the `kube-proxy` tables of both families (upstream's nftables
+    /// `CleanupLeftovers`), and no other table.
+    fn cleanup(&mut self) -> Result<Vec<String>, String> {
+        for family in ["ip", "ip6"] {
+            let out = self
+                .ns
+                .command("nft")
+                .args([
+                    "delete",
+                    "table",
+                    family,
+                    podnet_nat::nftables::kube_proxy::TABLE,
+                ])
+                .output()
+                .map_err(|e| format!("nft: {e}"))?;
+            let err = String::from_utf8_lossy(&out.stderr);
+            if !out.status.success() && !err.contains("No such file") {
+                return Err(format!(
+                    "nft delete table {family} kube-proxy: {}",
+                    err.trim()
+                ));
+            }
         }
+        Ok(Vec::new())
     }
 }

@@ -56,7 +56,7 @@ fn dump(c: &Cluster) {
 }
 
 /// The Services: NodePort, ClientIP affinity, externalTrafficPolicy Local (endpoints on node2
-/// only), and one without endpoints.
+/// only), UDP, and one without endpoints.
 pub const SERVICES: &str = r#"
 apiVersion: v1
 kind: List
@@ -87,6 +87,12 @@ items:
     externalTrafficPolicy: Local
     clusterIP: 10.96.0.12
     ports: [{name: tcp, port: 80, targetPort: 7777, nodePort: 30082, protocol: TCP}]
+- apiVersion: v1
+  kind: Service
+  metadata: {name: udp, namespace: demo}
+  spec:
+    clusterIP: 10.96.0.14
+    ports: [{name: udp, port: 53, targetPort: 7777, protocol: UDP}]
 - apiVersion: v1
   kind: Service
   metadata:
@@ -194,6 +200,25 @@ pub fn services_behave(g: Guard, mode: &str) {
     );
     assert!(start.elapsed() < Duration::from_secs(2));
 
+    // A UDP flow (one socket) answered by a pod on node1, for the endpoint change below.
+    let _udp_servers = UdpEcho::start(&c.pods, 7777);
+    let udp = (0..40)
+        .find_map(|_| {
+            let f = UdpFlow::open(&client.ns, vip(14, 53)).ok()?;
+            let who = f.ask().ok()?;
+            who.starts_with("node1").then_some(f)
+        })
+        .expect("a UDP flow answered by a pod on node1");
+    // Still alive after two seconds: conntrack takes it for a stream and keeps it 120 s (not
+    // 30), longer than a sync takes under emulation, so it is still there for the cleanup.
+    std::thread::sleep(Duration::from_millis(2200));
+    let who = udp.ask().expect("the UDP flow still answers");
+    assert!(
+        who.starts_with("node1"),
+        "the UDP flow moved by itself: {who}"
+    );
+    let deleted_before = conntrack_deleted(&c.nodes[0].ns, mode);
+
     // Editing the files (scaling endpoints down to node2) changes the rules within the minimum
     // sync period (0.5 s here), plus the time a sync takes (kube-proxy's own figure: slow
     // under emulation in the VM) and a poll.
@@ -226,6 +251,39 @@ pub fn services_behave(g: Guard, mode: &str) {
         "endpoint change applied after {:?} (a sync takes {sync_time:.3} s)",
         start.elapsed()
     );
+    // The UDP flow moves to node2 too: its conntrack entry to the pod that went away is gone.
+    // In iptables and nftables modes kube-proxy deletes it (and says so in /metrics). In ipvs
+    // mode the kernel is faster: deleting a destination with expire_nodest_conn=1 (kube-proxy
+    // sets it) flushes its connections and their conntrack entries at once (Linux 5.9+), so
+    // kube-proxy's own cleanup finds nothing left here; it matters where the kernel does not.
+    let start = Instant::now();
+    loop {
+        match udp.ask() {
+            Ok(who) if who.starts_with("node2") => break,
+            other => assert!(
+                start.elapsed() < deadline,
+                "UDP flow stuck: {other:?}; node1's UDP flows: {:#?}",
+                udp_flows(&c.nodes[0].ns)
+            ),
+        }
+    }
+    if mode != "ipvs" {
+        assert!(
+            conntrack_deleted(&c.nodes[0].ns, mode) > deleted_before,
+            "{mode}: no stale UDP conntrack entry deleted on node1; its UDP flows now: {:#?}",
+            udp_flows(&c.nodes[0].ns)
+        );
+    }
+
+    // No sync failed (the conntrack cleanup included).
+    for n in &c.nodes {
+        assert_eq!(
+            metric(&n.ns, "kubeproxy_sync_proxy_rules_failures_total", mode),
+            0.0,
+            "node{}: a sync failed",
+            n.index
+        );
+    }
 
     // /metrics and /healthz answer inside the node.
     let body = metrics(&c.nodes[0].ns);
@@ -235,6 +293,100 @@ pub fn services_behave(g: Guard, mode: &str) {
         )),
         "{body}"
     );
+}
+
+/// A UDP server in every pod answering each datagram with the pod's label.
+pub struct UdpEcho {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl UdpEcho {
+    /// Starts one on `port` in each pod.
+    pub fn start(pods: &[podnet_examples::cluster::Pod], port: u16) -> UdpEcho {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = pods
+            .iter()
+            .map(|p| {
+                let sock =
+                    p.ns.run(move || std::net::UdpSocket::bind(("0.0.0.0", port)))
+                        .unwrap()
+                        .unwrap();
+                sock.set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                let label = p.label();
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 64];
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if let Ok((_, from)) = sock.recv_from(&mut buf) {
+                            let _ = sock.send_to(label.as_bytes(), from);
+                        }
+                    }
+                })
+            })
+            .collect();
+        UdpEcho { stop, threads }
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One UDP socket in a namespace talking to one address: one flow for conntrack.
+pub struct UdpFlow(std::net::UdpSocket);
+
+impl UdpFlow {
+    /// A socket in `ns` connected to `dst`.
+    pub fn open(ns: &podnet_netns::NetNs, dst: SocketAddr) -> std::io::Result<UdpFlow> {
+        let sock = ns
+            .run(|| std::net::UdpSocket::bind("0.0.0.0:0"))
+            .map_err(std::io::Error::other)??;
+        sock.connect(dst)?;
+        sock.set_read_timeout(Some(Duration::from_millis(500)))?;
+        Ok(UdpFlow(sock))
+    }
+
+    /// Sends a datagram and returns the label of the pod that answered.
+    pub fn ask(&self) -> Result<String, String> {
+        self.0.send(b"?").map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 64];
+        let n = self.0.recv(&mut buf).map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+}
+
+/// The UDP conntrack flows of `ns` (for failure messages).
+fn udp_flows(ns: &podnet_netns::NetNs) -> Vec<podnet_nat::conntrack::Flow> {
+    podnet_nat::conntrack::Conntrack::open_in(ns)
+        .and_then(|mut c| c.list(podnet_nat::kube::IpFamily::V4))
+        .map(|f| {
+            f.into_iter()
+                .filter(|f| f.protocol == podnet_nat::iptables::Protocol::Udp)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The stale conntrack flows kube-proxy on this node says it deleted (`/metrics`).
+pub fn conntrack_deleted(ns: &podnet_netns::NetNs, mode: &str) -> f64 {
+    metric(ns, "kubeproxy_conntrack_entries_deleted_total", mode)
+}
+
+/// The value of kube-proxy's metric `name` for `mode` on this node.
+pub fn metric(ns: &podnet_netns::NetNs, name: &str, mode: &str) -> f64 {
+    let body = metrics(ns);
+    let key = format!("{name}{{mode=\"{mode}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {body}"))
 }
 
 /// The mean sync duration kube-proxy reports in `/metrics` on this node.

@@ -632,6 +632,41 @@ impl PodAllocator {
         })
     }
 
+    /// CNI STATUS: fails with [`AllocError::Exhausted`] naming the first range set without a
+    /// free address (its gateway, exclusions and leases counted). Reads only; changes nothing.
+    pub fn check_free(&self) -> Result<(), AllocError> {
+        let taken = self.scan(None, false)?.taken;
+        for (index, set) in self.config.ranges.iter().enumerate() {
+            if !set.iter().any(|r| self.first_free(r, &taken).is_some()) {
+                return Err(AllocError::Exhausted {
+                    index,
+                    ranges: set_string(set),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The lowest address of `r` that is neither its gateway, excluded nor `taken`. Skips an
+    /// exclusion in one step, so the work is bounded by the leases and exclusions, not by the
+    /// size of the range.
+    fn first_free(&self, r: &Range, taken: &HashSet<IpAddr>) -> Option<IpAddr> {
+        let end = to_u128(r.range_end);
+        let mut v = to_u128(r.range_start);
+        while v <= end {
+            let ip = from_u128(v, r.range_start);
+            if let Some(n) = self.config.exclude.iter().find(|n| n.contains(&ip)) {
+                v = to_u128(n.broadcast()).checked_add(1)?;
+                continue;
+            }
+            if ip != r.gateway && !taken.contains(&ip) {
+                return Some(ip);
+            }
+            v = v.checked_add(1)?;
+        }
+        None
+    }
+
     /// Removes the leases of containers that are not in `live` (pairs of container id and
     /// interface name; an old-format lease survives if its id is live with any interface),
     /// and empty lease files left by writers that died.

@@ -326,6 +326,48 @@ impl IpamConfig {
     }
 }
 
+/// The attachments a CNI GC keeps (`cni.dev/valid-attachments` of the config a runtime passes
+/// on stdin): pairs of container id and interface name. A config without the field keeps none.
+///
+/// Strict, as the spec's schema is: an entry without string fields `containerID` and `ifname`,
+/// or a field that is not a list, is an error naming the field. A GC must not guess what a
+/// malformed list meant: dropping an entry would release a live container's addresses.
+///
+/// ```
+/// let kept = podnet_ipam::valid_attachments(
+///     r#"{"cni.dev/valid-attachments":[{"containerID":"c1","ifname":"eth0"}]}"#,
+/// )?;
+/// assert_eq!(kept, [("c1".to_string(), "eth0".to_string())]);
+/// assert!(podnet_ipam::valid_attachments(r#"{"cni.dev/valid-attachments":[{"containerID":1}]}"#).is_err());
+/// # Ok::<(), podnet_ipam::ConfigError>(())
+/// ```
+pub fn valid_attachments(text: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    const FIELD: &str = "cni.dev/valid-attachments";
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|source| ConfigError::NotJson { source })?;
+    match v.get(FIELD) {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::Array(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(i, att)| {
+                let field = |name: &str| att.get(name).and_then(serde_json::Value::as_str);
+                match (field("containerID"), field("ifname")) {
+                    (Some(id), Some(ifname)) => Ok((id.to_string(), ifname.to_string())),
+                    _ => Err(ConfigError::invalid(
+                        FIELD,
+                        format!("entry {i} ({att}) needs string fields containerID and ifname"),
+                    )),
+                }
+            })
+            .collect(),
+        Some(other) => Err(ConfigError::invalid(
+            FIELD,
+            format!("a list of {{containerID, ifname}} was expected, not {other}"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

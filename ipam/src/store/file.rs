@@ -12,7 +12,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -453,7 +453,7 @@ impl FileWatch {
 
 impl StoreWatch for FileWatch {
     fn next(&mut self, timeout: Duration) -> Result<Option<StoreEvent>, StoreError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::time::deadline(timeout);
         loop {
             if let Some(ev) = self.pending.pop_front() {
                 return Ok(Some(ev));
@@ -468,11 +468,16 @@ impl StoreWatch for FileWatch {
                 self.next_expiry = None;
                 continue;
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if crate::time::passed(deadline) {
                 return Ok(None);
             }
-            std::thread::sleep(self.store.inner.options.poll_interval.min(deadline - now));
+            std::thread::sleep(
+                self.store
+                    .inner
+                    .options
+                    .poll_interval
+                    .min(crate::time::left(deadline)),
+            );
         }
     }
 }

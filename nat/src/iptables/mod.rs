@@ -34,7 +34,7 @@ mod render;
 pub(crate) use render::push_socket;
 
 pub use diff::{ChainDiff, diff_tables};
-pub use parse::{ParseError, parse_save};
+pub use parse::{OpaqueRule, ParseError, SavedRule, SavedTable, parse_save, parse_save_tolerant};
 
 use ipnet::IpNet;
 use std::fmt;

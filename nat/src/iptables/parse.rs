@@ -20,10 +20,158 @@ pub struct ParseError {
 /// Parses `iptables-save` output (or `iptables-restore` input) into tables.
 ///
 /// Comment lines (`# ...`) and blank lines are skipped. Every rule must be representable by
-/// [`Match`] and [`Target`]; anything else is an error naming the line.
+/// [`Match`] and [`Target`]; anything else is an error naming the line. To read what other
+/// programs wrote, use [`parse_save_tolerant`].
 pub fn parse_save(text: &str) -> Result<Vec<TableRules>, ParseError> {
+    parse_blocks(text, false)?
+        .into_iter()
+        .map(|b| {
+            let mut t = TableRules::new(b.table);
+            t.chains = b.chains;
+            for l in b.lines {
+                match l {
+                    RawLine::Rule(r) => t.lines.push(Line::Append(r)),
+                    RawLine::Delete(c, _) => t.lines.push(Line::DeleteChain(c)),
+                    // Only the tolerant parse keeps rules as text.
+                    RawLine::Opaque(o) => {
+                        return Err(ParseError {
+                            line: o.line,
+                            message: o.reason,
+                            text: o.text,
+                        });
+                    }
+                }
+            }
+            Ok(t)
+        })
+        .collect()
+}
+
+/// A rule of `iptables-save` output that the rule model does not represent (a match or target
+/// of another program: `-m state`, `-m multiport`, `-p icmp --icmp-type`, port ranges, ...),
+/// kept as its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpaqueRule {
+    /// The chain it is appended to.
+    pub chain: String,
+    /// The line as `iptables-save` printed it.
+    pub text: String,
+    /// Why the model does not represent it.
+    pub reason: String,
+    /// 1-based line number in the text parsed.
+    pub line: usize,
+}
+
+/// One rule of a [`SavedTable`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum SavedRule {
+    /// A rule the model represents.
+    Known(Rule),
+    /// A rule it does not, as text.
+    Opaque(OpaqueRule),
+}
+
+impl SavedRule {
+    /// The chain the rule is appended to.
+    pub fn chain(&self) -> &str {
+        match self {
+            SavedRule::Known(r) => &r.chain,
+            SavedRule::Opaque(o) => &o.chain,
+        }
+    }
+}
+
+/// One table of `iptables-save` output as [`parse_save_tolerant`] reads it: chain declarations
+/// and every rule, in order, modelled or kept as text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedTable {
+    /// The table.
+    pub table: Table,
+    /// Declared chains, in order.
+    pub chains: Vec<ChainDecl>,
+    /// The rules, in order.
+    pub rules: Vec<SavedRule>,
+}
+
+impl SavedTable {
+    /// `true` when the table declares `chain`.
+    pub fn has_chain(&self, chain: &str) -> bool {
+        self.chains.iter().any(|c| c.name == chain)
+    }
+
+    /// The rules of `chain` that the model represents, in order.
+    pub fn known_rules<'a>(&'a self, chain: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.rules.iter().filter_map(move |r| match r {
+            SavedRule::Known(r) if &*r.chain == chain => Some(r),
+            _ => None,
+        })
+    }
+}
+
+/// Parses `iptables-save` output that other programs contributed to: a rule the model cannot
+/// represent is kept as an [`OpaqueRule`] instead of failing the whole parse.
+///
+/// The structure must still be sound (tables opened and committed, chain declarations, `-A`
+/// lines with a chain, balanced quotes): output that is not `iptables-save`'s is an error,
+/// never an empty result.
+///
+/// ```
+/// use podnet_nat::iptables::{SavedRule, parse_save_tolerant};
+///
+/// let text = "*filter\n:INPUT ACCEPT [0:0]\n\
+///             -A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT\n\
+///             -A INPUT -m comment --comment \"kubernetes health check service ports\" -j KUBE-NODEPORTS\n\
+///             COMMIT\n";
+/// let t = &parse_save_tolerant(text).unwrap()[0];
+/// assert!(matches!(&t.rules[0], SavedRule::Opaque(o) if o.chain == "INPUT"));
+/// assert_eq!(t.known_rules("INPUT").count(), 1);
+/// ```
+pub fn parse_save_tolerant(text: &str) -> Result<Vec<SavedTable>, ParseError> {
+    parse_blocks(text, true)?
+        .into_iter()
+        .map(|b| {
+            let mut rules = Vec::with_capacity(b.lines.len());
+            for l in b.lines {
+                rules.push(match l {
+                    RawLine::Rule(r) => SavedRule::Known(r),
+                    RawLine::Opaque(o) => SavedRule::Opaque(o),
+                    RawLine::Delete(c, line) => {
+                        return Err(ParseError {
+                            line,
+                            message: "iptables-save output has no -X lines".into(),
+                            text: format!("-X {c}"),
+                        });
+                    }
+                });
+            }
+            Ok(SavedTable {
+                table: b.table,
+                chains: b.chains,
+                rules,
+            })
+        })
+        .collect()
+}
+
+/// A table block before it becomes a [`TableRules`] or a [`SavedTable`].
+struct Block {
+    table: Table,
+    chains: Vec<ChainDecl>,
+    lines: Vec<RawLine>,
+}
+
+enum RawLine {
+    Rule(Rule),
+    Opaque(OpaqueRule),
+    /// `-X CHAIN`, with its line number.
+    Delete(String, usize),
+}
+
+/// The parse shared by [`parse_save`] and [`parse_save_tolerant`]: with `tolerant`, a rule the
+/// model cannot represent becomes [`RawLine::Opaque`] instead of an error.
+fn parse_blocks(text: &str, tolerant: bool) -> Result<Vec<Block>, ParseError> {
     let mut tables = Vec::new();
-    let mut current: Option<TableRules> = None;
+    let mut current: Option<Block> = None;
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
         let line = raw.trim();
@@ -40,7 +188,11 @@ pub fn parse_save(text: &str) -> Result<Vec<TableRules>, ParseError> {
                 return Err(err("table started before COMMIT"));
             }
             let table = Table::from_name(name).ok_or_else(|| err("unknown table"))?;
-            current = Some(TableRules::new(table));
+            current = Some(Block {
+                table,
+                chains: Vec::new(),
+                lines: Vec::new(),
+            });
             continue;
         }
         if line == "COMMIT" {
@@ -74,12 +226,20 @@ pub fn parse_save(text: &str) -> Result<Vec<TableRules>, ParseError> {
         match words.first().map(String::as_str) {
             Some("-A") | Some("--append") => {
                 let chain = words.get(1).ok_or_else(|| err("-A without chain"))?;
-                let rule = parse_rule(chain, &words[2..]).map_err(|m| err(&m))?;
-                t.lines.push(Line::Append(rule));
+                match parse_rule(chain, &words[2..]) {
+                    Ok(rule) => t.lines.push(RawLine::Rule(rule)),
+                    Err(m) if tolerant => t.lines.push(RawLine::Opaque(OpaqueRule {
+                        chain: chain.clone(),
+                        text: line.to_owned(),
+                        reason: m,
+                        line: line_no,
+                    })),
+                    Err(m) => return Err(err(&m)),
+                }
             }
             Some("-X") | Some("--delete-chain") => {
                 let chain = words.get(1).ok_or_else(|| err("-X without chain"))?;
-                t.lines.push(Line::DeleteChain(chain.clone()));
+                t.lines.push(RawLine::Delete(chain.clone(), line_no));
             }
             _ => return Err(err("unsupported command")),
         }
@@ -222,7 +382,8 @@ fn parse_rule(chain: &str, words: &[String]) -> Result<Rule, String> {
                     other => return Err(format!("unsupported match module {other}")),
                 }
             }
-            "-j" | "--jump" | "-g" | "--goto" => {
+            "-g" | "--goto" => return Err("goto (-g) is not modelled".into()),
+            "-j" | "--jump" => {
                 let t = next(&mut i)?;
                 let rest = &words[i + 1..];
                 rule.target = Some(parse_target(t, rest)?);
@@ -406,11 +567,40 @@ fn parse_target(t: &str, rest: &[String]) -> Result<Target, String> {
             .map(String::as_str)
     };
     let flag = |name: &str| rest.iter().any(|w| w == name);
+    // Every option after the target must be one the model keeps, or the rule would be read
+    // as something else (`REDIRECT --to-ports 3128` as a jump to a chain named REDIRECT,
+    // `MASQUERADE --to-ports ...` or `REJECT --reject-with tcp-reset` without their option).
+    let allowed: &[(&str, bool)] = match t {
+        "REJECT" => &[("--reject-with", true)],
+        "MASQUERADE" => &[("--random-fully", false)],
+        "DNAT" => &[("--to-destination", true)],
+        "SNAT" => &[("--to-source", true), ("--random-fully", false)],
+        "MARK" => &[
+            ("--or-mark", true),
+            ("--xor-mark", true),
+            ("--set-xmark", true),
+            ("--set-mark", true),
+        ],
+        _ => &[],
+    };
+    let mut i = 0;
+    while let Some(w) = rest.get(i) {
+        match allowed.iter().find(|(o, _)| o == w) {
+            Some((_, true)) if i + 1 < rest.len() => i += 2,
+            Some((_, true)) => return Err(format!("{w} needs an argument")),
+            Some((_, false)) => i += 1,
+            None => return Err(format!("unsupported option {w} of -j {t}")),
+        }
+    }
     Ok(match t {
         "ACCEPT" => Target::Accept,
         "DROP" => Target::Drop,
         "RETURN" => Target::Return,
-        "REJECT" => Target::Reject,
+        "REJECT" => match opt("--reject-with") {
+            // The default, which iptables-save spells out.
+            None | Some("icmp-port-unreachable") | Some("icmp6-port-unreachable") => Target::Reject,
+            Some(other) => return Err(format!("unsupported REJECT --reject-with {other}")),
+        },
         "MASQUERADE" => Target::Masquerade {
             random_fully: flag("--random-fully"),
         },
@@ -511,10 +701,83 @@ mod tests {
             "*nat\n-A X -m comment --comment \"open\nCOMMIT\n",
             "*nat\n-A\nCOMMIT\n",
             "*nat\n-A X -j DNAT --to-destination nope\nCOMMIT\n",
+            "*nat\n-A X -p tcp -j REDIRECT --to-ports 3128\nCOMMIT\n",
+            "*nat\n-A X -j MASQUERADE --to-ports 1024-65535\nCOMMIT\n",
+            "*filter\n-A X -j REJECT --reject-with icmp-host-prohibited\nCOMMIT\n",
+            "*filter\n-A X -g OTHER\nCOMMIT\n",
+            "*filter\n-A X -j OTHER --with-option\nCOMMIT\n",
             "*nat\n",
             "*foo\nCOMMIT\n",
         ] {
             assert!(parse_save(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// What Docker, firewalld and distributions write, in iptables-save's spelling.
+    const FOREIGN: &str = "# Generated by iptables-save v1.8.9
+*filter
+:INPUT ACCEPT [10:600]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER-USER - [0:0]
+:KUBE-NODEPORTS - [0:0]
+[5:300] -A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p icmp -m icmp --icmp-type 8 -j ACCEPT
+-A INPUT -p tcp -m multiport --dports 22,80,443 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 30000:32767 -j ACCEPT
+-A INPUT -m comment --comment \"kubernetes health check service ports\" -j KUBE-NODEPORTS
+-A INPUT -j REJECT --reject-with icmp-host-prohibited
+-A FORWARD -j DOCKER-USER
+-A DOCKER-USER -j RETURN
+COMMIT
+";
+
+    #[test]
+    fn tolerant_parse_keeps_foreign_rules_as_text() {
+        assert!(parse_save(FOREIGN).is_err());
+        let tables = parse_save_tolerant(FOREIGN).unwrap();
+        assert_eq!(tables.len(), 1);
+        let t = &tables[0];
+        assert!(t.has_chain("DOCKER-USER") && t.has_chain("KUBE-NODEPORTS"));
+        let opaque: Vec<&OpaqueRule> = t
+            .rules
+            .iter()
+            .filter_map(|r| match r {
+                SavedRule::Opaque(o) => Some(o),
+                SavedRule::Known(_) => None,
+            })
+            .collect();
+        assert_eq!(opaque.len(), 5, "{opaque:#?}");
+        assert!(opaque.iter().all(|o| o.chain == "INPUT"));
+        assert_eq!(
+            opaque[0].text,
+            "[5:300] -A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT"
+        );
+        assert_eq!(opaque[0].line, 8);
+        let known: Vec<String> = t.known_rules("INPUT").map(Rule::render).collect();
+        assert_eq!(
+            known,
+            [
+                "-A INPUT -m comment --comment \"kubernetes health check service ports\" -j KUBE-NODEPORTS"
+            ]
+        );
+        assert_eq!(t.known_rules("FORWARD").count(), 1);
+        assert_eq!(t.rules.len(), 8);
+    }
+
+    #[test]
+    fn tolerant_parse_still_refuses_what_is_not_iptables_save() {
+        for bad in [
+            "-A INPUT -j ACCEPT\n",
+            "*filter\n-A INPUT -j ACCEPT\n",
+            "*filter\n-A\nCOMMIT\n",
+            "*filter\n-A INPUT -m comment --comment \"open\nCOMMIT\n",
+            "*bogus\nCOMMIT\n",
+            "*filter\n-X OLD\nCOMMIT\n",
+            "*filter\n-Z INPUT\nCOMMIT\n",
+        ] {
+            assert!(parse_save_tolerant(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_save_tolerant("").unwrap(), Vec::new());
     }
 }

@@ -237,6 +237,35 @@ const FILTER_CHAINS: [&str; 6] = [
     IPVS_OUT_FILTER,
 ];
 
+/// What ipvs mode owns in iptables, for `--cleanup`: upstream's `iptablesCleanupChains`
+/// (nat `KUBE-SERVICES`, `KUBE-POSTROUTING`, `KUBE-NODE-PORT`, `KUBE-LOAD-BALANCER`; filter
+/// `KUBE-FORWARD`, `KUBE-NODE-PORT`, `KUBE-PROXY-FIREWALL`, `KUBE-SOURCE-RANGES-FIREWALL`,
+/// `KUBE-IPVS-FILTER`, `KUBE-IPVS-OUT-FILTER`), also the `KUBE-MARK-MASQ` this mode writes
+/// (upstream leaves it; [`crate::proxy::cleanup`] keeps it whenever another rule still uses
+/// it), and the [`JUMP_RULES`].
+pub fn owned_iptables() -> crate::proxy::cleanup::Owned {
+    use crate::iptables::{Match, Rule};
+    let chains = NAT_CHAINS
+        .iter()
+        .map(|c| (Table::Nat, *c))
+        .chain(FILTER_CHAINS.iter().map(|c| (Table::Filter, *c)))
+        .collect();
+    let jumps = JUMP_RULES
+        .iter()
+        .map(|j| {
+            (
+                j.table,
+                Rule::new(j.from).with(Match::comment(j.comment)).jump(j.to),
+            )
+        })
+        .collect();
+    crate::proxy::cleanup::Owned {
+        chains,
+        service_chains: false,
+        jumps,
+    }
+}
+
 /// One entry of kube-proxy's `ipsetWithIptablesChain`: (set, table, from chain, to, match
 /// direction, protocol).
 type SetRule = (

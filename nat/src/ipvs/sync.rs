@@ -5,8 +5,9 @@
 //! each set swapped in whole); restores the nat and filter chains (`iptables-restore --noflush
 //! --counters`) and inserts the jumps from the built-in chains when missing; binds the service
 //! addresses to `kube-ipvs0`; adds or edits virtual services and destinations; then removes
-//! addresses and virtual services that are no longer wanted. Only differences touch the kernel:
-//! a sync with nothing changed reads IPVS and writes nothing to it.
+//! addresses and virtual services that are no longer wanted; and deletes the conntrack flows of
+//! UDP clients whose real server went away, as the iptables and nftables modes do. Only
+//! differences touch IPVS: a sync with nothing changed reads IPVS and writes nothing to it.
 //!
 //! A destination that is no longer wanted is deleted at once unless it is TCP with
 //! connections: then its weight goes to 0 (no new connections) and a later sync deletes it
@@ -15,6 +16,7 @@
 use super::client::{Ipvs, IpvsError};
 use super::kube_proxy::{DUMMY_DEVICE, IpvsModeSettings, IpvsRules, JUMP_RULES, compile};
 use super::types::{Destination, Family, ServiceId, VirtualService};
+use crate::conntrack::{Conntrack, StaleUdp, stale_udp};
 use crate::iptables::Protocol;
 use crate::kube::{ClusterState, IpFamily};
 use crate::proxy::NodeSettings;
@@ -40,6 +42,9 @@ pub enum IpvsSyncError {
     /// `ipset` or `iptables-restore` refused the input, or could not run.
     #[error(transparent)]
     Tool(#[from] SyncError),
+    /// Deleting stale UDP conntrack flows failed (the rest of the sync was applied).
+    #[error(transparent)]
+    Conntrack(#[from] crate::conntrack::ConntrackError),
     /// A sysctl ipvs mode needs could not be set.
     #[error("setting {key}: {error}")]
     Sysctl {
@@ -89,6 +94,8 @@ pub struct IpvsSyncReport {
     pub jumps_inserted: usize,
     /// Per-service failures (the rest of the sync went on), as kube-proxy logs and goes on.
     pub failures: Vec<String>,
+    /// Stale UDP conntrack flows deleted after the sync ([`IpvsSyncer::sync`] only).
+    pub conntrack_deleted: usize,
     /// How long the sync took.
     pub duration: Duration,
 }
@@ -102,6 +109,7 @@ pub struct IpvsSyncer {
     backend: Backend,
     ipvs: Ipvs,
     links: Handle,
+    conntrack: Option<Conntrack>,
 }
 
 impl IpvsSyncer {
@@ -145,6 +153,7 @@ impl IpvsSyncer {
             backend: Backend::System,
             ipvs,
             links,
+            conntrack: None,
         })
     }
 
@@ -154,15 +163,45 @@ impl IpvsSyncer {
         self
     }
 
+    /// Changes the node settings [`IpvsSyncer::sync`] compiles with (the node's addresses
+    /// changed, say).
+    pub fn set_node(&mut self, node: NodeSettings) {
+        self.node = node;
+    }
+
     /// The IPVS client (to look at what a sync did).
     pub fn ipvs(&mut self) -> &mut Ipvs {
         &mut self.ipvs
     }
 
-    /// Compiles `state` and applies it.
+    /// Compiles `state`, applies it, then deletes the stale UDP conntrack flows
+    /// ([`IpvsSyncer::delete_stale_udp`]), as kube-proxy's ipvs `syncProxyRules` does.
     pub fn sync(&mut self, state: &ClusterState) -> Result<IpvsSyncReport, IpvsSyncError> {
         let rules = compile(state, &self.node, &self.settings);
-        self.apply(&rules)
+        let mut report = self.apply(&rules)?;
+        report.conntrack_deleted = self.delete_stale_udp(state)?;
+        Ok(report)
+    }
+
+    /// Deletes the UDP conntrack flows that [`stale_udp_in_ipvs_mode`] selects for `state`,
+    /// once the virtual services are in step with it; returns how many. Without UDP Service
+    /// ports it does nothing (no dump).
+    ///
+    /// With `net.ipv4.vs.conntrack=1` (set by [`IpvsSyncer::new`]) IPVS keeps a conntrack entry
+    /// per connection whose reply tuple names the real server: a UDP client whose real server
+    /// went away keeps being sent to it (or, once IPVS expires its own entry, loses a
+    /// datagram) until the entry goes.
+    pub fn delete_stale_udp(&mut self, state: &ClusterState) -> Result<usize, IpvsSyncError> {
+        let Some(filter) = stale_udp_in_ipvs_mode(state, &self.node.node_name) else {
+            return Ok(0);
+        };
+        if self.conntrack.is_none() {
+            self.conntrack = Some(Conntrack::open_in(&self.netns)?);
+        }
+        match self.conntrack.as_mut() {
+            Some(ct) => Ok(ct.delete_matching(state.family, filter)?),
+            None => Ok(0),
+        }
     }
 
     /// Applies compiled rules.
@@ -354,45 +393,310 @@ impl IpvsSyncer {
         Ok(())
     }
 
-    /// Removes everything ipvs mode made (kube-proxy's `--cleanup`): IPVS services of this
-    /// family outside the excluded networks, `kube-ipvs0`, the jumps and chains, the ipsets.
-    pub fn cleanup(&mut self, family: IpFamily) -> Result<(), IpvsSyncError> {
+    /// Removes what ipvs mode made (kube-proxy's `--cleanup`), and only that: the virtual
+    /// services of this family it made ([`is_ours`]: on an address bound to `kube-ipvs0`, or
+    /// in one of its ipsets; outside the excluded networks), `kube-ipvs0`, its jumps and
+    /// chains ([`super::kube_proxy::owned_iptables`]), and its ipsets.
+    ///
+    /// A chain or ipset that something else still uses is left, and named in the report.
+    pub fn cleanup(&mut self, family: IpFamily) -> Result<IpvsCleanupReport, IpvsSyncError> {
+        let mut report = IpvsCleanupReport::default();
         let fam = Family::from(family);
+        // What the last sync left tells which services are ours: read it before removing it.
+        let bound = match self.links.link().get(DUMMY_DEVICE) {
+            Ok(_) => self.bound_addresses(family)?,
+            Err(podnet_links::Error::NotFound { .. }) => BTreeSet::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let sets = parse_ipset_save(&run_with_input(&self.netns, "ipset", &["save"], b"")?);
         for e in self.ipvs.services()? {
-            if e.service.id.family() == fam && !self.excluded(&e.service.id) {
-                match self.ipvs.del_service(&e.service.id) {
-                    Ok(()) => {}
-                    Err(err) if err.is_not_found() => {}
-                    Err(err) => return Err(err.into()),
-                }
+            let id = e.service.id;
+            if id.family() != fam || self.excluded(&id) || !is_ours(&id, &bound, &sets, family) {
+                continue;
+            }
+            match self.ipvs.del_service(&id) {
+                Ok(()) => report.services_deleted += 1,
+                Err(err) if err.is_not_found() => {}
+                Err(err) => return Err(err.into()),
             }
         }
         match self.links.link().del(DUMMY_DEVICE) {
             Ok(()) | Err(podnet_links::Error::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let (_, iptables, _) = self.backend.programs(family);
-        for j in JUMP_RULES {
-            let mut del = vec!["-w", "-t", j.table.as_str(), "-D", j.from];
-            del.extend(j.args());
-            while run_with_input(&self.netns, iptables, &del, b"").is_ok() {}
-        }
-        let chains = compile(&ClusterState::default(), &self.node, &self.settings).iptables;
-        for (table, list) in [
-            ("nat", &chains.nat_chains),
-            ("filter", &chains.filter_chains),
-        ] {
-            for c in list.iter() {
-                let _ = run_with_input(&self.netns, iptables, &["-w", "-t", table, "-F", c], b"");
-            }
-            for c in list.iter() {
-                let _ = run_with_input(&self.netns, iptables, &["-w", "-t", table, "-X", c], b"");
-            }
-        }
+        let (restore, _, save) = self.backend.programs(family);
+        let iptables = crate::proxy::cleanup::cleanup(
+            &self.netns,
+            &super::kube_proxy::owned_iptables(),
+            restore,
+            save,
+        )?;
+        report.kept.extend(iptables.kept());
+        // After the rules that matched them are gone (a set in use cannot be destroyed).
         for (base, _, _) in super::ipset::SETS {
             let name = super::ipset::set_name(base, family);
-            let _ = run_with_input(&self.netns, "ipset", &["destroy", &name], b"");
+            if !sets.contains_key(&name) {
+                continue;
+            }
+            match run_with_input(&self.netns, "ipset", &["destroy", &name], b"") {
+                Ok(_) => report.sets_destroyed += 1,
+                Err(SyncError::Failed { stderr, .. }) => {
+                    report.kept.push(format!("ipset {name} ({stderr})"));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(())
+        Ok(report)
+    }
+}
+
+/// What [`IpvsSyncer::cleanup`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpvsCleanupReport {
+    /// Virtual services deleted.
+    pub services_deleted: usize,
+    /// ipsets destroyed.
+    pub sets_destroyed: usize,
+    /// What was left because something else still uses it (chains, ipsets), and why.
+    pub kept: Vec<String>,
+}
+
+/// Which conntrack flows ipvs mode deletes after a sync of `state` on `node`, or `None` when
+/// `state` has no UDP Service port (then nothing is dumped): kube-proxy's stale-UDP filter
+/// ([`crate::conntrack::stale_udp`]) as in the iptables and nftables modes. IPVS leaves the
+/// same conntrack tuples as their DNAT does (original destination the cluster IP, external
+/// or load-balancer IP, or a node address and node port; reply source the real server).
+pub fn stale_udp_in_ipvs_mode(state: &ClusterState, node: &str) -> Option<StaleUdp> {
+    state
+        .services
+        .keys()
+        .any(|k| k.protocol == Protocol::Udp)
+        .then(|| stale_udp(state, node))
+}
+
+/// The entries of each ipset in `ipset save` output (`add NAME ENTRY` lines).
+pub fn parse_ipset_save(text: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut sets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some("create"), Some(name), _) => {
+                sets.entry(name.to_owned()).or_default();
+            }
+            (Some("add"), Some(name), Some(entry)) => {
+                sets.entry(name.to_owned())
+                    .or_default()
+                    .insert(entry.to_owned());
+            }
+            _ => {}
+        }
+    }
+    sets
+}
+
+/// Whether ipvs mode made the virtual service `id`, judged from what its syncs leave: a
+/// cluster, external or load-balancer address bound to `kube-ipvs0` (`bound`), an address and
+/// port in its `KUBE-CLUSTER-IP`, `KUBE-EXTERNAL-IP*`, `KUBE-LOAD-BALANCER*` or SCTP node-port
+/// sets, or a port in its TCP/UDP node-port sets (`sets`, from [`parse_ipset_save`]).
+/// Firewall-mark services are never kube-proxy's.
+pub fn is_ours(
+    id: &ServiceId,
+    bound: &BTreeSet<IpAddr>,
+    sets: &BTreeMap<String, BTreeSet<String>>,
+    family: IpFamily,
+) -> bool {
+    use super::ipset as s;
+    let ServiceId::Addr { protocol, addr } = id else {
+        return false;
+    };
+    if bound.contains(&addr.ip()) {
+        return true;
+    }
+    let has = |base: &str, entry: &str| {
+        sets.get(&s::set_name(base, family))
+            .is_some_and(|e| e.contains(entry))
+    };
+    let ip_port = format!("{},{}:{}", addr.ip(), protocol.as_str(), addr.port());
+    let by_addr = [
+        s::CLUSTER_IP,
+        s::EXTERNAL_IP,
+        s::EXTERNAL_IP_LOCAL,
+        s::LOAD_BALANCER,
+        s::LOAD_BALANCER_LOCAL,
+        s::NODE_PORT_SCTP,
+        s::NODE_PORT_LOCAL_SCTP,
+    ];
+    if by_addr.iter().any(|b| has(b, &ip_port)) {
+        return true;
+    }
+    let port = addr.port().to_string();
+    let by_port: &[&str] = match protocol {
+        Protocol::Tcp => &[s::NODE_PORT_TCP, s::NODE_PORT_LOCAL_TCP],
+        Protocol::Udp => &[s::NODE_PORT_UDP, s::NODE_PORT_LOCAL_UDP],
+        Protocol::Sctp => &[],
+    };
+    by_port.iter().any(|b| has(b, &port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAVE: &str =
+        "create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 65536 comment
+add KUBE-CLUSTER-IP 10.96.0.10,tcp:80 comment \"demo/echo:tcp cluster IP\"
+create KUBE-NODE-PORT-TCP bitmap:port range 0-65535 comment
+add KUBE-NODE-PORT-TCP 30080
+create KUBE-NODE-PORT-UDP bitmap:port range 0-65535
+create KUBE-EXTERNAL-IP hash:ip,port family inet hashsize 1024 maxelem 65536
+add KUBE-EXTERNAL-IP 198.18.0.1,udp:53
+create OTHER hash:ip family inet
+add OTHER 10.0.0.1
+";
+
+    fn svc(proto: Protocol, addr: &str) -> ServiceId {
+        ServiceId::Addr {
+            protocol: proto,
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn ipset_save_is_read_per_set() {
+        let sets = parse_ipset_save(SAVE);
+        assert_eq!(sets.len(), 5);
+        assert!(sets["KUBE-CLUSTER-IP"].contains("10.96.0.10,tcp:80"));
+        assert!(sets["KUBE-NODE-PORT-TCP"].contains("30080"));
+        assert!(sets["KUBE-NODE-PORT-UDP"].is_empty());
+        assert!(parse_ipset_save("").is_empty());
+    }
+
+    #[test]
+    fn only_the_services_kube_proxy_made_are_ours() {
+        let sets = parse_ipset_save(SAVE);
+        let bound: BTreeSet<IpAddr> = ["10.96.0.11".parse().unwrap()].into();
+        let v4 = IpFamily::V4;
+        // Bound to kube-ipvs0, in the cluster-IP set, a node port, an external IP.
+        assert!(is_ours(
+            &svc(Protocol::Tcp, "10.96.0.11:443"),
+            &bound,
+            &sets,
+            v4
+        ));
+        assert!(is_ours(
+            &svc(Protocol::Tcp, "10.96.0.10:80"),
+            &bound,
+            &sets,
+            v4
+        ));
+        assert!(is_ours(
+            &svc(Protocol::Tcp, "198.18.0.1:30080"),
+            &bound,
+            &sets,
+            v4
+        ));
+        assert!(is_ours(
+            &svc(Protocol::Udp, "198.18.0.1:53"),
+            &bound,
+            &sets,
+            v4
+        ));
+        // Another program's: keepalived on the node's address, the wrong protocol, a port of
+        // no set, a firewall-mark service.
+        assert!(!is_ours(
+            &svc(Protocol::Tcp, "198.18.0.1:80"),
+            &bound,
+            &sets,
+            v4
+        ));
+        assert!(!is_ours(
+            &svc(Protocol::Udp, "198.18.0.1:30080"),
+            &bound,
+            &sets,
+            v4
+        ));
+        assert!(!is_ours(
+            &svc(Protocol::Tcp, "10.96.0.10:81"),
+            &bound,
+            &sets,
+            v4
+        ));
+        let fwmark = ServiceId::FwMark {
+            family: Family::V4,
+            mark: 1,
+        };
+        assert!(!is_ours(&fwmark, &bound, &sets, v4));
+    }
+
+    /// The flows IPVS leaves in conntrack (original destination the service address, reply
+    /// source the real server) that go after an endpoint of a UDP Service went away.
+    #[test]
+    fn stale_udp_flows_are_those_to_real_servers_that_went_away() {
+        use crate::kube::parse_objects;
+        let yaml = "kind: Service\nmetadata: {name: dns, namespace: d}\n\
+            spec: {type: NodePort, clusterIP: 10.96.0.14, ports: [{name: dns, port: 53, targetPort: 5353, nodePort: 30053, protocol: UDP}]}\n\
+            ---\nkind: Service\nmetadata: {name: web, namespace: d}\n\
+            spec: {clusterIP: 10.96.0.15, ports: [{name: http, port: 80, protocol: TCP}]}\n\
+            ---\nkind: EndpointSlice\nmetadata: {name: dns-1, namespace: d, labels: {kubernetes.io/service-name: dns}}\n\
+            addressType: IPv4\nports: [{name: dns, port: 5353, protocol: UDP}]\n\
+            endpoints: [{addresses: [10.244.2.2]}]\n";
+        let (objects, w) = parse_objects(yaml, "t");
+        assert!(w.is_empty(), "{w:?}");
+        let state = ClusterState::from_objects(&objects, IpFamily::V4).0;
+        use crate::conntrack::{Flow, FlowSelector};
+        let sel = stale_udp_in_ipvs_mode(&state, "node1").expect("a UDP Service port");
+        let stale = |f: &Flow| sel.selects(f);
+        let flow = |p: Protocol, dst: &str, rs: &str| Flow {
+            protocol: p,
+            orig_src: "10.244.1.2:40000".parse().unwrap(),
+            orig_dst: dst.parse().unwrap(),
+            reply_src: rs.parse().unwrap(),
+            reply_dst: "10.244.1.2:40000".parse().unwrap(),
+        };
+        // To the cluster IP and to a node port, answered by a real server that is gone.
+        assert!(stale(&flow(
+            Protocol::Udp,
+            "10.96.0.14:53",
+            "10.244.1.3:5353"
+        )));
+        assert!(stale(&flow(
+            Protocol::Udp,
+            "198.18.0.1:30053",
+            "10.244.1.3:5353"
+        )));
+        // Still served, TCP, or to something that is no Service: left alone.
+        assert!(!stale(&flow(
+            Protocol::Udp,
+            "10.96.0.14:53",
+            "10.244.2.2:5353"
+        )));
+        assert!(!stale(&flow(
+            Protocol::Udp,
+            "198.18.0.1:30053",
+            "10.244.2.2:5353"
+        )));
+        assert!(!stale(&flow(
+            Protocol::Tcp,
+            "10.96.0.15:80",
+            "10.244.1.3:80"
+        )));
+        assert!(!stale(&flow(
+            Protocol::Udp,
+            "192.0.2.53:53",
+            "192.0.2.53:53"
+        )));
+        // Without UDP Service ports, no conntrack dump at all.
+        let tcp_only = ClusterState::from_objects(&objects[1..2], IpFamily::V4).0;
+        assert!(stale_udp_in_ipvs_mode(&tcp_only, "node1").is_none());
+    }
+
+    #[test]
+    fn cleanup_owns_ipvs_modes_chains_and_jumps() {
+        let owned = super::super::kube_proxy::owned_iptables();
+        assert!(owned.owns(crate::iptables::Table::Filter, "KUBE-IPVS-FILTER"));
+        assert!(owned.owns(crate::iptables::Table::Nat, "KUBE-LOAD-BALANCER"));
+        assert!(!owned.owns(crate::iptables::Table::Filter, "KUBE-FIREWALL"));
+        assert!(!owned.owns(crate::iptables::Table::Nat, "KUBE-SVC-AAAAAAAAAAAAAAAA"));
+        assert_eq!(owned.jumps.len(), JUMP_RULES.len());
     }
 }

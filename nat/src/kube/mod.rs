@@ -11,6 +11,7 @@ pub use model::{
 };
 pub use objects::{
     ClientIpConfig, EndpointConditions, EndpointPortSpec, EndpointSlice, EndpointSpec, KubeObject,
-    LoadBalancerIngress, LoadBalancerStatus, ObjectMeta, SERVICE_NAME_LABEL, Service,
-    ServicePortSpec, ServiceSpec, ServiceStatus, SessionAffinityConfig, Warning, parse_objects,
+    LoadBalancerIngress, LoadBalancerStatus, ObjectMeta, Parsed, SERVICE_NAME_LABEL, Service,
+    ServicePortSpec, ServiceSpec, ServiceStatus, SessionAffinityConfig, Warning, parse_document,
+    parse_objects,
 };

@@ -283,10 +283,34 @@ fn describe(v: &serde_json::Value) -> String {
 ///
 /// Nothing here fails as a whole: a malformed document or object, or an object of another kind,
 /// becomes a [`Warning`] naming it (or `source`, for a document that does not parse), and the
-/// rest is still returned.
+/// rest is still returned. [`parse_document`] also says whether the text was malformed.
 pub fn parse_objects(text: &str, source: &str) -> (Vec<KubeObject>, Vec<Warning>) {
+    let p = parse_document(text, source);
+    (p.objects, p.warnings)
+}
+
+/// What [`parse_document`] read from one text.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Parsed {
+    /// The Services and EndpointSlices, in order.
+    pub objects: Vec<KubeObject>,
+    /// Everything skipped, in order, as [`parse_objects`] returns it.
+    pub warnings: Vec<Warning>,
+    /// The text is not all it should be: YAML or JSON that does not parse, a document without
+    /// a `kind`, a Service or EndpointSlice that does not fit its schema, a list whose `items`
+    /// is not a list. Objects of kinds kube-proxy does not read are skipped, not malformed.
+    /// A file caught half-written is malformed (or empty: see [`Parsed::empty`]).
+    pub malformed: bool,
+    /// The text holds no document at all (empty, blank or only comments).
+    pub empty: bool,
+}
+
+/// [`parse_objects`], telling apart text that is malformed (caught half-written, say) from
+/// objects skipped on purpose.
+pub fn parse_document(text: &str, source: &str) -> Parsed {
     let mut values = Vec::new();
     let mut warnings = Vec::new();
+    let mut malformed = false;
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         // JSON: possibly several concatenated values.
@@ -295,6 +319,7 @@ pub fn parse_objects(text: &str, source: &str) -> (Vec<KubeObject>, Vec<Warning>
             match v {
                 Ok(v) => values.push(v),
                 Err(e) => {
+                    malformed = true;
                     warnings.push(Warning {
                         object: source.to_owned(),
                         message: format!("malformed JSON: {e}"),
@@ -309,6 +334,7 @@ pub fn parse_objects(text: &str, source: &str) -> (Vec<KubeObject>, Vec<Warning>
                 Ok(serde_json::Value::Null) => {}
                 Ok(v) => values.push(v),
                 Err(e) => {
+                    malformed = true;
                     warnings.push(Warning {
                         object: source.to_owned(),
                         message: format!("malformed YAML: {e}"),
@@ -318,6 +344,7 @@ pub fn parse_objects(text: &str, source: &str) -> (Vec<KubeObject>, Vec<Warning>
             }
         }
     }
+    let empty = values.is_empty() && !malformed;
     let mut objects = Vec::new();
     let mut stack: Vec<serde_json::Value> = values.into_iter().rev().collect();
     while let Some(v) = stack.pop() {
@@ -329,33 +356,131 @@ pub fn parse_objects(text: &str, source: &str) -> (Vec<KubeObject>, Vec<Warning>
         match kind {
             "Service" => match serde_json::from_value::<Service>(v.clone()) {
                 Ok(s) => objects.push(KubeObject::Service(s)),
-                Err(e) => warnings.push(Warning {
-                    object: describe(&v),
-                    message: format!("malformed Service: {e}"),
-                }),
+                Err(e) => {
+                    malformed = true;
+                    warnings.push(Warning {
+                        object: describe(&v),
+                        message: format!("malformed Service: {e}"),
+                    });
+                }
             },
             "EndpointSlice" => match serde_json::from_value::<EndpointSlice>(v.clone()) {
                 Ok(s) => objects.push(KubeObject::EndpointSlice(s)),
-                Err(e) => warnings.push(Warning {
-                    object: describe(&v),
-                    message: format!("malformed EndpointSlice: {e}"),
-                }),
+                Err(e) => {
+                    malformed = true;
+                    warnings.push(Warning {
+                        object: describe(&v),
+                        message: format!("malformed EndpointSlice: {e}"),
+                    });
+                }
             },
             k if k == "List" || k.ends_with("List") => match v.get("items") {
                 Some(serde_json::Value::Array(items)) => {
                     stack.extend(items.iter().rev().cloned());
                 }
                 Some(serde_json::Value::Null) | None => {}
-                Some(_) => warnings.push(Warning {
-                    object: format!("{k} in {source}"),
-                    message: "items is not a list".into(),
-                }),
+                Some(_) => {
+                    malformed = true;
+                    warnings.push(Warning {
+                        object: format!("{k} in {source}"),
+                        message: "items is not a list".into(),
+                    });
+                }
             },
+            "" => {
+                // kubectl writes a List's `kind` last: a List cut short has none.
+                malformed = true;
+                warnings.push(Warning {
+                    object: describe(&v),
+                    message: format!("no kind in {source}"),
+                });
+            }
             _ => warnings.push(Warning {
                 object: describe(&v),
                 message: format!("unsupported kind {kind:?} in {source}; skipped"),
             }),
         }
     }
-    (objects, warnings)
+    Parsed {
+        objects,
+        warnings,
+        malformed,
+        empty,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `kubectl get svc,endpointslices -o yaml` writes: the List's kind comes last.
+    const KUBECTL: &str = "apiVersion: v1
+items:
+- apiVersion: v1
+  kind: Service
+  metadata:
+    name: web
+    namespace: demo
+  spec:
+    clusterIP: 10.96.0.10
+    ports:
+    - name: http
+      port: 80
+      protocol: TCP
+- apiVersion: v1
+  kind: Service
+  metadata:
+    name: dns
+    namespace: demo
+  spec:
+    clusterIP: 10.96.0.11
+    ports:
+    - name: dns
+      port: 53
+      protocol: UDP
+kind: List
+metadata:
+  resourceVersion: \"\"
+";
+
+    #[test]
+    fn a_file_cut_anywhere_is_malformed_or_empty() {
+        let whole = parse_document(KUBECTL, "f.yaml");
+        assert!(!whole.malformed && !whole.empty, "{:?}", whole.warnings);
+        assert_eq!(whole.objects.len(), 2);
+        // Every cut short of the List's `kind` line (a line boundary or not) is malformed or
+        // empty: never read as a smaller, valid set of Services.
+        let kind_at = KUBECTL.find("kind: List").unwrap();
+        for cut in 0..kind_at {
+            let p = parse_document(&KUBECTL[..cut], "f.yaml");
+            assert!(p.malformed || p.empty, "cut at {cut}: {:?}", p.objects);
+        }
+        let json =
+            serde_json::to_string(&serde_yaml::from_str::<serde_json::Value>(KUBECTL).unwrap())
+                .unwrap();
+        for cut in 0..json.len() {
+            let p = parse_document(&json[..cut], "f.json");
+            assert!(p.malformed || p.empty, "cut at {cut}");
+        }
+        assert!(!parse_document(&json, "f.json").malformed);
+    }
+
+    #[test]
+    fn other_kinds_are_skipped_not_malformed() {
+        let p = parse_document(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+            "cm.yaml",
+        );
+        assert!(!p.malformed && !p.empty);
+        assert_eq!(p.warnings.len(), 1);
+        let p = parse_document("# nothing yet\n\n", "e.yaml");
+        assert!(p.empty && !p.malformed);
+        let p = parse_document(
+            "kind: Service\nmetadata: {name: x}\nspec: {ports: nope}\n",
+            "s.yaml",
+        );
+        assert!(p.malformed);
+        let p = parse_document("kind: List\nitems: 3\n", "l.yaml");
+        assert!(p.malformed);
+    }
 }

@@ -134,6 +134,14 @@ pub enum Expr {
         /// The mark as written (`0x4000`).
         text: String,
     },
+    /// `meta mark & MARK == MARK`: every bit of MARK is set in the packet mark, whatever the
+    /// other bits are (iptables' `-m mark --mark MARK/MARK`).
+    MarkBitsSet {
+        /// The mark bits.
+        mark: u32,
+        /// The mark as written (`0x4000`).
+        text: String,
+    },
     /// `mark and MARK == 0`.
     MarkAndZero {
         /// The mark bits.
@@ -300,6 +308,9 @@ impl Expr {
             Expr::MarkEq { text, .. } => {
                 let _ = write!(out, "meta mark {text}");
             }
+            Expr::MarkBitsSet { text, .. } => {
+                let _ = write!(out, "meta mark & {text} == {text}");
+            }
             Expr::MarkAndZero { text, .. } => {
                 let _ = write!(out, "mark and {text} == 0");
             }
@@ -453,6 +464,23 @@ impl Expr {
                 insns.push(Insn::MetaLoad {
                     key: MetaKind::Mark,
                     dreg: 1,
+                });
+                insns.push(Insn::Cmp {
+                    sreg: 1,
+                    neq: false,
+                    data: mark.to_ne_bytes().to_vec(),
+                });
+            }
+            Expr::MarkBitsSet { mark, .. } => {
+                insns.push(Insn::MetaLoad {
+                    key: MetaKind::Mark,
+                    dreg: 1,
+                });
+                insns.push(Insn::Bitwise {
+                    sreg: 1,
+                    dreg: 1,
+                    mask: mark.to_ne_bytes().to_vec(),
+                    xor: vec![0; 4],
                 });
                 insns.push(Insn::Cmp {
                     sreg: 1,

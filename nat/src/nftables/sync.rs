@@ -103,6 +103,14 @@ impl Planner {
         &self.settings
     }
 
+    /// Changes the settings (the node's addresses changed, say): the cache is dropped and the
+    /// next plan is a full one.
+    pub fn set_settings(&mut self, settings: NftProxySettings) {
+        self.settings = settings;
+        self.cache.clear();
+        self.need_full = true;
+    }
+
     /// How long a flushed chain waits before it is deleted (kube-proxy: one second).
     pub fn set_stale_chain_delay(&mut self, d: Duration) {
         self.stale_delay = d;

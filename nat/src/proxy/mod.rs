@@ -1,6 +1,7 @@
 //! Service proxies: node settings shared by every mode, and the kube-proxy iptables-mode
 //! compiler and syncer.
 
+pub mod cleanup;
 pub mod iptables;
 mod settings;
 pub mod sync;

@@ -10,7 +10,9 @@
 use super::iptables::{Compiled, Compiler, ServiceChains, is_service_chain, jump_rules};
 use super::settings::NodeSettings;
 use crate::conntrack::{Conntrack, stale_udp};
-use crate::iptables::{Line, Protocol, Rule, Table, TableRules, parse_save};
+use crate::iptables::{
+    Line, Protocol, Rule, SavedRule, Table, TableRules, parse_save, parse_save_tolerant,
+};
 use crate::kube::{ClusterState, IpFamily, ServiceKey};
 use podnet_netns::NetNs;
 use std::collections::{BTreeMap, BTreeSet};
@@ -197,6 +199,8 @@ pub struct IptablesSyncer {
     compiler: Compiler,
     backend: Backend,
     mode: PartialMode,
+    /// kube-proxy's rules in kubelet's chains, from the last compile.
+    kubelet_rules: Vec<(Table, Rule)>,
 }
 
 /// Runs `program args` in `ns` with `input` on stdin.
@@ -244,6 +248,107 @@ fn run(cmd: &mut Command, program: &str) -> Result<bool, SyncError> {
     Ok(out.status.success())
 }
 
+/// Chains kube-proxy writes a rule into but does not own: kubelet makes `KUBE-FIREWALL` (older
+/// kubelets with a `-m mark` rule of their own besides the localnet rule kube-proxy also
+/// writes). kube-proxy's `iptables-restore` would flush it; the syncer instead adds its rules
+/// to it when missing, like the jumps, and `--cleanup` leaves it (as upstream's does).
+pub const KUBELET_CHAINS: [(Table, &str); 1] = [(Table::Filter, super::iptables::KUBE_FIREWALL)];
+
+/// Moves the rules of [`KUBELET_CHAINS`] out of `compiled` (so the restore leaves those chains
+/// alone) and returns them, to be ensured one by one.
+pub fn split_kubelet_chains(compiled: &mut Compiled) -> Vec<(Table, Rule)> {
+    let shared = |t: Table, c: &str| KUBELET_CHAINS.iter().any(|(st, sc)| *st == t && *sc == c);
+    let mut taken = Vec::new();
+    let filter = &mut compiled.filter;
+    filter.chains.retain(|d| !shared(Table::Filter, &d.name));
+    filter.lines.retain(|l| match l {
+        Line::Append(r) if shared(Table::Filter, &r.chain) => {
+            taken.push((Table::Filter, r.clone()));
+            false
+        }
+        _ => true,
+    });
+    taken
+}
+
+/// A rule kube-proxy keeps outside its own chains that is not there yet: a jump from a built-in
+/// chain, or its rule in one of [`KUBELET_CHAINS`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MissingRule {
+    /// The rule (its chain is where it goes).
+    pub rule: Rule,
+    /// Insert it at the top (`-I`, the jumps) rather than append it (`-A`).
+    pub insert: bool,
+    /// A chain that does not exist yet and is made first (a jump's target, or the kubelet
+    /// chain itself).
+    pub create_chain: Option<String>,
+}
+
+/// Which of kube-proxy's jumps from the built-in chains of `table`, and of its rules in
+/// kubelet's chains (`shared`, from [`split_kubelet_chains`]), are missing in `save`, that
+/// table's `iptables-save` output, in the order they are to be added.
+///
+/// The rules other programs keep in those chains (Docker's, firewalld's, a distribution's:
+/// `-m state`, `-m multiport`, `-p icmp`, port ranges, ...) are read as text and only compared
+/// with ours; output that does not parse as `iptables-save`'s is an error, never taken for
+/// "nothing there".
+pub fn missing_rules(
+    table: Table,
+    save: &str,
+    shared: &[(Table, Rule)],
+) -> Result<Vec<MissingRule>, SyncError> {
+    let tables = parse_save_tolerant(save)?;
+    // `iptables-save -t TABLE` prints the table with its built-in chains even when empty.
+    let live =
+        tables
+            .iter()
+            .find(|t| t.table == table)
+            .ok_or_else(|| crate::iptables::ParseError {
+                line: save.lines().count(),
+                message: format!("no *{table} table in iptables-save -t {table} output"),
+                text: String::new(),
+            })?;
+    let mut chains: BTreeSet<String> = live.chains.iter().map(|c| c.name.clone()).collect();
+    let present: Vec<Rule> = live
+        .rules
+        .iter()
+        .filter_map(|r| match r {
+            SavedRule::Known(r) => Some(r.canonical()),
+            SavedRule::Opaque(_) => None,
+        })
+        .collect();
+    let mut missing = Vec::new();
+    for (_, rule) in shared.iter().filter(|(t, _)| *t == table) {
+        if present.contains(&rule.canonical()) {
+            continue;
+        }
+        let chain = rule.chain.to_string();
+        let create_chain = chains.insert(chain.clone()).then_some(chain);
+        missing.push(MissingRule {
+            rule: rule.clone(),
+            insert: false,
+            create_chain,
+        });
+    }
+    for (t, _, rule) in jump_rules() {
+        if t != table || present.contains(&rule.canonical()) {
+            continue;
+        }
+        let create_chain = match &rule.target {
+            Some(crate::iptables::Target::Jump(dst)) => {
+                chains.insert(dst.to_string()).then(|| dst.to_string())
+            }
+            _ => None,
+        };
+        missing.push(MissingRule {
+            rule,
+            insert: true,
+            create_chain,
+        });
+    }
+    Ok(missing)
+}
+
 impl IptablesSyncer {
     /// A syncer for the namespace `netns`. Its first sync is a full one.
     pub fn new(netns: NetNs, settings: NodeSettings) -> IptablesSyncer {
@@ -256,6 +361,7 @@ impl IptablesSyncer {
             compiler: Compiler::new(),
             backend: Backend::System,
             mode: PartialMode::KubeProxy,
+            kubelet_rules: Vec::new(),
         }
     }
 
@@ -279,6 +385,12 @@ impl IptablesSyncer {
     /// The settings.
     pub fn settings(&self) -> &NodeSettings {
         &self.settings
+    }
+
+    /// Changes the settings (the node's addresses changed, say); the next sync is a full one.
+    pub fn set_settings(&mut self, settings: NodeSettings) {
+        self.settings = settings;
+        self.need_full = true;
     }
 
     /// The next sync will be a full one.
@@ -319,7 +431,8 @@ impl IptablesSyncer {
     /// Compiles `state` and brings the namespace's rules in step with it.
     pub fn sync(&mut self, state: &ClusterState) -> Result<SyncReport, SyncError> {
         let t0 = Instant::now();
-        let compiled = self.compiler.compile(state, &self.settings);
+        let mut compiled = self.compiler.compile(state, &self.settings);
+        self.kubelet_rules = split_kubelet_chains(&mut compiled);
         if self.need_full {
             let report = self.full_sync(compiled, t0, false)?;
             return self.after_sync(state, report);
@@ -369,7 +482,7 @@ impl IptablesSyncer {
         let render_time = t0.elapsed();
         let t1 = Instant::now();
         // The jumps first, like kube-proxy: cheap while the tables are still small.
-        self.ensure_jumps()?;
+        self.ensure_rules()?;
         self.restore(&plan.input)?;
         let report = SyncReport {
             full: true,
@@ -427,77 +540,42 @@ impl IptablesSyncer {
             .collect())
     }
 
-    /// Makes sure the jumps from the built-in chains to kube-proxy's chains exist
-    /// (`iptables -C`, then `-I` when missing).
-    fn ensure_jumps(&self) -> Result<(), SyncError> {
+    /// Makes sure the jumps from the built-in chains to kube-proxy's chains, and its rules in
+    /// kubelet's chains, exist: one `iptables-save` per table tells which do, then `-I` (or
+    /// `-A`) for each missing one.
+    fn ensure_rules(&self) -> Result<(), SyncError> {
         let prog = self.iptables_program();
-        let jumps = jump_rules();
         for table in [Table::Filter, Table::Nat] {
-            // One iptables-save per table tells which chains and jumps exist; only the
-            // built-in chains' rules are parsed.
             let save = run_with_input(
                 &self.netns,
                 self.save_program(),
                 &["-t", table.as_str()],
                 b"",
             )?;
-            let mut chains = BTreeSet::new();
-            let mut wanted_lines = String::from("*x\n");
-            for line in save.lines() {
-                if let Some(decl) = line.strip_prefix(':') {
-                    chains.extend(decl.split_whitespace().next().map(str::to_owned));
-                } else if [
-                    "-A INPUT ",
-                    "-A FORWARD ",
-                    "-A OUTPUT ",
-                    "-A PREROUTING ",
-                    "-A POSTROUTING ",
-                ]
-                .iter()
-                .any(|p| line.starts_with(p))
-                {
-                    wanted_lines.push_str(line);
-                    wanted_lines.push('\n');
+            let missing = missing_rules(table, &save, &self.kubelet_rules)?;
+            let ts = table.as_str();
+            for m in missing {
+                if let Some(chain) = &m.create_chain {
+                    let mut new = self.netns.command(prog);
+                    new.args(["-w", "5", "-t", ts, "-N", chain]);
+                    new.stdout(Stdio::null()).stderr(Stdio::null());
+                    // Another program may have made it meanwhile; the rule's own command
+                    // below says if it is really missing.
+                    let _ = run(&mut new, prog)?;
                 }
-            }
-            wanted_lines.push_str("COMMIT\n");
-            let present: Vec<Rule> =
-                parse_save(&wanted_lines.replacen("*x", &format!("*{table}"), 1))
-                    .map(|t| {
-                        t.into_iter()
-                            .flat_map(|t| t.lines)
-                            .filter_map(|l| match l {
-                                Line::Append(r) => Some(r.canonical()),
-                                Line::DeleteChain(_) => None,
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-            for (t, builtin, rule) in jumps.iter().filter(|(t, _, _)| *t == table) {
-                if present.contains(&rule.canonical()) {
-                    continue;
-                }
-                let ts = t.as_str();
-                if let Some(crate::iptables::Target::Jump(dst)) = &rule.target {
-                    if !chains.contains(&**dst) {
-                        let mut new = self.netns.command(prog);
-                        new.args(["-w", "5", "-t", ts, "-N", dst]);
-                        new.stdout(Stdio::null()).stderr(Stdio::null());
-                        let _ = run(&mut new, prog)?;
-                        chains.insert(dst.to_string());
-                    }
-                }
-                let words = crate::iptables::split_rule_words(&rule.render());
+                let words = crate::iptables::split_rule_words(&m.rule.render());
                 let args = &words[2..]; // after "-A CHAIN"
-                let mut insert = self.netns.command(prog);
-                insert.args(["-w", "5", "-t", ts, "-I", builtin]).args(args);
-                let out = insert.output().map_err(|source| SyncError::Spawn {
+                let verb = if m.insert { "-I" } else { "-A" };
+                let chain: &str = &m.rule.chain;
+                let mut cmd = self.netns.command(prog);
+                cmd.args(["-w", "5", "-t", ts, verb, chain]).args(args);
+                let out = cmd.output().map_err(|source| SyncError::Spawn {
                     program: prog.to_owned(),
                     source,
                 })?;
                 if !out.status.success() {
                     return Err(SyncError::Failed {
-                        program: format!("{prog} -t {ts} -I {builtin} {}", args.join(" ")),
+                        program: format!("{prog} -t {ts} {verb} {chain} {}", args.join(" ")),
                         status: out.status.to_string(),
                         stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
                     });
@@ -505,6 +583,21 @@ impl IptablesSyncer {
             }
         }
         Ok(())
+    }
+
+    /// How many rules `table` holds now, every program's (read with
+    /// [`parse_save_tolerant`], so rules the model does not represent count too).
+    pub fn live_rule_count(&self, table: Table) -> Result<usize, SyncError> {
+        let out = run_with_input(
+            &self.netns,
+            self.save_program(),
+            &["-t", table.as_str()],
+            b"",
+        )?;
+        Ok(parse_save_tolerant(&out)?
+            .iter()
+            .map(|t| t.rules.len())
+            .sum())
     }
 
     /// Reads the namespace's rules back (`iptables-save`) for the tables kube-proxy writes.
@@ -629,5 +722,148 @@ pub fn plan_with(
         written,
         deleted,
         compiled,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::IpFamily;
+
+    /// Docker's and a distribution's rules in the built-in chains, in iptables-save's spelling.
+    const FOREIGN_FILTER: &str = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER-USER - [0:0]
+-A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p icmp -m icmp --icmp-type 8 -j ACCEPT
+-A INPUT -p tcp -m multiport --dports 22,80,443 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 30000:32767 -j ACCEPT
+-A FORWARD -j DOCKER-USER
+-A DOCKER-USER -j RETURN
+COMMIT
+";
+
+    /// `save` with every jump of `table` inserted at the top of its built-in chain, the way
+    /// `iptables -I` leaves them (the last inserted first) and iptables-save prints them.
+    fn with_our_jumps(save: &str, table: Table) -> String {
+        let mut out = String::new();
+        let mut jumps: Vec<String> = jump_rules()
+            .into_iter()
+            .filter(|(t, _, _)| *t == table)
+            .map(|(_, _, r)| r.render())
+            .collect();
+        jumps.reverse();
+        for line in save.lines() {
+            if line == "COMMIT" {
+                for j in &jumps {
+                    out.push_str(j);
+                    out.push('\n');
+                }
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+
+    fn target(m: &MissingRule) -> String {
+        match &m.rule.target {
+            Some(crate::iptables::Target::Jump(c)) => c.to_string(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn foreign_rules_do_not_hide_our_jumps() {
+        let all = missing_rules(Table::Filter, FOREIGN_FILTER, &[]).unwrap();
+        assert_eq!(
+            all.len(),
+            jump_rules()
+                .iter()
+                .filter(|(t, _, _)| *t == Table::Filter)
+                .count()
+        );
+        assert!(all.iter().all(|m| m.insert));
+        // Each of our chains is made once, by its first jump.
+        let made: Vec<&String> = all.iter().filter_map(|m| m.create_chain.as_ref()).collect();
+        let unique: BTreeSet<&String> = made.iter().copied().collect();
+        assert_eq!(made.len(), unique.len());
+        assert!(
+            all.iter().all(|m| m.create_chain.is_none()
+                || m.create_chain.as_deref() == Some(target(m).as_str()))
+        );
+        let with = with_our_jumps(FOREIGN_FILTER, Table::Filter);
+        assert_eq!(
+            missing_rules(Table::Filter, &with, &[]).unwrap(),
+            Vec::new()
+        );
+        // One of ours deleted by hand: that one is missing, its chain still exists.
+        let first = jump_rules()
+            .into_iter()
+            .find(|(t, _, _)| *t == Table::Filter)
+            .map(|(_, _, r)| r.render())
+            .unwrap();
+        let without: String = with
+            .lines()
+            .filter(|l| *l != first)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .replace(
+                "COMMIT",
+                ":KUBE-EXTERNAL-SERVICES - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-FORWARD - [0:0]\n:KUBE-PROXY-FIREWALL - [0:0]\n:KUBE-FIREWALL - [0:0]\nCOMMIT",
+            );
+        let m = missing_rules(Table::Filter, &without, &[]).unwrap();
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert_eq!(m[0].rule.render(), first);
+        assert_eq!(m[0].create_chain, None);
+    }
+
+    #[test]
+    fn our_rule_in_kubelets_chain_is_added_only_when_missing() {
+        let mut compiled = Compiler::new().compile(
+            &ClusterState::default(),
+            &NodeSettings::new("n1", IpFamily::V4),
+        );
+        let shared = split_kubelet_chains(&mut compiled);
+        assert_eq!(shared.len(), 1, "{shared:?}");
+        // The restore no longer declares (and so flushes) kubelet's chain.
+        assert!(!compiled.filter.render().contains("KUBE-FIREWALL"));
+        // A kubelet chain with the same rule in kubelet's spelling, and a rule of its own.
+        let kubelet = "*filter\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:KUBE-FIREWALL - [0:0]\n\
+            -A INPUT -j KUBE-FIREWALL\n-A OUTPUT -j KUBE-FIREWALL\n\
+            -A KUBE-FIREWALL -m comment --comment \"kubernetes firewall for dropping marked packets\" -m mark --mark 0x8000/0x8000 -j DROP\n\
+            -A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment \"block incoming localnet connections\" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP\n\
+            COMMIT\n";
+        let m = missing_rules(Table::Filter, kubelet, &shared).unwrap();
+        assert!(
+            m.iter()
+                .all(|m| m.insert && !m.rule.chain.starts_with("KUBE-FIREWALL")),
+            "{m:#?}"
+        );
+        // Without kubelet: the chain is made and our rule appended, before the jumps to it.
+        let m = missing_rules(Table::Filter, FOREIGN_FILTER, &shared).unwrap();
+        assert_eq!(&*m[0].rule.chain, "KUBE-FIREWALL");
+        assert!(!m[0].insert);
+        assert_eq!(m[0].create_chain.as_deref(), Some("KUBE-FIREWALL"));
+        assert!(
+            m[1..]
+                .iter()
+                .all(|j| j.create_chain.as_deref() != Some("KUBE-FIREWALL"))
+        );
+    }
+
+    #[test]
+    fn unreadable_save_output_is_an_error_not_an_empty_table() {
+        for bad in [
+            "",
+            "garbage\n",
+            "*filter\n:INPUT ACCEPT [0:0]\n",
+            "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n",
+            "*filter\n-A INPUT -m comment --comment \"open\nCOMMIT\n",
+        ] {
+            assert!(missing_rules(Table::Filter, bad, &[]).is_err(), "{bad:?}");
+        }
     }
 }

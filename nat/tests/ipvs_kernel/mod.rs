@@ -679,9 +679,28 @@ fn kube_proxy_ipvs_mode_syncs_and_serves() {
     let set = node.exec("ipset", &["list", ipset::CLUSTER_IP]);
     assert!(!set.contains("10.96.0.10"), "{set}");
 
-    // --cleanup removes what ipvs mode made.
-    syncer.cleanup(podnet_nat::kube::IpFamily::V4).unwrap();
+    // --cleanup removes what ipvs mode made, and only that: another program's virtual service
+    // on the node's address (keepalived's, say) and kubelet's chain stay.
+    syncer.sync(&state(&one)).unwrap();
+    node.exec("ipvsadm", &["-A", "-t", "198.18.0.1:8443", "-s", "rr"]);
+    node.exec(
+        "iptables-legacy",
+        &["-t", "filter", "-N", "KUBE-KUBELET-CANARY"],
+    );
+    let report = syncer.cleanup(podnet_nat::kube::IpFamily::V4).unwrap();
+    assert_eq!(report.services_deleted, 2, "{report:?}");
+    assert!(report.kept.is_empty(), "{report:?}");
+    let left = ipvsadm(&node);
+    assert!(
+        left.contains("198.18.0.1:8443") && !left.contains("10.96.0.10"),
+        "{left}"
+    );
     let saved = node.exec("iptables-legacy-save", &[]);
-    assert!(!saved.contains("KUBE-"), "{saved}");
+    let ours: Vec<&str> = saved
+        .lines()
+        .filter(|l| l.contains("KUBE-") && !l.contains("KUBE-KUBELET-CANARY"))
+        .collect();
+    assert!(ours.is_empty(), "{saved}");
+    assert!(saved.contains(":KUBE-KUBELET-CANARY"), "{saved}");
     assert!(node.exec("ipset", &["list", "-n"]).trim().is_empty());
 }

@@ -53,10 +53,18 @@ fn etcd_err(op: &'static str, key: &str) -> impl FnOnce(EtcdError) -> StoreError
     move |source| StoreError::Etcd { op, key, source }
 }
 
+/// etcd's longest lease (`MaxLeaseTTL`, 9,000,000,000 s): a longer TTL is refused.
+const MAX_LEASE_TTL: i64 = 9_000_000_000;
+
 fn ttl_secs(ttl: Duration) -> i64 {
-    // etcd leases count whole seconds; round up so a key never lives shorter than asked.
-    let s = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-    i64::try_from(s.max(1)).unwrap_or(i64::MAX)
+    // etcd leases count whole seconds; round up so a key never lives shorter than asked, and
+    // cap at etcd's maximum (about 285 years) so any Duration works.
+    let s = ttl
+        .as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0));
+    i64::try_from(s.max(1))
+        .unwrap_or(MAX_LEASE_TTL)
+        .min(MAX_LEASE_TTL)
 }
 
 fn rev(r: i64) -> u64 {
@@ -182,7 +190,10 @@ impl EtcdStore {
             })
             .await;
         match resp {
-            Ok(r) => now + Duration::from_secs(u64::try_from(r.into_inner().ttl).unwrap_or(0)),
+            Ok(r) => crate::time::expiry(
+                now,
+                Duration::from_secs(u64::try_from(r.into_inner().ttl).unwrap_or(0)),
+            ),
             Err(e) => {
                 tracing::warn!(key, lease, error = %e, "could not read lease TTL");
                 now
@@ -456,12 +467,17 @@ impl StoreWatch for EtcdWatch {
         if let Some(ev) = self.pending.pop_front() {
             return Ok(Some(ev));
         }
-        let deadline = tokio::time::Instant::now() + timeout;
+        // No deadline when the wait is longer than the clock can count.
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
         let rt = self.store.rt.clone();
         loop {
             // `Streaming::message` keeps its state in the stream, so a timeout loses nothing.
-            let msg = rt
-                .block_on(async { tokio::time::timeout_at(deadline, self.stream.message()).await });
+            let msg = rt.block_on(async {
+                match deadline {
+                    Some(d) => tokio::time::timeout_at(d, self.stream.message()).await,
+                    None => Ok(self.stream.message().await),
+                }
+            });
             let resp = match msg {
                 Err(_) => return Ok(None),
                 Ok(Err(e)) => return Err(etcd_err("watch", &self.prefix)(e.into())),
@@ -531,5 +547,6 @@ mod tests {
         assert_eq!(ttl_secs(Duration::from_millis(1500)), 2);
         assert_eq!(ttl_secs(Duration::from_secs(86400)), 86400);
         assert_eq!(ttl_secs(Duration::ZERO), 1);
+        assert_eq!(ttl_secs(Duration::MAX), MAX_LEASE_TTL);
     }
 }

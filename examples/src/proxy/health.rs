@@ -1,0 +1,205 @@
+//! kube-proxy's proxier health, as upstream's `pkg/proxy/healthcheck` defines it: healthy while
+//! starting up and while every queued change has been synced, or is queued for less than the
+//! health timeout (twice the sync period); `/healthz` and `/livez` answer 503 once a queued
+//! change waited longer, with upstream's JSON body and headers.
+
+use crate::http::Response;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, Copy)]
+struct State {
+    last_updated: SystemTime,
+    oldest_pending: Option<Instant>,
+}
+
+/// The health of the sync loop, shared with the HTTP servers.
+#[derive(Debug)]
+pub struct ProxierHealth {
+    timeout: Duration,
+    state: Mutex<State>,
+    healthz: [AtomicU64; 2],
+    livez: [AtomicU64; 2],
+}
+
+impl ProxierHealth {
+    /// Health with upstream's timeout for `sync_period` (twice it); healthy from the start, as
+    /// upstream's sync loop marks itself updated before its first sync.
+    pub fn new(sync_period: Duration) -> ProxierHealth {
+        process_start();
+        ProxierHealth {
+            timeout: sync_period.saturating_mul(2),
+            state: Mutex::new(State {
+                last_updated: SystemTime::now(),
+                oldest_pending: None,
+            }),
+            healthz: [AtomicU64::new(0), AtomicU64::new(0)],
+            livez: [AtomicU64::new(0), AtomicU64::new(0)],
+        }
+    }
+
+    fn state(&self) -> State {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Work is waiting for a sync (upstream's `QueuedUpdate`): the oldest such moment counts.
+    pub fn queued(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.oldest_pending.get_or_insert_with(Instant::now);
+    }
+
+    /// A sync succeeded (upstream's `Updated`): nothing is waiting any more.
+    pub fn updated(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.oldest_pending = None;
+        s.last_updated = SystemTime::now();
+    }
+
+    /// `true` unless a queued change has waited the health timeout or longer.
+    pub fn is_healthy(&self) -> bool {
+        self.state()
+            .oldest_pending
+            .is_none_or(|t| t.elapsed() < self.timeout)
+    }
+
+    /// Upstream's answer: 200 or 503, `{"lastUpdated": ..,"currentTime": ..}` (and
+    /// `"nodeEligible"` for `/healthz`; this proxy sees no Node object, so always true).
+    fn answer(&self, with_node: bool) -> (bool, Response) {
+        let healthy = self.is_healthy();
+        let now = SystemTime::now();
+        let current = go_time(now, true);
+        let last = if healthy {
+            // Upstream reports "now" while healthy, for compatibility with older releases.
+            current.clone()
+        } else {
+            go_time(self.state().last_updated, true)
+        };
+        let body = if with_node {
+            format!(
+                r#"{{"lastUpdated": "{last}","currentTime": "{current}", "nodeEligible": true}}"#
+            )
+        } else {
+            format!(r#"{{"lastUpdated": "{last}","currentTime": "{current}"}}"#)
+        };
+        (
+            healthy,
+            Response::json(if healthy { 200 } else { 503 }, body),
+        )
+    }
+
+    /// `GET /healthz` on the healthz address.
+    pub fn healthz(&self) -> Response {
+        let (ok, r) = self.answer(true);
+        self.healthz[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+        r
+    }
+
+    /// `GET /livez` on the healthz address.
+    pub fn livez(&self) -> Response {
+        let (ok, r) = self.answer(false);
+        self.livez[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+        r
+    }
+
+    /// Upstream's `kubeproxy_proxy_healthz_total` and `kubeproxy_proxy_livez_total`.
+    pub fn render_metrics(&self) -> String {
+        let mut s = String::new();
+        for (name, counts) in [("healthz", &self.healthz), ("livez", &self.livez)] {
+            s.push_str(&format!(
+                "# HELP kubeproxy_proxy_{name}_total Cumulative proxy {name} HTTP status\n\
+                 # TYPE kubeproxy_proxy_{name}_total counter\n"
+            ));
+            for (i, code) in [200, 503].iter().enumerate() {
+                s.push_str(&format!(
+                    "kubeproxy_proxy_{name}_total{{code=\"{code}\"}} {}\n",
+                    counts[i].load(Ordering::Relaxed)
+                ));
+            }
+        }
+        s
+    }
+}
+
+/// When this process started measuring, for Go's monotonic clock reading (`m=+1.5`).
+fn process_start() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+/// `t` as Go's `time.Time.String()` prints a UTC time (what upstream's `%q` writes):
+/// `2023-11-14 22:13:20.5 +0000 UTC`, with ` m=+3.000000001` when `monotonic`.
+fn go_time(t: SystemTime, monotonic: bool) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (y, mo, day) = civil_from_days(i64::try_from(secs / 86_400).unwrap_or(0));
+    let rem = secs % 86_400;
+    let mut s = format!(
+        "{y:04}-{mo:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    );
+    if d.subsec_nanos() != 0 {
+        let frac = format!("{:09}", d.subsec_nanos());
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    s.push_str(" +0000 UTC");
+    if monotonic {
+        let m = process_start().elapsed();
+        s.push_str(&format!(" m=+{}.{:09}", m.as_secs(), m.subsec_nanos()));
+    }
+    s
+}
+
+/// Year, month, day of the `z`th day after 1970-01-01 (the proleptic Gregorian calendar).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month as u32, day as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_print_as_go_prints_them() {
+        assert_eq!(go_time(UNIX_EPOCH, false), "1970-01-01 00:00:00 +0000 UTC");
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 500_000_000);
+        assert_eq!(go_time(t, false), "2023-11-14 22:13:20.5 +0000 UTC");
+        let t = UNIX_EPOCH + Duration::new(951_782_400, 123); // a leap day
+        assert_eq!(go_time(t, false), "2000-02-29 00:00:00.000000123 +0000 UTC");
+        assert!(go_time(t, true).contains(" +0000 UTC m=+"));
+    }
+
+    #[test]
+    fn stale_after_twice_the_sync_period() {
+        let h = ProxierHealth::new(Duration::from_millis(50));
+        assert!(h.is_healthy(), "healthy while starting");
+        h.queued();
+        assert!(h.is_healthy(), "queued, not late yet");
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(!h.is_healthy(), "queued for longer than 2 x 50 ms");
+        let r = h.healthz();
+        assert_eq!(r.status, 503);
+        assert!(r.body.contains(r#""nodeEligible": true}"#), "{}", r.body);
+        assert_eq!(h.livez().status, 503);
+        h.updated();
+        assert_eq!(h.healthz().status, 200);
+        assert!(
+            h.render_metrics()
+                .contains("kubeproxy_proxy_healthz_total{code=\"503\"} 1")
+        );
+        // Any sync period works.
+        assert!(ProxierHealth::new(Duration::MAX).is_healthy());
+    }
+}
