@@ -1,5 +1,5 @@
-//! podnet-cni: the network configuration on stdin (with its `ipam` section and
-//! `prevResult`), the CNI_* environment, and CNI_ARGS.
+//! podnet-examples: podnet-cni's network configuration on stdin (with its `ipam` section and
+//! `prevResult`), the CNI_* environment and CNI_ARGS; kube-proxy's flag values.
 
 use podnet_examples::cni::{Args, CniResult, NetConf, SUPPORTED_VERSIONS};
 use std::hint::black_box;
@@ -75,6 +75,18 @@ pub fn cni_args(data: &[u8]) {
     }
 }
 
+/// kube-proxy's flag values that are parsed beyond clap: durations (`--iptables-sync-period`
+/// and the like), the IPVS scheduler, and the check of the two sync periods.
+pub fn kube_proxy_flags(data: &[u8]) {
+    use podnet_examples::proxy::flags;
+    let text = String::from_utf8_lossy(data);
+    let (a, b) = text.split_once('\0').unwrap_or((&text, "1s"));
+    if let (Ok(x), Ok(y)) = (flags::parse_duration(a), flags::parse_duration(b)) {
+        black_box(flags::check_sync_periods(x, y).ok());
+    }
+    black_box(flags::ipvs_scheduler(&text).ok());
+}
+
 /// Configurations as the tests and the reference plugins' documentation write them.
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut out: Vec<(&'static str, Vec<u8>)> = Vec::new();
@@ -95,5 +107,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         b"ADD\0c0ffee-1.a_b\0/run/netns/pod1\0eth0\0K8S_POD_NAME=web;IP=10.244.7.9".to_vec(),
     ));
     out.push(("cni_args", b"GC\0\0\0\0".to_vec()));
+    for t in ["30s\01s", "1m30.5s\0500ms", "0.5\02h45m", "rr", "1e20\0inf"] {
+        out.push(("kube_proxy_flags", t.as_bytes().to_vec()));
+    }
     out
 }

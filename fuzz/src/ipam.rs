@@ -47,7 +47,8 @@ pub fn subnet_env(data: &[u8]) {
     }
 }
 
-/// host-local's configuration (the network config with its `ipam` section).
+/// host-local's configuration (the network config with its `ipam` section, and GC's
+/// `cni.dev/valid-attachments`).
 pub fn host_local_config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Ok(c) = IpamConfig::parse(&text) {
@@ -58,6 +59,9 @@ pub fn host_local_config(data: &[u8]) {
             }
         }
         black_box(c.lease_dir());
+    }
+    if let Ok(attachments) = podnet_ipam::valid_attachments(&text) {
+        black_box(attachments);
     }
 }
 
@@ -97,6 +101,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     for t in [
         r#"{"cniVersion":"1.0.0","name":"podnet","type":"bridge","ipam":{"type":"host-local","dataDir":"/run/podnet-ipam","ranges":[[{"subnet":"10.244.7.0/24","rangeStart":"10.244.7.10","rangeEnd":"10.244.7.200","gateway":"10.244.7.1"}],[{"subnet":"fd10::/64"}]],"routes":[{"dst":"0.0.0.0/0"}],"exclude":["10.244.7.128/28"]}}"#,
         r#"{"name":"n","ipam":{"subnet":"10.244.8.0/30"}}"#,
+        r#"{"cniVersion":"1.1.0","name":"n","ipam":{"type":"host-local","subnet":"10.244.9.0/24"},"cni.dev/valid-attachments":[{"containerID":"c1","ifname":"eth0"}]}"#,
     ] {
         out.push(("host_local_config", t.as_bytes().to_vec()));
     }

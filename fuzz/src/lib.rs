@@ -8,7 +8,8 @@
 //!   text, Kubernetes objects through every proxy mode's compiler.
 //! - [`ipam`]: net-conf.json, lease attributes and keys, subnet.env, host-local's config and
 //!   lease files.
-//! - [`cni`]: podnet-cni's network config, prevResult, CNI_* environment and CNI_ARGS.
+//! - [`cni`]: podnet-cni's network config, prevResult, CNI_* environment and CNI_ARGS;
+//!   kube-proxy's flag values.
 //!
 //! Netlink targets build well-formed datagrams from part of their inputs ([`nl`]), so that the
 //! fuzzer gets past the first length check.
@@ -36,6 +37,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("rtnetlink", links::rtnetlink),
     ("nftables", nat::nftables),
     ("ipvs", nat::ipvs),
+    ("conntrack", nat::conntrack),
     ("iptables_save", nat::iptables_save),
     ("kube_objects", nat::kube_objects),
     ("net_conf", ipam::net_conf),
@@ -46,6 +48,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("cni_config", cni::cni_config),
     ("cni_prev_result", cni::cni_prev_result),
     ("cni_args", cni::cni_args),
+    ("kube_proxy_flags", cni::kube_proxy_flags),
 ];
 
 /// Valid inputs for the targets, to start their corpora from.
@@ -140,6 +143,11 @@ mod tests {
                 podnet_nat::ipvs::parse_family_reply(&buf, seq).unwrap(),
                 0x24
             );
+        }
+        for seed in of("conntrack") {
+            let (buf, seq) = nl::datagram(seed, &crate::nat::CT_TYPES);
+            let flows = podnet_nat::conntrack::parse_dump_datagram(&buf, seq).unwrap();
+            assert_eq!(flows.len(), 2);
         }
     }
 

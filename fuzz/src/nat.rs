@@ -102,16 +102,54 @@ pub fn ipvs(data: &[u8]) {
     black_box(podnet_nat::ipvs::parse_family_reply(&buf, seq).ok());
 }
 
-/// `iptables-save` output: what podnet renders from what it read, it reads back the same.
+/// `NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_*` with the nfgenmsg header, then control
+/// messages.
+pub const CT_TYPES: [MsgType; 7] = [
+    (0x0100, 4), // NEW
+    (0x0101, 4), // GET
+    (0x0102, 4), // DELETE
+    nl::CONTROL[0],
+    nl::CONTROL[1],
+    nl::CONTROL[2],
+    nl::CONTROL[3],
+];
+
+/// A datagram read as a conntrack dump reply, into flows.
+pub fn conntrack(data: &[u8]) {
+    let (buf, seq) = nl::datagram(data, &CT_TYPES);
+    if let Ok(flows) = podnet_nat::conntrack::parse_dump_datagram(&buf, seq) {
+        black_box(format!("{flows:?}"));
+    }
+}
+
+/// `iptables-save` output, read strictly (what podnet renders from it, it reads back the same)
+/// and tolerantly (what the strict parse accepts, the tolerant one reads the same way).
 pub fn iptables_save(data: &[u8]) {
+    use podnet_nat::iptables::{SavedRule, parse_save, parse_save_tolerant};
     let text = String::from_utf8_lossy(data);
-    if let Ok(tables) = podnet_nat::iptables::parse_save(&text) {
-        for t in &tables {
+    let strict = parse_save(&text);
+    let tolerant = parse_save_tolerant(&text);
+    if let Ok(tables) = &strict {
+        for t in tables {
             let rendered = t.render();
-            let back =
-                podnet_nat::iptables::parse_save(&rendered).expect("podnet reads what it writes");
+            let back = parse_save(&rendered).expect("podnet reads what it writes");
             assert_eq!(back.len(), 1);
             assert_eq!(back[0].render(), rendered);
+        }
+        let tolerant = tolerant
+            .as_ref()
+            .expect("tolerant accepts what strict accepts");
+        assert_eq!(tolerant.len(), tables.len());
+        for (s, t) in tables.iter().zip(tolerant) {
+            assert!(t.rules.iter().all(|r| matches!(r, SavedRule::Known(_))));
+            assert_eq!(t.rules.len(), s.rule_count());
+        }
+    }
+    if let Ok(tables) = &tolerant {
+        for t in tables {
+            for c in &t.chains {
+                black_box((t.has_chain(&c.name), t.known_rules(&c.name).count()));
+            }
         }
     }
 }
@@ -120,8 +158,10 @@ pub fn iptables_save(data: &[u8]) {
 /// families, and through the iptables, nftables and ipvs compilers.
 pub fn kube_objects(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
+    let parsed = podnet_nat::kube::parse_document(&text, "fuzz");
     let (objects, warnings) = parse_objects(&text, "fuzz");
-    black_box(&warnings);
+    assert_eq!((&parsed.objects, &parsed.warnings), (&objects, &warnings));
+    assert!(!(parsed.empty && !objects.is_empty()));
     for family in [IpFamily::V4, IpFamily::V6] {
         let (state, warnings) = ClusterState::from_objects(&objects, family);
         black_box(&warnings);
@@ -255,6 +295,58 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     nl::done(&mut d);
     out.extend(nl::seeds(&d, &IPVS_TYPES).map(|s| ("ipvs", s)));
     out.extend(nl::seeds(&ctrl, &IPVS_TYPES).map(|s| ("ipvs", s)));
+
+    // Conntrack: a UDP flow DNATed to an endpoint, and a TCP one over IPv6.
+    {
+        use netlink_packet_netfilter::conntrack::{
+            ConntrackAttribute as A, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Tuple,
+        };
+        use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
+        let tuple = |p: Protocol, src: &str, dst: &str, sport: u16, dport: u16| {
+            vec![
+                Tuple::Ip(vec![
+                    IPTuple::SourceAddress(src.parse().unwrap()),
+                    IPTuple::DestinationAddress(dst.parse().unwrap()),
+                ]),
+                Tuple::Proto(vec![
+                    ProtoTuple::Protocol(p),
+                    ProtoTuple::SourcePort(sport),
+                    ProtoTuple::DestinationPort(dport),
+                ]),
+            ]
+        };
+        let mut d = Vec::new();
+        for (p, family, c, s, e) in [
+            (
+                Protocol::Udp,
+                NetfilterProtoFamily::IPv4,
+                "10.244.1.5",
+                "10.96.0.10",
+                "10.244.2.7",
+            ),
+            (
+                Protocol::Tcp,
+                NetfilterProtoFamily::IPv6,
+                "fd00:244::5",
+                "fd00:96::10",
+                "fd00:244::7",
+            ),
+        ] {
+            let msg = ConntrackMessage::New(vec![
+                A::CtaTupleOrig(tuple(p, c, s, 40000, 53)),
+                A::CtaTupleReply(tuple(p, e, c, 53, 40000)),
+                A::CtaTimeout(30),
+                A::CtaMark(0x4000),
+            ]);
+            nl::emit(
+                &mut d,
+                NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), msg),
+                2,
+            );
+        }
+        nl::done(&mut d);
+        out.extend(nl::seeds(&d, &CT_TYPES).map(|s| ("conntrack", s)));
+    }
 
     // Text.
     for text in [

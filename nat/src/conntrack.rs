@@ -255,6 +255,25 @@ fn flow_of(attrs: &[ConntrackAttribute]) -> Option<Flow> {
     })
 }
 
+/// Reads one datagram of the reply to conntrack dump request `seq` into the flows
+/// [`Conntrack::list`] returns. Public (hidden) for the fuzz targets: malformed bytes are an
+/// error, never a panic.
+#[doc(hidden)]
+pub fn parse_dump_datagram(buf: &[u8], seq: u32) -> Result<Vec<Flow>, ConntrackError> {
+    let reply = podnet_links::netlink::parse_reply::<NetfilterMessage>(buf, seq)
+        .map_err(|e| ConntrackError::from_netlink("dump", e))?;
+    Ok(reply
+        .replies
+        .iter()
+        .filter_map(|m| match &m.inner {
+            NetfilterMessageInner::Conntrack(
+                ConntrackMessage::New(attrs) | ConntrackMessage::Get(attrs),
+            ) => flow_of(attrs),
+            _ => None,
+        })
+        .collect())
+}
+
 impl Conntrack {
     /// Opens a conntrack socket inside `ns` (it stays bound to that namespace).
     pub fn open_in(ns: &NetNs) -> Result<Conntrack, ConntrackError> {
