@@ -359,7 +359,7 @@ pub fn parse_reply<I: NetlinkDeserializable>(
                     .unwrap_or(0);
                 out.finished = Some(if code < 0 {
                     Err(KernelError {
-                        errno: -code,
+                        errno: code.saturating_neg(),
                         message: ext_ack_message(&hdr, body, 4),
                     })
                 } else {
@@ -435,7 +435,8 @@ fn parse_error(hdr: &NetlinkHeader, body: &[u8]) -> Result<Result<(), KernelErro
         (echoed + 3) & !3
     };
     Ok(Err(KernelError {
-        errno: -code,
+        // Saturating: i32::MIN is no errno, and negating it would overflow.
+        errno: code.saturating_neg(),
         message: ext_ack_message(hdr, body, skip),
     }))
 }
@@ -496,6 +497,32 @@ mod tests {
                 message: Some("File exists, really".into())
             })
         );
+    }
+
+    /// An error code that is no negated errno (i32::MIN cannot be negated): found by the
+    /// `rtnetlink` fuzz target, negating it overflowed.
+    #[test]
+    fn an_error_code_of_i32_min_does_not_overflow() {
+        let mut err = i32::MIN.to_ne_bytes().to_vec();
+        err.extend_from_slice(&[0u8; 16]);
+        let got = parse_error(&header(NLMSG_ERROR, 0), &err).unwrap();
+        assert_eq!(got.unwrap_err().errno, i32::MAX);
+        let mut buf = Vec::new();
+        buf.extend_from_slice(&20u32.to_ne_bytes());
+        buf.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
+        buf.extend_from_slice(&[0u8; 2]);
+        buf.extend_from_slice(&9u32.to_ne_bytes());
+        buf.extend_from_slice(&[0u8; 4]);
+        buf.extend_from_slice(&i32::MIN.to_ne_bytes());
+        let reply = parse_reply::<netlink_packet_route::RouteNetlinkMessage>(&buf, 9);
+        let done = reply.map(|r| r.finished);
+        assert!(matches!(
+            done,
+            Ok(Some(Err(KernelError {
+                errno: i32::MAX,
+                ..
+            })))
+        ));
     }
 
     #[test]

@@ -1048,7 +1048,8 @@ impl Acks {
                 continue;
             }
             let err = KernelError {
-                errno: -code,
+                // Saturating: i32::MIN is no errno, and negating it would overflow.
+                errno: code.saturating_neg(),
                 message: ext_ack(flags, body),
             };
             if self.first_err.as_ref().is_none_or(|(s, _)| {
@@ -1233,6 +1234,26 @@ mod tests {
         let rule = [nla(1, b"kube-proxy\0"), nla(0x8004, &nla(0x8001, &cmp))].concat();
         let d = parse_dump_datagram(&dump_message(6, &rule), 7, "kube-proxy").unwrap();
         assert_eq!(d.rules.len(), 1);
+    }
+
+    /// An answer whose error code is i32::MIN (no negated errno): found by the `nftables` fuzz
+    /// target's batch answers, negating it overflowed.
+    #[test]
+    fn an_error_code_of_i32_min_does_not_overflow() {
+        let mut tx = Transaction::new(Family::Ip, "t");
+        tx.push(Op::AddTable { comment: None });
+        let batch = Batch::encode(&tx, 100);
+        let mut answer = 36u32.to_ne_bytes().to_vec();
+        answer.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        answer.extend_from_slice(&0u16.to_ne_bytes());
+        answer.extend_from_slice(&101u32.to_ne_bytes());
+        answer.extend_from_slice(&0u32.to_ne_bytes());
+        answer.extend_from_slice(&i32::MIN.to_ne_bytes());
+        answer.extend_from_slice(&[0u8; 16]);
+        match parse_batch_answers(&[&answer], &batch) {
+            Err(NftError::Refused { error, .. }) => assert_eq!(error.errno, i32::MAX),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
