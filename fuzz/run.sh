@@ -9,7 +9,7 @@
 #   TARGETS="rtnetlink ..."    default: every [[bin]] in fuzz/Cargo.toml
 #
 # Every build has debug assertions on (`-a`), so arithmetic overflow is a crash too; a panic
-# anywhere is one. Needs cargo-fuzz (`cargo install cargo-fuzz`). Corpora go to
+# anywhere is one, and so is an input that takes more than 20 s. Needs cargo-fuzz (`cargo install cargo-fuzz`). Corpora go to
 # fuzz/corpus/<target>, crashes to fuzz/artifacts/<target>, logs to fuzz/logs/ (all ignored by
 # git); fuzz/logs/summary.tsv gets one line per target run.
 set -eu
@@ -34,7 +34,7 @@ for t in $TARGETS; do
     mkdir -p "corpus/$t"
     start=$(date +%s)
     if nice -n 10 cargo "+$TOOLCHAIN" fuzz run -s "$SANITIZER" -a "$t" "corpus/$t" -- \
-        -runs="$RUNS" -max_total_time="$SECS" -max_len="$len" -print_final_stats=1 \
+        -runs="$RUNS" -max_total_time="$SECS" -max_len="$len" -timeout=20 -print_final_stats=1 \
         >"logs/$t.log" 2>&1; then
         result=ok
     else

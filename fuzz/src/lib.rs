@@ -10,12 +10,15 @@
 //!   lease files.
 //! - [`cni`]: podnet-cni's network config, prevResult, CNI_* environment and CNI_ARGS;
 //!   kube-proxy's flag values.
+//! - [`explain`]: what `podnet-cluster explain` reads: `nft -j` output, `iptables-save` output
+//!   and nftables trace messages, each evaluated or correlated as explain does.
 //!
 //! Netlink targets build well-formed datagrams from part of their inputs ([`nl`]), so that the
 //! fuzzer gets past the first length check.
 
 pub mod cni;
 pub mod encap;
+pub mod explain;
 pub mod ipam;
 pub mod links;
 pub mod nat;
@@ -49,6 +52,9 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("cni_prev_result", cni::cni_prev_result),
     ("cni_args", cni::cni_args),
     ("kube_proxy_flags", cni::kube_proxy_flags),
+    ("explain_nft_json", explain::explain_nft_json),
+    ("explain_iptables", explain::explain_iptables),
+    ("explain_trace", explain::explain_trace),
 ];
 
 /// Valid inputs for the targets, to start their corpora from.
@@ -58,6 +64,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     out.extend(nat::seeds());
     out.extend(ipam::seeds());
     out.extend(cni::seeds());
+    out.extend(explain::seeds());
     out
 }
 
@@ -144,6 +151,25 @@ mod tests {
                 0x24
             );
         }
+        let explain =
+            |t: &'static str, f: fn(&[u8]) -> usize| of(t).map(|b| f(b)).max().unwrap_or(0);
+        assert!(
+            explain("explain_nft_json", |b| {
+                podnet_examples::explain::nft_ruleset(std::str::from_utf8(b).unwrap())
+            }) > 0
+        );
+        assert!(
+            explain("explain_iptables", |b| {
+                podnet_examples::explain::iptables_rules(std::str::from_utf8(b).unwrap())
+            }) > 0
+        );
+        assert!(
+            explain("explain_trace", |b| {
+                podnet_examples::explain::nft_trace(
+                    &nl::datagram(b, &crate::explain::TRACE_TYPES).0,
+                )
+            }) > 0
+        );
         for seed in of("conntrack") {
             let (buf, seq) = nl::datagram(seed, &crate::nat::CT_TYPES);
             let flows = podnet_nat::conntrack::parse_dump_datagram(&buf, seq).unwrap();
