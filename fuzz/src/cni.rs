@@ -107,7 +107,13 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         b"ADD\0c0ffee-1.a_b\0/run/netns/pod1\0eth0\0K8S_POD_NAME=web;IP=10.244.7.9".to_vec(),
     ));
     out.push(("cni_args", b"GC\0\0\0\0".to_vec()));
-    for t in ["30s\01s", "1m30.5s\0500ms", "0.5\02h45m", "rr", "1e20\0inf"] {
+    for t in [
+        "30s\x001s",
+        "1m30.5s\x00500ms",
+        "0.5\x002h45m",
+        "rr",
+        "1e20\x00inf",
+    ] {
         out.push(("kube_proxy_flags", t.as_bytes().to_vec()));
     }
     out

@@ -26,8 +26,11 @@ pub mod nl;
 
 pub use encap::*;
 
+/// The body of a fuzz target: arbitrary bytes in, a panic on a finding.
+pub type Body = fn(&[u8]);
+
 /// Every target: its name (the file in `fuzz_targets/`) and its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("ethernet", encap::ethernet),
     ("arp", encap::arp),
     ("ipv4", encap::ipv4),
