@@ -141,9 +141,17 @@ fn vxlan_on_etcd_with_a_foreign_flannel_node_and_an_outage() {
     );
     let start = Instant::now();
     let (a, b) = (c.pods[0].clone(), c.pods[2].clone());
+    // One lost ping on a loaded machine is not an outage; three in a row are.
+    let mut lost_in_a_row = 0;
     while start.elapsed() < Duration::from_secs(30) {
+        if cluster::traffic::ping(&a.ns, b.ip.into()).is_some() {
+            lost_in_a_row = 0;
+        } else {
+            lost_in_a_row += 1;
+            eprintln!("ping lost {:?} into the etcd outage", start.elapsed());
+        }
         assert!(
-            cluster::traffic::ping(&a.ns, b.ip.into()).is_some(),
+            lost_in_a_row < 3,
             "pod traffic stopped during the etcd outage after {:?}",
             start.elapsed()
         );
