@@ -21,6 +21,8 @@ mod udp;
 mod vxlan;
 
 pub use backend::{Backend, Peer, Underlay};
+#[doc(hidden)]
+pub use backend::check_backend_config;
 
 use ipnet::{IpNet, Ipv4Net};
 use podnet_ipam::{Lease, LeaseAttrs, LeaseEvent, NetworkConfig, Store, SubnetEnv, SubnetManager};
