@@ -4,10 +4,12 @@
 use podnet_ipam::{IpamConfig, LeaseAttrs, LeaseSubnets, NetworkConfig, SubnetEnv};
 use std::hint::black_box;
 
-/// flannel's network configuration (`net-conf.json`, the etcd `config` key).
+/// flannel's network configuration (`net-conf.json`, the etcd `config` key), with its
+/// `Backend` section read as flanneld reads it.
 pub fn net_conf(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Ok(c) = NetworkConfig::parse(&text) {
+        black_box(podnet_examples::flannel::check_backend_config(&c).is_ok());
         assert!(c.subnet_min <= c.subnet_max);
         assert!(c.ipv6_subnet_min <= c.ipv6_subnet_max);
         if let Some(n) = c.network {
@@ -20,13 +22,19 @@ pub fn net_conf(data: &[u8]) {
     }
 }
 
-/// A lease's value (its attributes' JSON) and its key: what podnet reads back is what it
-/// writes again.
+/// A lease's value (its attributes' JSON, and a vxlan peer's VtepMAC in it) and its key: what
+/// podnet reads back is what it writes again.
 pub fn flannel_lease(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Ok(a) = LeaseAttrs::from_json(&text) {
         let again = LeaseAttrs::from_json(&a.to_json()).expect("podnet reads what it writes");
         assert_eq!(again, a);
+        // A peer's VtepMAC, as flanneld's vxlan backend reads it.
+        let data = a.backend_data.as_ref().map(|d| d.get()).unwrap_or("null");
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(data) {
+            let mac = v.get("VtepMAC").and_then(|m| m.as_str());
+            black_box(mac.map(|m| m.parse::<podnet_links::MacAddr>()));
+        }
     }
     if let Some(s) = LeaseSubnets::parse_key_name(&text) {
         assert_eq!(LeaseSubnets::parse_key_name(&s.key_name()), Some(s));
@@ -79,7 +87,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     for t in [
         r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 1, "Port": 8472}}"#,
         r#"{"Network":"10.5.0.0/16","SubnetLen":26,"SubnetMin":"10.5.1.0","SubnetMax":"10.5.200.0","EnableIPv6":true,"IPv6Network":"fc00::/48","IPv6SubnetLen":64,"Backend":{"Type":"host-gw"}}"#,
-        r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10::/56","Backend":{"Type":"udp"}}"#,
+        r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10::/56","Backend":{"Type":"udp","Port":8285}}"#,
+        r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":4096,"Port":4789,"GBP":true,"DirectRouting":true,"MTU":1400}}"#,
     ] {
         out.push(("net_conf", t.as_bytes().to_vec()));
     }
