@@ -20,9 +20,9 @@ mod hostgw;
 mod udp;
 mod vxlan;
 
-pub use backend::{Backend, Peer, Underlay};
 #[doc(hidden)]
 pub use backend::check_backend_config;
+pub use backend::{Backend, Peer, Underlay};
 
 use ipnet::{IpNet, Ipv4Net};
 use podnet_ipam::{Lease, LeaseAttrs, LeaseEvent, NetworkConfig, Store, SubnetEnv, SubnetManager};
