@@ -7,6 +7,7 @@
 //! the expression lists of sets and set elements), a set's `NFTA_SET_EXPR`, and a set element's
 //! key, data and `NFTA_SET_ELEM_EXPR`. This walks the message as the library does and refuses
 //! it when one of them is malformed; everything else is left to the library, which checks it.
+//! The library decodes every subsystem's messages, so conntrack's socket needs the check too.
 
 use netlink_packet_core::{
     DecodeError, NLA_TYPE_MASK, NetlinkDeserializable, NetlinkHeader, NetlinkSerializable,
