@@ -11,7 +11,8 @@
 # Every build has debug assertions on (`-a`), so arithmetic overflow is a crash too; a panic
 # anywhere is one, and so is an input that takes more than 20 s. Needs cargo-fuzz (`cargo install cargo-fuzz`). Corpora go to
 # fuzz/corpus/<target>, crashes to fuzz/artifacts/<target>, logs to fuzz/logs/ (all ignored by
-# git); fuzz/logs/summary.tsv gets one line per target run.
+# git); fuzz/logs/summary.tsv gets one line per target run (time, commit, target, outcome,
+# executions, executions/s, seconds, edges, corpus files, artifacts, toolchain and mode).
 set -eu
 cd "$(dirname "$0")"
 RUNS=${1:-1000000}
@@ -25,6 +26,8 @@ nice -n 10 cargo "+$TOOLCHAIN" fuzz build -s "$SANITIZER" -a
 # Seed the corpora with valid inputs (frames, kernel-style netlink dumps, configs, fixtures).
 PODNET_FUZZ_SEEDS=$(pwd)/corpus nice -n 10 cargo "+$TOOLCHAIN" test --release --lib -q
 mkdir -p logs
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo '?')
+git diff --quiet HEAD -- .. 2>/dev/null || commit="$commit+changes"
 status=0
 for t in $TARGETS; do
     case $t in
@@ -41,16 +44,22 @@ for t in $TARGETS; do
         result=FAILED
         status=1
     fi
-    secs=$(($(date +%s) - start))
+    wall=$(($(date +%s) - start))
     stat() { grep -o "stat::$1: *[0-9]*" "logs/$t.log" | grep -o '[0-9]*$' || echo '?'; }
     execs=$(stat number_of_executed_units)
-    rate=$(stat average_exec_per_sec)
+    # libFuzzer's own time (the wall time includes the build); its rate rounds to 0 under 1 s.
+    secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "logs/$t.log")
+    secs=${secs:-$wall}
+    case $execs in
+        '' | *[!0-9]*) rate='?' ;;
+        *) rate=$((execs / (secs > 0 ? secs : 1))) ;;
+    esac
     edges=$(grep -o 'cov: [0-9]*' "logs/$t.log" | tail -1 | grep -o '[0-9]*' || echo '?')
     corpus=$(ls "corpus/$t" | wc -l)
     crashes=$(ls "artifacts/$t" 2>/dev/null | wc -l)
     echo "$t: $result, $execs executions ($rate/s, ${secs}s), $edges edges, corpus $corpus, artifacts $crashes"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "$result" \
-        "$execs" "$rate" "$secs" "$edges" "$corpus" "$crashes" "$TOOLCHAIN/-s $SANITIZER -a" \
-        >>logs/summary.tsv
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$commit" "$t" \
+        "$result" "$execs" "$rate" "$secs" "$edges" "$corpus" "$crashes" \
+        "$TOOLCHAIN/-s $SANITIZER -a" >>logs/summary.tsv
 done
 exit $status
