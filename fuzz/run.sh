@@ -9,9 +9,9 @@
 #   TARGETS="rtnetlink ..."    default: every [[bin]] in fuzz/Cargo.toml
 #
 # Every build has debug assertions on (`-a`), so arithmetic overflow is a crash too; a panic
-# anywhere is one, and so is an input that takes more than 20 s. Needs cargo-fuzz (`cargo install cargo-fuzz`). Corpora go to
-# fuzz/corpus/<target>, crashes to fuzz/artifacts/<target>, logs to fuzz/logs/ (all ignored by
-# git); fuzz/logs/summary.tsv gets one line per target run (time, commit, target, outcome,
+# anywhere is one, and so is an input that takes more than 20 s. Needs cargo-fuzz
+# (`cargo install cargo-fuzz`). Corpora go to fuzz/corpus/<target>, crashes to
+# fuzz/artifacts/<target>, logs to fuzz/logs/ (all ignored by git); fuzz/logs/summary.tsv gets one line per target run (time, commit, target, outcome,
 # executions, executions/s, seconds, edges, corpus files, artifacts, toolchain and mode).
 set -eu
 cd "$(dirname "$0")"
