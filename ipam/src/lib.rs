@@ -23,3 +23,6 @@ pub use pod::{
 pub use store::{EtcdError, EtcdStore};
 pub use store::{FileStore, FileStoreOptions, KeyValue, Listing, Store, StoreEvent, StoreWatch};
 pub use subnet_env::SubnetEnv;
+
+#[doc(hidden)]
+pub use pod::parse_lease_file;

@@ -137,37 +137,46 @@ impl Addresses<'_> {
             )
             .map_err(|e| Error::from_netlink("address show", "all", e))?;
         let names: HashMap<u32, String> = self.h.link().names()?;
-        let mut out = Vec::new();
-        for r in replies {
-            let RouteNetlinkMessage::NewAddress(m) = r else {
-                continue;
-            };
-            if index.is_some_and(|i| i != m.header.index) {
-                continue;
-            }
-            let mut addr = None;
-            let mut local = None;
-            let mut label = None;
-            for a in &m.attributes {
-                match a {
-                    AddressAttribute::Address(ip) => addr = Some(*ip),
-                    AddressAttribute::Local(ip) => local = Some(*ip),
-                    AddressAttribute::Label(l) => label = Some(l.clone()),
-                    _ => {}
-                }
-            }
-            let Some(ip) = local.or(addr) else { continue };
-            let Ok(net) = IpNet::new(ip, m.header.prefix_len) else {
-                continue;
-            };
-            out.push(Address {
-                index: m.header.index,
-                dev: names.get(&m.header.index).cloned(),
-                addr: net,
-                scope: Scope::from_u8(u8::from(m.header.scope)),
-                label,
-            });
-        }
-        Ok(out)
+        Ok(addresses_of(&replies, index, &names))
     }
+}
+
+/// The addresses of an address dump's replies, of link `index` or of all.
+pub(crate) fn addresses_of(
+    replies: &[RouteNetlinkMessage],
+    index: Option<u32>,
+    names: &HashMap<u32, String>,
+) -> Vec<Address> {
+    let mut out = Vec::new();
+    for r in replies {
+        let RouteNetlinkMessage::NewAddress(m) = r else {
+            continue;
+        };
+        if index.is_some_and(|i| i != m.header.index) {
+            continue;
+        }
+        let mut addr = None;
+        let mut local = None;
+        let mut label = None;
+        for a in &m.attributes {
+            match a {
+                AddressAttribute::Address(ip) => addr = Some(*ip),
+                AddressAttribute::Local(ip) => local = Some(*ip),
+                AddressAttribute::Label(l) => label = Some(l.clone()),
+                _ => {}
+            }
+        }
+        let Some(ip) = local.or(addr) else { continue };
+        let Ok(net) = IpNet::new(ip, m.header.prefix_len) else {
+            continue;
+        };
+        out.push(Address {
+            index: m.header.index,
+            dev: names.get(&m.header.index).cloned(),
+            addr: net,
+            scope: Scope::from_u8(u8::from(m.header.scope)),
+            label,
+        });
+    }
+    out
 }

@@ -279,16 +279,23 @@ impl Fdb<'_> {
             .request(RouteNetlinkMessage::GetNeighbour(req), NLM_F_DUMP)
             .map_err(|e| Error::from_netlink("fdb show", "all", e))?;
         let names = self.h.link().names()?;
-        Ok(replies
-            .iter()
-            .filter_map(|r| match r {
-                RouteNetlinkMessage::NewNeighbour(m)
-                    if index.is_none_or(|i| i == m.header.ifindex) =>
-                {
-                    FdbEntry::from_message(m, &names)
-                }
-                _ => None,
-            })
-            .collect())
+        Ok(fdb_entries_of(&replies, index, &names))
     }
+}
+
+/// The FDB entries of an `AF_BRIDGE` neighbour dump's replies, of link `index` or of all.
+pub(crate) fn fdb_entries_of(
+    replies: &[RouteNetlinkMessage],
+    index: Option<u32>,
+    names: &HashMap<u32, String>,
+) -> Vec<FdbEntry> {
+    replies
+        .iter()
+        .filter_map(|r| match r {
+            RouteNetlinkMessage::NewNeighbour(m) if index.is_none_or(|i| i == m.header.ifindex) => {
+                FdbEntry::from_message(m, names)
+            }
+            _ => None,
+        })
+        .collect()
 }

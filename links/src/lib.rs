@@ -35,6 +35,7 @@
 
 mod addr;
 mod batch;
+mod dump;
 mod error;
 mod fdb;
 mod handle;
@@ -51,10 +52,14 @@ mod vxlan;
 
 pub use addr::{Address, Addresses};
 pub use batch::{Batch, BatchReport};
+#[doc(hidden)]
+pub use dump::{DumpDatagram, parse_dump_datagram};
 pub use error::{Error, Result};
 pub use fdb::{Fdb, FdbEntry};
 pub use handle::Handle;
 pub use link::{Bridge, Dummy, Link, LinkKind, LinkSet, LinkSpec, Links, Veth};
+#[doc(hidden)]
+pub use monitor::parse_events;
 pub use monitor::{Event, Group, Monitor};
 pub use neigh::{NeighState, Neighbour, Neighbours};
 pub use route::{Protocol, Route, RouteKind, Routes, TABLE_LOCAL, TABLE_MAIN};

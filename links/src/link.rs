@@ -196,6 +196,20 @@ fn oper_state_name(s: &State) -> &'static str {
     }
 }
 
+/// The links of a link dump's replies, in index order (names of masters and lower devices not
+/// resolved yet).
+pub(crate) fn links_of(replies: &[RouteNetlinkMessage]) -> Vec<Link> {
+    let mut links: Vec<Link> = replies
+        .iter()
+        .filter_map(|r| match r {
+            RouteNetlinkMessage::NewLink(m) => Some(Link::from_message(m)),
+            _ => None,
+        })
+        .collect();
+    links.sort_by_key(|l| l.index);
+    links
+}
+
 /// Flag names in the order `ip link` prints them.
 const FLAG_NAMES: &[(u32, &str)] = &[
     (0x8, "LOOPBACK"),
@@ -549,15 +563,7 @@ impl<'h> Links<'h> {
                 NLM_F_DUMP,
             )
             .map_err(|e| Error::from_netlink("link show", "all", e))?;
-        let mut links: Vec<Link> = replies
-            .iter()
-            .filter_map(|r| match r {
-                RouteNetlinkMessage::NewLink(m) => Some(Link::from_message(m)),
-                _ => None,
-            })
-            .collect();
-        links.sort_by_key(|l| l.index);
-        Ok(links)
+        Ok(links_of(&replies))
     }
 
     /// Index -> name of every link in the namespace.

@@ -160,21 +160,32 @@ impl Monitor {
     fn read(&mut self, flags: libc::c_int) -> Result<()> {
         self.buf.clear();
         self.sock.recv(&mut self.buf, flags)?;
-        let names = HashMap::new();
-        let mut off = 0;
-        while let Some((hdr, body)) = next_message(&self.buf, &mut off)? {
-            if hdr.message_type < 16 {
-                continue; // control messages
-            }
-            let Ok(msg) = decode::<RouteNetlinkMessage>(&hdr, body) else {
-                continue; // a message type this library does not know: skip, never fail
-            };
-            if let Some(ev) = to_event(msg, &names) {
-                self.pending.push_back(ev);
-            }
-        }
+        parse_events(&self.buf, &mut self.pending)?;
         Ok(())
     }
+}
+
+/// Adds the events of one received datagram of notifications to `out`, as [`Monitor`] reads
+/// them: control messages and message types this library does not know are skipped; the
+/// events before a malformed message are kept. Public (hidden) for the fuzz targets; malformed
+/// bytes are an error, never a panic.
+#[doc(hidden)]
+pub fn parse_events(
+    buf: &[u8],
+    out: &mut impl Extend<Event>,
+) -> std::result::Result<(), NetlinkError> {
+    let names = HashMap::new();
+    let mut off = 0;
+    while let Some((hdr, body)) = next_message(buf, &mut off)? {
+        if hdr.message_type < 16 {
+            continue; // control messages
+        }
+        let Ok(msg) = decode::<RouteNetlinkMessage>(&hdr, body) else {
+            continue; // a message type this library does not know: skip, never fail
+        };
+        out.extend(to_event(msg, &names));
+    }
+    Ok(())
 }
 
 impl Iterator for Monitor {

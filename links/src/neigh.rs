@@ -296,17 +296,26 @@ impl Neighbours<'_> {
             .request(RouteNetlinkMessage::GetNeighbour(req), NLM_F_DUMP)
             .map_err(|e| Error::from_netlink("neigh show", "all", e))?;
         let names = self.h.link().names()?;
-        Ok(replies
-            .iter()
-            .filter_map(|r| match r {
-                RouteNetlinkMessage::NewNeighbour(m)
-                    if index.is_none_or(|i| i == m.header.ifindex) =>
-                {
-                    Neighbour::from_message(m, &names)
-                }
-                _ => None,
-            })
-            .filter(|n| n.proxy == proxy)
-            .collect())
+        Ok(neighbours_of(&replies, index, proxy, &names))
     }
+}
+
+/// The neighbour entries (`proxy`: the proxy entries) of a neighbour dump's replies, of link
+/// `index` or of all.
+pub(crate) fn neighbours_of(
+    replies: &[RouteNetlinkMessage],
+    index: Option<u32>,
+    proxy: bool,
+    names: &HashMap<u32, String>,
+) -> Vec<Neighbour> {
+    replies
+        .iter()
+        .filter_map(|r| match r {
+            RouteNetlinkMessage::NewNeighbour(m) if index.is_none_or(|i| i == m.header.ifindex) => {
+                Neighbour::from_message(m, names)
+            }
+            _ => None,
+        })
+        .filter(|n| n.proxy == proxy)
+        .collect()
 }

@@ -184,46 +184,10 @@ impl Connection {
         let mut interrupted = false;
         loop {
             self.recv(0)?;
-            let mut off = 0;
-            let mut finished = None;
-            while let Some((hdr, body)) = next_message(&self.buf, &mut off)? {
-                if hdr.sequence_number != seq {
-                    continue; // a stale reply to an earlier, abandoned request
-                }
-                if hdr.flags & NLM_F_DUMP_INTR != 0 {
-                    interrupted = true;
-                }
-                match hdr.message_type {
-                    NLMSG_NOOP => {}
-                    NLMSG_ERROR => {
-                        finished = Some(parse_error(&hdr, body)?);
-                        break;
-                    }
-                    NLMSG_DONE => {
-                        // A dump's DONE carries an errno too (negative on failure).
-                        let code = body
-                            .get(..4)
-                            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                            .unwrap_or(0);
-                        finished = Some(if code < 0 {
-                            Err(KernelError {
-                                errno: -code,
-                                message: ext_ack_message(&hdr, body, 4),
-                            })
-                        } else {
-                            Ok(())
-                        });
-                        break;
-                    }
-                    NLMSG_OVERRUN => {
-                        return Err(NetlinkError::Io(io::Error::from_raw_os_error(
-                            libc::ENOBUFS,
-                        )));
-                    }
-                    _ => replies.push(decode::<I>(&hdr, body)?),
-                }
-            }
-            if let Some(result) = finished {
+            let datagram = parse_reply::<I>(&self.buf, seq)?;
+            replies.extend(datagram.replies);
+            interrupted |= datagram.interrupted;
+            if let Some(result) = datagram.finished {
                 return result
                     .map(|()| (replies, interrupted))
                     .map_err(NetlinkError::Kernel);
@@ -348,6 +312,72 @@ impl Connection {
     }
 }
 
+/// What one received datagram of a reply to request `seq` held.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ReplyDatagram<I> {
+    /// The messages of the reply, decoded.
+    pub replies: Vec<I>,
+    /// A message carried `NLM_F_DUMP_INTR`: the dump must be restarted.
+    pub interrupted: bool,
+    /// The acknowledgement or `NLMSG_DONE` that ends the reply, if this datagram held it.
+    pub finished: Option<Result<(), KernelError>>,
+}
+
+/// Reads one received datagram of the reply to request `seq`, as [`Connection::request`] does:
+/// messages of other requests are skipped, the first acknowledgement, error or `NLMSG_DONE`
+/// ends it. Public (hidden) for the fuzz targets; malformed bytes are an error, never a panic.
+#[doc(hidden)]
+pub fn parse_reply<I: NetlinkDeserializable>(
+    buf: &[u8],
+    seq: u32,
+) -> Result<ReplyDatagram<I>, NetlinkError> {
+    let mut out = ReplyDatagram {
+        replies: Vec::new(),
+        interrupted: false,
+        finished: None,
+    };
+    let mut off = 0;
+    while let Some((hdr, body)) = next_message(buf, &mut off)? {
+        if hdr.sequence_number != seq {
+            continue; // a stale reply to an earlier, abandoned request
+        }
+        if hdr.flags & NLM_F_DUMP_INTR != 0 {
+            out.interrupted = true;
+        }
+        match hdr.message_type {
+            NLMSG_NOOP => {}
+            NLMSG_ERROR => {
+                out.finished = Some(parse_error(&hdr, body)?);
+                break;
+            }
+            NLMSG_DONE => {
+                // A dump's DONE carries an errno too (negative on failure).
+                let code = body
+                    .get(..4)
+                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                    .unwrap_or(0);
+                out.finished = Some(if code < 0 {
+                    Err(KernelError {
+                        errno: code.saturating_neg(),
+                        message: ext_ack_message(&hdr, body, 4),
+                    })
+                } else {
+                    Ok(())
+                });
+                break;
+            }
+            NLMSG_OVERRUN => {
+                return Err(NetlinkError::Io(io::Error::from_raw_os_error(
+                    libc::ENOBUFS,
+                )));
+            }
+            _ => out.replies.push(decode::<I>(&hdr, body)?),
+        }
+    }
+    Ok(out)
+}
+
 /// Splits the next netlink message off `buf` at `*off`.
 pub(crate) fn next_message<'a>(
     buf: &'a [u8],
@@ -405,7 +435,8 @@ fn parse_error(hdr: &NetlinkHeader, body: &[u8]) -> Result<Result<(), KernelErro
         (echoed + 3) & !3
     };
     Ok(Err(KernelError {
-        errno: -code,
+        // Saturating: i32::MIN is no errno, and negating it would overflow.
+        errno: code.saturating_neg(),
         message: ext_ack_message(hdr, body, skip),
     }))
 }
@@ -466,6 +497,32 @@ mod tests {
                 message: Some("File exists, really".into())
             })
         );
+    }
+
+    /// An error code that is no negated errno (i32::MIN cannot be negated): found by the
+    /// `rtnetlink` fuzz target, negating it overflowed.
+    #[test]
+    fn an_error_code_of_i32_min_does_not_overflow() {
+        let mut err = i32::MIN.to_ne_bytes().to_vec();
+        err.extend_from_slice(&[0u8; 16]);
+        let got = parse_error(&header(NLMSG_ERROR, 0), &err).unwrap();
+        assert_eq!(got.unwrap_err().errno, i32::MAX);
+        let mut buf = Vec::new();
+        buf.extend_from_slice(&20u32.to_ne_bytes());
+        buf.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
+        buf.extend_from_slice(&[0u8; 2]);
+        buf.extend_from_slice(&9u32.to_ne_bytes());
+        buf.extend_from_slice(&[0u8; 4]);
+        buf.extend_from_slice(&i32::MIN.to_ne_bytes());
+        let reply = parse_reply::<netlink_packet_route::RouteNetlinkMessage>(&buf, 9);
+        let done = reply.map(|r| r.finished);
+        assert!(matches!(
+            done,
+            Ok(Some(Err(KernelError {
+                errno: i32::MAX,
+                ..
+            })))
+        ));
     }
 
     #[test]

@@ -390,6 +390,25 @@ impl Route {
     }
 }
 
+/// The routes of a route dump's replies, of one table (`0`: every table), cached clones left
+/// out.
+pub(crate) fn routes_of(
+    replies: &[RouteNetlinkMessage],
+    table: u32,
+    names: &HashMap<u32, String>,
+) -> Vec<Route> {
+    replies
+        .iter()
+        .filter_map(|r| match r {
+            RouteNetlinkMessage::NewRoute(m) if !m.header.flags.contains(RouteFlags::Cloned) => {
+                Route::from_message(m, names)
+            }
+            _ => None,
+        })
+        .filter(|r| table == 0 || r.table == table)
+        .collect()
+}
+
 fn route_address(ip: IpAddr) -> RouteAddress {
     match ip {
         IpAddr::V4(a) => RouteAddress::Inet(a),
@@ -513,18 +532,7 @@ impl Routes<'_> {
             )
             .map_err(|e| Error::from_netlink("route show", "all", e))?;
         let names = self.h.link().names()?;
-        Ok(replies
-            .iter()
-            .filter_map(|r| match r {
-                RouteNetlinkMessage::NewRoute(m)
-                    if !m.header.flags.contains(RouteFlags::Cloned) =>
-                {
-                    Route::from_message(m, &names)
-                }
-                _ => None,
-            })
-            .filter(|r| table == 0 || r.table == table)
-            .collect())
+        Ok(routes_of(&replies, table, &names))
     }
 
     /// The route the kernel would choose for `dst` (`ip route get DST`), computed by the

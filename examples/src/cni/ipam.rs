@@ -19,7 +19,9 @@ pub(crate) fn open(stdin: &[u8]) -> Result<PodAllocator, CniError> {
 }
 
 /// Addresses asked for with `IP=` in CNI_ARGS (comma separated), as host-local reads them.
-pub(crate) fn requested(cni_args: &str) -> Result<Vec<IpAddr>, CniError> {
+/// Public (hidden) for the fuzz targets.
+#[doc(hidden)]
+pub fn requested(cni_args: &str) -> Result<Vec<IpAddr>, CniError> {
     let Some(list) = cni_args
         .split(';')
         .filter_map(|kv| kv.split_once('='))

@@ -29,6 +29,8 @@ mod sha512;
 pub use args::{Args, Command};
 pub use config::{LATEST_VERSION, NetConf, SUPPORTED_VERSIONS};
 pub use error::CniError;
+#[doc(hidden)]
+pub use ipam::requested;
 pub use result::{CniResult, Dns, Interface, IpCfg, RouteCfg};
 
 use std::io::Read;

@@ -61,6 +61,7 @@
 //! ```
 
 mod cli;
+mod fuzzing;
 mod nft;
 mod rules;
 mod state;
@@ -68,6 +69,8 @@ mod trace;
 mod walk;
 
 pub use cli::{ExplainArgs, run as run_cli};
+#[doc(hidden)]
+pub use fuzzing::{iptables_rules, nft_ruleset, nft_trace};
 pub use rules::{Alternative, Jump, Spread};
 pub use trace::{Agreement, ProbeReport, TracedNs, probe};
 pub use walk::explain;

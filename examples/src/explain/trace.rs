@@ -533,6 +533,15 @@ fn string(b: &[u8]) -> String {
     String::from_utf8_lossy(b.split(|c| *c == 0).next().unwrap_or(&[])).into_owned()
 }
 
+/// The trace events of one datagram, with their packet information filled in as the probe
+/// does (for the fuzz targets).
+pub(crate) fn parse_datagram(buf: &[u8]) -> usize {
+    let mut events = Vec::new();
+    parse_messages(buf, 0, &mut events);
+    fill_packet_info(&mut events);
+    events.iter().filter(|e| e.inner()).count()
+}
+
 /// Splits a datagram into netlink messages and keeps the nftables trace messages.
 fn parse_messages(buf: &[u8], ns: usize, out: &mut Vec<Event>) {
     let mut off = 0;

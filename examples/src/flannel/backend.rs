@@ -89,6 +89,13 @@ pub trait Backend {
     ) -> Result<(), AgentError>;
 }
 
+/// Reads net-conf.json's `Backend` section as flanneld does when it starts: an error names
+/// what is wrong. Public (hidden) for the fuzz targets.
+#[doc(hidden)]
+pub fn check_backend_config(config: &NetworkConfig) -> Result<(), AgentError> {
+    from_config(config).map(drop)
+}
+
 /// The backend named by the config's `Backend.Type`.
 pub(crate) fn from_config(config: &NetworkConfig) -> Result<Box<dyn Backend>, AgentError> {
     let raw: serde_json::Value = config

@@ -20,6 +20,8 @@ mod hostgw;
 mod udp;
 mod vxlan;
 
+#[doc(hidden)]
+pub use backend::check_backend_config;
 pub use backend::{Backend, Peer, Underlay};
 
 use ipnet::{IpNet, Ipv4Net};

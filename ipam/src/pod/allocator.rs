@@ -126,6 +126,18 @@ fn parse_content(data: &[u8]) -> Content {
     }
 }
 
+/// Reads a host-local lease file (`<container id>\r\n<ifname>`) as the allocator does:
+/// `Ok(None)` for an empty file, the container id and interface name otherwise, and why not
+/// for a file the allocator skips as corrupt. Public (hidden) for the fuzz targets.
+#[doc(hidden)]
+pub fn parse_lease_file(data: &[u8]) -> Result<Option<(String, Option<String>)>, String> {
+    match parse_content(data) {
+        Content::Lease { id, ifname } => Ok(Some((id, ifname))),
+        Content::Empty => Ok(None),
+        Content::Corrupt(why) => Err(why),
+    }
+}
+
 struct Scan {
     leases: Vec<PodLease>,
     empty: Vec<IpAddr>,

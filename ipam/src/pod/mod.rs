@@ -4,5 +4,7 @@
 mod allocator;
 mod config;
 
+#[doc(hidden)]
+pub use allocator::parse_lease_file;
 pub use allocator::{Allocation, GcReport, PodAllocator, PodLease};
 pub use config::{DEFAULT_DATA_DIR, IpamConfig, Range, valid_attachments};

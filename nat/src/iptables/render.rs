@@ -25,7 +25,7 @@ pub(super) fn write_table(out: &mut String, t: &TableRules) {
             }
             Line::DeleteChain(c) => {
                 out.push_str("-X ");
-                out.push_str(c);
+                write_word(out, c);
                 out.push('\n');
             }
         }
@@ -117,20 +117,27 @@ fn neg(out: &mut String, negate: bool) {
     }
 }
 
-/// Writes `text` as one iptables-restore word: quoted when it has spaces (as kube-proxy does).
+/// Writes `text` as one iptables-restore word: quoted when it is empty or has spaces (as
+/// kube-proxy does) or quotes, with `"` and `\` escaped inside the quotes (as iptables-save
+/// does), so that it reads back the same.
 fn write_word(out: &mut String, text: &str) {
-    if text.is_empty() || text.contains(char::is_whitespace) {
-        out.push('"');
+    if !text.is_empty() && !text.contains(|c: char| c.is_whitespace() || c == '"') {
         out.push_str(text);
-        out.push('"');
-    } else {
-        out.push_str(text);
+        return;
     }
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
 }
 
 pub(super) fn write_rule(out: &mut String, r: &Rule) {
     out.push_str("-A ");
-    out.push_str(&r.chain);
+    write_word(out, &r.chain);
     for m in &r.matches {
         match m {
             Match::Comment(c) => {
@@ -166,12 +173,12 @@ pub(super) fn write_rule(out: &mut String, r: &Rule) {
             Match::InInterface { name, negate } => {
                 neg(out, *negate);
                 out.push_str(" -i ");
-                out.push_str(name);
+                write_word(out, name);
             }
             Match::OutInterface { name, negate } => {
                 neg(out, *negate);
                 out.push_str(" -o ");
-                out.push_str(name);
+                write_word(out, name);
             }
             Match::SrcType(t) => {
                 out.push_str(" -m addrtype --src-type ");
@@ -189,10 +196,9 @@ pub(super) fn write_rule(out: &mut String, r: &Rule) {
                 out.push_str(" -m mark");
                 neg(out, *negate);
                 out.push_str(" --mark ");
-                out.push_str(value);
-                if let Some(m) = mask {
-                    out.push('/');
-                    out.push_str(m);
+                match mask {
+                    Some(m) => write_word(out, &format!("{value}/{m}")),
+                    None => write_word(out, value),
                 }
             }
             Match::CtState { states, negate } => {
@@ -212,7 +218,7 @@ pub(super) fn write_rule(out: &mut String, r: &Rule) {
             }
             Match::RecentSet { name } => {
                 out.push_str(" -m recent --name ");
-                out.push_str(name);
+                write_word(out, name);
                 out.push_str(" --set");
             }
             Match::RecentCheck {
@@ -220,21 +226,23 @@ pub(super) fn write_rule(out: &mut String, r: &Rule) {
                 seconds,
                 reap,
             } => {
-                let _ = write!(out, " -m recent --name {name} --rcheck --seconds {seconds}");
+                out.push_str(" -m recent --name ");
+                write_word(out, name);
+                let _ = write!(out, " --rcheck --seconds {seconds}");
                 if *reap {
                     out.push_str(" --reap");
                 }
             }
             Match::Nfacct(n) => {
                 out.push_str(" -m nfacct --nfacct-name ");
-                out.push_str(n);
+                write_word(out, n);
             }
         }
     }
     if let Some(t) = &r.target {
         out.push_str(" -j ");
         match t {
-            Target::Jump(c) => out.push_str(c),
+            Target::Jump(c) => write_word(out, c),
             Target::Accept => out.push_str("ACCEPT"),
             Target::Drop => out.push_str("DROP"),
             Target::Return => out.push_str("RETURN"),
@@ -260,15 +268,37 @@ pub(super) fn write_rule(out: &mut String, r: &Rule) {
             }
             Target::MarkOrText(v) => {
                 out.push_str("MARK --or-mark ");
-                out.push_str(v);
+                write_word(out, v);
             }
             Target::MarkXorText(v) => {
                 out.push_str("MARK --xor-mark ");
-                out.push_str(v);
+                write_word(out, v);
             }
             Target::MarkSetX { value, mask } => {
                 let _ = write!(out, "MARK --set-xmark {value:#x}/{mask:#x}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::iptables::parse_save;
+
+    /// Words with spaces, quotes or backslashes (in foreign rules read from `iptables-save`)
+    /// are written so that they read back the same: found by the `iptables_save` fuzz target,
+    /// a chain name with a space was written bare and a comment's quote was not escaped.
+    #[test]
+    fn free_form_words_read_back_the_same() {
+        let text = "*filter\n:INPUT ACCEPT [0:0]\n\
+            -A \"my chain\" -i \"a b\" -m comment --comment \"say \\\"hi\\\" \\\\o/\" -j \"other chain\"\n\
+            -A INPUT -m comment --comment \"\" -m mark --mark \"1 2\" -m recent --name \"x y\" --set -j ACCEPT\n\
+            -X \"old chain\"\n\
+            COMMIT\n";
+        let tables = parse_save(text).unwrap();
+        let rendered = tables[0].render();
+        assert_eq!(parse_save(&rendered).unwrap(), tables, "{rendered}");
+        let r = tables[0].chain_rules("my chain").next().unwrap();
+        assert_eq!(r.to_string().matches('"').count(), 10, "{r}");
     }
 }

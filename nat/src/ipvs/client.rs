@@ -228,16 +228,8 @@ impl Ipvs {
         let what = String::new();
         let replies = self
             .request(IpvsMessage::new(cmd::GET_INFO), 0)
-            .map_err(|e| classify("get info", what.clone(), Object::Other, None, e))?;
-        let info = replies
-            .iter()
-            .find_map(|m| m.info)
-            .ok_or_else(|| decode_error("get info", what, "no info in the answer".into()))?;
-        let v = info.version.unwrap_or(0);
-        Ok(Info {
-            version: ((v >> 16) as u8, (v >> 8) as u8, v as u8),
-            conn_table_size: info.conn_tab_size.unwrap_or(0),
-        })
+            .map_err(|e| classify("get info", what, Object::Other, None, e))?;
+        info_of(&replies)
     }
 
     /// Every service (`ipvsadm -L` without destinations).
@@ -245,14 +237,7 @@ impl Ipvs {
         let replies = self
             .request(IpvsMessage::new(cmd::GET_SERVICE), NLM_F_DUMP)
             .map_err(|e| classify("list services", String::new(), Object::Other, None, e))?;
-        replies
-            .iter()
-            .filter_map(|m| m.service.as_ref())
-            .map(|a| {
-                ServiceEntry::from_attrs(a)
-                    .map_err(|m| decode_error("list services", String::new(), m))
-            })
-            .collect()
+        services_of(&replies, "list services", String::new())
     }
 
     /// One service, or `None` when it does not exist.
@@ -260,15 +245,7 @@ impl Ipvs {
         let mut msg = IpvsMessage::new(cmd::GET_SERVICE);
         msg.service = Some(id.to_attrs());
         match self.request(msg, 0) {
-            Ok(replies) => replies
-                .iter()
-                .filter_map(|m| m.service.as_ref())
-                .map(|a| {
-                    ServiceEntry::from_attrs(a)
-                        .map_err(|m| decode_error("get service", id.to_string(), m))
-                })
-                .next()
-                .transpose(),
+            Ok(replies) => first_service_of(&replies, id),
             Err(e) => match classify("get service", id.to_string(), Object::Service, None, e) {
                 IpvsError::NoSuchService { .. } => Ok(None),
                 other => Err(other),
@@ -341,15 +318,7 @@ impl Ipvs {
                 what: id.to_string(),
             });
         }
-        let family = id.family();
-        replies
-            .iter()
-            .filter_map(|m| m.dest.as_ref())
-            .map(|a| {
-                DestinationEntry::from_attrs(a, family)
-                    .map_err(|m| decode_error("list destinations", id.to_string(), m))
-            })
-            .collect()
+        destinations_of(&replies, id)
     }
 
     fn change_dest(
@@ -410,14 +379,7 @@ impl Ipvs {
         let replies = self
             .request(IpvsMessage::new(cmd::GET_CONFIG), 0)
             .map_err(|e| classify("get timeouts", String::new(), Object::Other, None, e))?;
-        let m = replies
-            .first()
-            .ok_or_else(|| decode_error("get timeouts", String::new(), "empty answer".into()))?;
-        Ok(Timeouts {
-            tcp: m.timeout_tcp.unwrap_or(0),
-            tcp_fin: m.timeout_tcp_fin.unwrap_or(0),
-            udp: m.timeout_udp.unwrap_or(0),
-        })
+        timeouts_of(&replies)
     }
 
     /// Sets the connection timeouts (`ipvsadm --set`); a 0 leaves that timeout unchanged.
@@ -430,6 +392,141 @@ impl Ipvs {
             .map(drop)
             .map_err(|e| classify("set timeouts", String::new(), Object::Other, None, e))
     }
+}
+
+/// The info in the answer to GET_INFO.
+fn info_of(replies: &[IpvsMessage]) -> Result<Info, IpvsError> {
+    let info = replies
+        .iter()
+        .find_map(|m| m.info)
+        .ok_or_else(|| decode_error("get info", String::new(), "no info in the answer".into()))?;
+    let v = info.version.unwrap_or(0);
+    Ok(Info {
+        version: ((v >> 16) as u8, (v >> 8) as u8, v as u8),
+        conn_table_size: info.conn_tab_size.unwrap_or(0),
+    })
+}
+
+/// The services in the answer to GET_SERVICE.
+fn services_of(
+    replies: &[IpvsMessage],
+    op: &'static str,
+    what: String,
+) -> Result<Vec<ServiceEntry>, IpvsError> {
+    replies
+        .iter()
+        .filter_map(|m| m.service.as_ref())
+        .map(|a| ServiceEntry::from_attrs(a).map_err(|m| decode_error(op, what.clone(), m)))
+        .collect()
+}
+
+/// The first service in the answer to GET_SERVICE for `id`.
+fn first_service_of(
+    replies: &[IpvsMessage],
+    id: &ServiceId,
+) -> Result<Option<ServiceEntry>, IpvsError> {
+    replies
+        .iter()
+        .filter_map(|m| m.service.as_ref())
+        .map(|a| {
+            ServiceEntry::from_attrs(a).map_err(|m| decode_error("get service", id.to_string(), m))
+        })
+        .next()
+        .transpose()
+}
+
+/// The destinations in the answer to GET_DEST for service `id`.
+fn destinations_of(
+    replies: &[IpvsMessage],
+    id: &ServiceId,
+) -> Result<Vec<DestinationEntry>, IpvsError> {
+    let family = id.family();
+    replies
+        .iter()
+        .filter_map(|m| m.dest.as_ref())
+        .map(|a| {
+            DestinationEntry::from_attrs(a, family)
+                .map_err(|m| decode_error("list destinations", id.to_string(), m))
+        })
+        .collect()
+}
+
+/// The timeouts in the answer to GET_CONFIG.
+fn timeouts_of(replies: &[IpvsMessage]) -> Result<Timeouts, IpvsError> {
+    let m = replies
+        .first()
+        .ok_or_else(|| decode_error("get timeouts", String::new(), "empty answer".into()))?;
+    Ok(Timeouts {
+        tcp: m.timeout_tcp.unwrap_or(0),
+        tcp_fin: m.timeout_tcp_fin.unwrap_or(0),
+        udp: m.timeout_udp.unwrap_or(0),
+    })
+}
+
+/// The family id in the controller's answer to GETFAMILY for `name`.
+fn family_id_of(replies: &[GenlMessage<CtrlMessage>], name: &str) -> Result<u16, IpvsError> {
+    replies
+        .iter()
+        .find_map(|m| m.payload.family_id)
+        .ok_or_else(|| {
+            decode_error(
+                "resolve family",
+                name.to_owned(),
+                "no family id in the answer".into(),
+            )
+        })
+}
+
+/// One datagram of an IPVS reply, read every way [`Ipvs`] reads answers.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ReplyDatagram {
+    /// The acknowledgement or `NLMSG_DONE` that ends the reply, if the datagram held it.
+    pub finished: Option<Result<(), KernelError>>,
+    /// A message carried `NLM_F_DUMP_INTR`.
+    pub interrupted: bool,
+    /// As [`Ipvs::info`] reads it.
+    pub info: Result<Info, IpvsError>,
+    /// As [`Ipvs::services`] reads them.
+    pub services: Result<Vec<ServiceEntry>, IpvsError>,
+    /// As [`Ipvs::service`] reads it, for the service asked for.
+    pub service: Result<Option<ServiceEntry>, IpvsError>,
+    /// As [`Ipvs::destinations`] reads them, for the service asked for.
+    pub destinations: Result<Vec<DestinationEntry>, IpvsError>,
+    /// As [`Ipvs::timeouts`] reads them.
+    pub timeouts: Result<Timeouts, IpvsError>,
+}
+
+/// Reads one datagram of the reply to IPVS request `seq` (about service `id`) every way the
+/// client reads answers. Public (hidden) for the fuzz targets: malformed bytes are an error,
+/// never a panic.
+#[doc(hidden)]
+pub fn parse_reply_datagram(
+    buf: &[u8],
+    seq: u32,
+    id: &ServiceId,
+) -> Result<ReplyDatagram, IpvsError> {
+    let reply = podnet_links::netlink::parse_reply::<GenlMessage<IpvsMessage>>(buf, seq)
+        .map_err(|e| classify("reply", String::new(), Object::Other, None, e))?;
+    let replies: Vec<IpvsMessage> = reply.replies.into_iter().map(|m| m.payload).collect();
+    Ok(ReplyDatagram {
+        finished: reply.finished,
+        interrupted: reply.interrupted,
+        info: info_of(&replies),
+        services: services_of(&replies, "list services", String::new()),
+        service: first_service_of(&replies, id),
+        destinations: destinations_of(&replies, id),
+        timeouts: timeouts_of(&replies),
+    })
+}
+
+/// Reads one datagram of the generic netlink controller's reply to request `seq` as the
+/// client resolves the IPVS family id. Public (hidden) for the fuzz targets.
+#[doc(hidden)]
+pub fn parse_family_reply(buf: &[u8], seq: u32) -> Result<u16, IpvsError> {
+    let reply = podnet_links::netlink::parse_reply::<GenlMessage<CtrlMessage>>(buf, seq)
+        .map_err(|e| classify("resolve family", String::new(), Object::Other, None, e))?;
+    family_id_of(&reply.replies, wire::FAMILY_NAME)
 }
 
 fn decode_error(op: &'static str, what: String, message: String) -> IpvsError {
@@ -451,16 +548,7 @@ fn ns_name(ns: &NetNs) -> String {
 fn resolve_family(conn: &mut Connection, name: &str) -> Result<u16, IpvsError> {
     let msg = GenlMessage::from_payload(CtrlMessage::get_family(name));
     match conn.request(msg, 0) {
-        Ok(replies) => replies
-            .iter()
-            .find_map(|m| m.payload.family_id)
-            .ok_or_else(|| {
-                decode_error(
-                    "resolve family",
-                    name.to_owned(),
-                    "no family id in the answer".into(),
-                )
-            }),
+        Ok(replies) => family_id_of(&replies, name),
         Err(NetlinkError::Kernel(k)) if k.errno == libc::ENOENT => Err(IpvsError::NotAvailable),
         Err(e) => Err(classify(
             "resolve family",

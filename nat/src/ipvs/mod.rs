@@ -23,6 +23,8 @@ mod types;
 pub mod wire;
 
 pub use client::{Ipvs, IpvsError};
+#[doc(hidden)]
+pub use client::{ReplyDatagram, parse_family_reply, parse_reply_datagram};
 pub use types::{
     Destination, DestinationEntry, Family, ForwardMethod, Info, Scheduler, ServiceEntry,
     ServiceFlags, ServiceId, Timeouts, VirtualService,

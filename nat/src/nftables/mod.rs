@@ -38,6 +38,7 @@ pub mod fake;
 pub mod kube_proxy;
 pub mod model;
 pub mod netlink;
+pub(crate) mod precheck;
 pub mod rule;
 pub mod sync;
 mod sys;
