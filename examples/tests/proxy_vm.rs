@@ -1,9 +1,14 @@
-//! kube-proxy's ipvs mode end to end on the simulated cluster, reported as the test
-//! `ipvs_mode_on_the_cluster`: two nodes with flanneld (vxlan), pods attached with podnet-cni,
+//! kube-proxy's ipvs mode in a VM whose kernel has IPVS, as two tests:
+//!
+//! - `ipvs_mode_on_the_cluster`, end to end on the simulated cluster: two nodes with flanneld (vxlan), pods attached with podnet-cni,
 //! kube-proxy in ipvs mode on every node, and the checks the iptables and nftables modes get
 //! in `proxy.rs` (ClusterIP from a pod on another node, NodePort from the fabric, session
 //! affinity, externalTrafficPolicy Local, a Service without endpoints, an EndpointSlice edit
-//! applied within the minimum sync period plus a sync, /metrics).
+//! applied within the minimum sync period plus a sync, /metrics);
+//! - `ipvs_kube_proxy_on_a_foreign_host`: the foreign-host run of `foreign_host.rs` (see
+//!   `foreign_node`) with kube-proxy in ipvs mode: other agents' iptables rules and nftables
+//!   table stay byte for byte through flanneld, podnet-cni, kube-proxy syncs, restarts and
+//!   `--cleanup`, which leaves no IPVS virtual server, ipset or `kube-ipvs0` behind.
 //!
 //! This machine's kernel has no IPVS, so the test runs inside a virtual machine with Debian's
 //! kernel (the harness of `nat/tests/support/vm.rs` and `vm_tests.rs`): this very program runs
@@ -16,6 +21,7 @@
 //! `podnet_testsupport::skip`, saying why; a failure inside the guest fails it and prints the
 //! guest's console.
 
+mod foreign_node;
 mod kube_proxy_cluster;
 #[path = "../../nat/tests/support/vm.rs"]
 mod vm;
@@ -24,7 +30,7 @@ mod vm_tests;
 
 use kube_proxy_cluster::{PROGRAM_DIR_VAR, services_behave, up_mode};
 use podnet_testsupport::require_root;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use vm::Vm;
 use vm_tests::{KernelTest, KernelTests, kernel_has_ipvs};
 
@@ -38,7 +44,17 @@ const MODULES: &[&str] = &[
     "iptable_mangle",
     "xt_nat",
     "xt_multiport",
+    // The foreign host's rules: a distribution's INPUT rules (`-m state`) and firewalld's
+    // nftables table (`ct state`, a nat chain).
+    "xt_state",
+    "nf_tables",
+    "nft_ct",
+    "nft_chain_nat",
 ];
+
+/// Programs the foreign-host test runs that busybox lacks or has only in part (`ip link add
+/// ... netns`, `nft`), taken from this machine with their libraries.
+const HOST_TOOLS: &[&str] = &["ip", "nft"];
 
 /// Where the guest has the package's programs.
 const GUEST_PROGRAM_DIR: &str = "/test/bin";
@@ -46,10 +62,16 @@ const GUEST_PROGRAM_DIR: &str = "/test/bin";
 static TESTS: KernelTests = KernelTests {
     program: "proxy_vm",
     feature: "IPVS",
-    tests: &[KernelTest {
-        name: "ipvs_mode_on_the_cluster",
-        run: ipvs_mode_on_the_cluster,
-    }],
+    tests: &[
+        KernelTest {
+            name: "ipvs_mode_on_the_cluster",
+            run: ipvs_mode_on_the_cluster,
+        },
+        KernelTest {
+            name: "ipvs_kube_proxy_on_a_foreign_host",
+            run: ipvs_kube_proxy_on_a_foreign_host,
+        },
+    ],
     native: kernel_has_ipvs,
     setup,
 };
@@ -68,14 +90,35 @@ fn setup(vm: &mut Vm) -> Result<(), String> {
     ] {
         vm.host_program(Path::new(built), &format!("{GUEST_PROGRAM_DIR}/{name}"))?;
     }
+    for tool in HOST_TOOLS {
+        let host = which(tool).ok_or_else(|| format!("{tool} is not installed on this machine"))?;
+        // At /bin and /sbin, before busybox's applets of the same name.
+        for dir in ["/bin", "/sbin"] {
+            vm.host_program(&host, &format!("{dir}/{tool}"))?;
+        }
+    }
     vm.env(PROGRAM_DIR_VAR, GUEST_PROGRAM_DIR);
     Ok(())
+}
+
+/// `program`'s path on this machine's `PATH`.
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
 }
 
 /// The cluster with kube-proxy in ipvs mode passes every check.
 fn ipvs_mode_on_the_cluster() {
     require_root!();
     services_behave(up_mode("kpipvs", "ipvs"), "ipvs");
+}
+
+/// Other agents' rules survive kube-proxy's ipvs mode, and its `--cleanup` leaves none of its
+/// own.
+fn ipvs_kube_proxy_on_a_foreign_host() {
+    require_root!();
+    foreign_node::every_binary_keeps_the_foreign_host_intact("fh-ipvs", "vxlan", "ipvs");
 }
 
 fn main() {
