@@ -1,7 +1,7 @@
 //! kube-proxy's ipvs mode in a VM whose kernel has IPVS, as two tests:
 //!
-//! - `ipvs_mode_on_the_cluster`, end to end on the simulated cluster: two nodes with flanneld (vxlan), pods attached with podnet-cni,
-//!   kube-proxy in ipvs mode on every node, and the checks the iptables and nftables modes get
+//! - `ipvs_mode_on_the_cluster`, end to end on the simulated cluster: two nodes with flanneld
+//!   (vxlan), pods attached with podnet-cni, kube-proxy in ipvs mode on every node, and the checks the iptables and nftables modes get
 //!   in `proxy.rs` (ClusterIP from a pod on another node, NodePort from the fabric, session
 //!   affinity, externalTrafficPolicy Local, a Service without endpoints, an EndpointSlice edit
 //!   applied within the minimum sync period plus a sync, /metrics);
