@@ -20,7 +20,7 @@ pub use pod::{
     valid_attachments,
 };
 #[cfg(feature = "etcd")]
-pub use store::{EtcdError, EtcdStore};
+pub use store::{EtcdConfig, EtcdError, EtcdStore, EtcdTls};
 pub use store::{FileStore, FileStoreOptions, KeyValue, Listing, Store, StoreEvent, StoreWatch};
 pub use subnet_env::SubnetEnv;
 

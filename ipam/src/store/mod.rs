@@ -11,7 +11,7 @@ pub use file::{FileStore, FileStoreOptions};
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
-pub use etcd::{EtcdError, EtcdStore};
+pub use etcd::{EtcdConfig, EtcdError, EtcdStore, EtcdTls};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

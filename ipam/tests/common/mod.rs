@@ -40,10 +40,36 @@ pub struct EtcdServer {
     peer_url: String,
     bin: PathBuf,
     dir: tempfile::TempDir,
+    /// Extra server flags (TLS), given again on restart.
+    extra: Vec<String>,
+    /// How the health check connects (`None`: plain, to `endpoint`).
+    #[cfg(feature = "etcd")]
+    health: Option<podnet_ipam::EtcdConfig>,
 }
 
 impl EtcdServer {
     pub fn start() -> EtcdServer {
+        Self::start_with("http", &[], |_| None)
+    }
+
+    /// An etcd serving clients over TLS: `server_flags` are etcd's TLS flags
+    /// (`--cert-file=...`, `--client-cert-auth`, ...), `health` the client settings the health
+    /// check connects with, given the endpoint (`None`: it only waits for the port).
+    #[cfg(feature = "etcd")]
+    pub fn start_tls(
+        server_flags: &[String],
+        health: impl Fn(&str) -> Option<podnet_ipam::EtcdConfig>,
+    ) -> EtcdServer {
+        Self::start_with("https", server_flags, health)
+    }
+
+    #[allow(unused_variables)]
+    fn start_with(
+        scheme: &str,
+        extra: &[String],
+        #[cfg(feature = "etcd")] health: impl Fn(&str) -> Option<podnet_ipam::EtcdConfig>,
+        #[cfg(not(feature = "etcd"))] health: impl Fn(&str) -> Option<()>,
+    ) -> EtcdServer {
         let bin = etcd_binary();
         assert!(
             bin.is_file(),
@@ -54,19 +80,24 @@ impl EtcdServer {
         for _ in 0..3 {
             let dir = tempfile::tempdir().expect("temp dir");
             let (client, peer) = (free_port(), free_port());
+            let endpoint = format!("{scheme}://127.0.0.1:{client}");
             match Self::spawn(
                 &bin,
                 dir.path(),
-                &format!("http://127.0.0.1:{client}"),
+                &endpoint,
                 &format!("http://127.0.0.1:{peer}"),
+                extra,
             ) {
                 Ok(child) => {
                     let mut s = EtcdServer {
                         child,
-                        endpoint: format!("http://127.0.0.1:{client}"),
+                        #[cfg(feature = "etcd")]
+                        health: health(&endpoint),
+                        endpoint,
                         peer_url: format!("http://127.0.0.1:{peer}"),
                         bin: bin.clone(),
                         dir,
+                        extra: extra.to_vec(),
                     };
                     match s.wait_healthy() {
                         Ok(()) => return s,
@@ -79,7 +110,13 @@ impl EtcdServer {
         panic!("could not start etcd: {last_err}");
     }
 
-    fn spawn(bin: &Path, dir: &Path, endpoint: &str, peer_url: &str) -> Result<Child, String> {
+    fn spawn(
+        bin: &Path,
+        dir: &Path,
+        endpoint: &str,
+        peer_url: &str,
+        extra: &[String],
+    ) -> Result<Child, String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -93,6 +130,7 @@ impl EtcdServer {
             .arg(format!("--listen-peer-urls={peer_url}"))
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
             .arg(format!("--initial-cluster=podnet-test={peer_url}"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
@@ -108,11 +146,22 @@ impl EtcdServer {
                     std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
                 return Err(format!("etcd exited with {status}: {log}"));
             }
-            if std::net::TcpStream::connect(self.endpoint.trim_start_matches("http://")).is_ok() {
+            let addr = self.endpoint.split("://").nth(1).unwrap_or(&self.endpoint);
+            if std::net::TcpStream::connect(addr).is_ok() {
                 #[cfg(feature = "etcd")]
                 {
                     use podnet_ipam::Store;
-                    if let Ok(store) = podnet_ipam::EtcdStore::connect(&[&self.endpoint]) {
+                    if self.health.is_none() && self.endpoint.starts_with("https://") {
+                        return Ok(());
+                    }
+                    let config = self
+                        .health
+                        .clone()
+                        .unwrap_or_else(|| podnet_ipam::EtcdConfig {
+                            endpoints: vec![self.endpoint.clone()],
+                            ..Default::default()
+                        });
+                    if let Ok(store) = podnet_ipam::EtcdStore::connect_with(&config) {
                         if store.get("/podnet-health").is_ok() {
                             return Ok(());
                         }
@@ -137,8 +186,14 @@ impl EtcdServer {
     /// Starts it again on the same ports and data.
     pub fn restart(&mut self) {
         self.stop();
-        self.child = Self::spawn(&self.bin, self.dir.path(), &self.endpoint, &self.peer_url)
-            .expect("respawn etcd");
+        self.child = Self::spawn(
+            &self.bin,
+            self.dir.path(),
+            &self.endpoint,
+            &self.peer_url,
+            &self.extra,
+        )
+        .expect("respawn etcd");
         self.wait_healthy().expect("etcd healthy after restart");
     }
 }

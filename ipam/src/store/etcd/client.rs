@@ -2,19 +2,20 @@
 //! an auth token sent with every call and renewed when etcd says it expired, and the errors
 //! as [`EtcdError`]. Only what the store needs.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::pb::auth_client::AuthClient;
 use super::pb::kv_client::KvClient;
 use super::pb::lease_client::LeaseClient;
 use super::pb::watch_client::WatchClient;
-use super::pb::{AuthenticateRequest, WatchRequest, WatchResponse};
+use super::pb::{AuthenticateRequest, RangeRequest, WatchRequest, WatchResponse};
 
 /// What went wrong talking to etcd.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +37,20 @@ pub enum EtcdError {
         /// The last connection error.
         reason: String,
     },
+    /// A TLS file (`--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`) cannot be used.
+    #[error("etcd TLS {what} {}: {reason}", file.display())]
+    TlsFile {
+        /// Which file: `CA file`, `certificate file` or `key file`.
+        what: &'static str,
+        /// The file as given.
+        file: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// The connection settings do not fit together (a certificate without its key, TLS files
+    /// for `http://` endpoints, a password without a user name).
+    #[error("etcd settings: {0}")]
+    Settings(String),
     /// etcd (or the gRPC layer on the way) answered with an error status.
     #[error("{code}: {message}")]
     Status {
@@ -59,6 +74,83 @@ impl From<tonic::Status> for EtcdError {
     fn from(s: tonic::Status) -> Self {
         EtcdError::status(&s)
     }
+}
+
+/// TLS for the connection to etcd, as flannel's `--etcd-cafile`, `--etcd-certfile` and
+/// `--etcd-keyfile`: the CA that signed etcd's certificate (the system's roots when none is
+/// given) and a client certificate with its key for etcd's `--client-cert-auth`.
+///
+/// Used for `https://` endpoints; giving files for an `http://` endpoint is an error.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// The CA certificate(s), PEM (`--etcd-cafile`).
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate, PEM (`--etcd-certfile`).
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key, PEM (`--etcd-keyfile`).
+    pub key_file: Option<PathBuf>,
+}
+
+impl EtcdTls {
+    /// `true` when no file is given.
+    pub fn is_empty(&self) -> bool {
+        self.ca_file.is_none() && self.cert_file.is_none() && self.key_file.is_none()
+    }
+
+    /// The tonic TLS configuration: the CA (or the system's roots) and the client identity,
+    /// every file read and checked to hold PEM now, so a bad file is named before any
+    /// connection is tried.
+    fn client_config(&self) -> Result<ClientTlsConfig, EtcdError> {
+        let mut config = ClientTlsConfig::new();
+        config = match &self.ca_file {
+            Some(ca) => config.ca_certificate(Certificate::from_pem(read_pem(
+                "CA file",
+                ca,
+                "CERTIFICATE",
+            )?)),
+            None => config.with_native_roots(),
+        };
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                let cert = read_pem("certificate file", cert, "CERTIFICATE")?;
+                let key = read_pem("key file", key, "PRIVATE KEY")?;
+                config = config.identity(Identity::from_pem(cert, key));
+            }
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(EtcdError::Settings(
+                    "a client certificate (--etcd-certfile) needs its key (--etcd-keyfile)".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(EtcdError::Settings(
+                    "a client key (--etcd-keyfile) needs its certificate (--etcd-certfile)".into(),
+                ));
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// Reads a PEM file that must hold a block whose label ends with `label` (`CERTIFICATE`,
+/// `PRIVATE KEY` for PKCS#8, RSA and EC keys).
+fn read_pem(what: &'static str, file: &Path, label: &str) -> Result<Vec<u8>, EtcdError> {
+    let err = |reason: String| EtcdError::TlsFile {
+        what,
+        file: file.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(file).map_err(|e| err(e.to_string()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let found = text.lines().any(|l| {
+        l.strip_prefix("-----BEGIN ")
+            .and_then(|l| l.strip_suffix("-----"))
+            .is_some_and(|l| l.ends_with(label))
+    });
+    if !found {
+        return Err(err(format!("no PEM block \"{label}\" in it")));
+    }
+    Ok(bytes)
 }
 
 /// Adds the auth token (if any) to every request as etcd's `token` metadata.
@@ -89,17 +181,40 @@ impl Client {
     /// Connects to the first endpoint that answers, then authenticates when `user` is given.
     pub(super) async fn connect(
         endpoints: &[String],
+        tls: &EtcdTls,
         user: Option<(String, String)>,
         connect_timeout: Duration,
         request_timeout: Duration,
     ) -> Result<Client, EtcdError> {
+        let https = endpoints.iter().any(|e| e.starts_with("https://"));
+        if !https && !tls.is_empty() {
+            return Err(EtcdError::Settings(format!(
+                "TLS files are given but no endpoint is https:// ({})",
+                endpoints.join(",")
+            )));
+        }
+        let tls_config = if https {
+            Some(tls.client_config()?)
+        } else {
+            None
+        };
         let mut last = String::from("no endpoint given");
         for e in endpoints {
-            let endpoint = Endpoint::from_shared(e.clone())
-                .map_err(|err| EtcdError::Endpoint {
+            let mut endpoint =
+                Endpoint::from_shared(e.clone()).map_err(|err| EtcdError::Endpoint {
                     endpoint: e.clone(),
                     reason: err.to_string(),
-                })?
+                })?;
+            if let (true, Some(config)) = (e.starts_with("https://"), &tls_config) {
+                endpoint =
+                    endpoint
+                        .tls_config(config.clone())
+                        .map_err(|err| EtcdError::Endpoint {
+                            endpoint: e.clone(),
+                            reason: error_chain(&err),
+                        })?;
+            }
+            let endpoint = endpoint
                 .connect_timeout(connect_timeout)
                 .timeout(request_timeout)
                 .tcp_nodelay(true);
@@ -108,8 +223,25 @@ impl Client {
                     let client = Client {
                         channel,
                         token: Token::default(),
-                        user,
+                        user: user.clone(),
                     };
+                    if let Err(reason) = client.probe().await {
+                        // Under TLS 1.3 a refused client certificate shows on our side only
+                        // as a connection closed after the handshake: say what to check.
+                        let hint = match (e.starts_with("https://"), tls.cert_file.is_some()) {
+                            (false, _) => "",
+                            (true, false) => {
+                                " (etcd closed the TLS connection: does it require a client \
+                                 certificate? give --etcd-certfile and --etcd-keyfile)"
+                            }
+                            (true, true) => {
+                                " (etcd closed the TLS connection: is the client certificate \
+                                 signed by a CA in etcd's --trusted-ca-file, and still valid?)"
+                            }
+                        };
+                        last = format!("{e}: {reason}{hint}");
+                        continue;
+                    }
                     client.authenticate().await?;
                     return Ok(client);
                 }
@@ -120,6 +252,26 @@ impl Client {
             endpoints: endpoints.join(","),
             reason: last,
         })
+    }
+
+    /// One cheap request (a serializable count of one key), so that a connection etcd refuses
+    /// after our side of the handshake completed (a client certificate refused under TLS 1.3)
+    /// fails the connect, not the first use. An answer from etcd, even an error (no user
+    /// given while auth is on), is a working connection.
+    async fn probe(&self) -> Result<(), String> {
+        let req = RangeRequest {
+            key: vec![0],
+            count_only: true,
+            serializable: true,
+            limit: 1,
+            ..Default::default()
+        };
+        match KvClient::new(self.channel.clone()).range(req).await {
+            Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) => {
+                Err(error_chain(&s))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Asks etcd for a token for the configured user (nothing to do without one).
@@ -191,8 +343,12 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        // Some errors print their source already; say each cause once.
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         cur = c.source();
     }
     s

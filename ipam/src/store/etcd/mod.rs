@@ -8,7 +8,7 @@ mod client;
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
 mod pb;
 
-pub use client::EtcdError;
+pub use client::{EtcdError, EtcdTls};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -26,6 +26,32 @@ use self::pb::response_op::Response;
 use self::pb::watch_request::RequestUnion;
 use super::{KeyValue, Listing, Store, StoreEvent, StoreWatch};
 use crate::error::StoreError;
+
+/// How to reach etcd: its endpoints, TLS and user (flannel's `--etcd-endpoints`,
+/// `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`, `--etcd-username`,
+/// `--etcd-password`). `Debug` does not show the password.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// The endpoints, `http://host:port` or `https://host:port`; the first that answers is used.
+    pub endpoints: Vec<String>,
+    /// TLS for `https://` endpoints.
+    pub tls: EtcdTls,
+    /// The etcd user, when etcd has authentication on.
+    pub username: Option<String>,
+    /// The user's password.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for EtcdConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdConfig")
+            .field("endpoints", &self.endpoints)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
 
 /// A store on an etcd v3 cluster.
 ///
@@ -96,7 +122,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 impl EtcdStore {
     /// Connects to the first of the given endpoints (`http://host:port`) that answers.
     pub fn connect<S: AsRef<str>>(endpoints: &[S]) -> Result<Self, StoreError> {
-        Self::connect_inner(endpoints, None)
+        Self::connect_inner(endpoints, &EtcdTls::default(), None)
     }
 
     /// Connects with etcd user authentication (flannel's `--etcd-username`/`--etcd-password`).
@@ -105,11 +131,53 @@ impl EtcdStore {
         user: &str,
         password: &str,
     ) -> Result<Self, StoreError> {
-        Self::connect_inner(endpoints, Some((user.to_string(), password.to_string())))
+        Self::connect_with(&EtcdConfig {
+            endpoints: endpoints.iter().map(|e| e.as_ref().to_string()).collect(),
+            username: Some(user.to_string()),
+            password: Some(password.to_string()),
+            ..EtcdConfig::default()
+        })
+    }
+
+    /// Connects as `config` says: TLS for `https://` endpoints (a CA, a client certificate),
+    /// and a user. A TLS file that cannot be read or holds no PEM is named in the error before
+    /// any connection is tried; a failed handshake (a CA that did not sign etcd's certificate,
+    /// an expired certificate, a client certificate etcd refuses) is an
+    /// [`EtcdError::Unreachable`] whose reason is the TLS library's.
+    ///
+    /// ```no_run
+    /// use podnet_ipam::{EtcdConfig, EtcdStore, EtcdTls};
+    /// let store = EtcdStore::connect_with(&EtcdConfig {
+    ///     endpoints: vec!["https://127.0.0.1:2379".into()],
+    ///     tls: EtcdTls {
+    ///         ca_file: Some("/etc/etcd/ca.pem".into()),
+    ///         cert_file: Some("/etc/etcd/client.pem".into()),
+    ///         key_file: Some("/etc/etcd/client-key.pem".into()),
+    ///     },
+    ///     ..EtcdConfig::default()
+    /// })?;
+    /// # Ok::<(), podnet_ipam::StoreError>(())
+    /// ```
+    pub fn connect_with(config: &EtcdConfig) -> Result<Self, StoreError> {
+        let user = match (&config.username, &config.password) {
+            (Some(u), p) if !u.is_empty() => Some((u.clone(), p.clone().unwrap_or_default())),
+            (_, Some(p)) if !p.is_empty() => {
+                return Err(StoreError::Etcd {
+                    op: "connect",
+                    key: config.endpoints.join(","),
+                    source: EtcdError::Settings(
+                        "a password (--etcd-password) without a user name (--etcd-username)".into(),
+                    ),
+                });
+            }
+            _ => None,
+        };
+        Self::connect_inner(&config.endpoints, &config.tls, user)
     }
 
     fn connect_inner<S: AsRef<str>>(
         endpoints: &[S],
+        tls: &EtcdTls,
         user: Option<(String, String)>,
     ) -> Result<Self, StoreError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -123,6 +191,7 @@ impl EtcdStore {
         let client = rt
             .block_on(Client::connect(
                 &endpoints,
+                tls,
                 user,
                 CONNECT_TIMEOUT,
                 REQUEST_TIMEOUT,
