@@ -25,6 +25,22 @@ struct Args {
     /// in the embedded store.
     #[arg(long, env = "FLANNELD_ETCD_ENDPOINTS", value_delimiter = ',')]
     etcd_endpoints: Vec<String>,
+    /// The CA that signed etcd's certificate, PEM (https endpoints; the system's roots when
+    /// not given).
+    #[arg(long, env = "FLANNELD_ETCD_CAFILE")]
+    etcd_cafile: Option<std::path::PathBuf>,
+    /// The client certificate for etcd's `--client-cert-auth`, PEM.
+    #[arg(long, env = "FLANNELD_ETCD_CERTFILE")]
+    etcd_certfile: Option<std::path::PathBuf>,
+    /// The client certificate's key, PEM.
+    #[arg(long, env = "FLANNELD_ETCD_KEYFILE")]
+    etcd_keyfile: Option<std::path::PathBuf>,
+    /// The etcd user, when etcd has authentication on.
+    #[arg(long, env = "FLANNELD_ETCD_USERNAME")]
+    etcd_username: Option<String>,
+    /// The etcd user's password.
+    #[arg(long, env = "FLANNELD_ETCD_PASSWORD", hide_env_values = true)]
+    etcd_password: Option<String>,
     /// The etcd key prefix of the network.
     #[arg(long, env = "FLANNELD_ETCD_PREFIX", default_value = podnet_ipam::DEFAULT_PREFIX)]
     etcd_prefix: String,
@@ -127,12 +143,19 @@ fn start_etcd(
     mo: ManagerOptions,
     stop: Arc<AtomicBool>,
 ) -> Result<(), podnet_examples::flannel::AgentError> {
-    let store = podnet_ipam::EtcdStore::connect(&args.etcd_endpoints).unwrap_or_else(|e| {
-        fail(format!(
-            "cannot reach etcd at {}: {e}",
-            args.etcd_endpoints.join(",")
-        ))
-    });
+    let config = podnet_ipam::EtcdConfig {
+        endpoints: args.etcd_endpoints.clone(),
+        tls: podnet_ipam::EtcdTls {
+            ca_file: args.etcd_cafile.clone(),
+            cert_file: args.etcd_certfile.clone(),
+            key_file: args.etcd_keyfile.clone(),
+        },
+        username: args.etcd_username.clone(),
+        password: args.etcd_password.clone(),
+    };
+    // The error names the endpoints and what failed (TLS file, handshake, credentials).
+    let store =
+        podnet_ipam::EtcdStore::connect_with(&config).unwrap_or_else(|e| fail(e.to_string()));
     start(store, args, opts, mo, stop)
 }
 

@@ -64,6 +64,10 @@ pub struct Options {
     pub pods: usize,
     /// Keep leases in a real etcd (started in the fabric) instead of the embedded store.
     pub etcd: bool,
+    /// Serve etcd's clients over TLS with client certificates (`etcd` only): the server's and
+    /// the nodes' certificates. The server certificate must name the fabric's address
+    /// ([`FABRIC_IP`]).
+    pub etcd_tls: Option<EtcdTlsFiles>,
     /// Where logs, the store and subnet files go.
     pub state_dir: PathBuf,
     /// The flanneld binary.
@@ -78,7 +82,33 @@ pub struct Options {
     pub cni: PathBuf,
 }
 
+/// The PEM files of an etcd served over TLS with `--client-cert-auth`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTlsFiles {
+    /// The CA that signed both certificates (etcd's `--trusted-ca-file`, flanneld's
+    /// `--etcd-cafile`).
+    pub ca: PathBuf,
+    /// etcd's certificate and key.
+    pub server_cert: PathBuf,
+    /// etcd's key.
+    pub server_key: PathBuf,
+    /// The nodes' client certificate (flanneld's `--etcd-certfile`).
+    pub client_cert: PathBuf,
+    /// The nodes' client key (flanneld's `--etcd-keyfile`).
+    pub client_key: PathBuf,
+}
+
 impl Options {
+    /// etcd's client URL: `https://` when etcd serves TLS.
+    pub fn etcd_endpoint(&self) -> String {
+        let scheme = if self.etcd_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{FABRIC_IP}:2379")
+    }
+
     /// Defaults for `prefix`: 3 nodes, 2 pods, vxlan, state under /run/podnet-cluster.
     pub fn new(prefix: &str) -> Options {
         Options {
@@ -87,6 +117,7 @@ impl Options {
             nodes: 3,
             pods: 2,
             etcd: false,
+            etcd_tls: None,
             state_dir: state_dir(prefix),
             flanneld: sibling_binary("flanneld"),
             services: None,
@@ -449,11 +480,9 @@ impl Cluster {
         let dir = self.opts.state_dir.join("etcd");
         let log = fs::File::create(self.opts.state_dir.join("etcd.log"))
             .map_err(|e| other(e.to_string()))?;
-        let client = format!("http://{FABRIC_IP}:2379");
-        let child = self
-            .fabric
-            .command("etcd")
-            .args(["--name", "podnet", "--data-dir"])
+        let client = self.opts.etcd_endpoint();
+        let mut cmd = self.fabric.command("etcd");
+        cmd.args(["--name", "podnet", "--data-dir"])
             .arg(&dir)
             .args([
                 "--listen-client-urls",
@@ -461,6 +490,18 @@ impl Cluster {
                 "--advertise-client-urls",
                 &client,
             ])
+            // /health on plain HTTP whatever the client URL's scheme.
+            .args(["--listen-metrics-urls", &format!("http://{FABRIC_IP}:2381")]);
+        if let Some(tls) = &self.opts.etcd_tls {
+            cmd.arg("--client-cert-auth")
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--cert-file")
+                .arg(&tls.server_cert)
+                .arg("--key-file")
+                .arg(&tls.server_key);
+        }
+        let child = cmd
             .args(["--listen-peer-urls", "http://127.0.0.1:2380"])
             .args(["--initial-advertise-peer-urls", "http://127.0.0.1:2380"])
             .args(["--initial-cluster", "podnet=http://127.0.0.1:2380"])
@@ -494,7 +535,15 @@ impl Cluster {
             .arg("--net-config-path")
             .arg(self.opts.state_dir.join("net-conf.json"));
         if self.opts.etcd {
-            cmd.args(["--etcd-endpoints", &format!("http://{FABRIC_IP}:2379")]);
+            cmd.args(["--etcd-endpoints", &self.opts.etcd_endpoint()]);
+            if let Some(tls) = &self.opts.etcd_tls {
+                cmd.arg("--etcd-cafile")
+                    .arg(&tls.ca)
+                    .arg("--etcd-certfile")
+                    .arg(&tls.client_cert)
+                    .arg("--etcd-keyfile")
+                    .arg(&tls.client_key);
+            }
         } else {
             cmd.arg("--store-dir")
                 .arg(self.opts.state_dir.join("store"));

@@ -16,7 +16,8 @@ pub const ECHO_PORT: u16 = 7777;
 
 /// `true` when etcd answers /health on the fabric address (call inside the fabric namespace).
 pub(crate) fn etcd_healthy() -> bool {
-    let addr = SocketAddr::new(super::FABRIC_IP.into(), 2379);
+    // The metrics listener (`--listen-metrics-urls`): plain HTTP also when clients use TLS.
+    let addr = SocketAddr::new(super::FABRIC_IP.into(), 2381);
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
         return false;
     };

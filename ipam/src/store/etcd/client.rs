@@ -391,6 +391,7 @@ mod tests {
         let err = rt
             .block_on(Client::connect(
                 &["not a url".to_string()],
+                &EtcdTls::default(),
                 None,
                 Duration::from_millis(200),
                 Duration::from_millis(200),
@@ -408,6 +409,7 @@ mod tests {
         let err = rt
             .block_on(Client::connect(
                 std::slice::from_ref(&url),
+                &EtcdTls::default(),
                 None,
                 Duration::from_millis(500),
                 Duration::from_millis(500),
