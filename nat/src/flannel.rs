@@ -151,17 +151,32 @@ impl FlannelNetwork {
     /// Each chain is flushed and refilled inside one `iptables-restore` commit, so there is no
     /// moment without rules; the jumps are only appended when `iptables -C` does not find them.
     pub fn apply(&self, ns: &NetNs) -> Result<(), SyncError> {
+        self.apply_parts(ns, true, true)
+    }
+
+    /// As [`apply`](Self::apply), for the masquerade chain (flanneld's `--ip-masq`), the
+    /// forward chain (`--iptables-forward-rules`), or both; a part not asked for is left as it
+    /// is.
+    pub fn apply_parts(&self, ns: &NetNs, masq: bool, forward: bool) -> Result<(), SyncError> {
         let (restore, iptables) = match self.cluster_cidr {
             IpNet::V4(_) => ("iptables-restore", "iptables"),
             IpNet::V6(_) => ("ip6tables-restore", "ip6tables"),
         };
-        let mut input = self.masq_table().render();
-        self.forward_table().render_into(&mut input);
+        let mut input = String::new();
+        let mut jumps = Vec::new();
+        if masq {
+            self.masq_table().render_into(&mut input);
+            jumps.push((Table::Nat, Self::masq_jump()));
+        }
+        if forward {
+            self.forward_table().render_into(&mut input);
+            jumps.push((Table::Filter, Self::forward_jump()));
+        }
+        if input.is_empty() {
+            return Ok(());
+        }
         run_with_input(ns, restore, &["-w", "5", "--noflush"], input.as_bytes())?;
-        for (table, jump) in [
-            (Table::Nat, Self::masq_jump()),
-            (Table::Filter, Self::forward_jump()),
-        ] {
+        for (table, jump) in jumps {
             let words = crate::iptables::split_rule_words(&jump.render());
             let (chain, args) = (&words[1], &words[2..]);
             let exists = ns

@@ -54,12 +54,25 @@ struct Args {
     /// The network config (net-conf.json); stored when the store has none.
     #[arg(long, env = "FLANNELD_NET_CONFIG_PATH")]
     net_config_path: Option<PathBuf>,
-    /// The underlay interface (default: the default route's).
-    #[arg(long, env = "FLANNELD_IFACE")]
-    iface: Option<String>,
-    /// The address other nodes send to (default: the interface's).
+    /// The interface to use, by name or by one of its IPv4 addresses. Repeat it (or give a
+    /// comma-separated list) to try each in order; the first that exists wins.
+    #[arg(long, env = "FLANNELD_IFACE", value_delimiter = ',')]
+    iface: Vec<String>,
+    /// A regular expression matched against every interface's IPv4 addresses, then against
+    /// the interface names; repeatable, tried in order after the `--iface` values.
+    #[arg(long, env = "FLANNELD_IFACE_REGEX")]
+    iface_regex: Vec<String>,
+    /// Use the interface (and source address) of the route to this address, as
+    /// `ip route get` answers; tried after `--iface` and `--iface-regex`.
+    #[arg(long, env = "FLANNELD_IFACE_CAN_REACH")]
+    iface_can_reach: Option<IpAddr>,
+    /// The address other nodes send to (default: the interface's). Without any `--iface*`
+    /// flag, the interface that holds this address is used.
     #[arg(long, env = "FLANNELD_PUBLIC_IP")]
     public_ip: Option<Ipv4Addr>,
+    /// flannel's IPv6 public address: refused, podnet's flanneld programs IPv4 only.
+    #[arg(long, env = "FLANNELD_PUBLIC_IPV6", hide = true)]
+    public_ipv6: Option<String>,
     /// Where to write subnet.env.
     #[arg(
         long,
@@ -73,6 +86,25 @@ struct Args {
     /// Install masquerade rules for traffic leaving the flannel network.
     #[arg(long, env = "FLANNELD_IP_MASQ")]
     ip_masq: bool,
+    /// Masquerade without `--random-fully`.
+    #[arg(long, env = "FLANNELD_IP_MASQ_FULLY_RANDOM_DISABLE")]
+    ip_masq_fully_random_disable: bool,
+    /// Accept the flannel network's traffic in the FORWARD chain (FLANNEL-FWD); on by
+    /// default, `--iptables-forward-rules=false` turns it off.
+    #[arg(
+        long,
+        env = "FLANNELD_IPTABLES_FORWARD_RULES",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    iptables_forward_rules: bool,
+    /// Keep a blackhole route for this node's subnet (for setups without a bridge that
+    /// routes it).
+    #[arg(long, env = "FLANNELD_IP_BLACKHOLE_ROUTE")]
+    ip_blackhole_route: bool,
     /// The healthz listen address.
     #[arg(long, env = "FLANNELD_HEALTHZ_IP", default_value = "0.0.0.0")]
     healthz_ip: IpAddr,
@@ -104,11 +136,29 @@ fn main() {
         },
         None => None,
     };
+    if let Some(v6) = &args.public_ipv6 {
+        fail(format!(
+            "--public-ipv6 {v6}: IPv6 is not implemented in podnet's flanneld yet (it programs \
+             IPv4 only)"
+        ));
+    }
     let opts = AgentOptions {
-        iface: args.iface.clone(),
-        public_ip: args.public_ip,
+        interface: podnet_examples::flannel::IfaceChoice {
+            iface: args
+                .iface
+                .iter()
+                .filter(|i| !i.is_empty())
+                .cloned()
+                .collect(),
+            iface_regex: args.iface_regex.clone(),
+            iface_can_reach: args.iface_can_reach,
+            public_ip: args.public_ip,
+        },
         subnet_file: args.subnet_file.clone(),
         ip_masq: args.ip_masq,
+        ip_masq_random_fully: !args.ip_masq_fully_random_disable,
+        iptables_forward_rules: args.iptables_forward_rules,
+        blackhole_route: args.ip_blackhole_route,
         healthz: (args.healthz_port != 0)
             .then(|| SocketAddr::new(args.healthz_ip, args.healthz_port)),
         resync: Duration::from_secs(args.iptables_resync.max(1)),

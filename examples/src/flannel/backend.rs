@@ -15,7 +15,9 @@ pub struct Underlay {
     pub index: u32,
     /// Its MTU.
     pub mtu: u32,
-    /// The address peers send to.
+    /// The interface's address: the VXLAN device's and the UDP socket's local address.
+    pub iface_addr: Ipv4Addr,
+    /// The address peers send to (`--public-ip`, else the interface's address).
     pub public_ip: Ipv4Addr,
 }
 

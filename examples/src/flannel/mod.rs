@@ -17,6 +17,7 @@
 
 mod backend;
 mod hostgw;
+pub mod iface;
 mod udp;
 mod vxlan;
 
@@ -24,13 +25,14 @@ mod vxlan;
 pub use backend::check_backend_config;
 pub use backend::{Backend, Peer, Underlay};
 
+pub use iface::IfaceChoice;
 use ipnet::{IpNet, Ipv4Net};
 use podnet_ipam::{Lease, LeaseAttrs, LeaseEvent, NetworkConfig, Store, SubnetEnv, SubnetManager};
 use podnet_links::Handle;
 use podnet_nat::flannel::FlannelNetwork;
 use podnet_netns::NetNs;
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,14 +78,22 @@ pub enum AgentError {
 /// The agent's settings (flanneld's flags).
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
-    /// `--iface`: the underlay interface; by default the default route's device.
-    pub iface: Option<String>,
-    /// `--public-ip`: the address peers send to; by default the interface's first IPv4 address.
-    pub public_ip: Option<Ipv4Addr>,
+    /// `--iface`, `--iface-regex`, `--iface-can-reach` and `--public-ip`: the underlay
+    /// interface and the addresses (see [`iface`]).
+    pub interface: IfaceChoice,
     /// `--subnet-file`.
     pub subnet_file: PathBuf,
     /// `--ip-masq`.
     pub ip_masq: bool,
+    /// `MASQUERADE --random-fully` (flannel's default; `--ip-masq-fully-random-disable`
+    /// turns it off).
+    pub ip_masq_random_fully: bool,
+    /// `--iptables-forward-rules` (default on): accept the flannel network's traffic in
+    /// FORWARD (the FLANNEL-FWD chain).
+    pub iptables_forward_rules: bool,
+    /// `--ip-blackhole-route`: a blackhole route for this node's subnet, kept at each resync,
+    /// so traffic to its unused addresses is dropped here (for setups without a bridge).
+    pub blackhole_route: bool,
     /// `--healthz-ip`/`--healthz-port`.
     pub healthz: Option<SocketAddr>,
     /// How often everything is reconciled even without lease events.
@@ -129,41 +139,20 @@ fn preflight<S: Store>(
     Ok((config, backend, previous))
 }
 
-/// Finds the underlay interface and public address.
-fn underlay(h: &Handle, opts: &AgentOptions) -> Result<Underlay, AgentError> {
-    let name = match &opts.iface {
-        Some(n) => n.clone(),
-        None => {
-            let routes = h.route().list()?;
-            routes
-                .iter()
-                .find(|r| r.dst.prefix_len() == 0 && r.dst.addr().is_ipv4())
-                .and_then(|r| r.dev.as_ref().map(|d| d.to_string()))
-                .ok_or_else(|| AgentError::Underlay("no --iface and no default route".into()))?
-        }
-    };
-    let link = h
-        .link()
-        .get(name.as_str())
-        .map_err(|e| AgentError::Underlay(e.to_string()))?;
-    let public_ip = match opts.public_ip {
-        Some(ip) => ip,
-        None => h
-            .addr()
-            .list(Some(name.as_str().into()))?
-            .iter()
-            .find_map(|a| match a.addr {
-                IpNet::V4(n) => Some(n.addr()),
-                IpNet::V6(_) => None,
-            })
-            .ok_or_else(|| AgentError::Underlay(format!("{name} has no IPv4 address")))?,
-    };
-    Ok(Underlay {
-        name,
-        index: link.index,
-        mtu: link.mtu,
-        public_ip,
-    })
+/// Adds a blackhole route for `subnet` unless one is there (flannel's `AddBlackholeV4Route`;
+/// where the bridge's route for the subnet exists the kernel refuses it, and flannel too only
+/// logs that).
+fn ensure_blackhole(h: &Handle, subnet: Ipv4Net) -> Result<(), podnet_links::Error> {
+    let dst = IpNet::V4(subnet);
+    let present = h
+        .route()
+        .list()?
+        .iter()
+        .any(|r| r.dst == dst && r.kind == podnet_links::RouteKind::Blackhole);
+    if !present {
+        h.route().add(&podnet_links::Route::blackhole(dst))?;
+    }
+    Ok(())
 }
 
 fn peers_of(own: &Lease, leases: &BTreeMap<String, Lease>) -> Vec<Peer> {
@@ -250,10 +239,12 @@ pub fn run<S: Store>(
         .network
         .ok_or_else(|| AgentError::Config("IPv4 Network is required".into()))?;
     let h = Handle::new()?;
-    let under = underlay(&h, &opts)?;
+    let under =
+        iface::choose(&opts.interface, &iface::LiveHost(&h)).map_err(AgentError::Underlay)?;
     tracing::info!(
         backend = backend.kind(),
         iface = %under.name,
+        iface_addr = %under.iface_addr,
         public_ip = %under.public_ip,
         %network,
         "starting"
@@ -280,16 +271,21 @@ pub fn run<S: Store>(
     let masq = FlannelNetwork {
         cluster_cidr: IpNet::V4(network),
         pod_cidr: IpNet::V4(subnet),
-        random_fully: true,
+        random_fully: opts.ip_masq_random_fully,
     };
-    let apply_masq = |why: &str| {
-        if opts.ip_masq {
-            if let Err(e) = masq.apply(&ns) {
-                tracing::warn!("masquerade rules ({why}): {e}");
+    let apply_rules = |why: &str| {
+        if opts.ip_masq || opts.iptables_forward_rules {
+            if let Err(e) = masq.apply_parts(&ns, opts.ip_masq, opts.iptables_forward_rules) {
+                tracing::warn!("masquerade and forward rules ({why}): {e}");
+            }
+        }
+        if opts.blackhole_route {
+            if let Err(e) = ensure_blackhole(&h, subnet) {
+                tracing::warn!("blackhole route for {subnet} ({why}): {e}");
             }
         }
     };
-    apply_masq("start");
+    apply_rules("start");
     if let Some(addr) = opts.healthz {
         serve_healthz(addr, stop.clone())
             .map_err(|e| AgentError::Other(format!("--healthz-port {addr}: {e}")))?;
@@ -396,7 +392,7 @@ pub fn run<S: Store>(
                 tracing::warn!("reconcile: {e}");
             }
             if resync_due {
-                apply_masq("resync");
+                apply_rules("resync");
                 next_resync = Instant::now().checked_add(opts.resync);
             }
         }

@@ -92,7 +92,7 @@ impl UdpBackend {
         h.link().set(DEV).mtu(mtu).up().apply()?;
         h.route()
             .replace(&Route::new(IpNet::V4(network)).dev(DEV))?;
-        let addr = SocketAddrV4::new(under.public_ip, self.port);
+        let addr = SocketAddrV4::new(under.iface_addr, self.port);
         let sockets = tunnel::bind_sockets(addr, self.queues as usize)
             .map_err(|e| AgentError::Other(format!("binding UDP {addr}: {e}")))?;
         let t = UdpTunnel::builder()

@@ -84,7 +84,7 @@ impl VxlanBackend {
 
     fn spec(&self, under: &Underlay, mtu: u32) -> Vxlan {
         let mut spec = Vxlan::new(self.dev(), self.vni)
-            .local(under.public_ip.into())
+            .local(under.iface_addr.into())
             .dev(under.index)
             .port(self.port)
             .learning(false)
@@ -106,7 +106,7 @@ impl VxlanBackend {
                 let matches = link.vxlan.as_ref().is_some_and(|v| {
                     v.vni == self.vni
                         && v.port == self.port
-                        && v.local == Some(IpAddr::V4(under.public_ip))
+                        && v.local == Some(IpAddr::V4(under.iface_addr))
                         && v.dev == Some(under.index)
                         && v.gbp == self.gbp
                 });
