@@ -67,6 +67,10 @@ impl Node {
         }
     }
 
+    fn net_conf(&self, text: &str) {
+        std::fs::write(self.dir.join("net-conf.json"), text).unwrap();
+    }
+
     fn flanneld(&self, flags: &[&str]) -> Child {
         let _ = std::fs::remove_file(self.dir.join("subnet.env"));
         let log = std::fs::File::create(self.dir.join("flanneld.log")).unwrap();
@@ -201,12 +205,16 @@ fn masquerade_forward_and_blackhole_flags() {
     let node = Node::new("flrules");
     // Defaults with --ip-masq: MASQUERADE --random-fully, FLANNEL-FWD, no blackhole route.
     node.run(&["--ip-masq"], |n| {
-        let save = n.ns.exec("iptables-save", &[]);
-        assert!(save.contains("-j MASQUERADE --random-fully"), "{save}");
-        assert!(
-            save.contains("-A FORWARD -m comment --comment \"flanneld forward\" -j FLANNEL-FWD"),
-            "{save}"
-        );
+        // The rules and their jumps follow subnet.env within a moment.
+        let wanted = [
+            "-j MASQUERADE --random-fully",
+            "-A FORWARD -m comment --comment \"flanneld forward\" -j FLANNEL-FWD",
+            "-A POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG",
+        ];
+        eventually(|| {
+            let save = n.ns.exec("iptables-save", &[]);
+            wanted.iter().all(|w| save.contains(w)).then_some(())
+        });
         let routes = n.ns.exec("ip", &["route", "show", "type", "blackhole"]);
         assert!(routes.trim().is_empty(), "{routes}");
     });
@@ -267,4 +275,50 @@ fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> T {
         assert!(Instant::now() < deadline, "not within 10 s");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn enable_nftables_and_net_conf_keys() {
+    require_root!();
+    let node = Node::new("flnft");
+    node.net_conf(r#"{"Network": "10.247.0.0/16", "EnableNFTables": true, "Backend": {"type": "vxlan", "vni": 7}}"#);
+    let mut tables = Vec::new();
+    // Started twice: the same table each time, no rule twice.
+    for _ in 0..2 {
+        node.run(&["--ip-masq", "--iptables-resync", "1"], |n| {
+            let table = eventually(|| {
+                let out = n.ns.output("nft", &["list", "table", "ip", "flannel-ipv4"]);
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                (text.contains("masquerade fully-random") && text.contains("chain forward"))
+                    .then_some(text)
+            });
+            let save = n.ns.exec("iptables-save", &[]);
+            assert!(
+                !save.contains("FLANNEL-"),
+                "iptables used with EnableNFTables: {save}"
+            );
+            // The Backend keys are read regardless of case, as flannel does: VNI 7.
+            assert!(
+                n.ns.output("ip", &["link", "show", "flannel.7"])
+                    .status
+                    .success()
+            );
+            std::thread::sleep(Duration::from_millis(1500)); // a resync
+            let again = n.ns.exec("nft", &["list", "table", "ip", "flannel-ipv4"]);
+            assert_eq!(again, table, "a resync changed the table");
+            tables.push(table);
+        });
+    }
+    assert_eq!(tables[0], tables[1], "a restart changed the table");
+
+    node.net_conf(
+        r#"{"Network": "10.247.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:247::/56"}"#,
+    );
+    let log = node.refused(&[]);
+    assert!(log.contains("EnableIPv6: IPv6 is not implemented"), "{log}");
+    node.net_conf(
+        r#"{"Network": "10.247.0.0/16", "Backend": {"Type": "vxlan", "Learning": true}}"#,
+    );
+    let log = node.refused(&[]);
+    assert!(log.contains("Backend.Learning"), "{log}");
 }

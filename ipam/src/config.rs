@@ -51,6 +51,9 @@ pub struct NetworkConfig {
     pub backend: Option<Box<RawValue>>,
     /// `Backend.Type`; `udp` when there is no `Backend` (flannel's default).
     pub backend_type: String,
+    /// `EnableNFTables` (default false): masquerade and forward rules in flannel's nftables
+    /// tables instead of iptables.
+    pub enable_nftables: bool,
 }
 
 /// One address family's subnet layout, in u128 arithmetic so IPv4 and IPv6 share the code.
@@ -239,6 +242,10 @@ impl NetworkConfig {
             .bool("EnableIPv6")
             .map_err(field_err("EnableIPv6"))?
             .unwrap_or(false);
+        let enable_nftables = f
+            .bool("EnableNFTables")
+            .map_err(field_err("EnableNFTables"))?
+            .unwrap_or(false);
         if !enable_ipv4 && !enable_ipv6 {
             return Err(ConfigError::invalid(
                 "EnableIPv4",
@@ -273,6 +280,7 @@ impl NetworkConfig {
             ipv6_subnet_max: Ipv6Addr::UNSPECIFIED,
             backend,
             backend_type,
+            enable_nftables,
         };
 
         if enable_ipv4 {

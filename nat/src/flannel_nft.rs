@@ -88,19 +88,49 @@ fn base_chain(name: &str, kind: ChainType, hook: Hook, priority: i32) -> Op {
 /// The transaction that installs (or replaces) flannel's nftables rules for `net`, in the
 /// table of the cluster CIDR's family (`pod_cidr` is expected to be of the same family).
 pub fn batch(net: &FlannelNetwork) -> Transaction {
+    batch_parts(net, true, true)
+}
+
+/// As [`batch`], with the masquerade chain (flanneld's `--ip-masq`), the forward chain
+/// (`--iptables-forward-rules`) or both, as flannel's nftables manager sets them up apart.
+pub fn batch_parts(net: &FlannelNetwork, masq: bool, forward: bool) -> Transaction {
     use AddrField::{Dst, Src};
     let (family, table) = match net.cluster_cidr {
         IpNet::V4(_) => (Family::Ip, IPV4_TABLE),
         IpNet::V6(_) => (Family::Ip6, IPV6_TABLE),
     };
+    let cluster = net.cluster_cidr;
+    let mut tx = Transaction::new(family, table);
+    tx.push(Op::AddTable { comment: None });
+    if masq {
+        masq_chain(&mut tx, net);
+    }
+    if forward {
+        tx.push(base_chain(
+            FORWARD_CHAIN,
+            ChainType::Filter,
+            Hook::Forward,
+            0,
+        )); // filter
+        tx.push(Op::FlushChain(FORWARD_CHAIN.into()));
+        for field in [Src, Dst] {
+            tx.push(Op::AddRule(Rule::new(
+                FORWARD_CHAIN,
+                vec![addr(field, false, cluster), Expr::Verdict(Verdict::Accept)],
+            )));
+        }
+    }
+    tx
+}
+
+/// The postrouting chain, flushed and filled.
+fn masq_chain(tx: &mut Transaction, net: &FlannelNetwork) {
+    use AddrField::{Dst, Src};
     let (cluster, pod) = (net.cluster_cidr, net.pod_cidr);
     let masq = Expr::Masquerade {
         fully_random: net.random_fully,
     };
     let ret = Expr::Verdict(Verdict::Return);
-    let mut tx = Transaction::new(family, table);
-    tx.push(Op::AddTable { comment: None });
-
     tx.push(base_chain(
         POSTRTG_CHAIN,
         ChainType::Nat,
@@ -137,21 +167,6 @@ pub fn batch(net: &FlannelNetwork) -> Transaction {
     for exprs in post {
         tx.push(Op::AddRule(Rule::new(POSTRTG_CHAIN, exprs)));
     }
-
-    tx.push(base_chain(
-        FORWARD_CHAIN,
-        ChainType::Filter,
-        Hook::Forward,
-        0,
-    )); // filter
-    tx.push(Op::FlushChain(FORWARD_CHAIN.into()));
-    for field in [Src, Dst] {
-        tx.push(Op::AddRule(Rule::new(
-            FORWARD_CHAIN,
-            vec![addr(field, false, cluster), Expr::Verdict(Verdict::Accept)],
-        )));
-    }
-    tx
 }
 
 /// Sends `tx` to netfilter from inside `ns` as one batch (all of it or, on error, none of it)
@@ -163,6 +178,16 @@ pub fn send(ns: &NetNs, tx: &Transaction) -> Result<(), NftError> {
 /// Installs or replaces flannel's nftables rules for `net` in `ns`, atomically.
 pub fn apply(ns: &NetNs, net: &FlannelNetwork) -> Result<(), NftError> {
     send(ns, &batch(net))
+}
+
+/// As [`apply`], for the parts of [`batch_parts`].
+pub fn apply_parts(
+    ns: &NetNs,
+    net: &FlannelNetwork,
+    masq: bool,
+    forward: bool,
+) -> Result<(), NftError> {
+    send(ns, &batch_parts(net, masq, forward))
 }
 
 /// The address family of `ip` as flannel's table name.

@@ -105,12 +105,72 @@ pub(crate) fn from_config(config: &NetworkConfig) -> Result<Box<dyn Backend>, Ag
         .as_ref()
         .and_then(|b| serde_json::from_str(b.get()).ok())
         .unwrap_or(serde_json::Value::Null);
+    let raw = canonical_keys(&config.backend_type, &raw)?;
     match config.backend_type.as_str() {
         "vxlan" => Ok(Box::new(super::vxlan::VxlanBackend::from_json(&raw)?)),
         "host-gw" => Ok(Box::new(super::hostgw::HostGw)),
         "udp" => Ok(Box::new(super::udp::UdpBackend::from_json(&raw)?)),
         other => Err(AgentError::UnknownBackend(other.to_owned())),
     }
+}
+
+/// The `Backend` keys each backend of flannel reads, as flannel spells them, and those of
+/// them podnet does not implement.
+fn backend_keys(kind: &str) -> (&'static [&'static str], &'static [&'static str]) {
+    match kind {
+        "vxlan" => (
+            &[
+                "Type",
+                "VNI",
+                "Port",
+                "MTU",
+                "GBP",
+                "Learning",
+                "DirectRouting",
+            ],
+            &["Learning"],
+        ),
+        "udp" => (&["Type", "Port"], &[]),
+        _ => (&["Type"], &[]),
+    }
+}
+
+/// The `Backend` object with its keys spelled as flannel spells them: flannel decodes it with
+/// Go's JSON, which matches keys regardless of case (`vni`, `directRouting`), so podnet reads
+/// them so too. A key flannel reads but podnet does not implement is refused when it asks for
+/// anything (`"Learning": true`); a key flannel does not read is ignored, as flannel does,
+/// with a warning naming it.
+fn canonical_keys(kind: &str, raw: &serde_json::Value) -> Result<serde_json::Value, AgentError> {
+    let serde_json::Value::Object(map) = raw else {
+        return Ok(raw.clone());
+    };
+    let (known, unimplemented) = backend_keys(kind);
+    let mut out = serde_json::Map::new();
+    for (key, value) in map {
+        // Go prefers an exact match, then any match without regard to case.
+        let Some(name) = known
+            .iter()
+            .find(|k| **k == key)
+            .or_else(|| known.iter().find(|k| k.eq_ignore_ascii_case(key)))
+        else {
+            tracing::warn!("Backend.{key}: flannel's {kind} backend does not read it; ignored");
+            continue;
+        };
+        let asks = !matches!(
+            value,
+            serde_json::Value::Null | serde_json::Value::Bool(false)
+        );
+        if unimplemented.contains(name) && asks {
+            return Err(AgentError::Config(format!(
+                "Backend.{key}: {value} is not implemented by podnet's {kind} backend"
+            )));
+        }
+        if *key != **name && map.contains_key(*name) {
+            continue; // the exact spelling wins
+        }
+        out.insert((*name).to_owned(), value.clone());
+    }
+    Ok(serde_json::Value::Object(out))
 }
 
 /// Removes routes into the cluster network that no peer accounts for: those through `dev`
@@ -149,5 +209,35 @@ pub(crate) fn directly_reachable(h: &Handle, ip: Ipv4Addr, dev: &str) -> bool {
     match h.route().get(ip.into()) {
         Ok(r) => r.gateway.is_none() && r.dev.as_ref().is_some_and(|d| d.to_string() == dev),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod keys_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_are_read_regardless_of_case_as_go_does() {
+        let got = canonical_keys(
+            "vxlan",
+            &json!({"type": "vxlan", "vni": 4096, "directRouting": true, "Port": 4789, "port": 1}),
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            json!({"Type": "vxlan", "VNI": 4096, "DirectRouting": true, "Port": 4789})
+        );
+    }
+
+    #[test]
+    fn unimplemented_keys_are_refused_by_name_unknown_ones_ignored() {
+        let e = canonical_keys("vxlan", &json!({"Type": "vxlan", "learning": true})).unwrap_err();
+        assert!(e.to_string().contains("Backend.learning"), "{e}");
+        assert!(canonical_keys("vxlan", &json!({"Learning": false})).is_ok());
+        assert_eq!(
+            canonical_keys("host-gw", &json!({"Type": "host-gw", "Colour": "blue"})).unwrap(),
+            json!({"Type": "host-gw"})
+        );
     }
 }

@@ -122,6 +122,13 @@ fn preflight<S: Store>(
         }
         None => sm.network_config()?,
     };
+    if config.enable_ipv6 {
+        return Err(AgentError::Config(
+            "EnableIPv6: IPv6 is not implemented in podnet's flanneld yet (it programs IPv4 \
+             only)"
+                .into(),
+        ));
+    }
     let backend = backend::from_config(&config)?;
     let previous =
         SubnetEnv::read(&opts.subnet_file).map_err(|e| AgentError::SubnetEnv(e.to_string()))?;
@@ -275,7 +282,14 @@ pub fn run<S: Store>(
     };
     let apply_rules = |why: &str| {
         if opts.ip_masq || opts.iptables_forward_rules {
-            if let Err(e) = masq.apply_parts(&ns, opts.ip_masq, opts.iptables_forward_rules) {
+            let (m, f) = (opts.ip_masq, opts.iptables_forward_rules);
+            // EnableNFTables: flannel's nftables tables instead of its iptables chains.
+            let result = if config.enable_nftables {
+                podnet_nat::flannel_nft::apply_parts(&ns, &masq, m, f).map_err(|e| e.to_string())
+            } else {
+                masq.apply_parts(&ns, m, f).map_err(|e| e.to_string())
+            };
+            if let Err(e) = result {
                 tracing::warn!("masquerade and forward rules ({why}): {e}");
             }
         }
