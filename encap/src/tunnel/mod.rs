@@ -37,13 +37,14 @@
 //!     .icmp_source("10.244.0.0".parse()?)
 //!     .peers(&[Peer::new("10.244.2.0/24".parse()?, "198.18.0.2".parse()?)])
 //!     .start()?;
-//! tunnel.add_peer(Peer::new("10.244.3.0/24".parse()?, "198.18.0.3".parse()?));
+//! tunnel.replace_peer(Peer::new("10.244.3.0/24".parse()?, "198.18.0.3".parse()?));
 //! println!("{:?}", tunnel.counters());
 //! tunnel.stop()?;
 //! # Ok(())
 //! # }
 //! ```
 
+mod datapath;
 mod gro;
 mod gso;
 mod sys;
@@ -571,20 +572,20 @@ impl UdpTunnel {
 
     /// Replaces the whole peer set (what a reconcile loop wants). Workers pick it up before
     /// their next batch.
-    pub fn set_peers(&self, peers: &[Peer]) {
+    pub fn replace_peers(&self, peers: &[Peer]) {
         self.shared.publish(peers);
     }
 
-    /// Adds a peer, or moves an existing subnet to a new address.
-    pub fn add_peer(&self, peer: Peer) {
+    /// Adds a peer, or replaces the address of its subnet's peer (like `ip route replace`).
+    pub fn replace_peer(&self, peer: Peer) {
         self.shared.modify(|peers| {
             peers.retain(|p| p.subnet != peer.subnet.trunc());
             peers.push(peer);
         });
     }
 
-    /// Removes the peer of `subnet`; `false` when there was none.
-    pub fn remove_peer(&self, subnet: Ipv4Net) -> bool {
+    /// Deletes the peer of `subnet`; `false` when there was none.
+    pub fn del_peer(&self, subnet: Ipv4Net) -> bool {
         self.shared.modify(|peers| {
             let before = peers.len();
             peers.retain(|p| p.subnet != subnet.trunc());
