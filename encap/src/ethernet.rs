@@ -251,6 +251,7 @@ impl Repr {
     ///
     /// Refuses 802.3 length fields (EtherType below 0x0600) and stacked VLAN tags.
     pub fn parse<T: AsRef<[u8]>>(frame: &Frame<T>) -> Result<Repr> {
+        frame.check_len()?;
         let ethertype = frame.ethertype();
         if ethertype.0 < 0x0600 {
             return Err(unsupported(Layer::Ethernet, "802.3 length field"));

@@ -182,6 +182,7 @@ pub struct Repr {
 impl Repr {
     /// Reads a checked header. The I flag must be set; reserved bits are ignored.
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr> {
+        packet.check_len()?;
         if !packet.vni_valid() {
             return Err(malformed(Layer::Vxlan, "flags (I bit clear)"));
         }
