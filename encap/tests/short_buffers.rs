@@ -17,7 +17,11 @@ fn refuses_every_prefix<E: std::fmt::Debug, R: std::fmt::Debug>(
     assert!(parse(whole).is_ok(), "{codec}: the whole message parses");
     for cut in 0..whole.len() {
         let r = parse(&whole[..cut]);
-        assert!(r.is_err(), "{codec}: {cut} of {} bytes gave {r:?}", whole.len());
+        assert!(
+            r.is_err(),
+            "{codec}: {cut} of {} bytes gave {r:?}",
+            whole.len()
+        );
     }
 }
 
@@ -54,7 +58,9 @@ fn ipv4_short_packets_are_errors() {
     Ipv4Repr::new(SRC, DST, IpProtocol::UDP, 64, 12)
         .emit(&mut Ipv4Packet::new_unchecked(&mut p[..]))
         .unwrap();
-    refuses_every_prefix("ipv4", &p, |b| Ipv4Repr::parse(&Ipv4Packet::new_unchecked(b)));
+    refuses_every_prefix("ipv4", &p, |b| {
+        Ipv4Repr::parse(&Ipv4Packet::new_unchecked(b))
+    });
     refuses_every_prefix("ipv4 validate", &p, |b| {
         Ipv4Packet::new_unchecked(b).validate()
     });
@@ -65,7 +71,9 @@ fn ipv6_short_packets_are_errors() {
     let mut p = vec![0x60, 0, 0, 0, 0, 4, 17, 64];
     p.extend_from_slice(&[0xfd; 32]);
     p.extend_from_slice(&[1, 2, 3, 4]);
-    refuses_every_prefix("ipv6", &p, |b| Ipv6Repr::parse(&Ipv6Packet::new_unchecked(b)));
+    refuses_every_prefix("ipv6", &p, |b| {
+        Ipv6Repr::parse(&Ipv6Packet::new_unchecked(b))
+    });
 }
 
 #[test]

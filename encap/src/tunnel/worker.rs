@@ -8,10 +8,10 @@
 //! starts; the loop itself does not allocate.
 #![forbid(unsafe_code)]
 
+use super::datapath::{self, Egress, Segmentation};
 use super::gro::{Coalescer, Pushed};
 use super::gso::{self, Seg, SegSink, SplitError};
 use super::sys::{self, MAX_GSO_SEGMENTS, MAX_MSGS, MAX_UDP_PAYLOAD, RecvMeta, SendMsg};
-use super::datapath::{self, Egress, Segmentation};
 use super::table::PeerTable;
 use super::vnet::VnetHdr;
 use super::{Counters, DropReason, Mode, Shared, TunnelError, WorkerStats};
