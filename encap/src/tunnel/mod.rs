@@ -312,24 +312,29 @@ impl WorkerStats {
 #[non_exhaustive]
 pub enum TunnelError {
     /// A system call failed.
-    #[error("{what}: {source}")]
+    #[error("{op}: {source}")]
     Io {
         /// What was being done.
-        what: &'static str,
+        op: &'static str,
         /// The error.
         #[source]
         source: io::Error,
     },
-    /// The setup asked for something impossible.
-    #[error("invalid tunnel setup: {0}")]
-    Invalid(&'static str),
+    /// The setup asked for something impossible; checked before any thread starts.
+    #[error("invalid {what}: {reason}")]
+    InvalidArgument {
+        /// The argument (`"TUN queues"`, `"UDP sockets"`, ...).
+        what: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A worker thread panicked.
     #[error("tunnel worker {0} panicked")]
     Panicked(usize),
 }
 
-fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> TunnelError {
-    move |source| TunnelError::Io { what, source }
+fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> TunnelError {
+    move |source| TunnelError::Io { op, source }
 }
 
 /// State shared by the handle and the workers.
@@ -480,15 +485,22 @@ impl Builder {
     /// Starts one worker thread per queue.
     pub fn start(self) -> Result<UdpTunnel, TunnelError> {
         if self.queues.is_empty() {
-            return Err(TunnelError::Invalid("no TUN queue"));
+            return Err(TunnelError::InvalidArgument {
+                what: "TUN queues",
+                reason: "none given",
+            });
         }
         if self.sockets.is_empty() {
-            return Err(TunnelError::Invalid("no UDP socket"));
+            return Err(TunnelError::InvalidArgument {
+                what: "UDP sockets",
+                reason: "none given",
+            });
         }
         if self.sockets.len() != 1 && self.sockets.len() != self.queues.len() {
-            return Err(TunnelError::Invalid(
-                "give one UDP socket per TUN queue, or one for all",
-            ));
+            return Err(TunnelError::InvalidArgument {
+                what: "UDP sockets",
+                reason: "give one per TUN queue, or one for all",
+            });
         }
         let mut sockets = self.sockets;
         while sockets.len() < self.queues.len() {
@@ -508,9 +520,10 @@ impl Builder {
         for (q, s) in self.queues.iter().zip(&sockets) {
             let vnet = sys::tun_vnet_hdr(q.as_fd()).map_err(io_err("query TUN queue"))?;
             if vnet.is_some_and(|n| !(vnet::MIN_LEN..=16).contains(&n)) {
-                return Err(TunnelError::Invalid(
-                    "virtio-net header size must be 10 to 16 bytes",
-                ));
+                return Err(TunnelError::InvalidArgument {
+                    what: "TUN queue",
+                    reason: "its virtio-net header size must be 10 to 16 bytes",
+                });
             }
             sys::set_nonblocking(q.as_fd()).map_err(io_err("set TUN queue non-blocking"))?;
             sys::set_buffers(s, self.socket_buffer.max(1 << 16));

@@ -129,11 +129,11 @@ impl Worker {
             }
             self.refresh_table();
             let out = self.egress().map_err(|source| TunnelError::Io {
-                what: "read from the TUN device",
+                op: "read from the TUN device",
                 source,
             })?;
             let inn = self.ingress().map_err(|source| TunnelError::Io {
-                what: "receive from the UDP socket",
+                op: "receive from the UDP socket",
                 source,
             })?;
             self.stats.publish(&self.c);
@@ -147,7 +147,7 @@ impl Worker {
                     1000,
                 )
                 .map_err(|source| TunnelError::Io {
-                    what: "poll",
+                    op: "poll",
                     source,
                 })?;
             }
