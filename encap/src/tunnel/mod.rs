@@ -328,6 +328,9 @@ pub enum TunnelError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// Entering the network namespace failed.
+    #[error(transparent)]
+    Netns(#[from] podnet_netns::NetNsError),
     /// A worker thread panicked.
     #[error("tunnel worker {0} panicked")]
     Panicked(usize),
@@ -668,11 +671,22 @@ impl Drop for UdpTunnel {
 }
 
 /// Binds `n` UDP sockets to `addr` with SO_REUSEPORT, one per worker, in the calling
-/// thread's network namespace (use `NetNs::run` to bind inside another).
+/// thread's network namespace ([`bind_sockets_in_ns`] binds inside another).
 pub fn bind_sockets(addr: SocketAddrV4, n: usize) -> io::Result<Vec<UdpSocket>> {
     (0..n.max(1))
         .map(|_| sys::udp_socket_reuseport(addr))
         .collect()
+}
+
+/// [`bind_sockets`] inside the namespace `ns` (the sockets stay bound to it), the way
+/// `podnet_links::Handle::in_ns` opens its socket; the calling thread does not switch.
+pub fn bind_sockets_in_ns(
+    ns: &podnet_links::NetNs,
+    addr: SocketAddrV4,
+    n: usize,
+) -> Result<Vec<UdpSocket>, TunnelError> {
+    ns.run(move || bind_sockets(addr, n))?
+        .map_err(io_err("bind the UDP sockets"))
 }
 
 /// The TUN device a tunnel in `mode` wants: `queues` queues; for [`Mode::Fast`] a 12-byte

@@ -146,10 +146,7 @@ impl Worker {
                     ],
                     1000,
                 )
-                .map_err(|source| TunnelError::Io {
-                    op: "poll",
-                    source,
-                })?;
+                .map_err(|source| TunnelError::Io { op: "poll", source })?;
             }
         }
     }
