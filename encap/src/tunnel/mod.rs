@@ -19,6 +19,9 @@
 //! - **Live.** Peers are added and removed while traffic flows; [`UdpTunnel::stop`] (or a
 //!   [`StopHandle`]) shuts the workers down.
 //!
+//! What happens to each packet is decided apart from any I/O (the private `datapath` module,
+//! unit-tested without root); the worker threads only move bytes.
+//!
 //! [`Mode::OnePacketPerSyscall`] works like flannel's C proxy (one packet per system call, no
 //! offloads), for comparison.
 //!
