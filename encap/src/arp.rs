@@ -189,6 +189,7 @@ impl Repr {
     /// Reads a checked packet; only Ethernet hardware and IPv4 protocol addresses, and only
     /// requests and replies, are supported.
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr> {
+        packet.check_len()?;
         if packet.hardware_type() != HTYPE_ETHERNET {
             return Err(unsupported(Layer::Arp, "hardware type"));
         }

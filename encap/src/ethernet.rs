@@ -20,42 +20,8 @@ pub const HEADER_LEN: usize = 14;
 /// The length of an Ethernet II header with one 802.1Q tag.
 pub const TAGGED_HEADER_LEN: usize = 18;
 
-/// A 48-bit Ethernet (MAC) address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl MacAddr {
-    /// ff:ff:ff:ff:ff:ff.
-    pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
-    /// 00:00:00:00:00:00.
-    pub const ZERO: MacAddr = MacAddr([0; 6]);
-
-    /// `true` for ff:ff:ff:ff:ff:ff.
-    pub fn is_broadcast(&self) -> bool {
-        *self == Self::BROADCAST
-    }
-
-    /// `true` when the group bit is set (multicast and broadcast).
-    pub fn is_multicast(&self) -> bool {
-        self.0[0] & 1 == 1
-    }
-
-    /// The address bytes.
-    pub fn octets(&self) -> [u8; 6] {
-        self.0
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
+/// A 48-bit Ethernet (MAC) address: podnet-links' type, one for the whole of podnet.
+pub use podnet_links::MacAddr;
 
 /// An EtherType (the protocol of an Ethernet frame's payload).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -251,6 +217,7 @@ impl Repr {
     ///
     /// Refuses 802.3 length fields (EtherType below 0x0600) and stacked VLAN tags.
     pub fn parse<T: AsRef<[u8]>>(frame: &Frame<T>) -> Result<Repr> {
+        frame.check_len()?;
         let ethertype = frame.ethertype();
         if ethertype.0 < 0x0600 {
             return Err(unsupported(Layer::Ethernet, "802.3 length field"));

@@ -219,7 +219,7 @@ pub struct VxlanEncap {
     pub vni: vxlan::Vni,
     /// The GBP extension to send, if any.
     pub gbp: Option<vxlan::Gbp>,
-    /// The destination UDP port ([`vxlan::IANA_PORT`] or [`vxlan::LINUX_PORT`]).
+    /// The destination UDP port ([`vxlan::PORT_IANA`] or [`vxlan::PORT_LINUX`]).
     pub dst_port: u16,
     /// The range the source port is picked from.
     pub src_ports: PortRange,
@@ -238,7 +238,7 @@ impl VxlanEncap {
             underlay,
             vni,
             gbp: None,
-            dst_port: vxlan::IANA_PORT,
+            dst_port: vxlan::PORT_IANA,
             src_ports: PortRange::LINUX_DEFAULT,
             hash_seed: 0,
         }

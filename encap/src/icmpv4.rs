@@ -200,6 +200,7 @@ pub enum Repr<'a> {
 impl<'a> Repr<'a> {
     /// Reads a checked message, verifying its checksum. Other types are unsupported.
     pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &Packet<&'a T>) -> Result<Repr<'a>> {
+        packet.check_len()?;
         if !packet.verify_checksum() {
             return Err(Error::BadChecksum {
                 layer: Layer::Icmpv4,

@@ -191,6 +191,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// [`Repr`]: the header checksum and the options' structure.
     #[inline]
     pub fn validate(&self) -> Result<()> {
+        self.check_len()?;
         if !self.verify_checksum() {
             return Err(Error::BadChecksum { layer: Layer::Ipv4 });
         }
@@ -455,6 +456,7 @@ impl Repr {
 
     /// Reads the header of a checked packet, verifying the header checksum and the options.
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr> {
+        packet.check_len()?;
         packet.validate()?;
         Ok(Repr::read(packet, Options::new(packet.options())?))
     }

@@ -275,6 +275,7 @@ impl Repr {
 
     /// Reads the fixed header of a checked packet.
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr> {
+        packet.check_len()?;
         Ok(Repr {
             src: packet.src(),
             dst: packet.dst(),

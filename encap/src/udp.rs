@@ -178,6 +178,7 @@ impl Repr {
     /// Reads the header of a checked datagram and verifies its checksum against `addrs` (a zero
     /// checksum is accepted over IPv4 only).
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>, addrs: &IpPair) -> Result<Repr> {
+        packet.check_len()?;
         if !packet.verify_checksum(addrs) {
             return Err(Error::BadChecksum { layer: Layer::Udp });
         }
@@ -187,6 +188,7 @@ impl Repr {
     /// Reads the header of a checked datagram without looking at the checksum (for payloads
     /// whose checksum was verified by the kernel or a NIC).
     pub fn parse_unverified<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr> {
+        packet.check_len()?;
         if packet.dst_port() == 0 {
             return Err(malformed(Layer::Udp, "destination port"));
         }

@@ -12,44 +12,20 @@
 use crate::buf::PacketBuf;
 use crate::error::{Layer, Result, malformed, truncated};
 use crate::field::{get_u16, get_u32, set_u16, set_u32};
-use std::fmt;
 
 /// The length of a VXLAN header.
 pub const HEADER_LEN: usize = 8;
-/// The IANA VXLAN port.
-pub const IANA_PORT: u16 = 4789;
-/// The port Linux uses when none is given, and flannel's VXLAN backend uses by default.
-pub const LINUX_PORT: u16 = 8472;
+/// The IANA VXLAN port (4789) and the one Linux uses when none is given, as flannel's VXLAN
+/// backend does (8472): podnet-links' constants.
+pub use podnet_links::{PORT_IANA, PORT_LINUX};
 
 const FLAG_I: u8 = 0x08;
 const FLAG_G: u8 = 0x80;
 const GBP_DONT_LEARN: u8 = 0x40;
 const GBP_POLICY_APPLIED: u8 = 0x08;
 
-/// A 24-bit VXLAN network identifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Vni(u32);
-
-impl Vni {
-    /// The largest VNI.
-    pub const MAX: u32 = 0x00ff_ffff;
-
-    /// A VNI; `None` when `v` needs more than 24 bits.
-    pub const fn new(v: u32) -> Option<Vni> {
-        if v <= Self::MAX { Some(Vni(v)) } else { None }
-    }
-
-    /// The VNI's value.
-    pub const fn get(&self) -> u32 {
-        self.0
-    }
-}
-
-impl fmt::Display for Vni {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+/// A 24-bit VXLAN network identifier: podnet-links' type, one for the whole of podnet.
+pub use podnet_links::Vni;
 
 /// The Group Based Policy extension fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -127,7 +103,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The VNI field.
     #[inline]
     pub fn vni(&self) -> Vni {
-        Vni(get_u32(self.buffer.as_ref(), 4) >> 8)
+        Vni::from_low_bits(get_u32(self.buffer.as_ref(), 4) >> 8)
     }
 
     /// The inner frame.
@@ -160,7 +136,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
                 set_u16(b, 2, 0);
             }
         }
-        set_u32(b, 4, vni.0 << 8);
+        set_u32(b, 4, vni.get() << 8);
     }
 
     /// The inner frame, writable.
@@ -182,6 +158,7 @@ pub struct Repr {
 impl Repr {
     /// Reads a checked header. The I flag must be set; reserved bits are ignored.
     pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr> {
+        packet.check_len()?;
         if !packet.vni_valid() {
             return Err(malformed(Layer::Vxlan, "flags (I bit clear)"));
         }

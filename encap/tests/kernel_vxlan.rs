@@ -198,7 +198,33 @@ fn kernel_vxlan_with_udp_checksums_and_podnet_talk() {
 /// own frames always carry one, which the kernel verifies.
 fn talk(kernel_udpcsum: bool) {
     let pair = linked_pair("vxlan", "198.18.0.1/24", "198.18.0.2/24");
-    let (a, b) = (&pair.a, &pair.b);
+    let encap = kernel_vxlan_in_a(&pair.a, &pair.b, kernel_udpcsum);
+    let stop = AtomicBool::new(false);
+    let ready = AtomicBool::new(false);
+    let seen = Mutex::new(Seen::default());
+    let pinged = std::thread::scope(|s| {
+        let responder = s.spawn(|| {
+            pair.b
+                .run(|| serve_in_b(&encap, &stop, &ready, &seen))
+                .expect("responder thread in b")
+        });
+        let t0 = Instant::now();
+        while !ready.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ok = (0..3).any(|_| pair.a.ping("10.244.1.2", 3));
+        // Let the packet socket catch up with the last frames.
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::SeqCst);
+        responder.join().expect("responder");
+        ok
+    });
+    check(seen.into_inner().unwrap(), pinged, kernel_udpcsum);
+}
+
+/// The kernel's VXLAN device in `a` (VNI 42, remote b, 10.244.1.1/24), and podnet's encap
+/// parameters for b's answers.
+fn kernel_vxlan_in_a(a: &TestNs, b: &TestNs, kernel_udpcsum: bool) -> VxlanEncap {
     a.exec(
         "ip",
         &[
@@ -251,66 +277,50 @@ fn talk(kernel_udpcsum: bool) {
         },
     );
     underlay.udp_checksum = true; // the kernel verifies it
-    let encap = VxlanEncap::new(underlay, Vni::new(VNI).unwrap());
+    VxlanEncap::new(underlay, Vni::new(VNI).unwrap())
+}
 
-    let stop = AtomicBool::new(false);
-    let ready = AtomicBool::new(false);
-    let seen = Mutex::new(Seen::default());
-    let pinged = std::thread::scope(|s| {
-        let responder = s.spawn(|| {
-            b.run(|| {
-                let udp = UdpSocket::bind(("198.18.0.2", PORT)).expect("bind UDP 4789 in b");
-                udp.set_read_timeout(Some(Duration::from_millis(20)))
-                    .unwrap();
-                let raw = packet_socket::PacketSocket::bind("eth0").expect("AF_PACKET on eth0");
-                ready.store(true, Ordering::SeqCst);
-                let mut buf = vec![0u8; 65536];
-                while !stop.load(Ordering::SeqCst) {
-                    while let Some(n) = raw.try_recv_incoming(&mut buf) {
-                        if let Ok(d) = decapsulate_vxlan(&buf[..n], PORT) {
-                            let (sport, dport) = d.outer_ports();
-                            seen.lock().unwrap().decapsulated.push((
-                                d.inner.to_vec(),
-                                d.vxlan,
-                                sport,
-                                dport,
-                            ));
-                        }
-                    }
-                    let Ok(n) = udp.recv(&mut buf) else { continue };
-                    let Ok((_, inner)) = podnet_encap::vxlan::parse_payload(&buf[..n]) else {
-                        continue;
-                    };
-                    seen.lock().unwrap().udp_inner.push(inner.to_vec());
-                    if let Some(mut reply) = answer(inner) {
-                        encap.encapsulate(&mut reply).expect("encapsulate");
-                        raw.send(reply.as_slice()).expect("send on eth0");
-                        seen.lock().unwrap().sent += 1;
-                    }
-                }
-                // Whatever the packet socket saw last is in the UDP socket's queue too.
-                udp.set_nonblocking(true).unwrap();
-                while let Ok(n) = udp.recv(&mut buf) {
-                    if let Ok((_, inner)) = podnet_encap::vxlan::parse_payload(&buf[..n]) {
-                        seen.lock().unwrap().udp_inner.push(inner.to_vec());
-                    }
-                }
-            })
-            .expect("responder thread in b")
-        });
-        let t0 = Instant::now();
-        while !ready.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(10));
+/// podnet in b: answers ARP and ping from the kernel (until `stop`), recording what arrives
+/// on its UDP socket and what its packet socket decapsulates.
+fn serve_in_b(encap: &VxlanEncap, stop: &AtomicBool, ready: &AtomicBool, seen: &Mutex<Seen>) {
+    let udp = UdpSocket::bind(("198.18.0.2", PORT)).expect("bind UDP 4789 in b");
+    udp.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let raw = packet_socket::PacketSocket::bind("eth0").expect("AF_PACKET on eth0");
+    ready.store(true, Ordering::SeqCst);
+    let mut buf = vec![0u8; 65536];
+    while !stop.load(Ordering::SeqCst) {
+        while let Some(n) = raw.try_recv_incoming(&mut buf) {
+            if let Ok(d) = decapsulate_vxlan(&buf[..n], PORT) {
+                let (sport, dport) = d.outer_ports();
+                seen.lock()
+                    .unwrap()
+                    .decapsulated
+                    .push((d.inner.to_vec(), d.vxlan, sport, dport));
+            }
         }
-        let ok = (0..3).any(|_| a.ping("10.244.1.2", 3));
-        // Let the packet socket catch up with the last frames.
-        std::thread::sleep(Duration::from_millis(200));
-        stop.store(true, Ordering::SeqCst);
-        responder.join().expect("responder");
-        ok
-    });
+        let Ok(n) = udp.recv(&mut buf) else { continue };
+        let Ok((_, inner)) = podnet_encap::vxlan::parse_payload(&buf[..n]) else {
+            continue;
+        };
+        seen.lock().unwrap().udp_inner.push(inner.to_vec());
+        if let Some(mut reply) = answer(inner) {
+            encap.encapsulate(&mut reply).expect("encapsulate");
+            raw.send(reply.as_slice()).expect("send on eth0");
+            seen.lock().unwrap().sent += 1;
+        }
+    }
+    // Whatever the packet socket saw last is in the UDP socket's queue too.
+    udp.set_nonblocking(true).unwrap();
+    while let Ok(n) = udp.recv(&mut buf) {
+        if let Ok((_, inner)) = podnet_encap::vxlan::parse_payload(&buf[..n]) {
+            seen.lock().unwrap().udp_inner.push(inner.to_vec());
+        }
+    }
+}
 
-    let seen = seen.into_inner().unwrap();
+/// What the exchange must have shown.
+fn check(seen: Seen, pinged: bool, kernel_udpcsum: bool) {
     assert!(
         pinged,
         "ping 10.244.1.2 through the kernel's VXLAN device to podnet was not answered \

@@ -141,7 +141,7 @@ fn cases() -> Vec<Case> {
     });
     u.ttl = 5;
     let mut enc = VxlanEncap::new(u, Vni::new(0x00ab_cdef).unwrap());
-    enc.dst_port = podnet_encap::vxlan::LINUX_PORT;
+    enc.dst_port = podnet_encap::vxlan::PORT_LINUX;
     enc.gbp = Some(Gbp {
         policy_id: 0x0123,
         dont_learn: true,

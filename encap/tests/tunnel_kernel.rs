@@ -149,10 +149,10 @@ fn full_suite(mode: Mode, queues: u32, transfer: usize) {
                 format!("10.250.{k}.0/24").parse().unwrap(),
                 Ipv4Addr::new(198, 18, 1, k),
             );
-            t[0].set_peers(&[Peer::new(subnet(1), NODE_IP[1]), extra]);
+            t[0].replace_peers(&[Peer::new(subnet(1), NODE_IP[1]), extra]);
             std::thread::sleep(Duration::from_millis(2));
         }
-        t[0].set_peers(&[Peer::new(subnet(1), NODE_IP[1])]);
+        t[0].replace_peers(&[Peer::new(subnet(1), NODE_IP[1])]);
     });
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
@@ -245,13 +245,13 @@ fn full_suite(mode: Mode, queues: u32, transfer: usize) {
     });
 
     // Removing the peer makes node 2 unreachable; adding it back restores the path.
-    assert!(t[0].remove_peer(subnet(1)));
+    assert!(t[0].del_peer(subnet(1)));
     let out = n.pods[0].output("ping", &["-c1", "-W2", &POD_IP[1].to_string()]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("Destination Net Unreachable"),
         "peer removed"
     );
-    t[0].add_peer(Peer::new(subnet(1), NODE_IP[1]));
+    t[0].replace_peer(Peer::new(subnet(1), NODE_IP[1]));
     assert!(n.pods[0].ping(&POD_IP[1].to_string(), 2), "peer added back");
     show("end", &t);
 

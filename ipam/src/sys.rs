@@ -102,23 +102,13 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32, durable: bool) -
     result
 }
 
-/// A small non-cryptographic random number, seeded from the std hasher's per-process keys,
-/// the time and a counter. Good enough to spread subnet picks between nodes.
-pub(crate) fn random_u64() -> u64 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        h.write_u128(d.as_nanos());
-    }
-    h.write_u32(std::process::id());
-    h.finish()
-}
-
-/// A random number in `0..n` (`n` > 0).
+/// A random number in `0..n` (`n` > 0) from the operating system (`getrandom`), to spread
+/// subnet picks between nodes. Should the system refuse (it does not on Linux), 0: the
+/// search then starts at the first subnet, which costs contention, not correctness.
 pub(crate) fn random_below(n: u128) -> u128 {
-    let r = (u128::from(random_u64()) << 64) | u128::from(random_u64());
-    r % n
+    let mut b = [0u8; 16];
+    match getrandom::fill(&mut b) {
+        Ok(()) => u128::from_ne_bytes(b) % n.max(1),
+        Err(_) => 0,
+    }
 }

@@ -40,6 +40,7 @@ mod error;
 mod fdb;
 mod handle;
 mod link;
+mod mac;
 mod monitor;
 mod neigh;
 pub mod netlink;
@@ -48,6 +49,7 @@ mod scope;
 mod sys;
 mod tun;
 mod types;
+mod vni;
 mod vxlan;
 
 pub use addr::{Address, Addresses};
@@ -66,6 +68,7 @@ pub use route::{Protocol, Route, RouteKind, Routes, TABLE_LOCAL, TABLE_MAIN};
 pub use scope::Scope;
 pub use tun::{Offload, Tun, TunDevice, TunInfo};
 pub use types::{IFNAME_MAX, LinkRef, MacAddr, validate_ifname};
+pub use vni::Vni;
 pub use vxlan::{Df, PORT_IANA, PORT_LINUX, VNI_MAX, Vxlan, VxlanInfo};
 
 pub use ipnet::IpNet;

@@ -18,7 +18,7 @@ pub enum NetNsError {
     },
     /// A namespace with this name already exists.
     #[error("network namespace {name:?} already exists")]
-    AlreadyExists {
+    Exists {
         /// The name that was asked for.
         name: String,
     },
@@ -75,7 +75,7 @@ impl NetNsError {
             | NetNsError::Sysctl { source, .. }
             | NetNsError::Io { source, .. } => source.raw_os_error(),
             NetNsError::NotFound { .. } => Some(libc::ENOENT),
-            NetNsError::AlreadyExists { .. } => Some(libc::EEXIST),
+            NetNsError::Exists { .. } => Some(libc::EEXIST),
             NetNsError::InvalidName { .. } => Some(libc::EINVAL),
             NetNsError::Panicked { .. } => None,
         }

@@ -1,7 +1,7 @@
 //! Linux network namespaces, safe to use from multi-threaded programs.
 //!
 //! A [`NetNs`] owns a file descriptor that refers to a network namespace. Namespaces created with
-//! [`NetNs::create`] are persisted exactly as `ip netns add` persists them (a bind mount under
+//! [`NetNs::add`] are persisted exactly as `ip netns add` persists them (a bind mount under
 //! `/run/netns`), so `ip netns exec NAME ...` sees ours and [`NetNs::open`] opens theirs.
 //!
 //! The calling thread never changes namespace. Code that must run inside one does so on a
@@ -13,7 +13,7 @@
 //! use podnet_netns::NetNs;
 //!
 //! # fn main() -> Result<(), podnet_netns::NetNsError> {
-//! let ns = NetNs::create("blue")?;
+//! let ns = NetNs::add("blue")?;
 //! ns.sysctl_set("net.ipv4.ip_forward", "1")?;
 //! let out = ns.command("ip").args(["-br", "link"]).output().expect("ip runs");
 //! println!("{}", String::from_utf8_lossy(&out.stdout));
@@ -22,7 +22,7 @@
 //!     m.ino()
 //! }))?;
 //! assert_eq!(inode.ok(), Some(ns.inode()?));
-//! NetNs::delete("blue")?;
+//! NetNs::del("blue")?;
 //! # Ok(())
 //! # }
 //! ```
@@ -47,7 +47,7 @@ pub const NETNS_RUN_DIR: &str = "/run/netns";
 /// A handle on one network namespace.
 ///
 /// Cloning is cheap: clones share the descriptor, which is closed when the last one is dropped.
-/// Dropping a `NetNs` never deletes a persisted namespace; use [`NetNs::delete`] for that.
+/// Dropping a `NetNs` never deletes a persisted namespace; use [`NetNs::del`] for that.
 #[derive(Debug, Clone)]
 pub struct NetNs {
     fd: Arc<OwnedFd>,
@@ -63,9 +63,9 @@ impl NetNs {
 
     /// Creates a new namespace and persists it as `/run/netns/NAME`, exactly like `ip netns add`.
     ///
-    /// Fails with [`NetNsError::AlreadyExists`] when the name is taken. On failure nothing is
+    /// Fails with [`NetNsError::Exists`] when the name is taken. On failure nothing is
     /// left behind.
-    pub fn create(name: &str) -> Result<NetNs> {
+    pub fn add(name: &str) -> Result<NetNs> {
         validate_name(name)?;
         let dir = Path::new(NETNS_RUN_DIR);
         ensure_run_dir(dir)?;
@@ -79,7 +79,7 @@ impl NetNs {
         {
             Ok(f) => drop(f),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(NetNsError::AlreadyExists { name: name.into() });
+                return Err(NetNsError::Exists { name: name.into() });
             }
             Err(e) => return Err(NetNsError::from_io("create", Some(path), e)),
         }
@@ -178,7 +178,7 @@ impl NetNs {
     ///
     /// The namespace itself lives on while anything (a handle, a socket, a process) still holds
     /// it; only the name goes away.
-    pub fn delete(name: &str) -> Result<()> {
+    pub fn del(name: &str) -> Result<()> {
         validate_name(name)?;
         let path = Path::new(NETNS_RUN_DIR).join(name);
         if !path.exists() {
@@ -197,6 +197,19 @@ impl NetNs {
             }
             Err(e) => Err(NetNsError::from_io("unlink", Some(path), e)),
         }
+    }
+
+    /// The old name of [`NetNs::add`] (podnet's kernel-facing verbs are iproute2's: `add`,
+    /// `del`, `replace`, `list`, `get`).
+    #[deprecated(since = "0.1.0", note = "renamed to `NetNs::add`, like `ip netns add`")]
+    pub fn create(name: &str) -> Result<NetNs> {
+        Self::add(name)
+    }
+
+    /// The old name of [`NetNs::del`].
+    #[deprecated(since = "0.1.0", note = "renamed to `NetNs::del`, like `ip netns del`")]
+    pub fn delete(name: &str) -> Result<()> {
+        Self::del(name)
     }
 
     /// The names of the persisted namespaces, sorted (what `ip netns list` shows).
@@ -218,7 +231,7 @@ impl NetNs {
         Ok(names)
     }
 
-    /// The name under `/run/netns`, for namespaces made by [`create`](Self::create) or
+    /// The name under `/run/netns`, for namespaces made by [`add`](Self::add) or
     /// [`open`](Self::open).
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()

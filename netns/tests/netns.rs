@@ -18,7 +18,7 @@ fn unique(tag: &str) -> String {
 fn create_open_list_delete() {
     require_root!();
     let name = unique("cold");
-    let ns = NetNs::create(&name).expect("create");
+    let ns = NetNs::add(&name).expect("create");
     assert_eq!(ns.name(), Some(name.as_str()));
     assert!(NetNs::list().unwrap().contains(&name));
     let again = NetNs::open(&name).expect("open");
@@ -27,18 +27,18 @@ fn create_open_list_delete() {
         ns.inode().unwrap(),
         NetNs::current().unwrap().inode().unwrap()
     );
-    match NetNs::create(&name) {
-        Err(NetNsError::AlreadyExists { name: n }) => assert_eq!(n, name),
-        other => panic!("expected AlreadyExists, got {other:?}"),
+    match NetNs::add(&name) {
+        Err(NetNsError::Exists { name: n }) => assert_eq!(n, name),
+        other => panic!("expected Exists, got {other:?}"),
     }
-    NetNs::delete(&name).expect("delete");
+    NetNs::del(&name).expect("delete");
     assert!(!NetNs::list().unwrap().contains(&name));
     match NetNs::open(&name) {
         Err(NetNsError::NotFound { name: n }) => assert_eq!(n, name),
         other => panic!("expected NotFound, got {other:?}"),
     }
     assert!(matches!(
-        NetNs::delete(&name),
+        NetNs::del(&name),
         Err(NetNsError::NotFound { .. })
     ));
     // The handle still refers to a live namespace after the name is gone.
@@ -84,7 +84,7 @@ fn interoperates_with_ip_netns() {
     let ns = NetNs::open(&theirs).expect("open ip-made namespace");
     let links = ns.command("ip").args(["-br", "link"]).output().unwrap();
     assert!(String::from_utf8_lossy(&links.stdout).starts_with("lo"));
-    NetNs::delete(&theirs).expect("delete ip-made namespace");
+    NetNs::del(&theirs).expect("delete ip-made namespace");
     let listed = std::process::Command::new("ip")
         .args(["netns", "list"])
         .output()

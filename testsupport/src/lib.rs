@@ -153,7 +153,7 @@ impl TestNs {
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let name = format!("{PREFIX}{}-{n}-{tag}", std::process::id());
         let ns =
-            NetNs::create(&name).unwrap_or_else(|e| panic!("creating test namespace {name}: {e}"));
+            NetNs::add(&name).unwrap_or_else(|e| panic!("creating test namespace {name}: {e}"));
         let t = TestNs { ns, name };
         t.exec("ip", &["link", "set", "lo", "up"]);
         t
@@ -245,7 +245,7 @@ impl Deref for TestNs {
 
 impl Drop for TestNs {
     fn drop(&mut self) {
-        if let Err(e) = NetNs::delete(&self.name) {
+        if let Err(e) = NetNs::del(&self.name) {
             eprintln!("warning: deleting test namespace {}: {e}", self.name);
         }
     }
@@ -298,7 +298,7 @@ fn sweep_stale() {
             continue;
         };
         if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = NetNs::delete(&name);
+            let _ = NetNs::del(&name);
         }
     }
 }

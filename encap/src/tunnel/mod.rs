@@ -19,6 +19,9 @@
 //! - **Live.** Peers are added and removed while traffic flows; [`UdpTunnel::stop`] (or a
 //!   [`StopHandle`]) shuts the workers down.
 //!
+//! What happens to each packet is decided apart from any I/O (the private `datapath` module,
+//! unit-tested without root); the worker threads only move bytes.
+//!
 //! [`Mode::OnePacketPerSyscall`] works like flannel's C proxy (one packet per system call, no
 //! offloads), for comparison.
 //!
@@ -37,13 +40,14 @@
 //!     .icmp_source("10.244.0.0".parse()?)
 //!     .peers(&[Peer::new("10.244.2.0/24".parse()?, "198.18.0.2".parse()?)])
 //!     .start()?;
-//! tunnel.add_peer(Peer::new("10.244.3.0/24".parse()?, "198.18.0.3".parse()?));
+//! tunnel.replace_peer(Peer::new("10.244.3.0/24".parse()?, "198.18.0.3".parse()?));
 //! println!("{:?}", tunnel.counters());
 //! tunnel.stop()?;
 //! # Ok(())
 //! # }
 //! ```
 
+mod datapath;
 mod gro;
 mod gso;
 mod sys;
@@ -311,24 +315,32 @@ impl WorkerStats {
 #[non_exhaustive]
 pub enum TunnelError {
     /// A system call failed.
-    #[error("{what}: {source}")]
+    #[error("{op}: {source}")]
     Io {
         /// What was being done.
-        what: &'static str,
+        op: &'static str,
         /// The error.
         #[source]
         source: io::Error,
     },
-    /// The setup asked for something impossible.
-    #[error("invalid tunnel setup: {0}")]
-    Invalid(&'static str),
+    /// The setup asked for something impossible; checked before any thread starts.
+    #[error("invalid {what}: {reason}")]
+    InvalidArgument {
+        /// The argument (`"TUN queues"`, `"UDP sockets"`, ...).
+        what: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Entering the network namespace failed.
+    #[error(transparent)]
+    Netns(#[from] podnet_netns::NetNsError),
     /// A worker thread panicked.
     #[error("tunnel worker {0} panicked")]
     Panicked(usize),
 }
 
-fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> TunnelError {
-    move |source| TunnelError::Io { what, source }
+fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> TunnelError {
+    move |source| TunnelError::Io { op, source }
 }
 
 /// State shared by the handle and the workers.
@@ -479,15 +491,22 @@ impl Builder {
     /// Starts one worker thread per queue.
     pub fn start(self) -> Result<UdpTunnel, TunnelError> {
         if self.queues.is_empty() {
-            return Err(TunnelError::Invalid("no TUN queue"));
+            return Err(TunnelError::InvalidArgument {
+                what: "TUN queues",
+                reason: "none given",
+            });
         }
         if self.sockets.is_empty() {
-            return Err(TunnelError::Invalid("no UDP socket"));
+            return Err(TunnelError::InvalidArgument {
+                what: "UDP sockets",
+                reason: "none given",
+            });
         }
         if self.sockets.len() != 1 && self.sockets.len() != self.queues.len() {
-            return Err(TunnelError::Invalid(
-                "give one UDP socket per TUN queue, or one for all",
-            ));
+            return Err(TunnelError::InvalidArgument {
+                what: "UDP sockets",
+                reason: "give one per TUN queue, or one for all",
+            });
         }
         let mut sockets = self.sockets;
         while sockets.len() < self.queues.len() {
@@ -507,9 +526,10 @@ impl Builder {
         for (q, s) in self.queues.iter().zip(&sockets) {
             let vnet = sys::tun_vnet_hdr(q.as_fd()).map_err(io_err("query TUN queue"))?;
             if vnet.is_some_and(|n| !(vnet::MIN_LEN..=16).contains(&n)) {
-                return Err(TunnelError::Invalid(
-                    "virtio-net header size must be 10 to 16 bytes",
-                ));
+                return Err(TunnelError::InvalidArgument {
+                    what: "TUN queue",
+                    reason: "its virtio-net header size must be 10 to 16 bytes",
+                });
             }
             sys::set_nonblocking(q.as_fd()).map_err(io_err("set TUN queue non-blocking"))?;
             sys::set_buffers(s, self.socket_buffer.max(1 << 16));
@@ -571,20 +591,20 @@ impl UdpTunnel {
 
     /// Replaces the whole peer set (what a reconcile loop wants). Workers pick it up before
     /// their next batch.
-    pub fn set_peers(&self, peers: &[Peer]) {
+    pub fn replace_peers(&self, peers: &[Peer]) {
         self.shared.publish(peers);
     }
 
-    /// Adds a peer, or moves an existing subnet to a new address.
-    pub fn add_peer(&self, peer: Peer) {
+    /// Adds a peer, or replaces the address of its subnet's peer (like `ip route replace`).
+    pub fn replace_peer(&self, peer: Peer) {
         self.shared.modify(|peers| {
             peers.retain(|p| p.subnet != peer.subnet.trunc());
             peers.push(peer);
         });
     }
 
-    /// Removes the peer of `subnet`; `false` when there was none.
-    pub fn remove_peer(&self, subnet: Ipv4Net) -> bool {
+    /// Deletes the peer of `subnet`; `false` when there was none.
+    pub fn del_peer(&self, subnet: Ipv4Net) -> bool {
         self.shared.modify(|peers| {
             let before = peers.len();
             peers.retain(|p| p.subnet != subnet.trunc());
@@ -654,11 +674,22 @@ impl Drop for UdpTunnel {
 }
 
 /// Binds `n` UDP sockets to `addr` with SO_REUSEPORT, one per worker, in the calling
-/// thread's network namespace (use `NetNs::run` to bind inside another).
+/// thread's network namespace ([`bind_sockets_in_ns`] binds inside another).
 pub fn bind_sockets(addr: SocketAddrV4, n: usize) -> io::Result<Vec<UdpSocket>> {
     (0..n.max(1))
         .map(|_| sys::udp_socket_reuseport(addr))
         .collect()
+}
+
+/// [`bind_sockets`] inside the namespace `ns` (the sockets stay bound to it), the way
+/// `podnet_links::Handle::in_ns` opens its socket; the calling thread does not switch.
+pub fn bind_sockets_in_ns(
+    ns: &podnet_links::NetNs,
+    addr: SocketAddrV4,
+    n: usize,
+) -> Result<Vec<UdpSocket>, TunnelError> {
+    ns.run(move || bind_sockets(addr, n))?
+        .map_err(io_err("bind the UDP sockets"))
 }
 
 /// The TUN device a tunnel in `mode` wants: `queues` queues; for [`Mode::Fast`] a 12-byte

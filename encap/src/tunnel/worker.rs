@@ -1,19 +1,20 @@
 //! One worker: a TUN queue and a UDP socket, both directions, on one thread.
 //!
+//! The worker moves bytes; what to do with each packet (route, drop, answer) is decided by
+//! [`datapath`], which does no I/O.
+//!
 //! The loop moves a batch each way (TUN -> peers, peers -> TUN) while there is work, and
 //! sleeps in poll(2) only when both sides are idle. Every buffer is allocated when the worker
 //! starts; the loop itself does not allocate.
 #![forbid(unsafe_code)]
 
+use super::datapath::{self, Egress, Segmentation};
 use super::gro::{Coalescer, Pushed};
 use super::gso::{self, Seg, SegSink, SplitError};
 use super::sys::{self, MAX_GSO_SEGMENTS, MAX_MSGS, MAX_UDP_PAYLOAD, RecvMeta, SendMsg};
-use super::table::{PeerTable, SenderCheck};
-use super::vnet::{F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_UDP_L4, VnetHdr};
+use super::table::PeerTable;
+use super::vnet::VnetHdr;
 use super::{Counters, DropReason, Mode, Shared, TunnelError, WorkerStats};
-use crate::icmpv4::{self, UnreachableCode};
-use crate::ip::IpProtocol;
-use crate::ipv4;
 use ipnet::Ipv4Net;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
@@ -80,7 +81,8 @@ struct Worker {
     rx_buf: Vec<u8>,
     rx_meta: Vec<RecvMeta>,
     gro: Coalescer,
-    icmp: [u8; 160],
+    /// Room for an ICMP answer after the virtio-net header.
+    icmp: [u8; 16 + datapath::MAX_ICMP_LEN],
 }
 
 impl Worker {
@@ -116,7 +118,7 @@ impl Worker {
             rx_buf: vec![0; RX_SLOT * rx_slots],
             rx_meta: vec![RecvMeta::default(); rx_slots],
             gro: Coalescer::new(256, 1024, cfg.verify),
-            icmp: [0; 160],
+            icmp: [0; 16 + datapath::MAX_ICMP_LEN],
         }
     }
 
@@ -127,11 +129,11 @@ impl Worker {
             }
             self.refresh_table();
             let out = self.egress().map_err(|source| TunnelError::Io {
-                what: "read from the TUN device",
+                op: "read from the TUN device",
                 source,
             })?;
             let inn = self.ingress().map_err(|source| TunnelError::Io {
-                what: "receive from the UDP socket",
+                op: "receive from the UDP socket",
                 source,
             })?;
             self.stats.publish(&self.c);
@@ -144,10 +146,7 @@ impl Worker {
                     ],
                     1000,
                 )
-                .map_err(|source| TunnelError::Io {
-                    what: "poll",
-                    source,
-                })?;
+                .map_err(|source| TunnelError::Io { op: "poll", source })?;
             }
         }
     }
@@ -212,34 +211,14 @@ impl Worker {
             VnetHdr::default()
         };
         let start = pos + vnet;
-        let pkt = &mut self.tx_arena[start..pos + n];
-        match pkt[0] >> 4 {
-            4 => {}
-            6 => return self.c.add_drop(DropReason::TunUnsupported, 1),
-            _ => return self.c.add_drop(DropReason::TunMalformed, 1),
-        }
-        let (total, dst) = match ipv4::Packet::new_checked(&*pkt) {
-            Ok(p) => (usize::from(p.total_len()), p.dst()),
-            Err(_) => return self.c.add_drop(DropReason::TunMalformed, 1),
-        };
-        let pkt = &mut pkt[..total];
-        let Some(peer) = self.table.lookup(dst) else {
-            return self.unreachable(start, total);
-        };
-        if !matches!(ipv4::Packet::new_unchecked(&mut *pkt).decrement_ttl(), Some(t) if t > 0) {
-            return self.c.add_drop(DropReason::TtlExpired, 1);
-        }
-        match hdr.gso_type & !GSO_ECN {
-            GSO_NONE => {
-                if hdr.flags & F_NEEDS_CSUM != 0
-                    && !gso::complete_checksum(
-                        pkt,
-                        usize::from(hdr.csum_start),
-                        usize::from(hdr.csum_offset),
-                    )
-                {
-                    return self.c.add_drop(DropReason::TunMalformed, 1);
-                }
+        let (peer, len, seg) =
+            match datapath::egress(&mut self.tx_arena[start..pos + n], &hdr, &self.table) {
+                Egress::Forward { peer, len, seg } => (peer, len, seg),
+                Egress::NoRoute { len } => return self.unreachable(start, len),
+                Egress::Drop(reason) => return self.c.add_drop(reason, 1),
+            };
+        match seg {
+            Segmentation::None => {
                 if self.tx_segs.len() == self.tx_segs.capacity() {
                     self.flush_tx();
                 }
@@ -248,18 +227,17 @@ impl Worker {
                     hdr_off: 0,
                     hdr_len: 0,
                     data_off: start as u32,
-                    data_len: total as u32,
+                    data_len: len as u32,
                 });
             }
-            t @ (GSO_TCPV4 | GSO_UDP_L4) => {
-                let size = usize::from(hdr.gso_size);
+            Segmentation::Tcp { size } | Segmentation::Udp { size } => {
                 for attempt in 0..2 {
                     let mut sink = SegSink {
                         hdrs: &mut self.tx_hdrs,
                         segs: &mut self.tx_segs,
                     };
-                    let pkt = &self.tx_arena[start..start + total];
-                    let r = if t == GSO_TCPV4 {
+                    let pkt = &self.tx_arena[start..start + len];
+                    let r = if matches!(seg, Segmentation::Tcp { .. }) {
                         gso::split_tcp4(pkt, start, size, peer, &mut sink)
                     } else {
                         gso::split_udp4(pkt, start, size, peer, &mut sink)
@@ -271,52 +249,23 @@ impl Worker {
                     }
                 }
             }
-            _ => self.c.add_drop(DropReason::TunUnsupported, 1),
         }
     }
 
-    /// No peer takes the packet at `tx_arena[start..start + total]`: count it, and write
-    /// ICMP net unreachable back into the device when that is allowed (RFC 1812 4.3.2.7:
-    /// not about ICMP errors, non-first fragments, or broadcast and multicast packets).
-    fn unreachable(&mut self, start: usize, total: usize) {
+    /// No peer takes the packet at `tx_arena[start..start + len]`: count it, and write the
+    /// ICMP net-unreachable answer back into the device when there is one to send.
+    fn unreachable(&mut self, start: usize, len: usize) {
         self.c.add_drop(DropReason::NoRoute, 1);
         let Some(src) = self.cfg.icmp_source else {
             return;
         };
-        let pkt = &self.tx_arena[start..start + total];
-        let ip = ipv4::Packet::new_unchecked(pkt);
-        let hl = ip.header_len();
-        let to = ip.src();
-        let answerable = ip.frag_offset() == 0
-            && !ip.dst().is_multicast()
-            && !ip.dst().is_broadcast()
-            && !to.is_unspecified()
-            && !to.is_multicast()
-            && !to.is_broadcast()
-            && (ip.protocol() != IpProtocol::ICMP
-                || pkt
-                    .get(hl)
-                    .is_some_and(|t| matches!(t, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18)));
-        if !answerable {
-            return;
-        }
-        let original = &pkt[..(hl + 8).min(total)];
-        let icmp_len = icmpv4::HEADER_LEN + original.len();
         let v = self.cfg.vnet;
-        let out = &mut self.icmp[..v + 20 + icmp_len];
-        out[..v].fill(0);
-        let r = ipv4::Repr::new(src, to, IpProtocol::ICMP, 64, icmp_len)
-            .emit(&mut ipv4::Packet::new_unchecked(&mut out[v..v + 20]));
-        if r.is_err() {
+        let pkt = &self.tx_arena[start..start + len];
+        let Some(n) = datapath::net_unreachable(pkt, src, &mut self.icmp[v..]) else {
             return;
-        }
-        icmpv4::Repr::DstUnreachable {
-            code: UnreachableCode::NET,
-            next_hop_mtu: 0,
-            original,
-        }
-        .emit(&mut icmpv4::Packet::new_unchecked(&mut out[v + 20..]));
-        if (&self.tun).write(out).is_ok() {
+        };
+        self.icmp[..v].fill(0);
+        if (&self.tun).write(&self.icmp[..v + n]).is_ok() {
             self.c.icmp_sent += 1;
         }
     }
@@ -405,18 +354,15 @@ impl Worker {
     /// Checks one received datagram (or GRO batch) at `rx_buf[base..]` and queues its
     /// packets.
     fn datagram(&mut self, base: usize, m: RecvMeta) {
-        let stride = m.stride.max(1);
-        let packets = m.len.div_ceil(stride).max(1) as u64;
-        if m.truncated || m.len == 0 {
-            return self.c.add_drop(DropReason::Malformed, packets);
-        }
-        let Some(src) = m.src.filter(|s| self.table.is_known_sender(*s.ip())) else {
-            return self.c.add_drop(DropReason::UnknownSender, packets);
+        let sender = match datapath::accept_datagram(&m, &self.table) {
+            Ok(s) => s,
+            Err(reason) => return self.c.add_drop(reason, datapath::packets_in(&m)),
         };
+        let stride = m.stride.max(1);
         let mut off = 0;
         while off < m.len {
             let len = stride.min(m.len - off);
-            self.inner_packet(*src.ip(), base + off, len);
+            self.inner_packet(sender, base + off, len);
             off += len;
         }
     }
@@ -425,22 +371,10 @@ impl Worker {
     /// for the TUN device.
     fn inner_packet(&mut self, sender: Ipv4Addr, off: usize, len: usize) {
         let pkt = &mut self.rx_buf[off..off + len];
-        let (total, src, dst) = match ipv4::Packet::new_checked(&*pkt) {
-            Ok(p) if p.validate().is_ok() => (usize::from(p.total_len()), p.src(), p.dst()),
-            _ => return self.c.add_drop(DropReason::Malformed, 1),
+        let total = match datapath::ingress(sender, pkt, &self.table, self.cfg.local_subnet) {
+            Ok(total) => total,
+            Err(reason) => return self.c.add_drop(reason, 1),
         };
-        match self.table.check_sender(sender, src) {
-            SenderCheck::Ok => {}
-            SenderCheck::Spoofed => return self.c.add_drop(DropReason::Spoofed, 1),
-            SenderCheck::UnknownSender => return self.c.add_drop(DropReason::UnknownSender, 1),
-        }
-        if self.cfg.local_subnet.is_some_and(|l| !l.contains(&dst)) {
-            return self.c.add_drop(DropReason::NotLocal, 1);
-        }
-        if !matches!(ipv4::Packet::new_unchecked(&mut pkt[..total]).decrement_ttl(), Some(t) if t > 0)
-        {
-            return self.c.add_drop(DropReason::TtlExpired, 1);
-        }
         if self.fast && self.cfg.vnet > 0 {
             let mut r = self.gro.push(&self.rx_buf, off, total);
             if r == Pushed::Full {

@@ -179,10 +179,8 @@ impl TwoNodes {
             node.exec("ip", &["link", "set", "flannel0", "mtu", &mtu, "up"]);
             node.exec("ip", &["route", "add", NETWORK, "dev", "flannel0"]);
             let addr = std::net::SocketAddrV4::new(NODE_IP[i], tunnel::PORT);
-            let sockets = node
-                .run(move || tunnel::bind_sockets(addr, queues as usize))
-                .expect("enter namespace")
-                .expect("bind UDP");
+            let sockets =
+                tunnel::bind_sockets_in_ns(node.ns(), addr, queues as usize).expect("bind UDP");
             UdpTunnel::builder()
                 .tun(dev.into_queues())
                 .sockets(sockets)

@@ -66,11 +66,11 @@ struct VethPath {
 impl VethPath {
     fn new(prefix: &str) -> Result<VethPath, ClusterError> {
         let names = [format!("{prefix}-veth-a"), format!("{prefix}-veth-b")];
-        let a = NetNs::create(&names[0])?;
-        let b = match NetNs::create(&names[1]) {
+        let a = NetNs::add(&names[0])?;
+        let b = match NetNs::add(&names[1]) {
             Ok(b) => b,
             Err(e) => {
-                let _ = NetNs::delete(&names[0]);
+                let _ = NetNs::del(&names[0]);
                 return Err(e.into());
             }
         };
@@ -95,7 +95,7 @@ impl VethPath {
 impl Drop for VethPath {
     fn drop(&mut self) {
         for n in &self.names {
-            let _ = NetNs::delete(n);
+            let _ = NetNs::del(n);
         }
     }
 }

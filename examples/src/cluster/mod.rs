@@ -256,7 +256,7 @@ pub fn down(prefix: &str) -> usize {
         }
     }
     for name in &names {
-        if let Err(e) = NetNs::delete(name) {
+        if let Err(e) = NetNs::del(name) {
             eprintln!("warning: deleting {name}: {e}");
         }
     }
@@ -265,7 +265,7 @@ pub fn down(prefix: &str) -> usize {
 }
 
 fn create_ns(name: &str) -> Result<NetNs, ClusterError> {
-    let ns = NetNs::create(name)?;
+    let ns = NetNs::add(name)?;
     Handle::in_ns(&ns)?.link().set("lo").up().apply()?;
     Ok(ns)
 }

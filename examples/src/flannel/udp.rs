@@ -171,7 +171,7 @@ impl Backend for UdpBackend {
         if let Some(t) = &self.tunnel {
             if wanted != self.peers {
                 tracing::info!(peers = wanted.len(), "UDP tunnel peers updated");
-                t.set_peers(&wanted);
+                t.replace_peers(&wanted);
             }
             tracing::debug!(counters = %t.counters(), "UDP tunnel");
         }

@@ -8,13 +8,13 @@ use super::backend::{
     Backend, MIN_MTU, Peer, Underlay, directly_reachable, overlay_mtu, prune_routes,
 };
 use ipnet::{IpNet, Ipv4Net};
-use podnet_links::{Error, FdbEntry, Handle, MacAddr, Neighbour, Route, Vxlan};
+use podnet_links::{Error, FdbEntry, Handle, MacAddr, Neighbour, Route, Vni, Vxlan};
 use std::net::IpAddr;
 
 /// flannel's vxlan backend.
 #[derive(Debug)]
 pub(crate) struct VxlanBackend {
-    vni: u32,
+    vni: Vni,
     port: u16,
     gbp: bool,
     direct_routing: bool,
@@ -35,11 +35,10 @@ impl VxlanBackend {
             }
         };
         let vni = num("VNI", 1)?;
-        if vni > u64::from(podnet_links::VNI_MAX) {
-            return Err(AgentError::Config(format!(
-                "Backend.VNI {vni} is above 2^24-1"
-            )));
-        }
+        let vni = u32::try_from(vni)
+            .ok()
+            .and_then(Vni::new)
+            .ok_or_else(|| AgentError::Config(format!("Backend.VNI {vni} is above 2^24-1")))?;
         let port = num("Port", 8472)?;
         let port = u16::try_from(port)
             .map_err(|_| AgentError::Config(format!("Backend.Port {port} is not a UDP port")))?;
@@ -59,7 +58,7 @@ impl VxlanBackend {
             ),
         };
         Ok(VxlanBackend {
-            vni: vni as u32,
+            vni,
             port: if port == 0 { 8472 } else { port },
             gbp: flag("GBP"),
             direct_routing: flag("DirectRouting"),
@@ -83,7 +82,7 @@ impl VxlanBackend {
     }
 
     fn spec(&self, under: &Underlay, mtu: u32) -> Vxlan {
-        let mut spec = Vxlan::new(self.dev(), self.vni)
+        let mut spec = Vxlan::new(self.dev(), self.vni.get())
             .local(under.iface_addr.into())
             .dev(under.index)
             .port(self.port)
@@ -104,7 +103,7 @@ impl VxlanBackend {
         match h.link().get(dev.as_str()) {
             Ok(link) => {
                 let matches = link.vxlan.as_ref().is_some_and(|v| {
-                    v.vni == self.vni
+                    v.vni == self.vni.get()
                         && v.port == self.port
                         && v.local == Some(IpAddr::V4(under.iface_addr))
                         && v.dev == Some(under.index)
@@ -155,7 +154,7 @@ impl Backend for VxlanBackend {
             .mac
             .ok_or_else(|| AgentError::Other(format!("{} has no MAC address", self.dev())))?;
         Ok(Some(
-            serde_json::json!({"VNI": self.vni, "VtepMAC": mac.to_string()}),
+            serde_json::json!({"VNI": self.vni.get(), "VtepMAC": mac.to_string()}),
         ))
     }
 
