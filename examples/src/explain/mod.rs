@@ -71,7 +71,7 @@ mod trace;
 mod view;
 mod walk;
 
-pub use cli::{ExplainArgs, run as run_cli};
+pub use cli::{ExplainArgs, ShowArgs, run as run_cli, run_show};
 #[doc(hidden)]
 pub use fuzzing::{iptables_rules, nft_ruleset, nft_trace};
 pub use model::{Addr, Dev, DevKind, Fdb, Neigh, RecordedNs, RecordedRoute, Recording, VxlanConf};

@@ -71,8 +71,13 @@ fn node_of(pod: &str) -> &str {
     pod.split("-pod").next().unwrap_or(pod)
 }
 
-fn shown(d: &Dev) -> bool {
+/// Loopback only when it holds more than 127.0.0.1 (the fabric's outside address).
+fn shown(ns: &RecordedNs, d: &Dev) -> bool {
     d.name != "lo"
+        || ns
+            .addrs
+            .iter()
+            .any(|a| a.index == d.index && a.global && !a.addr.addr().is_loopback())
 }
 
 /// The namespace and device at the other end of veth `d` of `ns`.
@@ -111,7 +116,7 @@ fn place_ns(
     port_x: &dyn Fn(&Dev) -> Option<f64>,
     ports_below: bool,
 ) -> f64 {
-    let devs: Vec<&Dev> = ns.links.iter().filter(|d| shown(d)).collect();
+    let devs: Vec<&Dev> = ns.links.iter().filter(|d| shown(ns, d)).collect();
     let bridges: Vec<&Dev> = devs
         .iter()
         .copied()
@@ -313,7 +318,7 @@ fn draw_topology(out: &mut String, rec: &Recording, l: &Layout) {
     // Wires first, devices on top.
     let mut drawn = Vec::new();
     for ns in &rec.namespaces {
-        for d in ns.links.iter().filter(|d| shown(d)) {
+        for d in ns.links.iter().filter(|d| shown(ns, d)) {
             let Some(a) = l.devs.get(&(ns.label.clone(), d.name.clone())) else {
                 continue;
             };
@@ -382,7 +387,7 @@ fn draw_topology(out: &mut String, rec: &Recording, l: &Layout) {
         }
     }
     for ns in &rec.namespaces {
-        for d in ns.links.iter().filter(|d| shown(d)) {
+        for d in ns.links.iter().filter(|d| shown(ns, d)) {
             let Some(r) = l.devs.get(&(ns.label.clone(), d.name.clone())) else {
                 continue;
             };
@@ -412,18 +417,23 @@ fn draw_topology(out: &mut String, rec: &Recording, l: &Layout) {
     }
 }
 
-/// Where hop `h` happens: its device, else its namespace's label corner.
-fn hop_point(l: &Layout, h: &Hop) -> (f64, f64) {
+/// Where hop `h` happens: its device (the box), else its namespace's label corner.
+fn hop_place(l: &Layout, h: &Hop) -> Rect {
     if let Some(r) = h
         .dev
         .as_ref()
         .and_then(|d| l.devs.get(&(h.ns.clone(), d.clone())))
     {
-        return (r.cx(), r.cy());
+        return *r;
     }
     l.ns.iter()
         .find(|(n, _, _)| *n == h.ns)
-        .map_or((20.0, 20.0), |(_, r, _)| (r.x + r.w - 30.0, r.y + 14.0))
+        .map_or(Rect::default(), |(_, r, _)| Rect {
+            x: r.x + r.w - 100.0,
+            y: r.y,
+            w: 100.0,
+            h: 28.0,
+        })
 }
 
 /// A short label for a hop that changes the packet: NAT, encapsulation, a drop.
@@ -468,15 +478,23 @@ fn short(s: &str, n: usize) -> String {
 }
 
 fn draw_path(out: &mut String, l: &Layout, w: &Walk) {
+    // Markers sit on the right part of their box (the name and address stay readable), three
+    // to a row, further rows above.
+    let places: Vec<Rect> = w.hops.iter().map(|h| hop_place(l, h)).collect();
+    let key = |r: &Rect| (r.x as i64, r.y as i64);
+    let mut total: HashMap<(i64, i64), usize> = HashMap::new();
+    for r in &places {
+        *total.entry(key(r)).or_default() += 1;
+    }
     let mut points: Vec<(f64, f64)> = Vec::new();
     let mut seen: HashMap<(i64, i64), usize> = HashMap::new();
-    for h in &w.hops {
-        let (x, y) = hop_point(l, h);
-        let k = (x as i64, y as i64);
-        let n = seen.entry(k).or_default();
+    for r in &places {
+        let n = seen.entry(key(r)).or_default();
+        let in_row = total[&key(r)].min(3) as f64;
+        let (col, row) = ((*n % 3) as f64, (*n / 3) as f64);
         points.push((
-            x - 30.0 + 20.0 * (*n % 4) as f64,
-            y - 24.0 * (*n / 4) as f64,
+            r.x + r.w - 12.0 - 21.0 * (in_row - 1.0 - col),
+            r.cy() - 21.0 * row,
         ));
         *n += 1;
     }
@@ -616,6 +634,9 @@ const PAGE_SCRIPT: &str = r#"
     if (li) li.addEventListener('mouseenter', function () { g.classList.add('hl'); });
     if (li) li.addEventListener('mouseleave', function () { g.classList.remove('hl'); });
   });
+  var devs = 0;
+  document.querySelectorAll('g.dev rect').forEach(function (r) { if (r.getBBox().width > 0) devs++; });
+  document.body.setAttribute('data-devs-drawn', String(devs));
   document.body.setAttribute('data-hops-drawn', String(drawn));
   document.body.setAttribute('data-hops-labelled', String(labelled));
 })();
