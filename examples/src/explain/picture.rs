@@ -655,11 +655,11 @@ pub fn html(rec: &Recording, walk: Option<&Walk>) -> String {
         "<title>{}</title><style>body{{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:16px;color:#222}}\
 ol.walk{{font-family:DejaVu Sans Mono,monospace;font-size:12px}}ol.walk li.outer{{color:#a05a00}}\
 ol.walk li.drop{{color:#c00;font-weight:bold}}ol.walk li.hl,ol.walk li:target{{background:#fff3b0}}\
-g.hop.hl circle{{stroke:#000;stroke-width:3}}.ns-tag{{color:#555}}</style></head><body data-hops=\"{}\">\n",
+g.hop.hl circle{{stroke:#000;stroke-width:3}}.ns-tag{{color:#555}}</style></head><body data-hops=\"{}\">",
         esc(&title),
         walk.map_or(0, |w| w.hops.len())
     );
-    let _ = writeln!(out, "<h1>{}</h1>", esc(&title));
+    let _ = writeln!(out, "\n<h1>{}</h1>", esc(&title));
     out.push_str(&svg(rec, walk));
     if let Some(w) = walk {
         out.push_str("<h2>The walk</h2>\n<ol class=\"walk\">\n");

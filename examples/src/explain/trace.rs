@@ -776,6 +776,16 @@ fn compare(walk: &Walk, traced: &[TracedNs]) -> Vec<Agreement> {
     out
 }
 
+/// The live namespace of a view: the probe sends real packets, so a recording cannot serve.
+fn live(v: &super::view::NsView) -> Result<&podnet_netns::NetNs, ExplainError> {
+    v.netns().ok_or_else(|| {
+        ExplainError::Probe(format!(
+            "{} is recorded, not live: the probe needs the cluster itself",
+            v.label
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -840,14 +850,4 @@ mod tests {
             parse_messages(&bad, 0, &mut out);
         }
     }
-}
-
-/// The live namespace of a view: the probe sends real packets, so a recording cannot serve.
-fn live(v: &super::view::NsView) -> Result<&podnet_netns::NetNs, ExplainError> {
-    v.netns().ok_or_else(|| {
-        ExplainError::Probe(format!(
-            "{} is recorded, not live: the probe needs the cluster itself",
-            v.label
-        ))
-    })
 }
