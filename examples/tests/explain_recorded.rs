@@ -380,3 +380,61 @@ fn a_drop_is_marked_where_and_why() {
         assert!(svg.contains("<g class=\"hop drop\""));
     }
 }
+
+#[test]
+fn the_command_draws_recordings() {
+    let dir = std::env::temp_dir().join(format!("podnet-explain-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/explain");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_podnet-cluster"))
+            .args(args)
+            .output()
+            .expect("podnet-cluster runs")
+    };
+    let svg = dir.join("show.svg");
+    let rec = fixtures.join("udp-iptables.json");
+    let out = run(&[
+        "show",
+        "--replay",
+        rec.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("data-dev=\"flannel0\""), "the TUN devices");
+    assert!(!text.contains("class=\"hop"), "no packet");
+
+    // A drop exits 1, with the picture and the page written all the same.
+    let (svg, html) = (dir.join("walk.svg"), dir.join("walk.html"));
+    let rec = fixtures.join("vxlan-broken-fdb.json");
+    let out = run(&[
+        "explain",
+        "--replay",
+        rec.to_str().unwrap(),
+        "node1-pod1",
+        "node2-pod1",
+        "--svg",
+        svg.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let hops = stdout
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .count();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(markers(&text).len(), hops, "{stdout}");
+    assert!(text.contains("class=\"drop-x\""));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.contains(&format!("<li id=\"hop-{hops}\" class=\"drop\"")));
+    assert!(
+        !page.contains("http://") || page.matches("http://").count() == 1,
+        "only the SVG namespace"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
