@@ -100,11 +100,23 @@ fn vxlan_pod_to_pod_same_node_and_across() {
         "{}",
         vx[0].text
     );
+    let e = vx[0].encap.as_ref().expect("the outer header");
+    assert_eq!(
+        (e.src, e.dst, e.port, e.vni),
+        (
+            Some([198, 18, 0, 1].into()),
+            [198, 18, 0, 2].into(),
+            8472,
+            Some(1)
+        )
+    );
     let decap: Vec<_> = w.hops_of(Step::Decap).collect();
     assert_eq!(
         (decap[0].ns.as_str(), decap[0].dev.as_deref()),
         ("node2", Some("flannel.1"))
     );
+    assert_eq!(decap[0].encap.as_ref().map(|d| d.dst), Some(e.dst));
+    assert_eq!(decap[0].encap.as_ref().map(|d| &d.inner), Some(&e.inner));
     // The legs between encapsulation and decapsulation are the outer packet's.
     let outer: Vec<_> = w.hops.iter().filter(|h| !h.inner).collect();
     assert!(outer.iter().any(|h| h.ns == "fabric"), "{w}");
@@ -135,7 +147,12 @@ fn every_backend_crosses_nodes() {
             route.text
         );
         match step {
-            Some(s) => assert_eq!(w.hops_of(s).count(), 1, "{backend}: {w}"),
+            Some(s) => {
+                assert_eq!(w.hops_of(s).count(), 1, "{backend}: {w}");
+                let e = w.hops_of(s).next().unwrap().encap.clone().unwrap();
+                let port = if backend == "udp" { 8285 } else { 8472 };
+                assert_eq!((e.dst, e.port), ([198, 18, 0, 2].into(), port), "{backend}");
+            }
             None => assert!(w.hops.iter().all(|h| h.inner), "{backend}: {w}"),
         }
     }
@@ -338,7 +355,10 @@ fn the_path_is_drawn_hop_by_hop() {
     let (_, r) = w.rules().find(|(_, r)| r.dnat.is_some()).unwrap();
     let (a, b) = r.dnat.clone().unwrap();
     assert!(svg.contains(&format!("DNAT {a} \u{2192} {b}")), "{svg}");
-    assert!(svg.contains("outer: udp 198.18.0.1 -&gt; 198.18.0.2:8472, VNI 1"));
+    assert!(
+        svg.contains("outer: udp 198.18.0.1 -&gt; 198.18.0.2:8472 VNI 1"),
+        "{svg}"
+    );
     let outer_legs = svg.matches("class=\"leg outer\"").count();
     assert_eq!(
         outer_legs,

@@ -369,8 +369,44 @@ pub struct Hop {
     /// For [`Step::Rules`]: what the rules did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rules: Option<RulesHop>,
+    /// For [`Step::Vxlan`], [`Step::Tunnel`] and [`Step::Decap`]: the outer header put around
+    /// the packet, or taken off it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encap: Option<Encapsulation>,
     /// The packet inside a tunnel (`false` for the outer packet of an encapsulation).
     pub inner: bool,
+}
+
+/// The outer header of an encapsulation, on the hop that wraps or unwraps the packet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Encapsulation {
+    /// `vxlan`, or `udp` for flannel's udp backend.
+    pub kind: String,
+    /// Outer source address; `None` when the route chooses it.
+    pub src: Option<Ipv4Addr>,
+    /// Outer destination: the remote VTEP or tunnel peer.
+    pub dst: Ipv4Addr,
+    /// Outer UDP destination port.
+    pub port: u16,
+    /// The VXLAN network identifier.
+    pub vni: Option<u32>,
+    /// The packet inside.
+    pub inner: String,
+}
+
+impl fmt::Display for Encapsulation {
+    /// `udp 198.18.0.1 -> 198.18.0.2:8472 VNI 1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("udp ")?;
+        if let Some(s) = self.src {
+            write!(f, "{s} ")?;
+        }
+        write!(f, "-> {}:{}", self.dst, self.port)?;
+        if let Some(v) = self.vni {
+            write!(f, " VNI {v}")?;
+        }
+        Ok(())
+    }
 }
 
 /// How the walk ended.

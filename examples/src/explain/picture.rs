@@ -271,7 +271,8 @@ fn layout(rec: &Recording) -> Layout {
         l.ns.push((o.label.clone(), Rect { h, ..area }, "other"));
         x += POD_COL + GAP;
     }
-    l.width = total_w.max(x);
+    // Room on the right for the notes of the last column.
+    l.width = total_w.max(x) + 220.0;
     l.height = y + other_h + 20.0;
     l
 }
@@ -450,21 +451,10 @@ fn hop_note(h: &Hop) -> Option<(String, &'static str)> {
             return Some((parts.join("; "), "nat"));
         }
     }
-    match h.step {
-        Step::Vxlan => Some((
-            h.text
-                .split_once("wrapped in ")
-                .map_or(h.text.clone(), |(_, o)| format!("outer: {o}")),
-            "encap",
-        )),
-        Step::Tunnel => Some((
-            h.text
-                .split_once("payload of ")
-                .map_or(h.text.clone(), |(_, o)| format!("outer: {o}")),
-            "encap",
-        )),
-        Step::Decap => Some((format!("unwrapped: {}", h.text), "encap")),
-        Step::Drop => Some((format!("DROP: {}", h.text), "drop")),
+    match (h.step, &h.encap) {
+        (Step::Vxlan | Step::Tunnel, Some(e)) => Some((format!("outer: {e}"), "encap")),
+        (Step::Decap, Some(e)) => Some((format!("unwrapped from {e}: {}", e.inner), "encap")),
+        (Step::Drop, _) => Some((format!("DROP: {}", h.text), "drop")),
         _ => None,
     }
 }
@@ -541,14 +531,15 @@ fn draw_path(out: &mut String, l: &Layout, w: &Walk) {
             );
         }
         if let Some((note, kind)) = hop_note(h) {
-            let k = ((*x / 10.0) as i64, (*y / 10.0) as i64);
-            let dy = note_y.entry(k).or_insert(0.0);
+            // Above the hop's box, stacked upwards when the box has several.
+            let r = places[i];
+            let dy = note_y.entry(key(&r)).or_insert(0.0);
             let _ = write!(
                 out,
                 r#"<text class="note note-{kind}" x="{:.0}" y="{:.0}">{n}: {}</text>"#,
-                x + 14.0,
-                y - 12.0 - *dy,
-                esc(&short(&note, 70))
+                r.x + 4.0,
+                r.y - 4.0 - *dy,
+                esc(&short(&note, 110))
             );
             *dy += 13.0;
         }

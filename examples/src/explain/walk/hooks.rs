@@ -258,6 +258,7 @@ impl<'t> Walker<'t> {
             to_ns: None,
             to_dev: None,
             rules: Some(hop),
+            encap: None,
             inner: self.inner(),
         });
         let word = verdict_word(&verdict);
@@ -278,6 +279,7 @@ impl<'t> Walker<'t> {
                     to_ns: None,
                     to_dev: None,
                     rules: None,
+                    encap: None,
                     inner: self.inner(),
                 });
                 Err(Next::Done(Outcome::Dropped {

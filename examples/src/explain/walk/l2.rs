@@ -285,6 +285,7 @@ impl<'t> Walker<'t> {
                     to_ns: Some(plabel),
                     to_dev: Some(pname),
                     rules: None,
+                    encap: None,
                     inner: self.inner(),
                 };
                 hop.inner = self.inner();

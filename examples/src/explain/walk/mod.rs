@@ -169,8 +169,16 @@ impl<'t> Walker<'t> {
             to_ns: None,
             to_dev: None,
             rules: None,
+            encap: None,
             inner: self.inner(),
         });
+    }
+
+    /// Notes the outer header on the hop just told.
+    fn encap(&mut self, e: super::Encapsulation) {
+        if let Some(h) = self.hops.last_mut() {
+            h.encap = Some(e);
+        }
     }
 
     fn checkpoint(&mut self, ns: usize, family: &str, hook: &str, dev: String) {

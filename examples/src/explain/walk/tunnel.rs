@@ -4,7 +4,7 @@ use super::{Encap, EncapKind, FLANNEL_UDP_PORT, Next, Walker};
 use crate::explain::model::{Dev, DevKind};
 use crate::explain::state::{RouteQuery, RouteType};
 use crate::explain::view::NsView;
-use crate::explain::{Flow, Proto, Step};
+use crate::explain::{Encapsulation, Flow, Proto, Step};
 use podnet_links::MacAddr;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -91,6 +91,14 @@ impl<'t> Walker<'t> {
                 link.name
             ),
         );
+        self.encap(Encapsulation {
+            kind: "vxlan".into(),
+            src: (!local.is_unspecified()).then_some(local),
+            dst: remote,
+            port,
+            vni: Some(vni),
+            inner: self.flow.to_string(),
+        });
         let inner = self.flow.clone();
         self.stack.push(Encap {
             kind: EncapKind::Vxlan { vni, port },
@@ -154,6 +162,14 @@ impl<'t> Walker<'t> {
             ),
         );
         let _ = label;
+        self.encap(Encapsulation {
+            kind: "udp".into(),
+            src: None,
+            dst: peer_ip,
+            port: FLANNEL_UDP_PORT,
+            vni: None,
+            inner: self.flow.to_string(),
+        });
         let inner = self.flow.clone();
         self.stack.push(Encap {
             kind: EncapKind::Udp {
@@ -199,7 +215,7 @@ impl<'t> Walker<'t> {
                     );
                 };
                 self.stack.pop();
-                self.flow = encap.inner.clone();
+                let outer = std::mem::replace(&mut self.flow, encap.inner.clone());
                 self.hop(
                     ns,
                     Step::Decap,
@@ -209,6 +225,14 @@ impl<'t> Walker<'t> {
                         dev.name, self.flow
                     ),
                 );
+                self.encap(Encapsulation {
+                    kind: "vxlan".into(),
+                    src: Some(outer.src),
+                    dst: outer.dst,
+                    port,
+                    vni: Some(vni),
+                    inner: self.flow.to_string(),
+                });
                 let mac = encap.inner_mac.unwrap_or(MacAddr::ZERO);
                 if dev.master.is_some() {
                     return Next::Frame {
@@ -241,13 +265,21 @@ impl<'t> Walker<'t> {
                 match (tun, listening) {
                     (Some(tun), true) => {
                         self.stack.pop();
-                        self.flow = encap.inner.clone();
+                        let outer = std::mem::replace(&mut self.flow, encap.inner.clone());
                         self.hop(
                             ns,
                             Step::Decap,
                             Some(&tun.name),
                             format!("udp port {port}: the tunnel's socket takes it and writes {} into {}", self.flow, tun.name),
                         );
+                        self.encap(Encapsulation {
+                            kind: "udp".into(),
+                            src: Some(outer.src),
+                            dst: outer.dst,
+                            port,
+                            vni: None,
+                            inner: self.flow.to_string(),
+                        });
                         Next::Packet {
                             ns,
                             iif: tun.index,
