@@ -463,3 +463,73 @@ mod opt_mac {
             .transpose()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VXLAN: &str = include_str!("../../tests/fixtures/explain/vxlan-iptables.json");
+
+    #[test]
+    fn recordings_round_trip_and_merge() {
+        let rec: Recording = serde_json::from_str(VXLAN).unwrap();
+        let again: Recording = serde_json::from_str(&serde_json::to_string(&rec).unwrap()).unwrap();
+        assert_eq!(rec, again);
+        let node1 = rec.namespaces.iter().find(|n| n.label == "node1").unwrap();
+        let vx = node1.links.iter().find(|l| l.name == "flannel.1").unwrap();
+        assert_eq!(vx.kind, Some(DevKind::Vxlan));
+        assert_eq!(vx.vxlan.as_ref().map(|v| (v.vni, v.port)), Some((1, 8472)));
+        // The replayed lookup answers what was recorded, and only that.
+        let asked = &node1.routes[0];
+        assert_eq!(node1.route_get(&asked.query), asked.answer);
+        let mut other = asked.query.clone();
+        other.mark = 0x4242;
+        assert_eq!(node1.route_get(&other).unwrap_err().0, libc::ENODATA);
+        // Merging the same walks again adds nothing; a new lookup is added once.
+        let mut merged = rec.clone();
+        merged.merge(rec.clone());
+        assert_eq!(merged, rec);
+        let mut more = rec.clone();
+        let n1 = more
+            .namespaces
+            .iter_mut()
+            .find(|n| n.label == "node1")
+            .unwrap();
+        n1.routes.push(RecordedRoute {
+            query: other.clone(),
+            answer: Err((libc::ENETUNREACH, "Network is unreachable".into())),
+        });
+        merged.merge(more.clone());
+        merged.merge(more);
+        let n1 = merged
+            .namespaces
+            .iter()
+            .find(|n| n.label == "node1")
+            .unwrap();
+        assert_eq!(n1.routes.len(), node1.routes.len() + 1);
+        assert_eq!(n1.route_get(&other).unwrap_err().0, libc::ENETUNREACH);
+    }
+
+    #[test]
+    fn neighbour_lines_read_like_ip_neigh() {
+        let n = Neigh {
+            ip: "10.244.2.0".parse().unwrap(),
+            mac: Some("c6:d2:32:6f:8f:44".parse().unwrap()),
+            dev: "flannel.1".into(),
+            state: "PERMANENT".into(),
+            proxy: false,
+            router: false,
+            ext_learned: false,
+        };
+        assert_eq!(
+            n.to_string(),
+            "10.244.2.0 dev flannel.1 lladdr c6:d2:32:6f:8f:44 PERMANENT"
+        );
+        assert!(n.usable_mac().is_some());
+        let failed = Neigh {
+            state: "FAILED".into(),
+            ..n
+        };
+        assert_eq!(failed.usable_mac(), None);
+    }
+}
