@@ -4,6 +4,8 @@
 //! ```text
 //! podnet-cluster demo [--backend vxlan|host-gw|udp] [--nodes N] [--pods M] [--etcd]
 //! podnet-cluster up ... / down / bench
+//! podnet-cluster explain SRC DST[:PORT] [--svg FILE] [--html FILE] [--record FILE]
+//! podnet-cluster show --svg FILE
 //! ```
 
 use clap::{Parser, Subcommand};
@@ -71,6 +73,9 @@ enum Cmd {
     /// with an optional `:PORT`), hop by hop, from the live kernel state of a cluster made by
     /// `up`; `--probe` confirms it with a traced packet.
     Explain(podnet_examples::explain::ExplainArgs),
+    /// Draw the cluster (fabric, nodes, bridges, veth pairs, tunnel devices, pods, with their
+    /// addresses) as SVG or as an HTML page, without a packet.
+    Show(podnet_examples::explain::ShowArgs),
 }
 
 fn main() {
@@ -110,6 +115,7 @@ fn main() {
             rounds,
         } => bench(opts, seconds, backends, rounds),
         Cmd::Explain(a) => podnet_examples::explain::run_cli(&args.prefix, &a),
+        Cmd::Show(a) => podnet_examples::explain::run_show(&args.prefix, &a),
     };
     std::process::exit(code);
 }

@@ -1,6 +1,7 @@
-//! `podnet-cluster explain <pod> <destination>[:port]`.
+//! `podnet-cluster explain <pod> <destination>[:port]` and `podnet-cluster show`.
 
-use super::{Choice, Packet, Proto, Topology, explain, parse_destination, probe};
+use super::{Choice, Packet, Proto, Recording, Topology, Walk, explain, parse_destination, probe};
+use std::path::{Path, PathBuf};
 
 /// The arguments of `podnet-cluster explain`.
 #[derive(Debug, Clone, clap::Args)]
@@ -24,6 +25,33 @@ pub struct ExplainArgs {
     /// spreads connections at random.
     #[arg(long)]
     pub endpoint: Option<String>,
+    /// Also draw the topology and the packet's path as SVG into this file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Also write one self-contained HTML page (the picture and the text walk) into this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Record the state the walk read (every table of every namespace, and the route lookups
+    /// of this walk) into this JSON file, adding to what it already holds.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Walk a recording (made with `--record`) instead of the live cluster; needs no root.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+}
+
+/// The arguments of `podnet-cluster show`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShowArgs {
+    /// Draw the cluster as SVG into this file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Write the picture as one self-contained HTML page into this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Draw a recording (made with `explain --record`) instead of the live cluster.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
 }
 
 /// Runs `podnet-cluster explain` on the cluster with namespace prefix `prefix`; the exit
@@ -39,8 +67,53 @@ pub fn run(prefix: &str, args: &ExplainArgs) -> i32 {
     }
 }
 
-fn try_run(prefix: &str, args: &ExplainArgs) -> Result<i32, super::ExplainError> {
-    let topo = Topology::cluster(prefix)?;
+/// Runs `podnet-cluster show`: draws the cluster (live, or a recording) without a packet.
+pub fn run_show(prefix: &str, args: &ShowArgs) -> i32 {
+    let drawn = topology(prefix, args.replay.as_deref()).and_then(|topo| {
+        let rec = topo.record(&[])?;
+        draw(&rec, None, args.svg.as_deref(), args.html.as_deref())
+    });
+    match drawn {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("podnet-cluster show: {e}");
+            2
+        }
+    }
+}
+
+fn topology(prefix: &str, replay: Option<&Path>) -> Result<Topology, super::ExplainError> {
+    match replay {
+        Some(path) => Ok(Topology::recorded(Recording::load(path)?)),
+        None => Topology::cluster(prefix),
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), super::ExplainError> {
+    std::fs::write(path, text)
+        .map_err(|e| super::ExplainError::Recording(path.display().to_string(), e.to_string()))
+}
+
+/// Writes the picture files asked for.
+fn draw(
+    rec: &Recording,
+    walk: Option<&Walk>,
+    svg: Option<&Path>,
+    html: Option<&Path>,
+) -> Result<(), super::ExplainError> {
+    if let Some(p) = svg {
+        write(p, &super::picture::svg(rec, walk))?;
+    }
+    if let Some(p) = html {
+        write(p, &super::picture::html(rec, walk))?;
+    }
+    Ok(())
+}
+
+fn packet_and_choice(
+    topo: &Topology,
+    args: &ExplainArgs,
+) -> Result<(Packet, Choice), super::ExplainError> {
     let (host, port) = parse_destination(&args.destination);
     let dst = topo.resolve(&host)?;
     let proto = match &args.proto {
@@ -59,6 +132,12 @@ fn try_run(prefix: &str, args: &ExplainArgs) -> Result<i32, super::ExplainError>
         Some(e) => Choice::Prefer(vec![e.clone()]),
         None => Choice::First,
     };
+    Ok((packet, choice))
+}
+
+fn try_run(prefix: &str, args: &ExplainArgs) -> Result<i32, super::ExplainError> {
+    let topo = topology(prefix, args.replay.as_deref())?;
+    let (packet, choice) = packet_and_choice(&topo, args)?;
     if args.probe {
         let (walk, report) = probe(&topo, &args.source, &packet, &choice)?;
         if args.json {
@@ -68,21 +147,48 @@ fn try_run(prefix: &str, args: &ExplainArgs) -> Result<i32, super::ExplainError>
             print!("{walk}");
             print!("{report}");
         }
-        Ok(if walk.delivered() && report.agrees() {
+        pictures(&topo, args, &walk, &packet, &choice)?;
+        return Ok(if walk.delivered() && report.agrees() {
             0
         } else {
             1
-        })
-    } else {
-        let walk = explain(&topo, &args.source, &packet, &choice)?;
-        if args.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&walk.to_json()).unwrap_or_default()
-            );
-        } else {
-            print!("{walk}");
-        }
-        Ok(if walk.delivered() { 0 } else { 1 })
+        });
     }
+    let walk = explain(&topo, &args.source, &packet, &choice)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&walk.to_json()).unwrap_or_default()
+        );
+    } else {
+        print!("{walk}");
+    }
+    pictures(&topo, args, &walk, &packet, &choice)?;
+    Ok(if walk.delivered() { 0 } else { 1 })
+}
+
+/// The recording and the pictures, when asked for.
+fn pictures(
+    topo: &Topology,
+    args: &ExplainArgs,
+    walk: &Walk,
+    packet: &Packet,
+    choice: &Choice,
+) -> Result<(), super::ExplainError> {
+    if args.record.is_none() && args.svg.is_none() && args.html.is_none() {
+        return Ok(());
+    }
+    let rec = topo.record(&[(args.source.as_str(), packet.clone(), choice.clone())])?;
+    if let Some(path) = &args.record {
+        let mut all = match Recording::load(path) {
+            Ok(old) if path.exists() => old,
+            _ => Recording {
+                prefix: rec.prefix.clone(),
+                namespaces: Vec::new(),
+            },
+        };
+        all.merge(rec.clone());
+        all.save(path)?;
+    }
+    draw(&rec, Some(walk), args.svg.as_deref(), args.html.as_deref())
 }

@@ -62,24 +62,30 @@
 
 mod cli;
 mod fuzzing;
+mod model;
 mod nft;
+pub mod picture;
 mod rules;
 mod state;
 mod trace;
+mod view;
 mod walk;
 
-pub use cli::{ExplainArgs, run as run_cli};
+pub use cli::{ExplainArgs, ShowArgs, run as run_cli, run_show};
 #[doc(hidden)]
 pub use fuzzing::{iptables_rules, nft_ruleset, nft_trace};
+pub use model::{Addr, Dev, DevKind, Fdb, Neigh, RecordedNs, RecordedRoute, Recording, VxlanConf};
 pub use rules::{Alternative, Jump, Spread};
+pub use state::{RouteAnswer, RouteQuery, RouteType};
 pub use trace::{Agreement, ProbeReport, TracedNs, probe};
 pub use walk::explain;
 
 use podnet_netns::NetNs;
 use serde::Serialize;
-use state::NsView;
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
+use view::NsView;
 
 /// What can go wrong before a walk can start (a walk that finds a broken path is not an
 /// error: it ends with [`Outcome::Dropped`]).
@@ -106,6 +112,9 @@ pub enum ExplainError {
     /// The traced probe could not be set up or sent.
     #[error("probe: {0}")]
     Probe(String),
+    /// A recording could not be read or written.
+    #[error("recording {0}: {1}")]
+    Recording(String, String),
 }
 
 impl ExplainError {
@@ -360,8 +369,44 @@ pub struct Hop {
     /// For [`Step::Rules`]: what the rules did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rules: Option<RulesHop>,
+    /// For [`Step::Vxlan`], [`Step::Tunnel`] and [`Step::Decap`]: the outer header put around
+    /// the packet, or taken off it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encap: Option<Encapsulation>,
     /// The packet inside a tunnel (`false` for the outer packet of an encapsulation).
     pub inner: bool,
+}
+
+/// The outer header of an encapsulation, on the hop that wraps or unwraps the packet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Encapsulation {
+    /// `vxlan`, or `udp` for flannel's udp backend.
+    pub kind: String,
+    /// Outer source address; `None` when the route chooses it.
+    pub src: Option<Ipv4Addr>,
+    /// Outer destination: the remote VTEP or tunnel peer.
+    pub dst: Ipv4Addr,
+    /// Outer UDP destination port.
+    pub port: u16,
+    /// The VXLAN network identifier.
+    pub vni: Option<u32>,
+    /// The packet inside.
+    pub inner: String,
+}
+
+impl fmt::Display for Encapsulation {
+    /// `udp 198.18.0.1 -> 198.18.0.2:8472 VNI 1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("udp ")?;
+        if let Some(s) = self.src {
+            write!(f, "{s} ")?;
+        }
+        write!(f, "-> {}:{}", self.dst, self.port)?;
+        if let Some(v) = self.vni {
+            write!(f, " VNI {v}")?;
+        }
+        Ok(())
+    }
 }
 
 /// How the walk ended.
@@ -549,11 +594,18 @@ impl fmt::Display for Walk {
     }
 }
 
-/// The namespaces a walk may visit. Each walk reads their live state afresh.
+/// The namespaces a walk may visit: live namespaces, whose state each walk reads afresh, or a
+/// [`Recording`] of them, which drives the walk without root.
 #[derive(Debug, Clone)]
 pub struct Topology {
-    entries: Vec<(String, String, NetNs)>,
+    source: Source,
     prefix: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Live(Vec<(String, String, NetNs)>),
+    Recorded(Arc<Recording>),
 }
 
 /// The namespaces of a topology opened for one walk: their state is read once, on first use,
@@ -578,6 +630,22 @@ impl Snapshot {
     /// The labels, in order.
     pub(crate) fn labels(&self) -> Vec<&str> {
         self.views.iter().map(|v| v.label.as_str()).collect()
+    }
+
+    /// What the views read, as a recording; with every veth's peer namespace resolved, so the
+    /// recording can draw the pairs.
+    pub(crate) fn record(&self, prefix: Option<&str>) -> Recording {
+        for v in &self.views {
+            if v.links().iter().any(|l| l.link_netnsid.is_some()) {
+                for o in self.views.iter().filter(|o| o.name != v.name) {
+                    v.nsid_of(o);
+                }
+            }
+        }
+        Recording {
+            prefix: prefix.map(str::to_owned),
+            namespaces: self.views.iter().map(NsView::record).collect(),
+        }
     }
 }
 
@@ -619,24 +687,61 @@ impl Topology {
         entries: impl IntoIterator<Item = (String, String, NetNs)>,
     ) -> Result<Topology, ExplainError> {
         Ok(Topology {
-            entries: entries.into_iter().collect(),
+            source: Source::Live(entries.into_iter().collect()),
             prefix: None,
         })
     }
 
+    /// A recorded topology: walks over it read the recording, not the kernel, and need no
+    /// root. A route lookup the recording does not hold is answered as an error that says so.
+    pub fn recorded(recording: Recording) -> Topology {
+        Topology {
+            prefix: recording.prefix.clone(),
+            source: Source::Recorded(Arc::new(recording)),
+        }
+    }
+
     /// Opens every namespace for one walk.
     pub(crate) fn open(&self) -> Result<Snapshot, ExplainError> {
-        let views = self
-            .entries
-            .iter()
-            .map(|(label, name, ns)| NsView::open(label.clone(), name.clone(), ns.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let views = match &self.source {
+            Source::Live(entries) => entries
+                .iter()
+                .map(|(label, name, ns)| {
+                    let live = state::LiveNs::open(label, ns.clone())?;
+                    Ok(NsView::new(label.clone(), name.clone(), Box::new(live)))
+                })
+                .collect::<Result<Vec<_>, ExplainError>>()?,
+            Source::Recorded(r) => r
+                .namespaces
+                .iter()
+                .map(|n| NsView::new(n.label.clone(), n.name.clone(), Box::new(n.clone())))
+                .collect(),
+        };
         Ok(Snapshot { views })
+    }
+
+    /// Reads the whole state of the topology (every table of every namespace) as a recording,
+    /// with the route lookups of `walks` (`(source, packet, choice)`) made on the way, so those
+    /// walks can be replayed from it.
+    pub fn record(&self, walks: &[(&str, Packet, Choice)]) -> Result<Recording, ExplainError> {
+        let snap = self.open()?;
+        for (src, packet, choice) in walks {
+            walk::walk_snapshot(&snap, src, packet, choice)?;
+        }
+        Ok(snap.record(self.prefix.as_deref()))
+    }
+
+    /// Whether the topology is a recording.
+    pub fn is_recorded(&self) -> bool {
+        matches!(self.source, Source::Recorded(_))
     }
 
     /// The labels of the namespaces, in order.
     pub fn labels(&self) -> Vec<&str> {
-        self.entries.iter().map(|(l, _, _)| l.as_str()).collect()
+        match &self.source {
+            Source::Live(e) => e.iter().map(|(l, _, _)| l.as_str()).collect(),
+            Source::Recorded(r) => r.namespaces.iter().map(|n| n.label.as_str()).collect(),
+        }
     }
 
     /// The cluster prefix, for a topology made by [`Topology::cluster`].
@@ -653,27 +758,16 @@ impl Topology {
         if what == "outside" {
             return Ok(crate::cluster::OUTSIDE_IP);
         }
-        let (label, name, ns) = self
-            .entries
-            .iter()
-            .find(|(l, n, _)| l == what || n == what)
-            .ok_or_else(|| {
-                ExplainError::BadDestination(
-                    what.to_owned(),
-                    "neither an IPv4 address nor a namespace of the topology".into(),
-                )
-            })?;
-        let v = NsView::open(label.clone(), name.clone(), ns.clone())?;
-        v.addrs()
-            .iter()
-            .filter(|a| a.scope == podnet_links::Scope::Universe)
-            .find_map(|a| match a.addr {
-                ipnet::IpNet::V4(n) => Some(n.addr()),
-                ipnet::IpNet::V6(_) => None,
-            })
-            .ok_or_else(|| {
-                ExplainError::BadDestination(what.to_owned(), "it has no IPv4 address".into())
-            })
+        let snap = self.open()?;
+        let i = snap.find(what).ok_or_else(|| {
+            ExplainError::BadDestination(
+                what.to_owned(),
+                "neither an IPv4 address nor a namespace of the topology".into(),
+            )
+        })?;
+        snap.views()[i].first_global_v4().ok_or_else(|| {
+            ExplainError::BadDestination(what.to_owned(), "it has no IPv4 address".into())
+        })
     }
 }
 

@@ -1,29 +1,28 @@
-//! What the walk reads from one namespace: links, addresses, neighbours, FDB, the iptables rule
-//! set, and the kernel's own route lookup (RTM_GETROUTE with an input interface, which
-//! `podnet-links` does not offer) and namespace ids (RTM_GETNSID, to find a veth's peer).
-//!
-//! Everything but the route lookup is read once, on first use, so one walk sees one snapshot.
+//! The live side of the walk's kernel reads ([`LiveNs`], one namespace's netlink sockets and
+//! commands): links, addresses, neighbours, FDB, the iptables and nftables rule sets, and the
+//! kernel's own route lookup (RTM_GETROUTE with an input interface, which `podnet-links` does
+//! not offer) and namespace ids (RTM_GETNSID, to find a veth's peer). The walk reads them
+//! through [`KernelReads`], cached per walk by `view::NsView`.
 
 use super::ExplainError;
-use ipnet::IpNet;
+use super::model::{self, Addr, Dev, Fdb, KernelReads, Neigh};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteType as NlRouteType,
 };
+use podnet_links::Handle;
 use podnet_links::netlink::{Connection, NetlinkError};
-use podnet_links::{FdbEntry, Handle, Link, LinkKind, MacAddr, Neighbour};
 use podnet_nat::iptables::{SavedRule, TableRules, parse_save_tolerant};
 use podnet_netns::NetNs;
-use std::cell::OnceCell;
-use std::collections::HashMap;
+use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 
 /// The kind of route the kernel chose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RouteType {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RouteType {
     /// Forward or send through a device.
     Unicast,
     /// Deliver to this namespace.
@@ -35,8 +34,8 @@ pub(crate) enum RouteType {
 }
 
 /// The kernel's answer to a route lookup.
-#[derive(Debug, Clone)]
-pub(crate) struct RouteAnswer {
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteAnswer {
     pub(crate) kind: RouteType,
     pub(crate) gateway: Option<IpAddr>,
     pub(crate) oif: Option<u32>,
@@ -49,8 +48,8 @@ pub(crate) struct RouteAnswer {
 
 /// One route lookup: `ip route get DST [from SRC] [iif DEV] [oif DEV] [mark M] [ipproto P
 /// dport D]`.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RouteQuery {
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteQuery {
     pub(crate) dst: Option<Ipv4Addr>,
     pub(crate) src: Option<Ipv4Addr>,
     pub(crate) iif: Option<u32>,
@@ -85,23 +84,12 @@ impl RouteQuery {
     }
 }
 
-/// A namespace of the topology, with its state read on first use.
+/// One live namespace: a podnet-links handle and a netlink socket of its own.
 #[derive(Debug)]
-pub(crate) struct NsView {
-    /// Short name shown in the story (`node1-pod1`).
-    pub(crate) label: String,
-    /// The namespace's name under /run/netns.
-    pub(crate) name: String,
+pub(crate) struct LiveNs {
     pub(crate) ns: NetNs,
     handle: Handle,
     conn: Mutex<Connection>,
-    links: OnceCell<Vec<Link>>,
-    addrs: OnceCell<Vec<podnet_links::Address>>,
-    neigh: OnceCell<Vec<Neighbour>>,
-    fdb: OnceCell<Vec<FdbEntry>>,
-    rules: OnceCell<Rules>,
-    nft: OnceCell<super::nft::NftRuleset>,
-    nsids: Mutex<HashMap<String, Option<i32>>>,
 }
 
 /// The iptables rule set of a namespace (from `iptables-save`), and the lines the model could
@@ -113,160 +101,74 @@ pub(crate) struct Rules {
     pub(crate) error: Option<String>,
 }
 
-impl NsView {
-    pub(crate) fn open(label: String, name: String, ns: NetNs) -> Result<NsView, ExplainError> {
-        let handle = Handle::in_ns(&ns).map_err(|e| ExplainError::ns(&label, e))?;
+impl LiveNs {
+    pub(crate) fn open(label: &str, ns: NetNs) -> Result<LiveNs, ExplainError> {
+        let handle = Handle::in_ns(&ns).map_err(|e| ExplainError::ns(label, e))?;
         let conn = Connection::new_in(&ns, libc::NETLINK_ROUTE as isize)
-            .map_err(|e| ExplainError::Netlink(label.clone(), e.to_string()))?;
-        Ok(NsView {
-            label,
-            name,
+            .map_err(|e| ExplainError::Netlink(label.to_owned(), e.to_string()))?;
+        Ok(LiveNs {
             ns,
             handle,
             conn: Mutex::new(conn),
-            links: OnceCell::new(),
-            addrs: OnceCell::new(),
-            neigh: OnceCell::new(),
-            fdb: OnceCell::new(),
-            rules: OnceCell::new(),
-            nft: OnceCell::new(),
-            nsids: Mutex::new(HashMap::new()),
         })
     }
 
-    pub(crate) fn links(&self) -> &[Link] {
-        self.links
-            .get_or_init(|| self.handle.link().list().unwrap_or_default())
+    /// Runs a command in the namespace; its stdout, or why it failed.
+    fn output(&self, cmd: &str, args: &[&str]) -> Result<String, String> {
+        match self.ns.command(cmd).args(args).output() {
+            Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
+            Ok(o) => Err(format!(
+                "{cmd}{} failed: {}",
+                args.iter().map(|a| format!(" {a}")).collect::<String>(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => Err(format!("{cmd}: {e}")),
+        }
+    }
+}
+
+impl KernelReads for LiveNs {
+    fn links(&self) -> Vec<Dev> {
+        model::devs(&self.handle.link().list().unwrap_or_default())
     }
 
-    pub(crate) fn link(&self, index: u32) -> Option<&Link> {
-        self.links().iter().find(|l| l.index == index)
+    fn addrs(&self) -> Vec<Addr> {
+        model::addrs(&self.handle.addr().list(None).unwrap_or_default())
     }
 
-    pub(crate) fn link_named(&self, name: &str) -> Option<&Link> {
-        self.links().iter().find(|l| l.name == name)
+    fn neighbours(&self) -> Vec<Neigh> {
+        model::neighs(&self.handle.neigh().list(None).unwrap_or_default())
     }
 
-    /// The device's name, or `ifN`.
-    pub(crate) fn dev_name(&self, index: u32) -> String {
-        self.link(index)
-            .map_or_else(|| format!("if{index}"), |l| l.name.clone())
+    fn fdb(&self) -> Vec<Fdb> {
+        model::fdbs(&self.handle.fdb().list(None).unwrap_or_default())
     }
 
-    pub(crate) fn addrs(&self) -> &[podnet_links::Address] {
-        self.addrs
-            .get_or_init(|| self.handle.addr().list(None).unwrap_or_default())
+    fn iptables_save(&self) -> Result<String, String> {
+        self.output("iptables-save", &[])
     }
 
-    /// The IPv4 addresses of one device.
-    pub(crate) fn v4_addrs_of(&self, index: u32) -> Vec<(Ipv4Addr, u8)> {
-        self.addrs()
-            .iter()
-            .filter(|a| a.index == index)
-            .filter_map(|a| match a.addr {
-                IpNet::V4(n) => Some((n.addr(), n.prefix_len())),
-                IpNet::V6(_) => None,
-            })
-            .collect()
+    fn nft_ruleset(&self) -> Result<String, String> {
+        self.output("nft", &["-j", "list", "ruleset"])
     }
 
-    /// An address of this namespace (what `-m addrtype --dst-type LOCAL` means).
-    pub(crate) fn is_local(&self, ip: Ipv4Addr) -> bool {
-        ip.is_loopback() || self.addrs().iter().any(|a| a.addr.addr() == IpAddr::V4(ip))
-    }
-
-    /// The device that holds `ip`, if any.
-    pub(crate) fn owner_of(&self, ip: Ipv4Addr) -> Option<&Link> {
-        let a = self
-            .addrs()
-            .iter()
-            .find(|a| a.addr.addr() == IpAddr::V4(ip))?;
-        self.link(a.index)
-    }
-
-    pub(crate) fn neighbours(&self) -> &[Neighbour] {
-        self.neigh
-            .get_or_init(|| self.handle.neigh().list(None).unwrap_or_default())
-    }
-
-    /// The neighbour entry for `ip` on device `dev`.
-    pub(crate) fn neighbour(&self, dev: &str, ip: Ipv4Addr) -> Option<&Neighbour> {
-        self.neighbours()
-            .iter()
-            .find(|n| n.ip == IpAddr::V4(ip) && n.dev.to_string() == dev && !n.proxy)
-    }
-
-    pub(crate) fn fdb(&self) -> &[FdbEntry] {
-        self.fdb
-            .get_or_init(|| self.handle.fdb().list(None).unwrap_or_default())
-    }
-
-    /// The bridge ports (devices whose master is `bridge`).
-    pub(crate) fn ports_of(&self, bridge: u32) -> Vec<&Link> {
-        self.links()
-            .iter()
-            .filter(|l| l.master == Some(bridge))
-            .collect()
-    }
-
-    /// The FDB entries of `dev`'s own table (a VXLAN device's `self` entries) for `mac`.
-    pub(crate) fn own_fdb(&self, dev: &str, mac: MacAddr) -> Vec<&FdbEntry> {
-        self.fdb()
-            .iter()
-            .filter(|e| e.dev.to_string() == dev && !e.master && e.mac == mac)
-            .collect()
-    }
-
-    /// The bridge table's entry for `mac` on bridge `bridge` (index).
-    pub(crate) fn bridge_fdb(&self, bridge: u32, mac: MacAddr) -> Option<&FdbEntry> {
-        let name = self.dev_name(bridge);
-        self.fdb().iter().find(|e| {
-            e.mac == mac
-                && e.vlan.is_none()
-                && (e.master_index == Some(bridge) || (e.dev.to_string() == name && e.master))
-        })
-    }
-
-    /// The iptables rule set (read once with `iptables-save`).
-    pub(crate) fn rules(&self) -> &Rules {
-        self.rules.get_or_init(|| read_rules(&self.ns))
-    }
-
-    /// The native nftables tables (read once with `nft -j list ruleset`).
-    pub(crate) fn nft_rules(&self) -> &super::nft::NftRuleset {
-        self.nft.get_or_init(|| {
-            match self
-                .ns
-                .command("nft")
-                .args(["-j", "list", "ruleset"])
-                .output()
-            {
-                Ok(o) if o.status.success() => {
-                    super::nft::parse(&String::from_utf8_lossy(&o.stdout))
-                }
-                Ok(o) => super::nft::NftRuleset::failed(format!(
-                    "nft -j list ruleset failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                )),
-                Err(e) => super::nft::NftRuleset::failed(format!("nft: {e}")),
-            }
-        })
-    }
-
-    /// A sysctl's value, `None` when it does not exist.
-    pub(crate) fn sysctl(&self, key: &str) -> Option<String> {
+    fn sysctl(&self, key: &str) -> Option<String> {
         self.ns.sysctl_get(key).ok()
     }
 
-    /// Whether IPv4 frames forwarded by bridge `bridge` cross the iptables hooks
-    /// (br_netfilter's `bridge-nf-call-iptables`, per namespace, or the bridge's own option).
-    pub(crate) fn bridge_calls_iptables(&self) -> bool {
-        self.sysctl("net.bridge.bridge-nf-call-iptables")
-            .is_some_and(|v| v.trim() == "1")
+    fn proc_net(&self, proto: &str) -> String {
+        let path = format!("/proc/thread-self/net/{proto}");
+        self.ns
+            .run(move || std::fs::read_to_string(path).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn netns(&self) -> Option<&NetNs> {
+        Some(&self.ns)
     }
 
     /// The kernel's route lookup.
-    pub(crate) fn route_get(&self, q: &RouteQuery) -> Result<RouteAnswer, (i32, String)> {
+    fn route_get(&self, q: &RouteQuery) -> Result<RouteAnswer, (i32, String)> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = netlink_packet_route::AddressFamily::Inet;
         if q.fib_match {
@@ -355,23 +257,16 @@ impl NsView {
     }
 
     /// The id this namespace gives `other` (what `link-netnsid` shows), if it assigned one.
-    pub(crate) fn nsid_of(&self, other: &NsView) -> Option<i32> {
-        if let Some(id) = self
-            .nsids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&other.name)
-        {
-            return *id;
-        }
+    fn nsid_of(&self, other: &dyn KernelReads, _other_name: &str) -> Option<i32> {
+        let other = other.netns()?;
         let mut msg = NsidMessage::default();
         msg.attributes
-            .push(NsidAttribute::Fd(other.ns.as_raw_fd() as u32));
+            .push(NsidAttribute::Fd(other.as_raw_fd() as u32));
         let replies = {
             let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
             conn.request(RouteNetlinkMessage::GetNsId(msg), 0)
         };
-        let id = replies.ok().and_then(|rs| {
+        replies.ok().and_then(|rs| {
             rs.iter().find_map(|r| match r {
                 RouteNetlinkMessage::NewNsId(m) => m.attributes.iter().find_map(|a| match a {
                     NsidAttribute::Id(i) if *i >= 0 => Some(*i),
@@ -379,68 +274,21 @@ impl NsView {
                 }),
                 _ => None,
             })
-        });
-        self.nsids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(other.name.clone(), id);
-        id
-    }
-
-    /// A TUN device of this namespace.
-    pub(crate) fn tun_device(&self) -> Option<&Link> {
-        self.links().iter().find(|l| l.kind == Some(LinkKind::Tun))
-    }
-
-    /// Local UDP ports with a bound socket (from /proc/net/udp read inside the namespace).
-    pub(crate) fn udp_listening(&self, port: u16) -> bool {
-        self.sockets("udp", port, None)
-    }
-
-    /// Whether a socket listens on `port` for `proto` (`tcp`: state LISTEN; `udp`: bound).
-    pub(crate) fn sockets(&self, proto: &str, port: u16, _addr: Option<Ipv4Addr>) -> bool {
-        let path = format!("/proc/thread-self/net/{proto}");
-        let text = self
-            .ns
-            .run(move || std::fs::read_to_string(path).unwrap_or_default())
-            .unwrap_or_default();
-        text.lines().skip(1).any(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            let (Some(local), Some(state)) = (cols.get(1), cols.get(3)) else {
-                return false;
-            };
-            let p = local
-                .rsplit(':')
-                .next()
-                .and_then(|h| u16::from_str_radix(h, 16).ok());
-            p == Some(port) && (proto != "tcp" || *state == "0A")
         })
     }
 }
 
-/// Runs `iptables-save` in `ns` and parses it with podnet-nat's parser. Lines the model cannot
-/// represent are set aside one by one (and reported), so one exotic rule does not hide the
-/// others.
-fn read_rules(ns: &NetNs) -> Rules {
-    let out = match ns.command("iptables-save").output() {
-        Ok(o) if o.status.success() => o,
-        Ok(o) => {
-            return Rules {
-                error: Some(format!(
-                    "iptables-save failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                )),
-                ..Rules::default()
-            };
-        }
-        Err(e) => {
-            return Rules {
-                error: Some(format!("iptables-save: {e}")),
-                ..Rules::default()
-            };
-        }
-    };
-    parse_lenient(&String::from_utf8_lossy(&out.stdout))
+/// Parses `iptables-save`'s output (or keeps why it could not be read). Lines the model
+/// cannot represent are set aside one by one (and reported), so one exotic rule does not hide
+/// the others.
+pub(crate) fn read_rules(saved: Result<String, String>) -> Rules {
+    match saved {
+        Ok(text) => parse_lenient(&text),
+        Err(e) => Rules {
+            error: Some(e),
+            ..Rules::default()
+        },
+    }
 }
 
 /// Parses `iptables-save` text, dropping the lines the rule model cannot represent (in one

@@ -155,7 +155,7 @@ pub fn probe(
         .views()
         .iter()
         .map(|v| {
-            let conn = Connection::new_in(&v.ns, libc::NETLINK_NETFILTER as isize)
+            let conn = Connection::new_in(live(v)?, libc::NETLINK_NETFILTER as isize)
                 .map_err(|e| ExplainError::Probe(format!("{}: nfnetlink socket: {e}", v.label)))?;
             conn.socket()
                 .add_membership(NFNLGRP_NFTRACE)
@@ -364,15 +364,15 @@ impl Tables {
         for (i, v) in topo.views().iter().enumerate() {
             // A table left by an earlier run of this process goes first.
             let _ = nft(
-                &v.ns,
+                live(v)?,
                 &format!(
                     "add table inet {table}\ndelete table inet {table}\n\
                      add table bridge {table}\ndelete table bridge {table}\n"
                 ),
             );
-            nft(&v.ns, &ruleset(table, packet, vx_ports, i == src))
+            nft(live(v)?, &ruleset(table, packet, vx_ports, i == src))
                 .map_err(|e| ExplainError::Probe(format!("{}: {e}", v.label)))?;
-            t.namespaces.push((v.label.clone(), v.ns.clone()));
+            t.namespaces.push((v.label.clone(), live(v)?.clone()));
         }
         Ok(t)
     }
@@ -399,13 +399,13 @@ fn send(topo: &Snapshot, src: usize, packet: &Packet) -> Result<String, ExplainE
     let what = format!("{packet} from {}", v.label);
     let result = match (packet.proto, packet.port) {
         (Proto::Icmp, _) => {
-            let out =
-                v.ns.command("ping")
-                    .args(["-n", "-c", "1", "-W", "1", &dst.to_string()])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .map_err(|e| ExplainError::Probe(format!("ping: {e}")))?;
+            let out = live(v)?
+                .command("ping")
+                .args(["-n", "-c", "1", "-W", "1", &dst.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map_err(|e| ExplainError::Probe(format!("ping: {e}")))?;
             if out.success() {
                 "answered".to_string()
             } else {
@@ -414,23 +414,25 @@ fn send(topo: &Snapshot, src: usize, packet: &Packet) -> Result<String, ExplainE
         }
         (Proto::Tcp, Some(port)) => {
             let to = SocketAddr::new(dst.into(), port);
-            v.ns.run(
-                move || match TcpStream::connect_timeout(&to, Duration::from_millis(500)) {
-                    Ok(_) => "connected".to_string(),
-                    Err(e) => format!("connect: {e}"),
-                },
-            )
-            .map_err(|e| ExplainError::Probe(e.to_string()))?
+            live(v)?
+                .run(
+                    move || match TcpStream::connect_timeout(&to, Duration::from_millis(500)) {
+                        Ok(_) => "connected".to_string(),
+                        Err(e) => format!("connect: {e}"),
+                    },
+                )
+                .map_err(|e| ExplainError::Probe(e.to_string()))?
         }
         (Proto::Udp, Some(port)) => {
             let to = SocketAddr::new(dst.into(), port);
-            v.ns.run(move || {
-                let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-                s.send_to(b"podnet explain probe", to)
-            })
-            .map_err(|e| ExplainError::Probe(e.to_string()))?
-            .map(|_| "sent".to_string())
-            .map_err(|e| ExplainError::Probe(format!("udp send: {e}")))?
+            live(v)?
+                .run(move || {
+                    let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+                    s.send_to(b"podnet explain probe", to)
+                })
+                .map_err(|e| ExplainError::Probe(e.to_string()))?
+                .map(|_| "sent".to_string())
+                .map_err(|e| ExplainError::Probe(format!("udp send: {e}")))?
         }
         (p, None) => {
             return Err(ExplainError::Probe(format!("a {p} probe needs a port")));
@@ -772,6 +774,16 @@ fn compare(walk: &Walk, traced: &[TracedNs]) -> Vec<Agreement> {
         }
     }
     out
+}
+
+/// The live namespace of a view: the probe sends real packets, so a recording cannot serve.
+fn live(v: &super::view::NsView) -> Result<&podnet_netns::NetNs, ExplainError> {
+    v.netns().ok_or_else(|| {
+        ExplainError::Probe(format!(
+            "{} is recorded, not live: the probe needs the cluster itself",
+            v.label
+        ))
+    })
 }
 
 #[cfg(test)]
