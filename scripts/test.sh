@@ -19,6 +19,7 @@ APT_PACKAGES=(
   containernetworking-plugins                  # CNI reference plugins for interop
   qemu-system-x86                              # the IPVS tests boot Debian's kernel under qemu
   ipvsadm                                      # IPVS tests (natively, where the kernel has IPVS)
+  chromium                                     # explain --html checked in a real browser
 )
 
 missing=()
