@@ -43,6 +43,8 @@ mod link;
 mod monitor;
 mod neigh;
 pub mod netlink;
+#[doc(hidden)]
+pub mod nlattr;
 mod route;
 mod scope;
 mod sys;
