@@ -337,8 +337,10 @@ pub fn run(
     family: IpFamily,
     stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
-    let metrics = Arc::new(Mutex::new(Metrics::new(mode.name())));
     let health = Arc::new(ProxierHealth::new(opts.sync_period));
+    let mut m = Metrics::new(mode.name());
+    m.register_health(&health);
+    let metrics = Arc::new(Mutex::new(m));
     http::start(
         &opts.http,
         mode.name(),
@@ -416,7 +418,10 @@ pub fn run(
                 }
                 Err(e) => {
                     tracing::error!("sync failed: {e}; a full sync follows");
-                    metrics.lock().unwrap_or_else(|p| p.into_inner()).failures += 1;
+                    metrics
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .record_failure();
                     full = true;
                 }
             }
