@@ -1,6 +1,6 @@
 //! The thin socket half of nftables over netlink: [`NftSocket`] sends the batches
-//! [`super::encode`] builds and reads the answers ([`super::answers`]), and lists tables
-//! through dumps whose replies [`super::dump`] parses. Nothing here builds or parses bytes.
+//! [`super::encode`] builds and reads the answers (module `answers`), and lists tables
+//! through dumps whose replies the `dump` module parses. Nothing here builds or parses bytes.
 //!
 //! The kernel handles a batch inside the `send` that carries it, so every error (and the
 //! acknowledgement asked of the last message) is already queued when `send` returns;

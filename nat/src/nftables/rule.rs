@@ -1,6 +1,6 @@
 //! The rule language: the matches and statements kube-proxy's nftables rules (and flannel's,
 //! [`crate::flannel_nft`]) are made of, each written as nft text here and lowered to the
-//! register-machine expressions nft itself would send in [`super::lower`].
+//! register-machine expressions nft itself would send in the `lower` module.
 
 use super::types::{Family, Verdict};
 use crate::iptables::Protocol;
