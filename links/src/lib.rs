@@ -44,6 +44,8 @@ mod mac;
 mod monitor;
 mod neigh;
 pub mod netlink;
+#[doc(hidden)]
+pub mod nlattr;
 mod route;
 mod scope;
 mod sys;

@@ -23,6 +23,8 @@ use netlink_packet_netfilter::{
 };
 use netlink_sys::protocols::NETLINK_NETFILTER;
 use podnet_links::netlink::{Connection, NetlinkError};
+// NLA_F_NESTED: the kernel parses `CTA_FILTER` strictly and wants the flag.
+use podnet_links::nlattr::{AttrWriter, NLA_F_NESTED};
 use podnet_netns::NetNs;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -42,8 +44,6 @@ const CTA_FILTER: u16 = 25;
 const CTA_FILTER_ORIG_FLAGS: u16 = 1;
 /// `CTA_FILTER_F_CTA_PROTO_NUM`: the transport protocol number.
 const CTA_FILTER_F_PROTO_NUM: u32 = 1 << 3;
-/// `NLA_F_NESTED`: the kernel parses `CTA_FILTER` strictly and wants the flag.
-const NLA_F_NESTED: u16 = 0x8000;
 
 /// Errors of conntrack operations.
 #[derive(Debug, thiserror::Error)]
@@ -135,28 +135,20 @@ impl DumpFilter {
         let Some(p) = self.protocol else {
             return ConntrackMessage::Get(Vec::new());
         };
-        let proto_num = nla(CTA_PROTO_NUM, &[ct_proto(p).into()]);
-        let tuple_proto = nla(CTA_TUPLE_PROTO | NLA_F_NESTED, &proto_num);
-        let filter_flags = nla(CTA_FILTER_ORIG_FLAGS, &CTA_FILTER_F_PROTO_NUM.to_ne_bytes());
+        let mut tuple = AttrWriter::new();
+        tuple.nested(CTA_TUPLE_PROTO, |w| {
+            w.bytes(CTA_PROTO_NUM, &[ct_proto(p).into()])
+        });
+        let mut filter = AttrWriter::new();
+        filter.u32_ne(CTA_FILTER_ORIG_FLAGS, CTA_FILTER_F_PROTO_NUM);
         ConntrackMessage::Other {
             message_type: IPCTNL_MSG_CT_GET,
             attributes: vec![
-                DefaultNla::new(CTA_TUPLE_ORIG | NLA_F_NESTED, tuple_proto),
-                DefaultNla::new(CTA_FILTER | NLA_F_NESTED, filter_flags),
+                DefaultNla::new(CTA_TUPLE_ORIG | NLA_F_NESTED, tuple.into_bytes()),
+                DefaultNla::new(CTA_FILTER | NLA_F_NESTED, filter.into_bytes()),
             ],
         }
     }
-}
-
-/// One netlink attribute: length, type, value, padding to 4 bytes (native byte order).
-fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
-    let len = 4 + value.len();
-    let mut out = Vec::with_capacity((len + 3) & !3);
-    out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_ne_bytes());
-    out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(value);
-    out.resize((len + 3) & !3, 0);
-    out
 }
 
 /// Chooses flows: what the kernel can filter by, and the exact test.

@@ -1,117 +1,29 @@
-//! SHA-256 and RFC 4648 base32, the two pieces of kube-proxy's chain naming.
-//!
-//! kube-proxy names a service chain `KUBE-SVC-` followed by the first 16 characters of
-//! `base32(sha256(servicePortName + protocol))`. Both functions are small, so they live here
-//! rather than pulling two crates into the build.
+//! kube-proxy's chain naming: `KUBE-SVC-` (and the like) followed by the first 16 characters
+//! of `base32(sha256(servicePortName + protocol [+ endpoint]))`, and the nftables mode's
+//! 8-character prefixes. SHA-256 is the `sha2` crate's, base32 (RFC 4648, upper case) the
+//! `data-encoding` crate's; the golden tests pin the names byte for byte.
 
-const K: [u32; 64] = [
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-];
+use data_encoding::BASE32_NOPAD;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// The SHA-256 digest of the concatenation of `parts`.
 pub(crate) fn sha256(parts: &[&[u8]]) -> [u8; 32] {
-    let mut h: [u32; 8] = [
-        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-        0x5be0cd19,
-    ];
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    let mut block = [0u8; 64];
-    let mut fill = 0usize;
-    let feed = |byte: u8, block: &mut [u8; 64], fill: &mut usize, h: &mut [u32; 8]| {
-        block[*fill] = byte;
-        *fill += 1;
-        if *fill == 64 {
-            compress(h, block);
-            *fill = 0;
-        }
-    };
-    for part in parts {
-        for &b in *part {
-            feed(b, &mut block, &mut fill, &mut h);
-        }
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
     }
-    feed(0x80, &mut block, &mut fill, &mut h);
-    while fill != 56 {
-        feed(0, &mut block, &mut fill, &mut h);
-    }
-    let bits = (total as u64).wrapping_mul(8);
-    for b in bits.to_be_bytes() {
-        feed(b, &mut block, &mut fill, &mut h);
-    }
-    let mut out = [0u8; 32];
-    for (i, word) in h.iter().enumerate() {
-        out[i * 4..i * 4 + 4].copy_from_slice(&word.to_be_bytes());
-    }
-    out
+    h.finalize().into()
 }
 
-fn compress(h: &mut [u32; 8], block: &[u8; 64]) {
-    let mut w = [0u32; 64];
-    for (i, chunk) in block.chunks_exact(4).enumerate() {
-        w[i] = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-    }
-    for i in 16..64 {
-        let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
-        let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16]
-            .wrapping_add(s0)
-            .wrapping_add(w[i - 7])
-            .wrapping_add(s1);
-    }
-    let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = *h;
-    for i in 0..64 {
-        let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
-        let ch = (e & f) ^ (!e & g);
-        let t1 = hh
-            .wrapping_add(s1)
-            .wrapping_add(ch)
-            .wrapping_add(K[i])
-            .wrapping_add(w[i]);
-        let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
-        let maj = (a & b) ^ (a & c) ^ (b & c);
-        let t2 = s0.wrapping_add(maj);
-        hh = g;
-        g = f;
-        f = e;
-        e = d.wrapping_add(t1);
-        d = c;
-        c = b;
-        b = a;
-        a = t1.wrapping_add(t2);
-    }
-    for (slot, v) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
-        *slot = slot.wrapping_add(v);
-    }
-}
-
-/// The first `n` characters of the standard (RFC 4648, upper case) base32 encoding of `data`.
+/// The first `n` characters of the standard (RFC 4648, upper case, unpadded) base32 encoding
+/// of `data`.
 pub(crate) fn base32_prefix(data: &[u8], n: usize) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = String::with_capacity(n);
-    let mut acc: u64 = 0;
-    let mut bits = 0u32;
-    for &b in data {
-        acc = (acc << 8) | u64::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            if out.len() == n {
-                return out;
-            }
-            out.push(ALPHABET[((acc >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 && out.len() < n {
-        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
-    }
-    out
+    // 5 bytes make 8 characters: encode only the bytes the prefix needs.
+    let bytes = n.div_ceil(8) * 5;
+    let mut s = BASE32_NOPAD.encode(&data[..bytes.min(data.len())]);
+    s.truncate(n);
+    s
 }
 
 /// kube-proxy's 16-character chain hash of the concatenated `parts`.
@@ -120,30 +32,22 @@ pub(crate) fn chain_hash(parts: &[&str]) -> String {
     base32_prefix(&sha256(&bytes), 16)
 }
 
-/// `prefix` followed by kube-proxy's chain hash of up to three `parts`, built without
-/// intermediate allocations (the compiler makes one per endpoint).
-pub(crate) fn chain_name(prefix: &str, parts: &[&str]) -> std::sync::Arc<str> {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut slices: [&[u8]; 3] = [&[], &[], &[]];
-    for (slot, p) in slices.iter_mut().zip(parts) {
-        *slot = p.as_bytes();
+/// `prefix` followed by kube-proxy's chain hash of `parts`, without the intermediate strings
+/// of [`chain_hash`] (the compiler makes one name per endpoint).
+pub(crate) fn chain_name(prefix: &str, parts: &[&str]) -> Arc<str> {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
     }
-    let digest = sha256(&slices[..parts.len().min(3)]);
-    let mut buf = [0u8; 48];
-    let plen = prefix.len().min(32);
-    buf[..plen].copy_from_slice(&prefix.as_bytes()[..plen]);
-    // 16 base32 characters use the first 80 bits (10 bytes).
-    let mut acc: u128 = 0;
-    for &b in &digest[..10] {
-        acc = (acc << 8) | u128::from(b);
-    }
-    for i in 0..16 {
-        buf[plen + i] = ALPHABET[((acc >> (75 - 5 * i)) & 31) as usize];
-    }
-    // Only ASCII was written after a valid UTF-8 prefix cut at a char boundary or not at all.
-    std::str::from_utf8(&buf[..plen + 16])
-        .map(std::sync::Arc::from)
-        .unwrap_or_else(|_| std::sync::Arc::from(format!("{prefix}{}", chain_hash(parts))))
+    let digest = h.finalize();
+    // 16 base32 characters are the first 80 bits (10 bytes) of the digest.
+    let mut hash = [0u8; 16];
+    BASE32_NOPAD.encode_mut(&digest[..10], &mut hash);
+    let mut name = String::with_capacity(prefix.len() + 16);
+    name.push_str(prefix);
+    // Base32 output is ASCII.
+    name.extend(hash.iter().map(|&b| char::from(b)));
+    Arc::from(name)
 }
 
 #[cfg(test)]

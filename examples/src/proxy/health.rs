@@ -4,7 +4,8 @@
 //! change waited longer, with upstream's JSON body and headers.
 
 use crate::http::Response;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,13 +15,28 @@ struct State {
     oldest_pending: Option<Instant>,
 }
 
+/// Answers counted by HTTP status code (the `code` label).
+pub(super) type CodeCounts = Family<[(&'static str, &'static str); 1], Counter>;
+
+/// The two answers counted.
+const CODES: [&str; 2] = ["200", "503"];
+
+fn code_counts() -> CodeCounts {
+    let f = CodeCounts::default();
+    for code in CODES {
+        // Both codes are reported from the start, at zero.
+        let _ = f.get_or_create(&[("code", code)]);
+    }
+    f
+}
+
 /// The health of the sync loop, shared with the HTTP servers.
 #[derive(Debug)]
 pub struct ProxierHealth {
     timeout: Duration,
     state: Mutex<State>,
-    healthz: [AtomicU64; 2],
-    livez: [AtomicU64; 2],
+    healthz: CodeCounts,
+    livez: CodeCounts,
 }
 
 impl ProxierHealth {
@@ -34,8 +50,8 @@ impl ProxierHealth {
                 last_updated: SystemTime::now(),
                 oldest_pending: None,
             }),
-            healthz: [AtomicU64::new(0), AtomicU64::new(0)],
-            livez: [AtomicU64::new(0), AtomicU64::new(0)],
+            healthz: code_counts(),
+            livez: code_counts(),
         }
     }
 
@@ -91,32 +107,45 @@ impl ProxierHealth {
     /// `GET /healthz` on the healthz address.
     pub fn healthz(&self) -> Response {
         let (ok, r) = self.answer(true);
-        self.healthz[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+        self.healthz
+            .get_or_create(&[("code", CODES[usize::from(!ok)])])
+            .inc();
         r
     }
 
     /// `GET /livez` on the healthz address.
     pub fn livez(&self) -> Response {
         let (ok, r) = self.answer(false);
-        self.livez[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+        self.livez
+            .get_or_create(&[("code", CODES[usize::from(!ok)])])
+            .inc();
         r
     }
 
-    /// Upstream's `kubeproxy_proxy_healthz_total` and `kubeproxy_proxy_livez_total`.
+    /// The `/healthz` and `/livez` answer counts (shared, not copied), for the metrics
+    /// registry.
+    pub(super) fn counters(&self) -> (CodeCounts, CodeCounts) {
+        (self.healthz.clone(), self.livez.clone())
+    }
+
+    /// Upstream's `kubeproxy_proxy_healthz_total` and `kubeproxy_proxy_livez_total`, alone, as
+    /// text.
     pub fn render_metrics(&self) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let (healthz, livez) = self.counters();
+        registry.register(
+            "kubeproxy_proxy_healthz",
+            "Cumulative proxy healthz HTTP status",
+            healthz,
+        );
+        registry.register(
+            "kubeproxy_proxy_livez",
+            "Cumulative proxy livez HTTP status",
+            livez,
+        );
         let mut s = String::new();
-        for (name, counts) in [("healthz", &self.healthz), ("livez", &self.livez)] {
-            s.push_str(&format!(
-                "# HELP kubeproxy_proxy_{name}_total Cumulative proxy {name} HTTP status\n\
-                 # TYPE kubeproxy_proxy_{name}_total counter\n"
-            ));
-            for (i, code) in [200, 503].iter().enumerate() {
-                s.push_str(&format!(
-                    "kubeproxy_proxy_{name}_total{{code=\"{code}\"}} {}\n",
-                    counts[i].load(Ordering::Relaxed)
-                ));
-            }
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut s, &registry);
         s
     }
 }

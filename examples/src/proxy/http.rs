@@ -5,23 +5,19 @@
 //! addresses are the same, one server answers all of it (the proxier's `/healthz`).
 
 use super::health::ProxierHealth;
+use super::metrics::CONTENT_TYPE;
 use super::{HttpAddresses, Metrics};
 use crate::http::{Handler, Request, Response, serve};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-fn metrics_routes(
-    req: &Request,
-    mode: &'static str,
-    metrics: &Mutex<Metrics>,
-    health: &ProxierHealth,
-) -> Option<Response> {
+fn metrics_routes(req: &Request, mode: &'static str, metrics: &Mutex<Metrics>) -> Option<Response> {
     match req.path.as_str() {
         "/metrics" => {
-            let mut body = metrics.lock().unwrap_or_else(|p| p.into_inner()).render();
-            body.push_str(&health.render_metrics());
+            // The health counters are registered in the same registry (one `# EOF`).
+            let body = metrics.lock().unwrap_or_else(|p| p.into_inner()).render();
             let mut r = Response::text(200, body);
-            r.headers[0].1 = "text/plain; version=0.0.4; charset=utf-8".into();
+            r.headers[0].1 = CONTENT_TYPE.into();
             Some(r)
         }
         "/healthz" => Some(Response::text(200, "ok")),
@@ -51,7 +47,7 @@ pub(super) fn start(
         let (m, h) = (metrics.clone(), health.clone());
         let handler: Handler = Arc::new(move |req: &Request| {
             healthz_routes(req, &h)
-                .or_else(|| same.then(|| metrics_routes(req, mode, &m, &h)).flatten())
+                .or_else(|| same.then(|| metrics_routes(req, mode, &m)).flatten())
                 .unwrap_or_else(Response::not_found)
         });
         serve(addr, handler, stop.clone())
@@ -59,7 +55,7 @@ pub(super) fn start(
     }
     if let Some(addr) = addrs.metrics.filter(|_| !same) {
         let handler: Handler = Arc::new(move |req: &Request| {
-            metrics_routes(req, mode, &metrics, &health).unwrap_or_else(Response::not_found)
+            metrics_routes(req, mode, &metrics).unwrap_or_else(Response::not_found)
         });
         serve(addr, handler, stop).map_err(|e| format!("--metrics-bind-address {addr}: {e}"))?;
     }

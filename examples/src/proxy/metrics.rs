@@ -1,165 +1,225 @@
-//! The proxy's Prometheus metrics: a sync duration histogram and rule counts.
+//! The proxy's Prometheus metrics, kept and written by the `prometheus-client` crate (the
+//! OpenMetrics text format, which Prometheus scrapes): a sync duration histogram, sync and
+//! failure counts, rule and Service counts, and the proxier health's `/healthz` and `/livez`
+//! answer counts. The names are upstream kube-proxy's; every sync metric carries the
+//! `mode` label.
 
 use super::SyncOutcome;
-use std::fmt::Write;
+use super::health::ProxierHealth;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 const BUCKETS: [f64; 12] = [
     0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048,
 ];
 
-/// Counters of the sync loop.
-#[derive(Debug, Clone)]
+/// The content type of [`Metrics::render`]'s text.
+pub(super) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The metrics of the sync loop (and, once [`Metrics::register_health`] is called, of the
+/// proxier health).
+#[derive(Debug)]
 pub struct Metrics {
-    mode: &'static str,
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    syncs: u64,
-    full_syncs: u64,
-    /// Failed syncs.
-    pub failures: u64,
-    rules: usize,
-    services: usize,
-    conntrack_deleted: u64,
-    last_sync: Option<std::time::SystemTime>,
+    registry: Registry,
+    duration: Histogram,
+    full_syncs: Counter,
+    failures: Counter,
+    rules: Gauge,
+    services: Gauge,
+    conntrack_deleted: Counter,
+    last_sync: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
     /// Empty metrics for `mode`.
     pub fn new(mode: &'static str) -> Metrics {
-        Metrics {
-            mode,
-            counts: [0; BUCKETS.len()],
-            sum: 0.0,
-            syncs: 0,
-            full_syncs: 0,
-            failures: 0,
-            rules: 0,
-            services: 0,
-            conntrack_deleted: 0,
-            last_sync: None,
-        }
+        let m = Metrics {
+            registry: Registry::default(),
+            duration: Histogram::new(BUCKETS),
+            full_syncs: Counter::default(),
+            failures: Counter::default(),
+            rules: Gauge::default(),
+            services: Gauge::default(),
+            conntrack_deleted: Counter::default(),
+            last_sync: Gauge::default(),
+        };
+        let mut registry = Registry::default();
+        let r = registry.sub_registry_with_label(("mode".into(), mode.into()));
+        r.register(
+            "kubeproxy_sync_proxy_rules_duration_seconds",
+            "SyncProxyRules latency in seconds",
+            m.duration.clone(),
+        );
+        r.register(
+            "kubeproxy_sync_full_proxy_rules",
+            "Full syncs",
+            m.full_syncs.clone(),
+        );
+        r.register(
+            "kubeproxy_sync_proxy_rules_failures",
+            "Failed syncs",
+            m.failures.clone(),
+        );
+        r.register(
+            "kubeproxy_sync_proxy_rules_rules_total",
+            "Rules in the kernel after the last sync",
+            m.rules.clone(),
+        );
+        r.register(
+            "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+            "The last time proxy rules were successfully synced",
+            m.last_sync.clone(),
+        );
+        r.register(
+            "kubeproxy_services",
+            "Service ports proxied",
+            m.services.clone(),
+        );
+        r.register(
+            "kubeproxy_conntrack_entries_deleted",
+            "Stale conntrack flows deleted",
+            m.conntrack_deleted.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Adds upstream's `kubeproxy_proxy_healthz_total` and `kubeproxy_proxy_livez_total` (by
+    /// HTTP status code) of `health`.
+    pub fn register_health(&mut self, health: &ProxierHealth) {
+        let (healthz, livez) = health.counters();
+        self.registry.register(
+            "kubeproxy_proxy_healthz",
+            "Cumulative proxy healthz HTTP status",
+            healthz,
+        );
+        self.registry.register(
+            "kubeproxy_proxy_livez",
+            "Cumulative proxy livez HTTP status",
+            livez,
+        );
     }
 
     /// Records one successful sync.
     pub fn record(&mut self, o: &SyncOutcome, services: usize) {
-        let s = o.duration.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if s <= *b {
-                self.counts[i] += 1;
-            }
-        }
-        self.sum += s;
-        self.syncs += 1;
+        self.duration.observe(o.duration.as_secs_f64());
         if o.full {
-            self.full_syncs += 1;
+            self.full_syncs.inc();
         }
-        self.rules = o.rules;
-        self.services = services;
-        self.conntrack_deleted += o.conntrack_deleted as u64;
-        self.last_sync = Some(std::time::SystemTime::now());
+        self.rules.set(i64::try_from(o.rules).unwrap_or(i64::MAX));
+        self.services
+            .set(i64::try_from(services).unwrap_or(i64::MAX));
+        self.conntrack_deleted.inc_by(o.conntrack_deleted as u64);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_sync.set(now);
+    }
+
+    /// Records one failed sync.
+    pub fn record_failure(&mut self) {
+        self.failures.inc();
+    }
+
+    /// Failed syncs so far.
+    pub fn failures(&self) -> u64 {
+        self.failures.get()
     }
 
     /// `true` once a sync succeeded.
     pub fn healthy(&self) -> bool {
-        self.last_sync.is_some()
+        self.last_sync.get() > 0.0
     }
 
-    /// The Prometheus text exposition.
+    /// The text exposition (OpenMetrics text, `application/openmetrics-text; version=1.0.0`).
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let m = self.mode;
-        let _ = writeln!(
-            s,
-            "# HELP kubeproxy_sync_proxy_rules_duration_seconds SyncProxyRules latency in seconds"
-        );
-        let _ = writeln!(
-            s,
-            "# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram"
-        );
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "kubeproxy_sync_proxy_rules_duration_seconds_bucket{{mode=\"{m}\",le=\"{b}\"}} {}",
-                self.counts[i]
-            );
-        }
-        let _ = writeln!(
-            s,
-            "kubeproxy_sync_proxy_rules_duration_seconds_bucket{{mode=\"{m}\",le=\"+Inf\"}} {}",
-            self.syncs
-        );
-        let _ = writeln!(
-            s,
-            "kubeproxy_sync_proxy_rules_duration_seconds_sum{{mode=\"{m}\"}} {}",
-            self.sum
-        );
-        let _ = writeln!(
-            s,
-            "kubeproxy_sync_proxy_rules_duration_seconds_count{{mode=\"{m}\"}} {}",
-            self.syncs
-        );
-        let _ = writeln!(s, "# HELP kubeproxy_sync_full_proxy_rules_total Full syncs");
-        let _ = writeln!(s, "# TYPE kubeproxy_sync_full_proxy_rules_total counter");
-        let _ = writeln!(
-            s,
-            "kubeproxy_sync_full_proxy_rules_total{{mode=\"{m}\"}} {}",
-            self.full_syncs
-        );
-        let _ = writeln!(
-            s,
-            "# HELP kubeproxy_sync_proxy_rules_failures_total Failed syncs"
-        );
-        let _ = writeln!(
-            s,
-            "# TYPE kubeproxy_sync_proxy_rules_failures_total counter"
-        );
-        let _ = writeln!(
-            s,
-            "kubeproxy_sync_proxy_rules_failures_total{{mode=\"{m}\"}} {}",
-            self.failures
-        );
-        let _ = writeln!(
-            s,
-            "# HELP kubeproxy_sync_proxy_rules_rules_total Rules in the kernel after the last sync"
-        );
-        let _ = writeln!(s, "# TYPE kubeproxy_sync_proxy_rules_rules_total gauge");
-        let _ = writeln!(
-            s,
-            "kubeproxy_sync_proxy_rules_rules_total{{mode=\"{m}\"}} {}",
-            self.rules
-        );
-        let _ = writeln!(
-            s,
-            "# HELP kubeproxy_sync_proxy_rules_last_timestamp_seconds The last time proxy rules were successfully synced"
-        );
-        let _ = writeln!(
-            s,
-            "# TYPE kubeproxy_sync_proxy_rules_last_timestamp_seconds gauge"
-        );
-        let last = self
-            .last_sync
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0.0, |d| d.as_secs_f64());
-        let _ = writeln!(
-            s,
-            "kubeproxy_sync_proxy_rules_last_timestamp_seconds{{mode=\"{m}\"}} {last}"
-        );
-        let _ = writeln!(s, "# HELP kubeproxy_services Service ports proxied");
-        let _ = writeln!(s, "# TYPE kubeproxy_services gauge");
-        let _ = writeln!(s, "kubeproxy_services{{mode=\"{m}\"}} {}", self.services);
-        let _ = writeln!(
-            s,
-            "# HELP kubeproxy_conntrack_entries_deleted_total Stale conntrack flows deleted"
-        );
-        let _ = writeln!(
-            s,
-            "# TYPE kubeproxy_conntrack_entries_deleted_total counter"
-        );
-        let _ = writeln!(
-            s,
-            "kubeproxy_conntrack_entries_deleted_total{{mode=\"{m}\"}} {}",
-            self.conntrack_deleted
-        );
+        // Writing into a String cannot fail.
+        let _ = encode(&mut s, &self.registry);
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn value(text: &str, sample: &str) -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(sample) && l[sample.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("no {sample} in\n{text}"));
+        line[sample.len() + 1..].parse().unwrap()
+    }
+
+    #[test]
+    fn samples_keep_upstream_names_with_the_mode_label() {
+        let health = ProxierHealth::new(Duration::from_secs(30));
+        let mut m = Metrics::new("nftables");
+        m.register_health(&health);
+        let text = m.render();
+        assert!(!m.healthy());
+        assert_eq!(
+            value(
+                &text,
+                "kubeproxy_sync_proxy_rules_last_timestamp_seconds{mode=\"nftables\"}"
+            ),
+            0.0
+        );
+        let o = |ms, full| SyncOutcome {
+            full,
+            duration: Duration::from_millis(ms),
+            rules: 42,
+            conntrack_deleted: 2,
+        };
+        m.record(&o(3, true), 5);
+        m.record(&o(100, false), 6);
+        m.record_failure();
+        health.healthz();
+        let text = m.render();
+        let mode = "{mode=\"nftables\"}";
+        let get = |name: &str| value(&text, &format!("{name}{mode}"));
+        assert_eq!(get("kubeproxy_sync_full_proxy_rules_total"), 1.0);
+        assert_eq!(get("kubeproxy_sync_proxy_rules_failures_total"), 1.0);
+        assert_eq!(get("kubeproxy_sync_proxy_rules_rules_total"), 42.0);
+        assert_eq!(get("kubeproxy_services"), 6.0);
+        assert_eq!(get("kubeproxy_conntrack_entries_deleted_total"), 4.0);
+        assert_eq!(
+            get("kubeproxy_sync_proxy_rules_duration_seconds_count"),
+            2.0
+        );
+        assert!((get("kubeproxy_sync_proxy_rules_duration_seconds_sum") - 0.103).abs() < 1e-9);
+        let bucket = |le: &str| {
+            value(
+                &text,
+                &format!(
+                    "kubeproxy_sync_proxy_rules_duration_seconds_bucket{{mode=\"nftables\",le=\"{le}\"}}"
+                ),
+            )
+        };
+        assert_eq!(bucket("0.002"), 0.0);
+        assert_eq!(bucket("0.004"), 1.0);
+        assert_eq!(bucket("0.128"), 2.0);
+        assert_eq!(bucket("+Inf"), 2.0);
+        assert!(get("kubeproxy_sync_proxy_rules_last_timestamp_seconds") > 0.0);
+        assert_eq!(
+            value(&text, "kubeproxy_proxy_healthz_total{code=\"200\"}"),
+            1.0
+        );
+        assert_eq!(
+            value(&text, "kubeproxy_proxy_healthz_total{code=\"503\"}"),
+            0.0
+        );
+        assert_eq!(
+            value(&text, "kubeproxy_proxy_livez_total{code=\"200\"}"),
+            0.0
+        );
+        assert!(text.ends_with("# EOF\n"));
+        assert!(m.healthy());
+        assert_eq!(m.failures(), 1);
     }
 }

@@ -11,6 +11,7 @@ mod ipvs;
 mod metrics;
 mod nftables;
 pub mod node_addrs;
+mod watch;
 
 pub use health::ProxierHealth;
 pub use ipvs::IpvsMode;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+use watch::DirChanges;
 
 /// What one sync did, for logs and metrics.
 #[derive(Debug, Clone)]
@@ -335,8 +337,10 @@ pub fn run(
     family: IpFamily,
     stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
-    let metrics = Arc::new(Mutex::new(Metrics::new(mode.name())));
     let health = Arc::new(ProxierHealth::new(opts.sync_period));
+    let mut m = Metrics::new(mode.name());
+    m.register_health(&health);
+    let metrics = Arc::new(Mutex::new(m));
     http::start(
         &opts.http,
         mode.name(),
@@ -353,7 +357,8 @@ pub fn run(
     };
     let mut node_ips = opts.node_ips.read(family)?;
     mode.set_node_ips(node_ips.clone());
-    let mut seen = fingerprint(&opts.config_dir);
+    // Set up before the first read, so that no change after it is missed.
+    let mut changes = DirChanges::start(&opts.config_dir);
     let mut config = ConfigDir::new(&opts.config_dir);
     let mut state = config.state(family);
     let mut pending = true;
@@ -361,10 +366,9 @@ pub fn run(
     let mut last_sync: Option<Instant> = None;
     // A period too long for the clock to add is no periodic resync at all.
     let mut next_full = Instant::now().checked_add(opts.sync_period);
+    let mut dir_changed = false;
     while !stop.load(Ordering::Relaxed) {
-        let now = fingerprint(&opts.config_dir);
-        if now != seen {
-            seen = now;
+        if dir_changed {
             state = config.state(family);
             pending = true;
         }
@@ -414,13 +418,18 @@ pub fn run(
                 }
                 Err(e) => {
                     tracing::error!("sync failed: {e}; a full sync follows");
-                    metrics.lock().unwrap_or_else(|p| p.into_inner()).failures += 1;
+                    metrics
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .record_failure();
                     full = true;
                 }
             }
             last_sync = Some(Instant::now());
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // Wakes at once when the config directory changes; at the latest after a tenth of a
+        // second, for the stop flag, the node's addresses and the sync timers.
+        dir_changed = changes.wait(Duration::from_millis(100));
     }
     Ok(())
 }

@@ -329,7 +329,7 @@ pub fn parse_document(text: &str, source: &str) -> Parsed {
             }
         }
     } else {
-        for doc in serde_yaml::Deserializer::from_str(text) {
+        for doc in yaml_serde::Deserializer::from_str(text) {
             match serde_json::Value::deserialize(doc) {
                 Ok(serde_json::Value::Null) => {}
                 Ok(v) => values.push(v),
@@ -456,7 +456,7 @@ metadata:
             assert!(p.malformed || p.empty, "cut at {cut}: {:?}", p.objects);
         }
         let json =
-            serde_json::to_string(&serde_yaml::from_str::<serde_json::Value>(KUBECTL).unwrap())
+            serde_json::to_string(&yaml_serde::from_str::<serde_json::Value>(KUBECTL).unwrap())
                 .unwrap();
         for cut in 0..json.len() {
             let p = parse_document(&json[..cut], "f.json");

@@ -11,8 +11,9 @@ use netlink_packet_netfilter::nftables::{
     Bitwise, Cmp, DataAttribute, ExpressionAttribute, Expressions, Immediate, ListAttribute,
     Lookup, Meta, MetaKey, Operator, Payload, Register, Verdict as NlVerdict, VerdictAttribute,
 };
+use podnet_links::nlattr::{attrs, attrs_with_flags, cstr, find};
 
-use super::model::Verdict;
+use super::types::Verdict;
 
 /// Where a `payload` expression loads from (`NFT_PAYLOAD_*_HEADER`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,6 +159,16 @@ pub enum Insn {
     },
     /// `counter`.
     Counter,
+    /// An expression podnet does not decode (another kind, or attributes podnet does not
+    /// write), kept as the kernel sent it: its name and the attributes of its data, flags
+    /// included. It encodes back to the same bytes, so a rule read back can be written back
+    /// unchanged (as netlink-packet-route keeps `Other(DefaultNla)`).
+    Other {
+        /// The expression's name (`log`, `limit`, `ct`, ...).
+        name: String,
+        /// The value of its `NFTA_EXPR_DATA` nest.
+        data: Vec<u8>,
+    },
 }
 
 // Attribute numbers of the expressions netlink-packet-netfilter does not type.
@@ -398,12 +409,20 @@ impl Insn {
                 other("dynset", a)
             }
             Insn::Counter => other("counter", vec![]),
+            Insn::Other { name, data } => other(
+                name,
+                attrs_with_flags(data)
+                    .map_while(Result::ok)
+                    .map(|(kind, v)| DefaultNla::new(kind, v.to_vec()))
+                    .collect(),
+            ),
         };
         ListAttribute::from(ex)
     }
 
-    /// Reads an expression of a rule dump back. Returns `None` for expressions (or attribute
-    /// combinations) podnet does not write.
+    /// Reads an expression of a rule dump back. Expressions (or attribute combinations)
+    /// podnet does not write come back as [`Insn::Other`]; `None` only for a list element
+    /// that is no expression (no name).
     pub fn decode(expr: &ListAttribute<ExpressionAttribute>) -> Option<Insn> {
         let ListAttribute::Element(attrs) = expr else {
             return None;
@@ -420,23 +439,22 @@ impl Insn {
                 _ => {}
             }
         }
-        decode_raw(name?, &data)
+        let name = name?;
+        Some(decode_raw(name, &data).unwrap_or_else(|| Insn::Other {
+            name: name.to_owned(),
+            data,
+        }))
+    }
+
+    /// Whether podnet decoded the expression (it is not [`Insn::Other`]).
+    pub fn is_decoded(&self) -> bool {
+        !matches!(self, Insn::Other { .. })
     }
 }
 
-/// The attributes of a nest: `(kind without flags, value)`.
-pub(crate) fn tlvs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    while b.len() >= 4 {
-        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
-        let kind = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
-        if len < 4 || len > b.len() {
-            break;
-        }
-        out.push((kind, &b[4..len]));
-        b = b.get((len + 3) & !3..).unwrap_or(&[]);
-    }
-    out
+/// The attributes of a nest: `(kind without flags, value)`, up to the first malformed one.
+pub(crate) fn tlvs(b: &[u8]) -> Vec<(u16, &[u8])> {
+    attrs(b).map_while(Result::ok).collect()
 }
 
 fn be32(v: &[u8]) -> Option<u32> {
@@ -451,14 +469,9 @@ fn get32(a: &[(u16, &[u8])], k: u16) -> Option<u32> {
     get(a, k).and_then(be32)
 }
 
-fn cstr(v: &[u8]) -> String {
-    let end = v.iter().position(|b| *b == 0).unwrap_or(v.len());
-    String::from_utf8_lossy(&v[..end]).into_owned()
-}
-
 /// The value of an `NFTA_DATA_VALUE` inside a data nest.
 fn data_value(v: &[u8]) -> Option<Vec<u8>> {
-    get(&tlvs(v), NFTA_DATA_VALUE).map(<[u8]>::to_vec)
+    find(v, NFTA_DATA_VALUE).map(<[u8]>::to_vec)
 }
 
 /// A verdict from the body of an `NFTA_DATA_VERDICT` nest.
@@ -654,6 +667,51 @@ mod tests {
             sreg: 1,
         });
         roundtrip(Insn::Counter);
+    }
+
+    /// Bytes of one `NFTA_LIST_ELEM` expression as the kernel sends it: name, then data.
+    fn raw_expression(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut w = podnet_links::nlattr::AttrWriter::new();
+        w.string(1, name);
+        w.bytes(2 | 0x8000, data);
+        let mut outer = podnet_links::nlattr::AttrWriter::new();
+        outer.bytes(1 | 0x8000, &w.into_bytes());
+        outer.into_bytes()
+    }
+
+    fn parse_expression(bytes: &[u8]) -> ListAttribute<ExpressionAttribute> {
+        use netlink_packet_core::{NlaBuffer, Parseable};
+        ListAttribute::parse(&NlaBuffer::new_checked(bytes).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn expressions_podnet_does_not_decode_are_kept_and_written_back_unchanged() {
+        // `log prefix "x" group 2` (no typed form here) and a `ct` load of another key
+        // (NFT_CT_MARK): both kept whole, flags of nested attributes included.
+        let mut log = podnet_links::nlattr::AttrWriter::new();
+        log.string(2, "x"); // NFTA_LOG_PREFIX
+        log.bytes(1, &2u16.to_be_bytes()); // NFTA_LOG_GROUP
+        log.nested(9, |w| w.u32_ne(1, 5)); // some nest
+        let mut ct = podnet_links::nlattr::AttrWriter::new();
+        ct.bytes(NFTA_CT_KEY, &3u32.to_be_bytes());
+        ct.bytes(NFTA_CT_DREG, &1u32.to_be_bytes());
+        for (name, data) in [("log", log.into_bytes()), ("ct", ct.into_bytes())] {
+            let bytes = raw_expression(name, &data);
+            let insn = Insn::decode(&parse_expression(&bytes)).unwrap();
+            assert_eq!(
+                insn,
+                Insn::Other {
+                    name: name.into(),
+                    data: data.clone()
+                }
+            );
+            assert!(!insn.is_decoded());
+            let enc = insn.encode();
+            let mut out = vec![0u8; enc.buffer_len()];
+            enc.emit(&mut out);
+            assert_eq!(out, bytes, "{name} is written back byte for byte");
+            assert_eq!(Insn::decode(&enc), Some(insn));
+        }
     }
 
     #[test]

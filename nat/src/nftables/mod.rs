@@ -1,5 +1,7 @@
 //! nftables over netlink, and kube-proxy's nftables mode.
 //!
+//! - [`types`]: the leaf types (families, hooks, key types and values, verdicts) the others
+//!   build on.
 //! - [`model`]: tables, chains, sets and verdict maps, elements, rules, and [`Transaction`]s
 //!   of add / flush / delete operations; a transaction renders as an `nft -f` script.
 //! - [`rule`]: the matches and statements of kube-proxy's rules (`ip daddr . meta l4proto .
@@ -9,8 +11,10 @@
 //! - [`expr`]: those expressions as netlink attributes, including the ones
 //!   netlink-packet-netfilter does not type (nat, ct, numgen, fib, masq, reject, dynset,
 //!   counter), and back.
-//! - [`netlink`]: a [`Transaction`] sent as one nftables batch (all or nothing), and tables
-//!   read back through dumps ([`NftSocket`]).
+//! - [`encode`]: a [`Transaction`] as the bytes of one nftables batch (all or nothing), pure.
+//! - [`netlink`]: the socket that sends batches and reads tables back through dumps
+//!   ([`NftSocket`]); the dump replies' typed forms ([`RuleInfo`], ...) keep the expressions
+//!   podnet does not decode, so a rule read back writes back unchanged.
 //! - [`fake`]: the same transactions applied to an in-memory table (dry runs, tests).
 //! - [`kube_proxy`]: the compiler from the service model to kube-proxy's table `kube-proxy`.
 //! - [`sync`]: full and incremental syncs ([`Planner`], [`NftablesSyncer`]).
@@ -33,15 +37,19 @@
 //! table.apply(&plan.tx).unwrap(); // what the kernel would hold
 //! ```
 
+mod answers;
+mod dump;
+pub mod encode;
 pub mod expr;
 pub mod fake;
 pub mod kube_proxy;
+mod lower;
 pub mod model;
 pub mod netlink;
 pub(crate) mod precheck;
 pub mod rule;
 pub mod sync;
-mod sys;
+pub mod types;
 
 pub use fake::{FakeError, FakeTable};
 pub use kube_proxy::{Compiled, NftProxySettings, ServiceObjects, compile};

@@ -10,8 +10,7 @@
 //! The library decodes every subsystem's messages, so conntrack's socket needs the check too.
 
 use netlink_packet_core::{
-    DecodeError, NLA_TYPE_MASK, NetlinkDeserializable, NetlinkHeader, NetlinkSerializable,
-    NlaBuffer,
+    DecodeError, NetlinkDeserializable, NetlinkHeader, NetlinkSerializable, NlaBuffer,
 };
 use netlink_packet_netfilter::NetfilterMessage;
 
@@ -66,14 +65,7 @@ impl NetlinkDeserializable for Checked {
 /// The attributes in `buf`, as netlink-packet-core's `NlasIterator` yields them, ending at the
 /// first malformed one (which the library refuses by itself): kind (flags cleared) and value.
 fn attrs(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    let mut off = 0;
-    std::iter::from_fn(move || {
-        let rest = buf.get(off..).filter(|r| !r.is_empty())?;
-        let nla = NlaBuffer::new_checked(rest).ok()?;
-        let len = usize::from(nla.length());
-        off += (len + 3) & !3;
-        Some((nla.kind() & NLA_TYPE_MASK, &rest[4..len]))
-    })
+    podnet_links::nlattr::attrs(buf).map_while(Result::ok)
 }
 
 /// `value` must be one well-formed attribute.
