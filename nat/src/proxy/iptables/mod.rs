@@ -7,15 +7,14 @@
 //! (KUBE-SVC-, KUBE-SVL-, KUBE-EXT-, KUBE-FW-, KUBE-SEP-) are kept per Service so a partial sync
 //! can write only the Services that changed.
 
-use super::settings::{LocalDetector, NodeSettings};
+mod port;
+
+use super::settings::NodeSettings;
 use crate::hash::chain_hash;
 use crate::iptables::{
     AddrType, CtState, Line, Match, Protocol, Rule, Ruleset, Table, TableRules, Target,
 };
-use crate::kube::{
-    ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, SessionAffinity,
-    categorize_endpoints,
-};
+use crate::kube::{ClusterState, Endpoint, IpFamily, PortPlan, ServiceKey, ServicePort, ServicePortName};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -354,415 +353,20 @@ impl Compiled {
     }
 }
 
-fn local_match(settings: &NodeSettings, local: bool) -> Option<Match> {
-    match &settings.local_detector {
-        LocalDetector::None => None,
-        LocalDetector::ClusterCidr(net) => Some(Match::Source {
-            net: *net,
-            negate: !local,
-        }),
-        LocalDetector::BridgeInterface(name) => Some(Match::InInterface {
-            name: name.clone(),
-            negate: !local,
-        }),
-        LocalDetector::InterfaceNamePrefix(prefix) => Some(Match::InInterface {
-            name: format!("{prefix}+"),
-            negate: !local,
-        }),
-    }
-}
-
-fn proto_dst(proto: Protocol, dst: Option<std::net::IpAddr>, port: u16) -> [Option<Match>; 4] {
-    [
-        Some(Match::ProtocolModule(proto)),
-        Some(Match::Protocol(proto)),
-        dst.map(Match::destination_ip),
-        Some(Match::DestinationPort(port)),
-    ]
-}
-
-/// A chain name that can become a shared `Arc<str>`: string constants allocate, shared names
-/// are only counted.
-trait ChainRef {
-    fn arc(self) -> Arc<str>;
-}
-
-impl ChainRef for &str {
-    fn arc(self) -> Arc<str> {
-        self.into()
-    }
-}
-
-impl ChainRef for &Arc<str> {
-    fn arc(self) -> Arc<str> {
-        self.clone()
-    }
-}
-
-fn rule<C: Into<Arc<str>>>(
-    chain: impl ChainRef,
-    comment: Option<C>,
-    ms: impl IntoIterator<Item = Option<Match>>,
-) -> Rule {
-    let mut r = Rule::new(chain.arc());
-    if let Some(c) = comment {
-        r.matches.push(Match::Comment(c.into()));
-    }
-    r.matches.extend(ms.into_iter().flatten());
-    r
-}
-
-/// Compiles one service port into `out` (kube-proxy's per-service loop body).
-fn compile_port(
-    spn: &crate::kube::ServicePortName,
-    svc: &ServicePort,
-    endpoints: &[Endpoint],
+/// Compiles the ports of one Service: its rules in the top-level chains, and its own chains.
+fn compile_service(
+    ports: &[(&ServicePortName, &ServicePort)],
+    state: &ClusterState,
     settings: &NodeSettings,
     large: bool,
-    out: &mut ServiceOutput,
-    group: &mut ServiceChains,
-) {
-    let ipv6 = settings.family == IpFamily::V6;
-    let localhost_nodeports = settings.localhost_nodeports_effective();
-    let loopback_net: IpNet = "127.0.0.0/8".parse().expect("literal");
-    let proto = svc.protocol();
-    let name: Arc<str> = spn.to_string().into();
-    let hash = port_hash(&name, proto);
-    let svc_chain: Arc<str> = format!("KUBE-SVC-{hash}").into();
-    let svl_chain: Arc<str> = format!("KUBE-SVL-{hash}").into();
-    let fw_chain: Arc<str> = format!("KUBE-FW-{hash}").into();
-    let ext_chain: Arc<str> = format!("KUBE-EXT-{hash}").into();
-    let mark_masq: Arc<str> = KUBE_MARK_MASQ.into();
-
-    let cat = categorize_endpoints(endpoints, svc, &settings.node_name);
-    let has_endpoints = cat.has_any;
-    let uses_cluster_chain = !cat.cluster.is_empty() && svc.uses_cluster_endpoints();
-    let uses_local_chain = !cat.local.is_empty() && svc.uses_local_endpoints();
-
-    let mut internal_chain = &svc_chain;
-    let mut has_internal = has_endpoints;
-    if svc.internal_policy_local {
-        internal_chain = &svl_chain;
-        if cat.local.is_empty() {
-            has_internal = false;
-        }
+) -> (ServiceOutput, ServiceChains) {
+    let mut out = ServiceOutput::default();
+    let mut group = ServiceChains::default();
+    for (n, s) in ports {
+        let plan = PortPlan::new(s, state.endpoints_of(n), settings);
+        port::compile_port(&plan, settings, large, &mut out, &mut group);
     }
-    let mut external_policy_chain = &svc_chain;
-    let mut has_external = has_endpoints;
-    if svc.external_policy_local {
-        external_policy_chain = &svl_chain;
-        if cat.local.is_empty() {
-            has_external = false;
-        }
-    }
-    let uses_ext_chain = has_endpoints && svc.externally_accessible();
-    let uses_fw_chain = has_endpoints
-        && !svc.load_balancer_vips.is_empty()
-        && !svc.load_balancer_source_ranges.is_empty();
-    let lb_chain = if uses_fw_chain { &fw_chain } else { &ext_chain };
-
-    let (
-        internal_filter_target,
-        internal_filter_comment,
-        external_filter_target,
-        external_filter_comment,
-    ) = if !has_endpoints {
-        let c = format!("{name} has no endpoints");
-        (Target::Reject, c.clone(), Target::Reject, c)
-    } else {
-        let c = format!("{name} has no local endpoints");
-        (Target::Drop, c.clone(), Target::Drop, c)
-    };
-
-    // Cluster IP.
-    if has_internal {
-        out.nat.push(
-            rule(
-                KUBE_SERVICES,
-                Some(format!("{name} cluster IP")),
-                proto_dst(proto, Some(svc.cluster_ip), svc.port),
-            )
-            .jump(internal_chain.clone()),
-        );
-    } else {
-        out.filter.push(
-            rule(
-                KUBE_SERVICES,
-                Some(internal_filter_comment.clone()),
-                proto_dst(proto, Some(svc.cluster_ip), svc.port),
-            )
-            .target(internal_filter_target.clone()),
-        );
-    }
-    // External IPs.
-    for ip in &svc.external_ips {
-        if has_endpoints {
-            out.nat.push(
-                rule(
-                    KUBE_SERVICES,
-                    Some(format!("{name} external IP")),
-                    proto_dst(proto, Some(*ip), svc.port),
-                )
-                .jump(ext_chain.clone()),
-            );
-        }
-        if !has_external {
-            out.filter.push(
-                rule(
-                    KUBE_EXTERNAL_SERVICES,
-                    Some(external_filter_comment.clone()),
-                    proto_dst(proto, Some(*ip), svc.port),
-                )
-                .target(external_filter_target.clone()),
-            );
-        }
-    }
-    // Load-balancer IPs.
-    for ip in &svc.load_balancer_vips {
-        if has_endpoints {
-            out.nat.push(
-                rule(
-                    KUBE_SERVICES,
-                    Some(format!("{name} loadbalancer IP")),
-                    proto_dst(proto, Some(*ip), svc.port),
-                )
-                .jump(lb_chain.clone()),
-            );
-        }
-        if uses_fw_chain {
-            out.filter.push(
-                rule(
-                    KUBE_PROXY_FIREWALL,
-                    Some(format!("{name} traffic not accepted by {fw_chain}")),
-                    proto_dst(proto, Some(*ip), svc.port),
-                )
-                .target(Target::Drop),
-            );
-        }
-    }
-    if !has_external {
-        for ip in &svc.load_balancer_vips {
-            out.filter.push(
-                rule(
-                    KUBE_EXTERNAL_SERVICES,
-                    Some(external_filter_comment.clone()),
-                    proto_dst(proto, Some(*ip), svc.port),
-                )
-                .target(external_filter_target.clone()),
-            );
-        }
-    }
-    // Node ports.
-    if let Some(np) = svc.node_port {
-        if has_endpoints {
-            if localhost_nodeports && !ipv6 && settings.nfacct_counters {
-                out.nat.push(
-                    rule(
-                        KUBE_NODEPORTS,
-                        Some(name.clone()),
-                        [
-                            Some(Match::ProtocolModule(proto)),
-                            Some(Match::Protocol(proto)),
-                            Some(Match::destination(loopback_net)),
-                            Some(Match::DestinationPort(np)),
-                            Some(Match::Nfacct(NFACCT_LOCALHOST_NODEPORTS.into())),
-                        ],
-                    )
-                    .jump(ext_chain.clone()),
-                );
-            }
-            out.nat.push(
-                rule(
-                    KUBE_NODEPORTS,
-                    Some(name.clone()),
-                    proto_dst(proto, None, np),
-                )
-                .jump(ext_chain.clone()),
-            );
-        }
-        if !has_external {
-            out.filter.push(
-                rule(
-                    KUBE_EXTERNAL_SERVICES,
-                    Some(external_filter_comment.clone()),
-                    [
-                        Some(Match::DstType(AddrType::Local)),
-                        Some(Match::ProtocolModule(proto)),
-                        Some(Match::Protocol(proto)),
-                        Some(Match::DestinationPort(np)),
-                    ],
-                )
-                .target(external_filter_target.clone()),
-            );
-        }
-    }
-    // Health-check node port.
-    if let Some(hc) = svc.health_check_node_port {
-        out.filter.push(
-            rule(
-                KUBE_NODEPORTS,
-                Some(format!("{name} health check node port")),
-                proto_dst(Protocol::Tcp, None, hc),
-            )
-            .target(Target::Accept),
-        );
-    }
-
-    // The Service's own chains.
-    if has_internal {
-        let args = proto_dst(proto, Some(svc.cluster_ip), svc.port);
-        let comment = Some(format!("{name} cluster IP"));
-        if settings.masquerade_all {
-            group
-                .rules
-                .push(rule(internal_chain, comment, args).jump(mark_masq.clone()));
-        } else if let Some(m) = local_match(settings, false) {
-            let mut r = rule(internal_chain, comment, args);
-            r.matches.push(m);
-            group.rules.push(r.jump(mark_masq.clone()));
-        }
-    }
-    if uses_ext_chain {
-        group.chains.push(ext_chain.clone());
-        if !svc.external_policy_local {
-            group.rules.push(
-                rule(
-                    &ext_chain,
-                    Some(format!(
-                        "masquerade traffic for {name} external destinations"
-                    )),
-                    [],
-                )
-                .jump(mark_masq.clone()),
-            );
-        } else {
-            if let Some(m) = local_match(settings, true) {
-                group.rules.push(
-                    rule(
-                        &ext_chain,
-                        Some(format!("pod traffic for {name} external destinations")),
-                        [Some(m)],
-                    )
-                    .jump(svc_chain.clone()),
-                );
-            }
-            group.rules.push(
-                rule(
-                    &ext_chain,
-                    Some(format!(
-                        "masquerade LOCAL traffic for {name} external destinations"
-                    )),
-                    [Some(Match::SrcType(AddrType::Local))],
-                )
-                .jump(mark_masq.clone()),
-            );
-            group.rules.push(
-                rule(
-                    &ext_chain,
-                    Some(format!(
-                        "route LOCAL traffic for {name} external destinations"
-                    )),
-                    [Some(Match::SrcType(AddrType::Local))],
-                )
-                .jump(svc_chain.clone()),
-            );
-        }
-        if has_external {
-            group
-                .rules
-                .push(Rule::new(ext_chain.clone()).jump(external_policy_chain.clone()));
-        }
-    }
-    if uses_fw_chain {
-        group.chains.push(fw_chain.clone());
-        let comment = format!("{name} loadbalancer IP");
-        let mut allow_from_node = false;
-        for net in &svc.load_balancer_source_ranges {
-            group.rules.push(
-                rule(
-                    &fw_chain,
-                    Some(comment.clone()),
-                    [Some(Match::source(*net))],
-                )
-                .jump(ext_chain.clone()),
-            );
-            if settings.node_ips.first().is_some_and(|ip| net.contains(ip)) {
-                allow_from_node = true;
-            }
-        }
-        if allow_from_node {
-            for ip in &svc.load_balancer_vips {
-                group.rules.push(
-                    rule(
-                        &fw_chain,
-                        Some(comment.clone()),
-                        [Some(Match::source_ip(*ip))],
-                    )
-                    .jump(ext_chain.clone()),
-                );
-            }
-        }
-        group.rules.push(rule(
-            &fw_chain,
-            Some(format!(
-                "other traffic to {name} will be dropped by KUBE-PROXY-FIREWALL"
-            )),
-            [],
-        ));
-    }
-    let ep_chains: BTreeMap<&std::net::SocketAddr, Arc<str>> = cat
-        .all_reachable
-        .iter()
-        .map(|e| {
-            let mut text = String::with_capacity(24);
-            crate::iptables::push_socket(&mut text, &e.addr);
-            (
-                &e.addr,
-                crate::hash::chain_name("KUBE-SEP-", &[&name, proto.as_str(), &text]),
-            )
-        })
-        .collect();
-    if uses_cluster_chain {
-        group.chains.push(svc_chain.clone());
-        write_service_to_endpoints(
-            &mut group.rules,
-            &name,
-            svc,
-            &svc_chain,
-            &cat.cluster,
-            &ep_chains,
-            large,
-        );
-    }
-    if uses_local_chain {
-        group.chains.push(svl_chain.clone());
-        write_service_to_endpoints(
-            &mut group.rules,
-            &name,
-            svc,
-            &svl_chain,
-            &cat.local,
-            &ep_chains,
-            large,
-        );
-    }
-    for ep in &cat.all_reachable {
-        let chain = &ep_chains[&ep.addr];
-        group.chains.push(chain.clone());
-        let comment = (!large).then(|| name.clone());
-        group.rules.push(
-            rule(chain, comment.clone(), [Some(Match::source_ip(ep.ip()))]).jump(mark_masq.clone()),
-        );
-        let mut r = rule(chain, comment, []);
-        if let SessionAffinity::ClientIp { .. } = svc.session_affinity {
-            r.matches.push(Match::RecentSet {
-                name: chain.to_string(),
-            });
-        }
-        r.matches.push(Match::ProtocolModule(proto));
-        r.matches.push(Match::Protocol(proto));
-        group.rules.push(r.target(Target::Dnat(ep.addr)));
-    }
+    (out, group)
 }
 
 /// One Service's inputs, kept to tell whether it changed since the last compile.
@@ -871,7 +475,7 @@ impl Compiler {
         let mut iter = state.services.iter().peekable();
         while let Some((spn, svc)) = iter.next() {
             let key = &spn.service;
-            let mut ports: Vec<(&crate::kube::ServicePortName, &ServicePort)> = vec![(spn, svc)];
+            let mut ports: Vec<(&ServicePortName, &ServicePort)> = vec![(spn, svc)];
             while let Some((next, _)) = iter.peek() {
                 if &next.service != key {
                     break;
@@ -888,19 +492,7 @@ impl Compiler {
                 });
             if self.one_shot {
                 // No cache: compile straight into the tables.
-                let mut out = ServiceOutput::default();
-                let mut group = ServiceChains::default();
-                for (n, s) in &ports {
-                    compile_port(
-                        n,
-                        s,
-                        state.endpoints_of(n),
-                        settings,
-                        large,
-                        &mut out,
-                        &mut group,
-                    );
-                }
+                let (out, group) = compile_service(&ports, state, settings, large);
                 filter
                     .lines
                     .extend(out.filter.into_iter().map(Line::Append));
@@ -911,19 +503,7 @@ impl Compiler {
                 continue;
             }
             if !unchanged {
-                let mut out = ServiceOutput::default();
-                let mut group = ServiceChains::default();
-                for (n, s) in &ports {
-                    compile_port(
-                        n,
-                        s,
-                        state.endpoints_of(n),
-                        settings,
-                        large,
-                        &mut out,
-                        &mut group,
-                    );
-                }
+                let (mut out, group) = compile_service(&ports, state, settings, large);
                 out.chains = Arc::new(group);
                 let cached = CachedService {
                     ports: ports
@@ -1014,47 +594,5 @@ impl Compiler {
             services,
             large_cluster: large,
         }
-    }
-}
-
-fn write_service_to_endpoints(
-    rules: &mut Vec<Rule>,
-    name: &str,
-    svc: &ServicePort,
-    chain: &Arc<str>,
-    endpoints: &[&Endpoint],
-    ep_chains: &BTreeMap<&std::net::SocketAddr, Arc<str>>,
-    large: bool,
-) {
-    if let SessionAffinity::ClientIp { timeout_seconds } = svc.session_affinity {
-        for ep in endpoints {
-            let target = &ep_chains[&ep.addr];
-            let comment = (!large).then(|| format!("{name} -> {}", ep.addr));
-            rules.push(
-                rule(
-                    chain,
-                    comment,
-                    [Some(Match::RecentCheck {
-                        name: target.to_string(),
-                        seconds: timeout_seconds,
-                        reap: true,
-                    })],
-                )
-                .jump(target.clone()),
-            );
-        }
-    }
-    let n = endpoints.len();
-    for (i, ep) in endpoints.iter().enumerate() {
-        let target = &ep_chains[&ep.addr];
-        let comment = (!large).then(|| {
-            let mut c = String::with_capacity(name.len() + 26);
-            c.push_str(name);
-            c.push_str(" -> ");
-            crate::iptables::push_socket(&mut c, &ep.addr);
-            c
-        });
-        let prob = (i + 1 < n).then(|| Match::Probability(1.0 / (n - i) as f64));
-        rules.push(rule(chain, comment, [prob]).jump(target.clone()));
     }
 }
