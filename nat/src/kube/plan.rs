@@ -158,7 +158,11 @@ fn traffic(policy: Policy, has_endpoints: bool, local: &[&Endpoint]) -> Traffic 
 }
 
 fn policy(local: bool) -> Policy {
-    if local { Policy::Local } else { Policy::Cluster }
+    if local {
+        Policy::Local
+    } else {
+        Policy::Cluster
+    }
 }
 
 impl<'a> PortPlan<'a> {
@@ -166,8 +170,16 @@ impl<'a> PortPlan<'a> {
     pub fn new(port: &'a ServicePort, endpoints: &'a [Endpoint], node: &NodeSettings) -> Self {
         let cat = categorize_endpoints(endpoints, port, &node.node_name);
         let has_endpoints = cat.has_any;
-        let internal = traffic(policy(port.internal_policy_local), has_endpoints, &cat.local);
-        let external = traffic(policy(port.external_policy_local), has_endpoints, &cat.local);
+        let internal = traffic(
+            policy(port.internal_policy_local),
+            has_endpoints,
+            &cat.local,
+        );
+        let external = traffic(
+            policy(port.external_policy_local),
+            has_endpoints,
+            &cat.local,
+        );
         let detects_local = detects_local(node);
 
         let mut external_chain = Vec::new();

@@ -14,7 +14,9 @@ use crate::hash::chain_hash;
 use crate::iptables::{
     AddrType, CtState, Line, Match, Protocol, Rule, Ruleset, Table, TableRules, Target,
 };
-use crate::kube::{ClusterState, Endpoint, IpFamily, PortPlan, ServiceKey, ServicePort, ServicePortName};
+use crate::kube::{
+    ClusterState, Endpoint, IpFamily, PortPlan, ServiceKey, ServicePort, ServicePortName,
+};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

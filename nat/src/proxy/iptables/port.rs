@@ -232,8 +232,12 @@ fn capture_node_ports(
                 );
             }
             out.nat.push(
-                rule(KUBE_NODEPORTS, Some(n.name.clone()), proto_dst(proto, None, np))
-                    .jump(n.external.clone()),
+                rule(
+                    KUBE_NODEPORTS,
+                    Some(n.name.clone()),
+                    proto_dst(proto, None, np),
+                )
+                .jump(n.external.clone()),
             );
         }
         if let Some(why) = plan.external.unserved {
@@ -307,7 +311,9 @@ fn external_chain(
         let r = match step {
             ExternalStep::Masquerade => rule(
                 chain,
-                Some(format!("masquerade traffic for {name} external destinations")),
+                Some(format!(
+                    "masquerade traffic for {name} external destinations"
+                )),
                 [],
             )
             .jump(n.mark_masq.clone()),
@@ -327,7 +333,9 @@ fn external_chain(
             .jump(n.mark_masq.clone()),
             ExternalStep::FromNodeToCluster => rule(
                 chain,
-                Some(format!("route LOCAL traffic for {name} external destinations")),
+                Some(format!(
+                    "route LOCAL traffic for {name} external destinations"
+                )),
                 [from_node()],
             )
             .jump(n.cluster.clone()),
