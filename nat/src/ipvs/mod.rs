@@ -26,7 +26,7 @@ pub use client::{Ipvs, IpvsError};
 #[doc(hidden)]
 pub use client::{ReplyDatagram, parse_family_reply, parse_reply_datagram};
 pub use types::{
-    Destination, DestinationEntry, Family, ForwardMethod, Info, Scheduler, ServiceEntry,
-    ServiceFlags, ServiceId, Timeouts, VirtualService,
+    Destination, DestinationEntry, ForwardMethod, Info, Scheduler, ServiceEntry, ServiceFlags,
+    ServiceId, Timeouts, VirtualService,
 };
 pub use wire::Stats;

@@ -15,7 +15,7 @@
 
 use super::client::{Ipvs, IpvsError};
 use super::kube_proxy::{DUMMY_DEVICE, IpvsModeSettings, IpvsRules, JUMP_RULES, compile};
-use super::types::{Destination, Family, ServiceId, VirtualService};
+use super::types::{Destination, ServiceId, VirtualService};
 use crate::conntrack::{Conntrack, StaleUdp, stale_udp};
 use crate::iptables::Protocol;
 use crate::kube::{ClusterState, IpFamily};
@@ -283,7 +283,7 @@ impl IpvsSyncer {
         rules: &IpvsRules,
         report: &mut IpvsSyncReport,
     ) -> Result<(), IpvsSyncError> {
-        let family = Family::from(rules.family);
+        let family = rules.family;
         let current: BTreeMap<ServiceId, VirtualService> = self
             .ipvs
             .services()?
@@ -401,7 +401,7 @@ impl IpvsSyncer {
     /// A chain or ipset that something else still uses is left, and named in the report.
     pub fn cleanup(&mut self, family: IpFamily) -> Result<IpvsCleanupReport, IpvsSyncError> {
         let mut report = IpvsCleanupReport::default();
-        let fam = Family::from(family);
+        let fam = family;
         // What the last sync left tells which services are ours: read it before removing it.
         let bound = match self.links.link().get(DUMMY_DEVICE) {
             Ok(_) => self.bound_addresses(family)?,
@@ -622,7 +622,7 @@ add OTHER 10.0.0.1
             v4
         ));
         let fwmark = ServiceId::FwMark {
-            family: Family::V4,
+            family: IpFamily::V4,
             mark: 1,
         };
         assert!(!is_ours(&fwmark, &bound, &sets, v4));

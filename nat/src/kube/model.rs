@@ -12,8 +12,10 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-/// An IP family: each proxier instance handles one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// An IP family: each proxier instance handles one; IPVS ids carry one (ordered IPv4 first, so
+/// ids sort as `ipvsadm` lists them). The one address-family type of this crate (the
+/// nftables table family, [`crate::nftables::Family`], also names `inet`-style tables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum IpFamily {
     /// IPv4.
     #[default]
