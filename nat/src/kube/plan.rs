@@ -16,7 +16,7 @@
 //! [`PortPlan::firewall`] and [`PortPlan::backends`]).
 
 use super::model::{Endpoint, IpFamily, ServicePort, SessionAffinity, categorize_endpoints};
-use crate::proxy::{LocalDetector, NodeSettings};
+use crate::kube_proxy::{LocalDetector, NodeSettings};
 use ipnet::IpNet;
 use std::net::IpAddr;
 

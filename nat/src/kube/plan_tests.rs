@@ -101,7 +101,7 @@ fn external_local_without_local_endpoint_drops_but_short_circuits_node_and_pods(
     let (backends, fell_back) = plan.backends(&plan.external);
     assert_eq!(backends.len(), 1);
     assert!(fell_back);
-    assert_eq!(plan.backends(&plan.internal).1, false);
+    assert!(!plan.backends(&plan.internal).1);
     assert_eq!(
         plan.cluster_ip_masquerade,
         Some(ClusterIpMasquerade::OffCluster)

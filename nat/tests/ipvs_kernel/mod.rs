@@ -533,10 +533,10 @@ fn state(yaml: &str) -> podnet_nat::kube::ClusterState {
 /// removed endpoint; deleting the Service removes its virtual services, addresses and entries.
 fn kube_proxy_ipvs_mode_syncs_and_serves() {
     use podnet_nat::ipvs::ipset;
-    use podnet_nat::ipvs::kube_proxy::IpvsModeSettings;
     use podnet_nat::ipvs::sync::IpvsSyncer;
-    use podnet_nat::proxy::sync::Backend;
-    use podnet_nat::proxy::{LocalDetector, NodeSettings};
+    use podnet_nat::kube_proxy::iptables_sync::Backend;
+    use podnet_nat::kube_proxy::ipvs_mode::IpvsModeSettings;
+    use podnet_nat::kube_proxy::{LocalDetector, NodeSettings};
     require_root!();
     let node = TestNs::new("ipvs-kp-node");
     let tools = ["ipvsadm", "ipset", "iptables-legacy-restore"];

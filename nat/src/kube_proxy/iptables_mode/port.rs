@@ -10,7 +10,7 @@ use super::{
 use crate::iptables::{AddrType, Match, Protocol, Rule, Target};
 use crate::kube::Endpoint;
 use crate::kube::plan::{ClusterIpMasquerade, ExternalStep, Policy, PortPlan, Unserved};
-use crate::proxy::{LocalDetector, NodeSettings};
+use crate::kube_proxy::{LocalDetector, NodeSettings};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

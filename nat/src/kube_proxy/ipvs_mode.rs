@@ -31,12 +31,12 @@
 //! the interfaces): node ports listen on those of this family that are not loopback (or those
 //! in `--nodeport-addresses`), and external and load-balancer IPs among them are not bound to
 //! `kube-ipvs0`. Not covered: topology hints, and kube-proxy's once-a-minute retry of draining
-//! destinations (a later sync deletes them instead; see [`super::sync`]).
+//! destinations (a later sync deletes them instead; see [`crate::ipvs::sync`]).
 //!
 //! ```
-//! use podnet_nat::ipvs::kube_proxy::{IpvsModeSettings, compile};
+//! use podnet_nat::kube_proxy::ipvs_mode::{IpvsModeSettings, compile};
 //! use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
-//! use podnet_nat::proxy::NodeSettings;
+//! use podnet_nat::kube_proxy::NodeSettings;
 //!
 //! let yaml = "kind: Service\nmetadata: {name: web, namespace: demo}\n\
 //!             spec: {clusterIP: 10.96.0.10, ports: [{name: http, port: 80}]}\n";
@@ -48,12 +48,12 @@
 //! assert!(rules.iptables.render().contains("--match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT"));
 //! ```
 
-use super::ipset::{self, IpSet};
-use super::types::{Destination, Scheduler, ServiceFlags, ServiceId, Timeouts, VirtualService};
 use crate::iptables::{Protocol, Table};
+use crate::ipvs::ipset::{self, IpSet};
+use crate::ipvs::{Destination, Scheduler, ServiceFlags, ServiceId, Timeouts, VirtualService};
 use crate::kube::plan::{PortPlan, Traffic};
 use crate::kube::{ClusterState, IpFamily, ServicePortName};
-use crate::proxy::{LocalDetector, NodeSettings};
+use crate::kube_proxy::{LocalDetector, NodeSettings};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -239,9 +239,9 @@ const FILTER_CHAINS: [&str; 6] = [
 /// (nat `KUBE-SERVICES`, `KUBE-POSTROUTING`, `KUBE-NODE-PORT`, `KUBE-LOAD-BALANCER`; filter
 /// `KUBE-FORWARD`, `KUBE-NODE-PORT`, `KUBE-PROXY-FIREWALL`, `KUBE-SOURCE-RANGES-FIREWALL`,
 /// `KUBE-IPVS-FILTER`, `KUBE-IPVS-OUT-FILTER`), also the `KUBE-MARK-MASQ` this mode writes
-/// (upstream leaves it; [`crate::proxy::cleanup`] keeps it whenever another rule still uses
+/// (upstream leaves it; [`crate::kube_proxy::cleanup`] keeps it whenever another rule still uses
 /// it), and the [`JUMP_RULES`].
-pub fn owned_iptables() -> crate::proxy::cleanup::Owned {
+pub fn owned_iptables() -> crate::kube_proxy::cleanup::Owned {
     use crate::iptables::{Match, Rule};
     let chains = NAT_CHAINS
         .iter()
@@ -257,7 +257,7 @@ pub fn owned_iptables() -> crate::proxy::cleanup::Owned {
             )
         })
         .collect();
-    crate::proxy::cleanup::Owned {
+    crate::kube_proxy::cleanup::Owned {
         chains,
         service_chains: false,
         jumps,

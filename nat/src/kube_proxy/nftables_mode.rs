@@ -11,15 +11,15 @@
 //! Each Service compiles on its own into a [`ServiceObjects`], so a change to one Service
 //! recompiles and rewrites only that Service.
 
-use super::model::{
-    BaseChain, Chain, ChainType, Element, Family, Hook, KeyPart, KeyType, Op, Rule, Set,
-    Transaction, Verdict,
-};
-use super::rule::{AddrField, AddrItem, Expr, VmapKey};
 use crate::hash::{base32_prefix, sha256};
 use crate::kube::plan::{ClusterIpMasquerade, ExternalStep, Policy, PortPlan, Unserved};
 use crate::kube::{ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName};
-use crate::proxy::{LocalDetector, NodeSettings};
+use crate::kube_proxy::{LocalDetector, NodeSettings};
+use crate::nftables::model::{
+    BaseChain, Chain, ChainType, Element, Family, Hook, KeyPart, KeyType, Op, Rule, Set,
+    Transaction, Verdict,
+};
+use crate::nftables::rule::{AddrField, AddrItem, Expr, VmapKey};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
