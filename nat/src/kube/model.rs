@@ -4,7 +4,7 @@
 //! It follows kube-proxy's `BaseServicePortInfo`, `BaseEndpointInfo` and `CategorizeEndpoints`,
 //! so the iptables, nftables and IPVS compilers all see the same services the same way.
 
-use super::objects::{EndpointSlice, KubeObject, Service, Warning};
+use super::objects::{EndpointSlice, KubeObject, Service, ServicePortSpec, Warning};
 use crate::iptables::Protocol;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -502,31 +502,7 @@ fn service_ports(
             source_ranges.push(net);
         }
     }
-    let mut vips = Vec::new();
-    if let Some(ingress) = svc
-        .status
-        .load_balancer
-        .as_ref()
-        .and_then(|l| l.ingress.as_ref())
-    {
-        for ing in ingress {
-            let Some(ip) = ing.ip.as_deref().filter(|s| !s.is_empty()) else {
-                continue;
-            };
-            if ing.ip_mode.as_deref() == Some("Proxy") {
-                continue;
-            }
-            let parsed = parse_ip_sloppy(ip).ok_or_else(|| {
-                bad(
-                    object.clone(),
-                    format!("invalid load-balancer ingress IP {ip:?}; skipped"),
-                )
-            })?;
-            if IpFamily::of(&parsed) == family {
-                vips.push(parsed);
-            }
-        }
-    }
+    let vips = load_balancer_vips(svc, &object, family)?;
     let session_affinity = match spec.session_affinity.as_deref() {
         Some("ClientIP") => {
             let t = spec
@@ -563,42 +539,7 @@ fn service_ports(
     };
     let mut out = Vec::new();
     for p in spec.ports.iter().flatten() {
-        let proto_text = p.protocol.as_deref().unwrap_or("TCP");
-        let protocol = Protocol::from_name(proto_text).ok_or_else(|| {
-            bad(
-                object.clone(),
-                format!("unsupported protocol {proto_text:?}; skipped"),
-            )
-        })?;
-        let port = port_u16(p.port)
-            .ok_or_else(|| bad(object.clone(), format!("invalid port {}; skipped", p.port)))?;
-        let target_port = match &p.target_port {
-            None | Some(serde_json::Value::Null) => TargetPort::Unset,
-            Some(serde_json::Value::Number(n)) => {
-                TargetPort::Number(n.as_i64().and_then(port_u16).ok_or_else(|| {
-                    bad(object.clone(), format!("invalid targetPort {n}; skipped"))
-                })?)
-            }
-            Some(serde_json::Value::String(name)) => match name.parse::<i64>() {
-                Ok(n) => TargetPort::Number(port_u16(n).ok_or_else(|| {
-                    bad(object.clone(), format!("invalid targetPort {n}; skipped"))
-                })?),
-                Err(_) => TargetPort::Name(name.clone()),
-            },
-            Some(other) => {
-                return Err(bad(
-                    object.clone(),
-                    format!("invalid targetPort {other}; skipped"),
-                ));
-            }
-        };
-        let node_port = match p.node_port {
-            None | Some(0) => None,
-            Some(n) => Some(
-                port_u16(n)
-                    .ok_or_else(|| bad(object.clone(), format!("invalid nodePort {n}; skipped")))?,
-            ),
-        };
+        let (protocol, port, target_port, node_port) = port_spec(p, &object)?;
         out.push(ServicePort {
             name: ServicePortName {
                 service: key.clone(),
@@ -620,6 +561,94 @@ fn service_ports(
         });
     }
     Ok(out)
+}
+
+/// The VIP-mode load-balancer ingress IPs of `family` (`ipMode: Proxy` ones are not).
+fn load_balancer_vips(
+    svc: &Service,
+    object: &str,
+    family: IpFamily,
+) -> Result<Vec<IpAddr>, Warning> {
+    let mut vips = Vec::new();
+    if let Some(ingress) = svc
+        .status
+        .load_balancer
+        .as_ref()
+        .and_then(|l| l.ingress.as_ref())
+    {
+        for ing in ingress {
+            let Some(ip) = ing.ip.as_deref().filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            if ing.ip_mode.as_deref() == Some("Proxy") {
+                continue;
+            }
+            let parsed = parse_ip_sloppy(ip).ok_or_else(|| {
+                bad(
+                    object.to_owned(),
+                    format!("invalid load-balancer ingress IP {ip:?}; skipped"),
+                )
+            })?;
+            if IpFamily::of(&parsed) == family {
+                vips.push(parsed);
+            }
+        }
+    }
+    Ok(vips)
+}
+
+/// One entry of `spec.ports`: protocol, port, target port and node port, validated.
+fn port_spec(
+    p: &ServicePortSpec,
+    object: &str,
+) -> Result<(Protocol, u16, TargetPort, Option<u16>), Warning> {
+    let proto_text = p.protocol.as_deref().unwrap_or("TCP");
+    let protocol = Protocol::from_name(proto_text).ok_or_else(|| {
+        bad(
+            object.to_owned(),
+            format!("unsupported protocol {proto_text:?}; skipped"),
+        )
+    })?;
+    let port = port_u16(p.port).ok_or_else(|| {
+        bad(
+            object.to_owned(),
+            format!("invalid port {}; skipped", p.port),
+        )
+    })?;
+    let target_port = match &p.target_port {
+        None | Some(serde_json::Value::Null) => TargetPort::Unset,
+        Some(serde_json::Value::Number(n)) => {
+            TargetPort::Number(n.as_i64().and_then(port_u16).ok_or_else(|| {
+                bad(
+                    object.to_owned(),
+                    format!("invalid targetPort {n}; skipped"),
+                )
+            })?)
+        }
+        Some(serde_json::Value::String(name)) => match name.parse::<i64>() {
+            Ok(n) => TargetPort::Number(port_u16(n).ok_or_else(|| {
+                bad(
+                    object.to_owned(),
+                    format!("invalid targetPort {n}; skipped"),
+                )
+            })?),
+            Err(_) => TargetPort::Name(name.clone()),
+        },
+        Some(other) => {
+            return Err(bad(
+                object.to_owned(),
+                format!("invalid targetPort {other}; skipped"),
+            ));
+        }
+    };
+    let node_port = match p.node_port {
+        None | Some(0) => None,
+        Some(n) => Some(
+            port_u16(n)
+                .ok_or_else(|| bad(object.to_owned(), format!("invalid nodePort {n}; skipped")))?,
+        ),
+    };
+    Ok((protocol, port, target_port, node_port))
 }
 
 fn slice_endpoints(

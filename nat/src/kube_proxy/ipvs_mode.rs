@@ -710,15 +710,21 @@ fn node_ports(b: &mut Builder<'_>, plan: &PortPlan<'_>, addrs: &NodeAddrs) {
 
 /// `writeIptablesRules` and `createAndLinkKubeChain`.
 fn iptables_rules(b: &Builder<'_>) -> IptablesRules {
-    let node = b.node;
-    let set = |base: &str| -> &IpSet { &b.sets[base] };
-    let name = |base: &str| ipset::set_name(base, b.family);
-    let mark = node.masquerade_mark.match_text();
     let mut r = IptablesRules {
         nat_chains: NAT_CHAINS.to_vec(),
         filter_chains: FILTER_CHAINS.to_vec(),
         ..IptablesRules::default()
     };
+    set_rules(b, &mut r);
+    service_rules(b, &mut r);
+    no_local_endpoint_rules(b, &mut r);
+    accept_and_masquerade_rules(b, &mut r);
+    r
+}
+
+/// The loopback RETURN at the head of `KUBE-SERVICES`, and `ipsetWithIptablesChain`'s rules.
+fn set_rules(b: &Builder<'_>, r: &mut IptablesRules) {
+    let set = |base: &str| -> &IpSet { &b.sets[base] };
     let lo = match b.family {
         IpFamily::V4 => "127.0.0.0/8",
         IpFamily::V6 => "::1/128",
@@ -745,7 +751,13 @@ fn iptables_rules(b: &Builder<'_>) -> IptablesRules {
             _ => r.nat_rules.push(line),
         }
     }
+}
 
+/// `KUBE-SERVICES`' masquerade rules for cluster and external IPs, its jump to
+/// `KUBE-NODE-PORT`, and the load-balancer and source-range chains' defaults.
+fn service_rules(b: &Builder<'_>, r: &mut IptablesRules) {
+    let node = b.node;
+    let set = |base: &str| -> &IpSet { &b.sets[base] };
     let cluster = set(ipset::CLUSTER_IP);
     if !cluster.entries.is_empty() {
         let head = format!(
@@ -787,7 +799,7 @@ fn iptables_rules(b: &Builder<'_>) -> IptablesRules {
             ext.name
         );
         r.nat_rules.push(format!("{head} -j {MARK_MASQ}"));
-        external_ip_rules(&mut r, &head);
+        external_ip_rules(r, &head);
     }
     let ext_local = set(ipset::EXTERNAL_IP_LOCAL);
     if !ext_local.entries.is_empty() {
@@ -796,7 +808,7 @@ fn iptables_rules(b: &Builder<'_>) -> IptablesRules {
             ext_local.quoted_comment(),
             ext_local.name
         );
-        external_ip_rules(&mut r, &head);
+        external_ip_rules(r, &head);
     }
 
     r.nat_rules.push(format!(
@@ -806,6 +818,12 @@ fn iptables_rules(b: &Builder<'_>) -> IptablesRules {
         .push(format!("-A {LOAD_BALANCER} -j {MARK_MASQ}"));
     r.filter_rules
         .push(format!("-A {SOURCE_RANGES_FIREWALL} -j DROP"));
+}
+
+/// The drops of a Local external policy without local endpoints, and of load-balancer IPs the
+/// node may not reach.
+fn no_local_endpoint_rules(b: &Builder<'_>, r: &mut IptablesRules) {
+    let node = b.node;
     // externalTrafficPolicy Local without a local endpoint: kube-proxy's IPVS service keeps
     // the cluster endpoints (so pods on this node still reach it) and counts on the reply,
     // from the pod's address, being discarded by the client; with a masquerading CNI such as
@@ -836,6 +854,14 @@ fn iptables_rules(b: &Builder<'_>) -> IptablesRules {
             proto.as_str()
         ));
     }
+}
+
+/// `acceptIPVSTraffic`, `KUBE-FORWARD`, the health-check and IPVS filters, and masquerading.
+fn accept_and_masquerade_rules(b: &Builder<'_>, r: &mut IptablesRules) {
+    let node = b.node;
+    let set = |base: &str| -> &IpSet { &b.sets[base] };
+    let name = |base: &str| ipset::set_name(base, b.family);
+    let mark = node.masquerade_mark.match_text();
     // acceptIPVSTraffic: at the end of KUBE-SERVICES.
     for base in [ipset::CLUSTER_IP, ipset::LOAD_BALANCER] {
         let s = set(base);
@@ -895,7 +921,6 @@ fn iptables_rules(b: &Builder<'_>) -> IptablesRules {
         "-A {MARK_MASQ} -j MARK --or-mark {}",
         node.masquerade_mark.text
     ));
-    r
 }
 
 #[cfg(test)]

@@ -246,11 +246,19 @@ fn addr(field: AddrField, neg: bool, ip: IpAddr) -> Expr {
 /// each base chain first, as kube-proxy does on its first sync, so base chains with other
 /// properties are replaced.
 pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<Op> {
-    let node = &settings.node;
-    let family = settings.family();
     let mut ops = vec![Op::AddTable {
         comment: Some("rules for kube-proxy".into()),
     }];
+    base_chains(&mut ops, recreate_base_chains);
+    masquerade_rules(&mut ops, &settings.node);
+    cluster_ip_checks(&mut ops, settings);
+    dispatch_maps(&mut ops, settings);
+    ops
+}
+
+/// The base chains (re-created first when asked), the regular chains they jump to, and the
+/// jumps.
+fn base_chains(ops: &mut Vec<Op>, recreate_base_chains: bool) {
     let base = |name: &str, kind: ChainType, hook: Hook, priority: i32| Chain {
         name: name.into(),
         base: Some(BaseChain {
@@ -311,7 +319,7 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
         (CLUSTER_IPS_CHECK, "filter-output", true),
     ];
     for (dst, src, ct_new) in jumps {
-        ensure(&mut ops, dst);
+        ensure(ops, dst);
         let mut exprs = Vec::new();
         if ct_new {
             exprs.push(Expr::CtStateNew);
@@ -325,8 +333,12 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
         MASQUERADING_CHAIN,
         MARK_MASQ_CHAIN,
     ] {
-        ensure(&mut ops, c);
+        ensure(ops, c);
     }
+}
+
+/// `mark-for-masquerade` and `masquerading`.
+fn masquerade_rules(ops: &mut Vec<Op>, node: &NodeSettings) {
     let (mark, text) = masq_mark(node);
     ops.push(Op::AddRule(Rule::new(
         MARK_MASQ_CHAIN,
@@ -353,15 +365,23 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
         MASQUERADING_CHAIN,
         vec![Expr::Masquerade { fully_random: true }],
     )));
-    let addr_set = |name: &str, comment: &str| Set {
+}
+
+/// A set of addresses of `family`.
+fn addr_set(family: Family, name: &str, comment: &str) -> Set {
+    Set {
         name: name.into(),
         key: vec![family.addr_type()],
         verdict_map: false,
         dynamic: false,
         timeout: None,
         comment: Some(comment.into()),
-    };
-    let vmap = |name: &str, with_addr: bool, comment: &str| Set {
+    }
+}
+
+/// A verdict map keyed by protocol and port, after an address of `family` when `with_addr`.
+fn vmap(family: Family, name: &str, with_addr: bool, comment: &str) -> Set {
+    Set {
         name: name.into(),
         key: if with_addr {
             vec![family.addr_type(), KeyType::InetProto, KeyType::InetService]
@@ -372,8 +392,19 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
         dynamic: false,
         timeout: None,
         comment: Some(comment.into()),
-    };
-    ops.push(Op::AddSet(addr_set(CLUSTER_IPS_SET, "Active ClusterIPs")));
+    }
+}
+
+/// `cluster-ips` and `cluster-ips-check`: reject invalid ports of cluster IPs, drop
+/// unallocated addresses of the Service CIDRs.
+fn cluster_ip_checks(ops: &mut Vec<Op>, settings: &NftProxySettings) {
+    let node = &settings.node;
+    let family = settings.family();
+    ops.push(Op::AddSet(addr_set(
+        family,
+        CLUSTER_IPS_SET,
+        "Active ClusterIPs",
+    )));
     ops.push(Op::AddRule(
         Rule::new(
             CLUSTER_IPS_CHECK,
@@ -410,7 +441,15 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
             .with_comment("Drop traffic to unallocated ClusterIPs"),
         ));
     }
+}
+
+/// `nodeport-ips`, the no-endpoint, firewall and service dispatch maps and the rules that
+/// consult them, and the flushes of every shared set and map.
+fn dispatch_maps(ops: &mut Vec<Op>, settings: &NftProxySettings) {
+    let node = &settings.node;
+    let family = settings.family();
     ops.push(Op::AddSet(addr_set(
+        family,
         NODEPORT_IPS_SET,
         "IPs that accept NodePort traffic",
     )));
@@ -432,11 +471,13 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
         }
     }
     ops.push(Op::AddSet(vmap(
+        family,
         NO_ENDPOINT_SERVICES_MAP,
         true,
         "vmap to drop or reject packets to services with no endpoints",
     )));
     ops.push(Op::AddSet(vmap(
+        family,
         NO_ENDPOINT_NODEPORTS_MAP,
         false,
         "vmap to drop or reject packets to service nodeports with no endpoints",
@@ -477,6 +518,7 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
     });
     ops.push(Op::AddRule(Rule::new(NODEPORT_ENDPOINTS_CHECK, exprs)));
     ops.push(Op::AddSet(vmap(
+        family,
         FIREWALL_IPS_MAP,
         true,
         "destinations that are subject to LoadBalancerSourceRanges",
@@ -489,11 +531,13 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
         }],
     )));
     ops.push(Op::AddSet(vmap(
+        family,
         SERVICE_IPS_MAP,
         true,
         "ClusterIP, ExternalIP and LoadBalancer IP traffic",
     )));
     ops.push(Op::AddSet(vmap(
+        family,
         SERVICE_NODEPORTS_MAP,
         false,
         "NodePort traffic",
@@ -525,7 +569,6 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
     ] {
         ops.push(Op::FlushSet(name.into(), map));
     }
-    ops
 }
 
 /// Accumulates a Service's objects: chains in creation order with their rules.

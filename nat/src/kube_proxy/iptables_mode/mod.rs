@@ -355,6 +355,127 @@ impl Compiled {
     }
 }
 
+/// The fixed start of both tables: the top-level chains, KUBE-POSTROUTING, KUBE-MARK-MASQ and
+/// kubelet's KUBE-FIREWALL rule.
+fn fixed_head(settings: &NodeSettings) -> (TableRules, TableRules) {
+    let mark = &settings.masquerade_mark;
+    let mut filter = TableRules::new(Table::Filter);
+    for c in [
+        KUBE_SERVICES,
+        KUBE_EXTERNAL_SERVICES,
+        KUBE_FORWARD,
+        KUBE_NODEPORTS,
+        KUBE_PROXY_FIREWALL,
+    ] {
+        filter.declare(c);
+    }
+    let mut nat = TableRules::new(Table::Nat);
+    for c in [
+        KUBE_SERVICES,
+        KUBE_NODEPORTS,
+        KUBE_POSTROUTING,
+        KUBE_MARK_MASQ,
+    ] {
+        nat.declare(c);
+    }
+    nat.append(
+        Rule::new(KUBE_POSTROUTING)
+            .with(Match::Mark {
+                value: mark.text.clone(),
+                mask: Some(mark.text.clone()),
+                negate: true,
+            })
+            .target(Target::Return),
+    );
+    nat.append(Rule::new(KUBE_POSTROUTING).target(Target::MarkXorText(mark.text.clone())));
+    nat.append(
+        Rule::new(KUBE_POSTROUTING)
+            .with(Match::comment("kubernetes service traffic requiring SNAT"))
+            .target(Target::Masquerade {
+                random_fully: settings.masquerade_random_fully,
+            }),
+    );
+    nat.append(Rule::new(KUBE_MARK_MASQ).target(Target::MarkOrText(mark.text.clone())));
+
+    if settings.family == IpFamily::V4 && settings.localhost_nodeports_effective() {
+        filter.declare(KUBE_FIREWALL);
+        filter.append(
+            Rule::new(KUBE_FIREWALL)
+                .with(Match::comment("block incoming localnet connections"))
+                .with(Match::destination("127.0.0.0/8".parse().expect("literal")))
+                .with(Match::not_source("127.0.0.0/8".parse().expect("literal")))
+                .with(Match::CtState {
+                    states: vec![CtState::Related, CtState::Established, CtState::Dnat],
+                    negate: true,
+                })
+                .target(Target::Drop),
+        );
+    }
+    (filter, nat)
+}
+
+/// The fixed end of both tables: the node-port rule at the end of KUBE-SERVICES, and
+/// KUBE-FORWARD.
+fn fixed_tail(settings: &NodeSettings, filter: &mut TableRules, nat: &mut TableRules) {
+    let mark = &settings.masquerade_mark;
+    // The node-port tail rule of KUBE-SERVICES.
+    let np_comment = "kubernetes service nodeports; NOTE: this must be the last rule in this chain";
+    let ipv6 = settings.family == IpFamily::V6;
+    let localhost_nodeports = settings.localhost_nodeports_effective();
+    let loopback_net: IpNet = "127.0.0.1/8".parse::<IpNet>().expect("literal").trunc();
+    if settings.nodeports_match_all() {
+        let mut r = Rule::new(KUBE_SERVICES)
+            .with(Match::comment(np_comment))
+            .with(Match::DstType(AddrType::Local));
+        if ipv6 {
+            r.matches
+                .push(Match::not_destination("::1/128".parse().expect("literal")));
+        } else if !localhost_nodeports {
+            r.matches.push(Match::not_destination(loopback_net));
+        }
+        nat.append(r.jump(KUBE_NODEPORTS));
+    } else {
+        for ip in settings.nodeport_ips() {
+            nat.append(
+                Rule::new(KUBE_SERVICES)
+                    .with(Match::comment(np_comment))
+                    .with(Match::destination_ip(ip))
+                    .jump(KUBE_NODEPORTS),
+            );
+        }
+    }
+
+    if !settings.conntrack_tcp_liberal {
+        let mut r = Rule::new(KUBE_FORWARD).with(Match::CtState {
+            states: vec![CtState::Invalid],
+            negate: false,
+        });
+        if settings.nfacct_counters {
+            r.matches.push(Match::Nfacct(NFACCT_CT_INVALID.into()));
+        }
+        filter.append(r.target(Target::Drop));
+    }
+    filter.append(
+        Rule::new(KUBE_FORWARD)
+            .with(Match::comment("kubernetes forwarding rules"))
+            .with(Match::Mark {
+                value: mark.text.clone(),
+                mask: Some(mark.text.clone()),
+                negate: false,
+            })
+            .target(Target::Accept),
+    );
+    filter.append(
+        Rule::new(KUBE_FORWARD)
+            .with(Match::comment("kubernetes forwarding conntrack rule"))
+            .with(Match::CtState {
+                states: vec![CtState::Related, CtState::Established],
+                negate: false,
+            })
+            .target(Target::Accept),
+    );
+}
+
 /// Compiles the ports of one Service: its rules in the top-level chains, and its own chains.
 fn compile_service(
     ports: &[(&ServicePortName, &ServicePort)],
@@ -406,60 +527,7 @@ impl Compiler {
 
     /// Compiles `state`, reusing the output of unchanged Services.
     pub fn compile(&mut self, state: &ClusterState, settings: &NodeSettings) -> Compiled {
-        let mark = &settings.masquerade_mark;
-        let mut filter = TableRules::new(Table::Filter);
-        for c in [
-            KUBE_SERVICES,
-            KUBE_EXTERNAL_SERVICES,
-            KUBE_FORWARD,
-            KUBE_NODEPORTS,
-            KUBE_PROXY_FIREWALL,
-        ] {
-            filter.declare(c);
-        }
-        let mut nat = TableRules::new(Table::Nat);
-        for c in [
-            KUBE_SERVICES,
-            KUBE_NODEPORTS,
-            KUBE_POSTROUTING,
-            KUBE_MARK_MASQ,
-        ] {
-            nat.declare(c);
-        }
-        nat.append(
-            Rule::new(KUBE_POSTROUTING)
-                .with(Match::Mark {
-                    value: mark.text.clone(),
-                    mask: Some(mark.text.clone()),
-                    negate: true,
-                })
-                .target(Target::Return),
-        );
-        nat.append(Rule::new(KUBE_POSTROUTING).target(Target::MarkXorText(mark.text.clone())));
-        nat.append(
-            Rule::new(KUBE_POSTROUTING)
-                .with(Match::comment("kubernetes service traffic requiring SNAT"))
-                .target(Target::Masquerade {
-                    random_fully: settings.masquerade_random_fully,
-                }),
-        );
-        nat.append(Rule::new(KUBE_MARK_MASQ).target(Target::MarkOrText(mark.text.clone())));
-
-        if settings.family == IpFamily::V4 && settings.localhost_nodeports_effective() {
-            filter.declare(KUBE_FIREWALL);
-            filter.append(
-                Rule::new(KUBE_FIREWALL)
-                    .with(Match::comment("block incoming localnet connections"))
-                    .with(Match::destination("127.0.0.0/8".parse().expect("literal")))
-                    .with(Match::not_source("127.0.0.0/8".parse().expect("literal")))
-                    .with(Match::CtState {
-                        states: vec![CtState::Related, CtState::Established, CtState::Dnat],
-                        negate: true,
-                    })
-                    .target(Target::Drop),
-            );
-        }
-
+        let (mut filter, mut nat) = fixed_head(settings);
         let total_endpoints: usize = state
             .services
             .keys()
@@ -532,63 +600,7 @@ impl Compiler {
         }
         self.cache.retain(|_, c| c.generation == generation);
 
-        // The node-port tail rule of KUBE-SERVICES.
-        let np_comment =
-            "kubernetes service nodeports; NOTE: this must be the last rule in this chain";
-        let ipv6 = settings.family == IpFamily::V6;
-        let localhost_nodeports = settings.localhost_nodeports_effective();
-        let loopback_net: IpNet = "127.0.0.1/8".parse::<IpNet>().expect("literal").trunc();
-        if settings.nodeports_match_all() {
-            let mut r = Rule::new(KUBE_SERVICES)
-                .with(Match::comment(np_comment))
-                .with(Match::DstType(AddrType::Local));
-            if ipv6 {
-                r.matches
-                    .push(Match::not_destination("::1/128".parse().expect("literal")));
-            } else if !localhost_nodeports {
-                r.matches.push(Match::not_destination(loopback_net));
-            }
-            nat.append(r.jump(KUBE_NODEPORTS));
-        } else {
-            for ip in settings.nodeport_ips() {
-                nat.append(
-                    Rule::new(KUBE_SERVICES)
-                        .with(Match::comment(np_comment))
-                        .with(Match::destination_ip(ip))
-                        .jump(KUBE_NODEPORTS),
-                );
-            }
-        }
-
-        if !settings.conntrack_tcp_liberal {
-            let mut r = Rule::new(KUBE_FORWARD).with(Match::CtState {
-                states: vec![CtState::Invalid],
-                negate: false,
-            });
-            if settings.nfacct_counters {
-                r.matches.push(Match::Nfacct(NFACCT_CT_INVALID.into()));
-            }
-            filter.append(r.target(Target::Drop));
-        }
-        filter.append(
-            Rule::new(KUBE_FORWARD)
-                .with(Match::comment("kubernetes forwarding rules"))
-                .with(Match::Mark {
-                    value: mark.text.clone(),
-                    mask: Some(mark.text.clone()),
-                    negate: false,
-                })
-                .target(Target::Accept),
-        );
-        filter.append(
-            Rule::new(KUBE_FORWARD)
-                .with(Match::comment("kubernetes forwarding conntrack rule"))
-                .with(Match::CtState {
-                    states: vec![CtState::Related, CtState::Established],
-                    negate: false,
-                })
-                .target(Target::Accept),
-        );
+        fixed_tail(settings, &mut filter, &mut nat);
 
         Compiled {
             filter,
