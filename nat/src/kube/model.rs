@@ -328,6 +328,27 @@ fn bad(object: String, message: String) -> Warning {
     Warning { object, message }
 }
 
+/// An address field, read sloppily; a [`Warning`] naming `object` and `what` when invalid.
+fn ip_field(object: &str, what: &str, text: &str) -> Result<IpAddr, Warning> {
+    parse_ip_sloppy(text).ok_or_else(|| {
+        bad(
+            object.to_owned(),
+            format!("invalid {what} {text:?}; skipped"),
+        )
+    })
+}
+
+/// A `protocol` field (TCP when unset).
+fn protocol_field(object: &str, text: Option<&str>) -> Result<Protocol, Warning> {
+    let text = text.unwrap_or("TCP");
+    Protocol::from_name(text).ok_or_else(|| {
+        bad(
+            object.to_owned(),
+            format!("unsupported protocol {text:?}; skipped"),
+        )
+    })
+}
+
 fn port_u16(v: i64) -> Option<u16> {
     u16::try_from(v).ok().filter(|p| *p != 0)
 }
@@ -463,8 +484,7 @@ fn service_ports(
     }
     let mut cluster_ip = None;
     for ip in &ips {
-        let parsed = parse_ip_sloppy(ip)
-            .ok_or_else(|| bad(object.clone(), format!("invalid clusterIP {ip:?}; skipped")))?;
+        let parsed = ip_field(&object, "clusterIP", ip)?;
         if IpFamily::of(&parsed) == family && cluster_ip.is_none() {
             cluster_ip = Some(parsed);
         }
@@ -480,12 +500,7 @@ fn service_ports(
     let internal_policy_local = spec.internal_traffic_policy.as_deref() == Some("Local");
     let mut external_ips = Vec::new();
     for ip in spec.external_ips.iter().flatten() {
-        let parsed = parse_ip_sloppy(ip.trim()).ok_or_else(|| {
-            bad(
-                object.clone(),
-                format!("invalid externalIP {ip:?}; skipped"),
-            )
-        })?;
+        let parsed = ip_field(&object, "externalIP", ip.trim())?;
         if IpFamily::of(&parsed) == family {
             external_ips.push(parsed);
         }
@@ -583,12 +598,7 @@ fn load_balancer_vips(
             if ing.ip_mode.as_deref() == Some("Proxy") {
                 continue;
             }
-            let parsed = parse_ip_sloppy(ip).ok_or_else(|| {
-                bad(
-                    object.to_owned(),
-                    format!("invalid load-balancer ingress IP {ip:?}; skipped"),
-                )
-            })?;
+            let parsed = ip_field(object, "load-balancer ingress IP", ip)?;
             if IpFamily::of(&parsed) == family {
                 vips.push(parsed);
             }
@@ -602,13 +612,7 @@ fn port_spec(
     p: &ServicePortSpec,
     object: &str,
 ) -> Result<(Protocol, u16, TargetPort, Option<u16>), Warning> {
-    let proto_text = p.protocol.as_deref().unwrap_or("TCP");
-    let protocol = Protocol::from_name(proto_text).ok_or_else(|| {
-        bad(
-            object.to_owned(),
-            format!("unsupported protocol {proto_text:?}; skipped"),
-        )
-    })?;
+    let protocol = protocol_field(object, p.protocol.as_deref())?;
     let port = port_u16(p.port).ok_or_else(|| {
         bad(
             object.to_owned(),
@@ -679,13 +683,7 @@ fn slice_endpoints(
         let Some(num) = p.port else { continue };
         let port = port_u16(num)
             .ok_or_else(|| bad(object.to_owned(), format!("invalid port {num}; skipped")))?;
-        let proto_text = p.protocol.as_deref().unwrap_or("TCP");
-        let protocol = Protocol::from_name(proto_text).ok_or_else(|| {
-            bad(
-                object.to_owned(),
-                format!("unsupported protocol {proto_text:?}; skipped"),
-            )
-        })?;
+        let protocol = protocol_field(object, p.protocol.as_deref())?;
         ports.push((
             ServicePortName {
                 service: key.clone(),
@@ -700,12 +698,7 @@ fn slice_endpoints(
         let Some(first) = e.addresses.first() else {
             continue;
         };
-        let ip = parse_ip_sloppy(first).ok_or_else(|| {
-            bad(
-                object.to_owned(),
-                format!("invalid endpoint address {first:?}; skipped"),
-            )
-        })?;
+        let ip = ip_field(object, "endpoint address", first)?;
         if IpFamily::of(&ip) != family {
             continue;
         }

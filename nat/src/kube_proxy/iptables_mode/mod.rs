@@ -359,25 +359,23 @@ impl Compiled {
 /// kubelet's KUBE-FIREWALL rule.
 fn fixed_head(settings: &NodeSettings) -> (TableRules, TableRules) {
     let mark = &settings.masquerade_mark;
-    let mut filter = TableRules::new(Table::Filter);
-    for c in [
+    let filter_chains = [
         KUBE_SERVICES,
         KUBE_EXTERNAL_SERVICES,
         KUBE_FORWARD,
         KUBE_NODEPORTS,
         KUBE_PROXY_FIREWALL,
-    ] {
-        filter.declare(c);
-    }
-    let mut nat = TableRules::new(Table::Nat);
-    for c in [
+    ];
+    let nat_chains = [
         KUBE_SERVICES,
         KUBE_NODEPORTS,
         KUBE_POSTROUTING,
         KUBE_MARK_MASQ,
-    ] {
-        nat.declare(c);
-    }
+    ];
+    let mut filter = TableRules::new(Table::Filter);
+    let mut nat = TableRules::new(Table::Nat);
+    filter_chains.into_iter().for_each(|c| filter.declare(c));
+    nat_chains.into_iter().for_each(|c| nat.declare(c));
     nat.append(
         Rule::new(KUBE_POSTROUTING)
             .with(Match::Mark {

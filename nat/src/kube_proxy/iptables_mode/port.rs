@@ -60,13 +60,24 @@ pub(super) fn compile_port(
     out: &mut ServiceOutput,
     group: &mut ServiceChains,
 ) {
-    let names = Names::new(plan);
-    capture_service_ips(plan, &names, out);
-    capture_node_ports(plan, &names, settings, out);
-    internal_chain(plan, &names, settings, group);
-    external_chain(plan, &names, settings, group);
-    firewall_chain(plan, &names, group);
-    endpoint_chains(plan, &names, large, group);
+    let port = Port {
+        plan,
+        n: Names::new(plan),
+        settings,
+    };
+    capture_service_ips(&port, out);
+    capture_node_ports(&port, out);
+    internal_chain(&port, group);
+    external_chain(&port, group);
+    firewall_chain(&port, group);
+    endpoint_chains(&port, large, group);
+}
+
+/// What every writer of a port reads.
+struct Port<'a, 'p> {
+    plan: &'a PortPlan<'p>,
+    n: Names,
+    settings: &'a NodeSettings,
 }
 
 /// The local-traffic match: `-s CIDR` / `-i IFACE` (or negated for "not local").
@@ -143,7 +154,8 @@ fn unserved(
 }
 
 /// Cluster IP, external IPs and load-balancer IPs.
-fn capture_service_ips(plan: &PortPlan<'_>, n: &Names, out: &mut ServiceOutput) {
+fn capture_service_ips(port: &Port<'_, '_>, out: &mut ServiceOutput) {
+    let Port { plan, n, .. } = port;
     let svc = plan.port;
     let dst = |ip: IpAddr| proto_dst(n.proto, Some(ip), svc.port);
     let name = &n.name;
@@ -205,12 +217,8 @@ fn capture_service_ips(plan: &PortPlan<'_>, n: &Names, out: &mut ServiceOutput) 
 }
 
 /// The node port (also on 127.0.0.0/8 with nfacct counting) and the health-check node port.
-fn capture_node_ports(
-    plan: &PortPlan<'_>,
-    n: &Names,
-    settings: &NodeSettings,
-    out: &mut ServiceOutput,
-) {
+fn capture_node_ports(port: &Port<'_, '_>, out: &mut ServiceOutput) {
+    let Port { plan, n, settings } = port;
     let proto = n.proto;
     if let Some(np) = plan.port.node_port {
         if plan.has_endpoints {
@@ -267,12 +275,8 @@ fn capture_node_ports(
 }
 
 /// The masquerade rule of cluster-IP traffic, at the head of the internal policy chain.
-fn internal_chain(
-    plan: &PortPlan<'_>,
-    n: &Names,
-    settings: &NodeSettings,
-    group: &mut ServiceChains,
-) {
+fn internal_chain(port: &Port<'_, '_>, group: &mut ServiceChains) {
+    let Port { plan, n, settings } = port;
     let svc = plan.port;
     let chain = n.policy(plan.internal.policy);
     let head = || {
@@ -294,12 +298,8 @@ fn internal_chain(
 }
 
 /// `KUBE-EXT-`: its steps, in order.
-fn external_chain(
-    plan: &PortPlan<'_>,
-    n: &Names,
-    settings: &NodeSettings,
-    group: &mut ServiceChains,
-) {
+fn external_chain(port: &Port<'_, '_>, group: &mut ServiceChains) {
+    let Port { plan, n, settings } = port;
     if !plan.uses_external_chain() {
         return;
     }
@@ -308,48 +308,30 @@ fn external_chain(
     let name = &n.name;
     let from_node = || Some(Match::SrcType(AddrType::Local));
     for step in &plan.external_chain {
-        let r = match step {
-            ExternalStep::Masquerade => rule(
-                chain,
-                Some(format!(
-                    "masquerade traffic for {name} external destinations"
-                )),
-                [],
-            )
-            .jump(n.mark_masq.clone()),
-            ExternalStep::PodsToCluster => rule(
-                chain,
-                Some(format!("pod traffic for {name} external destinations")),
-                [local_match(settings, true)],
-            )
-            .jump(n.cluster.clone()),
-            ExternalStep::MasqueradeFromNode => rule(
-                chain,
-                Some(format!(
-                    "masquerade LOCAL traffic for {name} external destinations"
-                )),
-                [from_node()],
-            )
-            .jump(n.mark_masq.clone()),
-            ExternalStep::FromNodeToCluster => rule(
-                chain,
-                Some(format!(
-                    "route LOCAL traffic for {name} external destinations"
-                )),
-                [from_node()],
-            )
-            .jump(n.cluster.clone()),
+        let (comment, from, to) = match step {
+            ExternalStep::Masquerade => ("masquerade traffic", None, &n.mark_masq),
+            ExternalStep::PodsToCluster => ("pod traffic", local_match(settings, true), &n.cluster),
+            ExternalStep::MasqueradeFromNode => {
+                ("masquerade LOCAL traffic", from_node(), &n.mark_masq)
+            }
+            ExternalStep::FromNodeToCluster => ("route LOCAL traffic", from_node(), &n.cluster),
             ExternalStep::ToPolicy => {
-                Rule::new(chain.clone()).jump(n.policy(plan.external.policy).clone())
+                let policy = n.policy(plan.external.policy).clone();
+                group.rules.push(Rule::new(chain.clone()).jump(policy));
+                continue;
             }
         };
-        group.rules.push(r);
+        let comment = format!("{comment} for {name} external destinations");
+        group
+            .rules
+            .push(rule(chain, Some(comment), [from]).jump(to.clone()));
     }
 }
 
 /// `KUBE-FW-`: the allowed source ranges go on to `KUBE-EXT-`; the rest falls through to
 /// `KUBE-PROXY-FIREWALL`'s drop.
-fn firewall_chain(plan: &PortPlan<'_>, n: &Names, group: &mut ServiceChains) {
+fn firewall_chain(port: &Port<'_, '_>, group: &mut ServiceChains) {
+    let Port { plan, n, .. } = port;
     let Some(fw) = plan.firewall_if_served() else {
         return;
     };
@@ -382,7 +364,8 @@ fn firewall_chain(plan: &PortPlan<'_>, n: &Names, group: &mut ServiceChains) {
 
 /// `KUBE-SVC-` and `KUBE-SVL-` (load balancing, affinity) and one `KUBE-SEP-` per reachable
 /// endpoint (masquerade hairpin traffic, DNAT).
-fn endpoint_chains(plan: &PortPlan<'_>, n: &Names, large: bool, group: &mut ServiceChains) {
+fn endpoint_chains(port: &Port<'_, '_>, large: bool, group: &mut ServiceChains) {
+    let Port { plan, n, .. } = port;
     let proto = n.proto;
     let ep_chains: BTreeMap<&SocketAddr, Arc<str>> = plan
         .reachable
