@@ -139,8 +139,8 @@ fn dry_run_equals_kube_proxys_expected_rules() {
 #[test]
 fn cleanup_removes_only_what_kube_proxy_made() {
     use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
-    use podnet_nat::proxy::NodeSettings;
-    use podnet_nat::proxy::sync::IptablesSyncer;
+    use podnet_nat::kube_proxy::NodeSettings;
+    use podnet_nat::kube_proxy::iptables_sync::IptablesSyncer;
     require_root!();
     let node = TestNs::new("kp-cleanup");
     foreign::load(&node, &foreign::ALL);

@@ -8,8 +8,8 @@ use podnet_nat::ipvs::{ServiceId, Stats};
 use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
 use podnet_nat::nftables::expr::Insn;
 use podnet_nat::nftables::netlink::{Batch, parse_batch_answers, parse_dump_datagram};
-use podnet_nat::nftables::{NftProxySettings, compile as nft_compile};
-use podnet_nat::proxy::{LocalDetector, NodeSettings};
+use podnet_nat::kube_proxy::nftables_mode::{NftProxySettings, compile as nft_compile};
+use podnet_nat::kube_proxy::{LocalDetector, NodeSettings};
 use std::hint::black_box;
 use std::sync::LazyLock;
 
@@ -177,12 +177,12 @@ pub fn kube_objects(data: &[u8]) {
             continue;
         }
         let node = settings(family);
-        black_box(podnet_nat::proxy::iptables::compile(&state, &node).render());
+        black_box(podnet_nat::kube_proxy::iptables_mode::compile(&state, &node).render());
         let nft = nft_compile(&state, &NftProxySettings::new(node.clone()));
         let tx = nft.full_transaction();
         black_box(tx.render());
         black_box(Batch::encode(&tx, 1).messages());
-        let ipvs = podnet_nat::ipvs::kube_proxy::compile(&state, &node, &Default::default());
+        let ipvs = podnet_nat::kube_proxy::ipvs_mode::compile(&state, &node, &Default::default());
         black_box((ipvs.render_ipvs(), ipvs.render_ipsets()));
     }
 }

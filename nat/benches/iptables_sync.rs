@@ -9,11 +9,11 @@ use podnet_nat::kube::{
     ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, ServiceType,
     SessionAffinity, TargetPort,
 };
-use podnet_nat::proxy::iptables::compile;
-use podnet_nat::proxy::sync::{
+use podnet_nat::kube_proxy::iptables_mode::compile;
+use podnet_nat::kube_proxy::iptables_sync::{
     Backend, IptablesSyncer, PartialMode, plan, plan_with, run_with_input,
 };
-use podnet_nat::proxy::{LocalDetector, NodeSettings};
+use podnet_nat::kube_proxy::{LocalDetector, NodeSettings};
 use podnet_testsupport::TestNs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};

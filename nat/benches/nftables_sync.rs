@@ -11,10 +11,11 @@ use podnet_nat::kube::{
     ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, ServiceType,
     SessionAffinity, TargetPort,
 };
-use podnet_nat::nftables::kube_proxy::TABLE;
-use podnet_nat::nftables::{NftProxySettings, NftSocket, NftablesSyncer, Planner};
-use podnet_nat::proxy::sync::run_with_input;
-use podnet_nat::proxy::{LocalDetector, NodeSettings};
+use podnet_nat::kube_proxy::iptables_sync::run_with_input;
+use podnet_nat::kube_proxy::nftables_mode::NftProxySettings;
+use podnet_nat::kube_proxy::nftables_mode::TABLE;
+use podnet_nat::kube_proxy::{LocalDetector, NodeSettings};
+use podnet_nat::nftables::{NftSocket, NftablesSyncer, Planner};
 use podnet_testsupport::TestNs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};

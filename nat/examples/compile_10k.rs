@@ -6,9 +6,9 @@ use podnet_nat::kube::{
     ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, ServiceType,
     SessionAffinity, TargetPort,
 };
-use podnet_nat::proxy::iptables::{Compiler, compile};
-use podnet_nat::proxy::sync::{PartialMode, plan, plan_with};
-use podnet_nat::proxy::{LocalDetector, NodeSettings};
+use podnet_nat::kube_proxy::iptables_mode::{Compiler, compile};
+use podnet_nat::kube_proxy::iptables_sync::{PartialMode, plan, plan_with};
+use podnet_nat::kube_proxy::{LocalDetector, NodeSettings};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 

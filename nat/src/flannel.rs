@@ -22,7 +22,7 @@
 //! ```
 
 use crate::iptables::{Match, Rule, Table, TableRules, Target};
-use crate::proxy::sync::{SyncError, run_with_input};
+use crate::kube_proxy::iptables_sync::{SyncError, run_with_input};
 use ipnet::IpNet;
 use podnet_netns::NetNs;
 use std::process::Stdio;

@@ -7,16 +7,24 @@
 //! - [`flannel`]: flannel's FLANNEL-POSTRTG and FLANNEL-FWD rules, replaced atomically; their
 //!   nftables form (tables `flannel-ipv4` / `flannel-ipv6`) is [`flannel_nft`].
 //! - [`conntrack`]: list and delete conntrack flows over netlink (stale UDP flows).
-//! - [`proxy`]: node settings and the kube-proxy iptables-mode compiler, with full and partial
-//!   syncs applied inside a network namespace.
-//! - [`ipvs`]: IPVS over generic netlink (virtual services and their destinations), and
-//!   kube-proxy's ipvs mode: compiler and syncer (`kube-ipvs0`, ipsets, iptables rules).
-//! - [`nftables`]: nftables over netlink (batches, dumps) and kube-proxy's nftables mode, with
-//!   full and incremental syncs.
+//! - [`kube_proxy`]: kube-proxy's three proxy modes. The node settings they share, and one
+//!   compiler per mode, each writing out the same [`kube::plan`] of every service port:
+//!   [`kube_proxy::iptables_mode`] (rules of the [`iptables`] model; applied by
+//!   [`kube_proxy::iptables_sync`], full and partial syncs), [`kube_proxy::nftables_mode`]
+//!   (applied by [`nftables::sync`]) and [`kube_proxy::ipvs_mode`] (applied by
+//!   [`ipvs::sync`]); [`kube_proxy::cleanup`] removes what a mode left.
+//! - [`ipvs`]: IPVS over generic netlink (virtual services and their destinations), ipsets,
+//!   and the syncer of kube-proxy's ipvs mode (`kube-ipvs0`, ipsets, iptables rules).
+//! - [`nftables`]: nftables over netlink (batches, dumps), and the syncer of kube-proxy's
+//!   nftables mode, with full and incremental syncs.
+//!
+//! `iptables` is the rule model (tables, chains, rules, `iptables-save` text);
+//! `kube_proxy::iptables_mode` is kube-proxy's compiler to it. The modules were `proxy`,
+//! `proxy::iptables`, `proxy::sync`, `nftables::kube_proxy` and `ipvs::kube_proxy` before.
 //!
 //! ```
 //! use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
-//! use podnet_nat::proxy::{NodeSettings, iptables::compile};
+//! use podnet_nat::kube_proxy::{NodeSettings, iptables_mode::compile};
 //!
 //! let yaml = r#"
 //! apiVersion: v1
@@ -42,8 +50,8 @@ mod hash;
 pub mod iptables;
 pub mod ipvs;
 pub mod kube;
+pub mod kube_proxy;
 pub mod nftables;
-pub mod proxy;
 
 /// The README's examples, compiled and run as doc tests.
 #[doc = include_str!("../README.md")]

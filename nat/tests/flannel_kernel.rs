@@ -2,8 +2,8 @@
 //! (a reader running concurrently never sees the chain without its rules).
 
 use podnet_nat::flannel::FlannelNetwork;
+use podnet_nat::kube_proxy::iptables_sync::run_with_input;
 use podnet_nat::nftables::NftSocket;
-use podnet_nat::proxy::sync::run_with_input;
 use podnet_testsupport::{TestNs, require_root};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use podnet_nat::proxy::iptables::compile;
+use podnet_nat::kube_proxy::iptables_mode::compile;
 
 #[test]
 fn overall_iptables_rules() {
@@ -57,7 +57,7 @@ const NAT_TAIL: &str = r#"-A KUBE-SERVICES -m comment --comment "kubernetes serv
 /// chains kube-proxy writes.
 #[test]
 fn repeated_partial_syncs() {
-    use podnet_nat::proxy::sync::plan;
+    use podnet_nat::kube_proxy::iptables_sync::plan;
     let settings = fake_proxier_settings();
     let svc1 = svc("ns1", "svc1", "172.30.0.41", "p80", 80, &["10.0.1.1"]);
     let svc2 = svc("ns2", "svc2", "172.30.0.42", "p8080", 8080, &["10.0.2.1"]);
@@ -404,7 +404,7 @@ fn masquerade_and_invalid_rules() {
 /// Service's chains, with no filter table and no top-level chain.
 #[test]
 fn minimal_partial_sync_writes_only_the_changed_service() {
-    use podnet_nat::proxy::sync::{PartialMode, plan, plan_with};
+    use podnet_nat::kube_proxy::iptables_sync::{PartialMode, plan, plan_with};
     let settings = fake_proxier_settings();
     let a = svc("ns1", "svc1", "172.30.0.41", "p80", 80, &["10.0.1.1"]);
     let b = svc("ns3", "svc3", "172.30.0.43", "p80", 80, &["10.0.3.1"]);

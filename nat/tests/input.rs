@@ -2,8 +2,8 @@
 //! naming the object, never a crash and never a partly compiled Service.
 
 use podnet_nat::kube::{ClusterState, IpFamily, KubeObject, parse_objects};
-use podnet_nat::proxy::NodeSettings;
-use podnet_nat::proxy::iptables::compile;
+use podnet_nat::kube_proxy::NodeSettings;
+use podnet_nat::kube_proxy::iptables_mode::compile;
 
 const GOOD: &str = r#"
 apiVersion: v1

@@ -8,17 +8,17 @@
 //!   check rules one chain at a time, not as one text), plus podnet's one addition: svc2 has
 //!   externalTrafficPolicy Local and no local endpoint, so `KUBE-PROXY-FIREWALL` drops new
 //!   connections from outside the node to its node port, external IP and load-balancer IP
-//!   (see `podnet_nat::ipvs::kube_proxy`).
+//!   (see `podnet_nat::kube_proxy::ipvs_mode`).
 //! - As root: the ipsets and rules load into a namespace (`ipset restore`, `iptables-restore`).
 
 mod common;
 
 use common::{fake_proxier_settings, state_from_yaml};
 use podnet_nat::ipvs::ipset::{self, IpSet};
-use podnet_nat::ipvs::kube_proxy::{IpvsModeSettings, IpvsRules, compile};
 use podnet_nat::ipvs::{Destination, Scheduler, ServiceFlags, ServiceId, VirtualService};
 use podnet_nat::kube::{ClusterState, IpFamily};
-use podnet_nat::proxy::{LocalDetector, NodeSettings};
+use podnet_nat::kube_proxy::ipvs_mode::{IpvsModeSettings, IpvsRules, compile};
+use podnet_nat::kube_proxy::{LocalDetector, NodeSettings};
 use podnet_testsupport::{TestNs, require_root};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -502,14 +502,14 @@ fn ipsets_and_rules_load_into_a_namespace() {
     );
     let ns = TestNs::new("ipvs-rules");
     for _ in 0..2 {
-        podnet_nat::proxy::sync::run_with_input(
+        podnet_nat::kube_proxy::iptables_sync::run_with_input(
             &ns,
             "ipset",
             &["-exist", "restore"],
             rules.render_ipsets().as_bytes(),
         )
         .unwrap();
-        podnet_nat::proxy::sync::run_with_input(
+        podnet_nat::kube_proxy::iptables_sync::run_with_input(
             &ns,
             "iptables-restore",
             &["--noflush", "--counters"],

@@ -8,8 +8,8 @@
 
 use podnet_nat::iptables::{Table, diff_tables};
 use podnet_nat::kube::IpFamily;
-use podnet_nat::proxy::sync::IptablesSyncer;
-use podnet_nat::proxy::{LocalDetector, NodeSettings};
+use podnet_nat::kube_proxy::iptables_sync::IptablesSyncer;
+use podnet_nat::kube_proxy::{LocalDetector, NodeSettings};
 use podnet_testsupport::{linked_pair, require_root};
 
 mod e2e;
@@ -43,7 +43,7 @@ fn services_over_iptables_in_namespaces() {
     let nat = node.exec("iptables-save", &["-t", "nat"]);
     assert!(nat.contains("KUBE-SERVICES"), "{nat}");
     // What iptables-save reads back equals what was compiled, chain by chain.
-    let wanted = podnet_nat::proxy::iptables::compile(
+    let wanted = podnet_nat::kube_proxy::iptables_mode::compile(
         &state(&["10.244.1.2", "10.244.2.2"]),
         syncer.settings(),
     )

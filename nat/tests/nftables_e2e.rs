@@ -9,8 +9,9 @@
 //! ```
 
 use podnet_nat::kube::{IpFamily, ServiceKey};
-use podnet_nat::nftables::{NftProxySettings, NftablesSyncer};
-use podnet_nat::proxy::{LocalDetector, NodeSettings};
+use podnet_nat::kube_proxy::nftables_mode::NftProxySettings;
+use podnet_nat::kube_proxy::{LocalDetector, NodeSettings};
+use podnet_nat::nftables::NftablesSyncer;
 use podnet_testsupport::{linked_pair, require_root};
 use std::net::TcpStream;
 use std::time::Duration;

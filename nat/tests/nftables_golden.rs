@@ -9,12 +9,10 @@ mod common;
 
 use common::{fake_proxier_settings, state_from_yaml};
 use podnet_nat::kube::ClusterState;
+use podnet_nat::kube_proxy::iptables_sync::run_with_input;
+use podnet_nat::kube_proxy::nftables_mode::{NftProxySettings, TABLE};
 use podnet_nat::nftables::expr::Insn;
-use podnet_nat::nftables::kube_proxy::TABLE;
-use podnet_nat::nftables::{
-    FakeTable, Family, NftProxySettings, NftSocket, NftablesSyncer, Planner,
-};
-use podnet_nat::proxy::sync::run_with_input;
+use podnet_nat::nftables::{FakeTable, Family, NftSocket, NftablesSyncer, Planner};
 use podnet_testsupport::{TestNs, require_root};
 use std::time::{Duration, Instant};
 
@@ -689,7 +687,7 @@ endpoints:
 fn kernel_netlink_equals_nft_of_the_script() {
     require_root!();
     use podnet_nat::kube::{IpFamily, parse_objects};
-    use podnet_nat::proxy::{LocalDetector, MasqueradeMark, NodeSettings};
+    use podnet_nat::kube_proxy::{LocalDetector, MasqueradeMark, NodeSettings};
     let cases: Vec<(&str, bool, LocalDetector, bool)> = vec![
         (
             "v4-cidr",

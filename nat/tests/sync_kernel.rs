@@ -4,8 +4,8 @@
 //! does not know) neither hide our jumps nor get touched.
 
 use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
-use podnet_nat::proxy::NodeSettings;
-use podnet_nat::proxy::sync::{IptablesSyncer, PartialMode};
+use podnet_nat::kube_proxy::NodeSettings;
+use podnet_nat::kube_proxy::iptables_sync::{IptablesSyncer, PartialMode};
 use podnet_testsupport::{TestNs, require_root};
 
 fn svc(ns: &str, name: &str, ip: &str, ep: &str) -> String {
@@ -170,7 +170,7 @@ fn foreign_rules_in_builtin_chains_do_not_duplicate_our_jumps() {
     }
     let after = node.exec("iptables-save", &[]);
     // Each jump from a built-in chain to one of ours, once.
-    for (table, builtin, rule) in podnet_nat::proxy::iptables::jump_rules() {
+    for (table, builtin, rule) in podnet_nat::kube_proxy::iptables_mode::jump_rules() {
         let text = node.exec("iptables-save", &["-t", table.as_str()]);
         let dst = match &rule.target {
             Some(podnet_nat::iptables::Target::Jump(d)) => d.to_string(),

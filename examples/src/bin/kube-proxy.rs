@@ -9,8 +9,8 @@ use podnet_examples::proxy::{
     IptablesMode, IpvsMode, Mode, NftablesMode, ProxyOptions, load_state, run,
 };
 use podnet_nat::kube::IpFamily;
-use podnet_nat::proxy::sync::Backend;
-use podnet_nat::proxy::{LocalDetector, MasqueradeMark, NodeSettings};
+use podnet_nat::kube_proxy::iptables_sync::Backend;
+use podnet_nat::kube_proxy::{LocalDetector, MasqueradeMark, NodeSettings};
 use podnet_netns::NetNs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -166,14 +166,14 @@ fn main() {
                 .into(),
         ),
         "ipvs" => {
-            let ipvs = podnet_nat::ipvs::kube_proxy::IpvsModeSettings {
+            let ipvs = podnet_nat::kube_proxy::ipvs_mode::IpvsModeSettings {
                 scheduler: podnet_nat::ipvs::Scheduler::from_name(scheduler),
                 ..Default::default()
             };
             Box::new(IpvsMode::new(ns, settings, ipvs))
         }
         "nftables" => {
-            let mut nft = podnet_nat::nftables::kube_proxy::NftProxySettings::new(settings);
+            let mut nft = podnet_nat::kube_proxy::nftables_mode::NftProxySettings::new(settings);
             nft.service_cidrs = args.service_cluster_ip_range.clone();
             Box::new(NftablesMode::new(ns, nft))
         }

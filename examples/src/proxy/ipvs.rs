@@ -2,10 +2,10 @@
 //! the kube-ipvs0 device, ipsets and the iptables rules ipvs mode keeps).
 
 use super::{Mode, SyncOutcome};
-use podnet_nat::ipvs::kube_proxy::{IpvsModeSettings, compile};
 use podnet_nat::ipvs::sync::IpvsSyncer;
 use podnet_nat::kube::ClusterState;
-use podnet_nat::proxy::NodeSettings;
+use podnet_nat::kube_proxy::NodeSettings;
+use podnet_nat::kube_proxy::ipvs_mode::{IpvsModeSettings, compile};
 use podnet_netns::NetNs;
 use std::time::Instant;
 
@@ -80,7 +80,7 @@ impl Mode for IpvsMode {
             podnet_nat::kube::IpFamily::V6 => "ip6tables",
         };
         out.push_str("# jumps from the built-in chains (inserted when missing)\n");
-        for j in podnet_nat::ipvs::kube_proxy::JUMP_RULES {
+        for j in podnet_nat::kube_proxy::ipvs_mode::JUMP_RULES {
             out.push_str(&format!(
                 "{iptables} -t {} -I {} -m comment --comment \"{}\" -j {}\n",
                 j.table.as_str(),
@@ -91,7 +91,7 @@ impl Mode for IpvsMode {
         }
         out.push_str(&format!(
             "# addresses bound to {}\n",
-            podnet_nat::ipvs::kube_proxy::DUMMY_DEVICE
+            podnet_nat::kube_proxy::ipvs_mode::DUMMY_DEVICE
         ));
         for ip in &rules.bind_addrs {
             out.push_str(&format!("{}\n", ipnet::IpNet::from(*ip)));

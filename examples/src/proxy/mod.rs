@@ -20,8 +20,8 @@ pub use nftables::NftablesMode;
 
 use node_addrs::{AddressWatch, NodeIpSource};
 use podnet_nat::kube::{ClusterState, IpFamily, KubeObject, Warning, parse_document};
-use podnet_nat::proxy::NodeSettings;
-use podnet_nat::proxy::sync::{Backend, IptablesSyncer};
+use podnet_nat::kube_proxy::NodeSettings;
+use podnet_nat::kube_proxy::iptables_sync::{Backend, IptablesSyncer};
 use podnet_netns::NetNs;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -111,7 +111,7 @@ impl Mode for IptablesMode {
     }
 
     fn dry_run(&self, state: &ClusterState) -> String {
-        podnet_nat::proxy::iptables::compile(state, &self.settings).render()
+        podnet_nat::kube_proxy::iptables_mode::compile(state, &self.settings).render()
     }
 
     fn set_node_ips(&mut self, ips: Vec<IpAddr>) {
@@ -120,7 +120,7 @@ impl Mode for IptablesMode {
     }
 
     fn cleanup(&mut self) -> Result<Vec<String>, String> {
-        podnet_nat::proxy::cleanup::cleanup_iptables_mode(
+        podnet_nat::kube_proxy::cleanup::cleanup_iptables_mode(
             &self.ns,
             self.backend,
             self.settings.family,

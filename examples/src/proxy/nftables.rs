@@ -3,7 +3,7 @@
 
 use super::{Mode, SyncOutcome};
 use podnet_nat::kube::ClusterState;
-use podnet_nat::nftables::kube_proxy::{NftProxySettings, compile};
+use podnet_nat::kube_proxy::nftables_mode::{NftProxySettings, compile};
 use podnet_nat::nftables::sync::NftablesSyncer;
 use podnet_netns::NetNs;
 use std::time::Instant;
@@ -67,7 +67,7 @@ impl Mode for NftablesMode {
                     "delete",
                     "table",
                     family,
-                    podnet_nat::nftables::kube_proxy::TABLE,
+                    podnet_nat::kube_proxy::nftables_mode::TABLE,
                 ])
                 .output()
                 .map_err(|e| format!("nft: {e}"))?;

@@ -13,8 +13,8 @@
 //!   the sync loop can read them again and resync when they changed.
 
 use podnet_links::{Event, Group, Handle, Monitor};
-use podnet_nat::ipvs::kube_proxy::DUMMY_DEVICE;
 use podnet_nat::kube::IpFamily;
+use podnet_nat::kube_proxy::ipvs_mode::DUMMY_DEVICE;
 use podnet_netns::NetNs;
 use std::net::IpAddr;
 use std::sync::Arc;

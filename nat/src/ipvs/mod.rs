@@ -6,10 +6,11 @@
 //!   name); persistence timeout and netmask; service flags; connection timeouts. Errors are
 //!   [`IpvsError`]s that keep the errno and say what was asked.
 //! - [`wire`]: the messages themselves, encoded and decoded without panics.
-//! - [`kube_proxy`]: kube-proxy's ipvs mode compiled from the service model: virtual services
-//!   and destinations, the `kube-ipvs0` addresses, the ipsets ([`ipset`], as `ipset restore`
-//!   input) and the iptables rules ipvs mode keeps; [`sync::IpvsSyncer`] applies them inside
-//!   a network namespace and keeps them in step.
+//! - [`ipset`]: the ipsets of kube-proxy's ipvs mode (as `ipset restore` input), and
+//!   [`sync::IpvsSyncer`], which applies what [`crate::kube_proxy::ipvs_mode`] compiles from
+//!   the service model (virtual services and destinations, the `kube-ipvs0` addresses, the
+//!   ipsets and the iptables rules ipvs mode keeps) inside a network namespace and keeps them
+//!   in step.
 //!
 //! The kernel must have `ip_vs` (and `ip_vs_<scheduler>` for each scheduler used); without
 //! it [`Ipvs::new`] fails with [`IpvsError::NotAvailable`].
@@ -17,7 +18,6 @@
 mod attr;
 mod client;
 pub mod ipset;
-pub mod kube_proxy;
 pub mod sync;
 mod types;
 pub mod wire;
@@ -26,7 +26,7 @@ pub use client::{Ipvs, IpvsError};
 #[doc(hidden)]
 pub use client::{ReplyDatagram, parse_family_reply, parse_reply_datagram};
 pub use types::{
-    Destination, DestinationEntry, Family, ForwardMethod, Info, Scheduler, ServiceEntry,
-    ServiceFlags, ServiceId, Timeouts, VirtualService,
+    Destination, DestinationEntry, ForwardMethod, Info, Scheduler, ServiceEntry, ServiceFlags,
+    ServiceId, Timeouts, VirtualService,
 };
 pub use wire::Stats;

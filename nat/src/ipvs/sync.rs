@@ -14,13 +14,15 @@
 //! once its connections are gone, as kube-proxy's graceful termination does.
 
 use super::client::{Ipvs, IpvsError};
-use super::kube_proxy::{DUMMY_DEVICE, IpvsModeSettings, IpvsRules, JUMP_RULES, compile};
-use super::types::{Destination, Family, ServiceId, VirtualService};
+use super::types::{Destination, ServiceId, VirtualService};
 use crate::conntrack::{Conntrack, StaleUdp, stale_udp};
 use crate::iptables::Protocol;
 use crate::kube::{ClusterState, IpFamily};
-use crate::proxy::NodeSettings;
-use crate::proxy::sync::{Backend, SyncError, run_with_input};
+use crate::kube_proxy::NodeSettings;
+use crate::kube_proxy::iptables_sync::{Backend, SyncError, run_with_input};
+use crate::kube_proxy::ipvs_mode::{
+    DUMMY_DEVICE, IpvsModeSettings, IpvsRules, JUMP_RULES, compile,
+};
 use ipnet::IpNet;
 use podnet_links::{Dummy, Handle};
 use podnet_netns::NetNs;
@@ -283,7 +285,7 @@ impl IpvsSyncer {
         rules: &IpvsRules,
         report: &mut IpvsSyncReport,
     ) -> Result<(), IpvsSyncError> {
-        let family = Family::from(rules.family);
+        let family = rules.family;
         let current: BTreeMap<ServiceId, VirtualService> = self
             .ipvs
             .services()?
@@ -396,12 +398,12 @@ impl IpvsSyncer {
     /// Removes what ipvs mode made (kube-proxy's `--cleanup`), and only that: the virtual
     /// services of this family it made ([`is_ours`]: on an address bound to `kube-ipvs0`, or
     /// in one of its ipsets; outside the excluded networks), `kube-ipvs0`, its jumps and
-    /// chains ([`super::kube_proxy::owned_iptables`]), and its ipsets.
+    /// chains ([`crate::kube_proxy::ipvs_mode::owned_iptables`]), and its ipsets.
     ///
     /// A chain or ipset that something else still uses is left, and named in the report.
     pub fn cleanup(&mut self, family: IpFamily) -> Result<IpvsCleanupReport, IpvsSyncError> {
         let mut report = IpvsCleanupReport::default();
-        let fam = Family::from(family);
+        let fam = family;
         // What the last sync left tells which services are ours: read it before removing it.
         let bound = match self.links.link().get(DUMMY_DEVICE) {
             Ok(_) => self.bound_addresses(family)?,
@@ -425,9 +427,9 @@ impl IpvsSyncer {
             Err(e) => return Err(e.into()),
         }
         let (restore, _, save) = self.backend.programs(family);
-        let iptables = crate::proxy::cleanup::cleanup(
+        let iptables = crate::kube_proxy::cleanup::cleanup(
             &self.netns,
-            &super::kube_proxy::owned_iptables(),
+            &crate::kube_proxy::ipvs_mode::owned_iptables(),
             restore,
             save,
         )?;
@@ -622,7 +624,7 @@ add OTHER 10.0.0.1
             v4
         ));
         let fwmark = ServiceId::FwMark {
-            family: Family::V4,
+            family: IpFamily::V4,
             mark: 1,
         };
         assert!(!is_ours(&fwmark, &bound, &sets, v4));
@@ -692,7 +694,7 @@ add OTHER 10.0.0.1
 
     #[test]
     fn cleanup_owns_ipvs_modes_chains_and_jumps() {
-        let owned = super::super::kube_proxy::owned_iptables();
+        let owned = crate::kube_proxy::ipvs_mode::owned_iptables();
         assert!(owned.owns(crate::iptables::Table::Filter, "KUBE-IPVS-FILTER"));
         assert!(owned.owns(crate::iptables::Table::Nat, "KUBE-LOAD-BALANCER"));
         assert!(!owned.owns(crate::iptables::Table::Filter, "KUBE-FIREWALL"));

@@ -148,57 +148,31 @@ pub enum ServiceId {
     /// `-f MARK`: packets carrying this firewall mark, of one family.
     FwMark {
         /// The address family.
-        family: Family,
+        family: IpFamily,
         /// The mark (not 0).
         mark: u32,
     },
 }
 
-/// An address family, ordered (IPv4 first) so that ids sort as `ipvsadm` lists them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub enum Family {
-    /// IPv4.
-    #[default]
-    V4,
-    /// IPv6.
-    V6,
-}
-
-impl Family {
-    /// The family of an address.
-    pub fn of(ip: &IpAddr) -> Family {
-        if ip.is_ipv4() { Family::V4 } else { Family::V6 }
-    }
-
-    fn af(self) -> u16 {
-        match self {
-            Family::V4 => AF_INET,
-            Family::V6 => AF_INET6,
-        }
-    }
-
-    fn from_af(af: u16) -> Option<Family> {
-        match af {
-            AF_INET => Some(Family::V4),
-            AF_INET6 => Some(Family::V6),
-            _ => None,
-        }
-    }
-
-    fn max_prefix(self) -> u8 {
-        match self {
-            Family::V4 => 32,
-            Family::V6 => 128,
-        }
+fn af(family: IpFamily) -> u16 {
+    match family {
+        IpFamily::V4 => AF_INET,
+        IpFamily::V6 => AF_INET6,
     }
 }
 
-impl From<IpFamily> for Family {
-    fn from(f: IpFamily) -> Family {
-        match f {
-            IpFamily::V4 => Family::V4,
-            IpFamily::V6 => Family::V6,
-        }
+fn from_af(af: u16) -> Option<IpFamily> {
+    match af {
+        AF_INET => Some(IpFamily::V4),
+        AF_INET6 => Some(IpFamily::V6),
+        _ => None,
+    }
+}
+
+fn max_prefix(family: IpFamily) -> u8 {
+    match family {
+        IpFamily::V4 => 32,
+        IpFamily::V6 => 128,
     }
 }
 
@@ -228,9 +202,9 @@ impl ServiceId {
     }
 
     /// The address family.
-    pub fn family(&self) -> Family {
+    pub fn family(&self) -> IpFamily {
         match self {
-            ServiceId::Addr { addr, .. } => Family::of(&addr.ip()),
+            ServiceId::Addr { addr, .. } => IpFamily::of(&addr.ip()),
             ServiceId::FwMark { family, .. } => *family,
         }
     }
@@ -238,7 +212,7 @@ impl ServiceId {
     /// The identifying attributes, as every service and destination command sends them.
     pub(crate) fn to_attrs(self) -> ServiceAttrs {
         let mut a = ServiceAttrs {
-            af: Some(self.family().af()),
+            af: Some(af(self.family())),
             ..ServiceAttrs::default()
         };
         match self {
@@ -254,7 +228,7 @@ impl ServiceId {
 
     fn from_attrs(a: &ServiceAttrs) -> Result<ServiceId, String> {
         let af = a.af.ok_or("service without address family")?;
-        let family = Family::from_af(af).ok_or_else(|| format!("unknown address family {af}"))?;
+        let family = from_af(af).ok_or_else(|| format!("unknown address family {af}"))?;
         if let Some(mark) = a.fwmark.filter(|m| *m != 0) {
             return Ok(ServiceId::FwMark { family, mark });
         }
@@ -278,8 +252,8 @@ impl fmt::Display for ServiceId {
                 write!(f, "{} {addr}", protocol.as_str().to_ascii_uppercase())
             }
             ServiceId::FwMark { family, mark } => match family {
-                Family::V4 => write!(f, "FWM {mark}"),
-                Family::V6 => write!(f, "FWM {mark} IPv6"),
+                IpFamily::V4 => write!(f, "FWM {mark}"),
+                IpFamily::V6 => write!(f, "FWM {mark} IPv6"),
             },
         }
     }
@@ -312,13 +286,13 @@ fn addr_bytes(ip: IpAddr) -> Vec<u8> {
     b
 }
 
-fn addr_from_bytes(family: Family, b: &[u8]) -> Result<IpAddr, String> {
+fn addr_from_bytes(family: IpFamily, b: &[u8]) -> Result<IpAddr, String> {
     match family {
-        Family::V4 => b
+        IpFamily::V4 => b
             .get(..4)
             .map(|o| IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], o[3])))
             .ok_or_else(|| format!("IPv4 address of {} bytes", b.len())),
-        Family::V6 => b
+        IpFamily::V6 => b
             .get(..16)
             .and_then(|o| <[u8; 16]>::try_from(o).ok())
             .map(|o| IpAddr::V6(Ipv6Addr::from(o)))
@@ -352,7 +326,7 @@ impl VirtualService {
             scheduler: Scheduler::RoundRobin,
             flags: ServiceFlags::NONE,
             timeout: 0,
-            netmask: id.family().max_prefix(),
+            netmask: max_prefix(id.family()),
             pe_name: None,
         }
     }
@@ -389,8 +363,8 @@ impl VirtualService {
                 ));
             }
         }
-        let max = self.id.family().max_prefix();
-        if self.netmask > max || (self.id.family() == Family::V6 && self.netmask == 0) {
+        let max = max_prefix(self.id.family());
+        if self.netmask > max || (self.id.family() == IpFamily::V6 && self.netmask == 0) {
             return Err(format!(
                 "persistence netmask /{} out of range",
                 self.netmask
@@ -413,13 +387,13 @@ impl VirtualService {
         });
         a.timeout = Some(self.timeout);
         a.netmask = Some(match self.id.family() {
-            Family::V4 => {
+            IpFamily::V4 => {
                 let mask = u32::MAX
                     .checked_shl(32 - u32::from(self.netmask))
                     .unwrap_or(0);
                 u32::from_ne_bytes(mask.to_be_bytes())
             }
-            Family::V6 => u32::from(self.netmask),
+            IpFamily::V6 => u32::from(self.netmask),
         });
         a.pe_name = self.pe_name.clone();
         a
@@ -428,9 +402,9 @@ impl VirtualService {
     fn from_attrs(a: &ServiceAttrs) -> Result<VirtualService, String> {
         let id = ServiceId::from_attrs(a)?;
         let netmask = match (id.family(), a.netmask) {
-            (_, None) => id.family().max_prefix(),
-            (Family::V4, Some(raw)) => u32::from_be_bytes(raw.to_ne_bytes()).count_ones() as u8,
-            (Family::V6, Some(raw)) => raw.min(128) as u8,
+            (_, None) => max_prefix(id.family()),
+            (IpFamily::V4, Some(raw)) => u32::from_be_bytes(raw.to_ne_bytes()).count_ones() as u8,
+            (IpFamily::V6, Some(raw)) => raw.min(128) as u8,
         };
         Ok(VirtualService {
             id,
@@ -569,7 +543,7 @@ impl Destination {
         DestAttrs {
             addr: Some(addr_bytes(addr.ip())),
             port: Some(addr.port()),
-            addr_family: Some(Family::of(&addr.ip()).af()),
+            addr_family: Some(af(IpFamily::of(&addr.ip()))),
             ..DestAttrs::default()
         }
     }
@@ -585,11 +559,9 @@ impl Destination {
         }
     }
 
-    fn from_attrs(a: &DestAttrs, service_family: Family) -> Result<Destination, String> {
+    fn from_attrs(a: &DestAttrs, service_family: IpFamily) -> Result<Destination, String> {
         let family = match a.addr_family {
-            Some(af) => {
-                Family::from_af(af).ok_or_else(|| format!("unknown address family {af}"))?
-            }
+            Some(af) => from_af(af).ok_or_else(|| format!("unknown address family {af}"))?,
             None => service_family,
         };
         let ip = addr_from_bytes(
@@ -626,7 +598,7 @@ pub struct DestinationEntry {
 impl DestinationEntry {
     pub(crate) fn from_attrs(
         a: &DestAttrs,
-        service_family: Family,
+        service_family: IpFamily,
     ) -> Result<DestinationEntry, String> {
         Ok(DestinationEntry {
             destination: Destination::from_attrs(a, service_family)?,
@@ -675,7 +647,7 @@ mod tests {
                 .flags(ServiceFlags::SCHED2)
                 .persistent(10800),
             VirtualService::new(ServiceId::FwMark {
-                family: Family::V4,
+                family: IpFamily::V4,
                 mark: 0x4000,
             })
             .scheduler(Scheduler::Other("lblc".into())),
@@ -714,7 +686,7 @@ mod tests {
             .scheduler(Scheduler::Other("a-very-long-scheduler".into()));
         assert!(long.validate().unwrap_err().contains("scheduler name"));
         let fw0 = VirtualService::new(ServiceId::FwMark {
-            family: Family::V4,
+            family: IpFamily::V4,
             mark: 0,
         });
         assert!(fw0.validate().is_err());
@@ -729,13 +701,13 @@ mod tests {
             .weight(3)
             .forward(ForwardMethod::DirectRoute);
         assert_eq!(
-            Destination::from_attrs(&d.to_attrs(), Family::V4).unwrap(),
+            Destination::from_attrs(&d.to_attrs(), IpFamily::V4).unwrap(),
             d
         );
         // Without ADDR_FAMILY (older kernels) the service's family applies.
         let mut a = d.to_attrs();
         a.addr_family = None;
-        assert_eq!(Destination::from_attrs(&a, Family::V4).unwrap(), d);
+        assert_eq!(Destination::from_attrs(&a, IpFamily::V4).unwrap(), d);
     }
 
     #[test]
@@ -746,7 +718,7 @@ mod tests {
         );
         assert_eq!(
             ServiceId::FwMark {
-                family: Family::V6,
+                family: IpFamily::V6,
                 mark: 7
             }
             .to_string(),

@@ -1,8 +1,10 @@
 //! Kubernetes input: the objects a service proxy reads, and the validated service model built
-//! from them, shared by every proxy mode.
+//! from them, shared by every proxy mode, and the [`plan`] of what each service port needs,
+//! which every proxy mode's compiler writes out.
 
 mod model;
 mod objects;
+pub mod plan;
 
 pub use model::{
     Categorized, ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName,
@@ -15,3 +17,4 @@ pub use objects::{
     ServicePortSpec, ServiceSpec, ServiceStatus, SessionAffinityConfig, Warning, parse_document,
     parse_objects,
 };
+pub use plan::{PortPlan, ServicePlan};

@@ -4,7 +4,7 @@
 //! It follows kube-proxy's `BaseServicePortInfo`, `BaseEndpointInfo` and `CategorizeEndpoints`,
 //! so the iptables, nftables and IPVS compilers all see the same services the same way.
 
-use super::objects::{EndpointSlice, KubeObject, Service, Warning};
+use super::objects::{EndpointSlice, KubeObject, Service, ServicePortSpec, Warning};
 use crate::iptables::Protocol;
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,8 +12,10 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-/// An IP family: each proxier instance handles one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// An IP family: each proxier instance handles one; IPVS ids carry one (ordered IPv4 first, so
+/// ids sort as `ipvsadm` lists them). The one address-family type of this crate (the
+/// nftables table family, [`crate::nftables::Family`], also names `inet`-style tables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum IpFamily {
     /// IPv4.
     #[default]
@@ -326,6 +328,27 @@ fn bad(object: String, message: String) -> Warning {
     Warning { object, message }
 }
 
+/// An address field, read sloppily; a [`Warning`] naming `object` and `what` when invalid.
+fn ip_field(object: &str, what: &str, text: &str) -> Result<IpAddr, Warning> {
+    parse_ip_sloppy(text).ok_or_else(|| {
+        bad(
+            object.to_owned(),
+            format!("invalid {what} {text:?}; skipped"),
+        )
+    })
+}
+
+/// A `protocol` field (TCP when unset).
+fn protocol_field(object: &str, text: Option<&str>) -> Result<Protocol, Warning> {
+    let text = text.unwrap_or("TCP");
+    Protocol::from_name(text).ok_or_else(|| {
+        bad(
+            object.to_owned(),
+            format!("unsupported protocol {text:?}; skipped"),
+        )
+    })
+}
+
 fn port_u16(v: i64) -> Option<u16> {
     u16::try_from(v).ok().filter(|p| *p != 0)
 }
@@ -461,8 +484,7 @@ fn service_ports(
     }
     let mut cluster_ip = None;
     for ip in &ips {
-        let parsed = parse_ip_sloppy(ip)
-            .ok_or_else(|| bad(object.clone(), format!("invalid clusterIP {ip:?}; skipped")))?;
+        let parsed = ip_field(&object, "clusterIP", ip)?;
         if IpFamily::of(&parsed) == family && cluster_ip.is_none() {
             cluster_ip = Some(parsed);
         }
@@ -478,12 +500,7 @@ fn service_ports(
     let internal_policy_local = spec.internal_traffic_policy.as_deref() == Some("Local");
     let mut external_ips = Vec::new();
     for ip in spec.external_ips.iter().flatten() {
-        let parsed = parse_ip_sloppy(ip.trim()).ok_or_else(|| {
-            bad(
-                object.clone(),
-                format!("invalid externalIP {ip:?}; skipped"),
-            )
-        })?;
+        let parsed = ip_field(&object, "externalIP", ip.trim())?;
         if IpFamily::of(&parsed) == family {
             external_ips.push(parsed);
         }
@@ -500,31 +517,7 @@ fn service_ports(
             source_ranges.push(net);
         }
     }
-    let mut vips = Vec::new();
-    if let Some(ingress) = svc
-        .status
-        .load_balancer
-        .as_ref()
-        .and_then(|l| l.ingress.as_ref())
-    {
-        for ing in ingress {
-            let Some(ip) = ing.ip.as_deref().filter(|s| !s.is_empty()) else {
-                continue;
-            };
-            if ing.ip_mode.as_deref() == Some("Proxy") {
-                continue;
-            }
-            let parsed = parse_ip_sloppy(ip).ok_or_else(|| {
-                bad(
-                    object.clone(),
-                    format!("invalid load-balancer ingress IP {ip:?}; skipped"),
-                )
-            })?;
-            if IpFamily::of(&parsed) == family {
-                vips.push(parsed);
-            }
-        }
-    }
+    let vips = load_balancer_vips(svc, &object, family)?;
     let session_affinity = match spec.session_affinity.as_deref() {
         Some("ClientIP") => {
             let t = spec
@@ -561,42 +554,7 @@ fn service_ports(
     };
     let mut out = Vec::new();
     for p in spec.ports.iter().flatten() {
-        let proto_text = p.protocol.as_deref().unwrap_or("TCP");
-        let protocol = Protocol::from_name(proto_text).ok_or_else(|| {
-            bad(
-                object.clone(),
-                format!("unsupported protocol {proto_text:?}; skipped"),
-            )
-        })?;
-        let port = port_u16(p.port)
-            .ok_or_else(|| bad(object.clone(), format!("invalid port {}; skipped", p.port)))?;
-        let target_port = match &p.target_port {
-            None | Some(serde_json::Value::Null) => TargetPort::Unset,
-            Some(serde_json::Value::Number(n)) => {
-                TargetPort::Number(n.as_i64().and_then(port_u16).ok_or_else(|| {
-                    bad(object.clone(), format!("invalid targetPort {n}; skipped"))
-                })?)
-            }
-            Some(serde_json::Value::String(name)) => match name.parse::<i64>() {
-                Ok(n) => TargetPort::Number(port_u16(n).ok_or_else(|| {
-                    bad(object.clone(), format!("invalid targetPort {n}; skipped"))
-                })?),
-                Err(_) => TargetPort::Name(name.clone()),
-            },
-            Some(other) => {
-                return Err(bad(
-                    object.clone(),
-                    format!("invalid targetPort {other}; skipped"),
-                ));
-            }
-        };
-        let node_port = match p.node_port {
-            None | Some(0) => None,
-            Some(n) => Some(
-                port_u16(n)
-                    .ok_or_else(|| bad(object.clone(), format!("invalid nodePort {n}; skipped")))?,
-            ),
-        };
+        let (protocol, port, target_port, node_port) = port_spec(p, &object)?;
         out.push(ServicePort {
             name: ServicePortName {
                 service: key.clone(),
@@ -618,6 +576,83 @@ fn service_ports(
         });
     }
     Ok(out)
+}
+
+/// The VIP-mode load-balancer ingress IPs of `family` (`ipMode: Proxy` ones are not).
+fn load_balancer_vips(
+    svc: &Service,
+    object: &str,
+    family: IpFamily,
+) -> Result<Vec<IpAddr>, Warning> {
+    let mut vips = Vec::new();
+    if let Some(ingress) = svc
+        .status
+        .load_balancer
+        .as_ref()
+        .and_then(|l| l.ingress.as_ref())
+    {
+        for ing in ingress {
+            let Some(ip) = ing.ip.as_deref().filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            if ing.ip_mode.as_deref() == Some("Proxy") {
+                continue;
+            }
+            let parsed = ip_field(object, "load-balancer ingress IP", ip)?;
+            if IpFamily::of(&parsed) == family {
+                vips.push(parsed);
+            }
+        }
+    }
+    Ok(vips)
+}
+
+/// One entry of `spec.ports`: protocol, port, target port and node port, validated.
+fn port_spec(
+    p: &ServicePortSpec,
+    object: &str,
+) -> Result<(Protocol, u16, TargetPort, Option<u16>), Warning> {
+    let protocol = protocol_field(object, p.protocol.as_deref())?;
+    let port = port_u16(p.port).ok_or_else(|| {
+        bad(
+            object.to_owned(),
+            format!("invalid port {}; skipped", p.port),
+        )
+    })?;
+    let target_port = match &p.target_port {
+        None | Some(serde_json::Value::Null) => TargetPort::Unset,
+        Some(serde_json::Value::Number(n)) => {
+            TargetPort::Number(n.as_i64().and_then(port_u16).ok_or_else(|| {
+                bad(
+                    object.to_owned(),
+                    format!("invalid targetPort {n}; skipped"),
+                )
+            })?)
+        }
+        Some(serde_json::Value::String(name)) => match name.parse::<i64>() {
+            Ok(n) => TargetPort::Number(port_u16(n).ok_or_else(|| {
+                bad(
+                    object.to_owned(),
+                    format!("invalid targetPort {n}; skipped"),
+                )
+            })?),
+            Err(_) => TargetPort::Name(name.clone()),
+        },
+        Some(other) => {
+            return Err(bad(
+                object.to_owned(),
+                format!("invalid targetPort {other}; skipped"),
+            ));
+        }
+    };
+    let node_port = match p.node_port {
+        None | Some(0) => None,
+        Some(n) => Some(
+            port_u16(n)
+                .ok_or_else(|| bad(object.to_owned(), format!("invalid nodePort {n}; skipped")))?,
+        ),
+    };
+    Ok((protocol, port, target_port, node_port))
 }
 
 fn slice_endpoints(
@@ -648,13 +683,7 @@ fn slice_endpoints(
         let Some(num) = p.port else { continue };
         let port = port_u16(num)
             .ok_or_else(|| bad(object.to_owned(), format!("invalid port {num}; skipped")))?;
-        let proto_text = p.protocol.as_deref().unwrap_or("TCP");
-        let protocol = Protocol::from_name(proto_text).ok_or_else(|| {
-            bad(
-                object.to_owned(),
-                format!("unsupported protocol {proto_text:?}; skipped"),
-            )
-        })?;
+        let protocol = protocol_field(object, p.protocol.as_deref())?;
         ports.push((
             ServicePortName {
                 service: key.clone(),
@@ -669,12 +698,7 @@ fn slice_endpoints(
         let Some(first) = e.addresses.first() else {
             continue;
         };
-        let ip = parse_ip_sloppy(first).ok_or_else(|| {
-            bad(
-                object.to_owned(),
-                format!("invalid endpoint address {first:?}; skipped"),
-            )
-        })?;
+        let ip = ip_field(object, "endpoint address", first)?;
         if IpFamily::of(&ip) != family {
             continue;
         }

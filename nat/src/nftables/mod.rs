@@ -16,13 +16,15 @@
 //!   ([`NftSocket`]); the dump replies' typed forms ([`RuleInfo`], ...) keep the expressions
 //!   podnet does not decode, so a rule read back writes back unchanged.
 //! - [`fake`]: the same transactions applied to an in-memory table (dry runs, tests).
-//! - [`kube_proxy`]: the compiler from the service model to kube-proxy's table `kube-proxy`.
+//! - [`sync`]'s input is compiled by [`crate::kube_proxy::nftables_mode`] from the service
+//!   model (kube-proxy's table `kube-proxy`).
 //! - [`sync`]: full and incremental syncs ([`Planner`], [`NftablesSyncer`]).
 //!
 //! ```
 //! use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
-//! use podnet_nat::nftables::{FakeTable, NftProxySettings, Planner};
-//! use podnet_nat::proxy::NodeSettings;
+//! use podnet_nat::kube_proxy::NodeSettings;
+//! use podnet_nat::kube_proxy::nftables_mode::NftProxySettings;
+//! use podnet_nat::nftables::{FakeTable, Planner};
 //!
 //! let yaml = "kind: Service\nmetadata: {name: web, namespace: demo}\n\
 //!             spec: {clusterIP: 10.96.0.10, ports: [{name: http, port: 80}]}\n";
@@ -42,7 +44,6 @@ mod dump;
 pub mod encode;
 pub mod expr;
 pub mod fake;
-pub mod kube_proxy;
 mod lower;
 pub mod model;
 pub mod netlink;
@@ -52,7 +53,6 @@ pub mod sync;
 pub mod types;
 
 pub use fake::{FakeError, FakeTable};
-pub use kube_proxy::{Compiled, NftProxySettings, ServiceObjects, compile};
 pub use model::{
     BaseChain, Chain, ChainType, Element, Family, Hook, KeyPart, KeyType, Op, Rule, Set,
     Transaction, Verdict,

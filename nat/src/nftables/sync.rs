@@ -14,15 +14,15 @@
 //! changed Services, so its cost does not grow with the number of Services when the caller
 //! names them ([`NftablesSyncer::sync_services`]).
 
-use super::kube_proxy::{
-    Compiled, NftProxySettings, ServiceObjects, TABLE, base_ops, compile_service, is_service_chain,
-    ports_of,
-};
 use super::model::{Element, KeyPart, Op, Transaction, Verdict};
 use super::netlink::{NftError, NftSocket};
 use crate::conntrack::{Conntrack, ConntrackError, stale_udp};
 use crate::iptables::Protocol;
 use crate::kube::{ClusterState, Endpoint, ServiceKey, ServicePort};
+use crate::kube_proxy::nftables_mode::{
+    Compiled, NftProxySettings, ServiceObjects, TABLE, base_ops, compile_service, is_service_chain,
+    ports_of,
+};
 use podnet_netns::NetNs;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -676,8 +676,8 @@ impl NftablesSyncer {
 mod tests {
     use super::*;
     use crate::kube::{IpFamily, parse_objects};
+    use crate::kube_proxy::NodeSettings;
     use crate::nftables::FakeTable;
-    use crate::proxy::NodeSettings;
 
     fn state(yaml: &str) -> ClusterState {
         let (objs, w) = parse_objects(yaml, "test");

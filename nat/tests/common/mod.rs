@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
-use podnet_nat::proxy::{LocalDetector, MasqueradeMark, NodeSettings};
+use podnet_nat::kube_proxy::{LocalDetector, MasqueradeMark, NodeSettings};
 
 /// The node settings of kube-proxy's `NewFakeProxier`.
 pub(crate) fn fake_proxier_settings() -> NodeSettings {

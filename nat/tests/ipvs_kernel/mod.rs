@@ -9,8 +9,8 @@
 use crate::support::vm_tests::KernelTest;
 use podnet_links::{Dummy, Handle, Route, Veth};
 use podnet_nat::ipvs::{
-    Destination, Family, ForwardMethod, Ipvs, IpvsError, Scheduler, ServiceFlags, ServiceId,
-    Timeouts, VirtualService,
+    Destination, ForwardMethod, Ipvs, IpvsError, Scheduler, ServiceFlags, ServiceId, Timeouts,
+    VirtualService,
 };
 use podnet_testsupport::{SkipCause, TestNs, require_root, skip};
 use std::io::{Read, Write};
@@ -146,7 +146,7 @@ fn services_and_destinations_add_edit_delete_list() {
     ipvs.add_service(&sticky).unwrap();
     expected.push(sticky.clone());
     let fwm = VirtualService::new(ServiceId::FwMark {
-        family: Family::V4,
+        family: podnet_nat::kube::IpFamily::V4,
         mark: 0x4000,
     })
     .scheduler(Scheduler::WeightedLeastConnection);
@@ -533,10 +533,10 @@ fn state(yaml: &str) -> podnet_nat::kube::ClusterState {
 /// removed endpoint; deleting the Service removes its virtual services, addresses and entries.
 fn kube_proxy_ipvs_mode_syncs_and_serves() {
     use podnet_nat::ipvs::ipset;
-    use podnet_nat::ipvs::kube_proxy::IpvsModeSettings;
     use podnet_nat::ipvs::sync::IpvsSyncer;
-    use podnet_nat::proxy::sync::Backend;
-    use podnet_nat::proxy::{LocalDetector, NodeSettings};
+    use podnet_nat::kube_proxy::iptables_sync::Backend;
+    use podnet_nat::kube_proxy::ipvs_mode::IpvsModeSettings;
+    use podnet_nat::kube_proxy::{LocalDetector, NodeSettings};
     require_root!();
     let node = TestNs::new("ipvs-kp-node");
     let tools = ["ipvsadm", "ipset", "iptables-legacy-restore"];

@@ -31,12 +31,12 @@
 //! the interfaces): node ports listen on those of this family that are not loopback (or those
 //! in `--nodeport-addresses`), and external and load-balancer IPs among them are not bound to
 //! `kube-ipvs0`. Not covered: topology hints, and kube-proxy's once-a-minute retry of draining
-//! destinations (a later sync deletes them instead; see [`super::sync`]).
+//! destinations (a later sync deletes them instead; see [`crate::ipvs::sync`]).
 //!
 //! ```
-//! use podnet_nat::ipvs::kube_proxy::{IpvsModeSettings, compile};
+//! use podnet_nat::kube_proxy::ipvs_mode::{IpvsModeSettings, compile};
 //! use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
-//! use podnet_nat::proxy::NodeSettings;
+//! use podnet_nat::kube_proxy::NodeSettings;
 //!
 //! let yaml = "kind: Service\nmetadata: {name: web, namespace: demo}\n\
 //!             spec: {clusterIP: 10.96.0.10, ports: [{name: http, port: 80}]}\n";
@@ -48,14 +48,12 @@
 //! assert!(rules.iptables.render().contains("--match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT"));
 //! ```
 
-use super::ipset::{self, IpSet};
-use super::types::{Destination, Scheduler, ServiceFlags, ServiceId, Timeouts, VirtualService};
 use crate::iptables::{Protocol, Table};
-use crate::kube::categorize_endpoints;
-use crate::kube::{
-    ClusterState, Endpoint, IpFamily, ServicePort, ServicePortName, SessionAffinity,
-};
-use crate::proxy::{LocalDetector, NodeSettings};
+use crate::ipvs::ipset::{self, IpSet};
+use crate::ipvs::{Destination, Scheduler, ServiceFlags, ServiceId, Timeouts, VirtualService};
+use crate::kube::plan::{PortPlan, Traffic};
+use crate::kube::{ClusterState, IpFamily, ServicePortName};
+use crate::kube_proxy::{LocalDetector, NodeSettings};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -241,9 +239,9 @@ const FILTER_CHAINS: [&str; 6] = [
 /// (nat `KUBE-SERVICES`, `KUBE-POSTROUTING`, `KUBE-NODE-PORT`, `KUBE-LOAD-BALANCER`; filter
 /// `KUBE-FORWARD`, `KUBE-NODE-PORT`, `KUBE-PROXY-FIREWALL`, `KUBE-SOURCE-RANGES-FIREWALL`,
 /// `KUBE-IPVS-FILTER`, `KUBE-IPVS-OUT-FILTER`), also the `KUBE-MARK-MASQ` this mode writes
-/// (upstream leaves it; [`crate::proxy::cleanup`] keeps it whenever another rule still uses
+/// (upstream leaves it; [`crate::kube_proxy::cleanup`] keeps it whenever another rule still uses
 /// it), and the [`JUMP_RULES`].
-pub fn owned_iptables() -> crate::proxy::cleanup::Owned {
+pub fn owned_iptables() -> crate::kube_proxy::cleanup::Owned {
     use crate::iptables::{Match, Rule};
     let chains = NAT_CHAINS
         .iter()
@@ -259,7 +257,7 @@ pub fn owned_iptables() -> crate::proxy::cleanup::Owned {
             )
         })
         .collect();
-    crate::proxy::cleanup::Owned {
+    crate::kube_proxy::cleanup::Owned {
         chains,
         service_chains: false,
         jumps,
@@ -486,13 +484,13 @@ impl Builder<'_> {
         }
     }
 
-    fn virtual_service(&self, svc: &ServicePort, addr: SocketAddr) -> VirtualService {
+    fn virtual_service(&self, plan: &PortPlan<'_>, addr: SocketAddr) -> VirtualService {
         let mut vs = VirtualService::new(ServiceId::Addr {
-            protocol: svc.protocol(),
+            protocol: plan.port.protocol(),
             addr,
         })
         .scheduler(self.settings.scheduler.clone());
-        if let SessionAffinity::ClientIp { timeout_seconds } = svc.session_affinity {
+        if let Some(timeout_seconds) = plan.affinity {
             vs = vs.persistent(timeout_seconds);
         }
         if self.settings.scheduler == Scheduler::MaglevHashing {
@@ -501,25 +499,12 @@ impl Builder<'_> {
         vs
     }
 
-    /// Adds the virtual service on `addr` with the endpoints the policy selects; `true` when
-    /// `only_local` found no local endpoint and fell back to the cluster ones.
-    fn service(
-        &mut self,
-        svc: &ServicePort,
-        endpoints: &[Endpoint],
-        addr: SocketAddr,
-        only_local: bool,
-    ) -> bool {
-        let vs = self.virtual_service(svc, addr);
-        let c = categorize_endpoints(endpoints, svc, &self.node.node_name);
-        let fell_back = only_local && c.local.is_empty() && !c.cluster.is_empty();
-        let chosen = if only_local && !c.local.is_empty() {
-            &c.local
-        } else {
-            // kube-proxy falls back to the cluster endpoints when there is no local one
-            // (pull 97081), so local pods can still reach the service.
-            &c.cluster
-        };
+    /// Adds the virtual service on `addr` with the endpoints `traffic`'s policy selects (see
+    /// [`PortPlan::backends`]); `true` when a Local policy found no local endpoint and fell
+    /// back to the cluster ones.
+    fn service(&mut self, plan: &PortPlan<'_>, addr: SocketAddr, traffic: &Traffic) -> bool {
+        let vs = self.virtual_service(plan, addr);
+        let (chosen, fell_back) = plan.backends(traffic);
         let addrs: BTreeSet<SocketAddr> = chosen.iter().map(|e| e.addr).collect();
         let destinations = addrs.into_iter().map(Destination::new).collect();
         self.services.insert(
@@ -527,7 +512,7 @@ impl Builder<'_> {
             CompiledService {
                 service: vs,
                 destinations,
-                port: svc.name.clone(),
+                port: plan.port.name.clone(),
             },
         );
         fell_back
@@ -535,10 +520,10 @@ impl Builder<'_> {
 
     /// The virtual service on an external address (node port, external IP, load-balancer
     /// IP): with a Local policy and no local endpoint, also the drop rule of [`compile`].
-    fn external_service(&mut self, svc: &ServicePort, endpoints: &[Endpoint], addr: SocketAddr) {
-        if self.service(svc, endpoints, addr, svc.external_policy_local) {
+    fn external_service(&mut self, plan: &PortPlan<'_>, addr: SocketAddr) {
+        if self.service(plan, addr, &plan.external) {
             self.no_local_endpoints
-                .push((svc.name.to_string(), addr, svc.protocol()));
+                .push((plan.name.clone(), addr, plan.port.protocol()));
         }
     }
 }
@@ -555,6 +540,14 @@ fn node_addresses(node: &NodeSettings, family: IpFamily) -> Vec<IpAddr> {
     v.sort();
     v.dedup();
     v
+}
+
+/// What every port of a sync needs to know about the node.
+struct NodeAddrs {
+    /// See [`node_addresses`].
+    all: Vec<IpAddr>,
+    /// Where node ports listen.
+    nodeport: Vec<IpAddr>,
 }
 
 /// Compiles `state` into ipvs mode's kernel objects for `node`.
@@ -577,125 +570,26 @@ pub fn compile(
         lb_no_node_access: Vec::new(),
         no_local_endpoints: Vec::new(),
     };
-    let node_addrs = node_addresses(node, family);
-    let nodeport_ips: Vec<IpAddr> = if node.nodeports_match_all() {
-        node_addrs.clone()
+    let all = node_addresses(node, family);
+    let nodeport = if node.nodeports_match_all() {
+        all.clone()
     } else {
-        node_addrs
-            .iter()
+        all.iter()
             .copied()
             .filter(|ip| node.nodeport_addresses.iter().any(|n| n.contains(ip)))
             .collect()
     };
-    let primary_node_ip = node
-        .node_ips
-        .iter()
-        .copied()
-        .find(|ip| IpFamily::of(ip) == family);
-
+    let addrs = NodeAddrs { all, nodeport };
     for (spn, svc) in &state.services {
-        let proto = svc.protocol();
         let endpoints = state.endpoints_of(spn);
         // Hairpin: local endpoints reaching themselves through the service are masqueraded.
         for e in endpoints.iter().filter(|e| e.is_local(&node.node_name)) {
-            let entry = ipset::ip_port_ip(e.ip(), proto, e.addr.port(), e.ip());
+            let entry = ipset::ip_port_ip(e.ip(), svc.protocol(), e.addr.port(), e.ip());
             b.add(ipset::LOOP_BACK, entry);
         }
-
-        // Cluster IP.
-        b.add(
-            ipset::CLUSTER_IP,
-            ipset::ip_port(svc.cluster_ip, proto, svc.port),
-        );
-        b.service(
-            svc,
-            endpoints,
-            SocketAddr::new(svc.cluster_ip, svc.port),
-            svc.internal_policy_local,
-        );
-        b.bind.insert(svc.cluster_ip);
-
-        // External IPs.
-        for ip in &svc.external_ips {
-            let entry = ipset::ip_port(*ip, proto, svc.port);
-            if svc.external_policy_local {
-                b.add(ipset::EXTERNAL_IP_LOCAL, entry);
-            } else {
-                b.add(ipset::EXTERNAL_IP, entry);
-            }
-            b.external_service(svc, endpoints, SocketAddr::new(*ip, svc.port));
-            if !node_addrs.contains(ip) {
-                b.bind.insert(*ip);
-            }
-        }
-
-        // Load-balancer ingress IPs.
-        for ip in &svc.load_balancer_vips {
-            let entry = ipset::ip_port(*ip, proto, svc.port);
-            b.add(ipset::LOAD_BALANCER, entry.clone());
-            if svc.external_policy_local {
-                b.add(ipset::LOAD_BALANCER_LOCAL, entry.clone());
-            }
-            if !svc.load_balancer_source_ranges.is_empty() {
-                b.add(ipset::LOAD_BALANCER_FW, entry);
-                let mut allow_from_node = false;
-                for cidr in &svc.load_balancer_source_ranges {
-                    b.add(
-                        ipset::LOAD_BALANCER_SOURCE_CIDR,
-                        ipset::ip_port_net(*ip, proto, svc.port, *cidr),
-                    );
-                    if primary_node_ip.is_some_and(|n| cidr.contains(&n)) {
-                        allow_from_node = true;
-                    }
-                }
-                if allow_from_node {
-                    b.add(
-                        ipset::LOAD_BALANCER_SOURCE_IP,
-                        ipset::ip_port_ip(*ip, proto, svc.port, *ip),
-                    );
-                } else {
-                    b.lb_no_node_access.push((*ip, proto, svc.port));
-                }
-            }
-            b.external_service(svc, endpoints, SocketAddr::new(*ip, svc.port));
-            if !node_addrs.contains(ip) {
-                b.bind.insert(*ip);
-            }
-        }
-
-        // Node ports, on every node IP.
-        if let Some(np) = svc.node_port.filter(|_| !nodeport_ips.is_empty()) {
-            let (set, local_set, entries): (_, _, Vec<String>) = match proto {
-                Protocol::Tcp => (
-                    ipset::NODE_PORT_TCP,
-                    ipset::NODE_PORT_LOCAL_TCP,
-                    vec![np.to_string()],
-                ),
-                Protocol::Udp => (
-                    ipset::NODE_PORT_UDP,
-                    ipset::NODE_PORT_LOCAL_UDP,
-                    vec![np.to_string()],
-                ),
-                Protocol::Sctp => (
-                    ipset::NODE_PORT_SCTP,
-                    ipset::NODE_PORT_LOCAL_SCTP,
-                    nodeport_ips
-                        .iter()
-                        .map(|ip| ipset::ip_port(*ip, proto, np))
-                        .collect(),
-                ),
-            };
-            for e in &entries {
-                b.add(set, e.clone());
-                if svc.external_policy_local {
-                    b.add(local_set, e.clone());
-                }
-            }
-            for ip in &nodeport_ips {
-                b.external_service(svc, endpoints, SocketAddr::new(*ip, np));
-            }
-        }
-
+        let plan = PortPlan::new(svc, endpoints, node);
+        service_ips(&mut b, &plan, &addrs);
+        node_ports(&mut b, &plan, &addrs);
         if let Some(hc) = svc.health_check_node_port {
             b.add(ipset::HEALTH_CHECK_NODE_PORT, hc.to_string());
         }
@@ -719,17 +613,118 @@ pub fn compile(
     }
 }
 
+/// The virtual services, ipset entries and bound addresses of a port's cluster IP, external
+/// IPs and load-balancer IPs.
+fn service_ips(b: &mut Builder<'_>, plan: &PortPlan<'_>, addrs: &NodeAddrs) {
+    let svc = plan.port;
+    let proto = svc.protocol();
+    let local = svc.external_policy_local;
+    b.add(
+        ipset::CLUSTER_IP,
+        ipset::ip_port(svc.cluster_ip, proto, svc.port),
+    );
+    b.service(
+        plan,
+        SocketAddr::new(svc.cluster_ip, svc.port),
+        &plan.internal,
+    );
+    b.bind.insert(svc.cluster_ip);
+
+    for ip in &svc.external_ips {
+        let entry = ipset::ip_port(*ip, proto, svc.port);
+        let set = if local {
+            ipset::EXTERNAL_IP_LOCAL
+        } else {
+            ipset::EXTERNAL_IP
+        };
+        b.add(set, entry);
+        b.external_service(plan, SocketAddr::new(*ip, svc.port));
+        if !addrs.all.contains(ip) {
+            b.bind.insert(*ip);
+        }
+    }
+
+    for ip in &svc.load_balancer_vips {
+        let entry = ipset::ip_port(*ip, proto, svc.port);
+        b.add(ipset::LOAD_BALANCER, entry.clone());
+        if local {
+            b.add(ipset::LOAD_BALANCER_LOCAL, entry.clone());
+        }
+        if let Some(fw) = &plan.firewall {
+            b.add(ipset::LOAD_BALANCER_FW, entry);
+            for cidr in &fw.sources {
+                let entry = ipset::ip_port_net(*ip, proto, svc.port, *cidr);
+                b.add(ipset::LOAD_BALANCER_SOURCE_CIDR, entry);
+            }
+            if fw.allow_from_node {
+                let entry = ipset::ip_port_ip(*ip, proto, svc.port, *ip);
+                b.add(ipset::LOAD_BALANCER_SOURCE_IP, entry);
+            } else {
+                b.lb_no_node_access.push((*ip, proto, svc.port));
+            }
+        }
+        b.external_service(plan, SocketAddr::new(*ip, svc.port));
+        if !addrs.all.contains(ip) {
+            b.bind.insert(*ip);
+        }
+    }
+}
+
+/// A port's node port: ipset entries, and a virtual service on every node-port address.
+fn node_ports(b: &mut Builder<'_>, plan: &PortPlan<'_>, addrs: &NodeAddrs) {
+    let Some(np) = plan.port.node_port.filter(|_| !addrs.nodeport.is_empty()) else {
+        return;
+    };
+    let proto = plan.port.protocol();
+    let (set, local_set, entries): (_, _, Vec<String>) = match proto {
+        Protocol::Tcp => (
+            ipset::NODE_PORT_TCP,
+            ipset::NODE_PORT_LOCAL_TCP,
+            vec![np.to_string()],
+        ),
+        Protocol::Udp => (
+            ipset::NODE_PORT_UDP,
+            ipset::NODE_PORT_LOCAL_UDP,
+            vec![np.to_string()],
+        ),
+        Protocol::Sctp => (
+            ipset::NODE_PORT_SCTP,
+            ipset::NODE_PORT_LOCAL_SCTP,
+            addrs
+                .nodeport
+                .iter()
+                .map(|ip| ipset::ip_port(*ip, proto, np))
+                .collect(),
+        ),
+    };
+    for e in &entries {
+        b.add(set, e.clone());
+        if plan.port.external_policy_local {
+            b.add(local_set, e.clone());
+        }
+    }
+    for ip in &addrs.nodeport {
+        b.external_service(plan, SocketAddr::new(*ip, np));
+    }
+}
+
 /// `writeIptablesRules` and `createAndLinkKubeChain`.
 fn iptables_rules(b: &Builder<'_>) -> IptablesRules {
-    let node = b.node;
-    let set = |base: &str| -> &IpSet { &b.sets[base] };
-    let name = |base: &str| ipset::set_name(base, b.family);
-    let mark = node.masquerade_mark.match_text();
     let mut r = IptablesRules {
         nat_chains: NAT_CHAINS.to_vec(),
         filter_chains: FILTER_CHAINS.to_vec(),
         ..IptablesRules::default()
     };
+    set_rules(b, &mut r);
+    service_rules(b, &mut r);
+    no_local_endpoint_rules(b, &mut r);
+    accept_and_masquerade_rules(b, &mut r);
+    r
+}
+
+/// The loopback RETURN at the head of `KUBE-SERVICES`, and `ipsetWithIptablesChain`'s rules.
+fn set_rules(b: &Builder<'_>, r: &mut IptablesRules) {
+    let set = |base: &str| -> &IpSet { &b.sets[base] };
     let lo = match b.family {
         IpFamily::V4 => "127.0.0.0/8",
         IpFamily::V6 => "::1/128",
@@ -756,7 +751,13 @@ fn iptables_rules(b: &Builder<'_>) -> IptablesRules {
             _ => r.nat_rules.push(line),
         }
     }
+}
 
+/// `KUBE-SERVICES`' masquerade rules for cluster and external IPs, its jump to
+/// `KUBE-NODE-PORT`, and the load-balancer and source-range chains' defaults.
+fn service_rules(b: &Builder<'_>, r: &mut IptablesRules) {
+    let node = b.node;
+    let set = |base: &str| -> &IpSet { &b.sets[base] };
     let cluster = set(ipset::CLUSTER_IP);
     if !cluster.entries.is_empty() {
         let head = format!(
@@ -798,7 +799,7 @@ fn iptables_rules(b: &Builder<'_>) -> IptablesRules {
             ext.name
         );
         r.nat_rules.push(format!("{head} -j {MARK_MASQ}"));
-        external_ip_rules(&mut r, &head);
+        external_ip_rules(r, &head);
     }
     let ext_local = set(ipset::EXTERNAL_IP_LOCAL);
     if !ext_local.entries.is_empty() {
@@ -807,7 +808,7 @@ fn iptables_rules(b: &Builder<'_>) -> IptablesRules {
             ext_local.quoted_comment(),
             ext_local.name
         );
-        external_ip_rules(&mut r, &head);
+        external_ip_rules(r, &head);
     }
 
     r.nat_rules.push(format!(
@@ -817,6 +818,12 @@ fn iptables_rules(b: &Builder<'_>) -> IptablesRules {
         .push(format!("-A {LOAD_BALANCER} -j {MARK_MASQ}"));
     r.filter_rules
         .push(format!("-A {SOURCE_RANGES_FIREWALL} -j DROP"));
+}
+
+/// The drops of a Local external policy without local endpoints, and of load-balancer IPs the
+/// node may not reach.
+fn no_local_endpoint_rules(b: &Builder<'_>, r: &mut IptablesRules) {
+    let node = b.node;
     // externalTrafficPolicy Local without a local endpoint: kube-proxy's IPVS service keeps
     // the cluster endpoints (so pods on this node still reach it) and counts on the reply,
     // from the pod's address, being discarded by the client; with a masquerading CNI such as
@@ -847,6 +854,14 @@ fn iptables_rules(b: &Builder<'_>) -> IptablesRules {
             proto.as_str()
         ));
     }
+}
+
+/// `acceptIPVSTraffic`, `KUBE-FORWARD`, the health-check and IPVS filters, and masquerading.
+fn accept_and_masquerade_rules(b: &Builder<'_>, r: &mut IptablesRules) {
+    let node = b.node;
+    let set = |base: &str| -> &IpSet { &b.sets[base] };
+    let name = |base: &str| ipset::set_name(base, b.family);
+    let mark = node.masquerade_mark.match_text();
     // acceptIPVSTraffic: at the end of KUBE-SERVICES.
     for base in [ipset::CLUSTER_IP, ipset::LOAD_BALANCER] {
         let s = set(base);
@@ -906,7 +921,6 @@ fn iptables_rules(b: &Builder<'_>) -> IptablesRules {
         "-A {MARK_MASQ} -j MARK --or-mark {}",
         node.masquerade_mark.text
     ));
-    r
 }
 
 #[cfg(test)]

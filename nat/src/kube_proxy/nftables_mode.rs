@@ -11,17 +11,15 @@
 //! Each Service compiles on its own into a [`ServiceObjects`], so a change to one Service
 //! recompiles and rewrites only that Service.
 
-use super::model::{
+use crate::hash::{base32_prefix, sha256};
+use crate::kube::plan::{ClusterIpMasquerade, ExternalStep, Policy, PortPlan, Unserved};
+use crate::kube::{ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName};
+use crate::kube_proxy::{LocalDetector, NodeSettings};
+use crate::nftables::model::{
     BaseChain, Chain, ChainType, Element, Family, Hook, KeyPart, KeyType, Op, Rule, Set,
     Transaction, Verdict,
 };
-use super::rule::{AddrField, AddrItem, Expr, VmapKey};
-use crate::hash::{base32_prefix, sha256};
-use crate::kube::{
-    ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, SessionAffinity,
-    categorize_endpoints,
-};
-use crate::proxy::{LocalDetector, NodeSettings};
+use crate::nftables::rule::{AddrField, AddrItem, Expr, VmapKey};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -248,11 +246,19 @@ fn addr(field: AddrField, neg: bool, ip: IpAddr) -> Expr {
 /// each base chain first, as kube-proxy does on its first sync, so base chains with other
 /// properties are replaced.
 pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<Op> {
-    let node = &settings.node;
-    let family = settings.family();
     let mut ops = vec![Op::AddTable {
         comment: Some("rules for kube-proxy".into()),
     }];
+    base_chains(&mut ops, recreate_base_chains);
+    masquerade_rules(&mut ops, &settings.node);
+    cluster_ip_checks(&mut ops, settings);
+    dispatch_maps(&mut ops, settings);
+    ops
+}
+
+/// The base chains (re-created first when asked), the regular chains they jump to, and the
+/// jumps.
+fn base_chains(ops: &mut Vec<Op>, recreate_base_chains: bool) {
     let base = |name: &str, kind: ChainType, hook: Hook, priority: i32| Chain {
         name: name.into(),
         base: Some(BaseChain {
@@ -313,7 +319,7 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
         (CLUSTER_IPS_CHECK, "filter-output", true),
     ];
     for (dst, src, ct_new) in jumps {
-        ensure(&mut ops, dst);
+        ensure(ops, dst);
         let mut exprs = Vec::new();
         if ct_new {
             exprs.push(Expr::CtStateNew);
@@ -327,8 +333,12 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
         MASQUERADING_CHAIN,
         MARK_MASQ_CHAIN,
     ] {
-        ensure(&mut ops, c);
+        ensure(ops, c);
     }
+}
+
+/// `mark-for-masquerade` and `masquerading`.
+fn masquerade_rules(ops: &mut Vec<Op>, node: &NodeSettings) {
     let (mark, text) = masq_mark(node);
     ops.push(Op::AddRule(Rule::new(
         MARK_MASQ_CHAIN,
@@ -355,15 +365,23 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
         MASQUERADING_CHAIN,
         vec![Expr::Masquerade { fully_random: true }],
     )));
-    let addr_set = |name: &str, comment: &str| Set {
+}
+
+/// A set of addresses of `family`.
+fn addr_set(family: Family, name: &str, comment: &str) -> Set {
+    Set {
         name: name.into(),
         key: vec![family.addr_type()],
         verdict_map: false,
         dynamic: false,
         timeout: None,
         comment: Some(comment.into()),
-    };
-    let vmap = |name: &str, with_addr: bool, comment: &str| Set {
+    }
+}
+
+/// A verdict map keyed by protocol and port, after an address of `family` when `with_addr`.
+fn vmap(family: Family, name: &str, with_addr: bool, comment: &str) -> Set {
+    Set {
         name: name.into(),
         key: if with_addr {
             vec![family.addr_type(), KeyType::InetProto, KeyType::InetService]
@@ -374,8 +392,19 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
         dynamic: false,
         timeout: None,
         comment: Some(comment.into()),
-    };
-    ops.push(Op::AddSet(addr_set(CLUSTER_IPS_SET, "Active ClusterIPs")));
+    }
+}
+
+/// `cluster-ips` and `cluster-ips-check`: reject invalid ports of cluster IPs, drop
+/// unallocated addresses of the Service CIDRs.
+fn cluster_ip_checks(ops: &mut Vec<Op>, settings: &NftProxySettings) {
+    let node = &settings.node;
+    let family = settings.family();
+    ops.push(Op::AddSet(addr_set(
+        family,
+        CLUSTER_IPS_SET,
+        "Active ClusterIPs",
+    )));
     ops.push(Op::AddRule(
         Rule::new(
             CLUSTER_IPS_CHECK,
@@ -412,7 +441,15 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
             .with_comment("Drop traffic to unallocated ClusterIPs"),
         ));
     }
+}
+
+/// `nodeport-ips`, the no-endpoint, firewall and service dispatch maps and the rules that
+/// consult them, and the flushes of every shared set and map.
+fn dispatch_maps(ops: &mut Vec<Op>, settings: &NftProxySettings) {
+    let node = &settings.node;
+    let family = settings.family();
     ops.push(Op::AddSet(addr_set(
+        family,
         NODEPORT_IPS_SET,
         "IPs that accept NodePort traffic",
     )));
@@ -434,11 +471,13 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
         }
     }
     ops.push(Op::AddSet(vmap(
+        family,
         NO_ENDPOINT_SERVICES_MAP,
         true,
         "vmap to drop or reject packets to services with no endpoints",
     )));
     ops.push(Op::AddSet(vmap(
+        family,
         NO_ENDPOINT_NODEPORTS_MAP,
         false,
         "vmap to drop or reject packets to service nodeports with no endpoints",
@@ -479,6 +518,7 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
     });
     ops.push(Op::AddRule(Rule::new(NODEPORT_ENDPOINTS_CHECK, exprs)));
     ops.push(Op::AddSet(vmap(
+        family,
         FIREWALL_IPS_MAP,
         true,
         "destinations that are subject to LoadBalancerSourceRanges",
@@ -491,11 +531,13 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
         }],
     )));
     ops.push(Op::AddSet(vmap(
+        family,
         SERVICE_IPS_MAP,
         true,
         "ClusterIP, ExternalIP and LoadBalancer IP traffic",
     )));
     ops.push(Op::AddSet(vmap(
+        family,
         SERVICE_NODEPORTS_MAP,
         false,
         "NodePort traffic",
@@ -527,7 +569,6 @@ pub fn base_ops(settings: &NftProxySettings, recreate_base_chains: bool) -> Vec<
     ] {
         ops.push(Op::FlushSet(name.into(), map));
     }
-    ops
 }
 
 /// Accumulates a Service's objects: chains in creation order with their rules.
@@ -578,299 +619,287 @@ pub fn compile_service<'a>(
     settings: &NftProxySettings,
 ) -> ServiceObjects {
     let mut b = Builder::default();
-    let node = &settings.node;
-    let family = settings.family();
     for (svc, endpoints) in ports {
-        let spn = &svc.name;
-        let proto = svc.protocol();
-        let port_name = spn.to_string();
-        let cat = categorize_endpoints(endpoints, svc, &node.node_name);
-        let base = service_chain_base(spn);
-        let cluster_chain = format!("service-{base}");
-        let local_chain = format!("local-{base}");
-        let external_chain = format!("external-{base}");
-        let fw_chain = format!("firewall-{base}");
-        let affinity = match svc.session_affinity {
-            SessionAffinity::ClientIp { timeout_seconds } => Some(timeout_seconds),
-            SessionAffinity::None => None,
-        };
-        let ep_names = |ep: &Endpoint| {
-            let b = endpoint_chain_base(spn, ep);
-            (format!("endpoint-{b}"), format!("affinity-{b}"))
-        };
-        for ep in &cat.all_reachable {
-            b.ensure(&ep_names(ep).0);
-        }
-        let uses_cluster = !cat.cluster.is_empty() && svc.uses_cluster_endpoints();
-        if uses_cluster {
-            b.ensure(&cluster_chain);
-        }
-        let uses_local = !cat.local.is_empty() && svc.uses_local_endpoints();
-        if uses_local {
-            b.ensure(&local_chain);
-        }
-        let has_any = cat.has_any;
-        let (internal_chain, has_internal) = if svc.internal_policy_local {
-            (&local_chain, has_any && !cat.local.is_empty())
-        } else {
-            (&cluster_chain, has_any)
-        };
-        let (external_policy_chain, has_external) = if svc.external_policy_local {
-            (&local_chain, has_any && !cat.local.is_empty())
-        } else {
-            (&cluster_chain, has_any)
-        };
-        let uses_external = has_any && svc.externally_accessible();
-        if uses_external {
-            b.ensure(&external_chain);
-        }
-        let (internal_verdict, external_verdict) = if !has_any {
-            (
-                Verdict::Goto(REJECT_CHAIN.into()),
-                Verdict::Goto(REJECT_CHAIN.into()),
-            )
-        } else {
-            (Verdict::Drop, Verdict::Drop)
-        };
-        let key3 = |ip: IpAddr| {
-            vec![
-                KeyPart::Addr(ip),
-                KeyPart::Proto(proto),
-                KeyPart::Port(svc.port),
-            ]
-        };
+        let plan = PortPlan::new(svc, endpoints, &settings.node);
+        let names = PortNames::new(&plan);
+        names.ensure_chains(&mut b, &plan);
+        dispatch_elements(&mut b, &plan, &names);
+        internal_chain(&mut b, &plan, &names, &settings.node);
+        external_chain(&mut b, &plan, &names, &settings.node);
+        firewall_chain(&mut b, &plan, &names);
+        endpoint_chains(&mut b, &plan, &names, settings.family());
+    }
+    b.objs
+}
 
-        b.element(
-            CLUSTER_IPS_SET,
-            vec![KeyPart::Addr(svc.cluster_ip)],
+/// The chain names of one service port.
+struct PortNames<'p, 'a> {
+    plan: &'p PortPlan<'a>,
+    cluster: String,
+    local: String,
+    external: String,
+    firewall: String,
+}
+
+impl<'p, 'a> PortNames<'p, 'a> {
+    fn new(plan: &'p PortPlan<'a>) -> Self {
+        let base = service_chain_base(&plan.port.name);
+        PortNames {
+            plan,
+            cluster: format!("service-{base}"),
+            local: format!("local-{base}"),
+            external: format!("external-{base}"),
+            firewall: format!("firewall-{base}"),
+        }
+    }
+
+    fn policy(&self, policy: Policy) -> &str {
+        match policy {
+            Policy::Cluster => &self.cluster,
+            Policy::Local => &self.local,
+        }
+    }
+
+    /// An endpoint's chain and affinity set.
+    fn endpoint(&self, ep: &Endpoint) -> (String, String) {
+        let b = endpoint_chain_base(&self.plan.port.name, ep);
+        (format!("endpoint-{b}"), format!("affinity-{b}"))
+    }
+
+    /// Creates the port's chains in kube-proxy's order.
+    fn ensure_chains(&self, b: &mut Builder, plan: &PortPlan<'_>) {
+        for ep in &plan.reachable {
+            b.ensure(&self.endpoint(ep).0);
+        }
+        for (used, chain) in [
+            (plan.uses_cluster_chain(), &self.cluster),
+            (plan.uses_local_chain(), &self.local),
+            (plan.uses_external_chain(), &self.external),
+            (plan.firewall.is_some(), &self.firewall),
+        ] {
+            if used {
+                b.ensure(chain);
+            }
+        }
+    }
+}
+
+fn unserved_verdict(why: Unserved) -> Verdict {
+    match why {
+        Unserved::Reject => Verdict::Goto(REJECT_CHAIN.into()),
+        Unserved::Drop => Verdict::Drop,
+    }
+}
+
+/// The port's elements of `cluster-ips`, `service-ips`, `no-endpoint-services`,
+/// `firewall-ips`, `service-nodeports` and `no-endpoint-nodeports`.
+fn dispatch_elements(b: &mut Builder, plan: &PortPlan<'_>, n: &PortNames<'_, '_>) {
+    let svc = plan.port;
+    let proto = svc.protocol();
+    let name = plan.name.as_str();
+    let key3 = |ip: IpAddr| {
+        vec![
+            KeyPart::Addr(ip),
+            KeyPart::Proto(proto),
+            KeyPart::Port(svc.port),
+        ]
+    };
+    let goto_external = || Some(Verdict::Goto(n.external.clone()));
+    let external_unserved = plan.external.unserved.map(unserved_verdict);
+    b.element(
+        CLUSTER_IPS_SET,
+        vec![KeyPart::Addr(svc.cluster_ip)],
+        None,
+        None,
+    );
+    match plan.internal.unserved {
+        None => b.element(
+            SERVICE_IPS_MAP,
+            key3(svc.cluster_ip),
+            Some(Verdict::Goto(n.policy(plan.internal.policy).to_owned())),
             None,
-            None,
-        );
-        if has_internal {
-            b.element(
-                SERVICE_IPS_MAP,
-                key3(svc.cluster_ip),
-                Some(Verdict::Goto(internal_chain.clone())),
-                None,
-            );
-        } else {
+        ),
+        Some(why) => b.element(
+            NO_ENDPOINT_SERVICES_MAP,
+            key3(svc.cluster_ip),
+            Some(unserved_verdict(why)),
+            Some(name),
+        ),
+    }
+    for ip in &svc.external_ips {
+        if plan.has_endpoints {
+            b.element(SERVICE_IPS_MAP, key3(*ip), goto_external(), None);
+        }
+        if let Some(v) = &external_unserved {
             b.element(
                 NO_ENDPOINT_SERVICES_MAP,
-                key3(svc.cluster_ip),
-                Some(internal_verdict.clone()),
-                Some(&port_name),
-            );
-        }
-        for ip in &svc.external_ips {
-            if has_any {
-                b.element(
-                    SERVICE_IPS_MAP,
-                    key3(*ip),
-                    Some(Verdict::Goto(external_chain.clone())),
-                    None,
-                );
-            }
-            if !has_external {
-                b.element(
-                    NO_ENDPOINT_SERVICES_MAP,
-                    key3(*ip),
-                    Some(external_verdict.clone()),
-                    Some(&port_name),
-                );
-            }
-        }
-        let uses_fw =
-            !svc.load_balancer_vips.is_empty() && !svc.load_balancer_source_ranges.is_empty();
-        if uses_fw {
-            b.ensure(&fw_chain);
-        }
-        for ip in &svc.load_balancer_vips {
-            if has_any {
-                b.element(
-                    SERVICE_IPS_MAP,
-                    key3(*ip),
-                    Some(Verdict::Goto(external_chain.clone())),
-                    None,
-                );
-            }
-            if uses_fw {
-                b.element(
-                    FIREWALL_IPS_MAP,
-                    key3(*ip),
-                    Some(Verdict::Goto(fw_chain.clone())),
-                    None,
-                );
-            }
-        }
-        if !has_external {
-            for ip in &svc.load_balancer_vips {
-                b.element(
-                    NO_ENDPOINT_SERVICES_MAP,
-                    key3(*ip),
-                    Some(external_verdict.clone()),
-                    Some(&port_name),
-                );
-            }
-        }
-        if let Some(np) = svc.node_port {
-            let key = vec![KeyPart::Proto(proto), KeyPart::Port(np)];
-            if has_any {
-                b.element(
-                    SERVICE_NODEPORTS_MAP,
-                    key.clone(),
-                    Some(Verdict::Goto(external_chain.clone())),
-                    None,
-                );
-            }
-            if !has_external {
-                b.element(
-                    NO_ENDPOINT_NODEPORTS_MAP,
-                    key,
-                    Some(external_verdict.clone()),
-                    Some(&port_name),
-                );
-            }
-        }
-
-        // Internal traffic: masquerade off-cluster sources (or everything).
-        if has_internal {
-            let dst = addr(AddrField::Dst, false, svc.cluster_ip);
-            if node.masquerade_all {
-                b.rule(internal_chain, vec![dst, jump(MARK_MASQ_CHAIN)], None);
-            } else if let Some(not_local) = local_match(node, false) {
-                b.rule(
-                    internal_chain,
-                    vec![dst, not_local, jump(MARK_MASQ_CHAIN)],
-                    None,
-                );
-            }
-        }
-        // External traffic.
-        if uses_external {
-            if !svc.external_policy_local {
-                b.rule(&external_chain, vec![jump(MARK_MASQ_CHAIN)], None);
-            } else {
-                if let Some(local) = local_match(node, true) {
-                    b.rule(
-                        &external_chain,
-                        vec![local, goto(&cluster_chain)],
-                        Some("short-circuit pod traffic"),
-                    );
-                }
-                b.rule(
-                    &external_chain,
-                    vec![Expr::FibLocal(AddrField::Src), jump(MARK_MASQ_CHAIN)],
-                    Some("masquerade local traffic"),
-                );
-                b.rule(
-                    &external_chain,
-                    vec![Expr::FibLocal(AddrField::Src), goto(&cluster_chain)],
-                    Some("short-circuit local traffic"),
-                );
-            }
-            if has_external {
-                b.rule(&external_chain, vec![goto(external_policy_chain)], None);
-            }
-        }
-        if uses_fw {
-            let node_ip = node
-                .node_ips
-                .iter()
-                .copied()
-                .find(|ip| IpFamily::of(ip) == node.family);
-            let mut items: Vec<AddrItem> = Vec::new();
-            let mut allow_from_node = false;
-            for r in &svc.load_balancer_source_ranges {
-                items.push(AddrItem::Net(*r));
-                if node_ip.is_some_and(|ip| r.contains(&ip)) {
-                    allow_from_node = true;
-                }
-            }
-            if allow_from_node {
-                items.extend(svc.load_balancer_vips.iter().map(|ip| AddrItem::Ip(*ip)));
-            }
-            b.rule(
-                &fw_chain,
-                vec![
-                    Expr::AddrSet {
-                        field: AddrField::Src,
-                        neg: true,
-                        items,
-                        spaced: true,
-                    },
-                    Expr::Verdict(Verdict::Drop),
-                ],
-                None,
-            );
-        }
-        if let Some(timeout) = affinity {
-            for ep in &cat.all_reachable {
-                b.objs.sets.push(Set {
-                    name: ep_names(ep).1,
-                    key: vec![family.addr_type()],
-                    verdict_map: false,
-                    dynamic: true,
-                    timeout: Some(timeout),
-                    comment: None,
-                });
-            }
-        }
-        let to_endpoints = |b: &mut Builder, chain: &str, eps: &[&Endpoint]| {
-            if affinity.is_some() {
-                for ep in eps {
-                    let (ep_chain, aff) = ep_names(ep);
-                    b.rule(
-                        chain,
-                        vec![
-                            Expr::AddrInSet {
-                                field: AddrField::Src,
-                                set: aff,
-                            },
-                            goto(&ep_chain),
-                        ],
-                        None,
-                    );
-                }
-            }
-            b.rule(
-                chain,
-                vec![Expr::Numgen {
-                    targets: eps.iter().map(|ep| ep_names(ep).0).collect(),
-                }],
-                None,
-            );
-        };
-        if uses_cluster {
-            to_endpoints(&mut b, &cluster_chain, &cat.cluster);
-        }
-        if uses_local {
-            to_endpoints(&mut b, &local_chain, &cat.local);
-        }
-        for ep in &cat.all_reachable {
-            let (ep_chain, aff) = ep_names(ep);
-            b.rule(
-                &ep_chain,
-                vec![addr(AddrField::Src, false, ep.ip()), jump(MARK_MASQ_CHAIN)],
-                None,
-            );
-            if affinity.is_some() {
-                b.rule(
-                    &ep_chain,
-                    vec![Expr::Update {
-                        set: aff,
-                        field: AddrField::Src,
-                    }],
-                    None,
-                );
-            }
-            b.rule(
-                &ep_chain,
-                vec![Expr::L4Proto(proto), Expr::Dnat(ep.addr)],
-                None,
+                key3(*ip),
+                Some(v.clone()),
+                Some(name),
             );
         }
     }
-    b.objs
+    for ip in &svc.load_balancer_vips {
+        if plan.has_endpoints {
+            b.element(SERVICE_IPS_MAP, key3(*ip), goto_external(), None);
+        }
+        if plan.firewall.is_some() {
+            let to_fw = Some(Verdict::Goto(n.firewall.clone()));
+            b.element(FIREWALL_IPS_MAP, key3(*ip), to_fw, None);
+        }
+    }
+    if let Some(v) = &external_unserved {
+        for ip in &svc.load_balancer_vips {
+            b.element(
+                NO_ENDPOINT_SERVICES_MAP,
+                key3(*ip),
+                Some(v.clone()),
+                Some(name),
+            );
+        }
+    }
+    if let Some(np) = svc.node_port {
+        let key = vec![KeyPart::Proto(proto), KeyPart::Port(np)];
+        if plan.has_endpoints {
+            b.element(SERVICE_NODEPORTS_MAP, key.clone(), goto_external(), None);
+        }
+        if let Some(v) = external_unserved {
+            b.element(NO_ENDPOINT_NODEPORTS_MAP, key, Some(v), Some(name));
+        }
+    }
+}
+
+/// Internal traffic: masquerade off-cluster sources (or everything).
+fn internal_chain(
+    b: &mut Builder,
+    plan: &PortPlan<'_>,
+    n: &PortNames<'_, '_>,
+    node: &NodeSettings,
+) {
+    let chain = n.policy(plan.internal.policy);
+    let dst = addr(AddrField::Dst, false, plan.port.cluster_ip);
+    match plan.cluster_ip_masquerade {
+        None => {}
+        Some(ClusterIpMasquerade::All) => b.rule(chain, vec![dst, jump(MARK_MASQ_CHAIN)], None),
+        Some(ClusterIpMasquerade::OffCluster) => {
+            if let Some(not_local) = local_match(node, false) {
+                b.rule(chain, vec![dst, not_local, jump(MARK_MASQ_CHAIN)], None);
+            }
+        }
+    }
+}
+
+/// `external-`: its steps, in order.
+fn external_chain(
+    b: &mut Builder,
+    plan: &PortPlan<'_>,
+    n: &PortNames<'_, '_>,
+    node: &NodeSettings,
+) {
+    let from_node = || Expr::FibLocal(AddrField::Src);
+    for step in &plan.external_chain {
+        let (exprs, comment) = match step {
+            ExternalStep::Masquerade => (vec![jump(MARK_MASQ_CHAIN)], None),
+            ExternalStep::PodsToCluster => {
+                let Some(local) = local_match(node, true) else {
+                    continue;
+                };
+                (
+                    vec![local, goto(&n.cluster)],
+                    Some("short-circuit pod traffic"),
+                )
+            }
+            ExternalStep::MasqueradeFromNode => (
+                vec![from_node(), jump(MARK_MASQ_CHAIN)],
+                Some("masquerade local traffic"),
+            ),
+            ExternalStep::FromNodeToCluster => (
+                vec![from_node(), goto(&n.cluster)],
+                Some("short-circuit local traffic"),
+            ),
+            ExternalStep::ToPolicy => (vec![goto(n.policy(plan.external.policy))], None),
+        };
+        b.rule(&n.external, exprs, comment);
+    }
+}
+
+/// `firewall-`: drop sources outside `loadBalancerSourceRanges`.
+fn firewall_chain(b: &mut Builder, plan: &PortPlan<'_>, n: &PortNames<'_, '_>) {
+    let Some(fw) = &plan.firewall else {
+        return;
+    };
+    let mut items: Vec<AddrItem> = fw.sources.iter().map(|r| AddrItem::Net(*r)).collect();
+    if fw.allow_from_node {
+        let vips = &plan.port.load_balancer_vips;
+        items.extend(vips.iter().map(|ip| AddrItem::Ip(*ip)));
+    }
+    b.rule(
+        &n.firewall,
+        vec![
+            Expr::AddrSet {
+                field: AddrField::Src,
+                neg: true,
+                items,
+                spaced: true,
+            },
+            Expr::Verdict(Verdict::Drop),
+        ],
+        None,
+    );
+}
+
+/// Affinity sets, the policy chains' load balancing, and one chain per reachable endpoint.
+fn endpoint_chains(b: &mut Builder, plan: &PortPlan<'_>, n: &PortNames<'_, '_>, family: Family) {
+    if let Some(timeout) = plan.affinity {
+        for ep in &plan.reachable {
+            b.objs.sets.push(Set {
+                name: n.endpoint(ep).1,
+                key: vec![family.addr_type()],
+                verdict_map: false,
+                dynamic: true,
+                timeout: Some(timeout),
+                comment: None,
+            });
+        }
+    }
+    for (used, chain, eps) in [
+        (plan.uses_cluster_chain(), &n.cluster, &plan.cluster),
+        (plan.uses_local_chain(), &n.local, &plan.local),
+    ] {
+        if !used {
+            continue;
+        }
+        if plan.affinity.is_some() {
+            for ep in eps {
+                let (ep_chain, aff) = n.endpoint(ep);
+                let from_affine = Expr::AddrInSet {
+                    field: AddrField::Src,
+                    set: aff,
+                };
+                b.rule(chain, vec![from_affine, goto(&ep_chain)], None);
+            }
+        }
+        let targets = eps.iter().map(|ep| n.endpoint(ep).0).collect();
+        b.rule(chain, vec![Expr::Numgen { targets }], None);
+    }
+    let proto = plan.port.protocol();
+    for ep in &plan.reachable {
+        let (ep_chain, aff) = n.endpoint(ep);
+        let hairpin = addr(AddrField::Src, false, ep.ip());
+        b.rule(&ep_chain, vec![hairpin, jump(MARK_MASQ_CHAIN)], None);
+        if plan.affinity.is_some() {
+            let update = Expr::Update {
+                set: aff,
+                field: AddrField::Src,
+            };
+            b.rule(&ep_chain, vec![update], None);
+        }
+        b.rule(
+            &ep_chain,
+            vec![Expr::L4Proto(proto), Expr::Dnat(ep.addr)],
+            None,
+        );
+    }
 }
 
 /// The ports of Service `key` in `state`, with their endpoints.

@@ -7,7 +7,7 @@
 //! once. Each table's rules are replaced by one `iptables-restore` commit, so there is never a
 //! moment without them.
 
-use super::iptables::{Compiled, Compiler, ServiceChains, is_service_chain, jump_rules};
+use super::iptables_mode::{Compiled, Compiler, ServiceChains, is_service_chain, jump_rules};
 use super::settings::NodeSettings;
 use crate::conntrack::{Conntrack, stale_udp};
 use crate::iptables::{
@@ -252,7 +252,8 @@ fn run(cmd: &mut Command, program: &str) -> Result<bool, SyncError> {
 /// kubelets with a `-m mark` rule of their own besides the localnet rule kube-proxy also
 /// writes). kube-proxy's `iptables-restore` would flush it; the syncer instead adds its rules
 /// to it when missing, like the jumps, and `--cleanup` leaves it (as upstream's does).
-pub const KUBELET_CHAINS: [(Table, &str); 1] = [(Table::Filter, super::iptables::KUBE_FIREWALL)];
+pub const KUBELET_CHAINS: [(Table, &str); 1] =
+    [(Table::Filter, super::iptables_mode::KUBE_FIREWALL)];
 
 /// Moves the rules of [`KUBELET_CHAINS`] out of `compiled` (so the restore leaves those chains
 /// alone) and returns them, to be ensured one by one.

@@ -14,11 +14,11 @@
 //! does; upstream's commit fails then). [`plan_cleanup`] decides all of it from
 //! `iptables-save` text, without touching the kernel.
 
-use super::iptables::{
+use super::iptables_mode::{
     KUBE_EXTERNAL_SERVICES, KUBE_FIREWALL, KUBE_FORWARD, KUBE_MARK_MASQ, KUBE_NODEPORTS,
     KUBE_POSTROUTING, KUBE_PROXY_FIREWALL, KUBE_SERVICES, is_service_chain, jump_rules,
 };
-use super::sync::{SyncError, run_with_input};
+use super::iptables_sync::{SyncError, run_with_input};
 use crate::iptables::{
     ParseError, Rule, SavedRule, SavedTable, Table, Target, parse_save_tolerant,
 };
@@ -287,7 +287,7 @@ pub fn cleanup(
 /// [`cleanup`] of kube-proxy's iptables mode with `backend`'s programs.
 pub fn cleanup_iptables_mode(
     ns: &NetNs,
-    backend: super::sync::Backend,
+    backend: super::iptables_sync::Backend,
     family: IpFamily,
 ) -> Result<CleanupReport, SyncError> {
     let (restore, _, save) = backend.programs(family);
