@@ -39,31 +39,44 @@ mod dump;
 mod error;
 mod fdb;
 mod handle;
+mod kinds;
 mod link;
 mod monitor;
 mod neigh;
 pub mod netlink;
 mod route;
+mod rule;
 mod scope;
+mod settings;
 mod sys;
+mod sysctl;
+mod tc;
 mod tun;
 mod types;
 mod vxlan;
 
-pub use addr::{Address, Addresses};
+pub use addr::{Address, AddressSpec, Addresses};
 pub use batch::{Batch, BatchReport};
 #[doc(hidden)]
 pub use dump::{DumpDatagram, parse_dump_datagram};
 pub use error::{Error, Result};
 pub use fdb::{Fdb, FdbEntry};
 pub use handle::Handle;
-pub use link::{Bridge, Dummy, Link, LinkKind, LinkSet, LinkSpec, Links, Veth};
+pub use kinds::{
+    Ipvlan, IpvlanMode, Macvlan, MacvlanMode, Macvtap, StackedInfo, VLAN_ID_MAX, Vlan, VlanInfo,
+    VlanProtocol,
+};
+pub use link::{Bridge, Dummy, Ifb, Link, LinkKind, LinkSet, LinkSpec, Links, Veth};
 #[doc(hidden)]
 pub use monitor::parse_events;
 pub use monitor::{Event, Group, Monitor};
 pub use neigh::{NeighState, Neighbour, Neighbours};
-pub use route::{Protocol, Route, RouteKind, Routes, TABLE_LOCAL, TABLE_MAIN};
+pub use route::{NextHop, Protocol, Route, RouteGet, RouteKind, Routes, TABLE_LOCAL, TABLE_MAIN};
+pub use rule::{Family, Rule, RuleKind, Rules, TABLE_DEFAULT};
 pub use scope::Scope;
+pub use settings::{AddrGenMode, BridgePort, LinkStats};
+pub use sysctl::{LinkSysctl, Sysctls};
+pub use tc::{Filter, Filters, Htb, Qdisc, QdiscKind, Qdiscs, Tbf, TcId};
 pub use tun::{Offload, Tun, TunDevice, TunInfo};
 pub use types::{IFNAME_MAX, LinkRef, MacAddr, validate_ifname};
 pub use vxlan::{Df, PORT_IANA, PORT_LINUX, VNI_MAX, Vxlan, VxlanInfo};
