@@ -306,24 +306,34 @@ impl Addresses<'_> {
         Ok(())
     }
 
-    /// `ip address add NET dev LINK` (an [`IpNet`], or an [`AddressSpec`] with broadcast,
-    /// label, lifetimes, noprefixroute); [`Error::Exists`] if the link has it already.
-    pub fn add(&self, link: impl Into<LinkRef>, addr: impl Into<AddressSpec>) -> Result<()> {
+    /// `ip address add NET dev LINK`; [`Error::Exists`] if the link has it already.
+    pub fn add(&self, link: impl Into<LinkRef>, net: IpNet) -> Result<()> {
+        self.add_spec(link, &AddressSpec::new(net))
+    }
+
+    /// `ip address add NET [brd ..] [label ..] [valid_lft ..] [noprefixroute] dev LINK`: an
+    /// address with options; [`Error::Exists`] if the link has it already.
+    pub fn add_spec(&self, link: impl Into<LinkRef>, spec: &AddressSpec) -> Result<()> {
         self.change(
             "address add",
             link.into(),
-            addr.into(),
+            spec.clone(),
             NLM_F_CREATE | NLM_F_EXCL,
             false,
         )
     }
 
     /// `ip address replace NET dev LINK`: add, or update if present (idempotent).
-    pub fn replace(&self, link: impl Into<LinkRef>, addr: impl Into<AddressSpec>) -> Result<()> {
+    pub fn replace(&self, link: impl Into<LinkRef>, net: IpNet) -> Result<()> {
+        self.replace_spec(link, &AddressSpec::new(net))
+    }
+
+    /// `ip address replace` of an address with options (see [`add_spec`](Self::add_spec)).
+    pub fn replace_spec(&self, link: impl Into<LinkRef>, spec: &AddressSpec) -> Result<()> {
         self.change(
             "address replace",
             link.into(),
-            addr.into(),
+            spec.clone(),
             NLM_F_CREATE | NLM_F_REPLACE,
             false,
         )

@@ -190,15 +190,11 @@ impl<'h> Batch<'h> {
     }
 
     /// Adds `ip address replace`.
-    pub fn addr_replace(
-        &mut self,
-        link: impl Into<LinkRef>,
-        addr: impl Into<AddressSpec>,
-    ) -> Result<()> {
+    pub fn addr_replace(&mut self, link: impl Into<LinkRef>, net: IpNet) -> Result<()> {
         self.addr(
             "address replace",
             link.into(),
-            addr.into(),
+            AddressSpec::new(net),
             NLM_F_CREATE | NLM_F_REPLACE,
         )
     }

@@ -315,7 +315,7 @@ impl fmt::Display for Link {
         if self.group != 0 {
             write!(f, " group {}", self.group)?;
         }
-        if let Some(q) = self.txqlen {
+        if let Some(q) = self.txqlen.filter(|q| *q != 0) {
             write!(f, " qlen {q}")?;
         }
         f.write_str("\n    ")?;

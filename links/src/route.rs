@@ -716,12 +716,16 @@ impl Routes<'_> {
         Ok(routes_of(&replies, table, &names))
     }
 
-    /// The route the kernel would choose (`ip route get DST [from SRC] [iif DEV] [oif DEV]
-    /// [mark M] [table T] ...`), computed by the kernel's own lookup: an address, or a
-    /// [`RouteGet`] with the other selectors. An unreachable destination is [`Error::Kernel`]
-    /// with ENETUNREACH (EHOSTUNREACH, EINVAL for a martian with `iif`).
-    pub fn get(&self, query: impl Into<RouteGet>) -> Result<Route> {
-        let q = query.into();
+    /// The route the kernel would choose for `dst` (`ip route get DST`), computed by the
+    /// kernel's own lookup. An unreachable destination is [`Error::Kernel`] with ENETUNREACH.
+    pub fn get(&self, dst: IpAddr) -> Result<Route> {
+        self.get_with(&RouteGet::new(dst))
+    }
+
+    /// `ip route get DST [from SRC] [iif DEV] [oif DEV] [mark M] ...`: the lookup with the
+    /// selectors of a [`RouteGet`]. Unreachable is [`Error::Kernel`] with ENETUNREACH
+    /// (EHOSTUNREACH; EINVAL for a martian source with `iif`).
+    pub fn get_with(&self, q: &RouteGet) -> Result<Route> {
         let iif = q.iif.clone().map(|l| self.h.link().index(l)).transpose()?;
         let oif = q.oif.clone().map(|l| self.h.link().index(l)).transpose()?;
         let msg = q.to_message(iif, oif)?;
@@ -743,8 +747,7 @@ impl Routes<'_> {
             })
     }
 
-    /// `ip route get DST [from SRC] [oif DEV]`; the same as [`get`](Self::get) with a
-    /// [`RouteGet`].
+    /// `ip route get DST [from SRC] [oif DEV]`; the same as [`get_with`](Self::get_with).
     pub fn get_from(
         &self,
         dst: IpAddr,
@@ -754,12 +757,15 @@ impl Routes<'_> {
         let mut q = RouteGet::new(dst);
         q.from = src;
         q.oif = oif;
-        self.get(q)
+        self.get_with(&q)
     }
 }
 
-/// A route lookup: `ip route get DST [from SRC] [iif DEV] [oif DEV] [mark M] [table T]
-/// [ipproto P] [sport S] [dport D] [fibmatch]`.
+/// A route lookup: `ip route get DST [from SRC] [iif DEV] [oif DEV] [mark M] [ipproto P]
+/// [sport S] [dport D] [fibmatch]`. The answer's [`Route::table`] is the table the lookup
+/// found the route in (asked with RTM_F_LOOKUP_TABLE, as iproute2 does); the kernel has no
+/// lookup restricted to one table (RTA_TABLE is ignored in a route get; a policy rule with a
+/// mark selects a table instead).
 ///
 /// ```
 /// use podnet_links::RouteGet;
@@ -773,7 +779,6 @@ pub struct RouteGet {
     iif: Option<LinkRef>,
     oif: Option<LinkRef>,
     mark: Option<u32>,
-    table: Option<u32>,
     ipproto: Option<u8>,
     sport: Option<u16>,
     dport: Option<u16>,
@@ -795,7 +800,6 @@ impl RouteGet {
             iif: None,
             oif: None,
             mark: None,
-            table: None,
             ipproto: None,
             sport: None,
             dport: None,
@@ -824,12 +828,6 @@ impl RouteGet {
     /// `mark M`: the packet's firewall mark (policy routing rules match on it).
     pub fn mark(mut self, mark: u32) -> RouteGet {
         self.mark = Some(mark);
-        self
-    }
-
-    /// `table T`: look in one table only (the kernel ignores the rules then).
-    pub fn table(mut self, table: u32) -> RouteGet {
-        self.table = Some(table);
         self
     }
 
@@ -864,6 +862,8 @@ impl RouteGet {
         let mut msg = RouteMessage::default();
         msg.header.address_family = crate::addr::family(&self.dst);
         msg.header.destination_prefix_length = full;
+        // As iproute2 asks: report the table the lookup found the route in (else: main).
+        msg.header.flags |= RouteFlags::LookupTable;
         if self.fibmatch {
             msg.header.flags |= RouteFlags::FibMatch;
         }
@@ -882,9 +882,6 @@ impl RouteGet {
         }
         if let Some(m) = self.mark {
             msg.attributes.push(RouteAttribute::Mark(m));
-        }
-        if let Some(t) = self.table {
-            msg.attributes.push(RouteAttribute::Table(t));
         }
         if let Some(p) = self.ipproto {
             msg.attributes.push(RouteAttribute::IpProto(p));
@@ -914,9 +911,6 @@ impl fmt::Display for RouteGet {
         }
         if let Some(m) = self.mark {
             write!(f, " mark {m:#x}")?;
-        }
-        if let Some(t) = self.table {
-            write!(f, " table {t}")?;
         }
         if let Some(p) = self.ipproto {
             write!(f, " ipproto {p}")?;

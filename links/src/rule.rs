@@ -265,6 +265,8 @@ impl Rule {
             _ => return None,
         };
         let mut r = Rule::new(family);
+        // The kernel leaves out FRA_PRIORITY when it is 0.
+        r.priority = Some(0);
         r.invert = m.header.flags.contains(RuleFlags::Invert);
         r.table = u32::from(m.header.table);
         r.protocol = 0;

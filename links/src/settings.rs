@@ -237,8 +237,9 @@ pub(crate) struct BridgePortSet {
 
 impl BridgePortSet {
     pub(crate) fn attrs(&self) -> Vec<InfoBridgePort> {
+        type Make = fn(bool) -> InfoBridgePort;
         let mut out = Vec::new();
-        let pairs: [(Option<bool>, fn(bool) -> InfoBridgePort); 6] = [
+        let pairs: [(Option<bool>, Make); 6] = [
             (self.hairpin, InfoBridgePort::HairpinMode),
             (self.isolated, InfoBridgePort::Isolated),
             (self.learning, InfoBridgePort::Learning),

@@ -459,10 +459,25 @@ impl Qdiscs<'_> {
         } else {
             RouteNetlinkMessage::NewQueueDiscipline(msg)
         };
-        self.h
-            .request(msg, flags)
-            .map_err(|e| Error::from_netlink(op, format!("{} dev {dev}", q.kind.name()), e))?;
-        Ok(())
+        let what = format!("{} dev {dev}", q.kind.name());
+        match self.h.request(msg, flags) {
+            Ok(_) => Ok(()),
+            // Deleting where nothing is: the root's default qdisc has handle 0.
+            Err(crate::netlink::NetlinkError::Kernel(k))
+                if delete
+                    && k.errno == libc::EINVAL
+                    && k.message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("handle of zero")) =>
+            {
+                Err(Error::NotFound {
+                    name: what,
+                    errno: libc::ENOENT,
+                    message: k.message,
+                })
+            }
+            Err(e) => Err(Error::from_netlink(op, what, e)),
+        }
     }
 
     /// `tc qdisc add dev DEV ...`; [`Error::Exists`] if one is there already.
@@ -481,9 +496,24 @@ impl Qdiscs<'_> {
         )
     }
 
-    /// `tc qdisc del dev DEV PARENT KIND`; [`Error::NotFound`] if there is none.
+    /// `tc qdisc del dev DEV PARENT KIND`; [`Error::NotFound`] if the device has no qdisc of
+    /// that kind there (the kernel itself answers EINVAL, "Invalid handle", once an ingress
+    /// hook has lost its qdisc).
     pub fn del(&self, dev: impl Into<LinkRef>, qdisc: &Qdisc) -> Result<()> {
-        self.change("qdisc del", dev.into(), qdisc, 0)
+        let dev = dev.into();
+        let there = self.list(Some(dev.clone()))?.iter().any(|q| {
+            q.parent == qdisc.parent
+                && q.kind.name() == qdisc.kind.name()
+                && (qdisc.handle.major == 0 || q.handle.major == qdisc.handle.major)
+        });
+        if !there {
+            return Err(Error::NotFound {
+                name: format!("{} dev {dev}", qdisc.kind.name()),
+                errno: libc::ENOENT,
+                message: None,
+            });
+        }
+        self.change("qdisc del", dev, qdisc, 0)
     }
 
     /// The qdiscs of one device, or of all (`tc qdisc show [dev DEV]`).
