@@ -22,9 +22,7 @@ mod config;
 pub mod error;
 mod ipam;
 mod masq;
-mod nl;
 mod result;
-mod sha512;
 
 pub use args::{Args, Command};
 pub use config::{LATEST_VERSION, NetConf, SUPPORTED_VERSIONS};
