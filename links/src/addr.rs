@@ -249,19 +249,11 @@ impl AddressSpec {
     /// The netlink message for link `index`.
     pub(crate) fn to_message(&self, index: u32) -> Result<AddressMessage> {
         self.check()?;
+        // In iproute2's order: local, label, flags, address, broadcast, cacheinfo.
         let mut msg = address_message(index, &self.net);
-        if let Some(b) = self.broadcast_address() {
-            msg.attributes.push(AddressAttribute::Broadcast(b));
-        }
+        let address = msg.attributes.pop();
         if let Some(l) = &self.label {
             msg.attributes.push(AddressAttribute::Label(l.clone()));
-        }
-        if self.valid_lft.is_some() || self.preferred_lft.is_some() {
-            let valid = self.valid_lft.unwrap_or(FOREVER);
-            let mut info = CacheInfo::default();
-            info.ifa_preferred = self.preferred_lft.unwrap_or(valid);
-            info.ifa_valid = valid;
-            msg.attributes.push(AddressAttribute::CacheInfo(info));
         }
         let mut flags = AddressFlags::empty();
         if self.noprefixroute {
@@ -272,6 +264,17 @@ impl AddressSpec {
         }
         if !flags.is_empty() {
             msg.attributes.push(AddressAttribute::Flags(flags));
+        }
+        msg.attributes.extend(address);
+        if let Some(b) = self.broadcast_address() {
+            msg.attributes.push(AddressAttribute::Broadcast(b));
+        }
+        if self.valid_lft.is_some() || self.preferred_lft.is_some() {
+            let valid = self.valid_lft.unwrap_or(FOREVER);
+            let mut info = CacheInfo::default();
+            info.ifa_preferred = self.preferred_lft.unwrap_or(valid);
+            info.ifa_valid = valid;
+            msg.attributes.push(AddressAttribute::CacheInfo(info));
         }
         Ok(msg)
     }

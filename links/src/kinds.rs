@@ -237,8 +237,9 @@ impl Stacked {
         validate_ifname(&self.name)?;
         let parent = resolve(&self.parent)?;
         let mut msg = LinkMessage::default();
-        common_attrs(&mut msg, &self.name, self.mtu, self.mac);
+        // IFLA_LINK first, as `ip link add ... link PARENT` sends it.
         msg.attributes.push(LinkAttribute::Link(parent));
+        common_attrs(&mut msg, &self.name, self.mtu, self.mac);
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(kind),
             LinkInfo::Data(data),
@@ -452,7 +453,7 @@ impl LinkSpec for Vlan {
             VlanProtocol::Dot1Q => NlVlanProtocol::Ieee8021Q,
             VlanProtocol::Dot1Ad => NlVlanProtocol::Ieee8021Ad,
         };
-        let data = InfoData::Vlan(vec![InfoVlan::Id(self.id), InfoVlan::Protocol(protocol)]);
+        let data = InfoData::Vlan(vec![InfoVlan::Protocol(protocol), InfoVlan::Id(self.id)]);
         self.base.message(resolve, data, InfoKind::Vlan)
     }
 }

@@ -54,6 +54,8 @@ mod tc;
 mod tun;
 mod types;
 mod vxlan;
+#[cfg(test)]
+mod wire_tests;
 
 pub use addr::{Address, AddressSpec, Addresses};
 pub use batch::{Batch, BatchReport};

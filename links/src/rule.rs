@@ -6,7 +6,6 @@ use crate::route::{TABLE_LOCAL, TABLE_MAIN};
 use crate::types::validate_ifname;
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
-use netlink_packet_route::route::RouteProtocol;
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleFlags, RuleHeader, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::fmt;
@@ -98,7 +97,8 @@ pub struct Rule {
     pub table: u32,
     /// The action.
     pub kind: RuleKind,
-    /// Who installed the rule (`proto`): `kernel` for the three default rules.
+    /// Who installed the rule (`proto`), read back: `kernel` for the three default rules, 0
+    /// for rules added without one (as `ip rule add` and [`Rules::add`] add them).
     pub protocol: u8,
 }
 
@@ -116,7 +116,7 @@ impl Rule {
             fwmask: None,
             table: TABLE_MAIN,
             kind: RuleKind::Lookup,
-            protocol: u8::from(RouteProtocol::Boot),
+            protocol: 0,
         }
     }
 
@@ -201,7 +201,7 @@ impl Rule {
         Ok(())
     }
 
-    pub(crate) fn to_message(&self, delete: bool) -> Result<RuleMessage> {
+    pub(crate) fn to_message(&self) -> Result<RuleMessage> {
         self.check()?;
         let mut msg = RuleMessage::default();
         let h: &mut RuleHeader = &mut msg.header;
@@ -220,6 +220,7 @@ impl Rule {
         }
         let lookup = self.kind == RuleKind::Lookup;
         if lookup {
+            // RT_TABLE_UNSPEC in the header for tables above 255 (FRA_TABLE carries them).
             h.table = u8::try_from(self.table).unwrap_or(0);
         }
         if let Some(net) = self.from {
@@ -229,9 +230,6 @@ impl Rule {
         if let Some(net) = self.to {
             h.dst_len = net.prefix_len();
             msg.attributes.push(RuleAttribute::Destination(net.addr()));
-        }
-        if let Some(p) = self.priority {
-            msg.attributes.push(RuleAttribute::Priority(p));
         }
         if let Some(dev) = &self.iif {
             msg.attributes.push(RuleAttribute::Iifname(dev.clone()));
@@ -245,15 +243,15 @@ impl Rule {
                 msg.attributes.push(RuleAttribute::FwMask(mask));
             }
         }
-        if lookup {
+        // A table above 255 does not fit the header (as `ip rule` sends it).
+        if lookup && self.table > 255 {
             msg.attributes.push(RuleAttribute::Table(self.table));
+        }
+        if let Some(p) = self.priority {
+            msg.attributes.push(RuleAttribute::Priority(p));
         }
         if let RuleKind::Goto(p) = self.kind {
             msg.attributes.push(RuleAttribute::Goto(p));
-        }
-        if !delete {
-            msg.attributes
-                .push(RuleAttribute::Protocol(RouteProtocol::from(self.protocol)));
         }
         Ok(msg)
     }
@@ -359,7 +357,7 @@ pub struct Rules<'h> {
 impl Rules<'_> {
     /// `ip rule add`; [`Error::Exists`] if an equal rule is there.
     pub fn add(&self, rule: &Rule) -> Result<()> {
-        let msg = rule.to_message(false)?;
+        let msg = rule.to_message()?;
         self.h
             .request(RouteNetlinkMessage::NewRule(msg), NLM_F_CREATE | NLM_F_EXCL)
             .map_err(|e| Error::from_netlink("rule add", rule.to_string(), e))?;
@@ -368,7 +366,7 @@ impl Rules<'_> {
 
     /// `ip rule del`: the first rule whose set fields match; [`Error::NotFound`] if none.
     pub fn del(&self, rule: &Rule) -> Result<()> {
-        let msg = rule.to_message(true)?;
+        let msg = rule.to_message()?;
         self.h
             .request(RouteNetlinkMessage::DelRule(msg), 0)
             .map_err(|e| Error::from_netlink("rule del", rule.to_string(), e))?;

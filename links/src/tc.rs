@@ -354,7 +354,7 @@ impl Qdisc {
             QdiscKind::Ingress | QdiscKind::Clsact => Vec::new(),
             QdiscKind::Other(_, o) => o.clone(),
         };
-        if !options.is_empty() || matches!(self.kind, QdiscKind::Ingress | QdiscKind::Clsact) {
+        if !options.is_empty() {
             msg.attributes
                 .push(TcAttribute::Other(DefaultNla::new(TCA_OPTIONS, options)));
         }
@@ -605,9 +605,10 @@ impl Filter {
                 mirred,
             ))]),
         ];
+        // The action before the selector, as tc sends them.
         msg.attributes.push(TcAttribute::Options(vec![
-            TcOption::U32(TcFilterU32Option::Selector(sel)),
             TcOption::U32(TcFilterU32Option::Action(vec![action])),
+            TcOption::U32(TcFilterU32Option::Selector(sel)),
         ]));
         Ok(msg)
     }
