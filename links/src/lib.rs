@@ -6,8 +6,12 @@
 //! names and arguments are checked before any system call. [`Handle::batch`] pipelines bulk
 //! changes, many requests per system call.
 //!
-//! Devices: veth, bridge, VXLAN, TUN/TAP (through /dev/net/tun), dummy. Tables: addresses,
-//! routes, neighbours (ARP/NDP), bridge FDB. [`Monitor`] turns the kernel's change
+//! Devices: veth, bridge, VXLAN, TUN/TAP (through /dev/net/tun), dummy, ifb, macvlan, macvtap,
+//! ipvlan, VLAN, and their settings ([`LinkSet`]: promisc, txqueuelen, alias, group,
+//! addrgenmode, bridge port flags) and counters. Tables: addresses ([`AddressSpec`] for
+//! broadcast, label, lifetimes, noprefixroute), routes (multipath, [`RouteGet`] lookups),
+//! policy rules ([`Rule`]), neighbours (ARP/NDP), bridge FDB; traffic control ([`Qdisc`],
+//! [`Filter`]); per-link sysctls ([`LinkSysctl`]). [`Monitor`] turns the kernel's change
 //! notifications into typed [`Event`]s.
 //!
 //! ```no_run

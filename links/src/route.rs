@@ -16,6 +16,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
+/// RTM_F_CLONED: a route lookup's answer (or a cached clone), not a table entry.
+const RTM_F_CLONED: u32 = 0x200;
+
 /// The main routing table (what `ip route` shows).
 pub const TABLE_MAIN: u32 = 254;
 /// The local table (addresses of this host).
@@ -619,7 +622,8 @@ impl fmt::Display for Route {
                 t => write!(f, " table {t}")?,
             }
         }
-        if self.protocol != Protocol::Boot {
+        // As ip: no proto for boot routes, nor for the answers of a lookup (RTM_F_CLONED).
+        if self.protocol != Protocol::Boot && self.flags & RTM_F_CLONED == 0 {
             write!(f, " proto {}", self.protocol)?;
         }
         if let Some(s) = self.scope {
