@@ -18,6 +18,7 @@
 
 mod args;
 mod bridge;
+mod check;
 mod config;
 pub mod error;
 mod ipam;
@@ -101,7 +102,7 @@ fn dispatch(
         Command::Del => bridge::del(&args, &conf, &stdin).map(|()| String::new()),
         Command::Check => {
             needs("0.4.0", "CHECK")?;
-            bridge::check(&args, &conf, &stdin).map(|()| String::new())
+            check::check(&args, &conf, &stdin).map(|()| String::new())
         }
         Command::Status => {
             needs("1.1.0", "STATUS")?;
