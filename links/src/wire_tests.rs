@@ -79,8 +79,8 @@ fn same_parsed_request(name: &str, ours: RouteNetlinkMessage) {
 }
 
 /// Parses a reply fixture of traffic control, which netlink-packet-route 0.34 does not emit
-/// back as the kernel sent it: the options of a kind it does not know (tbf, htb) come back
-/// wrapped twice, and an action's options with NLA_F_NESTED set. podnet-links reads those
+/// back as the kernel sent it: the options of a kind it does not know (tbf, htb, clsact) come
+/// back wrapped twice, and an action's options with NLA_F_NESTED set. podnet-links reads those
 /// options itself from the parsed message, which is what is tested.
 fn tc_reply(name: &str) -> RouteNetlinkMessage {
     payload(&parse(&fixture(name))).clone()
@@ -172,6 +172,21 @@ fn a_macvlan_reads_back_from_the_kernels_reply() {
     assert_eq!(l.addrgenmode, Some(AddrGenMode::Eui64));
     let text = l.to_string();
     assert!(text.contains("\n    macvlan mode vepa"), "{text}");
+}
+
+#[test]
+fn an_ifb_reads_back_from_the_kernels_reply() {
+    let RouteNetlinkMessage::NewLink(m) = reply("ifb_link") else {
+        panic!("not a link")
+    };
+    let l = Link::from_message(&m);
+    assert_eq!(l.name, "ifb1");
+    assert_eq!(l.kind, Some(LinkKind::Ifb));
+    assert_eq!(l.stacked, None);
+    assert!(
+        l.to_string().ends_with("\n    ifb addrgenmode eui64"),
+        "{l}"
+    );
 }
 
 #[test]
@@ -359,6 +374,14 @@ fn rules_on_the_wire() {
         "rule6_add",
         RouteNetlinkMessage::NewRule(r6.to_message().unwrap()),
     );
+    let got = rules_of(&[reply("rule_rule")]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].family, Family::Inet);
+    assert_eq!((got[0].fwmark, got[0].fwmask), (Some(0x4000), Some(0x4000)));
+    assert_eq!(
+        got[0].to_string(),
+        "100:\tfrom all fwmark 0x4000/0x4000 lookup 100"
+    );
     let got = rules_of(&[reply("rule6_rule")]);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].family, Family::Inet6);
@@ -407,6 +430,23 @@ fn qdiscs_on_the_wire() {
         panic!("{q:?}")
     };
     assert_eq!((back.default_class, back.r2q), (0x30, 10));
+    for (name, kind, index) in [
+        ("ingress_qdisc", QdiscKind::Ingress, 3),
+        ("clsact_qdisc", QdiscKind::Clsact, 5),
+    ] {
+        // netlink-packet-route knows ingress (emitted again as it came), not clsact.
+        let msg = if kind == QdiscKind::Ingress {
+            reply(name)
+        } else {
+            tc_reply(name)
+        };
+        let RouteNetlinkMessage::NewQueueDiscipline(m) = msg else {
+            panic!("not a qdisc")
+        };
+        let q = Qdisc::from_message(&m);
+        assert_eq!((q.kind, q.index), (kind, index), "{name}");
+        assert_eq!((q.handle, q.parent), (TcId::INGRESS, TcId::INGRESS_PARENT));
+    }
 }
 
 #[test]
