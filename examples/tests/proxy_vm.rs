@@ -32,7 +32,7 @@ use kube_proxy_cluster::{PROGRAM_DIR_VAR, services_behave, up_mode};
 use podnet_testsupport::require_root;
 use std::path::{Path, PathBuf};
 use vm::Vm;
-use vm_tests::{KernelTest, KernelTests, kernel_has_ipvs};
+use vm_tests::{KernelTest, KernelTests};
 
 /// The links the cluster builds and the netfilter pieces of flanneld's and podnet-cni's
 /// rules, besides what [`Vm::ipvs_mode_tools`] adds for kube-proxy's ipvs mode.
@@ -119,6 +119,16 @@ fn ipvs_mode_on_the_cluster() {
 fn ipvs_kube_proxy_on_a_foreign_host() {
     require_root!();
     foreign_node::every_binary_keeps_the_foreign_host_intact("fh-ipvs", "vxlan", "ipvs");
+}
+
+/// `true` when this kernel has IPVS (a namespace of our own can open it; asking loads the
+/// module where IPVS is one). Needs root; without it, `false` (the VM needs no root).
+fn kernel_has_ipvs() -> bool {
+    if !vm::is_root() {
+        return false;
+    }
+    let ns = podnet_testsupport::TestNs::new("ipvs-probe");
+    podnet_nat::ipvs::Ipvs::in_ns(&ns).is_ok()
 }
 
 fn main() {

@@ -1,6 +1,6 @@
 //! Pipelined bulk changes: many requests per system call, one outcome per request.
 
-use crate::addr::address_message;
+use crate::addr::AddressSpec;
 use crate::error::{Error, Result};
 use crate::fdb::FdbEntry;
 use crate::handle::Handle;
@@ -140,22 +140,32 @@ impl<'h> Batch<'h> {
 
     /// Adds an `ip link set` built with [`Links::set`](crate::Links::set).
     pub fn link_set(&mut self, set: LinkSet<'_>) -> Result<()> {
-        let msg = set.to_message()?;
-        let name = msg
+        let msg = set.to_request()?;
+        let (RouteNetlinkMessage::SetLink(m) | RouteNetlinkMessage::NewLink(m)) = &msg else {
+            unreachable!("to_request makes link messages only")
+        };
+        let name = m
             .attributes
             .iter()
             .find_map(|a| match a {
                 netlink_packet_route::link::LinkAttribute::IfName(n) => Some(n.clone()),
                 _ => None,
             })
-            .unwrap_or_else(|| format!("if{}", msg.header.index));
-        self.push(RouteNetlinkMessage::SetLink(msg), 0, "link set", name);
+            .unwrap_or_else(|| format!("if{}", m.header.index));
+        self.push(msg, 0, "link set", name);
         Ok(())
     }
 
-    fn addr(&mut self, op: &'static str, link: LinkRef, net: IpNet, flags: u16) -> Result<()> {
+    fn addr(
+        &mut self,
+        op: &'static str,
+        link: LinkRef,
+        spec: AddressSpec,
+        flags: u16,
+    ) -> Result<()> {
         let index = self.index(&link)?;
-        let msg = address_message(index, &net);
+        let net = spec.net();
+        let msg = spec.to_message(index)?;
         let msg = if op == "address del" {
             RouteNetlinkMessage::DelAddress(msg)
         } else {
@@ -166,8 +176,17 @@ impl<'h> Batch<'h> {
     }
 
     /// Adds `ip address add`.
-    pub fn addr_add(&mut self, link: impl Into<LinkRef>, net: IpNet) -> Result<()> {
-        self.addr("address add", link.into(), net, NLM_F_CREATE | NLM_F_EXCL)
+    pub fn addr_add(
+        &mut self,
+        link: impl Into<LinkRef>,
+        addr: impl Into<AddressSpec>,
+    ) -> Result<()> {
+        self.addr(
+            "address add",
+            link.into(),
+            addr.into(),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
     }
 
     /// Adds `ip address replace`.
@@ -175,14 +194,14 @@ impl<'h> Batch<'h> {
         self.addr(
             "address replace",
             link.into(),
-            net,
+            AddressSpec::new(net),
             NLM_F_CREATE | NLM_F_REPLACE,
         )
     }
 
     /// Adds `ip address del`.
     pub fn addr_del(&mut self, link: impl Into<LinkRef>, net: IpNet) -> Result<()> {
-        self.addr("address del", link.into(), net, 0)
+        self.addr("address del", link.into(), AddressSpec::new(net), 0)
     }
 
     fn route(&mut self, op: &'static str, route: &Route, flags: u16, delete: bool) -> Result<()> {
@@ -190,7 +209,15 @@ impl<'h> Batch<'h> {
             Some(d) => Some(self.index(d)?),
             None => route.oif,
         };
-        let msg = route.to_message(oif, delete)?;
+        let hop_oifs = route
+            .nexthops
+            .iter()
+            .map(|hop| match &hop.dev {
+                Some(d) => self.index(d).map(Some),
+                None => Ok(hop.oif),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let msg = route.to_message(oif, &hop_oifs, delete)?;
         let msg = if delete {
             RouteNetlinkMessage::DelRoute(msg)
         } else {

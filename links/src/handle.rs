@@ -24,14 +24,21 @@ use std::sync::{Mutex, MutexGuard};
 pub struct Handle {
     conn: Mutex<Connection>,
     ns: Option<NetNs>,
+    /// The namespace the socket lives in and its inode, for what is not netlink (sysctls).
+    home: Option<(NetNs, u64)>,
 }
 
 impl Handle {
     /// A handle on the calling thread's current namespace.
     pub fn new() -> Result<Handle> {
+        let conn = Connection::new(NETLINK_ROUTE)?;
+        let home = NetNs::current()
+            .ok()
+            .and_then(|ns| ns.inode().ok().map(|i| (ns, i)));
         Ok(Handle {
-            conn: Mutex::new(Connection::new(NETLINK_ROUTE)?),
+            conn: Mutex::new(conn),
             ns: None,
+            home,
         })
     }
 
@@ -40,6 +47,7 @@ impl Handle {
         Ok(Handle {
             conn: Mutex::new(Connection::new_in(ns, NETLINK_ROUTE)?),
             ns: Some(ns.clone()),
+            home: ns.inode().ok().map(|i| (ns.clone(), i)),
         })
     }
 
@@ -73,9 +81,53 @@ impl Handle {
         Routes { h: self }
     }
 
+    /// Per-link sysctls of the handle's namespace (`sysctl net.ipv4.conf.DEV.*`).
+    pub fn sysctl(&self) -> crate::sysctl::Sysctls<'_> {
+        crate::sysctl::Sysctls { h: self }
+    }
+
+    /// Policy routing rules (`ip rule`).
+    pub fn rule(&self) -> crate::rule::Rules<'_> {
+        crate::rule::Rules { h: self }
+    }
+
+    /// Queueing disciplines (`tc qdisc`).
+    pub fn qdisc(&self) -> crate::tc::Qdiscs<'_> {
+        crate::tc::Qdiscs { h: self }
+    }
+
+    /// Traffic control filters (`tc filter`).
+    pub fn filter(&self) -> crate::tc::Filters<'_> {
+        crate::tc::Filters { h: self }
+    }
+
+    /// The id this namespace gives namespace `other` (`ip netns list-id`; what `link-netnsid`
+    /// shows on a veth whose peer lives there), if it assigned one.
+    pub fn nsid_of(&self, other: &NetNs) -> Result<Option<i32>> {
+        use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+        use std::os::fd::AsRawFd;
+        let mut msg = NsidMessage::default();
+        msg.attributes
+            .push(NsidAttribute::Fd(other.as_raw_fd() as u32));
+        let replies = self
+            .request(RouteNetlinkMessage::GetNsId(msg), 0)
+            .map_err(|e| crate::Error::from_netlink("netns list-id", "namespace", e))?;
+        Ok(replies.iter().find_map(|r| match r {
+            RouteNetlinkMessage::NewNsId(m) => m.attributes.iter().find_map(|a| match a {
+                NsidAttribute::Id(i) if *i >= 0 => Some(*i),
+                _ => None,
+            }),
+            _ => None,
+        }))
+    }
+
     /// A batch of changes sent pipelined, many per system call (`ip -batch`, faster).
     pub fn batch(&self) -> Batch<'_> {
         Batch::new(self)
+    }
+
+    pub(crate) fn home(&self) -> Option<(&NetNs, u64)> {
+        self.home.as_ref().map(|(ns, i)| (ns, *i))
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {

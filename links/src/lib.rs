@@ -6,8 +6,12 @@
 //! names and arguments are checked before any system call. [`Handle::batch`] pipelines bulk
 //! changes, many requests per system call.
 //!
-//! Devices: veth, bridge, VXLAN, TUN/TAP (through /dev/net/tun), dummy. Tables: addresses,
-//! routes, neighbours (ARP/NDP), bridge FDB. [`Monitor`] turns the kernel's change
+//! Devices: veth, bridge, VXLAN, TUN/TAP (through /dev/net/tun), dummy, ifb, macvlan, macvtap,
+//! ipvlan, VLAN, and their settings ([`LinkSet`]: promisc, txqueuelen, alias, group,
+//! addrgenmode, bridge port flags) and counters. Tables: addresses ([`AddressSpec`] for
+//! broadcast, label, lifetimes, noprefixroute), routes (multipath, [`RouteGet`] lookups),
+//! policy rules ([`Rule`]), neighbours (ARP/NDP), bridge FDB; traffic control ([`Qdisc`],
+//! [`Filter`]); per-link sysctls ([`LinkSysctl`]). [`Monitor`] turns the kernel's change
 //! notifications into typed [`Event`]s.
 //!
 //! ```no_run
@@ -15,8 +19,8 @@
 //! use podnet_netns::NetNs;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let node = NetNs::create("node1")?;
-//! let pod = NetNs::create("pod1")?;
+//! let node = NetNs::add("node1")?;
+//! let pod = NetNs::add("pod1")?;
 //! let h = Handle::in_ns(&node)?;
 //! h.link().add(&Bridge::new("cni0"))?;
 //! h.link().add(&Veth::new("veth-pod1").peer("eth0").peer_netns(&pod))?;
@@ -39,6 +43,7 @@ mod dump;
 mod error;
 mod fdb;
 mod handle;
+mod kinds;
 mod link;
 mod mac;
 mod monitor;
@@ -47,27 +52,41 @@ pub mod netlink;
 #[doc(hidden)]
 pub mod nlattr;
 mod route;
+mod rule;
 mod scope;
+mod settings;
 mod sys;
+mod sysctl;
+mod tc;
 mod tun;
 mod types;
 mod vni;
 mod vxlan;
+#[cfg(test)]
+mod wire_tests;
 
-pub use addr::{Address, Addresses};
+pub use addr::{Address, AddressSpec, Addresses};
 pub use batch::{Batch, BatchReport};
 #[doc(hidden)]
 pub use dump::{DumpDatagram, parse_dump_datagram};
 pub use error::{Error, Result};
 pub use fdb::{Fdb, FdbEntry};
 pub use handle::Handle;
-pub use link::{Bridge, Dummy, Link, LinkKind, LinkSet, LinkSpec, Links, Veth};
+pub use kinds::{
+    Ipvlan, IpvlanMode, Macvlan, MacvlanMode, Macvtap, StackedInfo, VLAN_ID_MAX, Vlan, VlanInfo,
+    VlanProtocol,
+};
+pub use link::{Bridge, Dummy, Ifb, Link, LinkKind, LinkSet, LinkSpec, Links, Veth};
 #[doc(hidden)]
 pub use monitor::parse_events;
 pub use monitor::{Event, Group, Monitor};
 pub use neigh::{NeighState, Neighbour, Neighbours};
-pub use route::{Protocol, Route, RouteKind, Routes, TABLE_LOCAL, TABLE_MAIN};
+pub use route::{NextHop, Protocol, Route, RouteGet, RouteKind, Routes, TABLE_LOCAL, TABLE_MAIN};
+pub use rule::{Family, Rule, RuleKind, Rules, TABLE_DEFAULT};
 pub use scope::Scope;
+pub use settings::{AddrGenMode, BridgePort, LinkStats};
+pub use sysctl::{LinkSysctl, Sysctls};
+pub use tc::{Filter, Filters, Htb, Qdisc, QdiscKind, Qdiscs, Tbf, TcId};
 pub use tun::{Offload, Tun, TunDevice, TunInfo};
 pub use types::{IFNAME_MAX, LinkRef, MacAddr, validate_ifname};
 pub use vni::Vni;

@@ -3,11 +3,14 @@
 
 use crate::error::{Error, Result};
 use crate::handle::Handle;
+use crate::kinds::StackedInfo;
+use crate::settings::{AddrGenMode, BridgePort, BridgePortSet, LinkStats};
 use crate::types::{LinkRef, MacAddr, validate_ifname};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+    InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage, State,
 };
 use podnet_netns::NetNs;
 use std::collections::HashMap;
@@ -28,6 +31,17 @@ pub enum LinkKind {
     Tun,
     /// A dummy device.
     Dummy,
+    /// An intermediate functional block device (traffic redirected to it by tc is shaped
+    /// there, as the CNI `bandwidth` plugin does for ingress).
+    Ifb,
+    /// A macvlan device.
+    Macvlan,
+    /// A macvtap device.
+    Macvtap,
+    /// An ipvlan device.
+    Ipvlan,
+    /// An 802.1Q/802.1ad VLAN device.
+    Vlan,
     /// Any other kind, by its kernel name.
     Other(String),
 }
@@ -40,6 +54,11 @@ impl LinkKind {
             InfoKind::Vxlan => LinkKind::Vxlan,
             InfoKind::Tun => LinkKind::Tun,
             InfoKind::Dummy => LinkKind::Dummy,
+            InfoKind::Ifb => LinkKind::Ifb,
+            InfoKind::MacVlan => LinkKind::Macvlan,
+            InfoKind::MacVtap => LinkKind::Macvtap,
+            InfoKind::IpVlan => LinkKind::Ipvlan,
+            InfoKind::Vlan => LinkKind::Vlan,
             other => LinkKind::Other(other.to_string()),
         }
     }
@@ -53,6 +72,11 @@ impl fmt::Display for LinkKind {
             LinkKind::Vxlan => "vxlan",
             LinkKind::Tun => "tun",
             LinkKind::Dummy => "dummy",
+            LinkKind::Ifb => "ifb",
+            LinkKind::Macvlan => "macvlan",
+            LinkKind::Macvtap => "macvtap",
+            LinkKind::Ipvlan => "ipvlan",
+            LinkKind::Vlan => "vlan",
             LinkKind::Other(s) => s,
         })
     }
@@ -94,6 +118,22 @@ pub struct Link {
     pub vxlan_dev_name: Option<String>,
     /// TUN/TAP settings, for TUN/TAP devices.
     pub tun: Option<crate::tun::TunInfo>,
+    /// macvlan, macvtap, ipvlan and VLAN settings, for those kinds.
+    pub stacked: Option<StackedInfo>,
+    /// Bridge port settings, for a link attached to a bridge.
+    pub bridge_port: Option<BridgePort>,
+    /// `alias`: the link's description (IFLA_IFALIAS).
+    pub alias: Option<String>,
+    /// `group`: the link's device group (0 is `default`).
+    pub group: u32,
+    /// How many times promiscuous mode was asked for (IFF_PROMISC shows whether it is on).
+    pub promiscuity: u32,
+    /// How many times all-multicast mode was asked for (IFF_ALLMULTI shows whether it is on).
+    pub allmulti: u32,
+    /// IPv6 address generation mode, when the link has IPv6.
+    pub addrgenmode: Option<AddrGenMode>,
+    /// Counters (`ip -s link`).
+    pub stats: Option<LinkStats>,
 }
 
 const IFF_UP: u32 = 0x1;
@@ -129,6 +169,14 @@ impl Link {
             vxlan: None,
             vxlan_dev_name: None,
             tun: None,
+            stacked: None,
+            bridge_port: None,
+            alias: None,
+            group: 0,
+            promiscuity: 0,
+            allmulti: 0,
+            addrgenmode: None,
+            stats: None,
         };
         for attr in &msg.attributes {
             match attr {
@@ -141,6 +189,12 @@ impl Link {
                 LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(*id),
                 LinkAttribute::TxQueueLen(q) => link.txqlen = Some(*q),
                 LinkAttribute::OperState(s) => link.oper_state = oper_state_name(s).into(),
+                LinkAttribute::IfAlias(a) => link.alias = Some(a.clone()),
+                LinkAttribute::Group(g) => link.group = *g,
+                LinkAttribute::Promiscuity(n) => link.promiscuity = *n,
+                LinkAttribute::AllMulticast(n) => link.allmulti = *n,
+                LinkAttribute::Stats64(st) => link.stats = Some(LinkStats::from_nl(st)),
+                LinkAttribute::AfSpecUnspec(_) => link.addrgenmode = AddrGenMode::from_attr(attr),
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         match info {
@@ -159,6 +213,10 @@ impl Link {
                                     })
                                     .collect();
                                 link.tun = Some(crate::tun::TunInfo::from_nlas(&nlas))
+                            }
+                            LinkInfo::Data(d) => link.stacked = StackedInfo::from_data(d),
+                            LinkInfo::PortData(InfoPortData::BridgePort(p)) => {
+                                link.bridge_port = Some(BridgePort::from_nl(p))
                             }
                             _ => {}
                         }
@@ -227,7 +285,8 @@ const FLAG_NAMES: &[(u32, &str)] = &[
 ];
 
 impl fmt::Display for Link {
-    /// Formats like `ip -d link show`, two lines.
+    /// Formats like `ip -d link show`: two lines, then the kind's settings, bridge port flags
+    /// and alias when there are any; with `{:#}`, the counters as `ip -s link` adds them.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.index, self.name)?;
         match (&self.link_name, self.link) {
@@ -253,7 +312,10 @@ impl fmt::Display for Link {
             _ => {}
         }
         write!(f, " state {}", self.oper_state)?;
-        if let Some(q) = self.txqlen {
+        if self.group != 0 {
+            write!(f, " group {}", self.group)?;
+        }
+        if let Some(q) = self.txqlen.filter(|q| *q != 0) {
             write!(f, " qlen {q}")?;
         }
         f.write_str("\n    ")?;
@@ -270,8 +332,22 @@ impl fmt::Display for Link {
             v.write(f, self.vxlan_dev_name.as_deref())?;
         } else if let Some(t) = &self.tun {
             write!(f, "\n    {t}")?;
+        } else if let Some(s) = &self.stacked {
+            write!(f, "\n    {s}")?;
         } else if let Some(kind) = &self.kind {
             write!(f, "\n    {kind}")?;
+        }
+        if let Some(p) = &self.bridge_port {
+            write!(f, "\n    {p}")?;
+        }
+        if let Some(m) = self.addrgenmode {
+            write!(f, " addrgenmode {m}")?;
+        }
+        if let Some(a) = &self.alias {
+            write!(f, "\n    alias {a}")?;
+        }
+        if let (true, Some(st)) = (f.alternate(), &self.stats) {
+            write!(f, "\n{st}")?;
         }
         Ok(())
     }
@@ -462,6 +538,15 @@ simple_kind!(
 );
 
 simple_kind!(
+    /// An intermediate functional block: `ip link add NAME type ifb`. Traffic redirected to it
+    /// with a tc `mirred` action is queued there (the CNI `bandwidth` plugin shapes a pod's
+    /// ingress on one).
+    Ifb,
+    InfoKind::Ifb,
+    "An ifb device named `name`."
+);
+
+simple_kind!(
     /// A dummy device: `ip link add NAME type dummy`. (Kernels without CONFIG_DUMMY refuse it
     /// with EOPNOTSUPP, "Unknown device type".)
     Dummy,
@@ -587,6 +672,13 @@ impl<'h> Links<'h> {
             master: None,
             name: None,
             netns: None,
+            promisc: None,
+            allmulticast: None,
+            txqueuelen: None,
+            alias: None,
+            group: None,
+            addrgenmode: None,
+            port: BridgePortSet::default(),
         }
     }
 }
@@ -603,9 +695,89 @@ pub struct LinkSet<'h> {
     master: Option<Option<LinkRef>>,
     name: Option<String>,
     netns: Option<NetNs>,
+    promisc: Option<bool>,
+    allmulticast: Option<bool>,
+    txqueuelen: Option<u32>,
+    alias: Option<String>,
+    group: Option<u32>,
+    addrgenmode: Option<AddrGenMode>,
+    port: BridgePortSet,
 }
 
 impl LinkSet<'_> {
+    /// `promisc on|off`.
+    pub fn promisc(mut self, on: bool) -> Self {
+        self.promisc = Some(on);
+        self
+    }
+
+    /// `allmulticast on|off`.
+    pub fn allmulticast(mut self, on: bool) -> Self {
+        self.allmulticast = Some(on);
+        self
+    }
+
+    /// `txqueuelen N` (0 for veths, as the reference CNI plugins set it).
+    pub fn txqueuelen(mut self, len: u32) -> Self {
+        self.txqueuelen = Some(len);
+        self
+    }
+
+    /// `alias TEXT`: a description, shown by `ip link`; the empty string removes it.
+    pub fn alias(mut self, alias: impl Into<String>) -> Self {
+        self.alias = Some(alias.into());
+        self
+    }
+
+    /// `group N`: the device group (0 is `default`).
+    pub fn group(mut self, group: u32) -> Self {
+        self.group = Some(group);
+        self
+    }
+
+    /// `addrgenmode MODE`: how the link makes its IPv6 link-local address.
+    pub fn addrgenmode(mut self, mode: AddrGenMode) -> Self {
+        self.addrgenmode = Some(mode);
+        self
+    }
+
+    /// `type bridge_slave hairpin on|off` (`bridge link set dev X hairpin on`): the link must
+    /// be a bridge port.
+    pub fn hairpin(mut self, on: bool) -> Self {
+        self.port.hairpin = Some(on);
+        self
+    }
+
+    /// `type bridge_slave isolated on|off`: isolated ports do not talk to each other.
+    pub fn isolated(mut self, on: bool) -> Self {
+        self.port.isolated = Some(on);
+        self
+    }
+
+    /// `type bridge_slave learning on|off`.
+    pub fn learning(mut self, on: bool) -> Self {
+        self.port.learning = Some(on);
+        self
+    }
+
+    /// `type bridge_slave flood on|off`: unknown unicast flooded to this port.
+    pub fn flood(mut self, on: bool) -> Self {
+        self.port.unicast_flood = Some(on);
+        self
+    }
+
+    /// `type bridge_slave mcast_flood on|off`.
+    pub fn mcast_flood(mut self, on: bool) -> Self {
+        self.port.multicast_flood = Some(on);
+        self
+    }
+
+    /// `type bridge_slave bcast_flood on|off`.
+    pub fn bcast_flood(mut self, on: bool) -> Self {
+        self.port.broadcast_flood = Some(on);
+        self
+    }
+
     /// `up`.
     pub fn up(mut self) -> Self {
         self.up = Some(true);
@@ -654,14 +826,25 @@ impl LinkSet<'_> {
         self
     }
 
-    /// Sends the change as one request.
+    /// Sends the change as one request (RTM_NEWLINK without NLM_F_CREATE when it changes
+    /// bridge port settings, which RTM_SETLINK does not carry; RTM_SETLINK otherwise).
     pub fn apply(self) -> Result<()> {
         let what = self.link.to_string();
-        let msg = self.to_message()?;
+        let msg = self.to_request()?;
         self.h
-            .request(RouteNetlinkMessage::SetLink(msg), 0)
+            .request(msg, 0)
             .map_err(|e| Error::from_netlink("link set", what, e))?;
         Ok(())
+    }
+
+    /// The request: RTM_SETLINK, or RTM_NEWLINK when bridge port settings are changed.
+    pub(crate) fn to_request(&self) -> Result<RouteNetlinkMessage> {
+        let msg = self.to_message()?;
+        Ok(if self.port.attrs().is_empty() {
+            RouteNetlinkMessage::SetLink(msg)
+        } else {
+            RouteNetlinkMessage::NewLink(msg)
+        })
     }
 
     pub(crate) fn to_message(&self) -> Result<LinkMessage> {
@@ -700,6 +883,41 @@ impl LinkSet<'_> {
         if let Some(ns) = &self.netns {
             msg.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
         }
+        self.settings_attrs(&mut msg);
         Ok(msg)
+    }
+
+    /// Flags and attributes of the settings that need no lookup.
+    fn settings_attrs(&self, msg: &mut LinkMessage) {
+        for (want, flag) in [
+            (self.promisc, LinkFlags::Promisc),
+            (self.allmulticast, LinkFlags::Allmulti),
+        ] {
+            if let Some(on) = want {
+                msg.header.change_mask |= flag;
+                if on {
+                    msg.header.flags |= flag;
+                }
+            }
+        }
+        if let Some(q) = self.txqueuelen {
+            msg.attributes.push(LinkAttribute::TxQueueLen(q));
+        }
+        if let Some(a) = &self.alias {
+            msg.attributes.push(LinkAttribute::IfAlias(a.clone()));
+        }
+        if let Some(g) = self.group {
+            msg.attributes.push(LinkAttribute::Group(g));
+        }
+        if let Some(m) = self.addrgenmode {
+            msg.attributes.push(m.attr());
+        }
+        let port = self.port.attrs();
+        if !port.is_empty() {
+            msg.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::PortKind(InfoPortKind::Bridge),
+                LinkInfo::PortData(InfoPortData::BridgePort(port)),
+            ]));
+        }
     }
 }

@@ -8,10 +8,7 @@ use crate::link::Link;
 use crate::neigh::Neighbour;
 use crate::netlink::{NetlinkError, decode, next_message};
 use crate::route::Route;
-use crate::scope::Scope;
 use crate::sys;
-use ipnet::IpNet;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::neighbour::NeighbourMessage;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::Socket;
@@ -202,26 +199,6 @@ impl AsRawFd for Monitor {
     }
 }
 
-fn address(m: &AddressMessage) -> Option<Address> {
-    let mut ip = None;
-    let mut label = None;
-    for a in &m.attributes {
-        match a {
-            AddressAttribute::Local(v) => ip = Some(*v),
-            AddressAttribute::Address(v) if ip.is_none() => ip = Some(*v),
-            AddressAttribute::Label(l) => label = Some(l.clone()),
-            _ => {}
-        }
-    }
-    Some(Address {
-        index: m.header.index,
-        dev: label.clone(),
-        addr: IpNet::new(ip?, m.header.prefix_len).ok()?,
-        scope: Scope::from_u8(u8::from(m.header.scope)),
-        label,
-    })
-}
-
 fn is_bridge(m: &NeighbourMessage) -> bool {
     m.header.family == AddressFamily::Bridge
 }
@@ -230,8 +207,8 @@ fn to_event(msg: RouteNetlinkMessage, names: &HashMap<u32, String>) -> Option<Ev
     Some(match msg {
         RouteNetlinkMessage::NewLink(m) => Event::NewLink(Link::from_message(&m)),
         RouteNetlinkMessage::DelLink(m) => Event::DelLink(Link::from_message(&m)),
-        RouteNetlinkMessage::NewAddress(m) => Event::NewAddress(address(&m)?),
-        RouteNetlinkMessage::DelAddress(m) => Event::DelAddress(address(&m)?),
+        RouteNetlinkMessage::NewAddress(m) => Event::NewAddress(Address::from_message(&m, names)?),
+        RouteNetlinkMessage::DelAddress(m) => Event::DelAddress(Address::from_message(&m, names)?),
         RouteNetlinkMessage::NewRoute(m) => Event::NewRoute(Route::from_message(&m, names)?),
         RouteNetlinkMessage::DelRoute(m) => Event::DelRoute(Route::from_message(&m, names)?),
         RouteNetlinkMessage::NewNeighbour(m) if is_bridge(&m) => {

@@ -9,12 +9,15 @@ use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
-    RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteNextHop,
+    RouteNextHopFlags, RouteProtocol, RouteScope, RouteType,
 };
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
+
+/// RTM_F_CLONED: a route lookup's answer (or a cached clone), not a table entry.
+const RTM_F_CLONED: u32 = 0x200;
 
 /// The main routing table (what `ip route` shows).
 pub const TABLE_MAIN: u32 = 254;
@@ -195,6 +198,99 @@ pub struct Route {
     pub kind: RouteKind,
     /// `onlink`: the gateway is on the link even without a matching prefix.
     pub onlink: bool,
+    /// `nexthop via GW dev DEV weight W ...`: the paths of a multipath route (then `gateway`
+    /// and `dev` are unset).
+    pub nexthops: Vec<NextHop>,
+    /// Input device of a `route get ... iif DEV` answer.
+    pub iif: Option<u32>,
+    /// Every RTM_F_*/RTNH_F_* flag the kernel set, decoded or not (`onlink` is one of them).
+    pub flags: u32,
+}
+
+/// One path of a multipath route: `nexthop via GW dev DEV weight W [onlink]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NextHop {
+    /// Next hop (`via`).
+    pub gateway: Option<IpAddr>,
+    /// Output device (`dev`); on routes read from the kernel, its name when known.
+    pub dev: Option<LinkRef>,
+    /// Output device index, on routes read from the kernel.
+    pub oif: Option<u32>,
+    /// Relative weight, 1 to 256 (`weight`).
+    pub weight: u16,
+    /// `onlink`.
+    pub onlink: bool,
+    /// RTNH_F_* flags as the kernel reported them (`dead`, `linkdown`, ...).
+    pub flags: u8,
+}
+
+impl NextHop {
+    /// A path through `gateway`, weight 1.
+    pub fn via(gateway: IpAddr) -> NextHop {
+        NextHop {
+            gateway: Some(gateway),
+            dev: None,
+            oif: None,
+            weight: 1,
+            onlink: false,
+            flags: 0,
+        }
+    }
+
+    /// A path out of `dev` without a gateway, weight 1.
+    pub fn dev_only(dev: impl Into<LinkRef>) -> NextHop {
+        NextHop {
+            gateway: None,
+            dev: Some(dev.into()),
+            oif: None,
+            weight: 1,
+            onlink: false,
+            flags: 0,
+        }
+    }
+
+    /// `dev DEV`.
+    pub fn dev(mut self, dev: impl Into<LinkRef>) -> NextHop {
+        self.dev = Some(dev.into());
+        self
+    }
+
+    /// `weight W` (1 to 256).
+    pub fn weight(mut self, weight: u16) -> NextHop {
+        self.weight = weight;
+        self
+    }
+
+    /// `onlink`.
+    pub fn onlink(mut self) -> NextHop {
+        self.onlink = true;
+        self
+    }
+}
+
+impl fmt::Display for NextHop {
+    /// Like a `nexthop` line of `ip route`: `nexthop via 10.0.0.1 dev eth0 weight 1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("nexthop")?;
+        if let Some(gw) = self.gateway {
+            write!(f, " via {gw}")?;
+        }
+        if let Some(dev) = &self.dev {
+            write!(f, " dev {dev}")?;
+        }
+        write!(f, " weight {}", self.weight)?;
+        if self.onlink {
+            f.write_str(" onlink")?;
+        }
+        if self.flags & RouteNextHopFlags::Dead.bits() != 0 {
+            f.write_str(" dead")?;
+        }
+        if self.flags & RouteNextHopFlags::Linkdown.bits() != 0 {
+            f.write_str(" linkdown")?;
+        }
+        Ok(())
+    }
 }
 
 impl Route {
@@ -212,7 +308,16 @@ impl Route {
             protocol: Protocol::Boot,
             kind: RouteKind::Unicast,
             onlink: false,
+            nexthops: Vec::new(),
+            iif: None,
+            flags: 0,
         }
+    }
+
+    /// `nexthop ...`: adds a path, making this a multipath route.
+    pub fn nexthop(mut self, hop: NextHop) -> Route {
+        self.nexthops.push(hop);
+        self
     }
 
     /// `blackhole DST`.
@@ -276,6 +381,20 @@ impl Route {
 
     fn check(&self) -> Result<()> {
         let v4 = self.dst.addr().is_ipv4();
+        for hop in &self.nexthops {
+            if hop.gateway.is_some_and(|a| a.is_ipv4() != v4) {
+                return Err(Error::InvalidArgument {
+                    what: format!("route {}", self.dst),
+                    reason: "a nexthop gateway is not of the destination's address family".into(),
+                });
+            }
+            if !(1..=256).contains(&hop.weight) {
+                return Err(Error::InvalidArgument {
+                    what: format!("route {}", self.dst),
+                    reason: format!("nexthop weight {} is not within 1..=256", hop.weight),
+                });
+            }
+        }
         for (what, addr) in [("gateway", self.gateway), ("src", self.src)] {
             if addr.is_some_and(|a| a.is_ipv4() != v4) {
                 return Err(Error::InvalidArgument {
@@ -287,8 +406,14 @@ impl Route {
         Ok(())
     }
 
-    /// Builds the netlink message; `oif` is the resolved output device.
-    pub(crate) fn to_message(&self, oif: Option<u32>, delete: bool) -> Result<RouteMessage> {
+    /// Builds the netlink message; `oif` is the resolved output device, `hop_oifs` those of
+    /// the nexthops.
+    pub(crate) fn to_message(
+        &self,
+        oif: Option<u32>,
+        hop_oifs: &[Option<u32>],
+        delete: bool,
+    ) -> Result<RouteMessage> {
         self.check()?;
         let mut msg = RouteMessage::default();
         let h = &mut msg.header;
@@ -320,7 +445,9 @@ impl Route {
             let scope = self.scope.unwrap_or(match self.kind {
                 RouteKind::Local => Scope::Host,
                 RouteKind::Broadcast | RouteKind::Multicast | RouteKind::Anycast => Scope::Link,
-                RouteKind::Unicast if self.gateway.is_none() => Scope::Link,
+                RouteKind::Unicast if self.gateway.is_none() && self.nexthops.is_empty() => {
+                    Scope::Link
+                }
                 _ => Scope::Universe,
             });
             h.scope = RouteScope::from(scope.to_u8());
@@ -349,6 +476,27 @@ impl Route {
         if u8::try_from(self.table).is_err() {
             msg.attributes.push(RouteAttribute::Table(self.table));
         }
+        if !self.nexthops.is_empty() {
+            let hops = self
+                .nexthops
+                .iter()
+                .zip(hop_oifs.iter().chain(std::iter::repeat(&None)))
+                .map(|(hop, oif)| {
+                    let mut nh = RouteNextHop::default();
+                    nh.hops = (hop.weight.saturating_sub(1)) as u8;
+                    nh.interface_index = oif.or(hop.oif).unwrap_or(0);
+                    if hop.onlink {
+                        nh.flags |= RouteNextHopFlags::Onlink;
+                    }
+                    if let Some(gw) = hop.gateway {
+                        nh.attributes
+                            .push(RouteAttribute::Gateway(route_address(gw)));
+                    }
+                    nh
+                })
+                .collect();
+            msg.attributes.push(RouteAttribute::MultiPath(hops));
+        }
         Ok(msg)
     }
 
@@ -374,6 +522,10 @@ impl Route {
                 RouteAttribute::PrefSource(s) => r.src = ip_of(s),
                 RouteAttribute::Priority(p) => r.metric = Some(*p),
                 RouteAttribute::Table(t) => r.table = *t,
+                RouteAttribute::Iif(i) => r.iif = Some(*i),
+                RouteAttribute::MultiPath(hops) => {
+                    r.nexthops = hops.iter().map(|nh| NextHop::from_nl(nh, names)).collect()
+                }
                 _ => {}
             }
         }
@@ -386,7 +538,28 @@ impl Route {
         r.protocol = Protocol::from_nl(h.protocol);
         r.kind = RouteKind::from_nl(h.kind);
         r.onlink = h.flags.contains(RouteFlags::Onlink);
+        r.flags = h.flags.bits();
         Some(r)
+    }
+}
+
+impl NextHop {
+    fn from_nl(nh: &RouteNextHop, names: &HashMap<u32, String>) -> NextHop {
+        let oif = (nh.interface_index != 0).then_some(nh.interface_index);
+        NextHop {
+            gateway: nh.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(g) => ip_of(g),
+                _ => None,
+            }),
+            dev: oif.map(|i| match names.get(&i) {
+                Some(n) => LinkRef::Name(n.clone()),
+                None => LinkRef::Index(i),
+            }),
+            oif,
+            weight: u16::from(nh.hops) + 1,
+            onlink: nh.flags.contains(RouteNextHopFlags::Onlink),
+            flags: nh.flags.bits(),
+        }
     }
 }
 
@@ -449,7 +622,8 @@ impl fmt::Display for Route {
                 t => write!(f, " table {t}")?,
             }
         }
-        if self.protocol != Protocol::Boot {
+        // As ip: no proto for boot routes, nor for the answers of a lookup (RTM_F_CLONED).
+        if self.protocol != Protocol::Boot && self.flags & RTM_F_CLONED == 0 {
             write!(f, " proto {}", self.protocol)?;
         }
         if let Some(s) = self.scope {
@@ -471,6 +645,9 @@ impl fmt::Display for Route {
         if self.onlink {
             f.write_str(" onlink")?;
         }
+        for hop in &self.nexthops {
+            write!(f, "\n\t{hop}")?;
+        }
         Ok(())
     }
 }
@@ -490,7 +667,15 @@ impl Routes<'_> {
     }
 
     fn change(&self, op: &'static str, route: &Route, flags: u16, delete: bool) -> Result<()> {
-        let msg = route.to_message(self.oif(route)?, delete)?;
+        let hop_oifs = route
+            .nexthops
+            .iter()
+            .map(|hop| match &hop.dev {
+                Some(d) => self.h.link().index(d.clone()).map(Some),
+                None => Ok(hop.oif),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let msg = route.to_message(self.oif(route)?, &hop_oifs, delete)?;
         let msg = if delete {
             RouteNetlinkMessage::DelRoute(msg)
         } else {
@@ -538,34 +723,20 @@ impl Routes<'_> {
     /// The route the kernel would choose for `dst` (`ip route get DST`), computed by the
     /// kernel's own lookup. An unreachable destination is [`Error::Kernel`] with ENETUNREACH.
     pub fn get(&self, dst: IpAddr) -> Result<Route> {
-        self.get_from(dst, None, None)
+        self.get_with(&RouteGet::new(dst))
     }
 
-    /// `ip route get DST [from SRC] [oif DEV]`.
-    pub fn get_from(
-        &self,
-        dst: IpAddr,
-        src: Option<IpAddr>,
-        oif: Option<LinkRef>,
-    ) -> Result<Route> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = crate::addr::family(&dst);
-        msg.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
-        msg.attributes
-            .push(RouteAttribute::Destination(route_address(dst)));
-        if let Some(s) = src {
-            msg.header.source_prefix_length = msg.header.destination_prefix_length;
-            msg.attributes
-                .push(RouteAttribute::Source(route_address(s)));
-        }
-        if let Some(o) = oif {
-            let i = self.h.link().index(o)?;
-            msg.attributes.push(RouteAttribute::Oif(i));
-        }
+    /// `ip route get DST [from SRC] [iif DEV] [oif DEV] [mark M] ...`: the lookup with the
+    /// selectors of a [`RouteGet`]. Unreachable is [`Error::Kernel`] with ENETUNREACH
+    /// (EHOSTUNREACH; EINVAL for a martian source with `iif`).
+    pub fn get_with(&self, q: &RouteGet) -> Result<Route> {
+        let iif = q.iif.clone().map(|l| self.h.link().index(l)).transpose()?;
+        let oif = q.oif.clone().map(|l| self.h.link().index(l)).transpose()?;
+        let msg = q.to_message(iif, oif)?;
         let replies = self
             .h
             .request(RouteNetlinkMessage::GetRoute(msg), 0)
-            .map_err(|e| Error::from_netlink("route get", dst.to_string(), e))?;
+            .map_err(|e| Error::from_netlink("route get", q.dst.to_string(), e))?;
         let names = self.h.link().names()?;
         replies
             .iter()
@@ -574,9 +745,189 @@ impl Routes<'_> {
                 _ => None,
             })
             .ok_or_else(|| Error::NotFound {
-                name: dst.to_string(),
+                name: q.dst.to_string(),
                 errno: libc::ENOENT,
                 message: Some("no route returned".into()),
             })
+    }
+
+    /// `ip route get DST [from SRC] [oif DEV]`; the same as [`get_with`](Self::get_with).
+    pub fn get_from(
+        &self,
+        dst: IpAddr,
+        src: Option<IpAddr>,
+        oif: Option<LinkRef>,
+    ) -> Result<Route> {
+        let mut q = RouteGet::new(dst);
+        q.from = src;
+        q.oif = oif;
+        self.get_with(&q)
+    }
+}
+
+/// A route lookup: `ip route get DST [from SRC] [iif DEV] [oif DEV] [mark M] [ipproto P]
+/// [sport S] [dport D] [fibmatch]`. The answer's [`Route::table`] is the table the lookup
+/// found the route in (asked with RTM_F_LOOKUP_TABLE, as iproute2 does); the kernel has no
+/// lookup restricted to one table (RTA_TABLE is ignored in a route get; a policy rule with a
+/// mark selects a table instead).
+///
+/// ```
+/// use podnet_links::RouteGet;
+/// let q = RouteGet::new("10.96.0.10".parse().unwrap()).iif("cni0").mark(0x4000);
+/// assert_eq!(q.to_string(), "10.96.0.10 iif cni0 mark 0x4000");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteGet {
+    dst: IpAddr,
+    from: Option<IpAddr>,
+    iif: Option<LinkRef>,
+    oif: Option<LinkRef>,
+    mark: Option<u32>,
+    ipproto: Option<u8>,
+    sport: Option<u16>,
+    dport: Option<u16>,
+    fibmatch: bool,
+}
+
+impl From<IpAddr> for RouteGet {
+    fn from(dst: IpAddr) -> RouteGet {
+        RouteGet::new(dst)
+    }
+}
+
+impl RouteGet {
+    /// A lookup of `dst`.
+    pub fn new(dst: IpAddr) -> RouteGet {
+        RouteGet {
+            dst,
+            from: None,
+            iif: None,
+            oif: None,
+            mark: None,
+            ipproto: None,
+            sport: None,
+            dport: None,
+            fibmatch: false,
+        }
+    }
+
+    /// `from SRC`: the source address (with `iif`, the packet's; otherwise the one to use).
+    pub fn from(mut self, src: IpAddr) -> RouteGet {
+        self.from = Some(src);
+        self
+    }
+
+    /// `iif DEV`: look up as for a packet received on `DEV` (forwarding), not sent locally.
+    pub fn iif(mut self, dev: impl Into<LinkRef>) -> RouteGet {
+        self.iif = Some(dev.into());
+        self
+    }
+
+    /// `oif DEV`: force the output device.
+    pub fn oif(mut self, dev: impl Into<LinkRef>) -> RouteGet {
+        self.oif = Some(dev.into());
+        self
+    }
+
+    /// `mark M`: the packet's firewall mark (policy routing rules match on it).
+    pub fn mark(mut self, mark: u32) -> RouteGet {
+        self.mark = Some(mark);
+        self
+    }
+
+    /// `ipproto P [sport S] [dport D]`: the flow's protocol and ports (for rules and
+    /// multipath hashing that use them).
+    pub fn ipproto(mut self, proto: u8, sport: Option<u16>, dport: Option<u16>) -> RouteGet {
+        self.ipproto = Some(proto);
+        self.sport = sport;
+        self.dport = dport;
+        self
+    }
+
+    /// `fibmatch`: answer with the matching route entry rather than the resulting route.
+    pub fn fibmatch(mut self) -> RouteGet {
+        self.fibmatch = true;
+        self
+    }
+
+    /// The destination looked up.
+    pub fn dst(&self) -> IpAddr {
+        self.dst
+    }
+
+    pub(crate) fn to_message(&self, iif: Option<u32>, oif: Option<u32>) -> Result<RouteMessage> {
+        if self.from.is_some_and(|s| s.is_ipv4() != self.dst.is_ipv4()) {
+            return Err(Error::InvalidArgument {
+                what: format!("route get {}", self.dst),
+                reason: "from is not of the destination's address family".into(),
+            });
+        }
+        let full = if self.dst.is_ipv4() { 32 } else { 128 };
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = crate::addr::family(&self.dst);
+        msg.header.destination_prefix_length = full;
+        // As iproute2 asks: report the table the lookup found the route in (else: main).
+        msg.header.flags |= RouteFlags::LookupTable;
+        if self.fibmatch {
+            msg.header.flags |= RouteFlags::FibMatch;
+        }
+        msg.attributes
+            .push(RouteAttribute::Destination(route_address(self.dst)));
+        if let Some(s) = self.from {
+            msg.header.source_prefix_length = full;
+            msg.attributes
+                .push(RouteAttribute::Source(route_address(s)));
+        }
+        if let Some(i) = iif {
+            msg.attributes.push(RouteAttribute::Iif(i));
+        }
+        if let Some(o) = oif {
+            msg.attributes.push(RouteAttribute::Oif(o));
+        }
+        if let Some(m) = self.mark {
+            msg.attributes.push(RouteAttribute::Mark(m));
+        }
+        if let Some(p) = self.ipproto {
+            msg.attributes.push(RouteAttribute::IpProto(p));
+            if let Some(sp) = self.sport {
+                msg.attributes.push(RouteAttribute::Sport(sp));
+            }
+            if let Some(dp) = self.dport {
+                msg.attributes.push(RouteAttribute::Dport(dp));
+            }
+        }
+        Ok(msg)
+    }
+}
+
+impl fmt::Display for RouteGet {
+    /// The arguments of `ip route get`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.dst)?;
+        if let Some(s) = self.from {
+            write!(f, " from {s}")?;
+        }
+        if let Some(i) = &self.iif {
+            write!(f, " iif {i}")?;
+        }
+        if let Some(o) = &self.oif {
+            write!(f, " oif {o}")?;
+        }
+        if let Some(m) = self.mark {
+            write!(f, " mark {m:#x}")?;
+        }
+        if let Some(p) = self.ipproto {
+            write!(f, " ipproto {p}")?;
+            if let Some(sp) = self.sport {
+                write!(f, " sport {sp}")?;
+            }
+            if let Some(dp) = self.dport {
+                write!(f, " dport {dp}")?;
+            }
+        }
+        if self.fibmatch {
+            f.write_str(" fibmatch")?;
+        }
+        Ok(())
     }
 }

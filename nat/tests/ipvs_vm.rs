@@ -14,8 +14,8 @@
 mod ipvs_kernel;
 mod support;
 
-use support::vm::Vm;
-use support::vm_tests::{KernelTests, kernel_has_ipvs};
+use support::vm::{self, Vm};
+use support::vm_tests::KernelTests;
 
 /// The other IPVS schedulers (the tests use them all) and veth, besides what
 /// [`Vm::ipvs_mode_tools`] adds.
@@ -44,6 +44,16 @@ fn setup(vm: &mut Vm) -> Result<(), String> {
     vm.modules(MODULES)?;
     vm.ipvs_mode_tools()?;
     Ok(())
+}
+
+/// `true` when this kernel has IPVS (a namespace of our own can open it; asking loads the
+/// module where IPVS is one). Needs root; without it, `false` (the VM needs no root).
+fn kernel_has_ipvs() -> bool {
+    if !vm::is_root() {
+        return false;
+    }
+    let ns = podnet_testsupport::TestNs::new("ipvs-probe");
+    podnet_nat::ipvs::Ipvs::in_ns(&ns).is_ok()
 }
 
 fn main() {

@@ -1,30 +1,37 @@
-//! ADD, DEL and CHECK of the bridge plugin: a bridge on the host, a veth pair into the
+//! ADD and DEL of the bridge plugin (CHECK is in `check.rs`): a bridge on the host, a veth pair into the
 //! container, addresses and routes from the in-process IPAM.
 //!
-//! ADD checks everything it can before it changes anything (the container's interface name,
-//! a conflicting address on the bridge) and undoes what it did when a later step fails: the
+//! ADD reads as the reference plugin's `cmdAdd`: [`Attach::open`] checks what it can before
+//! anything changes (the container's interface name, a conflicting address on the bridge) and
+//! makes sure the bridge is there; then [`Attach::run`] makes the veth pair while the lease is
+//! taken, gives the bridge its gateway addresses, configures the container's interface, turns
+//! forwarding on and adds the masquerade rules. When a step fails, what ADD did is undone: the
 //! veth pair, the lease and the masquerade rules. What all the network's containers share (the
 //! bridge, its gateway address, forwarding) stays, as other ADDs may already rely on it.
+//!
+//! Every kernel change goes through podnet-links: links, addresses, routes and the per-link
+//! sysctls of the right namespace.
 
 use super::args::Args;
 use super::config::NetConf;
 use super::error::{
-    ADDRESS_CONFLICT, CHECK_FAILED, CniError, INTERFACE_EXISTS, INVALID_CONFIG,
-    INVALID_ENVIRONMENT, KERNEL,
+    ADDRESS_CONFLICT, CniError, INTERFACE_EXISTS, INVALID_CONFIG, INVALID_ENVIRONMENT, KERNEL,
 };
 use super::result::{CniResult, Interface, IpCfg, RouteCfg};
-use super::{ipam, masq, nl};
+use super::{ipam, masq};
 use ipnet::IpNet;
-use podnet_ipam::PodAllocator;
-use podnet_links::netlink::Connection;
-use podnet_links::{Handle, Link, LinkKind, Route, Scope, Veth};
+use podnet_ipam::{Allocation, PodAllocator};
+use podnet_links::{AddressSpec, Bridge, Handle, Link, LinkKind, LinkSysctl, Route, Scope, Veth};
 use podnet_netns::{NetNs, NetNsError};
 use std::io::Read;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
-const IFF_PROMISC: u32 = 0x100;
+pub(super) const IFF_PROMISC: u32 = 0x100;
+/// How long the veth pair may take to come up, as the reference plugin waits.
+const OPER_UP_WAIT: Duration = Duration::from_millis(2550);
 
-fn open_container(path: &str) -> Result<NetNs, CniError> {
+pub(super) fn open_container(path: &str) -> Result<NetNs, CniError> {
     NetNs::open_path(path).map_err(|e| match e {
         NetNsError::NotFound { .. } => CniError::new(
             INVALID_ENVIRONMENT,
@@ -37,28 +44,10 @@ fn open_container(path: &str) -> Result<NetNs, CniError> {
     })
 }
 
-/// A podnet-links handle and a raw socket, both inside `ns`, opened on one helper thread.
-fn sockets_in(ns: &NetNs) -> Result<(Handle, Connection), CniError> {
-    let opened = ns
-        .run(|| -> Result<(Handle, Connection), String> {
-            let h = Handle::new().map_err(|e| e.to_string())?;
-            let c = nl::connect().map_err(|e| e.to_string())?;
-            Ok((h, c))
-        })
-        .map_err(|e| CniError::new(KERNEL, format!("entering the container namespace: {e}")))?;
-    opened.map_err(|e| CniError::new(KERNEL, format!("netlink in the container namespace: {e}")))
-}
-
-fn host_sockets() -> Result<(Handle, Connection), CniError> {
-    let h = Handle::new().map_err(|e| CniError::kernel("netlink socket", e))?;
-    let c = nl::connect().map_err(|e| CniError::new(KERNEL, format!("netlink socket: {e}")))?;
-    Ok((h, c))
-}
-
-/// Writes a sysctl of the calling thread's namespace; errors are ignored, as the reference
-/// plugin ignores them (a kernel without IPv6 has no `net/ipv6`).
-fn sysctl(key: &str, value: &str) {
-    let _ = std::fs::write(format!("/proc/sys/{key}"), value);
+/// Sets a per-link sysctl; errors are ignored, as the reference plugin ignores them (a kernel
+/// without IPv6 has no `net/ipv6`).
+fn sysctl_best_effort(h: &Handle, dev: &str, key: LinkSysctl, value: i64) {
+    let _ = h.sysctl().set(dev, key, value);
 }
 
 fn random_veth_name() -> String {
@@ -73,86 +62,94 @@ fn random_veth_name() -> String {
             .unwrap_or(0);
         b = (t ^ std::process::id().rotate_left(16)).to_be_bytes();
     }
-    format!("veth{}", super::sha512::hex(&b))
+    format!("veth{:08x}", u32::from_be_bytes(b))
 }
 
 /// Finds or creates the bridge, and makes sure it is a bridge, up, and promiscuous if asked.
-fn ensure_bridge(h: &Handle, raw: &mut Connection, conf: &NetConf) -> Result<Link, CniError> {
+fn ensure_bridge(host: &Handle, conf: &NetConf) -> Result<Link, CniError> {
     let name = conf.bridge.as_str();
-    let mut br = match h.link().get(name) {
+    let mut bridge = match host.link().get(name) {
         Ok(l) => l,
         Err(e) if e.is_not_found() => {
-            let mut spec = podnet_links::Bridge::new(name);
+            let mut spec = Bridge::new(name);
             if let Some(m) = conf.mtu {
                 spec = spec.mtu(m);
             }
-            match h.link().add(&spec) {
+            match host.link().add(&spec) {
                 Ok(()) => {}
                 Err(e) if e.is_exists() => {} // another ADD made it meanwhile
                 Err(e) => return Err(CniError::kernel(format!("creating bridge {name}"), e)),
             }
             // We want to own the routes of the bridge.
-            sysctl(&format!("net/ipv6/conf/{name}/accept_ra"), "0");
-            h.link()
+            sysctl_best_effort(host, name, LinkSysctl::AcceptRa, 0);
+            host.link()
                 .get(name)
                 .map_err(|e| CniError::kernel(format!("reading bridge {name}"), e))?
         }
         Err(e) => return Err(CniError::kernel(format!("reading bridge {name}"), e)),
     };
-    if br.kind != Some(LinkKind::Bridge) {
+    if bridge.kind != Some(LinkKind::Bridge) {
         return Err(CniError::new(
             INVALID_CONFIG,
             format!(
                 "{name:?} already exists but is not a bridge ({}): set \"bridge\" to another name \
                  or delete that device",
-                br.kind
+                bridge
+                    .kind
                     .map(|k| k.to_string())
                     .unwrap_or_else(|| "no kind".into())
             ),
         ));
     }
-    if conf.promisc_mode && br.flags & IFF_PROMISC == 0 {
-        nl::set_promisc(raw, br.index).map_err(|e| {
-            CniError::new(KERNEL, format!("setting bridge {name} promiscuous: {e}"))
-        })?;
+    if conf.promisc_mode && bridge.flags & IFF_PROMISC == 0 {
+        host.link()
+            .set(bridge.index)
+            .promisc(true)
+            .apply()
+            .map_err(|e| CniError::kernel(format!("setting bridge {name} promiscuous"), e))?;
     }
-    if !br.is_up() {
-        h.link()
-            .set(br.index)
+    if !bridge.is_up() {
+        host.link()
+            .set(bridge.index)
             .up()
             .apply()
             .map_err(|e| CniError::kernel(format!("setting bridge {name} up"), e))?;
-        br.flags |= 1;
+        bridge.flags |= 1;
     }
-    Ok(br)
+    Ok(bridge)
 }
 
-/// Whether the bridge has `gw` already (`Ok(true)`), or an address that conflicts with it:
-/// any other IPv4 address, an overlapping IPv6 one. A conflict is an error unless
+/// Whether the bridge has `gateway` already (`Ok(true)`), or an address that conflicts with
+/// it: any other IPv4 address, an overlapping IPv6 one. A conflict is an error unless
 /// forceAddress is set; then the conflicting addresses are returned for removal.
 fn gateway_conflict(
-    raw: &mut Connection,
-    br: &Link,
-    gw: IpNet,
+    host: &Handle,
+    bridge: &Link,
+    gateway: IpNet,
     conf: &NetConf,
 ) -> Result<Result<bool, Vec<IpNet>>, CniError> {
-    let addrs = nl::addresses(raw, br.index)
-        .map_err(|e| CniError::new(KERNEL, format!("listing the addresses of {}: {e}", br.name)))?;
-    let v4 = gw.addr().is_ipv4();
+    let addrs: Vec<IpNet> = host
+        .addr()
+        .list(Some(bridge.index.into()))
+        .map_err(|e| CniError::kernel(format!("listing the addresses of {}", bridge.name), e))?
+        .iter()
+        .map(|a| a.addr)
+        .collect();
+    let v4 = gateway.addr().is_ipv4();
     let mut conflicts = Vec::new();
     for a in addrs.iter().filter(|a| a.addr().is_ipv4() == v4) {
-        if *a == gw {
+        if *a == gateway {
             return Ok(Ok(true));
         }
-        if v4 || a.contains(&gw.addr()) || gw.contains(&a.addr()) {
+        if v4 || a.contains(&gateway.addr()) || gateway.contains(&a.addr()) {
             if !conf.force_address {
                 return Err(CniError::new(
                     ADDRESS_CONFLICT,
                     format!(
-                        "bridge {:?} already has address {}, which conflicts with gateway {gw} \
-                         of network {:?}: remove it (ip addr del {} dev {}), use another \
-                         \"bridge\", or set \"forceAddress\": true",
-                        br.name, a, conf.name, a, br.name
+                        "bridge {:?} already has address {}, which conflicts with gateway \
+                         {gateway} of network {:?}: remove it (ip addr del {} dev {}), use \
+                         another \"bridge\", or set \"forceAddress\": true",
+                        bridge.name, a, conf.name, a, bridge.name
                     ),
                 ));
             }
@@ -166,47 +163,17 @@ fn gateway_conflict(
     }
 }
 
-/// Gives the bridge the gateway address `gw` (see [`gateway_conflict`]). `true` when it added
-/// the address.
-fn ensure_gateway_addr(
-    h: &Handle,
-    raw: &mut Connection,
-    br: &Link,
-    gw: IpNet,
-    conf: &NetConf,
-) -> Result<bool, CniError> {
-    match gateway_conflict(raw, br, gw, conf)? {
-        Ok(true) => return Ok(false),
-        Ok(false) => {}
-        Err(conflicts) => {
-            for a in conflicts {
-                h.addr()
-                    .del(br.index, a)
-                    .map_err(|e| CniError::kernel(format!("removing {a} from {}", br.name), e))?;
-            }
-        }
+/// Adds `net` with its broadcast address (`ip address add NET brd + dev LINK`), as the
+/// reference plugins add theirs. `Ok(false)` when the link has it already.
+fn add_address(h: &Handle, index: u32, net: IpNet) -> Result<bool, podnet_links::Error> {
+    match h
+        .addr()
+        .add_spec(index, &AddressSpec::new(net).broadcast_auto())
+    {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_exists() => Ok(false),
+        Err(e) => Err(e),
     }
-    nl::add_address(raw, br.index, &gw).map_err(|e| {
-        CniError::new(
-            KERNEL,
-            format!("adding gateway {gw} to bridge {}: {e}", br.name),
-        )
-    })
-}
-
-/// Pins the bridge's MAC to the one it had before the port was attached, so that it no longer
-/// follows the lowest-numbered port as veths come and go. Done once a port is attached, as the
-/// reference plugin does: a bridge pinned before it has ports keeps a zero bridge id and an
-/// UNKNOWN operational state.
-fn pin_bridge_mac(h: &Handle, br: &Link) -> Result<(), CniError> {
-    if let Some(mac) = br.mac {
-        h.link()
-            .set(br.index)
-            .mac(mac)
-            .apply()
-            .map_err(|e| CniError::kernel(format!("pinning the MAC of {}", br.name), e))?;
-    }
-    Ok(())
 }
 
 /// What ADD has done so far, to undo on failure.
@@ -239,427 +206,528 @@ impl Undo<'_> {
     }
 }
 
+/// Both ends of the container's veth pair.
+struct VethPair {
+    /// The end on the bridge, in the host's namespace.
+    host_end: Link,
+    /// The end in the container (named CNI_IFNAME).
+    container_end: Link,
+}
+
+/// One ADD: the request, the two namespaces' handles and the bridge.
+struct Attach<'a> {
+    args: &'a Args,
+    conf: &'a NetConf,
+    alloc: Option<PodAllocator>,
+    requested: Vec<IpAddr>,
+    /// The container's namespace.
+    netns: NetNs,
+    /// rtnetlink in the host's namespace (where the plugin runs).
+    host: Handle,
+    /// rtnetlink in the container's namespace.
+    container: Handle,
+    bridge: Link,
+}
+
 /// ADD: attaches the container and returns the result.
 pub(crate) fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult, CniError> {
-    let alloc = if conf.has_ipam {
-        Some(ipam::open(stdin)?)
-    } else {
-        None
-    };
-    let requested = ipam::requested(&args.cni_args)?;
-    let cns = open_container(&args.netns)?;
-    // The host's sockets and bridge on a second thread while this one enters the container.
-    let (container, host) = std::thread::scope(|s| {
-        let host = s.spawn(|| -> Result<_, CniError> {
-            let (host, mut hraw) = host_sockets()?;
-            let br = ensure_bridge(&host, &mut hraw, conf)?;
-            Ok((host, hraw, br))
-        });
-        let container = sockets_in(&cns);
-        let host = host
-            .join()
-            .unwrap_or(Err(CniError::new(KERNEL, "the bridge thread panicked")));
-        (container, host)
-    });
-    let (ch, mut craw) = container?;
-    let (host, mut hraw, br) = host?;
-    match ch.link().get(args.ifname.as_str()) {
-        Ok(_) => {
-            return Err(CniError::new(
-                INTERFACE_EXISTS,
-                format!(
-                    "the container already has an interface named {:?}: choose another CNI_IFNAME \
-                     or DEL the previous attachment",
-                    args.ifname
-                ),
-            ));
-        }
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(CniError::kernel("reading the container's interfaces", e)),
-    }
-
+    let attach = Attach::open(args, conf, stdin)?;
     let mut undo = Undo {
-        host: &host,
+        host: &attach.host,
         lease: None,
         veth: None,
         masq: Vec::new(),
     };
-    let result = add_steps(
-        args,
-        conf,
-        alloc.as_ref(),
-        &requested,
-        &cns,
-        (&ch, &mut craw),
-        (&host, &mut hraw),
-        br,
-        &mut undo,
-    );
+    let result = attach.run(&mut undo);
     if result.is_err() {
         undo.run(args, conf);
     }
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-fn add_steps<'a>(
-    args: &Args,
-    conf: &NetConf,
-    alloc: Option<&'a PodAllocator>,
-    requested: &[IpAddr],
-    cns: &NetNs,
-    (ch, craw): (&Handle, &mut Connection),
-    (host, hraw): (&Handle, &mut Connection),
-    br: Link,
-    undo: &mut Undo<'a>,
-) -> Result<CniResult, CniError> {
-    let mut result = CniResult {
-        dns: conf.dns.clone(),
-        routes: conf.ipam_routes.clone(),
-        ..CniResult::default()
-    };
-
-    // A conflicting address on the bridge fails before anything is changed, when the range
-    // sets tell the gateway in advance (one range per set, the usual case).
-    if conf.is_gateway && !conf.force_address {
-        if let Some(alloc) = alloc {
-            for set in alloc.config().ranges.iter().filter(|s| s.len() == 1) {
-                let r = &set[0];
-                if let Ok(gw) = IpNet::new(r.gateway, r.subnet.prefix_len()) {
-                    // Without forceAddress, a conflict is the error; the rest can wait.
-                    let _ = gateway_conflict(hraw, &br, gw, conf)?;
-                }
+impl<'a> Attach<'a> {
+    /// Opens the IPAM store and the container's namespace, makes sure the bridge is there (on
+    /// a second thread while this one opens the container's handle), and checks that the
+    /// container has no interface of the name asked for. Changes nothing but the bridge.
+    fn open(args: &'a Args, conf: &'a NetConf, stdin: &[u8]) -> Result<Attach<'a>, CniError> {
+        let alloc = if conf.has_ipam {
+            Some(ipam::open(stdin)?)
+        } else {
+            None
+        };
+        let requested = ipam::requested(&args.cni_args)?;
+        let netns = open_container(&args.netns)?;
+        let (container, host) = std::thread::scope(|s| {
+            let host = s.spawn(|| -> Result<_, CniError> {
+                let host = Handle::new().map_err(|e| CniError::kernel("netlink socket", e))?;
+                let bridge = ensure_bridge(&host, conf)?;
+                Ok((host, bridge))
+            });
+            let container = Handle::in_ns(&netns)
+                .map_err(|e| CniError::kernel("netlink in the container namespace", e));
+            let host = host
+                .join()
+                .unwrap_or(Err(CniError::new(KERNEL, "the bridge thread panicked")));
+            (container, host)
+        });
+        let container = container?;
+        let (host, bridge) = host?;
+        match container.link().get(args.ifname.as_str()) {
+            Ok(_) => {
+                return Err(CniError::new(
+                    INTERFACE_EXISTS,
+                    format!(
+                        "the container already has an interface named {:?}: choose another \
+                         CNI_IFNAME or DEL the previous attachment",
+                        args.ifname
+                    ),
+                ));
             }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(CniError::kernel("reading the container's interfaces", e)),
         }
-    }
-
-    // The lease is taken on a second thread while this one makes the veth pair: the two do
-    // not depend on each other, and either's failure undoes both.
-    if let Some(a) = alloc {
-        undo.lease = Some(a);
-    }
-    let v6 = alloc.is_some_and(|a| {
-        a.config()
-            .ranges
-            .iter()
-            .any(|s| s.iter().any(|r| r.subnet.addr().is_ipv6()))
-    });
-    let (veth, got) = std::thread::scope(|s| {
-        let lease = alloc
-            .map(|a| s.spawn(move || a.allocate_with(&args.container_id, &args.ifname, requested)));
-        let veth = make_veth(
+        Ok(Attach {
             args,
             conf,
-            cns,
-            (ch, &mut *craw),
-            (host, &mut *hraw),
-            &br,
-            v6,
-            undo,
-        );
-        let got = match lease {
-            None => Ok(Vec::new()),
-            Some(j) => j
-                .join()
-                .unwrap_or(Err(podnet_ipam::AllocError::BadArgument {
-                    field: "ipam",
-                    reason: "the allocating thread panicked",
-                })),
-        };
-        (veth, got)
-    });
-    let (hv, cl) = veth?;
-    result.ips = got?
-        .iter()
-        .map(|a| IpCfg {
-            interface: Some(2),
-            address: a.address,
-            gateway: Some(a.gateway),
+            alloc,
+            requested,
+            netns,
+            host,
+            container,
+            bridge,
         })
-        .collect();
+    }
 
-    let mut gateways: Vec<IpNet> = Vec::new();
-    let mut default_found = [false, false];
-    for ip in &result.ips {
-        let v6 = ip.address.addr().is_ipv6();
-        let default = if v6 {
-            IpNet::V6(ipnet::Ipv6Net::default())
-        } else {
-            IpNet::V4(ipnet::Ipv4Net::default())
-        };
-        if conf.is_default_gateway && !default_found[v6 as usize] {
-            if !result
-                .routes
-                .iter()
-                .any(|r| r.gw.is_some() && r.dst == default)
-            {
-                result.routes.push(RouteCfg::new(default, ip.gateway));
-            }
-            default_found[v6 as usize] = true;
+    /// The steps of ADD after [`open`](Self::open), each recorded in `undo`.
+    fn run<'u>(&'u self, undo: &mut Undo<'u>) -> Result<CniResult, CniError> {
+        self.check_gateway_conflicts_early()?;
+        let (pair, leases) = self.make_veth_while_leasing(undo)?;
+        let mut result = self.result_with_ips(&leases);
+        let gateways = self.gateway_addresses(&result);
+        self.ensure_gateways_on_bridge(&gateways)?;
+        self.configure_container(&pair, &result)?;
+        self.enable_forwarding(&gateways);
+        if self.conf.ip_masq && !result.ips.is_empty() {
+            let addrs: Vec<IpNet> = result.ips.iter().map(|i| i.address).collect();
+            undo.masq = addrs.iter().map(|a| a.addr()).collect();
+            masq::setup(&self.conf.name, &self.args.container_id, &addrs)?;
         }
-        if conf.is_gateway {
-            if let Some(g) = ip.gateway {
-                if let Ok(n) = IpNet::new(g, ip.address.prefix_len()) {
-                    gateways.push(n);
+        result.interfaces = self.interfaces(&pair)?;
+        Ok(result)
+    }
+
+    /// A conflicting address on the bridge fails before anything is changed, when the range
+    /// sets tell the gateway in advance (one range per set, the usual case).
+    fn check_gateway_conflicts_early(&self) -> Result<(), CniError> {
+        let (true, false, Some(alloc)) = (
+            self.conf.is_gateway,
+            self.conf.force_address,
+            self.alloc.as_ref(),
+        ) else {
+            return Ok(());
+        };
+        for set in alloc.config().ranges.iter().filter(|s| s.len() == 1) {
+            let range = &set[0];
+            if let Ok(gateway) = IpNet::new(range.gateway, range.subnet.prefix_len()) {
+                // Without forceAddress, a conflict is the error; the rest can wait.
+                let _ = gateway_conflict(&self.host, &self.bridge, gateway, self.conf)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the veth pair while a second thread takes the lease: the two do not depend on
+    /// each other, and either's failure undoes both.
+    fn make_veth_while_leasing<'u>(
+        &'u self,
+        undo: &mut Undo<'u>,
+    ) -> Result<(VethPair, Vec<Allocation>), CniError> {
+        undo.lease = self.alloc.as_ref();
+        let (pair, leases) = std::thread::scope(|s| {
+            let lease = self.alloc.as_ref().map(|a| {
+                s.spawn(move || {
+                    a.allocate_with(&self.args.container_id, &self.args.ifname, &self.requested)
+                })
+            });
+            let pair = self.make_veth(undo);
+            let leases = match lease {
+                None => Ok(Vec::new()),
+                Some(j) => j
+                    .join()
+                    .unwrap_or(Err(podnet_ipam::AllocError::BadArgument {
+                        field: "ipam",
+                        reason: "the allocating thread panicked",
+                    })),
+            };
+            (pair, leases)
+        });
+        Ok((pair?, leases?))
+    }
+
+    /// Whether the IPAM ranges have IPv6 (then IPv6 is turned on in the container).
+    fn wants_ipv6(&self) -> bool {
+        self.alloc.as_ref().is_some_and(|a| {
+            a.config()
+                .ranges
+                .iter()
+                .any(|s| s.iter().any(|r| r.subnet.addr().is_ipv6()))
+        })
+    }
+
+    /// Makes the veth pair (the host end with a random name, the container end inside the
+    /// container directly), attaches the host end to the bridge, and sets the container end's
+    /// sysctls. Returns both ends.
+    fn make_veth(&self, undo: &mut Undo<'_>) -> Result<VethPair, CniError> {
+        let host_veth = self.create_veth_pair()?;
+        undo.veth = Some(host_veth.clone());
+        // The host end on a second thread while this one sets the container end's sysctls.
+        let host_end = std::thread::scope(|s| {
+            let host_end = s.spawn(|| self.attach_host_end(&host_veth));
+            self.container_sysctls();
+            host_end
+                .join()
+                .unwrap_or(Err(CniError::new(KERNEL, "the veth thread panicked")))
+        })?;
+        let ifname = &self.args.ifname;
+        let container_end = self
+            .container
+            .link()
+            .get(ifname.as_str())
+            .map_err(|e| CniError::kernel(format!("reading {ifname} in the container"), e))?;
+        // Like the reference plugin's veths: no transmit queue length (they use no queue).
+        self.container
+            .link()
+            .set(container_end.index)
+            .txqueuelen(0)
+            .apply()
+            .map_err(|e| {
+                CniError::kernel(format!("setting txqlen of {ifname} in the container"), e)
+            })?;
+        Ok(VethPair {
+            host_end,
+            container_end,
+        })
+    }
+
+    /// Creates the pair, drawing another host name when one is taken; returns the host end's
+    /// name.
+    fn create_veth_pair(&self) -> Result<String, CniError> {
+        for _ in 0..10 {
+            let name = random_veth_name();
+            let mut spec = Veth::new(&name)
+                .peer(&self.args.ifname)
+                .peer_netns(&self.netns);
+            if let Some(m) = self.conf.mtu {
+                spec = spec.mtu(m);
+            }
+            if let Some(mac) = self.conf.mac {
+                spec = spec.peer_mac(mac);
+            }
+            match self.host.link().add(&spec) {
+                Ok(()) => return Ok(name),
+                Err(e) if e.is_exists() => continue, // a host name taken: draw another
+                Err(e) => {
+                    return Err(CniError::kernel(
+                        format!(
+                            "creating veth {name} <-> {} in the container",
+                            self.args.ifname
+                        ),
+                        e,
+                    ));
                 }
             }
         }
-    }
-    let mut added_gateway = false;
-    for gw in &gateways {
-        added_gateway |= ensure_gateway_addr(host, hraw, &br, *gw, conf)?;
-    }
-    if added_gateway {
-        pin_bridge_mac(host, &br)?;
+        Err(CniError::new(
+            KERNEL,
+            "could not find a free name for the host end of the veth pair after 10 tries",
+        ))
     }
 
-    // The container side: addresses, up, routes.
-    for ip in &result.ips {
-        nl::add_address(craw, cl.index, &ip.address).map_err(|e| {
-            CniError::new(
-                KERNEL,
-                format!(
-                    "adding {} to {} in the container: {e}",
-                    ip.address, args.ifname
-                ),
-            )
-        })?;
+    /// The container end's sysctls: duplicate address detection as configured, gratuitous
+    /// ARP, IPv6 on when the ranges have it.
+    fn container_sysctls(&self) {
+        let (c, ifname) = (&self.container, self.args.ifname.as_str());
+        if self.conf.has_ipam {
+            if self.conf.enable_dad {
+                sysctl_best_effort(c, ifname, LinkSysctl::EnhancedDad, 1);
+                sysctl_best_effort(c, ifname, LinkSysctl::AcceptDad, 1);
+            } else {
+                sysctl_best_effort(c, ifname, LinkSysctl::AcceptDad, 0);
+            }
+            sysctl_best_effort(c, ifname, LinkSysctl::ArpNotify, 1);
+        }
+        if self.wants_ipv6() {
+            for dev in ["lo", ifname] {
+                sysctl_best_effort(c, dev, LinkSysctl::DisableIpv6, 0);
+            }
+        }
     }
-    ch.link()
-        .set(cl.index)
-        .up()
-        .apply()
-        .map_err(|e| CniError::kernel(format!("setting {} up in the container", args.ifname), e))?;
-    wait_oper_up(ch, &cl, host, &hv)?;
-    let family_gw = |v4: bool| {
+
+    /// Attaches the host end of the veth pair to the bridge: master, up, no txqlen, hairpin.
+    fn attach_host_end(&self, host_veth: &str) -> Result<Link, CniError> {
+        let (host, bridge) = (&self.host, &self.bridge);
+        let host_end = host
+            .link()
+            .get(host_veth)
+            .map_err(|e| CniError::kernel(format!("reading {host_veth}"), e))?;
+        sysctl_best_effort(host, host_veth, LinkSysctl::AcceptRa, 0);
+        host.link()
+            .set(host_end.index)
+            .master(bridge.index)
+            .txqueuelen(0)
+            .up()
+            .apply()
+            .map_err(|e| {
+                CniError::kernel(format!("attaching {host_veth} to {}", bridge.name), e)
+            })?;
+        if self.conf.hairpin_mode {
+            host.link()
+                .set(host_end.index)
+                .hairpin(true)
+                .apply()
+                .map_err(|e| CniError::kernel(format!("setting hairpin mode on {host_veth}"), e))?;
+        }
+        Ok(host_end)
+    }
+
+    /// The result so far: the leased addresses on the container's interface (index 2 of
+    /// `interfaces`), the configured routes, and a default route per family when the bridge
+    /// is the default gateway.
+    fn result_with_ips(&self, leases: &[Allocation]) -> CniResult {
+        let mut result = CniResult {
+            dns: self.conf.dns.clone(),
+            routes: self.conf.ipam_routes.clone(),
+            ..CniResult::default()
+        };
+        result.ips = leases
+            .iter()
+            .map(|a| IpCfg {
+                interface: Some(2),
+                address: a.address,
+                gateway: Some(a.gateway),
+            })
+            .collect();
+        let mut routes_to_add = Vec::new();
+        if self.conf.is_default_gateway {
+            // The first address of each family gives its default route, in the leases' order.
+            let mut seen = [false, false];
+            for ip in &result.ips {
+                let v6 = ip.address.addr().is_ipv6();
+                if std::mem::replace(&mut seen[usize::from(v6)], true) {
+                    continue;
+                }
+                let default = if v6 {
+                    IpNet::V6(ipnet::Ipv6Net::default())
+                } else {
+                    IpNet::V4(ipnet::Ipv4Net::default())
+                };
+                if !result
+                    .routes
+                    .iter()
+                    .any(|r| r.gw.is_some() && r.dst == default)
+                {
+                    routes_to_add.push(RouteCfg::new(default, ip.gateway));
+                }
+            }
+        }
+        result.routes.extend(routes_to_add);
+        result
+    }
+
+    /// The bridge's gateway addresses (gateway with the lease's prefix length), when the
+    /// bridge is the gateway.
+    fn gateway_addresses(&self, result: &CniResult) -> Vec<IpNet> {
+        if !self.conf.is_gateway {
+            return Vec::new();
+        }
         result
             .ips
             .iter()
-            .find(|i| i.address.addr().is_ipv4() == v4)
-            .and_then(|i| i.gateway)
-    };
-    for r in &result.routes {
-        let mut route = Route::new(r.dst).dev(cl.index);
-        if let Some(gw) = r.gw.or_else(|| family_gw(r.dst.addr().is_ipv4())) {
-            route = route.via(gw);
-        }
-        route = route.scope(r.scope.map(Scope::from_u8).unwrap_or(Scope::Universe));
-        if let Some(p) = r.priority {
-            route = route.metric(p);
-        }
-        if let Some(t) = r.table {
-            route = route.table(t);
-        }
-        match ch.route().add(&route) {
-            Ok(()) => {}
-            Err(e) if e.is_exists() => {}
-            Err(e) => {
-                return Err(CniError::kernel(
-                    format!("adding route {route} in the container"),
-                    e,
-                ));
-            }
-        }
+            .filter_map(|ip| IpNet::new(ip.gateway?, ip.address.prefix_len()).ok())
+            .collect()
     }
 
-    if !gateways.is_empty() {
-        if gateways.iter().any(|g| g.addr().is_ipv4()) {
-            enable_forwarding("net/ipv4/ip_forward");
-        }
-        if gateways.iter().any(|g| g.addr().is_ipv6()) {
-            enable_forwarding("net/ipv6/conf/all/forwarding");
-        }
-    }
-    if conf.ip_masq && !result.ips.is_empty() {
-        let addrs: Vec<IpNet> = result.ips.iter().map(|i| i.address).collect();
-        undo.masq = addrs.iter().map(|a| a.addr()).collect();
-        masq::setup(&conf.name, &args.container_id, &addrs)?;
-    }
-
-    // The bridge's MAC may have changed with the first port or the pinning above.
-    let br_now = host
-        .link()
-        .get(br.index)
-        .map_err(|e| CniError::kernel(format!("reading bridge {}", br.name), e))?;
-    let mac = |l: &Link| l.mac.map(|m| m.to_string()).unwrap_or_default();
-    result.interfaces = vec![
-        Interface {
-            name: br_now.name.clone(),
-            mac: mac(&br_now),
-            mtu: Some(br_now.mtu),
-            sandbox: None,
-        },
-        Interface {
-            name: hv.name.clone(),
-            mac: mac(&hv),
-            mtu: Some(hv.mtu),
-            sandbox: None,
-        },
-        Interface {
-            name: args.ifname.clone(),
-            mac: mac(&cl),
-            mtu: Some(cl.mtu),
-            sandbox: Some(args.netns.clone()),
-        },
-    ];
-    Ok(result)
-}
-
-/// Attaches the host end of the veth pair to the bridge: master, up, hairpin, no txqlen.
-fn attach_host_end(
-    conf: &NetConf,
-    host: &Handle,
-    hraw: &mut Connection,
-    br: &Link,
-    host_veth: &str,
-) -> Result<Link, CniError> {
-    let hv = host
-        .link()
-        .get(host_veth)
-        .map_err(|e| CniError::kernel(format!("reading {host_veth}"), e))?;
-    sysctl(&format!("net/ipv6/conf/{host_veth}/accept_ra"), "0");
-    host.link()
-        .set(hv.index)
-        .master(br.index)
-        .up()
-        .apply()
-        .map_err(|e| CniError::kernel(format!("attaching {host_veth} to {}", br.name), e))?;
-    if conf.hairpin_mode {
-        nl::set_hairpin(hraw, hv.index, true).map_err(|e| {
-            CniError::new(KERNEL, format!("setting hairpin mode on {host_veth}: {e}"))
-        })?;
-    }
-    // Like the reference plugin's veths: no transmit queue length (they use no queue anyway).
-    nl::set_txqlen(hraw, hv.index, 0)
-        .map_err(|e| CniError::new(KERNEL, format!("setting txqlen of {host_veth}: {e}")))?;
-    Ok(hv)
-}
-
-/// Makes the veth pair (the host end with a random name, the container end inside the
-/// container directly), attaches the host end to the bridge, and sets the container end's
-/// sysctls. Returns both ends.
-#[allow(clippy::too_many_arguments)]
-fn make_veth(
-    args: &Args,
-    conf: &NetConf,
-    cns: &NetNs,
-    (ch, craw): (&Handle, &mut Connection),
-    (host, hraw): (&Handle, &mut Connection),
-    br: &Link,
-    v6: bool,
-    undo: &mut Undo<'_>,
-) -> Result<(Link, Link), CniError> {
-    let mut host_veth = None;
-    for _ in 0..10 {
-        let name = random_veth_name();
-        let mut spec = Veth::new(&name).peer(&args.ifname).peer_netns(cns);
-        if let Some(m) = conf.mtu {
-            spec = spec.mtu(m);
-        }
-        if let Some(mac) = conf.mac {
-            spec = spec.peer_mac(mac);
-        }
-        match host.link().add(&spec) {
-            Ok(()) => {
-                host_veth = Some(name);
-                break;
-            }
-            Err(e) if e.is_exists() => continue, // a host name taken: draw another
-            Err(e) => {
-                return Err(CniError::kernel(
-                    format!("creating veth {name} <-> {} in the container", args.ifname),
-                    e,
-                ));
-            }
-        }
-    }
-    let Some(host_veth) = host_veth else {
-        return Err(CniError::new(
-            KERNEL,
-            "could not find a free name for the host end of the veth pair after 10 tries",
-        ));
-    };
-    undo.veth = Some(host_veth.clone());
-    // The host end on a second thread while this one sets the container end's sysctls.
-    let (hv, sysctls) = std::thread::scope(|s| {
-        let hv = s.spawn(|| attach_host_end(conf, host, hraw, br, &host_veth));
-        let ifname = args.ifname.clone();
-        let (has_ipam, enable_dad) = (conf.has_ipam, conf.enable_dad);
-        let sysctls = cns.run(move || {
-            if has_ipam {
-                if enable_dad {
-                    sysctl(&format!("net/ipv6/conf/{ifname}/enhanced_dad"), "1");
-                    sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "1");
-                } else {
-                    sysctl(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0");
-                }
-                sysctl(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1");
-            }
-            if v6 {
-                for dev in ["lo", ifname.as_str()] {
-                    sysctl(&format!("net/ipv6/conf/{dev}/disable_ipv6"), "0");
+    /// Gives the bridge its gateway addresses (see [`gateway_conflict`]) and, when it added
+    /// one, pins the bridge's MAC.
+    fn ensure_gateways_on_bridge(&self, gateways: &[IpNet]) -> Result<(), CniError> {
+        let (host, bridge) = (&self.host, &self.bridge);
+        let mut added = false;
+        for gateway in gateways {
+            match gateway_conflict(host, bridge, *gateway, self.conf)? {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(conflicts) => {
+                    for a in conflicts {
+                        host.addr().del(bridge.index, a).map_err(|e| {
+                            CniError::kernel(format!("removing {a} from {}", bridge.name), e)
+                        })?;
+                    }
                 }
             }
-        });
-        let hv = hv
-            .join()
-            .unwrap_or(Err(CniError::new(KERNEL, "the veth thread panicked")));
-        (hv, sysctls)
-    });
-    let hv = hv?;
-    sysctls.map_err(|e| CniError::new(KERNEL, format!("entering the container namespace: {e}")))?;
-    let cl = ch
-        .link()
-        .get(args.ifname.as_str())
-        .map_err(|e| CniError::kernel(format!("reading {} in the container", args.ifname), e))?;
-    nl::set_txqlen(craw, cl.index, 0).map_err(|e| {
-        CniError::new(
-            KERNEL,
-            format!("setting txqlen of {} in the container: {e}", args.ifname),
-        )
-    })?;
-    Ok((hv, cl))
-}
+            added |= add_address(host, bridge.index, *gateway).map_err(|e| {
+                CniError::kernel(
+                    format!("adding gateway {gateway} to bridge {}", bridge.name),
+                    e,
+                )
+            })?;
+        }
+        if added {
+            self.pin_bridge_mac()?;
+        }
+        Ok(())
+    }
 
-/// Waits until the kernel reports both veth ends operationally up (it does so asynchronously,
-/// a moment after the link is set up): before that the container's interface shows
-/// NO-CARRIER. The reference plugin waits for the same, up to 2.55 s.
-fn wait_oper_up(ch: &Handle, cl: &Link, host: &Handle, hv: &Link) -> Result<(), CniError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2550);
-    loop {
-        let c = ch
-            .link()
-            .get(cl.index)
-            .map_err(|e| CniError::kernel(format!("reading {} in the container", cl.name), e))?;
-        let h = host
-            .link()
-            .get(hv.index)
-            .map_err(|e| CniError::kernel(format!("reading {}", hv.name), e))?;
-        if c.oper_state == "UP" && h.oper_state == "UP" {
+    /// Pins the bridge's MAC to the one it had before the port was attached, so that it no
+    /// longer follows the lowest-numbered port as veths come and go. Done once a port is
+    /// attached, as the reference plugin does: a bridge pinned before it has ports keeps a
+    /// zero bridge id and an UNKNOWN operational state.
+    fn pin_bridge_mac(&self) -> Result<(), CniError> {
+        let Some(mac) = self.bridge.mac else {
             return Ok(());
+        };
+        self.host
+            .link()
+            .set(self.bridge.index)
+            .mac(mac)
+            .apply()
+            .map_err(|e| CniError::kernel(format!("pinning the MAC of {}", self.bridge.name), e))
+    }
+
+    /// The container side: addresses, up (waiting for the pair to come up), routes.
+    fn configure_container(&self, pair: &VethPair, result: &CniResult) -> Result<(), CniError> {
+        let (container, ifname) = (&self.container, &self.args.ifname);
+        let index = pair.container_end.index;
+        for ip in &result.ips {
+            add_address(container, index, ip.address).map_err(|e| {
+                CniError::kernel(
+                    format!("adding {} to {ifname} in the container", ip.address),
+                    e,
+                )
+            })?;
         }
-        if std::time::Instant::now() > deadline {
-            return Err(CniError::new(
-                KERNEL,
-                format!(
-                    "the veth pair did not come up: {} is {} in the container, {} is {} on the \
-                     bridge",
-                    cl.name, c.oper_state, h.name, h.oper_state
-                ),
-            ));
+        container
+            .link()
+            .set(index)
+            .up()
+            .apply()
+            .map_err(|e| CniError::kernel(format!("setting {ifname} up in the container"), e))?;
+        self.wait_oper_up(pair)?;
+        for r in &result.routes {
+            let route = container_route(r, index, result);
+            match container.route().add(&route) {
+                Ok(()) => {}
+                Err(e) if e.is_exists() => {}
+                Err(e) => {
+                    return Err(CniError::kernel(
+                        format!("adding route {route} in the container"),
+                        e,
+                    ));
+                }
+            }
         }
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        Ok(())
+    }
+
+    /// Waits until the kernel reports both veth ends operationally up (it does so
+    /// asynchronously, a moment after the link is set up): before that the container's
+    /// interface shows NO-CARRIER. The reference plugin waits for the same, up to 2.55 s.
+    fn wait_oper_up(&self, pair: &VethPair) -> Result<(), CniError> {
+        let (inside, outside) = (&pair.container_end, &pair.host_end);
+        let deadline = Instant::now() + OPER_UP_WAIT;
+        loop {
+            let c = self.container.link().get(inside.index).map_err(|e| {
+                CniError::kernel(format!("reading {} in the container", inside.name), e)
+            })?;
+            let h = self
+                .host
+                .link()
+                .get(outside.index)
+                .map_err(|e| CniError::kernel(format!("reading {}", outside.name), e))?;
+            if c.oper_state == "UP" && h.oper_state == "UP" {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(CniError::new(
+                    KERNEL,
+                    format!(
+                        "the veth pair did not come up: {} is {} in the container, {} is {} on \
+                         the bridge",
+                        inside.name, c.oper_state, h.name, h.oper_state
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Turns forwarding on in the host's namespace for the families the bridge is the
+    /// gateway of (written only when off).
+    fn enable_forwarding(&self, gateways: &[IpNet]) {
+        for (v4, key) in [
+            (true, LinkSysctl::Ipv4Forwarding),
+            (false, LinkSysctl::Ipv6Forwarding),
+        ] {
+            if gateways.iter().any(|g| g.addr().is_ipv4() == v4)
+                && self.host.sysctl().get("all", key).ok() != Some(1)
+            {
+                sysctl_best_effort(&self.host, "all", key, 1);
+            }
+        }
+    }
+
+    /// The result's interfaces: the bridge (its MAC may have changed with the first port or
+    /// the pinning), the host end, the container end.
+    fn interfaces(&self, pair: &VethPair) -> Result<Vec<Interface>, CniError> {
+        let bridge = self
+            .host
+            .link()
+            .get(self.bridge.index)
+            .map_err(|e| CniError::kernel(format!("reading bridge {}", self.bridge.name), e))?;
+        let mac = |l: &Link| l.mac.map(|m| m.to_string()).unwrap_or_default();
+        Ok(vec![
+            Interface {
+                name: bridge.name.clone(),
+                mac: mac(&bridge),
+                mtu: Some(bridge.mtu),
+                sandbox: None,
+            },
+            Interface {
+                name: pair.host_end.name.clone(),
+                mac: mac(&pair.host_end),
+                mtu: Some(pair.host_end.mtu),
+                sandbox: None,
+            },
+            Interface {
+                name: self.args.ifname.clone(),
+                mac: mac(&pair.container_end),
+                mtu: Some(pair.container_end.mtu),
+                sandbox: Some(self.args.netns.clone()),
+            },
+        ])
     }
 }
 
-fn enable_forwarding(key: &str) {
-    let path = format!("/proc/sys/{key}");
-    if std::fs::read_to_string(&path)
-        .map(|v| v.trim() != "1")
-        .unwrap_or(true)
-    {
-        sysctl(key, "1");
+/// The container's route for one result route: through the interface, via the route's
+/// gateway or the family's gateway, with the scope, metric and table asked for.
+fn container_route(r: &RouteCfg, index: u32, result: &CniResult) -> Route {
+    let v4 = r.dst.addr().is_ipv4();
+    let family_gateway = result
+        .ips
+        .iter()
+        .find(|i| i.address.addr().is_ipv4() == v4)
+        .and_then(|i| i.gateway);
+    let mut route = Route::new(r.dst).dev(index);
+    if let Some(gw) = r.gw.or(family_gateway) {
+        route = route.via(gw);
     }
+    route = route.scope(r.scope.map(Scope::from_u8).unwrap_or(Scope::Universe));
+    if let Some(p) = r.priority {
+        route = route.metric(p);
+    }
+    if let Some(t) = r.table {
+        route = route.table(t);
+    }
+    route
 }
 
 /// DEL: removes the container's interface (if the namespace and interface still exist), the
@@ -740,162 +808,4 @@ fn del_interface(cns: &NetNs, ifname: &str) -> Result<Vec<IpAddr>, CniError> {
         }
     });
     deleted.map_err(|e| CniError::new(KERNEL, format!("entering the container namespace: {e}")))?
-}
-
-fn check_failed(msg: impl Into<String>) -> CniError {
-    CniError::new(CHECK_FAILED, msg)
-}
-
-/// CHECK: compares the bridge, the veth pair, the container's addresses and routes, and the
-/// lease with `prevResult`.
-pub(crate) fn check(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
-    let Some(prev) = &conf.prev_result else {
-        return Err(CniError::new(
-            INVALID_CONFIG,
-            "CHECK needs prevResult: pass the result of the ADD in the config's \"prevResult\"",
-        ));
-    };
-    let prev = CniResult::from_prev(prev)?;
-    if conf.has_ipam {
-        let alloc = ipam::open(stdin)?;
-        let leases = alloc.leases()?;
-        let mine: Vec<IpAddr> = leases
-            .iter()
-            .filter(|l| {
-                l.container_id == args.container_id
-                    && l.ifname.as_deref().is_none_or(|i| i == args.ifname)
-            })
-            .map(|l| l.ip)
-            .collect();
-        if mine.is_empty() {
-            return Err(check_failed(format!(
-                "ipam: no address is leased to container {} ({}) in network {:?}",
-                args.container_id, args.ifname, conf.name
-            )));
-        }
-        for ip in &prev.ips {
-            let ours = alloc
-                .config()
-                .ranges
-                .iter()
-                .any(|s| s.iter().any(|r| r.contains(ip.address.addr())));
-            if ours && !mine.contains(&ip.address.addr()) {
-                return Err(check_failed(format!(
-                    "ipam: {} is not leased to container {}",
-                    ip.address, args.container_id
-                )));
-            }
-        }
-    }
-
-    let (host, _) = host_sockets()?;
-    let br = host
-        .link()
-        .get(conf.bridge.as_str())
-        .map_err(|e| check_failed(format!("bridge {}: {e}", conf.bridge)))?;
-    if br.kind != Some(LinkKind::Bridge) {
-        return Err(check_failed(format!("{} is not a bridge", conf.bridge)));
-    }
-    if let Some(i) = prev.interfaces.iter().find(|i| i.name == conf.bridge) {
-        let mac = br.mac.map(|m| m.to_string()).unwrap_or_default();
-        if !i.mac.is_empty() && i.mac != mac {
-            return Err(check_failed(format!(
-                "bridge {} has MAC {mac}, prevResult says {}",
-                conf.bridge, i.mac
-            )));
-        }
-    }
-    if (br.flags & IFF_PROMISC != 0) != conf.promisc_mode {
-        return Err(check_failed(format!(
-            "bridge {}: promiscuous mode is {}, the config says {}",
-            conf.bridge,
-            br.flags & IFF_PROMISC != 0,
-            conf.promisc_mode
-        )));
-    }
-
-    let Some(cont) = prev
-        .interfaces
-        .iter()
-        .position(|i| i.name == args.ifname && i.sandbox.as_deref() == Some(args.netns.as_str()))
-    else {
-        return Err(check_failed(format!(
-            "prevResult has no interface {} in sandbox {}",
-            args.ifname, args.netns
-        )));
-    };
-    let cns = open_container(&args.netns)?;
-    let ch = Handle::in_ns(&cns)
-        .map_err(|e| CniError::kernel("netlink in the container namespace", e))?;
-    let cl = ch
-        .link()
-        .get(args.ifname.as_str())
-        .map_err(|e| check_failed(format!("{} in the container: {e}", args.ifname)))?;
-    if cl.kind != Some(LinkKind::Veth) {
-        return Err(check_failed(format!(
-            "{} in the container is not a veth",
-            args.ifname
-        )));
-    }
-    let want_mac = &prev.interfaces[cont].mac;
-    let cmac = cl.mac.map(|m| m.to_string()).unwrap_or_default();
-    if !want_mac.is_empty() && *want_mac != cmac {
-        return Err(check_failed(format!(
-            "{} has MAC {cmac}, prevResult says {want_mac}",
-            args.ifname
-        )));
-    }
-    let peer = prev.interfaces.iter().enumerate().find_map(|(i, intf)| {
-        if i == cont || intf.name == conf.bridge || intf.sandbox.is_some() {
-            return None;
-        }
-        let l = host.link().get(intf.name.as_str()).ok()?;
-        (l.kind == Some(LinkKind::Veth)
-            && l.master == Some(br.index)
-            && cl.link == Some(l.index)
-            && l.link == Some(cl.index))
-        .then_some(l)
-    });
-    if peer.is_none() {
-        return Err(check_failed(format!(
-            "no veth of prevResult on bridge {} is the peer of {} in the container",
-            conf.bridge, args.ifname
-        )));
-    }
-
-    let have = ch
-        .addr()
-        .list(Some(cl.index.into()))
-        .map_err(|e| CniError::kernel(format!("listing the addresses of {}", args.ifname), e))?;
-    for ip in prev.ips.iter().filter(|i| i.interface == Some(cont)) {
-        if !have.iter().any(|a| a.addr == ip.address) {
-            return Err(check_failed(format!(
-                "{} in the container does not have {}",
-                args.ifname, ip.address
-            )));
-        }
-    }
-    let routes = ch
-        .route()
-        .list_table(0)
-        .map_err(|e| CniError::kernel("listing the container's routes", e))?;
-    for r in &prev.routes {
-        let gw = r.gw.or_else(|| {
-            prev.ips
-                .iter()
-                .find(|i| i.address.addr().is_ipv4() == r.dst.addr().is_ipv4())
-                .and_then(|i| i.gateway)
-        });
-        let found = routes
-            .iter()
-            .any(|k| k.dst == r.dst && (gw.is_none() || k.gateway == gw));
-        if !found {
-            return Err(check_failed(format!(
-                "route {}{} is missing in the container",
-                r.dst,
-                gw.map(|g| format!(" via {g}")).unwrap_or_default()
-            )));
-        }
-    }
-    Ok(())
 }

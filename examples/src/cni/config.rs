@@ -173,37 +173,11 @@ impl NetConf {
                 "the network config on stdin must be a JSON object",
             ));
         };
-        let cni_version = match o.get("cniVersion") {
-            None | Some(Value::Null) => "0.1.0".to_owned(),
-            Some(Value::String(s)) if s.is_empty() => "0.1.0".to_owned(),
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => return Err(version_error(&other.to_string())),
-        };
-        if !SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
-            return Err(version_error(&cni_version));
-        }
+        let cni_version = parse_version(&o)?;
         let name = get_str(&o, "name")?.unwrap_or_default().to_owned();
         check_name(&name)?;
 
-        for (key, unsupported) in [
-            ("vlan", o.get("vlan").is_some_and(|v| v.as_u64() != Some(0))),
-            ("macspoofchk", get_bool(&o, "macspoofchk").unwrap_or(true)),
-            (
-                "vlanTrunk",
-                o.get("vlanTrunk").is_some_and(|v| !v.is_null()),
-            ),
-        ] {
-            if unsupported {
-                return Err(CniError::new(
-                    UNSUPPORTED_FIELD,
-                    format!(
-                        "unsupported field {key}={}: podnet-cni does not implement it; remove it \
-                         or use the reference bridge plugin",
-                        o.get(key).map(Value::to_string).unwrap_or_default()
-                    ),
-                ));
-            }
-        }
+        check_unsupported(&o)?;
 
         let bridge = get_str(&o, "bridge")?
             .filter(|s| !s.is_empty())
@@ -221,109 +195,15 @@ impl NetConf {
                 "cannot set hairpin mode and promiscuous mode at the same time; set one of them to false",
             ));
         }
-        let mtu = match o.get("mtu") {
-            None | Some(Value::Null) => None,
-            Some(v) => match v.as_u64() {
-                Some(0) => None,
-                Some(m @ 68..=65535) => Some(m as u32),
-                _ => {
-                    return Err(invalid(
-                        "mtu",
-                        format!("{v}: use a number from 68 to 65535, or leave it out"),
-                    ));
-                }
-            },
-        };
+        let mtu = parse_mtu(&o)?;
 
-        let (has_ipam, ipam_routes) = match o.get("ipam") {
-            None | Some(Value::Null) => (false, Vec::new()),
-            Some(Value::Object(ipam)) => {
-                let ty = get_str(ipam, "type").map_err(|_| invalid("ipam.type", "not a string"))?;
-                match ty {
-                    None | Some("") => (false, Vec::new()),
-                    Some(t) if IPAM_TYPES.contains(&t) => {
-                        let routes = match ipam.get("routes") {
-                            None | Some(Value::Null) => Vec::new(),
-                            Some(Value::Array(a)) => a
-                                .iter()
-                                .enumerate()
-                                .map(|(i, r)| RouteCfg::from_json(r, &format!("ipam.routes[{i}]")))
-                                .collect::<Result<_, _>>()?,
-                            Some(_) => return Err(invalid("ipam.routes", "not a list")),
-                        };
-                        (true, routes)
-                    }
-                    Some(t) => {
-                        return Err(CniError::new(
-                            UNSUPPORTED_FIELD,
-                            format!(
-                                "unsupported field ipam.type={t:?}: podnet-cni does its IPAM in \
-                                 process and understands host-local's format only; set \
-                                 ipam.type to \"host-local\""
-                            ),
-                        ));
-                    }
-                }
-            }
-            Some(_) => return Err(invalid("ipam", "not an object")),
-        };
+        let (has_ipam, ipam_routes) = parse_ipam(&o)?;
 
-        let dns = match o.get("dns") {
-            None | Some(Value::Null) => Dns::default(),
-            Some(Value::Object(d)) => Dns {
-                nameservers: get_strings(d, "nameservers", "dns.nameservers")?,
-                domain: get_str(d, "domain")
-                    .map_err(|_| invalid("dns.domain", "not a string"))?
-                    .map(str::to_owned),
-                search: get_strings(d, "search", "dns.search")?,
-                options: get_strings(d, "options", "dns.options")?,
-            },
-            Some(_) => return Err(invalid("dns", "not an object")),
-        };
+        let dns = parse_dns(&o)?;
 
-        let mut mac = None;
-        if let Some(m) = cni_args
-            .split(';')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == "MAC")
-            .map(|(_, v)| v)
-        {
-            mac = Some(parse_mac("CNI_ARGS MAC", m)?);
-        }
-        if let Some(m) = o
-            .get("args")
-            .and_then(|a| a.get("cni"))
-            .and_then(|c| c.get("mac"))
-            .and_then(Value::as_str)
-        {
-            mac = Some(parse_mac("args.cni.mac", m)?);
-        }
-        if let Some(m) = o
-            .get("runtimeConfig")
-            .and_then(|a| a.get("mac"))
-            .and_then(Value::as_str)
-        {
-            mac = Some(parse_mac("runtimeConfig.mac", m)?);
-        }
+        let mac = parse_container_mac(&o, cni_args)?;
 
-        let valid_attachments = match o.get("cni.dev/valid-attachments") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|att| {
-                    let id = att.get("containerID").and_then(Value::as_str);
-                    let ifname = att.get("ifname").and_then(Value::as_str);
-                    match (id, ifname) {
-                        (Some(i), Some(n)) => Ok((i.to_owned(), n.to_owned())),
-                        _ => Err(invalid(
-                            "cni.dev/valid-attachments",
-                            format!("{att} needs string fields containerID and ifname"),
-                        )),
-                    }
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(invalid("cni.dev/valid-attachments", "not a list")),
-        };
+        let valid_attachments = parse_valid_attachments(&o)?;
 
         Ok(NetConf {
             cni_version,
@@ -345,6 +225,172 @@ impl NetConf {
             valid_attachments,
         })
     }
+}
+
+/// `cniVersion`: `0.1.0` when absent, as the reference library reads it; one podnet speaks.
+fn parse_version(o: &Map<String, Value>) -> Result<String, CniError> {
+    let cni_version = match o.get("cniVersion") {
+        None | Some(Value::Null) => "0.1.0".to_owned(),
+        Some(Value::String(s)) if s.is_empty() => "0.1.0".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => return Err(version_error(&other.to_string())),
+    };
+    if !SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
+        return Err(version_error(&cni_version));
+    }
+    Ok(cni_version)
+}
+
+/// The reference bridge plugin's fields podnet-cni does not implement, refused when set.
+fn check_unsupported(o: &Map<String, Value>) -> Result<(), CniError> {
+    for (key, unsupported) in [
+        ("vlan", o.get("vlan").is_some_and(|v| v.as_u64() != Some(0))),
+        ("macspoofchk", get_bool(o, "macspoofchk").unwrap_or(true)),
+        (
+            "vlanTrunk",
+            o.get("vlanTrunk").is_some_and(|v| !v.is_null()),
+        ),
+    ] {
+        if unsupported {
+            return Err(CniError::new(
+                UNSUPPORTED_FIELD,
+                format!(
+                    "unsupported field {key}={}: podnet-cni does not implement it; remove it \
+                     or use the reference bridge plugin",
+                    o.get(key).map(Value::to_string).unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `mtu`: 68 to 65535; 0 or absent for the kernel's default.
+fn parse_mtu(o: &Map<String, Value>) -> Result<Option<u32>, CniError> {
+    let mtu = match o.get("mtu") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(0) => None,
+            Some(m @ 68..=65535) => Some(m as u32),
+            _ => {
+                return Err(invalid(
+                    "mtu",
+                    format!("{v}: use a number from 68 to 65535, or leave it out"),
+                ));
+            }
+        },
+    };
+    Ok(mtu)
+}
+
+/// The ipam section: whether there is one of a type podnet does in process, and its routes.
+fn parse_ipam(o: &Map<String, Value>) -> Result<(bool, Vec<RouteCfg>), CniError> {
+    let (has_ipam, ipam_routes) = match o.get("ipam") {
+        None | Some(Value::Null) => (false, Vec::new()),
+        Some(Value::Object(ipam)) => {
+            let ty = get_str(ipam, "type").map_err(|_| invalid("ipam.type", "not a string"))?;
+            match ty {
+                None | Some("") => (false, Vec::new()),
+                Some(t) if IPAM_TYPES.contains(&t) => {
+                    let routes = match ipam.get("routes") {
+                        None | Some(Value::Null) => Vec::new(),
+                        Some(Value::Array(a)) => a
+                            .iter()
+                            .enumerate()
+                            .map(|(i, r)| RouteCfg::from_json(r, &format!("ipam.routes[{i}]")))
+                            .collect::<Result<_, _>>()?,
+                        Some(_) => return Err(invalid("ipam.routes", "not a list")),
+                    };
+                    (true, routes)
+                }
+                Some(t) => {
+                    return Err(CniError::new(
+                        UNSUPPORTED_FIELD,
+                        format!(
+                            "unsupported field ipam.type={t:?}: podnet-cni does its IPAM in \
+                             process and understands host-local's format only; set \
+                             ipam.type to \"host-local\""
+                        ),
+                    ));
+                }
+            }
+        }
+        Some(_) => return Err(invalid("ipam", "not an object")),
+    };
+    Ok((has_ipam, ipam_routes))
+}
+
+/// `dns`.
+fn parse_dns(o: &Map<String, Value>) -> Result<Dns, CniError> {
+    let dns = match o.get("dns") {
+        None | Some(Value::Null) => Dns::default(),
+        Some(Value::Object(d)) => Dns {
+            nameservers: get_strings(d, "nameservers", "dns.nameservers")?,
+            domain: get_str(d, "domain")
+                .map_err(|_| invalid("dns.domain", "not a string"))?
+                .map(str::to_owned),
+            search: get_strings(d, "search", "dns.search")?,
+            options: get_strings(d, "options", "dns.options")?,
+        },
+        Some(_) => return Err(invalid("dns", "not an object")),
+    };
+    Ok(dns)
+}
+
+/// The container interface's MAC: `runtimeConfig.mac`, `args.cni.mac` or `MAC=` in CNI_ARGS,
+/// in that order of preference.
+fn parse_container_mac(
+    o: &Map<String, Value>,
+    cni_args: &str,
+) -> Result<Option<MacAddr>, CniError> {
+    let mut mac = None;
+    if let Some(m) = cni_args
+        .split(';')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "MAC")
+        .map(|(_, v)| v)
+    {
+        mac = Some(parse_mac("CNI_ARGS MAC", m)?);
+    }
+    if let Some(m) = o
+        .get("args")
+        .and_then(|a| a.get("cni"))
+        .and_then(|c| c.get("mac"))
+        .and_then(Value::as_str)
+    {
+        mac = Some(parse_mac("args.cni.mac", m)?);
+    }
+    if let Some(m) = o
+        .get("runtimeConfig")
+        .and_then(|a| a.get("mac"))
+        .and_then(Value::as_str)
+    {
+        mac = Some(parse_mac("runtimeConfig.mac", m)?);
+    }
+    Ok(mac)
+}
+
+/// `cni.dev/valid-attachments`: (container id, interface name) pairs.
+fn parse_valid_attachments(o: &Map<String, Value>) -> Result<Vec<(String, String)>, CniError> {
+    let valid_attachments = match o.get("cni.dev/valid-attachments") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|att| {
+                let id = att.get("containerID").and_then(Value::as_str);
+                let ifname = att.get("ifname").and_then(Value::as_str);
+                match (id, ifname) {
+                    (Some(i), Some(n)) => Ok((i.to_owned(), n.to_owned())),
+                    _ => Err(invalid(
+                        "cni.dev/valid-attachments",
+                        format!("{att} needs string fields containerID and ifname"),
+                    )),
+                }
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(invalid("cni.dev/valid-attachments", "not a list")),
+    };
+    Ok(valid_attachments)
 }
 
 #[cfg(test)]

@@ -6,16 +6,21 @@
 //! `-d S -j ACCEPT` then `! -d 224.0.0.0/4 -j MASQUERADE` (ff00::/8 for IPv6).
 
 use super::error::{CniError, EXTERNAL_PROGRAM};
-use super::sha512::{hex, sha512};
 use ipnet::IpNet;
+use sha2::{Digest, Sha512};
+use std::fmt::Write as _;
 use std::io::Write;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
 /// The reference plugins' chain name: `CNI-` and 24 hex digits of sha512(name + id).
 pub(crate) fn chain_name(network: &str, container_id: &str) -> String {
-    let digest = hex(&sha512(format!("{network}{container_id}").as_bytes()));
-    format!("CNI-{}", &digest[..24])
+    let digest = Sha512::digest(format!("{network}{container_id}").as_bytes());
+    // 24 hex digits: the first 12 bytes.
+    digest[..12].iter().fold(String::from("CNI-"), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// The reference plugins' rule comment (Go's `%q` quoting).

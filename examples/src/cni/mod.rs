@@ -18,13 +18,12 @@
 
 mod args;
 mod bridge;
+mod check;
 mod config;
 pub mod error;
 mod ipam;
 mod masq;
-mod nl;
 mod result;
-mod sha512;
 
 pub use args::{Args, Command};
 pub use config::{LATEST_VERSION, NetConf, SUPPORTED_VERSIONS};
@@ -103,7 +102,7 @@ fn dispatch(
         Command::Del => bridge::del(&args, &conf, &stdin).map(|()| String::new()),
         Command::Check => {
             needs("0.4.0", "CHECK")?;
-            bridge::check(&args, &conf, &stdin).map(|()| String::new())
+            check::check(&args, &conf, &stdin).map(|()| String::new())
         }
         Command::Status => {
             needs("1.1.0", "STATUS")?;

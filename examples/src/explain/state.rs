@@ -1,24 +1,16 @@
 //! The live side of the walk's kernel reads ([`LiveNs`], one namespace's netlink sockets and
-//! commands): links, addresses, neighbours, FDB, the iptables and nftables rule sets, and the
-//! kernel's own route lookup (RTM_GETROUTE with an input interface, which `podnet-links` does
-//! not offer) and namespace ids (RTM_GETNSID, to find a veth's peer). The walk reads them
-//! through [`KernelReads`], cached per walk by `view::NsView`.
+//! commands): links, addresses, neighbours, FDB, the iptables and nftables rule sets, and,
+//! through podnet-links, the kernel's own route lookup (`ip route get` with an input interface
+//! and a mark) and namespace ids (`ip netns list-id`, to find a veth's peer). The walk reads
+//! them through [`KernelReads`], cached per walk by `view::NsView`.
 
 use super::ExplainError;
 use super::model::{self, Addr, Dev, Fdb, KernelReads, Neigh};
-use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteType as NlRouteType,
-};
-use podnet_links::Handle;
-use podnet_links::netlink::{Connection, NetlinkError};
+use podnet_links::{Handle, RouteGet, RouteKind};
 use podnet_nat::iptables::{SavedRule, TableRules, parse_save_tolerant};
 use podnet_netns::NetNs;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::AsRawFd;
-use std::sync::Mutex;
 
 /// The kind of route the kernel chose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,12 +76,11 @@ impl RouteQuery {
     }
 }
 
-/// One live namespace: a podnet-links handle and a netlink socket of its own.
+/// One live namespace: a podnet-links handle inside it.
 #[derive(Debug)]
 pub(crate) struct LiveNs {
     pub(crate) ns: NetNs,
     handle: Handle,
-    conn: Mutex<Connection>,
 }
 
 /// The iptables rule set of a namespace (from `iptables-save`), and the lines the model could
@@ -104,13 +95,7 @@ pub(crate) struct Rules {
 impl LiveNs {
     pub(crate) fn open(label: &str, ns: NetNs) -> Result<LiveNs, ExplainError> {
         let handle = Handle::in_ns(&ns).map_err(|e| ExplainError::ns(label, e))?;
-        let conn = Connection::new_in(&ns, libc::NETLINK_ROUTE as isize)
-            .map_err(|e| ExplainError::Netlink(label.to_owned(), e.to_string()))?;
-        Ok(LiveNs {
-            ns,
-            handle,
-            conn: Mutex::new(conn),
-        })
+        Ok(LiveNs { ns, handle })
     }
 
     /// Runs a command in the namespace; its stdout, or why it failed.
@@ -169,112 +154,73 @@ impl KernelReads for LiveNs {
 
     /// The kernel's route lookup.
     fn route_get(&self, q: &RouteQuery) -> Result<RouteAnswer, (i32, String)> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = netlink_packet_route::AddressFamily::Inet;
+        let Some(dst) = q.dst else {
+            return Err((libc::EINVAL, "a route lookup needs a destination".into()));
+        };
+        let mut get = RouteGet::new(IpAddr::V4(dst));
         if q.fib_match {
-            msg.header.flags |= netlink_packet_route::route::RouteFlags::FibMatch;
-        }
-        if let Some(d) = q.dst {
-            msg.header.destination_prefix_length = 32;
-            msg.attributes
-                .push(RouteAttribute::Destination(RouteAddress::Inet(d)));
+            get = get.fibmatch();
         }
         if let Some(s) = q.src {
-            msg.header.source_prefix_length = 32;
-            msg.attributes
-                .push(RouteAttribute::Source(RouteAddress::Inet(s)));
+            get = get.from(IpAddr::V4(s));
         }
         if let Some(i) = q.iif {
-            msg.attributes.push(RouteAttribute::Iif(i));
+            get = get.iif(i);
         }
         if let Some(o) = q.oif {
-            msg.attributes.push(RouteAttribute::Oif(o));
+            get = get.oif(o);
         }
         if q.mark != 0 {
-            msg.attributes.push(RouteAttribute::Mark(q.mark));
+            get = get.mark(q.mark);
         }
         if let Some(p) = q.proto {
-            msg.attributes.push(RouteAttribute::IpProto(p));
-            if let Some(d) = q.dport {
-                msg.attributes.push(RouteAttribute::Dport(d));
-            }
+            get = get.ipproto(p, None, q.dport);
         }
-        let replies = {
-            let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-            conn.request(RouteNetlinkMessage::GetRoute(msg), 0)
-        };
-        let replies = match replies {
-            Ok(r) => r,
-            Err(NetlinkError::Kernel(k)) => {
-                let text = std::io::Error::from_raw_os_error(k.errno).to_string();
-                let text = match text.find(" (os error") {
-                    Some(i) => text[..i].to_owned(),
-                    None => text,
-                };
-                return Err((k.errno, k.message.unwrap_or(text)));
-            }
-            Err(e) => return Err((libc::EIO, e.to_string())),
-        };
-        for r in replies {
-            if let RouteNetlinkMessage::NewRoute(m) = r {
-                let mut a = RouteAnswer {
-                    kind: match m.header.kind {
-                        NlRouteType::Unicast => RouteType::Unicast,
-                        NlRouteType::Local => RouteType::Local,
-                        NlRouteType::Broadcast => RouteType::Broadcast,
-                        other => RouteType::Other(u8::from(other)),
-                    },
-                    gateway: None,
-                    oif: None,
-                    prefsrc: None,
-                    table: u32::from(m.header.table),
-                    prefix: None,
-                    onlink: m
-                        .header
-                        .flags
-                        .contains(netlink_packet_route::route::RouteFlags::Onlink),
-                };
-                let mut dst = Ipv4Addr::UNSPECIFIED;
-                for attr in &m.attributes {
-                    match attr {
-                        RouteAttribute::Gateway(RouteAddress::Inet(g)) => {
-                            a.gateway = Some(IpAddr::V4(*g))
-                        }
-                        RouteAttribute::Oif(o) => a.oif = Some(*o),
-                        RouteAttribute::PrefSource(RouteAddress::Inet(s)) => {
-                            a.prefsrc = Some(IpAddr::V4(*s))
-                        }
-                        RouteAttribute::Table(t) => a.table = *t,
-                        RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = *d,
-                        _ => {}
+        let route = self.handle.route().get_with(&get).map_err(|e| {
+            let errno = e.errno().unwrap_or(libc::EIO);
+            let text = match e.kernel_message() {
+                Some(m) => m.to_owned(),
+                None => {
+                    let t = std::io::Error::from_raw_os_error(errno).to_string();
+                    match t.find(" (os error") {
+                        Some(i) => t[..i].to_owned(),
+                        None => t,
                     }
                 }
-                a.prefix = ipnet::Ipv4Net::new(dst, m.header.destination_prefix_length).ok();
-                return Ok(a);
-            }
-        }
-        Err((libc::ENOENT, "the kernel returned no route".into()))
+            };
+            (errno, text)
+        })?;
+        let prefix = match route.dst {
+            ipnet::IpNet::V4(n) => Some(n),
+            ipnet::IpNet::V6(_) => None,
+        };
+        Ok(RouteAnswer {
+            kind: match route.kind {
+                RouteKind::Unicast => RouteType::Unicast,
+                RouteKind::Local => RouteType::Local,
+                RouteKind::Broadcast => RouteType::Broadcast,
+                RouteKind::Anycast => RouteType::Other(4),
+                RouteKind::Multicast => RouteType::Other(5),
+                RouteKind::Blackhole => RouteType::Other(6),
+                RouteKind::Unreachable => RouteType::Other(7),
+                RouteKind::Prohibit => RouteType::Other(8),
+                RouteKind::Throw => RouteType::Other(9),
+                RouteKind::Other(n) => RouteType::Other(n),
+                _ => RouteType::Other(0),
+            },
+            gateway: route.gateway.filter(|g| g.is_ipv4()),
+            oif: route.oif,
+            prefsrc: route.src.filter(|s| s.is_ipv4()),
+            table: route.table,
+            prefix,
+            onlink: route.onlink,
+        })
     }
 
     /// The id this namespace gives `other` (what `link-netnsid` shows), if it assigned one.
     fn nsid_of(&self, other: &dyn KernelReads, _other_name: &str) -> Option<i32> {
         let other = other.netns()?;
-        let mut msg = NsidMessage::default();
-        msg.attributes
-            .push(NsidAttribute::Fd(other.as_raw_fd() as u32));
-        let replies = {
-            let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-            conn.request(RouteNetlinkMessage::GetNsId(msg), 0)
-        };
-        replies.ok().and_then(|rs| {
-            rs.iter().find_map(|r| match r {
-                RouteNetlinkMessage::NewNsId(m) => m.attributes.iter().find_map(|a| match a {
-                    NsidAttribute::Id(i) if *i >= 0 => Some(*i),
-                    _ => None,
-                }),
-                _ => None,
-            })
-        })
+        self.handle.nsid_of(other).ok().flatten()
     }
 }
 

@@ -275,13 +275,3 @@ fn guest(spec: &KernelTests, names: &[String]) -> ! {
     }
     std::process::exit(if failed == 0 { 0 } else { 1 })
 }
-
-/// `true` when this kernel has IPVS (a namespace of our own can open it; asking loads the
-/// module where IPVS is one). Needs root; without it, `false` (the VM needs no root).
-pub fn kernel_has_ipvs() -> bool {
-    if !super::vm::is_root() {
-        return false;
-    }
-    let ns = podnet_testsupport::TestNs::new("ipvs-probe");
-    podnet_nat::ipvs::Ipvs::in_ns(&ns).is_ok()
-}
