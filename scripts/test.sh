@@ -65,6 +65,11 @@ echo "== cargo package (the published crates, verified)"
 # Each published crate builds from its packaged sources alone, against the packaged versions
 # of the podnet crates it depends on.
 pkg_log=$(mktemp /tmp/podnet-package-log.XXXXXX)
+# cargo unpacks the packaged podnet crates from its local overlay registry into
+# ~/.cargo/registry/src/-<hash>/ and never unpacks a name and version it finds there again, so a
+# package made by an earlier run of the same checkout (same version, older sources) would be
+# verified against instead of this one: remove those copies first.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/podnet-*
 if cargo package --workspace --exclude podnet-examples --exclude podnet-testsupport \
   --no-metadata --allow-dirty >"$pkg_log" 2>&1; then
   grep -E '^(warning|error)' "$pkg_log" || true
