@@ -10,23 +10,7 @@ use podnet_ipam::{EtcdStore, LeaseAttrs, Store, SubnetManager};
 fn user_and_password() {
     let server = common::EtcdServer::start();
     // The admin steps with etcd's own tool (Debian etcd-client), as an operator would.
-    for args in [
-        &["user", "add", "root:s3cret"][..],
-        &["user", "grant-role", "root", "root"],
-        &["auth", "enable"],
-    ] {
-        let out = std::process::Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", server.endpoint))
-            .args(args)
-            .output()
-            .expect("etcdctl (Debian etcd-client) runs");
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    common::enable_auth(&server.endpoint, &[]);
     // Without credentials: refused, as an error (not a panic).
     let anon = EtcdStore::connect(&[&server.endpoint]).unwrap();
     let err = anon.get("/x").unwrap_err().to_string();

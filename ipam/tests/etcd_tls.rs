@@ -236,24 +236,7 @@ fn user_and_password_over_tls() {
             format!("--key={}", p.join("client-key.pem").display()),
         ]
     };
-    for args in [
-        &["user", "add", "root:s3cret"][..],
-        &["user", "grant-role", "root", "root"],
-        &["auth", "enable"],
-    ] {
-        let out = std::process::Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", server.endpoint))
-            .args(tls_args(pki.dir.path()))
-            .args(args)
-            .output()
-            .expect("etcdctl (Debian etcd-client) runs");
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    common::enable_auth(&server.endpoint, &tls_args(pki.dir.path()));
     let mut config = pki.client(&server.endpoint, "ca.pem", Some("client"));
     config.username = Some("root".into());
     config.password = Some("wrong".into());

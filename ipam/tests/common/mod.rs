@@ -205,6 +205,29 @@ impl Drop for EtcdServer {
     }
 }
 
+/// Turns on etcd's authentication with the user `root` (password `s3cret`, role root), with
+/// etcd's own tool (Debian etcd-client) as an operator would; `tls` are etcdctl's TLS flags.
+pub fn enable_auth(endpoint: &str, tls: &[String]) {
+    for args in [
+        &["user", "add", "root:s3cret"][..],
+        &["user", "grant-role", "root", "root"],
+        &["auth", "enable"],
+    ] {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoint}"))
+            .args(tls)
+            .args(args)
+            .output()
+            .expect("etcdctl (Debian etcd-client) runs");
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// Collects everything tracing prints while `f` runs (on this thread).
 pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, String) {
     #[derive(Clone, Default)]
