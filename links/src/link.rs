@@ -6,7 +6,7 @@ use crate::handle::Handle;
 use crate::kinds::StackedInfo;
 use crate::settings::{AddrGenMode, BridgePort, BridgePortSet, LinkStats};
 use crate::types::{LinkRef, MacAddr, validate_ifname};
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
+use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
@@ -385,6 +385,19 @@ pub(crate) fn common_attrs(
     }
 }
 
+/// `IFLA_INFO_KIND` of a link podnet-links asks for: the kind's name without the C string's
+/// NUL, as iproute2 sends it (`addattr_l(.., strlen(type))`), so that a request is the same
+/// bytes as `ip link add ... type KIND`. The kernel takes both (it copies the name with
+/// `nla_strscpy`); its replies carry the NUL, which netlink-packet-route's
+/// `LinkInfo::Kind` writes and reads.
+pub(crate) fn kind_attr(kind: InfoKind) -> LinkInfo {
+    const IFLA_INFO_KIND: u16 = 1;
+    LinkInfo::Other(DefaultNla::new(
+        IFLA_INFO_KIND,
+        kind.to_string().into_bytes(),
+    ))
+}
+
 /// A veth pair: `ip link add NAME type veth peer name PEER [netns NS]`.
 #[derive(Debug, Clone)]
 pub struct Veth {
@@ -469,7 +482,7 @@ impl LinkSpec for Veth {
         let mut msg = LinkMessage::default();
         common_attrs(&mut msg, &self.name, self.mtu, self.mac);
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Veth),
+            kind_attr(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ]));
         Ok(msg)
@@ -523,7 +536,7 @@ macro_rules! simple_kind {
                 let mut msg = LinkMessage::default();
                 common_attrs(&mut msg, &self.name, self.mtu, self.mac);
                 msg.attributes
-                    .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind($kind)]));
+                    .push(LinkAttribute::LinkInfo(vec![kind_attr($kind)]));
                 Ok(msg)
             }
         }

@@ -767,9 +767,17 @@ impl Routes<'_> {
 
 /// A route lookup: `ip route get DST [from SRC] [iif DEV] [oif DEV] [mark M] [ipproto P]
 /// [sport S] [dport D] [fibmatch]`. The answer's [`Route::table`] is the table the lookup
-/// found the route in (asked with RTM_F_LOOKUP_TABLE, as iproute2 does); the kernel has no
-/// lookup restricted to one table (RTA_TABLE is ignored in a route get; a policy rule with a
-/// mark selects a table instead).
+/// found the route in (asked with RTM_F_LOOKUP_TABLE, as iproute2 does).
+///
+/// There is no `table T`: the kernel has no lookup restricted to one table. It ignores both
+/// RTA_TABLE and `rtm_table` in an RTM_GETROUTE and always looks up through the policy rules;
+/// observed on this machine's kernel (6.18), IPv4 and IPv6 alike: with a route to 10.1.0.0/16
+/// only in table 100, a get of 10.1.2.3 "in table 100" answers ENETUNREACH, or, once main has
+/// a default route, that default route from table 254. iproute2 (6.1) accordingly refuses
+/// `ip route get ... table T`. To ask what a table answers, give the packet what the rule
+/// selecting that table matches: [`mark`](Self::mark) for an `fwmark` rule,
+/// [`iif`](Self::iif)/[`from`](Self::from) for `iif`/`from` rules (the wire test
+/// `route_lookups_are_requested_as_ip_route_get` reads such an answer from table 100).
 ///
 /// ```
 /// use podnet_links::RouteGet;

@@ -44,6 +44,10 @@ static TESTS: KernelTests = KernelTests {
             name: "vlan_tags_carry_traffic",
             run: vlan_tags_carry_traffic,
         },
+        KernelTest {
+            name: "kind_replies_as_captured",
+            run: kind_replies_as_captured,
+        },
     ],
     native: kernel_has_ipvlan_and_vlan,
     setup,
@@ -202,6 +206,137 @@ fn vlan_tags_carry_traffic() {
         .unwrap();
     hb.link().set("v").up().apply().unwrap();
     assert!(!a.ping("198.18.71.2", 1), "VLAN 5 must not reach VLAN 6");
+}
+
+/// The devices of the reply fixtures `links/tests/fixtures/{ipvlan,vlan}_*_link.hex`: fixture
+/// name and device name.
+const REPLY_FIXTURES: &[(&str, &str)] = &[
+    ("ipvlan_l2_link", "ivl2"),
+    ("ipvlan_l3_link", "ivl3"),
+    ("ipvlan_l3s_link", "ivl3s"),
+    ("vlan_8021q_link", "va.5"),
+    ("vlan_8021ad_link", "vb.100"),
+];
+
+/// The marker of a captured reply in the test's output: `PODNET-FIXTURE <name> <hex>`.
+const FIXTURE_MARK: &str = "PODNET-FIXTURE";
+
+/// The kernel's RTM_NEWLINK replies to a link dump (`ip -d link show`) for ipvlan devices in
+/// modes l2, l3 and l3s and VLAN devices 802.1Q and 802.1ad: each is printed (sequence number
+/// and port id zeroed) with [`FIXTURE_MARK`], which is how the reply fixtures of the
+/// root-free wire tests (`src/wire_tests.rs`) were captured: `tests/fixtures/capture.py
+/// --from-vm-log` turns the guest's console log into the `.hex` files. The links read back
+/// with the kind's settings.
+fn kind_replies_as_captured() {
+    use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+    use netlink_packet_route::RouteNetlinkMessage;
+    use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
+
+    require_root!();
+    let ns = TestNs::new("kind-replies");
+    let h = Handle::in_ns(&ns).unwrap();
+    h.link().add(&Veth::new("va").peer("vb")).unwrap();
+    h.link().add(&Veth::new("vc").peer("vd")).unwrap();
+    // One parent per mode: the mode is the parent's (all ipvlan devices on one parent share
+    // it; adding one in another mode changes it for all).
+    for (name, parent, mode) in [
+        ("ivl2", "va", IpvlanMode::L2),
+        ("ivl3", "vb", IpvlanMode::L3),
+        ("ivl3s", "vc", IpvlanMode::L3s),
+    ] {
+        h.link().add(&Ipvlan::new(name, parent).mode(mode)).unwrap();
+    }
+    h.link().add(&Vlan::new("va.5", "va", 5)).unwrap();
+    h.link()
+        .add(&Vlan::new("vb.100", "vb", 100).protocol(VlanProtocol::Dot1Ad))
+        .unwrap();
+
+    // One dump on a socket of the namespace, each message kept as the kernel sent it.
+    let messages: Vec<Vec<u8>> = ns
+        .run(|| {
+            let mut sock = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE)?;
+            sock.bind_auto()?;
+            // As `ip -d link show` asks (the other reply fixtures are its answers).
+            let mut get = LinkMessage::default();
+            get.attributes.push(LinkAttribute::ExtMask(vec![
+                LinkExtentMask::Vf,
+                LinkExtentMask::SkipStats,
+            ]));
+            let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetLink(get));
+            req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+            req.header.sequence_number = 1;
+            req.finalize();
+            let mut buf = vec![0; req.buffer_len()];
+            req.serialize(&mut buf);
+            sock.send(&buf, 0)?;
+            let mut out = Vec::new();
+            loop {
+                let (data, _) = sock.recv_from_full()?;
+                let mut off = 0;
+                while off + 16 <= data.len() {
+                    let len = u32::from_ne_bytes(data[off..off + 4].try_into().unwrap()) as usize;
+                    let kind = u16::from_ne_bytes([data[off + 4], data[off + 5]]);
+                    assert!(len >= 16 && off + len <= data.len(), "a bad message");
+                    if kind == libc::NLMSG_DONE as u16 {
+                        return Ok::<_, std::io::Error>(out);
+                    }
+                    assert_eq!(kind, libc::RTM_NEWLINK, "an error answered the dump");
+                    let mut msg = data[off..off + len].to_vec();
+                    msg[8..16].fill(0); // sequence number and port id
+                    out.push(msg);
+                    off += (len + 3) & !3;
+                }
+            }
+        })
+        .unwrap()
+        .unwrap();
+    let parsed = |bytes: &[u8]| {
+        let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).unwrap();
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) = &m.payload else {
+            panic!("not a link: {m:?}")
+        };
+        (m.clone(), link.clone())
+    };
+    let mine: Vec<(&str, &str, &Vec<u8>)> = REPLY_FIXTURES
+        .iter()
+        .map(|(fixture, dev)| {
+            let bytes = messages
+                .iter()
+                .find(|b| {
+                    parsed(b)
+                        .1
+                        .attributes
+                        .iter()
+                        .any(|a| matches!(a, LinkAttribute::IfName(n) if n == dev))
+                })
+                .unwrap_or_else(|| panic!("{dev} is not in the dump"));
+            (*fixture, *dev, bytes)
+        })
+        .collect();
+    // All printed before anything is asserted.
+    for (fixture, _, bytes) in &mine {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        println!("{FIXTURE_MARK} {fixture} {hex}");
+    }
+    // The wire tests parse, assert and emit these bytes again; here, what podnet-links reads
+    // from the kernel's answer to a get of each.
+    for (_, dev, _) in mine {
+        let l = h.link().get(dev).unwrap();
+        let want = match dev {
+            "ivl2" => StackedInfo::Ipvlan(IpvlanMode::L2),
+            "ivl3" => StackedInfo::Ipvlan(IpvlanMode::L3),
+            "ivl3s" => StackedInfo::Ipvlan(IpvlanMode::L3s),
+            "va.5" => StackedInfo::Vlan(VlanInfo {
+                id: 5,
+                protocol: VlanProtocol::Dot1Q,
+            }),
+            _ => StackedInfo::Vlan(VlanInfo {
+                id: 100,
+                protocol: VlanProtocol::Dot1Ad,
+            }),
+        };
+        assert_eq!(l.stacked, Some(want), "{l}");
+    }
 }
 
 fn main() {
