@@ -14,6 +14,7 @@ mod vm;
 #[path = "../../nat/tests/support/vm_tests.rs"]
 mod vm_tests;
 
+use ipnet::IpNet;
 use podnet_links::{
     Handle, Ipvlan, IpvlanMode, LinkKind, StackedInfo, Veth, Vlan, VlanInfo, VlanProtocol,
 };
@@ -120,12 +121,12 @@ fn ipvlan_l2_carries_traffic() {
     h.link().set("ipv0").netns(&pod).apply().unwrap();
     let p = Handle::in_ns(&pod).unwrap();
     p.addr()
-        .add("ipv0", "198.18.70.2/24".parse().unwrap())
+        .add("ipv0", "198.18.70.2/24".parse::<IpNet>().unwrap())
         .unwrap();
     p.link().set("ipv0").up().apply().unwrap();
     let q = Handle::in_ns(&peer).unwrap();
     q.addr()
-        .add("eth0", "198.18.70.1/24".parse().unwrap())
+        .add("eth0", "198.18.70.1/24".parse::<IpNet>().unwrap())
         .unwrap();
     q.link().set("eth0").up().apply().unwrap();
     assert!(
@@ -194,7 +195,7 @@ fn vlan_tags_carry_traffic() {
     for (h, addr, id) in [(&ha, "198.18.71.1/24", 5), (&hb, "198.18.71.2/24", 5)] {
         h.link().set("trunk").up().apply().unwrap();
         h.link().add(&Vlan::new("v", "trunk", id)).unwrap();
-        h.addr().add("v", addr.parse().unwrap()).unwrap();
+        h.addr().add("v", addr.parse::<IpNet>().unwrap()).unwrap();
         h.link().set("v").up().apply().unwrap();
     }
     assert!(a.ping("198.18.71.2", 3), "VLAN 5 to VLAN 5");
@@ -202,7 +203,7 @@ fn vlan_tags_carry_traffic() {
     hb.link().del("v").unwrap();
     hb.link().add(&Vlan::new("v", "trunk", 6)).unwrap();
     hb.addr()
-        .add("v", "198.18.71.2/24".parse().unwrap())
+        .add("v", "198.18.71.2/24".parse::<IpNet>().unwrap())
         .unwrap();
     hb.link().set("v").up().apply().unwrap();
     assert!(!a.ping("198.18.71.2", 1), "VLAN 5 must not reach VLAN 6");
