@@ -45,30 +45,15 @@ pub struct TcId {
 
 impl TcId {
     /// `root`: the device's egress root.
-    pub const ROOT: TcId = TcId {
-        major: 0xffff,
-        minor: 0xffff,
-    };
+    pub const ROOT: TcId = TcId::new(0xffff, 0xffff);
     /// The parent of the `ingress` and `clsact` qdiscs (TC_H_INGRESS).
-    pub const INGRESS_PARENT: TcId = TcId {
-        major: 0xffff,
-        minor: 0xfff1,
-    };
+    pub const INGRESS_PARENT: TcId = TcId::new(0xffff, 0xfff1);
     /// The handle of the `ingress` and `clsact` qdiscs, `ffff:`: the parent of ingress filters.
-    pub const INGRESS: TcId = TcId {
-        major: 0xffff,
-        minor: 0,
-    };
+    pub const INGRESS: TcId = TcId::new(0xffff, 0);
     /// clsact's ingress hook, `ffff:fff2`, as a filter parent.
-    pub const CLSACT_INGRESS: TcId = TcId {
-        major: 0xffff,
-        minor: 0xfff2,
-    };
+    pub const CLSACT_INGRESS: TcId = TcId::new(0xffff, 0xfff2);
     /// clsact's egress hook, `ffff:fff3`, as a filter parent.
-    pub const CLSACT_EGRESS: TcId = TcId {
-        major: 0xffff,
-        minor: 0xfff3,
-    };
+    pub const CLSACT_EGRESS: TcId = TcId::new(0xffff, 0xfff3);
 
     /// `MAJOR:MINOR`.
     pub const fn new(major: u16, minor: u16) -> TcId {
@@ -336,13 +321,8 @@ impl Qdisc {
     }
 
     pub(crate) fn to_message(&self, index: u32, delete: bool) -> Result<TcMessage> {
-        let mut msg = TcMessage::default();
-        msg.header.index = i32::try_from(index).map_err(|_| Error::InvalidArgument {
-            what: "qdisc device".into(),
-            reason: format!("index {index} out of range"),
-        })?;
+        let mut msg = tc_message("qdisc", index, self.parent)?;
         msg.header.handle = self.handle.to_nl();
-        msg.header.parent = self.parent.to_nl();
         msg.attributes
             .push(TcAttribute::Kind(self.kind.name().to_owned()));
         if delete {
@@ -585,12 +565,7 @@ impl Filter {
     }
 
     pub(crate) fn to_message(&self, index: u32, target: u32) -> Result<TcMessage> {
-        let mut msg = TcMessage::default();
-        msg.header.index = i32::try_from(index).map_err(|_| Error::InvalidArgument {
-            what: "filter device".into(),
-            reason: format!("index {index} out of range"),
-        })?;
-        msg.header.parent = self.parent.to_nl();
+        let mut msg = tc_message("filter", index, self.parent)?;
         msg.header.info = (u32::from(self.priority) << 16) | u32::from(ETH_P_ALL_BE);
         msg.attributes.push(TcAttribute::Kind("u32".into()));
         let mut sel = TcU32Selector::default();
@@ -715,9 +690,7 @@ impl Filters<'_> {
     pub fn del(&self, dev: impl Into<LinkRef>, parent: TcId, priority: u16) -> Result<()> {
         let dev = dev.into();
         let index = self.h.link().index(dev.clone())?;
-        let mut msg = TcMessage::default();
-        msg.header.index = i32::try_from(index).unwrap_or(0);
-        msg.header.parent = parent.to_nl();
+        let mut msg = tc_message("filter", index, parent)?;
         msg.header.info = u32::from(priority) << 16;
         self.h
             .request(RouteNetlinkMessage::DelTrafficFilter(msg), 0)
@@ -729,9 +702,7 @@ impl Filters<'_> {
     pub fn list(&self, dev: impl Into<LinkRef>, parent: TcId) -> Result<Vec<Filter>> {
         let dev = dev.into();
         let index = self.h.link().index(dev.clone())?;
-        let mut msg = TcMessage::default();
-        msg.header.index = i32::try_from(index).unwrap_or(0);
-        msg.header.parent = parent.to_nl();
+        let msg = tc_message("filter", index, parent)?;
         let replies = self
             .h
             .request(RouteNetlinkMessage::GetTrafficFilter(msg), NLM_F_DUMP)
@@ -791,6 +762,18 @@ pub(crate) fn kernel_form(m: &TcMessage) -> TcMessage {
         }
     }
     out
+}
+
+/// A traffic control message (qdisc or filter, `what` in errors) on device `index` under
+/// `parent`.
+fn tc_message(what: &str, index: u32, parent: TcId) -> Result<TcMessage> {
+    let mut msg = TcMessage::default();
+    msg.header.index = i32::try_from(index).map_err(|_| Error::InvalidArgument {
+        what: format!("{what} device"),
+        reason: format!("index {index} out of range"),
+    })?;
+    msg.header.parent = parent.to_nl();
+    Ok(msg)
 }
 
 /// struct tc_ratespec for `bytes_ps` (capped at u32; TCA_*_RATE64 carries more), Ethernet
