@@ -79,7 +79,7 @@ pub use kinds::{
     Ipvlan, IpvlanMode, Macvlan, MacvlanMode, Macvtap, StackedInfo, VLAN_ID_MAX, Vlan, VlanInfo,
     VlanProtocol,
 };
-pub use link::{Bridge, Dummy, Ifb, Link, LinkKind, LinkSet, LinkSpec, Links, Veth};
+pub use link::{Bridge, Dummy, Ifb, Link, LinkAdd, LinkKind, LinkSet, LinkSpec, Links, Veth};
 #[doc(hidden)]
 pub use monitor::parse_events;
 pub use monitor::{Event, Group, Monitor};

@@ -355,6 +355,34 @@ impl fmt::Display for Link {
 
 pub(crate) mod sealed {
     pub trait Sealed {}
+    pub trait SealedAdd {}
+    impl<T: super::LinkSpec> SealedAdd for T {}
+    impl SealedAdd for crate::tun::Tun {}
+}
+
+/// What [`Links::add`] makes: every [`LinkSpec`] (made by an RTM_NEWLINK request; `add`
+/// returns `()`) and [`Tun`](crate::Tun) (made through /dev/net/tun inside the handle's
+/// namespace; `add` returns the [`TunDevice`](crate::TunDevice) with its queue files).
+pub trait LinkAdd: sealed::SealedAdd {
+    /// What `add` returns.
+    type Added;
+    #[doc(hidden)]
+    #[allow(private_interfaces)]
+    fn add_with(&self, links: &Links<'_>) -> Result<Self::Added>;
+}
+
+impl<T: LinkSpec> LinkAdd for T {
+    type Added = ();
+
+    #[allow(private_interfaces)]
+    fn add_with(&self, links: &Links<'_>) -> Result<()> {
+        let msg = self.to_message(&mut |l: &LinkRef| links.index(l.clone()))?;
+        links
+            .h
+            .request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+            .map_err(|e| Error::from_netlink("link add", self.name(), e))?;
+        Ok(())
+    }
 }
 
 /// Resolves a link reference to an index (for specs that name another device).
@@ -587,13 +615,11 @@ pub(crate) fn link_message(link: &LinkRef) -> Result<LinkMessage> {
 }
 
 impl<'h> Links<'h> {
-    /// Creates a link (`ip link add`). Fails with [`Error::Exists`] if the name is taken.
-    pub fn add(&self, spec: &impl LinkSpec) -> Result<()> {
-        let msg = spec.to_message(&mut |l: &LinkRef| self.index(l.clone()))?;
-        self.h
-            .request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
-            .map_err(|e| Error::from_netlink("link add", spec.name(), e))?;
-        Ok(())
+    /// Creates a link (`ip link add`, `ip tuntap add`). Fails with [`Error::Exists`] if the
+    /// name is taken. Returns `()` for the kinds of [`LinkSpec`], and the queue files
+    /// ([`TunDevice`](crate::TunDevice)) for a [`Tun`](crate::Tun).
+    pub fn add<S: LinkAdd>(&self, spec: &S) -> Result<S::Added> {
+        spec.add_with(self)
     }
 
     /// Deletes a link (`ip link del`); deleting one end of a veth pair deletes both.

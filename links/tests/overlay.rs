@@ -357,7 +357,7 @@ fn tun_answered_from_userspace() {
     require_root!();
     let ns = TestNs::new("tun");
     let h = Handle::in_ns(&ns).unwrap();
-    let dev = h.link().add_tun(&Tun::new("tun0")).unwrap();
+    let dev = h.link().add(&Tun::new("tun0")).unwrap();
     h.addr()
         .add("tun0", "10.250.0.1/24".parse::<IpNet>().unwrap())
         .unwrap();
@@ -387,7 +387,7 @@ fn tun_answered_from_userspace() {
     // Multi-queue, virtio-net header and offloads, read back.
     let dev = h
         .link()
-        .add_tun(
+        .add(
             &Tun::new("tun1")
                 .queues(3)
                 .vnet_hdr(true)
@@ -423,7 +423,7 @@ fn tun_answered_from_userspace() {
     );
 
     // Persistent TAP outlives its file.
-    drop(h.link().add_tun(&Tun::tap("tap0").persist(true)).unwrap());
+    drop(h.link().add(&Tun::tap("tap0").persist(true)).unwrap());
     let tap = h.link().get("tap0").unwrap();
     assert!(tap.tun.unwrap().tap);
     h.link().del("tap0").unwrap();
@@ -566,12 +566,12 @@ fn bad_arguments_are_refused_before_the_kernel() {
         "02:00:00:00:00".parse::<MacAddr>(),
         Err(Error::InvalidArgument { .. })
     ));
-    match h.link().add_tun(&Tun::new("tun9").queues(0)) {
+    match h.link().add(&Tun::new("tun9").queues(0)) {
         Err(Error::InvalidArgument { reason, .. }) => assert!(reason.contains("queue count 0")),
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
     assert!(matches!(
-        h.link().add_tun(&Tun::new("sixteen-bytes-xx")),
+        h.link().add(&Tun::new("sixteen-bytes-xx")),
         Err(Error::InvalidName { .. })
     ));
 }
