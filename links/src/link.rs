@@ -943,7 +943,13 @@ impl LinkSet<'_> {
             msg.attributes.push(LinkAttribute::TxQueueLen(q));
         }
         if let Some(a) = &self.alias {
-            msg.attributes.push(LinkAttribute::IfAlias(a.clone()));
+            // Without the NUL, as `ip link set DEV alias A` sends it (the kernel stores the
+            // bytes given and terminates them itself).
+            const IFLA_IFALIAS: u16 = 20;
+            msg.attributes.push(LinkAttribute::Other(DefaultNla::new(
+                IFLA_IFALIAS,
+                a.as_bytes().to_vec(),
+            )));
         }
         if let Some(g) = self.group {
             msg.attributes.push(LinkAttribute::Group(g));

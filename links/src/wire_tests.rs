@@ -281,16 +281,9 @@ fn link_settings_are_requested_as_ip_link_set() {
         .txqueuelen(0)
         .alias("pod-web-1")
         .group(7);
-    // ip sends these in RTM_NEWLINK, podnet in RTM_SETLINK (both change an existing link), and
-    // the alias without its NUL: compare the link messages as parsed.
-    let RouteNetlinkMessage::SetLink(ours) = set.to_request().unwrap() else {
-        panic!("RTM_SETLINK expected")
-    };
-    let RouteNetlinkMessage::NewLink(theirs) = payload(&parse(&fixture("settings_set"))).clone()
-    else {
-        panic!("not a link message")
-    };
-    assert_eq!(ours, theirs);
+    // ip sends these in RTM_NEWLINK, podnet in RTM_SETLINK (both change an existing link):
+    // the same bytes after the header.
+    same_request("settings_set", set.to_request().unwrap());
     let set = h.link().set(2).addrgenmode(AddrGenMode::None);
     same_request("addrgenmode_set", set.to_request().unwrap());
 }

@@ -95,6 +95,11 @@ fn ipvlan_in_every_mode() {
             "{l}"
         );
     }
+    // The mode is the parent's: after l3s was added on up0, the l2 and l3 devices are l3s too.
+    for name in ["ivl2", "ivl3"] {
+        let l = h.link().get(name).unwrap();
+        assert_eq!(l.stacked, Some(StackedInfo::Ipvlan(IpvlanMode::L3s)), "{l}");
+    }
     let e = h.link().add(&Ipvlan::new("ivl2", "up0")).unwrap_err();
     assert!(e.is_exists(), "{e}");
     let e = h.link().add(&Ipvlan::new("ivx", "nosuch0")).unwrap_err();
