@@ -9,8 +9,8 @@ use crate::types::{LinkRef, MacAddr, validate_ifname};
 use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage, State,
+    InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    State,
 };
 use podnet_netns::NetNs;
 use std::collections::HashMap;
@@ -959,8 +959,11 @@ impl LinkSet<'_> {
         }
         let port = self.port.attrs();
         if !port.is_empty() {
+            // As `ip link set DEV type bridge_slave ...` asks: IFLA_INFO_KIND "bridge_slave"
+            // (the kernel looks up no kind for a change of an existing link; it hands
+            // IFLA_INFO_SLAVE_DATA to the port's master).
             msg.attributes.push(LinkAttribute::LinkInfo(vec![
-                LinkInfo::PortKind(InfoPortKind::Bridge),
+                kind_attr(InfoKind::Other("bridge_slave".into())),
                 LinkInfo::PortData(InfoPortData::BridgePort(port)),
             ]));
         }
