@@ -724,7 +724,7 @@ impl Filters<'_> {
 }
 
 /// `m` as the kernel encodes it, so that a message read from the kernel is emitted again byte
-/// for byte (what [`crate::wire_tests`] checks against captured replies). netlink-packet-route
+/// for byte (what `wire_tests` checks against captured replies). netlink-packet-route
 /// 0.34 differs from the kernel in two places of traffic control:
 ///
 /// - it parses the `TCA_OPTIONS` of a kind it does not know (tbf, htb, clsact) as
