@@ -7,6 +7,7 @@ use podnet_links::{
     AddressSpec, Bridge, Filter, Handle, Ifb, LinkSysctl, Qdisc, Route, Tbf, TcId, Veth,
 };
 use podnet_netns::NetNs;
+use std::net::IpAddr;
 use std::time::Duration;
 
 fn attach(node: &NetNs, pod: &NetNs) -> Result<(), Box<dyn std::error::Error>> {
@@ -16,9 +17,9 @@ fn attach(node: &NetNs, pod: &NetNs) -> Result<(), Box<dyn std::error::Error>> {
         _ => {}
     }
     h.link().set("cni0").up().apply()?;
-    h.addr().replace_spec(
+    h.addr().replace(
         "cni0",
-        &AddressSpec::new("10.244.1.1/24".parse()?).broadcast_auto(),
+        AddressSpec::new("10.244.1.1/24".parse()?).broadcast_auto(),
     )?;
     h.sysctl().set("all", LinkSysctl::Ipv4Forwarding, 1)?;
 
@@ -35,9 +36,9 @@ fn attach(node: &NetNs, pod: &NetNs) -> Result<(), Box<dyn std::error::Error>> {
 
     let p = Handle::in_ns(pod)?;
     p.sysctl().set("eth0", LinkSysctl::AcceptDad, 0)?; // sysctls of the pod's namespace
-    p.addr().add_spec(
+    p.addr().add(
         "eth0",
-        &AddressSpec::new("10.244.1.5/24".parse()?).broadcast_auto(),
+        AddressSpec::new("10.244.1.5/24".parse()?).broadcast_auto(),
     )?;
     p.link().set("eth0").up().apply()?;
     p.route()
@@ -55,7 +56,7 @@ fn attach(node: &NetNs, pod: &NetNs) -> Result<(), Box<dyn std::error::Error>> {
     h.filter()
         .add("veth1a2b", &Filter::redirect(TcId::INGRESS, "bwp1a2b"))?;
 
-    println!("{}", p.route().get("10.244.1.1".parse()?)?); // ip route get
+    println!("{}", p.route().get("10.244.1.1".parse::<IpAddr>()?)?); // ip route get
     println!("{:#}", h.link().get("veth1a2b")?); // ip -d -s link show
     Ok(())
 }

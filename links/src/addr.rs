@@ -150,6 +150,12 @@ impl From<IpNet> for AddressSpec {
     }
 }
 
+impl From<&AddressSpec> for AddressSpec {
+    fn from(spec: &AddressSpec) -> AddressSpec {
+        spec.clone()
+    }
+}
+
 impl AddressSpec {
     /// The address `net` (address and prefix length).
     pub fn new(net: IpNet) -> AddressSpec {
@@ -309,37 +315,31 @@ impl Addresses<'_> {
         Ok(())
     }
 
-    /// `ip address add NET dev LINK`; [`Error::Exists`] if the link has it already.
-    pub fn add(&self, link: impl Into<LinkRef>, net: IpNet) -> Result<()> {
-        self.add_spec(link, &AddressSpec::new(net))
+    /// `ip address add NET [brd ..] [label ..] [valid_lft ..] [noprefixroute] dev LINK`;
+    /// [`Error::Exists`] if the link has it already. `addr` is an [`IpNet`] (`add(dev, net)`)
+    /// or an [`AddressSpec`] (by value or reference) for the options.
+    pub fn add(&self, link: impl Into<LinkRef>, addr: impl Into<AddressSpec>) -> Result<()> {
+        let flags = NLM_F_CREATE | NLM_F_EXCL;
+        self.change("address add", link.into(), addr.into(), flags, false)
     }
 
-    /// `ip address add NET [brd ..] [label ..] [valid_lft ..] [noprefixroute] dev LINK`: an
-    /// address with options; [`Error::Exists`] if the link has it already.
+    /// `ip address replace ...`: add, or update if present (idempotent). `addr` as for
+    /// [`add`](Self::add).
+    pub fn replace(&self, link: impl Into<LinkRef>, addr: impl Into<AddressSpec>) -> Result<()> {
+        let flags = NLM_F_CREATE | NLM_F_REPLACE;
+        self.change("address replace", link.into(), addr.into(), flags, false)
+    }
+
+    #[deprecated(note = "use add, which takes an AddressSpec too")]
+    #[doc(hidden)]
     pub fn add_spec(&self, link: impl Into<LinkRef>, spec: &AddressSpec) -> Result<()> {
-        self.change(
-            "address add",
-            link.into(),
-            spec.clone(),
-            NLM_F_CREATE | NLM_F_EXCL,
-            false,
-        )
+        self.add(link, spec)
     }
 
-    /// `ip address replace NET dev LINK`: add, or update if present (idempotent).
-    pub fn replace(&self, link: impl Into<LinkRef>, net: IpNet) -> Result<()> {
-        self.replace_spec(link, &AddressSpec::new(net))
-    }
-
-    /// `ip address replace` of an address with options (see [`add_spec`](Self::add_spec)).
+    #[deprecated(note = "use replace, which takes an AddressSpec too")]
+    #[doc(hidden)]
     pub fn replace_spec(&self, link: impl Into<LinkRef>, spec: &AddressSpec) -> Result<()> {
-        self.change(
-            "address replace",
-            link.into(),
-            spec.clone(),
-            NLM_F_CREATE | NLM_F_REPLACE,
-            false,
-        )
+        self.replace(link, spec)
     }
 
     /// `ip address del NET dev LINK`; [`Error::NotFound`] if the link does not have it.

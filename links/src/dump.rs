@@ -22,11 +22,11 @@ pub struct DumpDatagram {
     pub links: Vec<Link>,
     /// As [`Addresses::list`](crate::Addresses::list) returns them.
     pub addresses: Vec<Address>,
-    /// As [`Routes::list_table`](crate::Routes::list_table) with table 0 returns them.
+    /// As [`Routes::list`](crate::Routes::list) returns them after `table(0)`.
     pub routes: Vec<Route>,
     /// As [`Neighbours::list`](crate::Neighbours::list) returns them.
     pub neighbours: Vec<Neighbour>,
-    /// As [`Neighbours::list_proxy`](crate::Neighbours::list_proxy) returns them.
+    /// As [`Neighbours::list`](crate::Neighbours::list) returns them after `proxy()`.
     pub proxy_neighbours: Vec<Neighbour>,
     /// As [`Fdb::list`](crate::Fdb::list) returns them.
     pub fdb: Vec<FdbEntry>,

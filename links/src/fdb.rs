@@ -3,10 +3,12 @@
 
 use crate::error::{Error, Result};
 use crate::handle::Handle;
-use crate::neigh::NeighState;
+use crate::neigh::{
+    NeighState, NeighbourEntry, change_entry, dump_entries, entries_of, neigh_address,
+};
 use crate::types::{LinkRef, MacAddr};
 use crate::vxlan::VNI_MAX;
-use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
 };
@@ -128,10 +130,8 @@ impl FdbEntry {
         m.attributes
             .push(NeighbourAttribute::LinkLayerAddress(self.mac.0.to_vec()));
         if let Some(ip) = self.dst {
-            m.attributes.push(NeighbourAttribute::Destination(match ip {
-                IpAddr::V4(a) => NeighbourAddress::Inet(a),
-                IpAddr::V6(a) => NeighbourAddress::Inet6(a),
-            }));
+            m.attributes
+                .push(NeighbourAttribute::Destination(neigh_address(ip)));
         }
         if let Some(v) = self.vlan {
             m.attributes.push(NeighbourAttribute::Vlan(v));
@@ -231,55 +231,56 @@ pub struct Fdb<'h> {
     pub(crate) h: &'h Handle,
 }
 
-impl Fdb<'_> {
-    fn change(&self, op: &'static str, e: &FdbEntry, flags: u16, delete: bool) -> Result<()> {
-        let index = self.h.link().index(e.dev.clone())?;
-        let msg = e.to_message(index)?;
-        let msg = if delete {
-            RouteNetlinkMessage::DelNeighbour(msg)
-        } else {
-            RouteNetlinkMessage::NewNeighbour(msg)
-        };
-        self.h
-            .request(msg, flags)
-            .map_err(|err| Error::from_netlink(op, format!("{} dev {}", e.mac, e.dev), err))?;
-        Ok(())
+impl NeighbourEntry for FdbEntry {
+    fn dev(&self) -> &LinkRef {
+        &self.dev
     }
 
+    fn what(&self) -> String {
+        format!("{} dev {}", self.mac, self.dev)
+    }
+
+    fn request(&self, index: u32) -> Result<NeighbourMessage> {
+        self.to_message(index)
+    }
+
+    fn read(m: &NeighbourMessage, names: &HashMap<u32, String>) -> Option<Self> {
+        FdbEntry::from_message(m, names)
+    }
+}
+
+impl Fdb<'_> {
     /// `bridge fdb add`; [`Error::Exists`] if the MAC has an entry.
     pub fn add(&self, e: &FdbEntry) -> Result<()> {
-        self.change("fdb add", e, NLM_F_CREATE | NLM_F_EXCL, false)
+        change_entry(self.h, "fdb add", e, NLM_F_CREATE | NLM_F_EXCL, false)
     }
 
     /// `bridge fdb append`: another destination for the same MAC (head-end replication).
     pub fn append(&self, e: &FdbEntry) -> Result<()> {
-        self.change("fdb append", e, NLM_F_CREATE | NLM_F_APPEND, false)
+        change_entry(self.h, "fdb append", e, NLM_F_CREATE | NLM_F_APPEND, false)
     }
 
     /// `bridge fdb replace`: add or overwrite (idempotent).
     pub fn replace(&self, e: &FdbEntry) -> Result<()> {
-        self.change("fdb replace", e, NLM_F_CREATE | NLM_F_REPLACE, false)
+        change_entry(
+            self.h,
+            "fdb replace",
+            e,
+            NLM_F_CREATE | NLM_F_REPLACE,
+            false,
+        )
     }
 
     /// `bridge fdb del` (with `dst`, only that destination of the MAC).
     pub fn del(&self, e: &FdbEntry) -> Result<()> {
-        self.change("fdb del", e, 0, true)
+        change_entry(self.h, "fdb del", e, 0, true)
     }
 
     /// The entries of one device, or of every device (`bridge fdb show [dev DEV]`).
     pub fn list(&self, dev: Option<LinkRef>) -> Result<Vec<FdbEntry>> {
-        let index = match dev {
-            Some(d) => Some(self.h.link().index(d)?),
-            None => None,
-        };
         let mut req = NeighbourMessage::default();
         req.header.family = AddressFamily::Bridge;
-        let replies = self
-            .h
-            .request(RouteNetlinkMessage::GetNeighbour(req), NLM_F_DUMP)
-            .map_err(|e| Error::from_netlink("fdb show", "all", e))?;
-        let names = self.h.link().names()?;
-        Ok(fdb_entries_of(&replies, index, &names))
+        dump_entries(self.h, "fdb show", dev, req)
     }
 }
 
@@ -289,13 +290,5 @@ pub(crate) fn fdb_entries_of(
     index: Option<u32>,
     names: &HashMap<u32, String>,
 ) -> Vec<FdbEntry> {
-    replies
-        .iter()
-        .filter_map(|r| match r {
-            RouteNetlinkMessage::NewNeighbour(m) if index.is_none_or(|i| i == m.header.ifindex) => {
-                FdbEntry::from_message(m, names)
-            }
-            _ => None,
-        })
-        .collect()
+    entries_of(replies, index, names)
 }

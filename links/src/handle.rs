@@ -68,7 +68,10 @@ impl Handle {
 
     /// Neighbour operations (`ip neigh`).
     pub fn neigh(&self) -> crate::neigh::Neighbours<'_> {
-        crate::neigh::Neighbours { h: self }
+        crate::neigh::Neighbours {
+            h: self,
+            proxy: false,
+        }
     }
 
     /// Bridge FDB operations (`bridge fdb`).
@@ -78,7 +81,10 @@ impl Handle {
 
     /// Route operations (`ip route`).
     pub fn route(&self) -> Routes<'_> {
-        Routes { h: self }
+        Routes {
+            h: self,
+            table: crate::route::TABLE_MAIN,
+        }
     }
 
     /// Per-link sysctls of the handle's namespace (`sysctl net.ipv4.conf.DEV.*`).

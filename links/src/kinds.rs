@@ -2,7 +2,7 @@
 //! like `ip link add NAME link PARENT type KIND ...`; and how they read back.
 
 use crate::error::{Error, Result};
-use crate::link::{LinkSpec, Resolver, common_attrs, sealed};
+use crate::link::{LinkSpec, Resolver, common_attrs, kind_attr, sealed};
 use crate::types::{LinkRef, MacAddr, validate_ifname};
 use netlink_packet_route::link::{
     InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoMacVtap, InfoVlan, IpVlanFlags, IpVlanMode,
@@ -241,10 +241,21 @@ impl Stacked {
         msg.attributes.push(LinkAttribute::Link(parent));
         common_attrs(&mut msg, &self.name, self.mtu, self.mac);
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(kind),
+            kind_attr(kind),
             LinkInfo::Data(data),
         ]));
         Ok(msg)
+    }
+}
+
+impl Stacked {
+    fn new(name: String, parent: LinkRef) -> Stacked {
+        Stacked {
+            name,
+            parent,
+            mtu: None,
+            mac: None,
+        }
     }
 }
 
@@ -269,93 +280,74 @@ macro_rules! stacked_methods {
     };
 }
 
-/// A macvlan device: `ip link add NAME link PARENT type macvlan mode MODE`.
-#[derive(Debug, Clone)]
-pub struct Macvlan {
-    base: Stacked,
-    mode: MacvlanMode,
-}
-
-impl Macvlan {
-    /// A macvlan device `name` on `parent`, in bridge mode.
-    pub fn new(name: impl Into<String>, parent: impl Into<LinkRef>) -> Macvlan {
-        Macvlan {
-            base: Stacked {
-                name: name.into(),
-                parent: parent.into(),
-                mtu: None,
-                mac: None,
-            },
-            mode: MacvlanMode::Bridge,
+/// Defines macvlan and macvtap, which differ only in their kind: a device on a parent, with a
+/// [`MacvlanMode`] (bridge by default).
+macro_rules! macvlan_kind {
+    ($(#[$doc:meta])* $ty:ident, $kind:ident, $data:ident, $mode:ident, $new_doc:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $ty {
+            base: Stacked,
+            mode: MacvlanMode,
         }
-    }
 
-    /// `mode MODE`.
-    pub fn mode(mut self, mode: MacvlanMode) -> Macvlan {
-        self.mode = mode;
-        self
-    }
-}
+        impl $ty {
+            #[doc = $new_doc]
+            pub fn new(name: impl Into<String>, parent: impl Into<LinkRef>) -> $ty {
+                $ty {
+                    base: Stacked::new(name.into(), parent.into()),
+                    mode: MacvlanMode::Bridge,
+                }
+            }
 
-stacked_methods!(Macvlan);
-
-impl LinkSpec for Macvlan {
-    fn name(&self) -> &str {
-        &self.base.name
-    }
-
-    #[allow(private_interfaces)]
-    fn to_message(&self, resolve: &mut Resolver<'_>) -> Result<LinkMessage> {
-        let data = InfoData::MacVlan(vec![InfoMacVlan::Mode(self.mode.to_nl())]);
-        self.base.message(resolve, data, InfoKind::MacVlan)
-    }
-}
-
-/// A macvtap device (a macvlan with a /dev/tapN character device):
-/// `ip link add NAME link PARENT type macvtap mode MODE`.
-#[derive(Debug, Clone)]
-pub struct Macvtap {
-    base: Stacked,
-    mode: MacvlanMode,
-}
-
-impl Macvtap {
-    /// A macvtap device `name` on `parent`, in bridge mode.
-    pub fn new(name: impl Into<String>, parent: impl Into<LinkRef>) -> Macvtap {
-        Macvtap {
-            base: Stacked {
-                name: name.into(),
-                parent: parent.into(),
-                mtu: None,
-                mac: None,
-            },
-            mode: MacvlanMode::Bridge,
+            /// `mode MODE`.
+            pub fn mode(mut self, mode: MacvlanMode) -> $ty {
+                self.mode = mode;
+                self
+            }
         }
-    }
 
-    /// `mode MODE`.
-    pub fn mode(mut self, mode: MacvlanMode) -> Macvtap {
-        self.mode = mode;
-        self
-    }
+        stacked_methods!($ty);
+
+        impl LinkSpec for $ty {
+            fn name(&self) -> &str {
+                &self.base.name
+            }
+
+            #[allow(private_interfaces)]
+            fn to_message(&self, resolve: &mut Resolver<'_>) -> Result<LinkMessage> {
+                let data = InfoData::$kind(vec![$data::$mode(self.mode.to_nl())]);
+                self.base.message(resolve, data, InfoKind::$kind)
+            }
+        }
+    };
 }
 
-stacked_methods!(Macvtap);
+macvlan_kind!(
+    /// A macvlan device: `ip link add NAME link PARENT type macvlan mode MODE`.
+    Macvlan,
+    MacVlan,
+    InfoMacVlan,
+    Mode,
+    "A macvlan device `name` on `parent`, in bridge mode."
+);
 
-impl LinkSpec for Macvtap {
-    fn name(&self) -> &str {
-        &self.base.name
-    }
-
-    #[allow(private_interfaces)]
-    fn to_message(&self, resolve: &mut Resolver<'_>) -> Result<LinkMessage> {
-        let data = InfoData::MacVtap(vec![InfoMacVtap::Mode(self.mode.to_nl())]);
-        self.base.message(resolve, data, InfoKind::MacVtap)
-    }
-}
+macvlan_kind!(
+    /// A macvtap device (a macvlan with a /dev/tapN character device):
+    /// `ip link add NAME link PARENT type macvtap mode MODE`.
+    Macvtap,
+    MacVtap,
+    InfoMacVtap,
+    Mode,
+    "A macvtap device `name` on `parent`, in bridge mode."
+);
 
 /// An ipvlan device: `ip link add NAME link PARENT type ipvlan mode MODE` (kernels without
 /// CONFIG_IPVLAN refuse it with EOPNOTSUPP, "Unknown device type").
+///
+/// The mode belongs to the parent, not to each device: all ipvlan devices on one parent share
+/// it, and adding one in another mode switches it for all of them (each then reads back with
+/// the new mode), as the kernel keeps it in the parent's ipvlan port.
 #[derive(Debug, Clone)]
 pub struct Ipvlan {
     base: Stacked,
@@ -366,12 +358,7 @@ impl Ipvlan {
     /// An ipvlan device `name` on `parent`, in l2 mode.
     pub fn new(name: impl Into<String>, parent: impl Into<LinkRef>) -> Ipvlan {
         Ipvlan {
-            base: Stacked {
-                name: name.into(),
-                parent: parent.into(),
-                mtu: None,
-                mac: None,
-            },
+            base: Stacked::new(name.into(), parent.into()),
             mode: IpvlanMode::L2,
         }
     }
@@ -416,12 +403,7 @@ impl Vlan {
     /// VLAN `id` on `parent`, 802.1Q. The id is checked (at most [`VLAN_ID_MAX`]) by `add`.
     pub fn new(name: impl Into<String>, parent: impl Into<LinkRef>, id: u16) -> Vlan {
         Vlan {
-            base: Stacked {
-                name: name.into(),
-                parent: parent.into(),
-                mtu: None,
-                mac: None,
-            },
+            base: Stacked::new(name.into(), parent.into()),
             id,
             protocol: VlanProtocol::Dot1Q,
         }

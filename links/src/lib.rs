@@ -15,8 +15,9 @@
 //! notifications into typed [`Event`]s.
 //!
 //! ```no_run
-//! use podnet_links::{Bridge, Handle, Route, Veth};
+//! use podnet_links::{Bridge, Handle, IpNet, Route, Veth};
 //! use podnet_netns::NetNs;
+//! use std::net::IpAddr;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let node = NetNs::add("node1")?;
@@ -26,13 +27,15 @@
 //! h.link().add(&Veth::new("veth-pod1").peer("eth0").peer_netns(&pod))?;
 //! h.link().set("veth-pod1").master("cni0").up().apply()?;
 //! h.link().set("cni0").up().apply()?;
-//! h.addr().add("cni0", "10.244.1.1/24".parse()?)?;
+//! // An IpNet, or an AddressSpec for brd, label, lifetimes...
+//! h.addr().add("cni0", "10.244.1.1/24".parse::<IpNet>()?)?;
 //!
 //! let p = Handle::in_ns(&pod)?;
-//! p.addr().add("eth0", "10.244.1.2/24".parse()?)?;
+//! p.addr().add("eth0", "10.244.1.2/24".parse::<IpNet>()?)?;
 //! p.link().set("eth0").up().apply()?;
 //! p.route().add(&Route::new("0.0.0.0/0".parse()?).via("10.244.1.1".parse()?))?;
-//! println!("{}", p.route().get("10.244.1.1".parse()?)?);
+//! // A destination, or a RouteGet with from, iif, oif, mark...
+//! println!("{}", p.route().get("10.244.1.1".parse::<IpAddr>()?)?);
 //! # Ok(())
 //! # }
 //! ```
@@ -76,7 +79,7 @@ pub use kinds::{
     Ipvlan, IpvlanMode, Macvlan, MacvlanMode, Macvtap, StackedInfo, VLAN_ID_MAX, Vlan, VlanInfo,
     VlanProtocol,
 };
-pub use link::{Bridge, Dummy, Ifb, Link, LinkKind, LinkSet, LinkSpec, Links, Veth};
+pub use link::{Bridge, Dummy, Ifb, Link, LinkAdd, LinkKind, LinkSet, LinkSpec, Links, Veth};
 #[doc(hidden)]
 pub use monitor::parse_events;
 pub use monitor::{Event, Group, Monitor};

@@ -6,11 +6,11 @@ use crate::handle::Handle;
 use crate::kinds::StackedInfo;
 use crate::settings::{AddrGenMode, BridgePort, BridgePortSet, LinkStats};
 use crate::types::{LinkRef, MacAddr, validate_ifname};
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
+use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage, State,
+    InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    State,
 };
 use podnet_netns::NetNs;
 use std::collections::HashMap;
@@ -355,6 +355,34 @@ impl fmt::Display for Link {
 
 pub(crate) mod sealed {
     pub trait Sealed {}
+    pub trait SealedAdd {}
+    impl<T: super::LinkSpec> SealedAdd for T {}
+    impl SealedAdd for crate::tun::Tun {}
+}
+
+/// What [`Links::add`] makes: every [`LinkSpec`] (made by an RTM_NEWLINK request; `add`
+/// returns `()`) and [`Tun`](crate::Tun) (made through /dev/net/tun inside the handle's
+/// namespace; `add` returns the [`TunDevice`](crate::TunDevice) with its queue files).
+pub trait LinkAdd: sealed::SealedAdd {
+    /// What `add` returns.
+    type Added;
+    #[doc(hidden)]
+    #[allow(private_interfaces)]
+    fn add_with(&self, links: &Links<'_>) -> Result<Self::Added>;
+}
+
+impl<T: LinkSpec> LinkAdd for T {
+    type Added = ();
+
+    #[allow(private_interfaces)]
+    fn add_with(&self, links: &Links<'_>) -> Result<()> {
+        let msg = self.to_message(&mut |l: &LinkRef| links.index(l.clone()))?;
+        links
+            .h
+            .request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+            .map_err(|e| Error::from_netlink("link add", self.name(), e))?;
+        Ok(())
+    }
 }
 
 /// Resolves a link reference to an index (for specs that name another device).
@@ -383,6 +411,19 @@ pub(crate) fn common_attrs(
     if let Some(mac) = mac {
         msg.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
     }
+}
+
+/// `IFLA_INFO_KIND` of a link podnet-links asks for: the kind's name without the C string's
+/// NUL, as iproute2 sends it (`addattr_l(.., strlen(type))`), so that a request is the same
+/// bytes as `ip link add ... type KIND`. The kernel takes both (it copies the name with
+/// `nla_strscpy`); its replies carry the NUL, which netlink-packet-route's
+/// `LinkInfo::Kind` writes and reads.
+pub(crate) fn kind_attr(kind: InfoKind) -> LinkInfo {
+    const IFLA_INFO_KIND: u16 = 1;
+    LinkInfo::Other(DefaultNla::new(
+        IFLA_INFO_KIND,
+        kind.to_string().into_bytes(),
+    ))
 }
 
 /// A veth pair: `ip link add NAME type veth peer name PEER [netns NS]`.
@@ -469,7 +510,7 @@ impl LinkSpec for Veth {
         let mut msg = LinkMessage::default();
         common_attrs(&mut msg, &self.name, self.mtu, self.mac);
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Veth),
+            kind_attr(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ]));
         Ok(msg)
@@ -523,7 +564,7 @@ macro_rules! simple_kind {
                 let mut msg = LinkMessage::default();
                 common_attrs(&mut msg, &self.name, self.mtu, self.mac);
                 msg.attributes
-                    .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind($kind)]));
+                    .push(LinkAttribute::LinkInfo(vec![kind_attr($kind)]));
                 Ok(msg)
             }
         }
@@ -574,13 +615,11 @@ pub(crate) fn link_message(link: &LinkRef) -> Result<LinkMessage> {
 }
 
 impl<'h> Links<'h> {
-    /// Creates a link (`ip link add`). Fails with [`Error::Exists`] if the name is taken.
-    pub fn add(&self, spec: &impl LinkSpec) -> Result<()> {
-        let msg = spec.to_message(&mut |l: &LinkRef| self.index(l.clone()))?;
-        self.h
-            .request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
-            .map_err(|e| Error::from_netlink("link add", spec.name(), e))?;
-        Ok(())
+    /// Creates a link (`ip link add`, `ip tuntap add`). Fails with [`Error::Exists`] if the
+    /// name is taken. Returns `()` for the kinds of [`LinkSpec`], and the queue files
+    /// ([`TunDevice`](crate::TunDevice)) for a [`Tun`](crate::Tun).
+    pub fn add<S: LinkAdd>(&self, spec: &S) -> Result<S::Added> {
+        spec.add_with(self)
     }
 
     /// Deletes a link (`ip link del`); deleting one end of a veth pair deletes both.
@@ -904,7 +943,13 @@ impl LinkSet<'_> {
             msg.attributes.push(LinkAttribute::TxQueueLen(q));
         }
         if let Some(a) = &self.alias {
-            msg.attributes.push(LinkAttribute::IfAlias(a.clone()));
+            // Without the NUL, as `ip link set DEV alias A` sends it (the kernel stores the
+            // bytes given and terminates them itself).
+            const IFLA_IFALIAS: u16 = 20;
+            msg.attributes.push(LinkAttribute::Other(DefaultNla::new(
+                IFLA_IFALIAS,
+                a.as_bytes().to_vec(),
+            )));
         }
         if let Some(g) = self.group {
             msg.attributes.push(LinkAttribute::Group(g));
@@ -914,8 +959,11 @@ impl LinkSet<'_> {
         }
         let port = self.port.attrs();
         if !port.is_empty() {
+            // As `ip link set DEV type bridge_slave ...` asks: IFLA_INFO_KIND "bridge_slave"
+            // (the kernel looks up no kind for a change of an existing link; it hands
+            // IFLA_INFO_SLAVE_DATA to the port's master).
             msg.attributes.push(LinkAttribute::LinkInfo(vec![
-                LinkInfo::PortKind(InfoPortKind::Bridge),
+                kind_attr(InfoKind::Other("bridge_slave".into())),
                 LinkInfo::PortData(InfoPortData::BridgePort(port)),
             ]));
         }

@@ -6,7 +6,8 @@ use crate::error::Result;
 use crate::fdb::FdbEntry;
 use crate::link::Link;
 use crate::neigh::Neighbour;
-use crate::netlink::{NetlinkError, decode, next_message};
+use crate::netlink::{NetlinkError, decode, decode_error};
+use crate::nlattr::{SocketBuffer, messages, set_buffer_force};
 use crate::route::Route;
 use crate::sys;
 use netlink_packet_route::neighbour::NeighbourMessage;
@@ -110,7 +111,7 @@ impl Monitor {
         for g in groups {
             sock.add_membership(g.number())?;
         }
-        if crate::sys::set_rcvbuf_force(&sock, 4 << 20).is_err() {
+        if set_buffer_force(&sock, SocketBuffer::Receive, 4 << 20).is_err() {
             let _ = sock.set_rx_buf_sz(4usize << 20);
         }
         Ok(Monitor {
@@ -172,8 +173,8 @@ pub fn parse_events(
     out: &mut impl Extend<Event>,
 ) -> std::result::Result<(), NetlinkError> {
     let names = HashMap::new();
-    let mut off = 0;
-    while let Some((hdr, body)) = next_message(buf, &mut off)? {
+    for m in messages(buf) {
+        let (hdr, body) = m.map_err(decode_error)?;
         if hdr.message_type < 16 {
             continue; // control messages
         }

@@ -171,10 +171,7 @@ impl Neighbour {
             m.header.flags |= NeighbourFlags::Router;
         }
         m.attributes
-            .push(NeighbourAttribute::Destination(match self.ip {
-                IpAddr::V4(a) => NeighbourAddress::Inet(a),
-                IpAddr::V6(a) => NeighbourAddress::Inet6(a),
-            }));
+            .push(NeighbourAttribute::Destination(neigh_address(self.ip)));
         if let Some(mac) = self.mac {
             m.attributes
                 .push(NeighbourAttribute::LinkLayerAddress(mac.0.to_vec()));
@@ -235,68 +232,154 @@ impl fmt::Display for Neighbour {
     }
 }
 
+/// `NDA_DST`'s value for `ip`.
+pub(crate) fn neigh_address(ip: IpAddr) -> NeighbourAddress {
+    match ip {
+        IpAddr::V4(a) => NeighbourAddress::Inet(a),
+        IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+    }
+}
+
+/// What neighbour entries (`ip neigh`) and forwarding entries (`bridge fdb`) have in common:
+/// both are RTM_*NEIGH messages on a device, changed and dumped the same way
+/// ([`change_entry`], [`dump_entries`]).
+pub(crate) trait NeighbourEntry: Sized {
+    /// The device the entry is on.
+    fn dev(&self) -> &LinkRef;
+    /// The entry in errors: `10.0.0.1 dev eth0`.
+    fn what(&self) -> String;
+    /// The request for device `index`.
+    fn request(&self, index: u32) -> Result<NeighbourMessage>;
+    /// The entry of a kernel message, if it is one of this kind.
+    fn read(m: &NeighbourMessage, names: &HashMap<u32, String>) -> Option<Self>;
+}
+
+impl NeighbourEntry for Neighbour {
+    fn dev(&self) -> &LinkRef {
+        &self.dev
+    }
+
+    fn what(&self) -> String {
+        format!("{} dev {}", self.ip, self.dev)
+    }
+
+    fn request(&self, index: u32) -> Result<NeighbourMessage> {
+        Ok(self.to_message(index))
+    }
+
+    fn read(m: &NeighbourMessage, names: &HashMap<u32, String>) -> Option<Self> {
+        Neighbour::from_message(m, names)
+    }
+}
+
+/// Adds (`delete`: deletes) entry `e` with netlink `flags`; `op` names the command in errors.
+pub(crate) fn change_entry<E: NeighbourEntry>(
+    h: &Handle,
+    op: &'static str,
+    e: &E,
+    flags: u16,
+    delete: bool,
+) -> Result<()> {
+    let index = h.link().index(e.dev().clone())?;
+    let msg = e.request(index)?;
+    let msg = if delete {
+        RouteNetlinkMessage::DelNeighbour(msg)
+    } else {
+        RouteNetlinkMessage::NewNeighbour(msg)
+    };
+    h.request(msg, flags)
+        .map_err(|err| Error::from_netlink(op, e.what(), err))?;
+    Ok(())
+}
+
+/// Dumps with request `req` and returns the entries of device `dev` (or of all).
+pub(crate) fn dump_entries<E: NeighbourEntry>(
+    h: &Handle,
+    op: &'static str,
+    dev: Option<LinkRef>,
+    req: NeighbourMessage,
+) -> Result<Vec<E>> {
+    let index = dev.map(|d| h.link().index(d)).transpose()?;
+    let replies = h
+        .request(RouteNetlinkMessage::GetNeighbour(req), NLM_F_DUMP)
+        .map_err(|e| Error::from_netlink(op, "all", e))?;
+    let names = h.link().names()?;
+    Ok(entries_of(&replies, index, &names))
+}
+
+/// The entries of a neighbour dump's replies, of link `index` or of all.
+pub(crate) fn entries_of<E: NeighbourEntry>(
+    replies: &[RouteNetlinkMessage],
+    index: Option<u32>,
+    names: &HashMap<u32, String>,
+) -> Vec<E> {
+    replies
+        .iter()
+        .filter_map(|r| match r {
+            RouteNetlinkMessage::NewNeighbour(m) if index.is_none_or(|i| i == m.header.ifindex) => {
+                E::read(m, names)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Neighbour operations of one [`Handle`]: `h.neigh().replace(&n)`, like `ip neigh`.
+/// `h.neigh().proxy().list(dev)` lists the proxy entries (`ip neigh show proxy`).
 #[derive(Debug, Clone, Copy)]
 pub struct Neighbours<'h> {
     pub(crate) h: &'h Handle,
+    /// [`list`](Self::list) shows the proxy entries.
+    pub(crate) proxy: bool,
 }
 
 impl Neighbours<'_> {
-    fn change(&self, op: &'static str, n: &Neighbour, flags: u16, delete: bool) -> Result<()> {
-        let index = self.h.link().index(n.dev.clone())?;
-        let msg = n.to_message(index);
-        let msg = if delete {
-            RouteNetlinkMessage::DelNeighbour(msg)
-        } else {
-            RouteNetlinkMessage::NewNeighbour(msg)
-        };
-        self.h
-            .request(msg, flags)
-            .map_err(|e| Error::from_netlink(op, format!("{} dev {}", n.ip, n.dev), e))?;
-        Ok(())
-    }
-
     /// `ip neigh add`; [`Error::Exists`] if an entry is there.
     pub fn add(&self, n: &Neighbour) -> Result<()> {
-        self.change("neigh add", n, NLM_F_CREATE | NLM_F_EXCL, false)
+        change_entry(self.h, "neigh add", n, NLM_F_CREATE | NLM_F_EXCL, false)
     }
 
     /// `ip neigh replace`: add or overwrite (idempotent).
     pub fn replace(&self, n: &Neighbour) -> Result<()> {
-        self.change("neigh replace", n, NLM_F_CREATE | NLM_F_REPLACE, false)
+        change_entry(
+            self.h,
+            "neigh replace",
+            n,
+            NLM_F_CREATE | NLM_F_REPLACE,
+            false,
+        )
     }
 
     /// `ip neigh del`.
     pub fn del(&self, n: &Neighbour) -> Result<()> {
-        self.change("neigh del", n, 0, true)
+        change_entry(self.h, "neigh del", n, 0, true)
     }
 
-    /// The ARP and NDP entries of one link or all (`ip neigh show nud all`).
+    /// `ip neigh ... proxy`: these operations with [`list`](Self::list) showing the proxy
+    /// entries (those added with [`Neighbour::proxy`] are changed as any other).
+    pub fn proxy(self) -> Self {
+        Neighbours {
+            proxy: true,
+            ..self
+        }
+    }
+
+    /// The ARP and NDP entries of one link or all (`ip neigh show nud all`), or the proxy
+    /// entries after [`proxy`](Self::proxy) (`ip neigh show proxy`).
     pub fn list(&self, dev: Option<LinkRef>) -> Result<Vec<Neighbour>> {
-        self.dump(dev, false)
-    }
-
-    /// The proxy entries (`ip neigh show proxy`).
-    pub fn list_proxy(&self, dev: Option<LinkRef>) -> Result<Vec<Neighbour>> {
-        self.dump(dev, true)
-    }
-
-    fn dump(&self, dev: Option<LinkRef>, proxy: bool) -> Result<Vec<Neighbour>> {
-        let index = match dev {
-            Some(d) => Some(self.h.link().index(d)?),
-            None => None,
-        };
         let mut req = NeighbourMessage::default();
         req.header.family = AddressFamily::Unspec;
-        if proxy {
+        if self.proxy {
             req.header.flags |= NeighbourFlags::Proxy;
         }
-        let replies = self
-            .h
-            .request(RouteNetlinkMessage::GetNeighbour(req), NLM_F_DUMP)
-            .map_err(|e| Error::from_netlink("neigh show", "all", e))?;
-        let names = self.h.link().names()?;
-        Ok(neighbours_of(&replies, index, proxy, &names))
+        let all: Vec<Neighbour> = dump_entries(self.h, "neigh show", dev, req)?;
+        Ok(all.into_iter().filter(|n| n.proxy == self.proxy).collect())
+    }
+
+    #[deprecated(note = "use proxy().list(dev)")]
+    #[doc(hidden)]
+    pub fn list_proxy(&self, dev: Option<LinkRef>) -> Result<Vec<Neighbour>> {
+        self.proxy().list(dev)
     }
 }
 
@@ -308,14 +391,6 @@ pub(crate) fn neighbours_of(
     proxy: bool,
     names: &HashMap<u32, String>,
 ) -> Vec<Neighbour> {
-    replies
-        .iter()
-        .filter_map(|r| match r {
-            RouteNetlinkMessage::NewNeighbour(m) if index.is_none_or(|i| i == m.header.ifindex) => {
-                Neighbour::from_message(m, names)
-            }
-            _ => None,
-        })
-        .filter(|n| n.proxy == proxy)
-        .collect()
+    let all: Vec<Neighbour> = entries_of(replies, index, names);
+    all.into_iter().filter(|n| n.proxy == proxy).collect()
 }

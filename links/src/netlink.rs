@@ -9,6 +9,9 @@
 //! It is generic over the netlink family's message type, so rtnetlink (this crate), nfnetlink and
 //! generic netlink users (podnet-nat) share one implementation.
 
+use crate::nlattr::{
+    SocketBuffer, done_ext_ack_message, error_code, ext_ack_message, messages, set_buffer_force,
+};
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader,
     NetlinkMessage, NetlinkPayload, NetlinkSerializable,
@@ -18,13 +21,10 @@ use podnet_netns::NetNs;
 use std::fmt;
 use std::io;
 
-const NLMSG_HDRLEN: usize = 16;
 const NLMSG_NOOP: u16 = 1;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_OVERRUN: u16 = 4;
-const NLM_F_ACK_TLVS: u16 = 0x200;
-const NLMSGERR_ATTR_MSG: u16 = 1;
 
 /// Receive buffer for one datagram. The kernel builds dump datagrams of at most 32 KiB.
 const RECV_BUF: usize = 64 * 1024;
@@ -98,7 +98,7 @@ impl Connection {
         // Extended acks carry the kernel's message; capped acks do not echo our request back.
         let _ = sock.set_ext_ack(true);
         let _ = sock.set_cap_ack(true);
-        if crate::sys::set_rcvbuf_force(&sock, RCVBUF_WANTED).is_err() {
+        if set_buffer_force(&sock, SocketBuffer::Receive, RCVBUF_WANTED).is_err() {
             let _ = sock.set_rx_buf_sz(RCVBUF_WANTED);
         }
         let rcvbuf = sock.get_rx_buf_sz().unwrap_or(212_992);
@@ -272,8 +272,8 @@ impl Connection {
                         "acknowledgement of {len} bytes truncated"
                     )));
                 }
-                let mut off = 0;
-                while let Some((hdr, body)) = next_message(&slot[..*len], &mut off)? {
+                for m in messages(&slot[..*len]) {
+                    let (hdr, body) = m.map_err(decode_error)?;
                     if hdr.message_type != NLMSG_ERROR {
                         continue;
                     }
@@ -337,8 +337,8 @@ pub fn parse_reply<I: NetlinkDeserializable>(
         interrupted: false,
         finished: None,
     };
-    let mut off = 0;
-    while let Some((hdr, body)) = next_message(buf, &mut off)? {
+    for m in messages(buf) {
+        let (hdr, body) = m.map_err(decode_error)?;
         if hdr.sequence_number != seq {
             continue; // a stale reply to an earlier, abandoned request
         }
@@ -353,14 +353,11 @@ pub fn parse_reply<I: NetlinkDeserializable>(
             }
             NLMSG_DONE => {
                 // A dump's DONE carries an errno too (negative on failure).
-                let code = body
-                    .get(..4)
-                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                    .unwrap_or(0);
+                let code = error_code(body).unwrap_or(0);
                 out.finished = Some(if code < 0 {
                     Err(KernelError {
                         errno: code.saturating_neg(),
-                        message: ext_ack_message(&hdr, body, 4),
+                        message: done_ext_ack_message(hdr.flags, body),
                     })
                 } else {
                     Ok(())
@@ -378,32 +375,9 @@ pub fn parse_reply<I: NetlinkDeserializable>(
     Ok(out)
 }
 
-/// Splits the next netlink message off `buf` at `*off`.
-pub(crate) fn next_message<'a>(
-    buf: &'a [u8],
-    off: &mut usize,
-) -> Result<Option<(NetlinkHeader, &'a [u8])>, NetlinkError> {
-    let rest = buf.get(*off..).unwrap_or(&[]);
-    if rest.len() < NLMSG_HDRLEN {
-        return Ok(None);
-    }
-    let u32_at = |i: usize| u32::from_ne_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
-    let u16_at = |i: usize| u16::from_ne_bytes([rest[i], rest[i + 1]]);
-    let len = u32_at(0) as usize;
-    if len < NLMSG_HDRLEN || len > rest.len() {
-        return Err(NetlinkError::Decode(format!(
-            "message length {len} with {} bytes left",
-            rest.len()
-        )));
-    }
-    let mut hdr = NetlinkHeader::default();
-    hdr.length = len as u32;
-    hdr.message_type = u16_at(4);
-    hdr.flags = u16_at(6);
-    hdr.sequence_number = u32_at(8);
-    hdr.port_number = u32_at(12);
-    *off += (len + 3) & !3;
-    Ok(Some((hdr, &rest[NLMSG_HDRLEN..len])))
+/// A malformed message ([`messages`]'s error) as a [`NetlinkError`].
+pub(crate) fn decode_error(e: netlink_packet_core::DecodeError) -> NetlinkError {
+    NetlinkError::Decode(e.to_string())
 }
 
 pub(crate) fn decode<I: NetlinkDeserializable>(
@@ -416,51 +390,16 @@ pub(crate) fn decode<I: NetlinkDeserializable>(
 
 /// Reads an NLMSG_ERROR body: `Ok(())` for an acknowledgement, the errno and message otherwise.
 fn parse_error(hdr: &NetlinkHeader, body: &[u8]) -> Result<Result<(), KernelError>, NetlinkError> {
-    let code = body
-        .get(..4)
-        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or_else(|| NetlinkError::Decode("short error message".into()))?;
+    let code =
+        error_code(body).ok_or_else(|| NetlinkError::Decode("short error message".into()))?;
     if code == 0 {
         return Ok(Ok(()));
     }
-    // After the code: the request's header, and its payload unless the ack is capped.
-    let echoed = body
-        .get(4..8)
-        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        .unwrap_or(NLMSG_HDRLEN);
-    let capped = hdr.flags & netlink_packet_core::NLM_F_CAPPED != 0;
-    let skip = 4 + if capped {
-        NLMSG_HDRLEN
-    } else {
-        (echoed + 3) & !3
-    };
     Ok(Err(KernelError {
         // Saturating: i32::MIN is no errno, and negating it would overflow.
         errno: code.saturating_neg(),
-        message: ext_ack_message(hdr, body, skip),
+        message: ext_ack_message(hdr.flags, body),
     }))
-}
-
-/// The NLMSGERR_ATTR_MSG attribute of an extended ack, starting at `body[skip..]`.
-fn ext_ack_message(hdr: &NetlinkHeader, body: &[u8], skip: usize) -> Option<String> {
-    if hdr.flags & NLM_F_ACK_TLVS == 0 {
-        return None;
-    }
-    let mut tlvs = body.get(skip..)?;
-    while tlvs.len() >= 4 {
-        let len = u16::from_ne_bytes([tlvs[0], tlvs[1]]) as usize;
-        let kind = u16::from_ne_bytes([tlvs[2], tlvs[3]]) & 0x3fff;
-        if len < 4 || len > tlvs.len() {
-            return None;
-        }
-        if kind == NLMSGERR_ATTR_MSG {
-            let text = &tlvs[4..len];
-            let text = text.split(|b| *b == 0).next().unwrap_or(&[]);
-            return Some(String::from_utf8_lossy(text).into_owned());
-        }
-        tlvs = tlvs.get((len + 3) & !3..).unwrap_or(&[]);
-    }
-    None
 }
 
 #[cfg(test)]
@@ -484,11 +423,11 @@ mod tests {
         err.extend_from_slice(&[0u8; 16]); // echoed header (capped ack)
         let msg = b"File exists, really\0";
         err.extend_from_slice(&((4 + msg.len()) as u16).to_ne_bytes());
-        err.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
+        err.extend_from_slice(&crate::nlattr::NLMSGERR_ATTR_MSG.to_ne_bytes());
         err.extend_from_slice(msg);
         let h = header(
             NLMSG_ERROR,
-            netlink_packet_core::NLM_F_CAPPED | NLM_F_ACK_TLVS,
+            netlink_packet_core::NLM_F_CAPPED | crate::nlattr::NLM_F_ACK_TLVS,
         );
         assert_eq!(
             parse_error(&h, &err).unwrap(),
@@ -528,18 +467,15 @@ mod tests {
     #[test]
     fn malformed_input_is_an_error_not_a_panic() {
         assert!(parse_error(&header(NLMSG_ERROR, 0), &[1, 2]).is_err());
-        let mut off = 0;
-        assert!(
-            next_message(
-                &[255, 255, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                &mut off
-            )
-            .is_err()
-        );
-        let mut off = 0;
-        assert!(next_message(&[1, 2, 3], &mut off).unwrap().is_none());
+        let long = [255, 255, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(parse_reply::<netlink_packet_route::RouteNetlinkMessage>(&long, 0).is_err());
+        let short = parse_reply::<netlink_packet_route::RouteNetlinkMessage>(&[1, 2, 3], 0);
+        assert!(short.unwrap().finished.is_none());
         // TLVs with a bogus length end the search quietly.
-        let h = header(NLMSG_ERROR, NLM_F_ACK_TLVS);
-        assert_eq!(ext_ack_message(&h, &[0, 0, 0, 0, 200, 0, 1, 0], 4), None);
+        let tlvs = [0, 0, 0, 0, 200, 0, 1, 0];
+        assert_eq!(
+            done_ext_ack_message(crate::nlattr::NLM_F_ACK_TLVS, &tlvs),
+            None
+        );
     }
 }

@@ -30,8 +30,10 @@ pub const NLA_HDRLEN: usize = 4;
 pub const NLMSG_HDRLEN: usize = 16;
 
 const NLM_F_CAPPED: u16 = 0x100;
-const NLM_F_ACK_TLVS: u16 = 0x200;
-const NLMSGERR_ATTR_MSG: u16 = 1;
+/// `NLM_F_ACK_TLVS`: an acknowledgement or error carries extended-ack attributes.
+pub const NLM_F_ACK_TLVS: u16 = 0x200;
+/// `NLMSGERR_ATTR_MSG`: the extended ack's text.
+pub const NLMSGERR_ATTR_MSG: u16 = 1;
 
 /// `n` rounded up to netlink's 4-byte alignment.
 pub const fn align(n: usize) -> usize {
@@ -236,6 +238,15 @@ pub fn ext_ack_message(flags: u16, body: &[u8]) -> Option<String> {
         align(echoed)
     };
     find(body.get(skip..)?, NLMSGERR_ATTR_MSG).map(cstr)
+}
+
+/// The extended-ack message of an `NLMSG_DONE` payload with header flags `flags`, which ends a
+/// failed dump: after the code, attributes (no echoed request).
+pub fn done_ext_ack_message(flags: u16, body: &[u8]) -> Option<String> {
+    if flags & NLM_F_ACK_TLVS == 0 {
+        return None;
+    }
+    find(body.get(4..)?, NLMSGERR_ATTR_MSG).map(cstr)
 }
 
 /// A NUL-terminated string value (up to the first NUL, or all of it), invalid UTF-8 replaced.

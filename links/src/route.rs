@@ -653,9 +653,13 @@ impl fmt::Display for Route {
 }
 
 /// Route operations of one [`Handle`]: `h.route().add(&route)`, like `ip route`.
+/// [`list`](Self::list) shows the main table; `h.route().table(100).list()` another, as
+/// `ip route show table 100` (add, replace and del take the table from the [`Route`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Routes<'h> {
     pub(crate) h: &'h Handle,
+    /// The table [`list`](Self::list) shows (0: all).
+    pub(crate) table: u32,
 }
 
 impl Routes<'_> {
@@ -702,13 +706,15 @@ impl Routes<'_> {
         self.change("route del", route, 0, true)
     }
 
-    /// The routes of the main table, IPv4 and IPv6 (`ip route; ip -6 route`).
-    pub fn list(&self) -> Result<Vec<Route>> {
-        self.list_table(TABLE_MAIN)
+    /// `ip route show table T`: these operations with [`list`](Self::list) showing table
+    /// `table` (0: every table; [`TABLE_MAIN`] unless set).
+    pub fn table(self, table: u32) -> Self {
+        Routes { table, ..self }
     }
 
-    /// The routes of one table; `0` for every table.
-    pub fn list_table(&self, table: u32) -> Result<Vec<Route>> {
+    /// The routes of the main table (or of the one chosen with [`table`](Self::table)), IPv4
+    /// and IPv6 (`ip route; ip -6 route`).
+    pub fn list(&self) -> Result<Vec<Route>> {
         let replies = self
             .h
             .request(
@@ -717,19 +723,21 @@ impl Routes<'_> {
             )
             .map_err(|e| Error::from_netlink("route show", "all", e))?;
         let names = self.h.link().names()?;
-        Ok(routes_of(&replies, table, &names))
+        Ok(routes_of(&replies, self.table, &names))
     }
 
-    /// The route the kernel would choose for `dst` (`ip route get DST`), computed by the
-    /// kernel's own lookup. An unreachable destination is [`Error::Kernel`] with ENETUNREACH.
-    pub fn get(&self, dst: IpAddr) -> Result<Route> {
-        self.get_with(&RouteGet::new(dst))
+    #[deprecated(note = "use table(t).list()")]
+    #[doc(hidden)]
+    pub fn list_table(&self, table: u32) -> Result<Vec<Route>> {
+        self.table(table).list()
     }
 
-    /// `ip route get DST [from SRC] [iif DEV] [oif DEV] [mark M] ...`: the lookup with the
-    /// selectors of a [`RouteGet`]. Unreachable is [`Error::Kernel`] with ENETUNREACH
-    /// (EHOSTUNREACH; EINVAL for a martian source with `iif`).
-    pub fn get_with(&self, q: &RouteGet) -> Result<Route> {
+    /// `ip route get DST [from SRC] [iif DEV] [oif DEV] [mark M] ...`: the route the kernel
+    /// would choose, computed by its own lookup. `q` is a destination (`get(dst)`) or a
+    /// [`RouteGet`] with selectors (by value or reference). Unreachable is [`Error::Kernel`]
+    /// with ENETUNREACH (EHOSTUNREACH; EINVAL for a martian source with `iif`).
+    pub fn get(&self, q: impl Into<RouteGet>) -> Result<Route> {
+        let q: RouteGet = q.into();
         let iif = q.iif.clone().map(|l| self.h.link().index(l)).transpose()?;
         let oif = q.oif.clone().map(|l| self.h.link().index(l)).transpose()?;
         let msg = q.to_message(iif, oif)?;
@@ -751,7 +759,14 @@ impl Routes<'_> {
             })
     }
 
-    /// `ip route get DST [from SRC] [oif DEV]`; the same as [`get_with`](Self::get_with).
+    #[deprecated(note = "use get, which takes a RouteGet too")]
+    #[doc(hidden)]
+    pub fn get_with(&self, q: &RouteGet) -> Result<Route> {
+        self.get(q)
+    }
+
+    #[deprecated(note = "use get(RouteGet::new(dst).from(src).oif(dev))")]
+    #[doc(hidden)]
     pub fn get_from(
         &self,
         dst: IpAddr,
@@ -761,15 +776,23 @@ impl Routes<'_> {
         let mut q = RouteGet::new(dst);
         q.from = src;
         q.oif = oif;
-        self.get_with(&q)
+        self.get(q)
     }
 }
 
 /// A route lookup: `ip route get DST [from SRC] [iif DEV] [oif DEV] [mark M] [ipproto P]
 /// [sport S] [dport D] [fibmatch]`. The answer's [`Route::table`] is the table the lookup
-/// found the route in (asked with RTM_F_LOOKUP_TABLE, as iproute2 does); the kernel has no
-/// lookup restricted to one table (RTA_TABLE is ignored in a route get; a policy rule with a
-/// mark selects a table instead).
+/// found the route in (asked with RTM_F_LOOKUP_TABLE, as iproute2 does).
+///
+/// There is no `table T`: the kernel has no lookup restricted to one table. It ignores both
+/// RTA_TABLE and `rtm_table` in an RTM_GETROUTE and always looks up through the policy rules;
+/// observed on this machine's kernel (6.18), IPv4 and IPv6 alike: with a route to 10.1.0.0/16
+/// only in table 100, a get of 10.1.2.3 "in table 100" answers ENETUNREACH, or, once main has
+/// a default route, that default route from table 254. iproute2 (6.1) accordingly refuses
+/// `ip route get ... table T`. To ask what a table answers, give the packet what the rule
+/// selecting that table matches: [`mark`](Self::mark) for an `fwmark` rule,
+/// [`iif`](Self::iif)/[`from`](Self::from) for `iif`/`from` rules (the wire test
+/// `route_lookups_are_requested_as_ip_route_get` reads such an answer from table 100).
 ///
 /// ```
 /// use podnet_links::RouteGet;
@@ -792,6 +815,12 @@ pub struct RouteGet {
 impl From<IpAddr> for RouteGet {
     fn from(dst: IpAddr) -> RouteGet {
         RouteGet::new(dst)
+    }
+}
+
+impl From<&RouteGet> for RouteGet {
+    fn from(q: &RouteGet) -> RouteGet {
+        q.clone()
     }
 }
 

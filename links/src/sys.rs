@@ -1,29 +1,9 @@
-//! The one raw socket option podnet-links needs that netlink-sys does not offer.
+//! The raw system calls podnet-links needs that netlink-sys does not offer: the TUN ioctls,
+//! poll and recvmmsg (socket buffer sizes: [`crate::nlattr::set_buffer_force`]).
 #![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::AsRawFd;
-
-/// Sets SO_RCVBUFFORCE (root only), which may exceed `net.core.rmem_max`.
-pub(crate) fn set_rcvbuf_force(sock: &impl AsRawFd, bytes: usize) -> io::Result<()> {
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: the option value points at a c_int that lives across the call, and the length
-    // passed is its size.
-    let ret = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
 
 /// `struct ifreq` as the TUN ioctls use it: a name and a flags word, padded to 40 bytes.
 #[repr(C)]

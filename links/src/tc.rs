@@ -5,9 +5,10 @@
 
 use crate::error::{Error, Result};
 use crate::handle::Handle;
+use crate::nlattr::{AttrWriter, attrs};
 use crate::types::LinkRef;
 use netlink_packet_core::{
-    DefaultNla, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, Nla, NlasIterator,
+    DefaultNla, Emitable, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, Nla,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::tc::{
@@ -19,6 +20,8 @@ use std::fmt;
 use std::time::Duration;
 
 const TCA_OPTIONS: u16 = 2;
+const TCA_ACT_OPTIONS: u16 = 2;
+const TCA_MIRRED_PARMS: u16 = 2;
 const TCA_TBF_PARMS: u16 = 1;
 const TCA_TBF_RATE64: u16 = 4;
 const TCA_TBF_BURST: u16 = 6;
@@ -42,30 +45,15 @@ pub struct TcId {
 
 impl TcId {
     /// `root`: the device's egress root.
-    pub const ROOT: TcId = TcId {
-        major: 0xffff,
-        minor: 0xffff,
-    };
+    pub const ROOT: TcId = TcId::new(0xffff, 0xffff);
     /// The parent of the `ingress` and `clsact` qdiscs (TC_H_INGRESS).
-    pub const INGRESS_PARENT: TcId = TcId {
-        major: 0xffff,
-        minor: 0xfff1,
-    };
+    pub const INGRESS_PARENT: TcId = TcId::new(0xffff, 0xfff1);
     /// The handle of the `ingress` and `clsact` qdiscs, `ffff:`: the parent of ingress filters.
-    pub const INGRESS: TcId = TcId {
-        major: 0xffff,
-        minor: 0,
-    };
+    pub const INGRESS: TcId = TcId::new(0xffff, 0);
     /// clsact's ingress hook, `ffff:fff2`, as a filter parent.
-    pub const CLSACT_INGRESS: TcId = TcId {
-        major: 0xffff,
-        minor: 0xfff2,
-    };
+    pub const CLSACT_INGRESS: TcId = TcId::new(0xffff, 0xfff2);
     /// clsact's egress hook, `ffff:fff3`, as a filter parent.
-    pub const CLSACT_EGRESS: TcId = TcId {
-        major: 0xffff,
-        minor: 0xfff3,
-    };
+    pub const CLSACT_EGRESS: TcId = TcId::new(0xffff, 0xfff3);
 
     /// `MAJOR:MINOR`.
     pub const fn new(major: u16, minor: u16) -> TcId {
@@ -149,12 +137,13 @@ impl Tbf {
         parms.extend_from_slice(&self.limit.to_ne_bytes());
         parms.extend_from_slice(&buffer.to_ne_bytes());
         parms.extend_from_slice(&0u32.to_ne_bytes()); // mtu: only with a peak rate
-        let mut out = nla(TCA_TBF_PARMS, &parms);
+        let mut out = AttrWriter::new();
+        out.bytes(TCA_TBF_PARMS, &parms);
         if bytes_ps > u64::from(u32::MAX) {
-            out.extend(nla(TCA_TBF_RATE64, &bytes_ps.to_ne_bytes()));
+            out.u64_ne(TCA_TBF_RATE64, bytes_ps);
         }
-        out.extend(nla(TCA_TBF_BURST, &self.burst.to_ne_bytes()));
-        out
+        out.u32_ne(TCA_TBF_BURST, self.burst);
+        out.into_bytes()
     }
 
     fn from_options(opts: &[u8]) -> Option<Tbf> {
@@ -164,10 +153,9 @@ impl Tbf {
             limit: 0,
         };
         let mut buffer_ticks = 0u32;
-        for attr in NlasIterator::new(opts) {
-            let attr = attr.ok()?;
-            let v = attr.value();
-            match attr.kind() {
+        for attr in attrs(opts) {
+            let (kind, v) = attr.ok()?;
+            match kind {
                 TCA_TBF_PARMS if v.len() >= 36 => {
                     tbf.rate = u64::from(u32_at(v, 8)) * 8;
                     tbf.limit = u32_at(v, 24);
@@ -210,19 +198,19 @@ impl Htb {
         glob.extend_from_slice(&self.default_class.to_ne_bytes());
         glob.extend_from_slice(&0u32.to_ne_bytes()); // debug
         glob.extend_from_slice(&0u32.to_ne_bytes()); // direct_pkts (read only)
-        let mut out = nla(TCA_HTB_INIT, &glob);
+        let mut out = AttrWriter::new();
+        out.bytes(TCA_HTB_INIT, &glob);
         if let Some(q) = self.direct_qlen {
-            out.extend(nla(TCA_HTB_DIRECT_QLEN, &q.to_ne_bytes()));
+            out.u32_ne(TCA_HTB_DIRECT_QLEN, q);
         }
-        out
+        out.into_bytes()
     }
 
     fn from_options(opts: &[u8]) -> Option<Htb> {
         let mut htb = Htb::default();
-        for attr in NlasIterator::new(opts) {
-            let attr = attr.ok()?;
-            let v = attr.value();
-            match attr.kind() {
+        for attr in attrs(opts) {
+            let (kind, v) = attr.ok()?;
+            match kind {
                 TCA_HTB_INIT if v.len() >= 20 => {
                     htb.r2q = u32_at(v, 4);
                     htb.default_class = u32_at(v, 8);
@@ -333,13 +321,8 @@ impl Qdisc {
     }
 
     pub(crate) fn to_message(&self, index: u32, delete: bool) -> Result<TcMessage> {
-        let mut msg = TcMessage::default();
-        msg.header.index = i32::try_from(index).map_err(|_| Error::InvalidArgument {
-            what: "qdisc device".into(),
-            reason: format!("index {index} out of range"),
-        })?;
+        let mut msg = tc_message("qdisc", index, self.parent)?;
         msg.header.handle = self.handle.to_nl();
-        msg.header.parent = self.parent.to_nl();
         msg.attributes
             .push(TcAttribute::Kind(self.kind.name().to_owned()));
         if delete {
@@ -361,7 +344,9 @@ impl Qdisc {
         Ok(msg)
     }
 
+    /// Reads a qdisc from the kernel's message, in the kernel's encoding ([`kernel_form`]).
     pub(crate) fn from_message(m: &TcMessage) -> Qdisc {
+        let m = &kernel_form(m);
         let mut name = String::new();
         let mut opts = Vec::new();
         for a in &m.attributes {
@@ -580,12 +565,7 @@ impl Filter {
     }
 
     pub(crate) fn to_message(&self, index: u32, target: u32) -> Result<TcMessage> {
-        let mut msg = TcMessage::default();
-        msg.header.index = i32::try_from(index).map_err(|_| Error::InvalidArgument {
-            what: "filter device".into(),
-            reason: format!("index {index} out of range"),
-        })?;
-        msg.header.parent = self.parent.to_nl();
+        let mut msg = tc_message("filter", index, self.parent)?;
         msg.header.info = (u32::from(self.priority) << 16) | u32::from(ETH_P_ALL_BE);
         msg.attributes.push(TcAttribute::Kind("u32".into()));
         let mut sel = TcU32Selector::default();
@@ -624,30 +604,32 @@ impl Filter {
             redirect_to: None,
             kind: String::new(),
         };
-        for a in &m.attributes {
+        for a in &kernel_form(m).attributes {
             match a {
                 TcAttribute::Kind(k) => f.kind = k.clone(),
                 TcAttribute::Options(opts) => {
-                    for o in opts {
-                        let TcOption::U32(TcFilterU32Option::Action(actions)) = o else {
-                            continue;
-                        };
-                        for act in actions {
-                            for aa in &act.attributes {
-                                let TcActionAttribute::Options(ao) = aa else {
-                                    continue;
-                                };
-                                for x in ao {
-                                    if let TcActionOption::Mirror(TcActionMirrorOption::Parms(p)) =
-                                        x
-                                    {
-                                        f.redirect_to = Some(match names.get(&p.ifindex) {
-                                            Some(n) => LinkRef::Name(n.clone()),
-                                            None => LinkRef::Index(p.ifindex),
-                                        });
-                                    }
-                                }
+                    let actions = opts.iter().flat_map(|o| match o {
+                        TcOption::U32(TcFilterU32Option::Action(actions)) => actions.as_slice(),
+                        _ => &[],
+                    });
+                    // The mirred action's options, raw (kernel_form): its TCA_MIRRED_PARMS.
+                    let parms = actions
+                        .flat_map(|act| &act.attributes)
+                        .filter_map(|aa| match aa {
+                            TcActionAttribute::Other(nla) if nla.kind() == TCA_ACT_OPTIONS => {
+                                let opts = nla_value(nla);
+                                crate::nlattr::find(&opts, TCA_MIRRED_PARMS).map(<[u8]>::to_vec)
                             }
+                            _ => None,
+                        });
+                    for p in parms {
+                        // struct tc_mirred: tc_gen (20 bytes), eaction, ifindex.
+                        let ifindex = u32_at(&p, 24);
+                        if ifindex != 0 {
+                            f.redirect_to = Some(match names.get(&ifindex) {
+                                Some(n) => LinkRef::Name(n.clone()),
+                                None => LinkRef::Index(ifindex),
+                            });
                         }
                     }
                 }
@@ -708,9 +690,7 @@ impl Filters<'_> {
     pub fn del(&self, dev: impl Into<LinkRef>, parent: TcId, priority: u16) -> Result<()> {
         let dev = dev.into();
         let index = self.h.link().index(dev.clone())?;
-        let mut msg = TcMessage::default();
-        msg.header.index = i32::try_from(index).unwrap_or(0);
-        msg.header.parent = parent.to_nl();
+        let mut msg = tc_message("filter", index, parent)?;
         msg.header.info = u32::from(priority) << 16;
         self.h
             .request(RouteNetlinkMessage::DelTrafficFilter(msg), 0)
@@ -722,9 +702,7 @@ impl Filters<'_> {
     pub fn list(&self, dev: impl Into<LinkRef>, parent: TcId) -> Result<Vec<Filter>> {
         let dev = dev.into();
         let index = self.h.link().index(dev.clone())?;
-        let mut msg = TcMessage::default();
-        msg.header.index = i32::try_from(index).unwrap_or(0);
-        msg.header.parent = parent.to_nl();
+        let msg = tc_message("filter", index, parent)?;
         let replies = self
             .h
             .request(RouteNetlinkMessage::GetTrafficFilter(msg), NLM_F_DUMP)
@@ -745,15 +723,57 @@ impl Filters<'_> {
     }
 }
 
-/// A netlink attribute: length, kind, value, padding to 4 bytes.
-fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
-    let len = 4 + value.len();
-    let mut out = Vec::with_capacity((len + 3) & !3);
-    out.extend_from_slice(&(len as u16).to_ne_bytes());
-    out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(value);
-    out.resize((len + 3) & !3, 0);
+/// `m` as the kernel encodes it, so that a message read from the kernel is emitted again byte
+/// for byte (what `wire_tests` checks against captured replies). netlink-packet-route
+/// 0.34 differs from the kernel in two places of traffic control:
+///
+/// - it parses the `TCA_OPTIONS` of a kind it does not know (tbf, htb, clsact) as
+///   `Options(vec![Other(<the TCA_OPTIONS attribute>)])`, which it would emit wrapped in a
+///   second `TCA_OPTIONS`: here it becomes that one attribute (`TcAttribute::Other`), as
+///   [`Qdisc::to_message`] writes options too;
+/// - it writes an action's `TCA_ACT_OPTIONS` with `NLA_F_NESTED`, which iproute2 sets in its
+///   requests but the kernel's dumps do not (`nla_nest_start_noflag`): here the options become
+///   raw bytes under the bare type.
+pub(crate) fn kernel_form(m: &TcMessage) -> TcMessage {
+    let mut out = m.clone();
+    for a in &mut out.attributes {
+        let TcAttribute::Options(opts) = a else {
+            continue;
+        };
+        if let [TcOption::Other(nla)] = opts.as_slice()
+            && nla.kind() == TCA_OPTIONS
+        {
+            *a = TcAttribute::Other(DefaultNla::new(TCA_OPTIONS, nla_value(nla)));
+            continue;
+        }
+        for o in opts.iter_mut() {
+            let TcOption::U32(TcFilterU32Option::Action(actions)) = o else {
+                continue;
+            };
+            for action in actions.iter_mut() {
+                for aa in &mut action.attributes {
+                    if let TcActionAttribute::Options(ao) = aa {
+                        let mut raw = vec![0u8; ao.as_slice().buffer_len()];
+                        ao.as_slice().emit(&mut raw);
+                        *aa = TcActionAttribute::Other(DefaultNla::new(TCA_ACT_OPTIONS, raw));
+                    }
+                }
+            }
+        }
+    }
     out
+}
+
+/// A traffic control message (qdisc or filter, `what` in errors) on device `index` under
+/// `parent`.
+fn tc_message(what: &str, index: u32, parent: TcId) -> Result<TcMessage> {
+    let mut msg = TcMessage::default();
+    msg.header.index = i32::try_from(index).map_err(|_| Error::InvalidArgument {
+        what: format!("{what} device"),
+        reason: format!("index {index} out of range"),
+    })?;
+    msg.header.parent = parent.to_nl();
+    Ok(msg)
 }
 
 /// struct tc_ratespec for `bytes_ps` (capped at u32; TCA_*_RATE64 carries more), Ethernet
@@ -778,21 +798,15 @@ fn nla_value(nla: &DefaultNla) -> Vec<u8> {
     v
 }
 
-/// TCA_OPTIONS' bytes when netlink-packet-route parsed them: for kinds it does not know it
-/// keeps the whole attribute as one `Other`.
+/// TCA_OPTIONS' bytes when netlink-packet-route parsed them (the kinds it knows: ingress).
 fn options_bytes(opts: &[TcOption]) -> Vec<u8> {
-    match opts {
-        [TcOption::Other(nla)] if nla.kind() == TCA_OPTIONS => nla_value(nla),
-        _ => {
-            let mut out = Vec::new();
-            for o in opts {
-                let mut v = vec![0u8; o.value_len()];
-                o.emit_value(&mut v);
-                out.extend(nla(o.kind(), &v));
-            }
-            out
-        }
+    let mut out = AttrWriter::new();
+    for o in opts {
+        let mut v = vec![0u8; o.value_len()];
+        o.emit_value(&mut v);
+        out.bytes(o.kind(), &v);
     }
+    out.into_bytes()
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ impl BitOr for Offload {
 /// # fn main() -> Result<(), podnet_links::Error> {
 /// use podnet_links::{Handle, Offload, Tun};
 /// let h = Handle::new()?;
-/// let dev = h.link().add_tun(
+/// let dev = h.link().add(
 ///     &Tun::new("flannel0").queues(2).vnet_hdr(true).offload(Offload::CSUM | Offload::TSO4),
 /// )?;
 /// assert_eq!(dev.queues().len(), 2);
@@ -244,13 +244,16 @@ impl AsRawFd for TunDevice {
     }
 }
 
-impl crate::link::Links<'_> {
-    /// Creates a TUN/TAP device inside this handle's namespace and returns its queue files.
-    ///
+impl crate::link::LinkAdd for Tun {
+    type Added = TunDevice;
+
+    /// Creates the TUN/TAP device inside the handle's namespace and returns its queue files.
     /// Without [`Tun::persist`] the device disappears when the last file closes.
-    pub fn add_tun(&self, spec: &Tun) -> Result<TunDevice> {
+    #[allow(private_interfaces)]
+    fn add_with(&self, links: &crate::link::Links<'_>) -> Result<TunDevice> {
+        let spec = self;
         spec.check()?;
-        let opened = match self.h.netns() {
+        let opened = match links.h.netns() {
             Some(ns) => ns.run(|| spec.open())?,
             None => spec.open(),
         };
@@ -265,12 +268,20 @@ impl crate::link::Links<'_> {
                 },
             )
         })?;
-        let index = self.index(name.as_str())?;
+        let index = links.index(name.as_str())?;
         Ok(TunDevice {
             name,
             index,
             queues,
         })
+    }
+}
+
+impl crate::link::Links<'_> {
+    #[deprecated(note = "use add, which returns the TunDevice for a Tun")]
+    #[doc(hidden)]
+    pub fn add_tun(&self, spec: &Tun) -> Result<TunDevice> {
+        self.add(spec)
     }
 }
 

@@ -300,7 +300,7 @@ impl LinkSpec for Vxlan {
         let mut msg = LinkMessage::default();
         common_attrs(&mut msg, &self.name, self.mtu, self.mac);
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Vxlan),
+            crate::link::kind_attr(InfoKind::Vxlan),
             LinkInfo::Data(InfoData::Vxlan(data)),
         ]));
         Ok(msg)

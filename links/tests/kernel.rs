@@ -1,6 +1,7 @@
 //! Kernel tests for podnet-links. Each test builds its own namespaces with the shared test
 //! harness (deleted on drop, also when a test fails) and checks the result with iproute2.
 
+use ipnet::IpNet;
 use podnet_links::{Bridge, Error, Handle, LinkKind, MacAddr, Route, RouteKind, Scope, Veth};
 use podnet_testsupport::{TestNs, require_root};
 use std::net::IpAddr;
@@ -24,13 +25,13 @@ fn veth_across_namespaces_with_addresses_pings() {
     let peer = hb.link().get("to-a").unwrap();
     assert_eq!(peer.kind, Some(LinkKind::Veth));
     ha.addr()
-        .add("to-b", "198.18.1.1/24".parse().unwrap())
+        .add("to-b", "198.18.1.1/24".parse::<IpNet>().unwrap())
         .unwrap();
     hb.addr()
-        .add("to-a", "198.18.1.2/24".parse().unwrap())
+        .add("to-a", "198.18.1.2/24".parse::<IpNet>().unwrap())
         .unwrap();
     hb.addr()
-        .add("to-a", "fd10::2/64".parse().unwrap())
+        .add("to-a", "fd10::2/64".parse::<IpNet>().unwrap())
         .unwrap();
     ha.link().set("to-b").up().apply().unwrap();
     hb.link().set("to-a").up().apply().unwrap();
@@ -66,7 +67,7 @@ fn veth_across_namespaces_with_addresses_pings() {
     );
 
     // Duplicate address: Exists; replace is idempotent; del removes; del again NotFound.
-    let net = "198.18.1.2/24".parse().unwrap();
+    let net = "198.18.1.2/24".parse::<IpNet>().unwrap();
     assert!(hb.addr().add("to-a", net).unwrap_err().is_exists());
     hb.addr().replace("to-a", net).unwrap();
     hb.addr().del("to-a", net).unwrap();
@@ -87,7 +88,7 @@ fn bridge_with_two_veths() {
     let h = Handle::in_ns(&node).unwrap();
     h.link().add(&Bridge::new("cni0")).unwrap();
     h.addr()
-        .add("cni0", "10.244.7.1/24".parse().unwrap())
+        .add("cni0", "10.244.7.1/24".parse::<IpNet>().unwrap())
         .unwrap();
     h.link().set("cni0").up().apply().unwrap();
     for (i, pod) in [(2, &p1), (3, &p2)] {
@@ -98,7 +99,7 @@ fn bridge_with_two_veths() {
         h.link().set(&host_end).master("cni0").up().apply().unwrap();
         let hp = Handle::in_ns(pod).unwrap();
         hp.addr()
-            .add("eth0", format!("10.244.7.{i}/24").parse().unwrap())
+            .add("eth0", format!("10.244.7.{i}/24").parse::<IpNet>().unwrap())
             .unwrap();
         hp.link().set("eth0").up().apply().unwrap();
         hp.route()
@@ -257,7 +258,7 @@ fn routes_onlink_gateway_blackhole_replace_and_get() {
 
     // IPv6 and a route in another table.
     h.addr()
-        .add("eth0", "fd10:2::1/64".parse().unwrap())
+        .add("eth0", "fd10:2::1/64".parse::<IpNet>().unwrap())
         .unwrap();
     h.route()
         .add(
@@ -272,7 +273,7 @@ fn routes_onlink_gateway_blackhole_replace_and_get() {
             .exec("ip", &["-6", "route", "show", "table", "100"])
             .contains("fd10:99::/64 dev eth0")
     );
-    let t100 = h.route().list_table(100).unwrap();
+    let t100 = h.route().table(100).list().unwrap();
     assert_eq!(t100.len(), 1);
     assert_eq!(
         t100[0].to_string(),
@@ -305,7 +306,7 @@ fn errors_name_what_was_asked() {
     assert!(h.link().del("nope0").unwrap_err().is_not_found());
     assert!(
         h.addr()
-            .add("nope0", "10.0.0.1/8".parse().unwrap())
+            .add("nope0", "10.0.0.1/8".parse::<IpNet>().unwrap())
             .unwrap_err()
             .is_not_found()
     );

@@ -14,6 +14,7 @@ mod vm;
 #[path = "../../nat/tests/support/vm_tests.rs"]
 mod vm_tests;
 
+use ipnet::IpNet;
 use podnet_links::{
     Handle, Ipvlan, IpvlanMode, LinkKind, StackedInfo, Veth, Vlan, VlanInfo, VlanProtocol,
 };
@@ -43,6 +44,10 @@ static TESTS: KernelTests = KernelTests {
         KernelTest {
             name: "vlan_tags_carry_traffic",
             run: vlan_tags_carry_traffic,
+        },
+        KernelTest {
+            name: "kind_replies_as_captured",
+            run: kind_replies_as_captured,
         },
     ],
     native: kernel_has_ipvlan_and_vlan,
@@ -90,6 +95,11 @@ fn ipvlan_in_every_mode() {
             "{l}"
         );
     }
+    // The mode is the parent's: after l3s was added on up0, the l2 and l3 devices are l3s too.
+    for name in ["ivl2", "ivl3"] {
+        let l = h.link().get(name).unwrap();
+        assert_eq!(l.stacked, Some(StackedInfo::Ipvlan(IpvlanMode::L3s)), "{l}");
+    }
     let e = h.link().add(&Ipvlan::new("ivl2", "up0")).unwrap_err();
     assert!(e.is_exists(), "{e}");
     let e = h.link().add(&Ipvlan::new("ivx", "nosuch0")).unwrap_err();
@@ -116,12 +126,12 @@ fn ipvlan_l2_carries_traffic() {
     h.link().set("ipv0").netns(&pod).apply().unwrap();
     let p = Handle::in_ns(&pod).unwrap();
     p.addr()
-        .add("ipv0", "198.18.70.2/24".parse().unwrap())
+        .add("ipv0", "198.18.70.2/24".parse::<IpNet>().unwrap())
         .unwrap();
     p.link().set("ipv0").up().apply().unwrap();
     let q = Handle::in_ns(&peer).unwrap();
     q.addr()
-        .add("eth0", "198.18.70.1/24".parse().unwrap())
+        .add("eth0", "198.18.70.1/24".parse::<IpNet>().unwrap())
         .unwrap();
     q.link().set("eth0").up().apply().unwrap();
     assert!(
@@ -190,7 +200,7 @@ fn vlan_tags_carry_traffic() {
     for (h, addr, id) in [(&ha, "198.18.71.1/24", 5), (&hb, "198.18.71.2/24", 5)] {
         h.link().set("trunk").up().apply().unwrap();
         h.link().add(&Vlan::new("v", "trunk", id)).unwrap();
-        h.addr().add("v", addr.parse().unwrap()).unwrap();
+        h.addr().add("v", addr.parse::<IpNet>().unwrap()).unwrap();
         h.link().set("v").up().apply().unwrap();
     }
     assert!(a.ping("198.18.71.2", 3), "VLAN 5 to VLAN 5");
@@ -198,10 +208,151 @@ fn vlan_tags_carry_traffic() {
     hb.link().del("v").unwrap();
     hb.link().add(&Vlan::new("v", "trunk", 6)).unwrap();
     hb.addr()
-        .add("v", "198.18.71.2/24".parse().unwrap())
+        .add("v", "198.18.71.2/24".parse::<IpNet>().unwrap())
         .unwrap();
     hb.link().set("v").up().apply().unwrap();
     assert!(!a.ping("198.18.71.2", 1), "VLAN 5 must not reach VLAN 6");
+}
+
+/// The devices of the reply fixtures `links/tests/fixtures/{ipvlan,vlan}_*_link.hex`: fixture
+/// name, device name and what it reads back as.
+const REPLY_FIXTURES: &[(&str, &str, StackedInfo)] = &[
+    (
+        "ipvlan_l2_link",
+        "ivl2",
+        StackedInfo::Ipvlan(IpvlanMode::L2),
+    ),
+    (
+        "ipvlan_l3_link",
+        "ivl3",
+        StackedInfo::Ipvlan(IpvlanMode::L3),
+    ),
+    (
+        "ipvlan_l3s_link",
+        "ivl3s",
+        StackedInfo::Ipvlan(IpvlanMode::L3s),
+    ),
+    (
+        "vlan_8021q_link",
+        "va.5",
+        StackedInfo::Vlan(VlanInfo {
+            id: 5,
+            protocol: VlanProtocol::Dot1Q,
+        }),
+    ),
+    (
+        "vlan_8021ad_link",
+        "vb.100",
+        StackedInfo::Vlan(VlanInfo {
+            id: 100,
+            protocol: VlanProtocol::Dot1Ad,
+        }),
+    ),
+];
+
+/// The marker of a captured reply in the test's output: `PODNET-FIXTURE <name> <hex>`.
+const FIXTURE_MARK: &str = "PODNET-FIXTURE";
+
+/// The kernel's RTM_NEWLINK replies to a link dump (`ip -d link show`) for ipvlan devices in
+/// modes l2, l3 and l3s and VLAN devices 802.1Q and 802.1ad: each is printed (sequence number
+/// and port id zeroed) with [`FIXTURE_MARK`], which is how the reply fixtures of the
+/// root-free wire tests (`src/wire_tests.rs`) were captured: `tests/fixtures/capture.py
+/// --from-vm-log` turns the guest's console log into the `.hex` files. The links read back
+/// with the kind's settings.
+fn kind_replies_as_captured() {
+    use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+    use netlink_packet_route::RouteNetlinkMessage;
+    use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
+
+    require_root!();
+    let ns = TestNs::new("kind-replies");
+    let h = Handle::in_ns(&ns).unwrap();
+    h.link().add(&Veth::new("va").peer("vb")).unwrap();
+    h.link().add(&Veth::new("vc").peer("vd")).unwrap();
+    // One parent per mode: the mode is the parent's (all ipvlan devices on one parent share
+    // it; adding one in another mode changes it for all).
+    for (name, parent, mode) in [
+        ("ivl2", "va", IpvlanMode::L2),
+        ("ivl3", "vb", IpvlanMode::L3),
+        ("ivl3s", "vc", IpvlanMode::L3s),
+    ] {
+        h.link().add(&Ipvlan::new(name, parent).mode(mode)).unwrap();
+    }
+    h.link().add(&Vlan::new("va.5", "va", 5)).unwrap();
+    h.link()
+        .add(&Vlan::new("vb.100", "vb", 100).protocol(VlanProtocol::Dot1Ad))
+        .unwrap();
+
+    // One dump on a socket of the namespace, each message kept as the kernel sent it.
+    let messages: Vec<Vec<u8>> = ns
+        .run(|| {
+            let mut sock = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE)?;
+            sock.bind_auto()?;
+            // As `ip -d link show` asks (the other reply fixtures are its answers).
+            let mut get = LinkMessage::default();
+            get.attributes.push(LinkAttribute::ExtMask(vec![
+                LinkExtentMask::Vf,
+                LinkExtentMask::SkipStats,
+            ]));
+            let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetLink(get));
+            req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+            req.header.sequence_number = 1;
+            req.finalize();
+            let mut buf = vec![0; req.buffer_len()];
+            req.serialize(&mut buf);
+            sock.send(&buf, 0)?;
+            let mut out = Vec::new();
+            loop {
+                let (data, _) = sock.recv_from_full()?;
+                for m in podnet_links::nlattr::messages(&data) {
+                    let (hdr, body) = m.map_err(|e| std::io::Error::other(e.to_string()))?;
+                    if hdr.message_type == libc::NLMSG_DONE as u16 {
+                        return Ok::<_, std::io::Error>(out);
+                    }
+                    assert_eq!(hdr.message_type, libc::RTM_NEWLINK, "the dump failed");
+                    // The message again, sequence number and port id zeroed.
+                    let mut msg = hdr.length.to_ne_bytes().to_vec();
+                    msg.extend(hdr.message_type.to_ne_bytes());
+                    msg.extend(hdr.flags.to_ne_bytes());
+                    msg.extend([0; 8]);
+                    msg.extend(body);
+                    out.push(msg);
+                }
+            }
+        })
+        .unwrap()
+        .unwrap();
+    let name_of = |bytes: &[u8]| {
+        let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).unwrap();
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) = m.payload else {
+            panic!("not a link: {m:?}")
+        };
+        link.attributes.into_iter().find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n),
+            _ => None,
+        })
+    };
+    let mine: Vec<_> = REPLY_FIXTURES
+        .iter()
+        .map(|(fixture, dev, want)| {
+            let bytes = messages
+                .iter()
+                .find(|b| name_of(b).as_deref() == Some(*dev))
+                .unwrap_or_else(|| panic!("{dev} is not in the dump"));
+            (*fixture, *dev, want, bytes)
+        })
+        .collect();
+    // All printed before anything is asserted.
+    for (fixture, _, _, bytes) in &mine {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        println!("{FIXTURE_MARK} {fixture} {hex}");
+    }
+    // The wire tests parse, assert and emit these bytes again; here, what podnet-links reads
+    // from the kernel's answer to a get of each.
+    for (_, dev, want, _) in mine {
+        let l = h.link().get(dev).unwrap();
+        assert_eq!(l.stacked.as_ref(), Some(want), "{l}");
+    }
 }
 
 fn main() {

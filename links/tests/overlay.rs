@@ -1,6 +1,7 @@
 //! Kernel tests for the overlay pieces of podnet-links: flannel's vxlan backend built by hand,
 //! a TUN device answered from userspace, the event monitor, and argument checks.
 
+use ipnet::IpNet;
 use podnet_links::{
     Bridge, Dummy, Error, Event, FdbEntry, Group, Handle, LinkKind, MacAddr, Monitor, Neighbour,
     Offload, Route, Tun, Veth, Vxlan,
@@ -39,12 +40,15 @@ fn node(ns: TestNs, n: u8, node_ip: &str) -> Node {
         )
         .unwrap();
     h.addr()
-        .add("flannel.1", format!("10.244.{n}.0/32").parse().unwrap())
+        .add(
+            "flannel.1",
+            format!("10.244.{n}.0/32").parse::<IpNet>().unwrap(),
+        )
         .unwrap();
     h.link().set("flannel.1").up().apply().unwrap();
     h.link().add(&Bridge::new("cni0")).unwrap();
     h.addr()
-        .add("cni0", format!("10.244.{n}.1/24").parse().unwrap())
+        .add("cni0", format!("10.244.{n}.1/24").parse::<IpNet>().unwrap())
         .unwrap();
     h.link().set("cni0").up().apply().unwrap();
     h.link()
@@ -58,7 +62,7 @@ fn node(ns: TestNs, n: u8, node_ip: &str) -> Node {
         .unwrap();
     let hp = Handle::in_ns(&pod).unwrap();
     hp.addr()
-        .add("eth0", format!("10.244.{n}.2/24").parse().unwrap())
+        .add("eth0", format!("10.244.{n}.2/24").parse::<IpNet>().unwrap())
         .unwrap();
     hp.link().set("eth0").up().apply().unwrap();
     hp.route()
@@ -272,7 +276,7 @@ fn fdb_head_end_replication_and_neighbour_states() {
         shown.contains("fd10::5 lladdr 02:00:00:00:00:01 router PERMANENT"),
         "{shown}"
     );
-    let proxies = h.neigh().list_proxy(Some("br0".into())).unwrap();
+    let proxies = h.neigh().proxy().list(Some("br0".into())).unwrap();
     assert_eq!(proxies.len(), 1);
     assert_eq!(proxies[0].to_string(), "10.1.0.99 dev br0 proxy");
     assert!(
@@ -353,9 +357,9 @@ fn tun_answered_from_userspace() {
     require_root!();
     let ns = TestNs::new("tun");
     let h = Handle::in_ns(&ns).unwrap();
-    let dev = h.link().add_tun(&Tun::new("tun0")).unwrap();
+    let dev = h.link().add(&Tun::new("tun0")).unwrap();
     h.addr()
-        .add("tun0", "10.250.0.1/24".parse().unwrap())
+        .add("tun0", "10.250.0.1/24".parse::<IpNet>().unwrap())
         .unwrap();
     h.link().set("tun0").up().apply().unwrap();
     let mut queue = dev.into_queues().pop().unwrap();
@@ -383,7 +387,7 @@ fn tun_answered_from_userspace() {
     // Multi-queue, virtio-net header and offloads, read back.
     let dev = h
         .link()
-        .add_tun(
+        .add(
             &Tun::new("tun1")
                 .queues(3)
                 .vnet_hdr(true)
@@ -419,7 +423,7 @@ fn tun_answered_from_userspace() {
     );
 
     // Persistent TAP outlives its file.
-    drop(h.link().add_tun(&Tun::tap("tap0").persist(true)).unwrap());
+    drop(h.link().add(&Tun::tap("tap0").persist(true)).unwrap());
     let tap = h.link().get("tap0").unwrap();
     assert!(tap.tun.unwrap().tap);
     h.link().del("tap0").unwrap();
@@ -434,7 +438,9 @@ fn events_arrive_typed_and_in_order() {
     h.link().add(&Veth::new("ev0").peer("ev1")).unwrap();
     h.link().set("ev0").up().apply().unwrap();
     h.link().set("ev1").up().apply().unwrap();
-    h.addr().add("ev0", "10.9.0.1/24".parse().unwrap()).unwrap();
+    h.addr()
+        .add("ev0", "10.9.0.1/24".parse::<IpNet>().unwrap())
+        .unwrap();
     let r = Route::new("10.10.0.0/24".parse().unwrap()).via(ip("10.9.0.2"));
     h.route().add(&r).unwrap();
     h.route().del(&r).unwrap();
@@ -493,7 +499,7 @@ fn events_arrive_typed_and_in_order() {
     h.link().set("br-l3").up().apply().unwrap();
     let hp = Handle::in_ns(&pod).unwrap();
     hp.addr()
-        .add("eth0", "10.11.0.5/24".parse().unwrap())
+        .add("eth0", "10.11.0.5/24".parse::<IpNet>().unwrap())
         .unwrap();
     hp.link().set("eth0").up().apply().unwrap();
     let v = h.link().get("vx0").unwrap().vxlan.unwrap();
@@ -560,12 +566,12 @@ fn bad_arguments_are_refused_before_the_kernel() {
         "02:00:00:00:00".parse::<MacAddr>(),
         Err(Error::InvalidArgument { .. })
     ));
-    match h.link().add_tun(&Tun::new("tun9").queues(0)) {
+    match h.link().add(&Tun::new("tun9").queues(0)) {
         Err(Error::InvalidArgument { reason, .. }) => assert!(reason.contains("queue count 0")),
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
     assert!(matches!(
-        h.link().add_tun(&Tun::new("sixteen-bytes-xx")),
+        h.link().add(&Tun::new("sixteen-bytes-xx")),
         Err(Error::InvalidName { .. })
     ));
 }

@@ -204,34 +204,34 @@ fn addresses_with_broadcast_label_lifetimes_and_noprefixroute() {
     h.link().add(&Veth::new("a0").peer("a1")).unwrap();
     h.link().set("a0").up().apply().unwrap();
     h.addr()
-        .add_spec(
+        .add(
             "a0",
-            &AddressSpec::new("10.244.7.1/24".parse().unwrap())
+            AddressSpec::new("10.244.7.1/24".parse().unwrap())
                 .broadcast_auto()
                 .label("a0:gw"),
         )
         .unwrap();
     h.addr()
-        .add_spec(
+        .add(
             "a0",
-            &AddressSpec::new("10.244.8.1/24".parse().unwrap())
+            AddressSpec::new("10.244.8.1/24".parse().unwrap())
                 .valid_lft(3600)
                 .preferred_lft(1800)
                 .noprefixroute(),
         )
         .unwrap();
     h.addr()
-        .add_spec(
+        .add(
             "a0",
-            &AddressSpec::new("fd20::1/64".parse().unwrap()).nodad(),
+            AddressSpec::new("fd20::1/64".parse().unwrap()).nodad(),
         )
         .unwrap();
-    // replace_spec is idempotent.
+    // replace is idempotent.
     let gw = AddressSpec::new("10.244.7.1/24".parse().unwrap())
         .broadcast_auto()
         .label("a0:gw");
-    h.addr().replace_spec("a0", &gw).unwrap();
-    assert!(h.addr().add_spec("a0", &gw).unwrap_err().is_exists());
+    h.addr().replace("a0", &gw).unwrap();
+    assert!(h.addr().add("a0", &gw).unwrap_err().is_exists());
     let list = h.addr().list(Some("a0".into())).unwrap();
     let gw = list
         .iter()
@@ -276,9 +276,9 @@ fn addresses_with_broadcast_label_lifetimes_and_noprefixroute() {
     // A label and a broadcast are IPv4 only.
     let e = h
         .addr()
-        .add_spec(
+        .add(
             "a0",
-            &AddressSpec::new("fd20::2/64".parse().unwrap()).label("a0:x"),
+            AddressSpec::new("fd20::2/64".parse().unwrap()).label("a0:x"),
         )
         .unwrap_err();
     assert!(
@@ -403,7 +403,7 @@ fn rules_and_route_get_with_mark_iif_and_table() {
     assert!(plain.is_err(), "no default route in main: {plain:?}");
     let marked = h
         .route()
-        .get_with(&RouteGet::new(ip("8.8.8.8")).mark(0x4000))
+        .get(RouteGet::new(ip("8.8.8.8")).mark(0x4000))
         .unwrap();
     assert_eq!(marked.gateway, Some(ip("198.18.51.2")));
     assert_eq!(marked.table, 100, "{marked:?}");
@@ -425,8 +425,8 @@ fn rules_and_route_get_with_mark_iif_and_table() {
         .unwrap();
     let fwd = h
         .route()
-        .get_with(
-            &RouteGet::new(ip("198.18.51.2"))
+        .get(
+            RouteGet::new(ip("198.18.51.2"))
                 .iif("eth0")
                 .from(ip("198.18.50.2")),
         )
