@@ -82,10 +82,18 @@ impl VethPath {
         }
         ha.link()
             .add(&Veth::new("eth0").peer("eth0").peer_netns(&path.b))?;
-        ha.addr()
-            .add("eth0", "10.244.255.1/30".parse().expect("literal"))?;
-        hb.addr()
-            .add("eth0", "10.244.255.2/30".parse().expect("literal"))?;
+        ha.addr().add(
+            "eth0",
+            "10.244.255.1/30"
+                .parse::<podnet_links::IpNet>()
+                .expect("literal"),
+        )?;
+        hb.addr().add(
+            "eth0",
+            "10.244.255.2/30"
+                .parse::<podnet_links::IpNet>()
+                .expect("literal"),
+        )?;
         ha.link().set("eth0").up().apply()?;
         hb.link().set("eth0").up().apply()?;
         Ok(path)

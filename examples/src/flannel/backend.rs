@@ -206,7 +206,7 @@ pub(crate) fn prune_routes(
 
 /// Whether `ip` is on a directly connected network of `dev` (the kernel's own lookup).
 pub(crate) fn directly_reachable(h: &Handle, ip: Ipv4Addr, dev: &str) -> bool {
-    match h.route().get(ip.into()) {
+    match h.route().get(std::net::IpAddr::V4(ip)) {
         Ok(r) => r.gateway.is_none() && r.dev.as_ref().is_some_and(|d| d.to_string() == dev),
         Err(_) => false,
     }

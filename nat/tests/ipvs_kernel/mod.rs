@@ -384,10 +384,14 @@ fn attach(node: &TestNs, node_if: &str, node_addr: &str, other: &TestNs, other_a
     h.link()
         .add(&Veth::new(node_if).peer("eth0").peer_netns(other))
         .unwrap();
-    h.addr().add(node_if, node_addr.parse().unwrap()).unwrap();
+    h.addr()
+        .add(node_if, node_addr.parse::<podnet_links::IpNet>().unwrap())
+        .unwrap();
     h.link().set(node_if).up().apply().unwrap();
     let o = Handle::in_ns(other).unwrap();
-    o.addr().add("eth0", other_addr.parse().unwrap()).unwrap();
+    o.addr()
+        .add("eth0", other_addr.parse::<podnet_links::IpNet>().unwrap())
+        .unwrap();
     o.link().set("eth0").up().apply().unwrap();
     let gw = node_addr.split('/').next().unwrap().parse().unwrap();
     o.route()
@@ -417,7 +421,10 @@ fn tcp_to_the_virtual_ip_reaches_the_endpoints() {
     let h = Handle::in_ns(&node).unwrap();
     h.link().add(&Dummy::new("kube-ipvs0")).unwrap();
     h.addr()
-        .add("kube-ipvs0", "10.96.0.10/32".parse().unwrap())
+        .add(
+            "kube-ipvs0",
+            "10.96.0.10/32".parse::<podnet_links::IpNet>().unwrap(),
+        )
         .unwrap();
 
     let _s1 = NameServer::start(&ep1, sa("10.244.1.2:8080"), "ep1");
