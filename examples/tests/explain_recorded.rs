@@ -1,8 +1,11 @@
 //! `explain` and its pictures driven from recorded snapshots of the simulated cluster, without
 //! root: the recordings under `tests/fixtures/explain/` were made from live clusters by
 //! `tests/fixtures/explain/record.sh` (`podnet-cluster explain --record`), one per backend,
-//! proxy mode and breakage. The walks replayed here are the ones recorded; the assertions are
+//! proxy mode and breakage; `vxlan-ipvs.json` (kube-proxy's ipvs mode) by `tests/explain_vm.rs`
+//! in a VM whose kernel has IPVS. The walks replayed here are the ones recorded; the assertions are
 //! what is known to be true of the topology (the same as `tests/explain.rs` checks live).
+
+mod explain_ipvs;
 
 use podnet_examples::explain::picture;
 use podnet_examples::explain::{
@@ -457,4 +460,12 @@ fn the_command_draws_recordings() {
         "only the SVG namespace"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// kube-proxy's ipvs mode, recorded in the VM (`explain_vm.rs`): ClusterIP across nodes,
+/// NodePort, a Service without endpoints, the node's own traffic, each with IPVS in the walk
+/// and the rewrite in the picture.
+#[test]
+fn ipvs_mode_walks() {
+    explain_ipvs::check(&recording("vxlan-ipvs"));
 }

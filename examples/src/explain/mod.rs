@@ -62,6 +62,7 @@
 
 mod cli;
 mod fuzzing;
+mod ipvs;
 mod model;
 mod nft;
 pub mod picture;
@@ -74,6 +75,7 @@ mod walk;
 pub use cli::{ExplainArgs, ShowArgs, run as run_cli, run_show};
 #[doc(hidden)]
 pub use fuzzing::{iptables_rules, nft_ruleset, nft_trace};
+pub use ipvs::{IpvsDest, IpvsService};
 pub use model::{Addr, Dev, DevKind, Fdb, Neigh, RecordedNs, RecordedRoute, Recording, VxlanConf};
 pub use rules::{Alternative, Jump, Spread};
 pub use state::{RouteAnswer, RouteQuery, RouteType};
@@ -290,6 +292,9 @@ pub enum Step {
     Route,
     /// iptables rules that changed or judged the packet (nat, mangle, filter).
     Rules,
+    /// IPVS (kube-proxy's ipvs mode): a virtual service picks a real server and rewrites the
+    /// destination.
+    Ipvs,
     /// The neighbour (ARP) entry of the next hop.
     Neigh,
     /// A bridge's forwarding decision.
@@ -316,6 +321,7 @@ impl fmt::Display for Step {
             Step::Send => "send",
             Step::Route => "route",
             Step::Rules => "rules",
+            Step::Ipvs => "ipvs",
             Step::Neigh => "neigh",
             Step::Bridge => "bridge",
             Step::Vxlan => "vxlan",
@@ -349,6 +355,20 @@ pub struct RulesHop {
     pub verdict: String,
 }
 
+/// What IPVS did at one hook of one namespace.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IpvsHop {
+    /// The hook: `LOCAL_IN` (traffic that arrived) or `LOCAL_OUT` (the namespace's own).
+    pub hook: String,
+    /// The virtual service, as `ipvsadm -Ln` heads it (`TCP 10.96.0.10:80 rr`).
+    pub service: String,
+    /// Every real server the scheduler can pick (chain: the server as `IP:PORT`), with its
+    /// share of new connections, and the one the walk follows; `None` when there is none.
+    pub spread: Option<Spread>,
+    /// `(virtual, real)` destination, when a real server was picked.
+    pub rewrite: Option<(String, String)>,
+}
+
 /// One hop of the walk: one decision in one namespace.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Hop {
@@ -373,6 +393,9 @@ pub struct Hop {
     /// the packet, or taken off it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encap: Option<Encapsulation>,
+    /// For [`Step::Ipvs`]: the virtual service, the real servers and the rewrite.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipvs: Option<IpvsHop>,
     /// The packet inside a tunnel (`false` for the outer packet of an encapsulation).
     pub inner: bool,
 }

@@ -8,6 +8,7 @@
 //! same model written down ([`Recording`]), so a walk driven from it asks the same questions
 //! and gets the same answers, without root and without namespaces.
 
+use super::ipvs::IpvsService;
 use super::state::{RouteAnswer, RouteQuery};
 use ipnet::IpNet;
 use podnet_links::MacAddr;
@@ -294,6 +295,8 @@ pub(crate) trait KernelReads: fmt::Debug {
     fn nsid_of(&self, other: &dyn KernelReads, other_name: &str) -> Option<i32>;
     /// The live namespace, when there is one (the traced probe needs it).
     fn netns(&self) -> Option<&podnet_netns::NetNs>;
+    /// The IPVS table (`ipvsadm -Ln`): empty where the kernel has no IPVS.
+    fn ipvs(&self) -> Result<Vec<IpvsService>, String>;
 }
 
 /// One route lookup and the kernel's answer, as recorded.
@@ -332,6 +335,12 @@ pub struct RecordedNs {
     pub nsids: BTreeMap<String, Option<i32>>,
     /// Route lookups asked during the recorded walks, with the kernel's answers.
     pub routes: Vec<RecordedRoute>,
+    /// The IPVS virtual services (none in recordings made before IPVS was read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipvs: Vec<IpvsService>,
+    /// Why the IPVS table could not be read, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipvs_error: Option<String>,
 }
 
 impl KernelReads for RecordedNs {
@@ -379,6 +388,12 @@ impl KernelReads for RecordedNs {
     }
     fn netns(&self) -> Option<&podnet_netns::NetNs> {
         None
+    }
+    fn ipvs(&self) -> Result<Vec<IpvsService>, String> {
+        match &self.ipvs_error {
+            Some(e) => Err(e.clone()),
+            None => Ok(self.ipvs.clone()),
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! them through [`KernelReads`], cached per walk by `view::NsView`.
 
 use super::ExplainError;
+use super::ipvs::IpvsService;
 use super::model::{self, Addr, Dev, Fdb, KernelReads, Neigh};
 use podnet_links::{Handle, RouteGet, RouteKind};
 use podnet_nat::iptables::{SavedRule, TableRules, parse_save_tolerant};
@@ -150,6 +151,10 @@ impl KernelReads for LiveNs {
 
     fn netns(&self) -> Option<&NetNs> {
         Some(&self.ns)
+    }
+
+    fn ipvs(&self) -> Result<Vec<IpvsService>, String> {
+        super::ipvs::read_live(&self.ns)
     }
 
     /// The kernel's route lookup.

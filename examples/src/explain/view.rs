@@ -3,6 +3,7 @@
 //! them (who owns an address, which port of a bridge has a MAC, ...). Every answer the view got
 //! is kept, so the walk's reads can be written down as a [`RecordedNs`].
 
+use super::ipvs::IpvsService;
 use super::model::{Addr, Dev, DevKind, Fdb, KernelReads, Neigh, RecordedNs, RecordedRoute};
 use super::nft::NftRuleset;
 use super::state::{RouteAnswer, RouteQuery, Rules, read_rules};
@@ -28,6 +29,7 @@ pub(crate) struct NsView {
     nft_text: OnceCell<Result<String, String>>,
     rules: OnceCell<Rules>,
     nft: OnceCell<NftRuleset>,
+    ipvs: OnceCell<Result<Vec<IpvsService>, String>>,
     sysctls: RefCell<BTreeMap<String, Option<String>>>,
     proc_net: RefCell<BTreeMap<String, String>>,
     nsids: RefCell<BTreeMap<String, Option<i32>>>,
@@ -48,6 +50,7 @@ impl NsView {
             nft_text: OnceCell::new(),
             rules: OnceCell::new(),
             nft: OnceCell::new(),
+            ipvs: OnceCell::new(),
             sysctls: RefCell::default(),
             proc_net: RefCell::default(),
             nsids: RefCell::default(),
@@ -183,6 +186,11 @@ impl NsView {
         })
     }
 
+    /// The IPVS table (read once), or why it could not be read.
+    pub(crate) fn ipvs(&self) -> &Result<Vec<IpvsService>, String> {
+        self.ipvs.get_or_init(|| self.reader.ipvs())
+    }
+
     /// A sysctl's value, `None` when it does not exist.
     pub(crate) fn sysctl(&self, key: &str) -> Option<String> {
         if let Some(v) = self.sysctls.borrow().get(key) {
@@ -282,6 +290,8 @@ impl NsView {
             proc_net: self.proc_net.borrow().clone(),
             nsids: self.nsids.borrow().clone(),
             routes: self.routes.borrow().clone(),
+            ipvs: self.ipvs().clone().unwrap_or_default(),
+            ipvs_error: self.ipvs().clone().err(),
         }
     }
 }

@@ -259,6 +259,7 @@ impl<'t> Walker<'t> {
             to_dev: None,
             rules: Some(hop),
             encap: None,
+            ipvs: None,
             inner: self.inner(),
         });
         let word = verdict_word(&verdict);
@@ -280,6 +281,7 @@ impl<'t> Walker<'t> {
                     to_dev: None,
                     rules: None,
                     encap: None,
+                    ipvs: None,
                     inner: self.inner(),
                 });
                 Err(Next::Done(Outcome::Dropped {

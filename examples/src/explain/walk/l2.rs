@@ -286,6 +286,7 @@ impl<'t> Walker<'t> {
                     to_dev: Some(pname),
                     rules: None,
                     encap: None,
+                    ipvs: None,
                     inner: self.inner(),
                 };
                 hop.inner = self.inner();

@@ -134,7 +134,12 @@ impl<'t> Walker<'t> {
             text,
         );
         match a.kind {
-            RouteType::Local => return self.deliver(ns),
+            RouteType::Local => {
+                if let Some(n) = self.ipvs(ns, "LOCAL_OUT", None) {
+                    return n;
+                }
+                return self.deliver(ns);
+            }
             RouteType::Unicast => {}
             RouteType::Broadcast | RouteType::Other(_) => {
                 return self.drop(ns, None, format!("route type {:?}: not sent", a.kind), None);
@@ -240,6 +245,9 @@ impl<'t> Walker<'t> {
             RouteType::Local => {
                 self.checkpoint(ns, "inet", "in", iname.clone());
                 if let Err(n) = self.rules(ns, Hook::Input, Some(&iname), None, None) {
+                    return n;
+                }
+                if let Some(n) = self.ipvs(ns, "LOCAL_IN", Some(&iname)) {
                     return n;
                 }
                 self.deliver(ns)

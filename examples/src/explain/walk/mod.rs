@@ -6,6 +6,7 @@
 //! rules).
 
 mod hooks;
+mod ipvs;
 mod l2;
 mod l3;
 mod tunnel;
@@ -170,6 +171,7 @@ impl<'t> Walker<'t> {
             to_dev: None,
             rules: None,
             encap: None,
+            ipvs: None,
             inner: self.inner(),
         });
     }
