@@ -62,6 +62,7 @@
 
 mod cli;
 mod fuzzing;
+mod ipset;
 mod ipvs;
 mod model;
 mod nft;

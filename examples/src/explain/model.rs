@@ -297,6 +297,8 @@ pub(crate) trait KernelReads: fmt::Debug {
     fn netns(&self) -> Option<&podnet_netns::NetNs>;
     /// The IPVS table (`ipvsadm -Ln`): empty where the kernel has no IPVS.
     fn ipvs(&self) -> Result<Vec<IpvsService>, String>;
+    /// `ipset save`'s output, or why it could not be read.
+    fn ipset_save(&self) -> Result<String, String>;
 }
 
 /// One route lookup and the kernel's answer, as recorded.
@@ -341,6 +343,9 @@ pub struct RecordedNs {
     /// Why the IPVS table could not be read, if it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipvs_error: Option<String>,
+    /// `ipset save`'s output, or the error (none in recordings made before ipsets were read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipsets: Option<Result<String, String>>,
 }
 
 impl KernelReads for RecordedNs {
@@ -394,6 +399,11 @@ impl KernelReads for RecordedNs {
             Some(e) => Err(e.clone()),
             None => Ok(self.ipvs.clone()),
         }
+    }
+    fn ipset_save(&self) -> Result<String, String> {
+        self.ipsets
+            .clone()
+            .unwrap_or_else(|| Err("not in the recording".into()))
     }
 }
 

@@ -3,6 +3,7 @@
 //! them (who owns an address, which port of a bridge has a MAC, ...). Every answer the view got
 //! is kept, so the walk's reads can be written down as a [`RecordedNs`].
 
+use super::ipset::IpSets;
 use super::ipvs::IpvsService;
 use super::model::{Addr, Dev, DevKind, Fdb, KernelReads, Neigh, RecordedNs, RecordedRoute};
 use super::nft::NftRuleset;
@@ -30,6 +31,8 @@ pub(crate) struct NsView {
     rules: OnceCell<Rules>,
     nft: OnceCell<NftRuleset>,
     ipvs: OnceCell<Result<Vec<IpvsService>, String>>,
+    ipset_text: OnceCell<Result<String, String>>,
+    ipsets: OnceCell<IpSets>,
     sysctls: RefCell<BTreeMap<String, Option<String>>>,
     proc_net: RefCell<BTreeMap<String, String>>,
     nsids: RefCell<BTreeMap<String, Option<i32>>>,
@@ -51,6 +54,8 @@ impl NsView {
             rules: OnceCell::new(),
             nft: OnceCell::new(),
             ipvs: OnceCell::new(),
+            ipset_text: OnceCell::new(),
+            ipsets: OnceCell::new(),
             sysctls: RefCell::default(),
             proc_net: RefCell::default(),
             nsids: RefCell::default(),
@@ -191,6 +196,15 @@ impl NsView {
         self.ipvs.get_or_init(|| self.reader.ipvs())
     }
 
+    fn ipset_text(&self) -> &Result<String, String> {
+        self.ipset_text.get_or_init(|| self.reader.ipset_save())
+    }
+
+    /// The ipsets (read once with `ipset save`).
+    pub(crate) fn ipsets(&self) -> &IpSets {
+        self.ipsets.get_or_init(|| IpSets::parse(self.ipset_text()))
+    }
+
     /// A sysctl's value, `None` when it does not exist.
     pub(crate) fn sysctl(&self, key: &str) -> Option<String> {
         if let Some(v) = self.sysctls.borrow().get(key) {
@@ -292,6 +306,7 @@ impl NsView {
             routes: self.routes.borrow().clone(),
             ipvs: self.ipvs().clone().unwrap_or_default(),
             ipvs_error: self.ipvs().clone().err(),
+            ipsets: Some(self.ipset_text().clone()),
         }
     }
 }

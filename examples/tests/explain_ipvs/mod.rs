@@ -43,6 +43,22 @@ pub fn node_port_addr(rec: &Recording) -> Ipv4Addr {
         .unwrap_or_else(|| panic!("node1 has no NodePort virtual service: {:?}", node1.ipvs))
 }
 
+/// The hook where node1's rules set kube-proxy's masquerade mark (through an ipset match),
+/// and whether KUBE-POSTROUTING masqueraded after IPVS.
+fn marked_then_masqueraded(w: &Walk) -> (&str, bool) {
+    let marked = w
+        .rules()
+        .find(|(ns, r)| *ns == "node1" && r.jumps.iter().any(|j| j.to == "KUBE-MARK-MASQ"))
+        .map_or("", |(_, r)| r.hook.as_str());
+    let masq = w.rules().any(|(ns, r)| {
+        ns == "node1"
+            && r.hook == "POSTROUTING"
+            && r.snat.is_some()
+            && r.rules.iter().any(|l| l.contains("-A KUBE-POSTROUTING"))
+    });
+    (marked, masq)
+}
+
 /// The IPVS hop of `w`, in `ns`.
 fn ipvs_hop<'w>(w: &'w Walk, ns: &str) -> &'w podnet_examples::explain::Hop {
     w.hops_of(Step::Ipvs)
@@ -70,10 +86,13 @@ pub fn check(rec: &Recording) {
     cluster_ip_across_nodes(rec, &topo, node2_pod, &to_node2);
     without_endpoints(&topo);
     node_port(rec, &topo, node2_pod, &to_node2);
-    // The node's own traffic meets IPVS at LOCAL_OUT.
+    // The node's own traffic meets OUTPUT's nat chains (a source outside the pod network to a
+    // ClusterIP: KUBE-CLUSTER-IP's masquerade mark), then IPVS at LOCAL_OUT, then
+    // KUBE-POSTROUTING's masquerade.
     let w = walk(&topo, "node1", tcp(VIP, 80), to_node2.clone());
     let h = ipvs_hop(&w, "node1");
     assert_eq!(h.ipvs.as_ref().unwrap().hook, "LOCAL_OUT", "{w}");
+    assert_eq!(marked_then_masqueraded(&w), ("OUTPUT", true), "{w}");
     assert!(w.delivered(), "{w}");
     // Pod to pod takes no IPVS.
     let w = walk(
@@ -138,6 +157,8 @@ fn cluster_ip_across_nodes(rec: &Recording, topo: &Topology, node2_pod: Ipv4Addr
         o => panic!("{o:?}\n{w}"),
     }
     assert!(w.to_string().contains("ipvs"), "{w}");
+    // From a pod, to a ClusterIP: no masquerade mark, the pod's address arrives.
+    assert_eq!(marked_then_masqueraded(&w), ("", false), "{w}");
     // The picture: the rewrite is noted at the IPVS hop's number.
     let n = w.hops.iter().position(|h| h.step == Step::Ipvs).unwrap() + 1;
     let svg = picture::svg(rec, Some(&w));
@@ -176,6 +197,8 @@ fn node_port(rec: &Recording, topo: &Topology, node2_pod: Ipv4Addr, to: &Choice)
         h.ipvs.as_ref().unwrap().rewrite,
         Some((format!("{node1_ip}:30080"), format!("{node2_pod}:7777")))
     );
+    // KUBE-NODE-PORT-TCP's set match marks it in PREROUTING; KUBE-POSTROUTING masquerades.
+    assert_eq!(marked_then_masqueraded(&w), ("PREROUTING", true), "{w}");
     assert_eq!(
         match &w.outcome {
             Outcome::Delivered { ns, .. } => ns.as_str(),

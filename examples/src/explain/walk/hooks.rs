@@ -5,7 +5,7 @@ use super::{Next, Walker, jump_path};
 use crate::explain::nft::{self, NftTable};
 use crate::explain::rules::{self, Ctx, HookOutcome, Verdict};
 use crate::explain::view::NsView;
-use crate::explain::{Hook, Hop, Outcome, RulesHop, Step};
+use crate::explain::{Flow, Hook, RulesHop, Step};
 use podnet_nat::iptables::{Table, TableRules};
 use std::net::Ipv4Addr;
 
@@ -155,6 +155,7 @@ impl<'t> Walker<'t> {
             ));
         }
         let is_local = |ip: Ipv4Addr| v.is_local(ip);
+        let sets = |spec: &str, f: &Flow| v.ipsets().matches(spec, f);
         let ctx = Ctx {
             hook,
             iif,
@@ -162,6 +163,7 @@ impl<'t> Walker<'t> {
             is_local: &is_local,
             masq_addr: masquerade_addr(v, oif, nexthop),
             choice: self.choice,
+            sets: Some(&sets),
         };
         let out = self.evaluate(&sources, &ctx);
         self.record_jumps(&v.label, &out);
@@ -227,7 +229,6 @@ impl<'t> Walker<'t> {
         dev: Option<&str>,
         out: HookOutcome,
     ) -> Result<(), Next> {
-        let label = self.label(ns);
         let verdict = out.verdict.clone().unwrap_or(Verdict::Accept);
         let interesting = out.dnat.is_some()
             || out.snat.is_some()
@@ -250,18 +251,10 @@ impl<'t> Walker<'t> {
                 .collect(),
             verdict: verdict_word(&verdict).to_owned(),
         };
-        self.hops.push(Hop {
-            ns: label.clone(),
-            step: Step::Rules,
-            dev: dev.map(str::to_owned),
-            text: narrate(hook, &out, &verdict),
-            to_ns: None,
-            to_dev: None,
-            rules: Some(hop),
-            encap: None,
-            ipvs: None,
-            inner: self.inner(),
-        });
+        self.hop(ns, Step::Rules, dev, narrate(hook, &out, &verdict));
+        if let Some(h) = self.hops.last_mut() {
+            h.rules = Some(hop);
+        }
         let word = verdict_word(&verdict);
         match verdict {
             Verdict::Accept => Ok(()),
@@ -272,23 +265,7 @@ impl<'t> Walker<'t> {
                     "nftables"
                 };
                 let reason = format!("{} by {by} ({table} {chain}): {rule}", word.to_uppercase());
-                self.hops.push(Hop {
-                    ns: label.clone(),
-                    step: Step::Drop,
-                    dev: dev.map(str::to_owned),
-                    text: reason.clone(),
-                    to_ns: None,
-                    to_dev: None,
-                    rules: None,
-                    encap: None,
-                    ipvs: None,
-                    inner: self.inner(),
-                });
-                Err(Next::Done(Outcome::Dropped {
-                    ns: label,
-                    missing: missing_for(&rule),
-                    reason,
-                }))
+                Err(self.drop(ns, dev, reason, missing_for(&rule)))
             }
         }
     }

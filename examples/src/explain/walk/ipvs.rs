@@ -15,10 +15,8 @@ use crate::explain::{Alternative, Hook, IpvsHop, Spread, Step, rules};
 use std::net::{IpAddr, SocketAddr};
 
 impl<'t> Walker<'t> {
-    /// The IPVS hook of `ns` (`hook`: `LOCAL_IN` or `LOCAL_OUT`) on a packet for a local
-    /// address: `None` when no virtual service takes it (it is delivered locally), else where
-    /// the walk goes on.
-    pub(super) fn ipvs(&mut self, ns: usize, hook: &str, dev: Option<&str>) -> Option<Next> {
+    /// The virtual service of `ns` that takes the packet (for a local address), if any.
+    pub(super) fn ipvs_service(&mut self, ns: usize) -> Option<IpvsService> {
         let v = self.view(ns);
         let services = match v.ipvs() {
             Ok(s) => s,
@@ -29,10 +27,22 @@ impl<'t> Walker<'t> {
             }
         };
         let f = &self.flow;
-        let svc = services
+        services
             .iter()
-            .find(|s| s.matches(&f.proto.to_string(), f.dst, f.dport, f.mark))?
-            .clone();
+            .find(|s| s.matches(&f.proto.to_string(), f.dst, f.dport, f.mark))
+            .cloned()
+    }
+
+    /// The IPVS hook of `ns` (`hook`: `LOCAL_IN` or `LOCAL_OUT`) takes the packet for virtual
+    /// service `svc`: a real server, the rewrite, and on; or the drop when there is none.
+    pub(super) fn ipvs(
+        &mut self,
+        ns: usize,
+        hook: &str,
+        dev: Option<&str>,
+        svc: IpvsService,
+    ) -> Next {
+        let f = &self.flow;
         let old = SocketAddr::new(IpAddr::V4(f.dst), f.dport.unwrap_or(0));
         let spread = spread_of(&svc, self.choice);
         let chosen = spread.as_ref().and_then(|s| {
@@ -58,15 +68,15 @@ impl<'t> Walker<'t> {
             let missing = format!(
                 "endpoints for the Service of {old}: kube-proxy's ipvs mode keeps the virtual service without real servers"
             );
-            return Some(self.drop(ns, dev, reason, Some(missing)));
+            return self.drop(ns, dev, reason, Some(missing));
         };
         let IpAddr::V4(ip) = new.ip() else {
-            return Some(self.drop(ns, dev, format!("real server {new} is not IPv4"), None));
+            return self.drop(ns, dev, format!("real server {new} is not IPv4"), None);
         };
         self.flow.dst = ip;
         self.flow.dport = Some(new.port()).filter(|p| *p != 0).or(self.flow.dport);
         self.flow.dnat = true;
-        Some(self.ipvs_xmit(ns))
+        self.ipvs_xmit(ns)
     }
 
     /// Masquerade forwarding: the route to the real server, then LOCAL_OUT and POSTROUTING,
@@ -85,16 +95,7 @@ impl<'t> Walker<'t> {
         };
         let (a, text) = match self.route(ns, &q) {
             Ok(r) => r,
-            Err((_, msg, asked)) => {
-                let dst = self.flow.dst;
-                let label = self.label(ns);
-                return self.drop(
-                    ns,
-                    None,
-                    format!("{asked}: {msg}"),
-                    Some(format!("a route to real server {dst} in {label}")),
-                );
-            }
+            Err((_, msg, asked)) => return self.no_route(ns, &asked, &msg, "real server "),
         };
         let oname = a.oif.map(|o| self.view(ns).dev_name(o));
         self.hop(

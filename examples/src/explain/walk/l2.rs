@@ -2,7 +2,7 @@
 //! decision, br_netfilter's bridged DNAT, and the veth crossing into the next namespace.
 use super::{Next, Walker, is_ether};
 use crate::explain::model::{Dev, DevKind};
-use crate::explain::{Hook, Hop, Outcome, Step};
+use crate::explain::{Hook, Hop, Step};
 use podnet_links::MacAddr;
 use std::net::Ipv4Addr;
 
@@ -255,17 +255,8 @@ impl<'t> Walker<'t> {
     /// Sends a frame to `mac` out of veth `link` into its peer's namespace.
     pub(super) fn cross(&mut self, ns: usize, link: &Dev, mac: MacAddr) -> Next {
         if link.kind != Some(DevKind::Veth) {
-            let label = self.label(ns);
-            self.hop(
-                ns,
-                Step::Leave,
-                Some(&link.name),
-                format!("out of {}, beyond the known namespaces", link.name),
-            );
-            return Next::Done(Outcome::Left {
-                ns: label,
-                dev: link.name.clone(),
-            });
+            let text = format!("out of {}, beyond the known namespaces", link.name);
+            return self.leave(ns, &link.name, text);
         }
         match self.peer(ns, link) {
             Some((pns, pidx)) => {
@@ -301,20 +292,11 @@ impl<'t> Walker<'t> {
                 }
             }
             None => {
-                let label = self.label(ns);
-                self.hop(
-                    ns,
-                    Step::Leave,
-                    Some(&link.name),
-                    format!(
-                        "{}'s peer is in a namespace outside the topology",
-                        link.name
-                    ),
+                let text = format!(
+                    "{}'s peer is in a namespace outside the topology",
+                    link.name
                 );
-                Next::Done(Outcome::Left {
-                    ns: label,
-                    dev: link.name.clone(),
-                })
+                self.leave(ns, &link.name, text)
             }
         }
     }

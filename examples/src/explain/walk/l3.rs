@@ -99,21 +99,18 @@ impl<'t> Walker<'t> {
             .map(|v| v.label.clone())
     }
 
+    /// The local stack of `ns` has no route to the destination (`what` names it).
+    pub(super) fn no_route(&mut self, ns: usize, asked: &str, msg: &str, what: &str) -> Next {
+        let missing = format!("a route to {what}{} in {}", self.flow.dst, self.label(ns));
+        self.drop(ns, None, format!("{asked}: {msg}"), Some(missing))
+    }
+
     /// The local stack of `ns` sends the current packet.
     pub(super) fn send(&mut self, ns: usize, oif: Option<u32>) -> Next {
         let q = self.query(None, oif);
         let (a, text) = match self.route(ns, &q) {
             Ok(r) => r,
-            Err((_, msg, asked)) => {
-                let dst = self.flow.dst;
-                let label = self.label(ns);
-                return self.drop(
-                    ns,
-                    None,
-                    format!("{asked}: {msg}"),
-                    Some(format!("a route to {dst} in {label}")),
-                );
-            }
+            Err((_, msg, asked)) => return self.no_route(ns, &asked, &msg, ""),
         };
         if self.flow.src.is_unspecified() {
             if let Some(IpAddr::V4(s)) = a.prefsrc {
@@ -135,8 +132,14 @@ impl<'t> Walker<'t> {
         );
         match a.kind {
             RouteType::Local => {
-                if let Some(n) = self.ipvs(ns, "LOCAL_OUT", None) {
-                    return n;
+                // kube-proxy's ipvs mode: OUTPUT's nat chains (its masquerade marks) come
+                // before IPVS's LOCAL_OUT hook.
+                if let Some(svc) = self.ipvs_service(ns) {
+                    let oname = a.oif.map(|o| self.view(ns).dev_name(o));
+                    if let Err(n) = self.rules(ns, Hook::Output, None, oname.as_deref(), None) {
+                        return n;
+                    }
+                    return self.ipvs(ns, "LOCAL_OUT", None, svc);
                 }
                 return self.deliver(ns);
             }
@@ -247,8 +250,8 @@ impl<'t> Walker<'t> {
                 if let Err(n) = self.rules(ns, Hook::Input, Some(&iname), None, None) {
                     return n;
                 }
-                if let Some(n) = self.ipvs(ns, "LOCAL_IN", Some(&iname)) {
-                    return n;
+                if let Some(svc) = self.ipvs_service(ns) {
+                    return self.ipvs(ns, "LOCAL_IN", Some(&iname), svc);
                 }
                 self.deliver(ns)
             }
@@ -334,23 +337,12 @@ impl<'t> Walker<'t> {
             Some(DevKind::Tun) => self.tunnel(ns, &link),
             _ if link.name == "lo" => self.deliver(ns),
             _ => {
-                let label = self.label(ns);
-                self.hop(
-                    ns,
-                    Step::Leave,
-                    Some(&link.name),
-                    format!(
-                        "out of {} ({}), beyond the known namespaces",
-                        link.name,
-                        link.kind
-                            .as_ref()
-                            .map_or("no kind".to_string(), |k| k.to_string())
-                    ),
-                );
-                Next::Done(Outcome::Left {
-                    ns: label,
-                    dev: link.name.clone(),
-                })
+                let kind = link
+                    .kind
+                    .as_ref()
+                    .map_or("no kind".to_string(), |k| k.to_string());
+                let text = format!("out of {} ({kind}), beyond the known namespaces", link.name);
+                self.leave(ns, &link.name, text)
             }
         }
     }

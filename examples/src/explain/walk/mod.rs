@@ -208,6 +208,15 @@ impl<'t> Walker<'t> {
         })
     }
 
+    /// The packet leaves the known namespaces from `ns` by `dev`.
+    fn leave(&mut self, ns: usize, dev: &str, text: String) -> Next {
+        self.hop(ns, Step::Leave, Some(dev), text);
+        Next::Done(Outcome::Left {
+            ns: self.label(ns),
+            dev: dev.to_owned(),
+        })
+    }
+
     fn run(&mut self, src: usize) -> Outcome {
         let mut next = Next::Send { ns: src, oif: None };
         for _ in 0..MAX_STATES {
