@@ -65,6 +65,7 @@ mod fuzzing;
 mod ipset;
 mod ipvs;
 mod model;
+mod narrate;
 mod nft;
 pub mod picture;
 mod rules;
@@ -349,6 +350,9 @@ pub struct RulesHop {
     pub dnat: Option<(String, String)>,
     /// `(before, after)` source, when SNAT or MASQUERADE changed it.
     pub snat: Option<(String, String)>,
+    /// `(before, after)` packet mark, when the rules changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mark: Option<(u32, u32)>,
     /// The rules that decided (DNAT, MASQUERADE, MARK, ACCEPT, DROP, REJECT), as
     /// `iptables-save` lines with their table.
     pub rules: Vec<String>,
@@ -363,6 +367,8 @@ pub struct IpvsHop {
     pub hook: String,
     /// The virtual service, as `ipvsadm -Ln` heads it (`TCP 10.96.0.10:80 rr`).
     pub service: String,
+    /// Its scheduler (`rr`, `wrr`, `sh`, ...).
+    pub scheduler: String,
     /// Every real server the scheduler can pick (chain: the server as `IP:PORT`), with its
     /// share of new connections, and the one the walk follows; `None` when there is none.
     pub spread: Option<Spread>,

@@ -1,7 +1,8 @@
 //! The netfilter hooks: the iptables and nftables chains registered at a hook, interleaved by
 //! priority, evaluated on the flow, and what they did told as one hop.
 
-use super::{Next, Walker, jump_path};
+use super::{Next, Walker};
+use crate::explain::narrate::Says;
 use crate::explain::nft::{self, NftTable};
 use crate::explain::rules::{self, Ctx, HookOutcome, Verdict};
 use crate::explain::view::NsView;
@@ -60,52 +61,6 @@ fn verdict_word(v: &Verdict) -> &'static str {
         Verdict::Drop { .. } => "drop",
         Verdict::Reject { .. } => "reject",
     }
-}
-
-/// What the rules did at one hook, in words: the chains entered, the spreads met, the
-/// translations and the verdict.
-fn narrate(hook: Hook, out: &HookOutcome, verdict: &Verdict) -> String {
-    let mut text = format!("{}:", hook.chain_name());
-    let path = jump_path(&out.jumps, hook.chain_name());
-    if !path.is_empty() {
-        text += &format!(" {path}");
-    }
-    for s in &out.spreads {
-        let n = s.alternatives.len();
-        let list: Vec<String> = s
-            .alternatives
-            .iter()
-            .map(|a| {
-                let what = a.dnat.map_or_else(|| a.chain.clone(), |d| d.to_string());
-                format!("{what} {:.0}%", a.probability * 100.0)
-            })
-            .collect();
-        let chosen = s
-            .alternatives
-            .iter()
-            .find(|a| a.chain == s.chosen)
-            .map(|a| a.dnat.map_or_else(|| a.chain.clone(), |d| d.to_string()))
-            .unwrap_or_else(|| s.chosen.clone());
-        text += &format!(
-            "; {} spreads over {n} endpoint{} [{}], follows {chosen}",
-            s.chain,
-            if n == 1 { "" } else { "s" },
-            list.join(", ")
-        );
-    }
-    if let Some((old, new)) = out.dnat {
-        text += &format!("; DNAT {old} -> {new}");
-    }
-    if let Some((old, new)) = out.snat {
-        text += &format!("; MASQUERADE/SNAT source {old} -> {new}");
-    }
-    if let Some((old, new)) = out.mark {
-        text += &format!("; mark {old:#x} -> {new:#x}");
-    }
-    if *verdict != Verdict::Accept {
-        text += &format!("; {}", verdict_word(verdict).to_uppercase());
-    }
-    text
 }
 
 /// What is missing when a rule drops or rejects: kube-proxy's "has no endpoints" rules name
@@ -244,6 +199,7 @@ impl<'t> Walker<'t> {
             spreads: out.spreads.clone(),
             dnat: out.dnat.map(|(a, b)| (a.to_string(), b.to_string())),
             snat: out.snat.map(|(a, b)| (a.to_string(), b.to_string())),
+            mark: out.mark,
             rules: out
                 .decisions
                 .iter()
@@ -251,7 +207,7 @@ impl<'t> Walker<'t> {
                 .collect(),
             verdict: verdict_word(&verdict).to_owned(),
         };
-        self.hop(ns, Step::Rules, dev, narrate(hook, &out, &verdict));
+        self.hop(ns, Step::Rules, dev, Says::Rules);
         if let Some(h) = self.hops.last_mut() {
             h.rules = Some(hop);
         }

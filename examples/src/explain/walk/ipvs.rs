@@ -10,6 +10,7 @@
 
 use super::{Next, Walker, gw4};
 use crate::explain::ipvs::IpvsService;
+use crate::explain::narrate::Says;
 use crate::explain::state::{RouteQuery, RouteType};
 use crate::explain::{Alternative, Hook, IpvsHop, Spread, Step, rules};
 use std::net::{IpAddr, SocketAddr};
@@ -51,12 +52,12 @@ impl<'t> Walker<'t> {
                 .find(|a| a.chain == s.chosen)
                 .and_then(|a| a.dnat)
         });
-        let text = narrate(hook, &svc, spread.as_ref(), old, chosen);
-        self.hop(ns, Step::Ipvs, dev, text);
+        self.hop(ns, Step::Ipvs, dev, Says::Ipvs);
         if let Some(h) = self.hops.last_mut() {
             h.ipvs = Some(IpvsHop {
                 hook: hook.to_owned(),
                 service: svc.to_string(),
+                scheduler: svc.scheduler.clone(),
                 spread,
                 rewrite: chosen.map(|n| (old.to_string(), n.to_string())),
             });
@@ -151,40 +152,4 @@ fn spread_of(svc: &IpvsService, choice: &crate::explain::Choice) -> Option<Sprea
         alternatives,
         chosen,
     })
-}
-
-/// The IPVS hop in words.
-fn narrate(
-    hook: &str,
-    svc: &IpvsService,
-    spread: Option<&Spread>,
-    old: SocketAddr,
-    new: Option<SocketAddr>,
-) -> String {
-    let mut text = format!("{hook}: IPVS virtual service {svc}");
-    let Some(s) = spread else {
-        return text + ", no real server";
-    };
-    let n = s.alternatives.len();
-    let list: Vec<String> = s
-        .alternatives
-        .iter()
-        .map(|a| format!("{} {:.0}%", a.chain, a.probability * 100.0))
-        .collect();
-    let how = match svc.scheduler.as_str() {
-        "rr" => "in turn",
-        "wrr" => "in turn by weight",
-        "sh" | "dh" | "mh" => "by hash",
-        _ => "by its scheduler",
-    };
-    text += &format!(
-        "; picks {how} among {n} real server{} [{}], follows {}",
-        if n == 1 { "" } else { "s" },
-        list.join(", "),
-        s.chosen
-    );
-    if let Some(new) = new {
-        text += &format!("; masquerade forwarding: destination {old} -> {new}");
-    }
-    text
 }
