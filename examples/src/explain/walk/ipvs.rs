@@ -99,12 +99,8 @@ impl<'t> Walker<'t> {
             Err((_, msg, asked)) => return self.no_route(ns, &asked, &msg, "real server "),
         };
         let oname = a.oif.map(|o| self.view(ns).dev_name(o));
-        self.hop(
-            ns,
-            Step::Route,
-            oname.as_deref(),
-            format!("to the real server, {text}"),
-        );
+        let says = Says::Route("to the real server, ", text);
+        self.hop(ns, Step::Route, oname.as_deref(), says);
         let (RouteType::Unicast, Some(oif), Some(oname)) = (a.kind, a.oif, oname) else {
             if a.kind == RouteType::Local {
                 return self.deliver(ns);

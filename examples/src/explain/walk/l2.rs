@@ -257,14 +257,15 @@ impl<'t> Walker<'t> {
             Some((pns, pidx)) => {
                 let pv = self.view(pns);
                 let pname = pv.dev_name(pidx);
-                let port = pv
-                    .link(pidx)
-                    .and_then(|l| l.master)
-                    .map(|m| format!(" (a port of {})", pv.dev_name(m)))
-                    .unwrap_or_default();
+                let says = Says::Veth {
+                    dev: link.name.clone(),
+                    peer_ns: pv.label.clone(),
+                    peer_dev: pname.clone(),
+                    bridge: pv.link(pidx).and_then(|l| l.master).map(|m| pv.dev_name(m)),
+                    mac,
+                };
                 let plabel = pv.label.clone();
-                let text = format!("{} -> {plabel} {pname}{port}, to {mac}", link.name);
-                self.hop(ns, Step::Veth, Some(&link.name), text);
+                self.hop(ns, Step::Veth, Some(&link.name), says);
                 if let Some(h) = self.hops.last_mut() {
                     h.to_ns = Some(plabel);
                     h.to_dev = Some(pname);
