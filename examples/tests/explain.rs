@@ -5,9 +5,11 @@
 //!
 //! Cluster namespaces are named `ptest-<pid>-<tag>-...` and torn down on drop.
 
+mod explain_ipvs;
+
 use podnet_examples::cluster::{Cluster, EchoServer, Options};
 use podnet_examples::explain::{
-    Choice, Outcome, Packet, ProbeReport, Proto, Step, Topology, Walk, explain, probe,
+    Choice, Outcome, Packet, ProbeReport, Proto, Spread, Step, Topology, Walk, explain, probe,
 };
 use podnet_testsupport::require_root;
 use std::net::Ipv4Addr;
@@ -170,7 +172,15 @@ fn vxlan_cluster_paths() {
     let topo = topology(&c);
     let (p11, p12, p21) = (&c.pods[0], &c.pods[1], &c.pods[2]);
     assert_eq!((p11.node, p12.node, p21.node), (1, 1, 2));
+    let spread = pod_and_service_paths(&c, &topo);
+    endpoints_outside_and_unreachable(&c, &topo, &spread);
+    traces_agree(&c, &topo);
+    unknown_unicast_is_flooded(&c, &topo);
+}
 
+/// Pod to pod on one node and across, and a ClusterIP, predicted.
+fn pod_and_service_paths(c: &Cluster, topo: &Topology) -> Spread {
+    let (p12, p21) = (&c.pods[1], &c.pods[2]);
     // Pod to pod on one node: over the bridge only, never routed by the node.
     let w = walk(&topo, "node1-pod1", ping(p12.ip));
     assert_eq!(w.namespaces(), ["node1-pod1", "node1", "node1-pod2"], "{w}");
@@ -252,6 +262,12 @@ fn vxlan_cluster_paths() {
     assert_eq!(std::net::IpAddr::V4(*addr), target.ip());
     assert_eq!(ns, &pod_label(&c, *addr));
     assert_eq!(*listener, Some(true), "the echo server listens on 7777");
+    spread.clone()
+}
+
+/// Every endpoint of a spread, the outside address and an unreachable one, predicted.
+fn endpoints_outside_and_unreachable(c: &Cluster, topo: &Topology, spread: &Spread) {
+    let (p11, p12) = (&c.pods[0], &c.pods[1]);
     // Every endpoint can be followed on request.
     for a in &spread.alternatives {
         let d = a.dnat.unwrap();
@@ -334,7 +350,11 @@ fn vxlan_cluster_paths() {
         o => panic!("{o:?}"),
     }
     assert_eq!(w.hops.last().unwrap().step, Step::Drop);
+}
 
+/// The kernel's trace agrees with every prediction.
+fn traces_agree(c: &Cluster, topo: &Topology) {
+    let (p12, p21) = (&c.pods[1], &c.pods[2]);
     // The kernel's trace agrees with every prediction above.
     probed(&topo, "node1-pod1", ping(p12.ip));
     let (w, r) = probed(&topo, "node1-pod1", ping(p21.ip));
@@ -397,7 +417,11 @@ fn vxlan_cluster_paths() {
             .any(|c| c.hook == "in" && c.family == "inet"),
         "never delivered in the fabric: {r}"
     );
+}
 
+/// A bridge floods a frame whose MAC it has not learnt.
+fn unknown_unicast_is_flooded(c: &Cluster, topo: &Topology) {
+    let (p11, p21) = (&c.pods[0], &c.pods[2]);
     // A bridge without an FDB entry for the destination floods the frame to all its ports
     // (node2's neighbour entry for the pod stays, so no ARP reply teaches the bridge first).
     // The pod's own frames (IPv6 link-local chatter) can teach the bridge again between the
@@ -537,27 +561,9 @@ fn broken_cluster_is_explained_at_the_broken_hop() {
 
     // A Service without endpoints: kube-proxy's REJECT in node1's filter table.
     let w = walk(&topo, "node1-pod1", tcp([10, 96, 0, 13].into(), 80));
-    match &w.outcome {
-        Outcome::Dropped {
-            ns,
-            reason,
-            missing,
-        } => {
-            assert_eq!(ns, "node1");
-            assert!(
-                reason.starts_with("REJECT by iptables (filter KUBE-SERVICES)"),
-                "{reason}"
-            );
-            assert!(
-                missing
-                    .as_deref()
-                    .unwrap_or("")
-                    .starts_with("endpoints for Service demo/empty:tcp"),
-                "{missing:?}"
-            );
-        }
-        o => panic!("{o:?}"),
-    }
+    let missing = "endpoints for Service demo/empty:tcp";
+    let reason = "REJECT by iptables (filter KUBE-SERVICES)";
+    explain_ipvs::assert_dropped(&w, "node1", reason, missing);
     let (_, r) = w.rules().last().unwrap();
     assert_eq!((r.hook.as_str(), r.verdict.as_str()), ("FORWARD", "reject"));
     let (_, r) = probed(&topo, "node1-pod1", tcp([10, 96, 0, 13].into(), 80));
@@ -705,26 +711,8 @@ fn nftables_mode_services() {
 
     // A Service without endpoints: rejected by kube-proxy's filter-forward, which names it.
     let w = walk(&topo, "node1-pod1", tcp([10, 96, 0, 13].into(), 80));
-    match &w.outcome {
-        Outcome::Dropped {
-            ns,
-            reason,
-            missing,
-        } => {
-            assert_eq!(ns, "node1");
-            assert!(
-                reason.starts_with("REJECT by nftables (kube-proxy reject-chain)"),
-                "{reason}"
-            );
-            assert!(
-                missing
-                    .as_deref()
-                    .unwrap_or("")
-                    .starts_with("endpoints for Service demo/empty:tcp"),
-                "{missing:?}"
-            );
-        }
-        o => panic!("{o:?}"),
-    }
+    let missing = "endpoints for Service demo/empty:tcp";
+    let reason = "REJECT by nftables (kube-proxy reject-chain)";
+    explain_ipvs::assert_dropped(&w, "node1", reason, missing);
     probed(&topo, "node1-pod1", tcp([10, 96, 0, 13].into(), 80));
 }

@@ -237,24 +237,12 @@ fn outside_is_masqueraded_and_unknown_is_dropped() {
 fn broken_clusters_are_explained_at_the_broken_hop() {
     let topo = fixture("vxlan-broken-fdb");
     let w = walk(&topo, "node2-pod1", None);
-    match &w.outcome {
-        Outcome::Dropped {
-            ns,
-            reason,
-            missing,
-        } => {
-            assert_eq!(ns, "node1");
-            assert!(
-                reason.contains("flannel.1 has no FDB entry for"),
-                "{reason}"
-            );
-            assert!(
-                missing.as_deref().unwrap_or("").contains("(node2's VTEP)"),
-                "{missing:?}"
-            );
-        }
-        o => panic!("{o:?}"),
-    }
+    explain_ipvs::assert_dropped(
+        &w,
+        "node1",
+        "flannel.1 has no FDB entry for",
+        "(node2's VTEP)",
+    );
     assert_eq!(w.hops.last().unwrap().dev.as_deref(), Some("flannel.1"));
 
     let topo = fixture("vxlan-broken-route");

@@ -174,15 +174,21 @@ fn without_endpoints(topo: &Topology) {
     let w = walk(topo, "node1-pod1", tcp(EMPTY_VIP, 80), Choice::First);
     let h = ipvs_hop(&w, "node1");
     assert!(h.ipvs.as_ref().unwrap().spread.is_none());
+    assert_dropped(&w, "node1", "no real server", "endpoints");
+}
+
+/// Asserts that `w` ended dropped in `ns`, with a reason that contains `reason` and a missing
+/// piece that contains `missing` (for every walk test, not only ipvs mode's).
+pub fn assert_dropped(w: &Walk, ns: &str, reason: &str, missing: &str) {
     match &w.outcome {
         Outcome::Dropped {
-            ns,
-            reason,
-            missing,
+            ns: at,
+            reason: why,
+            missing: what,
         } => {
-            assert_eq!(ns, "node1");
-            assert!(reason.contains("no real server"), "{reason}");
-            assert!(missing.as_deref().unwrap_or("").contains("endpoints"));
+            assert_eq!(at, ns, "{w}");
+            assert!(why.contains(reason), "{why}");
+            assert!(what.as_deref().unwrap_or("").contains(missing), "{what:?}");
         }
         o => panic!("{o:?}\n{w}"),
     }
