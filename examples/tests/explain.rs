@@ -182,7 +182,7 @@ fn vxlan_cluster_paths() {
 fn pod_and_service_paths(c: &Cluster, topo: &Topology) -> Spread {
     let (p12, p21) = (&c.pods[1], &c.pods[2]);
     // Pod to pod on one node: over the bridge only, never routed by the node.
-    let w = walk(&topo, "node1-pod1", ping(p12.ip));
+    let w = walk(topo, "node1-pod1", ping(p12.ip));
     assert_eq!(w.namespaces(), ["node1-pod1", "node1", "node1-pod2"], "{w}");
     assert_pod_to_pod(&w, "node1-pod1", "node1-pod2", &["node1"]);
     assert!(w.hops_of(Step::Route).all(|h| h.ns != "node1"), "{w}");
@@ -192,7 +192,7 @@ fn pod_and_service_paths(c: &Cluster, topo: &Topology) -> Spread {
     assert!(w.hops_of(Step::Vxlan).next().is_none());
 
     // Pod to pod across nodes: cni0 -> flannel.1 -> VXLAN over eth0 and the fabric -> node2.
-    let w = walk(&topo, "node1-pod1", ping(p21.ip));
+    let w = walk(topo, "node1-pod1", ping(p21.ip));
     assert_pod_to_pod(&w, "node1-pod1", "node2-pod1", &["node1", "node2"]);
     assert_eq!(
         w.namespaces(),
@@ -236,7 +236,7 @@ fn pod_and_service_paths(c: &Cluster, topo: &Topology) -> Spread {
     assert!(w.rules().all(|(_, r)| r.dnat.is_none() && r.snat.is_none()));
 
     // A ClusterIP: DNAT in node1's PREROUTING to one of the four endpoints, each 25%.
-    let w = walk(&topo, "node1-pod1", tcp([10, 96, 0, 10].into(), 80));
+    let w = walk(topo, "node1-pod1", tcp([10, 96, 0, 10].into(), 80));
     let (ns, r) = w.rules().next().expect("a rules hop");
     assert_eq!((ns, r.hook.as_str()), ("node1", "PREROUTING"));
     let chains: Vec<&str> = r.jumps.iter().map(|j| j.to.as_str()).collect();
@@ -260,7 +260,7 @@ fn pod_and_service_paths(c: &Cluster, topo: &Topology) -> Spread {
         panic!("{w}")
     };
     assert_eq!(std::net::IpAddr::V4(*addr), target.ip());
-    assert_eq!(ns, &pod_label(&c, *addr));
+    assert_eq!(ns, &pod_label(c, *addr));
     assert_eq!(*listener, Some(true), "the echo server listens on 7777");
     spread.clone()
 }
@@ -272,7 +272,7 @@ fn endpoints_outside_and_unreachable(c: &Cluster, topo: &Topology, spread: &Spre
     for a in &spread.alternatives {
         let d = a.dnat.unwrap();
         let w = explain(
-            &topo,
+            topo,
             "node1-pod1",
             &tcp([10, 96, 0, 10].into(), 80),
             &Choice::Prefer(vec![d.to_string()]),
@@ -289,7 +289,7 @@ fn endpoints_outside_and_unreachable(c: &Cluster, topo: &Topology, spread: &Spre
     // An endpoint on the client's own bridge: br_netfilter bridges the DNATed frame back out of
     // cni0 (no routing), to node1-pod2.
     let w = explain(
-        &topo,
+        topo,
         "node1-pod1",
         &tcp([10, 96, 0, 10].into(), 80),
         &Choice::Prefer(vec![p12.ip.to_string()]),
@@ -312,7 +312,7 @@ fn endpoints_outside_and_unreachable(c: &Cluster, topo: &Topology, spread: &Spre
     // The outside address: masqueraded to node1's address in POSTROUTING, delivered in the
     // fabric.
     let w = walk(
-        &topo,
+        topo,
         "node1-pod1",
         ping(podnet_examples::cluster::OUTSIDE_IP),
     );
@@ -333,7 +333,7 @@ fn endpoints_outside_and_unreachable(c: &Cluster, topo: &Topology, spread: &Spre
 
     // An unreachable destination: out of node1 (masqueraded), dropped by the fabric, which has
     // no route for it.
-    let w = walk(&topo, "node1-pod1", ping([198, 19, 99, 99].into()));
+    let w = walk(topo, "node1-pod1", ping([198, 19, 99, 99].into()));
     match &w.outcome {
         Outcome::Dropped {
             ns,
@@ -356,8 +356,8 @@ fn endpoints_outside_and_unreachable(c: &Cluster, topo: &Topology, spread: &Spre
 fn traces_agree(c: &Cluster, topo: &Topology) {
     let (p12, p21) = (&c.pods[1], &c.pods[2]);
     // The kernel's trace agrees with every prediction above.
-    probed(&topo, "node1-pod1", ping(p12.ip));
-    let (w, r) = probed(&topo, "node1-pod1", ping(p21.ip));
+    probed(topo, "node1-pod1", ping(p12.ip));
+    let (w, r) = probed(topo, "node1-pod1", ping(p21.ip));
     assert!(w.delivered());
     // The trace saw both the probe and its VXLAN outer packet in node1.
     let node1 = r.traced.iter().find(|t| t.ns == "node1").unwrap();
@@ -373,7 +373,7 @@ fn traces_agree(c: &Cluster, topo: &Topology) {
             .iter()
             .any(|c| !c.inner && c.dev == "eth0")
     );
-    let (w, r) = probed(&topo, "node1-pod1", tcp([10, 96, 0, 10].into(), 80));
+    let (w, r) = probed(topo, "node1-pod1", tcp([10, 96, 0, 10].into(), 80));
     assert!(r.sent.ends_with("connected"), "{}", r.sent);
     let sep = w
         .rules()
@@ -398,16 +398,16 @@ fn traces_agree(c: &Cluster, topo: &Topology) {
     // Whichever endpoint the kernel picks (on node2, the other pod of node1 or the client
     // itself), the trace agrees with the walk along it.
     for _ in 0..6 {
-        let (w, _) = probed(&topo, "node1-pod1", tcp([10, 96, 0, 10].into(), 80));
+        let (w, _) = probed(topo, "node1-pod1", tcp([10, 96, 0, 10].into(), 80));
         assert!(w.delivered());
     }
     let (w, _) = probed(
-        &topo,
+        topo,
         "node1-pod1",
         ping(podnet_examples::cluster::OUTSIDE_IP),
     );
     assert!(w.delivered());
-    let (w, r) = probed(&topo, "node1-pod1", ping([198, 19, 99, 99].into()));
+    let (w, r) = probed(topo, "node1-pod1", ping([198, 19, 99, 99].into()));
     assert!(!w.delivered());
     let fabric = r.traced.iter().find(|t| t.ns == "fabric").unwrap();
     assert!(
@@ -449,7 +449,7 @@ fn unknown_unicast_is_flooded(c: &Cluster, topo: &Topology) {
         h2.fdb()
             .del(&podnet_links::FdbEntry::new(mac, learnt.dev.clone()).in_master())
             .unwrap();
-        let (w, r) = probe(&topo, "node1-pod1", &ping(p21.ip), &Choice::First).unwrap();
+        let (w, r) = probe(topo, "node1-pod1", &ping(p21.ip), &Choice::First).unwrap();
         last = format!("{w}{r}");
         let predicted = w
             .hops_of(Step::Bridge)
