@@ -183,23 +183,41 @@ impl Neigh {
     }
 }
 
+impl Neigh {
+    /// The entry as podnet-links has it (the state back from its `ip neigh` name).
+    fn to_links(&self) -> podnet_links::Neighbour {
+        use podnet_links::NeighState as S;
+        let state = [
+            S::Incomplete,
+            S::Reachable,
+            S::Stale,
+            S::Delay,
+            S::Probe,
+            S::Failed,
+            S::Noarp,
+            S::Permanent,
+            S::None,
+        ]
+        .into_iter()
+        .find(|s| s.to_string() == self.state)
+        .unwrap_or_else(|| {
+            let hex = self.state.trim_start_matches("0x");
+            S::Other(u16::from_str_radix(hex, 16).unwrap_or(0))
+        });
+        let mut n = podnet_links::Neighbour::new(self.ip, MacAddr::ZERO, self.dev.as_str());
+        n.mac = self.mac;
+        n.state = state;
+        n.proxy = self.proxy;
+        n.router = self.router;
+        n.ext_learned = self.ext_learned;
+        n
+    }
+}
+
 impl fmt::Display for Neigh {
-    /// One line of `ip neigh`.
+    /// One line of `ip neigh` (podnet-links' own).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} dev {}", self.ip, self.dev)?;
-        if self.proxy {
-            return f.write_str(" proxy");
-        }
-        if let Some(mac) = self.mac {
-            write!(f, " lladdr {mac}")?;
-        }
-        if self.router {
-            f.write_str(" router")?;
-        }
-        if self.ext_learned {
-            f.write_str(" extern_learn")?;
-        }
-        write!(f, " {}", self.state)
+        self.to_links().fmt(f)
     }
 }
 
