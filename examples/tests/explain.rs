@@ -5,39 +5,17 @@
 //!
 //! Cluster namespaces are named `ptest-<pid>-<tag>-...` and torn down on drop.
 
+mod cluster_support;
 mod explain_ipvs;
 
-use podnet_examples::cluster::{Cluster, EchoServer, Options};
+use cluster_support::Guard;
+use podnet_examples::cluster::{Cluster, EchoServer};
 use podnet_examples::explain::{
     Choice, Outcome, Packet, ProbeReport, Proto, Spread, Step, Topology, Walk, explain, probe,
 };
 use podnet_testsupport::require_root;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-
-/// Tears the cluster down when the test ends, passing or failing.
-struct Guard(Option<Cluster>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.take() {
-            c.down();
-        }
-    }
-}
-
-impl std::ops::Deref for Guard {
-    type Target = Cluster;
-    fn deref(&self) -> &Cluster {
-        self.0.as_ref().expect("cluster")
-    }
-}
-
-impl std::ops::DerefMut for Guard {
-    fn deref_mut(&mut self) -> &mut Cluster {
-        self.0.as_mut().expect("cluster")
-    }
-}
 
 const SERVICES: &str = r#"
 apiVersion: v1
@@ -65,23 +43,15 @@ fn up(tag: &str, backend: &str, services: bool) -> Guard {
 }
 
 fn up_with(tag: &str, backend: &str, services: bool, proxy_mode: &str) -> Guard {
-    let prefix = format!("{}{}-{tag}", podnet_testsupport::PREFIX, std::process::id());
-    let mut o = Options::new(&prefix);
-    o.backend = backend.into();
-    o.nodes = 2;
-    o.pods = 2;
-    o.flanneld = PathBuf::from(env!("CARGO_BIN_EXE_flanneld"));
-    o.cni = PathBuf::from(env!("CARGO_BIN_EXE_podnet-cni"));
+    let mut o = cluster_support::options(tag, backend, 2, 2, false);
     o.kube_proxy = PathBuf::from(env!("CARGO_BIN_EXE_kube-proxy"));
     o.proxy_mode = proxy_mode.into();
     if services {
-        let file = std::env::temp_dir().join(format!("{prefix}-services.yaml"));
+        let file = std::env::temp_dir().join(format!("{}-services.yaml", o.prefix));
         std::fs::write(&file, SERVICES).unwrap();
         o.services = Some(file);
     }
-    Guard(Some(
-        Cluster::up(o, &mut |m| eprintln!("{m}")).expect("cluster up"),
-    ))
+    cluster_support::up(o)
 }
 
 fn topology(c: &Cluster) -> Topology {
