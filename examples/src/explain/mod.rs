@@ -16,6 +16,13 @@
 //! - the rules that match at each hook, in iptables mode (read with `iptables-save` and parsed
 //!   by podnet-nat's parser) and in nftables mode (`nft -j list ruleset`): which chain, which
 //!   rule, which DNAT target and with what probability, MASQUERADE, marks, DROP and REJECT;
+//!   ipset matches (`-m set --match-set`, kube-proxy's ipvs mode) against `ipset save`;
+//! - IPVS, for kube-proxy's ipvs mode (the table read over generic netlink with podnet-nat's
+//!   client): a local destination that is a virtual service (a ClusterIP on `kube-ipvs0`, a
+//!   NodePort on a node address) is taken at LOCAL_IN (LOCAL_OUT for the namespace's own
+//!   packets), every real server the scheduler can pick is named with its share, the
+//!   destination rewritten (masquerade forwarding) and the packet routed on to the endpoint;
+//!   a virtual service without real servers drops it;
 //! - the veth crossing into the next namespace (the peer found by interface index and
 //!   `link-netnsid`, resolved against the topology's namespaces with RTM_GETNSID);
 //!
@@ -34,7 +41,10 @@
 //! - iptables rule sets (legacy or nft-backed, read with `iptables-save`, parsed by podnet-nat)
 //!   and native nftables tables (kube-proxy's nftables mode, read with `nft -j list ruleset`),
 //!   their chains interleaved by hook priority. A rule beyond what the evaluators know is left
-//!   out and named in the walk's caveats.
+//!   out and named in the walk's caveats. At LOCAL_IN, IPVS is taken after every INPUT chain
+//!   (the kernel runs it between filter's and nat's, and kube-proxy puts nothing in nat's).
+//! - The hops are recorded as what happened and put into words at the end (`narrate`), so
+//!   the text and the pictures tell the same walk.
 //! - Userspace datapaths are inferred: for flannel's udp backend (a TUN device), the peer is
 //!   the node of the topology whose connected routes hold the destination, on UDP 8285.
 //! - Neighbour resolution that has not happened yet is predicted from who holds the address
