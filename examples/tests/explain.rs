@@ -17,26 +17,8 @@ use podnet_testsupport::require_root;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-const SERVICES: &str = r#"
-apiVersion: v1
-kind: List
-items:
-- apiVersion: v1
-  kind: Service
-  metadata: {name: echo, namespace: demo}
-  spec:
-    clusterIP: 10.96.0.10
-    ports: [{name: tcp, port: 80, targetPort: 7777, protocol: TCP}]
-- apiVersion: v1
-  kind: Service
-  metadata:
-    name: empty
-    namespace: demo
-    labels: {podnet.io/node: node9}
-  spec:
-    clusterIP: 10.96.0.13
-    ports: [{name: tcp, port: 80, targetPort: 7777, protocol: TCP}]
-"#;
+/// The Services of the recordings: one with endpoints on both nodes, one without.
+const SERVICES: &str = include_str!("fixtures/explain/services.yaml");
 
 fn up(tag: &str, backend: &str, services: bool) -> Guard {
     up_with(tag, backend, services, "iptables")
