@@ -5,81 +5,35 @@
 //!
 //! Cluster namespaces are named `ptest-<pid>-<tag>-...` and torn down on drop.
 
-use podnet_examples::cluster::{Cluster, EchoServer, Options};
+mod cluster_support;
+mod explain_ipvs;
+
+use cluster_support::Guard;
+use podnet_examples::cluster::{Cluster, EchoServer};
 use podnet_examples::explain::{
-    Choice, Outcome, Packet, ProbeReport, Proto, Step, Topology, Walk, explain, probe,
+    Choice, Outcome, Packet, ProbeReport, Proto, Spread, Step, Topology, Walk, explain, probe,
 };
 use podnet_testsupport::require_root;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-/// Tears the cluster down when the test ends, passing or failing.
-struct Guard(Option<Cluster>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.take() {
-            c.down();
-        }
-    }
-}
-
-impl std::ops::Deref for Guard {
-    type Target = Cluster;
-    fn deref(&self) -> &Cluster {
-        self.0.as_ref().expect("cluster")
-    }
-}
-
-impl std::ops::DerefMut for Guard {
-    fn deref_mut(&mut self) -> &mut Cluster {
-        self.0.as_mut().expect("cluster")
-    }
-}
-
-const SERVICES: &str = r#"
-apiVersion: v1
-kind: List
-items:
-- apiVersion: v1
-  kind: Service
-  metadata: {name: echo, namespace: demo}
-  spec:
-    clusterIP: 10.96.0.10
-    ports: [{name: tcp, port: 80, targetPort: 7777, protocol: TCP}]
-- apiVersion: v1
-  kind: Service
-  metadata:
-    name: empty
-    namespace: demo
-    labels: {podnet.io/node: node9}
-  spec:
-    clusterIP: 10.96.0.13
-    ports: [{name: tcp, port: 80, targetPort: 7777, protocol: TCP}]
-"#;
+/// The Services of the recordings: one with endpoints on both nodes, one without.
+const SERVICES: &str = include_str!("fixtures/explain/services.yaml");
 
 fn up(tag: &str, backend: &str, services: bool) -> Guard {
     up_with(tag, backend, services, "iptables")
 }
 
 fn up_with(tag: &str, backend: &str, services: bool, proxy_mode: &str) -> Guard {
-    let prefix = format!("{}{}-{tag}", podnet_testsupport::PREFIX, std::process::id());
-    let mut o = Options::new(&prefix);
-    o.backend = backend.into();
-    o.nodes = 2;
-    o.pods = 2;
-    o.flanneld = PathBuf::from(env!("CARGO_BIN_EXE_flanneld"));
-    o.cni = PathBuf::from(env!("CARGO_BIN_EXE_podnet-cni"));
+    let mut o = cluster_support::options(tag, backend, 2, 2, false);
     o.kube_proxy = PathBuf::from(env!("CARGO_BIN_EXE_kube-proxy"));
     o.proxy_mode = proxy_mode.into();
     if services {
-        let file = std::env::temp_dir().join(format!("{prefix}-services.yaml"));
+        let file = std::env::temp_dir().join(format!("{}-services.yaml", o.prefix));
         std::fs::write(&file, SERVICES).unwrap();
         o.services = Some(file);
     }
-    Guard(Some(
-        Cluster::up(o, &mut |m| eprintln!("{m}")).expect("cluster up"),
-    ))
+    cluster_support::up(o)
 }
 
 fn topology(c: &Cluster) -> Topology {
@@ -170,9 +124,17 @@ fn vxlan_cluster_paths() {
     let topo = topology(&c);
     let (p11, p12, p21) = (&c.pods[0], &c.pods[1], &c.pods[2]);
     assert_eq!((p11.node, p12.node, p21.node), (1, 1, 2));
+    let spread = pod_and_service_paths(&c, &topo);
+    endpoints_outside_and_unreachable(&c, &topo, &spread);
+    traces_agree(&c, &topo);
+    unknown_unicast_is_flooded(&c, &topo);
+}
 
+/// Pod to pod on one node and across, and a ClusterIP, predicted.
+fn pod_and_service_paths(c: &Cluster, topo: &Topology) -> Spread {
+    let (p12, p21) = (&c.pods[1], &c.pods[2]);
     // Pod to pod on one node: over the bridge only, never routed by the node.
-    let w = walk(&topo, "node1-pod1", ping(p12.ip));
+    let w = walk(topo, "node1-pod1", ping(p12.ip));
     assert_eq!(w.namespaces(), ["node1-pod1", "node1", "node1-pod2"], "{w}");
     assert_pod_to_pod(&w, "node1-pod1", "node1-pod2", &["node1"]);
     assert!(w.hops_of(Step::Route).all(|h| h.ns != "node1"), "{w}");
@@ -182,7 +144,7 @@ fn vxlan_cluster_paths() {
     assert!(w.hops_of(Step::Vxlan).next().is_none());
 
     // Pod to pod across nodes: cni0 -> flannel.1 -> VXLAN over eth0 and the fabric -> node2.
-    let w = walk(&topo, "node1-pod1", ping(p21.ip));
+    let w = walk(topo, "node1-pod1", ping(p21.ip));
     assert_pod_to_pod(&w, "node1-pod1", "node2-pod1", &["node1", "node2"]);
     assert_eq!(
         w.namespaces(),
@@ -226,7 +188,7 @@ fn vxlan_cluster_paths() {
     assert!(w.rules().all(|(_, r)| r.dnat.is_none() && r.snat.is_none()));
 
     // A ClusterIP: DNAT in node1's PREROUTING to one of the four endpoints, each 25%.
-    let w = walk(&topo, "node1-pod1", tcp([10, 96, 0, 10].into(), 80));
+    let w = walk(topo, "node1-pod1", tcp([10, 96, 0, 10].into(), 80));
     let (ns, r) = w.rules().next().expect("a rules hop");
     assert_eq!((ns, r.hook.as_str()), ("node1", "PREROUTING"));
     let chains: Vec<&str> = r.jumps.iter().map(|j| j.to.as_str()).collect();
@@ -250,13 +212,19 @@ fn vxlan_cluster_paths() {
         panic!("{w}")
     };
     assert_eq!(std::net::IpAddr::V4(*addr), target.ip());
-    assert_eq!(ns, &pod_label(&c, *addr));
+    assert_eq!(ns, &pod_label(c, *addr));
     assert_eq!(*listener, Some(true), "the echo server listens on 7777");
+    spread.clone()
+}
+
+/// Every endpoint of a spread, the outside address and an unreachable one, predicted.
+fn endpoints_outside_and_unreachable(c: &Cluster, topo: &Topology, spread: &Spread) {
+    let (p11, p12) = (&c.pods[0], &c.pods[1]);
     // Every endpoint can be followed on request.
     for a in &spread.alternatives {
         let d = a.dnat.unwrap();
         let w = explain(
-            &topo,
+            topo,
             "node1-pod1",
             &tcp([10, 96, 0, 10].into(), 80),
             &Choice::Prefer(vec![d.to_string()]),
@@ -273,7 +241,7 @@ fn vxlan_cluster_paths() {
     // An endpoint on the client's own bridge: br_netfilter bridges the DNATed frame back out of
     // cni0 (no routing), to node1-pod2.
     let w = explain(
-        &topo,
+        topo,
         "node1-pod1",
         &tcp([10, 96, 0, 10].into(), 80),
         &Choice::Prefer(vec![p12.ip.to_string()]),
@@ -296,7 +264,7 @@ fn vxlan_cluster_paths() {
     // The outside address: masqueraded to node1's address in POSTROUTING, delivered in the
     // fabric.
     let w = walk(
-        &topo,
+        topo,
         "node1-pod1",
         ping(podnet_examples::cluster::OUTSIDE_IP),
     );
@@ -317,7 +285,7 @@ fn vxlan_cluster_paths() {
 
     // An unreachable destination: out of node1 (masqueraded), dropped by the fabric, which has
     // no route for it.
-    let w = walk(&topo, "node1-pod1", ping([198, 19, 99, 99].into()));
+    let w = walk(topo, "node1-pod1", ping([198, 19, 99, 99].into()));
     match &w.outcome {
         Outcome::Dropped {
             ns,
@@ -334,10 +302,14 @@ fn vxlan_cluster_paths() {
         o => panic!("{o:?}"),
     }
     assert_eq!(w.hops.last().unwrap().step, Step::Drop);
+}
 
+/// The kernel's trace agrees with every prediction.
+fn traces_agree(c: &Cluster, topo: &Topology) {
+    let (p12, p21) = (&c.pods[1], &c.pods[2]);
     // The kernel's trace agrees with every prediction above.
-    probed(&topo, "node1-pod1", ping(p12.ip));
-    let (w, r) = probed(&topo, "node1-pod1", ping(p21.ip));
+    probed(topo, "node1-pod1", ping(p12.ip));
+    let (w, r) = probed(topo, "node1-pod1", ping(p21.ip));
     assert!(w.delivered());
     // The trace saw both the probe and its VXLAN outer packet in node1.
     let node1 = r.traced.iter().find(|t| t.ns == "node1").unwrap();
@@ -353,7 +325,7 @@ fn vxlan_cluster_paths() {
             .iter()
             .any(|c| !c.inner && c.dev == "eth0")
     );
-    let (w, r) = probed(&topo, "node1-pod1", tcp([10, 96, 0, 10].into(), 80));
+    let (w, r) = probed(topo, "node1-pod1", tcp([10, 96, 0, 10].into(), 80));
     assert!(r.sent.ends_with("connected"), "{}", r.sent);
     let sep = w
         .rules()
@@ -378,16 +350,16 @@ fn vxlan_cluster_paths() {
     // Whichever endpoint the kernel picks (on node2, the other pod of node1 or the client
     // itself), the trace agrees with the walk along it.
     for _ in 0..6 {
-        let (w, _) = probed(&topo, "node1-pod1", tcp([10, 96, 0, 10].into(), 80));
+        let (w, _) = probed(topo, "node1-pod1", tcp([10, 96, 0, 10].into(), 80));
         assert!(w.delivered());
     }
     let (w, _) = probed(
-        &topo,
+        topo,
         "node1-pod1",
         ping(podnet_examples::cluster::OUTSIDE_IP),
     );
     assert!(w.delivered());
-    let (w, r) = probed(&topo, "node1-pod1", ping([198, 19, 99, 99].into()));
+    let (w, r) = probed(topo, "node1-pod1", ping([198, 19, 99, 99].into()));
     assert!(!w.delivered());
     let fabric = r.traced.iter().find(|t| t.ns == "fabric").unwrap();
     assert!(
@@ -397,7 +369,11 @@ fn vxlan_cluster_paths() {
             .any(|c| c.hook == "in" && c.family == "inet"),
         "never delivered in the fabric: {r}"
     );
+}
 
+/// A bridge floods a frame whose MAC it has not learnt.
+fn unknown_unicast_is_flooded(c: &Cluster, topo: &Topology) {
+    let (p11, p21) = (&c.pods[0], &c.pods[2]);
     // A bridge without an FDB entry for the destination floods the frame to all its ports
     // (node2's neighbour entry for the pod stays, so no ARP reply teaches the bridge first).
     // The pod's own frames (IPv6 link-local chatter) can teach the bridge again between the
@@ -425,7 +401,7 @@ fn vxlan_cluster_paths() {
         h2.fdb()
             .del(&podnet_links::FdbEntry::new(mac, learnt.dev.clone()).in_master())
             .unwrap();
-        let (w, r) = probe(&topo, "node1-pod1", &ping(p21.ip), &Choice::First).unwrap();
+        let (w, r) = probe(topo, "node1-pod1", &ping(p21.ip), &Choice::First).unwrap();
         last = format!("{w}{r}");
         let predicted = w
             .hops_of(Step::Bridge)
@@ -537,27 +513,9 @@ fn broken_cluster_is_explained_at_the_broken_hop() {
 
     // A Service without endpoints: kube-proxy's REJECT in node1's filter table.
     let w = walk(&topo, "node1-pod1", tcp([10, 96, 0, 13].into(), 80));
-    match &w.outcome {
-        Outcome::Dropped {
-            ns,
-            reason,
-            missing,
-        } => {
-            assert_eq!(ns, "node1");
-            assert!(
-                reason.starts_with("REJECT by iptables (filter KUBE-SERVICES)"),
-                "{reason}"
-            );
-            assert!(
-                missing
-                    .as_deref()
-                    .unwrap_or("")
-                    .starts_with("endpoints for Service demo/empty:tcp"),
-                "{missing:?}"
-            );
-        }
-        o => panic!("{o:?}"),
-    }
+    let missing = "endpoints for Service demo/empty:tcp";
+    let reason = "REJECT by iptables (filter KUBE-SERVICES)";
+    explain_ipvs::assert_dropped(&w, "node1", reason, missing);
     let (_, r) = w.rules().last().unwrap();
     assert_eq!((r.hook.as_str(), r.verdict.as_str()), ("FORWARD", "reject"));
     let (_, r) = probed(&topo, "node1-pod1", tcp([10, 96, 0, 13].into(), 80));
@@ -705,26 +663,8 @@ fn nftables_mode_services() {
 
     // A Service without endpoints: rejected by kube-proxy's filter-forward, which names it.
     let w = walk(&topo, "node1-pod1", tcp([10, 96, 0, 13].into(), 80));
-    match &w.outcome {
-        Outcome::Dropped {
-            ns,
-            reason,
-            missing,
-        } => {
-            assert_eq!(ns, "node1");
-            assert!(
-                reason.starts_with("REJECT by nftables (kube-proxy reject-chain)"),
-                "{reason}"
-            );
-            assert!(
-                missing
-                    .as_deref()
-                    .unwrap_or("")
-                    .starts_with("endpoints for Service demo/empty:tcp"),
-                "{missing:?}"
-            );
-        }
-        o => panic!("{o:?}"),
-    }
+    let missing = "endpoints for Service demo/empty:tcp";
+    let reason = "REJECT by nftables (kube-proxy reject-chain)";
+    explain_ipvs::assert_dropped(&w, "node1", reason, missing);
     probed(&topo, "node1-pod1", tcp([10, 96, 0, 13].into(), 80));
 }

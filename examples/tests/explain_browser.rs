@@ -155,6 +155,8 @@ fn every_hop_is_drawn_and_labelled_in_chromium() {
         ("vxlan-iptables", "outside", None),
         ("vxlan-broken-fdb", "node2-pod1", None),
         ("vxlan-broken-route", "node2-pod1", None),
+        ("vxlan-ipvs", "10.96.0.10", Some(80)),
+        ("vxlan-ipvs", "10.96.0.13", Some(80)),
     ];
     for (i, (name, dst, port)) in cases.into_iter().enumerate() {
         let rec = recording(name);
@@ -194,6 +196,17 @@ fn every_hop_is_drawn_and_labelled_in_chromium() {
                 .unwrap_or_else(|| panic!("{name}: line {k}"));
             let li = &li[..li.find("</li>").unwrap()];
             assert!(li.contains(&format!("<b>{}</b>", h.step)), "{li}");
+            // IPVS's rewrite is noted in the picture with the hop's number.
+            if let Some((a, b)) = h.ipvs.as_ref().and_then(|i| i.rewrite.as_ref()) {
+                let note = format!("{k}: IPVS {a} \u{2192} {b}");
+                assert!(dom.contains(&note), "{name}: no {note:?}");
+            }
+        }
+        if name == "vxlan-ipvs" {
+            assert!(
+                dom.contains("data-step=\"ipvs\""),
+                "{name} {dst}: the IPVS hop"
+            );
         }
     }
     // The cluster without a packet, and a screenshot of it.

@@ -1,8 +1,11 @@
 //! `explain` and its pictures driven from recorded snapshots of the simulated cluster, without
 //! root: the recordings under `tests/fixtures/explain/` were made from live clusters by
 //! `tests/fixtures/explain/record.sh` (`podnet-cluster explain --record`), one per backend,
-//! proxy mode and breakage. The walks replayed here are the ones recorded; the assertions are
+//! proxy mode and breakage; `vxlan-ipvs.json` (kube-proxy's ipvs mode) by `tests/explain_vm.rs`
+//! in a VM whose kernel has IPVS. The walks replayed here are the ones recorded; the assertions are
 //! what is known to be true of the topology (the same as `tests/explain.rs` checks live).
+
+mod explain_ipvs;
 
 use podnet_examples::explain::picture;
 use podnet_examples::explain::{
@@ -234,24 +237,12 @@ fn outside_is_masqueraded_and_unknown_is_dropped() {
 fn broken_clusters_are_explained_at_the_broken_hop() {
     let topo = fixture("vxlan-broken-fdb");
     let w = walk(&topo, "node2-pod1", None);
-    match &w.outcome {
-        Outcome::Dropped {
-            ns,
-            reason,
-            missing,
-        } => {
-            assert_eq!(ns, "node1");
-            assert!(
-                reason.contains("flannel.1 has no FDB entry for"),
-                "{reason}"
-            );
-            assert!(
-                missing.as_deref().unwrap_or("").contains("(node2's VTEP)"),
-                "{missing:?}"
-            );
-        }
-        o => panic!("{o:?}"),
-    }
+    explain_ipvs::assert_dropped(
+        &w,
+        "node1",
+        "flannel.1 has no FDB entry for",
+        "(node2's VTEP)",
+    );
     assert_eq!(w.hops.last().unwrap().dev.as_deref(), Some("flannel.1"));
 
     let topo = fixture("vxlan-broken-route");
@@ -457,4 +448,12 @@ fn the_command_draws_recordings() {
         "only the SVG namespace"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// kube-proxy's ipvs mode, recorded in the VM (`explain_vm.rs`): ClusterIP across nodes,
+/// NodePort, a Service without endpoints, the node's own traffic, each with IPVS in the walk
+/// and the rewrite in the picture.
+#[test]
+fn ipvs_mode_walks() {
+    explain_ipvs::check(&recording("vxlan-ipvs"));
 }

@@ -50,6 +50,7 @@ fn each_context(mut f: impl FnMut(&Ctx<'_>, &mut Flow)) {
                 is_local: &local,
                 masq_addr: Some(Ipv4Addr::new(198, 18, 0, 1)),
                 choice,
+                sets: None,
             };
             for mut flow in flows() {
                 f(&ctx, &mut flow);

@@ -16,6 +16,13 @@
 //! - the rules that match at each hook, in iptables mode (read with `iptables-save` and parsed
 //!   by podnet-nat's parser) and in nftables mode (`nft -j list ruleset`): which chain, which
 //!   rule, which DNAT target and with what probability, MASQUERADE, marks, DROP and REJECT;
+//!   ipset matches (`-m set --match-set`, kube-proxy's ipvs mode) against `ipset save`;
+//! - IPVS, for kube-proxy's ipvs mode (the table read over generic netlink with podnet-nat's
+//!   client): a local destination that is a virtual service (a ClusterIP on `kube-ipvs0`, a
+//!   NodePort on a node address) is taken at LOCAL_IN (LOCAL_OUT for the namespace's own
+//!   packets), every real server the scheduler can pick is named with its share, the
+//!   destination rewritten (masquerade forwarding) and the packet routed on to the endpoint;
+//!   a virtual service without real servers drops it;
 //! - the veth crossing into the next namespace (the peer found by interface index and
 //!   `link-netnsid`, resolved against the topology's namespaces with RTM_GETNSID);
 //!
@@ -34,7 +41,10 @@
 //! - iptables rule sets (legacy or nft-backed, read with `iptables-save`, parsed by podnet-nat)
 //!   and native nftables tables (kube-proxy's nftables mode, read with `nft -j list ruleset`),
 //!   their chains interleaved by hook priority. A rule beyond what the evaluators know is left
-//!   out and named in the walk's caveats.
+//!   out and named in the walk's caveats. At LOCAL_IN, IPVS is taken after every INPUT chain
+//!   (the kernel runs it between filter's and nat's, and kube-proxy puts nothing in nat's).
+//! - The hops are recorded as what happened and put into words at the end (`narrate`), so
+//!   the text and the pictures tell the same walk.
 //! - Userspace datapaths are inferred: for flannel's udp backend (a TUN device), the peer is
 //!   the node of the topology whose connected routes hold the destination, on UDP 8285.
 //! - Neighbour resolution that has not happened yet is predicted from who holds the address
@@ -62,7 +72,10 @@
 
 mod cli;
 mod fuzzing;
+mod ipset;
+mod ipvs;
 mod model;
+mod narrate;
 mod nft;
 pub mod picture;
 mod rules;
@@ -74,6 +87,7 @@ mod walk;
 pub use cli::{ExplainArgs, ShowArgs, run as run_cli, run_show};
 #[doc(hidden)]
 pub use fuzzing::{iptables_rules, nft_ruleset, nft_trace};
+pub use ipvs::{IpvsDest, IpvsService};
 pub use model::{Addr, Dev, DevKind, Fdb, Neigh, RecordedNs, RecordedRoute, Recording, VxlanConf};
 pub use rules::{Alternative, Jump, Spread};
 pub use state::{RouteAnswer, RouteQuery, RouteType};
@@ -290,6 +304,9 @@ pub enum Step {
     Route,
     /// iptables rules that changed or judged the packet (nat, mangle, filter).
     Rules,
+    /// IPVS (kube-proxy's ipvs mode): a virtual service picks a real server and rewrites the
+    /// destination.
+    Ipvs,
     /// The neighbour (ARP) entry of the next hop.
     Neigh,
     /// A bridge's forwarding decision.
@@ -316,6 +333,7 @@ impl fmt::Display for Step {
             Step::Send => "send",
             Step::Route => "route",
             Step::Rules => "rules",
+            Step::Ipvs => "ipvs",
             Step::Neigh => "neigh",
             Step::Bridge => "bridge",
             Step::Vxlan => "vxlan",
@@ -342,11 +360,30 @@ pub struct RulesHop {
     pub dnat: Option<(String, String)>,
     /// `(before, after)` source, when SNAT or MASQUERADE changed it.
     pub snat: Option<(String, String)>,
+    /// `(before, after)` packet mark, when the rules changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mark: Option<(u32, u32)>,
     /// The rules that decided (DNAT, MASQUERADE, MARK, ACCEPT, DROP, REJECT), as
     /// `iptables-save` lines with their table.
     pub rules: Vec<String>,
     /// `accept`, `drop` or `reject`.
     pub verdict: String,
+}
+
+/// What IPVS did at one hook of one namespace.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IpvsHop {
+    /// The hook: `LOCAL_IN` (traffic that arrived) or `LOCAL_OUT` (the namespace's own).
+    pub hook: String,
+    /// The virtual service, as `ipvsadm -Ln` heads it (`TCP 10.96.0.10:80 rr`).
+    pub service: String,
+    /// Its scheduler (`rr`, `wrr`, `sh`, ...).
+    pub scheduler: String,
+    /// Every real server the scheduler can pick (chain: the server as `IP:PORT`), with its
+    /// share of new connections, and the one the walk follows; `None` when there is none.
+    pub spread: Option<Spread>,
+    /// `(virtual, real)` destination, when a real server was picked.
+    pub rewrite: Option<(String, String)>,
 }
 
 /// One hop of the walk: one decision in one namespace.
@@ -373,6 +410,9 @@ pub struct Hop {
     /// the packet, or taken off it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encap: Option<Encapsulation>,
+    /// For [`Step::Ipvs`]: the virtual service, the real servers and the rewrite.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipvs: Option<IpvsHop>,
     /// The packet inside a tunnel (`false` for the outer packet of an encapsulation).
     pub inner: bool,
 }

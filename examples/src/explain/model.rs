@@ -8,6 +8,7 @@
 //! same model written down ([`Recording`]), so a walk driven from it asks the same questions
 //! and gets the same answers, without root and without namespaces.
 
+use super::ipvs::IpvsService;
 use super::state::{RouteAnswer, RouteQuery};
 use ipnet::IpNet;
 use podnet_links::MacAddr;
@@ -182,23 +183,41 @@ impl Neigh {
     }
 }
 
+impl Neigh {
+    /// The entry as podnet-links has it (the state back from its `ip neigh` name).
+    fn to_links(&self) -> podnet_links::Neighbour {
+        use podnet_links::NeighState as S;
+        let state = [
+            S::Incomplete,
+            S::Reachable,
+            S::Stale,
+            S::Delay,
+            S::Probe,
+            S::Failed,
+            S::Noarp,
+            S::Permanent,
+            S::None,
+        ]
+        .into_iter()
+        .find(|s| s.to_string() == self.state)
+        .unwrap_or_else(|| {
+            let hex = self.state.trim_start_matches("0x");
+            S::Other(u16::from_str_radix(hex, 16).unwrap_or(0))
+        });
+        let mut n = podnet_links::Neighbour::new(self.ip, MacAddr::ZERO, self.dev.as_str());
+        n.mac = self.mac;
+        n.state = state;
+        n.proxy = self.proxy;
+        n.router = self.router;
+        n.ext_learned = self.ext_learned;
+        n
+    }
+}
+
 impl fmt::Display for Neigh {
-    /// One line of `ip neigh`.
+    /// One line of `ip neigh` (podnet-links' own).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} dev {}", self.ip, self.dev)?;
-        if self.proxy {
-            return f.write_str(" proxy");
-        }
-        if let Some(mac) = self.mac {
-            write!(f, " lladdr {mac}")?;
-        }
-        if self.router {
-            f.write_str(" router")?;
-        }
-        if self.ext_learned {
-            f.write_str(" extern_learn")?;
-        }
-        write!(f, " {}", self.state)
+        self.to_links().fmt(f)
     }
 }
 
@@ -294,6 +313,10 @@ pub(crate) trait KernelReads: fmt::Debug {
     fn nsid_of(&self, other: &dyn KernelReads, other_name: &str) -> Option<i32>;
     /// The live namespace, when there is one (the traced probe needs it).
     fn netns(&self) -> Option<&podnet_netns::NetNs>;
+    /// The IPVS table (`ipvsadm -Ln`): empty where the kernel has no IPVS.
+    fn ipvs(&self) -> Result<Vec<IpvsService>, String>;
+    /// `ipset save`'s output, or why it could not be read.
+    fn ipset_save(&self) -> Result<String, String>;
 }
 
 /// One route lookup and the kernel's answer, as recorded.
@@ -332,6 +355,15 @@ pub struct RecordedNs {
     pub nsids: BTreeMap<String, Option<i32>>,
     /// Route lookups asked during the recorded walks, with the kernel's answers.
     pub routes: Vec<RecordedRoute>,
+    /// The IPVS virtual services (none in recordings made before IPVS was read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipvs: Vec<IpvsService>,
+    /// Why the IPVS table could not be read, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipvs_error: Option<String>,
+    /// `ipset save`'s output, or the error (none in recordings made before ipsets were read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipsets: Option<Result<String, String>>,
 }
 
 impl KernelReads for RecordedNs {
@@ -379,6 +411,17 @@ impl KernelReads for RecordedNs {
     }
     fn netns(&self) -> Option<&podnet_netns::NetNs> {
         None
+    }
+    fn ipvs(&self) -> Result<Vec<IpvsService>, String> {
+        match &self.ipvs_error {
+            Some(e) => Err(e.clone()),
+            None => Ok(self.ipvs.clone()),
+        }
+    }
+    fn ipset_save(&self) -> Result<String, String> {
+        self.ipsets
+            .clone()
+            .unwrap_or_else(|| Err("not in the recording".into()))
     }
 }
 

@@ -766,14 +766,7 @@ mod tests {
     }
 
     fn ctx<'a>(hook: Hook, choice: &'a Choice, local: &'a dyn Fn(Ipv4Addr) -> bool) -> Ctx<'a> {
-        Ctx {
-            hook,
-            iif: Some("cni0"),
-            oif: Some("cni0"),
-            is_local: local,
-            masq_addr: Some(Ipv4Addr::new(10, 244, 1, 1)),
-            choice,
-        }
+        Ctx::for_test(hook, choice, local, "cni0", Ipv4Addr::new(10, 244, 1, 1))
     }
 
     #[test]

@@ -451,6 +451,9 @@ fn hop_note(h: &Hop) -> Option<(String, &'static str)> {
             return Some((parts.join("; "), "nat"));
         }
     }
+    if let Some((a, b)) = h.ipvs.as_ref().and_then(|i| i.rewrite.as_ref()) {
+        return Some((format!("IPVS {a} \u{2192} {b}"), "nat"));
+    }
     match (h.step, &h.encap) {
         (Step::Vxlan | Step::Tunnel, Some(e)) => Some((format!("outer: {e}"), "encap")),
         (Step::Decap, Some(e)) => Some((format!("unwrapped from {e}: {}", e.inner), "encap")),

@@ -106,6 +106,33 @@ pub(crate) struct Ctx<'a> {
     /// The address MASQUERADE would take (the output device's), when known.
     pub(crate) masq_addr: Option<Ipv4Addr>,
     pub(crate) choice: &'a Choice,
+    /// Whether the flow matches a set match (`[!]NAME DIRS`); `None`: no such set.
+    pub(crate) sets: Option<&'a SetMatch<'a>>,
+}
+
+/// Answers a set match (`[!]NAME DIRS`) for a flow; `None` when there is no such set.
+pub(crate) type SetMatch<'a> = dyn Fn(&str, &Flow) -> Option<bool> + 'a;
+
+#[cfg(test)]
+impl<'a> Ctx<'a> {
+    /// A context for unit tests: from `cni0` out of `oif`, MASQUERADE taking `masq`.
+    pub(crate) fn for_test(
+        hook: Hook,
+        choice: &'a Choice,
+        local: &'a dyn Fn(Ipv4Addr) -> bool,
+        oif: &'a str,
+        masq: Ipv4Addr,
+    ) -> Ctx<'a> {
+        Ctx {
+            hook,
+            iif: Some("cni0"),
+            oif: Some(oif),
+            is_local: local,
+            masq_addr: Some(masq),
+            choice,
+            sets: None,
+        }
+    }
 }
 
 /// The tables that have a chain at `hook`, in the kernel's priority order.
@@ -361,7 +388,7 @@ impl Evaluator<'_, '_> {
     /// Applies a matching rule's target; `Some` ends the chain.
     fn apply(&mut self, chain: &str, rule: &Rule, target: &Target, depth: usize) -> Option<End> {
         let table = self.table.table.as_str();
-        let text = rule.render();
+        let text = super::ipset::lower(&rule.render());
         match target {
             Target::Jump(to) => {
                 self.out.jumps.push(Jump {
@@ -449,8 +476,19 @@ impl Evaluator<'_, '_> {
 
     fn matches_except_probability(&mut self, rule: &Rule) -> bool {
         let f = &*self.flow;
-        rule.matches.iter().all(|m| match m {
-            Match::Comment(_) | Match::Nfacct(_) | Match::Probability(_) => true,
+        let mut unknown = Vec::new();
+        let hit = rule.matches.iter().all(|m| match m {
+            Match::Comment(c) => match c.strip_prefix(super::ipset::MARK) {
+                Some(spec) => {
+                    let known = self.ctx.sets.and_then(|sets| sets(spec, f));
+                    if known.is_none() {
+                        unknown.push(spec.to_owned());
+                    }
+                    known.unwrap_or(false)
+                }
+                None => true,
+            },
+            Match::Nfacct(_) | Match::Probability(_) => true,
             Match::Protocol(p) | Match::ProtocolModule(p) => proto_of(*p) == Some(f.proto),
             Match::DestinationPort(p) => f.dport == Some(*p),
             Match::SourcePort(p) => f.sport == Some(*p),
@@ -479,7 +517,15 @@ impl Evaluator<'_, '_> {
             }
             Match::RecentSet { .. } => true,
             Match::RecentCheck { .. } => false,
-        })
+        });
+        for spec in unknown {
+            let name = spec.trim_start_matches('!');
+            self.out.caveats.push(format!(
+                "ipset {} not read: its match taken as not matching",
+                name.split(' ').next().unwrap_or(name)
+            ));
+        }
+        hit
     }
 }
 
@@ -534,14 +580,7 @@ COMMIT
     }
 
     fn ctx<'a>(hook: Hook, choice: &'a Choice, local: &'a dyn Fn(Ipv4Addr) -> bool) -> Ctx<'a> {
-        Ctx {
-            hook,
-            iif: Some("cni0"),
-            oif: Some("eth0"),
-            is_local: local,
-            masq_addr: Some(Ipv4Addr::new(198, 18, 0, 1)),
-            choice,
-        }
+        Ctx::for_test(hook, choice, local, "eth0", Ipv4Addr::new(198, 18, 0, 1))
     }
 
     #[test]

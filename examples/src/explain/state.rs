@@ -5,6 +5,7 @@
 //! them through [`KernelReads`], cached per walk by `view::NsView`.
 
 use super::ExplainError;
+use super::ipvs::IpvsService;
 use super::model::{self, Addr, Dev, Fdb, KernelReads, Neigh};
 use podnet_links::{Handle, RouteGet, RouteKind};
 use podnet_nat::iptables::{SavedRule, TableRules, parse_save_tolerant};
@@ -152,6 +153,14 @@ impl KernelReads for LiveNs {
         Some(&self.ns)
     }
 
+    fn ipvs(&self) -> Result<Vec<IpvsService>, String> {
+        super::ipvs::read_live(&self.ns)
+    }
+
+    fn ipset_save(&self) -> Result<String, String> {
+        self.output("ipset", &["save"])
+    }
+
     /// The kernel's route lookup.
     fn route_get(&self, q: &RouteQuery) -> Result<RouteAnswer, (i32, String)> {
         let Some(dst) = q.dst else {
@@ -240,7 +249,7 @@ pub(crate) fn read_rules(saved: Result<String, String>) -> Rules {
 /// Parses `iptables-save` text, dropping the lines the rule model cannot represent (in one
 /// pass, with the tolerant parser kube-proxy reads the built-in chains with).
 pub(crate) fn parse_lenient(text: &str) -> Rules {
-    match parse_save_tolerant(text) {
+    match parse_save_tolerant(&super::ipset::lift(text)) {
         Ok(saved) => {
             let mut skipped = Vec::new();
             let tables = saved
@@ -251,7 +260,7 @@ pub(crate) fn parse_lenient(text: &str) -> Rules {
                     for r in t.rules {
                         match r {
                             SavedRule::Known(r) => rules.append(r),
-                            SavedRule::Opaque(o) => skipped.push(o.text),
+                            SavedRule::Opaque(o) => skipped.push(super::ipset::lower(&o.text)),
                         }
                     }
                     rules

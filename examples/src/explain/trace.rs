@@ -24,6 +24,7 @@ use super::rules::Jump;
 use super::walk::FLANNEL_UDP_PORT;
 use super::{Checkpoint, Choice, ExplainError, Packet, Proto, Snapshot, Topology, Walk, explain};
 use podnet_links::netlink::Connection;
+use podnet_links::nlattr;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -516,23 +517,9 @@ fn be32(b: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
 }
 
-/// Netlink attributes: (type without flags, payload).
-fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    while b.len() >= 4 {
-        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
-        let kind = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
-        if len < 4 || len > b.len() {
-            break;
-        }
-        out.push((kind, &b[4..len]));
-        b = b.get((len + 3) & !3..).unwrap_or(&[]);
-    }
-    out
-}
-
-fn string(b: &[u8]) -> String {
-    String::from_utf8_lossy(b.split(|c| *c == 0).next().unwrap_or(&[])).into_owned()
+/// Netlink attributes: (type without flags, payload), up to the first malformed one.
+fn attrs(b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    nlattr::attrs(b).map_while(Result::ok)
 }
 
 /// The trace events of one datagram, with their packet information filled in as the probe
@@ -546,22 +533,12 @@ pub(crate) fn parse_datagram(buf: &[u8]) -> usize {
 
 /// Splits a datagram into netlink messages and keeps the nftables trace messages.
 fn parse_messages(buf: &[u8], ns: usize, out: &mut Vec<Event>) {
-    let mut off = 0;
-    while let Some(rest) = buf.get(off..) {
-        if rest.len() < 16 {
-            break;
-        }
-        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-        if len < 16 || len > rest.len() {
-            break;
-        }
-        if kind == NFT_TRACE_MSG && len >= 20 {
-            if let Some(e) = parse_trace(&rest[16..len], ns) {
+    for (hdr, body) in nlattr::messages(buf).map_while(Result::ok) {
+        if hdr.message_type == NFT_TRACE_MSG && body.len() >= 4 {
+            if let Some(e) = parse_trace(body, ns) {
                 out.push(e);
             }
         }
-        off += (len + 3) & !3;
     }
 }
 
@@ -574,14 +551,14 @@ fn parse_trace(body: &[u8], ns: usize) -> Option<Event> {
     };
     for (kind, v) in attrs(body.get(4..)?) {
         match kind {
-            1 => e.table = string(v),
-            2 => e.chain = string(v),
+            1 => e.table = nlattr::cstr(v),
+            2 => e.chain = nlattr::cstr(v),
             4 => e.kind = be32(v)?,
             5 => {
                 for (k, x) in attrs(v) {
                     match k {
                         1 => e.verdict = be32(x).map(|c| c as i32),
-                        2 => e.target = Some(string(x)),
+                        2 => e.target = Some(nlattr::cstr(x)),
                         _ => {}
                     }
                 }

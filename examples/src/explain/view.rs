@@ -3,6 +3,8 @@
 //! them (who owns an address, which port of a bridge has a MAC, ...). Every answer the view got
 //! is kept, so the walk's reads can be written down as a [`RecordedNs`].
 
+use super::ipset::IpSets;
+use super::ipvs::IpvsService;
 use super::model::{Addr, Dev, DevKind, Fdb, KernelReads, Neigh, RecordedNs, RecordedRoute};
 use super::nft::NftRuleset;
 use super::state::{RouteAnswer, RouteQuery, Rules, read_rules};
@@ -28,6 +30,9 @@ pub(crate) struct NsView {
     nft_text: OnceCell<Result<String, String>>,
     rules: OnceCell<Rules>,
     nft: OnceCell<NftRuleset>,
+    ipvs: OnceCell<Result<Vec<IpvsService>, String>>,
+    ipset_text: OnceCell<Result<String, String>>,
+    ipsets: OnceCell<IpSets>,
     sysctls: RefCell<BTreeMap<String, Option<String>>>,
     proc_net: RefCell<BTreeMap<String, String>>,
     nsids: RefCell<BTreeMap<String, Option<i32>>>,
@@ -48,6 +53,9 @@ impl NsView {
             nft_text: OnceCell::new(),
             rules: OnceCell::new(),
             nft: OnceCell::new(),
+            ipvs: OnceCell::new(),
+            ipset_text: OnceCell::new(),
+            ipsets: OnceCell::new(),
             sysctls: RefCell::default(),
             proc_net: RefCell::default(),
             nsids: RefCell::default(),
@@ -183,6 +191,20 @@ impl NsView {
         })
     }
 
+    /// The IPVS table (read once), or why it could not be read.
+    pub(crate) fn ipvs(&self) -> &Result<Vec<IpvsService>, String> {
+        self.ipvs.get_or_init(|| self.reader.ipvs())
+    }
+
+    fn ipset_text(&self) -> &Result<String, String> {
+        self.ipset_text.get_or_init(|| self.reader.ipset_save())
+    }
+
+    /// The ipsets (read once with `ipset save`).
+    pub(crate) fn ipsets(&self) -> &IpSets {
+        self.ipsets.get_or_init(|| IpSets::parse(self.ipset_text()))
+    }
+
     /// A sysctl's value, `None` when it does not exist.
     pub(crate) fn sysctl(&self, key: &str) -> Option<String> {
         if let Some(v) = self.sysctls.borrow().get(key) {
@@ -282,6 +304,9 @@ impl NsView {
             proc_net: self.proc_net.borrow().clone(),
             nsids: self.nsids.borrow().clone(),
             routes: self.routes.borrow().clone(),
+            ipvs: self.ipvs().clone().unwrap_or_default(),
+            ipvs_error: self.ipvs().clone().err(),
+            ipsets: Some(self.ipset_text().clone()),
         }
     }
 }

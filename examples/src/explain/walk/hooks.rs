@@ -1,11 +1,12 @@
 //! The netfilter hooks: the iptables and nftables chains registered at a hook, interleaved by
 //! priority, evaluated on the flow, and what they did told as one hop.
 
-use super::{Next, Walker, jump_path};
+use super::{Next, Walker};
+use crate::explain::narrate::Says;
 use crate::explain::nft::{self, NftTable};
 use crate::explain::rules::{self, Ctx, HookOutcome, Verdict};
 use crate::explain::view::NsView;
-use crate::explain::{Hook, Hop, Outcome, RulesHop, Step};
+use crate::explain::{Flow, Hook, RulesHop, Step};
 use podnet_nat::iptables::{Table, TableRules};
 use std::net::Ipv4Addr;
 
@@ -62,52 +63,6 @@ fn verdict_word(v: &Verdict) -> &'static str {
     }
 }
 
-/// What the rules did at one hook, in words: the chains entered, the spreads met, the
-/// translations and the verdict.
-fn narrate(hook: Hook, out: &HookOutcome, verdict: &Verdict) -> String {
-    let mut text = format!("{}:", hook.chain_name());
-    let path = jump_path(&out.jumps, hook.chain_name());
-    if !path.is_empty() {
-        text += &format!(" {path}");
-    }
-    for s in &out.spreads {
-        let n = s.alternatives.len();
-        let list: Vec<String> = s
-            .alternatives
-            .iter()
-            .map(|a| {
-                let what = a.dnat.map_or_else(|| a.chain.clone(), |d| d.to_string());
-                format!("{what} {:.0}%", a.probability * 100.0)
-            })
-            .collect();
-        let chosen = s
-            .alternatives
-            .iter()
-            .find(|a| a.chain == s.chosen)
-            .map(|a| a.dnat.map_or_else(|| a.chain.clone(), |d| d.to_string()))
-            .unwrap_or_else(|| s.chosen.clone());
-        text += &format!(
-            "; {} spreads over {n} endpoint{} [{}], follows {chosen}",
-            s.chain,
-            if n == 1 { "" } else { "s" },
-            list.join(", ")
-        );
-    }
-    if let Some((old, new)) = out.dnat {
-        text += &format!("; DNAT {old} -> {new}");
-    }
-    if let Some((old, new)) = out.snat {
-        text += &format!("; MASQUERADE/SNAT source {old} -> {new}");
-    }
-    if let Some((old, new)) = out.mark {
-        text += &format!("; mark {old:#x} -> {new:#x}");
-    }
-    if *verdict != Verdict::Accept {
-        text += &format!("; {}", verdict_word(verdict).to_uppercase());
-    }
-    text
-}
-
 /// What is missing when a rule drops or rejects: kube-proxy's "has no endpoints" rules name
 /// the Service.
 fn missing_for(rule: &str) -> Option<String> {
@@ -155,6 +110,7 @@ impl<'t> Walker<'t> {
             ));
         }
         let is_local = |ip: Ipv4Addr| v.is_local(ip);
+        let sets = |spec: &str, f: &Flow| v.ipsets().matches(spec, f);
         let ctx = Ctx {
             hook,
             iif,
@@ -162,6 +118,7 @@ impl<'t> Walker<'t> {
             is_local: &is_local,
             masq_addr: masquerade_addr(v, oif, nexthop),
             choice: self.choice,
+            sets: Some(&sets),
         };
         let out = self.evaluate(&sources, &ctx);
         self.record_jumps(&v.label, &out);
@@ -227,7 +184,6 @@ impl<'t> Walker<'t> {
         dev: Option<&str>,
         out: HookOutcome,
     ) -> Result<(), Next> {
-        let label = self.label(ns);
         let verdict = out.verdict.clone().unwrap_or(Verdict::Accept);
         let interesting = out.dnat.is_some()
             || out.snat.is_some()
@@ -243,6 +199,7 @@ impl<'t> Walker<'t> {
             spreads: out.spreads.clone(),
             dnat: out.dnat.map(|(a, b)| (a.to_string(), b.to_string())),
             snat: out.snat.map(|(a, b)| (a.to_string(), b.to_string())),
+            mark: out.mark,
             rules: out
                 .decisions
                 .iter()
@@ -250,17 +207,10 @@ impl<'t> Walker<'t> {
                 .collect(),
             verdict: verdict_word(&verdict).to_owned(),
         };
-        self.hops.push(Hop {
-            ns: label.clone(),
-            step: Step::Rules,
-            dev: dev.map(str::to_owned),
-            text: narrate(hook, &out, &verdict),
-            to_ns: None,
-            to_dev: None,
-            rules: Some(hop),
-            encap: None,
-            inner: self.inner(),
-        });
+        self.hop(ns, Step::Rules, dev, Says::Rules);
+        if let Some(h) = self.hops.last_mut() {
+            h.rules = Some(hop);
+        }
         let word = verdict_word(&verdict);
         match verdict {
             Verdict::Accept => Ok(()),
@@ -271,22 +221,7 @@ impl<'t> Walker<'t> {
                     "nftables"
                 };
                 let reason = format!("{} by {by} ({table} {chain}): {rule}", word.to_uppercase());
-                self.hops.push(Hop {
-                    ns: label.clone(),
-                    step: Step::Drop,
-                    dev: dev.map(str::to_owned),
-                    text: reason.clone(),
-                    to_ns: None,
-                    to_dev: None,
-                    rules: None,
-                    encap: None,
-                    inner: self.inner(),
-                });
-                Err(Next::Done(Outcome::Dropped {
-                    ns: label,
-                    missing: missing_for(&rule),
-                    reason,
-                }))
+                Err(self.drop(ns, dev, reason, missing_for(&rule)))
             }
         }
     }

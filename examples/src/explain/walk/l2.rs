@@ -2,7 +2,8 @@
 //! decision, br_netfilter's bridged DNAT, and the veth crossing into the next namespace.
 use super::{Next, Walker, is_ether};
 use crate::explain::model::{Dev, DevKind};
-use crate::explain::{Hook, Hop, Outcome, Step};
+use crate::explain::narrate::Says;
+use crate::explain::{Hook, Step};
 use podnet_links::MacAddr;
 use std::net::Ipv4Addr;
 
@@ -14,15 +15,11 @@ impl<'t> Walker<'t> {
             return self.drop(ns, None, format!("bridge if{br} vanished"), None);
         };
         let dst = self.flow.dst;
-        self.hop(
-            ns,
-            Step::Bridge,
-            Some(&brl.name),
-            format!(
-                "{}: {dst} is on {} itself, so br_netfilter bridges the DNATed frame instead of routing it",
-                brl.name, brl.name
-            ),
-        );
+        let says = Says::BridgedDnat {
+            bridge: brl.name.clone(),
+            dst,
+        };
+        self.hop(ns, Step::Bridge, Some(&brl.name), says);
         let mac = match self.neighbour(ns, &brl, dst) {
             Ok(m) => m,
             Err(n) => return n,
@@ -58,7 +55,12 @@ impl<'t> Walker<'t> {
         let entry = v.neighbour(&link.name, nexthop).cloned();
         if let Some(n) = &entry {
             if let Some(mac) = n.usable_mac() {
-                self.hop(ns, Step::Neigh, Some(&link.name), n.to_string());
+                self.hop(
+                    ns,
+                    Step::Neigh,
+                    Some(&link.name),
+                    Says::Neighbour(n.clone()),
+                );
                 return Ok(mac);
             }
         }
@@ -84,16 +86,15 @@ impl<'t> Walker<'t> {
         match self.l2_owner(ns, link, nexthop, 0) {
             Some((owner_ns, owner_dev, mac)) => {
                 self.arp_macs.push(mac);
-                let owner = self.label(owner_ns);
-                self.hop(
-                    ns,
-                    Step::Neigh,
-                    Some(&link.name),
-                    format!(
-                        "no entry for {nexthop} on {}{state}: the kernel asks by ARP; {owner} {owner_dev} ({mac}) answers",
-                        link.name
-                    ),
-                );
+                let says = Says::ArpAnswered {
+                    nexthop,
+                    dev: link.name.clone(),
+                    state: entry.as_ref().map(|n| n.state.clone()),
+                    owner: self.label(owner_ns),
+                    owner_dev,
+                    mac,
+                };
+                self.hop(ns, Step::Neigh, Some(&link.name), says);
                 Ok(mac)
             }
             None => Err(self.drop(
@@ -180,15 +181,14 @@ impl<'t> Walker<'t> {
                 } else {
                     ""
                 };
-                self.hop(
-                    ns,
-                    Step::Bridge,
-                    Some(&br.name),
-                    format!(
-                        "{}: fdb {mac} is on port {} ({state}){back}",
-                        br.name, port.name
-                    ),
-                );
+                let says = Says::FdbPort {
+                    bridge: br.name.clone(),
+                    mac,
+                    port: port.name.clone(),
+                    state,
+                    back: back.to_owned(),
+                };
+                self.hop(ns, Step::Bridge, Some(&br.name), says);
                 return Ok((port, Vec::new()));
             }
         }
@@ -207,27 +207,22 @@ impl<'t> Walker<'t> {
             .cloned();
         match owner {
             Some(p) if self.arp_macs.contains(&mac) => {
-                self.hop(
-                    ns,
-                    Step::Bridge,
-                    Some(&br.name),
-                    format!(
-                        "{}: no fdb entry for {mac} yet; the ARP reply teaches it: port {}",
-                        br.name, p.name
-                    ),
-                );
+                let says = Says::FdbLearnt {
+                    bridge: br.name.clone(),
+                    mac,
+                    port: p.name.clone(),
+                };
+                self.hop(ns, Step::Bridge, Some(&br.name), says);
                 Ok((p, Vec::new()))
             }
             Some(p) => {
-                self.hop(
-                    ns,
-                    Step::Bridge,
-                    Some(&br.name),
-                    format!(
-                        "{}: no fdb entry for {mac}: flooded to its {n} ports; {} leads to it",
-                        br.name, p.name
-                    ),
-                );
+                let says = Says::Flooded {
+                    bridge: br.name.clone(),
+                    mac,
+                    ports: n,
+                    port: p.name.clone(),
+                };
+                self.hop(ns, Step::Bridge, Some(&br.name), says);
                 let others = ports
                     .into_iter()
                     .filter(|q| Some(q.index) != from && q.index != p.index)
@@ -255,41 +250,26 @@ impl<'t> Walker<'t> {
     /// Sends a frame to `mac` out of veth `link` into its peer's namespace.
     pub(super) fn cross(&mut self, ns: usize, link: &Dev, mac: MacAddr) -> Next {
         if link.kind != Some(DevKind::Veth) {
-            let label = self.label(ns);
-            self.hop(
-                ns,
-                Step::Leave,
-                Some(&link.name),
-                format!("out of {}, beyond the known namespaces", link.name),
-            );
-            return Next::Done(Outcome::Left {
-                ns: label,
-                dev: link.name.clone(),
-            });
+            let text = format!("out of {}, beyond the known namespaces", link.name);
+            return self.leave(ns, &link.name, text);
         }
         match self.peer(ns, link) {
             Some((pns, pidx)) => {
                 let pv = self.view(pns);
                 let pname = pv.dev_name(pidx);
-                let port = pv
-                    .link(pidx)
-                    .and_then(|l| l.master)
-                    .map(|m| format!(" (a port of {})", pv.dev_name(m)))
-                    .unwrap_or_default();
-                let plabel = pv.label.clone();
-                let mut hop = Hop {
-                    ns: self.label(ns),
-                    step: Step::Veth,
-                    dev: Some(link.name.clone()),
-                    text: format!("{} -> {plabel} {pname}{port}, to {mac}", link.name),
-                    to_ns: Some(plabel),
-                    to_dev: Some(pname),
-                    rules: None,
-                    encap: None,
-                    inner: self.inner(),
+                let says = Says::Veth {
+                    dev: link.name.clone(),
+                    peer_ns: pv.label.clone(),
+                    peer_dev: pname.clone(),
+                    bridge: pv.link(pidx).and_then(|l| l.master).map(|m| pv.dev_name(m)),
+                    mac,
                 };
-                hop.inner = self.inner();
-                self.hops.push(hop);
+                let plabel = pv.label.clone();
+                self.hop(ns, Step::Veth, Some(&link.name), says);
+                if let Some(h) = self.hops.last_mut() {
+                    h.to_ns = Some(plabel);
+                    h.to_dev = Some(pname);
+                }
                 // The namespace boundary clears the mark (skb_scrub_packet).
                 self.flow.mark = 0;
                 self.flow.dnat = false;
@@ -300,20 +280,11 @@ impl<'t> Walker<'t> {
                 }
             }
             None => {
-                let label = self.label(ns);
-                self.hop(
-                    ns,
-                    Step::Leave,
-                    Some(&link.name),
-                    format!(
-                        "{}'s peer is in a namespace outside the topology",
-                        link.name
-                    ),
+                let text = format!(
+                    "{}'s peer is in a namespace outside the topology",
+                    link.name
                 );
-                Next::Done(Outcome::Left {
-                    ns: label,
-                    dev: link.name.clone(),
-                })
+                self.leave(ns, &link.name, text)
             }
         }
     }
@@ -347,15 +318,12 @@ impl<'t> Walker<'t> {
         let own = br.mac == Some(mac) || v.ports_of(br.index).iter().any(|p| p.mac == Some(mac));
         if own {
             let label = v.label.clone();
-            self.hop(
-                ns,
-                Step::Bridge,
-                Some(&br.name),
-                format!(
-                    "{}: {mac} is the bridge's own address: up to {label}'s IP stack",
-                    br.name
-                ),
-            );
+            let says = Says::BridgeOwn {
+                bridge: br.name.clone(),
+                mac,
+                ns: label,
+            };
+            self.hop(ns, Step::Bridge, Some(&br.name), says);
             return Next::Packet {
                 ns,
                 iif: br.index,

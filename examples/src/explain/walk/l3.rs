@@ -2,6 +2,7 @@
 //! device (routed, delivered or dropped), and the packet leaving by its output device.
 use super::{Next, Walker, gw4};
 use crate::explain::model::DevKind;
+use crate::explain::narrate::{RouteSays, Says};
 use crate::explain::state::{RouteAnswer, RouteQuery, RouteType};
 use crate::explain::{Hook, Outcome, Proto, Step};
 use std::net::{IpAddr, Ipv4Addr};
@@ -26,7 +27,7 @@ impl<'t> Walker<'t> {
         &mut self,
         ns: usize,
         q: &RouteQuery,
-    ) -> Result<(RouteAnswer, String), (i32, String, String)> {
+    ) -> Result<(RouteAnswer, RouteSays), (i32, String, String)> {
         let v = self.view(ns);
         let names = |i: u32| v.dev_name(i);
         let asked = q.describe(&names);
@@ -35,40 +36,25 @@ impl<'t> Walker<'t> {
                 let mut fq = q.clone();
                 fq.fib_match = true;
                 let matched = v.route_get(&fq).ok();
-                let mut text = format!("{asked}: ");
-                match a.kind {
-                    RouteType::Local => text += &format!("local {} (table local)", self.flow.dst),
-                    _ => {
-                        let prefix = matched.as_ref().and_then(|m| m.prefix).map_or_else(
-                            || self.flow.dst.to_string(),
-                            |p| {
-                                if p.prefix_len() == 0 {
-                                    "default".into()
-                                } else {
-                                    p.to_string()
-                                }
-                            },
-                        );
-                        text += &prefix;
-                        if let Some(gw) = a.gateway {
-                            text += &format!(" via {gw}");
-                        }
-                        if let Some(o) = a.oif {
-                            text += &format!(" dev {}", v.dev_name(o));
-                        }
-                        if matched.as_ref().is_some_and(|m| m.onlink) {
-                            text += " onlink";
-                        }
-                        if q.iif.is_none() {
-                            if let Some(s) = a.prefsrc {
-                                text += &format!(" src {s}");
+                let text = RouteSays {
+                    asked: asked.clone(),
+                    local: (a.kind == RouteType::Local).then_some(self.flow.dst),
+                    prefix: matched.as_ref().and_then(|m| m.prefix).map_or_else(
+                        || self.flow.dst.to_string(),
+                        |p| {
+                            if p.prefix_len() == 0 {
+                                "default".into()
+                            } else {
+                                p.to_string()
                             }
-                        }
-                        if a.table != podnet_links::TABLE_MAIN && a.table != 0 {
-                            text += &format!(" table {}", a.table);
-                        }
-                    }
-                }
+                        },
+                    ),
+                    via: a.gateway,
+                    dev: a.oif.map(|o| v.dev_name(o)),
+                    onlink: matched.as_ref().is_some_and(|m| m.onlink),
+                    src: a.prefsrc.filter(|_| q.iif.is_none()),
+                    table: Some(a.table).filter(|t| *t != podnet_links::TABLE_MAIN && *t != 0),
+                };
                 // A forwarder that sends a known namespace's address down its default route.
                 let default = matched
                     .as_ref()
@@ -99,42 +85,48 @@ impl<'t> Walker<'t> {
             .map(|v| v.label.clone())
     }
 
+    /// The local stack of `ns` has no route to the destination (`what` names it).
+    pub(super) fn no_route(&mut self, ns: usize, asked: &str, msg: &str, what: &str) -> Next {
+        let missing = format!("a route to {what}{} in {}", self.flow.dst, self.label(ns));
+        self.drop(ns, None, format!("{asked}: {msg}"), Some(missing))
+    }
+
     /// The local stack of `ns` sends the current packet.
     pub(super) fn send(&mut self, ns: usize, oif: Option<u32>) -> Next {
         let q = self.query(None, oif);
         let (a, text) = match self.route(ns, &q) {
             Ok(r) => r,
-            Err((_, msg, asked)) => {
-                let dst = self.flow.dst;
-                let label = self.label(ns);
-                return self.drop(
-                    ns,
-                    None,
-                    format!("{asked}: {msg}"),
-                    Some(format!("a route to {dst} in {label}")),
-                );
-            }
+            Err((_, msg, asked)) => return self.no_route(ns, &asked, &msg, ""),
         };
         if self.flow.src.is_unspecified() {
             if let Some(IpAddr::V4(s)) = a.prefsrc {
                 self.flow.src = s;
             }
         }
-        let flow = self.flow.to_string();
-        let what = if self.inner() {
-            flow
-        } else {
-            format!("{flow} (the outer packet)")
+        let says = Says::Send {
+            flow: self.flow.clone(),
+            outer: !self.inner(),
         };
-        self.hop(ns, Step::Send, None, what);
+        self.hop(ns, Step::Send, None, says);
         self.hop(
             ns,
             Step::Route,
             a.oif.map(|o| self.view(ns).dev_name(o)).as_deref(),
-            text,
+            Says::Route("", text),
         );
         match a.kind {
-            RouteType::Local => return self.deliver(ns),
+            RouteType::Local => {
+                // kube-proxy's ipvs mode: OUTPUT's nat chains (its masquerade marks) come
+                // before IPVS's LOCAL_OUT hook.
+                if let Some(svc) = self.ipvs_service(ns) {
+                    let oname = a.oif.map(|o| self.view(ns).dev_name(o));
+                    if let Err(n) = self.rules(ns, Hook::Output, None, oname.as_deref(), None) {
+                        return n;
+                    }
+                    return self.ipvs(ns, "LOCAL_OUT", None, svc);
+                }
+                return self.deliver(ns);
+            }
             RouteType::Unicast => {}
             RouteType::Broadcast | RouteType::Other(_) => {
                 return self.drop(ns, None, format!("route type {:?}: not sent", a.kind), None);
@@ -155,7 +147,7 @@ impl<'t> Walker<'t> {
             let q = self.query(None, None);
             match self.route(ns, &q) {
                 Ok((a, text)) => {
-                    self.hop(ns, Step::Route, None, format!("after DNAT, {text}"));
+                    self.hop(ns, Step::Route, None, Says::Route("after DNAT, ", text));
                     match (a.kind, a.oif) {
                         (RouteType::Local, _) => return self.deliver(ns),
                         (_, Some(o)) => (
@@ -226,7 +218,7 @@ impl<'t> Walker<'t> {
                 return self.drop(ns, Some(&iname), format!("{asked}: {msg}: {why}"), missing);
             }
         };
-        self.hop(ns, Step::Route, Some(&iname), text);
+        self.hop(ns, Step::Route, Some(&iname), Says::Route("", text));
         if let (Some(p), true) = (port, br_nf_dnat) {
             // A frame DNATed to an address on the bridge it came from is bridged there
             // (br_nf_pre_routing_finish's "bridged DNAT"), not routed.
@@ -241,6 +233,9 @@ impl<'t> Walker<'t> {
                 self.checkpoint(ns, "inet", "in", iname.clone());
                 if let Err(n) = self.rules(ns, Hook::Input, Some(&iname), None, None) {
                     return n;
+                }
+                if let Some(svc) = self.ipvs_service(ns) {
+                    return self.ipvs(ns, "LOCAL_IN", Some(&iname), svc);
                 }
                 self.deliver(ns)
             }
@@ -326,23 +321,12 @@ impl<'t> Walker<'t> {
             Some(DevKind::Tun) => self.tunnel(ns, &link),
             _ if link.name == "lo" => self.deliver(ns),
             _ => {
-                let label = self.label(ns);
-                self.hop(
-                    ns,
-                    Step::Leave,
-                    Some(&link.name),
-                    format!(
-                        "out of {} ({}), beyond the known namespaces",
-                        link.name,
-                        link.kind
-                            .as_ref()
-                            .map_or("no kind".to_string(), |k| k.to_string())
-                    ),
-                );
-                Next::Done(Outcome::Left {
-                    ns: label,
-                    dev: link.name.clone(),
-                })
+                let kind = link
+                    .kind
+                    .as_ref()
+                    .map_or("no kind".to_string(), |k| k.to_string());
+                let text = format!("out of {} ({kind}), beyond the known namespaces", link.name);
+                self.leave(ns, &link.name, text)
             }
         }
     }
@@ -358,19 +342,12 @@ impl<'t> Walker<'t> {
                 (Proto::Udp, Some(p)) => Some(v.sockets("udp", p)),
                 _ => None,
             };
-            let what = match listener {
-                Some(true) => ": a socket listens",
-                Some(false) => {
-                    ": no socket listens (the kernel answers with a reset or port unreachable)"
-                }
-                None => "",
+            let says = Says::Deliver {
+                addr: f.dst,
+                ns: label.clone(),
+                listener,
             };
-            self.hop(
-                ns,
-                Step::Deliver,
-                None,
-                format!("{} is an address of {label}{what}", f.dst),
-            );
+            self.hop(ns, Step::Deliver, None, says);
             return Next::Done(Outcome::Delivered {
                 ns: label,
                 addr: f.dst,

@@ -6,11 +6,13 @@
 //! rules).
 
 mod hooks;
+mod ipvs;
 mod l2;
 mod l3;
 mod tunnel;
 
 use super::model::Dev;
+use super::narrate::{self, Says};
 use super::rules;
 use super::state::RouteAnswer;
 use super::view::NsView;
@@ -64,6 +66,7 @@ pub(crate) fn walk_snapshot(
         flow,
         stack: Vec::new(),
         hops: Vec::new(),
+        says: Vec::new(),
         checkpoints: Vec::new(),
         jumps: Vec::new(),
         caveats: Vec::new(),
@@ -71,6 +74,10 @@ pub(crate) fn walk_snapshot(
         arp_macs: Vec::new(),
     };
     let outcome = w.run(src);
+    // The narration, told once the walk is over.
+    for (h, says) in w.hops.iter_mut().zip(&w.says) {
+        h.text = narrate::render(h, says);
+    }
     let mut caveats = Vec::new();
     for c in w.caveats {
         if !caveats.contains(&c) {
@@ -132,6 +139,8 @@ struct Walker<'t> {
     /// Packets wrapped inside `flow`, innermost first.
     stack: Vec<Encap>,
     hops: Vec<Hop>,
+    /// What each hop of `hops` says, put into words when the walk is over.
+    says: Vec<Says>,
     checkpoints: Vec<Checkpoint>,
     jumps: Vec<(String, rules::Jump)>,
     caveats: Vec<String>,
@@ -160,16 +169,19 @@ impl<'t> Walker<'t> {
         self.stack.is_empty()
     }
 
-    fn hop(&mut self, ns: usize, step: Step, dev: Option<&str>, text: String) {
+    /// Records a hop: where, what kind, and what it says (worded at the end).
+    fn hop(&mut self, ns: usize, step: Step, dev: Option<&str>, says: impl Into<Says>) {
+        self.says.push(says.into());
         self.hops.push(Hop {
             ns: self.label(ns),
             step,
             dev: dev.map(str::to_owned),
-            text,
+            text: String::new(),
             to_ns: None,
             to_dev: None,
             rules: None,
             encap: None,
+            ipvs: None,
             inner: self.inner(),
         });
     }
@@ -203,6 +215,15 @@ impl<'t> Walker<'t> {
             ns: self.label(ns),
             reason,
             missing,
+        })
+    }
+
+    /// The packet leaves the known namespaces from `ns` by `dev`.
+    fn leave(&mut self, ns: usize, dev: &str, text: String) -> Next {
+        self.hop(ns, Step::Leave, Some(dev), text);
+        Next::Done(Outcome::Left {
+            ns: self.label(ns),
+            dev: dev.to_owned(),
         })
     }
 

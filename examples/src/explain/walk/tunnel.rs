@@ -2,6 +2,7 @@
 //! (a TUN device read by flanneld), and the unwrapping on the far side.
 use super::{Encap, EncapKind, FLANNEL_UDP_PORT, Next, Walker};
 use crate::explain::model::{Dev, DevKind};
+use crate::explain::narrate::Says;
 use crate::explain::state::{RouteQuery, RouteType};
 use crate::explain::view::NsView;
 use crate::explain::{Encapsulation, Flow, Proto, Step};
@@ -21,13 +22,10 @@ impl<'t> Walker<'t> {
             );
         };
         let entries = v.own_fdb(&link.name, mac);
-        let (entry, how) = match entries.first() {
-            Some(e) => ((*e).clone(), format!("fdb {mac}")),
+        let (entry, by_default) = match entries.first() {
+            Some(e) => ((*e).clone(), false),
             None => match v.own_fdb(&link.name, MacAddr::ZERO).first() {
-                Some(e) => (
-                    (*e).clone(),
-                    format!("no fdb entry for {mac}; default (00:00:00:00:00:00)"),
-                ),
+                Some(e) => ((*e).clone(), true),
                 None => {
                     let label = v.label.clone();
                     // Whose VTEP is it? A VXLAN device of the topology with that MAC.
@@ -77,20 +75,16 @@ impl<'t> Walker<'t> {
             Some(IpAddr::V4(a)) => a,
             _ => Ipv4Addr::UNSPECIFIED,
         };
-        let src = if local.is_unspecified() {
-            "(chosen by route)".to_string()
-        } else {
-            local.to_string()
+        let says = Says::VxlanWrap {
+            dev: link.name.clone(),
+            mac,
+            by_default,
+            remote,
+            src: (!local.is_unspecified()).then_some(local),
+            port,
+            vni,
         };
-        self.hop(
-            ns,
-            Step::Vxlan,
-            Some(&link.name),
-            format!(
-                "{}: {how} dst {remote}: wrapped in udp {src} -> {remote}:{port}, VNI {vni}",
-                link.name
-            ),
-        );
+        self.hop(ns, Step::Vxlan, Some(&link.name), says);
         self.encap(Encapsulation {
             kind: "vxlan".into(),
             src: (!local.is_unspecified()).then_some(local),
@@ -152,15 +146,13 @@ impl<'t> Walker<'t> {
             );
         };
         let plabel = self.label(pns);
-        self.hop(
-            ns,
-            Step::Tunnel,
-            Some(&tun.name),
-            format!(
-                "{} is a TUN device: the process reading it (flanneld's udp backend) sends the packet as the payload of udp -> {peer_ip}:{FLANNEL_UDP_PORT} ({plabel}, whose subnet holds {dst})",
-                tun.name
-            ),
-        );
+        let says = Says::TunSend {
+            tun: tun.name.clone(),
+            peer_ip,
+            peer: plabel,
+            dst,
+        };
+        self.hop(ns, Step::Tunnel, Some(&tun.name), says);
         let _ = label;
         self.encap(Encapsulation {
             kind: "udp".into(),
@@ -216,15 +208,13 @@ impl<'t> Walker<'t> {
                 };
                 self.stack.pop();
                 let outer = std::mem::replace(&mut self.flow, encap.inner.clone());
-                self.hop(
-                    ns,
-                    Step::Decap,
-                    Some(&dev.name),
-                    format!(
-                        "udp port {port} VNI {vni}: {} unwraps {}",
-                        dev.name, self.flow
-                    ),
-                );
+                let says = Says::VxlanDecap {
+                    port,
+                    vni,
+                    dev: dev.name.clone(),
+                    inner: self.flow.clone(),
+                };
+                self.hop(ns, Step::Decap, Some(&dev.name), says);
                 self.encap(Encapsulation {
                     kind: "vxlan".into(),
                     src: Some(outer.src),
@@ -266,12 +256,12 @@ impl<'t> Walker<'t> {
                     (Some(tun), true) => {
                         self.stack.pop();
                         let outer = std::mem::replace(&mut self.flow, encap.inner.clone());
-                        self.hop(
-                            ns,
-                            Step::Decap,
-                            Some(&tun.name),
-                            format!("udp port {port}: the tunnel's socket takes it and writes {} into {}", self.flow, tun.name),
-                        );
+                        let says = Says::TunDecap {
+                            port,
+                            inner: self.flow.clone(),
+                            tun: tun.name.clone(),
+                        };
+                        self.hop(ns, Step::Decap, Some(&tun.name), says);
                         self.encap(Encapsulation {
                             kind: "udp".into(),
                             src: Some(outer.src),
