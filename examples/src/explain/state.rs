@@ -185,7 +185,7 @@ impl KernelReads for LiveNs {
         if let Some(p) = q.proto {
             get = get.ipproto(p, None, q.dport);
         }
-        let route = self.handle.route().get_with(&get).map_err(|e| {
+        let route = self.handle.route().get(&get).map_err(|e| {
             let errno = e.errno().unwrap_or(libc::EIO);
             let text = match e.kernel_message() {
                 Some(m) => m.to_owned(),
