@@ -3,7 +3,7 @@
 
 use crate::buf::PacketBuf;
 use crate::checksum;
-use crate::error::{Error, Layer, Result, need, unsupported};
+use crate::error::{Error, Layer, Result, unsupported};
 use crate::field::{get_u16, packet_view, set_u16};
 
 mod field {
@@ -53,19 +53,13 @@ impl UnreachableCode {
 packet_view! {
     /// A read/write view of an ICMPv4 message.
     Packet;
+    header: Layer::Icmpv4, HEADER_LEN;
     checked:
     /// Wraps a buffer after checking that it holds the 8-byte header, so that no accessor can
     /// panic. The message is the whole buffer (pass exactly the IPv4 payload).
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// The checks of [`Packet::new_checked`].
-    pub fn check_len(&self) -> Result<()> {
-        let n = self.buffer.as_ref().len();
-        need(Layer::Icmpv4, HEADER_LEN, n)?;
-        Ok(())
-    }
-
     /// The message type.
     #[inline]
     pub fn msg_type(&self) -> MessageType {

@@ -10,7 +10,7 @@
 #![forbid(unsafe_code)]
 
 use crate::buf::PacketBuf;
-use crate::error::{Layer, Result, malformed, need};
+use crate::error::{Layer, Result, malformed};
 use crate::field::{get_u16, get_u32, packet_view, set_u16, set_u32};
 
 /// The length of a VXLAN header.
@@ -41,18 +41,12 @@ pub struct Gbp {
 packet_view! {
     /// A read/write view of a VXLAN header and the inner frame after it.
     Packet;
+    header: Layer::Vxlan, HEADER_LEN;
     checked:
     /// Wraps a buffer after checking that it holds the 8-byte header.
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// The checks of [`Packet::new_checked`].
-    pub fn check_len(&self) -> Result<()> {
-        let n = self.buffer.as_ref().len();
-        need(Layer::Vxlan, HEADER_LEN, n)?;
-        Ok(())
-    }
-
     /// The first flags byte.
     #[inline]
     pub fn flags(&self) -> u8 {
