@@ -2,9 +2,9 @@
 #![forbid(unsafe_code)]
 
 use crate::buf::PacketBuf;
-use crate::error::{Layer, Result, malformed, truncated, unsupported};
+use crate::error::{Layer, Result, malformed, need, unsupported};
 use crate::ethernet::{EtherType, MacAddr};
-use crate::field::{get_u16, set_u16};
+use crate::field::{get_u16, packet_view, set_u16};
 use std::net::Ipv4Addr;
 
 mod field {
@@ -32,42 +32,22 @@ impl Operation {
     pub const REPLY: Operation = Operation(2);
 }
 
-/// A read/write view of an ARP packet of any hardware and protocol type.
-#[derive(Debug, Clone)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+packet_view! {
+    /// A read/write view of an ARP packet of any hardware and protocol type.
+    Packet;
+    checked:
+    /// Wraps a buffer after checking that it holds the addresses its length fields announce,
+    /// so that no accessor can panic.
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checking it; accessors may panic on a short buffer.
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer after checking that it holds the addresses its length fields announce,
-    /// so that no accessor can panic.
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Packet { buffer };
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// The checks of [`Packet::new_checked`].
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
-        if b.len() < field::SHA {
-            return Err(truncated(Layer::Arp, field::SHA, b.len()));
-        }
-        let need = field::SHA + 2 * (usize::from(b[field::HLEN]) + usize::from(b[field::PLEN]));
-        if b.len() < need {
-            return Err(truncated(Layer::Arp, need, b.len()));
-        }
+        need(Layer::Arp, field::SHA, b.len())?;
+        let len = field::SHA + 2 * (usize::from(b[field::HLEN]) + usize::from(b[field::PLEN]));
+        need(Layer::Arp, len, b.len())?;
         Ok(())
-    }
-
-    /// Returns the underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// The hardware type (1 for Ethernet).

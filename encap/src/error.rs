@@ -104,3 +104,12 @@ pub(crate) fn malformed(layer: Layer, field: &'static str) -> Error {
 pub(crate) fn unsupported(layer: Layer, what: &'static str) -> Error {
     Error::Unsupported { layer, what }
 }
+
+/// `Ok` when `have` bytes hold the `needed` ones, else [`Error::Truncated`] for `layer`.
+#[inline]
+pub(crate) fn need(layer: Layer, needed: usize, have: usize) -> Result<()> {
+    if have < needed {
+        return Err(truncated(layer, needed, have));
+    }
+    Ok(())
+}

@@ -2,8 +2,8 @@
 #![forbid(unsafe_code)]
 
 use crate::buf::PacketBuf;
-use crate::error::{Layer, Result, malformed, truncated, unsupported};
-use crate::field::{Field, get_array, get_u16, set_u16};
+use crate::error::{Layer, Result, malformed, need, truncated, unsupported};
+use crate::field::{Field, get_array, get_u16, packet_view, set_u16};
 use std::fmt;
 
 mod field {
@@ -69,44 +69,23 @@ impl VlanTag {
     }
 }
 
-/// A read/write view of an Ethernet II frame.
-#[derive(Debug, Clone)]
-pub struct Frame<T: AsRef<[u8]>> {
-    buffer: T,
+packet_view! {
+    /// A read/write view of an Ethernet II frame.
+    Frame;
+    checked:
+    /// Wraps a buffer after checking that it holds the whole header (with the tag, when the
+    /// EtherType says one follows), so that no accessor can panic.
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
-    /// Wraps a buffer without checking it; accessors may panic on a short buffer.
-    ///
-    /// Use this to emit into a buffer of [`Repr::buffer_len`] bytes; parse with
-    /// [`Frame::new_checked`].
-    pub const fn new_unchecked(buffer: T) -> Frame<T> {
-        Frame { buffer }
-    }
-
-    /// Wraps a buffer after checking that it holds the whole header (with the tag, when the
-    /// EtherType says one follows), so that no accessor can panic.
-    pub fn new_checked(buffer: T) -> Result<Frame<T>> {
-        let f = Frame { buffer };
-        f.check_len()?;
-        Ok(f)
-    }
-
     /// Checks that the buffer holds the header. [`Frame::new_checked`] calls it.
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(truncated(Layer::Ethernet, HEADER_LEN, b.len()));
-        }
+        need(Layer::Ethernet, HEADER_LEN, b.len())?;
         if get_u16(b, field::ETHERTYPE) == EtherType::VLAN.0 && b.len() < TAGGED_HEADER_LEN {
             return Err(truncated(Layer::Ethernet, TAGGED_HEADER_LEN, b.len()));
         }
         Ok(())
-    }
-
-    /// Returns the underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// The destination address.

@@ -3,8 +3,8 @@
 
 use crate::buf::PacketBuf;
 use crate::checksum;
-use crate::error::{Error, Layer, Result, truncated, unsupported};
-use crate::field::{get_u16, set_u16};
+use crate::error::{Error, Layer, Result, unsupported};
+use crate::field::{get_u16, packet_view, set_u16};
 
 mod field {
     pub(super) const TYPE: usize = 0;
@@ -50,40 +50,16 @@ impl UnreachableCode {
     pub const ADMIN_PROHIBITED: UnreachableCode = UnreachableCode(13);
 }
 
-/// A read/write view of an ICMPv4 message.
-#[derive(Debug, Clone)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+packet_view! {
+    /// A read/write view of an ICMPv4 message.
+    Packet;
+    header: Layer::Icmpv4, HEADER_LEN;
+    checked:
+    /// Wraps a buffer after checking that it holds the 8-byte header, so that no accessor can
+    /// panic. The message is the whole buffer (pass exactly the IPv4 payload).
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checking it; accessors may panic on a short buffer.
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer after checking that it holds the 8-byte header, so that no accessor can
-    /// panic. The message is the whole buffer (pass exactly the IPv4 payload).
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Packet { buffer };
-        p.check_len()?;
-        Ok(p)
-    }
-
-    /// The checks of [`Packet::new_checked`].
-    pub fn check_len(&self) -> Result<()> {
-        let n = self.buffer.as_ref().len();
-        if n < HEADER_LEN {
-            return Err(truncated(Layer::Icmpv4, HEADER_LEN, n));
-        }
-        Ok(())
-    }
-
-    /// Returns the underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     /// The message type.
     #[inline]
     pub fn msg_type(&self) -> MessageType {

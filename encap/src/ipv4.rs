@@ -3,8 +3,8 @@
 
 use crate::buf::PacketBuf;
 use crate::checksum;
-use crate::error::{Error, Layer, Result, malformed, truncated};
-use crate::field::{Field, get_array, get_u16, set_u16};
+use crate::error::{Error, Layer, Result, malformed, need};
+use crate::field::{Field, get_array, get_u16, packet_view, set_u16};
 use crate::ip::{IpPair, IpProtocol};
 use std::net::Ipv4Addr;
 
@@ -30,33 +30,20 @@ pub const MAX_HEADER_LEN: usize = 60;
 const FLAG_DF: u16 = 0x4000;
 const FLAG_MF: u16 = 0x2000;
 
-/// A read/write view of an IPv4 packet.
-#[derive(Debug, Clone)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
-
-impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checking it; accessors may panic on a short buffer.
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
+packet_view! {
+    /// A read/write view of an IPv4 packet.
+    Packet;
+    checked:
     /// Wraps a buffer after checking the version, the header length and the total length, so
     /// that no accessor can panic. The buffer may be longer than the total length (link-layer
     /// padding); [`Packet::payload`] ends at the total length.
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Packet { buffer };
-        p.check_len()?;
-        Ok(p)
-    }
+}
 
+impl<T: AsRef<[u8]>> Packet<T> {
     /// The checks of [`Packet::new_checked`].
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
-        if b.len() < MIN_HEADER_LEN {
-            return Err(truncated(Layer::Ipv4, MIN_HEADER_LEN, b.len()));
-        }
+        need(Layer::Ipv4, MIN_HEADER_LEN, b.len())?;
         if b[field::VER_IHL] >> 4 != 4 {
             return Err(malformed(Layer::Ipv4, "version"));
         }
@@ -64,22 +51,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if hl < MIN_HEADER_LEN {
             return Err(malformed(Layer::Ipv4, "header length"));
         }
-        if b.len() < hl {
-            return Err(truncated(Layer::Ipv4, hl, b.len()));
-        }
+        need(Layer::Ipv4, hl, b.len())?;
         let total = usize::from(get_u16(b, field::TOTAL_LEN));
         if total < hl {
             return Err(malformed(Layer::Ipv4, "total length"));
         }
-        if b.len() < total {
-            return Err(truncated(Layer::Ipv4, total, b.len()));
-        }
+        need(Layer::Ipv4, total, b.len())?;
         Ok(())
-    }
-
-    /// Returns the underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// The version field (4 in a checked packet).

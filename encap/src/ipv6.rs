@@ -2,8 +2,8 @@
 #![forbid(unsafe_code)]
 
 use crate::buf::PacketBuf;
-use crate::error::{Layer, Result, malformed, truncated, unsupported};
-use crate::field::{Field, get_array, get_u16, get_u32, set_u16, set_u32};
+use crate::error::{Layer, Result, malformed, need, truncated, unsupported};
+use crate::field::{Field, get_array, get_u16, get_u32, packet_view, set_u16, set_u32};
 use crate::ip::{IpPair, IpProtocol};
 use std::net::Ipv6Addr;
 
@@ -20,46 +20,26 @@ mod field {
 /// The length of the fixed IPv6 header.
 pub const HEADER_LEN: usize = 40;
 
-/// A read/write view of an IPv6 packet.
-#[derive(Debug, Clone)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
-
-impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checking it; accessors may panic on a short buffer.
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
+packet_view! {
+    /// A read/write view of an IPv6 packet.
+    Packet;
+    checked:
     /// Wraps a buffer after checking the version and that the payload length fits, so that no
     /// accessor can panic. Jumbograms (payload length 0 with a hop-by-hop jumbo option) are
     /// read as an empty payload.
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Packet { buffer };
-        p.check_len()?;
-        Ok(p)
-    }
+}
 
+impl<T: AsRef<[u8]>> Packet<T> {
     /// The checks of [`Packet::new_checked`].
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(truncated(Layer::Ipv6, HEADER_LEN, b.len()));
-        }
+        need(Layer::Ipv6, HEADER_LEN, b.len())?;
         if b[0] >> 4 != 6 {
             return Err(malformed(Layer::Ipv6, "version"));
         }
         let total = HEADER_LEN + usize::from(get_u16(b, field::PAYLOAD_LEN));
-        if b.len() < total {
-            return Err(truncated(Layer::Ipv6, total, b.len()));
-        }
+        need(Layer::Ipv6, total, b.len())?;
         Ok(())
-    }
-
-    /// Returns the underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// The version field (6 in a checked packet).

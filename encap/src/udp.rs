@@ -3,8 +3,8 @@
 
 use crate::buf::PacketBuf;
 use crate::checksum;
-use crate::error::{Error, Layer, Result, malformed, truncated};
-use crate::field::{Field, get_u16, set_u16};
+use crate::error::{Error, Layer, Result, malformed, need, truncated};
+use crate::field::{Field, get_u16, packet_view, set_u16};
 use crate::ip::{IpPair, IpProtocol};
 
 mod field {
@@ -17,45 +17,25 @@ mod field {
 /// The length of a UDP header.
 pub const HEADER_LEN: usize = 8;
 
-/// A read/write view of a UDP datagram.
-#[derive(Debug, Clone)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+packet_view! {
+    /// A read/write view of a UDP datagram.
+    Packet;
+    checked:
+    /// Wraps a buffer after checking that the header fits and that the length field is at
+    /// least 8 and fits in the buffer, so that no accessor can panic.
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checking it; accessors may panic on a short buffer.
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer after checking that the header fits and that the length field is at
-    /// least 8 and fits in the buffer, so that no accessor can panic.
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Packet { buffer };
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// The checks of [`Packet::new_checked`].
     pub fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(truncated(Layer::Udp, HEADER_LEN, b.len()));
-        }
+        need(Layer::Udp, HEADER_LEN, b.len())?;
         let len = usize::from(get_u16(b, field::LENGTH));
         if len < HEADER_LEN {
             return Err(malformed(Layer::Udp, "length"));
         }
-        if b.len() < len {
-            return Err(truncated(Layer::Udp, len, b.len()));
-        }
+        need(Layer::Udp, len, b.len())?;
         Ok(())
-    }
-
-    /// Returns the underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
     }
 
     /// The source port.

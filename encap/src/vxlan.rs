@@ -10,8 +10,8 @@
 #![forbid(unsafe_code)]
 
 use crate::buf::PacketBuf;
-use crate::error::{Layer, Result, malformed, truncated};
-use crate::field::{get_u16, get_u32, set_u16, set_u32};
+use crate::error::{Layer, Result, malformed};
+use crate::field::{get_u16, get_u32, packet_view, set_u16, set_u32};
 
 /// The length of a VXLAN header.
 pub const HEADER_LEN: usize = 8;
@@ -38,39 +38,15 @@ pub struct Gbp {
     pub policy_applied: bool,
 }
 
-/// A read/write view of a VXLAN header and the inner frame after it.
-#[derive(Debug, Clone)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+packet_view! {
+    /// A read/write view of a VXLAN header and the inner frame after it.
+    Packet;
+    header: Layer::Vxlan, HEADER_LEN;
+    checked:
+    /// Wraps a buffer after checking that it holds the 8-byte header.
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wraps a buffer without checking it; accessors may panic on a short buffer.
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wraps a buffer after checking that it holds the 8-byte header.
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Packet { buffer };
-        p.check_len()?;
-        Ok(p)
-    }
-
-    /// The checks of [`Packet::new_checked`].
-    pub fn check_len(&self) -> Result<()> {
-        let n = self.buffer.as_ref().len();
-        if n < HEADER_LEN {
-            return Err(truncated(Layer::Vxlan, HEADER_LEN, n));
-        }
-        Ok(())
-    }
-
-    /// Returns the underlying buffer.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     /// The first flags byte.
     #[inline]
     pub fn flags(&self) -> u8 {

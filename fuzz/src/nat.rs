@@ -6,10 +6,10 @@ use netlink_packet_generic::GenlMessage;
 use podnet_nat::ipvs::wire::{DestAttrs, FlagsMask, InfoAttrs, IpvsMessage, ServiceAttrs, cmd};
 use podnet_nat::ipvs::{ServiceId, Stats};
 use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
-use podnet_nat::nftables::expr::Insn;
-use podnet_nat::nftables::netlink::{Batch, parse_batch_answers, parse_dump_datagram};
 use podnet_nat::kube_proxy::nftables_mode::{NftProxySettings, compile as nft_compile};
 use podnet_nat::kube_proxy::{LocalDetector, NodeSettings};
+use podnet_nat::nftables::expr::Insn;
+use podnet_nat::nftables::netlink::{Batch, parse_batch_answers, parse_dump_datagram};
 use std::hint::black_box;
 use std::sync::LazyLock;
 
@@ -204,7 +204,15 @@ fn ipvs_message(
 /// destinations), kernel-style answers, and the text fixtures of the golden tests.
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut out = Vec::new();
-    // nftables: the batch's object messages, a few at a time, as dump replies.
+    nftables_seeds(&mut out);
+    ipvs_seeds(&mut out);
+    conntrack_seeds(&mut out);
+    text_seeds(&mut out);
+    out
+}
+
+/// nftables: the batch's object messages, a few at a time, as dump replies, and errors.
+fn nftables_seeds(out: &mut Vec<(&'static str, Vec<u8>)>) {
     let bytes = BATCH.bytes();
     let mut msgs = Vec::new();
     let mut off = 0;
@@ -226,8 +234,10 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     nl::error_seq(&mut answers, nl::SEQ + 2, 22, "Invalid argument");
     nl::error_seq(&mut answers, nl::SEQ, 1, "");
     out.extend(nl::seeds(&answers, &NFT_TYPES).map(|s| ("nftables", s)));
+}
 
-    // IPVS.
+/// IPVS: a service and its destination, the info and config answers, the family lookup.
+fn ipvs_seeds(out: &mut Vec<(&'static str, Vec<u8>)>) {
     let stats = Stats {
         conns: 3,
         in_packets: 10,
@@ -277,20 +287,16 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ipvs_message(cmd::NEW_DEST, Some(service), Some(dest)),
         2,
     );
-    let mut info = IpvsMessage::new(cmd::SET_INFO);
-    info.info = Some(InfoAttrs {
+    let mut info = ipvs_message(cmd::SET_INFO, None, None);
+    info.payload.info = Some(InfoAttrs {
         version: Some(0x010201),
         conn_tab_size: Some(4096),
     });
-    let mut g = GenlMessage::from_payload(info);
-    g.set_resolved_family_id(0x24);
-    nl::emit(&mut d, g, 0);
-    let mut config = IpvsMessage::new(cmd::SET_CONFIG);
-    config.timeout_tcp = Some(900);
-    config.timeout_udp = Some(300);
-    let mut g = GenlMessage::from_payload(config);
-    g.set_resolved_family_id(0x24);
-    nl::emit(&mut d, g, 0);
+    nl::emit(&mut d, info, 0);
+    let mut config = ipvs_message(cmd::SET_CONFIG, None, None);
+    config.payload.timeout_tcp = Some(900);
+    config.payload.timeout_udp = Some(300);
+    nl::emit(&mut d, config, 0);
     let mut family = GenlMessage::from_payload(podnet_nat::ipvs::wire::CtrlMessage {
         cmd: 1,
         family_name: Some("IPVS".into()),
@@ -303,8 +309,10 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     nl::done(&mut d);
     out.extend(nl::seeds(&d, &IPVS_TYPES).map(|s| ("ipvs", s)));
     out.extend(nl::seeds(&ctrl, &IPVS_TYPES).map(|s| ("ipvs", s)));
+}
 
-    // Conntrack: a UDP flow DNATed to an endpoint, and a TCP one over IPv6.
+/// Conntrack: a UDP flow DNATed to an endpoint, and a TCP one over IPv6.
+fn conntrack_seeds(out: &mut Vec<(&'static str, Vec<u8>)>) {
     {
         use netlink_packet_netfilter::conntrack::{
             ConntrackAttribute as A, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Tuple,
@@ -355,8 +363,10 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         nl::done(&mut d);
         out.extend(nl::seeds(&d, &CT_TYPES).map(|s| ("conntrack", s)));
     }
+}
 
-    // Text.
+/// Text: iptables-save output and Kubernetes objects (YAML and JSON lines).
+fn text_seeds(out: &mut Vec<(&'static str, Vec<u8>)>) {
     for text in [
         include_str!("../../nat/tests/fixtures/overall.expected"),
         "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:DOCKER - [0:0]\n\
@@ -375,5 +385,4 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     ] {
         out.push(("kube_objects", text.as_bytes().to_vec()));
     }
-    out
 }

@@ -6,18 +6,15 @@
 //! `cargo bench -p podnet-nat --bench nftables_sync` (as root). `PODNET_BENCH_SIZES` (e.g.
 //! `1000,10000`) and `PODNET_BENCH_ROUNDS` change what is measured.
 
-use podnet_nat::iptables::Protocol;
-use podnet_nat::kube::{
-    ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, ServiceType,
-    SessionAffinity, TargetPort,
-};
+mod common;
+
+use common::{can_run, cluster_ip_service, endpoint, median, ms, node_settings, port_name};
+use podnet_nat::kube::{ClusterState, Endpoint, ServiceKey};
 use podnet_nat::kube_proxy::iptables_sync::run_with_input;
 use podnet_nat::kube_proxy::nftables_mode::NftProxySettings;
 use podnet_nat::kube_proxy::nftables_mode::TABLE;
-use podnet_nat::kube_proxy::{LocalDetector, NodeSettings};
 use podnet_nat::nftables::{NftSocket, NftablesSyncer, Planner};
 use podnet_testsupport::TestNs;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 const ENDPOINTS: u32 = 5;
@@ -32,14 +29,6 @@ fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
         .unwrap_or_else(|| default.to_vec())
 }
 
-fn spn(i: u32) -> ServicePortName {
-    ServicePortName {
-        service: ServiceKey::new(format!("ns{}", i % 100), format!("svc{i}")),
-        port: "http".into(),
-        protocol: Protocol::Tcp,
-    }
-}
-
 fn endpoints(i: u32, variant: u32) -> Vec<Endpoint> {
     let mut eps: Vec<Endpoint> = (0..ENDPOINTS)
         .map(|e| {
@@ -49,14 +38,7 @@ fn endpoints(i: u32, variant: u32) -> Vec<Endpoint> {
             } else {
                 i * ENDPOINTS + e
             };
-            Endpoint {
-                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0af4_0000 + n)), 8080),
-                node_name: Some(format!("node-{}", n % 50)),
-                zone: None,
-                ready: true,
-                serving: true,
-                terminating: false,
-            }
+            endpoint(n, format!("node-{}", n % 50))
         })
         .collect();
     eps.sort_by_key(|e| e.addr.to_string());
@@ -66,54 +48,20 @@ fn endpoints(i: u32, variant: u32) -> Vec<Endpoint> {
 /// Adds Services `range` (with their endpoints) to `s`.
 fn add_services(s: &mut ClusterState, range: std::ops::Range<u32>) {
     for i in range {
-        let name = spn(i);
-        s.services.insert(
-            name.clone(),
-            ServicePort {
-                name: name.clone(),
-                cluster_ip: IpAddr::V4(Ipv4Addr::from(0x0a60_0000 + i + 10)),
-                port: 80,
-                node_port: None,
-                external_ips: vec![],
-                load_balancer_vips: vec![],
-                load_balancer_source_ranges: vec![],
-                session_affinity: SessionAffinity::None,
-                health_check_node_port: None,
-                external_policy_local: false,
-                internal_policy_local: false,
-                service_type: ServiceType::ClusterIp,
-                target_port: TargetPort::Number(8080),
-            },
-        );
-        s.endpoints.insert(name, endpoints(i, 0));
+        s.services.insert(port_name(i), cluster_ip_service(i));
+        s.endpoints.insert(port_name(i), endpoints(i, 0));
     }
 }
 
 fn settings() -> NftProxySettings {
-    let mut node = NodeSettings::new("node-1", IpFamily::V4);
-    node.node_ips = vec!["198.18.0.2".parse().unwrap()];
-    node.local_detector = LocalDetector::ClusterCidr("10.244.0.0/16".parse().unwrap());
     NftProxySettings {
-        node,
+        node: node_settings(),
         service_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
     }
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 fn main() {
-    // SAFETY: geteuid has no preconditions.
-    #[allow(unsafe_code)]
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 || std::env::args().any(|a| a == "--list") {
-        eprintln!("nftables_sync: needs root (it uses network namespaces); skipped");
+    if !can_run("nftables_sync") {
         return;
     }
     let sizes = env_list("PODNET_BENCH_SIZES", &[1_000, 10_000, 30_000]);
@@ -167,7 +115,7 @@ fn main() {
         while next < n {
             let end = (next + chunk).min(n);
             add_services(&mut st, next..end);
-            let keys: Vec<ServiceKey> = (next..end).map(|i| spn(i).service).collect();
+            let keys: Vec<ServiceKey> = (next..end).map(|i| port_name(i).service).collect();
             let t = Instant::now();
             syncer.sync_services(&st, &keys).expect("services added");
             load_pn += t.elapsed();
@@ -191,14 +139,15 @@ fn main() {
         assert_eq!(count(&pn), count(&kp));
 
         let target = n / 2;
-        let key = spn(target).service;
+        let key = port_name(target).service;
         let mut pn_times = Vec::new();
         let mut plan_times = Vec::new();
         let mut kernel_times = Vec::new();
         let mut ops = 0;
         for r in 0..rounds {
             let variant = (r as u32 + 1) % 2;
-            st.endpoints.insert(spn(target), endpoints(target, variant));
+            st.endpoints
+                .insert(port_name(target), endpoints(target, variant));
             let t = Instant::now();
             let report = syncer
                 .sync_services(&st, std::slice::from_ref(&key))
@@ -212,7 +161,7 @@ fn main() {
         }
         // Leave the podnet side in variant 0, as the peer starts.
         if rounds % 2 == 1 {
-            st.endpoints.insert(spn(target), endpoints(target, 0));
+            st.endpoints.insert(port_name(target), endpoints(target, 0));
             syncer
                 .sync_services(&st, std::slice::from_ref(&key))
                 .expect("sync back");
@@ -221,7 +170,8 @@ fn main() {
         let mut nft_times = Vec::new();
         for r in 0..nft_rounds {
             let variant = (r as u32 + 1) % 2;
-            st.endpoints.insert(spn(target), endpoints(target, variant));
+            st.endpoints
+                .insert(port_name(target), endpoints(target, variant));
             let plan = peer.plan_partial(&st, Some(std::slice::from_ref(&key)));
             let text = plan.tx.render();
             let t = Instant::now();

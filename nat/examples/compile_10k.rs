@@ -1,14 +1,13 @@
 //! Compiles N services x 5 endpoints repeatedly (for profiling the compiler):
 //! `cargo run --release -p podnet-nat --example compile_10k -- 10000`.
 
-use podnet_nat::iptables::Protocol;
-use podnet_nat::kube::{
-    ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName, ServiceType,
-    SessionAffinity, TargetPort,
-};
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::{cluster_ip_service, endpoint, node_settings};
+use podnet_nat::kube::ClusterState;
 use podnet_nat::kube_proxy::iptables_mode::{Compiler, compile};
 use podnet_nat::kube_proxy::iptables_sync::{PartialMode, plan, plan_with};
-use podnet_nat::kube_proxy::{LocalDetector, NodeSettings};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
@@ -19,43 +18,14 @@ fn main() {
         .unwrap_or(10_000);
     let mut s = ClusterState::default();
     for i in 0..n {
-        let name = ServicePortName {
-            service: ServiceKey::new(format!("ns{}", i % 100), format!("svc{i}")),
-            port: "http".into(),
-            protocol: Protocol::Tcp,
-        };
-        s.services.insert(
-            name.clone(),
-            ServicePort {
-                name: name.clone(),
-                cluster_ip: IpAddr::V4(Ipv4Addr::from(0x0a60_0000 + i + 10)),
-                port: 80,
-                node_port: None,
-                external_ips: vec![],
-                load_balancer_vips: vec![],
-                load_balancer_source_ranges: vec![],
-                session_affinity: SessionAffinity::None,
-                health_check_node_port: None,
-                external_policy_local: false,
-                internal_policy_local: false,
-                service_type: ServiceType::ClusterIp,
-                target_port: TargetPort::Number(8080),
-            },
-        );
+        let svc = cluster_ip_service(i);
         let eps = (0..5)
-            .map(|e| Endpoint {
-                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0af4_0000 + i * 5 + e)), 8080),
-                node_name: Some(format!("node-{}", e)),
-                zone: None,
-                ready: true,
-                serving: true,
-                terminating: false,
-            })
+            .map(|e| endpoint(i * 5 + e, format!("node-{e}")))
             .collect();
-        s.endpoints.insert(name, eps);
+        s.endpoints.insert(svc.name.clone(), eps);
+        s.services.insert(svc.name.clone(), svc);
     }
-    let mut settings = NodeSettings::new("node-1", IpFamily::V4);
-    settings.local_detector = LocalDetector::ClusterCidr("10.244.0.0/16".parse().unwrap());
+    let settings = node_settings();
     // A partial sync's CPU side: cached compile of the whole state with one endpoint changed,
     // then planning (both partial modes).
     let mut compiler = Compiler::new();

@@ -249,21 +249,7 @@ fn source_seen_outside(tag: &str, mark: u32, install: impl Fn(&TestNs)) -> std::
     let router = TestNs::new(&format!("{tag}-rt"));
     let outside = TestNs::new(&format!("{tag}-out"));
     for (ns, peer, name) in [(&pod, &router, "pod0"), (&outside, &router, "out0")] {
-        ns.exec(
-            "ip",
-            &[
-                "link",
-                "add",
-                "eth0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                name,
-                "netns",
-                peer.name(),
-            ],
-        );
+        ns.add_veth("eth0", peer, name);
         ns.exec("ip", &["link", "set", "eth0", "up"]);
         router.exec("ip", &["link", "set", name, "up"]);
     }

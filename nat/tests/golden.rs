@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use podnet_nat::kube_proxy::iptables_mode::compile;
+use podnet_nat::kube_proxy::iptables_sync::{Applied, plan};
 
 #[test]
 fn overall_iptables_rules() {
@@ -53,176 +54,188 @@ const NAT_TAIL: &str = r#"-A KUBE-SERVICES -m comment --comment "kubernetes serv
 -A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE
 "#;
 
+/// The KUBE-SERVICES jump of svc1 to svc4 of [`repeated_partial_syncs`].
+const JUMPS: [&str; 4] = [
+    r#"-A KUBE-SERVICES -m comment --comment "ns1/svc1:p80 cluster IP" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O
+"#,
+    r#"-A KUBE-SERVICES -m comment --comment "ns2/svc2:p8080 cluster IP" -m tcp -p tcp -d 172.30.0.42 --dport 8080 -j KUBE-SVC-2VJB64SDSIJUP5T6
+"#,
+    r#"-A KUBE-SERVICES -m comment --comment "ns3/svc3:p80 cluster IP" -m tcp -p tcp -d 172.30.0.43 --dport 80 -j KUBE-SVC-X27LE4BHSL4DOUIK
+"#,
+    r#"-A KUBE-SERVICES -m comment --comment "ns4/svc4:p80 cluster IP" -m tcp -p tcp -d 172.30.0.44 --dport 80 -j KUBE-SVC-4SW47YFZTEDKD3PK
+"#,
+];
+
+/// What one sync of [`repeated_partial_syncs`] writes, in kube-proxy's order: the filter
+/// table, then the nat table's top-level chains, the chains it writes, the KUBE-SERVICES
+/// jumps, the fixed tail, and the rules and deletions of the chains it writes.
+struct Expected<'a> {
+    filter: &'a str,
+    chains: &'a str,
+    /// The services (1 to 4) whose jump is written.
+    jumps: &'a [usize],
+    rules: &'a str,
+}
+
+impl Expected<'_> {
+    fn text(&self) -> String {
+        let nat_head = ":KUBE-NODEPORTS - [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n:KUBE-POSTROUTING - [0:0]\n";
+        let jumps: String = self.jumps.iter().map(|&n| JUMPS[n - 1]).collect();
+        format!(
+            "{}*nat\n{nat_head}{}{jumps}{NAT_TAIL}{}COMMIT\n",
+            self.filter, self.chains, self.rules
+        )
+    }
+}
+
+/// One sync of [`repeated_partial_syncs`]: plans the Services of `yaml` after `applied` (a
+/// full sync when `full`), checks the restore input, and returns what the sync applied.
+fn partial_sync(applied: Option<&Applied>, full: bool, yaml: &str, want: Expected<'_>) -> Applied {
+    let compiled = compile(&state_from_yaml(yaml), &fake_proxier_settings());
+    let p = plan(applied, full, compiled, &Default::default());
+    assert_rules_eq(&want.text(), &p.input);
+    p.into_applied()
+}
+
 /// kube-proxy's TestSyncProxyRulesRepeated: the partial syncs (KEP-3453) write exactly the
 /// chains kube-proxy writes.
 #[test]
 fn repeated_partial_syncs() {
-    use podnet_nat::kube_proxy::iptables_sync::plan;
-    let settings = fake_proxier_settings();
     let svc1 = svc("ns1", "svc1", "172.30.0.41", "p80", 80, &["10.0.1.1"]);
+    let applied = services_come_and_go(&svc1);
+    endpoints_come_and_go(&svc1, &applied);
+}
+
+/// The first syncs of [`repeated_partial_syncs`]: Services added and deleted.
+fn services_come_and_go(svc1: &str) -> Applied {
     let svc2 = svc("ns2", "svc2", "172.30.0.42", "p8080", 8080, &["10.0.2.1"]);
-    let nat_head = ":KUBE-NODEPORTS - [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n:KUBE-POSTROUTING - [0:0]\n";
 
     // Initial full sync.
-    let p = plan(
+    let applied = partial_sync(
         None,
         true,
-        compile(&state_from_yaml(&(svc1.clone() + &svc2)), &settings),
-        &Default::default(),
-    );
-    let expected = format!(
-        "{FILTER_NO_SERVICES}*nat\n{nat_head}\
-:KUBE-SEP-SNQ3ZNILQDEJNDQO - [0:0]
+        &(svc1.to_owned() + &svc2),
+        Expected {
+            filter: FILTER_NO_SERVICES,
+            chains: r#":KUBE-SEP-SNQ3ZNILQDEJNDQO - [0:0]
 :KUBE-SEP-UHEGFW77JX3KXTOV - [0:0]
 :KUBE-SVC-2VJB64SDSIJUP5T6 - [0:0]
 :KUBE-SVC-XPGD46QRK7WJZT7O - [0:0]
--A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O
--A KUBE-SERVICES -m comment --comment \"ns2/svc2:p8080 cluster IP\" -m tcp -p tcp -d 172.30.0.42 --dport 8080 -j KUBE-SVC-2VJB64SDSIJUP5T6
-{NAT_TAIL}\
--A KUBE-SEP-SNQ3ZNILQDEJNDQO -m comment --comment ns1/svc1:p80 -s 10.0.1.1 -j KUBE-MARK-MASQ
+"#,
+            jumps: &[1, 2],
+            rules: r#"-A KUBE-SEP-SNQ3ZNILQDEJNDQO -m comment --comment ns1/svc1:p80 -s 10.0.1.1 -j KUBE-MARK-MASQ
 -A KUBE-SEP-SNQ3ZNILQDEJNDQO -m comment --comment ns1/svc1:p80 -m tcp -p tcp -j DNAT --to-destination 10.0.1.1:80
 -A KUBE-SEP-UHEGFW77JX3KXTOV -m comment --comment ns2/svc2:p8080 -s 10.0.2.1 -j KUBE-MARK-MASQ
 -A KUBE-SEP-UHEGFW77JX3KXTOV -m comment --comment ns2/svc2:p8080 -m tcp -p tcp -j DNAT --to-destination 10.0.2.1:8080
--A KUBE-SVC-2VJB64SDSIJUP5T6 -m comment --comment \"ns2/svc2:p8080 cluster IP\" -m tcp -p tcp -d 172.30.0.42 --dport 8080 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
--A KUBE-SVC-2VJB64SDSIJUP5T6 -m comment --comment \"ns2/svc2:p8080 -> 10.0.2.1:8080\" -j KUBE-SEP-UHEGFW77JX3KXTOV
--A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
--A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment \"ns1/svc1:p80 -> 10.0.1.1:80\" -j KUBE-SEP-SNQ3ZNILQDEJNDQO
-COMMIT
-"
+-A KUBE-SVC-2VJB64SDSIJUP5T6 -m comment --comment "ns2/svc2:p8080 cluster IP" -m tcp -p tcp -d 172.30.0.42 --dport 8080 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
+-A KUBE-SVC-2VJB64SDSIJUP5T6 -m comment --comment "ns2/svc2:p8080 -> 10.0.2.1:8080" -j KUBE-SEP-UHEGFW77JX3KXTOV
+-A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 cluster IP" -m tcp -p tcp -d 172.30.0.41 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
+-A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 -> 10.0.1.1:80" -j KUBE-SEP-SNQ3ZNILQDEJNDQO
+"#,
+        },
     );
-    assert_rules_eq(&expected, &p.input);
-    let applied = p.into_applied();
 
-    // Add svc3 with an endpoint: only its chains are written.
     let svc3 = svc("ns3", "svc3", "172.30.0.43", "p80", 80, &["10.0.3.1"]);
-    let p = plan(
+    // Add svc3 with an endpoint: only its chains are written.
+    let applied = partial_sync(
         Some(&applied),
         false,
-        compile(&state_from_yaml(&(svc1.clone() + &svc2 + &svc3)), &settings),
-        &Default::default(),
-    );
-    let expected = format!(
-        "{FILTER_NO_SERVICES}*nat\n{nat_head}\
-:KUBE-SEP-BSWRHOQ77KEXZLNL - [0:0]
+        &(svc1.to_owned() + &svc2 + &svc3),
+        Expected {
+            filter: FILTER_NO_SERVICES,
+            chains: r#":KUBE-SEP-BSWRHOQ77KEXZLNL - [0:0]
 :KUBE-SVC-X27LE4BHSL4DOUIK - [0:0]
--A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O
--A KUBE-SERVICES -m comment --comment \"ns2/svc2:p8080 cluster IP\" -m tcp -p tcp -d 172.30.0.42 --dport 8080 -j KUBE-SVC-2VJB64SDSIJUP5T6
--A KUBE-SERVICES -m comment --comment \"ns3/svc3:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.43 --dport 80 -j KUBE-SVC-X27LE4BHSL4DOUIK
-{NAT_TAIL}\
--A KUBE-SEP-BSWRHOQ77KEXZLNL -m comment --comment ns3/svc3:p80 -s 10.0.3.1 -j KUBE-MARK-MASQ
+"#,
+            jumps: &[1, 2, 3],
+            rules: r#"-A KUBE-SEP-BSWRHOQ77KEXZLNL -m comment --comment ns3/svc3:p80 -s 10.0.3.1 -j KUBE-MARK-MASQ
 -A KUBE-SEP-BSWRHOQ77KEXZLNL -m comment --comment ns3/svc3:p80 -m tcp -p tcp -j DNAT --to-destination 10.0.3.1:80
--A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment \"ns3/svc3:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.43 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
--A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment \"ns3/svc3:p80 -> 10.0.3.1:80\" -j KUBE-SEP-BSWRHOQ77KEXZLNL
-COMMIT
-"
+-A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment "ns3/svc3:p80 cluster IP" -m tcp -p tcp -d 172.30.0.43 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
+-A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment "ns3/svc3:p80 -> 10.0.3.1:80" -j KUBE-SEP-BSWRHOQ77KEXZLNL
+"#,
+        },
     );
-    assert_rules_eq(&expected, &p.input);
-    let applied = p.into_applied();
 
     // Delete svc2: its chains are flushed and deleted; nothing else is rewritten.
-    let p = plan(
+    let applied = partial_sync(
         Some(&applied),
         false,
-        compile(&state_from_yaml(&(svc1.clone() + &svc3)), &settings),
-        &Default::default(),
-    );
-    let expected = format!(
-        "{FILTER_NO_SERVICES}*nat\n{nat_head}\
-:KUBE-SEP-UHEGFW77JX3KXTOV - [0:0]
+        &(svc1.to_owned() + &svc3),
+        Expected {
+            filter: FILTER_NO_SERVICES,
+            chains: r#":KUBE-SEP-UHEGFW77JX3KXTOV - [0:0]
 :KUBE-SVC-2VJB64SDSIJUP5T6 - [0:0]
--A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O
--A KUBE-SERVICES -m comment --comment \"ns3/svc3:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.43 --dport 80 -j KUBE-SVC-X27LE4BHSL4DOUIK
-{NAT_TAIL}\
--X KUBE-SEP-UHEGFW77JX3KXTOV
+"#,
+            jumps: &[1, 3],
+            rules: r#"-X KUBE-SEP-UHEGFW77JX3KXTOV
 -X KUBE-SVC-2VJB64SDSIJUP5T6
-COMMIT
-"
+"#,
+        },
     );
-    assert_rules_eq(&expected, &p.input);
-    let applied = p.into_applied();
 
-    // Add svc4 without endpoints: only a REJECT rule.
     let svc4_bare = svc("ns4", "svc4", "172.30.0.44", "p80", 80, &[]);
-    let p = plan(
-        Some(&applied),
-        false,
-        compile(
-            &state_from_yaml(&(svc1.clone() + &svc3 + &svc4_bare)),
-            &settings,
-        ),
-        &Default::default(),
-    );
     let reject = "-A KUBE-SERVICES -m comment --comment \"ns4/svc4:p80 has no endpoints\" -m tcp -p tcp -d 172.30.0.44 --dport 80 -j REJECT\n";
     let filter_with_reject =
         FILTER_NO_SERVICES.replacen("-A KUBE-FIREWALL", &format!("{reject}-A KUBE-FIREWALL"), 1);
-    let expected = format!(
-        "{filter_with_reject}*nat\n{nat_head}\
--A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O
--A KUBE-SERVICES -m comment --comment \"ns3/svc3:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.43 --dport 80 -j KUBE-SVC-X27LE4BHSL4DOUIK
-{NAT_TAIL}COMMIT
-"
-    );
-    assert_rules_eq(&expected, &p.input);
-    let applied = p.into_applied();
+    // Add svc4 without endpoints: only a REJECT rule.
+    partial_sync(
+        Some(&applied),
+        false,
+        &(svc1.to_owned() + &svc3 + &svc4_bare),
+        Expected {
+            filter: &filter_with_reject,
+            chains: "",
+            jumps: &[1, 3],
+            rules: "",
+        },
+    )
+}
 
-    // Its endpoints arrive.
+/// The last syncs of [`repeated_partial_syncs`]: endpoints added, changed and emptied.
+fn endpoints_come_and_go(svc1: &str, applied: &Applied) {
+    let svc3 = svc("ns3", "svc3", "172.30.0.43", "p80", 80, &["10.0.3.1"]);
     let svc4 = svc("ns4", "svc4", "172.30.0.44", "p80", 80, &["10.0.4.1"]);
-    let p = plan(
-        Some(&applied),
-        false,
-        compile(&state_from_yaml(&(svc1.clone() + &svc3 + &svc4)), &settings),
-        &Default::default(),
-    );
-    let expected = format!(
-        "{FILTER_NO_SERVICES}*nat\n{nat_head}\
-:KUBE-SEP-AYCN5HPXMIRJNJXU - [0:0]
-:KUBE-SVC-4SW47YFZTEDKD3PK - [0:0]
--A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O
--A KUBE-SERVICES -m comment --comment \"ns3/svc3:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.43 --dport 80 -j KUBE-SVC-X27LE4BHSL4DOUIK
--A KUBE-SERVICES -m comment --comment \"ns4/svc4:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.44 --dport 80 -j KUBE-SVC-4SW47YFZTEDKD3PK
-{NAT_TAIL}\
--A KUBE-SEP-AYCN5HPXMIRJNJXU -m comment --comment ns4/svc4:p80 -s 10.0.4.1 -j KUBE-MARK-MASQ
--A KUBE-SEP-AYCN5HPXMIRJNJXU -m comment --comment ns4/svc4:p80 -m tcp -p tcp -j DNAT --to-destination 10.0.4.1:80
--A KUBE-SVC-4SW47YFZTEDKD3PK -m comment --comment \"ns4/svc4:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.44 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
--A KUBE-SVC-4SW47YFZTEDKD3PK -m comment --comment \"ns4/svc4:p80 -> 10.0.4.1:80\" -j KUBE-SEP-AYCN5HPXMIRJNJXU
-COMMIT
-"
-    );
-    assert_rules_eq(&expected, &p.input);
-    let applied = p.into_applied();
 
-    // svc3's endpoint changes: its SVC and SEP chains are rewritten, the old SEP deleted.
+    // svc4's endpoints arrive.
+    let applied = partial_sync(
+        Some(applied),
+        false,
+        &(svc1.to_owned() + &svc3 + &svc4),
+        Expected {
+            filter: FILTER_NO_SERVICES,
+            chains: r#":KUBE-SEP-AYCN5HPXMIRJNJXU - [0:0]
+:KUBE-SVC-4SW47YFZTEDKD3PK - [0:0]
+"#,
+            jumps: &[1, 3, 4],
+            rules: r#"-A KUBE-SEP-AYCN5HPXMIRJNJXU -m comment --comment ns4/svc4:p80 -s 10.0.4.1 -j KUBE-MARK-MASQ
+-A KUBE-SEP-AYCN5HPXMIRJNJXU -m comment --comment ns4/svc4:p80 -m tcp -p tcp -j DNAT --to-destination 10.0.4.1:80
+-A KUBE-SVC-4SW47YFZTEDKD3PK -m comment --comment "ns4/svc4:p80 cluster IP" -m tcp -p tcp -d 172.30.0.44 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
+-A KUBE-SVC-4SW47YFZTEDKD3PK -m comment --comment "ns4/svc4:p80 -> 10.0.4.1:80" -j KUBE-SEP-AYCN5HPXMIRJNJXU
+"#,
+        },
+    );
+
     let svc3b = svc("ns3", "svc3", "172.30.0.43", "p80", 80, &["10.0.3.2"]);
-    let p = plan(
+    // svc3's endpoint changes: its SVC and SEP chains are rewritten, the old SEP deleted.
+    let applied = partial_sync(
         Some(&applied),
         false,
-        compile(
-            &state_from_yaml(&(svc1.clone() + &svc3b + &svc4)),
-            &settings,
-        ),
-        &Default::default(),
-    );
-    let expected = format!(
-        "{FILTER_NO_SERVICES}*nat\n{nat_head}\
-:KUBE-SEP-BSWRHOQ77KEXZLNL - [0:0]
+        &(svc1.to_owned() + &svc3b + &svc4),
+        Expected {
+            filter: FILTER_NO_SERVICES,
+            chains: r#":KUBE-SEP-BSWRHOQ77KEXZLNL - [0:0]
 :KUBE-SEP-DKCFIS26GWF2WLWC - [0:0]
 :KUBE-SVC-X27LE4BHSL4DOUIK - [0:0]
--A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O
--A KUBE-SERVICES -m comment --comment \"ns3/svc3:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.43 --dport 80 -j KUBE-SVC-X27LE4BHSL4DOUIK
--A KUBE-SERVICES -m comment --comment \"ns4/svc4:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.44 --dport 80 -j KUBE-SVC-4SW47YFZTEDKD3PK
-{NAT_TAIL}\
--A KUBE-SEP-DKCFIS26GWF2WLWC -m comment --comment ns3/svc3:p80 -s 10.0.3.2 -j KUBE-MARK-MASQ
+"#,
+            jumps: &[1, 3, 4],
+            rules: r#"-A KUBE-SEP-DKCFIS26GWF2WLWC -m comment --comment ns3/svc3:p80 -s 10.0.3.2 -j KUBE-MARK-MASQ
 -A KUBE-SEP-DKCFIS26GWF2WLWC -m comment --comment ns3/svc3:p80 -m tcp -p tcp -j DNAT --to-destination 10.0.3.2:80
--A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment \"ns3/svc3:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.43 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
--A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment \"ns3/svc3:p80 -> 10.0.3.2:80\" -j KUBE-SEP-DKCFIS26GWF2WLWC
+-A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment "ns3/svc3:p80 cluster IP" -m tcp -p tcp -d 172.30.0.43 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
+-A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment "ns3/svc3:p80 -> 10.0.3.2:80" -j KUBE-SEP-DKCFIS26GWF2WLWC
 -X KUBE-SEP-BSWRHOQ77KEXZLNL
-COMMIT
-"
+"#,
+        },
     );
-    assert_rules_eq(&expected, &p.input);
-    let applied = p.into_applied();
 
-    // Another endpoint for svc3.
     let svc3c = svc(
         "ns3",
         "svc3",
@@ -231,89 +244,76 @@ COMMIT
         80,
         &["10.0.3.2", "10.0.3.3"],
     );
-    let all = svc1.clone() + &svc3c + &svc4;
-    let p = plan(
+    let all = svc1.to_owned() + &svc3c + &svc4;
+    // Another endpoint for svc3.
+    let applied = partial_sync(
         Some(&applied),
         false,
-        compile(&state_from_yaml(&all), &settings),
-        &Default::default(),
-    );
-    let expected = format!(
-        "{FILTER_NO_SERVICES}*nat\n{nat_head}\
-:KUBE-SEP-DKCFIS26GWF2WLWC - [0:0]
+        &all,
+        Expected {
+            filter: FILTER_NO_SERVICES,
+            chains: r#":KUBE-SEP-DKCFIS26GWF2WLWC - [0:0]
 :KUBE-SEP-JVVZVJ7BSEPPRNBS - [0:0]
 :KUBE-SVC-X27LE4BHSL4DOUIK - [0:0]
--A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O
--A KUBE-SERVICES -m comment --comment \"ns3/svc3:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.43 --dport 80 -j KUBE-SVC-X27LE4BHSL4DOUIK
--A KUBE-SERVICES -m comment --comment \"ns4/svc4:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.44 --dport 80 -j KUBE-SVC-4SW47YFZTEDKD3PK
-{NAT_TAIL}\
--A KUBE-SEP-DKCFIS26GWF2WLWC -m comment --comment ns3/svc3:p80 -s 10.0.3.2 -j KUBE-MARK-MASQ
+"#,
+            jumps: &[1, 3, 4],
+            rules: r#"-A KUBE-SEP-DKCFIS26GWF2WLWC -m comment --comment ns3/svc3:p80 -s 10.0.3.2 -j KUBE-MARK-MASQ
 -A KUBE-SEP-DKCFIS26GWF2WLWC -m comment --comment ns3/svc3:p80 -m tcp -p tcp -j DNAT --to-destination 10.0.3.2:80
 -A KUBE-SEP-JVVZVJ7BSEPPRNBS -m comment --comment ns3/svc3:p80 -s 10.0.3.3 -j KUBE-MARK-MASQ
 -A KUBE-SEP-JVVZVJ7BSEPPRNBS -m comment --comment ns3/svc3:p80 -m tcp -p tcp -j DNAT --to-destination 10.0.3.3:80
--A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment \"ns3/svc3:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.43 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
--A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment \"ns3/svc3:p80 -> 10.0.3.2:80\" -m statistic --mode random --probability 0.5000000000 -j KUBE-SEP-DKCFIS26GWF2WLWC
--A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment \"ns3/svc3:p80 -> 10.0.3.3:80\" -j KUBE-SEP-JVVZVJ7BSEPPRNBS
-COMMIT
-"
+-A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment "ns3/svc3:p80 cluster IP" -m tcp -p tcp -d 172.30.0.43 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
+-A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment "ns3/svc3:p80 -> 10.0.3.2:80" -m statistic --mode random --probability 0.5000000000 -j KUBE-SEP-DKCFIS26GWF2WLWC
+-A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment "ns3/svc3:p80 -> 10.0.3.3:80" -j KUBE-SEP-JVVZVJ7BSEPPRNBS
+"#,
+        },
     );
-    assert_rules_eq(&expected, &p.input);
-    let applied = p.into_applied();
 
     // No change: only the top-level chains.
-    let p = plan(
+    partial_sync(
         Some(&applied),
         false,
-        compile(&state_from_yaml(&all), &settings),
-        &Default::default(),
+        &all,
+        Expected {
+            filter: FILTER_NO_SERVICES,
+            chains: "",
+            jumps: &[1, 3, 4],
+            rules: "",
+        },
     );
-    let expected = format!(
-        "{FILTER_NO_SERVICES}*nat\n{nat_head}\
--A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O
--A KUBE-SERVICES -m comment --comment \"ns3/svc3:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.43 --dport 80 -j KUBE-SVC-X27LE4BHSL4DOUIK
--A KUBE-SERVICES -m comment --comment \"ns4/svc4:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.44 --dport 80 -j KUBE-SVC-4SW47YFZTEDKD3PK
-{NAT_TAIL}COMMIT
-"
-    );
-    assert_rules_eq(&expected, &p.input);
 
     // svc4 deleted after a failed partial sync: the full sync rewrites everything and deletes
     // svc4's chains.
-    let p = plan(
+    partial_sync(
         Some(&applied),
         true,
-        compile(&state_from_yaml(&(svc1.clone() + &svc3c)), &settings),
-        &Default::default(),
-    );
-    let expected = format!(
-        "{FILTER_NO_SERVICES}*nat\n{nat_head}\
-:KUBE-SEP-AYCN5HPXMIRJNJXU - [0:0]
+        &(svc1.to_owned() + &svc3c),
+        Expected {
+            filter: FILTER_NO_SERVICES,
+            chains: r#":KUBE-SEP-AYCN5HPXMIRJNJXU - [0:0]
 :KUBE-SEP-DKCFIS26GWF2WLWC - [0:0]
 :KUBE-SEP-JVVZVJ7BSEPPRNBS - [0:0]
 :KUBE-SEP-SNQ3ZNILQDEJNDQO - [0:0]
 :KUBE-SVC-4SW47YFZTEDKD3PK - [0:0]
 :KUBE-SVC-X27LE4BHSL4DOUIK - [0:0]
 :KUBE-SVC-XPGD46QRK7WJZT7O - [0:0]
--A KUBE-SERVICES -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O
--A KUBE-SERVICES -m comment --comment \"ns3/svc3:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.43 --dport 80 -j KUBE-SVC-X27LE4BHSL4DOUIK
-{NAT_TAIL}\
--A KUBE-SEP-DKCFIS26GWF2WLWC -m comment --comment ns3/svc3:p80 -s 10.0.3.2 -j KUBE-MARK-MASQ
+"#,
+            jumps: &[1, 3],
+            rules: r#"-A KUBE-SEP-DKCFIS26GWF2WLWC -m comment --comment ns3/svc3:p80 -s 10.0.3.2 -j KUBE-MARK-MASQ
 -A KUBE-SEP-DKCFIS26GWF2WLWC -m comment --comment ns3/svc3:p80 -m tcp -p tcp -j DNAT --to-destination 10.0.3.2:80
 -A KUBE-SEP-JVVZVJ7BSEPPRNBS -m comment --comment ns3/svc3:p80 -s 10.0.3.3 -j KUBE-MARK-MASQ
 -A KUBE-SEP-JVVZVJ7BSEPPRNBS -m comment --comment ns3/svc3:p80 -m tcp -p tcp -j DNAT --to-destination 10.0.3.3:80
 -A KUBE-SEP-SNQ3ZNILQDEJNDQO -m comment --comment ns1/svc1:p80 -s 10.0.1.1 -j KUBE-MARK-MASQ
 -A KUBE-SEP-SNQ3ZNILQDEJNDQO -m comment --comment ns1/svc1:p80 -m tcp -p tcp -j DNAT --to-destination 10.0.1.1:80
--A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment \"ns3/svc3:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.43 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
--A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment \"ns3/svc3:p80 -> 10.0.3.2:80\" -m statistic --mode random --probability 0.5000000000 -j KUBE-SEP-DKCFIS26GWF2WLWC
--A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment \"ns3/svc3:p80 -> 10.0.3.3:80\" -j KUBE-SEP-JVVZVJ7BSEPPRNBS
--A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment \"ns1/svc1:p80 cluster IP\" -m tcp -p tcp -d 172.30.0.41 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
--A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment \"ns1/svc1:p80 -> 10.0.1.1:80\" -j KUBE-SEP-SNQ3ZNILQDEJNDQO
+-A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment "ns3/svc3:p80 cluster IP" -m tcp -p tcp -d 172.30.0.43 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
+-A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment "ns3/svc3:p80 -> 10.0.3.2:80" -m statistic --mode random --probability 0.5000000000 -j KUBE-SEP-DKCFIS26GWF2WLWC
+-A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment "ns3/svc3:p80 -> 10.0.3.3:80" -j KUBE-SEP-JVVZVJ7BSEPPRNBS
+-A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 cluster IP" -m tcp -p tcp -d 172.30.0.41 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ
+-A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 -> 10.0.1.1:80" -j KUBE-SEP-SNQ3ZNILQDEJNDQO
 -X KUBE-SEP-AYCN5HPXMIRJNJXU
 -X KUBE-SVC-4SW47YFZTEDKD3PK
-COMMIT
-"
+"#,
+        },
     );
-    assert_rules_eq(&expected, &p.input);
 }
 
 /// kube-proxy's TestBadIPs: IPs and CIDRs with leading zeros are written in canonical form.

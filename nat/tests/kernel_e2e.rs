@@ -10,7 +10,7 @@ use podnet_nat::iptables::{Table, diff_tables};
 use podnet_nat::kube::IpFamily;
 use podnet_nat::kube_proxy::iptables_sync::IptablesSyncer;
 use podnet_nat::kube_proxy::{LocalDetector, NodeSettings};
-use podnet_testsupport::{linked_pair, require_root};
+use podnet_testsupport::require_root;
 
 mod e2e;
 
@@ -19,14 +19,8 @@ use e2e::*;
 #[test]
 fn services_over_iptables_in_namespaces() {
     require_root!();
-    let pair = linked_pair("e2e", "198.18.0.1/24", "198.18.0.2/24");
+    let pair = client_and_node("e2e");
     let (client, node) = (&pair.a, &pair.b);
-    client.exec("ip", &["route", "add", "10.96.0.0/12", "via", "198.18.0.2"]);
-    client.exec(
-        "ip",
-        &["route", "add", "10.244.0.0/16", "via", "198.18.0.2"],
-    );
-    node.sysctl_set("net.ipv4.ip_forward", "1").unwrap();
     let ep1 = endpoint_ns(node, "e2e-ep1", 1);
     let ep2 = endpoint_ns(node, "e2e-ep2", 2);
     let _e1 = Echo::start(&ep1, "ep1", "10.244.1.2");

@@ -12,7 +12,7 @@ use podnet_nat::kube::{IpFamily, ServiceKey};
 use podnet_nat::kube_proxy::nftables_mode::NftProxySettings;
 use podnet_nat::kube_proxy::{LocalDetector, NodeSettings};
 use podnet_nat::nftables::NftablesSyncer;
-use podnet_testsupport::{linked_pair, require_root};
+use podnet_testsupport::require_root;
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -23,14 +23,8 @@ use e2e::*;
 #[test]
 fn services_over_nftables_in_namespaces() {
     require_root!();
-    let pair = linked_pair("nfte2e", "198.18.0.1/24", "198.18.0.2/24");
+    let pair = client_and_node("nfte2e");
     let (client, node) = (&pair.a, &pair.b);
-    client.exec("ip", &["route", "add", "10.96.0.0/12", "via", "198.18.0.2"]);
-    client.exec(
-        "ip",
-        &["route", "add", "10.244.0.0/16", "via", "198.18.0.2"],
-    );
-    node.sysctl_set("net.ipv4.ip_forward", "1").unwrap();
     // The node routes the service range (as a node with a default route would), so packets
     // for addresses no rule rewrote reach the forward hook.
     node.exec("ip", &["route", "add", "10.96.0.0/12", "dev", "eth0"]);

@@ -161,51 +161,99 @@ fn svc_lines(svc_chain: &str, ip: &str, eps: &[(&str, &str)]) -> String {
     s
 }
 
-/// kube-proxy's TestSyncProxyRulesRepeated: after each sync the table equals kube-proxy's, and
-/// each partial transaction has exactly kube-proxy's number of operations.
-#[test]
-fn repeated_syncs() {
-    let svc1_chain = "service-ULMVA6XW-ns1/svc1/tcp/p80";
-    let ep1 = (
-        "endpoint-5TPGNJF2-ns1/svc1/tcp/p80__10.0.1.1/80",
-        "10.0.1.1:80",
-    );
-    let svc2_chain = "service-MHHHYRWA-ns2/svc2/tcp/p8080";
-    let ep2 = (
-        "endpoint-7RVP4LUQ-ns2/svc2/tcp/p8080__10.0.2.1/8080",
-        "10.0.2.1:8080",
-    );
-    let svc3_chain = "service-4AT6LBPK-ns3/svc3/tcp/p80";
-    let ep31 = (
-        "endpoint-2OCDJSZQ-ns3/svc3/tcp/p80__10.0.3.1/80",
-        "10.0.3.1:80",
-    );
-    let ep32 = (
-        "endpoint-SWWHDC7X-ns3/svc3/tcp/p80__10.0.3.2/80",
-        "10.0.3.2:80",
-    );
-    let ep33 = (
-        "endpoint-TQ2QKHCZ-ns3/svc3/tcp/p80__10.0.3.3/80",
-        "10.0.3.3:80",
-    );
-    let svc4_chain = "service-LAUZTJTB-ns4/svc4/tcp/p80";
-    let ep4 = (
-        "endpoint-WAHRBT2B-ns4/svc4/tcp/p80__10.0.4.1/80",
-        "10.0.4.1:80",
-    );
+const SVC1_CHAIN: &str = "service-ULMVA6XW-ns1/svc1/tcp/p80";
+const EP1: (&str, &str) = (
+    "endpoint-5TPGNJF2-ns1/svc1/tcp/p80__10.0.1.1/80",
+    "10.0.1.1:80",
+);
+const SVC2_CHAIN: &str = "service-MHHHYRWA-ns2/svc2/tcp/p8080";
+const EP2: (&str, &str) = (
+    "endpoint-7RVP4LUQ-ns2/svc2/tcp/p8080__10.0.2.1/8080",
+    "10.0.2.1:8080",
+);
+const SVC3_CHAIN: &str = "service-4AT6LBPK-ns3/svc3/tcp/p80";
+const EP31: (&str, &str) = (
+    "endpoint-2OCDJSZQ-ns3/svc3/tcp/p80__10.0.3.1/80",
+    "10.0.3.1:80",
+);
+const EP32: (&str, &str) = (
+    "endpoint-SWWHDC7X-ns3/svc3/tcp/p80__10.0.3.2/80",
+    "10.0.3.2:80",
+);
+const EP33: (&str, &str) = (
+    "endpoint-TQ2QKHCZ-ns3/svc3/tcp/p80__10.0.3.3/80",
+    "10.0.3.3:80",
+);
+const SVC4_CHAIN: &str = "service-LAUZTJTB-ns4/svc4/tcp/p80";
+const EP4: (&str, &str) = (
+    "endpoint-WAHRBT2B-ns4/svc4/tcp/p80__10.0.4.1/80",
+    "10.0.4.1:80",
+);
 
-    let y1 = svc("ns1", "svc1", "172.30.0.41", "p80", 80, &["10.0.1.1"]);
-    let y2 = svc("ns2", "svc2", "172.30.0.42", "p8080", 8080, &["10.0.2.1"]);
-    let y3 = |eps: &[&str]| svc("ns3", "svc3", "172.30.0.43", "p80", 80, eps);
-    let y4 = |eps: &[&str]| svc("ns4", "svc4", "172.30.0.44", "p80", 80, eps);
+fn svc1_yaml() -> String {
+    svc("ns1", "svc1", "172.30.0.41", "p80", 80, &["10.0.1.1"])
+}
 
-    let mut clock = Instant::now();
-    let mut planner = Planner::new(nft_fake_settings());
-    let mut table = FakeTable::new(Family::Ip, TABLE);
-    // One kube-proxy `syncProxyRules`: stale chains that are due go in a transaction of their
-    // own, then the sync's transaction is applied and checked.
-    let mut step = |yaml: &str, clock: Instant, expected: &str, ops: Option<usize>, what: &str| {
-        let dels = planner.stale_deletions(clock);
+fn svc2_yaml() -> String {
+    svc("ns2", "svc2", "172.30.0.42", "p8080", 8080, &["10.0.2.1"])
+}
+
+fn svc3_with(eps: &[&str]) -> String {
+    svc("ns3", "svc3", "172.30.0.43", "p80", 80, eps)
+}
+
+fn svc4_with(eps: &[&str]) -> String {
+    svc("ns4", "svc4", "172.30.0.44", "p80", 80, eps)
+}
+
+/// The table text of svc1 (elements and chains), and the elements of svc3 and svc4 with
+/// endpoints: the parts every expected table of [`repeated_syncs`] is made of.
+fn repeated_parts() -> (String, String, String) {
+    let svc1_all = format!(
+        "add element ip kube-proxy cluster-ips {{ 172.30.0.41 }}\n\
+         add element ip kube-proxy service-ips {{ 172.30.0.41 . tcp . 80 : goto {SVC1_CHAIN} }}\n{}",
+        svc_lines(SVC1_CHAIN, "172.30.0.41", &[EP1])
+    );
+    let svc3_elems = format!(
+        "add element ip kube-proxy cluster-ips {{ 172.30.0.43 }}\n\
+         add element ip kube-proxy service-ips {{ 172.30.0.43 . tcp . 80 : goto {SVC3_CHAIN} }}\n"
+    );
+    let svc4_elems = format!(
+        "add element ip kube-proxy cluster-ips {{ 172.30.0.44 }}\n\
+         add element ip kube-proxy service-ips {{ 172.30.0.44 . tcp . 80 : goto {SVC4_CHAIN} }}\n"
+    );
+    (svc1_all, svc3_elems, svc4_elems)
+}
+
+/// kube-proxy's proxier in [`repeated_syncs`]: the planner, the fake table it writes, and
+/// the clock stale chains age by.
+struct Syncs {
+    planner: Planner,
+    table: FakeTable,
+    clock: Instant,
+}
+
+impl Syncs {
+    fn new() -> Syncs {
+        Syncs {
+            planner: Planner::new(nft_fake_settings()),
+            table: FakeTable::new(Family::Ip, TABLE),
+            clock: Instant::now(),
+        }
+    }
+
+    /// Two seconds pass: chains stale since before are due for deletion.
+    fn age(&mut self) {
+        self.clock += Duration::from_secs(2);
+    }
+
+    /// One kube-proxy `syncProxyRules`: stale chains that are due go in a transaction of
+    /// their own, then the sync's transaction is applied and checked (the table equals
+    /// `expected` after the base rules; the transaction has `ops` operations when given).
+    /// Returns the chains now stale.
+    fn step(&mut self, yaml: &str, expected: &str, ops: Option<usize>, what: &str) -> Vec<String> {
+        let (planner, table) = (&mut self.planner, &mut self.table);
+        let dels = planner.stale_deletions(self.clock);
         table.apply(&dels).expect("stale chains delete");
         let state = state_from_yaml(yaml);
         let plan = if planner.needs_full() {
@@ -221,64 +269,62 @@ fn repeated_syncs() {
         if let Some(n) = ops {
             assert_eq!(plan.tx.len(), n, "{what}: operations\n{}", plan.tx.render());
         }
-        planner.commit(plan, clock);
+        planner.commit(plan, self.clock);
         assert_dump_eq(&format!("{BASE_RULES}{expected}"), &table.dump(), what);
         planner
             .stale_chains()
             .map(str::to_owned)
             .collect::<Vec<_>>()
-    };
-    let svc1_all = format!(
-        "add element ip kube-proxy cluster-ips {{ 172.30.0.41 }}\n\
-         add element ip kube-proxy service-ips {{ 172.30.0.41 . tcp . 80 : goto {svc1_chain} }}\n{}",
-        svc_lines(svc1_chain, "172.30.0.41", &[ep1])
-    );
-    let svc3_elems = format!(
-        "add element ip kube-proxy cluster-ips {{ 172.30.0.43 }}\n\
-         add element ip kube-proxy service-ips {{ 172.30.0.43 . tcp . 80 : goto {svc3_chain} }}\n"
-    );
-    let svc4_elems = format!(
-        "add element ip kube-proxy cluster-ips {{ 172.30.0.44 }}\n\
-         add element ip kube-proxy service-ips {{ 172.30.0.44 . tcp . 80 : goto {svc4_chain} }}\n"
-    );
+    }
+}
+
+/// kube-proxy's TestSyncProxyRulesRepeated: after each sync the table equals kube-proxy's, and
+/// each partial transaction has exactly kube-proxy's number of operations.
+#[test]
+fn repeated_syncs() {
+    let mut run = Syncs::new();
+    services_come_and_go(&mut run);
+    endpoints_come_and_go(&mut run);
+}
+
+/// The first syncs of [`repeated_syncs`]: Services added and deleted.
+fn services_come_and_go(run: &mut Syncs) {
+    let (svc1_all, svc3_elems, _) = repeated_parts();
 
     // Create initial state.
-    step(
-        &(y1.clone() + &y2),
-        clock,
+    run.step(
+        &(svc1_yaml() + &svc2_yaml()),
         &format!(
             "{svc1_all}\
              add element ip kube-proxy cluster-ips {{ 172.30.0.42 }}\n\
-             add element ip kube-proxy service-ips {{ 172.30.0.42 . tcp . 8080 : goto {svc2_chain} }}\n{}",
-            svc_lines(svc2_chain, "172.30.0.42", &[ep2])
+             add element ip kube-proxy service-ips {{ 172.30.0.42 . tcp . 8080 : goto {SVC2_CHAIN} }}\n{}",
+            svc_lines(SVC2_CHAIN, "172.30.0.42", &[EP2])
         ),
         None,
         "initial state",
     );
 
     // Add a new service and its endpoints: 2 elements, 2 chains added, flushed and refilled.
-    step(
-        &(y1.clone() + &y2 + &y3(&["10.0.3.1"])),
-        clock,
+    run.step(
+        &(svc1_yaml() + &svc2_yaml() + &svc3_with(&["10.0.3.1"])),
         &format!(
             "{svc1_all}\
              add element ip kube-proxy cluster-ips {{ 172.30.0.42 }}\n\
-             add element ip kube-proxy service-ips {{ 172.30.0.42 . tcp . 8080 : goto {svc2_chain} }}\n{}{svc3_elems}{}",
-            svc_lines(svc2_chain, "172.30.0.42", &[ep2]),
-            svc_lines(svc3_chain, "172.30.0.43", &[ep31])
+             add element ip kube-proxy service-ips {{ 172.30.0.42 . tcp . 8080 : goto {SVC2_CHAIN} }}\n{}{svc3_elems}{}",
+            svc_lines(SVC2_CHAIN, "172.30.0.42", &[EP2]),
+            svc_lines(SVC3_CHAIN, "172.30.0.43", &[EP31])
         ),
         Some(10),
         "add svc3",
     );
 
     // Delete a service: its chains are flushed, not yet deleted.
-    let stale = step(
-        &(y1.clone() + &y3(&["10.0.3.1"])),
-        clock,
+    let stale = run.step(
+        &(svc1_yaml() + &svc3_with(&["10.0.3.1"])),
         &format!(
-            "{svc1_all}add chain ip kube-proxy {svc2_chain}\nadd chain ip kube-proxy {}\n{svc3_elems}{}",
-            ep2.0,
-            svc_lines(svc3_chain, "172.30.0.43", &[ep31])
+            "{svc1_all}add chain ip kube-proxy {SVC2_CHAIN}\nadd chain ip kube-proxy {}\n{svc3_elems}{}",
+            EP2.0,
+            svc_lines(SVC3_CHAIN, "172.30.0.43", &[EP31])
         ),
         Some(4),
         "delete svc2",
@@ -286,98 +332,96 @@ fn repeated_syncs() {
     assert_eq!(stale.len(), 2, "{stale:?}");
 
     // Time passes: the stale chains go, in a transaction of their own.
-    clock += Duration::from_secs(2);
-    step(
-        &(y1.clone() + &y3(&["10.0.3.1"])),
-        clock,
+    run.age();
+    run.step(
+        &(svc1_yaml() + &svc3_with(&["10.0.3.1"])),
         &format!(
             "{svc1_all}{svc3_elems}{}",
-            svc_lines(svc3_chain, "172.30.0.43", &[ep31])
+            svc_lines(SVC3_CHAIN, "172.30.0.43", &[EP31])
         ),
         Some(0),
         "stale chains deleted",
     );
 
     // Add a service without endpoints: two elements.
-    step(
-        &(y1.clone() + &y3(&["10.0.3.1"]) + &y4(&[])),
-        clock,
+    run.step(
+        &(svc1_yaml() + &svc3_with(&["10.0.3.1"]) + &svc4_with(&[])),
         &format!(
             "{svc1_all}{svc3_elems}{}\
              add element ip kube-proxy cluster-ips {{ 172.30.0.44 }}\n\
              add element ip kube-proxy no-endpoint-services {{ 172.30.0.44 . tcp . 80 comment \"ns4/svc4:p80\" : goto reject-chain }}\n",
-            svc_lines(svc3_chain, "172.30.0.43", &[ep31])
+            svc_lines(SVC3_CHAIN, "172.30.0.43", &[EP31])
         ),
         Some(2),
         "add svc4 without endpoints",
     );
+}
+
+/// The last syncs of [`repeated_syncs`]: endpoints added, changed, emptied and restored.
+fn endpoints_come_and_go(run: &mut Syncs) {
+    let (svc1_all, svc3_elems, svc4_elems) = repeated_parts();
 
     // Its endpoints arrive.
-    step(
-        &(y1.clone() + &y3(&["10.0.3.1"]) + &y4(&["10.0.4.1"])),
-        clock,
+    run.step(
+        &(svc1_yaml() + &svc3_with(&["10.0.3.1"]) + &svc4_with(&["10.0.4.1"])),
         &format!(
             "{svc1_all}{svc3_elems}{}{svc4_elems}{}",
-            svc_lines(svc3_chain, "172.30.0.43", &[ep31]),
-            svc_lines(svc4_chain, "172.30.0.44", &[ep4])
+            svc_lines(SVC3_CHAIN, "172.30.0.43", &[EP31]),
+            svc_lines(SVC4_CHAIN, "172.30.0.44", &[EP4])
         ),
         Some(10),
         "svc4 endpoints",
     );
 
     // An endpoint of svc3 changes: the old endpoint chain stays, flushed.
-    step(
-        &(y1.clone() + &y3(&["10.0.3.2"]) + &y4(&["10.0.4.1"])),
-        clock,
+    run.step(
+        &(svc1_yaml() + &svc3_with(&["10.0.3.2"]) + &svc4_with(&["10.0.4.1"])),
         &format!(
             "{svc1_all}{svc3_elems}{}add chain ip kube-proxy {}\n{svc4_elems}{}",
-            svc_lines(svc3_chain, "172.30.0.43", &[ep32]),
-            ep31.0,
-            svc_lines(svc4_chain, "172.30.0.44", &[ep4])
+            svc_lines(SVC3_CHAIN, "172.30.0.43", &[EP32]),
+            EP31.0,
+            svc_lines(SVC4_CHAIN, "172.30.0.44", &[EP4])
         ),
         Some(9),
         "svc3 endpoint changed",
     );
 
     // Time passes; an endpoint is added to svc3.
-    clock += Duration::from_secs(2);
+    run.age();
     let svc3_two = format!(
         "{svc1_all}{svc3_elems}{}{svc4_elems}{}",
-        svc_lines(svc3_chain, "172.30.0.43", &[ep32, ep33]),
-        svc_lines(svc4_chain, "172.30.0.44", &[ep4])
+        svc_lines(SVC3_CHAIN, "172.30.0.43", &[EP32, EP33]),
+        svc_lines(SVC4_CHAIN, "172.30.0.44", &[EP4])
     );
-    step(
-        &(y1.clone() + &y3(&["10.0.3.2", "10.0.3.3"]) + &y4(&["10.0.4.1"])),
-        clock,
+    run.step(
+        &(svc1_yaml() + &svc3_with(&["10.0.3.2", "10.0.3.3"]) + &svc4_with(&["10.0.4.1"])),
         &svc3_two,
         Some(12),
         "svc3 endpoint added",
     );
 
     // svc3 loses all endpoints: its chains are flushed, its element replaced.
-    let stale = step(
-        &(y1.clone() + &y3(&[]) + &y4(&["10.0.4.1"])),
-        clock,
+    let stale = run.step(
+        &(svc1_yaml() + &svc3_with(&[]) + &svc4_with(&["10.0.4.1"])),
         &format!(
             "{svc1_all}\
              add element ip kube-proxy cluster-ips {{ 172.30.0.43 }}\n\
              add element ip kube-proxy no-endpoint-services {{ 172.30.0.43 . tcp . 80 comment \"ns3/svc3:p80\" : goto reject-chain }}\n\
-             add chain ip kube-proxy {svc3_chain}\nadd chain ip kube-proxy {}\nadd chain ip kube-proxy {}\n{svc4_elems}{}",
-            ep32.0,
-            ep33.0,
-            svc_lines(svc4_chain, "172.30.0.44", &[ep4])
+             add chain ip kube-proxy {SVC3_CHAIN}\nadd chain ip kube-proxy {}\nadd chain ip kube-proxy {}\n{svc4_elems}{}",
+            EP32.0,
+            EP33.0,
+            svc_lines(SVC4_CHAIN, "172.30.0.44", &[EP4])
         ),
         Some(5),
         "svc3 endpoints emptied",
     );
-    let mut want = vec![svc3_chain.to_owned(), ep32.0.to_owned(), ep33.0.to_owned()];
+    let mut want = vec![SVC3_CHAIN.to_owned(), EP32.0.to_owned(), EP33.0.to_owned()];
     want.sort();
     assert_eq!(stale, want);
 
     // They come back at once: the chains are rewritten and no longer stale.
-    let stale = step(
-        &(y1.clone() + &y3(&["10.0.3.2", "10.0.3.3"]) + &y4(&["10.0.4.1"])),
-        clock,
+    let stale = run.step(
+        &(svc1_yaml() + &svc3_with(&["10.0.3.2", "10.0.3.3"]) + &svc4_with(&["10.0.4.1"])),
         &svc3_two,
         Some(14),
         "svc3 endpoints restored",
@@ -385,34 +429,31 @@ fn repeated_syncs() {
     assert!(stale.is_empty(), "{stale:?}");
 
     // Emptied, aged, restored: deleted, then recreated.
-    step(
-        &(y1.clone() + &y3(&[]) + &y4(&["10.0.4.1"])),
-        clock,
+    run.step(
+        &(svc1_yaml() + &svc3_with(&[]) + &svc4_with(&["10.0.4.1"])),
         &format!(
             "{svc1_all}\
              add element ip kube-proxy cluster-ips {{ 172.30.0.43 }}\n\
              add element ip kube-proxy no-endpoint-services {{ 172.30.0.43 . tcp . 80 comment \"ns3/svc3:p80\" : goto reject-chain }}\n\
-             add chain ip kube-proxy {svc3_chain}\nadd chain ip kube-proxy {}\nadd chain ip kube-proxy {}\n{svc4_elems}{}",
-            ep32.0,
-            ep33.0,
-            svc_lines(svc4_chain, "172.30.0.44", &[ep4])
+             add chain ip kube-proxy {SVC3_CHAIN}\nadd chain ip kube-proxy {}\nadd chain ip kube-proxy {}\n{svc4_elems}{}",
+            EP32.0,
+            EP33.0,
+            svc_lines(SVC4_CHAIN, "172.30.0.44", &[EP4])
         ),
         Some(5),
         "svc3 emptied again",
     );
-    clock += Duration::from_secs(2);
-    step(
-        &(y1.clone() + &y3(&["10.0.3.2", "10.0.3.3"]) + &y4(&["10.0.4.1"])),
-        clock,
+    run.age();
+    run.step(
+        &(svc1_yaml() + &svc3_with(&["10.0.3.2", "10.0.3.3"]) + &svc4_with(&["10.0.4.1"])),
         &svc3_two,
         Some(14),
         "svc3 restored after aging",
     );
 
     // No changes: nothing written.
-    step(
-        &(y1.clone() + &y3(&["10.0.3.2", "10.0.3.3"]) + &y4(&["10.0.4.1"])),
-        clock,
+    run.step(
+        &(svc1_yaml() + &svc3_with(&["10.0.3.2", "10.0.3.3"]) + &svc4_with(&["10.0.4.1"])),
         &svc3_two,
         Some(0),
         "no changes",

@@ -234,6 +234,15 @@ impl TestNs {
             .status
             .success()
     }
+
+    /// Adds a veth pair with iproute2 (an oracle independent of podnet-links): `name` in this
+    /// namespace, `peer_name` in `peer`. Both ends stay down, without addresses.
+    pub fn add_veth(&self, name: &str, peer: &TestNs, peer_name: &str) {
+        let args = [
+            "link", "add", name, "type", "veth", "peer", "name", peer_name,
+        ];
+        self.exec("ip", &[&args[..], &["netns", peer.name()]].concat());
+    }
 }
 
 impl Deref for TestNs {
@@ -265,21 +274,7 @@ pub struct LinkedPair {
 pub fn linked_pair(tag: &str, a_addr: &str, b_addr: &str) -> LinkedPair {
     let a = TestNs::new(&format!("{tag}-a"));
     let b = TestNs::new(&format!("{tag}-b"));
-    a.exec(
-        "ip",
-        &[
-            "link",
-            "add",
-            "eth0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            b.name(),
-        ],
-    );
+    a.add_veth("eth0", &b, "eth0");
     for (ns, addr) in [(&a, a_addr), (&b, b_addr)] {
         ns.exec("ip", &["addr", "add", addr, "dev", "eth0"]);
         ns.exec("ip", &["link", "set", "eth0", "up"]);

@@ -67,6 +67,41 @@ impl SegSink<'_> {
         }
         Ok(())
     }
+
+    /// Appends segment `i` of `pkt` (`hl` the IPv4 header length, `hdr_len` with the
+    /// transport header): a copy of the headers with the IPv4 total length, ID (the packet's
+    /// plus `i`) and header checksum of a segment of `data_len` payload bytes, found at
+    /// `data_off` in the packet arena. Returns its transport header, for the caller to finish.
+    fn push_ipv4_segment(
+        &mut self,
+        pkt: &[u8],
+        (hl, hdr_len): (usize, usize),
+        i: usize,
+        dst: SocketAddrV4,
+        (data_off, data_len): (usize, usize),
+    ) -> &mut [u8] {
+        let h0 = self.hdrs.len();
+        self.hdrs.extend_from_slice(&pkt[..hdr_len]);
+        self.segs.push(Seg {
+            dst,
+            hdr_off: h0 as u32,
+            hdr_len: hdr_len as u32,
+            data_off: data_off as u32,
+            data_len: data_len as u32,
+        });
+        let h = &mut self.hdrs[h0..];
+        let mut ip = ipv4::Packet::new_unchecked(&mut h[..hl]);
+        ip.set_total_len((hdr_len + data_len) as u16);
+        ip.set_ident(get_u16(pkt, 4).wrapping_add(i as u16));
+        ip.fill_checksum();
+        &mut h[hl..]
+    }
+}
+
+/// The source and destination addresses of a checked IPv4 packet.
+fn ipv4_addrs(pkt: &[u8]) -> (std::net::Ipv4Addr, std::net::Ipv4Addr) {
+    let p = ipv4::Packet::new_unchecked(pkt);
+    (p.src(), p.dst())
 }
 
 /// The IPv4 header length and total length of `pkt`, checked.
@@ -106,26 +141,14 @@ pub(crate) fn split_tcp4(
     let payload = &pkt[hdr_len..];
     let n = payload.len().div_ceil(mss).max(1);
     out.check_room(n, hdr_len)?;
-    let (src_ip, dst_ip) = {
-        let p = ipv4::Packet::new_unchecked(pkt);
-        (p.src(), p.dst())
-    };
-    let id0 = get_u16(pkt, 4);
+    let (src_ip, dst_ip) = ipv4_addrs(pkt);
     let seq0 = get_u32(tcp, 4);
     let flags0 = tcp[13];
     for i in 0..n {
         let off = i * mss;
         let plen = mss.min(payload.len() - off.min(payload.len()));
-        let h0 = out.hdrs.len();
-        out.hdrs.extend_from_slice(&pkt[..hdr_len]);
-        let h = &mut out.hdrs[h0..];
-        {
-            let mut ip = ipv4::Packet::new_unchecked(&mut h[..hl]);
-            ip.set_total_len((hdr_len + plen) as u16);
-            ip.set_ident(id0.wrapping_add(i as u16));
-            ip.fill_checksum();
-        }
-        let t = &mut h[hl..];
+        let data_off = base + hdr_len + off.min(payload.len());
+        let t = out.push_ipv4_segment(pkt, (hl, hdr_len), i, dst, (data_off, plen));
         set_u32(t, 4, seq0.wrapping_add(off as u32));
         let mut flags = flags0;
         if i + 1 < n {
@@ -143,13 +166,6 @@ pub(crate) fn split_tcp4(
             checksum::data(data),
         ]);
         set_u16(t, 16, checksum::finish(sum));
-        out.segs.push(Seg {
-            dst,
-            hdr_off: h0 as u32,
-            hdr_len: hdr_len as u32,
-            data_off: (base + hdr_len + off.min(payload.len())) as u32,
-            data_len: plen as u32,
-        });
     }
     Ok(n)
 }
@@ -172,24 +188,12 @@ pub(crate) fn split_udp4(
     let payload = &pkt[hdr_len..];
     let n = payload.len().div_ceil(size).max(1);
     out.check_room(n, hdr_len)?;
-    let (src_ip, dst_ip) = {
-        let p = ipv4::Packet::new_unchecked(pkt);
-        (p.src(), p.dst())
-    };
-    let id0 = get_u16(pkt, 4);
+    let (src_ip, dst_ip) = ipv4_addrs(pkt);
     for i in 0..n {
         let off = (i * size).min(payload.len());
         let plen = size.min(payload.len() - off);
-        let h0 = out.hdrs.len();
-        out.hdrs.extend_from_slice(&pkt[..hdr_len]);
-        let h = &mut out.hdrs[h0..];
-        {
-            let mut ip = ipv4::Packet::new_unchecked(&mut h[..hl]);
-            ip.set_total_len((hdr_len + plen) as u16);
-            ip.set_ident(id0.wrapping_add(i as u16));
-            ip.fill_checksum();
-        }
-        let u = &mut h[hl..];
+        let data_off = base + hdr_len + off;
+        let u = out.push_ipv4_segment(pkt, (hl, hdr_len), i, dst, (data_off, plen));
         set_u16(u, 4, (8 + plen) as u16);
         set_u16(u, 6, 0);
         let sum = checksum::combine(&[
@@ -202,13 +206,6 @@ pub(crate) fn split_udp4(
             c => c,
         };
         set_u16(u, 6, c);
-        out.segs.push(Seg {
-            dst,
-            hdr_off: h0 as u32,
-            hdr_len: hdr_len as u32,
-            data_off: (base + hdr_len + off) as u32,
-            data_len: plen as u32,
-        });
     }
     Ok(n)
 }

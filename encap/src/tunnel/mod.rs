@@ -225,58 +225,65 @@ impl Counters {
         self.drops[reason.index()] += n;
     }
 
-    fn to_array(self) -> [u64; NUM_COUNTERS] {
+    /// The names of the counters other than the drops, in [`Counters::scalars_mut`]'s order
+    /// (and the order of the workers' shared array).
+    const SCALAR_NAMES: [&'static str; 9] = [
+        "tun_reads",
+        "tx_packets",
+        "tx_bytes",
+        "tx_syscalls",
+        "rx_packets",
+        "rx_bytes",
+        "rx_syscalls",
+        "tun_writes",
+        "icmp_sent",
+    ];
+
+    /// The counters other than the drops, in the order of [`Counters::SCALAR_NAMES`].
+    fn scalars_mut(&mut self) -> [&mut u64; 9] {
+        [
+            &mut self.tun_reads,
+            &mut self.tx_packets,
+            &mut self.tx_bytes,
+            &mut self.tx_syscalls,
+            &mut self.rx_packets,
+            &mut self.rx_bytes,
+            &mut self.rx_syscalls,
+            &mut self.tun_writes,
+            &mut self.icmp_sent,
+        ]
+    }
+
+    fn to_array(mut self) -> [u64; NUM_COUNTERS] {
         let mut a = [0u64; NUM_COUNTERS];
-        a[..9].copy_from_slice(&[
-            self.tun_reads,
-            self.tx_packets,
-            self.tx_bytes,
-            self.tx_syscalls,
-            self.rx_packets,
-            self.rx_bytes,
-            self.rx_syscalls,
-            self.tun_writes,
-            self.icmp_sent,
-        ]);
+        for (slot, v) in a.iter_mut().zip(self.scalars_mut()) {
+            *slot = *v;
+        }
         a[9..].copy_from_slice(&self.drops);
         a
     }
 
     fn from_array(a: [u64; NUM_COUNTERS]) -> Counters {
-        let mut drops = [0u64; 11];
-        drops.copy_from_slice(&a[9..]);
-        Counters {
-            tun_reads: a[0],
-            tx_packets: a[1],
-            tx_bytes: a[2],
-            tx_syscalls: a[3],
-            rx_packets: a[4],
-            rx_bytes: a[5],
-            rx_syscalls: a[6],
-            tun_writes: a[7],
-            icmp_sent: a[8],
-            drops,
+        let mut c = Counters::default();
+        for (v, x) in c.scalars_mut().into_iter().zip(a) {
+            *v = x;
         }
+        c.drops.copy_from_slice(&a[9..]);
+        c
     }
 }
 
 impl fmt::Display for Counters {
     /// `tun_reads=.. tx_packets=.. ... dropped: no_route=3 spoofed=1`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "tun_reads={} tx_packets={} tx_bytes={} tx_syscalls={} rx_packets={} rx_bytes={} \
-             rx_syscalls={} tun_writes={} icmp_sent={}",
-            self.tun_reads,
-            self.tx_packets,
-            self.tx_bytes,
-            self.tx_syscalls,
-            self.rx_packets,
-            self.rx_bytes,
-            self.rx_syscalls,
-            self.tun_writes,
-            self.icmp_sent
-        )?;
+        let mut c = *self;
+        for (i, (name, v)) in Counters::SCALAR_NAMES
+            .iter()
+            .zip(c.scalars_mut())
+            .enumerate()
+        {
+            write!(f, "{}{name}={v}", if i == 0 { "" } else { " " })?;
+        }
         let mut first = true;
         for r in DropReason::ALL {
             let n = self.dropped(r);
@@ -704,5 +711,43 @@ pub fn tun_spec(name: &str, queues: u32, mode: Mode) -> podnet_links::Tun {
             .vnet_hdr_size(12)
             .offload(Offload::CSUM | Offload::TSO4 | Offload::TSO6 | Offload::USO4 | Offload::USO6),
         Mode::OnePacketPerSyscall => t,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_round_trip_the_workers_array_and_print_every_field() {
+        let mut drops = [0u64; 11];
+        drops[0] = 3;
+        let c = Counters {
+            tun_reads: 1,
+            tx_packets: 2,
+            tx_bytes: 3,
+            tx_syscalls: 4,
+            rx_packets: 5,
+            rx_bytes: 6,
+            rx_syscalls: 7,
+            tun_writes: 8,
+            icmp_sent: 9,
+            drops,
+        };
+        let a = c.to_array();
+        assert_eq!(a[..10], [1, 2, 3, 4, 5, 6, 7, 8, 9, 3]);
+        assert_eq!(Counters::from_array(a), c);
+        let text = c.to_string();
+        assert!(
+            text.starts_with(
+                "tun_reads=1 tx_packets=2 tx_bytes=3 tx_syscalls=4 rx_packets=5 rx_bytes=6 \
+                 rx_syscalls=7 tun_writes=8 icmp_sent=9 dropped: "
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(&format!("{}=3", DropReason::ALL[0])),
+            "{text}"
+        );
     }
 }

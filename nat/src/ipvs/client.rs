@@ -29,21 +29,16 @@ pub enum IpvsError {
         /// Its object.
         what: String,
     },
-    /// No such service (`ESRCH`).
-    #[error("{op} {what}: no such service")]
-    NoSuchService {
+    /// The service (`ESRCH`) or the destination (`ENOENT` from a destination command) does
+    /// not exist.
+    #[error("{op} {what}: no such {object}")]
+    NotFound {
         /// The operation.
         op: &'static str,
         /// Its object.
         what: String,
-    },
-    /// No such destination (`ENOENT` from a destination command).
-    #[error("{op} {what}: no such destination")]
-    NoSuchDestination {
-        /// The operation.
-        op: &'static str,
-        /// Its object.
-        what: String,
+        /// Which kind of object is missing.
+        object: IpvsObject,
     },
     /// The kernel has no scheduler (or persistence engine) of that name (`ENOENT` from a
     /// service command): its module `ip_vs_<name>` is not loaded and could not be.
@@ -93,10 +88,15 @@ impl IpvsError {
     pub fn errno(&self) -> Option<i32> {
         match self {
             IpvsError::Exists { .. } => Some(libc::EEXIST),
-            IpvsError::NoSuchService { .. } => Some(libc::ESRCH),
-            IpvsError::NoSuchDestination { .. } | IpvsError::UnknownScheduler { .. } => {
-                Some(libc::ENOENT)
+            IpvsError::NotFound {
+                object: IpvsObject::Service,
+                ..
+            } => Some(libc::ESRCH),
+            IpvsError::NotFound {
+                object: IpvsObject::Destination,
+                ..
             }
+            | IpvsError::UnknownScheduler { .. } => Some(libc::ENOENT),
             IpvsError::Kernel { error, .. } => Some(error.errno),
             IpvsError::NotAvailable => Some(libc::ENOENT),
             IpvsError::Invalid { .. } | IpvsError::Netlink { .. } => None,
@@ -110,10 +110,26 @@ impl IpvsError {
 
     /// `true` when the service or destination asked for does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(
-            self,
-            IpvsError::NoSuchService { .. } | IpvsError::NoSuchDestination { .. }
-        )
+        matches!(self, IpvsError::NotFound { .. })
+    }
+}
+
+/// The kind of object an [`IpvsError::NotFound`] misses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IpvsObject {
+    /// A virtual service.
+    Service,
+    /// A destination (real server) of a service.
+    Destination,
+}
+
+impl std::fmt::Display for IpvsObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IpvsObject::Service => "service",
+            IpvsObject::Destination => "destination",
+        })
     }
 }
 
@@ -135,8 +151,16 @@ fn classify(
     match e {
         NetlinkError::Kernel(k) => match (k.errno, object) {
             (libc::EEXIST, _) => IpvsError::Exists { op, what },
-            (libc::ESRCH, _) => IpvsError::NoSuchService { op, what },
-            (libc::ENOENT, Object::Destination) => IpvsError::NoSuchDestination { op, what },
+            (libc::ESRCH, _) => IpvsError::NotFound {
+                op,
+                what,
+                object: IpvsObject::Service,
+            },
+            (libc::ENOENT, Object::Destination) => IpvsError::NotFound {
+                op,
+                what,
+                object: IpvsObject::Destination,
+            },
             (libc::ENOENT, Object::Service) if scheduler.is_some() => IpvsError::UnknownScheduler {
                 op,
                 what,
@@ -163,7 +187,7 @@ fn classify(
 /// let id = ServiceId::tcp("10.96.0.10:80".parse().unwrap());
 /// ipvs.add_service(&VirtualService::new(id).scheduler(Scheduler::WeightedRoundRobin))?;
 /// ipvs.add_destination(&id, &Destination::new("10.244.1.2:8080".parse().unwrap()).weight(2))?;
-/// for entry in ipvs.services()? {
+/// for entry in ipvs.list_services()? {
 ///     println!("{} {}", entry.service.id, entry.service.scheduler);
 /// }
 /// # Ok(())
@@ -233,7 +257,7 @@ impl Ipvs {
     }
 
     /// Every service (`ipvsadm -L` without destinations).
-    pub fn services(&mut self) -> Result<Vec<ServiceEntry>, IpvsError> {
+    pub fn list_services(&mut self) -> Result<Vec<ServiceEntry>, IpvsError> {
         let replies = self
             .request(IpvsMessage::new(cmd::GET_SERVICE), NLM_F_DUMP)
             .map_err(|e| classify("list services", String::new(), Object::Other, None, e))?;
@@ -241,13 +265,13 @@ impl Ipvs {
     }
 
     /// One service, or `None` when it does not exist.
-    pub fn service(&mut self, id: &ServiceId) -> Result<Option<ServiceEntry>, IpvsError> {
+    pub fn get_service(&mut self, id: &ServiceId) -> Result<Option<ServiceEntry>, IpvsError> {
         let mut msg = IpvsMessage::new(cmd::GET_SERVICE);
         msg.service = Some(id.to_attrs());
         match self.request(msg, 0) {
             Ok(replies) => first_service_of(&replies, id),
             Err(e) => match classify("get service", id.to_string(), Object::Service, None, e) {
-                IpvsError::NoSuchService { .. } => Ok(None),
+                IpvsError::NotFound { .. } => Ok(None),
                 other => Err(other),
             },
         }
@@ -283,7 +307,7 @@ impl Ipvs {
     }
 
     /// Changes a service's scheduler, flags and persistence (`ipvsadm -E`), keeping its
-    /// destinations and connections; [`IpvsError::NoSuchService`] if it does not exist.
+    /// destinations and connections; [`IpvsError::NotFound`] if it does not exist.
     pub fn edit_service(&mut self, svc: &VirtualService) -> Result<(), IpvsError> {
         self.change_service("edit service", cmd::SET_SERVICE, svc)
     }
@@ -297,9 +321,12 @@ impl Ipvs {
             .map_err(|e| classify("delete service", id.to_string(), Object::Service, None, e))
     }
 
-    /// The destinations of a service (`ipvsadm -L -t ADDR`); [`IpvsError::NoSuchService`] if
+    /// The destinations of a service (`ipvsadm -L -t ADDR`); [`IpvsError::NotFound`] if
     /// the service does not exist.
-    pub fn destinations(&mut self, id: &ServiceId) -> Result<Vec<DestinationEntry>, IpvsError> {
+    pub fn list_destinations(
+        &mut self,
+        id: &ServiceId,
+    ) -> Result<Vec<DestinationEntry>, IpvsError> {
         let mut msg = IpvsMessage::new(cmd::GET_DEST);
         msg.service = Some(id.to_attrs());
         let replies = self.request(msg, NLM_F_DUMP).map_err(|e| {
@@ -312,10 +339,11 @@ impl Ipvs {
             )
         })?;
         // The kernel answers an empty dump for a missing service: tell the two apart.
-        if replies.is_empty() && self.service(id)?.is_none() {
-            return Err(IpvsError::NoSuchService {
+        if replies.is_empty() && self.get_service(id)?.is_none() {
+            return Err(IpvsError::NotFound {
                 op: "list destinations",
                 what: id.to_string(),
+                object: IpvsObject::Service,
             });
         }
         destinations_of(&replies, id)
@@ -611,7 +639,13 @@ mod tests {
             None,
             kernel(libc::ESRCH),
         );
-        assert!(matches!(e, IpvsError::NoSuchService { .. }));
+        assert!(matches!(
+            e,
+            IpvsError::NotFound {
+                object: IpvsObject::Service,
+                ..
+            }
+        ));
         let e = classify(
             "flush",
             String::new(),

@@ -22,7 +22,7 @@ pub mod sync;
 mod types;
 pub mod wire;
 
-pub use client::{Ipvs, IpvsError};
+pub use client::{Ipvs, IpvsError, IpvsObject};
 #[doc(hidden)]
 pub use client::{ReplyDatagram, parse_family_reply, parse_reply_datagram};
 pub use types::{

@@ -288,7 +288,7 @@ impl IpvsSyncer {
         let family = rules.family;
         let current: BTreeMap<ServiceId, VirtualService> = self
             .ipvs
-            .services()?
+            .list_services()?
             .into_iter()
             .map(|e| (e.service.id, e.service))
             .filter(|(id, _)| id.family() == family)
@@ -350,7 +350,7 @@ impl IpvsSyncer {
         let current = if fresh {
             Vec::new()
         } else {
-            self.ipvs.destinations(id)?
+            self.ipvs.list_destinations(id)?
         };
         let have: BTreeMap<SocketAddr, _> =
             current.iter().map(|d| (d.destination.addr, d)).collect();
@@ -411,7 +411,7 @@ impl IpvsSyncer {
             Err(e) => return Err(e.into()),
         };
         let sets = parse_ipset_save(&run_with_input(&self.netns, "ipset", &["save"], b"")?);
-        for e in self.ipvs.services()? {
+        for e in self.ipvs.list_services()? {
             let id = e.service.id;
             if id.family() != fam || self.excluded(&id) || !is_ours(&id, &bound, &sets, family) {
                 continue;

@@ -496,6 +496,30 @@ fn parse_dest(buf: &[u8]) -> Result<DestAttrs, DecodeError> {
     Ok(d)
 }
 
+/// The netlink-packet-generic glue of a generic netlink payload that has `to_bytes` and
+/// `parse(cmd, buf)`: emitted as its bytes, parsed by the command of its header.
+macro_rules! genl_payload {
+    ($t:ty) => {
+        impl Emitable for $t {
+            fn buffer_len(&self) -> usize {
+                self.to_bytes().len()
+            }
+
+            fn emit(&self, buffer: &mut [u8]) {
+                let bytes = self.to_bytes();
+                let n = bytes.len().min(buffer.len());
+                buffer[..n].copy_from_slice(&bytes[..n]);
+            }
+        }
+
+        impl ParseableParametrized<[u8], GenlHeader> for $t {
+            fn parse_with_param(buf: &[u8], header: GenlHeader) -> Result<Self, DecodeError> {
+                <$t>::parse(header.cmd, buf)
+            }
+        }
+    };
+}
+
 impl GenlFamily for IpvsMessage {
     fn family_name() -> &'static str {
         FAMILY_NAME
@@ -510,23 +534,7 @@ impl GenlFamily for IpvsMessage {
     }
 }
 
-impl Emitable for IpvsMessage {
-    fn buffer_len(&self) -> usize {
-        self.to_bytes().len()
-    }
-
-    fn emit(&self, buffer: &mut [u8]) {
-        let bytes = self.to_bytes();
-        let n = bytes.len().min(buffer.len());
-        buffer[..n].copy_from_slice(&bytes[..n]);
-    }
-}
-
-impl ParseableParametrized<[u8], GenlHeader> for IpvsMessage {
-    fn parse_with_param(buf: &[u8], header: GenlHeader) -> Result<Self, DecodeError> {
-        IpvsMessage::parse(header.cmd, buf)
-    }
-}
+genl_payload!(IpvsMessage);
 
 // The generic netlink controller, for the family lookup. netlink-packet-generic has one, but
 // its decoder refuses attribute types it does not know, which a newer kernel may send.
@@ -603,23 +611,7 @@ impl GenlFamily for CtrlMessage {
     }
 }
 
-impl Emitable for CtrlMessage {
-    fn buffer_len(&self) -> usize {
-        self.to_bytes().len()
-    }
-
-    fn emit(&self, buffer: &mut [u8]) {
-        let bytes = self.to_bytes();
-        let n = bytes.len().min(buffer.len());
-        buffer[..n].copy_from_slice(&bytes[..n]);
-    }
-}
-
-impl ParseableParametrized<[u8], GenlHeader> for CtrlMessage {
-    fn parse_with_param(buf: &[u8], header: GenlHeader) -> Result<Self, DecodeError> {
-        CtrlMessage::parse(header.cmd, buf)
-    }
-}
+genl_payload!(CtrlMessage);
 
 #[cfg(test)]
 mod tests {

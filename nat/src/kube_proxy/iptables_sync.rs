@@ -203,6 +203,28 @@ pub struct IptablesSyncer {
     kubelet_rules: Vec<(Table, Rule)>,
 }
 
+/// The output of `program` when it could be started and exited with success; else
+/// [`SyncError::Spawn`] or [`SyncError::Failed`] naming `command` (the program and its
+/// arguments) with its exit status and standard error.
+fn checked(
+    output: std::io::Result<std::process::Output>,
+    program: &str,
+    command: impl FnOnce() -> String,
+) -> Result<std::process::Output, SyncError> {
+    let out = output.map_err(|source| SyncError::Spawn {
+        program: program.to_owned(),
+        source,
+    })?;
+    if !out.status.success() {
+        return Err(SyncError::Failed {
+            program: command(),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(out)
+}
+
 /// Runs `program args` in `ns` with `input` on stdin.
 pub fn run_with_input(
     ns: &NetNs,
@@ -226,17 +248,7 @@ pub fn run_with_input(
         }
         child.wait_with_output()
     })?;
-    let out = spawned.map_err(|source| SyncError::Spawn {
-        program: program.to_owned(),
-        source,
-    })?;
-    if !out.status.success() {
-        return Err(SyncError::Failed {
-            program: format!("{program} {}", args.join(" ")),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
+    let out = checked(spawned, program, || format!("{program} {}", args.join(" ")))?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -570,17 +582,9 @@ impl IptablesSyncer {
                 let chain: &str = &m.rule.chain;
                 let mut cmd = self.netns.command(prog);
                 cmd.args(["-w", "5", "-t", ts, verb, chain]).args(args);
-                let out = cmd.output().map_err(|source| SyncError::Spawn {
-                    program: prog.to_owned(),
-                    source,
+                checked(cmd.output(), prog, || {
+                    format!("{prog} -t {ts} {verb} {chain} {}", args.join(" "))
                 })?;
-                if !out.status.success() {
-                    return Err(SyncError::Failed {
-                        program: format!("{prog} -t {ts} {verb} {chain} {}", args.join(" ")),
-                        status: out.status.to_string(),
-                        stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-                    });
-                }
             }
         }
         Ok(())

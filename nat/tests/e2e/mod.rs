@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
-use podnet_testsupport::TestNs;
+use podnet_testsupport::{LinkedPair, TestNs, linked_pair};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -12,6 +12,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// The client (`a`) and the node (`b`) of the end-to-end tests: joined by a veth (198.18.0.1
+/// and 198.18.0.2), the client routing the service and pod ranges via the node, which
+/// forwards.
+pub(crate) fn client_and_node(tag: &str) -> LinkedPair {
+    let pair = linked_pair(tag, "198.18.0.1/24", "198.18.0.2/24");
+    for range in ["10.96.0.0/12", "10.244.0.0/16"] {
+        pair.a
+            .exec("ip", &["route", "add", range, "via", "198.18.0.2"]);
+    }
+    pair.b.sysctl_set("net.ipv4.ip_forward", "1").unwrap();
+    pair
+}
 
 /// TCP and UDP echo servers that answer with their name; stopped and joined on drop.
 pub(crate) struct Echo {
@@ -75,21 +88,7 @@ impl Drop for Echo {
 pub(crate) fn endpoint_ns(node: &TestNs, tag: &str, n: u8) -> TestNs {
     let ep = TestNs::new(tag);
     let node_if = format!("vep{n}");
-    node.exec(
-        "ip",
-        &[
-            "link",
-            "add",
-            &node_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ep.name(),
-        ],
-    );
+    node.add_veth(&node_if, &ep, "eth0");
     node.exec(
         "ip",
         &["addr", "add", &format!("10.244.{n}.1/24"), "dev", &node_if],

@@ -9,8 +9,8 @@
 use crate::support::vm_tests::KernelTest;
 use podnet_links::{Dummy, Handle, Route, Veth};
 use podnet_nat::ipvs::{
-    Destination, ForwardMethod, Ipvs, IpvsError, Scheduler, ServiceFlags, ServiceId, Timeouts,
-    VirtualService,
+    Destination, ForwardMethod, Ipvs, IpvsError, IpvsObject, Scheduler, ServiceFlags, ServiceId,
+    Timeouts, VirtualService,
 };
 use podnet_testsupport::{SkipCause, TestNs, require_root, skip};
 use std::io::{Read, Write};
@@ -110,148 +110,48 @@ fn listed<'a>(list: &'a [Listed], proto: &str, addr: &str) -> &'a Listed {
         .unwrap_or_else(|| panic!("ipvsadm does not list {proto} {addr}: {list:#?}"))
 }
 
-fn services_and_destinations_add_edit_delete_list() {
-    require_root!();
-    let ns = TestNs::new("ipvs-crud");
-    if !have_programs(
-        &ns,
-        &["ipvsadm"],
-        "ipvs_kernel::services_and_destinations_add_edit_delete_list",
-    ) {
-        return;
-    }
-    let mut ipvs = ipvs_in(&ns);
-    let info = ipvs.info().unwrap();
-    assert_eq!(info.version, (1, 2, 1));
-    assert!(info.conn_table_size > 0);
-    assert!(
-        ipvs.services().unwrap().is_empty(),
-        "a new namespace has none"
-    );
-
-    // One TCP service per scheduler.
-    let mut expected = Vec::new();
-    for (i, sched) in Scheduler::KNOWN.iter().enumerate() {
-        let id = ServiceId::tcp(sa(&format!("10.96.0.{}:80", i + 1)));
-        let mut svc = VirtualService::new(id).scheduler(sched.clone());
-        if *sched == Scheduler::MaglevHashing {
-            svc = svc.flags(ServiceFlags::SCHED2); // kube-proxy's mh flag: mh-port
-        }
-        ipvs.add_service(&svc).unwrap();
-        expected.push(svc);
-    }
-    // Persistence (ClientIP affinity), with a /24 granularity.
-    let mut sticky = VirtualService::new(ServiceId::udp(sa("10.96.1.1:53"))).persistent(10800);
-    sticky.netmask = 24;
-    ipvs.add_service(&sticky).unwrap();
-    expected.push(sticky.clone());
-    let fwm = VirtualService::new(ServiceId::FwMark {
-        family: podnet_nat::kube::IpFamily::V4,
-        mark: 0x4000,
-    })
-    .scheduler(Scheduler::WeightedLeastConnection);
-    ipvs.add_service(&fwm).unwrap();
-    expected.push(fwm.clone());
-    let v6 = VirtualService::new(ServiceId::tcp(sa("[fd10:96::a]:443")))
-        .scheduler(Scheduler::SourceHashing)
-        .persistent(60);
-    ipvs.add_service(&v6).unwrap();
-    expected.push(v6.clone());
-
-    let mut listed_services: Vec<VirtualService> = ipvs
-        .services()
-        .unwrap()
-        .into_iter()
-        .map(|e| e.service)
-        .collect();
-    listed_services.sort_by_key(|s| s.id);
-    expected.sort_by_key(|s| s.id);
-    assert_eq!(listed_services, expected);
-
-    // Adding again: Exists, naming the service.
-    let err = ipvs.add_service(&expected[0]).unwrap_err();
-    assert!(err.is_exists(), "{err}");
-    assert!(
-        err.to_string().contains(&expected[0].id.to_string()),
-        "{err}"
-    );
-    // An unknown scheduler is named.
-    let err = ipvs
-        .add_service(
-            &VirtualService::new(ServiceId::tcp(sa("10.96.9.9:80")))
-                .scheduler(Scheduler::Other("nosuch".into())),
-        )
-        .unwrap_err();
-    assert!(
-        matches!(err, IpvsError::UnknownScheduler { ref scheduler, .. } if scheduler == "nosuch"),
-        "{err}"
-    );
-
-    // Edit: scheduler and persistence change in place.
-    let web = ServiceId::tcp(sa("10.96.0.1:80"));
-    let edited = VirtualService::new(web)
-        .scheduler(Scheduler::LeastConnection)
-        .persistent(300);
-    ipvs.edit_service(&edited).unwrap();
-    assert_eq!(ipvs.service(&web).unwrap().unwrap().service, edited);
-    let missing = ServiceId::tcp(sa("10.96.9.9:80"));
-    assert!(matches!(
-        ipvs.edit_service(&VirtualService::new(missing)),
-        Err(IpvsError::NoSuchService { .. })
-    ));
-    assert_eq!(ipvs.service(&missing).unwrap(), None);
-
-    // Destinations.
-    let d1 = Destination::new(sa("10.244.1.2:8080"));
-    let d2 = Destination::new(sa("10.244.2.2:8080")).weight(3);
-    ipvs.add_destination(&web, &d1).unwrap();
-    ipvs.add_destination(&web, &d2).unwrap();
-    assert!(ipvs.add_destination(&web, &d1).unwrap_err().is_exists());
-    let mut dests: Vec<Destination> = ipvs
-        .destinations(&web)
-        .unwrap()
-        .into_iter()
-        .map(|d| d.destination)
-        .collect();
-    dests.sort_by_key(|d| d.addr);
-    assert_eq!(dests, vec![d1, d2]);
-    let d2b = d2.weight(0);
-    ipvs.edit_destination(&web, &d2b).unwrap();
-    let got = ipvs.destinations(&web).unwrap();
-    assert!(got.iter().any(|d| d.destination == d2b), "{got:?}");
+/// Editing or deleting a destination that does not exist, and adding to or listing a
+/// service that does not exist, fail with errors that say which.
+fn check_missing_objects(ipvs: &mut Ipvs, web: &ServiceId, missing: &ServiceId, d1: &Destination) {
     let gone = Destination::new(sa("10.244.9.9:1"));
     assert!(matches!(
-        ipvs.edit_destination(&web, &gone),
-        Err(IpvsError::NoSuchDestination { .. })
+        ipvs.edit_destination(web, &gone),
+        Err(IpvsError::NotFound {
+            object: IpvsObject::Destination,
+            ..
+        })
     ));
     assert!(matches!(
-        ipvs.del_destination(&web, gone.addr),
-        Err(IpvsError::NoSuchDestination { .. })
+        ipvs.del_destination(web, gone.addr),
+        Err(IpvsError::NotFound {
+            object: IpvsObject::Destination,
+            ..
+        })
     ));
     assert!(matches!(
-        ipvs.add_destination(&missing, &d1),
-        Err(IpvsError::NoSuchService { .. })
+        ipvs.add_destination(missing, d1),
+        Err(IpvsError::NotFound {
+            object: IpvsObject::Service,
+            ..
+        })
     ));
     assert!(matches!(
-        ipvs.destinations(&missing),
-        Err(IpvsError::NoSuchService { .. })
+        ipvs.list_destinations(missing),
+        Err(IpvsError::NotFound {
+            object: IpvsObject::Service,
+            ..
+        })
     ));
-    // A fwmark service takes destinations too, and an IPv6 one IPv6 destinations.
-    ipvs.add_destination(
-        &fwm.id,
-        &Destination::new(sa("10.244.1.2:0")).forward(ForwardMethod::DirectRoute),
-    )
-    .unwrap();
-    ipvs.add_destination(&v6.id, &Destination::new(sa("[fd00:244::2]:8443")))
-        .unwrap();
-    ipvs.add_destination(&sticky.id, &Destination::new(sa("10.244.1.2:5353")))
-        .unwrap();
+}
 
-    // What ipvsadm, an independent client, sees.
-    let text = ipvsadm(&ns);
+/// What ipvsadm, an independent client, lists after
+/// [`services_and_destinations_add_edit_delete_list`] added and edited its services and
+/// destinations: `services` of them, each as it was made.
+fn check_ipvsadm_listing(ns: &TestNs, services: usize) {
+    let text = ipvsadm(ns);
     eprintln!("{text}");
     let list = parse_ipvsadm(&text);
-    assert_eq!(list.len(), expected.len(), "{text}");
+    assert_eq!(list.len(), services, "{text}");
     let w = listed(&list, "TCP", "10.96.0.1:80");
     assert_eq!(w.words[2..], ["lc", "persistent", "300"], "{text}");
     let mut d: Vec<_> = w.dests.iter().map(|d| d[..3].to_vec()).collect();
@@ -287,6 +187,133 @@ fn services_and_destinations_add_edit_delete_list() {
         ["[fd00:244::2]:8443", "Masq", "1"],
         "{text}"
     );
+}
+
+fn services_and_destinations_add_edit_delete_list() {
+    require_root!();
+    let ns = TestNs::new("ipvs-crud");
+    if !have_programs(
+        &ns,
+        &["ipvsadm"],
+        "ipvs_kernel::services_and_destinations_add_edit_delete_list",
+    ) {
+        return;
+    }
+    let mut ipvs = ipvs_in(&ns);
+    let info = ipvs.info().unwrap();
+    assert_eq!(info.version, (1, 2, 1));
+    assert!(info.conn_table_size > 0);
+    assert!(
+        ipvs.list_services().unwrap().is_empty(),
+        "a new namespace has none"
+    );
+
+    // One TCP service per scheduler.
+    let mut expected = Vec::new();
+    for (i, sched) in Scheduler::KNOWN.iter().enumerate() {
+        let id = ServiceId::tcp(sa(&format!("10.96.0.{}:80", i + 1)));
+        let mut svc = VirtualService::new(id).scheduler(sched.clone());
+        if *sched == Scheduler::MaglevHashing {
+            svc = svc.flags(ServiceFlags::SCHED2); // kube-proxy's mh flag: mh-port
+        }
+        ipvs.add_service(&svc).unwrap();
+        expected.push(svc);
+    }
+    // Persistence (ClientIP affinity), with a /24 granularity.
+    let mut sticky = VirtualService::new(ServiceId::udp(sa("10.96.1.1:53"))).persistent(10800);
+    sticky.netmask = 24;
+    ipvs.add_service(&sticky).unwrap();
+    expected.push(sticky.clone());
+    let fwm = VirtualService::new(ServiceId::FwMark {
+        family: podnet_nat::kube::IpFamily::V4,
+        mark: 0x4000,
+    })
+    .scheduler(Scheduler::WeightedLeastConnection);
+    ipvs.add_service(&fwm).unwrap();
+    expected.push(fwm.clone());
+    let v6 = VirtualService::new(ServiceId::tcp(sa("[fd10:96::a]:443")))
+        .scheduler(Scheduler::SourceHashing)
+        .persistent(60);
+    ipvs.add_service(&v6).unwrap();
+    expected.push(v6.clone());
+
+    let mut listed_services: Vec<VirtualService> = ipvs
+        .list_services()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.service)
+        .collect();
+    listed_services.sort_by_key(|s| s.id);
+    expected.sort_by_key(|s| s.id);
+    assert_eq!(listed_services, expected);
+
+    // Adding again: Exists, naming the service.
+    let err = ipvs.add_service(&expected[0]).unwrap_err();
+    assert!(err.is_exists(), "{err}");
+    assert!(
+        err.to_string().contains(&expected[0].id.to_string()),
+        "{err}"
+    );
+    // An unknown scheduler is named.
+    let err = ipvs
+        .add_service(
+            &VirtualService::new(ServiceId::tcp(sa("10.96.9.9:80")))
+                .scheduler(Scheduler::Other("nosuch".into())),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, IpvsError::UnknownScheduler { ref scheduler, .. } if scheduler == "nosuch"),
+        "{err}"
+    );
+
+    // Edit: scheduler and persistence change in place.
+    let web = ServiceId::tcp(sa("10.96.0.1:80"));
+    let edited = VirtualService::new(web)
+        .scheduler(Scheduler::LeastConnection)
+        .persistent(300);
+    ipvs.edit_service(&edited).unwrap();
+    assert_eq!(ipvs.get_service(&web).unwrap().unwrap().service, edited);
+    let missing = ServiceId::tcp(sa("10.96.9.9:80"));
+    assert!(matches!(
+        ipvs.edit_service(&VirtualService::new(missing)),
+        Err(IpvsError::NotFound {
+            object: IpvsObject::Service,
+            ..
+        })
+    ));
+    assert_eq!(ipvs.get_service(&missing).unwrap(), None);
+
+    // Destinations.
+    let d1 = Destination::new(sa("10.244.1.2:8080"));
+    let d2 = Destination::new(sa("10.244.2.2:8080")).weight(3);
+    ipvs.add_destination(&web, &d1).unwrap();
+    ipvs.add_destination(&web, &d2).unwrap();
+    assert!(ipvs.add_destination(&web, &d1).unwrap_err().is_exists());
+    let mut dests: Vec<Destination> = ipvs
+        .list_destinations(&web)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.destination)
+        .collect();
+    dests.sort_by_key(|d| d.addr);
+    assert_eq!(dests, vec![d1, d2]);
+    let d2b = d2.weight(0);
+    ipvs.edit_destination(&web, &d2b).unwrap();
+    let got = ipvs.list_destinations(&web).unwrap();
+    assert!(got.iter().any(|d| d.destination == d2b), "{got:?}");
+    check_missing_objects(&mut ipvs, &web, &missing, &d1);
+    // A fwmark service takes destinations too, and an IPv6 one IPv6 destinations.
+    ipvs.add_destination(
+        &fwm.id,
+        &Destination::new(sa("10.244.1.2:0")).forward(ForwardMethod::DirectRoute),
+    )
+    .unwrap();
+    ipvs.add_destination(&v6.id, &Destination::new(sa("[fd00:244::2]:8443")))
+        .unwrap();
+    ipvs.add_destination(&sticky.id, &Destination::new(sa("10.244.1.2:5353")))
+        .unwrap();
+
+    check_ipvsadm_listing(&ns, expected.len());
 
     // Timeouts.
     let t = Timeouts {
@@ -299,15 +326,18 @@ fn services_and_destinations_add_edit_delete_list() {
 
     // Delete one destination, one service, then everything.
     ipvs.del_destination(&web, d1.addr).unwrap();
-    assert_eq!(ipvs.destinations(&web).unwrap().len(), 1);
+    assert_eq!(ipvs.list_destinations(&web).unwrap().len(), 1);
     ipvs.del_service(&web).unwrap();
     assert!(matches!(
         ipvs.del_service(&web),
-        Err(IpvsError::NoSuchService { .. })
+        Err(IpvsError::NotFound {
+            object: IpvsObject::Service,
+            ..
+        })
     ));
-    assert_eq!(ipvs.services().unwrap().len(), expected.len() - 1);
+    assert_eq!(ipvs.list_services().unwrap().len(), expected.len() - 1);
     ipvs.flush().unwrap();
-    assert!(ipvs.services().unwrap().is_empty());
+    assert!(ipvs.list_services().unwrap().is_empty());
 }
 
 fn namespaces_have_their_own_tables() {
@@ -318,8 +348,8 @@ fn namespaces_have_their_own_tables() {
     let mut ib = ipvs_in(&b);
     ia.add_service(&VirtualService::new(ServiceId::tcp(sa("10.96.0.1:443"))))
         .unwrap();
-    assert_eq!(ia.services().unwrap().len(), 1);
-    assert!(ib.services().unwrap().is_empty());
+    assert_eq!(ia.list_services().unwrap().len(), 1);
+    assert!(ib.list_services().unwrap().is_empty());
 }
 
 /// A TCP server in `ns` on `addr` that answers every connection with `name` until dropped.
@@ -453,7 +483,7 @@ fn tcp_to_the_virtual_ip_reaches_the_endpoints() {
 
     // The kernel counted them (connection counts at once; the counters when its estimator
     // next runs, every 2 s), and ipvsadm lists the service and both destinations.
-    let dests = ipvs.destinations(&id).unwrap();
+    let dests = ipvs.list_destinations(&id).unwrap();
     let conns: u32 = dests
         .iter()
         .map(|d| d.active_conns + d.inactive_conns)
@@ -461,9 +491,9 @@ fn tcp_to_the_virtual_ip_reaches_the_endpoints() {
     assert_eq!(conns, 21, "{dests:?}");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let dests = ipvs.destinations(&id).unwrap();
+        let dests = ipvs.list_destinations(&id).unwrap();
         let total: u64 = dests.iter().map(|d| d.stats.conns).sum();
-        let service = ipvs.service(&id).unwrap().unwrap();
+        let service = ipvs.get_service(&id).unwrap().unwrap();
         if total == 21 && service.stats.conns == 21 {
             assert!(
                 dests
@@ -533,6 +563,80 @@ fn state(yaml: &str) -> podnet_nat::kube::ClusterState {
         podnet_nat::kube::ClusterState::from_objects(&objects, podnet_nat::kube::IpFamily::V4);
     assert!(warnings.is_empty(), "{warnings:?}");
     state
+}
+
+/// What ipvsadm, ipset and iptables see after [`kube_proxy_ipvs_mode_syncs_and_serves`]'s
+/// first sync: both endpoints behind the cluster IP and the node port, the sets' entries,
+/// kube-proxy's jumps.
+fn check_kube_proxy_view(node: &TestNs) {
+    use podnet_nat::ipvs::ipset;
+    let text = ipvsadm(node);
+    eprintln!("{text}");
+    let list = parse_ipvsadm(&text);
+    for (proto, addr) in [("TCP", "10.96.0.10:80"), ("TCP", "198.18.0.1:30080")] {
+        let l = listed(&list, proto, addr);
+        let mut d: Vec<_> = l.dests.iter().map(|d| d[..3].to_vec()).collect();
+        d.sort();
+        assert_eq!(
+            d,
+            vec![
+                vec!["10.244.1.2:8080", "Masq", "1"],
+                vec!["10.244.2.2:8080", "Masq", "1"]
+            ],
+            "{text}"
+        );
+    }
+    let set = node.exec("ipset", &["list", ipset::CLUSTER_IP]);
+    assert!(set.contains("10.96.0.10,tcp:80"), "{set}");
+    let np = node.exec("ipset", &["list", ipset::NODE_PORT_TCP]);
+    assert!(np.contains("30080"), "{np}");
+    let saved = node.exec("iptables-legacy-save", &[]);
+    assert!(
+        saved.contains(
+            "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"
+        ),
+        "{saved}"
+    );
+    // (iptables-save writes `! -s` first.)
+    assert!(
+        saved.contains(
+            "-A KUBE-SERVICES ! -s 10.244.0.0/16 -m comment --comment \"Kubernetes service \
+             cluster ip + port for masquerade purpose\" -m set --match-set KUBE-CLUSTER-IP \
+             dst,dst -j KUBE-MARK-MASQ"
+        ),
+        "{saved}"
+    );
+}
+
+/// --cleanup removes what ipvs mode made, and only that: another program's virtual service
+/// on the node's address (keepalived's, say) and kubelet's chain stay.
+fn check_cleanup(
+    syncer: &mut podnet_nat::ipvs::sync::IpvsSyncer,
+    node: &TestNs,
+    one: &podnet_nat::kube::ClusterState,
+) {
+    syncer.sync(one).unwrap();
+    node.exec("ipvsadm", &["-A", "-t", "198.18.0.1:8443", "-s", "rr"]);
+    node.exec(
+        "iptables-legacy",
+        &["-t", "filter", "-N", "KUBE-KUBELET-CANARY"],
+    );
+    let report = syncer.cleanup(podnet_nat::kube::IpFamily::V4).unwrap();
+    assert_eq!(report.services_deleted, 2, "{report:?}");
+    assert!(report.kept.is_empty(), "{report:?}");
+    let left = ipvsadm(node);
+    assert!(
+        left.contains("198.18.0.1:8443") && !left.contains("10.96.0.10"),
+        "{left}"
+    );
+    let saved = node.exec("iptables-legacy-save", &[]);
+    let ours: Vec<&str> = saved
+        .lines()
+        .filter(|l| l.contains("KUBE-") && !l.contains("KUBE-KUBELET-CANARY"))
+        .collect();
+    assert!(ours.is_empty(), "{saved}");
+    assert!(saved.contains(":KUBE-KUBELET-CANARY"), "{saved}");
+    assert!(node.exec("ipset", &["list", "-n"]).trim().is_empty());
 }
 
 /// kube-proxy's ipvs mode, compiled and applied by `IpvsSyncer` in a node namespace: ClusterIP
@@ -615,43 +719,7 @@ fn kube_proxy_ipvs_mode_syncs_and_serves() {
         "{again:?}"
     );
 
-    // What ipvsadm, ipset and iptables see.
-    let text = ipvsadm(&node);
-    eprintln!("{text}");
-    let list = parse_ipvsadm(&text);
-    for (proto, addr) in [("TCP", "10.96.0.10:80"), ("TCP", "198.18.0.1:30080")] {
-        let l = listed(&list, proto, addr);
-        let mut d: Vec<_> = l.dests.iter().map(|d| d[..3].to_vec()).collect();
-        d.sort();
-        assert_eq!(
-            d,
-            vec![
-                vec!["10.244.1.2:8080", "Masq", "1"],
-                vec!["10.244.2.2:8080", "Masq", "1"]
-            ],
-            "{text}"
-        );
-    }
-    let set = node.exec("ipset", &["list", ipset::CLUSTER_IP]);
-    assert!(set.contains("10.96.0.10,tcp:80"), "{set}");
-    let np = node.exec("ipset", &["list", ipset::NODE_PORT_TCP]);
-    assert!(np.contains("30080"), "{np}");
-    let saved = node.exec("iptables-legacy-save", &[]);
-    assert!(
-        saved.contains(
-            "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"
-        ),
-        "{saved}"
-    );
-    // (iptables-save writes `! -s` first.)
-    assert!(
-        saved.contains(
-            "-A KUBE-SERVICES ! -s 10.244.0.0/16 -m comment --comment \"Kubernetes service \
-             cluster ip + port for masquerade purpose\" -m set --match-set KUBE-CLUSTER-IP \
-             dst,dst -j KUBE-MARK-MASQ"
-        ),
-        "{saved}"
-    );
+    check_kube_proxy_view(&node);
 
     // Traffic: the cluster IP and the node port, from a client outside the cluster network.
     for target in [sa("10.96.0.10:80"), sa("198.18.0.1:30080")] {
@@ -682,32 +750,9 @@ fn kube_proxy_ipvs_mode_syncs_and_serves() {
         (2, 1),
         "{report:?}"
     );
-    assert!(syncer.ipvs().services().unwrap().is_empty());
+    assert!(syncer.ipvs().list_services().unwrap().is_empty());
     let set = node.exec("ipset", &["list", ipset::CLUSTER_IP]);
     assert!(!set.contains("10.96.0.10"), "{set}");
 
-    // --cleanup removes what ipvs mode made, and only that: another program's virtual service
-    // on the node's address (keepalived's, say) and kubelet's chain stay.
-    syncer.sync(&state(&one)).unwrap();
-    node.exec("ipvsadm", &["-A", "-t", "198.18.0.1:8443", "-s", "rr"]);
-    node.exec(
-        "iptables-legacy",
-        &["-t", "filter", "-N", "KUBE-KUBELET-CANARY"],
-    );
-    let report = syncer.cleanup(podnet_nat::kube::IpFamily::V4).unwrap();
-    assert_eq!(report.services_deleted, 2, "{report:?}");
-    assert!(report.kept.is_empty(), "{report:?}");
-    let left = ipvsadm(&node);
-    assert!(
-        left.contains("198.18.0.1:8443") && !left.contains("10.96.0.10"),
-        "{left}"
-    );
-    let saved = node.exec("iptables-legacy-save", &[]);
-    let ours: Vec<&str> = saved
-        .lines()
-        .filter(|l| l.contains("KUBE-") && !l.contains("KUBE-KUBELET-CANARY"))
-        .collect();
-    assert!(ours.is_empty(), "{saved}");
-    assert!(saved.contains(":KUBE-KUBELET-CANARY"), "{saved}");
-    assert!(node.exec("ipset", &["list", "-n"]).trim().is_empty());
+    check_cleanup(&mut syncer, &node, &state(&one));
 }

@@ -1,7 +1,8 @@
 //! Regenerates `ipam/src/store/etcd/pb.rs` from `ipam/proto/etcd.proto`.
 //!
-//! protox parses the file in Rust (no `protoc`), tonic-prost-build writes the messages and the
-//! client stubs. Run from anywhere:
+//! protox parses the file in Rust (no `protoc`), tonic-prost-build writes the messages only:
+//! `ipam/src/store/etcd/rpc.rs` is one hand-written client for every service, where tonic
+//! would write four copies of the same stub. Run from anywhere:
 //! `cargo run --manifest-path tools/etcd-proto-gen/Cargo.toml`.
 
 use std::path::Path;
@@ -15,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&tmp)?;
     tonic_prost_build::configure()
         .build_server(false)
-        .build_transport(true)
+        .build_client(false)
         .emit_rerun_if_changed(false)
         .out_dir(&tmp)
         .compile_fds(fds)?;

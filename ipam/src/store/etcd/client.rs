@@ -11,11 +11,8 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use super::pb::auth_client::AuthClient;
-use super::pb::kv_client::KvClient;
-use super::pb::lease_client::LeaseClient;
-use super::pb::watch_client::WatchClient;
 use super::pb::{AuthenticateRequest, RangeRequest, WatchRequest, WatchResponse};
+use super::rpc::Rpc;
 
 /// What went wrong talking to etcd.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -266,7 +263,7 @@ impl Client {
             limit: 1,
             ..Default::default()
         };
-        match KvClient::new(self.channel.clone()).range(req).await {
+        match Rpc::new(self.channel.clone()).range(req).await {
             Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) => {
                 Err(error_chain(&s))
             }
@@ -279,7 +276,7 @@ impl Client {
         let Some((name, password)) = &self.user else {
             return Ok(());
         };
-        let resp = AuthClient::new(self.channel.clone())
+        let resp = Rpc::new(self.channel.clone())
             .authenticate(AuthenticateRequest {
                 name: name.clone(),
                 password: password.clone(),
@@ -295,12 +292,13 @@ impl Client {
         Ok(())
     }
 
-    pub(super) fn kv(&self) -> KvClient<Svc> {
-        KvClient::with_interceptor(self.channel.clone(), self.token.clone())
-    }
-
-    pub(super) fn lease(&self) -> LeaseClient<Svc> {
-        LeaseClient::with_interceptor(self.channel.clone(), self.token.clone())
+    /// A client that sends the current auth token with each call (etcd's KV, Lease and
+    /// Watch services all take it).
+    pub(super) fn rpc(&self) -> Rpc<Svc> {
+        Rpc::new(InterceptedService::new(
+            self.channel.clone(),
+            self.token.clone(),
+        ))
     }
 
     /// Opens a watch stream: `requests` feeds it (create, cancel), the answer streams back.
@@ -308,7 +306,7 @@ impl Client {
         &self,
         requests: tokio::sync::mpsc::Receiver<WatchRequest>,
     ) -> Result<tonic::Streaming<WatchResponse>, EtcdError> {
-        let mut client = WatchClient::with_interceptor(self.channel.clone(), self.token.clone());
+        let mut client = self.rpc();
         let stream = tokio_stream::wrappers::ReceiverStream::new(requests);
         Ok(client.watch(stream).await?.into_inner())
     }

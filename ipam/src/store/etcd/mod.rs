@@ -7,6 +7,7 @@
 mod client;
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
 mod pb;
+mod rpc;
 
 pub use client::{EtcdError, EtcdTls};
 
@@ -213,7 +214,7 @@ impl EtcdStore {
         let resp = self
             .client
             .retry_auth(|| {
-                let mut lease = self.client.lease();
+                let mut lease = self.client.rpc();
                 async move { lease.lease_grant(req).await }
             })
             .await
@@ -227,7 +228,7 @@ impl EtcdStore {
             let _ = self
                 .client
                 .retry_auth(|| {
-                    let mut c = self.client.lease();
+                    let mut c = self.client.rpc();
                     async move { c.lease_revoke(pb::LeaseRevokeRequest { id: lease }).await }
                 })
                 .await;
@@ -248,7 +249,7 @@ impl EtcdStore {
         let resp = self
             .client
             .retry_auth(|| {
-                let mut c = self.client.lease();
+                let mut c = self.client.rpc();
                 async move {
                     c.lease_time_to_live(pb::LeaseTimeToLiveRequest {
                         id: lease,
@@ -319,7 +320,7 @@ impl EtcdStore {
             let resp = self
                 .client
                 .retry_auth(|| {
-                    let mut kv = self.client.kv();
+                    let mut kv = self.client.rpc();
                     let txn = txn.clone();
                     async move { kv.txn(txn).await }
                 })
@@ -357,7 +358,7 @@ impl EtcdStore {
         Ok(self
             .client
             .retry_auth(|| {
-                let mut kv = self.client.kv();
+                let mut kv = self.client.rpc();
                 let req = req.clone();
                 async move { kv.range(req).await }
             })
@@ -435,7 +436,7 @@ impl Store for EtcdStore {
             let resp = self
                 .client
                 .retry_auth(|| {
-                    let mut kv = self.client.kv();
+                    let mut kv = self.client.rpc();
                     let req = req.clone();
                     async move { kv.put(req).await }
                 })
@@ -462,7 +463,7 @@ impl Store for EtcdStore {
         let resp = self
             .rt
             .block_on(self.client.retry_auth(|| {
-                let mut kv = self.client.kv();
+                let mut kv = self.client.rpc();
                 let req = req.clone();
                 async move { kv.delete_range(req).await }
             }))
@@ -508,7 +509,7 @@ impl Store for EtcdStore {
         let r = i64::try_from(revision).unwrap_or(i64::MAX);
         self.rt
             .block_on(self.client.retry_auth(|| {
-                let mut kv = self.client.kv();
+                let mut kv = self.client.rpc();
                 async move {
                     kv.compact(pb::CompactionRequest {
                         revision: r,
