@@ -124,11 +124,11 @@ pub(crate) fn read_live(ns: &NetNs) -> Result<Vec<IpvsService>, String> {
         Err(IpvsError::NotAvailable) => return Ok(Vec::new()),
         Err(e) => return Err(e.to_string()),
     };
-    let services = ipvs.services().map_err(|e| e.to_string())?;
+    let services = ipvs.list_services().map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for s in &services {
         let dests = ipvs
-            .destinations(&s.service.id)
+            .list_destinations(&s.service.id)
             .map_err(|e| e.to_string())?;
         out.push(IpvsService::from_entries(s, &dests));
     }
