@@ -31,7 +31,7 @@
 //! use podnet_links::Handle;
 //!
 //! let h = Handle::new()?;
-//! let dev = h.link().add_tun(&tunnel::tun_spec("flannel0", 2, Mode::Fast))?;
+//! let dev = h.link().add(&tunnel::tun_spec("flannel0", 2, Mode::Fast))?;
 //! // (give flannel0 an address and a route for the cluster network, and bring it up)
 //! let sockets = tunnel::bind_sockets("198.18.0.1:8285".parse()?, 2)?;
 //! let tunnel = UdpTunnel::builder()

@@ -163,7 +163,7 @@ impl TwoNodes {
             let h = Handle::in_ns(node).expect("netlink handle");
             let dev = h
                 .link()
-                .add_tun(&tunnel::tun_spec("flannel0", queues, mode))
+                .add(&tunnel::tun_spec("flannel0", queues, mode))
                 .expect("add tun");
             let mtu = (UNDERLAY_MTU - 28).to_string();
             node.exec(
