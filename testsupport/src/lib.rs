@@ -25,6 +25,7 @@
 //! ```
 
 pub mod foreign;
+pub mod initramfs;
 
 use podnet_netns::NetNs;
 use std::ops::Deref;

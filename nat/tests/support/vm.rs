@@ -48,6 +48,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use podnet_testsupport::SkipCause;
+use podnet_testsupport::initramfs::{Cpio, modinfo_deps, module_name};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
@@ -969,104 +970,4 @@ fn check_guest_path(guest: &str) -> Result<(), String> {
 
 fn read(p: &Path) -> Result<Vec<u8>, String> {
     fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))
-}
-
-/// `foo.ko` -> `foo`, `crc32c-intel.ko` -> `crc32c_intel`.
-fn module_name(p: &Path) -> Option<String> {
-    let n = p.file_name()?.to_str()?.strip_suffix(".ko")?;
-    Some(n.replace('-', "_"))
-}
-
-/// A module's `depends=` and its `softdep=pre:` names, from its `.modinfo` strings.
-fn modinfo_deps(p: &Path) -> Result<(Vec<String>, Vec<String>), String> {
-    let bytes = read(p)?;
-    let mut depends = Vec::new();
-    let mut soft = Vec::new();
-    for chunk in bytes.split(|b| *b == 0) {
-        if let Some(rest) = chunk.strip_prefix(b"depends=") {
-            let text = String::from_utf8_lossy(rest);
-            depends.extend(
-                text.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.replace('-', "_")),
-            );
-        } else if let Some(rest) = chunk.strip_prefix(b"softdep=") {
-            let text = String::from_utf8_lossy(rest);
-            // "pre: a b post: c"
-            let mut in_pre = false;
-            for word in text.split_whitespace() {
-                match word {
-                    "pre:" => in_pre = true,
-                    "post:" => in_pre = false,
-                    w if in_pre => soft.push(w.replace('-', "_")),
-                    _ => {}
-                }
-            }
-        }
-    }
-    Ok((depends, soft))
-}
-
-/// A newc ("070701") cpio archive, as the kernel unpacks an initramfs.
-#[derive(Default)]
-struct Cpio {
-    out: Vec<u8>,
-    ino: u32,
-    dirs: BTreeSet<String>,
-}
-
-impl Cpio {
-    fn entry(&mut self, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) {
-        self.ino += 1;
-        let fields = [
-            self.ino,
-            mode,
-            0,                                               // uid
-            0,                                               // gid
-            if mode & 0o170000 == 0o040000 { 2 } else { 1 }, // nlink
-            0,                                               // mtime
-            data.len() as u32,
-            0,
-            0,
-            rdev.0,
-            rdev.1,
-            name.len() as u32 + 1,
-            0, // check
-        ];
-        self.out.extend_from_slice(b"070701");
-        for f in fields {
-            self.out.extend_from_slice(format!("{f:08X}").as_bytes());
-        }
-        self.out.extend_from_slice(name.as_bytes());
-        self.out.push(0);
-        self.pad();
-        self.out.extend_from_slice(data);
-        self.pad();
-    }
-
-    fn pad(&mut self) {
-        while self.out.len() % 4 != 0 {
-            self.out.push(0);
-        }
-    }
-
-    fn dir(&mut self, name: &str) {
-        if self.dirs.insert(name.to_owned()) {
-            self.entry(name, 0o040755, &[], (0, 0));
-        }
-    }
-
-    fn file(&mut self, name: &str, data: &[u8], perm: u32) {
-        self.entry(name, 0o100000 | perm, data, (0, 0));
-    }
-
-    fn char_device(&mut self, name: &str, major: u32, minor: u32) {
-        self.entry(name, 0o020600, &[], (major, minor));
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.entry("TRAILER!!!", 0, &[], (0, 0));
-        self.out
-    }
 }
