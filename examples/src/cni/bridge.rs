@@ -12,14 +12,15 @@
 //! Every kernel change goes through podnet-links: links, addresses, routes and the per-link
 //! sysctls of the right namespace.
 
-use super::args::Args;
 use super::config::NetConf;
+use super::error::CniErrorExt;
 use super::error::{
     ADDRESS_CONFLICT, CniError, INTERFACE_EXISTS, INVALID_CONFIG, INVALID_ENVIRONMENT, KERNEL,
 };
-use super::result::{CniResult, Interface, IpCfg, RouteCfg};
 use super::{ipam, masq};
 use ipnet::IpNet;
+use podnet_cni::Args;
+use podnet_cni::{CniResult, Interface, IpCfg, RouteCfg};
 use podnet_ipam::{Allocation, PodAllocator};
 use podnet_links::{AddressSpec, Bridge, Handle, Link, LinkKind, LinkSysctl, Route, Scope, Veth};
 use podnet_netns::{NetNs, NetNsError};
@@ -31,7 +32,7 @@ pub(super) const IFF_PROMISC: u32 = 0x100;
 /// How long the veth pair may take to come up, as the reference plugin waits.
 const OPER_UP_WAIT: Duration = Duration::from_millis(2550);
 
-pub(super) fn open_container(path: &str) -> Result<NetNs, CniError> {
+pub(crate) fn open_container(path: &str) -> Result<NetNs, CniError> {
     NetNs::open_path(path).map_err(|e| match e {
         NetNsError::NotFound { .. } => CniError::new(
             INVALID_ENVIRONMENT,
@@ -361,7 +362,7 @@ impl<'a> Attach<'a> {
             };
             (pair, leases)
         });
-        Ok((pair?, leases?))
+        Ok((pair?, leases.map_err(super::error::alloc)?))
     }
 
     /// Whether the IPAM ranges have IPv6 (then IPv6 is turned on in the container).
@@ -765,7 +766,7 @@ pub(crate) fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), CniEr
             }));
         (iface, released)
     });
-    let mut addrs = released?;
+    let mut addrs = released.map_err(super::error::alloc)?;
     let failure = match iface {
         Ok(found) => {
             for ip in found {

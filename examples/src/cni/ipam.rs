@@ -15,7 +15,7 @@ pub(crate) fn config(stdin: &[u8]) -> Result<IpamConfig, CniError> {
 
 /// Opens the network's lease directory.
 pub(crate) fn open(stdin: &[u8]) -> Result<PodAllocator, CniError> {
-    Ok(PodAllocator::open(config(stdin)?)?)
+    PodAllocator::open(config(stdin)?).map_err(super::error::alloc)
 }
 
 /// Addresses asked for with `IP=` in CNI_ARGS (comma separated), as host-local reads them.
@@ -50,13 +50,13 @@ pub(crate) fn status(stdin: &[u8]) -> Result<(), CniError> {
         return Ok(());
     }
     let name = config.name.clone();
-    let alloc = PodAllocator::open(config)?;
+    let alloc = PodAllocator::open(config).map_err(super::error::alloc)?;
     match alloc.check_free() {
         Err(e @ podnet_ipam::AllocError::Exhausted { .. }) => Err(CniError::new(
             NOT_AVAILABLE,
             format!("network {name:?}: {e}: widen ipam.ranges or remove stale leases with GC"),
         )),
-        other => Ok(other?),
+        other => other.map_err(super::error::alloc),
     }
 }
 
