@@ -311,3 +311,260 @@ fn loopback_side_by_side() {
     assert_eq!(podnet_versions.pop(), Some(json!("1.1.0")));
     assert_eq!(seen[0], seen[1], "loopback edge cases: reference vs podnet");
 }
+
+/// Runs an IPAM plugin of `side` directly: IPAM touches no network device, so no namespace
+/// (CNI_NETNS is only passed along).
+fn ipam(side: &Side, plugin: &str, cmd: &str, cni_args: &str, conf: &Value) -> Out {
+    let mut c = std::process::Command::new(side.dir.join(plugin));
+    c.env_clear()
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", "ctr-ipam")
+        .env("CNI_NETNS", "/run/netns/unused")
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", &side.dir)
+        .env("CNI_ARGS", cni_args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap_or_else(|e| panic!("{plugin}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Out {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The same outcome from both sides: the same result JSON, or both failing. A failure's code
+/// is the same, except where the reference gives code 999 ("internal") to a bad config or
+/// CNI_ARGS, for which podnet gives the spec's 7 or 4 (a deliberate difference, README).
+fn same(what: &str, r: &Out, p: &Out) {
+    assert_eq!(
+        r.ok, p.ok,
+        "{what}: reference ok={} ({}), podnet ok={} ({})",
+        r.ok, r.stdout, p.ok, p.stdout
+    );
+    if r.ok {
+        if !r.stdout.trim().is_empty() || !p.stdout.trim().is_empty() {
+            assert_eq!(r.json(), p.json(), "{what}: results differ");
+        }
+        return;
+    }
+    let (rc, pc) = (r.code(), p.code());
+    let deliberate = rc == 999 && (pc == 7 || pc == 4);
+    assert!(
+        rc == pc || deliberate,
+        "{what}: reference code {rc} ({}), podnet code {pc} ({})",
+        r.stdout,
+        p.stdout
+    );
+    assert!(
+        !p.json()["msg"].as_str().unwrap_or_default().is_empty(),
+        "{what}: podnet's error says nothing"
+    );
+}
+
+#[test]
+fn static_ipam_side_by_side() {
+    let sides = [reference(), podnet("static")];
+    let base = |version: &str| {
+        json!({"cniVersion": version, "name": "st", "type": "bridge", "ipam": {
+            "type": "static",
+            "addresses": [
+                {"address": "10.10.0.5/24", "gateway": "10.10.0.1"},
+                {"address": "fd00:10::5/64", "gateway": "fd00:10::1"}],
+            "routes": [{"dst": "0.0.0.0/0"}, {"dst": "192.168.0.0/16", "gw": "10.10.0.254"}],
+            "dns": {"nameservers": ["10.96.0.10"], "domain": "cluster.local",
+                    "search": ["svc.cluster.local"], "options": ["ndots:5"]}}})
+    };
+    let mut cases: Vec<(String, String, Value)> = Vec::new();
+    for v in ["0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"] {
+        cases.push((format!("config {v}"), String::new(), base(v)));
+    }
+    let mut one = base("0.2.0");
+    one["ipam"]["addresses"].as_array_mut().unwrap().truncate(1);
+    cases.push(("one address 0.2.0".into(), String::new(), one));
+    cases.push((
+        "CNI_ARGS IP and GATEWAY".into(),
+        "IP=10.20.0.7/16,fd00:20::7/64;GATEWAY=10.20.0.1".into(),
+        base("1.0.0"),
+    ));
+    cases.push((
+        "CNI_ARGS unknown key".into(),
+        "K8S_POD_NAME=x;IP=10.20.0.7/16".into(),
+        base("1.0.0"),
+    ));
+    cases.push((
+        "CNI_ARGS IgnoreUnknown".into(),
+        "IgnoreUnknown=1;K8S_POD_NAME=x;IP=10.20.0.7/16".into(),
+        base("1.0.0"),
+    ));
+    cases.push((
+        "CNI_ARGS IP not a CIDR".into(),
+        "IP=10.20.0.7".into(),
+        base("1.0.0"),
+    ));
+    cases.push((
+        "CNI_ARGS bad gateway".into(),
+        "IP=10.20.0.7/16;GATEWAY=nope".into(),
+        base("1.0.0"),
+    ));
+    let mut c = base("1.0.0");
+    c["args"] = json!({"cni": {"ips": ["10.30.0.9/24"]}});
+    cases.push(("args.cni.ips".into(), String::new(), c.clone()));
+    c["runtimeConfig"] = json!({"ips": ["10.40.0.9/24", "fd00:40::9/64"]});
+    cases.push(("runtimeConfig.ips".into(), String::new(), c));
+    let mut c = base("1.0.0");
+    c["ipam"]["addresses"][0]["address"] = json!("10.10.0.5");
+    cases.push(("address not a CIDR".into(), String::new(), c));
+    let mut c = base("1.0.0");
+    c.as_object_mut().unwrap().remove("ipam");
+    cases.push(("no ipam".into(), String::new(), c));
+    cases.push(("bad version".into(), String::new(), base("9.9.9")));
+    for (what, args, conf) in &cases {
+        let r = ipam(&sides[0], "static", "ADD", args, conf);
+        let p = ipam(&sides[1], "static", "ADD", args, conf);
+        same(&format!("static ADD, {what}"), &r, &p);
+        let r = ipam(&sides[0], "static", "DEL", args, conf);
+        let p = ipam(&sides[1], "static", "DEL", args, conf);
+        same(&format!("static DEL, {what}"), &r, &p);
+    }
+    // CHECK against a prevResult: missing, matching, another gateway.
+    let add = ipam(&sides[0], "static", "ADD", "", &base("1.0.0")).json();
+    let mut with_prev = base("1.0.0");
+    let mut checks = vec![("CHECK without prevResult", base("1.0.0"))];
+    with_prev["prevResult"] = add.clone();
+    checks.push(("CHECK matching", with_prev.clone()));
+    with_prev["prevResult"]["ips"][0]["gateway"] = json!("10.10.0.99");
+    checks.push(("CHECK other gateway", with_prev));
+    for (what, conf) in checks {
+        let r = ipam(&sides[0], "static", "CHECK", "", &conf);
+        let p = ipam(&sides[1], "static", "CHECK", "", &conf);
+        same(what, &r, &p);
+    }
+}
+
+/// A resolv.conf for host-local's `resolvConf`.
+fn resolv_conf(dir: &Path) -> PathBuf {
+    let p = dir.join("resolv.conf");
+    std::fs::write(
+        &p,
+        "# test\nnameserver 10.96.0.10\nnameserver 10.96.0.11\ndomain example.test\n\
+         search a.test b.test\noptions ndots:5 edns0\n",
+    )
+    .unwrap();
+    p
+}
+
+/// The lease files of a host-local data directory: name and content.
+fn lease_files(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir.join("hl")) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == "lock" {
+                continue;
+            }
+            out.push((name, std::fs::read_to_string(e.path()).unwrap_or_default()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn host_local_side_by_side() {
+    let sides = [reference(), podnet("hl")];
+    let dirs = [TempDir::new("hl-ref"), TempDir::new("hl-podnet")];
+    let resolv = resolv_conf(dirs[0].path());
+    let conf = |i: usize, version: &str| {
+        json!({"cniVersion": version, "name": "hl", "type": "bridge", "ipam": {
+            "type": "host-local", "dataDir": dirs[i].path(),
+            "ranges": [[{"subnet": "10.50.0.0/29"}], [{"subnet": "fd00:50::/120"}]],
+            "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}],
+            "resolvConf": resolv}})
+    };
+    for version in ["0.3.1", "0.4.0", "1.0.0"] {
+        let mut out = Vec::new();
+        for (i, side) in sides.iter().enumerate() {
+            let add = ipam(side, "host-local", "ADD", "", &conf(i, version));
+            let leases = lease_files(dirs[i].path());
+            let check = ipam(side, "host-local", "CHECK", "", &conf(i, version));
+            let del = ipam(side, "host-local", "DEL", "", &conf(i, version));
+            let after = lease_files(dirs[i].path());
+            let del_again = ipam(side, "host-local", "DEL", "", &conf(i, version));
+            let requested = ipam(side, "host-local", "ADD", "IP=10.50.0.5", &conf(i, version));
+            let ip = requested.json()["ips"][0]["address"].clone();
+            ipam(side, "host-local", "DEL", "", &conf(i, version));
+            out.push(json!({
+                "add": add.json(), "leases": leases, "check": check.ok, "del": del.ok,
+                "after": after, "del_again": del_again.ok, "requested": ip,
+            }));
+        }
+        assert_eq!(out[0], out[1], "host-local {version}: reference vs podnet");
+        // DEL leaves no lease (host-local keeps its last_reserved_ip.N cursor files).
+        for f in out[0]["after"].as_array().unwrap() {
+            assert!(
+                f[0].as_str().unwrap().starts_with("last_reserved_ip."),
+                "{f}"
+            );
+        }
+        assert!(!out[0]["leases"].as_array().unwrap().is_empty());
+    }
+    // Exhaustion: a /29 has 5 addresses besides the gateway; the sixth ADD fails in both.
+    let small = |i: usize| {
+        json!({"cniVersion": "1.0.0", "name": "hl", "type": "bridge", "ipam": {
+            "type": "host-local", "dataDir": dirs[i].path(), "subnet": "10.60.0.0/29"}})
+    };
+    for (i, side) in sides.iter().enumerate() {
+        for n in 0..5 {
+            let o = ipam_id(side, &format!("c{n}"), &small(i));
+            assert!(o.ok, "{} ADD {n}: {}", side.what, o.stdout);
+        }
+    }
+    let r = ipam_id(&sides[0], "c5", &small(0));
+    let p = ipam_id(&sides[1], "c5", &small(1));
+    assert!(
+        !r.ok && !p.ok,
+        "a full range fails: {} / {}",
+        r.stdout,
+        p.stdout
+    );
+    assert_eq!(
+        lease_files(dirs[0].path()).len(),
+        lease_files(dirs[1].path()).len()
+    );
+}
+
+/// host-local ADD for container `id`.
+fn ipam_id(side: &Side, id: &str, conf: &Value) -> Out {
+    let mut c = std::process::Command::new(side.dir.join("host-local"));
+    c.env_clear()
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", "/run/netns/unused")
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", &side.dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Out {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

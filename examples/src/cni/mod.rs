@@ -24,6 +24,7 @@ mod hostlocal;
 mod ipam;
 mod loopback;
 mod masq;
+mod static_ipam;
 
 pub use config::NetConf;
 pub use error::CniError;
@@ -39,10 +40,11 @@ use std::path::{Path, PathBuf};
 
 pub use hostlocal::HostLocal;
 pub use loopback::Loopback;
+pub use static_ipam::Static;
 
 /// The plugin types the multi-call binary answers to (its file name, or a link's), besides
 /// `podnet-cni` itself (the bridge).
-pub const PLUGINS: &[&str] = &["bridge", "loopback", "host-local"];
+pub const PLUGINS: &[&str] = &["bridge", "loopback", "host-local", "static"];
 
 /// The plugin of a type name (`bridge`, `loopback`, ...; `podnet-cni` is the bridge).
 pub fn plugin(name: &str) -> Option<&'static dyn Plugin> {
@@ -50,6 +52,7 @@ pub fn plugin(name: &str) -> Option<&'static dyn Plugin> {
         "bridge" | "podnet-cni" => &Bridge,
         "loopback" => &Loopback,
         "host-local" => &HostLocal,
+        "static" => &Static,
         _ => return None,
     })
 }
