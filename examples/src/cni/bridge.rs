@@ -221,6 +221,8 @@ struct Attach<'a> {
     conf: &'a NetConf,
     alloc: Option<PodAllocator>,
     requested: Vec<IpAddr>,
+    /// The result's DNS: the config's `dns`, else what host-local's `ipam.resolvConf` says.
+    dns: podnet_cni::Dns,
     /// The container's namespace.
     netns: NetNs,
     /// rtnetlink in the host's namespace (where the plugin runs).
@@ -256,7 +258,15 @@ impl<'a> Attach<'a> {
         } else {
             None
         };
-        let requested = ipam::requested(&args.cni_args)?;
+        let requested = ipam::requested_all(&args.cni_args, stdin)?;
+        let empty = podnet_cni::Dns::default();
+        let raw: serde_json::Value = serde_json::from_slice(stdin).unwrap_or_default();
+        let dns = match raw["ipam"]["resolvConf"].as_str() {
+            Some(path) if conf.has_ipam && conf.dns == empty && !path.is_empty() => {
+                super::hostlocal::resolv_conf(path)?
+            }
+            _ => conf.dns.clone(),
+        };
         let netns = open_container(&args.netns)?;
         let (container, host) = std::thread::scope(|s| {
             let host = s.spawn(|| -> Result<_, CniError> {
@@ -292,6 +302,7 @@ impl<'a> Attach<'a> {
             conf,
             alloc,
             requested,
+            dns,
             netns,
             host,
             container,
@@ -496,7 +507,7 @@ impl<'a> Attach<'a> {
     /// is the default gateway.
     fn result_with_ips(&self, leases: &[Allocation]) -> CniResult {
         let mut result = CniResult {
-            dns: self.conf.dns.clone(),
+            dns: self.dns.clone(),
             routes: self.conf.ipam_routes.clone(),
             ..CniResult::default()
         };

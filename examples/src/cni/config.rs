@@ -137,6 +137,21 @@ fn check_unsupported(o: &Map<String, Value>) -> Result<(), CniError> {
             "vlanTrunk",
             o.get("vlanTrunk").is_some_and(|v| !v.is_null()),
         ),
+        // Newer reference keys: podnet masquerades with iptables only, does not isolate
+        // ports, and always configures the container interface.
+        (
+            "ipMasqBackend",
+            o.get("ipMasqBackend")
+                .is_some_and(|v| !v.is_null() && v.as_str() != Some("iptables")),
+        ),
+        (
+            "portIsolation",
+            get_bool(o, "portIsolation").unwrap_or(true),
+        ),
+        (
+            "disableContainerInterface",
+            get_bool(o, "disableContainerInterface").unwrap_or(true),
+        ),
     ] {
         if unsupported {
             return Err(CniError::new(

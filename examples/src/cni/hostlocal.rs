@@ -35,7 +35,7 @@ impl Plugin for HostLocal {
         PluginConf::parse(stdin, self.supported_versions())?;
         let raw: serde_json::Value = serde_json::from_slice(stdin).unwrap_or_default();
         let allocator = ipam::open(stdin)?;
-        let requested = ipam::requested(&args.cni_args)?;
+        let requested = ipam::requested_all(&args.cni_args, stdin)?;
         let got = allocator
             .allocate_with(&args.container_id, &args.ifname, &requested)
             .map_err(alloc)?;
