@@ -72,6 +72,14 @@ fn podnet(tag: &str) -> Side {
     }
 }
 
+/// Writes the config to a plugin; a plugin may exit before reading it (the reference does
+/// when the environment is incomplete), so a broken pipe is not the test's failure.
+fn write_stdin(child: &mut std::process::Child, conf: &[u8]) {
+    if let Err(e) = child.stdin.take().unwrap().write_all(conf) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
+}
+
 /// One plugin invocation's outcome.
 #[derive(Debug)]
 struct Out {
@@ -113,12 +121,7 @@ fn cni(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap_or_else(|e| panic!("{plugin}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.as_bytes())
-        .unwrap();
+    write_stdin(&mut child, conf.as_bytes());
     let out = child.wait_with_output().unwrap();
     Out {
         ok: out.status.success(),
@@ -327,12 +330,7 @@ fn ipam(side: &Side, plugin: &str, cmd: &str, cni_args: &str, conf: &Value) -> O
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap_or_else(|e| panic!("{plugin}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
+    write_stdin(&mut child, conf.to_string().as_bytes());
     let out = child.wait_with_output().unwrap();
     Out {
         ok: out.status.success(),
@@ -555,12 +553,7 @@ fn ipam_id(side: &Side, id: &str, conf: &Value) -> Out {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
+    write_stdin(&mut child, conf.to_string().as_bytes());
     let out = child.wait_with_output().unwrap();
     Out {
         ok: out.status.success(),

@@ -181,6 +181,8 @@ fn add_address(h: &Handle, index: u32, net: IpNet) -> Result<bool, podnet_links:
 struct Undo<'a> {
     host: &'a Handle,
     lease: Option<&'a PodAllocator>,
+    /// The IPAM plugin ADD ran through, and the config it got, to DEL through it.
+    delegated: Option<(&'a str, &'a [u8])>,
     veth: Option<String>,
     masq: Vec<IpAddr>,
 }
@@ -204,6 +206,11 @@ impl Undo<'_> {
                 eprintln!("podnet-cni: rollback: releasing the lease: {e}");
             }
         }
+        if let Some((ipam, stdin)) = self.delegated {
+            if let Err(e) = podnet_cni::invoke::exec_del(ipam, args, stdin) {
+                eprintln!("podnet-cni: rollback: DEL through IPAM plugin {ipam}: {e}");
+            }
+        }
     }
 }
 
@@ -223,6 +230,8 @@ struct Attach<'a> {
     requested: Vec<IpAddr>,
     /// The result's DNS: the config's `dns`, else what host-local's `ipam.resolvConf` says.
     dns: podnet_cni::Dns,
+    /// The network config as given (for an IPAM plugin run from CNI_PATH).
+    stdin: &'a [u8],
     /// The container's namespace.
     netns: NetNs,
     /// rtnetlink in the host's namespace (where the plugin runs).
@@ -238,6 +247,7 @@ pub(crate) fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult
     let mut undo = Undo {
         host: &attach.host,
         lease: None,
+        delegated: None,
         veth: None,
         masq: Vec::new(),
     };
@@ -252,7 +262,7 @@ impl<'a> Attach<'a> {
     /// Opens the IPAM store and the container's namespace, makes sure the bridge is there (on
     /// a second thread while this one opens the container's handle), and checks that the
     /// container has no interface of the name asked for. Changes nothing but the bridge.
-    fn open(args: &'a Args, conf: &'a NetConf, stdin: &[u8]) -> Result<Attach<'a>, CniError> {
+    fn open(args: &'a Args, conf: &'a NetConf, stdin: &'a [u8]) -> Result<Attach<'a>, CniError> {
         let alloc = if conf.has_ipam {
             Some(ipam::open(stdin)?)
         } else {
@@ -303,6 +313,7 @@ impl<'a> Attach<'a> {
             alloc,
             requested,
             dns,
+            stdin,
             netns,
             host,
             container,
@@ -313,8 +324,16 @@ impl<'a> Attach<'a> {
     /// The steps of ADD after [`open`](Self::open), each recorded in `undo`.
     fn run<'u>(&'u self, undo: &mut Undo<'u>) -> Result<CniResult, CniError> {
         self.check_gateway_conflicts_early()?;
-        let (pair, leases) = self.make_veth_while_leasing(undo)?;
-        let mut result = self.result_with_ips(&leases);
+        let delegated = match &self.conf.ipam_delegate {
+            Some(ipam) => {
+                let r = podnet_cni::invoke::exec_add(ipam, self.args, self.stdin)?;
+                undo.delegated = Some((ipam.as_str(), self.stdin));
+                Some(r)
+            }
+            None => None,
+        };
+        let (pair, leases) = self.make_veth_while_leasing(undo, delegated.as_ref())?;
+        let mut result = self.result_with_ips(&leases, delegated);
         let gateways = self.gateway_addresses(&result);
         self.ensure_gateways_on_bridge(&gateways)?;
         self.configure_container(&pair, &result)?;
@@ -353,6 +372,7 @@ impl<'a> Attach<'a> {
     fn make_veth_while_leasing<'u>(
         &'u self,
         undo: &mut Undo<'u>,
+        delegated: Option<&CniResult>,
     ) -> Result<(VethPair, Vec<Allocation>), CniError> {
         undo.lease = self.alloc.as_ref();
         let (pair, leases) = std::thread::scope(|s| {
@@ -361,7 +381,7 @@ impl<'a> Attach<'a> {
                     a.allocate_with(&self.args.container_id, &self.args.ifname, &self.requested)
                 })
             });
-            let pair = self.make_veth(undo);
+            let pair = self.make_veth(undo, delegated);
             let leases = match lease {
                 None => Ok(Vec::new()),
                 Some(j) => j
@@ -377,25 +397,30 @@ impl<'a> Attach<'a> {
     }
 
     /// Whether the IPAM ranges have IPv6 (then IPv6 is turned on in the container).
-    fn wants_ipv6(&self) -> bool {
-        self.alloc.as_ref().is_some_and(|a| {
-            a.config()
-                .ranges
-                .iter()
-                .any(|s| s.iter().any(|r| r.subnet.addr().is_ipv6()))
-        })
+    fn wants_ipv6(&self, delegated: Option<&CniResult>) -> bool {
+        delegated.is_some_and(|r| r.ips.iter().any(|i| i.address.addr().is_ipv6()))
+            || self.alloc.as_ref().is_some_and(|a| {
+                a.config()
+                    .ranges
+                    .iter()
+                    .any(|s| s.iter().any(|r| r.subnet.addr().is_ipv6()))
+            })
     }
 
     /// Makes the veth pair (the host end with a random name, the container end inside the
     /// container directly), attaches the host end to the bridge, and sets the container end's
     /// sysctls. Returns both ends.
-    fn make_veth(&self, undo: &mut Undo<'_>) -> Result<VethPair, CniError> {
+    fn make_veth(
+        &self,
+        undo: &mut Undo<'_>,
+        delegated: Option<&CniResult>,
+    ) -> Result<VethPair, CniError> {
         let host_veth = self.create_veth_pair()?;
         undo.veth = Some(host_veth.clone());
         // The host end on a second thread while this one sets the container end's sysctls.
         let host_end = std::thread::scope(|s| {
             let host_end = s.spawn(|| self.attach_host_end(&host_veth));
-            self.container_sysctls();
+            self.container_sysctls(delegated);
             host_end
                 .join()
                 .unwrap_or(Err(CniError::new(KERNEL, "the veth thread panicked")))
@@ -457,9 +482,9 @@ impl<'a> Attach<'a> {
 
     /// The container end's sysctls: duplicate address detection as configured, gratuitous
     /// ARP, IPv6 on when the ranges have it.
-    fn container_sysctls(&self) {
+    fn container_sysctls(&self, delegated: Option<&CniResult>) {
         let (c, ifname) = (&self.container, self.args.ifname.as_str());
-        if self.conf.has_ipam {
+        if self.conf.has_ipam || self.conf.ipam_delegate.is_some() {
             if self.conf.enable_dad {
                 sysctl_best_effort(c, ifname, LinkSysctl::EnhancedDad, 1);
                 sysctl_best_effort(c, ifname, LinkSysctl::AcceptDad, 1);
@@ -468,7 +493,7 @@ impl<'a> Attach<'a> {
             }
             sysctl_best_effort(c, ifname, LinkSysctl::ArpNotify, 1);
         }
-        if self.wants_ipv6() {
+        if self.wants_ipv6(delegated) {
             for dev in ["lo", ifname] {
                 sysctl_best_effort(c, dev, LinkSysctl::DisableIpv6, 0);
             }
@@ -505,7 +530,7 @@ impl<'a> Attach<'a> {
     /// The result so far: the leased addresses on the container's interface (index 2 of
     /// `interfaces`), the configured routes, and a default route per family when the bridge
     /// is the default gateway.
-    fn result_with_ips(&self, leases: &[Allocation]) -> CniResult {
+    fn result_with_ips(&self, leases: &[Allocation], delegated: Option<CniResult>) -> CniResult {
         let mut result = CniResult {
             dns: self.dns.clone(),
             routes: self.conf.ipam_routes.clone(),
@@ -519,6 +544,17 @@ impl<'a> Attach<'a> {
                 gateway: Some(a.gateway),
             })
             .collect();
+        if let Some(d) = delegated {
+            // The IPAM plugin's addresses, routes, and DNS unless the config has its own.
+            result.ips.extend(d.ips.into_iter().map(|ip| IpCfg {
+                interface: Some(2),
+                ..ip
+            }));
+            result.routes.extend(d.routes);
+            if result.dns == podnet_cni::Dns::default() {
+                result.dns = d.dns;
+            }
+        }
         let mut routes_to_add = Vec::new();
         if self.conf.is_default_gateway {
             // The first address of each family gives its default route, in the leases' order.
@@ -778,6 +814,9 @@ pub(crate) fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), CniEr
         (iface, released)
     });
     let mut addrs = released.map_err(super::error::alloc)?;
+    if let Some(ipam) = &conf.ipam_delegate {
+        podnet_cni::invoke::exec_del(ipam, args, stdin)?;
+    }
     let failure = match iface {
         Ok(found) => {
             for ip in found {
@@ -789,7 +828,7 @@ pub(crate) fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), CniEr
         }
         Err(e) => Some(e),
     };
-    if conf.ip_masq && conf.has_ipam {
+    if conf.ip_masq && (conf.has_ipam || conf.ipam_delegate.is_some()) {
         masq::teardown(&conf.name, &args.container_id, &addrs)?;
     }
     failure.map_or(Ok(()), Err)

@@ -25,6 +25,9 @@ pub(crate) fn check(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), Cni
         ));
     };
     let prev = CniResult::from_prev(prev)?;
+    if let Some(ipam) = &conf.ipam_delegate {
+        podnet_cni::invoke::exec_check(ipam, args, stdin)?;
+    }
     if conf.has_ipam {
         check_lease(args, conf, stdin, &prev)?;
     }

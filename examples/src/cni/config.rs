@@ -39,8 +39,10 @@ pub struct NetConf {
     pub promisc_mode: bool,
     /// `enabledad`: keep duplicate address detection on the container interface.
     pub enable_dad: bool,
-    /// Whether there is an ipam section with a type (otherwise: layer 2 only).
+    /// Whether there is an ipam section of a type done in process (host-local's format).
     pub has_ipam: bool,
+    /// `ipam.type` of any other IPAM plugin: run from `CNI_PATH`, as the reference does.
+    pub ipam_delegate: Option<String>,
     /// `ipam.routes`, checked.
     pub ipam_routes: Vec<RouteCfg>,
     /// `dns`.
@@ -99,6 +101,10 @@ impl NetConf {
         let mtu = parse_mtu(o)?;
 
         let (has_ipam, ipam_routes) = parse_ipam(o)?;
+        let ipam_delegate = shared
+            .ipam_type
+            .clone()
+            .filter(|t| !IPAM_TYPES.contains(&t.as_str()));
 
         let mac = parse_container_mac(o, cni_args)?;
 
@@ -115,6 +121,7 @@ impl NetConf {
             promisc_mode,
             enable_dad: get_bool(o, "enabledad")?,
             has_ipam,
+            ipam_delegate,
             ipam_routes,
             dns: shared.dns.clone(),
             mac,
@@ -205,16 +212,8 @@ fn parse_ipam(o: &Map<String, Value>) -> Result<(bool, Vec<RouteCfg>), CniError>
                     };
                     (true, routes)
                 }
-                Some(t) => {
-                    return Err(CniError::new(
-                        UNSUPPORTED_FIELD,
-                        format!(
-                            "unsupported field ipam.type={t:?}: podnet-cni does its IPAM in \
-                             process and understands host-local's format only; set \
-                             ipam.type to \"host-local\""
-                        ),
-                    ));
-                }
+                // Another IPAM plugin, run from CNI_PATH: its result has the routes.
+                Some(_) => (false, Vec::new()),
             }
         }
         Some(_) => return Err(invalid("ipam", "not an object")),
@@ -307,10 +306,13 @@ mod tests {
         let e = err(r#"{"cniVersion":"1.0.0","name":"n","vlan":5}"#);
         assert_eq!(e.code, UNSUPPORTED_FIELD);
         assert!(e.msg.contains("vlan=5"), "{}", e.msg);
-        assert_eq!(
-            err(r#"{"cniVersion":"1.0.0","name":"n","ipam":{"type":"dhcp"}}"#).code,
-            UNSUPPORTED_FIELD
-        );
+        let c = NetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"n","ipam":{"type":"dhcp"}}"#,
+            "",
+        )
+        .unwrap();
+        assert_eq!(c.ipam_delegate.as_deref(), Some("dhcp"));
+        assert!(!c.has_ipam);
         let e = err(r#"{"cniVersion":"1.0.0","name":"n","mtu":"big"}"#);
         assert!(e.code == INVALID_CONFIG && e.msg.contains("mtu"), "{e}");
         let e = err(r#"{"cniVersion":"1.0.0","name":"n","hairpinMode":true,"promiscMode":true}"#);

@@ -108,6 +108,9 @@ impl Plugin for Bridge {
         if conf.has_ipam {
             ipam::status(stdin)?;
         }
+        if let Some(t) = &conf.ipam_delegate {
+            podnet_cni::invoke::exec(t, Command::Status, args, stdin)?;
+        }
         Ok(())
     }
 
@@ -120,6 +123,9 @@ impl Plugin for Bridge {
             for ip in report.removed.iter().chain(&report.removed_empty) {
                 eprintln!("podnet-cni: GC released {ip}");
             }
+        }
+        if let Some(t) = &conf.ipam_delegate {
+            podnet_cni::invoke::exec(t, Command::Gc, args, stdin)?;
         }
         if conf.ip_masq {
             let live: Vec<&str> = conf
