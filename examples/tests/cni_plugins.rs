@@ -561,3 +561,170 @@ fn ipam_id(side: &Side, id: &str, conf: &Value) -> Out {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// Routes of `ns` as (dst, gateway, dev, scope, prefsrc), with `veth` named `<veth>`.
+fn routes(ns: &TestNs, family: &str, veth: &str) -> Value {
+    let v = ip_json(ns, &[family, "route", "show", "table", "all"]);
+    let mut out: Vec<Value> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["type"] != "local" && r["type"] != "broadcast" && r["type"] != "multicast")
+        .filter(|r| r["dst"] != "fe80::/64" && r["dev"] != "lo")
+        .map(|r| {
+            let dev = if r["dev"] == veth {
+                json!("<veth>")
+            } else {
+                r["dev"].clone()
+            };
+            json!({"dst": r["dst"], "gateway": r["gateway"], "dev": dev, "scope": r["scope"],
+                   "prefsrc": r["prefsrc"], "protocol": r["protocol"]})
+        })
+        .collect();
+    out.sort_by_key(|v| v.to_string());
+    json!(out)
+}
+
+/// Addresses of `ns` (lo aside) with `veth` named `<veth>`.
+fn addrs(ns: &TestNs, veth: &str) -> Value {
+    let v = ip_json(ns, &["addr", "show"]);
+    let mut out: Vec<Value> = Vec::new();
+    for l in v.as_array().unwrap() {
+        if l["ifname"] == "lo" {
+            continue;
+        }
+        let name = if l["ifname"] == veth {
+            json!("<veth>")
+        } else {
+            l["ifname"].clone()
+        };
+        for a in l["addr_info"].as_array().into_iter().flatten() {
+            if a["scope"] == "link" {
+                continue;
+            }
+            out.push(
+                json!({"dev": name, "local": a["local"], "prefixlen": a["prefixlen"],
+                            "scope": a["scope"]}),
+            );
+        }
+        out.push(json!({"dev": name, "mtu": l["mtu"], "up": l["operstate"]}));
+    }
+    out.sort_by_key(|v| v.to_string());
+    json!(out)
+}
+
+#[test]
+fn ptp_side_by_side() {
+    require_root!();
+    let sides = [reference(), podnet("ptp")];
+    for (tag, masq) in [("ptp", false), ("ptpm", true)] {
+        let mut seen = Vec::new();
+        for side in &sides {
+            let (h, c) = (
+                TestNs::new(&format!("{tag}-h")),
+                TestNs::new(&format!("{tag}-c")),
+            );
+            let d = TempDir::new(&format!("{tag}-{}", side.what));
+            let netns = ns_path(&c);
+            let conf = json!({"cniVersion": "1.0.0", "name": "ptpnet", "type": "ptp",
+                "mtu": 1400, "ipMasq": masq,
+                "ipam": {"type": "host-local", "dataDir": d.path(), "subnet": "10.77.0.0/24",
+                         "routes": [{"dst": "0.0.0.0/0"}]},
+                "dns": {"nameservers": ["10.96.0.10"]}})
+            .to_string();
+            let host_before = (routes(&h, "-4", ""), addrs(&h, ""));
+            let add = cni(side, &h, "ptp", "ADD", "ctr-ptp", &netns, &conf);
+            assert!(
+                add.ok,
+                "{} ptp ADD: {} {}",
+                side.what, add.stdout, add.stderr
+            );
+            let r = add.json();
+            let veth = r["interfaces"][0]["name"].as_str().unwrap().to_owned();
+            assert!(veth.starts_with("veth"), "{r}");
+            assert!(
+                c.ping("10.77.0.1", 2),
+                "{}: the container cannot reach its gateway",
+                side.what
+            );
+            assert!(
+                h.ping("10.77.0.2", 2),
+                "{}: the host cannot reach the container",
+                side.what
+            );
+            let nat = if masq {
+                h.exec("iptables-save", &["-t", "nat"])
+                    .lines()
+                    .filter(|l| l.starts_with('-') || l.starts_with(':'))
+                    .map(|l| l.split(" [").next().unwrap_or(l).to_owned())
+                    .collect::<Vec<_>>()
+            } else {
+                Vec::new()
+            };
+            let mut norm = r.clone();
+            for i in norm["interfaces"].as_array_mut().unwrap() {
+                i["mac"] = json!("<mac>");
+                if i["name"] == veth.as_str() {
+                    i["name"] = json!("<veth>");
+                }
+                if i["sandbox"] == netns.as_str() {
+                    i["sandbox"] = json!("<netns>");
+                }
+            }
+            let state = json!({
+                "result": norm,
+                "container_routes": routes(&c, "-4", ""),
+                "container_addrs": addrs(&c, ""),
+                "host_routes": routes(&h, "-4", &veth),
+                "host_addrs": addrs(&h, &veth),
+                "forwarding": h.exec("sysctl", &["-n", "net.ipv4.ip_forward"]).trim().to_owned(),
+                "nat": nat,
+            });
+            let mut with_prev: Value = serde_json::from_str(&conf).unwrap();
+            with_prev["prevResult"] = r.clone();
+            let check = cni(
+                side,
+                &h,
+                "ptp",
+                "CHECK",
+                "ctr-ptp",
+                &netns,
+                &with_prev.to_string(),
+            );
+            let del = cni(side, &h, "ptp", "DEL", "ctr-ptp", &netns, &conf);
+            assert!(del.ok, "{} ptp DEL: {}", side.what, del.stdout);
+            let del_again = cni(side, &h, "ptp", "DEL", "ctr-ptp", &netns, &conf);
+            assert_eq!(
+                (routes(&h, "-4", ""), addrs(&h, "")),
+                host_before,
+                "{}: DEL left something on the host",
+                side.what
+            );
+            assert_eq!(
+                addrs(&c, ""),
+                json!([]),
+                "{}: DEL left the container's interface",
+                side.what
+            );
+            if masq {
+                let left = h.exec("iptables-save", &["-t", "nat"]);
+                assert!(
+                    !left.contains("CNI-"),
+                    "{}: masquerade rules left: {left}",
+                    side.what
+                );
+            }
+            seen.push(json!({"state": state, "check": check.ok, "del_again": del_again.ok}));
+        }
+        assert_eq!(seen[0], seen[1], "ptp (ipMasq {masq}): reference vs podnet");
+    }
+    // A config without IPAM fails in both, and leaves nothing.
+    let conf = json!({"cniVersion": "1.0.0", "name": "ptpnet", "type": "ptp"}).to_string();
+    for side in &sides {
+        let (h, c) = (TestNs::new("ptpf-h"), TestNs::new("ptpf-c"));
+        let out = cni(side, &h, "ptp", "ADD", "ctr-ptp", &ns_path(&c), &conf);
+        assert!(!out.ok, "{}: ADD without ipam succeeded", side.what);
+        assert_eq!(addrs(&c, ""), json!([]));
+        assert_eq!(addrs(&h, ""), json!([]));
+    }
+}

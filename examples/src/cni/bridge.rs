@@ -51,7 +51,7 @@ fn sysctl_best_effort(h: &Handle, dev: &str, key: LinkSysctl, value: i64) {
     let _ = h.sysctl().set(dev, key, value);
 }
 
-fn random_veth_name() -> String {
+pub(crate) fn random_veth_name() -> String {
     let mut b = [0u8; 4];
     let ok = std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
@@ -166,7 +166,7 @@ fn gateway_conflict(
 
 /// Adds `net` with its broadcast address (`ip address add NET brd + dev LINK`), as the
 /// reference plugins add theirs. `Ok(false)` when the link has it already.
-fn add_address(h: &Handle, index: u32, net: IpNet) -> Result<bool, podnet_links::Error> {
+pub(crate) fn add_address(h: &Handle, index: u32, net: IpNet) -> Result<bool, podnet_links::Error> {
     match h
         .addr()
         .add_spec(index, &AddressSpec::new(net).broadcast_auto())
@@ -757,7 +757,7 @@ impl<'a> Attach<'a> {
 
 /// The container's route for one result route: through the interface, via the route's
 /// gateway or the family's gateway, with the scope, metric and table asked for.
-fn container_route(r: &RouteCfg, index: u32, result: &CniResult) -> Route {
+pub(crate) fn container_route(r: &RouteCfg, index: u32, result: &CniResult) -> Route {
     let v4 = r.dst.addr().is_ipv4();
     let family_gateway = result
         .ips
@@ -836,7 +836,7 @@ pub(crate) fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), CniEr
 
 /// Deletes the container's interface, from a thread inside its namespace; returns its global
 /// addresses. A missing interface is not an error.
-fn del_interface(cns: &NetNs, ifname: &str) -> Result<Vec<IpAddr>, CniError> {
+pub(crate) fn del_interface(cns: &NetNs, ifname: &str) -> Result<Vec<IpAddr>, CniError> {
     let deleted = cns.run(|| -> Result<Vec<IpAddr>, CniError> {
         let h =
             Handle::new().map_err(|e| CniError::kernel("netlink in the container namespace", e))?;

@@ -24,6 +24,7 @@ mod hostlocal;
 mod ipam;
 mod loopback;
 mod masq;
+mod ptp;
 mod static_ipam;
 
 pub use config::NetConf;
@@ -40,11 +41,12 @@ use std::path::{Path, PathBuf};
 
 pub use hostlocal::HostLocal;
 pub use loopback::Loopback;
+pub use ptp::Ptp;
 pub use static_ipam::Static;
 
 /// The plugin types the multi-call binary answers to (its file name, or a link's), besides
 /// `podnet-cni` itself (the bridge).
-pub const PLUGINS: &[&str] = &["bridge", "loopback", "host-local", "static"];
+pub const PLUGINS: &[&str] = &["bridge", "loopback", "host-local", "static", "ptp"];
 
 /// The plugin of a type name (`bridge`, `loopback`, ...; `podnet-cni` is the bridge).
 pub fn plugin(name: &str) -> Option<&'static dyn Plugin> {
@@ -53,6 +55,7 @@ pub fn plugin(name: &str) -> Option<&'static dyn Plugin> {
         "loopback" => &Loopback,
         "host-local" => &HostLocal,
         "static" => &Static,
+        "ptp" => &Ptp,
         _ => return None,
     })
 }
