@@ -26,6 +26,7 @@ mod loopback;
 mod masq;
 mod ptp;
 mod static_ipam;
+mod tuning;
 
 pub use config::NetConf;
 pub use error::CniError;
@@ -43,10 +44,18 @@ pub use hostlocal::HostLocal;
 pub use loopback::Loopback;
 pub use ptp::Ptp;
 pub use static_ipam::Static;
+pub use tuning::Tuning;
 
 /// The plugin types the multi-call binary answers to (its file name, or a link's), besides
 /// `podnet-cni` itself (the bridge).
-pub const PLUGINS: &[&str] = &["bridge", "loopback", "host-local", "static", "ptp"];
+pub const PLUGINS: &[&str] = &[
+    "bridge",
+    "loopback",
+    "host-local",
+    "static",
+    "ptp",
+    "tuning",
+];
 
 /// The plugin of a type name (`bridge`, `loopback`, ...; `podnet-cni` is the bridge).
 pub fn plugin(name: &str) -> Option<&'static dyn Plugin> {
@@ -56,6 +65,7 @@ pub fn plugin(name: &str) -> Option<&'static dyn Plugin> {
         "host-local" => &HostLocal,
         "static" => &Static,
         "ptp" => &Ptp,
+        "tuning" => &Tuning,
         _ => return None,
     })
 }
