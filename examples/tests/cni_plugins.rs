@@ -120,7 +120,12 @@ fn cni(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap_or_else(|e| panic!("{plugin}: {e}"));
+    let mut child = c.spawn().unwrap_or_else(|e| {
+        let dir: Vec<_> = std::fs::read_dir(&side.dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        panic!("{plugin} ({}): {e}; {dir:?}", side.dir.display())
+    });
     write_stdin(&mut child, conf.as_bytes());
     let out = child.wait_with_output().unwrap();
     Out {
@@ -859,4 +864,128 @@ fn tuning_side_by_side() {
         }
         assert_eq!(seen[0], seen[1], "tuning, {what}: reference vs podnet");
     }
+}
+
+/// flannel (no reference binary of it is installed: flannel's plugin lives in its own
+/// project) delegating to podnet's bridge and host-local, and to the reference ones, from
+/// the same subnet.env: the same result and container state; the delegate config saved
+/// under dataDir as flannel's plugin writes it, and removed by DEL.
+#[test]
+fn flannel_delegates_to_any_bridge_on_cni_path() {
+    require_root!();
+    let env_dir = TempDir::new("flannel-env");
+    let subnet_env = env_dir.path().join("subnet.env");
+    std::fs::write(
+        &subnet_env,
+        "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1450\n\
+         FLANNEL_IPMASQ=true\n",
+    )
+    .unwrap();
+    let podnet_side = podnet("flannel");
+    let mixed = TempDir::new("flannel-mixed");
+    std::os::unix::fs::symlink(PODNET, mixed.path().join("flannel")).unwrap();
+    for p in ["bridge", "host-local"] {
+        std::os::unix::fs::symlink(reference().dir.join(p), mixed.path().join(p)).unwrap();
+    }
+    let mixed_side = Side {
+        what: "podnet flannel, reference bridge",
+        dir: mixed.path().to_owned(),
+        _keep: None,
+    };
+    let mut seen = Vec::new();
+    for side in [&podnet_side, &mixed_side] {
+        let (h, c) = (TestNs::new("fl-h"), TestNs::new("fl-c"));
+        let data = TempDir::new("flannel-data");
+        let leases = TempDir::new("flannel-leases");
+        let netns = ns_path(&c);
+        let conf = json!({"cniVersion": "1.0.0", "name": "cbr0", "type": "flannel",
+            "subnetFile": subnet_env, "dataDir": data.path(),
+            "ipam": {"dataDir": leases.path()},
+            "delegate": {"hairpinMode": true, "isDefaultGateway": true}})
+        .to_string();
+        let add = cni(side, &h, "flannel", "ADD", "ctr-fl", &netns, &conf);
+        assert!(add.ok, "{}: {} {}", side.what, add.stdout, add.stderr);
+        let saved = std::fs::read_to_string(data.path().join("ctr-fl")).unwrap();
+        let expected = format!(
+            r#"{{"cniVersion":"1.0.0","hairpinMode":true,"ipMasq":false,"ipam":{{"dataDir":{},"ranges":[[{{"subnet":"10.244.3.0/24"}}]],"routes":[{{"dst":"10.244.0.0/16"}}],"type":"host-local"}},"isDefaultGateway":true,"isGateway":true,"mtu":1450,"name":"cbr0","type":"bridge"}}"#,
+            json!(leases.path())
+        );
+        assert_eq!(saved, expected, "{}: the saved delegate config", side.what);
+        assert!(
+            c.ping("10.244.3.1", 2),
+            "{}: the pod cannot reach cni0",
+            side.what
+        );
+        let mut r = add.json();
+        for i in r["interfaces"].as_array_mut().unwrap() {
+            i["mac"] = json!("<mac>");
+            if i["name"].as_str().unwrap().starts_with("veth") {
+                i["name"] = json!("<veth>");
+            }
+            if i["sandbox"] == netns.as_str() {
+                i["sandbox"] = json!("<netns>");
+            }
+        }
+        let state = json!({"result": r, "routes": routes(&c, "-4", ""), "addrs": addrs(&c, "")});
+        let del = cni(side, &h, "flannel", "DEL", "ctr-fl", &netns, &conf);
+        assert!(del.ok, "{}: {}", side.what, del.stdout);
+        assert!(
+            !data.path().join("ctr-fl").exists(),
+            "{}: DEL left the saved config",
+            side.what
+        );
+        assert_eq!(
+            addrs(&c, ""),
+            json!([]),
+            "{}: DEL left the pod's interface",
+            side.what
+        );
+        let left: Vec<_> = std::fs::read_dir(leases.path().join("cbr0"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            left.iter().all(|n| {
+                let n = n.to_string_lossy();
+                n == "lock" || n.starts_with("last_reserved_ip")
+            }),
+            "{}: leases left: {left:?}",
+            side.what
+        );
+        let again = cni(side, &h, "flannel", "DEL", "ctr-fl", &netns, &conf);
+        assert!(again.ok, "{}: second DEL: {}", side.what, again.stdout);
+        seen.push(state);
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "flannel over podnet's bridge vs the reference bridge"
+    );
+    assert_eq!(seen[0]["result"]["ips"][0]["address"], "10.244.3.2/24");
+    // A subnet.env without FLANNEL_MTU: an error naming it, nothing made.
+    std::fs::write(
+        &subnet_env,
+        "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_IPMASQ=true\n",
+    )
+    .unwrap();
+    let (h, c) = (TestNs::new("fl-h"), TestNs::new("fl-c"));
+    let data = TempDir::new("flannel-data-bad");
+    let conf = json!({"cniVersion": "1.0.0", "name": "cbr0", "type": "flannel",
+        "subnetFile": subnet_env, "dataDir": data.path()})
+    .to_string();
+    let out = cni(
+        &podnet_side,
+        &h,
+        "flannel",
+        "ADD",
+        "ctr-fl",
+        &ns_path(&c),
+        &conf,
+    );
+    assert!(!out.ok);
+    assert!(
+        out.json()["msg"].as_str().unwrap().contains("FLANNEL_MTU"),
+        "{}",
+        out.stdout
+    );
+    assert!(!data.path().join("ctr-fl").exists());
+    assert_eq!(addrs(&c, ""), json!([]));
 }

@@ -20,6 +20,7 @@ mod bridge;
 mod check;
 mod config;
 pub mod error;
+mod flannel;
 mod hostlocal;
 mod ipam;
 mod loopback;
@@ -40,6 +41,7 @@ pub use podnet_cni::{
 use podnet_cni::Plugin;
 use std::path::{Path, PathBuf};
 
+pub use flannel::Flannel;
 pub use hostlocal::HostLocal;
 pub use loopback::Loopback;
 pub use ptp::Ptp;
@@ -55,6 +57,7 @@ pub const PLUGINS: &[&str] = &[
     "static",
     "ptp",
     "tuning",
+    "flannel",
 ];
 
 /// The plugin of a type name (`bridge`, `loopback`, ...; `podnet-cni` is the bridge).
@@ -66,6 +69,7 @@ pub fn plugin(name: &str) -> Option<&'static dyn Plugin> {
         "static" => &Static,
         "ptp" => &Ptp,
         "tuning" => &Tuning,
+        "flannel" => &Flannel,
         _ => return None,
     })
 }
