@@ -24,6 +24,7 @@ mod flannel;
 mod hostlocal;
 mod ipam;
 mod loopback;
+mod macvlan;
 mod masq;
 mod ptp;
 mod static_ipam;
@@ -44,6 +45,7 @@ use std::path::{Path, PathBuf};
 pub use flannel::Flannel;
 pub use hostlocal::HostLocal;
 pub use loopback::Loopback;
+pub use macvlan::Macvlan;
 pub use ptp::Ptp;
 pub use static_ipam::Static;
 pub use tuning::Tuning;
@@ -58,6 +60,7 @@ pub const PLUGINS: &[&str] = &[
     "ptp",
     "tuning",
     "flannel",
+    "macvlan",
 ];
 
 /// The plugin of a type name (`bridge`, `loopback`, ...; `podnet-cni` is the bridge).
@@ -70,6 +73,7 @@ pub fn plugin(name: &str) -> Option<&'static dyn Plugin> {
         "ptp" => &Ptp,
         "tuning" => &Tuning,
         "flannel" => &Flannel,
+        "macvlan" => &Macvlan,
         _ => return None,
     })
 }
