@@ -12,14 +12,15 @@
 //! Every kernel change goes through podnet-links: links, addresses, routes and the per-link
 //! sysctls of the right namespace.
 
-use super::args::Args;
 use super::config::NetConf;
+use super::error::CniErrorExt;
 use super::error::{
     ADDRESS_CONFLICT, CniError, INTERFACE_EXISTS, INVALID_CONFIG, INVALID_ENVIRONMENT, KERNEL,
 };
-use super::result::{CniResult, Interface, IpCfg, RouteCfg};
 use super::{ipam, masq};
 use ipnet::IpNet;
+use podnet_cni::Args;
+use podnet_cni::{CniResult, Interface, IpCfg, RouteCfg};
 use podnet_ipam::{Allocation, PodAllocator};
 use podnet_links::{AddressSpec, Bridge, Handle, Link, LinkKind, LinkSysctl, Route, Scope, Veth};
 use podnet_netns::{NetNs, NetNsError};
@@ -31,7 +32,7 @@ pub(super) const IFF_PROMISC: u32 = 0x100;
 /// How long the veth pair may take to come up, as the reference plugin waits.
 const OPER_UP_WAIT: Duration = Duration::from_millis(2550);
 
-pub(super) fn open_container(path: &str) -> Result<NetNs, CniError> {
+pub(crate) fn open_container(path: &str) -> Result<NetNs, CniError> {
     NetNs::open_path(path).map_err(|e| match e {
         NetNsError::NotFound { .. } => CniError::new(
             INVALID_ENVIRONMENT,
@@ -50,7 +51,7 @@ fn sysctl_best_effort(h: &Handle, dev: &str, key: LinkSysctl, value: i64) {
     let _ = h.sysctl().set(dev, key, value);
 }
 
-fn random_veth_name() -> String {
+pub(crate) fn random_veth_name() -> String {
     let mut b = [0u8; 4];
     let ok = std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
@@ -165,7 +166,7 @@ fn gateway_conflict(
 
 /// Adds `net` with its broadcast address (`ip address add NET brd + dev LINK`), as the
 /// reference plugins add theirs. `Ok(false)` when the link has it already.
-fn add_address(h: &Handle, index: u32, net: IpNet) -> Result<bool, podnet_links::Error> {
+pub(crate) fn add_address(h: &Handle, index: u32, net: IpNet) -> Result<bool, podnet_links::Error> {
     match h
         .addr()
         .add_spec(index, &AddressSpec::new(net).broadcast_auto())
@@ -180,6 +181,8 @@ fn add_address(h: &Handle, index: u32, net: IpNet) -> Result<bool, podnet_links:
 struct Undo<'a> {
     host: &'a Handle,
     lease: Option<&'a PodAllocator>,
+    /// The IPAM plugin ADD ran through, and the config it got, to DEL through it.
+    delegated: Option<(&'a str, &'a [u8])>,
     veth: Option<String>,
     masq: Vec<IpAddr>,
 }
@@ -203,6 +206,11 @@ impl Undo<'_> {
                 eprintln!("podnet-cni: rollback: releasing the lease: {e}");
             }
         }
+        if let Some((ipam, stdin)) = self.delegated {
+            if let Err(e) = podnet_cni::invoke::exec_del(ipam, args, stdin) {
+                eprintln!("podnet-cni: rollback: DEL through IPAM plugin {ipam}: {e}");
+            }
+        }
     }
 }
 
@@ -220,6 +228,10 @@ struct Attach<'a> {
     conf: &'a NetConf,
     alloc: Option<PodAllocator>,
     requested: Vec<IpAddr>,
+    /// The result's DNS: the config's `dns`, else what host-local's `ipam.resolvConf` says.
+    dns: podnet_cni::Dns,
+    /// The network config as given (for an IPAM plugin run from CNI_PATH).
+    stdin: &'a [u8],
     /// The container's namespace.
     netns: NetNs,
     /// rtnetlink in the host's namespace (where the plugin runs).
@@ -235,6 +247,7 @@ pub(crate) fn add(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<CniResult
     let mut undo = Undo {
         host: &attach.host,
         lease: None,
+        delegated: None,
         veth: None,
         masq: Vec::new(),
     };
@@ -249,13 +262,21 @@ impl<'a> Attach<'a> {
     /// Opens the IPAM store and the container's namespace, makes sure the bridge is there (on
     /// a second thread while this one opens the container's handle), and checks that the
     /// container has no interface of the name asked for. Changes nothing but the bridge.
-    fn open(args: &'a Args, conf: &'a NetConf, stdin: &[u8]) -> Result<Attach<'a>, CniError> {
+    fn open(args: &'a Args, conf: &'a NetConf, stdin: &'a [u8]) -> Result<Attach<'a>, CniError> {
         let alloc = if conf.has_ipam {
             Some(ipam::open(stdin)?)
         } else {
             None
         };
-        let requested = ipam::requested(&args.cni_args)?;
+        let requested = ipam::requested_all(&args.cni_args, stdin)?;
+        let empty = podnet_cni::Dns::default();
+        let raw: serde_json::Value = serde_json::from_slice(stdin).unwrap_or_default();
+        let dns = match raw["ipam"]["resolvConf"].as_str() {
+            Some(path) if conf.has_ipam && conf.dns == empty && !path.is_empty() => {
+                super::hostlocal::resolv_conf(path)?
+            }
+            _ => conf.dns.clone(),
+        };
         let netns = open_container(&args.netns)?;
         let (container, host) = std::thread::scope(|s| {
             let host = s.spawn(|| -> Result<_, CniError> {
@@ -291,6 +312,8 @@ impl<'a> Attach<'a> {
             conf,
             alloc,
             requested,
+            dns,
+            stdin,
             netns,
             host,
             container,
@@ -301,8 +324,16 @@ impl<'a> Attach<'a> {
     /// The steps of ADD after [`open`](Self::open), each recorded in `undo`.
     fn run<'u>(&'u self, undo: &mut Undo<'u>) -> Result<CniResult, CniError> {
         self.check_gateway_conflicts_early()?;
-        let (pair, leases) = self.make_veth_while_leasing(undo)?;
-        let mut result = self.result_with_ips(&leases);
+        let delegated = match &self.conf.ipam_delegate {
+            Some(ipam) => {
+                let r = podnet_cni::invoke::exec_add(ipam, self.args, self.stdin)?;
+                undo.delegated = Some((ipam.as_str(), self.stdin));
+                Some(r)
+            }
+            None => None,
+        };
+        let (pair, leases) = self.make_veth_while_leasing(undo, delegated.as_ref())?;
+        let mut result = self.result_with_ips(&leases, delegated);
         let gateways = self.gateway_addresses(&result);
         self.ensure_gateways_on_bridge(&gateways)?;
         self.configure_container(&pair, &result)?;
@@ -341,6 +372,7 @@ impl<'a> Attach<'a> {
     fn make_veth_while_leasing<'u>(
         &'u self,
         undo: &mut Undo<'u>,
+        delegated: Option<&CniResult>,
     ) -> Result<(VethPair, Vec<Allocation>), CniError> {
         undo.lease = self.alloc.as_ref();
         let (pair, leases) = std::thread::scope(|s| {
@@ -349,7 +381,7 @@ impl<'a> Attach<'a> {
                     a.allocate_with(&self.args.container_id, &self.args.ifname, &self.requested)
                 })
             });
-            let pair = self.make_veth(undo);
+            let pair = self.make_veth(undo, delegated);
             let leases = match lease {
                 None => Ok(Vec::new()),
                 Some(j) => j
@@ -361,29 +393,34 @@ impl<'a> Attach<'a> {
             };
             (pair, leases)
         });
-        Ok((pair?, leases?))
+        Ok((pair?, leases.map_err(super::error::alloc)?))
     }
 
     /// Whether the IPAM ranges have IPv6 (then IPv6 is turned on in the container).
-    fn wants_ipv6(&self) -> bool {
-        self.alloc.as_ref().is_some_and(|a| {
-            a.config()
-                .ranges
-                .iter()
-                .any(|s| s.iter().any(|r| r.subnet.addr().is_ipv6()))
-        })
+    fn wants_ipv6(&self, delegated: Option<&CniResult>) -> bool {
+        delegated.is_some_and(|r| r.ips.iter().any(|i| i.address.addr().is_ipv6()))
+            || self.alloc.as_ref().is_some_and(|a| {
+                a.config()
+                    .ranges
+                    .iter()
+                    .any(|s| s.iter().any(|r| r.subnet.addr().is_ipv6()))
+            })
     }
 
     /// Makes the veth pair (the host end with a random name, the container end inside the
     /// container directly), attaches the host end to the bridge, and sets the container end's
     /// sysctls. Returns both ends.
-    fn make_veth(&self, undo: &mut Undo<'_>) -> Result<VethPair, CniError> {
+    fn make_veth(
+        &self,
+        undo: &mut Undo<'_>,
+        delegated: Option<&CniResult>,
+    ) -> Result<VethPair, CniError> {
         let host_veth = self.create_veth_pair()?;
         undo.veth = Some(host_veth.clone());
         // The host end on a second thread while this one sets the container end's sysctls.
         let host_end = std::thread::scope(|s| {
             let host_end = s.spawn(|| self.attach_host_end(&host_veth));
-            self.container_sysctls();
+            self.container_sysctls(delegated);
             host_end
                 .join()
                 .unwrap_or(Err(CniError::new(KERNEL, "the veth thread panicked")))
@@ -445,9 +482,9 @@ impl<'a> Attach<'a> {
 
     /// The container end's sysctls: duplicate address detection as configured, gratuitous
     /// ARP, IPv6 on when the ranges have it.
-    fn container_sysctls(&self) {
+    fn container_sysctls(&self, delegated: Option<&CniResult>) {
         let (c, ifname) = (&self.container, self.args.ifname.as_str());
-        if self.conf.has_ipam {
+        if self.conf.has_ipam || self.conf.ipam_delegate.is_some() {
             if self.conf.enable_dad {
                 sysctl_best_effort(c, ifname, LinkSysctl::EnhancedDad, 1);
                 sysctl_best_effort(c, ifname, LinkSysctl::AcceptDad, 1);
@@ -456,7 +493,7 @@ impl<'a> Attach<'a> {
             }
             sysctl_best_effort(c, ifname, LinkSysctl::ArpNotify, 1);
         }
-        if self.wants_ipv6() {
+        if self.wants_ipv6(delegated) {
             for dev in ["lo", ifname] {
                 sysctl_best_effort(c, dev, LinkSysctl::DisableIpv6, 0);
             }
@@ -493,9 +530,9 @@ impl<'a> Attach<'a> {
     /// The result so far: the leased addresses on the container's interface (index 2 of
     /// `interfaces`), the configured routes, and a default route per family when the bridge
     /// is the default gateway.
-    fn result_with_ips(&self, leases: &[Allocation]) -> CniResult {
+    fn result_with_ips(&self, leases: &[Allocation], delegated: Option<CniResult>) -> CniResult {
         let mut result = CniResult {
-            dns: self.conf.dns.clone(),
+            dns: self.dns.clone(),
             routes: self.conf.ipam_routes.clone(),
             ..CniResult::default()
         };
@@ -507,6 +544,17 @@ impl<'a> Attach<'a> {
                 gateway: Some(a.gateway),
             })
             .collect();
+        if let Some(d) = delegated {
+            // The IPAM plugin's addresses, routes, and DNS unless the config has its own.
+            result.ips.extend(d.ips.into_iter().map(|ip| IpCfg {
+                interface: Some(2),
+                ..ip
+            }));
+            result.routes.extend(d.routes);
+            if result.dns == podnet_cni::Dns::default() {
+                result.dns = d.dns;
+            }
+        }
         let mut routes_to_add = Vec::new();
         if self.conf.is_default_gateway {
             // The first address of each family gives its default route, in the leases' order.
@@ -709,7 +757,7 @@ impl<'a> Attach<'a> {
 
 /// The container's route for one result route: through the interface, via the route's
 /// gateway or the family's gateway, with the scope, metric and table asked for.
-fn container_route(r: &RouteCfg, index: u32, result: &CniResult) -> Route {
+pub(crate) fn container_route(r: &RouteCfg, index: u32, result: &CniResult) -> Route {
     let v4 = r.dst.addr().is_ipv4();
     let family_gateway = result
         .ips
@@ -765,7 +813,10 @@ pub(crate) fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), CniEr
             }));
         (iface, released)
     });
-    let mut addrs = released?;
+    let mut addrs = released.map_err(super::error::alloc)?;
+    if let Some(ipam) = &conf.ipam_delegate {
+        podnet_cni::invoke::exec_del(ipam, args, stdin)?;
+    }
     let failure = match iface {
         Ok(found) => {
             for ip in found {
@@ -777,7 +828,7 @@ pub(crate) fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), CniEr
         }
         Err(e) => Some(e),
     };
-    if conf.ip_masq && conf.has_ipam {
+    if conf.ip_masq && (conf.has_ipam || conf.ipam_delegate.is_some()) {
         masq::teardown(&conf.name, &args.container_id, &addrs)?;
     }
     failure.map_or(Ok(()), Err)
@@ -785,7 +836,7 @@ pub(crate) fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), CniEr
 
 /// Deletes the container's interface, from a thread inside its namespace; returns its global
 /// addresses. A missing interface is not an error.
-fn del_interface(cns: &NetNs, ifname: &str) -> Result<Vec<IpAddr>, CniError> {
+pub(crate) fn del_interface(cns: &NetNs, ifname: &str) -> Result<Vec<IpAddr>, CniError> {
     let deleted = cns.run(|| -> Result<Vec<IpAddr>, CniError> {
         let h =
             Handle::new().map_err(|e| CniError::kernel("netlink in the container namespace", e))?;

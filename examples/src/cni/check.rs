@@ -1,12 +1,13 @@
 //! CHECK of the bridge plugin: the lease, the bridge, the veth pair, and the container's
 //! addresses and routes compared with `prevResult`, each by a function of its own.
 
-use super::args::Args;
 use super::bridge::{IFF_PROMISC, open_container};
 use super::config::NetConf;
+use super::error::CniErrorExt;
 use super::error::{CHECK_FAILED, CniError, INVALID_CONFIG};
 use super::ipam;
-use super::result::CniResult;
+use podnet_cni::Args;
+use podnet_cni::CniResult;
 use podnet_links::{Handle, Link, LinkKind};
 use std::net::IpAddr;
 
@@ -24,6 +25,9 @@ pub(crate) fn check(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), Cni
         ));
     };
     let prev = CniResult::from_prev(prev)?;
+    if let Some(ipam) = &conf.ipam_delegate {
+        podnet_cni::invoke::exec_check(ipam, args, stdin)?;
+    }
     if conf.has_ipam {
         check_lease(args, conf, stdin, &prev)?;
     }
@@ -54,7 +58,7 @@ fn check_lease(
     prev: &CniResult,
 ) -> Result<(), CniError> {
     let alloc = ipam::open(stdin)?;
-    let leases = alloc.leases()?;
+    let leases = alloc.leases().map_err(super::error::alloc)?;
     let mine: Vec<IpAddr> = leases
         .iter()
         .filter(|l| {

@@ -2,20 +2,11 @@
 //! in host-local's format, and the protocol's own keys (`prevResult`, `runtimeConfig`,
 //! `cni.dev/valid-attachments`).
 
-use super::error::{
-    CniError, DECODING_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, UNSUPPORTED_FIELD,
-};
-use super::result::{Dns, RouteCfg};
+use super::error::{CniError, UNSUPPORTED_FIELD};
+use podnet_cni::conf::{get_bool, get_str};
+use podnet_cni::{Dns, PluginConf, RouteCfg, SUPPORTED_VERSIONS};
 use podnet_links::MacAddr;
 use serde_json::{Map, Value};
-
-/// The spec versions podnet-cni speaks, oldest first.
-pub const SUPPORTED_VERSIONS: &[&str] = &[
-    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
-];
-
-/// The newest spec version, used when the input names none that can be trusted.
-pub const LATEST_VERSION: &str = "1.1.0";
 
 /// The bridge the reference plugin uses when `bridge` is not set.
 pub(crate) const DEFAULT_BRIDGE: &str = "cni0";
@@ -48,8 +39,10 @@ pub struct NetConf {
     pub promisc_mode: bool,
     /// `enabledad`: keep duplicate address detection on the container interface.
     pub enable_dad: bool,
-    /// Whether there is an ipam section with a type (otherwise: layer 2 only).
+    /// Whether there is an ipam section of a type done in process (host-local's format).
     pub has_ipam: bool,
+    /// `ipam.type` of any other IPAM plugin: run from `CNI_PATH`, as the reference does.
+    pub ipam_delegate: Option<String>,
     /// `ipam.routes`, checked.
     pub ipam_routes: Vec<RouteCfg>,
     /// `dns`.
@@ -63,85 +56,8 @@ pub struct NetConf {
     pub valid_attachments: Vec<(String, String)>,
 }
 
-fn version_error(v: &str) -> CniError {
-    CniError::new(
-        INCOMPATIBLE_VERSION,
-        format!(
-            "incompatible CNI version: the config's cniVersion is {v:?}; set it to one of {}",
-            SUPPORTED_VERSIONS.join(", ")
-        ),
-    )
-    .details(format!(
-        "config is {v:?}, plugin supports {SUPPORTED_VERSIONS:?}"
-    ))
-}
-
-/// Reads just `cniVersion` from raw input, for VERSION and for the version of error results.
-pub(crate) fn peek_version(stdin: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(stdin).ok()?;
-    v.get("cniVersion")?.as_str().map(str::to_owned)
-}
-
-/// Orders two dotted version strings numerically; unparsable parts count as 0.
-pub(crate) fn version_at_least(v: &str, min: &str) -> bool {
-    let parts = |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
-    parts(v) >= parts(min)
-}
-
 fn invalid(field: &str, what: impl std::fmt::Display) -> CniError {
-    CniError::new(
-        INVALID_CONFIG,
-        format!("invalid network config: {field}: {what}"),
-    )
-}
-
-fn get_bool(o: &Map<String, Value>, key: &str) -> Result<bool, CniError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(invalid(key, format!("{other} is not true or false"))),
-    }
-}
-
-fn get_str<'a>(o: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, CniError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(invalid(key, format!("{other} is not a string"))),
-    }
-}
-
-fn get_strings(o: &Map<String, Value>, key: &str, field: &str) -> Result<Vec<String>, CniError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| invalid(field, format!("{v} is not a string")))
-            })
-            .collect(),
-        Some(other) => Err(invalid(field, format!("{other} is not a list of strings"))),
-    }
-}
-
-fn check_name(name: &str) -> Result<(), CniError> {
-    let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
-        Ok(())
-    } else if name.is_empty() {
-        Err(invalid("name", "missing: every network needs a name"))
-    } else {
-        Err(invalid(
-            "name",
-            format!(
-                "{name:?}: must start with a letter or digit, followed by letters, digits, '_', '.' or '-'"
-            ),
-        ))
-    }
+    CniError::invalid(field, what)
 }
 
 fn parse_mac(field: &str, s: &str) -> Result<MacAddr, CniError> {
@@ -161,84 +77,62 @@ impl NetConf {
     /// IPAM type) are code 2 naming key and value; anything else wrong is code 7 naming the
     /// field.
     pub fn parse(stdin: &[u8], cni_args: &str) -> Result<NetConf, CniError> {
-        let v: Value = serde_json::from_slice(stdin).map_err(|e| {
-            CniError::new(
-                DECODING_FAILURE,
-                format!("the network config on stdin is not valid JSON: {e}"),
-            )
-        })?;
-        let Value::Object(o) = v else {
-            return Err(CniError::new(
-                DECODING_FAILURE,
-                "the network config on stdin must be a JSON object",
-            ));
-        };
-        let cni_version = parse_version(&o)?;
-        let name = get_str(&o, "name")?.unwrap_or_default().to_owned();
-        check_name(&name)?;
+        let shared = PluginConf::parse(stdin, SUPPORTED_VERSIONS)?;
+        let o = &shared.raw;
 
-        check_unsupported(&o)?;
+        check_unsupported(o)?;
 
-        let bridge = get_str(&o, "bridge")?
+        let bridge = get_str(o, "bridge")?
             .filter(|s| !s.is_empty())
             .unwrap_or(DEFAULT_BRIDGE)
             .to_owned();
         podnet_links::validate_ifname(&bridge)
             .map_err(|e| invalid("bridge", format!("{e}: use a Linux interface name")))?;
-        let is_default_gateway = get_bool(&o, "isDefaultGateway")?;
-        let is_gateway = get_bool(&o, "isGateway")? || is_default_gateway;
-        let hairpin_mode = get_bool(&o, "hairpinMode")?;
-        let promisc_mode = get_bool(&o, "promiscMode")?;
+        let is_default_gateway = get_bool(o, "isDefaultGateway")?;
+        let is_gateway = get_bool(o, "isGateway")? || is_default_gateway;
+        let hairpin_mode = get_bool(o, "hairpinMode")?;
+        let promisc_mode = get_bool(o, "promiscMode")?;
         if hairpin_mode && promisc_mode {
             return Err(invalid(
                 "hairpinMode, promiscMode",
                 "cannot set hairpin mode and promiscuous mode at the same time; set one of them to false",
             ));
         }
-        let mtu = parse_mtu(&o)?;
+        let mtu = parse_mtu(o)?;
 
-        let (has_ipam, ipam_routes) = parse_ipam(&o)?;
+        let (has_ipam, ipam_routes) = parse_ipam(o)?;
+        let ipam_delegate = shared
+            .ipam_type
+            .clone()
+            .filter(|t| !IPAM_TYPES.contains(&t.as_str()));
 
-        let dns = parse_dns(&o)?;
-
-        let mac = parse_container_mac(&o, cni_args)?;
-
-        let valid_attachments = parse_valid_attachments(&o)?;
+        let mac = parse_container_mac(o, cni_args)?;
 
         Ok(NetConf {
-            cni_version,
-            name,
+            cni_version: shared.cni_version.clone(),
+            name: shared.name.clone(),
             bridge,
             is_gateway,
             is_default_gateway,
-            force_address: get_bool(&o, "forceAddress")?,
-            ip_masq: get_bool(&o, "ipMasq")?,
+            force_address: get_bool(o, "forceAddress")?,
+            ip_masq: get_bool(o, "ipMasq")?,
             mtu,
             hairpin_mode,
             promisc_mode,
-            enable_dad: get_bool(&o, "enabledad")?,
+            enable_dad: get_bool(o, "enabledad")?,
             has_ipam,
+            ipam_delegate,
             ipam_routes,
-            dns,
+            dns: shared.dns.clone(),
             mac,
-            prev_result: o.get("prevResult").filter(|v| !v.is_null()).cloned(),
-            valid_attachments,
+            prev_result: shared.prev_result.clone(),
+            valid_attachments: shared
+                .valid_attachments
+                .iter()
+                .map(|a| (a.container_id.clone(), a.ifname.clone()))
+                .collect(),
         })
     }
-}
-
-/// `cniVersion`: `0.1.0` when absent, as the reference library reads it; one podnet speaks.
-fn parse_version(o: &Map<String, Value>) -> Result<String, CniError> {
-    let cni_version = match o.get("cniVersion") {
-        None | Some(Value::Null) => "0.1.0".to_owned(),
-        Some(Value::String(s)) if s.is_empty() => "0.1.0".to_owned(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => return Err(version_error(&other.to_string())),
-    };
-    if !SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
-        return Err(version_error(&cni_version));
-    }
-    Ok(cni_version)
 }
 
 /// The reference bridge plugin's fields podnet-cni does not implement, refused when set.
@@ -249,6 +143,21 @@ fn check_unsupported(o: &Map<String, Value>) -> Result<(), CniError> {
         (
             "vlanTrunk",
             o.get("vlanTrunk").is_some_and(|v| !v.is_null()),
+        ),
+        // Newer reference keys: podnet masquerades with iptables only, does not isolate
+        // ports, and always configures the container interface.
+        (
+            "ipMasqBackend",
+            o.get("ipMasqBackend")
+                .is_some_and(|v| !v.is_null() && v.as_str() != Some("iptables")),
+        ),
+        (
+            "portIsolation",
+            get_bool(o, "portIsolation").unwrap_or(true),
+        ),
+        (
+            "disableContainerInterface",
+            get_bool(o, "disableContainerInterface").unwrap_or(true),
         ),
     ] {
         if unsupported {
@@ -303,38 +212,13 @@ fn parse_ipam(o: &Map<String, Value>) -> Result<(bool, Vec<RouteCfg>), CniError>
                     };
                     (true, routes)
                 }
-                Some(t) => {
-                    return Err(CniError::new(
-                        UNSUPPORTED_FIELD,
-                        format!(
-                            "unsupported field ipam.type={t:?}: podnet-cni does its IPAM in \
-                             process and understands host-local's format only; set \
-                             ipam.type to \"host-local\""
-                        ),
-                    ));
-                }
+                // Another IPAM plugin, run from CNI_PATH: its result has the routes.
+                Some(_) => (false, Vec::new()),
             }
         }
         Some(_) => return Err(invalid("ipam", "not an object")),
     };
     Ok((has_ipam, ipam_routes))
-}
-
-/// `dns`.
-fn parse_dns(o: &Map<String, Value>) -> Result<Dns, CniError> {
-    let dns = match o.get("dns") {
-        None | Some(Value::Null) => Dns::default(),
-        Some(Value::Object(d)) => Dns {
-            nameservers: get_strings(d, "nameservers", "dns.nameservers")?,
-            domain: get_str(d, "domain")
-                .map_err(|_| invalid("dns.domain", "not a string"))?
-                .map(str::to_owned),
-            search: get_strings(d, "search", "dns.search")?,
-            options: get_strings(d, "options", "dns.options")?,
-        },
-        Some(_) => return Err(invalid("dns", "not an object")),
-    };
-    Ok(dns)
 }
 
 /// The container interface's MAC: `runtimeConfig.mac`, `args.cni.mac` or `MAC=` in CNI_ARGS,
@@ -370,32 +254,10 @@ fn parse_container_mac(
     Ok(mac)
 }
 
-/// `cni.dev/valid-attachments`: (container id, interface name) pairs.
-fn parse_valid_attachments(o: &Map<String, Value>) -> Result<Vec<(String, String)>, CniError> {
-    let valid_attachments = match o.get("cni.dev/valid-attachments") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|att| {
-                let id = att.get("containerID").and_then(Value::as_str);
-                let ifname = att.get("ifname").and_then(Value::as_str);
-                match (id, ifname) {
-                    (Some(i), Some(n)) => Ok((i.to_owned(), n.to_owned())),
-                    _ => Err(invalid(
-                        "cni.dev/valid-attachments",
-                        format!("{att} needs string fields containerID and ifname"),
-                    )),
-                }
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(invalid("cni.dev/valid-attachments", "not a list")),
-    };
-    Ok(valid_attachments)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use podnet_cni::error::{DECODING_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG};
 
     fn err(text: &str) -> CniError {
         NetConf::parse(text.as_bytes(), "").unwrap_err()
@@ -444,10 +306,13 @@ mod tests {
         let e = err(r#"{"cniVersion":"1.0.0","name":"n","vlan":5}"#);
         assert_eq!(e.code, UNSUPPORTED_FIELD);
         assert!(e.msg.contains("vlan=5"), "{}", e.msg);
-        assert_eq!(
-            err(r#"{"cniVersion":"1.0.0","name":"n","ipam":{"type":"dhcp"}}"#).code,
-            UNSUPPORTED_FIELD
-        );
+        let c = NetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"n","ipam":{"type":"dhcp"}}"#,
+            "",
+        )
+        .unwrap();
+        assert_eq!(c.ipam_delegate.as_deref(), Some("dhcp"));
+        assert!(!c.has_ipam);
         let e = err(r#"{"cniVersion":"1.0.0","name":"n","mtu":"big"}"#);
         assert!(e.code == INVALID_CONFIG && e.msg.contains("mtu"), "{e}");
         let e = err(r#"{"cniVersion":"1.0.0","name":"n","hairpinMode":true,"promiscMode":true}"#);
@@ -458,18 +323,5 @@ mod tests {
             r#"{"cniVersion":"1.0.0","name":"n","ipam":{"type":"host-local","routes":[{"dst":"x"}]}}"#,
         );
         assert!(e.msg.contains("ipam.routes[0].dst"), "{e}");
-    }
-
-    #[test]
-    fn versions() {
-        assert!(version_at_least("1.1.0", "0.4.0"));
-        assert!(version_at_least("0.4.0", "0.4.0"));
-        assert!(!version_at_least("0.3.1", "0.4.0"));
-        assert!(!version_at_least("1.0.0", "1.1.0"));
-        assert_eq!(
-            peek_version(br#"{"cniVersion":"0.4.0"}"#).as_deref(),
-            Some("0.4.0")
-        );
-        assert_eq!(peek_version(b"nope"), None);
     }
 }

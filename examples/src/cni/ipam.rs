@@ -15,7 +15,7 @@ pub(crate) fn config(stdin: &[u8]) -> Result<IpamConfig, CniError> {
 
 /// Opens the network's lease directory.
 pub(crate) fn open(stdin: &[u8]) -> Result<PodAllocator, CniError> {
-    Ok(PodAllocator::open(config(stdin)?)?)
+    PodAllocator::open(config(stdin)?).map_err(super::error::alloc)
 }
 
 /// Addresses asked for with `IP=` in CNI_ARGS (comma separated), as host-local reads them.
@@ -42,6 +42,41 @@ pub fn requested(cni_args: &str) -> Result<Vec<IpAddr>, CniError> {
         .collect()
 }
 
+/// Every address asked for, as host-local gathers them: `IP=` in CNI_ARGS, then
+/// `args.cni.ips`, then `runtimeConfig.ips` (each an address, or an address with a prefix
+/// whose prefix is dropped). `runtimeConfig.ipRanges`, which host-local puts before the
+/// configured ranges, is refused by name: the in-process allocator does not take it.
+pub(crate) fn requested_all(cni_args: &str, stdin: &[u8]) -> Result<Vec<IpAddr>, CniError> {
+    let mut out = requested(cni_args)?;
+    let v: serde_json::Value = serde_json::from_slice(stdin).unwrap_or_default();
+    if v["runtimeConfig"]["ipRanges"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err(CniError::unsupported(
+            "podnet-cni's in-process host-local",
+            "runtimeConfig.ipRanges",
+            &v["runtimeConfig"]["ipRanges"],
+            "configure ipam.ranges instead, or drop the ipRanges capability",
+        ));
+    }
+    for (field, list) in [
+        ("args.cni.ips", &v["args"]["cni"]["ips"]),
+        ("runtimeConfig.ips", &v["runtimeConfig"]["ips"]),
+    ] {
+        for item in list.as_array().into_iter().flatten() {
+            let s = item.as_str().unwrap_or_default();
+            let ip = s
+                .parse::<IpAddr>()
+                .ok()
+                .or_else(|| s.parse::<ipnet::IpNet>().ok().map(|n| n.addr()))
+                .ok_or_else(|| CniError::invalid(field, format!("{item} is not an IP address")))?;
+            out.push(ip);
+        }
+    }
+    Ok(out)
+}
+
 /// STATUS: code 50 when a range set has no free address left (its gateway, exclusions and
 /// leases counted). Changes nothing on disk.
 pub(crate) fn status(stdin: &[u8]) -> Result<(), CniError> {
@@ -50,13 +85,13 @@ pub(crate) fn status(stdin: &[u8]) -> Result<(), CniError> {
         return Ok(());
     }
     let name = config.name.clone();
-    let alloc = PodAllocator::open(config)?;
+    let alloc = PodAllocator::open(config).map_err(super::error::alloc)?;
     match alloc.check_free() {
         Err(e @ podnet_ipam::AllocError::Exhausted { .. }) => Err(CniError::new(
             NOT_AVAILABLE,
             format!("network {name:?}: {e}: widen ipam.ranges or remove stale leases with GC"),
         )),
-        other => Ok(other?),
+        other => other.map_err(super::error::alloc),
     }
 }
 

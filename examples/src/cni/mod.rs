@@ -16,133 +16,207 @@
 //! std::process::exit(podnet_examples::cni::main());
 //! ```
 
-mod args;
 mod bridge;
 mod check;
 mod config;
 pub mod error;
+mod flannel;
+mod hostlocal;
 mod ipam;
+mod loopback;
+mod macvlan;
 mod masq;
-mod result;
+mod ptp;
+mod static_ipam;
+mod tuning;
 
-pub use args::{Args, Command};
-pub use config::{LATEST_VERSION, NetConf, SUPPORTED_VERSIONS};
+pub use config::NetConf;
 pub use error::CniError;
 #[doc(hidden)]
 pub use ipam::requested;
-pub use result::{CniResult, Dns, Interface, IpCfg, RouteCfg};
+pub use podnet_cni::{
+    Args, CniResult, Command, Dns, Interface, IpCfg, LATEST_VERSION, Outcome, RouteCfg,
+    SUPPORTED_VERSIONS,
+};
 
-use std::io::Read;
+use podnet_cni::Plugin;
+use std::path::{Path, PathBuf};
 
-/// What one invocation prints on stdout, and whether it succeeded (exit status 0).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// The result, the version report, or the error JSON; empty for DEL, CHECK, GC, STATUS.
-    pub stdout: String,
-    /// `true` for exit status 0.
-    pub success: bool,
+pub use flannel::Flannel;
+pub use hostlocal::HostLocal;
+pub use loopback::Loopback;
+pub use macvlan::Macvlan;
+pub use ptp::Ptp;
+pub use static_ipam::Static;
+pub use tuning::Tuning;
+
+/// The plugin types the multi-call binary answers to (its file name, or a link's), besides
+/// `podnet-cni` itself (the bridge).
+pub const PLUGINS: &[&str] = &[
+    "bridge",
+    "loopback",
+    "host-local",
+    "static",
+    "ptp",
+    "tuning",
+    "flannel",
+    "macvlan",
+];
+
+/// The plugin of a type name (`bridge`, `loopback`, ...; `podnet-cni` is the bridge).
+pub fn plugin(name: &str) -> Option<&'static dyn Plugin> {
+    Some(match name {
+        "bridge" | "podnet-cni" => &Bridge,
+        "loopback" => &Loopback,
+        "host-local" => &HostLocal,
+        "static" => &Static,
+        "ptp" => &Ptp,
+        "tuning" => &Tuning,
+        "flannel" => &Flannel,
+        "macvlan" => &Macvlan,
+        _ => return None,
+    })
 }
 
-/// Runs one CNI invocation: `env` reads the CNI_* variables, `stdin` is the network config.
+/// Lays out a `CNI_PATH` directory: a symbolic link named after each of [`PLUGINS`] to
+/// `binary` (the multi-call `podnet-cni`), replacing links of those names already there.
+/// Returns the links made.
+pub fn install_links(binary: &Path, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut made = Vec::new();
+    for name in PLUGINS {
+        let link = dir.join(name);
+        match std::fs::symlink_metadata(&link) {
+            Ok(m) if m.file_type().is_symlink() => std::fs::remove_file(&link)?,
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} exists and is not a link: not replacing it",
+                        link.display()
+                    ),
+                ));
+            }
+            Err(_) => {}
+        }
+        std::os::unix::fs::symlink(binary, &link)?;
+        made.push(link);
+    }
+    Ok(made)
+}
+
+/// The `bridge` plugin (also installed as `podnet-cni`).
+pub struct Bridge;
+
+impl Plugin for Bridge {
+    fn add(&self, args: &Args, stdin: &[u8]) -> Result<CniResult, CniError> {
+        let conf = NetConf::parse(stdin, &args.cni_args)?;
+        bridge::add(args, &conf, stdin)
+    }
+
+    fn del(&self, args: &Args, stdin: &[u8]) -> Result<(), CniError> {
+        let conf = NetConf::parse(stdin, &args.cni_args)?;
+        bridge::del(args, &conf, stdin)
+    }
+
+    fn check(&self, args: &Args, stdin: &[u8]) -> Result<(), CniError> {
+        let conf = NetConf::parse(stdin, &args.cni_args)?;
+        check::check(args, &conf, stdin)
+    }
+
+    fn status(&self, args: &Args, stdin: &[u8]) -> Result<(), CniError> {
+        let conf = NetConf::parse(stdin, &args.cni_args)?;
+        if conf.has_ipam {
+            ipam::status(stdin)?;
+        }
+        if let Some(t) = &conf.ipam_delegate {
+            podnet_cni::invoke::exec(t, Command::Status, args, stdin)?;
+        }
+        Ok(())
+    }
+
+    fn gc(&self, args: &Args, stdin: &[u8]) -> Result<(), CniError> {
+        let conf = NetConf::parse(stdin, &args.cni_args)?;
+        if conf.has_ipam {
+            let report = ipam::open(stdin)?
+                .gc(conf.valid_attachments.iter().cloned())
+                .map_err(error::alloc)?;
+            for ip in report.removed.iter().chain(&report.removed_empty) {
+                eprintln!("podnet-cni: GC released {ip}");
+            }
+        }
+        if let Some(t) = &conf.ipam_delegate {
+            podnet_cni::invoke::exec(t, Command::Gc, args, stdin)?;
+        }
+        if conf.ip_masq {
+            let live: Vec<&str> = conf
+                .valid_attachments
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .collect();
+            for id in masq::gc(&conf.name, &live)? {
+                eprintln!("podnet-cni: GC removed the masquerade rules of {id}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs one invocation of the bridge plugin: `env` reads the CNI_* variables, `stdin` is the
+/// network config.
 ///
 /// The process must run in the host's network namespace (where the bridge is); the container's
 /// is `CNI_NETNS`.
 pub fn run(env: impl Fn(&str) -> Option<String>, stdin: std::io::Result<Vec<u8>>) -> Outcome {
-    let input = stdin.as_deref().unwrap_or_default();
-    // Errors speak the config's version when podnet-cni knows it.
-    let version = config::peek_version(input)
-        .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()))
-        .unwrap_or_else(|| LATEST_VERSION.to_owned());
-    match dispatch(env, stdin) {
-        Ok(stdout) => Outcome {
-            stdout,
-            success: true,
-        },
-        Err(e) => Outcome {
-            stdout: e.to_json(&version),
-            success: false,
-        },
-    }
+    podnet_cni::skel::run(&Bridge, env, stdin)
 }
 
-fn dispatch(
-    env: impl Fn(&str) -> Option<String>,
-    stdin: std::io::Result<Vec<u8>>,
-) -> Result<String, CniError> {
-    let args = Args::from_env(env)?;
-    let stdin = stdin.map_err(|e| {
-        CniError::new(
-            error::IO_FAILURE,
-            format!("reading the network config from stdin: {e}"),
-        )
-    })?;
-    if args.command == Command::Version {
-        let version = config::peek_version(&stdin)
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| LATEST_VERSION.to_owned());
-        let v = serde_json::json!({"cniVersion": version, "supportedVersions": SUPPORTED_VERSIONS});
-        return Ok(v.to_string());
-    }
-    let conf = NetConf::parse(&stdin, &args.cni_args)?;
-    let needs = |min: &str, what: &str| -> Result<(), CniError> {
-        if config::version_at_least(&conf.cni_version, min) {
-            Ok(())
-        } else {
-            Err(CniError::new(
-                error::INCOMPATIBLE_VERSION,
-                format!(
-                    "{what} needs cniVersion {min} or later, the config says {}",
-                    conf.cni_version
-                ),
-            ))
-        }
-    };
-    match args.command {
-        Command::Add => Ok(bridge::add(&args, &conf, &stdin)?.to_json(&conf.cni_version)),
-        Command::Del => bridge::del(&args, &conf, &stdin).map(|()| String::new()),
-        Command::Check => {
-            needs("0.4.0", "CHECK")?;
-            check::check(&args, &conf, &stdin).map(|()| String::new())
-        }
-        Command::Status => {
-            needs("1.1.0", "STATUS")?;
-            if conf.has_ipam {
-                ipam::status(&stdin)?;
-            }
-            Ok(String::new())
-        }
-        Command::Gc => {
-            needs("1.1.0", "GC")?;
-            if conf.has_ipam {
-                let report = ipam::open(&stdin)?.gc(conf.valid_attachments.iter().cloned())?;
-                for ip in report.removed.iter().chain(&report.removed_empty) {
-                    eprintln!("podnet-cni: GC released {ip}");
-                }
-            }
-            if conf.ip_masq {
-                let live: Vec<&str> = conf
-                    .valid_attachments
-                    .iter()
-                    .map(|(id, _)| id.as_str())
-                    .collect();
-                for id in masq::gc(&conf.name, &live)? {
-                    eprintln!("podnet-cni: GC removed the masquerade rules of {id}");
-                }
-            }
-            Ok(String::new())
-        }
-        Command::Version => Ok(String::new()),
-    }
-}
-
-/// The binary's main: reads the environment and stdin, prints the outcome, and returns the exit
-/// status (0 on success, 1 on error).
+/// The multi-call binary's main: runs the plugin named by the file name it was started as
+/// (`argv[0]`: `bridge`, `loopback`, `host-local`, ...; `podnet-cni` is the bridge), and returns
+/// the exit status (0 on success, 1 on error).
+///
+/// `podnet-cni install-links DIR` makes DIR a `CNI_PATH` directory of links to this binary
+/// (see [`install_links`]).
 pub fn main() -> i32 {
-    let mut buf = Vec::new();
-    let stdin = std::io::stdin().read_to_end(&mut buf).map(|_| buf);
-    let out = run(|k| std::env::var(k).ok(), stdin);
-    if !out.stdout.is_empty() {
-        println!("{}", out.stdout);
+    let argv: Vec<String> = std::env::args().collect();
+    let name = argv
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("podnet-cni")
+        .to_owned();
+    if argv.get(1).map(String::as_str) == Some("install-links") {
+        let (Some(dir), Ok(me)) = (argv.get(2), std::env::current_exe()) else {
+            eprintln!("usage: podnet-cni install-links DIR");
+            return 2;
+        };
+        return match install_links(&me, Path::new(dir)) {
+            Ok(links) => {
+                for l in links {
+                    println!("{}", l.display());
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("podnet-cni install-links {dir}: {e}");
+                1
+            }
+        };
     }
-    if out.success { 0 } else { 1 }
+    match plugin(&name) {
+        Some(p) => podnet_cni::skel::main(p),
+        None => {
+            // Not a plugin this binary has: say so as a CNI error.
+            let e = CniError::new(
+                podnet_cni::invoke::INTERNAL,
+                format!(
+                    "podnet-cni was started as {name:?}, which is none of its plugins ({}): \
+                     link it under one of those names",
+                    PLUGINS.join(", ")
+                ),
+            );
+            println!("{}", e.to_json(LATEST_VERSION));
+            1
+        }
+    }
 }

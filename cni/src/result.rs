@@ -2,7 +2,7 @@
 //! requested spec version (1.x; 0.3.x/0.4.0 with `version` in every IP; 0.1.0/0.2.0 with
 //! `ip4`/`ip6`), field for field as the reference plugins print them.
 
-use super::error::{CniError, INVALID_CONFIG};
+use crate::error::{CniError, INVALID_CONFIG};
 use ipnet::IpNet;
 use serde::Serialize;
 use serde_json::Value;
@@ -242,7 +242,7 @@ impl CniResult {
             serde_json::to_string_pretty(&self.legacy(version))
         } else {
             let v1 = version.starts_with("1.");
-            let v11 = super::config::version_at_least(version, "1.1.0");
+            let v11 = crate::version::at_least(version, "1.1.0");
             let out = Out {
                 cni_version: version,
                 interfaces: self
@@ -301,7 +301,19 @@ impl CniResult {
         }
     }
 
-    /// Reads a `prevResult` of spec 0.3.0 or later (the shape CHECK needs).
+    /// Reads a result of any spec version (a `prevResult`, or what a delegated plugin printed):
+    /// the 0.3.0 to 1.1.0 shape (`version` in IPs ignored), or the 0.1.0/0.2.0 shape with
+    /// `ip4`/`ip6`, converted.
+    ///
+    /// ```
+    /// use podnet_cni::CniResult;
+    /// let v = serde_json::json!({"cniVersion": "0.2.0",
+    ///     "ip4": {"ip": "10.1.0.5/24", "gateway": "10.1.0.1", "routes": [{"dst": "0.0.0.0/0"}]}});
+    /// let r = CniResult::from_prev(&v).unwrap();
+    /// assert_eq!(r.ips[0].address.to_string(), "10.1.0.5/24");
+    /// let v1: serde_json::Value = serde_json::from_str(&r.to_json("1.0.0")).unwrap();
+    /// assert_eq!(v1["routes"][0]["dst"], "0.0.0.0/0");
+    /// ```
     pub fn from_prev(v: &Value) -> Result<CniResult, CniError> {
         let bad = |what: String| {
             CniError::new(
@@ -310,6 +322,40 @@ impl CniResult {
             )
         };
         let mut r = CniResult::default();
+        for key in ["ip4", "ip6"] {
+            let Some(ip) = v.get(key).filter(|i| !i.is_null()) else {
+                continue;
+            };
+            let address = ip
+                .get("ip")
+                .and_then(Value::as_str)
+                .and_then(|a| a.parse::<IpNet>().ok())
+                .ok_or_else(|| bad(format!("{key}.ip is not a CIDR")))?;
+            let gateway = match ip.get("gateway").and_then(Value::as_str) {
+                None | Some("") => None,
+                Some(g) => Some(
+                    g.parse()
+                        .map_err(|_| bad(format!("{key}.gateway is not an IP address")))?,
+                ),
+            };
+            r.ips.push(IpCfg {
+                interface: None,
+                address,
+                gateway,
+            });
+            for (i, route) in ip
+                .get("routes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                r.routes.push(RouteCfg::from_json(
+                    route,
+                    &format!("prevResult.{key}.routes[{i}]"),
+                )?);
+            }
+        }
         for (i, iface) in v
             .get("interfaces")
             .and_then(Value::as_array)

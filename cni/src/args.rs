@@ -1,6 +1,6 @@
 //! The CNI_* environment variables: which command, which container, which namespace.
 
-use super::error::{CniError, INVALID_ENVIRONMENT};
+use crate::error::{CniError, INVALID_ENVIRONMENT};
 
 /// A CNI command (`CNI_COMMAND`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +20,8 @@ pub enum Command {
 }
 
 impl Command {
-    fn parse(s: &str) -> Option<Command> {
+    /// Reads a `CNI_COMMAND` value.
+    pub fn parse(s: &str) -> Option<Command> {
         Some(match s {
             "ADD" => Command::Add,
             "DEL" => Command::Del,
@@ -30,6 +31,18 @@ impl Command {
             "GC" => Command::Gc,
             _ => return None,
         })
+    }
+
+    /// The `CNI_COMMAND` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Add => "ADD",
+            Command::Del => "DEL",
+            Command::Check => "CHECK",
+            Command::Version => "VERSION",
+            Command::Status => "STATUS",
+            Command::Gc => "GC",
+        }
     }
 
     /// The variables the spec requires for this command, after `CNI_COMMAND`.
@@ -55,6 +68,8 @@ pub struct Args {
     pub ifname: String,
     /// `CNI_ARGS`: `KEY=VALUE` pairs separated by `;`.
     pub cni_args: String,
+    /// `CNI_PATH`: the directories to look for plugins in (delegation), `:`-separated.
+    pub path: String,
 }
 
 impl Args {
@@ -101,19 +116,29 @@ impl Args {
             netns: var("CNI_NETNS"),
             ifname: var("CNI_IFNAME"),
             cni_args: var("CNI_ARGS"),
+            path: var("CNI_PATH"),
         };
         if !args.container_id.is_empty() {
             check_container_id(&args.container_id)?;
         }
         if !args.ifname.is_empty() {
-            podnet_links::validate_ifname(&args.ifname).map_err(|e| {
+            validate_ifname(&args.ifname).map_err(|why| {
                 CniError::new(
                     INVALID_ENVIRONMENT,
-                    format!("CNI_IFNAME: {e}: use a Linux interface name such as eth0"),
+                    format!(
+                        "CNI_IFNAME: invalid interface name {:?}: {why}: use a Linux interface \
+                         name such as eth0",
+                        args.ifname
+                    ),
                 )
             })?;
         }
         Ok(args)
+    }
+
+    /// The directories of `CNI_PATH`, in order.
+    pub fn path_dirs(&self) -> impl Iterator<Item = &str> {
+        self.path.split(':').filter(|d| !d.is_empty())
     }
 
     /// The value of `KEY` in `CNI_ARGS`.
@@ -124,6 +149,31 @@ impl Args {
             .find(|(k, _)| *k == key)
             .map(|(_, v)| v)
     }
+}
+
+/// Checks a Linux interface name as the kernel does (`dev_valid_name`): 1 to 15 bytes, not
+/// `.` or `..`, no `/`, `:`, white space or NUL. The error says why.
+///
+/// ```
+/// assert!(podnet_cni::args::validate_ifname("eth0").is_ok());
+/// assert_eq!(podnet_cni::args::validate_ifname("a/b"), Err("contains '/'"));
+/// ```
+pub fn validate_ifname(name: &str) -> Result<(), &'static str> {
+    Err(if name.is_empty() {
+        "empty"
+    } else if name.len() > 15 {
+        "longer than 15 bytes"
+    } else if name == "." || name == ".." {
+        "reserved"
+    } else if name.contains('/') {
+        "contains '/'"
+    } else if name.contains(':') {
+        "contains ':'"
+    } else if name.chars().any(|c| c.is_whitespace() || c == '\0') {
+        "contains white space or NUL"
+    } else {
+        return Ok(());
+    })
 }
 
 /// The spec's rule: an alphanumeric character, then alphanumerics, `_`, `.` or `-`.
