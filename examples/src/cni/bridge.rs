@@ -169,7 +169,7 @@ fn gateway_conflict(
 pub(crate) fn add_address(h: &Handle, index: u32, net: IpNet) -> Result<bool, podnet_links::Error> {
     match h
         .addr()
-        .add_spec(index, &AddressSpec::new(net).broadcast_auto())
+        .add(index, AddressSpec::new(net).broadcast_auto())
     {
         Ok(()) => Ok(true),
         Err(e) if e.is_exists() => Ok(false),
