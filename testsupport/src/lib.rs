@@ -25,6 +25,8 @@
 //! ```
 
 pub mod foreign;
+#[cfg(feature = "kube-api")]
+pub mod kube_api;
 
 use podnet_netns::NetNs;
 use std::ops::Deref;
