@@ -401,3 +401,56 @@ fn kube_subnet_manager_refuses_what_flannel_refuses() {
         "not annotated: not a lease"
     );
 }
+
+#[test]
+fn https_with_a_token_from_a_kubeconfig_file() {
+    use podnet_testsupport::kube_api::ServerTls;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let s = ApiServer::start(ApiServerOptions {
+        token: Some("sekret".into()),
+        tls: Some(ServerTls {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            ca_pem: ca.pem(),
+        }),
+        ..ApiServerOptions::default()
+    })
+    .unwrap();
+    s.create(node("a", "10.244.1.0/24")).unwrap();
+    assert!(s.url().starts_with("https://"));
+    let path = std::env::temp_dir().join(format!("podnet-kubeconfig-{}", std::process::id()));
+    std::fs::write(&path, s.kubeconfig()).unwrap();
+    let kube = Kube::connect(&KubeOptions {
+        kubeconfig: Some(path.clone()),
+        master: None,
+    });
+    let _ = std::fs::remove_file(&path);
+    let kube = kube.unwrap();
+    assert_eq!(
+        kube.get_node("a")
+            .unwrap()
+            .spec
+            .unwrap()
+            .pod_cidr
+            .as_deref(),
+        Some("10.244.1.0/24")
+    );
+    let w = kube.watch(Api::<Node>::all(kube.client()), WatchOptions::default());
+    assert!(w.wait_synced(Duration::from_secs(20)));
+    assert_eq!(names(&w.snapshot()), ["a"]);
+    // A --master that is no URL is refused, named.
+    let e = Kube::connect(&KubeOptions {
+        kubeconfig: None,
+        master: Some("not a url".into()),
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("API server URL"), "{e}");
+}

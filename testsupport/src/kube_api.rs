@@ -33,7 +33,8 @@
 //!   add, remove, replace, test, move, copy); the `/status` subresource keeps the stored
 //!   `spec` (metadata and status change there, which is where flannel patches its Node
 //!   annotations), the main resource keeps the stored `status`;
-//! - a bearer token, when [`ApiServerOptions::token`] is set (`401` otherwise).
+//! - a bearer token, when [`ApiServerOptions::token`] is set (`401` otherwise), and HTTPS
+//!   with a given certificate ([`ApiServerOptions::tls`]).
 //!
 //! Test controls that a real server has no API for: [`ApiServer::compact`] (drop the history),
 //! [`ApiServer::expire_watches`] (running watches get the 410 `ERROR` event, as a watcher that
@@ -42,7 +43,7 @@
 //! endpoints under `/podnet-test/` for the `podnet-test-apiserver` process.
 //!
 //! Not there: discovery beyond `/api`, `/apis` and `/version`, server-side apply, admission,
-//! validation of objects against their schema, HTTPS.
+//! validation of objects against their schema, client certificates.
 //!
 //! ```no_run
 //! use podnet_testsupport::kube_api::{ApiServer, ApiServerOptions};
@@ -149,6 +150,8 @@ pub struct ApiServerOptions {
     pub token: Option<String>,
     /// How often a watch that allows bookmarks gets one (the real server: about a minute).
     pub bookmark_interval: Option<Duration>,
+    /// Serve HTTPS with this certificate instead of HTTP.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for ApiServerOptions {
@@ -157,8 +160,68 @@ impl Default for ApiServerOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: None,
             bookmark_interval: None,
+            tls: None,
         }
     }
+}
+
+/// The server's certificate for HTTPS, PEM.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The certificate chain (`--tls-cert-file`); it must name the address clients use.
+    pub cert_pem: String,
+    /// Its private key (`--tls-private-key-file`).
+    pub key_pem: String,
+    /// The CA that signed it, written into [`ApiServer::kubeconfig`] as
+    /// `certificate-authority-data`.
+    pub ca_pem: String,
+}
+
+fn tls_acceptor(tls: &ServerTls) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {e}"))
+    };
+    let certs = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("certificate", &e))?;
+    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).map_err(|e| bad("key", &e))?;
+    // ring, the provider the rest of the tree uses (tonic's tls-ring, kube's ring); rustls
+    // 0.23.48 deprecates its constructor only for lacking post-quantum key exchange, which a
+    // test fixture does not need.
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("TLS versions", &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad("certificate and key", &e))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Standard base64 with padding (kubeconfig's `*-data` fields).
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Why a control call failed: the HTTP status and `Status` the API would answer.
@@ -1240,6 +1303,7 @@ impl ApiServer {
         let listener = std::net::TcpListener::bind(opts.listen)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let acceptor = opts.tls.as_ref().map(tls_acceptor).transpose()?;
         let (bump, _) = tokio::sync::watch::channel(0u64);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
@@ -1265,6 +1329,7 @@ impl ApiServer {
                             };
                             let Ok((stream, _)) = conn else { continue };
                             let s = s.clone();
+                            let acceptor = acceptor.clone();
                             tokio::spawn(async move {
                                 let svc = hyper::service::service_fn(move |req| {
                                     let s = s.clone();
@@ -1272,9 +1337,18 @@ impl ApiServer {
                                         Ok::<_, std::convert::Infallible>(handle(s, req).await)
                                     }
                                 });
-                                let _ = hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                                    .await;
+                                let http = hyper::server::conn::http1::Builder::new();
+                                match acceptor {
+                                    Some(a) => {
+                                        let Ok(tls) = a.accept(stream).await else { return };
+                                        let io = hyper_util::rt::TokioIo::new(tls);
+                                        let _ = http.serve_connection(io, svc).await;
+                                    }
+                                    None => {
+                                        let io = hyper_util::rt::TokioIo::new(stream);
+                                        let _ = http.serve_connection(io, svc).await;
+                                    }
+                                }
                             });
                         }
                     });
@@ -1292,9 +1366,14 @@ impl ApiServer {
         self.addr
     }
 
-    /// `http://ADDR`, the `--master` / `server:` of a kubeconfig.
+    /// `http://ADDR` (`https://` with TLS), the `--master` / `server:` of a kubeconfig.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.shared.opts.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// A kubeconfig that points at this server (with the token, when there is one).
@@ -1303,8 +1382,15 @@ impl ApiServer {
             Some(t) => format!("    token: {t}\n"),
             None => "    {}\n".to_string(),
         };
+        let ca = match &self.shared.opts.tls {
+            Some(t) => format!(
+                "    certificate-authority-data: {}\n",
+                base64(t.ca_pem.as_bytes())
+            ),
+            None => String::new(),
+        };
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n\
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n{ca}    server: {}\n\
              contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
              current-context: test\nusers:\n- name: test\n  user:\n{user}",
             self.url()
@@ -1448,6 +1534,24 @@ impl Drop for ApiServer {
         self.shared.wake();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_as_rfc_4648() {
+        for (plain, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(plain.as_bytes()), enc);
         }
     }
 }

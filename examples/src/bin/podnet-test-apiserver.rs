@@ -7,6 +7,7 @@
 //! ```text
 //! podnet-test-apiserver [--listen ADDR:PORT] [--token TOKEN] [--bookmark-interval-ms N]
 //!                       [--objects FILE.json]
+//!                       [--tls-cert-file CERT.pem --tls-private-key-file KEY.pem]
 //! ```
 //!
 //! It prints `listening on http://ADDR:PORT` on stdout once it accepts connections, and runs
@@ -14,7 +15,7 @@
 //! JSON array of objects first. The test controls are POST endpoints: `/podnet-test/compact`,
 //! `/podnet-test/expire-watches`, `/podnet-test/drop-watches`, `/podnet-test/bookmark`.
 
-use podnet_testsupport::kube_api::{ApiServer, ApiServerOptions};
+use podnet_testsupport::kube_api::{ApiServer, ApiServerOptions, ServerTls};
 use std::io::Write;
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ fn main() {
     let mut opts = ApiServerOptions::default();
     let mut objects = None;
     let mut stdin_eof = false;
+    let (mut cert, mut key) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
@@ -49,16 +51,33 @@ fn main() {
                 opts.bookmark_interval = Some(Duration::from_millis(ms));
             }
             "--objects" => objects = Some(value("--objects")),
+            "--tls-cert-file" => cert = Some(value("--tls-cert-file")),
+            "--tls-private-key-file" => key = Some(value("--tls-private-key-file")),
             "--exit-on-stdin-eof" => stdin_eof = true,
             "-h" | "--help" => {
                 println!(
                     "podnet-test-apiserver [--listen ADDR:PORT] [--token TOKEN] \
-                     [--bookmark-interval-ms N] [--objects FILE.json] [--exit-on-stdin-eof]"
+                     [--bookmark-interval-ms N] [--objects FILE.json] [--exit-on-stdin-eof] \
+                     [--tls-cert-file CERT.pem --tls-private-key-file KEY.pem]"
                 );
                 return;
             }
             other => fail(format!("unknown argument {other:?}")),
         }
+    }
+    let read =
+        |p: &str| std::fs::read_to_string(p).unwrap_or_else(|e| fail(format!("reading {p}: {e}")));
+    match (cert, key) {
+        (Some(c), Some(k)) => {
+            let cert_pem = read(&c);
+            opts.tls = Some(ServerTls {
+                ca_pem: cert_pem.clone(),
+                cert_pem,
+                key_pem: read(&k),
+            });
+        }
+        (None, None) => {}
+        _ => fail("--tls-cert-file and --tls-private-key-file go together".into()),
     }
     let server = ApiServer::start(opts).unwrap_or_else(|e| fail(format!("listening: {e}")));
     if let Some(path) = objects {
