@@ -454,3 +454,67 @@ fn https_with_a_token_from_a_kubeconfig_file() {
     .unwrap_err();
     assert!(e.to_string().contains("API server URL"), "{e}");
 }
+
+/// Runs flanneld in kube mode with `env`; it must fail before touching the kernel. Its stderr.
+fn flanneld_fails(
+    s: &ApiServer,
+    net_conf: Option<&str>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> String {
+    let dir = std::env::temp_dir().join(format!("podnet-kubeflags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_flanneld"));
+    cmd.args(["--kube-subnet-mgr", "--kube-api-url", &s.url()])
+        .arg("--subnet-file")
+        .arg(dir.join("subnet.env"))
+        .args(args)
+        .env_remove("NODE_NAME")
+        .env_remove("POD_NAME")
+        .env_remove("POD_NAMESPACE")
+        .envs(env.iter().copied());
+    if let Some(text) = net_conf {
+        let p = dir.join("net-conf.json");
+        std::fs::write(&p, text).unwrap();
+        cmd.arg("--net-config-path").arg(p);
+    }
+    let out = cmd.output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn flanneld_kube_mode_says_what_is_missing() {
+    let s = ApiServer::start(ApiServerOptions::default()).unwrap();
+    let conf = Some(r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}"#);
+    // flannel's default net-conf path in kube mode.
+    let e = flanneld_fails(&s, None, &[], &[("NODE_NAME", "me")]);
+    assert!(e.contains("/etc/kube-flannel/net-conf.json"), "{e}");
+    let e = flanneld_fails(&s, conf, &[], &[]);
+    assert!(e.contains("POD_NAME and POD_NAMESPACE must be set"), "{e}");
+    // The node's name from the pod's spec: the pod must exist.
+    let e = flanneld_fails(
+        &s,
+        conf,
+        &[],
+        &[("POD_NAME", "flannel-x"), ("POD_NAMESPACE", "kube-flannel")],
+    );
+    assert!(e.contains("retrieving pod kube-flannel/flannel-x"), "{e}");
+    assert!(
+        s.requests()
+            .iter()
+            .any(|r| r.starts_with("GET /api/v1/namespaces/kube-flannel/pods/flannel-x")),
+        "{:?}",
+        s.requests()
+    );
+    let e = flanneld_fails(
+        &s,
+        conf,
+        &["--kube-annotation-prefix", "Not/A/Prefix"],
+        &[("NODE_NAME", "me")],
+    );
+    assert!(e.contains("--kube-annotation-prefix"), "{e}");
+    let e = flanneld_fails(&s, Some("{not json"), &[], &[("NODE_NAME", "me")]);
+    assert!(e.contains("subnet config"), "{e}");
+}
