@@ -47,7 +47,7 @@ fn api(c: &Cluster, method: &str, path: &str, body: &str) -> (u16, serde_json::V
 #[test]
 fn vxlan_in_kube_mode() {
     require_root!();
-    let c = up(kube_options("kube", "vxlan"));
+    let mut c = up(kube_options("kube", "vxlan"));
     // Every node's lease is its Node's podCIDR, published in flannel's annotations.
     for (i, n) in c.nodes.iter().enumerate() {
         assert_eq!(
@@ -89,8 +89,53 @@ fn vxlan_in_kube_mode() {
         Duration::from_secs(30),
         &c.opts.state_dir.join("node1/flanneld.log"),
     );
-    // The foreign Node leaves: its route goes.
+    // flanneld restarts on node2: the same lease (its Node's podCIDR), traffic flows.
+    let log = c.opts.state_dir.join("node2/flanneld.log");
+    let acquired = |log: &std::path::Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("lease acquired")
+            .count()
+    };
+    assert_eq!(acquired(&log), 1);
+    let before = std::fs::read_to_string(c.subnet_file(1)).unwrap();
+    if let Some(mut child) = c.nodes[1].flanneld.take() {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    c.start_flanneld(1).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while acquired(&log) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flanneld on node2 did not restart"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(std::fs::read_to_string(c.subnet_file(1)).unwrap(), before);
+    check_all(&c);
+
+    // The API server expires every watch (410) and compacts its history; the foreign Node
+    // leaves meanwhile: the flanneld watchers list again and remove its route.
+    let node_lists = |c: &Cluster| {
+        let (_, log) = api(c, "GET", "/podnet-test/requests", "");
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                let r = r.as_str().unwrap();
+                r.starts_with("GET /api/v1/nodes?") && !r.contains("watch=")
+            })
+            .count()
+    };
+    let lists_before = node_lists(&c);
+    let (code, _) = api(&c, "POST", "/podnet-test/compact", "");
+    assert_eq!(code, 200);
+    let (code, _) = api(&c, "POST", "/podnet-test/expire-watches", "");
+    assert_eq!(code, 200);
     let (code, _) = api(&c, "DELETE", "/api/v1/nodes/foreign", "");
+    assert_eq!(code, 200);
+    let (code, _) = api(&c, "POST", "/podnet-test/compact", "");
     assert_eq!(code, 200);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while h
@@ -106,6 +151,12 @@ fn vxlan_in_kube_mode() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Every flanneld listed the Nodes again after its watch got 410.
+    let lists_after = node_lists(&c);
+    assert!(
+        lists_after >= lists_before + 3,
+        "{lists_before} -> {lists_after}"
+    );
 }
 
 #[test]

@@ -39,8 +39,9 @@
 //! Test controls that a real server has no API for: [`ApiServer::compact`] (drop the history),
 //! [`ApiServer::expire_watches`] (running watches get the 410 `ERROR` event, as a watcher that
 //! fell behind the watch cache does), [`ApiServer::drop_watches`] (close every watch
-//! connection), and [`ApiServer::requests`] (what clients asked). The same controls are POST
-//! endpoints under `/podnet-test/` for the `podnet-test-apiserver` process.
+//! connection), and [`ApiServer::requests`] (what clients asked). The same controls are
+//! endpoints under `/podnet-test/` for the `podnet-test-apiserver` process: POST `compact`,
+//! `expire-watches`, `drop-watches`, `bookmark`; GET `requests`.
 //!
 //! Not there: discovery beyond `/api`, `/apis` and `/version`, server-side apply, admission,
 //! validation of objects against their schema, client certificates.
@@ -1162,6 +1163,10 @@ async fn dispatch(
                 200,
                 &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
             ))
+        }
+        (Route::Control(what), &Method::GET) if what == "requests" => {
+            let log = shared.lock().requests.clone();
+            Ok(json_response(200, &json!(log)))
         }
         (Route::Control(what), &Method::POST) => {
             let server = ControlRef(shared.clone());

@@ -13,7 +13,8 @@
 //! It prints `listening on http://ADDR:PORT` on stdout once it accepts connections, and runs
 //! until SIGTERM/SIGINT (or stdin closes, with `--exit-on-stdin-eof`). `--objects` loads a
 //! JSON array of objects first. The test controls are POST endpoints: `/podnet-test/compact`,
-//! `/podnet-test/expire-watches`, `/podnet-test/drop-watches`, `/podnet-test/bookmark`.
+//! `/podnet-test/expire-watches`, `/podnet-test/drop-watches`, `/podnet-test/bookmark`; GET
+//! `/podnet-test/requests` lists the requests served.
 
 use podnet_testsupport::kube_api::{ApiServer, ApiServerOptions, ServerTls};
 use std::io::Write;
