@@ -152,7 +152,9 @@ fn bookmarks_move_the_resource_version_a_dropped_watch_resumes_from() {
     let kube = connect(&s);
     let w = kube.watch(Api::<Node>::all(kube.client()), WatchOptions::default());
     assert!(w.wait_synced(Duration::from_secs(20)));
-    until("a watch", || count(&s, |r| r.contains("watch=true")) == 1);
+    until("a watch", || {
+        count(&s, |r| r.contains("watch=true")) == 1 && s.active_watches() == 1
+    });
     // Changes to other resources move the cluster's resourceVersion; only a bookmark tells
     // the Node watcher about it.
     for i in 0..3 {
@@ -162,7 +164,6 @@ fn bookmarks_move_the_resource_version_a_dropped_watch_resumes_from() {
     }
     let bookmarked = s.resource_version();
     s.send_bookmarks();
-    std::thread::sleep(Duration::from_millis(300));
     s.drop_watches();
     until("a second watch from the bookmark", || {
         count(&s, |r| {
@@ -192,7 +193,9 @@ fn gone_410_relists() {
     let kube = connect(&s);
     let w = kube.watch(Api::<Node>::all(kube.client()), WatchOptions::default());
     assert!(w.wait_synced(Duration::from_secs(20)));
-    until("a watch", || count(&s, |r| r.contains("watch=true")) == 1);
+    until("a watch", || {
+        count(&s, |r| r.contains("watch=true")) == 1 && s.active_watches() == 1
+    });
     // Other resources move on and the history is compacted past the Node watcher's
     // resourceVersion (no bookmark told it); the connection drops, and the resumed watch
     // gets 410: the watcher lists again.
@@ -216,9 +219,8 @@ fn gone_410_relists() {
     // Expiring a running watch (an ERROR event with 410) relists too, and changes made
     // after it are seen.
     until("a watch after the relist", || {
-        count(&s, |r| r.contains("watch=true")) >= 3
+        count(&s, |r| r.contains("watch=true")) >= 3 && s.active_watches() == 1
     });
-    std::thread::sleep(Duration::from_millis(200));
     s.expire_watches();
     until("a third list", || w.stats().lists == 3);
     s.delete(Kind::Node, "", "a").unwrap();

@@ -28,8 +28,9 @@
 //! - `fieldSelector=metadata.name=X` (and `metadata.namespace=X`), and equality
 //!   `labelSelector`s (`a=b,c`);
 //! - PATCH as kubectl and client-go send it: `application/merge-patch+json` (RFC 7386),
-//!   `application/strategic-merge-patch+json` (applied as a merge patch: lists are replaced
-//!   whole, `$patch` directives are refused) and `application/json-patch+json` (RFC 6902:
+//!   `application/strategic-merge-patch+json` (a merge patch whose Node conditions and
+//!   addresses, taints and Service ports are merged by their keys as the API server does;
+//!   other lists are replaced whole, `$patch` directives are refused) and `application/json-patch+json` (RFC 6902:
 //!   add, remove, replace, test, move, copy); the `/status` subresource keeps the stored
 //!   `spec` (metadata and status change there, which is where flannel patches its Node
 //!   annotations), the main resource keeps the stored `status`;
@@ -281,6 +282,8 @@ struct State {
 }
 
 struct Shared {
+    /// Watches that are streaming (past their start, so they see every control).
+    active_watches: std::sync::atomic::AtomicUsize,
     state: Mutex<State>,
     bump: tokio::sync::watch::Sender<u64>,
     opts: ApiServerOptions,
@@ -492,6 +495,55 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
+/// The lists the test API server merges by key in a strategic merge patch (their
+/// `patchMergeKey`); every other list is replaced whole.
+const MERGE_KEYS: &[(&str, &str)] = &[
+    ("status.conditions", "type"),
+    ("status.addresses", "type"),
+    ("spec.taints", "key"),
+    ("spec.ports", "port"),
+];
+
+/// A strategic merge patch without directives: a merge patch, except that the lists of
+/// [`MERGE_KEYS`] are merged element by element on their key.
+pub fn strategic_merge(target: &mut Value, patch: &Value, path: &str) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let t = target.as_object_mut().expect("made an object above");
+    for (k, v) in p {
+        let here = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        if v.is_null() {
+            t.remove(k);
+            continue;
+        }
+        let key = MERGE_KEYS.iter().find(|(p, _)| *p == here).map(|x| x.1);
+        match (key, v, t.get_mut(k)) {
+            (Some(key), Value::Array(items), Some(Value::Array(existing))) => {
+                for item in items {
+                    let id = item.get(key);
+                    match existing
+                        .iter_mut()
+                        .find(|e| id.is_some() && e.get(key) == id)
+                    {
+                        Some(e) => strategic_merge(e, item, &here),
+                        None => existing.push(item.clone()),
+                    }
+                }
+            }
+            _ => strategic_merge(t.entry(k.clone()).or_insert(Value::Null), v, &here),
+        }
+    }
+}
+
 fn has_directive(v: &Value) -> bool {
     match v {
         Value::Object(m) => m.iter().any(|(k, v)| {
@@ -653,11 +705,11 @@ fn apply_patch(obj: &mut Value, content_type: &str, body: &[u8]) -> Result<(), A
                 return Err(ApiError::new(
                     415,
                     "UnsupportedMediaType",
-                    "the test API server applies strategic merge patches as merge patches and \
-                     refuses $patch/$retainKeys/$setElementOrder directives",
+                    "the test API server refuses strategic merge patch directives \
+                     ($patch/$retainKeys/$setElementOrder/...)",
                 ));
             }
-            merge_patch(obj, &patch)
+            strategic_merge(obj, &patch, "")
         }
         "application/json-patch+json" => json_patch(obj, &patch)?,
         other => {
@@ -976,6 +1028,26 @@ fn event_line(etype: &str, object: &Value) -> Bytes {
     Bytes::from(line)
 }
 
+/// Counts a streaming watch while it lives.
+struct ActiveWatch(Arc<Shared>);
+
+impl ActiveWatch {
+    fn new(shared: &Arc<Shared>) -> ActiveWatch {
+        shared
+            .active_watches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ActiveWatch(shared.clone())
+    }
+}
+
+impl Drop for ActiveWatch {
+    fn drop(&mut self) {
+        self.0
+            .active_watches
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 async fn watch(
     shared: Arc<Shared>,
     kind: Kind,
@@ -1023,6 +1095,7 @@ async fn watch(
             return;
         }
     };
+    let _active = ActiveWatch::new(&shared);
     for o in initial {
         if tx.send(event_line("ADDED", &o)).await.is_err() {
             return;
@@ -1045,7 +1118,8 @@ async fn watch(
                 .collect();
             pos = pos.max(st.rv);
             let mut end = st.drop_gen != drop_gen;
-            if st.expire_gen != expire_gen {
+            let expired = st.expire_gen != expire_gen;
+            if expired {
                 let e = gone(pos, st.rv);
                 lines.push(event_line("ERROR", &e.status()));
                 end = true;
@@ -1054,7 +1128,9 @@ async fn watch(
                 bookmark_gen = st.bookmark_gen;
                 want_bookmark = true;
             }
-            if bookmarks && want_bookmark && !end {
+            // A dropped watch still gets the bookmark asked before (it comes first); an
+            // expired one does not.
+            if bookmarks && want_bookmark && !expired {
                 lines.push(event_line(
                     "BOOKMARK",
                     &json!({"kind": kind.name(), "apiVersion": kind.api_version(),
@@ -1311,6 +1387,7 @@ impl ApiServer {
         let acceptor = opts.tls.as_ref().map(tls_acceptor).transpose()?;
         let (bump, _) = tokio::sync::watch::channel(0u64);
         let shared = Arc::new(Shared {
+            active_watches: std::sync::atomic::AtomicUsize::new(0),
             state: Mutex::new(State::default()),
             bump,
             opts,
@@ -1511,6 +1588,14 @@ impl ApiServer {
     /// Every running watch that allows bookmarks gets one now.
     pub fn send_bookmarks(&self) {
         ControlRef(self.shared.clone()).send_bookmarks();
+    }
+
+    /// How many watches are streaming now: each has started, so it sees every later change
+    /// and control ([`ApiServer::expire_watches`], [`ApiServer::drop_watches`], ...).
+    pub fn active_watches(&self) -> usize {
+        self.shared
+            .active_watches
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The requests served so far, as `METHOD /path?query`.

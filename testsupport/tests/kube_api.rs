@@ -292,6 +292,19 @@ fn node_patches_as_clients_send_them() {
     assert_eq!(n["metadata"]["annotations"]["a"], "b");
     assert_eq!(n["status"]["conditions"][0]["type"], "NetworkUnavailable");
     assert_eq!(n["spec"]["podCIDR"], "10.244.1.0/24");
+    // A strategic merge patch merges conditions by type (flannel patches only its own).
+    let (code, n) = call(
+        &s,
+        "PATCH",
+        "/api/v1/nodes/n1/status",
+        "application/strategic-merge-patch+json",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"True"},{"type":"NetworkUnavailable","status":"False","reason":"FlannelIsUp"}]}}"#,
+    );
+    assert_eq!(code, 200);
+    let conds = n["status"]["conditions"].as_array().unwrap();
+    assert_eq!(conds.len(), 2, "{conds:?}");
+    assert_eq!(conds[0]["reason"], "FlannelIsUp");
+    assert_eq!(conds[1]["type"], "Ready");
     // A stale resourceVersion conflicts.
     let (code, st) = call(
         &s,

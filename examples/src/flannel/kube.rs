@@ -362,6 +362,9 @@ impl LeaseSource for KubeSubnetManager {
     }
 
     fn watch(&self) -> Result<Box<dyn LeaseEvents + '_>, AgentError> {
+        // The snapshot covers what is queued; later changes come as events (one that lands
+        // in both is no event, as it equals what is known).
+        self.nodes.drain_changes();
         let known: BTreeMap<String, Lease> = self
             .nodes
             .snapshot()

@@ -280,7 +280,6 @@ where
                     Ok(watcher::Event::InitDone) => {
                         cache.objects = listing.take().unwrap_or_default();
                         cache.stats.lists += 1;
-                        s.store(true, Ordering::SeqCst);
                         Some(Change::Synced(cache.objects.values().cloned().collect()))
                     }
                     Ok(watcher::Event::Apply(o)) => {
@@ -299,12 +298,18 @@ where
                     }
                 };
                 drop(cache);
-                cv.notify_all();
+                let synced = matches!(change, Some(Change::Synced(_)));
                 if let Some(ch) = change {
                     if tx.send(ch).is_err() {
                         return;
                     }
                 }
+                // Synced once the list's change is queued: a consumer that waited for it and
+                // then drains the queue sees no stale list after its snapshot.
+                if synced {
+                    s.store(true, Ordering::SeqCst);
+                }
+                cv.notify_all();
             }
         });
         Watched {
@@ -351,6 +356,12 @@ impl<K: Clone> Watched<K> {
         let (lock, _) = &*self.cache;
         let g = lock.lock().unwrap_or_else(|e| e.into_inner());
         g.objects.values().cloned().collect()
+    }
+
+    /// Drops the changes queued so far (a caller about to take a [`Watched::snapshot`] that
+    /// covers them).
+    pub fn drain_changes(&self) {
+        while self.changes.try_recv().is_ok() {}
     }
 
     /// The next change, waiting at most `timeout`.
