@@ -63,7 +63,7 @@ struct Args {
     #[arg(
         long,
         env = "FLANNELD_KUBE_ANNOTATION_PREFIX",
-        default_value = podnet_examples::flannel::kube::DEFAULT_ANNOTATION_PREFIX
+        default_value = "flannel.alpha.coreos.com"
     )]
     kube_annotation_prefix: String,
     /// Set the Node's NetworkUnavailable condition to False once the backend is up (kube
@@ -271,6 +271,16 @@ fn start<S: Store>(
     run(sm, opts, stop)
 }
 
+#[cfg(not(feature = "kube"))]
+fn start_kube(
+    _: &Args,
+    _: AgentOptions,
+    _: Arc<AtomicBool>,
+) -> Result<(), podnet_examples::flannel::AgentError> {
+    fail("this flanneld was built without the kube feature (--kube-subnet-mgr)".into())
+}
+
+#[cfg(feature = "kube")]
 fn start_kube(
     args: &Args,
     opts: AgentOptions,

@@ -18,6 +18,7 @@
 mod backend;
 mod hostgw;
 pub mod iface;
+#[cfg(feature = "kube")]
 pub mod kube;
 mod udp;
 mod vxlan;
@@ -94,8 +95,8 @@ impl<S: Store> LeaseEvents for podnet_ipam::LeaseWatch<'_, S> {
 }
 
 /// Where the agent's leases live: a key-value store through [`SubnetManager`] (etcd, the
-/// embedded store) or the Kubernetes API ([`kube::KubeSubnetManager`], flannel's
-/// `--kube-subnet-mgr`).
+/// embedded store) or the Kubernetes API (`kube::KubeSubnetManager`, feature `kube`,
+/// flannel's `--kube-subnet-mgr`).
 pub trait LeaseSource {
     /// The network config the source holds.
     fn network_config(&self) -> Result<NetworkConfig, AgentError>;
