@@ -497,7 +497,7 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// The lists the test API server merges by key in a strategic merge patch (their
 /// `patchMergeKey`); every other list is replaced whole.
-const MERGE_KEYS: &[(&str, &str)] = &[
+pub const MERGE_KEYS: &[(&str, &str)] = &[
     ("status.conditions", "type"),
     ("status.addresses", "type"),
     ("spec.taints", "key"),
