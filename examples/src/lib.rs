@@ -9,10 +9,14 @@
 //! - [`explain`]: `podnet-cluster explain`, the path a packet takes, predicted from live kernel
 //!   state and confirmed by a traced probe.
 //! - [`http`]: the daemons' small HTTP server (health checks, metrics).
+//! - `kubeapi` (feature `kube`, on by default): the Kubernetes API client (kube-rs) and its
+//!   list/watch cache.
 
 pub mod cluster;
 pub mod cni;
 pub mod explain;
 pub mod flannel;
 pub mod http;
+#[cfg(feature = "kube")]
+pub mod kubeapi;
 pub mod proxy;

@@ -26,6 +26,8 @@
 
 pub mod foreign;
 pub mod initramfs;
+#[cfg(feature = "kube-api")]
+pub mod kube_api;
 
 use podnet_netns::NetNs;
 use std::ops::Deref;

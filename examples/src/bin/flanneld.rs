@@ -4,6 +4,12 @@
 //! `--etcd-endpoints` is given (flannel's schema, so podnet and flannel nodes can share one
 //! network), else in an embedded store directory (`--store-dir`). The network config comes from
 //! `--net-config-path` or from `<etcd-prefix>/config`.
+//!
+//! With `--kube-subnet-mgr` the leases are the Kubernetes Nodes (flannel's kube subnet
+//! manager): the subnet is the Node's `spec.podCIDRs`, the lease is published in the Node's
+//! `flannel.alpha.coreos.com/*` annotations, the network config is the file
+//! `--net-config-path` (default `/etc/kube-flannel/net-conf.json`), and the node's name comes
+//! from `NODE_NAME` (or the pod named by `POD_NAMESPACE`/`POD_NAME`).
 
 use clap::Parser;
 use podnet_examples::flannel::{AgentOptions, run};
@@ -44,6 +50,34 @@ struct Args {
     /// The etcd key prefix of the network.
     #[arg(long, env = "FLANNELD_ETCD_PREFIX", default_value = podnet_ipam::DEFAULT_PREFIX)]
     etcd_prefix: String,
+    /// Use the Kubernetes API (the Nodes) for leases instead of etcd or the embedded store.
+    #[arg(long, env = "FLANNELD_KUBE_SUBNET_MGR")]
+    kube_subnet_mgr: bool,
+    /// The Kubernetes API server's URL (overrides the kubeconfig's server).
+    #[arg(long, env = "FLANNELD_KUBE_API_URL")]
+    kube_api_url: Option<String>,
+    /// A kubeconfig file; without it and without `--kube-api-url`, the in-cluster config.
+    #[arg(long, env = "FLANNELD_KUBECONFIG_FILE")]
+    kubeconfig_file: Option<PathBuf>,
+    /// The prefix of the Node annotations flannel writes.
+    #[arg(
+        long,
+        env = "FLANNELD_KUBE_ANNOTATION_PREFIX",
+        default_value = "flannel.alpha.coreos.com"
+    )]
+    kube_annotation_prefix: String,
+    /// Set the Node's NetworkUnavailable condition to False once the backend is up (kube
+    /// mode); `--set-node-network-unavailable=false` turns it off.
+    #[arg(
+        long,
+        env = "FLANNELD_SET_NODE_NETWORK_UNAVAILABLE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    set_node_network_unavailable: bool,
     /// The embedded store's directory (used when no etcd endpoint is given).
     #[arg(
         long,
@@ -51,7 +85,8 @@ struct Args {
         default_value = "/var/lib/podnet/flannel"
     )]
     store_dir: PathBuf,
-    /// The network config (net-conf.json); stored when the store has none.
+    /// The network config (net-conf.json); stored when the store has none. In kube mode the
+    /// only source of the config; default `/etc/kube-flannel/net-conf.json` there.
     #[arg(long, env = "FLANNELD_NET_CONFIG_PATH")]
     net_config_path: Option<PathBuf>,
     /// The interface to use, by name or by one of its IPv4 addresses. Repeat it (or give a
@@ -129,7 +164,11 @@ fn main() {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
-    let net_config = match &args.net_config_path {
+    let net_config_path = args.net_config_path.clone().or_else(|| {
+        args.kube_subnet_mgr
+            .then(|| PathBuf::from("/etc/kube-flannel/net-conf.json"))
+    });
+    let net_config = match &net_config_path {
         Some(p) => match std::fs::read_to_string(p) {
             Ok(t) => Some(t),
             Err(e) => fail(format!("reading {}: {e}", p.display())),
@@ -174,7 +213,9 @@ fn main() {
     }
     let manager_options =
         ManagerOptions::default().with_renew_margin(Duration::from_secs(margin * 60));
-    let result = if args.etcd_endpoints.is_empty() {
+    let result = if args.kube_subnet_mgr {
+        start_kube(&args, opts, stop)
+    } else if args.etcd_endpoints.is_empty() {
         let store = FileStore::open(&args.store_dir)
             .unwrap_or_else(|e| fail(format!("store {}: {e}", args.store_dir.display())));
         start(store, &args, opts, manager_options, stop)
@@ -227,6 +268,39 @@ fn start<S: Store>(
     stop: Arc<AtomicBool>,
 ) -> Result<(), podnet_examples::flannel::AgentError> {
     let sm = SubnetManager::with_prefix(store, &args.etcd_prefix).options(mo);
+    run(sm, opts, stop)
+}
+
+#[cfg(not(feature = "kube"))]
+fn start_kube(
+    _: &Args,
+    _: AgentOptions,
+    _: Arc<AtomicBool>,
+) -> Result<(), podnet_examples::flannel::AgentError> {
+    fail("this flanneld was built without the kube feature (--kube-subnet-mgr)".into())
+}
+
+#[cfg(feature = "kube")]
+fn start_kube(
+    args: &Args,
+    opts: AgentOptions,
+    stop: Arc<AtomicBool>,
+) -> Result<(), podnet_examples::flannel::AgentError> {
+    use podnet_examples::flannel::kube::{KubeSubnetManager, KubeSubnetOptions};
+    let api = podnet_examples::kubeapi::KubeOptions {
+        kubeconfig: args.kubeconfig_file.clone(),
+        master: args.kube_api_url.clone(),
+    };
+    let node_name = podnet_examples::flannel::kube::node_name_from_env(&api)?;
+    let sm = KubeSubnetManager::connect(KubeSubnetOptions {
+        api,
+        annotation_prefix: args.kube_annotation_prefix.clone(),
+        node_name,
+        net_config: opts.net_config.clone().unwrap_or_default(),
+        set_node_network_unavailable: args.set_node_network_unavailable,
+        // flannel's nodeControllerSyncTimeout.
+        sync_timeout: Duration::from_secs(600),
+    })?;
     run(sm, opts, stop)
 }
 

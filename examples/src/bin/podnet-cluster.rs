@@ -2,7 +2,7 @@
 //! it, show it, and tear it down.
 //!
 //! ```text
-//! podnet-cluster demo [--backend vxlan|host-gw|udp] [--nodes N] [--pods M] [--etcd]
+//! podnet-cluster demo [--backend vxlan|host-gw|udp] [--nodes N] [--pods M] [--etcd | --kube]
 //! podnet-cluster up ... / down / bench
 //! podnet-cluster explain SRC DST[:PORT] [--svg FILE] [--html FILE] [--record FILE]
 //! podnet-cluster show --svg FILE
@@ -35,6 +35,10 @@ struct Args {
     /// Keep leases in a real etcd server (Debian etcd-server) started in the fabric.
     #[arg(long, global = true)]
     etcd: bool,
+    /// Kubernetes mode: a test API server (a fixture) in the fabric holds a Node per node,
+    /// and flanneld runs with --kube-subnet-mgr.
+    #[arg(long, global = true, conflicts_with = "etcd")]
+    kube: bool,
     /// Run kube-proxy on every node for the Services in this file (YAML or JSON), with echo
     /// servers in every pod as their endpoints.
     #[arg(long, global = true)]
@@ -89,6 +93,7 @@ fn main() {
     opts.nodes = args.nodes;
     opts.pods = args.pods;
     opts.etcd = args.etcd;
+    opts.kube = args.kube;
     opts.services = args.services.clone();
     opts.proxy_mode = args.proxy_mode.clone();
     let code = match args.cmd {

@@ -32,6 +32,8 @@ pub const FABRIC_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
 pub const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
 /// The cluster network given to flannel.
 pub const CLUSTER_NETWORK: &str = "10.244.0.0/16";
+/// The port of the test API server in the fabric (kube mode).
+pub const KUBE_API_PORT: u16 = 6443;
 
 /// Errors of the cluster tool.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,12 @@ pub struct Options {
     /// the nodes' certificates. The server certificate must name the fabric's address
     /// ([`FABRIC_IP`]).
     pub etcd_tls: Option<EtcdTlsFiles>,
+    /// Kubernetes mode: run the test API server (`podnet-test-apiserver`, a fixture) in the
+    /// fabric at [`KUBE_API_PORT`], create a Node object with a podCIDR for every node, and
+    /// run flanneld with `--kube-subnet-mgr` (leases are the Nodes' annotations).
+    pub kube: bool,
+    /// The test API server binary, for `kube`.
+    pub test_apiserver: PathBuf,
     /// Where logs, the store and subnet files go.
     pub state_dir: PathBuf,
     /// The flanneld binary.
@@ -109,6 +117,11 @@ impl Options {
         format!("{scheme}://{FABRIC_IP}:2379")
     }
 
+    /// The test API server's URL, in kube mode.
+    pub fn kube_api_url(&self) -> String {
+        format!("http://{FABRIC_IP}:{KUBE_API_PORT}")
+    }
+
     /// Defaults for `prefix`: 3 nodes, 2 pods, vxlan, state under /run/podnet-cluster.
     pub fn new(prefix: &str) -> Options {
         Options {
@@ -118,6 +131,8 @@ impl Options {
             pods: 2,
             etcd: false,
             etcd_tls: None,
+            kube: false,
+            test_apiserver: sibling_binary("podnet-test-apiserver"),
             state_dir: state_dir(prefix),
             flanneld: sibling_binary("flanneld"),
             services: None,
@@ -205,6 +220,8 @@ pub struct Cluster {
     pub pods: Vec<Pod>,
     /// The etcd server, when `--etcd`.
     pub etcd: Option<Child>,
+    /// The test API server, when `--kube`.
+    pub apiserver: Option<Child>,
     /// The Services kube-proxy serves, with `--services`.
     pub services: Vec<services::ServiceUnderTest>,
 }
@@ -352,11 +369,20 @@ impl Cluster {
             nodes: Vec::new(),
             pods: Vec::new(),
             etcd: None,
+            apiserver: None,
             services: Vec::new(),
         };
         if opts.etcd {
             progress("etcd: starting a server in the fabric (198.18.0.254:2379)");
             cluster.start_etcd()?;
+        }
+        if opts.kube {
+            progress(&format!(
+                "kube: starting the test API server (a fixture) in the fabric ({}), with a \
+                 Node and its podCIDR for every node",
+                opts.kube_api_url()
+            ));
+            cluster.start_apiserver()?;
         }
         let conf_path = opts.state_dir.join("net-conf.json");
         fs::write(&conf_path, net_conf(&opts.backend)).map_err(|e| other(e.to_string()))?;
@@ -518,6 +544,56 @@ impl Cluster {
         Ok(())
     }
 
+    /// The podCIDR the test API server's Node object gives node `index` (1-based).
+    pub fn kube_pod_cidr(index: usize) -> String {
+        format!("10.244.{index}.0/24")
+    }
+
+    fn start_apiserver(&mut self) -> Result<(), ClusterError> {
+        let nodes: Vec<serde_json::Value> = (1..=self.opts.nodes)
+            .map(|i| {
+                let cidr = Self::kube_pod_cidr(i);
+                serde_json::json!({"apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": format!("node{i}")},
+                    "spec": {"podCIDR": cidr, "podCIDRs": [cidr]}})
+            })
+            .collect();
+        let objects = self.opts.state_dir.join("kube-objects.json");
+        fs::write(&objects, serde_json::Value::Array(nodes).to_string())
+            .map_err(|e| other(e.to_string()))?;
+        let log = fs::File::create(self.opts.state_dir.join("apiserver.log"))
+            .map_err(|e| other(e.to_string()))?;
+        let child = self
+            .fabric
+            .command(&self.opts.test_apiserver)
+            .args(["--listen", &format!("{FABRIC_IP}:{KUBE_API_PORT}")])
+            .arg("--objects")
+            .arg(&objects)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| other(e.to_string()))?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| {
+                other(format!(
+                    "starting {}: {e}",
+                    self.opts.test_apiserver.display()
+                ))
+            })?;
+        self.apiserver = Some(child);
+        let fabric = self.fabric.clone();
+        wait_for(
+            Duration::from_secs(15),
+            "the test API server to answer",
+            || {
+                fabric
+                    .run(|| std::net::TcpStream::connect((FABRIC_IP, KUBE_API_PORT)).is_ok())
+                    .ok()
+                    .filter(|ok| *ok)
+            },
+        )?;
+        Ok(())
+    }
+
     /// Starts (or restarts) flanneld on node `i` (0-based).
     pub fn start_flanneld(&mut self, i: usize) -> Result<(), ClusterError> {
         let node = &self.nodes[i];
@@ -534,7 +610,14 @@ impl Cluster {
             .arg(dir.join("subnet.env"))
             .arg("--net-config-path")
             .arg(self.opts.state_dir.join("net-conf.json"));
-        if self.opts.etcd {
+        if self.opts.kube {
+            cmd.args([
+                "--kube-subnet-mgr",
+                "--kube-api-url",
+                &self.opts.kube_api_url(),
+            ])
+            .env("NODE_NAME", format!("node{}", node.index));
+        } else if self.opts.etcd {
             cmd.args(["--etcd-endpoints", &self.opts.etcd_endpoint()]);
             if let Some(tls) = &self.opts.etcd_tls {
                 cmd.arg("--etcd-cafile")
@@ -709,7 +792,10 @@ impl Cluster {
                 let _ = c.wait();
             }
         }
-        if let Some(mut c) = self.etcd.take() {
+        for mut c in [self.etcd.take(), self.apiserver.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -18,6 +18,8 @@
 mod backend;
 mod hostgw;
 pub mod iface;
+#[cfg(feature = "kube")]
+pub mod kube;
 mod udp;
 mod vxlan;
 
@@ -27,7 +29,9 @@ pub use backend::{Backend, Peer, Underlay};
 
 pub use iface::IfaceChoice;
 use ipnet::{IpNet, Ipv4Net};
-use podnet_ipam::{Lease, LeaseAttrs, LeaseEvent, NetworkConfig, Store, SubnetEnv, SubnetManager};
+use podnet_ipam::{
+    Lease, LeaseAttrs, LeaseEvent, LeaseSubnets, NetworkConfig, Store, SubnetEnv, SubnetManager,
+};
 use podnet_links::Handle;
 use podnet_nat::flannel::FlannelNetwork;
 use podnet_netns::NetNs;
@@ -70,9 +74,85 @@ pub enum AgentError {
         /// Who holds it now, as far as the store says.
         holder: String,
     },
+    /// The Kubernetes API failed (`--kube-subnet-mgr`).
+    #[error("{0}")]
+    Kube(String),
     /// Anything else.
     #[error("{0}")]
     Other(String),
+}
+
+/// A stream of lease events (see [`LeaseSource::watch`]).
+pub trait LeaseEvents {
+    /// The next event, waiting at most `timeout`; `Ok(None)` when nothing happened.
+    fn next(&mut self, timeout: Duration) -> Result<Option<LeaseEvent>, AgentError>;
+}
+
+impl<S: Store> LeaseEvents for podnet_ipam::LeaseWatch<'_, S> {
+    fn next(&mut self, timeout: Duration) -> Result<Option<LeaseEvent>, AgentError> {
+        Ok(podnet_ipam::LeaseWatch::next(self, timeout)?)
+    }
+}
+
+/// Where the agent's leases live: a key-value store through [`SubnetManager`] (etcd, the
+/// embedded store) or the Kubernetes API (`kube::KubeSubnetManager`, feature `kube`,
+/// flannel's `--kube-subnet-mgr`).
+pub trait LeaseSource {
+    /// The network config the source holds.
+    fn network_config(&self) -> Result<NetworkConfig, AgentError>;
+    /// Stores the network config text (when the source has none).
+    fn put_network_config(&self, text: &str) -> Result<(), AgentError>;
+    /// Takes this node's lease, publishing `attrs`.
+    fn acquire(
+        &self,
+        attrs: &LeaseAttrs,
+        previous: Option<LeaseSubnets>,
+    ) -> Result<Lease, AgentError>;
+    /// Every lease now.
+    fn leases(&self) -> Result<Vec<Lease>, AgentError>;
+    /// Watches every lease: a [`LeaseEvent::Snapshot`] first, then the changes.
+    fn watch(&self) -> Result<Box<dyn LeaseEvents + '_>, AgentError>;
+    /// Writes this node's lease again (it disappeared).
+    fn renew(&self, lease: &mut Lease) -> Result<(), AgentError>;
+    /// Renews the lease when its TTL asks for it; `true` when it did.
+    fn renew_if_due(&self, lease: &mut Lease) -> Result<bool, AgentError>;
+    /// The backend is up (flannel's `CompleteLease`).
+    fn started(&self, _lease: &Lease) -> Result<(), AgentError> {
+        Ok(())
+    }
+}
+
+impl<S: Store> LeaseSource for SubnetManager<S> {
+    fn network_config(&self) -> Result<NetworkConfig, AgentError> {
+        Ok(SubnetManager::network_config(self)?)
+    }
+    fn put_network_config(&self, text: &str) -> Result<(), AgentError> {
+        SubnetManager::put_network_config(self, text)?;
+        Ok(())
+    }
+    fn acquire(
+        &self,
+        attrs: &LeaseAttrs,
+        previous: Option<LeaseSubnets>,
+    ) -> Result<Lease, AgentError> {
+        Ok(SubnetManager::acquire(self, attrs, previous)?)
+    }
+    fn leases(&self) -> Result<Vec<Lease>, AgentError> {
+        Ok(SubnetManager::leases(self)?.0)
+    }
+    fn watch(&self) -> Result<Box<dyn LeaseEvents + '_>, AgentError> {
+        Ok(Box::new(SubnetManager::watch(self)?))
+    }
+    fn renew(&self, lease: &mut Lease) -> Result<(), AgentError> {
+        Ok(SubnetManager::renew(self, lease)?)
+    }
+    fn renew_if_due(&self, lease: &mut Lease) -> Result<bool, AgentError> {
+        Ok(SubnetManager::renew_if_due(self, lease)?)
+    }
+}
+
+fn is_lost(e: &AgentError) -> bool {
+    matches!(e, AgentError::Lease(podnet_ipam::LeaseError::Lost { .. }))
 }
 
 /// The agent's settings (flanneld's flags).
@@ -107,10 +187,7 @@ type Preflight = (NetworkConfig, Box<dyn Backend>, Option<SubnetEnv>);
 
 /// Everything checked before anything is built: a bad config, an unknown backend or a
 /// subnet.env that contradicts the config stop the agent here, with nothing half-built.
-fn preflight<S: Store>(
-    sm: &SubnetManager<S>,
-    opts: &AgentOptions,
-) -> Result<Preflight, AgentError> {
+fn preflight<L: LeaseSource>(sm: &L, opts: &AgentOptions) -> Result<Preflight, AgentError> {
     let config = match &opts.net_config {
         Some(text) => {
             let parsed =
@@ -235,9 +312,9 @@ fn lost(opts: &AgentOptions, subnet: Ipv4Net, holder: String) -> AgentError {
     e
 }
 
-/// Runs the agent until `stop` is set. The caller picks the store.
-pub fn run<S: Store>(
-    sm: SubnetManager<S>,
+/// Runs the agent until `stop` is set. The caller picks the lease source.
+pub fn run<L: LeaseSource>(
+    sm: L,
     opts: AgentOptions,
     stop: Arc<AtomicBool>,
 ) -> Result<(), AgentError> {
@@ -274,6 +351,10 @@ pub fn run<S: Store>(
     SubnetEnv::from_lease(&config, &lease, mtu, opts.ip_masq)
         .write(&opts.subnet_file)
         .map_err(|e| AgentError::Other(e.to_string()))?;
+    if let Err(e) = sm.started(&lease) {
+        // flannel logs a failed CompleteLease and goes on.
+        tracing::warn!("completing the lease: {e}");
+    }
     let ns = NetNs::current().map_err(|e| AgentError::Other(e.to_string()))?;
     let masq = FlannelNetwork {
         cluster_cidr: IpNet::V4(network),
@@ -356,7 +437,7 @@ pub fn run<S: Store>(
             // The watch is the fast path; a periodic listing makes the agent converge even if a
             // watch stalls or misses an event.
             match sm.leases() {
-                Ok((all, _)) => {
+                Ok(all) => {
                     let fresh: BTreeMap<String, Lease> =
                         all.into_iter().map(|l| (l.subnets.key_name(), l)).collect();
                     if fresh.keys().ne(leases.keys()) {
@@ -385,7 +466,7 @@ pub fn run<S: Store>(
                             tracing::info!(%subnet, "lease taken again");
                             leases.insert(lease.subnets.key_name(), lease.clone());
                         }
-                        Err(podnet_ipam::LeaseError::Lost { .. }) => {
+                        Err(e) if is_lost(&e) => {
                             return Err(lost(&opts, subnet, "another node took it".into()));
                         }
                         Err(e) => {
@@ -415,7 +496,7 @@ pub fn run<S: Store>(
             match sm.renew_if_due(&mut lease) {
                 Ok(true) => tracing::info!("lease renewed"),
                 Ok(false) => {}
-                Err(podnet_ipam::LeaseError::Lost { key }) => {
+                Err(AgentError::Lease(podnet_ipam::LeaseError::Lost { key })) => {
                     return Err(lost(
                         &opts,
                         subnet,
