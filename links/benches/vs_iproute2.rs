@@ -84,7 +84,8 @@ fn routes_podnet(pipelined: bool) -> Duration {
         let mut batch = h.batch();
         for i in 0..ROUTES {
             batch
-                .route_add(&Route::new(route_net(i)).via(gw).dev("v0"))
+                .route()
+                .add(&Route::new(route_net(i)).via(gw).dev("v0"))
                 .unwrap();
         }
         let built = start.elapsed();
@@ -125,7 +126,8 @@ fn veths_podnet() -> Duration {
     let mut batch = h.batch();
     for i in 0..VETHS {
         batch
-            .link_add(&Veth::new(format!("vb{i}")).peer(format!("vp{i}")))
+            .link()
+            .add(&Veth::new(format!("vb{i}")).peer(format!("vp{i}")))
             .unwrap();
     }
     batch.execute().unwrap().into_result().unwrap();
@@ -181,12 +183,15 @@ fn peers_podnet() -> Duration {
     let mut b = h.batch();
     for i in 0..PEERS {
         let (gw, mac, node) = peer(i);
-        b.neigh_replace(&Neighbour::new(gw.into(), mac, "flannel.1"))
+        b.neigh()
+            .replace(&Neighbour::new(gw.into(), mac, "flannel.1"))
             .unwrap();
-        b.fdb_replace(&FdbEntry::new(mac, "flannel.1").dst(node.into()))
+        b.fdb()
+            .replace(&FdbEntry::new(mac, "flannel.1").dst(node.into()))
             .unwrap();
         let net = IpNet::V4(Ipv4Net::new(gw, 24).unwrap());
-        b.route_replace(&Route::new(net).via(gw.into()).dev("flannel.1").onlink())
+        b.route()
+            .replace(&Route::new(net).via(gw.into()).dev("flannel.1").onlink())
             .unwrap();
     }
     b.execute().unwrap().into_result().unwrap();

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::fdb::FdbEntry;
 use crate::handle::Handle;
 use crate::link::{LinkSet, LinkSpec, link_message};
-use crate::neigh::Neighbour;
+use crate::neigh::{Neighbour, NeighbourEntry};
 use crate::route::Route;
 use crate::types::LinkRef;
 use ipnet::IpNet;
@@ -27,7 +27,7 @@ use std::collections::HashMap;
 /// let mut batch = h.batch();
 /// for i in 0..100u32 {
 ///     let dst = format!("10.250.{}.{}/32", i / 256, i % 256).parse().unwrap();
-///     batch.route_replace(&Route::new(dst).dev("eth0"))?;
+///     batch.route().replace(&Route::new(dst).dev("eth0"))?;
 /// }
 /// let report = batch.execute()?;
 /// report.into_result()?;
@@ -112,51 +112,32 @@ impl<'h> Batch<'h> {
         self.what.push((op, what));
     }
 
-    /// Adds `ip link add`.
-    pub fn link_add(&mut self, spec: &impl LinkSpec) -> Result<()> {
-        let msg = spec.to_message(&mut |l: &LinkRef| self.index(l))?;
-        let name = spec.name().to_owned();
-        self.push(
-            RouteNetlinkMessage::NewLink(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-            "link add",
-            name,
-        );
-        Ok(())
+    /// Link requests: `batch.link().add(&spec)`, `del`, `set`.
+    pub fn link(&mut self) -> BatchLinks<'_, 'h> {
+        BatchLinks { b: self }
     }
 
-    /// Adds `ip link del`.
-    pub fn link_del(&mut self, link: impl Into<LinkRef>) -> Result<()> {
-        let link = link.into();
-        let msg = link_message(&link)?;
-        self.push(
-            RouteNetlinkMessage::DelLink(msg),
-            0,
-            "link del",
-            link.to_string(),
-        );
-        Ok(())
+    /// Address requests: `batch.addr().add(dev, net)`, `replace`, `del`.
+    pub fn addr(&mut self) -> BatchAddresses<'_, 'h> {
+        BatchAddresses { b: self }
     }
 
-    /// Adds an `ip link set` built with [`Links::set`](crate::Links::set).
-    pub fn link_set(&mut self, set: LinkSet<'_>) -> Result<()> {
-        let msg = set.to_request()?;
-        let (RouteNetlinkMessage::SetLink(m) | RouteNetlinkMessage::NewLink(m)) = &msg else {
-            unreachable!("to_request makes link messages only")
-        };
-        let name = m
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                netlink_packet_route::link::LinkAttribute::IfName(n) => Some(n.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| format!("if{}", m.header.index));
-        self.push(msg, 0, "link set", name);
-        Ok(())
+    /// Route requests: `batch.route().replace(&route)`, `add`, `del`.
+    pub fn route(&mut self) -> BatchRoutes<'_, 'h> {
+        BatchRoutes { b: self }
     }
 
-    fn addr(
+    /// Neighbour requests: `batch.neigh().replace(&n)`, `add`, `del`.
+    pub fn neigh(&mut self) -> BatchNeighbours<'_, 'h> {
+        BatchNeighbours { b: self }
+    }
+
+    /// Forwarding database requests: `batch.fdb().append(&e)`, `add`, `replace`, `del`.
+    pub fn fdb(&mut self) -> BatchFdb<'_, 'h> {
+        BatchFdb { b: self }
+    }
+
+    fn push_addr(
         &mut self,
         op: &'static str,
         link: LinkRef,
@@ -175,36 +156,13 @@ impl<'h> Batch<'h> {
         Ok(())
     }
 
-    /// Adds `ip address add`.
-    pub fn addr_add(
+    fn push_route(
         &mut self,
-        link: impl Into<LinkRef>,
-        addr: impl Into<AddressSpec>,
+        op: &'static str,
+        route: &Route,
+        flags: u16,
+        delete: bool,
     ) -> Result<()> {
-        self.addr(
-            "address add",
-            link.into(),
-            addr.into(),
-            NLM_F_CREATE | NLM_F_EXCL,
-        )
-    }
-
-    /// Adds `ip address replace`.
-    pub fn addr_replace(&mut self, link: impl Into<LinkRef>, net: IpNet) -> Result<()> {
-        self.addr(
-            "address replace",
-            link.into(),
-            AddressSpec::new(net),
-            NLM_F_CREATE | NLM_F_REPLACE,
-        )
-    }
-
-    /// Adds `ip address del`.
-    pub fn addr_del(&mut self, link: impl Into<LinkRef>, net: IpNet) -> Result<()> {
-        self.addr("address del", link.into(), AddressSpec::new(net), 0)
-    }
-
-    fn route(&mut self, op: &'static str, route: &Route, flags: u16, delete: bool) -> Result<()> {
         let oif = match &route.dev {
             Some(d) => Some(self.index(d)?),
             None => route.oif,
@@ -227,78 +185,23 @@ impl<'h> Batch<'h> {
         Ok(())
     }
 
-    /// Adds `ip route add`.
-    pub fn route_add(&mut self, route: &Route) -> Result<()> {
-        self.route("route add", route, NLM_F_CREATE | NLM_F_EXCL, false)
-    }
-
-    /// Adds `ip route replace`.
-    pub fn route_replace(&mut self, route: &Route) -> Result<()> {
-        self.route("route replace", route, NLM_F_CREATE | NLM_F_REPLACE, false)
-    }
-
-    /// Adds `ip route del`.
-    pub fn route_del(&mut self, route: &Route) -> Result<()> {
-        self.route("route del", route, 0, true)
-    }
-
-    fn neigh(&mut self, op: &'static str, n: &Neighbour, flags: u16, delete: bool) -> Result<()> {
-        let index = self.index(&n.dev)?;
-        let msg = n.to_message(index);
+    /// A neighbour or forwarding entry request.
+    fn push_entry<E: NeighbourEntry>(
+        &mut self,
+        op: &'static str,
+        e: &E,
+        flags: u16,
+        delete: bool,
+    ) -> Result<()> {
+        let index = self.index(e.dev())?;
+        let msg = e.request(index)?;
         let msg = if delete {
             RouteNetlinkMessage::DelNeighbour(msg)
         } else {
             RouteNetlinkMessage::NewNeighbour(msg)
         };
-        self.push(msg, flags, op, format!("{} dev {}", n.ip, n.dev));
+        self.push(msg, flags, op, e.what());
         Ok(())
-    }
-
-    /// Adds `ip neigh add`.
-    pub fn neigh_add(&mut self, n: &Neighbour) -> Result<()> {
-        self.neigh("neigh add", n, NLM_F_CREATE | NLM_F_EXCL, false)
-    }
-
-    /// Adds `ip neigh replace`.
-    pub fn neigh_replace(&mut self, n: &Neighbour) -> Result<()> {
-        self.neigh("neigh replace", n, NLM_F_CREATE | NLM_F_REPLACE, false)
-    }
-
-    /// Adds `ip neigh del`.
-    pub fn neigh_del(&mut self, n: &Neighbour) -> Result<()> {
-        self.neigh("neigh del", n, 0, true)
-    }
-
-    fn fdb(&mut self, op: &'static str, e: &FdbEntry, flags: u16, delete: bool) -> Result<()> {
-        let index = self.index(&e.dev)?;
-        let msg = e.to_message(index)?;
-        let msg = if delete {
-            RouteNetlinkMessage::DelNeighbour(msg)
-        } else {
-            RouteNetlinkMessage::NewNeighbour(msg)
-        };
-        self.push(msg, flags, op, format!("{} dev {}", e.mac, e.dev));
-        Ok(())
-    }
-
-    /// Adds `bridge fdb add`.
-    pub fn fdb_add(&mut self, e: &FdbEntry) -> Result<()> {
-        self.fdb("fdb add", e, NLM_F_CREATE | NLM_F_EXCL, false)
-    }
-
-    /// Adds `bridge fdb append`.
-    pub fn fdb_append(&mut self, e: &FdbEntry) -> Result<()> {
-        self.fdb("fdb append", e, NLM_F_CREATE | NLM_F_APPEND, false)
-    }
-
-    /// Adds `bridge fdb replace`.
-    pub fn fdb_replace(&mut self, e: &FdbEntry) -> Result<()> {
-        self.fdb("fdb replace", e, NLM_F_CREATE | NLM_F_REPLACE, false)
-    }
-
-    /// Adds `bridge fdb del`.
-    pub fn fdb_del(&mut self, e: &FdbEntry) -> Result<()> {
-        self.fdb("fdb del", e, 0, true)
     }
 
     /// Sends every request, pipelined, and returns one outcome per request. `Err` only when
@@ -311,5 +214,271 @@ impl<'h> Batch<'h> {
             .map(|(o, (op, what))| o.map_err(|k| Error::from_kernel(op, what, k)))
             .collect();
         Ok(BatchReport { results })
+    }
+}
+
+/// The link requests of a [`Batch`] ([`Batch::link`]), with the verbs of [`Links`](crate::Links).
+#[derive(Debug)]
+pub struct BatchLinks<'b, 'h> {
+    b: &'b mut Batch<'h>,
+}
+
+impl BatchLinks<'_, '_> {
+    /// `ip link add`.
+    pub fn add(&mut self, spec: &impl LinkSpec) -> Result<()> {
+        let msg = spec.to_message(&mut |l: &LinkRef| self.b.index(l))?;
+        let name = spec.name().to_owned();
+        let flags = NLM_F_CREATE | NLM_F_EXCL;
+        self.b
+            .push(RouteNetlinkMessage::NewLink(msg), flags, "link add", name);
+        Ok(())
+    }
+
+    /// `ip link del`.
+    pub fn del(&mut self, link: impl Into<LinkRef>) -> Result<()> {
+        let link = link.into();
+        let msg = link_message(&link)?;
+        let what = link.to_string();
+        self.b
+            .push(RouteNetlinkMessage::DelLink(msg), 0, "link del", what);
+        Ok(())
+    }
+
+    /// An `ip link set` built with [`Links::set`](crate::Links::set).
+    pub fn set(&mut self, set: LinkSet<'_>) -> Result<()> {
+        let msg = set.to_request()?;
+        let (RouteNetlinkMessage::SetLink(m) | RouteNetlinkMessage::NewLink(m)) = &msg else {
+            unreachable!("to_request makes link messages only")
+        };
+        let name = m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                netlink_packet_route::link::LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| format!("if{}", m.header.index));
+        self.b.push(msg, 0, "link set", name);
+        Ok(())
+    }
+}
+
+/// The address requests of a [`Batch`] ([`Batch::addr`]), with the verbs of
+/// [`Addresses`](crate::Addresses).
+#[derive(Debug)]
+pub struct BatchAddresses<'b, 'h> {
+    b: &'b mut Batch<'h>,
+}
+
+impl BatchAddresses<'_, '_> {
+    /// `ip address add`: an [`IpNet`] or an [`AddressSpec`].
+    pub fn add(&mut self, link: impl Into<LinkRef>, addr: impl Into<AddressSpec>) -> Result<()> {
+        let flags = NLM_F_CREATE | NLM_F_EXCL;
+        self.b
+            .push_addr("address add", link.into(), addr.into(), flags)
+    }
+
+    /// `ip address replace`: an [`IpNet`] or an [`AddressSpec`].
+    pub fn replace(
+        &mut self,
+        link: impl Into<LinkRef>,
+        addr: impl Into<AddressSpec>,
+    ) -> Result<()> {
+        let flags = NLM_F_CREATE | NLM_F_REPLACE;
+        self.b
+            .push_addr("address replace", link.into(), addr.into(), flags)
+    }
+
+    /// `ip address del`.
+    pub fn del(&mut self, link: impl Into<LinkRef>, net: IpNet) -> Result<()> {
+        self.b
+            .push_addr("address del", link.into(), AddressSpec::new(net), 0)
+    }
+}
+
+/// The route requests of a [`Batch`] ([`Batch::route`]), with the verbs of
+/// [`Routes`](crate::Routes).
+#[derive(Debug)]
+pub struct BatchRoutes<'b, 'h> {
+    b: &'b mut Batch<'h>,
+}
+
+impl BatchRoutes<'_, '_> {
+    /// `ip route add`.
+    pub fn add(&mut self, route: &Route) -> Result<()> {
+        let flags = NLM_F_CREATE | NLM_F_EXCL;
+        self.b.push_route("route add", route, flags, false)
+    }
+
+    /// `ip route replace`.
+    pub fn replace(&mut self, route: &Route) -> Result<()> {
+        let flags = NLM_F_CREATE | NLM_F_REPLACE;
+        self.b.push_route("route replace", route, flags, false)
+    }
+
+    /// `ip route del`.
+    pub fn del(&mut self, route: &Route) -> Result<()> {
+        self.b.push_route("route del", route, 0, true)
+    }
+}
+
+/// The neighbour requests of a [`Batch`] ([`Batch::neigh`]), with the verbs of
+/// [`Neighbours`](crate::Neighbours).
+#[derive(Debug)]
+pub struct BatchNeighbours<'b, 'h> {
+    b: &'b mut Batch<'h>,
+}
+
+impl BatchNeighbours<'_, '_> {
+    /// `ip neigh add`.
+    pub fn add(&mut self, n: &Neighbour) -> Result<()> {
+        let flags = NLM_F_CREATE | NLM_F_EXCL;
+        self.b.push_entry("neigh add", n, flags, false)
+    }
+
+    /// `ip neigh replace`.
+    pub fn replace(&mut self, n: &Neighbour) -> Result<()> {
+        let flags = NLM_F_CREATE | NLM_F_REPLACE;
+        self.b.push_entry("neigh replace", n, flags, false)
+    }
+
+    /// `ip neigh del`.
+    pub fn del(&mut self, n: &Neighbour) -> Result<()> {
+        self.b.push_entry("neigh del", n, 0, true)
+    }
+}
+
+/// The forwarding database requests of a [`Batch`] ([`Batch::fdb`]), with the verbs of
+/// [`Fdb`](crate::Fdb).
+#[derive(Debug)]
+pub struct BatchFdb<'b, 'h> {
+    b: &'b mut Batch<'h>,
+}
+
+impl BatchFdb<'_, '_> {
+    /// `bridge fdb add`.
+    pub fn add(&mut self, e: &FdbEntry) -> Result<()> {
+        let flags = NLM_F_CREATE | NLM_F_EXCL;
+        self.b.push_entry("fdb add", e, flags, false)
+    }
+
+    /// `bridge fdb append`.
+    pub fn append(&mut self, e: &FdbEntry) -> Result<()> {
+        let flags = NLM_F_CREATE | NLM_F_APPEND;
+        self.b.push_entry("fdb append", e, flags, false)
+    }
+
+    /// `bridge fdb replace`.
+    pub fn replace(&mut self, e: &FdbEntry) -> Result<()> {
+        let flags = NLM_F_CREATE | NLM_F_REPLACE;
+        self.b.push_entry("fdb replace", e, flags, false)
+    }
+
+    /// `bridge fdb del`.
+    pub fn del(&mut self, e: &FdbEntry) -> Result<()> {
+        self.b.push_entry("fdb del", e, 0, true)
+    }
+}
+
+/// The earlier names of the batch's requests, one alias each.
+impl Batch<'_> {
+    #[deprecated(note = "use link().add")]
+    #[doc(hidden)]
+    pub fn link_add(&mut self, spec: &impl LinkSpec) -> Result<()> {
+        self.link().add(spec)
+    }
+
+    #[deprecated(note = "use link().del")]
+    #[doc(hidden)]
+    pub fn link_del(&mut self, link: impl Into<LinkRef>) -> Result<()> {
+        self.link().del(link)
+    }
+
+    #[deprecated(note = "use link().set")]
+    #[doc(hidden)]
+    pub fn link_set(&mut self, set: LinkSet<'_>) -> Result<()> {
+        self.link().set(set)
+    }
+
+    #[deprecated(note = "use addr().add")]
+    #[doc(hidden)]
+    pub fn addr_add(
+        &mut self,
+        link: impl Into<LinkRef>,
+        addr: impl Into<AddressSpec>,
+    ) -> Result<()> {
+        self.addr().add(link, addr)
+    }
+
+    #[deprecated(note = "use addr().replace")]
+    #[doc(hidden)]
+    pub fn addr_replace(&mut self, link: impl Into<LinkRef>, net: IpNet) -> Result<()> {
+        self.addr().replace(link, net)
+    }
+
+    #[deprecated(note = "use addr().del")]
+    #[doc(hidden)]
+    pub fn addr_del(&mut self, link: impl Into<LinkRef>, net: IpNet) -> Result<()> {
+        self.addr().del(link, net)
+    }
+
+    #[deprecated(note = "use route().add")]
+    #[doc(hidden)]
+    pub fn route_add(&mut self, route: &Route) -> Result<()> {
+        self.route().add(route)
+    }
+
+    #[deprecated(note = "use route().replace")]
+    #[doc(hidden)]
+    pub fn route_replace(&mut self, route: &Route) -> Result<()> {
+        self.route().replace(route)
+    }
+
+    #[deprecated(note = "use route().del")]
+    #[doc(hidden)]
+    pub fn route_del(&mut self, route: &Route) -> Result<()> {
+        self.route().del(route)
+    }
+
+    #[deprecated(note = "use neigh().add")]
+    #[doc(hidden)]
+    pub fn neigh_add(&mut self, n: &Neighbour) -> Result<()> {
+        self.neigh().add(n)
+    }
+
+    #[deprecated(note = "use neigh().replace")]
+    #[doc(hidden)]
+    pub fn neigh_replace(&mut self, n: &Neighbour) -> Result<()> {
+        self.neigh().replace(n)
+    }
+
+    #[deprecated(note = "use neigh().del")]
+    #[doc(hidden)]
+    pub fn neigh_del(&mut self, n: &Neighbour) -> Result<()> {
+        self.neigh().del(n)
+    }
+
+    #[deprecated(note = "use fdb().add")]
+    #[doc(hidden)]
+    pub fn fdb_add(&mut self, e: &FdbEntry) -> Result<()> {
+        self.fdb().add(e)
+    }
+
+    #[deprecated(note = "use fdb().append")]
+    #[doc(hidden)]
+    pub fn fdb_append(&mut self, e: &FdbEntry) -> Result<()> {
+        self.fdb().append(e)
+    }
+
+    #[deprecated(note = "use fdb().replace")]
+    #[doc(hidden)]
+    pub fn fdb_replace(&mut self, e: &FdbEntry) -> Result<()> {
+        self.fdb().replace(e)
+    }
+
+    #[deprecated(note = "use fdb().del")]
+    #[doc(hidden)]
+    pub fn fdb_del(&mut self, e: &FdbEntry) -> Result<()> {
+        self.fdb().del(e)
     }
 }

@@ -69,7 +69,9 @@ mod vxlan;
 mod wire_tests;
 
 pub use addr::{Address, AddressSpec, Addresses};
-pub use batch::{Batch, BatchReport};
+pub use batch::{
+    Batch, BatchAddresses, BatchFdb, BatchLinks, BatchNeighbours, BatchReport, BatchRoutes,
+};
 #[doc(hidden)]
 pub use dump::{DumpDatagram, parse_dump_datagram};
 pub use error::{Error, Result};

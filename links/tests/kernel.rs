@@ -352,18 +352,22 @@ fn batch_reports_each_failure_by_request() {
     for i in 0..3000u32 {
         let dst = format!("10.{}.{}.{}/32", 100 + i / 65536, (i / 256) % 256, i % 256);
         batch
-            .route_add(&Route::new(dst.parse().unwrap()).via(ip("198.18.3.2")))
+            .route()
+            .add(&Route::new(dst.parse().unwrap()).via(ip("198.18.3.2")))
             .unwrap();
     }
     // Request 3000 duplicates request 5; 3001 is fine; 3002 points at a missing gateway.
     batch
-        .route_add(&Route::new("10.100.0.5/32".parse().unwrap()).via(ip("198.18.3.2")))
+        .route()
+        .add(&Route::new("10.100.0.5/32".parse().unwrap()).via(ip("198.18.3.2")))
         .unwrap();
     batch
-        .route_add(&Route::new("10.200.0.1/32".parse().unwrap()).dev("eth0"))
+        .route()
+        .add(&Route::new("10.200.0.1/32".parse().unwrap()).dev("eth0"))
         .unwrap();
     batch
-        .route_add(&Route::new("10.200.0.2/32".parse().unwrap()).via(ip("10.9.9.9")))
+        .route()
+        .add(&Route::new("10.200.0.2/32".parse().unwrap()).via(ip("10.9.9.9")))
         .unwrap();
     assert_eq!(batch.len(), 3003);
     let report = batch.execute().unwrap();

@@ -80,21 +80,24 @@ fn node(ns: TestNs, n: u8, node_ip: &str) -> Node {
 /// What flannel programs on `local` for `peer` (subnet `n`, node IP `peer_ip`), pipelined.
 fn program_peer(local: &Node, peer: &Node, n: u8, peer_ip: &str) {
     let mut b = local.h.batch();
-    b.neigh_replace(&Neighbour::new(
-        ip(&format!("10.244.{n}.0")),
-        peer.vtep_mac,
-        "flannel.1",
-    ))
-    .unwrap();
-    b.fdb_replace(&FdbEntry::new(peer.vtep_mac, "flannel.1").dst(ip(peer_ip)))
+    b.neigh()
+        .replace(&Neighbour::new(
+            ip(&format!("10.244.{n}.0")),
+            peer.vtep_mac,
+            "flannel.1",
+        ))
         .unwrap();
-    b.route_replace(
-        &Route::new(format!("10.244.{n}.0/24").parse().unwrap())
-            .via(ip(&format!("10.244.{n}.0")))
-            .dev("flannel.1")
-            .onlink(),
-    )
-    .unwrap();
+    b.fdb()
+        .replace(&FdbEntry::new(peer.vtep_mac, "flannel.1").dst(ip(peer_ip)))
+        .unwrap();
+    b.route()
+        .replace(
+            &Route::new(format!("10.244.{n}.0/24").parse().unwrap())
+                .via(ip(&format!("10.244.{n}.0")))
+                .dev("flannel.1")
+                .onlink(),
+        )
+        .unwrap();
     b.execute().unwrap().into_result().unwrap();
 }
 
