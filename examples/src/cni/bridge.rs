@@ -167,10 +167,7 @@ fn gateway_conflict(
 /// Adds `net` with its broadcast address (`ip address add NET brd + dev LINK`), as the
 /// reference plugins add theirs. `Ok(false)` when the link has it already.
 pub(crate) fn add_address(h: &Handle, index: u32, net: IpNet) -> Result<bool, podnet_links::Error> {
-    match h
-        .addr()
-        .add(index, AddressSpec::new(net).broadcast_auto())
-    {
+    match h.addr().add(index, AddressSpec::new(net).broadcast_auto()) {
         Ok(()) => Ok(true),
         Err(e) if e.is_exists() => Ok(false),
         Err(e) => Err(e),

@@ -189,7 +189,8 @@ fn check_container_config(
     }
     let routes = container
         .route()
-        .table(0).list()
+        .table(0)
+        .list()
         .map_err(|e| CniError::kernel("listing the container's routes", e))?;
     for r in &prev.routes {
         let gw = r.gw.or_else(|| {

@@ -60,7 +60,7 @@ impl Backend for HostGw {
         }
         let mut b = h.batch();
         for r in &wanted {
-            b.route_replace(r)?;
+            b.route().replace(r)?;
         }
         for (i, e) in b.execute()?.failures() {
             tracing::warn!(route = %wanted[i], "programming route: {e}");

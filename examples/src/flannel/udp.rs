@@ -68,7 +68,7 @@ impl UdpBackend {
             }
         }
         let spec = tunnel::tun_spec(DEV, self.queues, Mode::Fast).persist(true);
-        let dev = match h.link().add_tun(&spec) {
+        let dev = match h.link().add(&spec) {
             Ok(dev) => dev,
             Err(e) => {
                 // A device left with other settings (queues, offloads) refuses to attach.
@@ -78,7 +78,7 @@ impl UdpBackend {
                     Err(e) if e.is_not_found() => {}
                     Err(e) => return Err(e.into()),
                 }
-                h.link().add_tun(&spec)?
+                h.link().add(&spec)?
             }
         };
         let mtu = overlay_mtu(under, OVERHEAD, "udp")?;
@@ -186,7 +186,7 @@ impl Backend for UdpBackend {
         );
         let mut b = h.batch();
         for r in &routes {
-            b.route_replace(r)?;
+            b.route().replace(r)?;
         }
         for (i, e) in b.execute()?.failures() {
             tracing::warn!(route = %routes[i], "programming route: {e}");

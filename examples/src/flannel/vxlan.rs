@@ -220,13 +220,13 @@ impl Backend for VxlanBackend {
         }
         let mut b = h.batch();
         for n in &neighs {
-            b.neigh_replace(n)?;
+            b.neigh().replace(n)?;
         }
         for f in &fdbs {
-            b.fdb_replace(f)?;
+            b.fdb().replace(f)?;
         }
         for r in &routes {
-            b.route_replace(r)?;
+            b.route().replace(r)?;
         }
         for (i, e) in b.execute()?.failures() {
             tracing::warn!(request = i, "programming a peer: {e}");
