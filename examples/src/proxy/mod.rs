@@ -1,9 +1,10 @@
 //! A kube-proxy-style service proxy: reads Service and EndpointSlice objects from a directory
 //! (YAML or JSON, as `kubectl get -o yaml` writes them), compiles them with podnet-nat and keeps
 //! the kernel in step: debounced by the minimum sync period, partial syncs, a periodic full
-//! resync, conntrack cleanup, `/metrics`, and `/healthz` and `/livez` that turn 503 when syncs
-//! fall behind (upstream's proxier health).
+//! resync, conntrack cleanup, `/metrics`, `/healthz` and `/livez` that turn 503 when syncs
+//! fall behind (upstream's proxier health), and the Services' health-check node ports.
 
+pub mod config;
 pub mod flags;
 mod health;
 mod http;
@@ -11,6 +12,7 @@ mod ipvs;
 mod metrics;
 mod nftables;
 pub mod node_addrs;
+pub mod service_health;
 mod watch;
 
 pub use health::ProxierHealth;
@@ -313,6 +315,12 @@ pub struct ProxyOptions {
     /// Where the node's addresses come from; when from the kernel, they are followed and a
     /// change resyncs in full.
     pub node_ips: NodeIpSource,
+    /// This node's name (`--hostname-override`): its ready endpoints answer the health-check
+    /// node ports.
+    pub node_name: String,
+    /// Where the health-check node ports listen (the node's addresses within
+    /// `--nodeport-addresses`); empty: every address.
+    pub health_check_addresses: Vec<IpAddr>,
 }
 
 /// Where kube-proxy's HTTP servers listen (`None`: not served).
@@ -341,6 +349,11 @@ pub fn run(
     let mut m = Metrics::new(mode.name());
     m.register_health(&health);
     let metrics = Arc::new(Mutex::new(m));
+    let mut service_health = service_health::ServiceHealthServer::new(
+        opts.node_name.clone(),
+        opts.health_check_addresses.clone(),
+        health.clone(),
+    );
     http::start(
         &opts.http,
         mode.name(),
@@ -410,6 +423,8 @@ pub fn run(
                         .unwrap_or_else(|p| p.into_inner())
                         .record(&o, state.services.len());
                     health.updated();
+                    // As upstream, after the rules are in: health-check node ports follow.
+                    service_health.sync(&state);
                     pending = false;
                     if full {
                         next_full = Instant::now().checked_add(opts.sync_period);
