@@ -9,7 +9,7 @@
 //! ```
 //! use podnet_examples::proxy::config::{FileSettings, KubeProxyConfiguration};
 //! let text = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n\
-//!             mode: ipvs\nclusterCIDR: 10.244.0.0/16\niptables: {syncPeriod: 1m0s}\n";
+//!             mode: ipvs\nclusterCIDR: 10.244.0.0/16\nipvs: {syncPeriod: 1m0s}\n";
 //! let cfg = KubeProxyConfiguration::parse(text).unwrap();
 //! let s = FileSettings::from_config(&cfg).unwrap();
 //! assert_eq!(s.mode.as_deref(), Some("ipvs"));
