@@ -156,4 +156,17 @@ fn health_check_node_ports_answer_from_another_node() {
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
     // node1's server (its files unchanged) still answers.
     assert_eq!(get(&node2.ns, at(node1, 32082)).unwrap().0, 503);
+
+    // node2's metrics counted the changes: two Services at start, then the endpoint edit,
+    // the port change and the deletion (upstream's counters), and split full and partial
+    // syncs.
+    let m = |name: &str| kube_proxy_cluster::metric(&node2.ns, name, "iptables");
+    assert!(m("kubeproxy_sync_proxy_rules_service_changes_total") >= 4.0);
+    assert!(m("kubeproxy_sync_proxy_rules_endpoint_changes_total") >= 2.0);
+    assert!(m("kubeproxy_sync_full_proxy_rules_duration_seconds_count") >= 1.0);
+    assert!(m("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds") > 0.0);
+    assert_eq!(
+        m("kubeproxy_sync_proxy_rules_iptables_restore_failures_total"),
+        0.0
+    );
 }

@@ -148,7 +148,8 @@ struct Args {
     /// The full resync period in ipvs mode (default 30s).
     #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     ipvs_sync_period: Option<Duration>,
-    /// The minimum time between syncs in ipvs mode (default 0s... podnet: 1s).
+    /// The minimum time between syncs in ipvs mode (default 1s, as in the other modes;
+    /// upstream's is 0s).
     #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     ipvs_min_sync_period: Option<Duration>,
     /// Conntrack entries per CPU core (nf_conntrack_max = max(this x cores, --conntrack-min)

@@ -374,15 +374,32 @@ pub fn run(
     let mut changes = DirChanges::start(&opts.config_dir);
     let mut config = ConfigDir::new(&opts.config_dir);
     let mut state = config.state(family);
+    {
+        // The first read's Services and endpoints are changes too, as upstream's informers
+        // deliver them as additions.
+        let (svc, eps) = metrics::state_changes(&ClusterState::default(), &state);
+        metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .changes(svc, eps);
+    }
     let mut pending = true;
     let mut full = true;
     let mut last_sync: Option<Instant> = None;
     // A period too long for the clock to add is no periodic resync at all.
     let mut next_full = Instant::now().checked_add(opts.sync_period);
     let mut dir_changed = false;
+    // A sync is queued and its time recorded (upstream's last-queued timestamp).
+    let mut queued = false;
     while !stop.load(Ordering::Relaxed) {
         if dir_changed {
-            state = config.state(family);
+            let new = config.state(family);
+            let (svc, eps) = metrics::state_changes(&state, &new);
+            metrics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .changes(svc, eps);
+            state = new;
             pending = true;
         }
         if watch.as_ref().is_some_and(AddressWatch::changed) {
@@ -405,6 +422,10 @@ pub fn run(
         }
         if pending {
             health.queued();
+            if !queued {
+                metrics.lock().unwrap_or_else(|p| p.into_inner()).queued();
+                queued = true;
+            }
         }
         let allowed = last_sync.is_none_or(|t| t.elapsed() >= opts.min_sync_period);
         if pending && allowed {
@@ -423,6 +444,7 @@ pub fn run(
                         .unwrap_or_else(|p| p.into_inner())
                         .record(&o, state.services.len());
                     health.updated();
+                    queued = false;
                     // As upstream, after the rules are in: health-check node ports follow.
                     service_health.sync(&state);
                     pending = false;
