@@ -232,6 +232,10 @@ fn flags_override_the_file_and_upstream_spellings_work() {
             "--ipvs-exclude-cidrs",
             "10.1.0.0/16,10.2.0.0/16",
             "--iptables-localhost-nodeports=false",
+            "--healthz-bind-address",
+            "0.0.0.0",
+            "--metrics-bind-address",
+            "",
         ],
     );
     // An unknown field in the file is named.

@@ -4,8 +4,8 @@
 use clap::{Parser, ValueEnum};
 use ipnet::IpNet;
 use podnet_examples::proxy::config::{
-    DetectLocalMode, FileSettings, KubeProxyConfiguration, NodePortAddresses, default_config_yaml,
-    parse_bind_address,
+    DetectLocalMode, FileSettings, HEALTHZ_PORT, KubeProxyConfiguration, METRICS_PORT,
+    NodePortAddresses, default_config_yaml, parse_bind_address,
 };
 use podnet_examples::proxy::flags::{
     ConntrackSettings, check_sync_periods, ipvs_scheduler, parse_duration,
@@ -189,11 +189,13 @@ struct Args {
     /// Print what would be applied and exit, changing nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Where /metrics is served (default 127.0.0.1:10249; empty: not served).
-    #[arg(long, value_parser = bind_address)]
+    /// Where /metrics is served: IP:port, or an IP for port 10249 (default 127.0.0.1:10249;
+    /// empty: not served).
+    #[arg(long, value_parser = metrics_address)]
     metrics_bind_address: Option<BindAddress>,
-    /// Where /healthz is served (default 0.0.0.0:10256; empty: not served).
-    #[arg(long, value_parser = bind_address)]
+    /// Where /healthz and /livez are served: IP:port, or an IP for port 10256 (default
+    /// 0.0.0.0:10256; empty: not served).
+    #[arg(long, value_parser = healthz_address)]
     healthz_bind_address: Option<BindAddress>,
 }
 
@@ -224,8 +226,12 @@ fn fail(msg: String) -> ! {
 #[derive(Debug, Clone, Copy)]
 struct BindAddress(Option<SocketAddr>);
 
-fn bind_address(text: &str) -> Result<BindAddress, String> {
-    parse_bind_address(text).map(BindAddress)
+fn healthz_address(text: &str) -> Result<BindAddress, String> {
+    parse_bind_address(text, HEALTHZ_PORT).map(BindAddress)
+}
+
+fn metrics_address(text: &str) -> Result<BindAddress, String> {
+    parse_bind_address(text, METRICS_PORT).map(BindAddress)
 }
 
 /// The settings, from the defaults, the `--config` file, and the flags given (which win).
@@ -380,12 +386,12 @@ fn resolve(args: &Args, file: &FileSettings) -> Result<Resolved, String> {
             .healthz_bind_address
             .map(|b| b.0)
             .or(file.healthz_bind_address)
-            .unwrap_or(Some(SocketAddr::from(([0, 0, 0, 0], 10256)))),
+            .unwrap_or(Some(SocketAddr::from(([0, 0, 0, 0], HEALTHZ_PORT)))),
         metrics: args
             .metrics_bind_address
             .map(|b| b.0)
             .or(file.metrics_bind_address)
-            .unwrap_or(Some(SocketAddr::from(([127, 0, 0, 1], 10249)))),
+            .unwrap_or(Some(SocketAddr::from(([127, 0, 0, 1], METRICS_PORT)))),
         masquerade_bit: args
             .iptables_masquerade_bit
             .or(args.masquerade_bit)

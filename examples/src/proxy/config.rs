@@ -445,17 +445,25 @@ impl FileSettings {
         }
         // An empty address string is "the default" for healthz and metrics, as upstream's
         // defaulting fills them in.
-        let addr =
-            |field: &str, v: &Option<String>| -> Result<Option<Option<SocketAddr>>, String> {
-                match text(v) {
-                    None => Ok(None),
-                    Some(a) => parse_bind_address(&a)
-                        .map(Some)
-                        .map_err(|e| format!("{field}: {e}")),
-                }
-            };
-        s.healthz_bind_address = addr("healthzBindAddress", &cfg.healthz_bind_address)?;
-        s.metrics_bind_address = addr("metricsBindAddress", &cfg.metrics_bind_address)?;
+        type Addr = Result<Option<Option<SocketAddr>>, String>;
+        let addr = |field: &str, v: &Option<String>, port: u16| -> Addr {
+            match text(v) {
+                None => Ok(None),
+                Some(a) => parse_bind_address(&a, port)
+                    .map(Some)
+                    .map_err(|e| format!("{field}: {e}")),
+            }
+        };
+        s.healthz_bind_address = addr(
+            "healthzBindAddress",
+            &cfg.healthz_bind_address,
+            HEALTHZ_PORT,
+        )?;
+        s.metrics_bind_address = addr(
+            "metricsBindAddress",
+            &cfg.metrics_bind_address,
+            METRICS_PORT,
+        )?;
         // The mode's own section: nftables mode reads `nftables`, the others `iptables` (and
         // ipvs mode its periods from `ipvs`).
         let nft = s.mode.as_deref() == Some("nftables");
@@ -556,17 +564,28 @@ pub fn parse_cidrs(field: &str, list: &[String]) -> Result<Vec<IpNet>, String> {
         .collect()
 }
 
-/// An `IP:port` bind address as upstream takes it; an empty string disables the server.
-/// Upstream also accepts a bare IP (the default port then applies): that is refused here
-/// with a reason, as the port would be a guess.
-pub fn parse_bind_address(text: &str) -> Result<Option<SocketAddr>, String> {
+/// The healthz server's port when an address gives none.
+pub const HEALTHZ_PORT: u16 = 10256;
+/// The metrics server's port when an address gives none.
+pub const METRICS_PORT: u16 = 10249;
+
+/// A bind address as upstream takes it: `IP:port`, or an IP alone (then `default_port`); an
+/// empty string disables the server.
+pub fn parse_bind_address(text: &str, default_port: u16) -> Result<Option<SocketAddr>, String> {
     let t = text.trim();
     if t.is_empty() {
         return Ok(None);
     }
+    if let Ok(ip) = t
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return Ok(Some(SocketAddr::new(ip, default_port)));
+    }
     t.parse::<SocketAddr>()
         .map(Some)
-        .map_err(|_| format!("{t:?}: expected IP:port (e.g. 0.0.0.0:10256)"))
+        .map_err(|_| format!("{t:?}: expected IP:port or IP (e.g. 0.0.0.0:10256)"))
 }
 
 /// The configuration `--write-config-to` writes: upstream's defaults for this build, as a
@@ -834,6 +853,24 @@ winkernel:
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn bind_addresses_with_or_without_a_port() {
+        let sa = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            parse_bind_address("0.0.0.0", 10256),
+            Ok(sa("0.0.0.0:10256"))
+        );
+        assert_eq!(parse_bind_address("::", 10249), Ok(sa("[::]:10249")));
+        assert_eq!(parse_bind_address("[::1]", 10249), Ok(sa("[::1]:10249")));
+        assert_eq!(
+            parse_bind_address("127.0.0.1:9", 10249),
+            Ok(sa("127.0.0.1:9"))
+        );
+        assert_eq!(parse_bind_address(" ", 10249), Ok(None));
+        assert!(parse_bind_address("localhost:1", 10249).is_err());
+        assert!(parse_bind_address("1.2.3.4:99999", 10249).is_err());
     }
 
     #[test]
