@@ -113,6 +113,8 @@ fn start(ns: &TestNs, mode: Flaky, sync_period: Duration) -> Running {
             healthz: Some(HEALTHZ.parse().unwrap()),
         },
         node_ips: podnet_examples::proxy::node_addrs::NodeIpSource::Fixed(Vec::new()),
+        node_name: "node1".into(),
+        health_check_addresses: Vec::new(),
     };
     let (ns2, stop2) = (ns.ns().clone(), stop.clone());
     std::thread::spawn(move || {

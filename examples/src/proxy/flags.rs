@@ -117,6 +117,85 @@ pub fn check_sync_periods(sync: Duration, min_sync: Duration) -> Result<(), Stri
     Ok(())
 }
 
+/// kube-proxy's `--conntrack-*` settings, applied through the sysctls of the network
+/// namespace the proxy runs in. Only what is set is written (podnet leaves the kernel's values
+/// alone by default, unlike upstream, whose defaults apply 24h/1h TCP timeouts and a
+/// per-core maximum); `nf_conntrack_max` is raised only, never lowered, and the global
+/// `hashsize` module parameter is never touched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConntrackSettings {
+    /// `--conntrack-max-per-core` (0: leave the maximum alone).
+    pub max_per_core: Option<u32>,
+    /// `--conntrack-min`.
+    pub min: Option<u32>,
+    /// `--conntrack-tcp-timeout-established` (0: leave).
+    pub tcp_established: Option<Duration>,
+    /// `--conntrack-tcp-timeout-close-wait` (0: leave).
+    pub tcp_close_wait: Option<Duration>,
+    /// `--conntrack-tcp-be-liberal`.
+    pub tcp_be_liberal: bool,
+    /// `--conntrack-udp-timeout` (0: leave).
+    pub udp: Option<Duration>,
+    /// `--conntrack-udp-timeout-stream` (0: leave).
+    pub udp_stream: Option<Duration>,
+}
+
+/// Where the conntrack sysctls live.
+const NETFILTER: &str = "/proc/sys/net/netfilter";
+
+impl ConntrackSettings {
+    /// The sysctls (names under `net/netfilter`) and values these settings ask for, given the
+    /// current `nf_conntrack_max` and the number of CPUs.
+    pub fn sysctls(&self, current_max: u64, cpus: u64) -> Vec<(&'static str, u64)> {
+        let mut out = Vec::new();
+        if let Some(per_core) = self.max_per_core.filter(|n| *n > 0) {
+            let want = (u64::from(per_core) * cpus).max(u64::from(self.min.unwrap_or(0)));
+            if want > current_max {
+                out.push(("nf_conntrack_max", want));
+            }
+        }
+        let secs = |d: Option<Duration>| d.map(|d| d.as_secs()).filter(|s| *s > 0);
+        for (name, d) in [
+            ("nf_conntrack_tcp_timeout_established", self.tcp_established),
+            ("nf_conntrack_tcp_timeout_close_wait", self.tcp_close_wait),
+            ("nf_conntrack_udp_timeout", self.udp),
+            ("nf_conntrack_udp_timeout_stream", self.udp_stream),
+        ] {
+            if let Some(s) = secs(d) {
+                out.push((name, s));
+            }
+        }
+        if self.tcp_be_liberal {
+            out.push(("nf_conntrack_tcp_be_liberal", 1));
+        }
+        out
+    }
+
+    /// Writes [`ConntrackSettings::sysctls`] in this thread's network namespace; returns one
+    /// message per sysctl that could not be written (each naming its flag's sysctl).
+    pub fn apply(&self) -> Vec<String> {
+        let read = |name: &str| -> Option<u64> {
+            std::fs::read_to_string(format!("{NETFILTER}/{name}"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+        let wanted = self.sysctls(read("nf_conntrack_max").unwrap_or(0), cpus);
+        let mut errors = Vec::new();
+        for (name, value) in wanted {
+            if read(name) == Some(value) {
+                continue;
+            }
+            if let Err(e) = std::fs::write(format!("{NETFILTER}/{name}"), value.to_string()) {
+                errors.push(format!("setting net.netfilter.{name} to {value}: {e}"));
+            }
+        }
+        errors
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +259,34 @@ mod tests {
         assert_eq!(ipvs_scheduler(""), Ok("rr"));
         assert_eq!(ipvs_scheduler("mh"), Ok("mh"));
         assert!(ipvs_scheduler("bogus").is_err());
+    }
+
+    #[test]
+    fn conntrack_sysctls_only_for_what_is_set() {
+        assert!(ConntrackSettings::default().sysctls(0, 4).is_empty());
+        let c = ConntrackSettings {
+            max_per_core: Some(32768),
+            min: Some(131_072),
+            tcp_established: Some(Duration::from_secs(86_400)),
+            tcp_close_wait: Some(Duration::from_secs(3600)),
+            tcp_be_liberal: true,
+            udp: Some(Duration::ZERO),
+            udp_stream: None,
+        };
+        assert_eq!(
+            c.sysctls(65_536, 2),
+            [
+                ("nf_conntrack_max", 131_072),
+                ("nf_conntrack_tcp_timeout_established", 86_400),
+                ("nf_conntrack_tcp_timeout_close_wait", 3600),
+                ("nf_conntrack_tcp_be_liberal", 1),
+            ]
+        );
+        // Per core times cores above the minimum; never lowered.
+        assert_eq!(c.sysctls(0, 8)[0], ("nf_conntrack_max", 262_144));
+        assert_eq!(
+            c.sysctls(1 << 20, 8)[0].0,
+            "nf_conntrack_tcp_timeout_established"
+        );
     }
 }

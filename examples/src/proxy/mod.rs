@@ -1,9 +1,10 @@
 //! A kube-proxy-style service proxy: reads Service and EndpointSlice objects from a directory
 //! (YAML or JSON, as `kubectl get -o yaml` writes them), compiles them with podnet-nat and keeps
 //! the kernel in step: debounced by the minimum sync period, partial syncs, a periodic full
-//! resync, conntrack cleanup, `/metrics`, and `/healthz` and `/livez` that turn 503 when syncs
-//! fall behind (upstream's proxier health).
+//! resync, conntrack cleanup, `/metrics`, `/healthz` and `/livez` that turn 503 when syncs
+//! fall behind (upstream's proxier health), and the Services' health-check node ports.
 
+pub mod config;
 pub mod flags;
 mod health;
 mod http;
@@ -11,6 +12,7 @@ mod ipvs;
 mod metrics;
 mod nftables;
 pub mod node_addrs;
+pub mod service_health;
 mod watch;
 
 pub use health::ProxierHealth;
@@ -313,6 +315,12 @@ pub struct ProxyOptions {
     /// Where the node's addresses come from; when from the kernel, they are followed and a
     /// change resyncs in full.
     pub node_ips: NodeIpSource,
+    /// This node's name (`--hostname-override`): its ready endpoints answer the health-check
+    /// node ports.
+    pub node_name: String,
+    /// Where the health-check node ports listen (the node's addresses within
+    /// `--nodeport-addresses`); empty: every address.
+    pub health_check_addresses: Vec<IpAddr>,
 }
 
 /// Where kube-proxy's HTTP servers listen (`None`: not served).
@@ -341,6 +349,11 @@ pub fn run(
     let mut m = Metrics::new(mode.name());
     m.register_health(&health);
     let metrics = Arc::new(Mutex::new(m));
+    let mut service_health = service_health::ServiceHealthServer::new(
+        opts.node_name.clone(),
+        opts.health_check_addresses.clone(),
+        health.clone(),
+    );
     http::start(
         &opts.http,
         mode.name(),
@@ -361,15 +374,32 @@ pub fn run(
     let mut changes = DirChanges::start(&opts.config_dir);
     let mut config = ConfigDir::new(&opts.config_dir);
     let mut state = config.state(family);
+    {
+        // The first read's Services and endpoints are changes too, as upstream's informers
+        // deliver them as additions.
+        let (svc, eps) = metrics::state_changes(&ClusterState::default(), &state);
+        metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .changes(svc, eps);
+    }
     let mut pending = true;
     let mut full = true;
     let mut last_sync: Option<Instant> = None;
     // A period too long for the clock to add is no periodic resync at all.
     let mut next_full = Instant::now().checked_add(opts.sync_period);
     let mut dir_changed = false;
+    // A sync is queued and its time recorded (upstream's last-queued timestamp).
+    let mut queued = false;
     while !stop.load(Ordering::Relaxed) {
         if dir_changed {
-            state = config.state(family);
+            let new = config.state(family);
+            let (svc, eps) = metrics::state_changes(&state, &new);
+            metrics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .changes(svc, eps);
+            state = new;
             pending = true;
         }
         if watch.as_ref().is_some_and(AddressWatch::changed) {
@@ -392,6 +422,10 @@ pub fn run(
         }
         if pending {
             health.queued();
+            if !queued {
+                metrics.lock().unwrap_or_else(|p| p.into_inner()).queued();
+                queued = true;
+            }
         }
         let allowed = last_sync.is_none_or(|t| t.elapsed() >= opts.min_sync_period);
         if pending && allowed {
@@ -410,6 +444,9 @@ pub fn run(
                         .unwrap_or_else(|p| p.into_inner())
                         .record(&o, state.services.len());
                     health.updated();
+                    queued = false;
+                    // As upstream, after the rules are in: health-check node ports follow.
+                    service_health.sync(&state);
                     pending = false;
                     if full {
                         next_full = Instant::now().checked_add(opts.sync_period);

@@ -124,6 +124,11 @@ pub fn up(tag: &str) -> Guard {
 
 /// A cluster with kube-proxy in `mode`, namespaces named after this process and `tag`.
 pub fn up_mode(tag: &str, mode: &str) -> Guard {
+    up_with(tag, mode, SERVICES)
+}
+
+/// A cluster with kube-proxy in `mode` for the Services of `services` (a YAML List).
+pub fn up_with(tag: &str, mode: &str, services: &str) -> Guard {
     let prefix = format!("{}{}-{tag}", podnet_testsupport::PREFIX, std::process::id());
     let mut o = Options::new(&prefix);
     o.nodes = 2;
@@ -132,7 +137,7 @@ pub fn up_mode(tag: &str, mode: &str) -> Guard {
     o.cni = program("podnet-cni", env!("CARGO_BIN_EXE_podnet-cni"));
     o.kube_proxy = program("kube-proxy", env!("CARGO_BIN_EXE_kube-proxy"));
     let file = std::env::temp_dir().join(format!("{prefix}-services.yaml"));
-    std::fs::write(&file, SERVICES).unwrap();
+    std::fs::write(&file, services).unwrap();
     o.services = Some(file);
     o.proxy_mode = mode.into();
     Guard(Some(
