@@ -316,41 +316,7 @@ fn resolve(args: &Args, file: &FileSettings) -> Result<Resolved, String> {
     } else {
         args.cluster_cidr.clone()
     };
-    let detect_mode = match &args.detect_local_mode {
-        Some(m) => DetectLocalMode::parse(m)?,
-        None => file.detect_local_mode.clone(),
-    };
-    let bridge = args
-        .pod_bridge_interface
-        .clone()
-        .or_else(|| file.pod_bridge_interface.clone());
-    let prefix = args
-        .pod_interface_name_prefix
-        .clone()
-        .or_else(|| file.pod_interface_name_prefix.clone());
-    let detector = match detect_mode.unwrap_or(DetectLocalMode::ClusterCidr) {
-        DetectLocalMode::ClusterCidr => match cluster_cidrs.first() {
-            Some(c) => LocalDetector::ClusterCidr(*c),
-            None => LocalDetector::None,
-        },
-        DetectLocalMode::NodeCidr => {
-            return Err(
-                "--detect-local-mode NodeCIDR: needs the Node object's podCIDR from \
-                        the API server, which this build does not read"
-                    .into(),
-            );
-        }
-        DetectLocalMode::BridgeInterface => LocalDetector::BridgeInterface(
-            bridge
-                .filter(|b| !b.is_empty())
-                .ok_or("--detect-local-mode BridgeInterface needs --pod-bridge-interface")?,
-        ),
-        DetectLocalMode::InterfaceNamePrefix => {
-            LocalDetector::InterfaceNamePrefix(prefix.filter(|p| !p.is_empty()).ok_or(
-                "--detect-local-mode InterfaceNamePrefix needs --pod-interface-name-prefix",
-            )?)
-        }
-    };
+    let detector = local_detector(args, file, &cluster_cidrs)?;
     let nodeport_addresses = if args.nodeport_addresses.is_empty() {
         file.nodeport_addresses
             .clone()
@@ -358,24 +324,7 @@ fn resolve(args: &Args, file: &FileSettings) -> Result<Resolved, String> {
     } else {
         NodePortAddresses::parse(&args.nodeport_addresses)?
     };
-    let conntrack = ConntrackSettings {
-        max_per_core: args.conntrack_max_per_core.or(file.conntrack_max_per_core),
-        min: args.conntrack_min.or(file.conntrack_min),
-        tcp_established: args
-            .conntrack_tcp_timeout_established
-            .or(file.conntrack_tcp_established),
-        tcp_close_wait: args
-            .conntrack_tcp_timeout_close_wait
-            .or(file.conntrack_tcp_close_wait),
-        tcp_be_liberal: args
-            .conntrack_tcp_be_liberal
-            .or(file.conntrack_tcp_be_liberal)
-            .unwrap_or(false),
-        udp: args.conntrack_udp_timeout.or(file.conntrack_udp_timeout),
-        udp_stream: args
-            .conntrack_udp_timeout_stream
-            .or(file.conntrack_udp_stream_timeout),
-    };
+    let conntrack = conntrack_settings(args, file);
     Ok(Resolved {
         node,
         bind_address: args
@@ -411,6 +360,72 @@ fn resolve(args: &Args, file: &FileSettings) -> Result<Resolved, String> {
         oom_score_adj: args.oom_score_adj.or(file.oom_score_adj),
         mode,
     })
+}
+
+/// `--detect-local-mode` (or the file's `detectLocalMode`) and what it needs: how traffic from
+/// this node's pods is told apart.
+fn local_detector(
+    args: &Args,
+    file: &FileSettings,
+    cluster_cidrs: &[ipnet::IpNet],
+) -> Result<LocalDetector, String> {
+    let detect_mode = match &args.detect_local_mode {
+        Some(m) => DetectLocalMode::parse(m)?,
+        None => file.detect_local_mode.clone(),
+    };
+    let bridge = args
+        .pod_bridge_interface
+        .clone()
+        .or_else(|| file.pod_bridge_interface.clone());
+    let prefix = args
+        .pod_interface_name_prefix
+        .clone()
+        .or_else(|| file.pod_interface_name_prefix.clone());
+    Ok(match detect_mode.unwrap_or(DetectLocalMode::ClusterCidr) {
+        DetectLocalMode::ClusterCidr => match cluster_cidrs.first() {
+            Some(c) => LocalDetector::ClusterCidr(*c),
+            None => LocalDetector::None,
+        },
+        DetectLocalMode::NodeCidr => {
+            return Err(
+                "--detect-local-mode NodeCIDR: needs the Node object's podCIDR from \
+                        the API server, which this build does not read"
+                    .into(),
+            );
+        }
+        DetectLocalMode::BridgeInterface => LocalDetector::BridgeInterface(
+            bridge
+                .filter(|b| !b.is_empty())
+                .ok_or("--detect-local-mode BridgeInterface needs --pod-bridge-interface")?,
+        ),
+        DetectLocalMode::InterfaceNamePrefix => {
+            LocalDetector::InterfaceNamePrefix(prefix.filter(|p| !p.is_empty()).ok_or(
+                "--detect-local-mode InterfaceNamePrefix needs --pod-interface-name-prefix",
+            )?)
+        }
+    })
+}
+
+/// The `--conntrack-*` flags over the file's `conntrack` section.
+fn conntrack_settings(args: &Args, file: &FileSettings) -> ConntrackSettings {
+    ConntrackSettings {
+        max_per_core: args.conntrack_max_per_core.or(file.conntrack_max_per_core),
+        min: args.conntrack_min.or(file.conntrack_min),
+        tcp_established: args
+            .conntrack_tcp_timeout_established
+            .or(file.conntrack_tcp_established),
+        tcp_close_wait: args
+            .conntrack_tcp_timeout_close_wait
+            .or(file.conntrack_tcp_close_wait),
+        tcp_be_liberal: args
+            .conntrack_tcp_be_liberal
+            .or(file.conntrack_tcp_be_liberal)
+            .unwrap_or(false),
+        udp: args.conntrack_udp_timeout.or(file.conntrack_udp_timeout),
+        udp_stream: args
+            .conntrack_udp_timeout_stream
+            .or(file.conntrack_udp_stream_timeout),
+    }
 }
 
 fn main() {

@@ -76,30 +76,7 @@ impl Ptp {
         let netns: NetNs = open_container(&args.netns)?;
         let container = Handle::in_ns(&netns)
             .map_err(|e| CniError::kernel("netlink in the container namespace", e))?;
-        let mut name = None;
-        for _ in 0..10 {
-            let n = random_veth_name();
-            let mut spec = Veth::new(&n).peer(&args.ifname).peer_netns(&netns);
-            if let Some(m) = conf.mtu {
-                spec = spec.mtu(m);
-            }
-            match host.link().add(&spec) {
-                Ok(()) => {
-                    name = Some(n);
-                    break;
-                }
-                Err(e) if e.is_exists() => continue,
-                Err(e) => {
-                    return Err(CniError::kernel(
-                        format!("creating veth {n} <-> {} in the container", args.ifname),
-                        e,
-                    ));
-                }
-            }
-        }
-        let host_veth = name.ok_or_else(|| {
-            CniError::new(KERNEL, "no free name for the host end of the veth pair")
-        })?;
+        let host_veth = make_veth(host, args, conf, &netns)?;
         made.veth = Some(host_veth.clone());
         let host_end = host
             .link()
@@ -208,6 +185,33 @@ impl Ptp {
         }
         Ok(result)
     }
+}
+
+/// The veth pair, its container end named `args.ifname` in the container, its host end a free
+/// random `veth...` name (as the reference's `ip.SetupVeth`).
+fn make_veth(host: &Handle, args: &Args, conf: &Conf, netns: &NetNs) -> Result<String, CniError> {
+    let mut name = None;
+    for _ in 0..10 {
+        let n = random_veth_name();
+        let mut spec = Veth::new(&n).peer(&args.ifname).peer_netns(netns);
+        if let Some(m) = conf.mtu {
+            spec = spec.mtu(m);
+        }
+        match host.link().add(&spec) {
+            Ok(()) => {
+                name = Some(n);
+                break;
+            }
+            Err(e) if e.is_exists() => continue,
+            Err(e) => {
+                return Err(CniError::kernel(
+                    format!("creating veth {n} <-> {} in the container", args.ifname),
+                    e,
+                ));
+            }
+        }
+    }
+    name.ok_or_else(|| CniError::new(KERNEL, "no free name for the host end of the veth pair"))
 }
 
 impl Plugin for Ptp {

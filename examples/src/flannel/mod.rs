@@ -312,6 +312,91 @@ fn lost(opts: &AgentOptions, subnet: Ipv4Net, holder: String) -> AgentError {
     e
 }
 
+/// One step of the lease watch: (re)opens it, waits up to half a second for an event, and
+/// applies it to `leases`. Whether anything changed.
+fn next_lease_event<'a, L: LeaseSource>(
+    sm: &'a L,
+    watch: &mut Option<Box<dyn LeaseEvents + 'a>>,
+    leases: &mut BTreeMap<String, Lease>,
+    have_view: &mut bool,
+) -> bool {
+    if watch.is_none() {
+        match sm.watch() {
+            Ok(w) => *watch = Some(w),
+            Err(e) => {
+                tracing::warn!("watching leases: {e}; retrying, the programmed state stays");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+    let mut changed = false;
+    if let Some(w) = watch.as_mut() {
+        match w.next(Duration::from_millis(500)) {
+            Ok(Some(event)) => {
+                changed = true;
+                match event {
+                    LeaseEvent::Snapshot(all) => {
+                        *leases = all.into_iter().map(|l| (l.subnets.key_name(), l)).collect();
+                        *have_view = true;
+                    }
+                    LeaseEvent::Added(l) | LeaseEvent::Changed(l) => {
+                        tracing::info!(subnet = %l.subnets.key_name(), public_ip = %l.attrs.public_ip, "lease added or changed");
+                        leases.insert(l.subnets.key_name(), l);
+                    }
+                    LeaseEvent::Removed(l) => {
+                        tracing::info!(subnet = %l.subnets.key_name(), "lease removed");
+                        leases.remove(&l.subnets.key_name());
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!("lease watch: {e}; re-listing");
+                *watch = None;
+            }
+        }
+    }
+    changed
+}
+
+/// Checks that this node still holds its lease in `leases`: takes it again while it is free
+/// (pods keep their addresses), and stops the agent when another node holds it. When to try
+/// again, if taking it back failed for now.
+fn keep_lease<L: LeaseSource>(
+    sm: &L,
+    opts: &AgentOptions,
+    lease: &mut Lease,
+    leases: &mut BTreeMap<String, Lease>,
+    subnet: Ipv4Net,
+) -> Result<Option<Instant>, AgentError> {
+    match ownership(lease, leases) {
+        Ownership::Ours => {}
+        Ownership::Gone => {
+            // Take the subnet again while it is free: pods keep their addresses, and
+            // the other nodes route to them again as soon as they see the lease.
+            tracing::warn!(%subnet, "this node's lease is gone from the store; taking it again");
+            match sm.renew(lease) {
+                Ok(()) => {
+                    tracing::info!(%subnet, "lease taken again");
+                    leases.insert(lease.subnets.key_name(), lease.clone());
+                }
+                Err(e) if is_lost(&e) => {
+                    return Err(lost(opts, subnet, "another node took it".into()));
+                }
+                Err(e) => {
+                    tracing::warn!("taking the lease again: {e}; retrying in a second");
+                    return Ok(Some(Instant::now() + Duration::from_secs(1)));
+                }
+            }
+        }
+        Ownership::TakenBy(other) => {
+            let holder = format!("the store gives it to {}", other.attrs.public_ip);
+            return Err(lost(opts, subnet, holder));
+        }
+    }
+    Ok(None)
+}
+
 /// Runs the agent until `stop` is set. The caller picks the lease source.
 pub fn run<L: LeaseSource>(
     sm: L,
@@ -396,42 +481,7 @@ pub fn run<L: LeaseSource>(
     // When to try again to take back a lease that is gone (the store was unreachable).
     let mut retake_at: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
-        if watch.is_none() {
-            match sm.watch() {
-                Ok(w) => watch = Some(w),
-                Err(e) => {
-                    tracing::warn!("watching leases: {e}; retrying, the programmed state stays");
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-            }
-        }
-        let mut changed = false;
-        if let Some(w) = watch.as_mut() {
-            match w.next(Duration::from_millis(500)) {
-                Ok(Some(event)) => {
-                    changed = true;
-                    match event {
-                        LeaseEvent::Snapshot(all) => {
-                            leases = all.into_iter().map(|l| (l.subnets.key_name(), l)).collect();
-                            have_view = true;
-                        }
-                        LeaseEvent::Added(l) | LeaseEvent::Changed(l) => {
-                            tracing::info!(subnet = %l.subnets.key_name(), public_ip = %l.attrs.public_ip, "lease added or changed");
-                            leases.insert(l.subnets.key_name(), l);
-                        }
-                        LeaseEvent::Removed(l) => {
-                            tracing::info!(subnet = %l.subnets.key_name(), "lease removed");
-                            leases.remove(&l.subnets.key_name());
-                        }
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!("lease watch: {e}; re-listing");
-                    watch = None;
-                }
-            }
-        }
+        let changed = next_lease_event(&sm, &mut watch, &mut leases, &mut have_view);
         let resync_due = next_resync.is_some_and(|t| Instant::now() >= t);
         if resync_due {
             // The watch is the fast path; a periodic listing makes the agent converge even if a
@@ -454,32 +504,7 @@ pub fn run<L: LeaseSource>(
         }
         let retake_due = retake_at.is_some_and(|t| Instant::now() >= t);
         if have_view && (changed || resync_due || retake_due) {
-            retake_at = None;
-            match ownership(&lease, &leases) {
-                Ownership::Ours => {}
-                Ownership::Gone => {
-                    // Take the subnet again while it is free: pods keep their addresses, and
-                    // the other nodes route to them again as soon as they see the lease.
-                    tracing::warn!(%subnet, "this node's lease is gone from the store; taking it again");
-                    match sm.renew(&mut lease) {
-                        Ok(()) => {
-                            tracing::info!(%subnet, "lease taken again");
-                            leases.insert(lease.subnets.key_name(), lease.clone());
-                        }
-                        Err(e) if is_lost(&e) => {
-                            return Err(lost(&opts, subnet, "another node took it".into()));
-                        }
-                        Err(e) => {
-                            tracing::warn!("taking the lease again: {e}; retrying in a second");
-                            retake_at = Some(Instant::now() + Duration::from_secs(1));
-                        }
-                    }
-                }
-                Ownership::TakenBy(other) => {
-                    let holder = format!("the store gives it to {}", other.attrs.public_ip);
-                    return Err(lost(&opts, subnet, holder));
-                }
-            }
+            retake_at = keep_lease(&sm, &opts, &mut lease, &mut leases, subnet)?;
         }
         if changed || resync_due {
             let peers = peers_of(&lease, &leases);

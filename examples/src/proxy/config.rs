@@ -376,61 +376,8 @@ impl FileSettings {
     /// `clientConnection` tuning, `configSyncPeriod`, `logging` beyond `verbosity` and
     /// `format: text`).
     pub fn from_config(cfg: &KubeProxyConfiguration) -> Result<FileSettings, String> {
-        let mut unsupported = Vec::new();
-        if cfg.feature_gates.as_ref().is_some_and(|g| !g.is_empty()) {
-            unsupported.push("featureGates");
-        }
-        if cfg.enable_profiling == Some(true) {
-            unsupported.push("enableProfiling");
-        }
-        if text(&cfg.show_hidden_metrics_for_version).is_some() {
-            unsupported.push("showHiddenMetricsForVersion");
-        }
-        if text(&cfg.port_range).is_some() {
-            unsupported.push("portRange (the userspace proxy's)");
-        }
-        if cfg
-            .winkernel
-            .as_ref()
-            .is_some_and(|w| !w.values().all(is_zero))
-        {
-            unsupported.push("winkernel (Windows only)");
-        }
-        if cfg.windows_run_as_service == Some(true) {
-            unsupported.push("windowsRunAsService (Windows only)");
-        }
-        if duration("configSyncPeriod", &cfg.config_sync_period)?.is_some() {
-            unsupported.push("configSyncPeriod (API server informers)");
-        }
+        refuse_unsupported(cfg)?;
         let cc = cfg.client_connection.clone().unwrap_or_default();
-        if text(&cc.accept_content_types).is_some()
-            || text(&cc.content_type).is_some()
-            || cc.qps.is_some_and(|q| q != 0.0)
-            || cc.burst.is_some_and(|b| b != 0)
-        {
-            unsupported.push("clientConnection (acceptContentTypes, contentType, qps, burst)");
-        }
-        if let Some(yaml_serde::Value::Mapping(m)) = &cfg.logging {
-            for (k, v) in m {
-                let key = k.as_str().unwrap_or("");
-                let ok = match key {
-                    "verbosity" => true,
-                    "format" => v.as_str().is_none_or(|f| f.is_empty() || f == "text"),
-                    _ => is_zero(v),
-                };
-                if !ok {
-                    unsupported.push("logging (only verbosity and format: text)");
-                    break;
-                }
-            }
-        }
-        if !unsupported.is_empty() {
-            return Err(format!(
-                "not supported by podnet's kube-proxy: {}",
-                unsupported.join(", ")
-            ));
-        }
-
         let mut s = FileSettings {
             kubeconfig: text(&cc.kubeconfig).map(PathBuf::from),
             hostname_override: text(&cfg.hostname_override),
@@ -529,6 +476,13 @@ impl FileSettings {
                     .ok_or_else(|| format!("oomScoreAdj {adj}: must be -1000 to 1000"))?,
             );
         }
+        s.read_conntrack(cfg)?;
+        Ok(s)
+    }
+
+    /// The `conntrack` section.
+    fn read_conntrack(&mut self, cfg: &KubeProxyConfiguration) -> Result<(), String> {
+        let s = self;
         let ct = cfg.conntrack.clone().unwrap_or_default();
         let count = |field: &str, v: Option<i64>| -> Result<Option<u32>, String> {
             v.map(|n| {
@@ -548,8 +502,68 @@ impl FileSettings {
         s.conntrack_udp_timeout = duration("conntrack.udpTimeout", &ct.udp_timeout)?;
         s.conntrack_udp_stream_timeout =
             duration("conntrack.udpStreamTimeout", &ct.udp_stream_timeout)?;
-        Ok(s)
+        Ok(())
     }
+}
+
+/// Refuses, by field name, non-zero values of the fields podnet does not implement.
+fn refuse_unsupported(cfg: &KubeProxyConfiguration) -> Result<(), String> {
+    let mut unsupported = Vec::new();
+    if cfg.feature_gates.as_ref().is_some_and(|g| !g.is_empty()) {
+        unsupported.push("featureGates");
+    }
+    if cfg.enable_profiling == Some(true) {
+        unsupported.push("enableProfiling");
+    }
+    if text(&cfg.show_hidden_metrics_for_version).is_some() {
+        unsupported.push("showHiddenMetricsForVersion");
+    }
+    if text(&cfg.port_range).is_some() {
+        unsupported.push("portRange (the userspace proxy's)");
+    }
+    if cfg
+        .winkernel
+        .as_ref()
+        .is_some_and(|w| !w.values().all(is_zero))
+    {
+        unsupported.push("winkernel (Windows only)");
+    }
+    if cfg.windows_run_as_service == Some(true) {
+        unsupported.push("windowsRunAsService (Windows only)");
+    }
+    if duration("configSyncPeriod", &cfg.config_sync_period)?.is_some() {
+        unsupported.push("configSyncPeriod (API server informers)");
+    }
+    let cc = cfg.client_connection.clone().unwrap_or_default();
+    if text(&cc.accept_content_types).is_some()
+        || text(&cc.content_type).is_some()
+        || cc.qps.is_some_and(|q| q != 0.0)
+        || cc.burst.is_some_and(|b| b != 0)
+    {
+        unsupported.push("clientConnection (acceptContentTypes, contentType, qps, burst)");
+    }
+    if let Some(yaml_serde::Value::Mapping(m)) = &cfg.logging {
+        for (k, v) in m {
+            let key = k.as_str().unwrap_or("");
+            let ok = match key {
+                "verbosity" => true,
+                "format" => v.as_str().is_none_or(|f| f.is_empty() || f == "text"),
+                _ => is_zero(v),
+            };
+            if !ok {
+                unsupported.push("logging (only verbosity and format: text)");
+                break;
+            }
+        }
+    }
+    if !unsupported.is_empty() {
+        return Err(format!(
+            "not supported by podnet's kube-proxy: {}",
+            unsupported.join(", ")
+        ));
+    }
+
+    Ok(())
 }
 
 /// A list of CIDRs, each checked.
