@@ -20,6 +20,7 @@ APT_PACKAGES=(
   qemu-system-x86                              # the IPVS tests boot Debian's kernel under qemu
   ipvsadm                                      # IPVS tests (natively, where the kernel has IPVS)
   chromium                                     # explain --html checked in a real browser
+  python3                                      # scripts/check-sizes.py (the size limits)
 )
 
 missing=()
@@ -57,6 +58,8 @@ status=0
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== sizes: no source file over 1,000 lines, no function over 150"
+python3 scripts/check-sizes.py
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== fuzz targets build (fuzz/, not run)"
