@@ -71,11 +71,20 @@ fn vxlan_on_etcd_with_a_foreign_flannel_node_and_an_outage() {
 
     // A lease written in flannel's exact JSON by another tool becomes a peer.
     let foreign = r#"{"PublicIP":"198.18.0.99","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}"#;
-    etcd_put(&c, "/coreos.com/network/subnets/10.244.250.0-24", foreign);
+    // Subnets no node holds (the nodes' leases are random: a fixed one could be taken).
+    let mut free = (250..=255)
+        .map(|n| format!("10.244.{n}.0"))
+        .filter(|s| !leases.iter().any(|(k, _)| k.ends_with(&format!("/{s}-24"))));
+    let (free, later_subnet) = (free.next().unwrap(), free.next().unwrap());
+    etcd_put(
+        &c,
+        &format!("/coreos.com/network/subnets/{free}-24"),
+        foreign,
+    );
     let h = Handle::in_ns(&c.nodes[0].ns).unwrap();
     wait_programmed(
         &h,
-        "10.244.250.0/24",
+        &format!("{free}/24"),
         "198.18.0.99",
         Duration::from_secs(30),
         &c.opts.state_dir.join("node1/flanneld.log"),
@@ -116,10 +125,14 @@ fn vxlan_on_etcd_with_a_foreign_flannel_node_and_an_outage() {
             .success()
     );
     let later = r#"{"PublicIP":"198.18.0.98","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:45"}}"#;
-    etcd_put(&c, "/coreos.com/network/subnets/10.244.251.0-24", later);
+    etcd_put(
+        &c,
+        &format!("/coreos.com/network/subnets/{later_subnet}-24"),
+        later,
+    );
     wait_programmed(
         &h,
-        "10.244.251.0/24",
+        &format!("{later_subnet}/24"),
         "198.18.0.98",
         Duration::from_secs(30),
         &c.opts.state_dir.join("node1/flanneld.log"),

@@ -69,6 +69,16 @@ fn vxlan_on_etcd_over_tls_with_client_certificates() {
 
     // Another client, etcd's own, writes a lease in flannel's JSON over TLS.
     let foreign = r#"{"PublicIP":"198.18.0.99","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}"#;
+    // A subnet no node holds (the nodes' leases are random: a fixed one could be taken).
+    let free = (250..=255)
+        .map(|n| format!("10.244.{n}.0/24"))
+        .find(|s| {
+            !c.nodes
+                .iter()
+                .any(|n| n.subnet.map(|x| x.to_string()).as_deref() == Some(s))
+        })
+        .unwrap();
+    let key = format!("/coreos.com/network/subnets/{}", free.replace('/', "-"));
     let endpoint = c.opts.etcd_endpoint();
     assert!(endpoint.starts_with("https://"), "{endpoint}");
     let out = c
@@ -79,11 +89,7 @@ fn vxlan_on_etcd_over_tls_with_client_certificates() {
         .arg(format!("--cacert={}", files.ca.display()))
         .arg(format!("--cert={}", files.client_cert.display()))
         .arg(format!("--key={}", files.client_key.display()))
-        .args([
-            "put",
-            "/coreos.com/network/subnets/10.244.250.0-24",
-            foreign,
-        ])
+        .args(["put", &key, foreign])
         .output()
         .expect("etcdctl (Debian etcd-client) runs");
     assert!(
@@ -94,7 +100,7 @@ fn vxlan_on_etcd_over_tls_with_client_certificates() {
     let h = Handle::in_ns(&c.nodes[0].ns).unwrap();
     wait_programmed(
         &h,
-        "10.244.250.0/24",
+        &free,
         "198.18.0.99",
         Duration::from_secs(30),
         &c.opts.state_dir.join("node1/flanneld.log"),

@@ -273,11 +273,17 @@ pub fn services_behave(g: Guard, mode: &str) {
         }
     }
     if mode != "ipvs" {
-        assert!(
-            conntrack_deleted(&c.nodes[0].ns, mode) > deleted_before,
-            "{mode}: no stale UDP conntrack entry deleted on node1; its UDP flows now: {:#?}",
-            udp_flows(&c.nodes[0].ns)
-        );
+        // The sync that deleted the entry records it in /metrics when it ends, which can be a
+        // moment after the flow has moved: wait for it.
+        let start = Instant::now();
+        while conntrack_deleted(&c.nodes[0].ns, mode) <= deleted_before {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{mode}: no stale UDP conntrack entry deleted on node1; its UDP flows now: {:#?}",
+                udp_flows(&c.nodes[0].ns)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     // No sync failed (the conntrack cleanup included).
