@@ -82,10 +82,38 @@ else
   echo "FAIL: cargo package"
   status=1
 fi
-echo "== cargo test"
+echo "== cargo test (build)"
 set +e
-cargo test --workspace --all-features --no-fail-fast 2>&1 | tee "$test_log"
+cargo test --workspace --all-features --no-run 2>&1 | tee "$test_log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+# The tests run in two groups at once: most of a test's time is spent waiting (for a kernel, a
+# daemon, traffic, a VM's serial console), so two groups keep both cores busy. Group A: the
+# tests that boot a qemu VM (named *_vm; minutes each under emulation); group B: all the rest.
+# Both select from the whole workspace, so cargo resolves the same features and builds nothing
+# more; it holds no lock while tests run; test namespaces are named by process, never shared.
+vm_tests=() other_tests=()
+while read -r t; do
+  case "$t" in *_vm) vm_tests+=(--test "$t") ;; *) other_tests+=(--test "$t") ;; esac
+done < <(cargo metadata --no-deps --format-version 1 | python3 -c '
+import json, sys
+for p in json.load(sys.stdin)["packages"]:
+    for t in p["targets"]:
+        if "test" in t["kind"]:
+            print(t["name"])' | sort -u)
+group_a_log=$(mktemp /tmp/podnet-test-a.XXXXXX)
+echo "== cargo test, group A (the VM tests: ${vm_tests[*]}; its output follows group B's)"
+cargo test --workspace --all-features --no-fail-fast "${vm_tests[@]}" >"$group_a_log" 2>&1 &
+group_a=$!
+echo "== cargo test, group B (every other test, then the doc tests)"
+cargo test --workspace --all-features --no-fail-fast --lib --bins "${other_tests[@]}" 2>&1 \
+  | tee -a "$test_log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+cargo test --workspace --all-features --no-fail-fast --doc 2>&1 | tee -a "$test_log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+wait "$group_a" || status=1
+echo "== cargo test, group A's output"
+tee -a "$test_log" <"$group_a_log"
+rm -f "$group_a_log"
 set -e
 echo "(the whole cargo test output: $test_log)"
 
