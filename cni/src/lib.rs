@@ -37,6 +37,12 @@
 //!     std::process::exit(podnet_cni::skel::main(&Dns));
 //! }
 //! ```
+//!
+//! # Handles
+//!
+//! This crate is the protocol only and opens no kernel handle; plugins built on it use
+//! `podnet_links` and `podnet_ipam`, which follow podnet's one handle convention (the top
+//! README's "Architecture").
 
 pub mod args;
 pub mod conf;

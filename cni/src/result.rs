@@ -326,43 +326,18 @@ impl CniResult {
             let Some(ip) = v.get(key).filter(|i| !i.is_null()) else {
                 continue;
             };
-            let address = ip
-                .get("ip")
-                .and_then(Value::as_str)
-                .and_then(|a| a.parse::<IpNet>().ok())
-                .ok_or_else(|| bad(format!("{key}.ip is not a CIDR")))?;
-            let gateway = match ip.get("gateway").and_then(Value::as_str) {
-                None | Some("") => None,
-                Some(g) => Some(
-                    g.parse()
-                        .map_err(|_| bad(format!("{key}.gateway is not an IP address")))?,
-                ),
-            };
+            let (address, gateway) = address_and_gateway(ip, key, "ip").map_err(bad)?;
             r.ips.push(IpCfg {
                 interface: None,
                 address,
                 gateway,
             });
-            for (i, route) in ip
-                .get("routes")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                r.routes.push(RouteCfg::from_json(
-                    route,
-                    &format!("prevResult.{key}.routes[{i}]"),
-                )?);
+            for (i, route) in items(ip, "routes") {
+                let at = format!("prevResult.{key}.routes[{i}]");
+                r.routes.push(RouteCfg::from_json(route, &at)?);
             }
         }
-        for (i, iface) in v
-            .get("interfaces")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        for (i, iface) in items(v, "interfaces") {
             let s = |k: &str| iface.get(k).and_then(Value::as_str).map(str::to_owned);
             r.interfaces.push(Interface {
                 name: s("name").ok_or_else(|| bad(format!("interfaces[{i}] has no name")))?,
@@ -374,25 +349,9 @@ impl CniResult {
                 sandbox: s("sandbox").filter(|s| !s.is_empty()),
             });
         }
-        for (i, ip) in v
-            .get("ips")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let address = ip
-                .get("address")
-                .and_then(Value::as_str)
-                .and_then(|a| a.parse::<IpNet>().ok())
-                .ok_or_else(|| bad(format!("ips[{i}].address is not a CIDR")))?;
-            let gateway = match ip.get("gateway").and_then(Value::as_str) {
-                None | Some("") => None,
-                Some(g) => Some(
-                    g.parse()
-                        .map_err(|_| bad(format!("ips[{i}].gateway is not an IP address")))?,
-                ),
-            };
+        for (i, ip) in items(v, "ips") {
+            let (address, gateway) =
+                address_and_gateway(ip, &format!("ips[{i}]"), "address").map_err(bad)?;
             r.ips.push(IpCfg {
                 interface: ip
                     .get("interface")
@@ -402,25 +361,14 @@ impl CniResult {
                 gateway,
             });
         }
-        for (i, route) in v
-            .get("routes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            r.routes.push(RouteCfg::from_json(
-                route,
-                &format!("prevResult.routes[{i}]"),
-            )?);
+        for (i, route) in items(v, "routes") {
+            let at = format!("prevResult.routes[{i}]");
+            r.routes.push(RouteCfg::from_json(route, &at)?);
         }
         if let Some(d) = v.get("dns") {
             let list = |k: &str| -> Vec<String> {
-                d.get(k)
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
+                items(d, k)
+                    .filter_map(|(_, s)| s.as_str().map(str::to_owned))
                     .collect()
             };
             r.dns = Dns {
@@ -432,6 +380,38 @@ impl CniResult {
         }
         Ok(r)
     }
+}
+
+/// The elements of the array `v[key]` with their indexes; none when it is missing or not an
+/// array.
+fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = (usize, &'a Value)> + 'a {
+    v.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+}
+
+/// The CIDR at `ip[field]` and the optional `ip.gateway` of an IP entry at `at` in a result;
+/// the error says which is wrong.
+fn address_and_gateway(
+    ip: &Value,
+    at: &str,
+    field: &str,
+) -> Result<(IpNet, Option<IpAddr>), String> {
+    let address = ip
+        .get(field)
+        .and_then(Value::as_str)
+        .and_then(|a| a.parse::<IpNet>().ok())
+        .ok_or_else(|| format!("{at}.{field} is not a CIDR"))?;
+    let gateway = match ip.get("gateway").and_then(Value::as_str) {
+        None | Some("") => None,
+        Some(g) => Some(
+            g.parse()
+                .map_err(|_| format!("{at}.gateway is not an IP address"))?,
+        ),
+    };
+    Ok((address, gateway))
 }
 
 #[cfg(test)]

@@ -380,105 +380,38 @@ impl BatchFdb<'_, '_> {
     }
 }
 
+/// Writes an earlier name of a batch request as a `#[deprecated] #[doc(hidden)]` alias, one row
+/// each: `old => group().verb(argument: type, ...);`.
+macro_rules! earlier_names {
+    ($($old:ident => $group:ident().$verb:ident($($arg:ident: $ty:ty),*);)+) => {
+        $(
+            #[deprecated = concat!("use ", stringify!($group), "().", stringify!($verb))]
+            #[doc(hidden)]
+            pub fn $old(&mut self, $($arg: $ty),*) -> Result<()> {
+                self.$group().$verb($($arg),*)
+            }
+        )+
+    };
+}
+
 /// The earlier names of the batch's requests, one alias each.
 impl Batch<'_> {
-    #[deprecated(note = "use link().add")]
-    #[doc(hidden)]
-    pub fn link_add(&mut self, spec: &impl LinkSpec) -> Result<()> {
-        self.link().add(spec)
-    }
-
-    #[deprecated(note = "use link().del")]
-    #[doc(hidden)]
-    pub fn link_del(&mut self, link: impl Into<LinkRef>) -> Result<()> {
-        self.link().del(link)
-    }
-
-    #[deprecated(note = "use link().set")]
-    #[doc(hidden)]
-    pub fn link_set(&mut self, set: LinkSet<'_>) -> Result<()> {
-        self.link().set(set)
-    }
-
-    #[deprecated(note = "use addr().add")]
-    #[doc(hidden)]
-    pub fn addr_add(
-        &mut self,
-        link: impl Into<LinkRef>,
-        addr: impl Into<AddressSpec>,
-    ) -> Result<()> {
-        self.addr().add(link, addr)
-    }
-
-    #[deprecated(note = "use addr().replace")]
-    #[doc(hidden)]
-    pub fn addr_replace(&mut self, link: impl Into<LinkRef>, net: IpNet) -> Result<()> {
-        self.addr().replace(link, net)
-    }
-
-    #[deprecated(note = "use addr().del")]
-    #[doc(hidden)]
-    pub fn addr_del(&mut self, link: impl Into<LinkRef>, net: IpNet) -> Result<()> {
-        self.addr().del(link, net)
-    }
-
-    #[deprecated(note = "use route().add")]
-    #[doc(hidden)]
-    pub fn route_add(&mut self, route: &Route) -> Result<()> {
-        self.route().add(route)
-    }
-
-    #[deprecated(note = "use route().replace")]
-    #[doc(hidden)]
-    pub fn route_replace(&mut self, route: &Route) -> Result<()> {
-        self.route().replace(route)
-    }
-
-    #[deprecated(note = "use route().del")]
-    #[doc(hidden)]
-    pub fn route_del(&mut self, route: &Route) -> Result<()> {
-        self.route().del(route)
-    }
-
-    #[deprecated(note = "use neigh().add")]
-    #[doc(hidden)]
-    pub fn neigh_add(&mut self, n: &Neighbour) -> Result<()> {
-        self.neigh().add(n)
-    }
-
-    #[deprecated(note = "use neigh().replace")]
-    #[doc(hidden)]
-    pub fn neigh_replace(&mut self, n: &Neighbour) -> Result<()> {
-        self.neigh().replace(n)
-    }
-
-    #[deprecated(note = "use neigh().del")]
-    #[doc(hidden)]
-    pub fn neigh_del(&mut self, n: &Neighbour) -> Result<()> {
-        self.neigh().del(n)
-    }
-
-    #[deprecated(note = "use fdb().add")]
-    #[doc(hidden)]
-    pub fn fdb_add(&mut self, e: &FdbEntry) -> Result<()> {
-        self.fdb().add(e)
-    }
-
-    #[deprecated(note = "use fdb().append")]
-    #[doc(hidden)]
-    pub fn fdb_append(&mut self, e: &FdbEntry) -> Result<()> {
-        self.fdb().append(e)
-    }
-
-    #[deprecated(note = "use fdb().replace")]
-    #[doc(hidden)]
-    pub fn fdb_replace(&mut self, e: &FdbEntry) -> Result<()> {
-        self.fdb().replace(e)
-    }
-
-    #[deprecated(note = "use fdb().del")]
-    #[doc(hidden)]
-    pub fn fdb_del(&mut self, e: &FdbEntry) -> Result<()> {
-        self.fdb().del(e)
+    earlier_names! {
+        link_add => link().add(spec: &impl LinkSpec);
+        link_del => link().del(link: impl Into<LinkRef>);
+        link_set => link().set(set: LinkSet<'_>);
+        addr_add => addr().add(link: impl Into<LinkRef>, addr: impl Into<AddressSpec>);
+        addr_replace => addr().replace(link: impl Into<LinkRef>, net: IpNet);
+        addr_del => addr().del(link: impl Into<LinkRef>, net: IpNet);
+        route_add => route().add(route: &Route);
+        route_replace => route().replace(route: &Route);
+        route_del => route().del(route: &Route);
+        neigh_add => neigh().add(n: &Neighbour);
+        neigh_replace => neigh().replace(n: &Neighbour);
+        neigh_del => neigh().del(n: &Neighbour);
+        fdb_add => fdb().add(e: &FdbEntry);
+        fdb_append => fdb().append(e: &FdbEntry);
+        fdb_replace => fdb().replace(e: &FdbEntry);
+        fdb_del => fdb().del(e: &FdbEntry);
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::link::{LinkSpec, Resolver, common_attrs, kind_attr, sealed};
+use crate::nl_enum::nl_enum;
 use crate::types::{LinkRef, MacAddr, validate_ifname};
 use netlink_packet_route::link::{
     InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoMacVtap, InfoVlan, IpVlanFlags, IpVlanMode,
@@ -29,41 +30,13 @@ pub enum MacvlanMode {
     Other(u32),
 }
 
-impl MacvlanMode {
-    fn to_nl(self) -> MacVlanMode {
-        match self {
-            MacvlanMode::Private => MacVlanMode::Private,
-            MacvlanMode::Vepa => MacVlanMode::Vepa,
-            MacvlanMode::Bridge => MacVlanMode::Bridge,
-            MacvlanMode::Passthru => MacVlanMode::Passthrough,
-            MacvlanMode::Source => MacVlanMode::Source,
-            MacvlanMode::Other(n) => MacVlanMode::Other(n),
-        }
-    }
-
-    fn from_nl(m: MacVlanMode) -> MacvlanMode {
-        match m {
-            MacVlanMode::Private => MacvlanMode::Private,
-            MacVlanMode::Vepa => MacvlanMode::Vepa,
-            MacVlanMode::Bridge => MacvlanMode::Bridge,
-            MacVlanMode::Passthrough => MacvlanMode::Passthru,
-            MacVlanMode::Source => MacvlanMode::Source,
-            other => MacvlanMode::Other(u32::from(other)),
-        }
-    }
-}
-
-impl fmt::Display for MacvlanMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MacvlanMode::Private => f.write_str("private"),
-            MacvlanMode::Vepa => f.write_str("vepa"),
-            MacvlanMode::Bridge => f.write_str("bridge"),
-            MacvlanMode::Passthru => f.write_str("passthru"),
-            MacvlanMode::Source => f.write_str("source"),
-            MacvlanMode::Other(n) => write!(f, "{n}"),
-        }
-    }
+nl_enum! {
+    MacvlanMode <=> MacVlanMode, other: u32 => MacVlanMode::Other, shown "{}";
+    Private => Private, "private";
+    Vepa => Vepa, "vepa";
+    Bridge => Bridge, "bridge";
+    Passthru => Passthrough, "passthru";
+    Source => Source, "source";
 }
 
 /// The mode of an ipvlan device (`mode l2|l3|l3s`).
@@ -81,35 +54,11 @@ pub enum IpvlanMode {
     Other(u16),
 }
 
-impl IpvlanMode {
-    fn to_nl(self) -> IpVlanMode {
-        match self {
-            IpvlanMode::L2 => IpVlanMode::L2,
-            IpvlanMode::L3 => IpVlanMode::L3,
-            IpvlanMode::L3s => IpVlanMode::L3S,
-            IpvlanMode::Other(n) => IpVlanMode::Other(n),
-        }
-    }
-
-    fn from_nl(m: IpVlanMode) -> IpvlanMode {
-        match m {
-            IpVlanMode::L2 => IpvlanMode::L2,
-            IpVlanMode::L3 => IpvlanMode::L3,
-            IpVlanMode::L3S => IpvlanMode::L3s,
-            other => IpvlanMode::Other(u16::from(other)),
-        }
-    }
-}
-
-impl fmt::Display for IpvlanMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            IpvlanMode::L2 => f.write_str("l2"),
-            IpvlanMode::L3 => f.write_str("l3"),
-            IpvlanMode::L3s => f.write_str("l3s"),
-            IpvlanMode::Other(n) => write!(f, "{n}"),
-        }
-    }
+nl_enum! {
+    IpvlanMode <=> IpVlanMode, other: u16 => IpVlanMode::Other, shown "{}";
+    L2 => L2, "l2";
+    L3 => L3, "l3";
+    L3s => L3S, "l3s";
 }
 
 /// The tag protocol of a VLAN device (`protocol 802.1Q|802.1ad`).

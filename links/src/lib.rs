@@ -39,6 +39,15 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Handles
+//!
+//! podnet's one handle convention (the top README's "Architecture"): [`Handle::new`] opens
+//! the socket in the caller's namespace and [`Handle::in_ns`] inside another one; a `Handle`
+//! is shared, locks inside and takes `&self`. [`Monitor`] (`new`, `in_ns`) is one socket
+//! read by one owner and takes `&mut self`. Every object's verbs are iproute2's: `add`,
+//! `del`, `replace` (the idempotent ensure), `list`, `get`; earlier names stay as
+//! `#[deprecated] #[doc(hidden)]` aliases.
 
 mod addr;
 mod batch;
@@ -52,6 +61,7 @@ mod mac;
 mod monitor;
 mod neigh;
 pub mod netlink;
+mod nl_enum;
 #[doc(hidden)]
 pub mod nlattr;
 mod route;

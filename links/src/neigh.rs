@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::handle::Handle;
+use crate::nl_enum::nl_enum;
 use crate::types::{LinkRef, MacAddr};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::neighbour::{
@@ -39,54 +40,17 @@ pub enum NeighState {
     Other(u16),
 }
 
-impl NeighState {
-    pub(crate) fn to_nl(self) -> NeighbourState {
-        match self {
-            NeighState::Incomplete => NeighbourState::Incomplete,
-            NeighState::Reachable => NeighbourState::Reachable,
-            NeighState::Stale => NeighbourState::Stale,
-            NeighState::Delay => NeighbourState::Delay,
-            NeighState::Probe => NeighbourState::Probe,
-            NeighState::Failed => NeighbourState::Failed,
-            NeighState::Noarp => NeighbourState::Noarp,
-            NeighState::Permanent => NeighbourState::Permanent,
-            NeighState::None => NeighbourState::None,
-            NeighState::Other(n) => NeighbourState::Other(n),
-        }
-    }
-
-    pub(crate) fn from_nl(s: NeighbourState) -> NeighState {
-        match s {
-            NeighbourState::Incomplete => NeighState::Incomplete,
-            NeighbourState::Reachable => NeighState::Reachable,
-            NeighbourState::Stale => NeighState::Stale,
-            NeighbourState::Delay => NeighState::Delay,
-            NeighbourState::Probe => NeighState::Probe,
-            NeighbourState::Failed => NeighState::Failed,
-            NeighbourState::Noarp => NeighState::Noarp,
-            NeighbourState::Permanent => NeighState::Permanent,
-            NeighbourState::None => NeighState::None,
-            other => NeighState::Other(u16::from(other)),
-        }
-    }
-}
-
-impl fmt::Display for NeighState {
-    /// As `ip neigh` prints it.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NeighState::Incomplete => f.write_str("INCOMPLETE"),
-            NeighState::Reachable => f.write_str("REACHABLE"),
-            NeighState::Stale => f.write_str("STALE"),
-            NeighState::Delay => f.write_str("DELAY"),
-            NeighState::Probe => f.write_str("PROBE"),
-            NeighState::Failed => f.write_str("FAILED"),
-            NeighState::Noarp => f.write_str("NOARP"),
-            NeighState::Permanent => f.write_str("PERMANENT"),
-            NeighState::None => f.write_str("NONE"),
-            NeighState::Other(n) => write!(f, "{n:#x}"),
-        }
-    }
+nl_enum! {
+    NeighState <=> NeighbourState, other: u16 => NeighbourState::Other, shown "{:#x}";
+    Incomplete => Incomplete, "INCOMPLETE";
+    Reachable => Reachable, "REACHABLE";
+    Stale => Stale, "STALE";
+    Delay => Delay, "DELAY";
+    Probe => Probe, "PROBE";
+    Failed => Failed, "FAILED";
+    Noarp => Noarp, "NOARP";
+    Permanent => Permanent, "PERMANENT";
+    None => None, "NONE";
 }
 
 /// An ARP (IPv4) or NDP (IPv6) entry.

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::handle::Handle;
+use crate::nl_enum::nl_enum;
 use crate::scope::Scope;
 use crate::types::LinkRef;
 use ipnet::IpNet;
@@ -51,53 +52,17 @@ pub enum RouteKind {
     Other(u8),
 }
 
-impl RouteKind {
-    fn to_nl(self) -> RouteType {
-        match self {
-            RouteKind::Unicast => RouteType::Unicast,
-            RouteKind::Local => RouteType::Local,
-            RouteKind::Broadcast => RouteType::Broadcast,
-            RouteKind::Anycast => RouteType::Anycast,
-            RouteKind::Multicast => RouteType::Multicast,
-            RouteKind::Blackhole => RouteType::BlackHole,
-            RouteKind::Unreachable => RouteType::Unreachable,
-            RouteKind::Prohibit => RouteType::Prohibit,
-            RouteKind::Throw => RouteType::Throw,
-            RouteKind::Other(n) => RouteType::from(n),
-        }
-    }
-
-    fn from_nl(t: RouteType) -> RouteKind {
-        match t {
-            RouteType::Unicast | RouteType::Unspec => RouteKind::Unicast,
-            RouteType::Local => RouteKind::Local,
-            RouteType::Broadcast => RouteKind::Broadcast,
-            RouteType::Anycast => RouteKind::Anycast,
-            RouteType::Multicast => RouteKind::Multicast,
-            RouteType::BlackHole => RouteKind::Blackhole,
-            RouteType::Unreachable => RouteKind::Unreachable,
-            RouteType::Prohibit => RouteKind::Prohibit,
-            RouteType::Throw => RouteKind::Throw,
-            other => RouteKind::Other(u8::from(other)),
-        }
-    }
-}
-
-impl fmt::Display for RouteKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RouteKind::Unicast => f.write_str("unicast"),
-            RouteKind::Local => f.write_str("local"),
-            RouteKind::Broadcast => f.write_str("broadcast"),
-            RouteKind::Anycast => f.write_str("anycast"),
-            RouteKind::Multicast => f.write_str("multicast"),
-            RouteKind::Blackhole => f.write_str("blackhole"),
-            RouteKind::Unreachable => f.write_str("unreachable"),
-            RouteKind::Prohibit => f.write_str("prohibit"),
-            RouteKind::Throw => f.write_str("throw"),
-            RouteKind::Other(n) => write!(f, "{n}"),
-        }
-    }
+nl_enum! {
+    RouteKind <=> RouteType, other: u8 => RouteType::from, shown "{}", also [Unspec => Unicast];
+    Unicast => Unicast, "unicast";
+    Local => Local, "local";
+    Broadcast => Broadcast, "broadcast";
+    Anycast => Anycast, "anycast";
+    Multicast => Multicast, "multicast";
+    Blackhole => BlackHole, "blackhole";
+    Unreachable => Unreachable, "unreachable";
+    Prohibit => Prohibit, "prohibit";
+    Throw => Throw, "throw";
 }
 
 /// Who installed a route (`proto`).
@@ -121,44 +86,14 @@ pub enum Protocol {
     Other(u8),
 }
 
-impl Protocol {
-    fn to_nl(self) -> RouteProtocol {
-        match self {
-            Protocol::Unspec => RouteProtocol::Unspec,
-            Protocol::Redirect => RouteProtocol::IcmpRedirect,
-            Protocol::Kernel => RouteProtocol::Kernel,
-            Protocol::Boot => RouteProtocol::Boot,
-            Protocol::Static => RouteProtocol::Static,
-            Protocol::Dhcp => RouteProtocol::Dhcp,
-            Protocol::Other(n) => RouteProtocol::from(n),
-        }
-    }
-
-    fn from_nl(p: RouteProtocol) -> Protocol {
-        match p {
-            RouteProtocol::Unspec => Protocol::Unspec,
-            RouteProtocol::IcmpRedirect => Protocol::Redirect,
-            RouteProtocol::Kernel => Protocol::Kernel,
-            RouteProtocol::Boot => Protocol::Boot,
-            RouteProtocol::Static => Protocol::Static,
-            RouteProtocol::Dhcp => Protocol::Dhcp,
-            other => Protocol::Other(u8::from(other)),
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Protocol::Unspec => f.write_str("unspec"),
-            Protocol::Redirect => f.write_str("redirect"),
-            Protocol::Kernel => f.write_str("kernel"),
-            Protocol::Boot => f.write_str("boot"),
-            Protocol::Static => f.write_str("static"),
-            Protocol::Dhcp => f.write_str("dhcp"),
-            Protocol::Other(n) => write!(f, "{n}"),
-        }
-    }
+nl_enum! {
+    Protocol <=> RouteProtocol, other: u8 => RouteProtocol::from, shown "{}";
+    Unspec => Unspec, "unspec";
+    Redirect => IcmpRedirect, "redirect";
+    Kernel => Kernel, "kernel";
+    Boot => Boot, "boot";
+    Static => Static, "static";
+    Dhcp => Dhcp, "dhcp";
 }
 
 /// A route: built with the methods below to add, replace or delete one, and returned by

@@ -26,6 +26,15 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Handles
+//!
+//! A [`NetNs`] is the namespace, not a kernel handle: [`NetNs::add`], [`NetNs::del`] and
+//! [`NetNs::list`] are `ip netns`'s verbs, [`NetNs::open`] opens one that exists by name and
+//! [`NetNs::current`] is the caller's. The other crates' handles take a `&NetNs` in their
+//! `in_ns` constructors and stay bound to it, following podnet's one handle convention (the
+//! top README's "Architecture": `new`/`in_ns`/`connect`/`open`, `&self` for shared handles,
+//! `&mut self` for one-owner sockets, the verbs add/del/replace/list/get).
 
 mod error;
 mod sys;
