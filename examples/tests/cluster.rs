@@ -334,11 +334,21 @@ fn deleted_device_and_stale_entries_are_repaired() {
     require_root!();
     let c = up(options("heal", "vxlan", 2, 1, false));
     let h = Handle::in_ns(&c.nodes[0].ns).unwrap();
+    // A subnet no node holds (the leases are random: a fixed one could be taken).
+    let stale = (250..=255)
+        .map(|n| format!("10.244.{n}.0/24"))
+        .find(|s| {
+            c.nodes
+                .iter()
+                .all(|n| n.subnet.map(|x| x.to_string()) != Some(s.clone()))
+        })
+        .unwrap();
+    let stale_gw = stale.trim_end_matches("/24").to_string();
     // A stale route and neighbour left by a previous life (flannel #2554) are removed...
     h.route()
         .add(
-            &podnet_links::Route::new("10.244.123.0/24".parse().unwrap())
-                .via("10.244.123.0".parse().unwrap())
+            &podnet_links::Route::new(stale.parse().unwrap())
+                .via(stale_gw.parse().unwrap())
                 .dev("flannel.1")
                 .onlink(),
         )
@@ -351,7 +361,7 @@ fn deleted_device_and_stale_entries_are_repaired() {
         .list()
         .unwrap()
         .iter()
-        .any(|r| r.dst.to_string() == "10.244.123.0/24")
+        .any(|r| r.dst.to_string() == stale)
     {
         assert!(Instant::now() < deadline, "stale route not removed");
         std::thread::sleep(Duration::from_millis(100));

@@ -192,11 +192,9 @@ fn interface_selection_as_flannel() {
             && log.contains("--iface-regex ^zz: matches none of the interfaces"),
         "{log}"
     );
-    let log = node.refused(&["--public-ipv6", "fd00::1"]);
-    assert!(
-        log.contains("--public-ipv6 fd00::1: IPv6 is not implemented"),
-        "{log}"
-    );
+    // Not an IPv6 address: refused by name.
+    let log = node.refused(&["--public-ipv6", "198.18.0.1"]);
+    assert!(log.contains("--public-ipv6"), "{log}");
 }
 
 #[test]
@@ -312,10 +310,22 @@ fn enable_nftables_and_net_conf_keys() {
     assert_eq!(tables[0], tables[1], "a restart changed the table");
 
     node.net_conf(
-        r#"{"Network": "10.247.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:247::/56"}"#,
+        r#"{"Network": "10.247.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:247::/56",
+            "Backend": {"Type": "vxlan"}}"#,
+    );
+    // Dual-stack needs the IPv6 default route's interface (or --iface) and an IPv6 address
+    // on it; this node has neither.
+    let log = node.refused(&[]);
+    assert!(log.contains("no IPv6 default route"), "{log}");
+    let log = node.refused(&["--iface", "eth0"]);
+    assert!(log.contains("eth0 has no global IPv6 address"), "{log}");
+    // flannel's udp backend is IPv4-only: EnableIPv6 with it is refused by name.
+    node.net_conf(
+        r#"{"Network": "10.247.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:247::/56",
+            "Backend": {"Type": "udp"}}"#,
     );
     let log = node.refused(&[]);
-    assert!(log.contains("EnableIPv6: IPv6 is not implemented"), "{log}");
+    assert!(log.contains("flannel's udp backend is IPv4-only"), "{log}");
     node.net_conf(
         r#"{"Network": "10.247.0.0/16", "Backend": {"Type": "vxlan", "Learning": true}}"#,
     );

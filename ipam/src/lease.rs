@@ -172,6 +172,25 @@ impl LeaseAttrs {
         Ok(self)
     }
 
+    /// Sets `BackendV6Data` from JSON text (kept compact, as Go marshals it): the IPv6
+    /// device's data of a dual-stack or IPv6-only lease.
+    ///
+    /// ```
+    /// use podnet_ipam::LeaseAttrs;
+    /// let mut a = LeaseAttrs::new("0.0.0.0".parse()?, "vxlan")
+    ///     .with_backend_v6_data(r#"{"VNI": 1, "VtepMAC": "c6:d2:32:6f:8f:45"}"#)?;
+    /// a.public_ipv6 = Some("fd00::3".parse()?);
+    /// assert_eq!(
+    ///     a.to_json(),
+    ///     r#"{"PublicIP":"0.0.0.0","PublicIPv6":"fd00::3","BackendType":"vxlan","BackendV6Data":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:45"}}"#
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_backend_v6_data(mut self, json_text: &str) -> Result<Self, AttrsError> {
+        self.backend_v6_data = Some(raw(json_text, "BackendV6Data")?);
+        Ok(self)
+    }
+
     /// Encodes the value exactly as flannel's Go code does.
     ///
     /// ```

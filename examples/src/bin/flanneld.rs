@@ -14,7 +14,7 @@
 use clap::Parser;
 use podnet_examples::flannel::{AgentOptions, run};
 use podnet_ipam::{FileStore, ManagerOptions, Store, SubnetManager};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -89,7 +89,8 @@ struct Args {
     /// only source of the config; default `/etc/kube-flannel/net-conf.json` there.
     #[arg(long, env = "FLANNELD_NET_CONFIG_PATH")]
     net_config_path: Option<PathBuf>,
-    /// The interface to use, by name or by one of its IPv4 addresses. Repeat it (or give a
+    /// The interface to use, by name or by one of its addresses (IPv4, or IPv6 on an
+    /// IPv6-only network). Repeat it (or give a
     /// comma-separated list) to try each in order; the first that exists wins.
     #[arg(long, env = "FLANNELD_IFACE", value_delimiter = ',')]
     iface: Vec<String>,
@@ -105,9 +106,11 @@ struct Args {
     /// flag, the interface that holds this address is used.
     #[arg(long, env = "FLANNELD_PUBLIC_IP")]
     public_ip: Option<Ipv4Addr>,
-    /// flannel's IPv6 public address: refused, podnet's flanneld programs IPv4 only.
-    #[arg(long, env = "FLANNELD_PUBLIC_IPV6", hide = true)]
-    public_ipv6: Option<String>,
+    /// The IPv6 address other nodes send to, with `EnableIPv6` (default: the interface's
+    /// first global IPv6 address). On an IPv6-only network without any `--iface*` flag, the
+    /// interface that holds this address is used.
+    #[arg(long, env = "FLANNELD_PUBLIC_IPV6")]
+    public_ipv6: Option<Ipv6Addr>,
     /// Where to write subnet.env.
     #[arg(
         long,
@@ -175,12 +178,6 @@ fn main() {
         },
         None => None,
     };
-    if let Some(v6) = &args.public_ipv6 {
-        fail(format!(
-            "--public-ipv6 {v6}: IPv6 is not implemented in podnet's flanneld yet (it programs \
-             IPv4 only)"
-        ));
-    }
     let opts = AgentOptions {
         interface: podnet_examples::flannel::IfaceChoice {
             iface: args
@@ -192,6 +189,7 @@ fn main() {
             iface_regex: args.iface_regex.clone(),
             iface_can_reach: args.iface_can_reach,
             public_ip: args.public_ip,
+            public_ipv6: args.public_ipv6,
         },
         subnet_file: args.subnet_file.clone(),
         ip_masq: args.ip_masq,

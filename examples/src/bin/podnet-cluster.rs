@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! podnet-cluster demo [--backend vxlan|host-gw|udp] [--nodes N] [--pods M] [--etcd | --kube]
+//!                     [--ipv6 | --ipv6-only]
 //! podnet-cluster up ... / down / bench
 //! podnet-cluster explain SRC DST[:PORT] [--svg FILE] [--html FILE] [--record FILE]
 //! podnet-cluster show --svg FILE
@@ -46,6 +47,13 @@ struct Args {
     /// kube-proxy's mode, with --services.
     #[arg(long, global = true, default_value = "iptables")]
     proxy_mode: String,
+    /// Dual-stack: nodes and pods also get IPv6 addresses, flannel runs with EnableIPv6
+    /// (IPv6Network fd10:244::/56); vxlan or host-gw.
+    #[arg(long, global = true)]
+    ipv6: bool,
+    /// An IPv6-only flannel network (EnableIPv4: false): pods get IPv6 addresses only.
+    #[arg(long, global = true, conflicts_with = "ipv6")]
+    ipv6_only: bool,
     /// Prefix of every namespace the cluster makes.
     #[arg(long, global = true, default_value = "podnet")]
     prefix: String,
@@ -96,6 +104,11 @@ fn main() {
     opts.kube = args.kube;
     opts.services = args.services.clone();
     opts.proxy_mode = args.proxy_mode.clone();
+    opts.families = match (args.ipv6, args.ipv6_only) {
+        (_, true) => cluster::Families::V6,
+        (true, false) => cluster::Families::Dual,
+        (false, false) => cluster::Families::V4,
+    };
     let code = match args.cmd {
         Cmd::Down => {
             let n = cluster::down(&args.prefix);

@@ -6,21 +6,31 @@
 //! (198.18.0.N), runs `flanneld` as a process, and has a `cni0` bridge with pods attached by
 //! veth, addressed from the node's lease. Every namespace is named `<prefix>-...`, so `down`
 //! finds and removes everything, even after the demo was killed with SIGKILL.
+//!
+//! Dual-stack ([`Options::families`]): the fabric also has fd18::fe/64 (and the outside
+//! address fd19::1), each node fd18::N/64, flannel gets `EnableIPv6` with `IPv6Network`
+//! [`CLUSTER_NETWORK6`] (each node leases a /64 of it), and pods get an address of each family
+//! from the node's two leases (host-local with two ranges, as flannel's CNI does with
+//! `FLANNEL_IPV6_SUBNET`). IPv6-only: the same without the IPv4 flannel network
+//! (`EnableIPv4: false`); the nodes keep their IPv4 underlay addresses.
 
 pub mod bench;
+mod dualstack;
 mod report;
 pub mod services;
 pub mod traffic;
 
+pub use dualstack::Families;
+use dualstack::net_conf;
 pub use report::{CheckResult, Report, picture};
 pub use traffic::{EchoServer, run_checks};
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use podnet_ipam::SubnetEnv;
 use podnet_links::{Bridge, Handle, Route, Veth};
 use podnet_netns::NetNs;
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,6 +42,12 @@ pub const FABRIC_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
 pub const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
 /// The cluster network given to flannel.
 pub const CLUSTER_NETWORK: &str = "10.244.0.0/16";
+/// The fabric's IPv6 address (dual-stack and IPv6-only clusters).
+pub const FABRIC_IP6: Ipv6Addr = Ipv6Addr::new(0xfd18, 0, 0, 0, 0, 0, 0, 0xfe);
+/// The "outside" IPv6 address, reachable from pods only through masquerade.
+pub const OUTSIDE_IP6: Ipv6Addr = Ipv6Addr::new(0xfd19, 0, 0, 0, 0, 0, 0, 1);
+/// The IPv6 cluster network given to flannel (`IPv6Network`; each node leases a /64).
+pub const CLUSTER_NETWORK6: &str = "fd10:244::/56";
 /// The port of the test API server in the fabric (kube mode).
 pub const KUBE_API_PORT: u16 = 6443;
 
@@ -56,6 +72,8 @@ fn other(msg: impl Into<String>) -> ClusterError {
 /// How to build the cluster.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The address families of the flannel network (`--ipv6`, `--ipv6-only`).
+    pub families: Families,
     /// Namespace name prefix.
     pub prefix: String,
     /// flannel backend: vxlan, host-gw or udp.
@@ -125,6 +143,7 @@ impl Options {
     /// Defaults for `prefix`: 3 nodes, 2 pods, vxlan, state under /run/podnet-cluster.
     pub fn new(prefix: &str) -> Options {
         Options {
+            families: Families::V4,
             prefix: prefix.to_owned(),
             backend: "vxlan".into(),
             nodes: 3,
@@ -170,8 +189,10 @@ pub struct Pod {
     pub index: usize,
     /// Its namespace.
     pub ns: NetNs,
-    /// Its address.
+    /// Its IPv4 address (`0.0.0.0` on an IPv6-only cluster).
     pub ip: Ipv4Addr,
+    /// Its IPv6 address (dual-stack and IPv6-only clusters).
+    pub ip6: Option<Ipv6Addr>,
 }
 
 impl Pod {
@@ -190,8 +211,12 @@ pub struct Node {
     pub ns: NetNs,
     /// Its underlay address.
     pub ip: Ipv4Addr,
-    /// Its lease.
+    /// Its IPv6 underlay address (dual-stack and IPv6-only clusters).
+    pub ip6: Option<Ipv6Addr>,
+    /// Its lease (IPv4; `None` on an IPv6-only cluster).
     pub subnet: Option<Ipv4Net>,
+    /// Its IPv6 lease (dual-stack and IPv6-only clusters).
+    pub subnet6: Option<Ipv6Net>,
     /// Its pods' MTU (FLANNEL_MTU).
     pub mtu: u32,
     /// The running flanneld.
@@ -287,10 +312,6 @@ fn create_ns(name: &str) -> Result<NetNs, ClusterError> {
     Ok(ns)
 }
 
-fn net_conf(backend: &str) -> String {
-    format!(r#"{{"Network": "{CLUSTER_NETWORK}", "Backend": {{"Type": "{backend}"}}}}"#)
-}
-
 /// Polls `f` every 50 ms until it returns `Some`, or fails after `timeout` with `what`
 /// (`Duration::MAX`: waits as long as it takes).
 pub fn wait_for<T>(
@@ -313,6 +334,45 @@ pub fn wait_for<T>(
     }
 }
 
+/// Makes node `i` (1-based): its namespace, its `eth0` into the fabric with its addresses
+/// (IPv6 too on a dual-stack or IPv6-only cluster), default routes and forwarding.
+fn add_node(
+    opts: &Options,
+    hf: &Handle,
+    i: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Node, ClusterError> {
+    let ip = Ipv4Addr::new(198, 18, 0, i as u8);
+    progress(&format!("node{i}: eth0 {ip}/24 into the fabric"));
+    let ns = create_ns(&ns_name(&opts.prefix, &format!("node{i}")))?;
+    hf.link()
+        .add(&Veth::new(format!("n{i}")).peer("eth0").peer_netns(&ns))?;
+    hf.link()
+        .set(format!("n{i}"))
+        .master("fabric0")
+        .up()
+        .apply()?;
+    let h = Handle::in_ns(&ns)?;
+    h.addr()
+        .add("eth0", IpNet::new(ip.into(), 24).expect("prefix"))?;
+    h.link().set("eth0").up().apply()?;
+    h.route()
+        .add(&Route::new("0.0.0.0/0".parse().expect("literal")).via(FABRIC_IP.into()))?;
+    ns.sysctl_set("net.ipv4.ip_forward", "1")?;
+    let ip6 = dualstack::node_ipv6(opts, &ns, &h, i, progress)?;
+    Ok(Node {
+        index: i,
+        ns,
+        ip,
+        ip6,
+        subnet: None,
+        subnet6: None,
+        mtu: 1500,
+        flanneld: None,
+        kube_proxy: None,
+    })
+}
+
 impl Cluster {
     /// Builds the cluster: fabric, nodes, flanneld on every node (and etcd), then the pods.
     /// On failure everything built so far is removed.
@@ -322,6 +382,11 @@ impl Cluster {
                 "unknown backend {:?} (choose vxlan, host-gw or udp)",
                 opts.backend
             )));
+        }
+        if opts.families.v6() && opts.backend == "udp" {
+            return Err(other(
+                "the udp backend is IPv4-only (as flannel's): --ipv6 needs vxlan or host-gw",
+            ));
         }
         if opts.nodes == 0 || opts.nodes > 200 {
             return Err(other("--nodes must be between 1 and 200"));
@@ -362,6 +427,13 @@ impl Cluster {
             IpNet::new(OUTSIDE_IP.into(), 24).expect("prefix"),
         )?;
         hf.link().set("fabric0").up().apply()?;
+        if opts.families.v6() {
+            for ip in [FABRIC_IP6, OUTSIDE_IP6] {
+                let net = IpNet::new(ip.into(), 64).expect("prefix");
+                hf.addr()
+                    .add("fabric0", podnet_links::AddressSpec::new(net).nodad())?;
+            }
+        }
 
         let mut cluster = Cluster {
             opts: opts.clone(),
@@ -385,34 +457,11 @@ impl Cluster {
             cluster.start_apiserver()?;
         }
         let conf_path = opts.state_dir.join("net-conf.json");
-        fs::write(&conf_path, net_conf(&opts.backend)).map_err(|e| other(e.to_string()))?;
+        fs::write(&conf_path, net_conf(&opts.backend, opts.families))
+            .map_err(|e| other(e.to_string()))?;
         for i in 1..=opts.nodes {
-            let ip = Ipv4Addr::new(198, 18, 0, i as u8);
-            progress(&format!("node{i}: eth0 {ip}/24 into the fabric"));
-            let ns = create_ns(&ns_name(&opts.prefix, &format!("node{i}")))?;
-            hf.link()
-                .add(&Veth::new(format!("n{i}")).peer("eth0").peer_netns(&ns))?;
-            hf.link()
-                .set(format!("n{i}"))
-                .master("fabric0")
-                .up()
-                .apply()?;
-            let h = Handle::in_ns(&ns)?;
-            h.addr()
-                .add("eth0", IpNet::new(ip.into(), 24).expect("prefix"))?;
-            h.link().set("eth0").up().apply()?;
-            h.route()
-                .add(&Route::new("0.0.0.0/0".parse().expect("literal")).via(FABRIC_IP.into()))?;
-            ns.sysctl_set("net.ipv4.ip_forward", "1")?;
-            cluster.nodes.push(Node {
-                index: i,
-                ns,
-                ip,
-                subnet: None,
-                mtu: 1500,
-                flanneld: None,
-                kube_proxy: None,
-            });
+            let node = add_node(&opts, &hf, i, progress)?;
+            cluster.nodes.push(node);
         }
         for i in 0..cluster.nodes.len() {
             progress(&format!(
@@ -424,15 +473,26 @@ impl Cluster {
         }
         for i in 0..cluster.nodes.len() {
             let env = cluster.wait_subnet_env(i)?;
-            let subnet = env
-                .subnet
-                .ok_or_else(|| other("subnet.env without FLANNEL_SUBNET"))?;
-            cluster.nodes[i].subnet = Some(subnet.trunc());
+            let subnet = env.subnet.map(|s| s.trunc());
+            let subnet6 = env.ipv6_subnet.map(|s| s.trunc());
+            if opts.families.v4() && subnet.is_none() {
+                return Err(other("subnet.env without FLANNEL_SUBNET"));
+            }
+            if opts.families.v6() && subnet6.is_none() {
+                return Err(other("subnet.env without FLANNEL_IPV6_SUBNET"));
+            }
+            cluster.nodes[i].subnet = subnet;
+            cluster.nodes[i].subnet6 = subnet6;
             cluster.nodes[i].mtu = env.mtu;
+            let leases: Vec<String> = subnet
+                .map(|s| s.to_string())
+                .into_iter()
+                .chain(subnet6.map(|s| s.to_string()))
+                .collect();
             progress(&format!(
                 "node{}: lease {} (MTU {}), {} pods attached with podnet-cni",
                 i + 1,
-                subnet.trunc(),
+                leases.join(" + "),
                 env.mtu,
                 opts.pods
             ));
@@ -549,13 +609,25 @@ impl Cluster {
         format!("10.244.{index}.0/24")
     }
 
+    /// The IPv6 podCIDR the test API server's Node object gives node `index` (1-based), on a
+    /// dual-stack or IPv6-only cluster.
+    pub fn kube_pod_cidr6(index: usize) -> String {
+        format!("fd10:244:0:{index:x}::/64")
+    }
+
     fn start_apiserver(&mut self) -> Result<(), ClusterError> {
         let nodes: Vec<serde_json::Value> = (1..=self.opts.nodes)
             .map(|i| {
-                let cidr = Self::kube_pod_cidr(i);
+                let mut cidrs = Vec::new();
+                if self.opts.families.v4() {
+                    cidrs.push(Self::kube_pod_cidr(i));
+                }
+                if self.opts.families.v6() {
+                    cidrs.push(Self::kube_pod_cidr6(i));
+                }
                 serde_json::json!({"apiVersion": "v1", "kind": "Node",
                     "metadata": {"name": format!("node{i}")},
-                    "spec": {"podCIDR": cidr, "podCIDRs": [cidr]}})
+                    "spec": {"podCIDR": cidrs[0], "podCIDRs": cidrs}})
             })
             .collect();
         let objects = self.opts.state_dir.join("kube-objects.json");
@@ -692,7 +764,18 @@ impl Cluster {
     /// plugin runs inside the node's namespace with the node's lease as its host-local range.
     fn add_pods(&mut self, i: usize) -> Result<(), ClusterError> {
         let node = &self.nodes[i];
-        let subnet = node.subnet.ok_or_else(|| other("node without a lease"))?;
+        // One host-local range per family of the node's leases (flannel's CNI does the same
+        // with FLANNEL_SUBNET and FLANNEL_IPV6_SUBNET).
+        let mut ranges = Vec::new();
+        if let Some(s) = node.subnet {
+            ranges.push(serde_json::json!([{"subnet": s.to_string()}]));
+        }
+        if let Some(s) = node.subnet6 {
+            ranges.push(serde_json::json!([{"subnet": s.to_string()}]));
+        }
+        if ranges.is_empty() {
+            return Err(other("node without a lease"));
+        }
         let data_dir = self
             .opts
             .state_dir
@@ -711,7 +794,7 @@ impl Cluster {
             "mtu": node.mtu,
             "ipam": {
                 "type": "host-local",
-                "ranges": [[{"subnet": subnet.to_string()}]],
+                "ranges": ranges,
                 "dataDir": data_dir.display().to_string(),
             },
         })
@@ -746,16 +829,32 @@ impl Cluster {
             if !out.status.success() {
                 return Err(other(format!("podnet-cni ADD for {name} failed: {result}")));
             }
-            let ip = result["ips"][0]["address"]
-                .as_str()
-                .and_then(|a| a.split('/').next())
-                .and_then(|a| a.parse::<Ipv4Addr>().ok())
-                .ok_or_else(|| other(format!("podnet-cni gave no IPv4 address: {result}")))?;
+            let addrs: Vec<std::net::IpAddr> = result["ips"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i["address"].as_str()?.split('/').next()?.parse().ok())
+                .collect();
+            let ip = addrs.iter().find_map(|a| match a {
+                std::net::IpAddr::V4(a) => Some(*a),
+                _ => None,
+            });
+            let ip6 = addrs.iter().find_map(|a| match a {
+                std::net::IpAddr::V6(a) => Some(*a),
+                _ => None,
+            });
+            if (node.subnet.is_some() && ip.is_none()) || (node.subnet6.is_some() && ip6.is_none())
+            {
+                return Err(other(format!(
+                    "podnet-cni gave no address of each family: {result}"
+                )));
+            }
             self.pods.push(Pod {
                 node: node.index,
                 index: j,
                 ns,
-                ip,
+                ip: ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                ip6,
             });
         }
         Ok(())
@@ -763,7 +862,16 @@ impl Cluster {
 
     /// Waits until every node routes to every other node's subnet.
     pub fn wait_ready(&self, timeout: Duration) -> Result<(), ClusterError> {
-        let subnets: Vec<Ipv4Net> = self.nodes.iter().filter_map(|n| n.subnet).collect();
+        let subnets: Vec<IpNet> = self
+            .nodes
+            .iter()
+            .flat_map(|n| {
+                n.subnet
+                    .map(IpNet::V4)
+                    .into_iter()
+                    .chain(n.subnet6.map(IpNet::V6))
+            })
+            .collect();
         let handles: Vec<Handle> = self
             .nodes
             .iter()
@@ -772,13 +880,20 @@ impl Cluster {
         wait_for(timeout, "routes to every node's pods", || {
             let all = self.nodes.iter().zip(&handles).all(|(n, h)| {
                 let routes = h.route().list().unwrap_or_default();
+                let own = |s: &IpNet| {
+                    n.subnet.map(IpNet::V4) == Some(*s) || n.subnet6.map(IpNet::V6) == Some(*s)
+                };
                 subnets
                     .iter()
-                    .filter(|s| Some(**s) != n.subnet)
-                    .all(|s| routes.iter().any(|r| r.dst == IpNet::V4(*s)))
+                    .filter(|s| !own(s))
+                    .all(|s| routes.iter().any(|r| r.dst == *s))
             });
             all.then_some(())
-        })
+        })?;
+        if self.opts.families.v6() {
+            self.wait_ipv6_settled(timeout)?;
+        }
+        Ok(())
     }
 
     /// Stops every process and removes every namespace of the cluster.

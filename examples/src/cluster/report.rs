@@ -102,23 +102,35 @@ pub fn picture(c: &Cluster) -> String {
         c.fabric.name().unwrap_or("?")
     ));
     for n in &c.nodes {
-        let subnet = n
-            .subnet
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "-".into());
-        let dev = match c.opts.backend.as_str() {
-            "vxlan" => "flannel.1 (VXLAN 8472)",
-            "udp" => "flannel0 (TUN, UDP 8285)",
+        let subnet = match (n.subnet, n.subnet6) {
+            (Some(a), Some(b)) => format!("{a} + {b}"),
+            (Some(a), None) => a.to_string(),
+            (None, Some(b)) => b.to_string(),
+            (None, None) => "-".into(),
+        };
+        let dev = match (c.opts.backend.as_str(), c.opts.families) {
+            ("vxlan", super::Families::V4) => "flannel.1 (VXLAN 8472)",
+            ("vxlan", super::Families::Dual) => "flannel.1 + flannel-v6.1 (VXLAN 8472)",
+            ("vxlan", super::Families::V6) => "flannel-v6.1 (VXLAN 8472)",
+            ("udp", _) => "flannel0 (TUN, UDP 8285)",
             _ => "routes via peers' eth0",
         };
+        let eth0 = match n.ip6 {
+            Some(v6) => format!("{} {v6}", n.ip),
+            None => n.ip.to_string(),
+        };
         s.push_str(&format!(
-            "   |\n   +-- eth0 {} [{}] flanneld, {dev}\n   |     cni0 {subnet} mtu {}\n",
-            n.ip,
+            "   |\n   +-- eth0 {eth0} [{}] flanneld, {dev}\n   |     cni0 {subnet} mtu {}\n",
             n.name(),
             n.mtu
         ));
         for p in c.pods.iter().filter(|p| p.node == n.index) {
-            s.push_str(&format!("   |       +-- veth -- {} {}\n", p.label(), p.ip));
+            let addrs = match (p.ip.is_unspecified(), p.ip6) {
+                (false, Some(v6)) => format!("{} {v6}", p.ip),
+                (true, Some(v6)) => v6.to_string(),
+                _ => p.ip.to_string(),
+            };
+            s.push_str(&format!("   |       +-- veth -- {} {addrs}\n", p.label()));
         }
     }
     s

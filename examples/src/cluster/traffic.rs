@@ -40,7 +40,8 @@ pub struct EchoServer {
 }
 
 impl EchoServer {
-    /// Listens on `0.0.0.0:port` inside `ns`.
+    /// Listens on `[::]:port` inside `ns` (IPv4 and IPv6; `0.0.0.0:port` where the namespace
+    /// has no IPv6).
     pub fn start(ns: &NetNs, port: u16) -> std::io::Result<EchoServer> {
         Self::start_named(ns, port, "-")
     }
@@ -49,7 +50,10 @@ impl EchoServer {
     pub fn start_named(ns: &NetNs, port: u16, label: &str) -> std::io::Result<EchoServer> {
         let label: std::sync::Arc<str> = label.into();
         let listener = ns
-            .run(move || TcpListener::bind(("0.0.0.0", port)))
+            .run(move || {
+                TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, port))
+                    .or_else(|_| TcpListener::bind(("0.0.0.0", port)))
+            })
             .map_err(std::io::Error::other)??;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -92,7 +96,9 @@ fn serve(mut s: TcpStream, peer: SocketAddr, label: &str) {
         b'E' => {
             let mut data = Vec::new();
             let _ = s.read_to_end(&mut data);
-            let _ = s.write_all(format!("SEEN {} AT {label}\n", peer.ip()).as_bytes());
+            // An IPv4 client of the dual-stack socket shows as ::ffff:a.b.c.d: say a.b.c.d.
+            let ip = peer.ip().to_canonical();
+            let _ = s.write_all(format!("SEEN {ip} AT {label}\n").as_bytes());
             let _ = s.write_all(&data);
         }
         b'S' => {
@@ -194,6 +200,19 @@ pub fn ping(src: &NetNs, dst: IpAddr) -> Option<f64> {
     t.split_whitespace().next()?.parse().ok()
 }
 
+/// A pod's address of one family, if it has one.
+type AddrOf = fn(&super::Pod) -> Option<IpAddr>;
+
+/// A pod's IPv4 address (none on an IPv6-only cluster).
+fn v4(p: &super::Pod) -> Option<IpAddr> {
+    (!p.ip.is_unspecified()).then_some(IpAddr::V4(p.ip))
+}
+
+/// A pod's IPv6 address (dual-stack and IPv6-only clusters).
+fn v6(p: &super::Pod) -> Option<IpAddr> {
+    p.ip6.map(IpAddr::V6)
+}
+
 /// Runs every check of the demo: ping and TCP between every pair of pods on different nodes,
 /// each pod to the outside address through masquerade, and a throughput sample.
 pub fn run_checks(cluster: &Cluster, stop: &AtomicBool) -> Report {
@@ -215,32 +234,42 @@ pub fn run_checks(cluster: &Cluster, stop: &AtomicBool) -> Report {
             e.to_string(),
         )),
     }
-    for a in &cluster.pods {
-        for b in &cluster.pods {
-            if a.node == b.node || stop.load(Ordering::Relaxed) {
-                continue;
-            }
-            let what = format!("{} -> {} ({})", a.label(), b.label(), b.ip);
-            match ping(&a.ns, b.ip.into()) {
-                Some(ms) => report.results.push(
-                    CheckResult::ok(format!("ping {what}"), format!("{ms:.3} ms")).with_latency(ms),
-                ),
-                None => report
-                    .results
-                    .push(CheckResult::fail(format!("ping {what}"), "no reply")),
-            }
-            match tcp_echo(&a.ns, SocketAddr::new(b.ip.into(), ECHO_PORT)) {
-                Ok(seen) if seen == IpAddr::V4(a.ip) => report.results.push(CheckResult::ok(
-                    format!("tcp  {what}"),
-                    "4 KiB echoed, source kept",
-                )),
-                Ok(seen) => report.results.push(CheckResult::fail(
-                    format!("tcp  {what}"),
-                    format!("source rewritten to {seen}: pod traffic must not be masqueraded"),
-                )),
-                Err(e) => report
-                    .results
-                    .push(CheckResult::fail(format!("tcp  {what}"), e)),
+    // Each family the pods have: IPv4 (unless the cluster is IPv6-only), then IPv6.
+    let families: [(AddrOf, &str); 2] = [(v4, ""), (v6, "6")];
+    for (addr_of, suffix) in families {
+        for a in &cluster.pods {
+            for b in &cluster.pods {
+                if a.node == b.node || stop.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let (Some(src), Some(dst)) = (addr_of(a), addr_of(b)) else {
+                    continue;
+                };
+                let what = format!("{} -> {} ({dst})", a.label(), b.label());
+                match ping(&a.ns, dst) {
+                    Some(ms) => report.results.push(
+                        CheckResult::ok(format!("ping{suffix} {what}"), format!("{ms:.3} ms"))
+                            .with_latency(ms),
+                    ),
+                    None => report.results.push(CheckResult::fail(
+                        format!("ping{suffix} {what}"),
+                        "no reply",
+                    )),
+                }
+                let tcp = if suffix.is_empty() { "tcp " } else { "tcp6" };
+                match tcp_echo(&a.ns, SocketAddr::new(dst, ECHO_PORT)) {
+                    Ok(seen) if seen == src => report.results.push(CheckResult::ok(
+                        format!("{tcp} {what}"),
+                        "4 KiB echoed, source kept",
+                    )),
+                    Ok(seen) => report.results.push(CheckResult::fail(
+                        format!("{tcp} {what}"),
+                        format!("source rewritten to {seen}: pod traffic must not be masqueraded"),
+                    )),
+                    Err(e) => report
+                        .results
+                        .push(CheckResult::fail(format!("{tcp} {what}"), e)),
+                }
             }
         }
     }
@@ -248,23 +277,30 @@ pub fn run_checks(cluster: &Cluster, stop: &AtomicBool) -> Report {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let node_ip = cluster
-            .nodes
-            .iter()
-            .find(|n| n.index == a.node)
-            .map(|n| n.ip);
-        let what = format!("{} -> outside {OUTSIDE_IP}", a.label());
-        match tcp_echo(&a.ns, SocketAddr::new(OUTSIDE_IP.into(), ECHO_PORT)) {
-            Ok(seen) if Some(seen) == node_ip.map(IpAddr::V4) => report.results.push(
-                CheckResult::ok(format!("masq {what}"), format!("seen as the node's {seen}")),
-            ),
-            Ok(seen) => report.results.push(CheckResult::fail(
-                format!("masq {what}"),
-                format!("seen as {seen}, expected the node's address"),
-            )),
-            Err(e) => report
-                .results
-                .push(CheckResult::fail(format!("masq {what}"), e)),
+        let node = cluster.nodes.iter().find(|n| n.index == a.node);
+        let mut targets = Vec::new();
+        if v4(a).is_some() {
+            targets.push((IpAddr::V4(OUTSIDE_IP), node.map(|n| IpAddr::V4(n.ip)), ""));
+        }
+        if v6(a).is_some() {
+            let node_ip6 = node.and_then(|n| n.ip6).map(IpAddr::V6);
+            targets.push((IpAddr::V6(super::OUTSIDE_IP6), node_ip6, "6"));
+        }
+        for (outside, node_ip, suffix) in targets {
+            let what = format!("{} -> outside {outside}", a.label());
+            match tcp_echo(&a.ns, SocketAddr::new(outside, ECHO_PORT)) {
+                Ok(seen) if Some(seen) == node_ip => report.results.push(CheckResult::ok(
+                    format!("masq{suffix} {what}"),
+                    format!("seen as the node's {seen}"),
+                )),
+                Ok(seen) => report.results.push(CheckResult::fail(
+                    format!("masq{suffix} {what}"),
+                    format!("seen as {seen}, expected the node's address"),
+                )),
+                Err(e) => report
+                    .results
+                    .push(CheckResult::fail(format!("masq{suffix} {what}"), e)),
+            }
         }
     }
     if !cluster.services.is_empty() && !stop.load(Ordering::Relaxed) {
@@ -274,7 +310,8 @@ pub fn run_checks(cluster: &Cluster, stop: &AtomicBool) -> Report {
     }
     let remote = cluster.pods.iter().find(|p| p.node != cluster.pods[0].node);
     if let (Some(a), Some(b)) = (cluster.pods.first(), remote) {
-        match throughput(&a.ns, SocketAddr::new(b.ip.into(), ECHO_PORT), 1.0) {
+        let dst = v4(b).or(v6(b)).unwrap_or(IpAddr::V4(b.ip));
+        match throughput(&a.ns, SocketAddr::new(dst, ECHO_PORT), 1.0) {
             Ok(g) => report.throughput = Some((format!("{} -> {}", a.label(), b.label()), g)),
             Err(e) => report.results.push(CheckResult::fail("throughput", e)),
         }

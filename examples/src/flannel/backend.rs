@@ -1,10 +1,29 @@
 //! What every backend does, and the choice of backend from the network config.
 
 use super::AgentError;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use podnet_ipam::NetworkConfig;
 use podnet_links::Handle;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// An address family of the flannel network: each backend instance serves one (flannel's
+/// vxlan backend has a device per family, `flannel.<VNI>` and `flannel-v6.<VNI>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// IPv4: the lease's `Subnet`, `PublicIP` and `BackendData`.
+    V4,
+    /// IPv6: the lease's `IPv6Subnet`, `PublicIPv6` and `BackendV6Data`.
+    V6,
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        })
+    }
+}
 
 /// The node's underlay interface.
 #[derive(Debug, Clone)]
@@ -15,10 +34,35 @@ pub struct Underlay {
     pub index: u32,
     /// Its MTU.
     pub mtu: u32,
-    /// The interface's address: the VXLAN device's and the UDP socket's local address.
+    /// The interface's IPv4 address: the VXLAN device's and the UDP socket's local address
+    /// (`0.0.0.0` on an IPv6-only network).
     pub iface_addr: Ipv4Addr,
-    /// The address peers send to (`--public-ip`, else the interface's address).
+    /// The IPv4 address peers send to (`--public-ip`, else the interface's address; `0.0.0.0`
+    /// on an IPv6-only network, as flannel's lease then says).
     pub public_ip: Ipv4Addr,
+    /// The interface's IPv6 address, when the network has IPv6: the local address of the
+    /// `flannel-v6.<VNI>` device.
+    pub iface_addr6: Option<Ipv6Addr>,
+    /// The IPv6 address peers send to (`--public-ipv6`, else the interface's IPv6 address).
+    pub public_ipv6: Option<Ipv6Addr>,
+}
+
+impl Underlay {
+    /// The interface's address of `family`.
+    pub fn local(&self, family: Family) -> Option<IpAddr> {
+        match family {
+            Family::V4 => (!self.iface_addr.is_unspecified()).then_some(self.iface_addr.into()),
+            Family::V6 => self.iface_addr6.map(IpAddr::V6),
+        }
+    }
+
+    /// The public address of `family`.
+    pub fn public(&self, family: Family) -> Option<IpAddr> {
+        match family {
+            Family::V4 => (!self.public_ip.is_unspecified()).then_some(self.public_ip.into()),
+            Family::V6 => self.public_ipv6.map(IpAddr::V6),
+        }
+    }
 }
 
 /// The smallest MTU an IPv4 link may have (RFC 791); the kernel refuses less.
@@ -44,16 +88,16 @@ pub(crate) fn overlay_mtu(
         })
 }
 
-/// Another node, from its lease.
+/// Another node, from its lease, in one address family.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Peer {
-    /// Its subnet.
-    pub subnet: Ipv4Net,
-    /// Its public (underlay) address.
-    pub public_ip: Ipv4Addr,
+    /// Its subnet (`Subnet` or `IPv6Subnet`).
+    pub subnet: IpNet,
+    /// Its public (underlay) address (`PublicIP` or `PublicIPv6`).
+    pub public_ip: IpAddr,
     /// The backend type its lease announces.
     pub backend_type: String,
-    /// Its BackendData (for vxlan: VNI and VtepMAC).
+    /// Its BackendData, or BackendV6Data for IPv6 (for vxlan: VNI and VtepMAC).
     pub backend_data: serde_json::Value,
 }
 
@@ -75,8 +119,8 @@ pub trait Backend {
         &mut self,
         h: &Handle,
         under: &Underlay,
-        network: Ipv4Net,
-        subnet: Ipv4Net,
+        network: IpNet,
+        subnet: IpNet,
     ) -> Result<u32, AgentError>;
 
     /// Converges the kernel to exactly what `peers` need: adds or replaces what is missing,
@@ -85,8 +129,8 @@ pub trait Backend {
         &mut self,
         h: &Handle,
         under: &Underlay,
-        network: Ipv4Net,
-        subnet: Ipv4Net,
+        network: IpNet,
+        subnet: IpNet,
         peers: &[Peer],
     ) -> Result<(), AgentError>;
 }
@@ -95,11 +139,14 @@ pub trait Backend {
 /// what is wrong. Public (hidden) for the fuzz targets.
 #[doc(hidden)]
 pub fn check_backend_config(config: &NetworkConfig) -> Result<(), AgentError> {
-    from_config(config).map(drop)
+    from_config(config, Family::V4).map(drop)
 }
 
-/// The backend named by the config's `Backend.Type`.
-pub(crate) fn from_config(config: &NetworkConfig) -> Result<Box<dyn Backend>, AgentError> {
+/// The backend named by the config's `Backend.Type`, for `family`.
+pub(crate) fn from_config(
+    config: &NetworkConfig,
+    family: Family,
+) -> Result<Box<dyn Backend>, AgentError> {
     let raw: serde_json::Value = config
         .backend
         .as_ref()
@@ -107,8 +154,16 @@ pub(crate) fn from_config(config: &NetworkConfig) -> Result<Box<dyn Backend>, Ag
         .unwrap_or(serde_json::Value::Null);
     let raw = canonical_keys(&config.backend_type, &raw)?;
     match config.backend_type.as_str() {
-        "vxlan" => Ok(Box::new(super::vxlan::VxlanBackend::from_json(&raw)?)),
+        "vxlan" => Ok(Box::new(super::vxlan::VxlanBackend::from_json(
+            &raw, family,
+        )?)),
         "host-gw" => Ok(Box::new(super::hostgw::HostGw)),
+        // flannel's udp backend is IPv4-only: it takes only `Subnet` and `PublicIP`.
+        "udp" if config.enable_ipv6 || family == Family::V6 => Err(AgentError::Config(
+            "EnableIPv6: flannel's udp backend is IPv4-only (its tunnel carries IPv4 packets \
+             over IPv4); use the vxlan or host-gw backend for IPv6"
+                .into(),
+        )),
         "udp" => Ok(Box::new(super::udp::UdpBackend::from_json(&raw)?)),
         other => Err(AgentError::UnknownBackend(other.to_owned())),
     }
@@ -177,15 +232,13 @@ fn canonical_keys(kind: &str, raw: &serde_json::Value) -> Result<serde_json::Val
 /// (or, with `gateway_routes`, those via a gateway on the underlay).
 pub(crate) fn prune_routes(
     h: &Handle,
-    network: Ipv4Net,
-    own: Ipv4Net,
+    network: IpNet,
+    own: IpNet,
     devs: &[&str],
     wanted: &[podnet_links::Route],
 ) -> Result<(), AgentError> {
     for r in h.route().list()? {
-        let ipnet::IpNet::V4(dst) = r.dst else {
-            continue;
-        };
+        let dst = r.dst;
         if !network.contains(&dst) || dst == own || dst == network {
             continue;
         }
@@ -205,8 +258,8 @@ pub(crate) fn prune_routes(
 }
 
 /// Whether `ip` is on a directly connected network of `dev` (the kernel's own lookup).
-pub(crate) fn directly_reachable(h: &Handle, ip: Ipv4Addr, dev: &str) -> bool {
-    match h.route().get(std::net::IpAddr::V4(ip)) {
+pub(crate) fn directly_reachable(h: &Handle, ip: IpAddr, dev: &str) -> bool {
+    match h.route().get(ip) {
         Ok(r) => r.gateway.is_none() && r.dev.as_ref().is_some_and(|d| d.to_string() == dev),
         Err(_) => false,
     }

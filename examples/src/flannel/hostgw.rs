@@ -1,9 +1,11 @@
 //! The host-gw backend: a route to every peer's subnet via the peer's public address. All
-//! nodes must share one L2 network; a peer that is not directly reachable is reported.
+//! nodes must share one L2 network; a peer that is not directly reachable is reported. For
+//! IPv6 (`EnableIPv6`) a second instance routes every peer's IPv6 subnet via its
+//! `PublicIPv6`, as flannel does.
 
 use super::AgentError;
 use super::backend::{Backend, Peer, Underlay, directly_reachable, prune_routes};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use podnet_links::{Handle, Route};
 
 /// flannel's host-gw backend.
@@ -27,8 +29,8 @@ impl Backend for HostGw {
         &mut self,
         _: &Handle,
         under: &Underlay,
-        _: Ipv4Net,
-        _: Ipv4Net,
+        _: IpNet,
+        _: IpNet,
     ) -> Result<u32, AgentError> {
         Ok(under.mtu)
     }
@@ -37,8 +39,8 @@ impl Backend for HostGw {
         &mut self,
         h: &Handle,
         under: &Underlay,
-        network: Ipv4Net,
-        subnet: Ipv4Net,
+        network: IpNet,
+        subnet: IpNet,
         peers: &[Peer],
     ) -> Result<(), AgentError> {
         let mut wanted = Vec::new();
@@ -53,8 +55,8 @@ impl Backend for HostGw {
                 continue;
             }
             wanted.push(
-                Route::new(IpNet::V4(p.subnet))
-                    .via(p.public_ip.into())
+                Route::new(p.subnet)
+                    .via(p.public_ip)
                     .dev(under.name.as_str()),
             );
         }

@@ -15,16 +15,19 @@
 //! - leases have no TTL (the Node is the lease), so there is nothing to renew; the network
 //!   config comes only from the net-conf file.
 //!
-//! IPv4 only, as the rest of podnet's flanneld.
+//! Dual-stack as flannel: with `EnableIPv6` the Node's IPv6 pod CIDR (the IPv6 one of
+//! `spec.podCIDRs`) is the lease's IPv6 subnet and must lie inside `IPv6Network`, and the
+//! Node also carries `<prefix>/public-ipv6` (or `<prefix>/public-ipv6-overwrite`) and
+//! `<prefix>/backend-v6-data`; with `EnableIPv4: false` only the IPv6 ones.
 
-use super::{AgentError, LeaseEvents, LeaseSource};
+use super::{AgentError, LeaseEvents, LeaseSource, Stack};
 use crate::kubeapi::{Change, Kube, KubeOptions, WatchOptions, Watched};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 use podnet_ipam::{Lease, LeaseAttrs, LeaseEvent, LeaseSubnets, NetworkConfig};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 /// flannel's default `--kube-annotation-prefix`.
@@ -47,6 +50,8 @@ pub struct Annotations {
     pub public_ipv6: String,
     /// `public-ip-overwrite`: set by an operator, wins over the detected address.
     pub public_ip_overwrite: String,
+    /// `public-ipv6-overwrite`: the same for the IPv6 address.
+    pub public_ipv6_overwrite: String,
 }
 
 impl Annotations {
@@ -92,6 +97,7 @@ impl Annotations {
             public_ip: n("public-ip"),
             public_ipv6: n("public-ipv6"),
             public_ip_overwrite: n("public-ip-overwrite"),
+            public_ipv6_overwrite: n("public-ipv6-overwrite"),
         })
     }
 }
@@ -155,6 +161,12 @@ fn kube_err(e: impl std::fmt::Display) -> AgentError {
 /// The IPv4 pod CIDR of a Node: `spec.podCIDRs` (at most two, one per family), else
 /// `spec.podCIDR`.
 pub fn node_ipv4_cidr(n: &Node) -> Result<Option<Ipv4Net>, String> {
+    node_cidrs(n).map(|(v4, _)| v4)
+}
+
+/// The IPv4 and IPv6 pod CIDRs of a Node: from `spec.podCIDRs` (at most two, one per family),
+/// else `spec.podCIDR`.
+pub fn node_cidrs(n: &Node) -> Result<(Option<Ipv4Net>, Option<Ipv6Net>), String> {
     let name = n.metadata.name.as_deref().unwrap_or("");
     let spec = n.spec.as_ref();
     let cidrs: Vec<String> = match spec.and_then(|s| s.pod_cidrs.clone()) {
@@ -166,14 +178,15 @@ pub fn node_ipv4_cidr(n: &Node) -> Result<Option<Ipv4Net>, String> {
             "node {name:?} pod cidrs should be IPv4/IPv6 only or dualstack"
         ));
     }
+    let (mut v4, mut v6) = (None, None);
     for c in cidrs {
         match c.parse::<IpNet>() {
-            Ok(IpNet::V4(n)) => return Ok(Some(n.trunc())),
-            Ok(IpNet::V6(_)) => {}
+            Ok(IpNet::V4(n)) => v4 = v4.or(Some(n.trunc())),
+            Ok(IpNet::V6(n)) => v6 = v6.or(Some(n.trunc())),
             Err(e) => return Err(format!("node {name:?} pod CIDR {c:?}: {e}")),
         }
     }
-    Ok(None)
+    Ok((v4, v6))
 }
 
 impl KubeSubnetManager {
@@ -204,57 +217,94 @@ impl KubeSubnetManager {
     /// The lease a Node's annotations describe; `None` for Nodes not managed by a flannel in
     /// kube mode.
     pub fn node_to_lease(&self, n: &Node) -> Option<Lease> {
-        node_to_lease(&self.annotations, n)
+        let stack = Stack::of(self.config.enable_ipv4, self.config.enable_ipv6);
+        node_to_lease_for(&self.annotations, n, stack)
     }
 }
 
-/// The lease a Node's annotations describe (flannel's `nodeToLease`); `None` for Nodes not
-/// annotated `kube-subnet-manager: "true"` or without a usable IPv4 pod CIDR and public IP.
+/// The lease a Node's annotations describe (flannel's `nodeToLease`) on an IPv4 network;
+/// `None` for Nodes not annotated `kube-subnet-manager: "true"` or without a usable IPv4 pod
+/// CIDR and public IP.
 pub fn node_to_lease(a: &Annotations, n: &Node) -> Option<Lease> {
+    node_to_lease_for(a, n, Stack::V4)
+}
+
+/// The lease a Node's annotations describe on a network of `stack`: each family the network
+/// uses needs its pod CIDR and public address (`public-ip`, `public-ipv6`), as flannel's
+/// `nodeToLease`; `None` when one is missing.
+pub fn node_to_lease_for(a: &Annotations, n: &Node, stack: Stack) -> Option<Lease> {
     let ann = n.metadata.annotations.as_ref()?;
     if ann.get(&a.subnet_kube_managed).map(String::as_str) != Some("true") {
         return None;
     }
     let name = n.metadata.name.as_deref().unwrap_or("");
-    let public_ip: Ipv4Addr = match ann.get(&a.public_ip).map(|s| s.parse()) {
-        Some(Ok(ip)) => ip,
-        _ => {
-            tracing::info!(
-                node = name,
-                "error turning node to lease: no valid public-ip annotation"
-            );
-            return None;
-        }
+    let skip = |why: String| {
+        tracing::info!(node = name, "error turning node to lease: {why}");
     };
-    let subnet = match node_ipv4_cidr(n) {
-        Ok(Some(s)) => s,
-        Ok(None) => return None,
+    let (v4_cidr, v6_cidr) = match node_cidrs(n) {
+        Ok(c) => c,
         Err(e) => {
-            tracing::info!(node = name, "error turning node to lease: {e}");
+            skip(e);
             return None;
         }
     };
+    let (want_v4, want_v6) = (stack != Stack::V6, stack != Stack::V4);
+    let mut subnets = LeaseSubnets {
+        ipv4: None,
+        ipv6: None,
+    };
+    let mut public_ip = Ipv4Addr::UNSPECIFIED;
+    if want_v4 {
+        public_ip = match ann.get(&a.public_ip).map(|s| s.parse()) {
+            Some(Ok(ip)) => ip,
+            _ => {
+                skip("no valid public-ip annotation".into());
+                return None;
+            }
+        };
+        subnets.ipv4 = Some(v4_cidr?);
+    }
     let mut attrs = LeaseAttrs::new(
         public_ip,
         ann.get(&a.backend_type).cloned().unwrap_or_default(),
     );
-    if let Some(d) = ann.get(&a.backend_data).filter(|d| !d.is_empty()) {
-        match attrs.clone().with_backend_data(d) {
-            Ok(with) => attrs = with,
-            Err(e) => {
-                tracing::info!(
-                    node = name,
-                    "error turning node to lease: backend-data: {e}"
-                );
+    if want_v4 {
+        if let Some(d) = ann.get(&a.backend_data).filter(|d| !d.is_empty()) {
+            match attrs.clone().with_backend_data(d) {
+                Ok(with) => attrs = with,
+                Err(e) => {
+                    skip(format!("backend-data: {e}"));
+                    return None;
+                }
+            }
+        }
+    }
+    if want_v6 {
+        let ip: Ipv6Addr = match ann.get(&a.public_ipv6).map(|s| s.parse()) {
+            Some(Ok(ip)) => ip,
+            _ => {
+                skip("no valid public-ipv6 annotation".into());
                 return None;
+            }
+        };
+        attrs.public_ipv6 = Some(ip);
+        let Some(v6) = v6_cidr else {
+            skip("missing IPv6 address on spec.podCIDRs".into());
+            return None;
+        };
+        subnets.ipv6 = Some(v6);
+        if let Some(d) = ann.get(&a.backend_v6_data).filter(|d| !d.is_empty()) {
+            match attrs.clone().with_backend_v6_data(d) {
+                Ok(with) => attrs = with,
+                Err(e) => {
+                    skip(format!("backend-v6-data: {e}"));
+                    return None;
+                }
             }
         }
     }
     Some(Lease {
-        subnets: LeaseSubnets {
-            ipv4: Some(subnet),
-            ipv6: None,
-        },
+        subnets,
         attrs,
         expiration: None,
         revision: n
@@ -283,16 +333,51 @@ impl LeaseSource for KubeSubnetManager {
     ) -> Result<Lease, AgentError> {
         let name = &self.opts.node_name;
         let node = self.kube.get_node(name).map_err(kube_err)?;
-        let subnet = node_ipv4_cidr(&node)
-            .map_err(AgentError::Kube)?
-            .ok_or_else(|| AgentError::Kube(format!("node {name:?} pod cidr not assigned")))?;
-        if let Some(network) = self.config.network {
-            if !network.contains(&subnet) {
+        let (v4_cidr, v6_cidr) = node_cidrs(&node).map_err(AgentError::Kube)?;
+        if v4_cidr.is_none() && v6_cidr.is_none() {
+            return Err(AgentError::Kube(format!(
+                "node {name:?} pod cidr not assigned"
+            )));
+        }
+        let mut subnets = LeaseSubnets {
+            ipv4: None,
+            ipv6: None,
+        };
+        if self.config.enable_ipv4 {
+            let subnet = v4_cidr.ok_or_else(|| {
+                AgentError::Kube(format!("node {name:?}: no IPv4 pod cidr assigned"))
+            })?;
+            if let Some(network) = self.config.network {
+                if !network.contains(&subnet) {
+                    return Err(AgentError::Config(format!(
+                        "subnet {network} specified in the flannel net config doesn't contain \
+                         {subnet} PodCIDR of the {name:?} node"
+                    )));
+                }
+            }
+            subnets.ipv4 = Some(subnet);
+        }
+        if self.config.enable_ipv6 {
+            let subnet = v6_cidr.ok_or_else(|| {
+                AgentError::Kube(format!(
+                    "node {name:?}: no IPv6 pod cidr in spec.podCIDRs, but EnableIPv6 is set"
+                ))
+            })?;
+            let inside = self
+                .config
+                .ipv6_network
+                .is_some_and(|n| n.contains(&subnet));
+            if !inside {
                 return Err(AgentError::Config(format!(
-                    "subnet {network} specified in the flannel net config doesn't contain \
-                     {subnet} PodCIDR of the {name:?} node"
+                    "subnet {} specified in the flannel net config doesn't contain {subnet} \
+                     IPv6 PodCIDR of the {name:?} node",
+                    self.config
+                        .ipv6_network
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
                 )));
             }
+            subnets.ipv6 = Some(subnet);
         }
         let a = &self.annotations;
         let ann = node.metadata.annotations.clone().unwrap_or_default();
@@ -306,9 +391,11 @@ impl LeaseSource for KubeSubnetManager {
             .filter(|o| !o.is_empty())
             .cloned();
         let mut public_ip = attrs.public_ip;
+        let mut public_ipv6 = attrs.public_ipv6;
         let mut want: BTreeMap<String, String> = BTreeMap::new();
         want.insert(a.backend_type.clone(), attrs.backend_type.clone());
-        // flannel leaves a vxlan node's backend-data alone while it has none.
+        // flannel leaves a vxlan node's backend-data alone while it has none (an IPv6-only
+        // vxlan node has none; an IPv6-only host-gw node writes "null" and 0.0.0.0, as flannel).
         if attrs.backend_type != "vxlan" || bd != "null" {
             want.insert(a.backend_data.clone(), bd.clone());
             let ip = match &overwrite {
@@ -326,6 +413,36 @@ impl LeaseSource for KubeSubnetManager {
             };
             want.insert(a.public_ip.clone(), ip);
         }
+        // The IPv6 side, as flannel writes it for vxlan (with v6 data) and host-gw.
+        let v6bd = attrs
+            .backend_v6_data
+            .as_ref()
+            .map(|d| d.get().to_string())
+            .unwrap_or_else(|| "null".into());
+        if let Some(v6) = attrs.public_ipv6.filter(|_| self.config.enable_ipv6) {
+            if (attrs.backend_type == "vxlan" && v6bd != "null") || attrs.backend_type == "host-gw"
+            {
+                want.insert(a.backend_v6_data.clone(), v6bd.clone());
+                let overwrite6 = ann
+                    .get(&a.public_ipv6_overwrite)
+                    .filter(|o| !o.is_empty())
+                    .cloned();
+                let ip = match overwrite6 {
+                    Some(o) => {
+                        tracing::info!(
+                            "overriding public ipv6 with {o:?} from node annotation {:?}",
+                            a.public_ipv6_overwrite
+                        );
+                        public_ipv6 = Some(o.parse().map_err(|e| {
+                            AgentError::Config(format!("{}: {o:?}: {e}", a.public_ipv6_overwrite))
+                        })?);
+                        o
+                    }
+                    None => v6.to_string(),
+                };
+                want.insert(a.public_ipv6.clone(), ip);
+            }
+        }
         want.insert(a.subnet_kube_managed.clone(), "true".into());
         let changes: serde_json::Map<String, serde_json::Value> = want
             .into_iter()
@@ -337,15 +454,13 @@ impl LeaseSource for KubeSubnetManager {
             self.kube
                 .patch_node_status(name, &patch)
                 .map_err(|e| AgentError::Kube(format!("annotating node {name:?}: {e}")))?;
-            tracing::info!(node = %name, %subnet, "node annotated with this node's lease");
+            tracing::info!(node = %name, %subnets, "node annotated with this node's lease");
         }
         let mut attrs = attrs.clone();
         attrs.public_ip = public_ip;
+        attrs.public_ipv6 = public_ipv6;
         Ok(Lease {
-            subnets: LeaseSubnets {
-                ipv4: Some(subnet),
-                ipv6: None,
-            },
+            subnets,
             attrs,
             expiration: None,
             revision: 0,

@@ -14,6 +14,12 @@
 //! removes subnet.env (so no new pod gets an address from it) and stops with
 //! [`AgentError::LeaseLost`], as flannel exits, for a supervisor to restart it with a fresh
 //! lease.
+//!
+//! Dual-stack as flannel: with `EnableIPv6` (and `IPv6Network`) the lease also holds an IPv6
+//! subnet, and each backend runs once per family (vxlan: `flannel.<VNI>` and
+//! `flannel-v6.<VNI>`; host-gw: IPv4 and IPv6 routes), with the masquerade rules of each
+//! family (iptables and ip6tables, or the nftables tables `flannel-ipv4` and `flannel-ipv6`).
+//! `EnableIPv4: false` makes an IPv6-only network. The udp backend is IPv4-only, as flannel's.
 
 mod backend;
 mod hostgw;
@@ -25,10 +31,10 @@ mod vxlan;
 
 #[doc(hidden)]
 pub use backend::check_backend_config;
-pub use backend::{Backend, Peer, Underlay};
+pub use backend::{Backend, Family, Peer, Underlay};
 
-pub use iface::IfaceChoice;
-use ipnet::{IpNet, Ipv4Net};
+pub use iface::{IfaceChoice, Stack};
+use ipnet::IpNet;
 use podnet_ipam::{
     Lease, LeaseAttrs, LeaseEvent, LeaseSubnets, NetworkConfig, Store, SubnetEnv, SubnetManager,
 };
@@ -182,8 +188,11 @@ pub struct AgentOptions {
     pub net_config: Option<String>,
 }
 
-/// What [`preflight`] establishes: the config, the backend and the previous subnet.env.
-type Preflight = (NetworkConfig, Box<dyn Backend>, Option<SubnetEnv>);
+/// The backend instances of the network, one per address family it uses.
+type Backends = Vec<(Family, Box<dyn Backend>)>;
+
+/// What [`preflight`] establishes: the config, the backends and the previous subnet.env.
+type Preflight = (NetworkConfig, Backends, Option<SubnetEnv>);
 
 /// Everything checked before anything is built: a bad config, an unknown backend or a
 /// subnet.env that contradicts the config stop the agent here, with nothing half-built.
@@ -199,14 +208,16 @@ fn preflight<L: LeaseSource>(sm: &L, opts: &AgentOptions) -> Result<Preflight, A
         }
         None => sm.network_config()?,
     };
-    if config.enable_ipv6 {
-        return Err(AgentError::Config(
-            "EnableIPv6: IPv6 is not implemented in podnet's flanneld yet (it programs IPv4 \
-             only)"
-                .into(),
-        ));
+    let mut backends: Backends = Vec::new();
+    if config.enable_ipv4 {
+        backends.push((Family::V4, backend::from_config(&config, Family::V4)?));
     }
-    let backend = backend::from_config(&config)?;
+    if config.enable_ipv6 {
+        if config.ipv6_network.is_none() {
+            return Err(AgentError::Config("EnableIPv6 without IPv6Network".into()));
+        }
+        backends.push((Family::V6, backend::from_config(&config, Family::V6)?));
+    }
     let previous =
         SubnetEnv::read(&opts.subnet_file).map_err(|e| AgentError::SubnetEnv(e.to_string()))?;
     if let (Some(env), Some(network)) = (&previous, config.network) {
@@ -220,14 +231,25 @@ fn preflight<L: LeaseSource>(sm: &L, opts: &AgentOptions) -> Result<Preflight, A
             }
         }
     }
-    Ok((config, backend, previous))
+    if let (Some(env), Some(network)) = (&previous, config.ipv6_network) {
+        if let Some(subnet) = env.ipv6_subnet {
+            if !network.contains(&subnet) {
+                return Err(AgentError::SubnetEnv(format!(
+                    "{} holds FLANNEL_IPV6_SUBNET={subnet}, which is outside the IPv6Network \
+                     {network} of the config; delete the file if the network changed on purpose",
+                    opts.subnet_file.display()
+                )));
+            }
+        }
+    }
+    Ok((config, backends, previous))
 }
 
-/// Adds a blackhole route for `subnet` unless one is there (flannel's `AddBlackholeV4Route`;
-/// where the bridge's route for the subnet exists the kernel refuses it, and flannel too only
-/// logs that).
-fn ensure_blackhole(h: &Handle, subnet: Ipv4Net) -> Result<(), podnet_links::Error> {
-    let dst = IpNet::V4(subnet);
+/// Adds a blackhole route for `subnet` unless one is there (flannel's `AddBlackholeV4Route`
+/// and `AddBlackholeV6Route`; where the bridge's route for the subnet exists the kernel
+/// refuses it, and flannel too only logs that).
+fn ensure_blackhole(h: &Handle, subnet: IpNet) -> Result<(), podnet_links::Error> {
+    let dst = subnet;
     let present = h
         .route()
         .list()?
@@ -239,18 +261,29 @@ fn ensure_blackhole(h: &Handle, subnet: Ipv4Net) -> Result<(), podnet_links::Err
     Ok(())
 }
 
-fn peers_of(own: &Lease, leases: &BTreeMap<String, Lease>) -> Vec<Peer> {
+/// The other leases as peers of `family`: those with a subnet and a public address of it.
+fn peers_of(own: &Lease, leases: &BTreeMap<String, Lease>, family: Family) -> Vec<Peer> {
     leases
         .values()
         .filter(|l| l.subnets != own.subnets)
         .filter_map(|l| {
+            let (subnet, public_ip, data) = match family {
+                Family::V4 => (
+                    IpNet::V4(l.subnets.ipv4?),
+                    std::net::IpAddr::V4(l.attrs.public_ip),
+                    &l.attrs.backend_data,
+                ),
+                Family::V6 => (
+                    IpNet::V6(l.subnets.ipv6?),
+                    std::net::IpAddr::V6(l.attrs.public_ipv6?),
+                    &l.attrs.backend_v6_data,
+                ),
+            };
             Some(Peer {
-                subnet: l.subnets.ipv4?,
-                public_ip: l.attrs.public_ip,
+                subnet,
+                public_ip,
                 backend_type: l.attrs.backend_type.clone(),
-                backend_data: l
-                    .attrs
-                    .backend_data
+                backend_data: data
                     .as_ref()
                     .and_then(|d| serde_json::from_str(d.get()).ok())
                     .unwrap_or(serde_json::Value::Null),
@@ -298,7 +331,7 @@ fn ownership(own: &Lease, leases: &BTreeMap<String, Lease>) -> Ownership {
 
 /// This node lost its subnet to another: stop handing out addresses from it (remove
 /// subnet.env) and say so.
-fn lost(opts: &AgentOptions, subnet: Ipv4Net, holder: String) -> AgentError {
+fn lost(opts: &AgentOptions, subnet: &str, holder: String) -> AgentError {
     match std::fs::remove_file(&opts.subnet_file) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -367,7 +400,7 @@ fn keep_lease<L: LeaseSource>(
     opts: &AgentOptions,
     lease: &mut Lease,
     leases: &mut BTreeMap<String, Lease>,
-    subnet: Ipv4Net,
+    subnet: &str,
 ) -> Result<Option<Instant>, AgentError> {
     match ownership(lease, leases) {
         Ownership::Ours => {}
@@ -397,42 +430,116 @@ fn keep_lease<L: LeaseSource>(
     Ok(None)
 }
 
+/// One family of the running network: its backend instance, the whole network and this
+/// node's subnet.
+struct FamilyNet {
+    family: Family,
+    backend: Box<dyn Backend>,
+    network: IpNet,
+    subnet: IpNet,
+}
+
+/// Prepares every family's backend, takes the lease with their data, and configures each
+/// backend for its subnet: the lease, the families and the pods' MTU (what every family's
+/// device leaves; VXLAN over IPv6 costs 20 bytes more).
+fn start_backends<L: LeaseSource>(
+    sm: &L,
+    config: &NetworkConfig,
+    backends: Backends,
+    h: &Handle,
+    under: &Underlay,
+    previous: Option<SubnetEnv>,
+) -> Result<(Lease, Vec<FamilyNet>, u32), AgentError> {
+    let kind = backends.first().map(|(_, b)| b.kind()).unwrap_or_default();
+    let mut backends = backends;
+    let mut attrs = LeaseAttrs::new(under.public_ip, kind);
+    for (family, backend) in &mut backends {
+        let data = backend.prepare(h, under)?;
+        match family {
+            Family::V4 => {
+                if let Some(d) = &data {
+                    attrs = attrs
+                        .with_backend_data(&d.to_string())
+                        .map_err(|e| AgentError::Other(e.to_string()))?;
+                }
+            }
+            Family::V6 => {
+                attrs.public_ipv6 = under.public_ipv6;
+                if let Some(d) = &data {
+                    attrs = attrs
+                        .with_backend_v6_data(&d.to_string())
+                        .map_err(|e| AgentError::Other(e.to_string()))?;
+                }
+            }
+        }
+    }
+    let lease = sm.acquire(&attrs, previous.and_then(|p| p.previous_subnets()))?;
+    let subnets = lease.subnets.to_string();
+    tracing::info!(subnet = %subnets, "lease acquired");
+    let mut nets: Vec<FamilyNet> = Vec::new();
+    for (family, backend) in backends {
+        let (network, subnet) = match family {
+            Family::V4 => (
+                config.network.map(IpNet::V4),
+                lease.subnets.ipv4.map(IpNet::V4),
+            ),
+            Family::V6 => (
+                config.ipv6_network.map(IpNet::V6),
+                lease.subnets.ipv6.map(IpNet::V6),
+            ),
+        };
+        let (Some(network), Some(subnet)) = (network, subnet) else {
+            return Err(AgentError::Other(format!(
+                "lease {subnets} has no {family} subnet, but the config enables {family}"
+            )));
+        };
+        nets.push(FamilyNet {
+            family,
+            backend,
+            network,
+            subnet,
+        });
+    }
+    // The pods' MTU: what every family's device leaves (VXLAN over IPv6 costs 20 bytes more).
+    let mut mtu = u32::MAX;
+    for n in &mut nets {
+        mtu = mtu.min(n.backend.configure(h, under, n.network, n.subnet)?);
+    }
+    Ok((lease, nets, mtu))
+}
+
 /// Runs the agent until `stop` is set. The caller picks the lease source.
 pub fn run<L: LeaseSource>(
     sm: L,
     opts: AgentOptions,
     stop: Arc<AtomicBool>,
 ) -> Result<(), AgentError> {
-    let (config, mut backend, previous) = preflight(&sm, &opts)?;
-    let network = config
-        .network
-        .ok_or_else(|| AgentError::Config("IPv4 Network is required".into()))?;
+    let (config, backends, previous) = preflight(&sm, &opts)?;
+    if config.enable_ipv4 && config.network.is_none() {
+        return Err(AgentError::Config("IPv4 Network is required".into()));
+    }
+    let stack = Stack::of(config.enable_ipv4, config.enable_ipv6);
     let h = Handle::new()?;
-    let under =
-        iface::choose(&opts.interface, &iface::LiveHost(&h)).map_err(AgentError::Underlay)?;
+    let under = iface::choose_for(&opts.interface, &iface::LiveHost(&h), stack)
+        .map_err(AgentError::Underlay)?;
+    let kind = backends
+        .first()
+        .map(|(_, b)| b.kind())
+        .ok_or_else(|| AgentError::Config("no address family enabled".into()))?;
     tracing::info!(
-        backend = backend.kind(),
+        backend = kind,
         iface = %under.name,
         iface_addr = %under.iface_addr,
         public_ip = %under.public_ip,
-        %network,
+        iface_addr6 = ?under.iface_addr6,
+        public_ipv6 = ?under.public_ipv6,
+        network = ?config.network,
+        ipv6_network = ?config.ipv6_network,
         "starting"
     );
 
-    let data = backend.prepare(&h, &under)?;
-    let mut attrs = LeaseAttrs::new(under.public_ip, backend.kind());
-    if let Some(d) = &data {
-        attrs = attrs
-            .with_backend_data(&d.to_string())
-            .map_err(|e| AgentError::Other(e.to_string()))?;
-    }
-    let mut lease = sm.acquire(&attrs, previous.and_then(|p| p.previous_subnets()))?;
-    let subnet: Ipv4Net = lease
-        .subnets
-        .ipv4
-        .ok_or_else(|| AgentError::Other("lease without an IPv4 subnet".into()))?;
-    tracing::info!(%subnet, "lease acquired");
-    let mtu = backend.configure(&h, &under, network, subnet)?;
+    let (mut lease, mut nets, mtu) = start_backends(&sm, &config, backends, &h, &under, previous)?;
+    let subnets = lease.subnets.to_string();
     SubnetEnv::from_lease(&config, &lease, mtu, opts.ip_masq)
         .write(&opts.subnet_file)
         .map_err(|e| AgentError::Other(e.to_string()))?;
@@ -441,27 +548,35 @@ pub fn run<L: LeaseSource>(
         tracing::warn!("completing the lease: {e}");
     }
     let ns = NetNs::current().map_err(|e| AgentError::Other(e.to_string()))?;
-    let masq = FlannelNetwork {
-        cluster_cidr: IpNet::V4(network),
-        pod_cidr: IpNet::V4(subnet),
-        random_fully: opts.ip_masq_random_fully,
-    };
+    let masqs: Vec<FlannelNetwork> = nets
+        .iter()
+        .map(|n| FlannelNetwork {
+            cluster_cidr: n.network,
+            pod_cidr: n.subnet,
+            random_fully: opts.ip_masq_random_fully,
+        })
+        .collect();
+    let own_subnets: Vec<IpNet> = nets.iter().map(|n| n.subnet).collect();
     let apply_rules = |why: &str| {
         if opts.ip_masq || opts.iptables_forward_rules {
             let (m, f) = (opts.ip_masq, opts.iptables_forward_rules);
-            // EnableNFTables: flannel's nftables tables instead of its iptables chains.
-            let result = if config.enable_nftables {
-                podnet_nat::flannel_nft::apply_parts(&ns, &masq, m, f).map_err(|e| e.to_string())
-            } else {
-                masq.apply_parts(&ns, m, f).map_err(|e| e.to_string())
-            };
-            if let Err(e) = result {
-                tracing::warn!("masquerade and forward rules ({why}): {e}");
+            for masq in &masqs {
+                // EnableNFTables: flannel's nftables tables instead of its iptables chains.
+                let result = if config.enable_nftables {
+                    podnet_nat::flannel_nft::apply_parts(&ns, masq, m, f).map_err(|e| e.to_string())
+                } else {
+                    masq.apply_parts(&ns, m, f).map_err(|e| e.to_string())
+                };
+                if let Err(e) = result {
+                    tracing::warn!(network = %masq.cluster_cidr, "masquerade and forward rules ({why}): {e}");
+                }
             }
         }
         if opts.blackhole_route {
-            if let Err(e) = ensure_blackhole(&h, subnet) {
-                tracing::warn!("blackhole route for {subnet} ({why}): {e}");
+            for subnet in &own_subnets {
+                if let Err(e) = ensure_blackhole(&h, *subnet) {
+                    tracing::warn!("blackhole route for {subnet} ({why}): {e}");
+                }
             }
         }
     };
@@ -504,12 +619,14 @@ pub fn run<L: LeaseSource>(
         }
         let retake_due = retake_at.is_some_and(|t| Instant::now() >= t);
         if have_view && (changed || resync_due || retake_due) {
-            retake_at = keep_lease(&sm, &opts, &mut lease, &mut leases, subnet)?;
+            retake_at = keep_lease(&sm, &opts, &mut lease, &mut leases, &subnets)?;
         }
         if changed || resync_due {
-            let peers = peers_of(&lease, &leases);
-            if let Err(e) = backend.reconcile(&h, &under, network, subnet, &peers) {
-                tracing::warn!("reconcile: {e}");
+            for n in &mut nets {
+                let peers = peers_of(&lease, &leases, n.family);
+                if let Err(e) = n.backend.reconcile(&h, &under, n.network, n.subnet, &peers) {
+                    tracing::warn!(family = %n.family, "reconcile: {e}");
+                }
             }
             if resync_due {
                 apply_rules("resync");
@@ -524,7 +641,7 @@ pub fn run<L: LeaseSource>(
                 Err(AgentError::Lease(podnet_ipam::LeaseError::Lost { key })) => {
                     return Err(lost(
                         &opts,
-                        subnet,
+                        &subnets,
                         format!("renewing {key}: another node holds it"),
                     ));
                 }

@@ -6,6 +6,9 @@
 //! Beyond flannel, each peer's subnet also gets a route through `flannel0` (same path, but
 //! `ip route` then shows which peers the tunnel knows).
 //!
+//! IPv4 only, as flannel's udp backend: `EnableIPv6` with `"Type": "udp"` is refused by name
+//! when the config is read.
+//!
 //! The device is persistent, so a restarted agent finds it (and the route through it) in
 //! place and attaches to it again; the tunnel runs inside the agent and stops with it.
 
@@ -131,9 +134,10 @@ impl Backend for UdpBackend {
         &mut self,
         h: &Handle,
         under: &Underlay,
-        network: Ipv4Net,
-        subnet: Ipv4Net,
+        network: IpNet,
+        subnet: IpNet,
     ) -> Result<u32, AgentError> {
+        let (network, subnet) = v4_only(network, subnet)?;
         self.start(h, under, network, subnet)
     }
 
@@ -141,10 +145,11 @@ impl Backend for UdpBackend {
         &mut self,
         h: &Handle,
         under: &Underlay,
-        network: Ipv4Net,
-        subnet: Ipv4Net,
+        network: IpNet,
+        subnet: IpNet,
         peers: &[Peer],
     ) -> Result<(), AgentError> {
+        let (network, subnet) = v4_only(network, subnet)?;
         let device_gone = match h.link().get(DEV) {
             Ok(_) => false,
             Err(e) if e.is_not_found() => true,
@@ -165,7 +170,11 @@ impl Backend for UdpBackend {
                 tracing::warn!(peer = %p.subnet, backend = %p.backend_type, "peer uses another backend; skipping");
                 continue;
             }
-            wanted.push(tunnel::Peer::new(p.subnet, p.public_ip).with_port(self.port));
+            let (IpNet::V4(peer_subnet), IpAddr::V4(peer_ip)) = (p.subnet, p.public_ip) else {
+                tracing::warn!(peer = %p.subnet, "an IPv6 peer for the udp backend; skipping");
+                continue;
+            };
+            wanted.push(tunnel::Peer::new(peer_subnet, peer_ip).with_port(self.port));
         }
         wanted.sort_by_key(|p| (p.subnet, *p.addr.ip()));
         if let Some(t) = &self.tunnel {
@@ -205,6 +214,22 @@ impl Backend for UdpBackend {
             }
         }
         self.peers = wanted;
-        prune_routes(h, network, subnet, &[DEV, under.name.as_str()], &[])
+        prune_routes(
+            h,
+            IpNet::V4(network),
+            IpNet::V4(subnet),
+            &[DEV, under.name.as_str()],
+            &[],
+        )
+    }
+}
+
+/// The udp backend's IPv4 network and subnet (it is never built for IPv6).
+fn v4_only(network: IpNet, subnet: IpNet) -> Result<(Ipv4Net, Ipv4Net), AgentError> {
+    match (network, subnet) {
+        (IpNet::V4(n), IpNet::V4(s)) => Ok((n, s)),
+        _ => Err(AgentError::Config(
+            "flannel's udp backend is IPv4-only".into(),
+        )),
     }
 }

@@ -2,30 +2,43 @@
 //! (`<peer subnet>.0` -> peer VTEP MAC), an FDB entry (peer VTEP MAC -> peer public IP) and the
 //! route `<peer subnet> via <peer subnet>.0 dev flannel.<VNI> onlink`. With DirectRouting, a
 //! peer on the same L2 network gets a plain route via its public IP instead.
+//!
+//! IPv6 (`EnableIPv6`) is a second instance, as flannel has it: the device
+//! `flannel-v6.<VNI>` over the underlay's IPv6 address (same VNI and port), `<subnet>::/128`
+//! on it, and per peer the neighbour `<peer IPv6 subnet>::` -> the VtepMAC of the peer's
+//! `BackendV6Data`, the FDB entry to its `PublicIPv6` and the route
+//! `<peer IPv6 subnet> via <peer IPv6 subnet>:: dev flannel-v6.<VNI> onlink`.
 
 use super::AgentError;
 use super::backend::{
-    Backend, MIN_MTU, Peer, Underlay, directly_reachable, overlay_mtu, prune_routes,
+    Backend, Family, MIN_MTU, Peer, Underlay, directly_reachable, overlay_mtu, prune_routes,
 };
-use ipnet::{IpNet, Ipv4Net};
-use podnet_links::{Error, FdbEntry, Handle, MacAddr, Neighbour, Route, Vni, Vxlan};
+use ipnet::IpNet;
+use podnet_links::{Error, FdbEntry, Handle, LinkSysctl, MacAddr, Neighbour, Route, Vni, Vxlan};
 use std::net::IpAddr;
+
+/// The smallest MTU a link may have and still carry IPv6 (RFC 8200).
+const MIN_MTU_V6: u32 = 1280;
 
 /// flannel's vxlan backend.
 #[derive(Debug)]
 pub(crate) struct VxlanBackend {
+    family: Family,
     vni: Vni,
     port: u16,
     gbp: bool,
     direct_routing: bool,
     mtu: Option<u32>,
     mac: Option<MacAddr>,
-    subnet: Option<Ipv4Net>,
+    subnet: Option<IpNet>,
 }
 
 impl VxlanBackend {
     /// From the config's Backend object: VNI (1), Port (8472), GBP, DirectRouting, MTU.
-    pub(crate) fn from_json(v: &serde_json::Value) -> Result<VxlanBackend, AgentError> {
+    pub(crate) fn from_json(
+        v: &serde_json::Value,
+        family: Family,
+    ) -> Result<VxlanBackend, AgentError> {
         let num = |k: &str, default: u64| -> Result<u64, AgentError> {
             match v.get(k) {
                 None | Some(serde_json::Value::Null) => Ok(default),
@@ -58,6 +71,7 @@ impl VxlanBackend {
             ),
         };
         Ok(VxlanBackend {
+            family,
             vni,
             port: if port == 0 { 8472 } else { port },
             gbp: flag("GBP"),
@@ -69,21 +83,42 @@ impl VxlanBackend {
     }
 
     fn dev(&self) -> String {
-        format!("flannel.{}", self.vni)
-    }
-
-    /// The device's MTU: `Backend.MTU`, else the underlay's less the 50 bytes of VXLAN over
-    /// IPv4 (an error when the underlay is too small for that).
-    fn mtu(&self, under: &Underlay) -> Result<u32, AgentError> {
-        match self.mtu {
-            Some(m) => Ok(m),
-            None => overlay_mtu(under, 50, "vxlan"),
+        match self.family {
+            Family::V4 => format!("flannel.{}", self.vni),
+            Family::V6 => format!("flannel-v6.{}", self.vni),
         }
     }
 
-    fn spec(&self, under: &Underlay, mtu: u32) -> Vxlan {
+    /// The underlay address of this family (the device's local address).
+    fn local(&self, under: &Underlay) -> Result<IpAddr, AgentError> {
+        under.local(self.family).ok_or_else(|| {
+            AgentError::Underlay(format!("{} has no {} address", under.name, self.family))
+        })
+    }
+
+    /// The device's MTU: `Backend.MTU`, else the underlay's less the 50 bytes of VXLAN over
+    /// IPv4 (70 over IPv6) (an error when the underlay is too small for that).
+    fn mtu(&self, under: &Underlay) -> Result<u32, AgentError> {
+        match (self.mtu, self.family) {
+            (Some(m), _) => Ok(m),
+            (None, Family::V4) => overlay_mtu(under, 50, "vxlan"),
+            (None, Family::V6) => {
+                let m = overlay_mtu(under, 70, "vxlan")?;
+                if m < MIN_MTU_V6 {
+                    return Err(AgentError::Underlay(format!(
+                        "{} has MTU {}: VXLAN over IPv6 leaves {m}, less than the {MIN_MTU_V6} \
+                         IPv6 needs (raise the MTU, or choose --iface)",
+                        under.name, under.mtu
+                    )));
+                }
+                Ok(m)
+            }
+        }
+    }
+
+    fn spec(&self, under: &Underlay, mtu: u32) -> Result<Vxlan, AgentError> {
         let mut spec = Vxlan::new(self.dev(), self.vni.get())
-            .local(under.iface_addr.into())
+            .local(self.local(under)?)
             .dev(under.index)
             .port(self.port)
             .learning(false)
@@ -92,7 +127,7 @@ impl VxlanBackend {
         if let Some(mac) = self.mac {
             spec = spec.mac(mac);
         }
-        spec
+        Ok(spec)
     }
 
     /// Creates the device, or adopts an existing one that matches (keeping its MAC, so peers'
@@ -100,12 +135,13 @@ impl VxlanBackend {
     fn ensure_device(&mut self, h: &Handle, under: &Underlay) -> Result<bool, AgentError> {
         let dev = self.dev();
         let mtu = self.mtu(under)?;
+        let local = self.local(under)?;
         match h.link().get(dev.as_str()) {
             Ok(link) => {
                 let matches = link.vxlan.as_ref().is_some_and(|v| {
                     v.vni == self.vni.get()
                         && v.port == self.port
-                        && v.local == Some(IpAddr::V4(under.iface_addr))
+                        && v.local == Some(local)
                         && v.dev == Some(under.index)
                         && v.gbp == self.gbp
                 });
@@ -119,17 +155,27 @@ impl VxlanBackend {
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
         }
-        h.link().add(&self.spec(under, mtu))?;
+        h.link().add(&self.spec(under, mtu)?)?;
+        if self.family == Family::V6 {
+            // As flannel: no router advertisements on the overlay device.
+            if let Err(e) = h.sysctl().set(dev.as_str(), LinkSysctl::AcceptRa, 0) {
+                tracing::warn!(%dev, "accept_ra=0: {e}");
+            }
+        }
         self.mac = h.link().get(dev.as_str())?.mac;
         tracing::info!(%dev, mac = ?self.mac, "created VXLAN device");
         Ok(true)
     }
 
-    fn address(&self, h: &Handle, subnet: Ipv4Net) -> Result<(), AgentError> {
+    /// `<subnet>.0/32` (IPv6: `<subnet>::/128`) on the device, and nothing else of the family
+    /// (the IPv6 link-local address stays).
+    fn address(&self, h: &Handle, subnet: IpNet) -> Result<(), AgentError> {
         let dev = self.dev();
-        let want = IpNet::new(IpAddr::V4(subnet.network()), 32).expect("/32");
+        let want = IpNet::new(subnet.network(), subnet.max_prefix_len()).expect("host prefix");
         for a in h.addr().list(Some(dev.as_str().into()))? {
-            if a.addr.addr().is_ipv4() && a.addr != want {
+            let same_family = a.addr.addr().is_ipv4() == want.addr().is_ipv4();
+            let link_local = matches!(a.addr, IpNet::V6(n) if n.addr().is_unicast_link_local());
+            if same_family && !link_local && a.addr != want {
                 h.addr().del(dev.as_str(), a.addr)?;
             }
         }
@@ -162,8 +208,8 @@ impl Backend for VxlanBackend {
         &mut self,
         h: &Handle,
         _: &Underlay,
-        _: Ipv4Net,
-        subnet: Ipv4Net,
+        _: IpNet,
+        subnet: IpNet,
     ) -> Result<u32, AgentError> {
         self.subnet = Some(subnet);
         self.address(h, subnet)?;
@@ -174,8 +220,8 @@ impl Backend for VxlanBackend {
         &mut self,
         h: &Handle,
         under: &Underlay,
-        network: Ipv4Net,
-        subnet: Ipv4Net,
+        network: IpNet,
+        subnet: IpNet,
         peers: &[Peer],
     ) -> Result<(), AgentError> {
         let dev = self.dev();
@@ -191,11 +237,11 @@ impl Backend for VxlanBackend {
                 tracing::warn!(peer = %p.subnet, backend = %p.backend_type, "peer uses another backend; skipping");
                 continue;
             }
-            let gw = IpAddr::V4(p.subnet.network());
+            let gw = p.subnet.network();
             if self.direct_routing && directly_reachable(h, p.public_ip, &under.name) {
                 routes.push(
-                    Route::new(IpNet::V4(p.subnet))
-                        .via(p.public_ip.into())
+                    Route::new(p.subnet)
+                        .via(p.public_ip)
                         .dev(under.name.as_str()),
                 );
                 continue;
@@ -210,13 +256,8 @@ impl Backend for VxlanBackend {
                 continue;
             };
             neighs.push(Neighbour::new(gw, mac, dev.as_str()));
-            fdbs.push(FdbEntry::new(mac, dev.as_str()).dst(p.public_ip.into()));
-            routes.push(
-                Route::new(IpNet::V4(p.subnet))
-                    .via(gw)
-                    .dev(dev.as_str())
-                    .onlink(),
-            );
+            fdbs.push(FdbEntry::new(mac, dev.as_str()).dst(p.public_ip));
+            routes.push(Route::new(p.subnet).via(gw).dev(dev.as_str()).onlink());
         }
         let mut b = h.batch();
         for n in &neighs {
@@ -233,7 +274,8 @@ impl Backend for VxlanBackend {
         }
         // What no peer accounts for goes (flannel #2554: stale entries after a restart).
         for n in h.neigh().list(Some(dev.as_str().into()))? {
-            if n.ip.is_ipv4() && !neighs.iter().any(|w| w.ip == n.ip && w.mac == n.mac) {
+            let ours = n.ip.is_ipv4() == (self.family == Family::V4);
+            if ours && !neighs.iter().any(|w| w.ip == n.ip && w.mac == n.mac) {
                 tracing::info!(neighbour = %n, "removing stale neighbour");
                 let _ = h.neigh().del(&n);
             }
