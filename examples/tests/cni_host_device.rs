@@ -144,18 +144,8 @@ fn host_device_side_by_side() {
                     &netns,
                     &with_prev.to_string(),
                 );
-                c.exec(
-                    "ip",
-                    &[
-                        "route",
-                        "add",
-                        "10.96.0.0/12",
-                        "via",
-                        "10.78.0.1",
-                        "dev",
-                        "eth0",
-                    ],
-                );
+                let back = "route add 10.96.0.0/12 via 10.78.0.1 dev eth0";
+                c.exec("ip", &back.split(' ').collect::<Vec<_>>());
                 Some(out.ok)
             } else {
                 None
