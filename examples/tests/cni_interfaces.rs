@@ -497,3 +497,187 @@ fn macvlan_side_by_side() {
         assert_eq!(seen[0], seen[1], "macvlan, {what}: reference vs podnet");
     }
 }
+
+/// `ping` until answered, at most `tries` seconds (an IPv6 address is tentative for about a
+/// second after it is added: duplicate address detection).
+fn ping_retry(ns: &TestNs, addr: &str, tries: u32) -> bool {
+    (0..tries).any(|_| ns.ping(addr, 1))
+}
+
+/// ptp with IPv4 and IPv6 from host-local, results 1.0.0, 0.4.0 and 0.3.0: the same result
+/// JSON, container addresses and routes (both families), host-end addresses and routes, the
+/// host's forwarding and the host end's accept_ra, traffic both ways in both families, CHECK,
+/// and nothing left after DEL.
+#[test]
+fn ptp_ipv6_and_result_versions_side_by_side() {
+    require_root!();
+    let sides = [reference(), podnet("ptp6")];
+    for version in ["1.0.0", "0.4.0", "0.3.0"] {
+        let mut seen = Vec::new();
+        for side in &sides {
+            let (h, c) = (TestNs::new("ptp6-h"), TestNs::new("ptp6-c"));
+            let d = TempDir::new(&format!("ptp6-{}", side.what));
+            let netns = ns_path(&c);
+            let conf = json!({"cniVersion": version, "name": "ptp6", "type": "ptp",
+                "mtu": 1400,
+                "ipam": {"type": "host-local", "dataDir": d.path(),
+                         "ranges": [[{"subnet": "10.79.0.0/24"}], [{"subnet": "fd79::/64"}]],
+                         "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}})
+            .to_string();
+            let host_before = (routes(&h, "-6", ""), routes(&h, "-4", ""), addrs(&h, ""));
+            let add = cni(side, &h, "ptp", "ADD", "ctr-ptp6", &netns, &conf);
+            assert!(
+                add.ok,
+                "{version} {} ADD: {} {}",
+                side.what, add.stdout, add.stderr
+            );
+            let r = add.json();
+            let veth = r["interfaces"][0]["name"].as_str().unwrap().to_owned();
+            for (from, to) in [
+                (&c, "10.79.0.1"),
+                (&c, "fd79::1"),
+                (&h, "fd79::2"),
+                (&h, "10.79.0.2"),
+            ] {
+                assert!(
+                    ping_retry(from, to, 5),
+                    "{version} {}: no answer from {to}",
+                    side.what
+                );
+            }
+            let mut norm = r.clone();
+            for i in norm["interfaces"].as_array_mut().unwrap() {
+                i["mac"] = json!("<mac>");
+                if i["name"] == veth.as_str() {
+                    i["name"] = json!("<veth>");
+                }
+                if i["sandbox"] == netns.as_str() {
+                    i["sandbox"] = json!("<netns>");
+                }
+            }
+            let sysctl = |ns: &TestNs, k: &str| ns.exec("sysctl", &["-n", k]).trim().to_owned();
+            let mut with_prev: Value = serde_json::from_str(&conf).unwrap();
+            with_prev["prevResult"] = r.clone();
+            let check = if version == "0.3.0" {
+                None // CHECK is from 0.4.0 on (both refuse it)
+            } else {
+                Some(
+                    cni(
+                        side,
+                        &h,
+                        "ptp",
+                        "CHECK",
+                        "ctr-ptp6",
+                        &netns,
+                        &with_prev.to_string(),
+                    )
+                    .ok,
+                )
+            };
+            seen.push(json!({
+                "result": norm,
+                "container_routes": [routes(&c, "-4", ""), routes(&c, "-6", "")],
+                "container_addrs": addrs(&c, ""),
+                "host_routes": [routes(&h, "-4", &veth), routes(&h, "-6", &veth)],
+                "host_addrs": addrs(&h, &veth),
+                "forwarding": [sysctl(&h, "net.ipv4.ip_forward"),
+                               sysctl(&h, "net.ipv6.conf.all.forwarding")],
+                "accept_ra": sysctl(&h, &format!("net.ipv6.conf.{veth}.accept_ra")),
+                "check": check,
+            }));
+            let del = cni(side, &h, "ptp", "DEL", "ctr-ptp6", &netns, &conf);
+            assert!(del.ok, "{version} {} DEL: {}", side.what, del.stdout);
+            assert_eq!(
+                (routes(&h, "-6", ""), routes(&h, "-4", ""), addrs(&h, "")),
+                host_before,
+                "{version} {}: DEL left something on the host",
+                side.what
+            );
+            assert_eq!(addrs(&c, ""), json!([]), "{version} {}", side.what);
+        }
+        assert_eq!(
+            seen[0], seen[1],
+            "ptp IPv6, result {version}: reference vs podnet"
+        );
+    }
+}
+
+/// CHECK of ptp, bridge and macvlan compares the container's addresses and routes with
+/// prevResult as the reference's does: it passes after ADD, and fails in both once a route of
+/// prevResult, or an address, is gone from the container.
+#[test]
+fn check_finds_missing_routes_and_addresses_side_by_side() {
+    require_root!();
+    let sides = [reference(), podnet("chk")];
+    for plugin in ["ptp", "bridge", "macvlan"] {
+        let mut seen = Vec::new();
+        for side in &sides {
+            let (h, c) = (TestNs::new("chk-h"), TestNs::new("chk-c"));
+            let d = TempDir::new(&format!("chk-{}", side.what));
+            let netns = ns_path(&c);
+            let mut conf = json!({"cniVersion": "1.0.0", "name": "chk", "type": plugin,
+                "ipam": {"type": "host-local", "dataDir": d.path(), "subnet": "10.81.0.0/24",
+                         "routes": [{"dst": "10.96.0.0/12", "gw": "10.81.0.1"},
+                                    {"dst": "0.0.0.0/0", "gw": "10.81.0.1"}]}});
+            if plugin == "bridge" {
+                conf["bridge"] = json!("chk0");
+                conf["isGateway"] = json!(true);
+            }
+            if plugin == "macvlan" {
+                h.exec(
+                    "ip",
+                    &["link", "add", "m0", "type", "veth", "peer", "name", "m0p"],
+                );
+                h.exec("ip", &["link", "set", "m0", "up"]);
+                h.exec("ip", &["link", "set", "m0p", "up"]);
+                conf["master"] = json!("m0");
+            }
+            let conf = conf.to_string();
+            let add = cni(side, &h, plugin, "ADD", "ctr-chk", &netns, &conf);
+            assert!(
+                add.ok,
+                "{plugin} {}: {} {}",
+                side.what, add.stdout, add.stderr
+            );
+            let mut with_prev: Value = serde_json::from_str(&conf).unwrap();
+            with_prev["prevResult"] = add.json();
+            let with_prev = with_prev.to_string();
+            let check = |what: &str| {
+                let out = cni(side, &h, plugin, "CHECK", "ctr-chk", &netns, &with_prev);
+                assert!(
+                    out.ok || !out.json()["msg"].as_str().unwrap_or_default().is_empty(),
+                    "{plugin} {} {what}: an error without a message",
+                    side.what
+                );
+                out.ok
+            };
+            let ok = check("after ADD");
+            c.exec("ip", &["route", "del", "10.96.0.0/12"]);
+            let without_route = check("without 10.96.0.0/12");
+            c.exec(
+                "ip",
+                &[
+                    "route",
+                    "add",
+                    "10.96.0.0/12",
+                    "via",
+                    "10.81.0.1",
+                    "dev",
+                    "eth0",
+                ],
+            );
+            let restored = check("route back");
+            c.exec("ip", &["addr", "del", "10.81.0.2/24", "dev", "eth0"]);
+            let without_addr = check("without its address");
+            seen.push(json!([ok, without_route, restored, without_addr]));
+            let del = cni(side, &h, plugin, "DEL", "ctr-chk", &netns, &conf);
+            assert!(del.ok, "{plugin} {} DEL: {}", side.what, del.stdout);
+        }
+        assert_eq!(
+            seen[0],
+            json!([true, false, true, false]),
+            "{plugin}: the reference"
+        );
+        assert_eq!(seen[0], seen[1], "{plugin}: reference vs podnet");
+    }
+}

@@ -4,7 +4,9 @@
 //! (198.18.0.0/24, the fabric itself at .254) and an "outside" address (198.19.0.1) that pods
 //! reach only through masquerade. Each node is a namespace with an `eth0` into the fabric
 //! (198.18.0.N), runs `flanneld` as a process, and has a `cni0` bridge with pods attached by
-//! veth, addressed from the node's lease. Every namespace is named `<prefix>-...`, so `down`
+//! veth, addressed from the node's lease: each pod through flannel's shipped CNI config,
+//! `{"type": "flannel"}`, run with podnet's plugins (flannel reading the node's `subnet.env`,
+//! delegating to bridge and host-local). Every namespace is named `<prefix>-...`, so `down`
 //! finds and removes everything, even after the demo was killed with SIGKILL.
 //!
 //! Dual-stack ([`Options::families`]): the fabric also has fd18::fe/64 (and the outside
@@ -490,7 +492,7 @@ impl Cluster {
                 .chain(subnet6.map(|s| s.to_string()))
                 .collect();
             progress(&format!(
-                "node{}: lease {} (MTU {}), {} pods attached with podnet-cni",
+                "node{}: lease {} (MTU {}), {} pods attached through podnet's flannel CNI plugin",
                 i + 1,
                 leases.join(" + "),
                 env.mtu,
@@ -760,75 +762,23 @@ impl Cluster {
         }
     }
 
-    /// Attaches node `i`'s pods with podnet-cni, exactly as a container runtime would: the
-    /// plugin runs inside the node's namespace with the node's lease as its host-local range.
+    /// Attaches node `i`'s pods as a container runtime would with flannel's shipped CNI
+    /// config: a conflist of one plugin, `{"type": "flannel"}` (podnet's, from a `CNI_PATH`
+    /// directory of links to the podnet-cni binary), which reads the `subnet.env` podnet's
+    /// flanneld wrote on the node and delegates to `bridge` with host-local IPAM, both podnet's
+    /// from the same directory. Each plugin runs inside the node's namespace.
     fn add_pods(&mut self, i: usize) -> Result<(), ClusterError> {
         let node = &self.nodes[i];
-        // One host-local range per family of the node's leases (flannel's CNI does the same
-        // with FLANNEL_SUBNET and FLANNEL_IPV6_SUBNET).
-        let mut ranges = Vec::new();
-        if let Some(s) = node.subnet {
-            ranges.push(serde_json::json!([{"subnet": s.to_string()}]));
-        }
-        if let Some(s) = node.subnet6 {
-            ranges.push(serde_json::json!([{"subnet": s.to_string()}]));
-        }
-        if ranges.is_empty() {
-            return Err(other("node without a lease"));
-        }
-        let data_dir = self
-            .opts
-            .state_dir
-            .join(format!("node{}", node.index))
-            .join("ipam");
-        let conf = serde_json::json!({
-            "cniVersion": "1.1.0",
-            "name": "podnet",
-            "type": "podnet-cni",
-            "bridge": "cni0",
-            "isGateway": true,
-            "isDefaultGateway": true,
-            // A pod reaching itself through a Service IP needs its port to send back out the
-            // way the packet came (kubelet's hairpin-veth mode).
-            "hairpinMode": true,
-            "mtu": node.mtu,
-            "ipam": {
-                "type": "host-local",
-                "ranges": ranges,
-                "dataDir": data_dir.display().to_string(),
-            },
-        })
-        .to_string();
+        let node_dir = self.opts.state_dir.join(format!("node{}", node.index));
+        let cni_path = self.opts.state_dir.join("cni-bin");
+        crate::cni::install_links(&self.opts.cni, &cni_path)
+            .map_err(|e| other(format!("CNI_PATH {}: {e}", cni_path.display())))?;
+        let conflist = pod_conflist(&self.subnet_file(i), &node_dir);
         for j in 1..=self.opts.pods {
             let name = ns_name(&self.opts.prefix, &format!("node{}-pod{j}", node.index));
             let ns = create_ns(&name)?;
-            let mut child = node
-                .ns
-                .command(&self.opts.cni)
-                .env("CNI_COMMAND", "ADD")
-                .env("CNI_CONTAINERID", &name)
-                .env(
-                    "CNI_NETNS",
-                    format!("{}/{name}", podnet_netns::NETNS_RUN_DIR),
-                )
-                .env("CNI_IFNAME", "eth0")
-                .env("CNI_PATH", "/usr/lib/cni")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| other(format!("starting {}: {e}", self.opts.cni.display())))?;
-            if let Some(mut stdin) = child.stdin.take() {
-                use std::io::Write;
-                stdin
-                    .write_all(conf.as_bytes())
-                    .map_err(|e| other(e.to_string()))?;
-            }
-            let out = child.wait_with_output().map_err(|e| other(e.to_string()))?;
-            let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-            if !out.status.success() {
-                return Err(other(format!("podnet-cni ADD for {name} failed: {result}")));
-            }
+            let netns = format!("{}/{name}", podnet_netns::NETNS_RUN_DIR);
+            let result = run_conflist(&node.ns, &cni_path, &conflist, &name, &netns)?;
             let addrs: Vec<std::net::IpAddr> = result["ips"]
                 .as_array()
                 .into_iter()
@@ -846,7 +796,7 @@ impl Cluster {
             if (node.subnet.is_some() && ip.is_none()) || (node.subnet6.is_some() && ip6.is_none())
             {
                 return Err(other(format!(
-                    "podnet-cni gave no address of each family: {result}"
+                    "the flannel plugin gave no address of each family: {result}"
                 )));
             }
             self.pods.push(Pod {
@@ -930,6 +880,75 @@ fn kube_proxy_synced() -> bool {
         .filter(|l| l.starts_with("kubeproxy_sync_proxy_rules_last_timestamp_seconds{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .any(|t| t > 0.0)
+}
+
+/// The pods' network: flannel's shipped `10-flannel.conflist` (kube-flannel.yml's
+/// `cni-conf.json`), with this node's `subnet.env` and data directories under the cluster's
+/// state directory instead of `/run/flannel` and `/var/lib/cni`. A pod reaching itself
+/// through a Service IP needs its port to send back out the way the packet came (kubelet's
+/// hairpin-veth mode): `hairpinMode`, as flannel ships it.
+fn pod_conflist(subnet_file: &Path, node_dir: &Path) -> serde_json::Value {
+    serde_json::json!({
+        "name": "cbr0",
+        "cniVersion": "1.1.0",
+        "plugins": [{
+            "type": "flannel",
+            "subnetFile": subnet_file.display().to_string(),
+            "dataDir": node_dir.join("flannel").display().to_string(),
+            "delegate": {"hairpinMode": true, "isDefaultGateway": true},
+            "ipam": {"dataDir": node_dir.join("ipam").display().to_string()},
+        }],
+    })
+}
+
+/// ADD of a conflist as a runtime runs it: each plugin from `cni_path` in turn, inside `node`,
+/// with the list's `name` and `cniVersion` and the previous plugin's result as `prevResult`.
+/// Returns the last result.
+fn run_conflist(
+    node: &NetNs,
+    cni_path: &Path,
+    conflist: &serde_json::Value,
+    id: &str,
+    netns: &str,
+) -> Result<serde_json::Value, ClusterError> {
+    let mut prev: Option<serde_json::Value> = None;
+    for plugin in conflist["plugins"].as_array().into_iter().flatten() {
+        let mut conf = plugin.clone();
+        conf["name"] = conflist["name"].clone();
+        conf["cniVersion"] = conflist["cniVersion"].clone();
+        if let Some(p) = prev.take() {
+            conf["prevResult"] = p;
+        }
+        let ty = conf["type"].as_str().unwrap_or_default().to_owned();
+        let mut child = node
+            .command(cni_path.join(&ty))
+            .env("CNI_COMMAND", "ADD")
+            .env("CNI_CONTAINERID", id)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", cni_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| other(format!("starting the {ty} plugin: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin
+                .write_all(conf.to_string().as_bytes())
+                .map_err(|e| other(e.to_string()))?;
+        }
+        let out = child.wait_with_output().map_err(|e| other(e.to_string()))?;
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if !out.status.success() {
+            return Err(other(format!(
+                "{ty} ADD for {id} failed: {result} {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        prev = Some(result);
+    }
+    prev.ok_or_else(|| other("the pods' conflist has no plugin"))
 }
 
 #[cfg(test)]

@@ -192,6 +192,16 @@ fn check_container_config(
         .table(0)
         .list()
         .map_err(|e| CniError::kernel("listing the container's routes", e))?;
+    // A route to each address's prefix, as the reference's ip.ValidateExpectedInterfaceIPs.
+    for ip in prev.ips.iter().filter(|i| i.interface == Some(slot)) {
+        let prefix = ip.address.trunc();
+        if !routes.iter().any(|k| k.dst == prefix && k.table == 254) {
+            return Err(check_failed(format!(
+                "Failed to find a route to {prefix} (the prefix of {}) for interface {}",
+                ip.address, args.ifname
+            )));
+        }
+    }
     for r in &prev.routes {
         let gw = r.gw.or_else(|| {
             prev.ips
@@ -209,6 +219,80 @@ fn check_container_config(
                 gw.map(|g| format!(" via {g}")).unwrap_or_default()
             )));
         }
+    }
+    Ok(())
+}
+
+/// CHECK of a container interface's IP configuration against `prevResult`, as the reference
+/// plugins' `ip.ValidateExpectedInterfaceIPs` and `ip.ValidateExpectedRoute` do it (ptp,
+/// macvlan, ipvlan, host-device): every address of `prevResult` is on `ifname`, with a route
+/// to its prefix in the main table; every route of `prevResult` is in the main table, matched
+/// by destination and, when it names one, gateway (a default route by family alone).
+pub(crate) fn interface_ips_and_routes(
+    container: &Handle,
+    ifname: &str,
+    prev: &CniResult,
+) -> Result<(), CniError> {
+    let link = container
+        .link()
+        .get(ifname)
+        .map_err(|e| check_failed(format!("{ifname} in the container: {e}")))?;
+    let have = container
+        .addr()
+        .list(Some(link.index.into()))
+        .map_err(|e| CniError::kernel(format!("listing the addresses of {ifname}"), e))?;
+    let routes = container
+        .route()
+        .list()
+        .map_err(|e| CniError::kernel("listing the container's routes", e))?;
+    for ip in &prev.ips {
+        if !have.iter().any(|a| a.addr == ip.address) {
+            return Err(check_failed(format!(
+                "Failed to match addr {} on interface {ifname}",
+                ip.address
+            )));
+        }
+        let prefix = ip.address.trunc();
+        if !routes.iter().any(|r| r.dst == prefix) {
+            return Err(check_failed(format!(
+                "Failed to find a route to {prefix} (the prefix of {}) for interface {ifname}",
+                ip.address
+            )));
+        }
+    }
+    for r in &prev.routes {
+        let default = r.dst.prefix_len() == 0;
+        let found = routes
+            .iter()
+            .any(|k| k.dst == r.dst && (default || r.gw.is_none() || k.gateway == r.gw));
+        if !found {
+            return Err(check_failed(format!(
+                "Expected Route {}{} not found in routing table",
+                r.dst,
+                r.gw.map(|g| format!(" via {g}")).unwrap_or_default()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The interface of `prevResult` named `ifname` is in sandbox `netns`, as the reference
+/// plugins' CHECK requires.
+pub(crate) fn sandbox_matches(prev: &CniResult, ifname: &str, netns: &str) -> Result<(), CniError> {
+    let found = prev
+        .interfaces
+        .iter()
+        .find(|i| i.name == ifname && i.sandbox.as_deref() == Some(netns));
+    if found.is_none() {
+        let other = prev
+            .interfaces
+            .iter()
+            .find(|i| i.name == ifname)
+            .and_then(|i| i.sandbox.clone())
+            .unwrap_or_default();
+        return Err(check_failed(format!(
+            "Sandbox in prevResult {other} doesn't match configured netns: {netns}"
+        )));
     }
     Ok(())
 }

@@ -5,9 +5,10 @@
 use super::bridge::{
     add_address, container_route, del_interface, open_container, random_veth_name,
 };
+use super::check;
 use super::error::{CHECK_FAILED, CniError, CniErrorExt, KERNEL};
 use podnet_cni::{Args, CniResult, Interface, IpCfg, Plugin, PluginConf, invoke};
-use podnet_links::{Handle, LinkSysctl, MacAddr, Macvlan as MacvlanSpec, MacvlanMode};
+use podnet_links::{Handle, LinkKind, LinkSysctl, MacAddr, Macvlan as MacvlanSpec, MacvlanMode};
 use podnet_netns::{NetNs, NetNsError};
 
 /// The `macvlan` plugin.
@@ -252,45 +253,25 @@ impl Plugin for Macvlan {
         if let Some(ipam) = &conf.base.ipam_type {
             invoke::exec_check(ipam, args, stdin)?;
         }
-        match prev.interfaces.iter().find(|i| i.name == args.ifname) {
-            Some(i) if i.sandbox.as_deref() == Some(args.netns.as_str()) => {}
-            Some(i) => {
-                return Err(CniError::new(
-                    CHECK_FAILED,
-                    format!(
-                        "Sandbox in prevResult {} doesn't match configured netns: {}",
-                        i.sandbox.as_deref().unwrap_or_default(),
-                        args.netns
-                    ),
-                ));
-            }
-            None => {
-                return Err(CniError::new(
-                    CHECK_FAILED,
-                    format!("prevResult has no interface {:?}", args.ifname),
-                ));
-            }
-        }
+        check::sandbox_matches(&prev, &args.ifname, &args.netns)?;
         let netns = open_container(&args.netns)?;
         let container = Handle::in_ns(&netns)
             .map_err(|e| CniError::kernel("netlink in the container namespace", e))?;
-        let link = container
-            .link()
-            .get(args.ifname.as_str())
-            .map_err(|e| CniError::kernel(format!("reading {}", args.ifname), e))?;
-        let have: Vec<_> = container
-            .addr()
-            .list(Some(link.index.into()))
-            .map_err(|e| CniError::kernel("listing addresses", e))?
-            .into_iter()
-            .map(|a| a.addr)
-            .collect();
-        match prev.ips.iter().find(|ip| !have.contains(&ip.address)) {
-            Some(ip) => Err(CniError::new(
+        let link = container.link().get(args.ifname.as_str()).map_err(|e| {
+            CniError::new(
                 CHECK_FAILED,
-                format!("{} is not on {}", ip.address, args.ifname),
-            )),
-            None => Ok(()),
+                format!("{} in the container: {e}", args.ifname),
+            )
+        })?;
+        if link.kind != Some(LinkKind::Macvlan) {
+            return Err(CniError::new(
+                CHECK_FAILED,
+                format!(
+                    "Error: Container interface {} not of type macvlan",
+                    args.ifname
+                ),
+            ));
         }
+        check::interface_ips_and_routes(&container, &args.ifname, &prev)
     }
 }

@@ -21,8 +21,10 @@ mod check;
 mod config;
 pub mod error;
 mod flannel;
+mod host_device;
 mod hostlocal;
 mod ipam;
+mod ipvlan;
 mod loopback;
 mod macvlan;
 mod masq;
@@ -43,7 +45,9 @@ use podnet_cni::Plugin;
 use std::path::{Path, PathBuf};
 
 pub use flannel::Flannel;
+pub use host_device::HostDevice;
 pub use hostlocal::HostLocal;
+pub use ipvlan::Ipvlan;
 pub use loopback::Loopback;
 pub use macvlan::Macvlan;
 pub use ptp::Ptp;
@@ -51,16 +55,18 @@ pub use static_ipam::Static;
 pub use tuning::Tuning;
 
 /// The plugin types the multi-call binary answers to (its file name, or a link's), besides
-/// `podnet-cni` itself (the bridge).
+/// `podnet-cni` itself (the bridge); sorted.
 pub const PLUGINS: &[&str] = &[
     "bridge",
-    "loopback",
-    "host-local",
-    "static",
-    "ptp",
-    "tuning",
     "flannel",
+    "host-device",
+    "host-local",
+    "ipvlan",
+    "loopback",
     "macvlan",
+    "ptp",
+    "static",
+    "tuning",
 ];
 
 /// The plugin of a type name (`bridge`, `loopback`, ...; `podnet-cni` is the bridge).
@@ -74,6 +80,8 @@ pub fn plugin(name: &str) -> Option<&'static dyn Plugin> {
         "tuning" => &Tuning,
         "flannel" => &Flannel,
         "macvlan" => &Macvlan,
+        "host-device" => &HostDevice,
+        "ipvlan" => &Ipvlan,
         _ => return None,
     })
 }

@@ -5,11 +5,12 @@
 use super::bridge::{
     add_address, container_route, del_interface, open_container, random_veth_name,
 };
-use super::error::{CniError, CniErrorExt, KERNEL};
+use super::check;
+use super::error::{CHECK_FAILED, CniError, CniErrorExt, KERNEL};
 use super::masq;
 use ipnet::IpNet;
 use podnet_cni::{Args, CniResult, Interface, Plugin, PluginConf, invoke};
-use podnet_links::{Handle, LinkSysctl, Route, Scope, Veth};
+use podnet_links::{Handle, LinkKind, LinkSysctl, Route, Scope, Veth};
 use podnet_netns::{NetNs, NetNsError};
 use std::net::IpAddr;
 
@@ -78,6 +79,8 @@ impl Ptp {
             .map_err(|e| CniError::kernel("netlink in the container namespace", e))?;
         let host_veth = make_veth(host, args, conf, &netns)?;
         made.veth = Some(host_veth.clone());
+        // We want to own the routes of the host end (the reference's ip.SetupVeth).
+        let _ = host.sysctl().set(&host_veth, LinkSysctl::AcceptRa, 0);
         let host_end = host
             .link()
             .get(host_veth.as_str())
@@ -94,8 +97,15 @@ impl Ptp {
         for ip in &mut result.ips {
             ip.interface = Some(1);
         }
-        // The container: addresses, up, the IPAM routes; then the subnet route replaced by a
-        // link route to the gateway and the subnet via the gateway.
+        // The container: IPv6 on (lo and the interface) when there is an IPv6 address,
+        // addresses, up, duplicate address detection settled, the IPAM routes; then the subnet
+        // route replaced by a link route to the gateway and the subnet via the gateway.
+        let v6 = result.ips.iter().any(|i| i.address.addr().is_ipv6());
+        if v6 {
+            for dev in ["lo", args.ifname.as_str()] {
+                let _ = container.sysctl().set(dev, LinkSysctl::DisableIpv6, 0);
+            }
+        }
         for ip in &result.ips {
             add_address(&container, index, ip.address).map_err(|e| {
                 CniError::kernel(format!("adding {} in the container", ip.address), e)
@@ -107,6 +117,9 @@ impl Ptp {
             .up()
             .apply()
             .map_err(|e| CniError::kernel(format!("setting {} up", args.ifname), e))?;
+        if v6 {
+            settle_addresses(&container, index, &args.ifname)?;
+        }
         for r in &result.routes {
             let route = container_route(r, index, &result);
             match container.route().add(&route) {
@@ -184,6 +197,45 @@ impl Ptp {
             result.dns = conf.base.dns.clone();
         }
         Ok(result)
+    }
+}
+
+/// Waits until no IPv6 address of the interface is tentative (duplicate address detection
+/// done), at most 10 s, as the reference's `ip.SettleAddresses`: a route with a tentative
+/// source address is refused. An address whose detection failed is an error.
+pub(crate) fn settle_addresses(
+    container: &Handle,
+    index: u32,
+    ifname: &str,
+) -> Result<(), CniError> {
+    const TENTATIVE: u32 = 0x40;
+    const DAD_FAILED: u32 = 0x08;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let addrs = container
+            .addr()
+            .list(Some(index.into()))
+            .map_err(|e| CniError::kernel(format!("listing the addresses of {ifname}"), e))?;
+        let v6 = addrs.iter().filter(|a| a.addr.addr().is_ipv6());
+        if let Some(a) = v6.clone().find(|a| a.flags & DAD_FAILED != 0) {
+            return Err(CniError::new(
+                KERNEL,
+                format!(
+                    "{} on {ifname}: duplicate address detection failed (another host has it)",
+                    a.addr
+                ),
+            ));
+        }
+        if !v6.clone().any(|a| a.flags & TENTATIVE != 0) {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(CniError::new(
+                KERNEL,
+                format!("the IPv6 addresses of {ifname} were still tentative after 10 s"),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 
@@ -267,27 +319,26 @@ impl Plugin for Ptp {
             CniError::invalid("prevResult", "missing: CHECK needs the result of ADD")
         })?;
         invoke::exec_check(&conf.ipam, args, stdin)?;
+        check::sandbox_matches(&prev, &args.ifname, &args.netns)?;
         let netns = open_container(&args.netns)?;
         let container = Handle::in_ns(&netns)
             .map_err(|e| CniError::kernel("netlink in the container namespace", e))?;
         let link = container.link().get(args.ifname.as_str()).map_err(|e| {
-            CniError::kernel(format!("reading {} in the container", args.ifname), e)
+            CniError::new(
+                CHECK_FAILED,
+                format!("{} in the container: {e}", args.ifname),
+            )
         })?;
-        let have: Vec<IpNet> = container
-            .addr()
-            .list(Some(link.index.into()))
-            .map_err(|e| CniError::kernel("listing the container's addresses", e))?
-            .into_iter()
-            .map(|a| a.addr)
-            .collect();
-        for ip in &prev.ips {
-            if !have.contains(&ip.address) {
-                return Err(CniError::new(
-                    super::error::CHECK_FAILED,
-                    format!("{} is not on {} in the container", ip.address, args.ifname),
-                ));
-            }
+        if link.kind != Some(LinkKind::Veth) {
+            return Err(CniError::new(
+                CHECK_FAILED,
+                format!(
+                    "Error: Container interface {} not of type veth",
+                    args.ifname
+                ),
+            ));
         }
+        check::interface_ips_and_routes(&container, &args.ifname, &prev)?;
         Ok(())
     }
 }

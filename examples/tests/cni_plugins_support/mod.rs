@@ -12,6 +12,14 @@ pub const PODNET: &str = env!("CARGO_BIN_EXE_podnet-cni");
 
 pub const REFERENCE_DIR: &str = "/usr/lib/cni";
 
+/// The podnet-cni binary: [`PODNET`], or `PODNET_CNI_BIN` where the tests run elsewhere (a
+/// VM).
+pub fn podnet_binary() -> PathBuf {
+    std::env::var_os("PODNET_CNI_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(PODNET))
+}
+
 /// A directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -59,7 +67,7 @@ pub fn reference() -> Side {
 
 pub fn podnet(tag: &str) -> Side {
     let t = TempDir::new(&format!("bin-{tag}"));
-    let made = podnet_examples::cni::install_links(Path::new(PODNET), t.path()).unwrap();
+    let made = podnet_examples::cni::install_links(&podnet_binary(), t.path()).unwrap();
     assert_eq!(made.len(), podnet_examples::cni::PLUGINS.len());
     Side {
         what: "podnet",
