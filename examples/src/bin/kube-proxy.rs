@@ -1,4 +1,5 @@
-//! kube-proxy: a service proxy built from podnet's crates, fed by Service and EndpointSlice
+//! kube-proxy: a service proxy built from podnet's crates, fed by the API server
+//! (`--kubeconfig`, `--master`, or the in-cluster config) or by Service and EndpointSlice
 //! objects in a directory (`--config-dir`, watched), with kube-proxy's flags where they apply.
 
 use clap::{Parser, ValueEnum};
@@ -12,7 +13,8 @@ use podnet_examples::proxy::flags::{
 };
 use podnet_examples::proxy::node_addrs::NodeIpSource;
 use podnet_examples::proxy::{
-    IptablesMode, IpvsMode, Mode, NftablesMode, ProxyOptions, load_state, run,
+    FileInput, Input, IptablesMode, IpvsMode, Mode, NftablesMode, ProxyOptions, compile_read,
+    run_with,
 };
 use podnet_nat::kube::IpFamily;
 use podnet_nat::kube_proxy::iptables_sync::Backend;
@@ -50,11 +52,21 @@ struct Args {
     /// iptables, nftables or ipvs (default iptables).
     #[arg(long)]
     proxy_mode: Option<String>,
-    /// Directory of Service and EndpointSlice objects (YAML or JSON), watched for changes. A
-    /// file that is malformed or empty (caught half-written) keeps its last good version, with
-    /// a warning; a deleted file's objects are gone.
-    #[arg(long)]
+    /// Directory of Service and EndpointSlice objects (YAML or JSON; and this node's Node, for
+    /// its zone), watched for changes, instead of the API server. A file that is malformed or
+    /// empty (caught half-written) keeps its last good version, with a warning; a deleted
+    /// file's objects are gone.
+    #[arg(long, conflicts_with_all = ["kubeconfig", "master"])]
     config_dir: Option<PathBuf>,
+    /// The kubeconfig file of the API server to list and watch Services, EndpointSlices, this
+    /// node's Node and ServiceCIDRs from (overrides the --config file's
+    /// clientConnection.kubeconfig). With neither this nor --master (nor --config-dir), the
+    /// in-cluster config: the service account's token and CA and KUBERNETES_SERVICE_HOST/PORT.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The API server's address (overrides the kubeconfig's server).
+    #[arg(long)]
+    master: Option<String>,
     /// The pod network; with --detect-local-mode ClusterCIDR (the default), traffic from
     /// outside it to services is masqueraded.
     #[arg(long, value_delimiter = ',')]
@@ -428,6 +440,22 @@ fn conntrack_settings(args: &Args, file: &FileSettings) -> ConntrackSettings {
     }
 }
 
+/// The API server as the input (the `kube` feature's client).
+#[cfg(feature = "kube")]
+fn api_input(kubeconfig: Option<PathBuf>, master: Option<String>, node: &str) -> Box<dyn Input> {
+    let api = podnet_examples::kubeapi::KubeOptions { kubeconfig, master };
+    Box::new(
+        podnet_examples::proxy::KubeInput::start(&api, node)
+            .unwrap_or_else(|e| fail(format!("the API server: {e}"))),
+    )
+}
+
+/// Without the `kube` feature there is no client: the config directory is the only input.
+#[cfg(not(feature = "kube"))]
+fn api_input(_: Option<PathBuf>, _: Option<String>, _: &str) -> Box<dyn Input> {
+    fail("this build has no Kubernetes client (the kube feature); give --config-dir".into())
+}
+
 fn main() {
     let args = Args::parse();
     let filter = std::env::var("KUBE_PROXY_LOG").ok().unwrap_or_else(|| {
@@ -526,26 +554,35 @@ fn main() {
         }
         return;
     }
-    if let Some(k) = &file.kubeconfig {
-        if args.config_dir.is_some() {
-            tracing::warn!(
-                "clientConnection.kubeconfig {} is not used: --config-dir gives the objects",
-                k.display()
-            );
-        } else {
-            fail(format!(
-                "clientConnection.kubeconfig {}: reading from the API server is not \
-                 supported by this build; give --config-dir",
-                k.display()
-            ));
+    let mut input: Box<dyn Input> = match &args.config_dir {
+        Some(dir) => {
+            if let Some(k) = &file.kubeconfig {
+                tracing::warn!(
+                    "clientConnection.kubeconfig {} is not used: --config-dir gives the objects",
+                    k.display()
+                );
+            }
+            Box::new(FileInput::new(dir))
         }
-    }
-    let dir = args
-        .config_dir
-        .clone()
-        .unwrap_or_else(|| fail("--config-dir is required".into()));
+        None => api_input(
+            args.kubeconfig.clone().or_else(|| file.kubeconfig.clone()),
+            args.master.clone(),
+            &r.node,
+        ),
+    };
     if args.dry_run {
-        let state = load_state(&dir, IpFamily::V4);
+        // From the API server: once every first list is complete.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while let Err(why) = input.synced() {
+            if std::time::Instant::now() >= deadline {
+                fail(format!("--dry-run: {why}"));
+            }
+            input.wait(Duration::from_millis(100));
+        }
+        if let Some(cidrs) = input.service_cidrs() {
+            mode.set_service_cidrs(cidrs);
+        }
+        let state = compile_read(&input.read(), IpFamily::V4, &r.node);
         print!("{}", mode.dry_run(&state));
         return;
     }
@@ -565,7 +602,7 @@ fn main() {
         .filter(|ip| nodeport_nets.iter().any(|n| n.contains(ip)))
         .collect();
     let opts = ProxyOptions {
-        config_dir: dir,
+        config_dir: args.config_dir.clone().unwrap_or_default(),
         node_name: r.node.clone(),
         health_check_addresses,
         sync_period: r.sync_period,
@@ -573,7 +610,7 @@ fn main() {
         http,
         node_ips,
     };
-    if let Err(e) = run(mode, opts, IpFamily::V4, stop) {
+    if let Err(e) = run_with(mode, opts, input, IpFamily::V4, stop) {
         fail(e);
     }
 }

@@ -3,7 +3,8 @@
 //! - [`KubeOptions`] / [`Kube::connect`]: the client config as client-go's
 //!   `BuildConfigFromFlags` builds it: a kubeconfig file (`--kubeconfig`), a server URL that
 //!   overrides the kubeconfig's (`--master`), or, with neither, the in-cluster config (the
-//!   service account's token and CA, `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT`).
+//!   service account's token and CA, `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT`;
+//!   the service account's directory moved by [`SERVICE_ACCOUNT_DIR_VAR`]).
 //! - [`Watched`]: a list/watch cache with client-go reflector semantics, driven by
 //!   kube-runtime's watcher: an initial list (paged, [`WatchOptions::page_size`]), a watch
 //!   from the list's resourceVersion, bookmarks (the resourceVersion moves on without events,
@@ -74,17 +75,104 @@ impl KubeOptions {
                 c
             }
             (None, Some(m)) => kube::Config::new(m),
-            (None, None) => kube::Config::incluster().map_err(|e| {
-                KubeError::Config(format!(
-                    "no kubeconfig and no API server URL given, and the in-cluster config \
-                     failed: {e}"
-                ))
-            })?,
+            (None, None) => in_cluster_config(&service_account_dir())
+                .await
+                .map_err(|e| {
+                    KubeError::Config(format!(
+                        "no kubeconfig and no API server URL given, and the in-cluster config \
+                         failed: {e}"
+                    ))
+                })?,
         };
         // Watches are long polls: no read timeout shorter than the watch's own.
         config.read_timeout = None;
         Ok(config)
     }
+}
+
+/// Where a pod finds its service account's token, CA and namespace.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The environment variable that moves [`SERVICE_ACCOUNT_DIR`] (for tests, and for a
+/// service account's files mounted elsewhere).
+pub const SERVICE_ACCOUNT_DIR_VAR: &str = "PODNET_SERVICE_ACCOUNT_DIR";
+
+/// The service account directory: [`SERVICE_ACCOUNT_DIR_VAR`] when set, else
+/// [`SERVICE_ACCOUNT_DIR`].
+pub fn service_account_dir() -> PathBuf {
+    std::env::var_os(SERVICE_ACCOUNT_DIR_VAR)
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from(SERVICE_ACCOUNT_DIR), PathBuf::from)
+}
+
+/// The in-cluster config as client-go's `InClusterConfig` builds it: the API server at
+/// `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` (both must be set), the
+/// service account's `token` (re-read as it rotates) and `ca.crt` from `dir`, its
+/// `namespace` as the default one.
+async fn in_cluster_config(dir: &std::path::Path) -> Result<kube::Config, String> {
+    use kube::config::{
+        AuthInfo, Cluster, Context, KubeConfigOptions, Kubeconfig, NamedAuthInfo, NamedCluster,
+        NamedContext,
+    };
+    let (Ok(host), Ok(port)) = (
+        std::env::var("KUBERNETES_SERVICE_HOST"),
+        std::env::var("KUBERNETES_SERVICE_PORT"),
+    ) else {
+        return Err(
+            "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined".to_owned(),
+        );
+    };
+    if host.is_empty() || port.is_empty() {
+        return Err("KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are empty".to_owned());
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|e| format!("KUBERNETES_SERVICE_PORT {port:?}: {e}"))?;
+    let server = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => format!("https://{}", std::net::SocketAddr::new(ip, port)),
+        Err(_) => format!("https://{host}:{port}"),
+    };
+    let token = dir.join("token");
+    let ca = dir.join("ca.crt");
+    // client-go reads the token at once: a missing one is an error now, not at each request.
+    std::fs::read(&token).map_err(|e| format!("{}: {e}", token.display()))?;
+    std::fs::read(&ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+    let namespace = std::fs::read_to_string(dir.join("namespace"))
+        .ok()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty());
+    let name = "in-cluster".to_owned();
+    let file = Kubeconfig {
+        clusters: vec![NamedCluster {
+            name: name.clone(),
+            cluster: Some(Cluster {
+                server: Some(server),
+                certificate_authority: Some(ca.display().to_string()),
+                ..Cluster::default()
+            }),
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: name.clone(),
+            auth_info: Some(AuthInfo {
+                token_file: Some(token.display().to_string()),
+                ..AuthInfo::default()
+            }),
+        }],
+        contexts: vec![NamedContext {
+            name: name.clone(),
+            context: Some(Context {
+                cluster: name.clone(),
+                user: Some(name.clone()),
+                namespace,
+                ..Context::default()
+            }),
+        }],
+        current_context: Some(name),
+        ..Kubeconfig::default()
+    };
+    kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// A connected client and the runtime it runs on; blocking calls for synchronous daemons.
@@ -174,6 +262,9 @@ pub struct WatchOptions {
     /// The watch's `timeoutSeconds` (after which it is re-opened from the last
     /// resourceVersion); `None`: kube-runtime's default (290 s).
     pub timeout_secs: Option<u32>,
+    /// Told (with a `()`) after each change is queued, so that one thread can wait for the
+    /// changes of several caches.
+    pub wake: Option<mpsc::Sender<()>>,
 }
 
 /// A change to the cache of a [`Watched`].
@@ -259,6 +350,7 @@ where
         let synced = Arc::new(AtomicBool::new(false));
         let (tx, changes) = mpsc::channel();
         let (c, s) = (cache.clone(), synced.clone());
+        let wake = opts.wake.clone();
         let task = rt.spawn(async move {
             let mut stream = watcher(api, config).default_backoff().boxed();
             // The objects of a list in progress; they replace the cache at InitDone.
@@ -308,6 +400,10 @@ where
                 // then drains the queue sees no stale list after its snapshot.
                 if synced {
                     s.store(true, Ordering::SeqCst);
+                }
+                if let Some(w) = &wake {
+                    // Nobody waiting any more is no reason to stop the cache.
+                    let _ = w.send(());
                 }
                 cv.notify_all();
             }

@@ -37,6 +37,8 @@ pub struct ProxierHealth {
     state: Mutex<State>,
     healthz: CodeCounts,
     livez: CodeCounts,
+    /// Why no sync may happen yet (the API server's first lists are not complete).
+    waiting: Mutex<Option<String>>,
 }
 
 impl ProxierHealth {
@@ -52,6 +54,7 @@ impl ProxierHealth {
             }),
             healthz: code_counts(),
             livez: code_counts(),
+            waiting: Mutex::new(None),
         }
     }
 
@@ -72,6 +75,21 @@ impl ProxierHealth {
         s.last_updated = SystemTime::now();
     }
 
+    /// The input is not ready for a sync (`Some(why)`), or is (`None`). While it is not,
+    /// `/healthz` answers 503 with the reason (podnet's addition: kube-proxy with no Services
+    /// listed yet has programmed nothing a node's traffic could rely on).
+    pub fn set_waiting(&self, why: Option<String>) {
+        *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// Why no sync may happen yet, if so.
+    pub fn waiting(&self) -> Option<String> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// `true` unless a queued change has waited the health timeout or longer.
     pub fn is_healthy(&self) -> bool {
         self.state()
@@ -82,7 +100,8 @@ impl ProxierHealth {
     /// Upstream's answer: 200 or 503, `{"lastUpdated": ..,"currentTime": ..}` (and
     /// `"nodeEligible"` for `/healthz`; this proxy sees no Node object, so always true).
     fn answer(&self, with_node: bool) -> (bool, Response) {
-        let healthy = self.is_healthy();
+        let waiting = if with_node { self.waiting() } else { None };
+        let healthy = self.is_healthy() && waiting.is_none();
         let now = SystemTime::now();
         let current = go_time(now, true);
         let last = if healthy {
@@ -91,7 +110,12 @@ impl ProxierHealth {
         } else {
             go_time(self.state().last_updated, true)
         };
-        let body = if with_node {
+        let body = if let Some(why) = waiting {
+            let why = serde_json::Value::String(why);
+            format!(
+                r#"{{"lastUpdated": "{last}","currentTime": "{current}", "nodeEligible": true, "reason": {why}}}"#
+            )
+        } else if with_node {
             format!(
                 r#"{{"lastUpdated": "{last}","currentTime": "{current}", "nodeEligible": true}}"#
             )
@@ -228,6 +252,19 @@ mod tests {
             h.render_metrics()
                 .contains("kubeproxy_proxy_healthz_total{code=\"503\"} 1")
         );
+        // Waiting for the input: /healthz says why, /livez stays as upstream's.
+        h.set_waiting(Some("waiting for the first list of \"Services\"".into()));
+        let r = h.healthz();
+        assert_eq!(r.status, 503);
+        assert!(
+            r.body
+                .ends_with(r#""reason": "waiting for the first list of \"Services\""}"#),
+            "{}",
+            r.body
+        );
+        assert_eq!(h.livez().status, 200);
+        h.set_waiting(None);
+        assert_eq!(h.healthz().status, 200);
         // Any sync period works.
         assert!(ProxierHealth::new(Duration::MAX).is_healthy());
     }

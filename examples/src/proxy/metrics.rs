@@ -20,6 +20,16 @@ const BUCKETS: [f64; 15] = [
     8.192, 16.384,
 ];
 
+/// Upstream's network programming latency buckets: 0.25 s and 0.5 s, each second from 1 s to
+/// 59 s, every 5 s from 60 s to 115 s, every 30 s from 2 min to 5 min.
+pub(super) fn programming_buckets() -> Vec<f64> {
+    let mut b = vec![0.25, 0.5];
+    b.extend((1..=59).map(f64::from));
+    b.extend((0..12).map(|i| 60.0 + 5.0 * f64::from(i)));
+    b.extend((0..7).map(|i| 120.0 + 30.0 * f64::from(i)));
+    b
+}
+
 /// The number of Services (by namespace and name) whose ports, and whose endpoints, differ
 /// between `old` and `new`: upstream's service and endpoint change counts for one update.
 pub(super) fn state_changes(old: &ClusterState, new: &ClusterState) -> (usize, usize) {
@@ -71,6 +81,7 @@ pub struct Metrics {
     service_changes_pending: Gauge,
     endpoint_changes_pending: Gauge,
     restore_failures: Counter,
+    programming: Histogram,
     /// iptables or ipvs mode: failed syncs are (ip|ip6)tables-restore failures.
     restores: bool,
 }
@@ -102,6 +113,7 @@ impl Metrics {
             service_changes_pending: Gauge::default(),
             endpoint_changes_pending: Gauge::default(),
             restore_failures: Counter::default(),
+            programming: Histogram::new(programming_buckets()),
             restores: matches!(mode, "iptables" | "ipvs"),
         };
         let mut registry = Registry::default();
@@ -178,6 +190,11 @@ impl Metrics {
             );
         }
         r.register(
+            "kubeproxy_network_programming_duration_seconds",
+            "In Cluster Network Programming Latency in seconds",
+            m.programming.clone(),
+        );
+        r.register(
             "kubeproxy_services",
             "Service ports proxied",
             m.services.clone(),
@@ -238,6 +255,17 @@ impl Metrics {
             .set(i64::try_from(services).unwrap_or(i64::MAX));
         self.conntrack_deleted.inc_by(o.conntrack_deleted as u64);
         self.last_sync.set(now_seconds());
+    }
+
+    /// A sync that ended at `end` programmed changes triggered at `triggers` (their
+    /// EndpointSlices' `endpoints.kubernetes.io/last-change-trigger-time`): each is observed
+    /// in `kubeproxy_network_programming_duration_seconds` (a time after `end`, from a
+    /// clock ahead of ours, counts as zero).
+    pub fn programmed(&mut self, triggers: &[std::time::SystemTime], end: std::time::SystemTime) {
+        for t in triggers {
+            let latency = end.duration_since(*t).unwrap_or_default();
+            self.programming.observe(latency.as_secs_f64());
+        }
     }
 
     /// Records one failed sync (in iptables and ipvs modes also a restore failure: applying
@@ -461,6 +489,41 @@ mod tests {
         };
         assert_eq!(bucket("16.384"), 1.0);
         assert_eq!(bucket("+Inf"), 2.0);
+        // Network programming latency, in upstream's buckets.
+        let b = programming_buckets();
+        assert_eq!(b.len(), 80);
+        assert_eq!(
+            (b[0], b[1], b[2], b[60], b[61], b[73], b[79]),
+            (0.25, 0.5, 1.0, 59.0, 60.0, 120.0, 300.0)
+        );
+        let end = std::time::SystemTime::now();
+        m.programmed(
+            &[
+                end - Duration::from_millis(700),
+                end - Duration::from_secs(200),
+            ],
+            end,
+        );
+        let text = m.render();
+        let npd = |le: &str| {
+            value(
+                &text,
+                &format!(
+                    "kubeproxy_network_programming_duration_seconds_bucket{{mode=\"iptables\",le=\"{le}\"}}"
+                ),
+            )
+        };
+        assert_eq!(npd("0.5"), 0.0);
+        assert_eq!(npd("1.0"), 1.0);
+        assert_eq!(npd("180.0"), 1.0);
+        assert_eq!(npd("210.0"), 2.0);
+        assert_eq!(
+            get(
+                &text,
+                "kubeproxy_network_programming_duration_seconds_count"
+            ),
+            2.0
+        );
         // nftables mode has neither the full/partial split nor restore failures.
         let text = Metrics::new("nftables").render();
         assert!(!text.contains("full_proxy_rules_duration"), "{text}");

@@ -1,5 +1,6 @@
-//! A kube-proxy-style service proxy: reads Service and EndpointSlice objects from a directory
-//! (YAML or JSON, as `kubectl get -o yaml` writes them), compiles them with podnet-nat and keeps
+//! A kube-proxy-style service proxy: reads Service and EndpointSlice objects (and this node's
+//! Node) from a directory (YAML or JSON, as `kubectl get -o yaml` writes them) or from the
+//! API server ([`input`]), compiles them with podnet-nat and keeps
 //! the kernel in step: debounced by the minimum sync period, partial syncs, a periodic full
 //! resync, conntrack cleanup, `/metrics`, `/healthz` and `/livez` that turn 503 when syncs
 //! fall behind (upstream's proxier health), and the Services' health-check node ports.
@@ -8,7 +9,10 @@ pub mod config;
 pub mod flags;
 mod health;
 mod http;
+pub mod input;
 mod ipvs;
+#[cfg(feature = "kube")]
+pub mod kube_input;
 mod metrics;
 mod nftables;
 pub mod node_addrs;
@@ -16,7 +20,10 @@ pub mod service_health;
 mod watch;
 
 pub use health::ProxierHealth;
+pub use input::{FileInput, Input, InputRead, TriggerTimes};
 pub use ipvs::IpvsMode;
+#[cfg(feature = "kube")]
+pub use kube_input::KubeInput;
 pub use metrics::Metrics;
 pub use nftables::NftablesMode;
 
@@ -31,7 +38,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use watch::DirChanges;
 
 /// What one sync did, for logs and metrics.
 #[derive(Debug, Clone)]
@@ -59,6 +65,12 @@ pub trait Mode {
     fn cleanup(&mut self) -> Result<Vec<String>, String>;
     /// The node's addresses changed: later syncs use `ips` (the caller forces a full one).
     fn set_node_ips(&mut self, ips: Vec<IpAddr>);
+    /// The API server's Service CIDRs changed: later syncs use `cidrs` (the caller forces a
+    /// full one). Only the nftables mode uses them (to drop traffic to unallocated cluster
+    /// IPs); the others ignore them.
+    fn set_service_cidrs(&mut self, cidrs: Vec<ipnet::IpNet>) {
+        let _ = cidrs;
+    }
 }
 
 /// kube-proxy's iptables mode on podnet-nat's syncer.
@@ -338,10 +350,38 @@ pub fn load_state(dir: &Path, family: IpFamily) -> ClusterState {
     ConfigDir::new(dir).state(family)
 }
 
-/// Runs the sync loop until `stop` is set.
+/// Runs the sync loop on the config directory until `stop` is set.
 pub fn run(
+    mode: Box<dyn Mode>,
+    opts: ProxyOptions,
+    family: IpFamily,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let input = Box::new(FileInput::new(&opts.config_dir));
+    run_with(mode, opts, input, family, stop)
+}
+
+/// The state one read of an input compiles to on node `node`: warnings logged, topology
+/// applied (the zone from the node's Node object, when the input has it).
+pub fn compile_read(read: &InputRead, family: IpFamily, node: &str) -> ClusterState {
+    for w in &read.warnings {
+        tracing::warn!("{w}");
+    }
+    let (mut state, warnings) = ClusterState::from_objects(&read.objects, family);
+    for w in &warnings {
+        tracing::warn!("skipped {w}");
+    }
+    let zone = podnet_nat::kube::topology::node_zone(&read.objects, node);
+    podnet_nat::kube::topology::apply(&mut state, node, zone.as_deref());
+    state
+}
+
+/// Runs the sync loop on `input` until `stop` is set. Nothing is synced before the input's
+/// first lists are complete; until then `/healthz` answers 503 saying what is missing.
+pub fn run_with(
     mut mode: Box<dyn Mode>,
     opts: ProxyOptions,
+    mut input: Box<dyn Input>,
     family: IpFamily,
     stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
@@ -370,30 +410,49 @@ pub fn run(
     };
     let mut node_ips = opts.node_ips.read(family)?;
     mode.set_node_ips(node_ips.clone());
-    // Set up before the first read, so that no change after it is missed.
-    let mut changes = DirChanges::start(&opts.config_dir);
-    let mut config = ConfigDir::new(&opts.config_dir);
-    let mut state = config.state(family);
-    {
-        // The first read's Services and endpoints are changes too, as upstream's informers
-        // deliver them as additions.
-        let (svc, eps) = metrics::state_changes(&ClusterState::default(), &state);
-        metrics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .changes(svc, eps);
-    }
-    let mut pending = true;
+    let mut state = ClusterState {
+        family,
+        ..ClusterState::default()
+    };
+    let mut triggers = TriggerTimes::default();
+    let mut service_cidrs: Option<Vec<ipnet::IpNet>> = None;
+    // Every first list is complete (always, for the config directory).
+    let mut ready = false;
+    let mut waiting_logged: Option<String> = None;
+    let mut input_changed = true;
+    let mut pending = false;
     let mut full = true;
     let mut last_sync: Option<Instant> = None;
     // A period too long for the clock to add is no periodic resync at all.
     let mut next_full = Instant::now().checked_add(opts.sync_period);
-    let mut dir_changed = false;
     // A sync is queued and its time recorded (upstream's last-queued timestamp).
     let mut queued = false;
     while !stop.load(Ordering::Relaxed) {
-        if dir_changed {
-            let new = config.state(family);
+        if !ready {
+            match input.synced() {
+                Ok(()) => {
+                    if waiting_logged.is_some() {
+                        tracing::info!("every first list is complete; syncing");
+                    }
+                    ready = true;
+                    health.set_waiting(None);
+                    input_changed = true;
+                }
+                Err(why) => {
+                    if waiting_logged.as_ref() != Some(&why) {
+                        tracing::info!("{why}");
+                        waiting_logged = Some(why.clone());
+                    }
+                    health.set_waiting(Some(why));
+                }
+            }
+        }
+        if ready && input_changed {
+            let read = input.read();
+            triggers.update(&read.objects);
+            // The first read's Services and endpoints are changes too, as upstream's
+            // informers deliver them as additions.
+            let new = compile_read(&read, family, &opts.node_name);
             let (svc, eps) = metrics::state_changes(&state, &new);
             metrics
                 .lock()
@@ -401,6 +460,14 @@ pub fn run(
                 .changes(svc, eps);
             state = new;
             pending = true;
+            let cidrs = input.service_cidrs();
+            if cidrs.is_some() && cidrs != service_cidrs {
+                tracing::info!(?cidrs, "the Service CIDRs changed; a full sync follows");
+                mode.set_service_cidrs(cidrs.clone().unwrap_or_default());
+                service_cidrs = cidrs;
+                pending = true;
+                full = true;
+            }
         }
         if watch.as_ref().is_some_and(AddressWatch::changed) {
             match opts.node_ips.read(family) {
@@ -416,11 +483,11 @@ pub fn run(
                 Err(e) => tracing::warn!("{e}"),
             }
         }
-        if next_full.is_some_and(|t| Instant::now() >= t) {
+        if ready && next_full.is_some_and(|t| Instant::now() >= t) {
             pending = true;
             full = true;
         }
-        if pending {
+        if pending && ready {
             health.queued();
             if !queued {
                 metrics.lock().unwrap_or_else(|p| p.into_inner()).queued();
@@ -428,9 +495,10 @@ pub fn run(
             }
         }
         let allowed = last_sync.is_none_or(|t| t.elapsed() >= opts.min_sync_period);
-        if pending && allowed {
+        if pending && allowed && ready {
             match mode.sync(&state, full) {
                 Ok(o) => {
+                    let end = SystemTime::now();
                     tracing::info!(
                         full = o.full,
                         ms = o.duration.as_secs_f64() * 1e3,
@@ -439,10 +507,11 @@ pub fn run(
                         conntrack_deleted = o.conntrack_deleted,
                         "synced"
                     );
-                    metrics
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .record(&o, state.services.len());
+                    {
+                        let mut m = metrics.lock().unwrap_or_else(|p| p.into_inner());
+                        m.record(&o, state.services.len());
+                        m.programmed(&triggers.take(), end);
+                    }
                     health.updated();
                     queued = false;
                     // As upstream, after the rules are in: health-check node ports follow.
@@ -464,9 +533,9 @@ pub fn run(
             }
             last_sync = Some(Instant::now());
         }
-        // Wakes at once when the config directory changes; at the latest after a tenth of a
-        // second, for the stop flag, the node's addresses and the sync timers.
-        dir_changed = changes.wait(Duration::from_millis(100));
+        // Wakes at once when the input changes; at the latest after a tenth of a second,
+        // for the stop flag, the node's addresses, the input's first lists and the timers.
+        input_changed = input.wait(Duration::from_millis(100));
     }
     Ok(())
 }
@@ -508,6 +577,7 @@ mod tests {
                 .map(|o| match o {
                     KubeObject::Service(s) => s.metadata.name.clone(),
                     KubeObject::EndpointSlice(e) => e.metadata.name.clone(),
+                    KubeObject::Node(n) => n.metadata.name.clone(),
                 })
                 .collect()
         };

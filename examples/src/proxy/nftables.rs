@@ -56,6 +56,17 @@ impl Mode for NftablesMode {
             .set_settings(self.settings.clone());
     }
 
+    fn set_service_cidrs(&mut self, cidrs: Vec<ipnet::IpNet>) {
+        let family = self.settings.node.family;
+        self.settings.service_cidrs = cidrs
+            .into_iter()
+            .filter(|c| podnet_nat::kube::IpFamily::of(&c.addr()) == family)
+            .collect();
+        self.syncer
+            .planner_mut()
+            .set_settings(self.settings.clone());
+    }
+
     /// Deletes the `kube-proxy` tables of both families (upstream's nftables
     /// `CleanupLeftovers`), and no other table.
     fn cleanup(&mut self) -> Result<Vec<String>, String> {

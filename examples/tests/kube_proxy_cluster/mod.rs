@@ -127,8 +127,26 @@ pub fn up_mode(tag: &str, mode: &str) -> Guard {
     up_with(tag, mode, SERVICES)
 }
 
+/// Where kube-proxy reads its Services and EndpointSlices from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// Its config directory (`--config-dir`), edited as files.
+    Files,
+    /// The test API server in the fabric (`--master`), changed through the API: watch events.
+    Api,
+}
+
 /// A cluster with kube-proxy in `mode` for the Services of `services` (a YAML List).
 pub fn up_with(tag: &str, mode: &str, services: &str) -> Guard {
+    up_with_input(tag, mode, services, Input::Files)
+}
+
+/// A cluster with kube-proxy in `mode` for the Services of `services` (a YAML List), fed by
+/// `input`. With [`Input::Api`] the cluster runs in kube mode (the test API server in the
+/// fabric); the objects podnet-cluster wrote into the config directories are created in the
+/// API server and every node's kube-proxy is restarted with `--master` instead of
+/// `--config-dir`.
+pub fn up_with_input(tag: &str, mode: &str, services: &str, input: Input) -> Guard {
     let prefix = format!("{}{}-{tag}", podnet_testsupport::PREFIX, std::process::id());
     let mut o = Options::new(&prefix);
     o.nodes = 2;
@@ -140,9 +158,271 @@ pub fn up_with(tag: &str, mode: &str, services: &str) -> Guard {
     std::fs::write(&file, services).unwrap();
     o.services = Some(file);
     o.proxy_mode = mode.into();
-    Guard(Some(
+    if input == Input::Api {
+        o.kube = true;
+        if let Some(p) = option_env!("CARGO_BIN_EXE_podnet-test-apiserver") {
+            o.test_apiserver = program("podnet-test-apiserver", p);
+        }
+    }
+    let mut g = Guard(Some(
         Cluster::up(o, &mut |m| eprintln!("{m}")).expect("cluster up"),
-    ))
+    ));
+    if input == Input::Api {
+        switch_to_api(g.0.as_mut().unwrap(), mode);
+    }
+    g
+}
+
+/// The test API server's address in the fabric.
+const API: (std::net::Ipv4Addr, u16) = (
+    podnet_examples::cluster::FABRIC_IP,
+    podnet_examples::cluster::KUBE_API_PORT,
+);
+
+/// One request to the test API server, from inside `ns`: the status and the body.
+pub fn api(
+    ns: &podnet_netns::NetNs,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, String) {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: apiserver\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    ns.run(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(API).expect("the test API server");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut b = String::new();
+        s.read_to_string(&mut b).unwrap();
+        let code = b
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = b.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+        (code, body.to_owned())
+    })
+    .unwrap()
+}
+
+/// The API path of an object's collection (`namespace` for namespaced kinds).
+fn collection(kind: &str, namespace: &str) -> String {
+    match kind {
+        "Service" => format!("/api/v1/namespaces/{namespace}/services"),
+        "EndpointSlice" => {
+            format!("/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices")
+        }
+        other => panic!("no collection for {other}"),
+    }
+}
+
+/// Creates `obj` in the API server (or replaces it).
+pub fn api_put(ns: &podnet_netns::NetNs, obj: &serde_json::Value) {
+    let kind = obj["kind"].as_str().unwrap();
+    let namespace = obj["metadata"]["namespace"].as_str().unwrap_or("default");
+    let name = obj["metadata"]["name"].as_str().unwrap();
+    let coll = collection(kind, namespace);
+    let (code, body) = api(ns, "PUT", &format!("{coll}/{name}"), Some(obj));
+    if code == 404 {
+        let (code, body) = api(ns, "POST", &coll, Some(obj));
+        assert_eq!(code, 201, "creating {kind} {namespace}/{name}: {body}");
+    } else {
+        assert_eq!(code, 200, "replacing {kind} {namespace}/{name}: {body}");
+    }
+}
+
+/// Deletes an object from the API server.
+pub fn api_delete(ns: &podnet_netns::NetNs, kind: &str, namespace: &str, name: &str) {
+    let (code, body) = api(
+        ns,
+        "DELETE",
+        &format!("{}/{name}", collection(kind, namespace)),
+        None,
+    );
+    assert_eq!(code, 200, "deleting {kind} {namespace}/{name}: {body}");
+}
+
+/// The items of a List in node `index`'s config directory file `file`.
+fn config_items(c: &Cluster, index: usize, file: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(c.kube_proxy_dir(index).join(file)).unwrap();
+    let v: serde_json::Value = yaml_serde::from_str(&text).unwrap();
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// The EndpointSlices podnet-cluster wrote for the Services (the same on every node).
+pub fn slices(c: &Cluster) -> Vec<serde_json::Value> {
+    config_items(c, 1, "endpointslices.json")
+}
+
+/// Creates the config directory's objects in the API server, and restarts every node's
+/// kube-proxy on the API server.
+fn switch_to_api(c: &mut Cluster, mode: &str) {
+    let ns = c.nodes[0].ns.clone();
+    for o in config_items(c, 1, "services.yaml")
+        .iter()
+        .chain(slices(c).iter())
+    {
+        api_put(&ns, o);
+    }
+    let url = c.opts.kube_api_url();
+    for i in 0..c.nodes.len() {
+        if let Some(mut old) = c.nodes[i].kube_proxy.take() {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+        let n = &c.nodes[i];
+        let dir = c.kube_proxy_dir(n.index);
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(dir.join("kube-proxy.log"))
+            .unwrap();
+        let child =
+            n.ns.command(&c.opts.kube_proxy)
+                .args(["--master", &url])
+                .args(["--proxy-mode", mode])
+                .args(["--hostname-override", &format!("node{}", n.index)])
+                .args(["--cluster-cidr", podnet_examples::cluster::CLUSTER_NETWORK])
+                .args(["--iptables-min-sync-period", "0.5"])
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+        c.nodes[i].kube_proxy = Some(child);
+    }
+    for n in &c.nodes {
+        let start = Instant::now();
+        while try_metric(
+            &n.ns,
+            "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+            mode,
+        )
+        .is_none_or(|t| t <= 0.0)
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "node{}: kube-proxy on the API server never synced",
+                n.index
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Waits until `f` holds (what a client sees), within `deadline`.
+fn settle(what: &str, deadline: Duration, mut f: impl FnMut() -> Result<bool, String>) {
+    let start = Instant::now();
+    loop {
+        match f() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => eprintln!("{what}: {e}"),
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "{what}: not within {deadline:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("{what}: after {:?}", start.elapsed());
+}
+
+/// The changes only the API server makes (after [`services_behave_from`], whose endpoint
+/// change this undoes first): an endpoint added and removed as watch events
+/// while traffic flows, a 410 Gone that forces every watch to relist in the middle, and the
+/// Service deleted.
+pub fn api_changes_behave(g: &Guard, mode: &str) {
+    let c = g.0.as_ref().unwrap();
+    let _servers: Vec<EchoServer> = c
+        .pods
+        .iter()
+        .map(|p| EchoServer::start_named(&p.ns, 7777, &p.label()).unwrap())
+        .collect();
+    let client = &c.pods[0];
+    let ns = c.nodes[0].ns.clone();
+    let vip = SocketAddr::new([10, 96, 0, 10].into(), 80);
+    let sync_time = mean_sync_seconds(&c.nodes[0].ns, mode);
+    let deadline = Duration::from_secs_f64(0.5 + 2.0 * sync_time + 5.0);
+    let echo = |keep: &dyn Fn(&serde_json::Value) -> bool| {
+        for mut s in slices(c) {
+            if s["metadata"]["labels"]["kubernetes.io/service-name"] != "echo" {
+                continue;
+            }
+            s["endpoints"].as_array_mut().unwrap().retain(|e| keep(e));
+            api_put(&ns, &s);
+        }
+    };
+    let serves = |want: &[&str]| {
+        let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+        move || labels(&client.ns, vip, 10).map(|l| nodes(&l) == want)
+    };
+    // Traffic flows all along, from a thread, while the changes land: it may see a failed
+    // connection while a rule changes (IPVS), never a long outage.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flowing = {
+        let (stop, src) = (stop.clone(), client.ns.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match tcp_echo_from(&src, SocketAddr::new([10, 96, 0, 11].into(), 80)) {
+                    Ok(_) => ok += 1,
+                    Err(_) => failed += 1,
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (ok, failed)
+        })
+    };
+    // Every endpoint (back) in.
+    echo(&|_| true);
+    settle("both nodes serve", deadline, serves(&["node1", "node2"]));
+    // Remove node1's endpoints.
+    echo(&|e| e["nodeName"] == "node2");
+    settle("node1's endpoints removed", deadline, serves(&["node2"]));
+    // Add them back.
+    echo(&|_| true);
+    settle(
+        "node1's endpoints added",
+        deadline,
+        serves(&["node1", "node2"]),
+    );
+    // 410 Gone: history compacted and every watch expired; the change made meanwhile comes
+    // with the relist.
+    let (code, body) = api(&ns, "POST", "/podnet-test/compact", None);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = api(&ns, "POST", "/podnet-test/expire-watches", None);
+    assert_eq!(code, 200, "{body}");
+    echo(&|e| e["nodeName"] == "node1");
+    settle(
+        "node2's endpoints removed, after a relist",
+        deadline,
+        serves(&["node1"]),
+    );
+    // The Service deleted: its cluster IP is served no more.
+    api_delete(&ns, "Service", "demo", "echo");
+    settle("the deleted Service", deadline, || {
+        Ok(tcp_echo_from(&client.ns, vip).is_err())
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = flowing.join().unwrap();
+    eprintln!("traffic to another Service during the changes: {ok} answered, {failed} failed");
+    assert!(
+        ok > 0 && failed <= ok / 10 + 2,
+        "{ok} answered, {failed} failed"
+    );
+    for n in &c.nodes {
+        assert_eq!(
+            metric(&n.ns, "kubeproxy_sync_proxy_rules_failures_total", mode),
+            0.0,
+            "node{}: a sync failed",
+            n.index
+        );
+    }
 }
 
 /// The labels of the pods that answered `n` connections from `src` to `dst`.
@@ -168,6 +448,12 @@ pub fn nodes(labels: &BTreeSet<String>) -> BTreeSet<String> {
 
 /// Every check, in `mode`.
 pub fn services_behave(g: Guard, mode: &str) {
+    services_behave_from(&g, mode, Input::Files);
+}
+
+/// Every check, in `mode`, with the endpoint change made through `input` (a file edit, or an
+/// update of the EndpointSlices in the API server: watch events).
+pub fn services_behave_from(g: &Guard, mode: &str, input: Input) {
     let c = g.0.as_ref().unwrap();
     let _servers: Vec<EchoServer> = c
         .pods
@@ -229,15 +515,28 @@ pub fn services_behave(g: Guard, mode: &str) {
     // under emulation in the VM) and a poll.
     let sync_time = mean_sync_seconds(&c.nodes[0].ns, mode);
     let deadline = Duration::from_secs_f64(0.5 + 2.0 * sync_time + 2.0);
-    let dir = c.kube_proxy_dir(1);
-    let slices = dir.join("endpointslices.json");
-    let text = std::fs::read_to_string(&slices).unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    for item in v["items"].as_array_mut().unwrap() {
-        let eps = item["endpoints"].as_array_mut().unwrap();
-        eps.retain(|e| e["nodeName"] == "node2");
+    match input {
+        Input::Files => {
+            let dir = c.kube_proxy_dir(1);
+            let slices = dir.join("endpointslices.json");
+            let text = std::fs::read_to_string(&slices).unwrap();
+            let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            for item in v["items"].as_array_mut().unwrap() {
+                let eps = item["endpoints"].as_array_mut().unwrap();
+                eps.retain(|e| e["nodeName"] == "node2");
+            }
+            std::fs::write(&slices, serde_json::to_string(&v).unwrap()).unwrap();
+        }
+        Input::Api => {
+            for mut item in slices(c) {
+                item["endpoints"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|e| e["nodeName"] == "node2");
+                api_put(&c.nodes[0].ns, &item);
+            }
+        }
     }
-    std::fs::write(&slices, serde_json::to_string(&v).unwrap()).unwrap();
     let start = Instant::now();
     loop {
         // A connection may fail while the change lands (IPVS drops the first SYN that
@@ -388,6 +687,25 @@ fn udp_flows(ns: &podnet_netns::NetNs) -> Vec<podnet_nat::conntrack::Flow> {
 /// The stale conntrack flows kube-proxy on this node says it deleted (`/metrics`).
 pub fn conntrack_deleted(ns: &podnet_netns::NetNs, mode: &str) -> f64 {
     metric(ns, "kubeproxy_conntrack_entries_deleted_total", mode)
+}
+
+/// The value of kube-proxy's metric `name` for `mode` on this node, if it answers.
+pub fn try_metric(ns: &podnet_netns::NetNs, name: &str, mode: &str) -> Option<f64> {
+    let key = format!("{name}{{mode=\"{mode}\"}} ");
+    let body = ns
+        .run(|| {
+            podnet_examples::http::get(
+                std::net::SocketAddr::from(([127, 0, 0, 1], 10249)),
+                "/metrics",
+            )
+            .ok()
+        })
+        .ok()
+        .flatten()?
+        .1;
+    body.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The value of kube-proxy's metric `name` for `mode` on this node.

@@ -70,6 +70,7 @@ pub(crate) fn endpoint(n: u32, node: String) -> Endpoint {
         ready: true,
         serving: true,
         terminating: false,
+        topology: Default::default(),
     }
 }
 

@@ -5,16 +5,17 @@
 mod model;
 mod objects;
 pub mod plan;
+pub mod topology;
 
 pub use model::{
-    Categorized, ClusterState, Endpoint, IpFamily, ServiceKey, ServicePort, ServicePortName,
-    ServiceType, SessionAffinity, TargetPort, categorize_endpoints, parse_cidr_sloppy,
-    parse_ip_sloppy,
+    Categorized, ClusterState, Endpoint, EndpointTopology, IpFamily, ServiceKey, ServicePort,
+    ServicePortName, ServiceType, SessionAffinity, TargetPort, categorize_endpoints,
+    parse_cidr_sloppy, parse_ip_sloppy,
 };
 pub use objects::{
-    ClientIpConfig, EndpointConditions, EndpointPortSpec, EndpointSlice, EndpointSpec, KubeObject,
-    LoadBalancerIngress, LoadBalancerStatus, ObjectMeta, Parsed, SERVICE_NAME_LABEL, Service,
-    ServicePortSpec, ServiceSpec, ServiceStatus, SessionAffinityConfig, Warning, parse_document,
-    parse_objects,
+    ClientIpConfig, EndpointConditions, EndpointHints, EndpointPortSpec, EndpointSlice,
+    EndpointSpec, HintName, KubeObject, LoadBalancerIngress, LoadBalancerStatus, Node, ObjectMeta,
+    Parsed, SERVICE_NAME_LABEL, Service, ServicePortSpec, ServiceSpec, ServiceStatus,
+    SessionAffinityConfig, Warning, parse_document, parse_objects,
 };
 pub use plan::{PortPlan, ServicePlan};

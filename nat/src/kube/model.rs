@@ -190,6 +190,20 @@ pub struct Endpoint {
     pub serving: bool,
     /// `conditions.terminating` (unset means false).
     pub terminating: bool,
+    /// Its topology hints, and whether topology leaves it out here.
+    pub topology: EndpointTopology,
+}
+
+/// An endpoint's topology: its `hints` and what [`super::topology`] made of them on this node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct EndpointTopology {
+    /// `hints.forZones` names: the zones whose nodes should use it.
+    pub zone_hints: Vec<String>,
+    /// `hints.forNodes` names: the nodes that should use it.
+    pub node_hints: Vec<String>,
+    /// Topology leaves it out of the Cluster policy's endpoints on this node (set by
+    /// [`super::topology::apply`]; never for an endpoint whose hints are unused).
+    pub excluded: bool,
 }
 
 impl Endpoint {
@@ -205,7 +219,7 @@ impl Endpoint {
 }
 
 /// The endpoints of one service port as the traffic policies see them (kube-proxy's
-/// `CategorizeEndpoints`; topology hints are not used).
+/// `CategorizeEndpoints`; topology as [`super::topology::apply`] marked the endpoints).
 #[derive(Debug, Clone, Default)]
 pub struct Categorized<'a> {
     /// Usable endpoints for Cluster policy (empty if the port never uses it).
@@ -219,7 +233,9 @@ pub struct Categorized<'a> {
 }
 
 /// Sorts endpoints for Cluster and Local traffic policy: ready endpoints, or, when there are
-/// none, serving-and-terminating ones.
+/// none, serving-and-terminating ones. The Cluster policy's ready endpoints leave out those
+/// topology excluded ([`EndpointTopology::excluded`]); the Local policy's and the
+/// serving-and-terminating fallback do not look at topology, as upstream's.
 pub fn categorize_endpoints<'a>(
     endpoints: &'a [Endpoint],
     svc: &ServicePort,
@@ -230,7 +246,10 @@ pub fn categorize_endpoints<'a>(
         return c;
     }
     if svc.uses_cluster_endpoints() {
-        c.cluster = endpoints.iter().filter(|e| e.ready).collect();
+        c.cluster = endpoints
+            .iter()
+            .filter(|e| e.ready && !e.topology.excluded)
+            .collect();
         if c.cluster.is_empty() {
             c.cluster = endpoints
                 .iter()
@@ -271,7 +290,9 @@ pub fn categorize_endpoints<'a>(
         c.all_reachable = c.local.clone();
         return c;
     }
-    if !use_terminating {
+    // With topology, the Cluster endpoints may leave out a local one the Local policy uses.
+    let topology = endpoints.iter().any(|e| e.topology.excluded);
+    if !use_terminating && !topology {
         c.all_reachable = c.cluster.clone();
         return c;
     }
@@ -370,10 +391,20 @@ impl ClusterState {
         // Services that exist (valid or not), and those we proxy.
         let mut known: BTreeSet<ServiceKey> = BTreeSet::new();
         let mut proxied: BTreeSet<ServiceKey> = BTreeSet::new();
+        // Services with a `trafficDistribution` and what it asks for.
+        let mut distribution: BTreeMap<ServiceKey, super::topology::Distribution> = BTreeMap::new();
         for obj in objects {
             if let KubeObject::Service(svc) = obj {
                 let key = ServiceKey::new(svc.metadata.namespace(), svc.metadata.name.as_str());
                 known.insert(key.clone());
+                if let Some(d) = svc
+                    .spec
+                    .traffic_distribution
+                    .as_deref()
+                    .and_then(super::topology::Distribution::parse)
+                {
+                    distribution.insert(key.clone(), d);
+                }
                 match service_ports(svc, &key, family) {
                     Ok(ports) => {
                         if !ports.is_empty() {
@@ -412,7 +443,10 @@ impl ClusterState {
                 }
                 match slice_endpoints(slice, &key, family, &object) {
                     Ok(entries) => {
-                        for (spn, ep) in entries {
+                        for (spn, mut ep) in entries {
+                            if let Some(d) = distribution.get(&key) {
+                                d.fill_hints(&mut ep);
+                            }
                             let set = sets.entry(spn).or_default();
                             let text = ep.addr.to_string();
                             // Deduplicate; a local copy wins, as in kube-proxy.
@@ -717,9 +751,27 @@ fn slice_endpoints(
                     ready: *ready,
                     serving: e.conditions.serving.unwrap_or(true),
                     terminating: e.conditions.terminating.unwrap_or(false),
+                    topology: hints_of(e),
                 },
             ));
         }
     }
     Ok(out)
+}
+
+/// The hints an EndpointSlice gives one endpoint.
+fn hints_of(e: &super::objects::EndpointSpec) -> EndpointTopology {
+    let names = |v: Option<&Vec<super::objects::HintName>>| -> Vec<String> {
+        v.into_iter()
+            .flatten()
+            .map(|h| h.name.clone())
+            .filter(|n| !n.is_empty())
+            .collect()
+    };
+    let h = e.hints.as_ref();
+    EndpointTopology {
+        zone_hints: names(h.and_then(|h| h.for_zones.as_ref())),
+        node_hints: names(h.and_then(|h| h.for_nodes.as_ref())),
+        excluded: false,
+    }
 }

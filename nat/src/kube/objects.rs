@@ -1,5 +1,5 @@
 //! Kubernetes objects as `kubectl get -o yaml|json` writes them: v1 Service,
-//! discovery.k8s.io/v1 EndpointSlice, and the List kinds that wrap them.
+//! discovery.k8s.io/v1 EndpointSlice, v1 Node (its labels), and the List kinds that wrap them.
 //!
 //! Only the fields a service proxy reads are kept; everything else is ignored. Numbers that a
 //! proxy validates (ports) are read as `i64` so that an out-of-range value becomes a warning
@@ -21,6 +21,9 @@ pub struct ObjectMeta {
     /// `labels`.
     #[serde(default)]
     pub labels: Option<BTreeMap<String, String>>,
+    /// `annotations` (an EndpointSlice's `endpoints.kubernetes.io/last-change-trigger-time`).
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
 }
 
 impl ObjectMeta {
@@ -85,6 +88,10 @@ pub struct ServiceSpec {
     /// `healthCheckNodePort`.
     #[serde(default)]
     pub health_check_node_port: Option<i64>,
+    /// `trafficDistribution`: `PreferClose` (or its newer names `PreferSameZone`,
+    /// `PreferSameNode`) asks for topology hints on the Service's endpoints.
+    #[serde(default)]
+    pub traffic_distribution: Option<String>,
 }
 
 /// `sessionAffinityConfig`.
@@ -208,6 +215,38 @@ pub struct EndpointSpec {
     /// `zone`.
     #[serde(default)]
     pub zone: Option<String>,
+    /// `hints`: where the EndpointSlice controller wants this endpoint used.
+    #[serde(default)]
+    pub hints: Option<EndpointHints>,
+}
+
+/// `endpoints[].hints`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointHints {
+    /// `forZones`: the zones whose nodes should use this endpoint.
+    #[serde(default)]
+    pub for_zones: Option<Vec<HintName>>,
+    /// `forNodes`: the nodes that should use this endpoint.
+    #[serde(default)]
+    pub for_nodes: Option<Vec<HintName>>,
+}
+
+/// One entry of `hints.forZones` or `hints.forNodes`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct HintName {
+    /// `name`.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A v1 Node: only what a service proxy reads of it (its labels, for the zone).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    /// `metadata` (the label `topology.kubernetes.io/zone` names the node's zone).
+    #[serde(default)]
+    pub metadata: ObjectMeta,
 }
 
 /// `endpoints[].conditions`; unset means ready and serving, not terminating.
@@ -241,12 +280,17 @@ pub struct EndpointPortSpec {
 }
 
 /// An object read from a file.
+// Objects are few and short-lived (read, compiled, dropped): boxing the Service would cost
+// every match and constructor for no memory anyone notices.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum KubeObject {
     /// A v1 Service.
     Service(Service),
     /// A discovery.k8s.io/v1 EndpointSlice.
     EndpointSlice(EndpointSlice),
+    /// A v1 Node (its zone label, for topology).
+    Node(Node),
 }
 
 /// Something in the input that was skipped, and why. The object is named as `Kind ns/name`.
@@ -371,6 +415,16 @@ pub fn parse_document(text: &str, source: &str) -> Parsed {
                     warnings.push(Warning {
                         object: describe(&v),
                         message: format!("malformed EndpointSlice: {e}"),
+                    });
+                }
+            },
+            "Node" => match serde_json::from_value::<Node>(v.clone()) {
+                Ok(n) => objects.push(KubeObject::Node(n)),
+                Err(e) => {
+                    malformed = true;
+                    warnings.push(Warning {
+                        object: describe(&v),
+                        message: format!("malformed Node: {e}"),
                     });
                 }
             },

@@ -43,6 +43,7 @@ fn endpoint(addr: &str, node: &str) -> Endpoint {
         ready: true,
         serving: true,
         terminating: false,
+        topology: Default::default(),
     }
 }
 
