@@ -16,6 +16,7 @@
 //! std::process::exit(podnet_examples::cni::main());
 //! ```
 
+mod bandwidth;
 mod bridge;
 mod check;
 mod config;
@@ -26,6 +27,7 @@ mod ipam;
 mod loopback;
 mod macvlan;
 mod masq;
+mod portmap;
 mod ptp;
 mod static_ipam;
 mod tuning;
@@ -42,10 +44,12 @@ pub use podnet_cni::{
 use podnet_cni::Plugin;
 use std::path::{Path, PathBuf};
 
+pub use bandwidth::Bandwidth;
 pub use flannel::Flannel;
 pub use hostlocal::HostLocal;
 pub use loopback::Loopback;
 pub use macvlan::Macvlan;
+pub use portmap::Portmap;
 pub use ptp::Ptp;
 pub use static_ipam::Static;
 pub use tuning::Tuning;
@@ -53,10 +57,12 @@ pub use tuning::Tuning;
 /// The plugin types the multi-call binary answers to (its file name, or a link's), besides
 /// `podnet-cni` itself (the bridge).
 pub const PLUGINS: &[&str] = &[
+    "bandwidth",
     "bridge",
     "loopback",
     "host-local",
     "static",
+    "portmap",
     "ptp",
     "tuning",
     "flannel",
@@ -74,6 +80,8 @@ pub fn plugin(name: &str) -> Option<&'static dyn Plugin> {
         "tuning" => &Tuning,
         "flannel" => &Flannel,
         "macvlan" => &Macvlan,
+        "portmap" => &Portmap,
+        "bandwidth" => &Bandwidth,
         _ => return None,
     })
 }
