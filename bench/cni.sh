@@ -12,7 +12,8 @@
 # iteration makes one with the side's own bridge plugin, untimed, times the plugin's ADD and DEL
 # with that prevResult, and removes the interface again, untimed.
 #
-# Usage: bench/cni.sh [N] [PLUGIN...]   (default 100, all; root; MASQ=1 adds ipMasq to bridge)
+# Usage: bench/cni.sh [N] [PLUGIN...]   (default 100, all; root; MASQ=1 adds ipMasq to bridge;
+# PODNET_CNI_BIN=path uses that binary instead of building a release one)
 set -euo pipefail
 N=${1:-100}
 shift || true
@@ -27,9 +28,13 @@ for p in bridge ptp macvlan loopback host-local tuning portmap bandwidth; do
     { echo "reference $p not found in $REF_DIR (apt-get install containernetworking-plugins)" >&2; exit 1; }
 done
 command -v jq > /dev/null || { echo "jq is needed (apt-get install jq)" >&2; exit 1; }
-cargo build --quiet --release -p podnet-examples --no-default-features --bin podnet-cni
-TARGET=${CARGO_TARGET_DIR:-target}
-PODNET=$(realpath "$TARGET/release/podnet-cni")
+if [ -n "${PODNET_CNI_BIN:-}" ]; then
+  PODNET=$(realpath "$PODNET_CNI_BIN")   # a binary built already (a smoke test of the script)
+else
+  cargo build --quiet --release -p podnet-examples --no-default-features --bin podnet-cni
+  TARGET=${CARGO_TARGET_DIR:-target}
+  PODNET=$(realpath "$TARGET/release/podnet-cni")
+fi
 
 tag="pbench-cni-$$"
 HOST="$tag-host"; REF_C="$tag-ref"; PN_C="$tag-pn"
@@ -43,11 +48,12 @@ for ns in "$HOST" "$REF_C" "$PN_C"; do
   ip netns add "$ns"
   ip -n "$ns" link set lo up
 done
-# macvlan masters, one per side.
-ip -n "$HOST" link add mref0 type dummy
-ip -n "$HOST" link add mpn0 type dummy
-ip -n "$HOST" link set mref0 up
-ip -n "$HOST" link set mpn0 up
+# macvlan masters, one per side (veths: this kernel may have no dummy devices).
+for m in mref mpn; do
+  ip -n "$HOST" link add "${m}0" type veth peer name "${m}1"
+  ip -n "$HOST" link set "${m}0" up
+  ip -n "$HOST" link set "${m}1" up
+done
 mkdir -p "$WORK/pn-bin"
 "$PODNET" install-links "$WORK/pn-bin" > /dev/null
 
@@ -131,7 +137,7 @@ for s in ref pn; do
   left=$(find "$WORK/$s/ipam" -name "10.*" 2>/dev/null || true)
   [ -z "$left" ] || { echo "$s left leases: $left" >&2; exit 1; }
 done
-[ "$(ip -n "$HOST" -o link show type veth | wc -l)" -eq 0 ] || { echo "veths left behind" >&2; exit 1; }
+[ "$(ip -n "$HOST" -o link show type veth | grep -cv ' m\(ref\|pn\)[01]@')" -eq 0 ] || { echo "veths left behind" >&2; exit 1; }
 [ "$(ip -n "$HOST" -o link show type ifb | wc -l)" -eq 0 ] || { echo "ifb devices left behind" >&2; exit 1; }
 ! ip netns exec "$HOST" iptables-save -t nat | grep -q CNI-DN- || { echo "portmap chains left behind" >&2; exit 1; }
 
