@@ -763,8 +763,8 @@ impl Cluster {
     }
 
     /// Attaches node `i`'s pods as a container runtime would with flannel's shipped CNI
-    /// config: a conflist of one plugin, `{"type": "flannel"}` (podnet's, from a `CNI_PATH`
-    /// directory of links to the podnet-cni binary), which reads the `subnet.env` podnet's
+    /// config: `{"type": "flannel"}` chained with `portmap` (podnet's, from a `CNI_PATH`
+    /// directory of links to the podnet-cni binary); flannel reads the `subnet.env` podnet's
     /// flanneld wrote on the node and delegates to `bridge` with host-local IPAM, both podnet's
     /// from the same directory. Each plugin runs inside the node's namespace.
     fn add_pods(&mut self, i: usize) -> Result<(), ClusterError> {
@@ -897,6 +897,10 @@ fn pod_conflist(subnet_file: &Path, node_dir: &Path) -> serde_json::Value {
             "dataDir": node_dir.join("flannel").display().to_string(),
             "delegate": {"hairpinMode": true, "isDefaultGateway": true},
             "ipam": {"dataDir": node_dir.join("ipam").display().to_string()},
+        }, {
+            // As kube-flannel.yml's conflist: hostPort mappings, when the runtime gives any.
+            "type": "portmap",
+            "capabilities": {"portMappings": true},
         }],
     })
 }

@@ -16,6 +16,7 @@
 //! std::process::exit(podnet_examples::cni::main());
 //! ```
 
+mod bandwidth;
 mod bridge;
 mod check;
 mod config;
@@ -28,6 +29,7 @@ mod ipvlan;
 mod loopback;
 mod macvlan;
 mod masq;
+mod portmap;
 mod ptp;
 mod static_ipam;
 mod tuning;
@@ -44,12 +46,14 @@ pub use podnet_cni::{
 use podnet_cni::Plugin;
 use std::path::{Path, PathBuf};
 
+pub use bandwidth::Bandwidth;
 pub use flannel::Flannel;
 pub use host_device::HostDevice;
 pub use hostlocal::HostLocal;
 pub use ipvlan::Ipvlan;
 pub use loopback::Loopback;
 pub use macvlan::Macvlan;
+pub use portmap::Portmap;
 pub use ptp::Ptp;
 pub use static_ipam::Static;
 pub use tuning::Tuning;
@@ -57,6 +61,7 @@ pub use tuning::Tuning;
 /// The plugin types the multi-call binary answers to (its file name, or a link's), besides
 /// `podnet-cni` itself (the bridge); sorted.
 pub const PLUGINS: &[&str] = &[
+    "bandwidth",
     "bridge",
     "flannel",
     "host-device",
@@ -64,6 +69,7 @@ pub const PLUGINS: &[&str] = &[
     "ipvlan",
     "loopback",
     "macvlan",
+    "portmap",
     "ptp",
     "static",
     "tuning",
@@ -82,6 +88,8 @@ pub fn plugin(name: &str) -> Option<&'static dyn Plugin> {
         "macvlan" => &Macvlan,
         "host-device" => &HostDevice,
         "ipvlan" => &Ipvlan,
+        "portmap" => &Portmap,
+        "bandwidth" => &Bandwidth,
         _ => return None,
     })
 }
