@@ -258,7 +258,8 @@ mod tests {
         assert!(d.destinations_edited.is_empty());
         assert!(!d.iptables_changed);
         assert!(d.bind.is_empty() && d.unbind.is_empty());
-        // The hairpin set names each endpoint: one entry out, one in; no set rewritten.
+        // The hairpin set names each endpoint on this node (node-1: both the old and the new
+        // endpoint are there): one entry out, one in; no set rewritten.
         let lb = ipset::set_name(ipset::LOOP_BACK, IpFamily::V4);
         assert_eq!(
             d.ipset_entries_changed(),
