@@ -11,6 +11,7 @@
 #           iptables-legacy-restore / iptables-nft-restore (iptables mode, with kube-proxy's
 #           --noflush --counters), nft -f (nftables mode); ipvs mode in a VM (see below)
 #   ratio   full / peer
+#   change/full  the one-endpoint change as a share of the full sync
 # Medians of $REPEAT rounds, ours and the peer interleaved in each round.
 #
 # iptables mode runs with --iptables-backend legacy and nft. iptables-nft-restore grows faster
@@ -106,10 +107,9 @@ rule_count() { # $1 = namespace, $2 = mode
 }
 
 # One round of one mode at one size (in this shell, so that the exit trap sees what it made):
-# sets R="full change peer save" (ms; save = "-" unless iptables mode: one `iptables-save -t
-# nat`, which each of kube-proxy's iptables-mode syncs runs once to count rules for /metrics).
+# sets R="full change peer" (ms).
 round() { # $1 = mode, $2 = size, $3 = round
-  local mode=$1 n=$2 r=$3 label args=() peer=() ns sum1 sum2 full change peerms save=-
+  local mode=$1 n=$2 r=$3 label args=() peer=() ns sum1 sum2 full change peerms
   case $mode in
     iptables-legacy) label=iptables; args=(--proxy-mode iptables --iptables-backend legacy)
       peer=(iptables-legacy-restore -w 5 --noflush --counters) ;;
@@ -133,11 +133,6 @@ round() { # $1 = mode, $2 = size, $3 = round
   sum1=$(metric "$ns" "kubeproxy_sync_proxy_rules_duration_seconds_sum{mode=\"$label\"}")
   local ours_rules
   ours_rules=$(rule_count "$ns" "$mode")
-  if [ "$label" = iptables ]; then
-    local saveprog=iptables-legacy-save
-    [ "$mode" = iptables-nft ] && saveprog=iptables-nft-save
-    save=$(timed "$ns" /dev/null "$saveprog" -t nat)
-  fi
   awk -v dir="$cfg" -v n="$n" -v bump=1 -f bench/kube-proxy-objects.awk
   wait_count "$ns" "$label" 2
   sum2=$(metric "$ns" "kubeproxy_sync_proxy_rules_duration_seconds_sum{mode=\"$label\"}")
@@ -158,7 +153,7 @@ round() { # $1 = mode, $2 = size, $3 = round
   }
   full=$(awk -v s="$sum1" 'BEGIN { printf "%.1f", s * 1000 }')
   change=$(awk -v a="$sum1" -v b="$sum2" 'BEGIN { printf "%.1f", (b - a) * 1000 }')
-  R="$full $change $peerms $save"
+  R="$full $change $peerms"
 }
 
 echo "kube-proxy sync benchmark: ClusterIP Services, 1 TCP port each, 1 EndpointSlice of 5 ready"
@@ -166,8 +161,8 @@ echo "endpoints each; one-endpoint change = one endpoint of one slice replaced; 
 echo "rounds; times in ms. $(uname -r), $(nproc) CPUs; load:$(uptime | sed 's/.*load average: / /')"
 echo "peer: iptables-legacy-restore / iptables-nft-restore -w 5 --noflush --counters, nft -f,"
 echo "of kube-proxy --dry-run's output, in a fresh namespace"
-printf '\n%-16s %8s %12s %12s %12s %8s %14s\n' mode services "full sync" "one change" peer ratio "nat save"
-printf '%-16s %8s %12s %12s %12s %8s %14s\n' ---- -------- --------- ---------- ---- ----- --------
+printf '\n%-16s %8s %12s %12s %12s %8s %14s\n' mode services "full sync" "one change" peer ratio "change/full"
+printf '%-16s %8s %12s %12s %12s %8s %14s\n' ---- -------- --------- ---------- ---- ----- -----------
 for n in "${SIZES[@]}"; do
   for mode in $MODES; do
     [ "$mode" = ipvs ] && continue
@@ -176,17 +171,16 @@ for n in "${SIZES[@]}"; do
       printf '%-16s %8s   1,000, 12 s at 3,000, about 8 min at 10,000); KP_BENCH_NFT_MAX=%s runs it\n' "" "" "$n"
       continue
     fi
-    F=() C=() P=() S=()
+    F=() C=() P=()
     for ((r = 1; r <= REPEAT; r++)); do
       round "$mode" "$n" "$r"
-      read -r f c p s <<< "$R"
-      F+=("$f"); C+=("$c"); P+=("$p"); S+=("$s")
+      read -r f c p <<< "$R"
+      F+=("$f"); C+=("$c"); P+=("$p")
     done
     f=$(median "${F[@]}"); c=$(median "${C[@]}"); p=$(median "${P[@]}")
-    s=-
-    [ "${S[0]}" = - ] || s=$(median "${S[@]}")
-    printf '%-16s %8s %12s %12s %12s %7.2fx %14s\n' "$mode" "$n" "$f" "$c" "$p" \
-      "$(awk -v a="$f" -v b="$p" 'BEGIN { print a / b }')" "$s"
+    printf '%-16s %8s %12s %12s %12s %7.2fx %13.1f%%\n' "$mode" "$n" "$f" "$c" "$p" \
+      "$(awk -v a="$f" -v b="$p" 'BEGIN { print a / b }')" \
+      "$(awk -v a="$c" -v b="$f" 'BEGIN { print 100 * a / b }')"
   done
 done
 if [[ " $MODES " == *" ipvs "* ]]; then

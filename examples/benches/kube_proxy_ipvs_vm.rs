@@ -214,7 +214,7 @@ fn main() {
     for n in sizes {
         match measure(&vm, &kube_proxy, n, repeat) {
             Ok(r) => println!(
-                "{:<16} {:>8} {:>12.1} {:>12.1} {:>12.1} {:>7.2}x {:>14}  (peer: ipset {:.0} + \
+                "{:<16} {:>8} {:>12.1} {:>12.1} {:>12.1} {:>7.2}x {:>13.1}%  (peer: ipset {:.0} + \
                  iptables {:.0} + jumps {:.0} + ipvsadm {:.0} ms; VM ran {:.0} s)",
                 "ipvs (VM)",
                 n,
@@ -222,7 +222,7 @@ fn main() {
                 r.change_ms,
                 r.peer_ms,
                 r.full_ms / r.peer_ms,
-                "-",
+                100.0 * r.change_ms / r.full_ms,
                 r.parts_ms[0],
                 r.parts_ms[1],
                 r.parts_ms[2],

@@ -1,7 +1,8 @@
 //! Syncs in a namespace: a failing partial sync falls back to a full one (kube-proxy's
 //! TestSyncProxyRulesRepeated failure scenario), a failed restore leaves the previous rules
 //! in place, and rules other programs wrote into the built-in chains (matches the rule model
-//! does not know) neither hide our jumps nor get touched.
+//! does not know) neither hide our jumps nor get touched; rule counts come from what was
+//! written; full syncs repair jumps deleted by hand and delete chains left by an earlier run.
 
 use podnet_nat::kube::{ClusterState, IpFamily, parse_objects};
 use podnet_nat::kube_proxy::NodeSettings;
@@ -221,4 +222,75 @@ fn foreign_chains_stay_intact_through_syncs() {
     }
     // Our own rules are there.
     assert!(after.iptables_save().contains("ns2/svc2:p80 cluster IP"));
+}
+
+/// The rule count a sync reports is counted from what it wrote and equals what the kernel
+/// holds in kube-proxy's nat chains; a minimal partial sync writes only the changed Service's
+/// chains; a full sync puts back a jump deleted by hand (in the same restore as the rules);
+/// a restarted syncer deletes the chains of Services that went away while it was down.
+#[test]
+fn counts_come_from_what_was_written_and_full_syncs_repair() {
+    require_root!();
+    let node = TestNs::new("sync-count");
+    let new_syncer = || {
+        IptablesSyncer::new(node.ns().clone(), NodeSettings::new("n1", IpFamily::V4))
+            .with_partial_mode(PartialMode::Minimal)
+    };
+    let ours = || {
+        node.exec("iptables-save", &["-t", "nat"])
+            .lines()
+            .filter(|l| l.starts_with("-A KUBE-"))
+            .count()
+    };
+    let s1 = svc("ns1", "svc1", "10.96.0.41", "10.244.0.1");
+    let s2 = svc("ns2", "svc2", "10.96.0.42", "10.244.0.2");
+    let s2b = svc("ns2", "svc2", "10.96.0.42", "10.244.0.3");
+    let mut syncer = new_syncer();
+    let r = syncer.sync(&state(&(s1.clone() + &s2))).unwrap();
+    assert!(r.full);
+    assert_eq!(r.nat_rules, ours(), "{r:?}");
+    assert!(r.filter_rules > 0, "{r:?}");
+    // One endpoint of svc2 replaced: only svc2's chains are written.
+    let r = syncer.sync(&state(&(s1.clone() + &s2b))).unwrap();
+    assert!(!r.full && r.services_written == 1, "{r:?}");
+    assert!(r.input_bytes < 2048, "{r:?}");
+    assert_eq!(r.nat_rules, ours(), "{r:?}");
+    let nat = node.exec("iptables-save", &["-t", "nat"]);
+    assert!(
+        nat.contains("10.244.0.3:80") && !nat.contains("10.244.0.2:80"),
+        "{nat}"
+    );
+    // A jump deleted by hand comes back with the next full sync, once.
+    let jump = [
+        "-t",
+        "nat",
+        "-D",
+        "PREROUTING",
+        "-m",
+        "comment",
+        "--comment",
+        "kubernetes service portals",
+        "-j",
+        "KUBE-SERVICES",
+    ];
+    node.exec("iptables", &jump);
+    syncer.force_full_sync();
+    assert!(syncer.sync(&state(&(s1.clone() + &s2b))).unwrap().full);
+    let nat = node.exec("iptables-save", &["-t", "nat"]);
+    let jumps = nat
+        .lines()
+        .filter(|l| l.starts_with("-A PREROUTING") && l.ends_with("-j KUBE-SERVICES"))
+        .count();
+    assert_eq!(jumps, 1, "{nat}");
+    // Restarted without svc1: its chains go with the first sync.
+    drop(syncer);
+    let mut syncer = new_syncer();
+    let r = syncer.sync(&state(&s2b)).unwrap();
+    assert!(r.full && r.chains_deleted >= 2, "{r:?}");
+    let nat = node.exec("iptables-save", &["-t", "nat"]);
+    assert!(
+        !nat.contains("10.244.0.1:80") && !nat.contains("svc1"),
+        "{nat}"
+    );
+    assert_eq!(r.nat_rules, ours(), "{r:?}");
 }

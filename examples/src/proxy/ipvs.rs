@@ -46,10 +46,16 @@ impl Mode for IpvsMode {
         "ipvs"
     }
 
-    fn sync(&mut self, state: &ClusterState, _full: bool) -> Result<SyncOutcome, String> {
+    fn sync(&mut self, state: &ClusterState, full: bool) -> Result<SyncOutcome, String> {
         let start = Instant::now();
         let rules = compile(state, &self.node, &self.settings);
         let syncer = self.syncer()?;
+        if full {
+            syncer.force_full_sync();
+        }
+        // A partial sync (the syncer's default after a successful one) writes only what
+        // changed: ipset entries, the iptables rules when they changed, addresses and the
+        // virtual services whose destinations changed.
         let r = syncer.apply(&rules).map_err(|e| e.to_string())?;
         if !r.failures.is_empty() {
             return Err(r.failures.join("; "));
@@ -58,7 +64,7 @@ impl Mode for IpvsMode {
         // went away get a fresh connection.
         let conntrack_deleted = syncer.delete_stale_udp(state).map_err(|e| e.to_string())?;
         Ok(SyncOutcome {
-            full: true,
+            full: r.full,
             duration: start.elapsed(),
             rules: rules.services.len(),
             conntrack_deleted,

@@ -135,7 +135,7 @@ impl Metrics {
         );
         r.register(
             "kubeproxy_sync_proxy_rules_rules_total",
-            "Rules in the kernel after the last sync",
+            "Rules the proxy holds in the kernel after the last sync, counted from what it wrote",
             m.rules.clone(),
         );
         r.register(

@@ -6,6 +6,7 @@
 //!   name); persistence timeout and netmask; service flags; connection timeouts. Errors are
 //!   [`IpvsError`]s that keep the errno and say what was asked.
 //! - [`wire`]: the messages themselves, encoded and decoded without panics.
+//! - [`diff`]: what a partial ipvs-mode sync writes, computed without I/O.
 //! - [`ipset`]: the ipsets of kube-proxy's ipvs mode (as `ipset restore` input), and
 //!   [`sync::IpvsSyncer`], which applies what [`crate::kube_proxy::ipvs_mode`] compiles from
 //!   the service model (virtual services and destinations, the `kube-ipvs0` addresses, the
@@ -17,6 +18,7 @@
 
 mod attr;
 mod client;
+pub mod diff;
 pub mod ipset;
 pub mod sync;
 mod types;

@@ -9,11 +9,19 @@
 //! UDP clients whose real server went away, as the iptables and nftables modes do. Only
 //! differences touch IPVS: a sync with nothing changed reads IPVS and writes nothing to it.
 //!
+//! That is the full sync: the first one, one forced by [`IpvsSyncer::force_full_sync`] (the
+//! periodic resync), and the one after a sync that failed in part. Every other sync is
+//! partial: it writes only what [`super::diff::diff`] finds changed since the last successful
+//! sync (ipset entries added and removed, the iptables rules only when they changed, the
+//! addresses, and the virtual services that changed, each of whose destinations is read from
+//! the kernel for its connection counts), and reads nothing else.
+//!
 //! A destination that is no longer wanted is deleted at once unless it is TCP with
 //! connections: then its weight goes to 0 (no new connections) and a later sync deletes it
 //! once its connections are gone, as kube-proxy's graceful termination does.
 
 use super::client::{Ipvs, IpvsError};
+use super::diff::{IpvsDiff, diff};
 use super::types::{Destination, ServiceId, VirtualService};
 use crate::conntrack::{Conntrack, StaleUdp, stale_udp};
 use crate::iptables::Protocol;
@@ -74,6 +82,12 @@ const SYSCTLS: [&str; 4] = [
 /// What one sync changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IpvsSyncReport {
+    /// A full sync (every set, rule and virtual service written or read), not a partial one.
+    pub full: bool,
+    /// ipset entries added or removed by a partial sync (a full one swaps every set in).
+    pub ipset_entries_changed: usize,
+    /// `iptables-restore` ran (always in a full sync; in a partial one when the rules changed).
+    pub iptables_restored: bool,
     /// Virtual services added.
     pub services_added: usize,
     /// Virtual services edited (scheduler, flags, persistence).
@@ -112,6 +126,11 @@ pub struct IpvsSyncer {
     ipvs: Ipvs,
     links: Handle,
     conntrack: Option<Conntrack>,
+    /// What the last successful sync applied (`None`: the next sync is a full one).
+    applied: Option<IpvsRules>,
+    /// Virtual services with destinations draining at weight 0: every sync looks at them
+    /// again until their connections are gone.
+    draining: BTreeSet<ServiceId>,
 }
 
 impl IpvsSyncer {
@@ -156,6 +175,8 @@ impl IpvsSyncer {
             ipvs,
             links,
             conntrack: None,
+            applied: None,
+            draining: BTreeSet::new(),
         })
     }
 
@@ -169,6 +190,12 @@ impl IpvsSyncer {
     /// changed, say).
     pub fn set_node(&mut self, node: NodeSettings) {
         self.node = node;
+    }
+
+    /// The next sync is a full one (kube-proxy's periodic resync): every set, rule and virtual
+    /// service read from or written to the kernel, not only what changed.
+    pub fn force_full_sync(&mut self) {
+        self.applied = None;
     }
 
     /// The IPVS client (to look at what a sync did).
@@ -206,10 +233,122 @@ impl IpvsSyncer {
         }
     }
 
-    /// Applies compiled rules.
+    /// Applies compiled rules: only what changed since the last successful sync when there
+    /// is one (see the module's documentation), else everything.
     pub fn apply(&mut self, rules: &IpvsRules) -> Result<IpvsSyncReport, IpvsSyncError> {
+        // Until this sync succeeds in whole, the next one is a full one.
+        let prev = self.applied.take();
+        let report = match prev.as_ref().filter(|p| p.family == rules.family) {
+            Some(prev) => {
+                let d = diff(prev, rules);
+                self.apply_diff(rules, &d)?
+            }
+            None => self.apply_full(rules)?,
+        };
+        if report.failures.is_empty() {
+            self.applied = Some(rules.clone());
+        }
+        Ok(report)
+    }
+
+    /// A partial sync: writes `d` (computed from what the last sync applied to `rules`).
+    fn apply_diff(
+        &mut self,
+        rules: &IpvsRules,
+        d: &IpvsDiff,
+    ) -> Result<IpvsSyncReport, IpvsSyncError> {
         let start = Instant::now();
         let mut report = IpvsSyncReport::default();
+        if !d.ipset_restore.is_empty() {
+            run_with_input(
+                &self.netns,
+                "ipset",
+                &["-exist", "restore"],
+                d.ipset_restore.as_bytes(),
+            )?;
+            report.ipset_entries_changed = d.ipset_entries_changed();
+        }
+        if d.iptables_changed {
+            let (restore, _, _) = self.backend.programs(rules.family);
+            run_with_input(
+                &self.netns,
+                restore,
+                &["--noflush", "--counters"],
+                rules.iptables.render().as_bytes(),
+            )?;
+            report.iptables_restored = true;
+        }
+        for ip in &d.bind {
+            self.links.addr().replace(DUMMY_DEVICE, IpNet::from(*ip))?;
+            report.addresses_added += 1;
+        }
+        let mut touched = d.touched_services();
+        touched.extend(self.draining.iter().copied());
+        for id in &touched {
+            let Some(wanted) = rules.services.get(id) else {
+                continue; // a draining service that went away: deleted below
+            };
+            let fresh = d.services_added.contains(id);
+            let result = if fresh {
+                self.ipvs.add_service(&wanted.service).map(|()| {
+                    report.services_added += 1;
+                })
+            } else if d.services_edited.contains(id) {
+                self.ipvs.edit_service(&wanted.service).map(|()| {
+                    report.services_edited += 1;
+                })
+            } else {
+                Ok(())
+            };
+            let result = result.and_then(|()| {
+                self.sync_destinations(id, &wanted.destinations, fresh, &mut report)
+            });
+            match result {
+                Ok(draining) => self.note_draining(*id, draining),
+                Err(e) => report
+                    .failures
+                    .push(format!("{} ({}): {e}", id, wanted.port)),
+            }
+        }
+        for id in &d.services_deleted {
+            self.draining.remove(id);
+            if self.excluded(id) {
+                continue;
+            }
+            match self.ipvs.del_service(id) {
+                Ok(()) => report.services_deleted += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => report.failures.push(e.to_string()),
+            }
+        }
+        for ip in &d.unbind {
+            match self.links.addr().del(DUMMY_DEVICE, IpNet::from(*ip)) {
+                Ok(()) => report.addresses_removed += 1,
+                Err(podnet_links::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        report.duration = start.elapsed();
+        Ok(report)
+    }
+
+    fn note_draining(&mut self, id: ServiceId, draining: usize) {
+        if draining > 0 {
+            self.draining.insert(id);
+        } else {
+            self.draining.remove(&id);
+        }
+    }
+
+    /// A full sync: every set swapped in, the iptables rules restored and the jumps checked,
+    /// every virtual service of the family read and brought in step.
+    fn apply_full(&mut self, rules: &IpvsRules) -> Result<IpvsSyncReport, IpvsSyncError> {
+        let start = Instant::now();
+        let mut report = IpvsSyncReport {
+            full: true,
+            iptables_restored: true,
+            ..IpvsSyncReport::default()
+        };
         self.ensure_dummy()?;
         run_with_input(
             &self.netns,
@@ -293,6 +432,7 @@ impl IpvsSyncer {
             .map(|e| (e.service.id, e.service))
             .filter(|(id, _)| id.family() == family)
             .collect();
+        self.draining.clear();
         for (id, wanted) in &rules.services {
             let fresh = !current.contains_key(id);
             let result = match current.get(id) {
@@ -308,10 +448,11 @@ impl IpvsSyncer {
             };
             let result = result
                 .and_then(|()| self.sync_destinations(id, &wanted.destinations, fresh, report));
-            if let Err(e) = result {
-                report
+            match result {
+                Ok(draining) => self.note_draining(*id, draining),
+                Err(e) => report
                     .failures
-                    .push(format!("{} ({}): {e}", id, wanted.port));
+                    .push(format!("{} ({}): {e}", id, wanted.port)),
             }
         }
         for id in current.keys() {
@@ -345,7 +486,7 @@ impl IpvsSyncer {
         wanted: &[Destination],
         fresh: bool,
         report: &mut IpvsSyncReport,
-    ) -> Result<(), IpvsError> {
+    ) -> Result<usize, IpvsError> {
         // A service this sync just added has no destinations yet.
         let current = if fresh {
             Vec::new()
@@ -368,6 +509,7 @@ impl IpvsSyncer {
             }
         }
         let wanted_addrs: BTreeSet<SocketAddr> = wanted.iter().map(|d| d.addr).collect();
+        let mut draining = 0;
         for h in current
             .iter()
             .filter(|h| !wanted_addrs.contains(&h.destination.addr))
@@ -384,6 +526,7 @@ impl IpvsSyncer {
                     self.ipvs.edit_destination(id, &h.destination.weight(0))?;
                 }
                 report.destinations_draining += 1;
+                draining += 1;
                 continue;
             }
             match self.ipvs.del_destination(id, h.destination.addr) {
@@ -392,7 +535,7 @@ impl IpvsSyncer {
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(draining)
     }
 
     /// Removes what ipvs mode made (kube-proxy's `--cleanup`), and only that: the virtual
@@ -403,6 +546,9 @@ impl IpvsSyncer {
     /// A chain or ipset that something else still uses is left, and named in the report.
     pub fn cleanup(&mut self, family: IpFamily) -> Result<IpvsCleanupReport, IpvsSyncError> {
         let mut report = IpvsCleanupReport::default();
+        // Whatever happens below, the next sync starts from scratch.
+        self.applied = None;
+        self.draining.clear();
         let fam = family;
         // What the last sync left tells which services are ours: read it before removing it.
         let bound = match self.links.link().get(DUMMY_DEVICE) {

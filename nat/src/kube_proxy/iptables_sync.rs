@@ -99,6 +99,11 @@ pub struct SyncReport {
     pub apply_time: Duration,
     /// Stale UDP conntrack flows deleted after the rules were applied.
     pub conntrack_deleted: usize,
+    /// Rules in kube-proxy's own nat chains after the sync, counted from what the syncer
+    /// wrote (upstream's `sync_proxy_rules_iptables_total{table="nat"}`), not read back.
+    pub nat_rules: usize,
+    /// The same for the filter table.
+    pub filter_rules: usize,
 }
 
 /// The rules a successful sync left in the kernel, for planning the next partial sync.
@@ -110,6 +115,13 @@ pub struct Applied {
     pub filter: TableRules,
     /// The nat table's top-level chains as applied.
     pub nat_top: TableRules,
+}
+
+impl Applied {
+    /// Rules in kube-proxy's own nat chains: the top-level chains and every Service's.
+    pub fn nat_rule_count(&self) -> usize {
+        self.nat_top.rule_count() + self.services.values().map(|s| s.rules.len()).sum::<usize>()
+    }
 }
 
 /// A table's rules grouped by chain, borrowed.
@@ -250,14 +262,6 @@ pub fn run_with_input(
     })?;
     let out = checked(spawned, program, || format!("{program} {}", args.join(" ")))?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn run(cmd: &mut Command, program: &str) -> Result<bool, SyncError> {
-    let out = cmd.output().map_err(|source| SyncError::Spawn {
-        program: program.to_owned(),
-        source,
-    })?;
-    Ok(out.status.success())
 }
 
 /// Chains kube-proxy writes a rule into but does not own: kubelet makes `KUBE-FIREWALL` (older
@@ -415,10 +419,6 @@ impl IptablesSyncer {
         self.backend.programs(self.settings.family).0
     }
 
-    fn iptables_program(&self) -> &'static str {
-        self.backend.programs(self.settings.family).1
-    }
-
     fn save_program(&self) -> &'static str {
         self.backend.programs(self.settings.family).2
     }
@@ -442,38 +442,70 @@ impl IptablesSyncer {
     }
 
     /// Compiles `state` and brings the namespace's rules in step with it.
+    ///
+    /// A full sync reads the filter and nat tables (`iptables-save -t`, while the rules
+    /// compile) and applies everything in one `iptables-restore` per sync: kube-proxy's chains,
+    /// the missing jumps from the built-in chains (`-I`) and its missing rules in kubelet's
+    /// chains. A partial sync runs `iptables-restore` alone.
     pub fn sync(&mut self, state: &ClusterState) -> Result<SyncReport, SyncError> {
         let t0 = Instant::now();
-        let mut compiled = self.compiler.compile(state, &self.settings);
-        self.kubelet_rules = split_kubelet_chains(&mut compiled);
         if self.need_full {
-            let report = self.full_sync(compiled, t0, false)?;
+            let save = self.save_program();
+            let ns = &self.netns;
+            let (live, mut compiled) = std::thread::scope(|s| {
+                let reader = s.spawn(move || LiveTables::read(ns, save));
+                let compiled = self.compiler.compile(state, &self.settings);
+                let live = reader
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (live, compiled)
+            });
+            self.kubelet_rules = split_kubelet_chains(&mut compiled);
+            let report = self.full_sync(compiled, t0, false, live?)?;
             return self.after_sync(state, report);
         }
+        let mut compiled = self.compiler.compile(state, &self.settings);
+        self.kubelet_rules = split_kubelet_chains(&mut compiled);
         let plan = self.plan(compiled, &BTreeSet::new());
         let render_time = t0.elapsed();
         let t1 = Instant::now();
         match self.restore(&plan.input) {
             Ok(()) => {
-                let report = SyncReport {
-                    full: false,
-                    fell_back: false,
-                    input_bytes: plan.input.len(),
-                    services_written: plan.written.len(),
-                    chains_deleted: plan.deleted.len(),
-                    render_time,
-                    apply_time: t1.elapsed(),
-                    conntrack_deleted: 0,
-                };
+                let report = self.report(&plan, false, render_time, t1);
                 self.commit(plan);
                 self.after_sync(state, report)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "partial iptables sync failed; doing a full sync");
                 self.need_full = true;
-                let report = self.full_sync(plan.compiled, Instant::now(), true)?;
+                let live = LiveTables::read(&self.netns, self.save_program())?;
+                let report = self.full_sync(plan.compiled, Instant::now(), true, live)?;
                 self.after_sync(state, report)
             }
+        }
+    }
+
+    fn report(
+        &self,
+        plan: &SyncPlan,
+        fell_back: bool,
+        render_time: Duration,
+        t1: Instant,
+    ) -> SyncReport {
+        let c = &plan.compiled;
+        let nat_rules =
+            c.nat_top.rule_count() + c.services.values().map(|s| s.rules.len()).sum::<usize>();
+        SyncReport {
+            full: plan.full,
+            fell_back,
+            input_bytes: plan.input.len(),
+            services_written: plan.written.len(),
+            chains_deleted: plan.deleted.len(),
+            render_time,
+            apply_time: t1.elapsed(),
+            conntrack_deleted: 0,
+            nat_rules,
+            filter_rules: c.filter.rule_count() + self.kubelet_rules.len(),
         }
     }
 
@@ -482,31 +514,31 @@ impl IptablesSyncer {
         compiled: Compiled,
         t0: Instant,
         fell_back: bool,
+        live: LiveTables,
     ) -> Result<SyncReport, SyncError> {
         self.need_full = true;
-        // When we do not know what the kernel holds (first sync, or after a failure), list
-        // its nat chains so stale service chains are deleted too.
-        let stale = if self.applied.is_none() || fell_back {
-            self.live_service_chains()?
-        } else {
-            BTreeSet::new()
-        };
-        let plan = self.plan(compiled, &stale);
+        // Service chains in the kernel that no Service uses any more (left by an earlier run,
+        // or by a failed sync) are deleted too.
+        let stale = live.service_chains();
+        let missing_filter = missing_rules(Table::Filter, &live.filter, &self.kubelet_rules)?;
+        let missing_nat = missing_rules(Table::Nat, &live.nat, &self.kubelet_rules)?;
+        let mut plan = self.plan(compiled, &stale);
+        add_missing_rules(
+            &mut plan.input,
+            Table::Filter,
+            &plan.compiled.filter,
+            &missing_filter,
+        );
+        add_missing_rules(
+            &mut plan.input,
+            Table::Nat,
+            &plan.compiled.nat_top,
+            &missing_nat,
+        );
         let render_time = t0.elapsed();
         let t1 = Instant::now();
-        // The jumps first, like kube-proxy: cheap while the tables are still small.
-        self.ensure_rules()?;
         self.restore(&plan.input)?;
-        let report = SyncReport {
-            full: true,
-            fell_back,
-            input_bytes: plan.input.len(),
-            services_written: plan.written.len(),
-            chains_deleted: plan.deleted.len(),
-            render_time,
-            apply_time: t1.elapsed(),
-            conntrack_deleted: 0,
-        };
+        let report = self.report(&plan, fell_back, render_time, t1);
         self.commit(plan);
         Ok(report)
     }
@@ -544,50 +576,7 @@ impl IptablesSyncer {
     /// The per-Service chains now in the namespace's nat table.
     pub fn live_service_chains(&self) -> Result<BTreeSet<String>, SyncError> {
         let out = run_with_input(&self.netns, self.save_program(), &["-t", "nat"], b"")?;
-        Ok(out
-            .lines()
-            .filter_map(|l| l.strip_prefix(':'))
-            .filter_map(|l| l.split_whitespace().next())
-            .filter(|c| is_service_chain(c))
-            .map(str::to_owned)
-            .collect())
-    }
-
-    /// Makes sure the jumps from the built-in chains to kube-proxy's chains, and its rules in
-    /// kubelet's chains, exist: one `iptables-save` per table tells which do, then `-I` (or
-    /// `-A`) for each missing one.
-    fn ensure_rules(&self) -> Result<(), SyncError> {
-        let prog = self.iptables_program();
-        for table in [Table::Filter, Table::Nat] {
-            let save = run_with_input(
-                &self.netns,
-                self.save_program(),
-                &["-t", table.as_str()],
-                b"",
-            )?;
-            let missing = missing_rules(table, &save, &self.kubelet_rules)?;
-            let ts = table.as_str();
-            for m in missing {
-                if let Some(chain) = &m.create_chain {
-                    let mut new = self.netns.command(prog);
-                    new.args(["-w", "5", "-t", ts, "-N", chain]);
-                    new.stdout(Stdio::null()).stderr(Stdio::null());
-                    // Another program may have made it meanwhile; the rule's own command
-                    // below says if it is really missing.
-                    let _ = run(&mut new, prog)?;
-                }
-                let words = crate::iptables::split_rule_words(&m.rule.render());
-                let args = &words[2..]; // after "-A CHAIN"
-                let verb = if m.insert { "-I" } else { "-A" };
-                let chain: &str = &m.rule.chain;
-                let mut cmd = self.netns.command(prog);
-                cmd.args(["-w", "5", "-t", ts, verb, chain]).args(args);
-                checked(cmd.output(), prog, || {
-                    format!("{prog} -t {ts} {verb} {chain} {}", args.join(" "))
-                })?;
-            }
-        }
-        Ok(())
+        Ok(service_chains_in_save(&out))
     }
 
     /// How many rules `table` holds now, every program's (read with
@@ -615,6 +604,79 @@ impl IptablesSyncer {
         )?;
         Ok(parse_save(&out)?)
     }
+}
+
+/// The per-Service chains declared in `iptables-save -t nat` output.
+fn service_chains_in_save(save: &str) -> BTreeSet<String> {
+    save.lines()
+        .filter_map(|l| l.strip_prefix(':'))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| is_service_chain(c))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The filter and nat tables as `iptables-save -t` printed them before a full sync.
+struct LiveTables {
+    filter: String,
+    nat: String,
+}
+
+impl LiveTables {
+    fn read(ns: &NetNs, save: &str) -> Result<LiveTables, SyncError> {
+        Ok(LiveTables {
+            filter: run_with_input(ns, save, &["-t", "filter"], b"")?,
+            nat: run_with_input(ns, save, &["-t", "nat"], b"")?,
+        })
+    }
+
+    fn service_chains(&self) -> BTreeSet<String> {
+        service_chains_in_save(&self.nat)
+    }
+}
+
+/// Adds `missing` (from [`missing_rules`]) to `table`'s block of the `iptables-restore` input
+/// `input`: a declaration for each chain to be made that `compiled` does not declare already
+/// (right after `*table`, so it exists before any rule jumps to it), and each rule before the
+/// block's `COMMIT`, in order (`-I` inserts at the top as `iptables -I` does). The block must
+/// be in `input` (a full sync writes both tables).
+pub fn add_missing_rules(
+    input: &mut String,
+    table: Table,
+    compiled: &TableRules,
+    missing: &[MissingRule],
+) {
+    if missing.is_empty() {
+        return;
+    }
+    let head = format!("*{}\n", table.as_str());
+    let Some(start) = input.find(&head).map(|i| i + head.len()) else {
+        return;
+    };
+    let Some(commit) = input[start..].find("COMMIT\n").map(|i| i + start) else {
+        return;
+    };
+    let mut rules = String::new();
+    let mut decls = String::new();
+    for m in missing {
+        if let Some(c) = &m.create_chain {
+            if !compiled.chains.iter().any(|d| &d.name == c) {
+                decls.push(':');
+                decls.push_str(c);
+                decls.push_str(" - [0:0]\n");
+            }
+        }
+        let text = m.rule.render();
+        if m.insert {
+            rules.push_str("-I ");
+            rules.push_str(text.strip_prefix("-A ").unwrap_or(&text));
+        } else {
+            rules.push_str(&text);
+        }
+        rules.push('\n');
+    }
+    input.insert_str(commit, &rules);
+    input.insert_str(start, &decls);
 }
 
 /// The planning step of a sync, without I/O: which Services to write and which chains to delete.

@@ -718,6 +718,11 @@ fn kube_proxy_ipvs_mode_syncs_and_serves() {
         (0, 0, 0, 0),
         "{again:?}"
     );
+    // It was a partial sync: no ipset entry, no iptables-restore.
+    assert!(
+        !again.full && !again.iptables_restored && again.ipset_entries_changed == 0,
+        "{again:?}"
+    );
 
     check_kube_proxy_view(&node);
 
@@ -738,6 +743,12 @@ fn kube_proxy_ipvs_mode_syncs_and_serves() {
     let one = WEB.replace("- {addresses: [10.244.2.2], nodeName: node-2}\n", "");
     let report = syncer.sync(&state(&one)).unwrap();
     assert_eq!(report.destinations_draining, 2, "{report:?}");
+    // A partial sync: only the two virtual services' destinations (ep2 is on another node,
+    // so it had no hairpin entry).
+    assert!(
+        !report.full && !report.iptables_restored && report.ipset_entries_changed == 0,
+        "{report:?}"
+    );
     for _ in 0..4 {
         assert_eq!(ask(&client, sa("10.96.0.10:80")), "ep1");
         assert_eq!(ask(&client, sa("198.18.0.1:30080")), "ep1");
