@@ -91,7 +91,7 @@ impl std::str::FromStr for NftLayout {
 }
 
 /// Endpoint groups sharing one slot map and one affinity map.
-pub const GROUPS_PER_SHARD: u32 = 32;
+pub const GROUPS_PER_SHARD: u32 = 256;
 /// Slots a group can have at most (the group's slots start at `group * MAX_SLOTS`).
 pub const MAX_SLOTS: u32 = 4096;
 /// Live endpoints of the affinity groups: `group . address . port`.
