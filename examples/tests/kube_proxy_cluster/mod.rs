@@ -129,6 +129,11 @@ pub fn up_mode(tag: &str, mode: &str) -> Guard {
 
 /// A cluster with kube-proxy in `mode` for the Services of `services` (a YAML List).
 pub fn up_with(tag: &str, mode: &str, services: &str) -> Guard {
+    up_with_args(tag, mode, services, &[])
+}
+
+/// The same, kube-proxy started with the flags `args` too.
+pub fn up_with_args(tag: &str, mode: &str, services: &str, args: &[&str]) -> Guard {
     let prefix = format!("{}{}-{tag}", podnet_testsupport::PREFIX, std::process::id());
     let mut o = Options::new(&prefix);
     o.nodes = 2;
@@ -140,6 +145,7 @@ pub fn up_with(tag: &str, mode: &str, services: &str) -> Guard {
     std::fs::write(&file, services).unwrap();
     o.services = Some(file);
     o.proxy_mode = mode.into();
+    o.kube_proxy_args = args.iter().map(|a| a.to_string()).collect();
     Guard(Some(
         Cluster::up(o, &mut |m| eprintln!("{m}")).expect("cluster up"),
     ))
