@@ -7,7 +7,7 @@
 
 mod kube_proxy_cluster;
 
-use kube_proxy_cluster::{SERVICES, services_behave, up, up_mode};
+use kube_proxy_cluster::{SERVICES, services_behave, up, up_mode, up_with_args};
 use podnet_testsupport::foreign::{self, HostState};
 use podnet_testsupport::{TestNs, require_root};
 
@@ -21,6 +21,19 @@ fn iptables_mode_on_the_cluster() {
 fn nftables_mode_on_the_cluster() {
     require_root!();
     services_behave(up_mode("kpnft", "nftables"), "nftables");
+}
+
+/// The same checks with the nftables mode's maps layout (endpoints in data maps).
+#[test]
+fn nftables_maps_layout_on_the_cluster() {
+    require_root!();
+    let g = up_with_args(
+        "kpnfm",
+        "nftables",
+        SERVICES,
+        &["--nftables-layout", "maps"],
+    );
+    services_behave(g, "nftables");
 }
 
 #[test]

@@ -3,14 +3,22 @@
 //! (the text kube-proxy's nftables mode would hand to nft), in one run, each on an identical
 //! table in its own test namespace.
 //!
+//! The same change in the maps layout (`NftLayout::Maps`: endpoints in data maps, so the
+//! change is element updates only), on a table loaded by one full sync of all the Services
+//! in one transaction; the ratio of the two layouts' one-endpoint changes, and how the maps
+//! layout's full sync grows from one size to the next.
+//!
 //! `cargo bench -p podnet-nat --bench nftables_sync` (as root). `PODNET_BENCH_SIZES` (e.g.
-//! `1000,10000`) and `PODNET_BENCH_ROUNDS` change what is measured.
+//! `1000,10000`), `PODNET_BENCH_ROUNDS` and `PODNET_BENCH_LAYOUTS` (`kube-proxy,maps`, the
+//! default; `maps` alone skips kube-proxy's layout and its `nft -f` peer) change what is
+//! measured.
 
 mod common;
 
 use common::{can_run, cluster_ip_service, endpoint, median, ms, node_settings, port_name};
 use podnet_nat::kube::{ClusterState, Endpoint, ServiceKey};
 use podnet_nat::kube_proxy::iptables_sync::run_with_input;
+use podnet_nat::kube_proxy::nftables_maps::NftLayout;
 use podnet_nat::kube_proxy::nftables_mode::NftProxySettings;
 use podnet_nat::kube_proxy::nftables_mode::TABLE;
 use podnet_nat::nftables::{NftSocket, NftablesSyncer, Planner};
@@ -60,12 +68,51 @@ fn settings() -> NftProxySettings {
     }
 }
 
+/// The maps layout at `n` Services: (full sync of all in one transaction, median one-endpoint
+/// change, its median send + kernel time, its operations).
+fn maps_layout(n: u32, rounds: usize) -> (Duration, Duration, Duration, usize) {
+    let mut st = ClusterState::default();
+    add_services(&mut st, 0..n);
+    let ns = TestNs::new("bench-nft-mp");
+    let mut syncer = NftablesSyncer::with_layout(ns.ns().clone(), settings(), NftLayout::Maps);
+    let t = Instant::now();
+    let r = syncer.sync(&st).expect("maps layout: full sync");
+    let full = t.elapsed();
+    assert!(r.full);
+    let target = n / 2;
+    let key = port_name(target).service;
+    let mut times = Vec::new();
+    let mut kernel = Vec::new();
+    let mut ops = 0;
+    for r in 0..rounds {
+        let variant = (r as u32 + 1) % 2;
+        st.endpoints
+            .insert(port_name(target), endpoints(target, variant));
+        let t = Instant::now();
+        let report = syncer
+            .sync_services(&st, std::slice::from_ref(&key))
+            .expect("maps layout: incremental sync");
+        times.push(t.elapsed());
+        kernel.push(report.apply_time);
+        assert!(!report.full);
+        // Element updates only: no chain written.
+        assert_eq!(report.services_written, 0, "{report:?}");
+        ops = report.operations;
+    }
+    (full, median(times), median(kernel), ops)
+}
+
 fn main() {
     if !can_run("nftables_sync") {
         return;
     }
     let sizes = env_list("PODNET_BENCH_SIZES", &[1_000, 10_000, 30_000]);
     let rounds = env_list("PODNET_BENCH_ROUNDS", &[20])[0].max(2);
+    let layouts =
+        std::env::var("PODNET_BENCH_LAYOUTS").unwrap_or_else(|_| "kube-proxy,maps".into());
+    let kube_proxy_layout = layouts.split(',').any(|l| l.trim() == "kube-proxy");
+    let maps = layouts.split(',').any(|l| l.trim() == "maps");
+    let mut kp_change: Vec<(u32, Duration)> = Vec::new();
     let nft_rounds = (rounds / 2).max(3);
     println!(
         "one endpoint change, {ENDPOINTS} endpoints per Service; podnet: median of {rounds}, nft -f: median of {nft_rounds}"
@@ -82,7 +129,7 @@ fn main() {
         "nft -f ms",
         "ratio"
     );
-    for &n in &sizes {
+    for &n in sizes.iter().filter(|_| kube_proxy_layout) {
         let n = n as u32;
         // Both tables are built the same way: a full sync of the first chunk, then chunks
         // of Services added by incremental transactions. (One transaction of 30,000 Services
@@ -180,6 +227,7 @@ fn main() {
             peer.commit(plan, Instant::now());
         }
         let (p, nf) = (median(pn_times), median(nft_times));
+        kp_change.push((n, p));
         println!(
             "{:>8} | {:>10.1} {:>10.1} | {:>10.3} {:>10.3} {:>10.3} {:>6} | {:>12.1} | {:>7.0}x",
             n,
@@ -192,5 +240,51 @@ fn main() {
             ms(nf),
             nf.as_secs_f64() / p.as_secs_f64()
         );
+    }
+    if !maps {
+        return;
+    }
+    println!();
+    println!(
+        "maps layout (endpoints in data maps): full sync of all Services in one transaction, then one endpoint change (median of {rounds})"
+    );
+    println!(
+        "{:>8} | {:>12} {:>12} | {:>10} {:>10} {:>6} | {:>16}",
+        "services",
+        "full sync s",
+        "vs previous",
+        "change ms",
+        "kernel ms",
+        "ops",
+        "kube-proxy / maps"
+    );
+    let mut previous: Option<(u32, Duration)> = None;
+    for &n in &sizes {
+        let n = n as u32;
+        let (full, change, kernel, ops) = maps_layout(n, rounds);
+        let growth = previous.map_or("".to_string(), |(pn, pf)| {
+            format!(
+                "{:.2}x ({:.0}x Services)",
+                full.as_secs_f64() / pf.as_secs_f64(),
+                f64::from(n) / f64::from(pn)
+            )
+        });
+        let ratio = kp_change
+            .iter()
+            .find(|(kn, _)| *kn == n)
+            .map_or("".to_string(), |(_, kp)| {
+                format!("{:.0}x", kp.as_secs_f64() / change.as_secs_f64())
+            });
+        println!(
+            "{:>8} | {:>12.2} {:>12} | {:>10.3} {:>10.3} {:>6} | {:>16}",
+            n,
+            full.as_secs_f64(),
+            growth,
+            ms(change),
+            ms(kernel),
+            ops,
+            ratio
+        );
+        previous = Some((n, full));
     }
 }

@@ -52,6 +52,11 @@ struct Args {
     /// iptables, nftables or ipvs (default iptables).
     #[arg(long)]
     proxy_mode: Option<String>,
+    /// nftables mode only: `kube-proxy` (the default: exactly upstream's objects) or `maps`
+    /// (endpoints in data maps, so an endpoint change only updates map elements; a podnet
+    /// flag, not upstream's).
+    #[arg(long)]
+    nftables_layout: Option<podnet_nat::kube_proxy::nftables_maps::NftLayout>,
     /// Directory of Service and EndpointSlice objects (YAML or JSON; and this node's Node, for
     /// its zone), watched for changes, instead of the API server. A file that is malformed or
     /// empty (caught half-written) keeps its last good version, with a warning; a deleted
@@ -533,11 +538,18 @@ fn main() {
             "--iptables-backend is not supported in ipvs mode yet: it uses the system's iptables"
                 .into(),
         ),
+        _ if args.nftables_layout.is_some() && r.mode != "nftables" => {
+            fail("--nftables-layout is only for --proxy-mode nftables".into())
+        }
         "ipvs" => Box::new(IpvsMode::new(ns, settings, r.ipvs.clone())),
         "nftables" => {
             let mut nft = podnet_nat::kube_proxy::nftables_mode::NftProxySettings::new(settings);
             nft.service_cidrs = args.service_cluster_ip_range.clone();
-            Box::new(NftablesMode::new(ns, nft))
+            Box::new(NftablesMode::with_layout(
+                ns,
+                nft,
+                args.nftables_layout.unwrap_or_default(),
+            ))
         }
         other => fail(format!(
             "unknown --proxy-mode {other:?} (iptables, nftables, ipvs)"

@@ -104,6 +104,8 @@ pub struct Options {
     pub services: Option<PathBuf>,
     /// kube-proxy's `--proxy-mode`.
     pub proxy_mode: String,
+    /// More kube-proxy flags (`--nftables-layout maps`, ...).
+    pub kube_proxy_args: Vec<String>,
     /// The kube-proxy binary.
     pub kube_proxy: PathBuf,
     /// The CNI plugin that attaches pods.
@@ -158,6 +160,7 @@ impl Options {
             flanneld: sibling_binary("flanneld"),
             services: None,
             proxy_mode: "iptables".into(),
+            kube_proxy_args: Vec::new(),
             kube_proxy: sibling_binary("kube-proxy"),
             cni: sibling_binary("podnet-cni"),
         }
@@ -552,6 +555,7 @@ impl Cluster {
             .arg("--config-dir")
             .arg(&dir)
             .args(["--proxy-mode", &self.opts.proxy_mode])
+            .args(&self.opts.kube_proxy_args)
             .args(["--hostname-override", &format!("node{}", node.index)])
             .args(["--cluster-cidr", CLUSTER_NETWORK])
             .args(["--iptables-min-sync-period", "0.5"])

@@ -3,8 +3,9 @@
 
 use super::{Mode, SyncOutcome};
 use podnet_nat::kube::ClusterState;
+use podnet_nat::kube_proxy::nftables_maps::NftLayout;
 use podnet_nat::kube_proxy::nftables_mode::{NftProxySettings, compile};
-use podnet_nat::nftables::sync::NftablesSyncer;
+use podnet_nat::nftables::sync::{NftablesSyncer, Planner};
 use podnet_netns::NetNs;
 use std::time::Instant;
 
@@ -13,15 +14,22 @@ pub struct NftablesMode {
     syncer: NftablesSyncer,
     settings: NftProxySettings,
     ns: NetNs,
+    layout: NftLayout,
 }
 
 impl NftablesMode {
     /// The nftables mode for `settings`, applying inside `ns`.
     pub fn new(ns: NetNs, settings: NftProxySettings) -> NftablesMode {
+        NftablesMode::with_layout(ns, settings, NftLayout::KubeProxy)
+    }
+
+    /// The nftables mode writing its table in `layout` (`--nftables-layout`).
+    pub fn with_layout(ns: NetNs, settings: NftProxySettings, layout: NftLayout) -> NftablesMode {
         NftablesMode {
-            syncer: NftablesSyncer::new(ns.clone(), settings.clone()),
+            syncer: NftablesSyncer::with_layout(ns.clone(), settings.clone(), layout),
             settings,
             ns,
+            layout,
         }
     }
 }
@@ -46,7 +54,13 @@ impl Mode for NftablesMode {
     }
 
     fn dry_run(&self, state: &ClusterState) -> String {
-        compile(state, &self.settings).full_transaction().render()
+        match self.layout {
+            NftLayout::KubeProxy => compile(state, &self.settings).full_transaction().render(),
+            NftLayout::Maps => Planner::with_layout(self.settings.clone(), self.layout)
+                .plan_full(state, &[], &[])
+                .tx
+                .render(),
+        }
     }
 
     fn set_node_ips(&mut self, ips: Vec<std::net::IpAddr>) {

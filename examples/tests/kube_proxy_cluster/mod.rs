@@ -141,12 +141,28 @@ pub fn up_with(tag: &str, mode: &str, services: &str) -> Guard {
     up_with_input(tag, mode, services, Input::Files)
 }
 
+/// The same, kube-proxy started with the flags `args` too.
+pub fn up_with_args(tag: &str, mode: &str, services: &str, args: &[&str]) -> Guard {
+    up_with_input_args(tag, mode, services, Input::Files, args)
+}
+
 /// A cluster with kube-proxy in `mode` for the Services of `services` (a YAML List), fed by
 /// `input`. With [`Input::Api`] the cluster runs in kube mode (the test API server in the
 /// fabric); the objects podnet-cluster wrote into the config directories are created in the
 /// API server and every node's kube-proxy is restarted with `--master` instead of
 /// `--config-dir`.
 pub fn up_with_input(tag: &str, mode: &str, services: &str, input: Input) -> Guard {
+    up_with_input_args(tag, mode, services, input, &[])
+}
+
+/// [`up_with_input`] with kube-proxy started with the flags `args` too.
+pub fn up_with_input_args(
+    tag: &str,
+    mode: &str,
+    services: &str,
+    input: Input,
+    args: &[&str],
+) -> Guard {
     let prefix = format!("{}{}-{tag}", podnet_testsupport::PREFIX, std::process::id());
     let mut o = Options::new(&prefix);
     o.nodes = 2;
@@ -158,6 +174,7 @@ pub fn up_with_input(tag: &str, mode: &str, services: &str, input: Input) -> Gua
     std::fs::write(&file, services).unwrap();
     o.services = Some(file);
     o.proxy_mode = mode.into();
+    o.kube_proxy_args = args.iter().map(|a| a.to_string()).collect();
     if input == Input::Api {
         o.kube = true;
         if let Some(p) = option_env!("CARGO_BIN_EXE_podnet-test-apiserver") {

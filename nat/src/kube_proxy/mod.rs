@@ -6,7 +6,9 @@
 //!
 //! - [`iptables_mode`]: the `filter` and `nat` rules of kube-proxy's iptables mode (as the
 //!   [`crate::iptables`] rule model), applied by [`iptables_sync`];
-//! - [`nftables_mode`]: table `kube-proxy`, applied by [`crate::nftables::sync`];
+//! - [`nftables_mode`]: table `kube-proxy`, applied by [`crate::nftables::sync`]; its
+//!   opt-in maps layout, whose endpoint changes are element updates only, in
+//!   [`nftables_maps`];
 //! - [`ipvs_mode`]: IPVS virtual services, ipsets and the iptables rules ipvs mode keeps,
 //!   applied by [`crate::ipvs::sync`];
 //! - [`cleanup`]: what a mode leaves in iptables, removed.
@@ -15,6 +17,7 @@ pub mod cleanup;
 pub mod iptables_mode;
 pub mod iptables_sync;
 pub mod ipvs_mode;
+pub mod nftables_maps;
 pub mod nftables_mode;
 mod settings;
 

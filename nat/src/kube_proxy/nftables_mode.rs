@@ -373,6 +373,7 @@ fn addr_set(family: Family, name: &str, comment: &str) -> Set {
         name: name.into(),
         key: vec![family.addr_type()],
         verdict_map: false,
+        data: Vec::new(),
         dynamic: false,
         timeout: None,
         comment: Some(comment.into()),
@@ -389,6 +390,7 @@ fn vmap(family: Family, name: &str, with_addr: bool, comment: &str) -> Set {
             vec![KeyType::InetProto, KeyType::InetService]
         },
         verdict_map: true,
+        data: Vec::new(),
         dynamic: false,
         timeout: None,
         comment: Some(comment.into()),
@@ -466,6 +468,7 @@ fn dispatch_maps(ops: &mut Vec<Op>, settings: &NftProxySettings) {
                 set: NODEPORT_IPS_SET.into(),
                 key: vec![KeyPart::Addr(ip)],
                 value: None,
+                data: Vec::new(),
                 comment: None,
             }));
         }
@@ -573,26 +576,39 @@ fn dispatch_maps(ops: &mut Vec<Op>, settings: &NftProxySettings) {
 
 /// Accumulates a Service's objects: chains in creation order with their rules.
 #[derive(Default)]
-struct Builder {
-    objs: ServiceObjects,
+pub(crate) struct Builder {
+    pub(crate) objs: ServiceObjects,
     index: BTreeMap<String, usize>,
     seen_elements: BTreeSet<(String, Vec<KeyPart>)>,
 }
 
 impl Builder {
-    fn ensure(&mut self, chain: &str) {
+    pub(crate) fn ensure(&mut self, chain: &str) {
         if !self.index.contains_key(chain) {
             self.index.insert(chain.to_owned(), self.objs.chains.len());
             self.objs.chains.push((chain.to_owned(), Vec::new()));
         }
     }
 
-    fn rule(&mut self, chain: &str, exprs: Vec<Expr>, comment: Option<&str>) {
+    pub(crate) fn rule(&mut self, chain: &str, exprs: Vec<Expr>, comment: Option<&str>) {
         self.ensure(chain);
         let i = self.index[chain];
         let mut r = Rule::new(chain, exprs);
         r.comment = comment.map(str::to_owned);
         self.objs.chains[i].1.push(r);
+    }
+
+    /// An element of a data map (or a set, with no data), once per key.
+    pub(crate) fn data_element(&mut self, set: &str, key: Vec<KeyPart>, data: Vec<KeyPart>) {
+        if self.seen_elements.insert((set.to_owned(), key.clone())) {
+            self.objs.elements.push(Element {
+                set: set.to_owned(),
+                key,
+                value: None,
+                data,
+                comment: None,
+            });
+        }
     }
 
     fn element(
@@ -607,6 +623,7 @@ impl Builder {
                 set: set.to_owned(),
                 key,
                 value,
+                data: Vec::new(),
                 comment: comment.map(str::to_owned),
             });
         }
@@ -633,16 +650,16 @@ pub fn compile_service<'a>(
 }
 
 /// The chain names of one service port.
-struct PortNames<'p, 'a> {
+pub(crate) struct PortNames<'p, 'a> {
     plan: &'p PortPlan<'a>,
-    cluster: String,
-    local: String,
-    external: String,
-    firewall: String,
+    pub(crate) cluster: String,
+    pub(crate) local: String,
+    pub(crate) external: String,
+    pub(crate) firewall: String,
 }
 
 impl<'p, 'a> PortNames<'p, 'a> {
-    fn new(plan: &'p PortPlan<'a>) -> Self {
+    pub(crate) fn new(plan: &'p PortPlan<'a>) -> Self {
         let base = service_chain_base(&plan.port.name);
         PortNames {
             plan,
@@ -693,7 +710,7 @@ fn unserved_verdict(why: Unserved) -> Verdict {
 
 /// The port's elements of `cluster-ips`, `service-ips`, `no-endpoint-services`,
 /// `firewall-ips`, `service-nodeports` and `no-endpoint-nodeports`.
-fn dispatch_elements(b: &mut Builder, plan: &PortPlan<'_>, n: &PortNames<'_, '_>) {
+pub(crate) fn dispatch_elements(b: &mut Builder, plan: &PortPlan<'_>, n: &PortNames<'_, '_>) {
     let svc = plan.port;
     let proto = svc.protocol();
     let name = plan.name.as_str();
@@ -770,7 +787,7 @@ fn dispatch_elements(b: &mut Builder, plan: &PortPlan<'_>, n: &PortNames<'_, '_>
 }
 
 /// Internal traffic: masquerade off-cluster sources (or everything).
-fn internal_chain(
+pub(crate) fn internal_chain(
     b: &mut Builder,
     plan: &PortPlan<'_>,
     n: &PortNames<'_, '_>,
@@ -790,7 +807,7 @@ fn internal_chain(
 }
 
 /// `external-`: its steps, in order.
-fn external_chain(
+pub(crate) fn external_chain(
     b: &mut Builder,
     plan: &PortPlan<'_>,
     n: &PortNames<'_, '_>,
@@ -824,7 +841,7 @@ fn external_chain(
 }
 
 /// `firewall-`: drop sources outside `loadBalancerSourceRanges`.
-fn firewall_chain(b: &mut Builder, plan: &PortPlan<'_>, n: &PortNames<'_, '_>) {
+pub(crate) fn firewall_chain(b: &mut Builder, plan: &PortPlan<'_>, n: &PortNames<'_, '_>) {
     let Some(fw) = &plan.firewall else {
         return;
     };
@@ -856,6 +873,7 @@ fn endpoint_chains(b: &mut Builder, plan: &PortPlan<'_>, n: &PortNames<'_, '_>, 
                 name: n.endpoint(ep).1,
                 key: vec![family.addr_type()],
                 verdict_map: false,
+                data: Vec::new(),
                 dynamic: true,
                 timeout: Some(timeout),
                 comment: None,

@@ -72,8 +72,15 @@ pub(crate) fn key_bytes(key: &[KeyPart]) -> Vec<u8> {
 
 fn set_udata(s: &Set) -> Vec<u8> {
     let mut u = if s.key.len() == 1 {
-        let order = if s.key[0] == KeyType::Integer { 1 } else { 2 };
+        let order = if matches!(s.key[0], KeyType::Integer | KeyType::Mark) {
+            1
+        } else {
+            2
+        };
         vec![0, 4, order, 0, 0, 0]
+    } else if !s.data.is_empty() || s.key.contains(&KeyType::Mark) {
+        // The maps layout's concatenations: typed keys nft prints without a `typeof`.
+        vec![0, 4, 0, 0, 0, 0]
     } else {
         // Concatenations: byte order "invalid", and nft's "typeof concat" marker.
         vec![
@@ -87,12 +94,18 @@ fn set_udata(s: &Set) -> Vec<u8> {
 }
 
 fn set_key_type(s: &Set) -> (u32, u32) {
-    if s.key.len() == 1 {
-        return (s.key[0].type_id(), s.key[0].len());
+    concat_type(&s.key)
+}
+
+/// nft's datatype number and the length of a key or data of `parts` (a concatenation packs 6
+/// bits per part and pads each part to 4 bytes).
+fn concat_type(parts: &[KeyType]) -> (u32, u32) {
+    if parts.len() == 1 {
+        return (parts[0].type_id(), parts[0].len());
     }
     let mut t = 0u32;
     let mut len = 0u32;
-    for k in &s.key {
+    for k in parts {
         t = (t << 6) | k.type_id();
         len += k.len().div_ceil(4) * 4;
     }
@@ -280,7 +293,7 @@ impl Encoder<'_> {
         let table = self.table();
         let (kt, kl) = set_key_type(s);
         let mut flags = 0u32;
-        if s.verdict_map {
+        if s.is_map() {
             flags |= 0x8; // NFT_SET_MAP
         }
         if s.timeout.is_some() {
@@ -301,6 +314,10 @@ impl Encoder<'_> {
         if s.verdict_map {
             a.push(SetAttribute::DataType(0xffff_ff00)); // NFT_DATA_VERDICT
             a.push(SetAttribute::DataLen(0));
+        } else if !s.data.is_empty() {
+            let (dt, dl) = concat_type(&s.data);
+            a.push(SetAttribute::DataType(dt));
+            a.push(SetAttribute::DataLen(dl));
         }
         a.push(SetAttribute::Id(id));
         if let Some(t) = s.timeout {
@@ -394,6 +411,10 @@ fn element_attrs(e: &Element, with_value: bool) -> ElementAttrs {
             a.push(SetElementAttribute::Data(DataAttribute::Verdict(
                 verdict_attrs(v),
             )));
+        } else if !e.data.is_empty() {
+            let data = key_bytes(&e.data);
+            size += data.len() + 8;
+            a.push(SetElementAttribute::Data(DataAttribute::Value(data)));
         }
         if let Some(c) = &e.comment {
             size += c.len() + 8;
@@ -556,6 +577,7 @@ mod tests {
                 set: set.into(),
                 key: vec![KeyPart::Port(port)],
                 value: None,
+                data: Vec::new(),
                 comment: None,
             }));
         }

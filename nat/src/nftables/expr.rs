@@ -560,10 +560,15 @@ fn decode_raw(name: &str, data: &[u8]) -> Option<Insn> {
             saddr: get32(&a, NFTA_FIB_FLAGS)? == NFTA_FIB_F_SADDR,
             dreg: get32(&a, NFTA_FIB_DREG)?,
         },
-        "numgen" if get32(&a, NFTA_NG_TYPE)? == NFT_NG_RANDOM => Insn::NumgenRandom {
-            modulus: get32(&a, NFTA_NG_MODULUS)?,
-            dreg: get32(&a, NFTA_NG_DREG)?,
-        },
+        "numgen"
+            if get32(&a, NFTA_NG_TYPE)? == NFT_NG_RANDOM
+                && get32(&a, NFTA_NG_OFFSET).unwrap_or(0) == 0 =>
+        {
+            Insn::NumgenRandom {
+                modulus: get32(&a, NFTA_NG_MODULUS)?,
+                dreg: get32(&a, NFTA_NG_DREG)?,
+            }
+        }
         "nat" if get32(&a, NFTA_NAT_TYPE)? == NFT_NAT_DNAT => Insn::Dnat {
             family: u8::try_from(get32(&a, NFTA_NAT_FAMILY)?).ok()?,
             addr_reg: get32(&a, NFTA_NAT_REG_ADDR_MIN)?,
@@ -577,11 +582,19 @@ fn decode_raw(name: &str, data: &[u8]) -> Option<Insn> {
             kind: get32(&a, NFTA_REJECT_TYPE)?,
             code: *get(&a, NFTA_REJECT_ICMP_CODE)?.first()?,
         },
-        "dynset" if get32(&a, NFTA_DYNSET_OP)? == NFT_DYNSET_OP_UPDATE => Insn::DynsetUpdate {
-            set: cstr(get(&a, NFTA_DYNSET_SET_NAME)?),
-            set_id: get32(&a, NFTA_DYNSET_SET_ID),
-            sreg: get32(&a, NFTA_DYNSET_SREG_KEY)?,
-        },
+        // Only the plain form podnet writes for kube-proxy's layout (no data, no timeout of
+        // its own: the kernel dumps a zero one); the maps layout's dynsets stay `Other`.
+        "dynset"
+            if get32(&a, NFTA_DYNSET_OP)? == NFT_DYNSET_OP_UPDATE
+                && get(&a, 5).is_none()
+                && get(&a, 6).is_none_or(|t| t.iter().all(|b| *b == 0)) =>
+        {
+            Insn::DynsetUpdate {
+                set: cstr(get(&a, NFTA_DYNSET_SET_NAME)?),
+                set_id: get32(&a, NFTA_DYNSET_SET_ID),
+                sreg: get32(&a, NFTA_DYNSET_SREG_KEY)?,
+            }
+        }
         "counter" => Insn::Counter,
         _ => return None,
     })

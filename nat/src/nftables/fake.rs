@@ -52,6 +52,15 @@ fn rule_sets(r: &Rule) -> Vec<&str> {
         match e {
             Expr::AddrInSet { set, .. } | Expr::Update { set, .. } => v.push(set.as_str()),
             Expr::Vmap { map, .. } => v.push(map.as_str()),
+            Expr::AddrPairInSet { set } => v.push(set.as_str()),
+            Expr::SlotDnat { map, affinity, .. } => {
+                v.push(map.as_str());
+                v.extend(affinity.iter().map(|a| a.map.as_str()));
+            }
+            Expr::AffinityDnat { affinity, live } | Expr::AffinityForget { affinity, live } => {
+                v.push(affinity.map.as_str());
+                v.push(live.as_str());
+            }
             _ => {}
         }
     }
@@ -143,7 +152,11 @@ impl FakeTable {
                     .push(r.clone());
             }
             Op::AddSet(s) => match self.sets.get(&s.name) {
-                Some(old) if old.set.key != s.key || old.set.verdict_map != s.verdict_map => {
+                Some(old)
+                    if old.set.key != s.key
+                        || old.set.verdict_map != s.verdict_map
+                        || old.set.data != s.data =>
+                {
                     return Err("set exists with another type".into());
                 }
                 Some(_) => {}
@@ -180,11 +193,14 @@ impl FakeTable {
                     }
                 }
                 let s = self.sets.get_mut(&e.set).ok_or("no such set")?;
-                if s.set.key.len() != e.key.len() || s.set.verdict_map != e.value.is_some() {
+                if s.set.key.len() != e.key.len()
+                    || s.set.verdict_map != e.value.is_some()
+                    || s.set.data.len() != e.data.len()
+                {
                     return Err("element does not fit the set".into());
                 }
                 match s.elements.get(&e.key) {
-                    Some(old) if old.value != e.value => {
+                    Some(old) if old.value != e.value || old.data != e.data => {
                         return Err("element exists with another value".into());
                     }
                     Some(_) => {}

@@ -13,7 +13,7 @@
 //! and the userdata of anonymous sets is what nft records.
 
 use super::expr::{Insn, MetaKind, PayloadBase};
-use super::rule::{AddrField, AddrItem, Expr, VmapKey};
+use super::rule::{AddrField, AddrItem, Affinity, Expr, VmapKey};
 use super::types::{Family, Verdict, proto_number};
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
@@ -201,7 +201,198 @@ impl Expr {
                 },
             }),
             Expr::Verdict(v) => insns.push(Insn::Verdict(v.clone())),
+            Expr::SlotDnat {
+                map,
+                modulus,
+                offset,
+                affinity,
+            } => lower_slot_dnat(family, map, *modulus, *offset, affinity.as_ref(), insns),
+            Expr::AffinityDnat { affinity, live } => {
+                lower_affinity(family, affinity, live, false, insns);
+            }
+            Expr::AffinityForget { affinity, live } => {
+                lower_affinity(family, affinity, live, true, insns);
+            }
+            Expr::AddrPairInSet { set } => {
+                let a = family.addr_len() / 4;
+                insns.push(Insn::Payload {
+                    base: PayloadBase::Network,
+                    offset: AddrField::Src.offset(family),
+                    len: family.addr_len(),
+                    dreg: word(0),
+                });
+                insns.push(Insn::Payload {
+                    base: PayloadBase::Network,
+                    offset: AddrField::Dst.offset(family),
+                    len: family.addr_len(),
+                    dreg: word(a),
+                });
+                insns.push(Insn::Lookup {
+                    set: set.clone(),
+                    set_id: None,
+                    sreg: word(0),
+                    dreg: None,
+                    invert: false,
+                });
+            }
         }
+    }
+}
+
+/// The 32-bit register of word `w` of the register file (`NFT_REG32_00 + w`).
+fn word(w: u32) -> u32 {
+    8 + w
+}
+
+/// The attributes of an expression nft-podnet has no typed form for, as the bytes of its
+/// `NFTA_EXPR_DATA` nest.
+fn raw_expr(name: &str, attrs: &[(u16, Vec<u8>)]) -> Insn {
+    let mut data = Vec::new();
+    for (kind, v) in attrs {
+        let len = 4 + v.len();
+        data.extend_from_slice(&(len as u16).to_ne_bytes());
+        data.extend_from_slice(&kind.to_ne_bytes());
+        data.extend_from_slice(v);
+        data.resize(data.len().div_ceil(4) * 4, 0);
+    }
+    Insn::Other {
+        name: name.to_owned(),
+        data,
+    }
+}
+
+fn be32(v: u32) -> Vec<u8> {
+    v.to_be_bytes().to_vec()
+}
+
+fn cstring(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+// nft_dynset attributes and operations.
+const NFTA_DYNSET_SET_NAME: u16 = 1;
+const NFTA_DYNSET_OP: u16 = 3;
+const NFTA_DYNSET_SREG_KEY: u16 = 4;
+const NFTA_DYNSET_SREG_DATA: u16 = 5;
+const NFTA_DYNSET_TIMEOUT: u16 = 6;
+const NFT_DYNSET_OP_UPDATE: u32 = 1;
+const NFT_DYNSET_OP_DELETE: u32 = 2;
+
+/// `dynset update|delete @MAP { reg KEY : reg DATA }` with the affinity's timeout.
+fn dynset(a: &Affinity, delete: bool, key: u32, data: u32) -> Insn {
+    let mut attrs = vec![
+        (NFTA_DYNSET_SET_NAME, cstring(&a.map)),
+        (
+            NFTA_DYNSET_OP,
+            be32(if delete {
+                NFT_DYNSET_OP_DELETE
+            } else {
+                NFT_DYNSET_OP_UPDATE
+            }),
+        ),
+        (NFTA_DYNSET_SREG_KEY, be32(key)),
+        (NFTA_DYNSET_SREG_DATA, be32(data)),
+    ];
+    if !delete {
+        attrs.push((
+            NFTA_DYNSET_TIMEOUT,
+            (u64::from(a.timeout) * 1000).to_be_bytes().to_vec(),
+        ));
+    }
+    raw_expr("dynset", &attrs)
+}
+
+/// `group . saddr` into words `w` and `w + 1..`.
+fn load_group_saddr(family: Family, group: u32, w: u32, insns: &mut Vec<Insn>) {
+    insns.push(Insn::Immediate {
+        dreg: word(w),
+        data: group.to_ne_bytes().to_vec(),
+    });
+    insns.push(Insn::Payload {
+        base: PayloadBase::Network,
+        offset: AddrField::Src.offset(family),
+        len: family.addr_len(),
+        dreg: word(w + 1),
+    });
+}
+
+/// DNAT to the address in word 1 and the port in the word after it.
+fn dnat_from_words(family: Family, insns: &mut Vec<Insn>) {
+    let a = family.addr_len() / 4;
+    insns.push(Insn::Dnat {
+        family: family.nfproto(),
+        addr_reg: word(1),
+        proto_reg: word(1 + a),
+        flags: 0x2, // NF_NAT_RANGE_PROTO_SPECIFIED
+    });
+}
+
+/// The maps layout's endpoint choice. Registers (32-bit words): the slot number in word 0,
+/// the endpoint's address and port from the slot map in words 1.., and for affinity the key
+/// `group . saddr` after them, written with the endpoint as data into the affinity map.
+fn lower_slot_dnat(
+    family: Family,
+    map: &str,
+    modulus: u32,
+    offset: u32,
+    affinity: Option<&Affinity>,
+    insns: &mut Vec<Insn>,
+) {
+    const NFTA_NG_DREG: u16 = 1;
+    const NFTA_NG_MODULUS: u16 = 2;
+    const NFTA_NG_TYPE: u16 = 3;
+    const NFTA_NG_OFFSET: u16 = 4;
+    insns.push(raw_expr(
+        "numgen",
+        &[
+            (NFTA_NG_DREG, be32(word(0))),
+            (NFTA_NG_MODULUS, be32(modulus)),
+            (NFTA_NG_TYPE, be32(1)), // NFT_NG_RANDOM
+            (NFTA_NG_OFFSET, be32(offset)),
+        ],
+    ));
+    insns.push(Insn::Lookup {
+        set: map.to_owned(),
+        set_id: None,
+        sreg: word(0),
+        dreg: Some(word(1)),
+        invert: false,
+    });
+    if let Some(a) = affinity {
+        let key = 2 + family.addr_len() / 4;
+        load_group_saddr(family, a.group, key, insns);
+        insns.push(dynset(a, false, word(key), word(1)));
+    }
+    dnat_from_words(family, insns);
+}
+
+/// The maps layout's affinity rules: `group . saddr` (words 0..) looked up in the affinity
+/// map, the endpoint it gives (words 1..) checked against the live endpoints (`group . ADDR .
+/// port`, words 0..); then either (hit) the entry refreshed and the packet DNATed to it, or
+/// (`forget`, the endpoint is gone) the entry deleted.
+fn lower_affinity(family: Family, a: &Affinity, live: &str, forget: bool, insns: &mut Vec<Insn>) {
+    load_group_saddr(family, a.group, 0, insns);
+    insns.push(Insn::Lookup {
+        set: a.map.clone(),
+        set_id: None,
+        sreg: word(0),
+        dreg: Some(word(1)),
+        invert: false,
+    });
+    insns.push(Insn::Lookup {
+        set: live.to_owned(),
+        set_id: None,
+        sreg: word(0),
+        dreg: None,
+        invert: forget,
+    });
+    let key = 2 + family.addr_len() / 4;
+    load_group_saddr(family, a.group, key, insns);
+    insns.push(dynset(a, forget, word(key), word(1)));
+    if !forget {
+        dnat_from_words(family, insns);
     }
 }
 

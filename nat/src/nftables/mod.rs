@@ -58,5 +58,5 @@ pub use model::{
     Transaction, Verdict,
 };
 pub use netlink::{ChainInfo, ElementInfo, NftError, NftSocket, RuleInfo, SetInfo};
-pub use rule::{AddrField, AddrItem, Expr, VmapKey};
+pub use rule::{AddrField, AddrItem, Affinity, Expr, VmapKey};
 pub use sync::{NftSyncError, NftSyncReport, NftablesSyncer, Plan, Planner};

@@ -40,6 +40,10 @@ pub struct Set {
     pub key: Vec<KeyType>,
     /// A map from the key to a verdict (`type K : verdict`).
     pub verdict_map: bool,
+    /// A map from the key to data of these types (`type K : ipv4_addr . inet_service`);
+    /// empty for sets and verdict maps. Elements of such a data map never hold a verdict, so
+    /// adding or deleting them asks the kernel for no validation of the table.
+    pub data: Vec<KeyType>,
     /// Updated from the packet path (`flags dynamic`).
     pub dynamic: bool,
     /// Default element timeout in seconds (`flags timeout`, `timeout Ns`).
@@ -59,13 +63,28 @@ impl Set {
             .join(" . ");
         if self.verdict_map {
             s.push_str(" : verdict");
+        } else if !self.data.is_empty() {
+            s.push_str(" : ");
+            s.push_str(
+                &self
+                    .data
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(" . "),
+            );
         }
         s
     }
 
     /// `set` or `map`.
     pub fn keyword(&self) -> &'static str {
-        if self.verdict_map { "map" } else { "set" }
+        if self.is_map() { "map" } else { "set" }
+    }
+
+    /// A verdict map or a data map.
+    pub fn is_map(&self) -> bool {
+        self.verdict_map || !self.data.is_empty()
     }
 }
 
@@ -76,8 +95,10 @@ pub struct Element {
     pub set: String,
     /// The key (one part per key type of the set).
     pub key: Vec<KeyPart>,
-    /// The verdict, for maps.
+    /// The verdict, for verdict maps.
     pub value: Option<Verdict>,
+    /// The data, for data maps (one part per data type of the map); empty otherwise.
+    pub data: Vec<KeyPart>,
     /// A comment.
     pub comment: Option<String>,
 }
@@ -300,6 +321,9 @@ impl Transaction {
                 }
                 if let Some(v) = &e.value {
                     let _ = write!(out, " : {v}");
+                } else if !e.data.is_empty() {
+                    let data: Vec<String> = e.data.iter().map(ToString::to_string).collect();
+                    let _ = write!(out, " : {}", data.join(" . "));
                 }
                 out.push_str(" }");
             }

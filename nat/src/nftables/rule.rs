@@ -79,6 +79,19 @@ pub enum VmapKey {
     ProtoPort,
 }
 
+/// ClientIP affinity of the maps layout (kube-proxy layout: one dynamic set per endpoint): a
+/// dynamic map from `group . client address` to the endpoint chosen for that client, shared
+/// by the Services of one shard, each Service port policy told apart by its `group` number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Affinity {
+    /// The dynamic map (`integer . ADDR : ADDR . inet_service`, flags dynamic,timeout).
+    pub map: String,
+    /// The endpoint group (a Service port's Cluster or Local endpoints).
+    pub group: u32,
+    /// Seconds a remembered choice lasts after the client's last new connection.
+    pub timeout: u32,
+}
+
 /// One piece of a rule.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Expr {
@@ -186,6 +199,43 @@ pub enum Expr {
     Dnat(SocketAddr),
     /// `reject` (ICMP port unreachable).
     Reject,
+    /// The maps layout's endpoint choice: `dnat to numgen random mod MODULUS offset OFFSET map
+    /// @MAP`, the map holding `slot : ADDR . port` elements, and with `affinity` the choice
+    /// remembered for the client first. The rule never changes when the endpoints do; only the
+    /// map's elements do.
+    SlotDnat {
+        /// The data map of slots.
+        map: String,
+        /// Number of slots of the group.
+        modulus: u32,
+        /// The group's first slot.
+        offset: u32,
+        /// Remember the choice for ClientIP affinity.
+        affinity: Option<Affinity>,
+    },
+    /// The maps layout's ClientIP affinity: the endpoint remembered for this client, when
+    /// `group . ADDR . port` is still in the set `live`, refreshed and DNATed to. (No nft
+    /// syntax writes this rule; its text is descriptive.)
+    AffinityDnat {
+        /// The affinity map.
+        affinity: Affinity,
+        /// The set of live endpoints (`integer . ADDR . inet_service`).
+        live: String,
+    },
+    /// The maps layout's ClientIP affinity: forgets the endpoint remembered for this client
+    /// when it is no longer in `live` (no verdict: the rule falls through). (No nft syntax
+    /// writes this rule; its text is descriptive.)
+    AffinityForget {
+        /// The affinity map.
+        affinity: Affinity,
+        /// The set of live endpoints.
+        live: String,
+    },
+    /// `ip saddr . ip daddr @SET`.
+    AddrPairInSet {
+        /// The set of `ADDR . ADDR` pairs.
+        set: String,
+    },
     /// A verdict.
     Verdict(Verdict),
 }
@@ -284,6 +334,42 @@ impl Expr {
                 let _ = write!(out, "dnat to {sa}");
             }
             Expr::Reject => out.push_str("reject"),
+            Expr::SlotDnat {
+                map,
+                modulus,
+                offset,
+                affinity,
+            } => {
+                let choice = format!("numgen random mod {modulus} offset {offset} map @{map}");
+                if let Some(a) = affinity {
+                    let _ = write!(
+                        out,
+                        "update @{} {{ {} . {ipx} saddr timeout {}s : {choice} }} ",
+                        a.map, a.group, a.timeout
+                    );
+                }
+                let _ = write!(out, "dnat to {choice}");
+            }
+            Expr::AffinityDnat { affinity: a, live } => {
+                let _ = write!(
+                    out,
+                    "{g} . ({g} . {ipx} saddr map @{m}) @{live} update @{m} {{ {g} . {ipx} saddr timeout {t}s }} dnat to {g} . {ipx} saddr map @{m}",
+                    g = a.group,
+                    m = a.map,
+                    t = a.timeout
+                );
+            }
+            Expr::AffinityForget { affinity: a, live } => {
+                let _ = write!(
+                    out,
+                    "{g} . ({g} . {ipx} saddr map @{m}) != @{live} delete @{m} {{ {g} . {ipx} saddr }}",
+                    g = a.group,
+                    m = a.map
+                );
+            }
+            Expr::AddrPairInSet { set } => {
+                let _ = write!(out, "{ipx} saddr . {ipx} daddr @{set}");
+            }
             Expr::Verdict(v) => {
                 let _ = write!(out, "{v}");
             }

@@ -19,6 +19,9 @@ use super::netlink::{NftError, NftSocket};
 use crate::conntrack::{Conntrack, ConntrackError, stale_udp};
 use crate::iptables::Protocol;
 use crate::kube::{ClusterState, Endpoint, ServiceKey, ServicePort};
+use crate::kube_proxy::nftables_maps::{
+    Groups, NftLayout, base_ops_maps, compile_service_maps, shard_sets, slots_map,
+};
 use crate::kube_proxy::nftables_mode::{
     Compiled, NftProxySettings, ServiceObjects, TABLE, base_ops, compile_service, is_service_chain,
     ports_of,
@@ -45,6 +48,7 @@ type ElemKey = (String, Vec<KeyPart>);
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ElemState {
     value: Option<Verdict>,
+    data: Vec<KeyPart>,
     comment: Option<String>,
     refs: u32,
 }
@@ -68,6 +72,7 @@ pub struct Plan {
     elem_updates: Vec<(ElemKey, Option<ElemState>)>,
     new_stale: Vec<String>,
     revived: Vec<String>,
+    shards: u32,
 }
 
 /// Plans kube-proxy's nftables transactions for one table.
@@ -81,6 +86,9 @@ pub struct Planner {
     need_full: bool,
     base_recreated: bool,
     cache: BTreeMap<ServiceKey, Cached>,
+    layout: NftLayout,
+    groups: Groups,
+    shards_made: u32,
 }
 
 impl Planner {
@@ -95,6 +103,30 @@ impl Planner {
             need_full: true,
             base_recreated: false,
             cache: BTreeMap::new(),
+            layout: NftLayout::KubeProxy,
+            groups: Groups::default(),
+            shards_made: 0,
+        }
+    }
+
+    /// A planner for `layout`.
+    pub fn with_layout(settings: NftProxySettings, layout: NftLayout) -> Planner {
+        let mut p = Planner::new(settings);
+        p.layout = layout;
+        p
+    }
+
+    /// The table layout.
+    pub fn layout(&self) -> NftLayout {
+        self.layout
+    }
+
+    /// Changes the table layout: the next plan is a full one.
+    pub fn set_layout(&mut self, layout: NftLayout) {
+        if layout != self.layout {
+            self.layout = layout;
+            self.cache.clear();
+            self.need_full = true;
         }
     }
 
@@ -154,7 +186,12 @@ impl Planner {
                 return Some(c.objs.clone());
             }
         }
-        let objs = Arc::new(compile_service(ports.iter().copied(), &self.settings));
+        let objs = Arc::new(match self.layout {
+            NftLayout::KubeProxy => compile_service(ports.iter().copied(), &self.settings),
+            NftLayout::Maps => {
+                compile_service_maps(ports.iter().copied(), &self.settings, &mut self.groups)
+            }
+        });
         self.cache.insert(
             key.clone(),
             Cached {
@@ -178,7 +215,10 @@ impl Planner {
             .collect();
         Compiled {
             family: self.settings.family(),
-            base: base_ops(&self.settings, !self.base_recreated),
+            base: match self.layout {
+                NftLayout::KubeProxy => base_ops(&self.settings, !self.base_recreated),
+                NftLayout::Maps => base_ops_maps(&self.settings, !self.base_recreated),
+            },
             services,
         }
     }
@@ -211,6 +251,19 @@ impl Planner {
     ) -> Plan {
         let compiled = self.compile_all(state);
         let mut tx = compiled.full_transaction();
+        let shards = self.groups.shards();
+        if self.layout == NftLayout::Maps {
+            // The shards' maps, before the rules that use them; the slots are written again.
+            let mut ops = Vec::new();
+            for shard in 0..shards {
+                for s in shard_sets(&self.settings, shard) {
+                    ops.push(Op::AddSet(s));
+                }
+                ops.push(Op::FlushSet(slots_map(shard), true));
+            }
+            let at = compiled.base.len();
+            tx.ops.splice(at..at, ops);
+        }
         let active_chains: BTreeSet<&str> = compiled
             .services
             .values()
@@ -259,6 +312,7 @@ impl Planner {
             elem_updates: Vec::new(),
             new_stale,
             revived,
+            shards,
         }
     }
 
@@ -295,11 +349,42 @@ impl Planner {
         let mut new_stale = Vec::new();
         let mut revived = Vec::new();
         let mut written = 0;
-        // Chains and sets of the new versions.
-        for (_, new) in &changes {
+        let shards = self.groups.shards();
+        if self.layout == NftLayout::Maps {
+            for shard in self.shards_made..shards {
+                for s in shard_sets(&self.settings, shard) {
+                    tx.push(Op::AddSet(s));
+                }
+            }
+        }
+        // Chains and sets of the new versions (in the maps layout, only the chains whose
+        // rules changed: an endpoint change writes none).
+        for (k, new) in &changes {
             if let Some(objs) = new {
-                objs.write_chains(&mut tx);
-                written += 1;
+                match (self.layout, self.applied.get(k)) {
+                    (NftLayout::Maps, Some(old)) => {
+                        let before: HashMap<&str, &Vec<super::model::Rule>> =
+                            old.chains.iter().map(|(c, r)| (c.as_str(), r)).collect();
+                        let mut any = false;
+                        for (c, rules) in &objs.chains {
+                            if before.get(c.as_str()) != Some(&rules) {
+                                tx.push(Op::AddChain(super::model::Chain::regular(c.clone())));
+                                tx.push(Op::FlushChain(c.clone()));
+                                for r in rules {
+                                    tx.push(Op::AddRule(r.clone()));
+                                }
+                                any = true;
+                            }
+                        }
+                        if any {
+                            written += 1;
+                        }
+                    }
+                    _ => {
+                        objs.write_chains(&mut tx);
+                        written += 1;
+                    }
+                }
                 for (c, _) in &objs.chains {
                     if self.stale_chains.contains_key(c) {
                         revived.push(c.clone());
@@ -309,6 +394,7 @@ impl Planner {
         }
         // Elements: count how many Services hold each key before and after.
         let mut delta: BTreeMap<ElemKey, (i64, Option<&Element>)> = BTreeMap::new();
+        let services_written = written;
         for (k, new) in &changes {
             if let Some(old) = self.applied.get(k) {
                 for e in &old.elements {
@@ -338,6 +424,7 @@ impl Planner {
                 set: key.0.clone(),
                 key: key.1.clone(),
                 value: None,
+                data: Vec::new(),
                 comment: None,
             };
             if after == 0 {
@@ -349,33 +436,31 @@ impl Planner {
             }
             // A Service that still holds the key keeps its value; a changed one brings a new
             // value.
-            let (value, comment) = match (newest, cur) {
-                (Some(e), _) => (e.value.clone(), e.comment.clone()),
-                (None, Some(c)) => (c.value.clone(), c.comment.clone()),
+            let (value, data, comment) = match (newest, cur) {
+                (Some(e), _) => (e.value.clone(), e.data.clone(), e.comment.clone()),
+                (None, Some(c)) => (c.value.clone(), c.data.clone(), c.comment.clone()),
                 (None, None) => continue,
             };
+            let element = || Element {
+                set: key.0.clone(),
+                key: key.1.clone(),
+                value: value.clone(),
+                data: data.clone(),
+                comment: comment.clone(),
+            };
             match cur {
-                Some(c) if c.value == value && c.comment == comment => {}
+                Some(c) if c.value == value && c.data == data && c.comment == comment => {}
                 Some(_) => {
                     tx.push(Op::DeleteElement(del_elem()));
-                    tx.push(Op::AddElement(Element {
-                        set: key.0.clone(),
-                        key: key.1.clone(),
-                        value: value.clone(),
-                        comment: comment.clone(),
-                    }));
+                    tx.push(Op::AddElement(element()));
                 }
-                None => tx.push(Op::AddElement(Element {
-                    set: key.0.clone(),
-                    key: key.1.clone(),
-                    value: value.clone(),
-                    comment: comment.clone(),
-                })),
+                None => tx.push(Op::AddElement(element())),
             }
             elem_updates.push((
                 key,
                 Some(ElemState {
                     value,
+                    data,
                     comment,
                     refs: after as u32,
                 }),
@@ -415,11 +500,12 @@ impl Planner {
         Plan {
             full: false,
             tx,
-            services_written: written,
+            services_written,
             updates: changes,
             elem_updates,
             new_stale,
             revived,
+            shards,
         }
     }
 
@@ -432,9 +518,11 @@ impl Planner {
                 }
                 None => {
                     self.applied.remove(&k);
+                    self.groups.release(&k);
                 }
             }
         }
+        self.shards_made = self.shards_made.max(plan.shards);
         if plan.full {
             self.elements.clear();
             for s in self.applied.values() {
@@ -444,6 +532,7 @@ impl Planner {
                         .entry((e.set.clone(), e.key.clone()))
                         .or_insert(ElemState {
                             value: e.value.clone(),
+                            data: e.data.clone(),
                             comment: e.comment.clone(),
                             refs: 0,
                         });
@@ -518,6 +607,20 @@ impl NftablesSyncer {
             netns,
             sock: None,
             planner: Planner::new(settings),
+            conntrack: None,
+        }
+    }
+
+    /// A syncer writing the table in `layout`. Its first sync is a full one.
+    pub fn with_layout(
+        netns: NetNs,
+        settings: NftProxySettings,
+        layout: NftLayout,
+    ) -> NftablesSyncer {
+        NftablesSyncer {
+            netns,
+            sock: None,
+            planner: Planner::with_layout(settings, layout),
             conntrack: None,
         }
     }
@@ -753,6 +856,83 @@ mod tests {
         );
         // Same state again: nothing to do.
         assert!(run(&mut p, &mut t, &state(&with_ep)).is_empty());
+    }
+
+    fn eps_yaml(addrs: &[&str]) -> String {
+        let mut y = format!(
+            "{ONE_PORT}---\nkind: EndpointSlice\napiVersion: discovery.k8s.io/v1\n\
+             metadata: {{name: web-1, namespace: demo, labels: {{kubernetes.io/service-name: web}}}}\n\
+             addressType: IPv4\nports: [{{name: a, port: 8080}}]\nendpoints:\n"
+        );
+        for a in addrs {
+            y.push_str(&format!("- addresses: [{a}]\n"));
+        }
+        y
+    }
+
+    #[test]
+    fn in_the_maps_layout_an_endpoint_change_only_changes_elements() {
+        let mut p = Planner::with_layout(
+            NftProxySettings::new(NodeSettings::new("n", IpFamily::V4)),
+            NftLayout::Maps,
+        );
+        let mut t = FakeTable::new(super::super::Family::Ip, TABLE);
+        let first = run(
+            &mut p,
+            &mut t,
+            &state(&eps_yaml(&["10.244.1.2", "10.244.2.2"])),
+        );
+        let text = first.render();
+        assert!(text.contains("add map ip kube-proxy slots-0"), "{text}");
+        assert!(
+            text.contains("dnat to numgen random mod 8 offset 0 map @slots-0"),
+            "{text}"
+        );
+        assert_eq!(t.elements("slots-0").unwrap().count(), 8);
+        assert_eq!(t.elements("hairpin-pairs").unwrap().count(), 2);
+        // One endpoint replaced: elements only, no chain, rule or verdict.
+        let tx = run(
+            &mut p,
+            &mut t,
+            &state(&eps_yaml(&["10.244.1.2", "10.244.3.2"])),
+        );
+        assert!(!tx.is_empty());
+        for op in &tx.ops {
+            match op {
+                Op::AddElement(e) => {
+                    assert!(e.value.is_none(), "{op:?}");
+                }
+                Op::DeleteElement(_) => {}
+                other => panic!("not an element operation: {other:?}"),
+            }
+        }
+        let data: BTreeSet<String> = t
+            .elements("slots-0")
+            .unwrap()
+            .map(|e| e.data[0].to_string())
+            .collect();
+        assert_eq!(
+            data,
+            BTreeSet::from(["10.244.1.2".to_string(), "10.244.3.2".to_string()])
+        );
+        // No endpoints: the slots are emptied, the rule stays and rejects.
+        let tx = run(&mut p, &mut t, &state(ONE_PORT));
+        assert!(tx.ops.iter().all(|op| matches!(op, Op::DeleteElement(_))));
+        assert_eq!(t.elements("slots-0").unwrap().count(), 0);
+        // Five endpoints need 16 slots: the rule is rewritten once.
+        let five = [
+            "10.244.1.2",
+            "10.244.2.2",
+            "10.244.3.2",
+            "10.244.4.2",
+            "10.244.5.2",
+        ];
+        let tx = run(&mut p, &mut t, &state(&eps_yaml(&five)));
+        assert!(tx.render().contains("mod 16 offset 0"), "{}", tx.render());
+        // The Service goes: its elements go, its group is free again.
+        run(&mut p, &mut t, &ClusterState::default());
+        assert_eq!(t.elements("slots-0").unwrap().count(), 0);
+        assert_eq!(t.elements("hairpin-pairs").unwrap().count(), 0);
     }
 
     #[test]

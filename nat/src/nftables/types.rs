@@ -159,6 +159,9 @@ pub enum KeyType {
     InetService,
     /// A 32-bit host-order integer (the key of `numgen` maps).
     Integer,
+    /// `mark`: a 32-bit host-order number nft prints in hex (the maps layout's slot and group
+    /// numbers; unlike `integer` it has a size nft knows inside concatenations).
+    Mark,
 }
 
 impl KeyType {
@@ -170,6 +173,7 @@ impl KeyType {
             KeyType::InetProto => "inet_proto",
             KeyType::InetService => "inet_service",
             KeyType::Integer => "integer",
+            KeyType::Mark => "mark",
         }
     }
 
@@ -177,6 +181,7 @@ impl KeyType {
     pub(crate) fn type_id(self) -> u32 {
         match self {
             KeyType::Integer => 4,
+            KeyType::Mark => 19,
             KeyType::Ipv4Addr => 7,
             KeyType::Ipv6Addr => 8,
             KeyType::InetProto => 12,
@@ -187,7 +192,7 @@ impl KeyType {
     /// Bytes of a value of this type.
     pub(crate) fn len(self) -> u32 {
         match self {
-            KeyType::Ipv4Addr | KeyType::Integer => 4,
+            KeyType::Ipv4Addr | KeyType::Integer | KeyType::Mark => 4,
             KeyType::Ipv6Addr => 16,
             KeyType::InetProto => 1,
             KeyType::InetService => 2,
