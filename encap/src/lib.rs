@@ -34,6 +34,13 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Handles
+//!
+//! The codecs are pure and open nothing. The udp backend's tunnel takes the TUN queues and
+//! UDP sockets its caller opened (the TUN device from `podnet_links`, whose `Handle` follows
+//! podnet's one handle convention, the top README's "Architecture") and starts with
+//! `tunnel::Builder::start`.
 #![deny(unsafe_code)]
 
 pub mod arp;

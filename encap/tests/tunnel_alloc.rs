@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::twonodes::{NODE_IP, POD_IP, TwoNodes};
+use common::twonodes::{NODE_IP, POD_IP, TwoNodes, crafted};
 use podnet_encap::tunnel::{DropReason, Mode};
-use podnet_encap::{IpPair, IpProtocol, Ipv4Repr, PacketBuf, UdpRepr};
 use podnet_testsupport::require_root;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
@@ -52,25 +51,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn crafted(src: Ipv4Addr) -> Vec<u8> {
-    let mut buf = PacketBuf::from_payload(64, b"crafted");
-    let pair = IpPair::V4 {
-        src,
-        dst: POD_IP[0],
-    };
-    UdpRepr {
-        src_port: 7000,
-        dst_port: 6000,
-        payload_len: 0,
-    }
-    .prepend(&mut buf, &pair, true)
-    .unwrap();
-    Ipv4Repr::new(src, POD_IP[0], IpProtocol::UDP, 64, 0)
-        .prepend(&mut buf)
-        .unwrap();
-    buf.as_slice().to_vec()
-}
 
 /// Moves `bytes` from `tx` to `rx` with preallocated buffers (allocation-free itself).
 fn transfer(
@@ -136,8 +116,8 @@ fn steady_state_is_allocation_free() {
         .run(|| UdpSocket::bind((POD_IP[0], 0)))
         .unwrap()
         .unwrap();
-    let genuine_stranger = crafted(POD_IP[1]);
-    let spoofed = crafted(Ipv4Addr::new(10, 244, 9, 9));
+    let genuine_stranger = crafted(POD_IP[1], b"crafted");
+    let spoofed = crafted(Ipv4Addr::new(10, 244, 9, 9), b"crafted");
     let tunnel1 = SocketAddr::V4(SocketAddrV4::new(NODE_IP[0], 8285));
     let nowhere = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 244, 77, 1), 9));
     let tx_buf = vec![0x5au8; 1 << 16];

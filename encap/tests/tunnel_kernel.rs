@@ -7,9 +7,8 @@
 
 mod common;
 
-use common::twonodes::{NODE_IP, POD_IP, TwoNodes, subnet};
+use common::twonodes::{NODE_IP, POD_IP, TwoNodes, crafted, subnet};
 use podnet_encap::tunnel::{Counters, DropReason, Mode, Peer, UdpTunnel};
-use podnet_encap::{IpPair, IpProtocol, Ipv4Packet, Ipv4Repr, UdpRepr};
 use podnet_testsupport::require_root;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
@@ -79,27 +78,6 @@ fn tcp_transfer(n: &TwoNodes, total: usize, during: impl FnOnce()) -> (u64, u64)
     let (recv_hash, got) = receiver.join().expect("receiver");
     assert_eq!(got, total, "every byte arrived");
     (sent_hash, recv_hash)
-}
-
-/// A flannel-UDP payload: an IPv4/UDP packet from `src` to pod 1's port 6000.
-fn crafted(src: Ipv4Addr, body: &[u8]) -> Vec<u8> {
-    let mut buf = podnet_encap::PacketBuf::from_payload(64, body);
-    let pair = IpPair::V4 {
-        src,
-        dst: POD_IP[0],
-    };
-    UdpRepr {
-        src_port: 7000,
-        dst_port: 6000,
-        payload_len: 0,
-    }
-    .prepend(&mut buf, &pair, true)
-    .expect("udp");
-    Ipv4Repr::new(src, POD_IP[0], IpProtocol::UDP, 64, 0)
-        .prepend(&mut buf)
-        .expect("ipv4");
-    assert!(Ipv4Packet::new_checked(buf.as_slice()).is_ok());
-    buf.as_slice().to_vec()
 }
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {

@@ -11,6 +11,13 @@
 //! - [`http`]: the daemons' small HTTP server (health checks, metrics).
 //! - `kubeapi` (feature `kube`, on by default): the Kubernetes API client (kube-rs) and its
 //!   list/watch cache.
+//!
+//! # Handles
+//!
+//! The programs open every kernel handle through the libraries, by podnet's one handle
+//! convention (the top README's "Architecture"): `Handle::in_ns(&ns)` for a node or pod
+//! namespace, `&self` on shared handles, `&mut self` on one-owner sockets, and the verbs
+//! add/del/replace/list/get.
 
 pub mod cluster;
 pub mod cni;

@@ -36,6 +36,14 @@ fn up_with(tag: &str, backend: &str, services: bool, proxy_mode: &str) -> Guard 
     cluster_support::up(o)
 }
 
+/// An echo server on port 7777 in every pod, answering with the pod's label.
+fn echo_servers(c: &Cluster) -> Vec<EchoServer> {
+    c.pods
+        .iter()
+        .map(|p| EchoServer::start_named(&p.ns, 7777, &p.label()).unwrap())
+        .collect()
+}
+
 fn topology(c: &Cluster) -> Topology {
     Topology::cluster(&c.opts.prefix).expect("topology")
 }
@@ -116,11 +124,7 @@ fn assert_pod_to_pod(w: &Walk, from: &str, to: &str, nodes: &[&str]) {
 fn vxlan_cluster_paths() {
     require_root!();
     let c = up("xv", "vxlan", true);
-    let _servers: Vec<EchoServer> = c
-        .pods
-        .iter()
-        .map(|p| EchoServer::start_named(&p.ns, 7777, &p.label()).unwrap())
-        .collect();
+    let _servers = echo_servers(&c);
     let topo = topology(&c);
     let (p11, p12, p21) = (&c.pods[0], &c.pods[1], &c.pods[2]);
     assert_eq!((p11.node, p12.node, p21.node), (1, 1, 2));
@@ -620,11 +624,7 @@ fn broken_cluster_is_explained_at_the_broken_hop() {
 fn nftables_mode_services() {
     require_root!();
     let c = up_with("xn", "vxlan", true, "nftables");
-    let _servers: Vec<EchoServer> = c
-        .pods
-        .iter()
-        .map(|p| EchoServer::start_named(&p.ns, 7777, &p.label()).unwrap())
-        .collect();
+    let _servers = echo_servers(&c);
     let topo = topology(&c);
 
     // kube-proxy's table `ip kube-proxy`: a verdict map to the Service's chain, then

@@ -16,11 +16,11 @@ mod explain_ipvs;
 mod kube_proxy_cluster;
 #[path = "../../nat/tests/support/vm.rs"]
 mod vm;
+mod vm_cluster;
 
-use kube_proxy_cluster::PROGRAM_DIR_VAR;
 use podnet_examples::explain::{Choice, Packet, Proto, Recording, Topology};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use vm::{Vm, VmError};
 
@@ -28,19 +28,8 @@ use vm::{Vm, VmError};
 const GUEST_VAR: &str = "PODNET_EXPLAIN_VM_GUEST";
 /// The marker of the console lines that carry the recording (JSON, in pieces).
 const REC_MARK: &str = "PODNET-EXPLAIN-REC ";
-/// Where the guest has the package's programs.
-const GUEST_PROGRAM_DIR: &str = "/test/bin";
-/// The cluster's links and netfilter pieces besides ipvs mode's (as `proxy_vm.rs`).
-const MODULES: &[&str] = &[
-    "veth",
-    "bridge",
-    "br_netfilter",
-    "vxlan",
-    "iptable_mangle",
-    "xt_nat",
-    "xt_multiport",
-    "nf_tables",
-];
+/// The modules besides the cluster's and ipvs mode's: nftables, for the recording's `nft`.
+const MODULES: &[&str] = &["nf_tables"];
 
 #[test]
 fn ipvs_mode_recording() {
@@ -87,37 +76,14 @@ fn ipvs_mode_recording() {
     }
 }
 
-/// Modules, ipvs mode's tools, `nft`, the cluster's programs and this one.
+/// The cluster's setup with `ip` and `nft` from this machine, and this program.
 fn setup(vm: &mut Vm) -> Result<(), String> {
-    vm.memory_mb = 1024;
+    vm_cluster::setup(vm, MODULES, &["ip", "nft"])?;
     vm.timeout = Duration::from_secs(900);
-    vm.modules(MODULES)?;
-    vm.ipvs_mode_tools()?;
-    for (name, built) in [
-        ("flanneld", env!("CARGO_BIN_EXE_flanneld")),
-        ("podnet-cni", env!("CARGO_BIN_EXE_podnet-cni")),
-        ("kube-proxy", env!("CARGO_BIN_EXE_kube-proxy")),
-    ] {
-        vm.host_program(Path::new(built), &format!("{GUEST_PROGRAM_DIR}/{name}"))?;
-    }
-    for tool in ["ip", "nft"] {
-        let host = which(tool).ok_or_else(|| format!("{tool} is not installed on this machine"))?;
-        for dir in ["/bin", "/sbin"] {
-            vm.host_program(&host, &format!("{dir}/{tool}"))?;
-        }
-    }
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     vm.host_program(&me, "/test/explain_vm")?;
-    vm.env(PROGRAM_DIR_VAR, GUEST_PROGRAM_DIR)
-        .env(GUEST_VAR, "1")
-        .env("RUST_BACKTRACE", "1");
+    vm.env(GUEST_VAR, "1").env("RUST_BACKTRACE", "1");
     Ok(())
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
 }
 
 /// In the guest: the cluster up in ipvs mode, echo servers in every pod, the walks recorded

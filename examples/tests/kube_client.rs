@@ -145,23 +145,34 @@ fn not_synced_until_the_first_list_completes_and_errors_back_off() {
     assert!(w.snapshot().is_empty());
 }
 
-#[test]
-fn bookmarks_move_the_resource_version_a_dropped_watch_resumes_from() {
-    let s = ApiServer::start(ApiServerOptions::default()).unwrap();
-    s.create(node("a", "10.244.1.0/24")).unwrap();
-    let kube = connect(&s);
+/// A Node watcher on `s`, synced, with its one watch request open.
+fn synced_node_watch(s: &ApiServer) -> (Kube, Watched<Node>) {
+    let kube = connect(s);
     let w = kube.watch(Api::<Node>::all(kube.client()), WatchOptions::default());
     assert!(w.wait_synced(Duration::from_secs(20)));
     until("a watch", || {
-        count(&s, |r| r.contains("watch=true")) == 1 && s.active_watches() == 1
+        count(s, |r| r.contains("watch=true")) == 1 && s.active_watches() == 1
     });
-    // Changes to other resources move the cluster's resourceVersion; only a bookmark tells
-    // the Node watcher about it.
+    (kube, w)
+}
+
+/// Three Services, which move the cluster's resourceVersion past a Node watcher's.
+fn three_services(s: &ApiServer) {
     for i in 0..3 {
         s.create(json!({"apiVersion": "v1", "kind": "Service",
                         "metadata": {"name": format!("s{i}"), "namespace": "default"}}))
             .unwrap();
     }
+}
+
+#[test]
+fn bookmarks_move_the_resource_version_a_dropped_watch_resumes_from() {
+    let s = ApiServer::start(ApiServerOptions::default()).unwrap();
+    s.create(node("a", "10.244.1.0/24")).unwrap();
+    let (_kube, w) = synced_node_watch(&s);
+    // Changes to other resources move the cluster's resourceVersion; only a bookmark tells
+    // the Node watcher about it.
+    three_services(&s);
     let bookmarked = s.resource_version();
     s.send_bookmarks();
     s.drop_watches();
@@ -190,20 +201,11 @@ fn gone_410_relists() {
     let s = ApiServer::start(ApiServerOptions::default()).unwrap();
     s.create(node("a", "10.244.1.0/24")).unwrap();
     s.create(node("b", "10.244.2.0/24")).unwrap();
-    let kube = connect(&s);
-    let w = kube.watch(Api::<Node>::all(kube.client()), WatchOptions::default());
-    assert!(w.wait_synced(Duration::from_secs(20)));
-    until("a watch", || {
-        count(&s, |r| r.contains("watch=true")) == 1 && s.active_watches() == 1
-    });
+    let (_kube, w) = synced_node_watch(&s);
     // Other resources move on and the history is compacted past the Node watcher's
     // resourceVersion (no bookmark told it); the connection drops, and the resumed watch
     // gets 410: the watcher lists again.
-    for i in 0..3 {
-        s.create(json!({"apiVersion": "v1", "kind": "Service",
-                        "metadata": {"name": format!("s{i}"), "namespace": "default"}}))
-            .unwrap();
-    }
+    three_services(&s);
     s.compact();
     s.drop_watches();
     until("a relist", || w.stats().lists == 2);

@@ -470,6 +470,23 @@ fn nodeport_addresses(node: &TestNs, mode: &str) -> String {
     }
 }
 
+/// A node whose interfaces are not called eth*: `ens3` 198.18.5.1/24 and `bond0`
+/// 198.18.6.1/24 (each a veth whose peer stays in the node), up.
+fn node_with_ens3_and_bond0(tag: &str) -> TestNs {
+    let node = TestNs::new(tag);
+    for (dev, addr) in [("ens3", "198.18.5.1/24"), ("bond0", "198.18.6.1/24")] {
+        let peer = format!("{dev}p");
+        node.exec(
+            "ip",
+            &["link", "add", dev, "type", "veth", "peer", "name", &peer],
+        );
+        node.exec("ip", &["addr", "add", addr, "dev", dev]);
+        node.exec("ip", &["link", "set", dev, "up"]);
+        node.exec("ip", &["link", "set", &peer, "up"]);
+    }
+    node
+}
+
 /// On a host whose interfaces are not called eth* (`ens3`, `bond0`), `--nodeport-addresses`
 /// selects among all of the node's addresses, and kube-proxy follows them: an address added
 /// later accepts node ports, one removed stops (iptables and nftables modes).
@@ -477,25 +494,7 @@ fn nodeport_addresses(node: &TestNs, mode: &str) -> String {
 fn node_ports_follow_the_addresses_of_any_interface() {
     require_root!();
     for mode in ["iptables", "nftables"] {
-        let node = TestNs::new("kp-ens3");
-        for (dev, addr) in [("ens3", "198.18.5.1/24"), ("bond0", "198.18.6.1/24")] {
-            node.exec(
-                "ip",
-                &[
-                    "link",
-                    "add",
-                    dev,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    &format!("{dev}p"),
-                ],
-            );
-            node.exec("ip", &["addr", "add", addr, "dev", dev]);
-            node.exec("ip", &["link", "set", dev, "up"]);
-            node.exec("ip", &["link", "set", &format!("{dev}p"), "up"]);
-        }
+        let node = node_with_ens3_and_bond0("kp-ens3");
         node.exec(
             "ip",
             &[
@@ -548,25 +547,7 @@ fn the_primary_node_ip_is_the_default_routes_source() {
     use podnet_examples::proxy::node_addrs::read_node_ips;
     use podnet_nat::kube::IpFamily;
     require_root!();
-    let node = TestNs::new("kp-primary");
-    for (dev, addr) in [("ens3", "198.18.5.1/24"), ("bond0", "198.18.6.1/24")] {
-        node.exec(
-            "ip",
-            &[
-                "link",
-                "add",
-                dev,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &format!("{dev}p"),
-            ],
-        );
-        node.exec("ip", &["addr", "add", addr, "dev", dev]);
-        node.exec("ip", &["link", "set", dev, "up"]);
-        node.exec("ip", &["link", "set", &format!("{dev}p"), "up"]);
-    }
+    let node = node_with_ens3_and_bond0("kp-primary");
     let ip = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
     // No default route: no primary, every address in order.
     assert_eq!(

@@ -25,25 +25,17 @@ mod foreign_node;
 mod kube_proxy_cluster;
 #[path = "../../nat/tests/support/vm.rs"]
 mod vm;
+mod vm_cluster;
 #[path = "../../nat/tests/support/vm_tests.rs"]
 mod vm_tests;
 
-use kube_proxy_cluster::{PROGRAM_DIR_VAR, services_behave, up_mode};
+use kube_proxy_cluster::{services_behave, up_mode};
 use podnet_testsupport::require_root;
-use std::path::{Path, PathBuf};
 use vm::Vm;
 use vm_tests::{KernelTest, KernelTests};
 
-/// The links the cluster builds and the netfilter pieces of flanneld's and podnet-cni's
-/// rules, besides what [`Vm::ipvs_mode_tools`] adds for kube-proxy's ipvs mode.
+/// The modules besides the cluster's and ipvs mode's ([`vm_cluster::setup`]).
 const MODULES: &[&str] = &[
-    "veth",
-    "bridge",
-    "br_netfilter",
-    "vxlan",
-    "iptable_mangle",
-    "xt_nat",
-    "xt_multiport",
     // The foreign host's rules: a distribution's INPUT rules (`-m state`) and firewalld's
     // nftables table (`ct state`, a nat chain).
     "xt_state",
@@ -55,9 +47,6 @@ const MODULES: &[&str] = &[
 /// Programs the foreign-host test runs that busybox lacks or has only in part (`ip link add
 /// ... netns`, `nft`), taken from this machine with their libraries.
 const HOST_TOOLS: &[&str] = &["ip", "nft"];
-
-/// Where the guest has the package's programs.
-const GUEST_PROGRAM_DIR: &str = "/test/bin";
 
 static TESTS: KernelTests = KernelTests {
     program: "proxy_vm",
@@ -77,35 +66,9 @@ static TESTS: KernelTests = KernelTests {
 };
 
 /// The modules, ipvs mode's tools (ipvsadm too, for the failure dump: the IPVS table as the
-/// kernel has it), and the cluster's programs at [`GUEST_PROGRAM_DIR`].
+/// kernel has it), [`HOST_TOOLS`] and the cluster's programs.
 fn setup(vm: &mut Vm) -> Result<(), String> {
-    // Four programs, the pods' namespaces and kube-proxy's ipsets live in guest memory.
-    vm.memory_mb = 1024;
-    vm.modules(MODULES)?;
-    vm.ipvs_mode_tools()?;
-    for (name, built) in [
-        ("flanneld", env!("CARGO_BIN_EXE_flanneld")),
-        ("podnet-cni", env!("CARGO_BIN_EXE_podnet-cni")),
-        ("kube-proxy", env!("CARGO_BIN_EXE_kube-proxy")),
-    ] {
-        vm.host_program(Path::new(built), &format!("{GUEST_PROGRAM_DIR}/{name}"))?;
-    }
-    for tool in HOST_TOOLS {
-        let host = which(tool).ok_or_else(|| format!("{tool} is not installed on this machine"))?;
-        // At /bin and /sbin, before busybox's applets of the same name.
-        for dir in ["/bin", "/sbin"] {
-            vm.host_program(&host, &format!("{dir}/{tool}"))?;
-        }
-    }
-    vm.env(PROGRAM_DIR_VAR, GUEST_PROGRAM_DIR);
-    Ok(())
-}
-
-/// `program`'s path on this machine's `PATH`.
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
+    vm_cluster::setup(vm, MODULES, HOST_TOOLS)
 }
 
 /// The cluster with kube-proxy in ipvs mode passes every check.

@@ -1,4 +1,14 @@
 #![doc = include_str!("../README.md")]
+//!
+//! # Handles
+//!
+//! podnet's one handle convention (the top README's "Architecture"): [`FileStore::open`]
+//! opens a store directory that may already exist, `EtcdStore::connect` makes a client
+//! of an etcd server, [`PodAllocator::open`] opens host-local's files. A [`Store`] is shared
+//! and takes `&self`; its verbs are `add`, `del`, `replace` (unconditional, idempotent),
+//! `replace_if` (compare-and-swap), `list`, `get` (the earlier `create`, `update`, `put` and
+//! `delete` stay as hidden aliases). [`SubnetManager`] keeps flannel's lease words
+//! (`acquire`, `renew`, `reserve`, `release`): they are lease operations, not one key's.
 
 mod config;
 mod error;

@@ -145,7 +145,7 @@ impl<S: Store> SubnetManager<S> {
             key: key.clone(),
             source,
         })?;
-        self.store.put(&key, text.as_bytes(), None)?;
+        self.store.replace(&key, text.as_bytes(), None)?;
         Ok(config)
     }
 
@@ -245,7 +245,7 @@ impl<S: Store> SubnetManager<S> {
                     let ttl = self.ttl_for(own.is_reservation());
                     match self
                         .store
-                        .update(&key, value.as_bytes(), ttl, own.revision)?
+                        .replace_if(&key, value.as_bytes(), ttl, own.revision)?
                     {
                         Some(revision) => {
                             tracing::info!(%key, "reusing this node's lease");
@@ -260,7 +260,7 @@ impl<S: Store> SubnetManager<S> {
                     }
                 }
                 tracing::info!(%key, "this node's lease does not fit the network config; deleting it");
-                self.store.delete(&key)?;
+                self.store.del(&key)?;
                 leases.retain(|l| l.subnets != own.subnets);
                 taken.retain(|t| *t != own.subnets);
             }
@@ -274,7 +274,7 @@ impl<S: Store> SubnetManager<S> {
             };
             let key = self.lease_key(&subnets);
             let ttl = Some(self.options.ttl);
-            if let Some(revision) = self.store.create(&key, value.as_bytes(), ttl)? {
+            if let Some(revision) = self.store.add(&key, value.as_bytes(), ttl)? {
                 tracing::info!(%key, "acquired lease");
                 return Ok(Lease {
                     subnets,
@@ -297,13 +297,13 @@ impl<S: Store> SubnetManager<S> {
         let ttl = self.ttl_for(lease.is_reservation());
         let revision = match self
             .store
-            .update(&key, value.as_bytes(), ttl, lease.revision)?
+            .replace_if(&key, value.as_bytes(), ttl, lease.revision)?
         {
             Some(r) => r,
             None => match self.store.get(&key)? {
                 None => self
                     .store
-                    .create(&key, value.as_bytes(), ttl)?
+                    .add(&key, value.as_bytes(), ttl)?
                     .ok_or_else(|| LeaseError::Lost { key: key.clone() })?,
                 Some(kv) => {
                     let current = Self::decode(&kv);
@@ -315,7 +315,7 @@ impl<S: Store> SubnetManager<S> {
                         return Err(LeaseError::Lost { key });
                     }
                     self.store
-                        .update(&key, value.as_bytes(), ttl, kv.mod_revision)?
+                        .replace_if(&key, value.as_bytes(), ttl, kv.mod_revision)?
                         .ok_or_else(|| LeaseError::Lost { key: key.clone() })?
                 }
             },
@@ -353,7 +353,7 @@ impl<S: Store> SubnetManager<S> {
             return Err(LeaseError::Empty);
         }
         let key = self.lease_key(&subnets);
-        let revision = self.store.put(&key, attrs.to_json().as_bytes(), None)?;
+        let revision = self.store.replace(&key, attrs.to_json().as_bytes(), None)?;
         Ok(Lease {
             subnets,
             attrs: attrs.clone(),
@@ -364,7 +364,7 @@ impl<S: Store> SubnetManager<S> {
 
     /// Deletes a lease (a node leaving the cluster).
     pub fn release(&self, subnets: &LeaseSubnets) -> Result<bool, LeaseError> {
-        Ok(self.store.delete(&self.lease_key(subnets))?)
+        Ok(self.store.del(&self.lease_key(subnets))?)
     }
 
     /// Watches every lease: first a [`LeaseEvent::Snapshot`], then one event per change.

@@ -25,7 +25,7 @@ fn crash_child() {
         let mut l = sm.acquire(&attrs, None).unwrap();
         sm.renew(&mut l).unwrap();
         sm.store()
-            .put(
+            .replace(
                 &format!("/bulk/{slot}"),
                 "x".repeat(1000 + (n % 4000) as usize).as_bytes(),
                 None,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use podnet_ipam::{
-    LeaseAttrs, LeaseError, LeaseEvent, LeaseSubnets, ManagerOptions, Store, StoreError,
+    Lease, LeaseAttrs, LeaseError, LeaseEvent, LeaseSubnets, ManagerOptions, Store, StoreError,
     StoreEvent, SubnetManager,
 };
 
@@ -46,9 +46,9 @@ fn wait_event(w: &mut dyn podnet_ipam::StoreWatch) -> StoreEvent {
 fn case_crud(h: &Harness) {
     let s = h.store();
     let k = format!("{}/a", h.prefix);
-    let r1 = s.create(&k, b"one", None).unwrap().expect("created");
+    let r1 = s.add(&k, b"one", None).unwrap().expect("created");
     assert_eq!(
-        s.create(&k, b"two", None).unwrap(),
+        s.add(&k, b"two", None).unwrap(),
         None,
         "create must not overwrite"
     );
@@ -58,35 +58,35 @@ fn case_crud(h: &Harness) {
         (&b"one"[..], r1, None)
     );
     assert_eq!(
-        s.update(&k, b"x", None, r1 + 1000).unwrap(),
+        s.replace_if(&k, b"x", None, r1 + 1000).unwrap(),
         None,
         "stale revision"
     );
-    let r2 = s.update(&k, b"two", None, r1).unwrap().expect("cas");
+    let r2 = s.replace_if(&k, b"two", None, r1).unwrap().expect("cas");
     assert!(r2 > r1);
     assert_eq!(
-        s.update(&k, b"three", None, r1).unwrap(),
+        s.replace_if(&k, b"three", None, r1).unwrap(),
         None,
         "old revision"
     );
-    let r3 = s.put(&format!("{}/b", h.prefix), b"bee", None).unwrap();
+    let r3 = s.replace(&format!("{}/b", h.prefix), b"bee", None).unwrap();
     assert!(r3 > r2);
-    s.put(&format!("{}x/other", h.prefix), b"not mine", None)
+    s.replace(&format!("{}x/other", h.prefix), b"not mine", None)
         .unwrap();
     let l = s.list(&format!("{}/", h.prefix)).unwrap();
     let keys: Vec<&str> = l.kvs.iter().map(|kv| kv.key.as_str()).collect();
     assert_eq!(keys, [format!("{}/a", h.prefix), format!("{}/b", h.prefix)]);
     assert!(l.revision >= r3);
-    assert!(s.delete(&k).unwrap());
-    assert!(!s.delete(&k).unwrap());
+    assert!(s.del(&k).unwrap());
+    assert!(!s.del(&k).unwrap());
     assert_eq!(s.get(&k).unwrap(), None);
     assert_eq!(
-        s.update(&k, b"x", None, r2).unwrap(),
+        s.replace_if(&k, b"x", None, r2).unwrap(),
         None,
         "update of a deleted key"
     );
     // Binary values survive.
-    s.put(&k, &[0, 159, 146, 150], None).unwrap();
+    s.replace(&k, &[0, 159, 146, 150], None).unwrap();
     assert_eq!(s.get(&k).unwrap().unwrap().value, vec![0, 159, 146, 150]);
 }
 
@@ -94,7 +94,7 @@ fn case_ttl(h: &Harness) {
     let s = h.store();
     let k = format!("{}/ttl", h.prefix);
     let before = std::time::SystemTime::now();
-    s.create(&k, b"v", Some(Duration::from_secs(2)))
+    s.add(&k, b"v", Some(Duration::from_secs(2)))
         .unwrap()
         .unwrap();
     let kv = s.get(&k).unwrap().unwrap();
@@ -116,20 +116,23 @@ fn case_ttl(h: &Harness) {
         e => panic!("expected the expiry as a delete, got {e:?}"),
     }
     // An expired key can be created again.
-    s.create(&k, b"again", None).unwrap().expect("re-created");
+    s.add(&k, b"again", None).unwrap().expect("re-created");
 }
 
 fn case_watch(h: &Harness) {
     let s = h.store();
     let p = format!("{}/w/", h.prefix);
-    s.put(&format!("{p}old"), b"0", None).unwrap();
+    s.replace(&format!("{p}old"), b"0", None).unwrap();
     let start = s.list(&p).unwrap().revision;
     let mut w = s.watch(&p, start + 1).unwrap();
-    let r1 = s.create(&format!("{p}a"), b"1", None).unwrap().unwrap();
-    s.put(&format!("{}/elsewhere", h.prefix), b"x", None)
+    let r1 = s.add(&format!("{p}a"), b"1", None).unwrap().unwrap();
+    s.replace(&format!("{}/elsewhere", h.prefix), b"x", None)
         .unwrap();
-    let r2 = s.update(&format!("{p}a"), b"2", None, r1).unwrap().unwrap();
-    assert!(s.delete(&format!("{p}old")).unwrap());
+    let r2 = s
+        .replace_if(&format!("{p}a"), b"2", None, r1)
+        .unwrap()
+        .unwrap();
+    assert!(s.del(&format!("{p}old")).unwrap());
     let e1 = wait_event(&mut *w);
     let e2 = wait_event(&mut *w);
     let e3 = wait_event(&mut *w);
@@ -155,9 +158,9 @@ fn case_watch(h: &Harness) {
 fn case_compaction(h: &Harness) {
     let s = h.store();
     let p = format!("{}/c/", h.prefix);
-    let r0 = s.put(&format!("{p}a"), b"1", None).unwrap();
-    s.put(&format!("{p}a"), b"2", None).unwrap();
-    let r2 = s.put(&format!("{p}a"), b"3", None).unwrap();
+    let r0 = s.replace(&format!("{p}a"), b"1", None).unwrap();
+    s.replace(&format!("{p}a"), b"2", None).unwrap();
+    let r2 = s.replace(&format!("{p}a"), b"3", None).unwrap();
     s.compact(r2).unwrap();
     let mut w = s.watch(&p, r0).unwrap();
     match w.next(Duration::from_secs(10)) {
@@ -166,7 +169,7 @@ fn case_compaction(h: &Harness) {
     }
     // Watching from after the compaction works.
     let mut w = s.watch(&p, r2 + 1).unwrap();
-    s.put(&format!("{p}b"), b"4", None).unwrap();
+    s.replace(&format!("{p}b"), b"4", None).unwrap();
     assert_eq!(wait_event(&mut *w).key(), format!("{p}b"));
 }
 
@@ -300,7 +303,7 @@ fn case_renew(h: &Harness) {
     assert_eq!(stored.mod_revision, l.revision);
     // Someone else takes the subnet: renewal reports the loss.
     h.store()
-        .put(
+        .replace(
             &sm.lease_key(&l.subnets),
             attrs("198.18.3.2").to_json().as_bytes(),
             None,
@@ -321,7 +324,7 @@ fn case_extreme_durations(h: &Harness) {
     let s = h.store();
     let k = format!("{}/forever", h.prefix);
     let rev = s
-        .create(&k, b"v", Some(Duration::MAX))
+        .add(&k, b"v", Some(Duration::MAX))
         .unwrap()
         .expect("created");
     let kv = s.get(&k).unwrap().unwrap();
@@ -367,20 +370,7 @@ fn case_race_last_subnet(h: &Harness) {
         setup.put_network_config(cfg).unwrap();
         setup.acquire(&attrs("198.18.4.1"), None).unwrap();
         setup.acquire(&attrs("198.18.4.2"), None).unwrap();
-        let barrier = Arc::new(Barrier::new(2));
-        let results: Vec<_> = (0..2)
-            .map(|i| {
-                let (open, barrier, prefix) = (h.open.clone(), barrier.clone(), prefix.clone());
-                std::thread::spawn(move || {
-                    let sm = SubnetManager::with_prefix(open(), &prefix);
-                    barrier.wait();
-                    sm.acquire(&attrs(&format!("198.18.4.{}", 10 + i)), None)
-                })
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|t| t.join().unwrap())
-            .collect();
+        let results = race_two_agents(h, &prefix, "198.18.4", None);
         let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
         let full = results
             .iter()
@@ -401,22 +391,35 @@ fn case_race_last_subnet(h: &Harness) {
             .map(|k| LeaseSubnets::parse_key_name(k).unwrap())
             .find(|s| *s != taken)
             .unwrap();
-        let barrier = Arc::new(Barrier::new(2));
-        let results: Vec<_> = (0..2)
-            .map(|i| {
-                let (open, barrier, prefix) = (h.open.clone(), barrier.clone(), prefix.clone());
-                std::thread::spawn(move || {
-                    let sm = SubnetManager::with_prefix(open(), &prefix);
-                    barrier.wait();
-                    sm.acquire(&attrs(&format!("198.18.5.{}", 10 + i)), Some(prev))
-                })
-            })
-            .collect::<Vec<_>>()
+        let results: Vec<Lease> = race_two_agents(h, &prefix, "198.18.5", Some(prev))
             .into_iter()
-            .map(|t| t.join().unwrap().expect("both agents get a subnet"))
+            .map(|r| r.expect("both agents get a subnet"))
             .collect();
         assert_ne!(results[0].subnets, results[1].subnets);
     }
+}
+
+/// Two agents (public IPs `{net}.10` and `{net}.11`) acquiring a lease under `prefix` at the
+/// same moment, each with its own store client; their results in order.
+fn race_two_agents(
+    h: &Harness,
+    prefix: &str,
+    net: &str,
+    prev: Option<LeaseSubnets>,
+) -> Vec<Result<Lease, LeaseError>> {
+    let barrier = Arc::new(Barrier::new(2));
+    let threads: Vec<_> = (0..2)
+        .map(|i| {
+            let (open, barrier, prefix) = (h.open.clone(), barrier.clone(), prefix.to_string());
+            let ip = format!("{net}.{}", 10 + i);
+            std::thread::spawn(move || {
+                let sm = SubnetManager::with_prefix(open(), &prefix);
+                barrier.wait();
+                sm.acquire(&attrs(&ip), prev)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
 fn case_malformed_values_skipped(h: &Harness) {
@@ -425,8 +428,9 @@ fn case_malformed_values_skipped(h: &Harness) {
         .unwrap();
     let s = h.store();
     let bad_key = format!("{}/subnets/10.11.0.64-26", h.prefix);
-    s.put(&bad_key, b"{\"PublicIP\": not json", None).unwrap();
-    s.put(&format!("{}/subnets/garbage", h.prefix), b"{}", None)
+    s.replace(&bad_key, b"{\"PublicIP\": not json", None)
+        .unwrap();
+    s.replace(&format!("{}/subnets/garbage", h.prefix), b"{}", None)
         .unwrap();
     let ((leases, _), logs) = common::capture_logs(|| sm.leases().unwrap());
     assert!(leases.is_empty());
@@ -446,14 +450,14 @@ fn case_malformed_values_skipped(h: &Harness) {
         Some(LeaseEvent::Snapshot(l)) => assert_eq!(l.len(), 2),
         e => panic!("{e:?}"),
     }
-    s.put(&bad_key, b"[still bad", None).unwrap();
+    s.replace(&bad_key, b"[still bad", None).unwrap();
     sm.release(&a.subnets).unwrap();
     match w.next(Duration::from_secs(10)).unwrap() {
         Some(LeaseEvent::Removed(l)) => assert_eq!(l.subnets, a.subnets),
         e => panic!("{e:?}"),
     }
     // A bad config names the field.
-    s.put(
+    s.replace(
         &sm.config_key(),
         br#"{"Network":"10.11.0.0/16","SubnetLen":40}"#,
         None,
@@ -622,9 +626,9 @@ fn file_store_history_limit_compacts() {
     let mut opts = podnet_ipam::FileStoreOptions::default();
     opts.history = 5;
     let s = podnet_ipam::FileStore::open_with(dir.path(), opts).unwrap();
-    let r0 = s.put("/k", b"0", None).unwrap();
+    let r0 = s.replace("/k", b"0", None).unwrap();
     for i in 1..10 {
-        s.put("/k", format!("{i}").as_bytes(), None).unwrap();
+        s.replace("/k", format!("{i}").as_bytes(), None).unwrap();
     }
     let mut w = s.watch("/", r0).unwrap();
     assert!(matches!(

@@ -268,8 +268,9 @@ pub fn parse_dump_datagram(buf: &[u8], seq: u32) -> Result<Vec<Flow>, ConntrackE
 }
 
 impl Conntrack {
-    /// Opens a conntrack socket inside `ns` (it stays bound to that namespace).
-    pub fn open_in(ns: &NetNs) -> Result<Conntrack, ConntrackError> {
+    /// A conntrack socket inside `ns` (it stays bound to that namespace; the caller's thread
+    /// does not change namespace).
+    pub fn in_ns(ns: &NetNs) -> Result<Conntrack, ConntrackError> {
         let conn = Connection::new_in(ns, NETLINK_NETFILTER)
             .map_err(|e| ConntrackError::from_netlink("open", e))?;
         Ok(Conntrack { conn, received: 0 })
@@ -323,8 +324,8 @@ impl Conntrack {
     }
 
     /// Deletes one flow, named by its original tuple. A flow that is already gone is not an
-    /// error.
-    pub fn delete(&mut self, flow: &Flow) -> Result<(), ConntrackError> {
+    /// error (idempotent).
+    pub fn del(&mut self, flow: &Flow) -> Result<(), ConntrackError> {
         let family = IpFamily::of(&flow.orig_src.ip());
         let tuple = vec![
             Tuple::Ip(vec![
@@ -350,7 +351,7 @@ impl Conntrack {
 
     /// Deletes every flow of `family` that `selector` selects; returns how many. Only the
     /// flows its [`FlowSelector::dump_filter`] lets through are read from the kernel.
-    pub fn delete_matching(
+    pub fn del_matching(
         &mut self,
         family: IpFamily,
         selector: impl FlowSelector,
@@ -358,10 +359,34 @@ impl Conntrack {
         let flows = self.list_filtered(family, &selector.dump_filter())?;
         let mut n = 0;
         for f in flows.iter().filter(|f| selector.selects(f)) {
-            self.delete(f)?;
+            self.del(f)?;
             n += 1;
         }
         Ok(n)
+    }
+}
+
+/// The earlier names, kept for callers. Not yet `#[deprecated]`: the syncers (other areas'
+/// files) still call `open_in` and `delete_matching`.
+impl Conntrack {
+    #[doc(hidden)]
+    pub fn open_in(ns: &NetNs) -> Result<Conntrack, ConntrackError> {
+        Conntrack::in_ns(ns)
+    }
+
+    #[deprecated(note = "use del")]
+    #[doc(hidden)]
+    pub fn delete(&mut self, flow: &Flow) -> Result<(), ConntrackError> {
+        self.del(flow)
+    }
+
+    #[doc(hidden)]
+    pub fn delete_matching(
+        &mut self,
+        family: IpFamily,
+        selector: impl FlowSelector,
+    ) -> Result<usize, ConntrackError> {
+        self.del_matching(family, selector)
     }
 }
 

@@ -40,6 +40,15 @@
 //! let rules = compile(&state, &NodeSettings::new("node-1", IpFamily::V4)).render();
 //! assert!(rules.contains("\"demo/web:http has no endpoints\""));
 //! ```
+//!
+//! # Handles
+//!
+//! podnet's one handle convention (the top README's "Architecture"): kernel sockets open with
+//! `new()` (the caller's namespace) or `in_ns(&NetNs)` ([`conntrack::Conntrack::in_ns`],
+//! [`ipvs::Ipvs::in_ns`]); each is one socket with one owner and takes `&mut self`. Verbs are
+//! `add`, `del`, `replace`, `list`, `get` where the object is one kernel object
+//! ([`conntrack::Conntrack::del`]); the syncers own their sockets, take `&mut self` and have
+//! one verb, `sync`. [`nftables::NftSocket`] still opens with `open`/`open_in`.
 
 #![deny(unsafe_code)]
 

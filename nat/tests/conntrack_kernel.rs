@@ -72,7 +72,7 @@ fn the_kernel_filters_the_dump_by_protocol() {
     insert(&ns, "udp", "10.244.1.2", "10.96.0.10", 40000, 53);
     insert(&ns, "udp", "10.244.1.2", "10.244.2.3", 40001, 9999);
 
-    let mut ct = Conntrack::open_in(&ns).unwrap();
+    let mut ct = Conntrack::in_ns(&ns).unwrap();
     let all = ct.list(IpFamily::V4).unwrap();
     assert_eq!(all.len(), usize::from(TCP) + 2);
     assert_eq!(ct.entries_received(), u64::from(TCP) + 2);
@@ -93,7 +93,7 @@ fn the_kernel_filters_the_dump_by_protocol() {
     );
 
     let before = ct.entries_received();
-    assert_eq!(ct.delete_matching(IpFamily::V4, StaleDns).unwrap(), 1);
+    assert_eq!(ct.del_matching(IpFamily::V4, StaleDns).unwrap(), 1);
     assert_eq!(
         ct.entries_received() - before,
         2,
@@ -108,7 +108,7 @@ fn the_kernel_filters_the_dump_by_protocol() {
     );
     // A plain closure is a selector too; the kernel cannot help it, and it still works.
     let n = ct
-        .delete_matching(IpFamily::V4, |f: &Flow| f.orig_dst.port() == 9999)
+        .del_matching(IpFamily::V4, |f: &Flow| f.orig_dst.port() == 9999)
         .unwrap();
     assert_eq!(n, 1);
     // IPv6 has none of these.

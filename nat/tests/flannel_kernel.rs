@@ -34,42 +34,12 @@ fn iptables_rules_are_installed_and_replaced_atomically() {
     );
 
     // Concurrent reader while the lease changes back and forth.
-    let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let stop = stop.clone();
-        let ns = ns.ns().clone();
-        std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let out = ns
-                    .command("iptables")
-                    .args(["-t", "nat", "-S", "FLANNEL-POSTRTG"])
-                    .output()
-                    .unwrap();
-                let n = String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .filter(|l| l.starts_with("-A"))
-                    .count();
-                seen.push(n);
-            }
-            seen
-        })
-    };
-    for i in 0..30 {
-        net(if i % 2 == 0 {
-            "10.244.2.0/24"
-        } else {
-            "10.244.1.0/24"
-        })
-        .apply(&ns)
-        .expect("update");
-    }
-    stop.store(true, Ordering::Relaxed);
-    let seen = reader.join().unwrap();
-    assert!(!seen.is_empty());
-    assert!(
-        seen.iter().all(|n| *n == 6),
-        "a reader saw a partial chain: {seen:?}"
+    let masq_rules = |text: &str| text.lines().filter(|l| l.starts_with("-A")).count();
+    readers_see_whole_chains(
+        &ns,
+        ("iptables", &["-t", "nat", "-S", "FLANNEL-POSTRTG"]),
+        masq_rules,
+        |pod| net(pod).apply(&ns).expect("update"),
     );
     // The jumps exist exactly once.
     let post = ns.exec("iptables", &["-t", "nat", "-S", "POSTROUTING"]);
@@ -98,31 +68,48 @@ fn nftables_tables_are_installed_and_replaced_atomically() {
     ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
+    let masq_rules =
+        |text: &str| text.matches("return").count() + text.matches("masquerade").count();
+    readers_see_whole_chains(
+        &ns,
+        ("nft", &["list", "chain", "ip", "flannel-ipv4", "postrtg"]),
+        masq_rules,
+        |pod| podnet_nat::flannel_nft::apply(&ns, &net(pod)).expect("update"),
+    );
+}
+
+/// Switches the pod subnet 30 times with `update` while another thread lists flannel's
+/// masquerade chain with `list` (a program and its arguments) in `ns`: every listing, counted
+/// with `rules`, shows the whole chain (6 rules), never a partial one.
+fn readers_see_whole_chains(
+    ns: &TestNs,
+    (program, args): (&str, &[&str]),
+    rules: fn(&str) -> usize,
+    update: impl Fn(&str),
+) {
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
         let stop = stop.clone();
         let ns = ns.ns().clone();
+        let (program, args) = (
+            program.to_owned(),
+            args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        );
         std::thread::spawn(move || {
             let mut seen = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let out = ns
-                    .command("nft")
-                    .args(["list", "chain", "ip", "flannel-ipv4", "postrtg"])
-                    .output()
-                    .unwrap();
-                let text = String::from_utf8_lossy(&out.stdout);
-                seen.push(text.matches("return").count() + text.matches("masquerade").count());
+                let out = ns.command(&program).args(&args).output().unwrap();
+                seen.push(rules(&String::from_utf8_lossy(&out.stdout)));
             }
             seen
         })
     };
     for i in 0..30 {
-        let pod = if i % 2 == 0 {
+        update(if i % 2 == 0 {
             "10.244.2.0/24"
         } else {
             "10.244.1.0/24"
-        };
-        podnet_nat::flannel_nft::apply(&ns, &net(pod)).expect("update");
+        });
     }
     stop.store(true, Ordering::Relaxed);
     let seen = reader.join().unwrap();

@@ -48,17 +48,7 @@ fn services_over_iptables_in_namespaces() {
         assert!(diffs.is_empty(), "{table}: {diffs:#?}");
     }
 
-    // ClusterIP and NodePort spread over both endpoints.
-    let n = 200;
-    let counts = spread(client, "10.96.0.10:80", n);
-    assert_spread(&counts, n);
-    let counts = spread(client, "198.18.0.2:30080", n);
-    assert_spread(&counts, n);
-
-    // Session affinity: every connection to the same endpoint.
-    let counts = spread(client, "10.96.0.11:81", n);
-    assert_eq!(counts.len(), 1, "affinity broken: {counts:?}");
-    assert_eq!(counts.values().sum::<usize>(), n);
+    spread_and_affinity(client);
 
     // UDP: one socket is one flow, pinned to one endpoint by conntrack.
     let (udp, first) = udp_flow(client);

@@ -93,12 +93,8 @@ fn services_in_layout(layout: NftLayout, tag: &str) {
     let nat = node.exec("iptables-save", &["-t", "nat"]);
     assert!(!nat.contains("KUBE-SERVICES"), "{nat}");
 
-    // ClusterIP and NodePort spread over both endpoints.
-    let n = 200;
-    let counts = spread(client, "10.96.0.10:80", n);
-    assert_spread(&counts, n);
-    let counts = spread(client, "198.18.0.2:30080", n);
-    assert_spread(&counts, n);
+    // ClusterIP and NodePort spread over both endpoints; session affinity.
+    spread_and_affinity(client);
 
     // Hairpin: an endpoint reaching its own Service, and sometimes itself, is masqueraded so
     // the replies come back through the node.
@@ -108,11 +104,6 @@ fn services_in_layout(layout: NftLayout, tag: &str) {
         counts.contains_key("ep1"),
         "no hairpin connection: {counts:?}"
     );
-
-    // Session affinity: every connection to the same endpoint.
-    let counts = spread(client, "10.96.0.11:81", n);
-    assert_eq!(counts.len(), 1, "affinity broken: {counts:?}");
-    assert_eq!(counts.values().sum::<usize>(), n);
 
     // A port the ClusterIP does not serve is rejected, an unallocated ClusterIP dropped.
     let refused = client

@@ -23,6 +23,12 @@
 //!     pair.a.exec("ping", &["-c1", "-W1", "198.18.0.2"]);
 //! }
 //! ```
+//!
+//! # Handles
+//!
+//! [`TestNs::new`] makes (and on drop deletes) a namespace; [`TestNs::ns`] is the
+//! [`NetNs`](podnet_netns::NetNs) to pass to the libraries' `in_ns` constructors, which follow
+//! podnet's one handle convention (the top README's "Architecture").
 
 pub mod foreign;
 pub mod initramfs;

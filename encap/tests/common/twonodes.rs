@@ -7,6 +7,7 @@
 
 use ipnet::{IpNet, Ipv4Net};
 use podnet_encap::tunnel::{self, Mode, Peer, UdpTunnel};
+use podnet_encap::{IpPair, IpProtocol, Ipv4Packet, Ipv4Repr, PacketBuf, UdpRepr};
 use podnet_links::{FdbEntry, Handle, Neighbour, Route, Vxlan};
 use podnet_testsupport::TestNs;
 use std::net::{IpAddr, Ipv4Addr};
@@ -19,6 +20,28 @@ pub const POD_IP: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 244, 1, 2), Ipv4Addr::new(1
 pub const NETWORK: &str = "10.244.0.0/16";
 /// The underlay MTU.
 pub const UNDERLAY_MTU: u32 = 1500;
+
+/// A flannel-UDP payload: an IPv4/UDP packet from `src` port 7000 to pod 1's port 6000 with
+/// `body`.
+pub fn crafted(src: Ipv4Addr, body: &[u8]) -> Vec<u8> {
+    let mut buf = PacketBuf::from_payload(64, body);
+    let pair = IpPair::V4 {
+        src,
+        dst: POD_IP[0],
+    };
+    UdpRepr {
+        src_port: 7000,
+        dst_port: 6000,
+        payload_len: 0,
+    }
+    .prepend(&mut buf, &pair, true)
+    .expect("udp");
+    Ipv4Repr::new(src, POD_IP[0], IpProtocol::UDP, 64, 0)
+        .prepend(&mut buf)
+        .expect("ipv4");
+    assert!(Ipv4Packet::new_checked(buf.as_slice()).is_ok());
+    buf.as_slice().to_vec()
+}
 
 /// Node `i`'s pod subnet.
 pub fn subnet(i: usize) -> Ipv4Net {

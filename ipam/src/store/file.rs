@@ -51,8 +51,8 @@ impl Default for FileStoreOptions {
 /// use podnet_ipam::{FileStore, Store};
 /// let dir = tempfile::tempdir()?;
 /// let store = FileStore::open(dir.path())?;
-/// let rev = store.create("/a", b"1", None)?.expect("new key");
-/// assert_eq!(store.create("/a", b"2", None)?, None); // compare-and-swap: already there
+/// let rev = store.add("/a", b"1", None)?.expect("new key");
+/// assert_eq!(store.add("/a", b"2", None)?, None); // compare-and-swap: already there
 /// assert_eq!(store.get("/a")?.unwrap().mod_revision, rev);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -344,7 +344,7 @@ impl Store for FileStore {
         })
     }
 
-    fn create(
+    fn add(
         &self,
         key: &str,
         value: &[u8],
@@ -359,7 +359,7 @@ impl Store for FileStore {
         })
     }
 
-    fn update(
+    fn replace_if(
         &self,
         key: &str,
         value: &[u8],
@@ -372,11 +372,11 @@ impl Store for FileStore {
         })
     }
 
-    fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64, StoreError> {
+    fn replace(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64, StoreError> {
         self.mutate(|st, now| st.set(key, value, expiry(ttl, now)))
     }
 
-    fn delete(&self, key: &str) -> Result<bool, StoreError> {
+    fn del(&self, key: &str) -> Result<bool, StoreError> {
         self.mutate(|st, _| st.remove(key))
     }
 

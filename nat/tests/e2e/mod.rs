@@ -188,6 +188,20 @@ pub(crate) fn assert_spread(counts: &BTreeMap<String, usize>, n: usize) {
     }
 }
 
+/// The services every proxy mode's end-to-end test checks first: the ClusterIP and the
+/// NodePort spread 200 connections over both endpoints, and the Service with session affinity
+/// sends every connection to the same endpoint.
+pub(crate) fn spread_and_affinity(client: &TestNs) {
+    let n = 200;
+    let counts = spread(client, "10.96.0.10:80", n);
+    assert_spread(&counts, n);
+    let counts = spread(client, "198.18.0.2:30080", n);
+    assert_spread(&counts, n);
+    let counts = spread(client, "10.96.0.11:81", n);
+    assert_eq!(counts.len(), 1, "affinity broken: {counts:?}");
+    assert_eq!(counts.values().sum::<usize>(), n);
+}
+
 /// Opens one UDP flow from `client` to the DNS Service and checks that conntrack pins it to
 /// one endpoint; returns the socket and that endpoint's name.
 pub(crate) fn udp_flow(client: &TestNs) -> (UdpSocket, String) {

@@ -652,6 +652,19 @@ impl Vm {
         Ok(self)
     }
 
+    /// Puts this machine's `tools` (found on its `PATH`, with their libraries) into the guest
+    /// at `/bin` and `/sbin`, before busybox's applets of the same name.
+    pub fn host_tools(&mut self, tools: &[&str]) -> Result<&mut Vm, String> {
+        for tool in tools {
+            let host =
+                which(tool).ok_or_else(|| format!("{tool} is not installed on this machine"))?;
+            for dir in ["/bin", "/sbin"] {
+                self.host_program(&host, &format!("{dir}/{tool}"))?;
+            }
+        }
+        Ok(self)
+    }
+
     /// What kube-proxy's ipvs mode needs besides IPVS in the guest: the modules of
     /// [`IPVS_MODE_MODULES`], `ipvsadm`, `ipset`, and legacy iptables with its extensions, also
     /// under the plain names `iptables`, `iptables-restore` and `iptables-save` (it is

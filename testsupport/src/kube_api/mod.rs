@@ -137,6 +137,12 @@ impl Kind {
         matches!(self, Kind::Service | Kind::EndpointSlice)
     }
 
+    /// The store's key of object `name` in `namespace` (ignored for cluster-scoped kinds).
+    fn key(self, namespace: &str, name: &str) -> Key {
+        let namespace = if self.namespaced() { namespace } else { "" };
+        (namespace.to_string(), name.to_string())
+    }
+
     fn group(self) -> &'static str {
         match self {
             Kind::Node | Kind::Service => "",
@@ -813,14 +819,7 @@ impl ApiServer {
         name: &str,
         patch: &Value,
     ) -> Result<Value, ApiError> {
-        let key = (
-            if kind.namespaced() {
-                namespace.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
+        let key = kind.key(namespace, name);
         let r = {
             let mut st = self.shared.lock();
             let mut obj = st.get(kind, &key)?;
@@ -836,27 +835,13 @@ impl ApiServer {
 
     /// Reads an object (`namespace` is ignored for cluster-scoped kinds).
     pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Result<Value, ApiError> {
-        let key = (
-            if kind.namespaced() {
-                namespace.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
+        let key = kind.key(namespace, name);
         self.shared.lock().get(kind, &key)
     }
 
     /// Deletes an object.
     pub fn delete(&self, kind: Kind, namespace: &str, name: &str) -> Result<Value, ApiError> {
-        let key = (
-            if kind.namespaced() {
-                namespace.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
+        let key = kind.key(namespace, name);
         let r = self.shared.lock().delete(kind, &key);
         self.shared.wake();
         r

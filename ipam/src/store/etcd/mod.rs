@@ -406,7 +406,7 @@ impl Store for EtcdStore {
         })
     }
 
-    fn create(
+    fn add(
         &self,
         key: &str,
         value: &[u8],
@@ -417,7 +417,7 @@ impl Store for EtcdStore {
         self.cas_put(key, value, ttl, cmp)
     }
 
-    fn update(
+    fn replace_if(
         &self,
         key: &str,
         value: &[u8],
@@ -429,7 +429,7 @@ impl Store for EtcdStore {
         self.cas_put(key, value, ttl, cmp)
     }
 
-    fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64, StoreError> {
+    fn replace(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64, StoreError> {
         self.rt.block_on(async {
             let lease = self.grant(ttl, key).await?;
             let req = put_request(key, value, lease);
@@ -455,7 +455,7 @@ impl Store for EtcdStore {
         })
     }
 
-    fn delete(&self, key: &str) -> Result<bool, StoreError> {
+    fn del(&self, key: &str) -> Result<bool, StoreError> {
         let req = pb::DeleteRangeRequest {
             key: key.as_bytes().to_vec(),
             ..Default::default()

@@ -11,6 +11,27 @@ use tonic::{Response, Status};
 
 use super::pb;
 
+/// Writes one method per unary RPC, a row each: `name: Service.Method(Request) -> Response;`
+/// (the gRPC path is `/etcdserverpb.Service/Method`), as tonic's generator would.
+macro_rules! unary_rpcs {
+    ($($(#[$doc:meta])* $name:ident: $service:ident.$method:ident($req:ident) -> $resp:ident;)+) => {
+        $(
+            $(#[$doc])*
+            pub(super) async fn $name(
+                &mut self,
+                r: pb::$req,
+            ) -> Result<Response<pb::$resp>, Status> {
+                let at = (
+                    concat!("etcdserverpb.", stringify!($service)),
+                    stringify!($method),
+                    concat!("/etcdserverpb.", stringify!($service), "/", stringify!($method)),
+                );
+                self.unary(at, r).await
+            }
+        )+
+    };
+}
+
 /// A client of etcd's `etcdserverpb` services over one (possibly intercepted) channel.
 #[derive(Debug, Clone)]
 pub(super) struct Rpc<T> {
@@ -59,105 +80,25 @@ where
             .await
     }
 
-    /// KV.Range: the keys in a range (or their count).
-    pub(super) async fn range(
-        &mut self,
-        r: pb::RangeRequest,
-    ) -> Result<Response<pb::RangeResponse>, Status> {
-        let at = ("etcdserverpb.KV", "Range", "/etcdserverpb.KV/Range");
-        self.unary(at, r).await
-    }
-
-    /// KV.Put: writes one key.
-    pub(super) async fn put(
-        &mut self,
-        r: pb::PutRequest,
-    ) -> Result<Response<pb::PutResponse>, Status> {
-        let at = ("etcdserverpb.KV", "Put", "/etcdserverpb.KV/Put");
-        self.unary(at, r).await
-    }
-
-    /// KV.DeleteRange: deletes the keys in a range.
-    pub(super) async fn delete_range(
-        &mut self,
-        r: pb::DeleteRangeRequest,
-    ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
-        let at = (
-            "etcdserverpb.KV",
-            "DeleteRange",
-            "/etcdserverpb.KV/DeleteRange",
-        );
-        self.unary(at, r).await
-    }
-
-    /// KV.Txn: compares, then the success or the failure operations, atomically.
-    pub(super) async fn txn(
-        &mut self,
-        r: pb::TxnRequest,
-    ) -> Result<Response<pb::TxnResponse>, Status> {
-        let at = ("etcdserverpb.KV", "Txn", "/etcdserverpb.KV/Txn");
-        self.unary(at, r).await
-    }
-
-    /// KV.Compact: drops the history before a revision.
-    pub(super) async fn compact(
-        &mut self,
-        r: pb::CompactionRequest,
-    ) -> Result<Response<pb::CompactionResponse>, Status> {
-        let at = ("etcdserverpb.KV", "Compact", "/etcdserverpb.KV/Compact");
-        self.unary(at, r).await
-    }
-
-    /// Lease.LeaseGrant: a new lease with a TTL.
-    pub(super) async fn lease_grant(
-        &mut self,
-        r: pb::LeaseGrantRequest,
-    ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
-        let at = (
-            "etcdserverpb.Lease",
-            "LeaseGrant",
-            "/etcdserverpb.Lease/LeaseGrant",
-        );
-        self.unary(at, r).await
-    }
-
-    /// Lease.LeaseRevoke: ends a lease and deletes its keys.
-    pub(super) async fn lease_revoke(
-        &mut self,
-        r: pb::LeaseRevokeRequest,
-    ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        let at = (
-            "etcdserverpb.Lease",
-            "LeaseRevoke",
-            "/etcdserverpb.Lease/LeaseRevoke",
-        );
-        self.unary(at, r).await
-    }
-
-    /// Lease.LeaseTimeToLive: a lease's remaining TTL (and its keys).
-    pub(super) async fn lease_time_to_live(
-        &mut self,
-        r: pb::LeaseTimeToLiveRequest,
-    ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
-        let at = (
-            "etcdserverpb.Lease",
-            "LeaseTimeToLive",
-            "/etcdserverpb.Lease/LeaseTimeToLive",
-        );
-        self.unary(at, r).await
-    }
-
-    /// Auth.Authenticate: a token for a user and password.
-    pub(super) async fn authenticate(
-        &mut self,
-        r: pb::AuthenticateRequest,
-    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
-        let at = (
-            "etcdserverpb.Auth",
-            "Authenticate",
-            "/etcdserverpb.Auth/Authenticate",
-        );
-        self.unary(at, r).await
+    unary_rpcs! {
+        /// KV.Range: the keys in a range (or their count).
+        range: KV.Range(RangeRequest) -> RangeResponse;
+        /// KV.Put: writes one key.
+        put: KV.Put(PutRequest) -> PutResponse;
+        /// KV.DeleteRange: deletes the keys in a range.
+        delete_range: KV.DeleteRange(DeleteRangeRequest) -> DeleteRangeResponse;
+        /// KV.Txn: compares, then the success or the failure operations, atomically.
+        txn: KV.Txn(TxnRequest) -> TxnResponse;
+        /// KV.Compact: drops the history before a revision.
+        compact: KV.Compact(CompactionRequest) -> CompactionResponse;
+        /// Lease.LeaseGrant: a new lease with a TTL.
+        lease_grant: Lease.LeaseGrant(LeaseGrantRequest) -> LeaseGrantResponse;
+        /// Lease.LeaseRevoke: ends a lease and deletes its keys.
+        lease_revoke: Lease.LeaseRevoke(LeaseRevokeRequest) -> LeaseRevokeResponse;
+        /// Lease.LeaseTimeToLive: a lease's remaining TTL (and its keys).
+        lease_time_to_live: Lease.LeaseTimeToLive(LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse;
+        /// Auth.Authenticate: a token for a user and password.
+        authenticate: Auth.Authenticate(AuthenticateRequest) -> AuthenticateResponse;
     }
 
     /// Watch.Watch: a bidirectional stream of watch requests and responses.
