@@ -521,10 +521,11 @@ impl Cluster {
                 cluster.start_kube_proxy(i)?;
             }
             // Ready when /metrics reports a successful sync: the whole rule set is in (IPVS
-            // services come after the iptables chains in ipvs mode).
+            // services come after the iptables chains in ipvs mode). Generous: in a qemu guest
+            // under emulation on a busy host a first sync was seen to take 52 s.
             for n in &cluster.nodes {
                 let ns = n.ns.clone();
-                wait_for(Duration::from_secs(60), "kube-proxy's first sync", || {
+                wait_for(Duration::from_secs(180), "kube-proxy's first sync", || {
                     ns.run(kube_proxy_synced).ok().filter(|ok| *ok)
                 })?;
             }

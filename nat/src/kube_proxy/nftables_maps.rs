@@ -251,6 +251,7 @@ fn synthetic_endpoint(port: &ServicePort, node: &NodeSettings) -> Endpoint {
         ready: true,
         serving: true,
         terminating: false,
+        topology: Default::default(),
     }
 }
 
