@@ -139,6 +139,38 @@ fn pm_conf(mappings: Value) -> Value {
         "capabilities": {"portMappings": true}, "runtimeConfig": {"portMappings": mappings}})
 }
 
+/// Connections to pod 1's servers through the host ports, from the node (its own address,
+/// 127.0.0.1, a hostIP), from pod 2 and from pod 1 itself (hairpin): what each one saw.
+fn through_host_ports(h: &TestNs, c1: &TestNs, c2: &TestNs) -> Vec<(String, String)> {
+    vec![
+        (
+            "node -> own address:8080".into(),
+            tcp_from(h, "10.88.0.1:8080"),
+        ),
+        (
+            "node -> 127.0.0.1:8080".into(),
+            tcp_from(h, "127.0.0.1:8080"),
+        ),
+        (
+            "node -> hostIP 10.88.0.1:9090".into(),
+            tcp_from(h, "10.88.0.1:9090"),
+        ),
+        ("pod 2 -> node:8080".into(), tcp_from(c2, "10.88.0.1:8080")),
+        (
+            "pod 1 -> node:8080 (hairpin)".into(),
+            tcp_from(c1, "10.88.0.1:8080"),
+        ),
+        (
+            "node -> own address:8081/udp".into(),
+            udp_from(h, "10.88.0.1:8081"),
+        ),
+        (
+            "pod 2 -> node:8081/udp".into(),
+            udp_from(c2, "10.88.0.1:8081"),
+        ),
+    ]
+}
+
 fn one_side(side: &Side) -> Seen {
     let (h, c1, c2) = (
         TestNs::new("pm-h"),
@@ -208,33 +240,7 @@ fn one_side(side: &Side) -> Seen {
     // Real traffic to pod 1's servers through the host ports.
     serve_tcp(&c1, 80);
     serve_udp(&c1, 81);
-    let traffic = vec![
-        (
-            "node -> own address:8080".into(),
-            tcp_from(&h, "10.88.0.1:8080"),
-        ),
-        (
-            "node -> 127.0.0.1:8080".into(),
-            tcp_from(&h, "127.0.0.1:8080"),
-        ),
-        (
-            "node -> hostIP 10.88.0.1:9090".into(),
-            tcp_from(&h, "10.88.0.1:9090"),
-        ),
-        ("pod 2 -> node:8080".into(), tcp_from(&c2, "10.88.0.1:8080")),
-        (
-            "pod 1 -> node:8080 (hairpin)".into(),
-            tcp_from(&c1, "10.88.0.1:8080"),
-        ),
-        (
-            "node -> own address:8081/udp".into(),
-            udp_from(&h, "10.88.0.1:8081"),
-        ),
-        (
-            "pod 2 -> node:8081/udp".into(),
-            udp_from(&c2, "10.88.0.1:8081"),
-        ),
-    ];
+    let traffic = through_host_ports(&h, &c1, &c2);
 
     // CHECK, then DEL of pod 1 (portmap, then bridge, as a runtime does): pod 2's rules stay.
     let check = cni(

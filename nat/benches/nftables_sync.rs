@@ -241,9 +241,14 @@ fn main() {
             nf.as_secs_f64() / p.as_secs_f64()
         );
     }
-    if !maps {
-        return;
+    if maps {
+        maps_layout_table(&sizes, rounds, &kp_change);
     }
+}
+
+/// The maps layout at each size: its full sync (and its growth from the size before) and one
+/// endpoint change, against the kube-proxy layout's change where that ran (`kp_change`).
+fn maps_layout_table(sizes: &[usize], rounds: usize, kp_change: &[(u32, Duration)]) {
     println!();
     println!(
         "maps layout (endpoints in data maps): full sync of all Services in one transaction, then one endpoint change (median of {rounds})"
@@ -259,7 +264,7 @@ fn main() {
         "kube-proxy / maps"
     );
     let mut previous: Option<(u32, Duration)> = None;
-    for &n in &sizes {
+    for &n in sizes {
         let n = n as u32;
         let (full, change, kernel, ops) = maps_layout(n, rounds);
         let growth = previous.map_or("".to_string(), |(pn, pf)| {

@@ -461,8 +461,8 @@ fn api_input(_: Option<PathBuf>, _: Option<String>, _: &str) -> Box<dyn Input> {
     fail("this build has no Kubernetes client (the kube feature); give --config-dir".into())
 }
 
-fn main() {
-    let args = Args::parse();
+/// Logs to stderr at `KUBE_PROXY_LOG`'s filter, else at the level `-v` asks for.
+fn init_logging(args: &Args) {
     let filter = std::env::var("KUBE_PROXY_LOG").ok().unwrap_or_else(|| {
         match args.verbosity.unwrap_or(0) {
             0..=3 => "info",
@@ -478,6 +478,40 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// The proxier of the resolved `--proxy-mode`, refusing flags of another mode.
+fn make_mode(args: &Args, r: &Resolved, ns: NetNs, settings: NodeSettings) -> Box<dyn Mode> {
+    match r.mode.as_str() {
+        "iptables" => {
+            Box::new(IptablesMode::new(ns, settings).with_backend(args.iptables_backend.into()))
+        }
+        "ipvs" if args.iptables_backend != IptablesBackend::System => fail(
+            "--iptables-backend is not supported in ipvs mode yet: it uses the system's iptables"
+                .into(),
+        ),
+        _ if args.nftables_layout.is_some() && r.mode != "nftables" => {
+            fail("--nftables-layout is only for --proxy-mode nftables".into())
+        }
+        "ipvs" => Box::new(IpvsMode::new(ns, settings, r.ipvs.clone())),
+        "nftables" => {
+            let mut nft = podnet_nat::kube_proxy::nftables_mode::NftProxySettings::new(settings);
+            nft.service_cidrs = args.service_cluster_ip_range.clone();
+            Box::new(NftablesMode::with_layout(
+                ns,
+                nft,
+                args.nftables_layout.unwrap_or_default(),
+            ))
+        }
+        other => fail(format!(
+            "unknown --proxy-mode {other:?} (iptables, nftables, ipvs)"
+        )),
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    init_logging(&args);
     if let Some(path) = &args.write_config_to {
         std::fs::write(path, default_config_yaml())
             .unwrap_or_else(|e| fail(format!("--write-config-to {}: {e}", path.display())));
@@ -530,31 +564,7 @@ fn main() {
     };
     let nodeport_nets = settings.nodeport_addresses.clone();
     settings.local_detector = r.detector.clone();
-    let mut mode: Box<dyn Mode> = match r.mode.as_str() {
-        "iptables" => {
-            Box::new(IptablesMode::new(ns, settings).with_backend(args.iptables_backend.into()))
-        }
-        "ipvs" if args.iptables_backend != IptablesBackend::System => fail(
-            "--iptables-backend is not supported in ipvs mode yet: it uses the system's iptables"
-                .into(),
-        ),
-        _ if args.nftables_layout.is_some() && r.mode != "nftables" => {
-            fail("--nftables-layout is only for --proxy-mode nftables".into())
-        }
-        "ipvs" => Box::new(IpvsMode::new(ns, settings, r.ipvs.clone())),
-        "nftables" => {
-            let mut nft = podnet_nat::kube_proxy::nftables_mode::NftProxySettings::new(settings);
-            nft.service_cidrs = args.service_cluster_ip_range.clone();
-            Box::new(NftablesMode::with_layout(
-                ns,
-                nft,
-                args.nftables_layout.unwrap_or_default(),
-            ))
-        }
-        other => fail(format!(
-            "unknown --proxy-mode {other:?} (iptables, nftables, ipvs)"
-        )),
-    };
+    let mut mode = make_mode(&args, &r, ns, settings);
     if args.cleanup {
         match mode.cleanup() {
             Ok(kept) => {

@@ -376,6 +376,24 @@ mod tests {
         assert_eq!(m.failures(), 1);
     }
 
+    /// A Service `name` in namespace `d` with two ports, as YAML.
+    fn svc(name: &str, ip: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: d}}\n\
+             spec: {{clusterIP: {ip}, ports: [{{name: a, port: 80}}, {{name: b, port: 81}}]}}\n"
+        )
+    }
+
+    /// The EndpointSlice of Service `name` with one endpoint at `ip`, as YAML.
+    fn slice(name: &str, ip: &str) -> String {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+             metadata: {{name: {name}-1, namespace: d, labels: {{kubernetes.io/service-name: {name}}}}}\n\
+             addressType: IPv4\nports: [{{name: a, port: 80}}, {{name: b, port: 81}}]\n\
+             endpoints: [{{addresses: [{ip}]}}]\n"
+        )
+    }
+
     #[test]
     fn upstreams_sync_metrics_and_change_counts() {
         use podnet_nat::kube::{IpFamily, parse_objects};
@@ -383,20 +401,6 @@ mod tests {
             let (objects, w) = parse_objects(text, "t");
             assert!(w.is_empty(), "{w:?}");
             ClusterState::from_objects(&objects, IpFamily::V4).0
-        };
-        let svc = |name: &str, ip: &str| {
-            format!(
-                "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: d}}\n\
-                 spec: {{clusterIP: {ip}, ports: [{{name: a, port: 80}}, {{name: b, port: 81}}]}}\n"
-            )
-        };
-        let slice = |name: &str, ip: &str| {
-            format!(
-                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
-                 metadata: {{name: {name}-1, namespace: d, labels: {{kubernetes.io/service-name: {name}}}}}\n\
-                 addressType: IPv4\nports: [{{name: a, port: 80}}, {{name: b, port: 81}}]\n\
-                 endpoints: [{{addresses: [{ip}]}}]\n"
-            )
         };
         let one = state(&format!(
             "{}---\n{}",

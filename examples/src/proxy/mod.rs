@@ -384,6 +384,32 @@ pub fn compile_read(read: &InputRead, family: IpFamily, node: &str) -> ClusterSt
     state
 }
 
+/// `true` once every first list of `input` is complete; until then `/healthz` says why (and
+/// the log, once per reason).
+fn first_lists_complete(
+    input: &dyn Input,
+    health: &ProxierHealth,
+    waiting_logged: &mut Option<String>,
+) -> bool {
+    match input.synced() {
+        Ok(()) => {
+            if waiting_logged.is_some() {
+                tracing::info!("every first list is complete; syncing");
+            }
+            health.set_waiting(None);
+            true
+        }
+        Err(why) => {
+            if waiting_logged.as_ref() != Some(&why) {
+                tracing::info!("{why}");
+                *waiting_logged = Some(why.clone());
+            }
+            health.set_waiting(Some(why));
+            false
+        }
+    }
+}
+
 /// Runs the sync loop on `input` until `stop` is set. Nothing is synced before the input's
 /// first lists are complete; until then `/healthz` answers 503 saying what is missing.
 pub fn run_with(
@@ -436,24 +462,9 @@ pub fn run_with(
     // A sync is queued and its time recorded (upstream's last-queued timestamp).
     let mut queued = false;
     while !stop.load(Ordering::Relaxed) {
-        if !ready {
-            match input.synced() {
-                Ok(()) => {
-                    if waiting_logged.is_some() {
-                        tracing::info!("every first list is complete; syncing");
-                    }
-                    ready = true;
-                    health.set_waiting(None);
-                    input_changed = true;
-                }
-                Err(why) => {
-                    if waiting_logged.as_ref() != Some(&why) {
-                        tracing::info!("{why}");
-                        waiting_logged = Some(why.clone());
-                    }
-                    health.set_waiting(Some(why));
-                }
-            }
+        if !ready && first_lists_complete(input.as_ref(), &health, &mut waiting_logged) {
+            ready = true;
+            input_changed = true;
         }
         if ready && input_changed {
             let read = input.read();

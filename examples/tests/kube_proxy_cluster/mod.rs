@@ -4,7 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use podnet_examples::cluster::traffic::tcp_echo_from;
-use podnet_examples::cluster::{Cluster, EchoServer, Options};
+use podnet_examples::cluster::{Cluster, EchoServer, Options, Pod};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -468,6 +468,19 @@ pub fn services_behave(g: Guard, mode: &str) {
     services_behave_from(&g, mode, Input::Files);
 }
 
+/// ClusterIP from a pod and NodePort from the fabric, balanced over pods on both nodes;
+/// session affinity: one pod answers every time.
+fn balanced_and_affine(c: &Cluster, client: &Pod) {
+    let vip = |last: u8, port: u16| SocketAddr::new([10, 96, 0, last].into(), port);
+    let l = labels(&client.ns, vip(10, 80), 40).unwrap();
+    assert_eq!(nodes(&l).len(), 2, "{l:?}");
+    let np = SocketAddr::new(c.nodes[0].ip.into(), 30080);
+    let l = labels(&c.fabric, np, 40).unwrap();
+    assert_eq!(nodes(&l).len(), 2, "{l:?}");
+    let l = labels(&client.ns, vip(11, 80), 20).unwrap();
+    assert_eq!(l.len(), 1, "{l:?}");
+}
+
 /// Every check, in `mode`, with the endpoint change made through `input` (a file edit, or an
 /// update of the EndpointSlices in the API server: watch events).
 pub fn services_behave_from(g: &Guard, mode: &str, input: Input) {
@@ -480,16 +493,7 @@ pub fn services_behave_from(g: &Guard, mode: &str, input: Input) {
     let client = &c.pods[0]; // on node1
     let vip = |last: u8, port: u16| SocketAddr::new([10, 96, 0, last].into(), port);
 
-    // ClusterIP from a pod, balanced over pods on both nodes.
-    let l = labels(&client.ns, vip(10, 80), 40).unwrap();
-    assert_eq!(nodes(&l).len(), 2, "{l:?}");
-    // NodePort from the fabric.
-    let np = SocketAddr::new(c.nodes[0].ip.into(), 30080);
-    let l = labels(&c.fabric, np, 40).unwrap();
-    assert_eq!(nodes(&l).len(), 2, "{l:?}");
-    // Session affinity: one pod answers every time.
-    let l = labels(&client.ns, vip(11, 80), 20).unwrap();
-    assert_eq!(l.len(), 1, "{l:?}");
+    balanced_and_affine(c, client);
     // externalTrafficPolicy Local: node2 (with local endpoints) answers from node2's pods only;
     // node1 (none) drops.
     let l = labels(&c.fabric, SocketAddr::new(c.nodes[1].ip.into(), 30082), 10).unwrap();

@@ -344,6 +344,35 @@ impl Planner {
         self.plan_changes(changes)
     }
 
+    /// Elements: how many more (or fewer) of the changed Services hold each key after
+    /// `changes` than before, with the newest version of the element.
+    fn element_delta<'a>(
+        &self,
+        changes: &'a [(ServiceKey, Option<Arc<ServiceObjects>>)],
+    ) -> BTreeMap<ElemKey, (i64, Option<&'a Element>)> {
+        let mut delta: BTreeMap<ElemKey, (i64, Option<&Element>)> = BTreeMap::new();
+        for (k, new) in changes {
+            if let Some(old) = self.applied.get(k) {
+                for e in &old.elements {
+                    delta
+                        .entry((e.set.clone(), e.key.clone()))
+                        .or_insert((0, None))
+                        .0 -= 1;
+                }
+            }
+            if let Some(objs) = new {
+                for e in &objs.elements {
+                    let d = delta
+                        .entry((e.set.clone(), e.key.clone()))
+                        .or_insert((0, None));
+                    d.0 += 1;
+                    d.1 = Some(e);
+                }
+            }
+        }
+        delta
+    }
+
     fn plan_changes(&self, changes: Vec<(ServiceKey, Option<Arc<ServiceObjects>>)>) -> Plan {
         let mut tx = Transaction::new(self.settings.family(), TABLE);
         let mut new_stale = Vec::new();
@@ -392,28 +421,8 @@ impl Planner {
                 }
             }
         }
-        // Elements: count how many Services hold each key before and after.
-        let mut delta: BTreeMap<ElemKey, (i64, Option<&Element>)> = BTreeMap::new();
+        let delta = self.element_delta(&changes);
         let services_written = written;
-        for (k, new) in &changes {
-            if let Some(old) = self.applied.get(k) {
-                for e in &old.elements {
-                    delta
-                        .entry((e.set.clone(), e.key.clone()))
-                        .or_insert((0, None))
-                        .0 -= 1;
-                }
-            }
-            if let Some(objs) = new {
-                for e in &objs.elements {
-                    let d = delta
-                        .entry((e.set.clone(), e.key.clone()))
-                        .or_insert((0, None));
-                    d.0 += 1;
-                    d.1 = Some(e);
-                }
-            }
-        }
         let mut elem_updates = Vec::new();
         let mut deletes = Vec::new();
         for (key, (d, newest)) in delta {
