@@ -266,26 +266,31 @@ impl NsView {
         t
     }
 
-    /// Whether a socket listens on `port` for `proto` (`tcp`: state LISTEN; `udp`: bound).
+    /// Whether a socket listens on `port` for `proto` (`tcp`: state LISTEN; `udp`: bound):
+    /// an IPv4 socket, or an IPv6 one bound to `::` (which takes IPv4 too, unless it was made
+    /// `IPV6_V6ONLY`, which /proc does not show; the default `bindv6only=0` is assumed).
     pub(crate) fn sockets(&self, proto: &str, port: u16) -> bool {
-        let text = self.proc_net(proto);
-        text.lines().skip(1).any(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            let (Some(local), Some(state)) = (cols.get(1), cols.get(3)) else {
-                return false;
-            };
-            let p = local
-                .rsplit(':')
-                .next()
-                .and_then(|h| u16::from_str_radix(h, 16).ok());
-            p == Some(port) && (proto != "tcp" || *state == "0A")
-        })
+        let listens = |table: &str, wildcard_only: bool| {
+            self.proc_net(table).lines().skip(1).any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                let (Some(local), Some(state)) = (cols.get(1), cols.get(3)) else {
+                    return false;
+                };
+                let Some((addr, p)) = local.rsplit_once(':') else {
+                    return false;
+                };
+                u16::from_str_radix(p, 16).ok() == Some(port)
+                    && (proto != "tcp" || *state == "0A")
+                    && (!wildcard_only || addr.bytes().all(|b| b == b'0'))
+            })
+        };
+        listens(proto, false) || listens(&format!("{proto}6"), true)
     }
 
     /// Everything this view read, with every table read now if the walk had not needed it, so
     /// the recording can also draw the namespace.
     pub(crate) fn record(&self) -> RecordedNs {
-        for proto in ["tcp", "udp"] {
+        for proto in ["tcp", "udp", "tcp6", "udp6"] {
             self.proc_net(proto);
         }
         for key in ["net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables"] {
