@@ -19,7 +19,7 @@ use super::error::{
 };
 use super::{ipam, masq};
 use ipnet::IpNet;
-use podnet_cni::Args;
+use podnet_cni::{Args, invoke};
 use podnet_cni::{CniResult, Interface, IpCfg, RouteCfg};
 use podnet_ipam::{Allocation, PodAllocator};
 use podnet_links::{AddressSpec, Bridge, Handle, Link, LinkKind, LinkSysctl, Route, Scope, Veth};
@@ -829,6 +829,29 @@ pub(crate) fn del(args: &Args, conf: &NetConf, stdin: &[u8]) -> Result<(), CniEr
         masq::teardown(&conf.name, &args.container_id, &addrs)?;
     }
     failure.map_or(Ok(()), Err)
+}
+
+/// DEL of a plugin whose only state is a link in the container (macvlan, ipvlan): the IPAM
+/// plugin's DEL, then the container's `ifname`; a namespace already gone is not an error.
+pub(crate) fn del_container_link(
+    ipam: Option<&str>,
+    args: &Args,
+    stdin: &[u8],
+) -> Result<(), CniError> {
+    if let Some(ipam) = ipam {
+        invoke::exec_del(ipam, args, stdin)?;
+    }
+    if args.netns.is_empty() {
+        return Ok(());
+    }
+    match NetNs::open_path(&args.netns) {
+        Ok(cns) => del_interface(&cns, &args.ifname).map(drop),
+        Err(NetNsError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(CniError::new(
+            KERNEL,
+            format!("opening CNI_NETNS={:?}: {e}", args.netns),
+        )),
+    }
 }
 
 /// Deletes the container's interface, from a thread inside its namespace; returns its global

@@ -7,13 +7,13 @@
 //! the interface of the default route. `mode` is `l2` (default), `l3` or `l3s`; `mtu` as the
 //! kernel allows it (at most the master's).
 
-use super::bridge::{del_interface, open_container, random_veth_name};
+use super::bridge::{del_container_link, del_interface, open_container, random_veth_name};
 use super::check;
 use super::error::{CHECK_FAILED, CniError, CniErrorExt, KERNEL};
 use super::host_device::configure_iface;
 use podnet_cni::{Args, CniResult, Interface, IpCfg, Plugin, PluginConf, invoke};
 use podnet_links::{Handle, Ipvlan as IpvlanSpec, IpvlanMode, LinkKind, LinkSysctl, StackedInfo};
-use podnet_netns::{NetNs, NetNsError};
+use podnet_netns::NetNs;
 
 /// The `ipvlan` plugin.
 pub struct Ipvlan;
@@ -252,20 +252,7 @@ impl Plugin for Ipvlan {
 
     fn del(&self, args: &Args, stdin: &[u8]) -> Result<(), CniError> {
         let base = PluginConf::parse(stdin, self.supported_versions())?;
-        if let Some(ipam) = &base.ipam_type {
-            invoke::exec_del(ipam, args, stdin)?;
-        }
-        if args.netns.is_empty() {
-            return Ok(());
-        }
-        match NetNs::open_path(&args.netns) {
-            Ok(cns) => del_interface(&cns, &args.ifname).map(drop),
-            Err(NetNsError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(CniError::new(
-                KERNEL,
-                format!("opening CNI_NETNS={:?}: {e}", args.netns),
-            )),
-        }
+        del_container_link(base.ipam_type.as_deref(), args, stdin)
     }
 
     fn check(&self, args: &Args, stdin: &[u8]) -> Result<(), CniError> {

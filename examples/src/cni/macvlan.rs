@@ -3,13 +3,14 @@
 //! `CNI_PATH` (or none: layer 2 only), as the reference plugin does.
 
 use super::bridge::{
-    add_address, container_route, del_interface, open_container, random_veth_name,
+    add_address, container_route, del_container_link, del_interface, open_container,
+    random_veth_name,
 };
 use super::check;
 use super::error::{CHECK_FAILED, CniError, CniErrorExt, KERNEL};
 use podnet_cni::{Args, CniResult, Interface, IpCfg, Plugin, PluginConf, invoke};
 use podnet_links::{Handle, LinkKind, LinkSysctl, MacAddr, Macvlan as MacvlanSpec, MacvlanMode};
-use podnet_netns::{NetNs, NetNsError};
+use podnet_netns::NetNs;
 
 /// The `macvlan` plugin.
 pub struct Macvlan;
@@ -228,20 +229,7 @@ impl Plugin for Macvlan {
 
     fn del(&self, args: &Args, stdin: &[u8]) -> Result<(), CniError> {
         let base = PluginConf::parse(stdin, self.supported_versions())?;
-        if let Some(ipam) = &base.ipam_type {
-            invoke::exec_del(ipam, args, stdin)?;
-        }
-        if args.netns.is_empty() {
-            return Ok(());
-        }
-        match NetNs::open_path(&args.netns) {
-            Ok(cns) => del_interface(&cns, &args.ifname).map(drop),
-            Err(NetNsError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(CniError::new(
-                KERNEL,
-                format!("opening CNI_NETNS={:?}: {e}", args.netns),
-            )),
-        }
+        del_container_link(base.ipam_type.as_deref(), args, stdin)
     }
 
     fn check(&self, args: &Args, stdin: &[u8]) -> Result<(), CniError> {
